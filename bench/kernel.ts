@@ -1,0 +1,51 @@
+import { createMint, createManualClock, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { heapPerItem, measure, report } from "./harness.ts";
+
+const ITER = 200_000;
+
+const grant: Grant = {
+  tools: ["read_file", "search"],
+  fs: [
+    { path: "/srv/data", ops: ["read", "list"] },
+    { path: "/srv/out", ops: ["write"] },
+  ],
+  http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }],
+  db: [{ model: "Customer", ops: ["read"], scope: { tenantId: 42 } }],
+};
+
+function chainOfDepth(root: Capability, depth: number): Capability {
+  let cap = root;
+  for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : cap.narrow(grant);
+  return cap;
+}
+
+/** Authorization against chains of depth 1, 4 and 16; narrowing; memory per capability. */
+export function runKernelBench(): void {
+  const mint = createMint({ issuer: "bench", clock: createManualClock(0), policy: () => grant });
+  const root = mint.issue({ id: "bench-user" });
+  const fsRead: Request = { action: "fs.read", path: "/srv/data/reports/q3.csv" };
+  const toolCall: Request = { action: "tool.call", tool: "search" };
+
+  const plain = (r: Request) => r.action === "fs.read";
+  const baseline = measure("plain function call (baseline)", () => plain(fsRead), ITER * 10);
+
+  const rows = [1, 4, 16].flatMap((depth) => {
+    const cap = chainOfDepth(root, depth);
+    return [
+      measure(`check fs.read, depth ${depth}`, () => cap.check(fsRead), ITER),
+      measure(`check tool.call, depth ${depth}`, () => cap.check(toolCall), ITER),
+    ];
+  });
+  const depth4 = chainOfDepth(root, 4);
+  rows.push(measure("authorize (charging) tool.call, depth 4", () => depth4.authorize(toolCall), ITER));
+  rows.push(measure("narrow (append a link)", () => root.narrow(grant), ITER / 10));
+  rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
+  report("kernel: authorization", baseline, rows);
+
+  const bytes = heapPerItem(() => root.narrow(grant), 20_000);
+  console.log(
+    Number.isNaN(bytes)
+      ? "  memory per capability: run with --expose-gc to measure"
+      : `  memory per narrowed capability: ${Math.round(bytes)} bytes`,
+  );
+}

@@ -1,0 +1,81 @@
+import { InvalidInput } from "./errors.ts";
+
+/**
+ * The canonical forms that grants and requests must be written in. Matching is
+ * done on these forms only, so two spellings of one resource can never match
+ * differently.
+ */
+
+const MAX_PATH_LENGTH = 4096;
+
+/** Why `path` is not a canonical absolute POSIX path, or undefined when it is. */
+export function absolutePathProblem(path: string): string | undefined {
+  if (path.length === 0) return "is empty";
+  if (path.length > MAX_PATH_LENGTH) return `is longer than ${MAX_PATH_LENGTH} characters`;
+  if (path.includes("\0")) return "contains a NUL byte";
+  if (!path.startsWith("/")) return "is not absolute (it must start with /)";
+  if (path === "/") return undefined;
+  if (path.endsWith("/")) return "ends with a separator";
+  if (path.includes("//")) return "contains an empty segment (//)";
+  for (const segment of path.split("/")) {
+    if (segment === "." || segment === "..") return `contains a '${segment}' segment`;
+  }
+  return undefined;
+}
+
+/** True when `path` equals `base` or lies below it, compared on whole path components. */
+export function isWithin(path: string, base: string): boolean {
+  if (base === "/") return true;
+  return path === base || (path.startsWith(base) && path.charCodeAt(base.length) === 47 /* "/" */);
+}
+
+const UNRESERVED = /%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])/g;
+const ENCODED_SEPARATOR_OR_NUL = /%(2[Ff]|5[Cc]|00)/;
+
+/**
+ * Parses `input` as an http(s) URL the WHATWG way, refuses userinfo and
+ * encoded separators, decodes percent-encoded unreserved characters and
+ * removes dot segments, so `/v1/%2e%2e/admin` and `/v1/../admin` both become
+ * `/admin` before any prefix is compared.
+ */
+export function canonicalHttpUrl(input: string): URL {
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new InvalidInput(`URL ${JSON.stringify(input)} is not a valid absolute URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InvalidInput(`URL ${JSON.stringify(input)} uses ${url.protocol}; only http: and https: are allowed`);
+  }
+  if (url.username !== "" || url.password !== "") {
+    throw new InvalidInput(`URL ${JSON.stringify(input)} contains userinfo (user:password@); it is refused because it disguises the real host`);
+  }
+  if (ENCODED_SEPARATOR_OR_NUL.test(url.pathname)) {
+    throw new InvalidInput(`URL ${JSON.stringify(input)} has an encoded '/', '\\' or NUL in its path; servers disagree on what that means, so it is refused`);
+  }
+  const decoded = url.pathname.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
+  // Decoding can expose new dot segments; the pathname setter parses again and removes them.
+  if (decoded !== url.pathname) url.pathname = decoded;
+  url.hash = "";
+  return url;
+}
+
+/** Why `origin` is not a canonical http(s) origin, or undefined when it is. */
+export function originProblem(origin: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return "is not a valid URL origin such as https://api.example.com";
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") return "must use http: or https:";
+  if (url.origin !== origin) return `must be written in canonical form: ${url.origin}`;
+  return undefined;
+}
+
+/** True when URL path `path` is `prefix` or lies below it on whole segments (a prefix ending in / matches any continuation). */
+export function pathHasPrefix(path: string, prefix: string): boolean {
+  if (prefix.endsWith("/")) return path.startsWith(prefix);
+  return path === prefix || (path.startsWith(prefix) && path.charCodeAt(prefix.length) === 47);
+}

@@ -1,0 +1,406 @@
+import { randomUUID } from "node:crypto";
+import type { Clock } from "./clock.ts";
+import { canonicalJson, sha256Hex } from "./content-hash.ts";
+import { denialError, type Decision, type Denied } from "./decision.ts";
+import { InvalidInput, NotACapability, type DenialCode } from "./errors.ts";
+import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.ts";
+import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.ts";
+import { checkRequest, type CheckedRequest, type Request } from "./request.ts";
+import { RevocationCell, signalForLinks } from "./revocation.ts";
+import {
+  compileConditions,
+  compileDomains,
+  domainDenial,
+  tenantDenial,
+  type CompiledConditions,
+  type CompiledDomains,
+} from "./rules.ts";
+
+/** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
+export interface MintRecord {
+  readonly principal: string;
+  readonly tenants: readonly string[];
+  readonly roles: readonly string[];
+  readonly requestId: string;
+  readonly issuedAt: number;
+  readonly issuer: string;
+}
+
+/** One link of a lineage, safe to log: ids, hashes and data, never a capability. */
+export interface LinkSummary {
+  readonly id: string;
+  readonly hash: string;
+  /** The link's own grant, or null for a link that only adds conditions or revocability. */
+  readonly grant: Grant | null;
+  readonly conditions: LinkConditions;
+  readonly revocable: boolean;
+}
+
+/** Options for a request that is about to be acted on. */
+export interface UseOptions {
+  /** Cost units charged to every budget up the chain (default 0). */
+  readonly cost?: number;
+}
+
+interface Node {
+  readonly id: string;
+  readonly index: number;
+  readonly parent: Node | null;
+  /** Root first, this node last. */
+  readonly chain: readonly Node[];
+  readonly grant: Grant | null;
+  readonly conditions: LinkConditions;
+  readonly domains: CompiledDomains | null;
+  readonly cond: CompiledConditions;
+  readonly mint: MintRecord;
+  readonly clock: Clock;
+  readonly cell: RevocationCell | null;
+  /** Allowed requests made through this link or any descendant, and the cost they were charged. */
+  readonly usage: { calls: number; cost: number };
+  hash: string | null;
+}
+
+const CONSTRUCT = Symbol("agentcap.construct");
+
+let nodeOf: (value: unknown) => Node;
+
+declare const reach: unique symbol;
+
+/**
+ * An unforgeable, immutable capability. Only the kernel constructs one; it is
+ * frozen, its state lives in a private field, and every kernel entry point
+ * refuses anything that did not come out of the kernel. `R` is its reach at
+ * the type level: what it can possibly allow, refined by every narrowing.
+ */
+export class Capability<R = FullReach> {
+  declare readonly [reach]: ReachVariance<R>;
+  readonly #node: Node;
+
+  /** Not for use: capabilities come from a Mint, `narrow`, `restrict` or `revocable`. */
+  constructor(token: symbol, node: Node) {
+    if (token !== CONSTRUCT) throw new NotACapability("capabilities are created by a Mint, never constructed directly");
+    this.#node = node;
+    Object.freeze(this);
+  }
+
+  static {
+    // The only way to reach a capability's state, and it never leaves this module.
+    nodeOf = (value: unknown): Node => {
+      if (typeof value !== "object" || value === null || !(#node in value)) {
+        throw new NotACapability(
+          "expected a capability issued by this kernel; copies, proxies, subclasses and look-alike objects carry no authority",
+        );
+      }
+      return value.#node;
+    };
+  }
+
+  /** Random identifier of this link. */
+  get id(): string {
+    return this.#node.id;
+  }
+
+  /** SHA-256 over the canonical encoding of the chain up to and including this link. */
+  get hash(): string {
+    return hashOf(this.#node);
+  }
+
+  /** Identifier of the capability this one was derived from, or null for a root. */
+  get parentId(): string | null {
+    return this.#node.parent?.id ?? null;
+  }
+
+  /** Number of links above this one (0 for a root). */
+  get depth(): number {
+    return this.#node.index;
+  }
+
+  /** This link's own grant; null when the link only adds conditions or revocability. */
+  get grant(): Grant | null {
+    return this.#node.grant;
+  }
+
+  /** This link's own conditions. */
+  get conditions(): LinkConditions {
+    return this.#node.conditions;
+  }
+
+  /** The root's mint record. */
+  get mint(): MintRecord {
+    return this.#node.mint;
+  }
+
+  /** The chain from the root to this link, as loggable data. */
+  get lineage(): readonly LinkSummary[] {
+    return Object.freeze(this.#node.chain.map(summaryOf));
+  }
+
+  /** Appends a link that allows only what `grant` allows; the result never allows more than this capability. */
+  narrow<const G extends Grant>(grant: G): Capability<Meet<R, ReachOf<G>>> {
+    return narrow(this, grant);
+  }
+
+  /** Appends a link that adds conditions (expiry, uses, budget, tenants) and narrows no domain. */
+  restrict(conditions: LinkConditions): Capability<R> {
+    return restrict(this, conditions);
+  }
+
+  /** Whether the request would be allowed now, without using anything. */
+  check(request: Request): Decision {
+    return check(this, request);
+  }
+
+  /** Decides the request and, when allowed, charges uses and budgets up the chain. */
+  authorize(request: Request, options?: UseOptions): Decision {
+    return authorize(this, request, options);
+  }
+
+  toJSON(): never {
+    throw new NotACapability("a capability cannot be serialized to JSON; use a token to pass authority to another process");
+  }
+}
+
+Object.freeze(Capability.prototype);
+Object.freeze(Capability);
+
+function hashOf(node: Node): string {
+  if (node.hash === null) {
+    node.hash = sha256Hex(
+      canonicalJson({
+        v: 1,
+        parent: node.parent === null ? null : hashOf(node.parent),
+        mint: node.parent === null ? node.mint : null,
+        grant: node.grant,
+        conditions: node.conditions,
+      }),
+    );
+  }
+  return node.hash;
+}
+
+function summaryOf(node: Node): LinkSummary {
+  return Object.freeze({
+    id: node.id,
+    hash: hashOf(node),
+    grant: node.grant,
+    conditions: node.conditions,
+    revocable: node.cell !== null,
+  });
+}
+
+function makeNode(
+  parent: Node | null,
+  grant: Grant | null,
+  conditions: LinkConditions,
+  mint: MintRecord,
+  clock: Clock,
+  revocable: boolean,
+): Node {
+  const chain: Node[] = parent === null ? [] : [...parent.chain];
+  const node: Node = {
+    id: randomUUID(),
+    index: chain.length,
+    parent,
+    chain,
+    grant,
+    conditions,
+    domains: grant === null ? null : compileDomains(grant),
+    cond: compileConditions(conditions),
+    mint,
+    clock,
+    cell: revocable ? new RevocationCell() : null,
+    usage: { calls: 0, cost: 0 },
+    hash: null,
+  };
+  chain.push(node);
+  Object.freeze(chain);
+  return node;
+}
+
+function conditionsOf(grant: Grant): LinkConditions {
+  const { expiresAt, maxUses, budget, tenants } = grant;
+  return Object.freeze({
+    ...(expiresAt === undefined ? {} : { expiresAt }),
+    ...(maxUses === undefined ? {} : { maxUses }),
+    ...(budget === undefined ? {} : { budget }),
+    ...(tenants === undefined ? {} : { tenants }),
+  });
+}
+
+/** Kernel only: a root capability. The Mint is its sole caller. */
+export function createRoot(grant: unknown, mint: MintRecord, clock: Clock): Capability {
+  const parsed = parseGrant(grant);
+  return new Capability(CONSTRUCT, makeNode(null, parsed, conditionsOf(parsed), Object.freeze(mint), clock, false));
+}
+
+/** Appends a link that allows only what `grant` allows. */
+export function narrow<R, const G extends Grant>(cap: Capability<R>, grant: G): Capability<Meet<R, ReachOf<G>>> {
+  const node = nodeOf(cap);
+  const parsed = parseGrant(grant);
+  return new Capability(CONSTRUCT, makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, false));
+}
+
+/** Appends a link that adds conditions and narrows no domain. */
+export function restrict<R>(cap: Capability<R>, conditions: LinkConditions): Capability<R> {
+  const node = nodeOf(cap);
+  return new Capability(CONSTRUCT, makeNode(node, null, parseConditions(conditions), node.mint, node.clock, false));
+}
+
+/** A revocable forwarder for a capability, and the caretaker's switch for it. */
+export interface Revocable<R> {
+  /** Allows exactly what the original allows, until revoked. */
+  readonly capability: Capability<R>;
+  /** Revokes the forwarder and everything derived from it, at once; the original and its other descendants are untouched. */
+  readonly revoke: (reason?: string) => void;
+  /** Whether `revoke` has been called. */
+  readonly isRevoked: () => boolean;
+}
+
+/** Wraps `cap` in a revocable forwarder (the articles' caretaker). */
+export function revocable<R>(cap: Capability<R>): Revocable<R> {
+  const node = nodeOf(cap);
+  const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true);
+  const cell = child.cell as RevocationCell;
+  return Object.freeze({
+    capability: new Capability<R>(CONSTRUCT, child),
+    revoke: (reason = "revoked by its caretaker") => {
+      cell.revoke(reason);
+    },
+    isRevoked: () => cell.revoked,
+  });
+}
+
+/**
+ * An AbortSignal that fires with a Revoked error as soon as `cap` or any
+ * ancestor is revoked, for work that must stop mid-flight (a running
+ * subprocess, a streaming response). Call `dispose` when the work is done.
+ */
+export function revocationSignal(cap: Capability<unknown>): { signal: AbortSignal; dispose: () => void } {
+  const node = nodeOf(cap);
+  const links = node.chain.flatMap((n) => (n.cell === null ? [] : [{ cell: n.cell, link: n.index, linkId: n.id }]));
+  return signalForLinks(links, node.id);
+}
+
+/** The current time on the clock of `cap`'s mint, which its expiry is checked against. */
+export function clockTime(cap: Capability<unknown>): number {
+  return nodeOf(cap).clock.now();
+}
+
+/** The grant of the link nearest `cap` that narrows domains: the latest statement of what the chain may reach. */
+export function innermostGrant(cap: Capability<unknown>): Grant {
+  const chain = nodeOf(cap).chain;
+  for (let i = chain.length - 1; i >= 0; i--) {
+    const grant = chain[i]?.grant;
+    if (grant) return grant;
+  }
+  throw new InvalidInput("capability has no grant in its chain");
+}
+
+/** The earliest `expiresAt` anywhere in the chain, or null when nothing in it expires. */
+export function expiresAt(cap: Capability<unknown>): number | null {
+  let earliest: number | null = null;
+  for (const n of nodeOf(cap).chain) {
+    const e = n.cond.expiresAt;
+    if (e !== null && (earliest === null || e < earliest)) earliest = e;
+  }
+  return earliest;
+}
+
+function deny(node: Node, at: Node, code: DenialCode, rule: string, reason: string): Denied {
+  return Object.freeze({
+    allowed: false,
+    capabilityId: node.id,
+    code,
+    link: at.index,
+    linkId: at.id,
+    rule,
+    reason: `${describe(at)} ${reason}`,
+  });
+}
+
+function describe(n: Node): string {
+  return n.parent === null ? `root capability ${n.id} (minted for ${n.mint.principal})` : `link ${n.index} (${n.id})`;
+}
+
+/** Walks the whole chain; charges nothing. Conditions first, so a dead capability says so before anything else. */
+function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
+  const chain = node.chain;
+  for (const n of chain) {
+    if (n.cell?.revoked) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${n.cell.reason}`);
+  }
+  const now = node.clock.now();
+  for (const n of chain) {
+    const e = n.cond.expiresAt;
+    if (e !== null && now >= e) return deny(node, n, "ERR_EXPIRED", "expiresAt", `expired at ${new Date(e).toISOString()}`);
+  }
+  for (const n of chain) {
+    const t = tenantDenial(n.cond, req);
+    if (t !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", "tenants", t);
+    if (n.domains !== null) {
+      const d = domainDenial(n.domains, req);
+      if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
+    }
+  }
+  for (const n of chain) {
+    const { maxUses, budgetCalls, budgetCost } = n.cond;
+    const { calls, cost: spent } = n.usage;
+    if (maxUses !== null && calls >= maxUses) {
+      return deny(node, n, "ERR_BUDGET_EXHAUSTED", "maxUses", maxUses === 1 ? "is single-use and has been used" : `has used all ${maxUses} of its uses`);
+    }
+    if (budgetCalls !== null && calls >= budgetCalls) {
+      return deny(node, n, "ERR_BUDGET_EXHAUSTED", "budget.calls", `has spent all ${budgetCalls} calls of its budget`);
+    }
+    if (budgetCost !== null && spent + cost > budgetCost) {
+      return deny(node, n, "ERR_BUDGET_EXHAUSTED", "budget.cost", `has ${budgetCost - spent} cost units left, and the request costs ${cost}`);
+    }
+  }
+  return { allowed: true, capabilityId: node.id };
+}
+
+function costOf(options: UseOptions | undefined): number {
+  const cost = options !== undefined && Object.hasOwn(options, "cost") ? options.cost : 0;
+  if (typeof cost !== "number" || !Number.isFinite(cost) || cost < 0) {
+    throw new InvalidInput(`cost must be a finite number of units, zero or more; got ${String(cost)}`);
+  }
+  return cost;
+}
+
+/** Whether `request` would be allowed now; nothing is charged. Throws InvalidInput for a malformed request. */
+export function check(cap: Capability<unknown>, request: Request): Decision {
+  const node = nodeOf(cap);
+  return evaluate(node, checkRequest(request), 0);
+}
+
+/**
+ * Decides `request` and, when allowed, charges one use and `cost` to every
+ * link up the chain. Deciding and charging happen in one synchronous step, so
+ * concurrent callers can never both spend the last use.
+ */
+export function authorize(cap: Capability<unknown>, request: Request, options?: UseOptions): Decision {
+  const node = nodeOf(cap);
+  const cost = costOf(options);
+  const decision = evaluate(node, checkRequest(request), cost);
+  if (decision.allowed) {
+    for (const n of node.chain) {
+      n.usage.calls += 1;
+      n.usage.cost += cost;
+    }
+  }
+  return decision;
+}
+
+/** Like `authorize`, but throws the typed denial error (CapabilityDenied, Expired, Revoked, BudgetExhausted). */
+export function assertAuthorized(cap: Capability<unknown>, request: Request, options?: UseOptions): void {
+  const decision = authorize(cap, request, options);
+  if (!decision.allowed) throw denialError(decision);
+}
+
+/** True only for a capability made by this kernel. */
+export function isCapability(value: unknown): value is Capability<unknown> {
+  try {
+    nodeOf(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,30 @@
+import { BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.ts";
+
+/** The request was allowed by every link of the chain. */
+export interface Allowed {
+  readonly allowed: true;
+  readonly capabilityId: string;
+}
+
+/** The request was denied; `link` says which link of the chain denied it and `reason` why, in words. */
+export interface Denied extends DenialDetails {
+  readonly allowed: false;
+  readonly code: DenialCode;
+  readonly reason: string;
+}
+
+/** The outcome of checking one request against one capability. */
+export type Decision = Allowed | Denied;
+
+const ERRORS = {
+  ERR_CAPABILITY_DENIED: CapabilityDenied,
+  ERR_EXPIRED: Expired,
+  ERR_REVOKED: Revoked,
+  ERR_BUDGET_EXHAUSTED: BudgetExhausted,
+} as const;
+
+/** The typed error that stands for a denial. */
+export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted {
+  const { capabilityId, link, linkId, rule } = d;
+  return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule });
+}

@@ -1,0 +1,182 @@
+import { z } from "zod";
+import { InvalidInput } from "./errors.ts";
+import { absolutePathProblem, originProblem } from "./canonical-forms.ts";
+import { snapshotPlainData } from "./plain-data.ts";
+
+/** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
+export const FS_OPS = ["read", "write", "list", "delete"] as const;
+export type FsOp = (typeof FS_OPS)[number];
+
+export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+export type HttpMethod = (typeof HTTP_METHODS)[number];
+
+export const DB_OPS = ["read", "create", "update", "delete"] as const;
+export type DbOp = (typeof DB_OPS)[number];
+
+/** A value a row scope can pin a column to. */
+export type Scalar = string | number | boolean | null;
+
+/** Allows `ops` on `path`, and on everything below it unless `subtree` is false. */
+export interface FsRule {
+  readonly path: string;
+  readonly ops: readonly FsOp[];
+  readonly subtree?: boolean;
+}
+
+/** Allows `methods` to one exact origin, on paths under `pathPrefix` (default `/`). */
+export interface HttpRule {
+  readonly origin: string;
+  readonly methods: readonly HttpMethod[];
+  readonly pathPrefix?: string;
+  /** Lets a host name resolve to a loopback, private or link-local address. An IP-literal origin names its address already. */
+  readonly allowPrivateNetwork?: boolean;
+}
+
+/** Allows `ops` on one model, on `fields` only (all fields when absent), on rows matching every pair of `scope`. */
+export interface DbRule {
+  readonly model: string;
+  readonly ops: readonly DbOp[];
+  readonly fields?: readonly string[];
+  readonly scope?: Readonly<Record<string, Scalar>>;
+}
+
+/** Matches one argument: exactly, by prefix, or anything. */
+export type ArgPattern = string | { readonly prefix: string } | { readonly any: true };
+
+/** Allows running `program` with arguments matching `args` (any arguments when absent), in `cwd`'s subtree, passing the `env` variables named. */
+export interface ExecRule {
+  readonly program: string;
+  readonly args?: readonly ArgPattern[];
+  /** With `args`: further arguments beyond the patterns are allowed and unconstrained. */
+  readonly allowExtraArgs?: boolean;
+  readonly cwd?: string;
+  readonly env?: readonly string[];
+}
+
+/** Conditions of one link: they hold for the link and everything derived from it. */
+export interface LinkConditions {
+  /** Milliseconds since the epoch after which the link denies everything. */
+  readonly expiresAt?: number;
+  /** How many allowed requests the link and its descendants may make in total; 1 makes it single-use. */
+  readonly maxUses?: number;
+  /** Calls and cost units the link and its descendants may spend in total. */
+  readonly budget?: { readonly calls?: number; readonly cost?: number };
+  /** Requests must name one of these tenants. */
+  readonly tenants?: readonly string[];
+}
+
+/**
+ * What one link allows: plain, serializable data. A domain the grant does not
+ * mention is not granted by it.
+ */
+export interface Grant extends LinkConditions {
+  readonly tools?: readonly string[];
+  readonly fs?: readonly FsRule[];
+  readonly http?: readonly HttpRule[];
+  readonly db?: readonly DbRule[];
+  readonly exec?: readonly ExecRule[];
+}
+
+const absolutePath = z.string().superRefine((p, ctx) => {
+  const problem = absolutePathProblem(p);
+  if (problem) ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(p)} ${problem}` });
+});
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be an identifier (letters, digits, _; not starting with a digit)");
+const name = z.string().min(1).max(256).regex(/^[^\0]+$/, "must not contain NUL");
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const nonEmptyList = <T extends z.ZodType>(item: T) => z.array(item).min(1).max(1024);
+
+const fsRuleSchema = z.strictObject({
+  path: absolutePath,
+  ops: nonEmptyList(z.enum(FS_OPS)),
+  subtree: z.boolean().optional(),
+});
+
+const httpRuleSchema = z.strictObject({
+  origin: z.string().superRefine((o, ctx) => {
+    const problem = originProblem(o);
+    if (problem) ctx.addIssue({ code: "custom", message: `origin ${JSON.stringify(o)} ${problem}` });
+  }),
+  methods: nonEmptyList(z.enum(HTTP_METHODS)),
+  pathPrefix: z.string().startsWith("/", "must start with /").optional(),
+  allowPrivateNetwork: z.boolean().optional(),
+});
+
+const dbRuleSchema = z.strictObject({
+  model: identifier,
+  ops: nonEmptyList(z.enum(DB_OPS)),
+  fields: z.array(identifier).max(1024).optional(),
+  scope: z.record(identifier, scalar).optional(),
+});
+
+const argPatternSchema = z.union([
+  z.string(),
+  z.strictObject({ prefix: z.string() }),
+  z.strictObject({ any: z.literal(true) }),
+]);
+
+const execRuleSchema = z.strictObject({
+  program: absolutePath,
+  args: z.array(argPatternSchema).max(1024).optional(),
+  allowExtraArgs: z.boolean().optional(),
+  cwd: absolutePath.optional(),
+  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name")).optional(),
+});
+
+const conditionShape = {
+  expiresAt: z.number().int().nonnegative().optional(),
+  maxUses: z.number().int().positive().optional(),
+  budget: z
+    .strictObject({
+      calls: z.number().int().nonnegative().optional(),
+      cost: z.number().nonnegative().optional(),
+    })
+    .optional(),
+  tenants: nonEmptyList(name).optional(),
+};
+
+const conditionsSchema = z.strictObject(conditionShape);
+
+const grantSchema = z.strictObject({
+  ...conditionShape,
+  tools: z.array(name).max(1024).optional(),
+  fs: z.array(fsRuleSchema).max(1024).optional(),
+  http: z.array(httpRuleSchema).max(1024).optional(),
+  db: z.array(dbRuleSchema).max(1024).optional(),
+  exec: z.array(execRuleSchema).max(1024).optional(),
+});
+
+/** Turns zod issues into one message a person can act on, naming each field. */
+export function describeIssues(what: string, error: z.ZodError): string {
+  const lines = error.issues.slice(0, 5).map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)";
+    return `${where}: ${issue.message}`;
+  });
+  const more = error.issues.length > 5 ? `; and ${error.issues.length - 5} more` : "";
+  return `invalid ${what}: ${lines.join("; ")}${more}`;
+}
+
+function parseWith(schema: z.ZodType, value: unknown, what: string): unknown {
+  const result = schema.safeParse(snapshotPlainData(value, what));
+  if (!result.success) throw new InvalidInput(describeIssues(what, result.error));
+  return deepFreeze(result.data);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Validates a grant; throws InvalidInput naming every bad field. The result is a frozen copy. */
+// The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
+export function parseGrant(value: unknown): Grant {
+  return parseWith(grantSchema, value, "grant") as Grant;
+}
+
+/** Validates link conditions alone; throws InvalidInput naming every bad field. */
+export function parseConditions(value: unknown): LinkConditions {
+  return parseWith(conditionsSchema, value, "conditions") as LinkConditions;
+}

@@ -1,0 +1,88 @@
+import { randomUUID } from "node:crypto";
+import { z } from "zod";
+import { createRoot, type Capability, type MintRecord } from "./capability.ts";
+import { systemClock, type Clock } from "./clock.ts";
+import { CapabilityDenied, InvalidInput } from "./errors.ts";
+import { describeIssues, type Grant } from "./grant.ts";
+import { snapshotPlainData } from "./plain-data.ts";
+
+/** An authenticated principal: who, for which tenants, in which roles. */
+export interface Principal {
+  readonly id: string;
+  readonly tenants?: readonly string[];
+  readonly roles?: readonly string[];
+}
+
+/**
+ * The application's policy: maps a principal to the root grant it gets.
+ * Returning null refuses to mint.
+ */
+export type MintPolicy = (principal: Required<Principal>) => Grant | null;
+
+/** Turns an incoming request (headers, a session, anything) into a principal, or throws. */
+export type Authenticator<In> = (incoming: In) => Principal | Promise<Principal>;
+
+export interface MintOptions<In> {
+  /** Who issues the capabilities, recorded in every mint record. */
+  readonly issuer: string;
+  readonly policy: MintPolicy;
+  /** How `authenticate` recognizes a principal; without it, only `issue` with a known principal works. */
+  readonly authenticator?: Authenticator<In>;
+  /** The clock expiry is checked against, for this mint's capabilities and everything derived from them. */
+  readonly clock?: Clock;
+}
+
+/** The application side: the only place root capabilities come from. */
+export interface Mint<In> {
+  readonly issuer: string;
+  /** Mints a root capability for an already-authenticated principal. Throws CapabilityDenied when the policy refuses. */
+  issue(principal: Principal, options?: { readonly requestId?: string }): Capability;
+  /** Authenticates `incoming` with the configured authenticator, then issues. */
+  authenticate(incoming: In, options?: { readonly requestId?: string }): Promise<Capability>;
+}
+
+const principalSchema = z.strictObject({
+  id: z.string().min(1).max(256),
+  tenants: z.array(z.string().min(1).max(256)).max(1024).optional(),
+  roles: z.array(z.string().min(1).max(256)).max(1024).optional(),
+});
+
+/** Creates the mint for one issuer and policy. */
+export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
+  const { issuer, policy, authenticator } = options;
+  const clock = options.clock ?? systemClock;
+  if (typeof issuer !== "string" || issuer.length === 0) throw new InvalidInput("createMint needs a non-empty issuer name");
+  if (typeof policy !== "function") throw new InvalidInput("createMint needs a policy function that maps a principal to a grant");
+
+  const issue = (principal: Principal, opts?: { readonly requestId?: string }): Capability => {
+    const parsed = principalSchema.safeParse(snapshotPlainData(principal, "principal"));
+    if (!parsed.success) throw new InvalidInput(describeIssues("principal", parsed.error));
+    const p = Object.freeze({
+      id: parsed.data.id,
+      tenants: Object.freeze(parsed.data.tenants ?? []),
+      roles: Object.freeze(parsed.data.roles ?? []),
+    });
+    const requestId = opts?.requestId ?? randomUUID();
+    if (typeof requestId !== "string" || requestId.length === 0) throw new InvalidInput("requestId must be a non-empty string");
+    const grant = policy(p);
+    if (grant === null) {
+      throw new CapabilityDenied(`the mint's policy grants nothing to principal ${p.id}`, {
+        capabilityId: "",
+        link: 0,
+        linkId: "",
+        rule: "policy",
+      });
+    }
+    const record: MintRecord = { principal: p.id, tenants: p.tenants, roles: p.roles, requestId, issuedAt: clock.now(), issuer };
+    return createRoot(grant, record, clock);
+  };
+
+  return Object.freeze({
+    issuer,
+    issue,
+    authenticate: async (incoming: In, opts?: { readonly requestId?: string }) => {
+      if (authenticator === undefined) throw new InvalidInput("this mint has no authenticator; pass one to createMint or call issue()");
+      return issue(await authenticator(incoming), opts);
+    },
+  });
+}

@@ -1,0 +1,57 @@
+import type { DbOp, FsOp, HttpMethod } from "./grant.ts";
+
+/**
+ * The type-level reach of a capability: for each domain, the operations it
+ * may allow. Only a compile-time aid; the runtime check is what decides.
+ */
+export interface Reach {
+  readonly fs?: FsOp;
+  readonly http?: HttpMethod;
+  readonly db?: DbOp;
+  readonly exec?: "run";
+  readonly tools?: "call";
+}
+
+/** Every operation of every domain: the reach of a capability whose grant is only known at run time. */
+export interface FullReach {
+  readonly fs: FsOp;
+  readonly http: HttpMethod;
+  readonly db: DbOp;
+  readonly exec: "run";
+  readonly tools: "call";
+}
+
+type Domain = keyof FullReach;
+
+type Ops<R, K extends Domain> = K extends keyof R ? Exclude<R[K], undefined> : never;
+
+/** A reach as one union of `domain:op` strings, e.g. `"fs:read" | "http:GET"`. */
+export type ReachOps<R> = { [K in keyof R & Domain]-?: `${K}:${Exclude<R[K], undefined> & string}` }[keyof R & Domain];
+
+/**
+ * Contravariant in the reach, so a capability reaching more operations is
+ * assignable where fewer are required, and never the reverse.
+ */
+export type ReachVariance<R> = (op: ReachOps<R>) => void;
+
+type OpsOfRules<L> = NonNullable<L> extends readonly (infer Rule)[]
+  ? Rule extends { readonly ops: readonly (infer O)[] }
+    ? O
+    : Rule extends { readonly methods: readonly (infer M)[] }
+      ? M
+      : never
+  : never;
+
+type Present<L, Op> = NonNullable<L> extends readonly unknown[] ? Op : never;
+
+/** The reach a grant's own domains allow. */
+export type ReachOf<G> = {
+  readonly fs: G extends { readonly fs?: infer L } ? OpsOfRules<L> : never;
+  readonly http: G extends { readonly http?: infer L } ? OpsOfRules<L> : never;
+  readonly db: G extends { readonly db?: infer L } ? OpsOfRules<L> : never;
+  readonly exec: G extends { readonly exec?: infer L } ? Present<L, "run"> : never;
+  readonly tools: G extends { readonly tools?: infer L } ? Present<L, "call"> : never;
+};
+
+/** The reach two links allow together: per domain, the operations both allow. */
+export type Meet<A, B> = { readonly [K in Domain]: Ops<A, K> & Ops<B, K> };

@@ -1,0 +1,217 @@
+import { z } from "zod";
+import { InvalidInput } from "./errors.ts";
+import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.ts";
+import { DB_OPS, HTTP_METHODS, describeIssues, type HttpMethod, type Scalar } from "./grant.ts";
+import { snapshotPlainData } from "./plain-data.ts";
+
+interface Tenanted {
+  /** The tenant the request acts for; required by links that carry `tenants`. */
+  readonly tenant?: string;
+}
+
+/** Calling one tool by name. */
+export interface ToolRequest extends Tenanted {
+  readonly action: "tool.call";
+  readonly tool: string;
+}
+
+/** One file-system action on an already-resolved absolute path. */
+export interface FsRequest extends Tenanted {
+  readonly action: "fs.read" | "fs.write" | "fs.list" | "fs.delete";
+  readonly path: string;
+}
+
+/** One HTTP request; `address` is the IP address that will be connected to, once resolved. */
+export interface HttpRequest extends Tenanted {
+  readonly action: "http.request";
+  readonly method: HttpMethod;
+  readonly url: string;
+  readonly address?: string;
+}
+
+/** One structured database operation: the fields it reads or writes (filters and ordering included) and the row scope it is confined to. */
+export interface DbRequest extends Tenanted {
+  readonly action: "db.read" | "db.create" | "db.update" | "db.delete";
+  readonly model: string;
+  readonly fields: readonly string[];
+  readonly scope: Readonly<Record<string, Scalar>>;
+}
+
+/** Running one program: `argv[0]` is its absolute path; `env` names the variables passed through. */
+export interface ExecRequest extends Tenanted {
+  readonly action: "exec";
+  readonly argv: readonly string[];
+  readonly cwd: string;
+  readonly env?: readonly string[];
+}
+
+/** The canonical description of one action, as DESIGN.md defines it. */
+export type Request = ToolRequest | FsRequest | HttpRequest | DbRequest | ExecRequest;
+
+/** The action names a Request can carry. */
+export type Action = Request["action"];
+
+const absolutePath = z.string().superRefine((p, ctx) => {
+  const problem = absolutePathProblem(p);
+  if (problem) ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(p)} ${problem}; resolve it before authorizing` });
+});
+const tenant = z.string().min(1).max(256).optional();
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be an identifier");
+
+const toolSchema = z.object({ action: z.literal("tool.call"), tool: z.string().min(1).max(256), tenant });
+const fsSchema = z.object({ action: z.enum(["fs.read", "fs.write", "fs.list", "fs.delete"]), path: absolutePath, tenant });
+const httpSchema = z.object({
+    action: z.literal("http.request"),
+    method: z.enum(HTTP_METHODS),
+    url: z.string().max(8192),
+    address: z.union([z.ipv4(), z.ipv6()]).optional(),
+    tenant,
+  });
+const dbSchema = z.object({
+    action: z.enum(DB_OPS.map((op) => `db.${op}` as const) as ["db.read", "db.create", "db.update", "db.delete"]),
+    model: identifier,
+    fields: z.array(identifier).max(1024),
+    scope: z.record(identifier, z.union([z.string(), z.number(), z.boolean(), z.null()])),
+    tenant,
+  });
+const execSchema = z.object({
+    action: z.literal("exec"),
+    argv: z.array(z.string().regex(/^[^\0]*$/, "must not contain NUL")).min(1).max(4096),
+    cwd: absolutePath,
+    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).optional(),
+    tenant,
+  });
+
+interface Shape {
+  readonly schema: z.ZodType;
+  readonly keys: readonly string[];
+}
+
+const shape = (schema: z.ZodObject): Shape => ({ schema, keys: Object.keys(schema.shape) });
+const TOOL = shape(toolSchema);
+const FS = shape(fsSchema);
+const HTTP = shape(httpSchema);
+const DB = shape(dbSchema);
+const EXEC = shape(execSchema);
+
+/** The schema and field names of each action, looked up by own property only. */
+const SHAPES: Readonly<Record<string, Shape>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, Shape>, {
+    "tool.call": TOOL,
+    "fs.read": FS,
+    "fs.write": FS,
+    "fs.list": FS,
+    "fs.delete": FS,
+    "http.request": HTTP,
+    "db.read": DB,
+    "db.create": DB,
+    "db.update": DB,
+    "db.delete": DB,
+    exec: EXEC,
+  }),
+);
+
+/**
+ * Copies exactly the fields of the action's shape, each read as an own
+ * property (absent ones become explicit undefined), and refuses any other
+ * field. The copy is an ordinary object, which keeps validation fast, and no
+ * key of it can be inherited from a polluted prototype.
+ */
+function ownFields(value: unknown): Record<string, unknown> & { action: string } {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidInput(`invalid request: expected an object such as { action: "fs.read", path: "/data/a.txt" }, got ${value === null ? "null" : typeof value}`);
+  }
+  const action: unknown = Object.hasOwn(value, "action") ? (value as { action: unknown }).action : undefined;
+  const found = typeof action === "string" ? SHAPES[action] : undefined;
+  if (found === undefined) {
+    throw new InvalidInput(`invalid request: action: must be one of ${Object.keys(SHAPES).join(", ")}; got ${JSON.stringify(action ?? null)}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!found.keys.includes(key)) throw new InvalidInput(`invalid request: ${key}: is not a field of a ${action as string} request`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const key of found.keys) {
+    const v: unknown = Object.hasOwn(value, key) ? (value as Record<string, unknown>)[key] : undefined;
+    out[key] = typeof v === "object" && v !== null ? snapshotPlainData(v, `request.${key}`) : v;
+  }
+  return out as Record<string, unknown> & { action: string };
+}
+
+type ParsedRequest =
+  | z.infer<typeof toolSchema>
+  | z.infer<typeof fsSchema>
+  | z.infer<typeof httpSchema>
+  | z.infer<typeof dbSchema>
+  | z.infer<typeof execSchema>;
+
+/**
+ * A validated request in the form the matcher reads: every key present as an
+ * own property (nothing can be inherited), the URL parsed once.
+ */
+export type CheckedRequest =
+  | { readonly kind: "tool"; readonly action: "tool.call"; readonly tenant: string | null; readonly tool: string }
+  | { readonly kind: "fs"; readonly action: FsRequest["action"]; readonly tenant: string | null; readonly op: string; readonly path: string }
+  | {
+      readonly kind: "http";
+      readonly action: "http.request";
+      readonly tenant: string | null;
+      readonly method: HttpMethod;
+      readonly url: URL;
+      readonly address: string | null;
+    }
+  | {
+      readonly kind: "db";
+      readonly action: DbRequest["action"];
+      readonly tenant: string | null;
+      readonly op: string;
+      readonly model: string;
+      readonly fields: readonly string[];
+      readonly scope: ReadonlyMap<string, Scalar>;
+    }
+  | {
+      readonly kind: "exec";
+      readonly action: "exec";
+      readonly tenant: string | null;
+      readonly argv: readonly string[];
+      readonly cwd: string;
+      readonly env: readonly string[];
+    };
+
+/** Validates and snapshots a request; throws InvalidInput naming the bad field. */
+export function checkRequest(value: unknown): CheckedRequest {
+  const data = ownFields(value);
+  const parsed = (SHAPES[data.action] as Shape).schema.safeParse(data);
+  if (!parsed.success) throw new InvalidInput(describeIssues("request", parsed.error));
+  const r = parsed.data as ParsedRequest;
+  const t = r.tenant ?? null;
+  switch (r.action) {
+    case "tool.call":
+      return { kind: "tool", action: r.action, tenant: t, tool: r.tool };
+    case "fs.read":
+    case "fs.write":
+    case "fs.list":
+    case "fs.delete":
+      return { kind: "fs", action: r.action, tenant: t, op: r.action.slice(3), path: r.path };
+    case "http.request":
+      return { kind: "http", action: r.action, tenant: t, method: r.method, url: canonicalHttpUrl(r.url), address: r.address ?? null };
+    case "db.read":
+    case "db.create":
+    case "db.update":
+    case "db.delete":
+      return {
+        kind: "db",
+        action: r.action,
+        tenant: t,
+        op: r.action.slice(3),
+        model: r.model,
+        fields: r.fields,
+        scope: new Map(Object.entries(r.scope)),
+      };
+    case "exec": {
+      const program = r.argv[0] ?? "";
+      const problem = absolutePathProblem(program);
+      if (problem) throw new InvalidInput(`invalid request: argv.0: program path ${JSON.stringify(program)} ${problem}`);
+      return { kind: "exec", action: r.action, tenant: t, argv: r.argv, cwd: r.cwd, env: r.env ?? [] };
+    }
+  }
+}

@@ -1,0 +1,205 @@
+import { classifyAddress, isIpLiteral, unbracket } from "./address.ts";
+import { isWithin, pathHasPrefix } from "./canonical-forms.ts";
+import type { ArgPattern, Grant, LinkConditions, Scalar } from "./grant.ts";
+import type { CheckedRequest } from "./request.ts";
+
+/*
+ * Grants compiled into the form the matcher reads: every key an own property
+ * (so a polluted Object.prototype cannot add one), lists turned into sets.
+ * A domain is `null` when the grant does not mention it: nothing is granted.
+ */
+
+interface CompiledFsRule {
+  readonly path: string;
+  readonly ops: ReadonlySet<string>;
+  readonly subtree: boolean;
+}
+interface CompiledHttpRule {
+  readonly origin: string;
+  readonly methods: ReadonlySet<string>;
+  readonly pathPrefix: string;
+  readonly allowPrivateNetwork: boolean;
+  readonly literalAddress: string | null;
+}
+interface CompiledDbRule {
+  readonly model: string;
+  readonly ops: ReadonlySet<string>;
+  readonly fields: ReadonlySet<string> | null;
+  readonly scope: readonly (readonly [string, Scalar])[];
+}
+interface CompiledExecRule {
+  readonly program: string;
+  readonly args: readonly ArgPattern[] | null;
+  readonly allowExtraArgs: boolean;
+  readonly cwd: string | null;
+  readonly env: ReadonlySet<string>;
+}
+
+export interface CompiledDomains {
+  readonly tools: ReadonlySet<string> | null;
+  readonly fs: readonly CompiledFsRule[] | null;
+  readonly http: readonly CompiledHttpRule[] | null;
+  readonly db: readonly CompiledDbRule[] | null;
+  readonly exec: readonly CompiledExecRule[] | null;
+}
+
+export interface CompiledConditions {
+  readonly expiresAt: number | null;
+  readonly maxUses: number | null;
+  readonly budgetCalls: number | null;
+  readonly budgetCost: number | null;
+  readonly tenants: ReadonlySet<string> | null;
+}
+
+const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined =>
+  Object.hasOwn(o, k) ? o[k] : undefined;
+
+export function compileDomains(grant: Grant): CompiledDomains {
+  const tools = own(grant, "tools");
+  const fs = own(grant, "fs");
+  const http = own(grant, "http");
+  const db = own(grant, "db");
+  const exec = own(grant, "exec");
+  return Object.freeze({
+    tools: tools ? new Set(tools) : null,
+    fs: fs
+      ? fs.map((r) => ({ path: r.path, ops: new Set<string>(r.ops), subtree: own(r, "subtree") ?? true }))
+      : null,
+    http: http
+      ? http.map((r) => {
+          const host = new URL(r.origin).hostname;
+          return {
+            origin: r.origin,
+            methods: new Set<string>(r.methods),
+            pathPrefix: own(r, "pathPrefix") ?? "/",
+            allowPrivateNetwork: own(r, "allowPrivateNetwork") ?? false,
+            literalAddress: isIpLiteral(host) ? unbracket(host) : null,
+          };
+        })
+      : null,
+    db: db
+      ? db.map((r) => {
+          const fields = own(r, "fields");
+          return {
+            model: r.model,
+            ops: new Set<string>(r.ops),
+            fields: fields ? new Set(fields) : null,
+            scope: Object.entries(own(r, "scope") ?? {}),
+          };
+        })
+      : null,
+    exec: exec
+      ? exec.map((r) => ({
+          program: r.program,
+          args: own(r, "args") ?? null,
+          allowExtraArgs: own(r, "allowExtraArgs") ?? false,
+          cwd: own(r, "cwd") ?? null,
+          env: new Set(own(r, "env") ?? []),
+        }))
+      : null,
+  });
+}
+
+export function compileConditions(c: LinkConditions): CompiledConditions {
+  const budget = own(c, "budget");
+  const tenants = own(c, "tenants");
+  return Object.freeze({
+    expiresAt: own(c, "expiresAt") ?? null,
+    maxUses: own(c, "maxUses") ?? null,
+    budgetCalls: budget ? (own(budget, "calls") ?? null) : null,
+    budgetCost: budget ? (own(budget, "cost") ?? null) : null,
+    tenants: tenants ? new Set(tenants) : null,
+  });
+}
+
+/** Why a link's domains do not allow the request, or null when they do. */
+export function domainDenial(d: CompiledDomains, r: CheckedRequest): { rule: string; reason: string } | null {
+  switch (r.kind) {
+    case "tool":
+      if (d.tools === null) return { rule: "tools", reason: "grants no tools" };
+      return d.tools.has(r.tool) ? null : { rule: "tools", reason: `does not grant tool ${JSON.stringify(r.tool)}` };
+    case "fs":
+      if (d.fs === null) return { rule: "fs", reason: "grants no file access" };
+      for (const rule of d.fs) {
+        if (rule.ops.has(r.op) && (rule.subtree ? isWithin(r.path, rule.path) : r.path === rule.path)) return null;
+      }
+      return { rule: "fs", reason: `does not grant ${r.op} on ${r.path}` };
+    case "http":
+      return httpDenial(d, r);
+    case "db":
+      return dbDenial(d, r);
+    case "exec":
+      return execDenial(d, r);
+  }
+}
+
+function httpDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "http" }>) {
+  if (d.http === null) return { rule: "http", reason: "grants no HTTP access" };
+  const host = unbracket(r.url.hostname);
+  const target = r.address ?? (isIpLiteral(host) ? host : null);
+  const targetClass = target === null ? "public" : classifyAddress(target);
+  let sawPrivateBlock = false;
+  for (const rule of d.http) {
+    if (rule.origin !== r.url.origin || !rule.methods.has(r.method) || !pathHasPrefix(r.url.pathname, rule.pathPrefix)) continue;
+    if (targetClass === "public" || rule.allowPrivateNetwork || rule.literalAddress === target) return null;
+    sawPrivateBlock = true;
+  }
+  if (sawPrivateBlock) {
+    return {
+      rule: "http.address",
+      reason: `${r.url.host} resolves to ${target ?? "?"} (${targetClass}), which the grant does not name; set allowPrivateNetwork or grant the address itself`,
+    };
+  }
+  return { rule: "http", reason: `does not grant ${r.method} ${r.url.origin}${r.url.pathname}` };
+}
+
+function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>) {
+  if (d.db === null) return { rule: "db", reason: "grants no database access" };
+  let closest: string | null = null;
+  for (const rule of d.db) {
+    if (rule.model !== r.model || !rule.ops.has(r.op)) continue;
+    const fields = rule.fields;
+    const hidden = fields === null ? undefined : r.fields.find((f) => !fields.has(f));
+    if (hidden !== undefined) {
+      closest = `does not grant field ${r.model}.${hidden}`;
+      continue;
+    }
+    const unscoped = rule.scope.find(([k, v]) => !r.scope.has(k) || r.scope.get(k) !== v);
+    if (unscoped !== undefined) {
+      closest = `confines ${r.model} to rows where ${unscoped[0]} = ${JSON.stringify(unscoped[1])}`;
+      continue;
+    }
+    return null;
+  }
+  return { rule: "db", reason: closest ?? `does not grant ${r.op} on model ${r.model}` };
+}
+
+function argMatches(pattern: ArgPattern, arg: string): boolean {
+  if (typeof pattern === "string") return pattern === arg;
+  if (Object.hasOwn(pattern, "prefix")) return arg.startsWith((pattern as { prefix: string }).prefix);
+  return true;
+}
+
+function execDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "exec" }>) {
+  if (d.exec === null) return { rule: "exec", reason: "grants no commands" };
+  const [program, ...args] = r.argv;
+  for (const rule of d.exec) {
+    if (rule.program !== program) continue;
+    if (rule.cwd !== null && !isWithin(r.cwd, rule.cwd)) continue;
+    if (!r.env.every((name) => rule.env.has(name))) continue;
+    const patterns = rule.args;
+    if (patterns !== null) {
+      if (args.length < patterns.length || (args.length > patterns.length && !rule.allowExtraArgs)) continue;
+      if (!patterns.every((p, i) => argMatches(p, args[i] ?? ""))) continue;
+    }
+    return null;
+  }
+  return { rule: "exec", reason: `does not grant running ${JSON.stringify(r.argv)} in ${r.cwd}` };
+}
+
+/** Why a link's tenant condition refuses the request, or null. */
+export function tenantDenial(c: CompiledConditions, r: CheckedRequest): string | null {
+  if (c.tenants === null) return null;
+  if (r.tenant === null) return `is confined to tenants ${[...c.tenants].join(", ")} and the request names no tenant`;
+  return c.tenants.has(r.tenant) ? null : `is confined to tenants ${[...c.tenants].join(", ")}, not ${r.tenant}`;
+}
