@@ -71,8 +71,10 @@ declare const reach: unique symbol;
  * frozen, its state lives in a private field, and every kernel entry point
  * refuses anything that did not come out of the kernel. `R` is its reach at
  * the type level: what it can possibly allow, refined by every narrowing.
+ * Plain `Capability` (reach `unknown`) accepts any capability and promises
+ * no reach; a root from a Mint is `Capability<FullReach>`.
  */
-export class Capability<R = FullReach> {
+export class Capability<R = unknown> {
   declare readonly [reach]: ReachVariance<R>;
   readonly #node: Node;
 
@@ -228,9 +230,9 @@ function conditionsOf(grant: Grant): LinkConditions {
 }
 
 /** Kernel only: a root capability. The Mint is its sole caller. */
-export function createRoot(grant: unknown, mint: MintRecord, clock: Clock): Capability {
+export function createRoot(grant: unknown, mint: MintRecord, clock: Clock): Capability<FullReach> {
   const parsed = parseGrant(grant);
-  return new Capability(CONSTRUCT, makeNode(null, parsed, conditionsOf(parsed), Object.freeze(mint), clock, false));
+  return new Capability<FullReach>(CONSTRUCT, makeNode(null, parsed, conditionsOf(parsed), Object.freeze(mint), clock, false));
 }
 
 /** Appends a link that allows only what `grant` allows. */

@@ -4,6 +4,7 @@ import { createRoot, type Capability, type MintRecord } from "./capability.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { CapabilityDenied, InvalidInput } from "./errors.ts";
 import { describeIssues, type Grant } from "./grant.ts";
+import type { FullReach } from "./reach.ts";
 import { snapshotPlainData } from "./plain-data.ts";
 
 /** An authenticated principal: who, for which tenants, in which roles. */
@@ -36,9 +37,9 @@ export interface MintOptions<In> {
 export interface Mint<In> {
   readonly issuer: string;
   /** Mints a root capability for an already-authenticated principal. Throws CapabilityDenied when the policy refuses. */
-  issue(principal: Principal, options?: { readonly requestId?: string }): Capability;
+  issue(principal: Principal, options?: { readonly requestId?: string }): Capability<FullReach>;
   /** Authenticates `incoming` with the configured authenticator, then issues. */
-  authenticate(incoming: In, options?: { readonly requestId?: string }): Promise<Capability>;
+  authenticate(incoming: In, options?: { readonly requestId?: string }): Promise<Capability<FullReach>>;
 }
 
 const principalSchema = z.strictObject({
@@ -54,7 +55,7 @@ export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
   if (typeof issuer !== "string" || issuer.length === 0) throw new InvalidInput("createMint needs a non-empty issuer name");
   if (typeof policy !== "function") throw new InvalidInput("createMint needs a policy function that maps a principal to a grant");
 
-  const issue = (principal: Principal, opts?: { readonly requestId?: string }): Capability => {
+  const issue = (principal: Principal, opts?: { readonly requestId?: string }): Capability<FullReach> => {
     const parsed = principalSchema.safeParse(snapshotPlainData(principal, "principal"));
     if (!parsed.success) throw new InvalidInput(describeIssues("principal", parsed.error));
     const p = Object.freeze({
