@@ -277,19 +277,19 @@ export function revocable<R>(cap: Capability<R>): Revocable<R> {
  * ancestor is revoked, for work that must stop mid-flight (a running
  * subprocess, a streaming response). Call `dispose` when the work is done.
  */
-export function revocationSignal(cap: Capability<unknown>): { signal: AbortSignal; dispose: () => void } {
+export function revocationSignal(cap: Capability): { signal: AbortSignal; dispose: () => void } {
   const node = nodeOf(cap);
   const links = node.chain.flatMap((n) => (n.cell === null ? [] : [{ cell: n.cell, link: n.index, linkId: n.id }]));
   return signalForLinks(links, node.id);
 }
 
 /** The current time on the clock of `cap`'s mint, which its expiry is checked against. */
-export function clockTime(cap: Capability<unknown>): number {
+export function clockTime(cap: Capability): number {
   return nodeOf(cap).clock.now();
 }
 
 /** The grant of the link nearest `cap` that narrows domains: the latest statement of what the chain may reach. */
-export function innermostGrant(cap: Capability<unknown>): Grant {
+export function innermostGrant(cap: Capability): Grant {
   const chain = nodeOf(cap).chain;
   for (let i = chain.length - 1; i >= 0; i--) {
     const grant = chain[i]?.grant;
@@ -299,7 +299,7 @@ export function innermostGrant(cap: Capability<unknown>): Grant {
 }
 
 /** The earliest `expiresAt` anywhere in the chain, or null when nothing in it expires. */
-export function expiresAt(cap: Capability<unknown>): number | null {
+export function expiresAt(cap: Capability): number | null {
   let earliest: number | null = null;
   for (const n of nodeOf(cap).chain) {
     const e = n.cond.expiresAt;
@@ -368,7 +368,7 @@ function costOf(options: UseOptions | undefined): number {
 }
 
 /** Whether `request` would be allowed now; nothing is charged. Throws InvalidInput for a malformed request. */
-export function check(cap: Capability<unknown>, request: Request): Decision {
+export function check(cap: Capability, request: Request): Decision {
   const node = nodeOf(cap);
   return evaluate(node, checkRequest(request), 0);
 }
@@ -378,7 +378,7 @@ export function check(cap: Capability<unknown>, request: Request): Decision {
  * link up the chain. Deciding and charging happen in one synchronous step, so
  * concurrent callers can never both spend the last use.
  */
-export function authorize(cap: Capability<unknown>, request: Request, options?: UseOptions): Decision {
+export function authorize(cap: Capability, request: Request, options?: UseOptions): Decision {
   const node = nodeOf(cap);
   const cost = costOf(options);
   const decision = evaluate(node, checkRequest(request), cost);
@@ -392,13 +392,13 @@ export function authorize(cap: Capability<unknown>, request: Request, options?: 
 }
 
 /** Like `authorize`, but throws the typed denial error (CapabilityDenied, Expired, Revoked, BudgetExhausted). */
-export function assertAuthorized(cap: Capability<unknown>, request: Request, options?: UseOptions): void {
+export function assertAuthorized(cap: Capability, request: Request, options?: UseOptions): void {
   const decision = authorize(cap, request, options);
   if (!decision.allowed) throw denialError(decision);
 }
 
 /** True only for a capability made by this kernel. */
-export function isCapability(value: unknown): value is Capability<unknown> {
+export function isCapability(value: unknown): value is Capability {
   try {
     nodeOf(value);
     return true;
