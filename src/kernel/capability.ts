@@ -6,6 +6,7 @@ import { InvalidInput, NotACapability, type DenialCode } from "./errors.ts";
 import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.ts";
 import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.ts";
 import { checkRequest, type CheckedRequest, type Request } from "./request.ts";
+import { snapshotPlainData } from "./plain-data.ts";
 import { RevocationCell, signalForLinks } from "./revocation.ts";
 import {
   compileConditions,
@@ -34,6 +35,8 @@ export interface LinkSummary {
   readonly grant: Grant | null;
   readonly conditions: LinkConditions;
   readonly revocable: boolean;
+  /** Names the caretaker gave the link, such as `{ session, task }`; they grant nothing. */
+  readonly labels: Readonly<Record<string, string>>;
 }
 
 /** Options for a request that is about to be acted on. */
@@ -55,6 +58,7 @@ interface Node {
   readonly mint: MintRecord;
   readonly clock: Clock;
   readonly cell: RevocationCell | null;
+  readonly labels: Readonly<Record<string, string>>;
   /** Allowed requests made through this link or any descendant, and the cost they were charged. */
   readonly usage: { calls: number; cost: number };
   hash: string | null;
@@ -99,42 +103,42 @@ export class Capability<R = unknown> {
 
   /** Random identifier of this link. */
   get id(): string {
-    return this.#node.id;
+    return nodeOf(this).id;
   }
 
   /** SHA-256 over the canonical encoding of the chain up to and including this link. */
   get hash(): string {
-    return hashOf(this.#node);
+    return hashOf(nodeOf(this));
   }
 
   /** Identifier of the capability this one was derived from, or null for a root. */
   get parentId(): string | null {
-    return this.#node.parent?.id ?? null;
+    return nodeOf(this).parent?.id ?? null;
   }
 
   /** Number of links above this one (0 for a root). */
   get depth(): number {
-    return this.#node.index;
+    return nodeOf(this).index;
   }
 
   /** This link's own grant; null when the link only adds conditions or revocability. */
   get grant(): Grant | null {
-    return this.#node.grant;
+    return nodeOf(this).grant;
   }
 
   /** This link's own conditions. */
   get conditions(): LinkConditions {
-    return this.#node.conditions;
+    return nodeOf(this).conditions;
   }
 
   /** The root's mint record. */
   get mint(): MintRecord {
-    return this.#node.mint;
+    return nodeOf(this).mint;
   }
 
   /** The chain from the root to this link, as loggable data. */
   get lineage(): readonly LinkSummary[] {
-    return Object.freeze(this.#node.chain.map(summaryOf));
+    return Object.freeze(nodeOf(this).chain.map(summaryOf));
   }
 
   /** Appends a link that allows only what `grant` allows; the result never allows more than this capability. */
@@ -174,6 +178,7 @@ function hashOf(node: Node): string {
         mint: node.parent === null ? node.mint : null,
         grant: node.grant,
         conditions: node.conditions,
+        labels: node.labels,
       }),
     );
   }
@@ -187,6 +192,7 @@ function summaryOf(node: Node): LinkSummary {
     grant: node.grant,
     conditions: node.conditions,
     revocable: node.cell !== null,
+    labels: node.labels,
   });
 }
 
@@ -197,6 +203,7 @@ function makeNode(
   mint: MintRecord,
   clock: Clock,
   revocable: boolean,
+  labels: Readonly<Record<string, string>> = NO_LABELS,
 ): Node {
   const chain: Node[] = parent === null ? [] : [...parent.chain];
   const node: Node = {
@@ -211,6 +218,7 @@ function makeNode(
     mint,
     clock,
     cell: revocable ? new RevocationCell() : null,
+    labels,
     usage: { calls: 0, cost: 0 },
     hash: null,
   };
@@ -219,8 +227,23 @@ function makeNode(
   return node;
 }
 
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+function parseLabels(labels: unknown): Readonly<Record<string, string>> {
+  const data = snapshotPlainData(labels, "labels");
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw new InvalidInput("labels must be an object of strings");
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(data)) {
+    if (typeof v !== "string" || v.length > 256) throw new InvalidInput(`labels.${k} must be a string of at most 256 characters`);
+    out[k] = v;
+  }
+  return Object.freeze(out);
+}
+
 function conditionsOf(grant: Grant): LinkConditions {
-  const { expiresAt, maxUses, budget, tenants } = grant;
+  // Own properties only: a key inherited from a polluted Object.prototype is not part of the grant.
+  const own = <K extends keyof LinkConditions>(k: K): Grant[K] | undefined => (Object.hasOwn(grant, k) ? grant[k] : undefined);
+  const [expiresAt, maxUses, budget, tenants] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants")];
   return Object.freeze({
     ...(expiresAt === undefined ? {} : { expiresAt }),
     ...(maxUses === undefined ? {} : { maxUses }),
@@ -258,10 +281,14 @@ export interface Revocable<R> {
   readonly isRevoked: () => boolean;
 }
 
-/** Wraps `cap` in a revocable forwarder (the articles' caretaker). */
-export function revocable<R>(cap: Capability<R>): Revocable<R> {
+/**
+ * Wraps `cap` in a revocable forwarder (the articles' caretaker). `labels`
+ * name the forwarder in audit records (for example `{ session, task }`).
+ */
+export function revocable<R>(cap: Capability<R>, options?: { readonly labels?: Readonly<Record<string, string>> }): Revocable<R> {
   const node = nodeOf(cap);
-  const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true);
+  const labels = options?.labels === undefined ? NO_LABELS : parseLabels(options.labels);
+  const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true, labels);
   const cell = child.cell as RevocationCell;
   return Object.freeze({
     capability: new Capability<R>(CONSTRUCT, child),
@@ -296,6 +323,13 @@ export function innermostGrant(cap: Capability): Grant {
     if (grant) return grant;
   }
   throw new InvalidInput("capability has no grant in its chain");
+}
+
+/** The labels of the chain, the nearest link's value winning for each name. */
+export function labelsOf(cap: Capability): Readonly<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const n of nodeOf(cap).chain) Object.assign(out, n.labels);
+  return Object.freeze(out);
 }
 
 /** The earliest `expiresAt` anywhere in the chain, or null when nothing in it expires. */

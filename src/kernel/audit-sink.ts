@@ -1,0 +1,62 @@
+import { labelsOf, type Capability, type LinkSummary, type MintRecord } from "./capability.ts";
+import type { Decision } from "./decision.ts";
+import type { Request } from "./request.ts";
+
+/** Which authority was used: the capability, its full lineage and its root's mint record. */
+export interface AuditSubject {
+  readonly capabilityId: string;
+  readonly capabilityHash: string;
+  /** Root first; each link's id, hash, grant and conditions. */
+  readonly lineage: readonly LinkSummary[];
+  readonly mint: MintRecord;
+  /** From the nearest link labelled by its caretaker, if any. */
+  readonly sessionId: string | null;
+  readonly taskId: string | null;
+}
+
+/** How an invocation ended. `resultBytes` is the size of what was returned, never its content. */
+export type AuditOutcome =
+  | { readonly ok: true; readonly resultBytes: number | null }
+  | { readonly ok: false; readonly errorCode: string; readonly message: string };
+
+/**
+ * One invocation, allowed or denied: a tool call, or one access to a
+ * resource. Resources and the dispatcher write exactly one per invocation,
+ * before the result is returned.
+ */
+export interface AuditEvent {
+  readonly id: string;
+  /** Milliseconds since the epoch when the invocation began. */
+  readonly at: number;
+  readonly durationMs: number;
+  readonly kind: "tool" | "resource";
+  /** The tool's name for tool events; for resource events, the tool on whose behalf it ran, if known. */
+  readonly tool: string | null;
+  /** The canonical request that was decided. */
+  readonly request: Request;
+  readonly decision: Decision;
+  readonly outcome: AuditOutcome;
+  readonly subject: AuditSubject;
+}
+
+/**
+ * Where audit events go. `write` must not return before the event is durable
+ * (or must reject): a sink that throws or rejects fails the invocation closed.
+ */
+export interface AuditSink {
+  write(event: AuditEvent): void | Promise<void>;
+}
+
+/** The subject part of an audit event for a capability. */
+export function auditSubject(cap: Capability): AuditSubject {
+  const lineage = cap.lineage;
+  const labels = labelsOf(cap);
+  return {
+    capabilityId: cap.id,
+    capabilityHash: cap.hash,
+    lineage,
+    mint: cap.mint,
+    sessionId: Object.hasOwn(labels, "session") ? (labels.session ?? null) : null,
+    taskId: Object.hasOwn(labels, "task") ? (labels.task ?? null) : null,
+  };
+}
