@@ -4,6 +4,7 @@ import { canonicalJson, sha256Hex } from "./content-hash.ts";
 import { denialError, type Decision, type Denied } from "./decision.ts";
 import { InvalidInput, NotACapability, type DenialCode } from "./errors.ts";
 import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.ts";
+import type { ExternalLink, LedgerCharge } from "./ledger.ts";
 import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.ts";
 import { checkRequest, type CheckedRequest, type Request } from "./request.ts";
 import { snapshotPlainData } from "./plain-data.ts";
@@ -61,6 +62,8 @@ interface Node {
   readonly labels: Readonly<Record<string, string>>;
   /** Allowed requests made through this link or any descendant, and the cost they were charged. */
   readonly usage: { calls: number; cost: number };
+  /** Set for a link that came from a verified token: its revocation and usage live in a shared store instead. */
+  readonly external: ExternalLink | null;
   hash: string | null;
 }
 
@@ -204,10 +207,11 @@ function makeNode(
   clock: Clock,
   revocable: boolean,
   labels: Readonly<Record<string, string>> = NO_LABELS,
+  identity: TokenLinkIdentity | null = null,
 ): Node {
   const chain: Node[] = parent === null ? [] : [...parent.chain];
   const node: Node = {
-    id: randomUUID(),
+    id: identity?.id ?? randomUUID(),
     index: chain.length,
     parent,
     chain,
@@ -220,6 +224,7 @@ function makeNode(
     cell: revocable ? new RevocationCell() : null,
     labels,
     usage: { calls: 0, cost: 0 },
+    external: identity?.link ?? null,
     hash: null,
   };
   chain.push(node);
@@ -252,10 +257,61 @@ function conditionsOf(grant: Grant): LinkConditions {
   });
 }
 
+/** Root capabilities by root node, so the token layer can find which key a chain was minted under. */
+const roots = new WeakMap<Node, Capability>();
+
 /** Kernel only: a root capability. The Mint is its sole caller. */
 export function createRoot(grant: unknown, mint: MintRecord, clock: Clock): Capability<FullReach> {
   const parsed = parseGrant(grant);
-  return new Capability<FullReach>(CONSTRUCT, makeNode(null, parsed, conditionsOf(parsed), Object.freeze(mint), clock, false));
+  const node = makeNode(null, parsed, conditionsOf(parsed), Object.freeze(mint), clock, false);
+  const cap = new Capability<FullReach>(CONSTRUCT, node);
+  roots.set(node, cap);
+  return cap;
+}
+
+/** Kernel and token layer only (not exported from the package): the root capability of `cap`'s chain. */
+export function rootOf(cap: Capability): Capability {
+  const root = nodeOf(cap).chain[0];
+  const found = root === undefined ? undefined : roots.get(root);
+  if (found === undefined) throw new NotACapability("capability has no registered root");
+  return found;
+}
+
+/** One link of a verified token as the token layer rebuilds it: the id the token carries, and where its state lives. */
+export interface TokenLinkIdentity {
+  readonly id: string;
+  readonly link: ExternalLink;
+}
+
+/** Token layer only: the root of a verified token, whose revocation and usage are those of the shared store. */
+export function createTokenRoot(grant: unknown, mint: MintRecord, clock: Clock, identity: TokenLinkIdentity): Capability<FullReach> {
+  const parsed = parseGrant(grant);
+  const node = makeNode(null, parsed, conditionsOf(parsed), Object.freeze({ ...mint }), clock, false, NO_LABELS, identity);
+  const cap = new Capability<FullReach>(CONSTRUCT, node);
+  roots.set(node, cap);
+  return cap;
+}
+
+/** What one attenuation block of a token adds to the chain. */
+export type TokenLinkContent =
+  | { readonly kind: "narrow"; readonly grant: unknown }
+  | { readonly kind: "restrict"; readonly conditions: unknown }
+  | { readonly kind: "revocable"; readonly labels: unknown };
+
+/** Token layer only: appends the link of one verified attenuation block, with the block's identity. */
+export function appendTokenLink(cap: Capability, content: TokenLinkContent, identity: TokenLinkIdentity): Capability {
+  const node = nodeOf(cap);
+  let child: Node;
+  if (content.kind === "narrow") {
+    const parsed = parseGrant(content.grant);
+    child = makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, false, NO_LABELS, identity);
+  } else if (content.kind === "restrict") {
+    child = makeNode(node, null, parseConditions(content.conditions), node.mint, node.clock, false, NO_LABELS, identity);
+  } else {
+    // A token's revocable link is revoked through the store; its cell is never handed to a caretaker.
+    child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true, parseLabels(content.labels), identity);
+  }
+  return new Capability(CONSTRUCT, child);
 }
 
 /** Appends a link that allows only what `grant` allows. */
@@ -363,6 +419,8 @@ function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
   const chain = node.chain;
   for (const n of chain) {
     if (n.cell?.revoked) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${n.cell.reason}`);
+    const revokedReason = n.external?.ledger.revokedReason(n.external.key, n.id) ?? null;
+    if (revokedReason !== null) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${revokedReason}`);
   }
   const now = node.clock.now();
   for (const n of chain) {
@@ -379,7 +437,9 @@ function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
   }
   for (const n of chain) {
     const { maxUses, budgetCalls, budgetCost } = n.cond;
-    const { calls, cost: spent } = n.usage;
+    // Only limited links are looked up, so a chain without limits never touches a shared store.
+    if (maxUses === null && budgetCalls === null && budgetCost === null) continue;
+    const { calls, cost: spent } = n.external === null ? n.usage : n.external.ledger.usage(n.external.key);
     if (maxUses !== null && calls >= maxUses) {
       return deny(node, n, "ERR_BUDGET_EXHAUSTED", "maxUses", maxUses === 1 ? "is single-use and has been used" : `has used all ${maxUses} of its uses`);
     }
@@ -415,14 +475,38 @@ export function check(cap: Capability, request: Request): Decision {
 export function authorize(cap: Capability, request: Request, options?: UseOptions): Decision {
   const node = nodeOf(cap);
   const cost = costOf(options);
-  const decision = evaluate(node, checkRequest(request), cost);
-  if (decision.allowed) {
-    for (const n of node.chain) {
-      n.usage.calls += 1;
-      n.usage.cost += cost;
-    }
+  const req = checkRequest(request);
+  const decision = evaluate(node, req, cost);
+  if (!decision.allowed) return decision;
+  if (!chargeExternal(node.chain, cost)) {
+    // Another process spent the room between the check and the charge; a fresh decision says where.
+    const again = evaluate(node, req, cost);
+    return again.allowed ? deny(node, node, "ERR_BUDGET_EXHAUSTED", "budget", "had its remaining uses spent concurrently elsewhere") : again;
+  }
+  for (const n of node.chain) {
+    if (n.external !== null) continue;
+    n.usage.calls += 1;
+    n.usage.cost += cost;
   }
   return decision;
+}
+
+/** Charges the limited links kept in shared ledgers, all or none per ledger; true when charged. */
+function chargeExternal(chain: readonly Node[], cost: number): boolean {
+  const byLedger = new Map<ExternalLink["ledger"], LedgerCharge[]>();
+  for (const n of chain) {
+    if (n.external === null) continue;
+    const { maxUses, budgetCalls, budgetCost } = n.cond;
+    if (maxUses === null && budgetCalls === null && budgetCost === null) continue;
+    const maxCalls = maxUses === null ? budgetCalls : budgetCalls === null ? maxUses : Math.min(maxUses, budgetCalls);
+    const entries = byLedger.get(n.external.ledger) ?? [];
+    entries.push({ key: n.external.key, maxCalls, maxCost: budgetCost });
+    byLedger.set(n.external.ledger, entries);
+  }
+  for (const [ledger, entries] of byLedger) {
+    if (!ledger.charge(entries, cost)) return false;
+  }
+  return true;
 }
 
 /** Like `authorize`, but throws the typed denial error (CapabilityDenied, Expired, Revoked, BudgetExhausted). */
