@@ -1,0 +1,33 @@
+import type { Clock } from "../kernel/clock.ts";
+import { checkRequest, type Request } from "../kernel/request.ts";
+import { authorizeToken, openToken } from "./biscuit.ts";
+import { blockJsonOf, compileBlock, decodeBlock } from "./block.ts";
+import type { CheckKind } from "./compile.ts";
+import { requestFacts } from "./compile.ts";
+import { publicKeyMap, type PublicKeySet } from "./keys.ts";
+
+/** Biscuit's own decision on a token, mapped to the link and rule that denied, in the kernel's order of precedence. */
+export type TokenDecision = { readonly allowed: true } | { readonly allowed: false; readonly link: number; readonly rule: CheckKind };
+
+/**
+ * Decides `request` with Biscuit's authorizer alone, on the token's compiled
+ * checks and the request's facts, with `time` from `clock`. Stateful
+ * conditions (revocation, uses, budgets) are not part of it: they live in the
+ * store. This is what a verifier in another language would decide.
+ */
+export function biscuitDecision(token: string, options: { readonly publicKeys: PublicKeySet; readonly clock: Clock }, request: Request): TokenDecision {
+  const keys = publicKeyMap(options.publicKeys);
+  const facts = requestFacts(checkRequest(request), options.clock.now());
+  const result = authorizeToken(token, keys, facts);
+  if (result.allowed) return result;
+  const kinds = openToken(token, keys).blocks.map((source, i) => {
+    const json = blockJsonOf(source, i);
+    return compileBlock(json, decodeBlock(json, i)).checks;
+  });
+  const failures = result.failed.map((f) => ({ link: f.block, rule: kinds[f.block]?.[f.check] ?? "domains" }));
+  // The kernel reports an expired link before any other denial, then the first link that refuses, tenants before domains.
+  const expired = failures.filter((f) => f.rule === "expiresAt").sort((a, b) => a.link - b.link)[0];
+  const first = [...failures].sort((a, b) => a.link - b.link || (a.rule === "tenants" ? -1 : 1) - (b.rule === "tenants" ? -1 : 1))[0];
+  const chosen = expired ?? first;
+  return chosen === undefined ? { allowed: false, link: 0, rule: "domains" } : { allowed: false, link: chosen.link, rule: chosen.rule };
+}

@@ -1,0 +1,192 @@
+/**
+ * Grants compiled to Biscuit Datalog checks, and canonical kernel requests
+ * turned into the facts those checks read. The two are written together so
+ * that, for every request, the checks of a link hold exactly when the
+ * kernel's matcher (src/kernel/rules.ts) allows it; the differential test in
+ * test/token proves it.
+ *
+ * Strings always travel as parameters, never spliced into source. Only
+ * enumerated values (operations, methods) and identifiers (db fields, env
+ * names: validated as [A-Za-z_][A-Za-z0-9_]*) appear literally, in sets.
+ *
+ * Time is an integer count of milliseconds since the epoch, the kernel's unit,
+ * so `time($t)` expiry agrees with the kernel to the millisecond.
+ */
+import { classifyAddress, isIpLiteral, unbracket } from "../kernel/address.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions } from "../kernel/grant.ts";
+import type { CheckedRequest } from "../kernel/request.ts";
+import type { DatalogCode } from "./biscuit.ts";
+
+/** What one compiled check enforces: the kernel rule name a failure of it stands for. */
+export type CheckKind = "expiresAt" | "tenants" | "domains";
+
+type Params = Record<string, string | number | boolean>;
+
+/** Adds `value` as a fresh parameter and returns its placeholder. */
+function param(params: Params, value: string | number | boolean): string {
+  const name = `p${Object.keys(params).length}`;
+  params[name] = value;
+  return `{${name}}`;
+}
+
+/** A set literal of values known to be safe identifiers or enum members. */
+function literalSet(values: Iterable<string>): string {
+  const items = [...new Set(values)];
+  return items.length === 0 ? "{,}" : `{${items.map((v) => `"${v}"`).join(", ")}}`;
+}
+
+/** `$v` is `base` or lies below it on whole path components, as kernel `isWithin`. Empty when everything qualifies. */
+function within(params: Params, v: string, base: string): string {
+  if (base === "/") return "";
+  return `${v} == ${param(params, base)} || ${v}.starts_with(${param(params, `${base}/`)})`;
+}
+
+/** `$v` has URL path prefix `prefix`, as kernel `pathHasPrefix`. */
+function hasPrefix(params: Params, v: string, prefix: string): string {
+  if (prefix.endsWith("/")) return `${v}.starts_with(${param(params, prefix)})`;
+  return `${v} == ${param(params, prefix)} || ${v}.starts_with(${param(params, `${prefix}/`)})`;
+}
+
+const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined => (Object.hasOwn(o, k) ? o[k] : undefined);
+
+function fsBody(params: Params, r: FsRule): string {
+  const parts = [`fs_op($o), ${literalSet(r.ops)}.contains($o)`, "path($p)"];
+  const cond = (own(r, "subtree") ?? true) ? within(params, "$p", r.path) : `$p == ${param(params, r.path)}`;
+  if (cond !== "") parts.push(cond);
+  return parts.join(", ");
+}
+
+function httpBody(params: Params, r: HttpRule): string {
+  const parts = [
+    `http_method($m), ${literalSet(r.methods)}.contains($m)`,
+    `origin(${param(params, r.origin)})`,
+    "url_path($u)",
+    hasPrefix(params, "$u", own(r, "pathPrefix") ?? "/"),
+  ];
+  if (!(own(r, "allowPrivateNetwork") ?? false)) {
+    const host = unbracket(new URL(r.origin).hostname);
+    parts.push(isIpLiteral(host) ? `http_public($pub), http_address($a), $pub || $a == ${param(params, host)}` : "http_public(true)");
+  }
+  return parts.join(", ");
+}
+
+function dbBody(params: Params, r: DbRule): string {
+  const parts = [`db_op($o), ${literalSet(r.ops)}.contains($o)`, `model(${param(params, r.model)})`];
+  const fields = own(r, "fields");
+  if (fields !== undefined) parts.push(`db_fields($f), ${literalSet(fields)}.contains($f)`);
+  for (const [k, v] of Object.entries(own(r, "scope") ?? {})) {
+    // Scope values are compared as their JSON text: equal text exactly when the scalars are strictly equal.
+    parts.push(`db_scope(${param(params, k)}, ${param(params, JSON.stringify(v))})`);
+  }
+  return parts.join(", ");
+}
+
+function argBody(params: Params, pattern: ArgPattern, i: number): string | null {
+  if (typeof pattern === "string") return `exec_arg(${i}, ${param(params, pattern)})`;
+  if (Object.hasOwn(pattern, "prefix")) return `exec_arg(${i}, $a${i}), $a${i}.starts_with(${param(params, (pattern as { prefix: string }).prefix)})`;
+  return null;
+}
+
+function execBody(params: Params, r: ExecRule): string {
+  const parts = [`exec_program(${param(params, r.program)})`];
+  const cwd = own(r, "cwd");
+  if (cwd !== undefined) {
+    const cond = within(params, "$c", cwd);
+    if (cond !== "") parts.push(`exec_cwd($c), ${cond}`);
+  }
+  parts.push(`exec_env($e), ${literalSet(own(r, "env") ?? [])}.contains($e)`);
+  const args = own(r, "args");
+  if (args !== undefined) {
+    parts.push(`exec_argc($n), $n ${(own(r, "allowExtraArgs") ?? false) ? ">=" : "=="} ${args.length}`);
+    args.forEach((p, i) => {
+      const body = argBody(params, p, i);
+      if (body !== null) parts.push(body);
+    });
+  }
+  return parts.join(", ");
+}
+
+/** The alternatives of a grant's domain check: the request is allowed when one of them holds. */
+function domainBodies(params: Params, grant: Grant): string[] {
+  const bodies: string[] = [];
+  for (const tool of own(grant, "tools") ?? []) bodies.push(`tool(${param(params, tool)})`);
+  for (const r of own(grant, "fs") ?? []) bodies.push(fsBody(params, r));
+  for (const r of own(grant, "http") ?? []) bodies.push(httpBody(params, r));
+  for (const r of own(grant, "db") ?? []) bodies.push(dbBody(params, r));
+  for (const r of own(grant, "exec") ?? []) bodies.push(execBody(params, r));
+  return bodies;
+}
+
+/**
+ * Appends to `lines` the checks of one link: expiry, tenants, then (for a link
+ * with a grant) one check whose alternatives are the grant's rules. Returns
+ * what each check enforces. `maxUses` and `budget` are stateful and are
+ * enforced against the revocation store, not here.
+ */
+export function compileLinkChecks(grant: Grant | null, conditions: LinkConditions, params: Params, lines: string[]): CheckKind[] {
+  const kinds: CheckKind[] = [];
+  const expiresAt = own(conditions, "expiresAt");
+  if (expiresAt !== undefined) {
+    lines.push(`check if time($t), $t < ${param(params, expiresAt)};`);
+    kinds.push("expiresAt");
+  }
+  const tenants = own(conditions, "tenants");
+  if (tenants !== undefined) {
+    lines.push(`check if ${tenants.map((t) => `tenant(${param(params, t)})`).join(" or ")};`);
+    kinds.push("tenants");
+  }
+  if (grant !== null) {
+    const bodies = domainBodies(params, grant);
+    // A grant that names no rule allows nothing.
+    lines.push(`check if ${bodies.length === 0 ? "false" : bodies.join(" or ")};`);
+    kinds.push("domains");
+  }
+  return kinds;
+}
+
+function wellFormed(value: string, what: string): string {
+  if (!value.isWellFormed()) throw new InvalidInput(`request ${what} is not well-formed Unicode (it has a lone surrogate)`);
+  return value;
+}
+
+/** The facts a canonical request gives Biscuit's authorizer, with `time` set to `now` (ms since the epoch). */
+export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
+  const params: Params = {};
+  const s = (v: string, what: string) => param(params, wellFormed(v, what));
+  const facts = [`time(${param(params, now)})`];
+  if (req.tenant !== null) facts.push(`tenant(${s(req.tenant, "tenant")})`);
+  switch (req.kind) {
+    case "tool":
+      facts.push(`tool(${s(req.tool, "tool")})`);
+      break;
+    case "fs":
+      facts.push(`fs_op("${req.op}")`, `path(${s(req.path, "path")})`);
+      break;
+    case "http": {
+      const host = unbracket(req.url.hostname);
+      const target = req.address ?? (isIpLiteral(host) ? host : null);
+      const isPublic = target === null || classifyAddress(target) === "public";
+      facts.push(
+        `http_method("${req.method}")`,
+        `origin(${s(req.url.origin, "origin")})`,
+        `url_path(${s(req.url.pathname, "path")})`,
+        `http_public(${String(isPublic)})`,
+        `http_address(${s(target ?? "", "address")})`,
+      );
+      break;
+    }
+    case "db":
+      facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${literalSet(req.fields)})`);
+      for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${s(JSON.stringify(v), "scope value")})`);
+      break;
+    case "exec": {
+      const [program = "", ...args] = req.argv;
+      facts.push(`exec_program(${s(program, "program")})`, `exec_cwd(${s(req.cwd, "cwd")})`, `exec_env(${literalSet(req.env)})`);
+      facts.push(`exec_argc(${param(params, args.length)})`);
+      args.forEach((a, i) => facts.push(`exec_arg(${i}, ${s(a, "argument")})`));
+      break;
+    }
+  }
+  return { source: facts.map((f) => `${f};`).join("\n"), params };
+}

@@ -1,0 +1,105 @@
+import Database from "better-sqlite3";
+import { InvalidInput } from "../kernel/errors.ts";
+import type { LedgerCharge } from "../kernel/ledger.ts";
+import { targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
+
+/** How often, at most, a check looks whether another process changed the file. */
+const REFRESH_MS = 200;
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS agentcap_revocations (
+    kind TEXT NOT NULL CHECK (kind IN ('block', 'link')),
+    id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, id)
+  );
+  CREATE TABLE IF NOT EXISTS agentcap_usage (
+    key TEXT PRIMARY KEY,
+    calls INTEGER NOT NULL,
+    cost REAL NOT NULL
+  );
+`;
+
+interface UsageRow {
+  readonly calls: number;
+  readonly cost: number;
+}
+
+/**
+ * The default token store: one SQLite file (or `:memory:`). Revocations are
+ * cached in memory and reloaded when another connection changed the file
+ * (seen within REFRESH_MS); charges run in an immediate transaction, so
+ * processes sharing the file never overspend a budget between them.
+ */
+export function openSqliteTokenStore(path: string): TokenStore {
+  if (typeof path !== "string" || path.length === 0) throw new InvalidInput("openSqliteTokenStore needs a file path or :memory:");
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("busy_timeout = 5000");
+  db.exec(SCHEMA);
+
+  const selectRevoked = db.prepare<[], { kind: string; id: string; reason: string }>("SELECT kind, id, reason FROM agentcap_revocations");
+  const insertRevoked = db.prepare("INSERT OR IGNORE INTO agentcap_revocations (kind, id, reason, revoked_at) VALUES (?, ?, ?, ?)");
+  const selectUsage = db.prepare<[string], UsageRow>("SELECT calls, cost FROM agentcap_usage WHERE key = ?");
+  const addUsage = db.prepare(
+    "INSERT INTO agentcap_usage (key, calls, cost) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET calls = calls + 1, cost = cost + excluded.cost",
+  );
+  const dataVersion = () => db.pragma("data_version", { simple: true }) as number;
+
+  let revoked = new Map<string, string>();
+  let version = -1;
+  let checkedAt = -Infinity;
+  const reload = () => {
+    const next = new Map<string, string>();
+    for (const row of selectRevoked.all()) next.set(`${row.kind}:${row.id}`, row.reason);
+    revoked = next;
+  };
+  const refresh = () => {
+    const now = Date.now();
+    if (now - checkedAt < REFRESH_MS) return;
+    checkedAt = now;
+    const v = dataVersion();
+    if (v !== version) {
+      version = v;
+      reload();
+    }
+  };
+
+  const charge = db.transaction((entries: readonly LedgerCharge[], cost: number): boolean => {
+    for (const e of entries) {
+      const used = selectUsage.get(e.key) ?? { calls: 0, cost: 0 };
+      if (e.maxCalls !== null && used.calls >= e.maxCalls) return false;
+      if (e.maxCost !== null && used.cost + cost > e.maxCost) return false;
+    }
+    for (const e of entries) addUsage.run(e.key, cost);
+    return true;
+  });
+
+  let closed = false;
+  return Object.freeze({
+    revokedReason(key: string, linkId: string): string | null {
+      refresh();
+      return revoked.get(`block:${key}`) ?? revoked.get(`link:${linkId}`) ?? null;
+    },
+    usage(key: string): UsageRow {
+      return selectUsage.get(key) ?? { calls: 0, cost: 0 };
+    },
+    charge(entries: readonly LedgerCharge[], cost: number): boolean {
+      return charge.immediate(entries, cost);
+    },
+    revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
+      const t = targetKey(target);
+      if (typeof t === "string") return Promise.reject(new InvalidInput(t));
+      const why = typeof reason === "string" ? reason : "revoked";
+      insertRevoked.run(t.kind, t.id, why, Date.now());
+      if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
+      return Promise.resolve();
+    },
+    close(): Promise<void> {
+      if (!closed) db.close();
+      closed = true;
+      return Promise.resolve();
+    },
+  });
+}

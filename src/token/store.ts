@@ -1,0 +1,36 @@
+import type { ExternalLedger } from "../kernel/ledger.ts";
+
+/** What to revoke: one block of a token (and every token that contains it), or a link by its capability id. */
+export type RevocationTarget = { readonly revocationId: string } | { readonly capabilityId: string };
+
+/**
+ * Where verified tokens keep the state that cannot be checked offline:
+ * revocations, and the uses and budgets of each block (keyed by its
+ * revocation id). The kernel consults it synchronously at every check, so
+ * implementations answer from memory and keep that memory current.
+ */
+export interface TokenStore extends ExternalLedger {
+  /** Records the revocation durably; every verifier sharing the store sees it (the local one at once). */
+  revoke(target: RevocationTarget, reason?: string): Promise<void>;
+  /** Releases connections and files. */
+  close(): Promise<void>;
+}
+
+const HEX = /^[0-9a-f]{2,256}$/;
+const ID = /^[A-Za-z0-9-]{1,64}$/;
+
+/** Validates a revocation target; returns its kind and id, or a message saying what is wrong. */
+export function targetKey(target: RevocationTarget): { readonly kind: "block" | "link"; readonly id: string } | string {
+  if (typeof target !== "object" || (target as unknown) === null) return "revocation target must be { revocationId } or { capabilityId }";
+  if ("revocationId" in target) {
+    return typeof target.revocationId === "string" && HEX.test(target.revocationId)
+      ? { kind: "block", id: target.revocationId }
+      : "revocationId must be the hex revocation id of a token block";
+  }
+  if ("capabilityId" in target) {
+    return typeof target.capabilityId === "string" && ID.test(target.capabilityId)
+      ? { kind: "link", id: target.capabilityId }
+      : "capabilityId must be a capability id (letters, digits and dashes)";
+  }
+  return "revocation target must be { revocationId } or { capabilityId }";
+}

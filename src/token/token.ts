@@ -1,0 +1,249 @@
+/**
+ * Capabilities as Biscuit tokens: a mint that can sign, `toToken` for a
+ * capability, offline `attenuate` of a token string, and `verify` back into a
+ * kernel capability whose chain mirrors the token's blocks.
+ *
+ * Signing keys live only in this module's WeakMap, keyed by root capability:
+ * nothing reachable from a capability leads to a key.
+ */
+import { randomUUID } from "node:crypto";
+import {
+  appendTokenLink,
+  createTokenRoot,
+  rootOf,
+  type Capability,
+  type LinkSummary,
+  type MintRecord,
+} from "../kernel/capability.ts";
+import { systemClock, type Clock } from "../kernel/clock.ts";
+import { Expired, InvalidInput, InvalidToken, Revoked } from "../kernel/errors.ts";
+import { parseGrant, type Grant } from "../kernel/grant.ts";
+import { createMint, type Mint, type MintOptions } from "../kernel/mint.ts";
+import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.ts";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, type BlockData } from "./block.ts";
+import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.ts";
+import type { TokenStore } from "./store.ts";
+
+interface SigningRoot {
+  readonly signingKey: string;
+  readonly keyId: number;
+  readonly publicKey: string;
+}
+
+interface VerifiedRoot {
+  readonly token: string;
+  readonly keys: PublicKeys;
+  /** Index and id of the link the token ends at; links after it were added in this process. */
+  readonly depth: number;
+  readonly leafId: string;
+}
+
+const signingRoots = new WeakMap<Capability, SigningRoot>();
+const verifiedRoots = new WeakMap<Capability, VerifiedRoot>();
+const tokenCache = new WeakMap<Capability, { plain?: string; sealed?: string }>();
+
+/** Options of a mint whose root capabilities can become tokens. */
+export interface TokenMintOptions<In> extends MintOptions<In> {
+  /** Ed25519 private key, `ed25519-private/<hex>`, from `generateKeyPair` or `agentcap token keygen`. */
+  readonly signingKey: string;
+  /** Root key id written into every token, so verifiers can pick the public key during rotation. */
+  readonly keyId: number;
+}
+
+/** A mint whose roots can be serialized with `toToken`, signed with its key. */
+export interface TokenMint<In> extends Mint<In> {
+  /** Public key verifiers need, `ed25519/<hex>`. */
+  readonly publicKey: string;
+  readonly keyId: number;
+}
+
+/** Creates a mint that remembers, for each root it issues, the key to sign its tokens with. The key never becomes reachable from a capability. */
+export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): TokenMint<In> {
+  const { signingKey } = options;
+  const keyId = checkKeyId(options.keyId);
+  const publicKey = publicKeyOf(signingKey);
+  // The kernel mint never sees the key; only the roots it issues are remembered here.
+  const mint = createMint<In>({ ...options, signingKey: undefined, keyId: undefined } as MintOptions<In>);
+  const remember = <C extends Capability>(cap: C): C => {
+    signingRoots.set(cap, Object.freeze({ signingKey, keyId, publicKey }));
+    return cap;
+  };
+  const tokenMint: TokenMint<In> = {
+    issuer: mint.issuer,
+    publicKey,
+    keyId,
+    issue: (principal, opts) => remember(mint.issue(principal, opts)),
+    authenticate: async (incoming, opts) => remember(await mint.authenticate(incoming, opts)),
+  };
+  return Object.freeze(tokenMint);
+}
+
+function compiled(data: BlockData): DatalogCode {
+  const json = encodeBlock(data);
+  return compileBlock(json, decodeBlock(json, data.kind === "root" ? 0 : 1)).code;
+}
+
+function linkBlock(link: LinkSummary): BlockData {
+  if (link.grant !== null) return { v: 1, kind: "narrow", id: link.id, grant: link.grant };
+  if (link.revocable) return { v: 1, kind: "revocable", id: link.id, labels: link.labels };
+  return { v: 1, kind: "restrict", id: link.id, conditions: link.conditions };
+}
+
+/**
+ * Serializes `cap` as a Biscuit token: the authority block holds the root
+ * grant and mint record, each further link one attenuation block. Works for
+ * capabilities from a token mint and for verified tokens (and what was
+ * derived from them in this process). The same capability always gives the
+ * same token, so its blocks' uses and budgets stay one account.
+ */
+export function toToken(cap: Capability, options?: { readonly seal?: boolean }): string {
+  const seal = options?.seal === true;
+  const cached = tokenCache.get(cap) ?? {};
+  const hit = seal ? cached.sealed : cached.plain;
+  if (hit !== undefined) return hit;
+  const root = rootOf(cap);
+  const lineage = cap.lineage;
+  const signing = signingRoots.get(root);
+  const verified = verifiedRoots.get(root);
+  let token: string;
+  let keys: PublicKeys;
+  if (signing !== undefined) {
+    const first = lineage[0] as LinkSummary;
+    const authority = compiled({ v: 1, kind: "root", id: first.id, keyId: signing.keyId, mint: cap.mint, grant: first.grant as Grant });
+    token = issueToken(signing.signingKey, signing.keyId, authority, lineage.slice(1).map((l) => compiled(linkBlock(l))));
+    keys = new Map([[signing.keyId, signing.publicKey]]);
+  } else if (verified !== undefined && lineage[verified.depth]?.id === verified.leafId) {
+    const extra = lineage.slice(verified.depth + 1);
+    token = extra.length === 0 ? verified.token : appendBlocks(verified.token, verified.keys, extra.map((l) => compiled(linkBlock(l))));
+    keys = verified.keys;
+  } else {
+    throw new InvalidInput("this capability's root was not minted with a signing key; mint it with createTokenMint, or verify it from a token");
+  }
+  if (seal) token = sealToken(token, keys);
+  tokenCache.set(cap, { ...cached, [seal ? "sealed" : "plain"]: token });
+  return token;
+}
+
+/** Options of offline attenuation: the issuers' public keys (no signing key is needed). */
+export interface AttenuateOptions {
+  /** biscuit-wasm 0.6 can only open a token by checking its signatures, so attenuation needs the public keys. */
+  readonly publicKeys: PublicKeySet;
+  /** Seal the result: no further attenuation. */
+  readonly seal?: boolean;
+}
+
+/** Appends one block allowing only what `grant` allows; the result never allows more than `token`. Throws InvalidToken for a bad or sealed token. */
+export function attenuate(token: string, grant: Grant, options: AttenuateOptions): string {
+  const keys = publicKeyMap(options.publicKeys);
+  const block = compiled({ v: 1, kind: "narrow", id: randomUUID(), grant: parseGrant(grant) });
+  const next = appendBlocks(token, keys, [block]);
+  return options.seal === true ? sealToken(next, keys) : next;
+}
+
+/** What `verify` needs: the issuers' public keys by key id, the shared store, and the clock expiry is checked against. */
+export interface VerifyOptions {
+  readonly publicKeys: PublicKeySet;
+  readonly store: TokenStore;
+  readonly clock?: Clock;
+}
+
+/** Summary of one verified block: its link data and revocation id. */
+export interface VerifiedBlock {
+  readonly index: number;
+  readonly revocationId: string;
+  readonly data: BlockData;
+}
+
+/**
+ * Parses and checks a token's signatures, checks that every block's checks
+ * are exactly those compiled from the link data it carries, refuses a token
+ * with an expired or revoked block, and returns the blocks.
+ * Throws InvalidToken, Expired or Revoked.
+ */
+export function inspectVerified(token: string, options: VerifyOptions): readonly VerifiedBlock[] {
+  const keys = publicKeyMap(options.publicKeys);
+  const opened = openToken(token, keys);
+  const blocks = opened.blocks.map((source, index): VerifiedBlock => {
+    const json = blockJsonOf(source, index);
+    const data = decodeBlock(json, index);
+    if (renderBlock(compileBlock(json, data).code) !== source) {
+      throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`}'s checks are not the ones compiled from the link it declares`);
+    }
+    if (data.kind === "root" && data.keyId !== opened.keyId) {
+      throw new InvalidToken(`authority block names key id ${data.keyId} but the token is signed under key id ${opened.keyId}`);
+    }
+    return { index, revocationId: opened.revocationIds[index] ?? "", data };
+  });
+  const leaf = blocks[blocks.length - 1] as VerifiedBlock;
+  const details = (b: VerifiedBlock, rule: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule });
+  for (const b of blocks) {
+    const reason = options.store.revokedReason(b.revocationId, b.data.id);
+    if (reason !== null) throw new Revoked(`token block ${b.index} (${b.data.id}) was revoked: ${reason}`, details(b, "revoked"));
+  }
+  const now = (options.clock ?? systemClock).now();
+  for (const b of blocks) {
+    const e = b.data.kind === "root" || b.data.kind === "narrow" ? b.data.grant.expiresAt : b.data.kind === "restrict" ? b.data.conditions.expiresAt : undefined;
+    if (e !== undefined && now >= e) throw new Expired(`token block ${b.index} (${b.data.id}) expired at ${new Date(e).toISOString()}`, details(b, "expiresAt"));
+  }
+  return blocks;
+}
+
+/**
+ * Verifies a token and returns the kernel capability it stands for: one link
+ * per block, each with the id the block carries, revocation and uses kept in
+ * `store` under the block's revocation id. Its decisions equal the token's.
+ */
+export function verify(token: string, options: VerifyOptions): Capability {
+  const blocks = inspectVerified(token, options);
+  const clock = options.clock ?? systemClock;
+  const identity = (b: VerifiedBlock) => ({ id: b.data.id, link: { ledger: options.store, key: b.revocationId } });
+  const [first, ...rest] = blocks as [VerifiedBlock, ...VerifiedBlock[]];
+  if (first.data.kind !== "root") throw new InvalidToken("authority block is not a root link");
+  const { principal, tenants, roles, requestId, issuedAt, issuer }: MintRecord = first.data.mint;
+  const root = createTokenRoot(first.data.grant, { principal, tenants, roles, requestId, issuedAt, issuer }, clock, identity(first));
+  let cap: Capability = root;
+  for (const b of rest) {
+    const d = b.data;
+    const content =
+      d.kind === "narrow"
+        ? { kind: "narrow" as const, grant: d.grant }
+        : d.kind === "restrict"
+          ? { kind: "restrict" as const, conditions: d.conditions }
+          : { kind: "revocable" as const, labels: d.kind === "revocable" ? d.labels : {} };
+    cap = appendTokenLink(cap, content, identity(b));
+  }
+  verifiedRoots.set(root, { token, keys: publicKeyMap(options.publicKeys), depth: blocks.length - 1, leafId: (blocks[blocks.length - 1] as VerifiedBlock).data.id });
+  tokenCache.set(cap, { plain: token });
+  return cap;
+}
+
+/** A verifier with a cache: presenting the same token again returns the same capability without re-verifying (revocation is still checked on every use). */
+export interface Verifier {
+  verify(token: string): Capability;
+}
+
+/** Creates a verifier that keeps up to `cacheSize` verified tokens (least recently used dropped first). */
+export function createVerifier(options: VerifyOptions & { readonly cacheSize?: number }): Verifier {
+  const size = options.cacheSize ?? 1024;
+  const cache = new Map<string, Capability>();
+  return Object.freeze({
+    verify(token: string): Capability {
+      const hit = cache.get(token);
+      if (hit !== undefined) {
+        cache.delete(token);
+        cache.set(token, hit);
+        return hit;
+      }
+      const cap = verify(token, options);
+      cache.set(token, cap);
+      if (cache.size > size) cache.delete(cache.keys().next().value as string);
+      return cap;
+    },
+  });
+}
+
+/** Revokes a token (its last block, so every token derived from it too). Needs the public keys to read the token. */
+export async function revokeToken(token: string, options: { readonly publicKeys: PublicKeySet; readonly store: TokenStore; readonly reason?: string }): Promise<void> {
+  const ids = openToken(token, publicKeyMap(options.publicKeys)).revocationIds;
+  await options.store.revoke({ revocationId: ids[ids.length - 1] ?? "" }, options.reason);
+}
