@@ -1,0 +1,69 @@
+import { randomUUID } from "node:crypto";
+import type { Capability } from "../kernel/capability.ts";
+import { auditSubject, type AuditEvent, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
+import type { Decision } from "../kernel/decision.ts";
+import { AgentcapError } from "../kernel/errors.ts";
+import type { Request } from "../kernel/request.ts";
+import { AuditFailed } from "./errors.ts";
+
+/** What the dispatcher knows about one invocation when it ends. */
+export interface InvocationRecord {
+  readonly at: number;
+  readonly startedMs: number;
+  readonly tool: string;
+  readonly request: Request;
+  readonly decision: Decision;
+  readonly outcome: AuditOutcome;
+  readonly capability: Capability;
+}
+
+/**
+ * Writes the one event of an invocation and waits until the sink has it.
+ * Throws AuditFailed if the sink throws or rejects, so the caller can fail
+ * the call closed.
+ */
+export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Promise<void> {
+  const event: AuditEvent = Object.freeze({
+    id: randomUUID(),
+    at: r.at,
+    durationMs: performance.now() - r.startedMs,
+    kind: "tool",
+    tool: r.tool,
+    request: r.request,
+    decision: r.decision,
+    outcome: r.outcome,
+    subject: auditSubject(r.capability),
+  });
+  try {
+    await sink.write(event);
+  } catch (e) {
+    const what = r.outcome.ok ? "its result is withheld" : `it had failed with ${r.outcome.errorCode}`;
+    throw new AuditFailed(`the audit sink could not record the call to tool ${r.tool}, so ${what}: ${e instanceof Error ? e.message : String(e)}`, {
+      cause: e,
+    });
+  }
+}
+
+/** The outcome of a call that returned `result`: its size as JSON, never its content. */
+export function succeeded(result: unknown): AuditOutcome {
+  return { ok: true, resultBytes: sizeOf(result) };
+}
+
+/** The outcome of a call that threw `error`. */
+export function failed(error: unknown): AuditOutcome {
+  if (error instanceof AgentcapError) return { ok: false, errorCode: error.code, message: error.message };
+  if (error instanceof Error) return { ok: false, errorCode: error.name, message: error.message };
+  return { ok: false, errorCode: "ERR_THROWN", message: String(error) };
+}
+
+function sizeOf(result: unknown): number | null {
+  if (result === undefined) return 0;
+  if (result instanceof Uint8Array) return result.byteLength;
+  try {
+    const json = JSON.stringify(result) as string | undefined;
+    return json === undefined ? null : Buffer.byteLength(json);
+  } catch {
+    // A result that cannot be sized (cyclic, BigInt, holds a capability) is still audited, without a size.
+    return null;
+  }
+}

@@ -1,0 +1,163 @@
+import { z } from "zod";
+import type { Capability } from "../kernel/capability.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import { describeIssues } from "../kernel/grant.ts";
+import type { Request } from "../kernel/request.ts";
+
+/** What `needs` may know besides the input: the tenant the call acts for, if any. */
+export interface NeedsContext {
+  readonly tenant: string | null;
+}
+
+/** Options of one dispatched call. */
+export interface CallOptions {
+  /**
+   * The tenant the call acts for. Defaults to the capability's only minted
+   * tenant, if it was minted for exactly one; every need without a tenant is
+   * stamped with it.
+   */
+  readonly tenant?: string;
+}
+
+/**
+ * What a handler gets besides its input and capability. None of it carries
+ * authority: `call` only dispatches with the capability it is given.
+ */
+export interface ToolContext {
+  /** The tenant the call acts for. */
+  readonly tenant: string | null;
+  /** Fires (with a Revoked error) when the handler's capability dies: its task was revoked, or the call has returned. */
+  readonly signal: AbortSignal;
+  /** Calls another registered tool with a capability the handler holds; the sub-tool is narrowed again to its own needs. */
+  readonly call: SubCall;
+}
+
+/** Dispatches a sub-tool call: typed when given the tool itself, `unknown` when given its name. */
+export interface SubCall {
+  <In, Out>(tool: Tool<In, Out>, input: In, capability: Capability, options?: CallOptions): Promise<Out>;
+  (tool: string, input: unknown, capability: Capability, options?: CallOptions): Promise<unknown>;
+}
+
+/** A tool's implementation: `(input, capability)`, and the capability is its only source of authority. */
+export type ToolHandler<In, Out> = (input: In, capability: Capability, context: ToolContext) => Out | Promise<Out>;
+
+/** Names the requests a call will make, from its validated input; the dispatcher narrows the caller's capability to exactly these. */
+export type NeedsFunction<In> = (input: In, context: NeedsContext) => readonly Request[] | Promise<readonly Request[]>;
+
+/** How a tool is declared: a name and description for the model, a zod object schema for its input, and its needs. */
+export interface ToolSpec<S extends z.ZodObject> {
+  readonly name: string;
+  readonly description: string;
+  readonly input: S;
+  readonly needs: NeedsFunction<z.output<S>>;
+}
+
+/** The JSON schema of a tool's input, as shown to a model. */
+export type JsonSchema = Readonly<Record<string, unknown>>;
+
+declare const signature: unique symbol;
+
+/**
+ * A defined tool: frozen, and its handler reachable only by the dispatcher.
+ * `In` is what callers pass (before validation), `Out` what the handler returns.
+ */
+export interface Tool<In = never, Out = unknown> {
+  readonly name: string;
+  readonly description: string;
+  readonly input: z.ZodObject;
+  /** The input's JSON schema: derived from `input` alone, so it can never contain a capability. */
+  readonly inputSchema: JsonSchema;
+  /** Type-level only: makes `Tool` contravariant in its input and covariant in its output. */
+  readonly [signature]?: (input: In) => Out;
+}
+
+/** Any tool, whatever its input and output types. */
+export type AnyTool = Tool;
+
+/** The parts of a tool only the dispatcher uses. */
+export interface ToolImplementation {
+  readonly needs: NeedsFunction<unknown>;
+  readonly handler: ToolHandler<unknown, unknown>;
+}
+
+const implementations = new WeakMap<AnyTool, ToolImplementation>();
+
+/** Tool names are what model providers accept as function names. */
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Defines a tool. Throws InvalidInput when the name, description or input
+ * schema is unusable, including an input schema that cannot be shown to a
+ * model as JSON schema (such as a field holding a capability).
+ */
+export function defineTool<S extends z.ZodObject, Out>(
+  spec: ToolSpec<S>,
+  handler: ToolHandler<z.output<S>, Out>,
+): Tool<z.input<S>, Out> {
+  const own = <K extends keyof ToolSpec<S>>(k: K): ToolSpec<S>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
+  const [name, description, input, needs] = [own("name"), own("description"), own("input"), own("needs")];
+  if (typeof name !== "string" || !TOOL_NAME.test(name)) {
+    throw new InvalidInput(`tool name must be 1 to 64 letters, digits, _ or -; got ${JSON.stringify(name)}`);
+  }
+  if (typeof description !== "string" || description.trim().length === 0) {
+    throw new InvalidInput(`tool ${name}: description must be a non-empty string; the model chooses tools by it`);
+  }
+  if (!(input instanceof z.ZodObject)) throw new InvalidInput(`tool ${name}: input must be a zod object schema (z.object({...}))`);
+  if (typeof needs !== "function") throw new InvalidInput(`tool ${name}: needs must be a function from input to the requests the call makes`);
+  if (typeof handler !== "function") throw new InvalidInput(`tool ${name}: handler must be a function (input, capability) => result`);
+  const tool: Tool<z.input<S>, Out> = Object.freeze({ name, description, input, inputSchema: inputJsonSchema(name, input) });
+  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown> }));
+  return tool;
+}
+
+function inputJsonSchema(name: string, input: z.ZodObject): JsonSchema {
+  let schema: Record<string, unknown>;
+  try {
+    schema = z.toJSONSchema(input, { io: "input", unrepresentable: "throw", target: "draft-07" });
+  } catch (e) {
+    throw new InvalidInput(
+      `tool ${name}: input schema cannot be shown to a model as JSON schema (${e instanceof Error ? e.message : String(e)}); ` +
+        "inputs are plain data, and authority travels only as the handler's capability argument",
+    );
+  }
+  return deepFreeze(schema);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** Dispatcher only: the needs and handler of a tool made by `defineTool`. Throws InvalidInput for anything else. */
+export function implementationOf(tool: AnyTool): ToolImplementation {
+  const found = implementations.get(tool);
+  if (found === undefined) throw new InvalidInput("expected a tool made by defineTool");
+  return found;
+}
+
+/** Whether `value` is a tool made by `defineTool`. */
+export function isTool(value: unknown): value is AnyTool {
+  return typeof value === "object" && value !== null && implementations.has(value as AnyTool);
+}
+
+/**
+ * The needs of calling `tool` from inside another tool: the `tool.call`
+ * itself and the sub-tool's own needs. A parent lists these in its needs so
+ * its narrowed capability still covers the sub-call.
+ */
+export async function subToolNeeds<In>(tool: Tool<In>, input: In, context: NeedsContext): Promise<readonly Request[]> {
+  const impl = implementationOf(tool);
+  const parsed = parseToolInput(tool, input);
+  const needs = await impl.needs(parsed, context);
+  return [{ action: "tool.call", tool: tool.name, ...(context.tenant === null ? {} : { tenant: context.tenant }) }, ...needs];
+}
+
+/** Validates a call's input against the tool's schema; throws InvalidInput naming each bad field. */
+export function parseToolInput(tool: AnyTool, input: unknown): unknown {
+  const parsed = tool.input.safeParse(input);
+  if (!parsed.success) throw new InvalidInput(describeIssues(`input for tool ${tool.name}`, parsed.error));
+  return parsed.data;
+}

@@ -1,0 +1,147 @@
+import type { AuditOutcome, AuditSink } from "../kernel/audit-sink.ts";
+import { authorize, check, clockTime, isCapability, narrow, revocable, revocationSignal, type Capability } from "../kernel/capability.ts";
+import { denialError, type Decision } from "../kernel/decision.ts";
+import { InvalidInput, NotACapability } from "../kernel/errors.ts";
+import type { Request, ToolRequest } from "../kernel/request.ts";
+import { failed, succeeded, writeToolEvent } from "./audit.ts";
+import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.ts";
+import { planCall, tenantFor, type CallPlan } from "./plan.ts";
+
+/** A tool as a model may see it: name, description and input schema, nothing else. */
+export interface CatalogEntry {
+  readonly name: string;
+  readonly description: string;
+  readonly inputSchema: JsonSchema;
+}
+
+/** What a dispatcher is built from: its tools, and the sink every invocation is recorded in. */
+export interface DispatcherOptions {
+  readonly tools: readonly AnyTool[];
+  readonly audit: AuditSink;
+}
+
+/** Runs tool calls under capabilities. Holds no authority of its own: every call brings its capability. */
+export interface Dispatcher {
+  /**
+   * Calls a registered tool with `capability`: checks `tool.call`, validates
+   * the input, narrows the capability to exactly the tool's needs (checking
+   * each first), charges the call, runs the handler with the narrowed
+   * capability, and records exactly one audit event, allowed or denied.
+   * The handler's capability is revoked when the call settles. If the audit
+   * sink fails, the call fails with AuditFailed.
+   */
+  readonly call: SubCall;
+  /** The tools `capability` reaches (checked without charging): others are not listed at all. */
+  catalog(capability: Capability, options?: CallOptions): readonly CatalogEntry[];
+  /** The registered tool of that name, if any. */
+  tool(name: string): AnyTool | undefined;
+  /** Works out a call (input, needs, the grant for exactly them) without authorizing or charging anything. */
+  plan(tool: AnyTool | string, input: unknown, options: { readonly tenant: string | null }): Promise<CallPlan>;
+}
+
+/** Creates a dispatcher over a fixed set of tools; throws InvalidInput for a duplicate name or a non-tool. */
+export function createDispatcher(options: DispatcherOptions): Dispatcher {
+  const own = <K extends keyof DispatcherOptions>(k: K): DispatcherOptions[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
+  const [tools, sink] = [own("tools"), own("audit")];
+  if (!Array.isArray(tools)) throw new InvalidInput("createDispatcher needs tools: an array of tools made by defineTool");
+  if (!isAuditSink(sink)) {
+    throw new InvalidInput("createDispatcher needs audit: an AuditSink with a write(event) method; every invocation is recorded there");
+  }
+  const registry = new Map<string, AnyTool>();
+  for (const [i, tool] of tools.entries()) {
+    if (!isTool(tool)) throw new InvalidInput(`tools.${i} is not a tool made by defineTool`);
+    if (registry.has(tool.name)) throw new InvalidInput(`tools.${i}: a tool named ${tool.name} is already registered`);
+    registry.set(tool.name, tool);
+  }
+
+  const resolve = (ref: unknown): string => {
+    if (typeof ref === "string") return ref;
+    if (isTool(ref) && registry.get(ref.name) === ref) return ref.name;
+    throw new InvalidInput("call expects a tool registered with this dispatcher, or its name");
+  };
+
+  const call = (async (ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions): Promise<unknown> => {
+    if (!isCapability(capability)) throw new NotACapability("a tool call needs the caller's capability; nothing else carries authority");
+    const name = resolve(ref);
+    const tenant = tenantFor(capability, callOptions);
+    const startedMs = performance.now();
+    const at = clockTime(capability);
+    const toolRequest: ToolRequest = { action: "tool.call", tool: name, ...(tenant === null ? {} : { tenant }) };
+    // Deciding `tool.call` first means a tool the capability does not reach is denied whatever its input: designation is authorization.
+    let request: Request = toolRequest;
+    let decision: Decision = check(capability, toolRequest);
+    let outcome: AuditOutcome;
+    let result: unknown;
+    let thrown: { error: unknown } | null = null;
+    try {
+      if (!decision.allowed) throw denialError(decision);
+      const tool = registry.get(name);
+      if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
+      const plan = await planCall(tool, input, tenant);
+      for (const need of plan.needs) {
+        const d = check(capability, need);
+        if (!d.allowed) {
+          [request, decision] = [need, d];
+          throw denialError(d);
+        }
+      }
+      decision = authorize(capability, toolRequest);
+      if (!decision.allowed) throw denialError(decision);
+      result = await runHandler(tool, plan, capability, tenant, call);
+      outcome = succeeded(result);
+    } catch (e) {
+      thrown = { error: e };
+      outcome = failed(e);
+    }
+    await writeToolEvent(sink, { at, startedMs, tool: name, request, decision, outcome, capability });
+    if (thrown !== null) throw thrown.error;
+    return result;
+  }) as SubCall;
+
+  return Object.freeze({
+    call,
+    catalog: (capability: Capability, callOptions?: CallOptions): readonly CatalogEntry[] => {
+      const tenant = tenantFor(capability, callOptions);
+      const reached = [...registry.values()].filter(
+        (t) => check(capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) }).allowed,
+      );
+      return Object.freeze(reached.map((t) => Object.freeze({ name: t.name, description: t.description, inputSchema: t.inputSchema })));
+    },
+    tool: (name: string) => registry.get(name),
+    plan: async (ref: AnyTool | string, input: unknown, planOptions: { readonly tenant: string | null }) => {
+      const name = resolve(ref);
+      const tool = registry.get(name);
+      if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
+      return planCall(tool, input, planOptions.tenant);
+    },
+  });
+}
+
+/**
+ * Runs the handler with a capability narrowed to the plan's grant, behind a
+ * revocable forwarder that is revoked as soon as the call settles, so a
+ * handler that keeps its capability past the call holds nothing.
+ */
+async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability, tenant: string | null, call: SubCall): Promise<unknown> {
+  const lease = revocable(narrow(capability, plan.grant), { labels: { tool: tool.name } });
+  const watcher: { current: ReturnType<typeof revocationSignal> | null } = { current: null };
+  const context: ToolContext = Object.freeze({
+    tenant,
+    call,
+    // Made on first use: most handlers never look at it, and watching costs one subscription per revocable link.
+    get signal() {
+      watcher.current ??= revocationSignal(lease.capability);
+      return watcher.current.signal;
+    },
+  });
+  try {
+    return await implementationOf(tool).handler(plan.input, lease.capability, context);
+  } finally {
+    lease.revoke(`the call to tool ${tool.name} has returned`);
+    watcher.current?.dispose();
+  }
+}
+
+function isAuditSink(value: unknown): value is AuditSink {
+  return typeof value === "object" && value !== null && typeof (value as { write?: unknown }).write === "function";
+}

@@ -1,0 +1,86 @@
+import { InvalidInput } from "../kernel/errors.ts";
+import type { DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule } from "../kernel/grant.ts";
+import { checkRequest, type CheckedRequest, type Request } from "../kernel/request.ts";
+
+/**
+ * Automatic attenuation: the grant that allows exactly the requests a call
+ * declared and nothing else. Every request is validated first (InvalidInput
+ * names the bad need), and a domain no need mentions is left out, so it is
+ * not granted at all.
+ *
+ * Where a grant cannot say "exactly", the rule defers to the links above it
+ * rather than guessing: `allowPrivateNetwork` is set because the caller's own
+ * links still decide whether a private address is allowed, and an HTTP rule
+ * covers the URL's path (a path ending in `/` covers what is below it).
+ */
+export function grantForNeeds(tool: string, needs: readonly Request[]): Grant {
+  const checked = needs.map((need, i) => {
+    try {
+      return checkRequest(need);
+    } catch (e) {
+      if (e instanceof InvalidInput) throw new InvalidInput(`tool ${tool}: need ${i} is not a valid request: ${e.message}`);
+      throw e;
+    }
+  });
+  const tools = new Set<string>();
+  const fs = new Map<string, Set<FsOp>>();
+  const http = new Map<string, { origin: string; pathPrefix: string; methods: Set<HttpMethod> }>();
+  const db: DbRule[] = [];
+  const exec: ExecRule[] = [];
+  const tenants = new Set<string>();
+  let everyNeedNamesTenant = true;
+  for (const r of checked) {
+    if (r.tenant === null) everyNeedNamesTenant = false;
+    else tenants.add(r.tenant);
+    addNeed(r, { tools, fs, http, db, exec });
+  }
+  return {
+    ...(tools.size > 0 ? { tools: [...tools] } : {}),
+    ...(fs.size > 0 ? { fs: [...fs].map(([path, ops]): FsRule => ({ path, ops: [...ops], subtree: false })) } : {}),
+    ...(http.size > 0
+      ? { http: [...http.values()].map((h): HttpRule => ({ origin: h.origin, methods: [...h.methods], pathPrefix: h.pathPrefix, allowPrivateNetwork: true })) }
+      : {}),
+    ...(db.length > 0 ? { db } : {}),
+    ...(exec.length > 0 ? { exec } : {}),
+    // A tenant condition only when every need names one: a need without a tenant must stay allowed.
+    ...(everyNeedNamesTenant && tenants.size > 0 ? { tenants: [...tenants] } : {}),
+  };
+}
+
+interface Domains {
+  readonly tools: Set<string>;
+  readonly fs: Map<string, Set<FsOp>>;
+  readonly http: Map<string, { origin: string; pathPrefix: string; methods: Set<HttpMethod> }>;
+  readonly db: DbRule[];
+  readonly exec: ExecRule[];
+}
+
+function addNeed(r: CheckedRequest, d: Domains): void {
+  switch (r.kind) {
+    case "tool":
+      d.tools.add(r.tool);
+      return;
+    case "fs": {
+      const ops = d.fs.get(r.path) ?? new Set<FsOp>();
+      ops.add(r.op as FsOp);
+      d.fs.set(r.path, ops);
+      return;
+    }
+    case "http": {
+      const key = `${r.url.origin} ${r.url.pathname}`;
+      const rule = d.http.get(key) ?? { origin: r.url.origin, pathPrefix: r.url.pathname, methods: new Set<HttpMethod>() };
+      rule.methods.add(r.method);
+      d.http.set(key, rule);
+      return;
+    }
+    case "db":
+      // The rule names exactly the fields and pins exactly the scope of the need: a request may use fewer fields and a tighter scope.
+      d.db.push({ model: r.model, ops: [r.op as DbRule["ops"][number]], fields: [...r.fields], scope: Object.fromEntries(r.scope) });
+      return;
+    case "exec": {
+      const [program = "", ...args] = r.argv;
+      d.exec.push({ program, args, cwd: r.cwd, env: [...r.env] });
+      return;
+    }
+  }
+}
