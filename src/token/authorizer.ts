@@ -1,6 +1,6 @@
 import type { Clock } from "../kernel/clock.ts";
 import { checkRequest, type Request } from "../kernel/request.ts";
-import { authorizeToken, openToken } from "./biscuit.ts";
+import { authorizeToken } from "./biscuit.ts";
 import { blockJsonOf, compileBlock, decodeBlock } from "./block.ts";
 import type { CheckKind } from "./compile.ts";
 import { requestFacts } from "./compile.ts";
@@ -20,7 +20,7 @@ export function biscuitDecision(token: string, options: { readonly publicKeys: P
   const facts = requestFacts(checkRequest(request), options.clock.now());
   const result = authorizeToken(token, keys, facts);
   if (result.allowed) return result;
-  const kinds = openToken(token, keys).blocks.map((source, i) => {
+  const kinds = result.blocks.map((source, i) => {
     const json = blockJsonOf(source, i);
     return compileBlock(json, decodeBlock(json, i)).checks;
   });

@@ -260,7 +260,12 @@ export function sealToken(token: string, keys: PublicKeys): string {
 /** How Biscuit's own authorizer decided: allowed, or the (block, check) pairs that failed. */
 export type AuthorizerResult =
   | { readonly allowed: true }
-  | { readonly allowed: false; readonly failed: readonly { readonly block: number; readonly check: number }[] };
+  | {
+      readonly allowed: false;
+      readonly failed: readonly { readonly block: number; readonly check: number }[];
+      /** Each block's Datalog, to tell what the failed checks enforce. */
+      readonly blocks: readonly string[];
+    };
 
 interface FailedCheck {
   readonly Block?: { readonly block_id: number; readonly check_id: number };
@@ -280,7 +285,8 @@ export function authorizeToken(token: string, keys: PublicKeys, facts: DatalogCo
         const checks = (e as { FailedLogic?: { Unauthorized?: { checks?: readonly FailedCheck[] } } }).FailedLogic?.Unauthorized?.checks;
         if (checks === undefined) throw new InvalidToken(`Biscuit authorizer failed: ${describeError(e)}`);
         const failed = checks.flatMap((c) => (c.Block ? [{ block: c.Block.block_id, check: c.Block.check_id }] : []));
-        return { allowed: false, failed } as const;
+        const blocks = Array.from({ length: t.countBlocks() }, (_, i) => t.getBlockSource(i));
+        return { allowed: false, failed, blocks } as const;
       }
     });
   });

@@ -6,8 +6,10 @@
  * test/token proves it.
  *
  * Strings always travel as parameters, never spliced into source. Only
- * enumerated values (operations, methods) and identifiers (db fields, env
- * names: validated as [A-Za-z_][A-Za-z0-9_]*) appear literally, in sets.
+ * enumerated values (operations, methods) appear literally. Sets of names (db
+ * fields, env names) are sets of byte strings: Biscuit orders a set of
+ * strings by symbol number, which depends on the token, so a block's printing
+ * would not be reproducible; byte strings order by value everywhere.
  *
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
@@ -30,10 +32,16 @@ function param(params: Params, value: string | number | boolean): string {
   return `{${name}}`;
 }
 
-/** A set literal of values known to be safe identifiers or enum members. */
-function literalSet(values: Iterable<string>): string {
-  const items = [...new Set(values)];
-  return items.length === 0 ? "{,}" : `{${items.map((v) => `"${v}"`).join(", ")}}`;
+/** A set of names as a literal set of byte strings (their UTF-8, in hex). */
+function nameSet(values: Iterable<string>): string {
+  const items = [...new Set(values)].map((v) => `hex:${Buffer.from(v, "utf8").toString("hex")}`);
+  // The spaces keep `{hex:…}` from reading as a parameter named "hex:…".
+  return items.length === 0 ? "{,}" : `{ ${items.join(", ")} }`;
+}
+
+/** `$v` is one of `values`, enum members known to be plain words. */
+function oneOf(v: string, values: readonly string[]): string {
+  return [...new Set(values)].map((x) => `${v} == "${x}"`).join(" || ");
 }
 
 /** `$v` is `base` or lies below it on whole path components, as kernel `isWithin`. Empty when everything qualifies. */
@@ -51,7 +59,7 @@ function hasPrefix(params: Params, v: string, prefix: string): string {
 const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined => (Object.hasOwn(o, k) ? o[k] : undefined);
 
 function fsBody(params: Params, r: FsRule): string {
-  const parts = [`fs_op($o), ${literalSet(r.ops)}.contains($o)`, "path($p)"];
+  const parts = [`fs_op($o), ${oneOf("$o", r.ops)}`, "path($p)"];
   const cond = (own(r, "subtree") ?? true) ? within(params, "$p", r.path) : `$p == ${param(params, r.path)}`;
   if (cond !== "") parts.push(cond);
   return parts.join(", ");
@@ -59,7 +67,7 @@ function fsBody(params: Params, r: FsRule): string {
 
 function httpBody(params: Params, r: HttpRule): string {
   const parts = [
-    `http_method($m), ${literalSet(r.methods)}.contains($m)`,
+    `http_method($m), ${oneOf("$m", r.methods)}`,
     `origin(${param(params, r.origin)})`,
     "url_path($u)",
     hasPrefix(params, "$u", own(r, "pathPrefix") ?? "/"),
@@ -72,9 +80,9 @@ function httpBody(params: Params, r: HttpRule): string {
 }
 
 function dbBody(params: Params, r: DbRule): string {
-  const parts = [`db_op($o), ${literalSet(r.ops)}.contains($o)`, `model(${param(params, r.model)})`];
+  const parts = [`db_op($o), ${oneOf("$o", r.ops)}`, `model(${param(params, r.model)})`];
   const fields = own(r, "fields");
-  if (fields !== undefined) parts.push(`db_fields($f), ${literalSet(fields)}.contains($f)`);
+  if (fields !== undefined) parts.push(`db_fields($f), ${nameSet(fields)}.contains($f)`);
   for (const [k, v] of Object.entries(own(r, "scope") ?? {})) {
     // Scope values are compared as their JSON text: equal text exactly when the scalars are strictly equal.
     parts.push(`db_scope(${param(params, k)}, ${param(params, JSON.stringify(v))})`);
@@ -95,7 +103,7 @@ function execBody(params: Params, r: ExecRule): string {
     const cond = within(params, "$c", cwd);
     if (cond !== "") parts.push(`exec_cwd($c), ${cond}`);
   }
-  parts.push(`exec_env($e), ${literalSet(own(r, "env") ?? [])}.contains($e)`);
+  parts.push(`exec_env($e), ${nameSet(own(r, "env") ?? [])}.contains($e)`);
   const args = own(r, "args");
   if (args !== undefined) {
     parts.push(`exec_argc($n), $n ${(own(r, "allowExtraArgs") ?? false) ? ">=" : "=="} ${args.length}`);
@@ -177,12 +185,12 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
       break;
     }
     case "db":
-      facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${literalSet(req.fields)})`);
+      facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${nameSet(req.fields)})`);
       for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${s(JSON.stringify(v), "scope value")})`);
       break;
     case "exec": {
       const [program = "", ...args] = req.argv;
-      facts.push(`exec_program(${s(program, "program")})`, `exec_cwd(${s(req.cwd, "cwd")})`, `exec_env(${literalSet(req.env)})`);
+      facts.push(`exec_program(${s(program, "program")})`, `exec_cwd(${s(req.cwd, "cwd")})`, `exec_env(${nameSet(req.env)})`);
       facts.push(`exec_argc(${param(params, args.length)})`);
       args.forEach((a, i) => facts.push(`exec_arg(${i}, ${s(a, "argument")})`));
       break;

@@ -1,0 +1,115 @@
+/** fast-check generators over a small universe, so grants and requests overlap often enough to exercise every rule. */
+import fc from "fast-check";
+import type { ArgPattern, Grant, LinkConditions } from "../../src/kernel/grant.ts";
+import type { Request } from "../../src/kernel/request.ts";
+
+export const NOW = 1_000_000;
+
+const tools = ["a", "b", "c", 'q"uote\\'];
+const paths = ["/", "/srv", "/srv/a", "/srv/ab", "/srv/a/b", "/tmp"];
+const origins = ["https://a.com", "http://a.com", "http://10.0.0.1", "http://[::1]"];
+const prefixes = ["/", "/v1", "/v1/", "/v1/x"];
+const urlPaths = ["/", "/v1", "/v1/", "/v1x", "/v1/x", "/v1/x/y", "/v2"];
+const models = ["C", "D"];
+const fields = ["x", "y", "z"];
+const programs = ["/bin/ls", "/bin/cat"];
+const argValues = ["-l", "/srv", "/srv/a", "x"];
+const envNames = ["HOME", "PATH"];
+const tenants = ["t1", "t2"];
+const scopeValues = [42, "42", true, null, 1.5];
+
+const sub = <T>(xs: readonly T[], min = 0) => fc.subarray([...xs], { minLength: min });
+const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
+const strip = <T extends object>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
+const argPattern: fc.Arbitrary<ArgPattern> = fc.oneof(
+  fc.constantFrom(...argValues),
+  fc.constantFrom(...argValues).map((p) => ({ prefix: p.slice(0, 3) })),
+  fc.constant({ any: true } as const),
+);
+
+export const conditions: fc.Arbitrary<LinkConditions> = fc
+  .record({
+    expiresAt: opt(fc.constantFrom(NOW - 1, NOW, NOW + 1, NOW + 1000)),
+    tenants: opt(sub(tenants, 1)),
+    maxUses: opt(fc.integer({ min: 1, max: 3 })),
+  })
+  .map(strip);
+
+export const grant: fc.Arbitrary<Grant> = fc
+  .record({
+    tools: opt(sub(tools)),
+    fs: opt(fc.array(fc.record({ path: fc.constantFrom(...paths), ops: sub(["read", "write", "list", "delete"] as const, 1), subtree: opt(fc.boolean()) }).map(strip), { maxLength: 2 })),
+    http: opt(
+      fc.array(
+        fc.record({
+          origin: fc.constantFrom(...origins),
+          methods: sub(["GET", "POST"] as const, 1),
+          pathPrefix: opt(fc.constantFrom(...prefixes)),
+          allowPrivateNetwork: opt(fc.boolean()),
+        }).map(strip),
+        { maxLength: 2 },
+      ),
+    ),
+    db: opt(
+      fc.array(
+        fc.record({
+          model: fc.constantFrom(...models),
+          ops: sub(["read", "update"] as const, 1),
+          fields: opt(sub(fields)),
+          scope: opt(fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 })),
+        }).map(strip),
+        { maxLength: 2 },
+      ),
+    ),
+    exec: opt(
+      fc.array(
+        fc.record({
+          program: fc.constantFrom(...programs),
+          args: opt(fc.array(argPattern, { maxLength: 2 })),
+          allowExtraArgs: opt(fc.boolean()),
+          cwd: opt(fc.constantFrom(...paths)),
+          env: opt(sub(envNames)),
+        }).map(strip),
+        { maxLength: 2 },
+      ),
+    ),
+  })
+  .chain((domains) => conditions.map((c) => strip({ ...domains, ...c })));
+
+/** One link appended after the root. */
+export type Link = { readonly kind: "narrow"; readonly grant: Grant } | { readonly kind: "restrict"; readonly conditions: LinkConditions } | { readonly kind: "revocable" };
+
+export const link: fc.Arbitrary<Link> = fc.oneof(
+  { weight: 3, arbitrary: grant.map((g) => ({ kind: "narrow" as const, grant: g })) },
+  { weight: 1, arbitrary: conditions.map((c) => ({ kind: "restrict" as const, conditions: c })) },
+  { weight: 1, arbitrary: fc.constant({ kind: "revocable" as const }) },
+);
+
+const tenant = opt(fc.constantFrom(...tenants, "t3"));
+
+export const request: fc.Arbitrary<Request> = fc.oneof(
+  fc.record({ action: fc.constant("tool.call" as const), tool: fc.constantFrom(...tools, "zz"), tenant }).map(strip),
+  fc.record({ action: fc.constantFrom("fs.read", "fs.write", "fs.list", "fs.delete"), path: fc.constantFrom(...paths, "/srv/a/b/c", "/srva"), tenant }).map(strip),
+  fc.record({
+    action: fc.constant("http.request" as const),
+    method: fc.constantFrom("GET", "POST", "PUT"),
+    url: fc.tuple(fc.constantFrom(...origins, "https://b.com", "https://a.com:443"), fc.constantFrom(...urlPaths)).map(([o, p]) => `${o}${p}`),
+    address: opt(fc.constantFrom("10.0.0.1", "93.184.216.34", "::1", "127.0.0.1")),
+    tenant,
+  }).map(strip),
+  fc.record({
+    action: fc.constantFrom("db.read", "db.update", "db.delete"),
+    model: fc.constantFrom(...models),
+    fields: sub(fields),
+    scope: fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 }),
+    tenant,
+  }).map(strip),
+  fc.record({
+    action: fc.constant("exec" as const),
+    argv: fc.tuple(fc.constantFrom(...programs), fc.array(fc.constantFrom(...argValues), { maxLength: 3 })).map(([p, a]) => [p, ...a]),
+    cwd: fc.constantFrom(...paths),
+    env: opt(sub(envNames)),
+    tenant,
+  }).map(strip),
+) as fc.Arbitrary<Request>;
