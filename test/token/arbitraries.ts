@@ -34,7 +34,7 @@ export const conditions: fc.Arbitrary<LinkConditions> = fc
     tenants: opt(sub(tenants, 1)),
     maxUses: opt(fc.integer({ min: 1, max: 3 })),
   })
-  .map(strip);
+  .map((c) => strip(c) as LinkConditions);
 
 export const grant: fc.Arbitrary<Grant> = fc
   .record({
@@ -75,7 +75,7 @@ export const grant: fc.Arbitrary<Grant> = fc
       ),
     ),
   })
-  .chain((domains) => conditions.map((c) => strip({ ...domains, ...c })));
+  .chain((domains) => conditions.map((c) => strip({ ...domains, ...c }) as Grant));
 
 /** One link appended after the root. */
 export type Link = { readonly kind: "narrow"; readonly grant: Grant } | { readonly kind: "restrict"; readonly conditions: LinkConditions } | { readonly kind: "revocable" };
