@@ -1,0 +1,146 @@
+import { authorize, check, isCapability, type Capability } from "../kernel/capability.ts";
+import { denialError, type Denied } from "../kernel/decision.ts";
+import { InvalidInput, NotACapability } from "../kernel/errors.ts";
+import type { ExecRequest, FsRequest } from "../kernel/request.ts";
+import { resolveDirectory, resolveProgram } from "./exec-canonical.ts";
+import { envSource, scrubbedEnv } from "./exec-env.ts";
+import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./exec-input.ts";
+import { canWatchMemory } from "./exec-memory.ts";
+import { runJob, type Exit } from "./exec-process.ts";
+import { watchAuthority } from "./exec-watch.ts";
+
+export type { ExecLimits, OutputEncoding, RunOptions } from "./exec-input.ts";
+
+/**
+ * The reach `exec.run` needs: running a program, and listing its working
+ * directory, because the working directory is confined by the capability's
+ * `fs` grant as well as by the exec rule's `cwd`.
+ */
+export interface ExecReach {
+  readonly exec: "run";
+  readonly fs: "list";
+}
+
+/** How a run ended: plain data, never a process handle. Output is text or bytes per `encoding`. */
+export interface ExecResult<Output extends string | Uint8Array = string> {
+  /** The exit code, or null when the program was ended by a signal. */
+  readonly exitCode: number | null;
+  /** The signal that ended the program, such as "SIGSEGV", or null. */
+  readonly signal: string | null;
+  readonly stdout: Output;
+  readonly stderr: Output;
+}
+
+/** What the application configures on the resource: the variables it may pass on, and the ceiling of every limit. */
+export interface ExecConfig {
+  /** Values of the variables a run may name; process.env is never read. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Limits for every run; a call may only tighten them. */
+  readonly limits?: Partial<ExecLimits>;
+}
+
+/** The confined subprocess resource. */
+export interface Exec {
+  /**
+   * Runs `argv` (absolute program path first; no shell, no PATH search) in
+   * `options.cwd`. The program and cwd are resolved to their real paths, then
+   * the capability must allow both `{ action: "exec", argv, cwd, env }` and
+   * `fs.list` on the cwd; only then is anything started. The environment
+   * holds exactly the variables named in `options.env`. Rejects with
+   * InvalidInput, CapabilityDenied, Revoked, Expired or BudgetExhausted before
+   * starting anything; once started, with LimitExceeded on a limit and with
+   * Revoked or Expired when the capability dies, after killing the program's
+   * process group. A non-zero exit is a result, not an error.
+   */
+  run(cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions & { readonly encoding: "bytes" }): Promise<ExecResult<Uint8Array>>;
+  run(cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions & { readonly encoding?: "utf8" }): Promise<ExecResult>;
+}
+
+/** Limits when the application sets none: 30 s, 1 MiB of combined stdout and stderr, no memory limit. */
+export const DEFAULT_EXEC_LIMITS: ExecLimits = Object.freeze({ timeoutMs: 30_000, maxOutputBytes: 1024 * 1024, maxMemoryBytes: null });
+
+function configLimits(limits: unknown): ExecLimits {
+  if (limits === undefined) return DEFAULT_EXEC_LIMITS;
+  if (typeof limits !== "object" || limits === null) throw new InvalidInput("invalid exec config: limits: expected an object");
+  const out: Record<string, number | null> = { ...DEFAULT_EXEC_LIMITS };
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Object.hasOwn(DEFAULT_EXEC_LIMITS, name)) {
+      throw new InvalidInput(`invalid exec config: limits.${name}: is not a limit (limits are timeoutMs, maxOutputBytes, maxMemoryBytes)`);
+    }
+    if (!Number.isSafeInteger(value) || (value as number) <= 0 || (name !== "maxMemoryBytes" && (value as number) > 2 ** 31 - 1)) {
+      const range = name === "maxMemoryBytes" ? "" : " up to 2147483647";
+      throw new InvalidInput(`invalid exec config: limits.${name}: must be a positive whole number${range}, got ${String(value)}`);
+    }
+    out[name] = value as number;
+  }
+  return out as unknown as ExecLimits;
+}
+
+function rejectMemoryLimitIfUnsupported(limits: ExecLimits): void {
+  if (limits.maxMemoryBytes !== null && !canWatchMemory) {
+    throw new InvalidInput(`maxMemoryBytes needs Linux /proc to be enforced, and this is ${process.platform}; it is refused rather than ignored`);
+  }
+}
+
+/** Throws the kernel's typed denial, its reason extended with what the resource knows about the call. */
+function throwDenied(decision: Denied, notes: readonly string[]): never {
+  throw denialError({ ...decision, reason: [decision.reason, ...notes].join("; ") });
+}
+
+function decode(exit: Exit, encoding: OutputEncoding): ExecResult<string | Uint8Array> {
+  const text = new TextDecoder();
+  const stdout = encoding === "bytes" ? exit.stdout : text.decode(exit.stdout);
+  const stderr = encoding === "bytes" ? exit.stderr : text.decode(exit.stderr);
+  return Object.freeze({ exitCode: exit.exitCode, signal: exit.signal, stdout, stderr });
+}
+
+/**
+ * Creates the confined subprocess resource. Throws InvalidInput for a bad
+ * config. The resource holds no authority of its own: every run is decided by
+ * the capability passed to it.
+ */
+export function createExec(config: ExecConfig = {}): Exec {
+  if (process.platform === "win32") throw new InvalidInput("the exec resource needs POSIX process groups and does not run on Windows");
+  if (typeof config !== "object" || (config as unknown) === null || Array.isArray(config)) throw new InvalidInput("invalid exec config: expected an object");
+  for (const key of Object.keys(config)) {
+    if (key !== "env" && key !== "limits") throw new InvalidInput(`invalid exec config: ${key}: is not a setting (settings are env, limits)`);
+  }
+  const source = envSource(config.env);
+  const ceilings = configLimits(config.limits);
+  rejectMemoryLimitIfUnsupported(ceilings);
+
+  const run = async (cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions): Promise<ExecResult<string | Uint8Array>> => {
+    // Refused before any file-system look-up, so a forged capability causes no I/O at all.
+    if (!isCapability(cap)) throw new NotACapability("exec.run needs a capability issued by this kernel");
+    const call = parseCall(argv, options, ceilings);
+    rejectMemoryLimitIfUnsupported(call.limits);
+    const [named = "", ...args] = call.argv;
+    const program = resolveProgram(named);
+    const cwd = resolveDirectory(call.cwd);
+    const env = scrubbedEnv(source, call.env);
+    const tenant = call.tenant === undefined ? {} : { tenant: call.tenant };
+    const execRequest: ExecRequest = { action: "exec", argv: [program, ...args], cwd, env: call.env, ...tenant };
+    const listRequest: FsRequest = { action: "fs.list", path: cwd, ...tenant };
+
+    // From the decision to the spawn inside runJob nothing awaits, so no
+    // revocation or expiry can slip between the decision and the start.
+    // The cwd check charges nothing; the exec authorization then charges one use.
+    const listing = check(cap, listRequest);
+    if (!listing.allowed) throwDenied(listing, ["the working directory must be listable through the capability's fs grant"]);
+    const decision = authorize(cap, execRequest);
+    if (!decision.allowed) {
+      const notes = [
+        ...(program === named ? [] : [`the program ${JSON.stringify(named)} resolves to ${program}, and grants are matched against real paths`]),
+        ...(call.env.length === 0 ? [] : [`the run asked to pass environment variables ${call.env.join(", ")}`]),
+      ];
+      throwDenied(decision, notes);
+    }
+    const watch = watchAuthority(cap);
+    try {
+      return decode(await runJob({ program, args, cwd, env, input: call.input, limits: call.limits }, watch.signal), call.encoding);
+    } finally {
+      watch.dispose();
+    }
+  };
+  return Object.freeze({ run }) as Exec;
+}

@@ -1,0 +1,167 @@
+import { spawn } from "node:child_process";
+import { relative } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import {
+  BudgetExhausted,
+  CapabilityDenied,
+  Expired,
+  InvalidInput,
+  NotACapability,
+  Revoked,
+  revocable,
+  type Capability,
+} from "../../src/index.ts";
+import type { ExecReach } from "../../src/resources/exec.ts";
+import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
+
+// Every spawn goes through this spy, so a denied attempt can be shown to start no process at all.
+vi.mock("node:child_process", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:child_process")>();
+  return { ...actual, spawn: vi.fn(actual.spawn) };
+});
+
+let s: Sandbox;
+beforeAll(() => { s = makeSandbox(); });
+afterAll(() => { s.cleanup(); });
+afterEach(() => { vi.mocked(spawn).mockClear(); });
+
+/** exec.run without its static types, for attempts that pass what the types forbid. */
+const runLoose = (cap: unknown, argv: unknown, options: unknown): Promise<unknown> =>
+  (s.exec.run as (c: unknown, a: unknown, o: unknown) => Promise<unknown>)(cap, argv, options);
+
+const run = (argv: readonly string[], options: Record<string, unknown> = {}, cap: Capability<ExecReach> = s.mintCap()) =>
+  runLoose(cap, argv, { cwd: s.work, ...options });
+
+interface Attempt {
+  readonly name: string;
+  readonly attempt: () => Promise<unknown>;
+  readonly error: abstract new (...args: never[]) => Error;
+  readonly message: RegExp;
+}
+
+const attempts: readonly Attempt[] = [
+  // Shells and command strings
+  { name: "sh -c", attempt: () => run(["/bin/sh", "-c", `touch ${s.work}/marker-sh`]), error: CapabilityDenied, message: /resolves to .*dash.*real paths/ },
+  { name: "the real shell, dash -c", attempt: () => run([P.sh, "-c", "id"]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "a whole command line as one string", attempt: () => runLoose(s.mintCap(), `/bin/echo hi; touch ${s.work}/marker-str`, { cwd: s.work }), error: InvalidInput, message: /argv must be an array of strings/ },
+  { name: "the shell option", attempt: () => run([P.echo, "hi"], { shell: true }), error: InvalidInput, message: /shell: is not an option/ },
+  { name: "env as a trampoline to a shell", attempt: () => run([P.env, "/bin/sh", "-c", "id"]), error: CapabilityDenied, message: /does not grant running/ },
+  // Program names
+  { name: "a relative program name (PATH search)", attempt: () => run(["echo", "hi"]), error: InvalidInput, message: /must be an absolute path; agentcap never searches PATH/ },
+  { name: "a ./relative program", attempt: () => run(["./echo"]), error: InvalidInput, message: /absolute path/ },
+  { name: "a program relative to a directory", attempt: () => run(["bin/echo"]), error: InvalidInput, message: /absolute path/ },
+  { name: "a ~ program", attempt: () => run(["~/echo"]), error: InvalidInput, message: /absolute path/ },
+  { name: "an empty argv", attempt: () => run([]), error: InvalidInput, message: /must name the program/ },
+  { name: "a non-string argument", attempt: () => runLoose(s.mintCap(), [P.echo, 42], { cwd: s.work }), error: InvalidInput, message: /argv\.1/ },
+  { name: "an object that stringifies to a path", attempt: () => runLoose(s.mintCap(), [{ toString: () => P.echo }], { cwd: s.work }), error: InvalidInput, message: /argv/ },
+  { name: "an array-like object instead of an array", attempt: () => runLoose(s.mintCap(), { 0: P.echo, length: 1 }, { cwd: s.work }), error: InvalidInput, message: /argv must be an array of strings/ },
+  { name: "more arguments than any program accepts", attempt: () => run([P.echo, ...Array.from({ length: 5000 }, () => "a")]), error: InvalidInput, message: /at most 4096 elements/ },
+  { name: "an argument longer than the kernel accepts", attempt: () => run([P.echo, "a".repeat(200_000)]), error: InvalidInput, message: /argv\.1: an argument must be at most/ },
+  { name: "a program that does not exist", attempt: () => run(["/usr/bin/definitely-not-here"]), error: InvalidInput, message: /does not exist/ },
+  { name: "a directory as the program", attempt: () => run(["/usr/bin"]), error: InvalidInput, message: /not a regular file/ },
+  { name: "a trailing separator on the program", attempt: () => run([`${P.echo}/`]), error: InvalidInput, message: /not a directory/ },
+  { name: "'..' after a file in the program path", attempt: () => run([`${P.echo}/../dash`]), error: InvalidInput, message: /not a directory/ },
+  // Symlinks and '..' are judged by their target
+  { name: "a symlink named like a granted program, pointing at a shell", attempt: () => run([`${s.bin}/echo`, "-c", "id"]), error: CapabilityDenied, message: /resolves to .*dash/ },
+  { name: "a chain of symlinks ending at a shell", attempt: () => run([`${s.bin}/chain1`, "-c", "id"]), error: CapabilityDenied, message: /resolves to .*dash/ },
+  { name: "'..' climbing from a granted directory to a shell", attempt: () => run(["/usr/bin/../bin/dash", "-c", "id"]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "'..' climbing out of the work directory to a shell", attempt: () => run([`${s.work}/${"../".repeat(relative("/", s.work).split("/").length)}usr/bin/dash`, "-c", "id"]), error: CapabilityDenied, message: /does not grant running/ },
+  // Files the C library or the kernel would run in ways the grant did not mean
+  { name: "a granted script without #! (would run under /bin/sh)", attempt: () => run([`${s.bin}/noshebang`]), error: InvalidInput, message: /neither a binary nor a #! script/ },
+  { name: "a granted file that is not executable", attempt: () => run([`${s.bin}/noexec`]), error: InvalidInput, message: /not executable/ },
+  { name: "a granted setuid program (could not be killed)", attempt: () => run([`${s.bin}/suid`]), error: InvalidInput, message: /setuid/ },
+  { name: "a granted FIFO (must not hang)", attempt: () => run([`${s.bin}/fifo`]), error: InvalidInput, message: /not a regular file/ },
+  // argv[0] and NUL bytes
+  { name: "argv[0] spoofing through an argv0 option", attempt: () => run([P.echo, "hi"], { argv0: "/bin/sh" }), error: InvalidInput, message: /argv0: is not an option/ },
+  { name: "a NUL byte in the program path", attempt: () => run([`${P.echo}\0/bin/sh`]), error: InvalidInput, message: /NUL/ },
+  { name: "a NUL byte in an argument", attempt: () => run([P.echo, "a\0b"]), error: InvalidInput, message: /argv\.1.*NUL/ },
+  { name: "a NUL byte in cwd", attempt: () => run([P.echo], { cwd: `${s.work}\0/etc` }), error: InvalidInput, message: /cwd.*NUL/ },
+  // Argument patterns
+  { name: "an argument to a program granted with no arguments", attempt: () => run([P.cat, "/etc/shadow"]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "extra arguments beyond the pattern", attempt: () => run([P.touch, `${s.work}/marker-a`, `${s.outside}/pwned`]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "an option smuggled before the patterned argument", attempt: () => run([P.touch, "--reference=/etc/passwd", `${s.work}/marker-a`]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "an argument outside the prefix", attempt: () => run([P.touch, `${s.outside}/marker-a`]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "an argument one character short of the prefix", attempt: () => run([P.touch, `${s.work}/marker`]), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "a case variant of the prefix", attempt: () => run([P.touch, `${s.work}/MARKER-a`]), error: CapabilityDenied, message: /does not grant running/ },
+  // Environment
+  { name: "LD_PRELOAD, configured but not granted", attempt: () => run([P.env], { env: ["LD_PRELOAD"] }), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "PATH, configured but not granted", attempt: () => run([P.env], { env: ["PATH"] }), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "a granted variable with a program whose rule grants none", attempt: () => run([P.echo], { env: ["GREETING"] }), error: CapabilityDenied, message: /does not grant running/ },
+  { name: "HOME, which the application never configured", attempt: () => run([P.env], { env: ["HOME"] }), error: InvalidInput, message: /HOME is not configured/ },
+  { name: "a name carrying its own value", attempt: () => run([P.env], { env: ["LD_PRELOAD=/tmp/evil.so"] }), error: InvalidInput, message: /without a value/ },
+  { name: "env as an object of values", attempt: () => run([P.env], { env: { LD_PRELOAD: "/tmp/evil.so" } }), error: InvalidInput, message: /env/ },
+  // Working directory
+  { name: "cwd outside the grant", attempt: () => run([P.echo], { cwd: s.outside }), error: CapabilityDenied, message: /does not grant/ },
+  { name: "cwd at the file-system root", attempt: () => run([P.echo], { cwd: "/" }), error: CapabilityDenied, message: /does not grant/ },
+  { name: "cwd with '..' escaping the grant", attempt: () => run([P.echo], { cwd: `${s.work}/../outside` }), error: CapabilityDenied, message: /does not grant/ },
+  { name: "cwd through a symlink escaping the grant", attempt: () => run([P.echo], { cwd: `${s.work}/escape` }), error: CapabilityDenied, message: /does not grant list on \/\S+\/outside;/ },
+  { name: "cwd allowed by the exec rule but not listable by the fs grant", attempt: () => run([P.pwd], { cwd: s.other }), error: CapabilityDenied, message: /must be listable through the capability's fs grant/ },
+  { name: "a relative cwd", attempt: () => run([P.echo], { cwd: "." }), error: InvalidInput, message: /cwd must be an absolute path/ },
+  { name: "a cwd that does not exist", attempt: () => run([P.echo], { cwd: `${s.work}/nope` }), error: InvalidInput, message: /does not exist/ },
+  { name: "a file as cwd", attempt: () => run([P.echo], { cwd: `${s.work}/file.txt` }), error: InvalidInput, message: /not a directory/ },
+  { name: "no options at all", attempt: () => runLoose(s.mintCap(), [P.echo], undefined), error: InvalidInput, message: /expected an object/ },
+  // Limits
+  { name: "a time limit above the resource's", attempt: () => run([P.sleep, "60"], { timeoutMs: 60_000 }), error: InvalidInput, message: /above this resource's limit/ },
+  { name: "a negative output limit", attempt: () => run([P.echo], { maxOutputBytes: -1 }), error: InvalidInput, message: /maxOutputBytes/ },
+  { name: "a non-numeric time limit", attempt: () => run([P.echo], { timeoutMs: "Infinity" }), error: InvalidInput, message: /timeoutMs/ },
+  // The capability itself
+  {
+    name: "a revoked capability",
+    attempt: () => {
+      const r = revocable(s.mintCap());
+      r.revoke("task cancelled");
+      return run([P.echo, "hi"], {}, r.capability);
+    },
+    error: Revoked,
+    message: /task cancelled/,
+  },
+  {
+    name: "an expired capability",
+    attempt: () => {
+      const cap = s.mintCap().restrict({ expiresAt: s.clock.now() + 1000 });
+      s.clock.advance(2000);
+      return run([P.echo, "hi"], {}, cap);
+    },
+    error: Expired,
+    message: /expired/,
+  },
+  {
+    name: "a single-use capability already used",
+    attempt: () => {
+      const cap = s.mintCap().restrict({ maxUses: 1 });
+      cap.authorize({ action: "fs.list", path: s.work });
+      return run([P.echo, "hi"], {}, cap);
+    },
+    error: BudgetExhausted,
+    message: /single-use/,
+  },
+  { name: "a narrower link that does not grant the program", attempt: () => run([P.cat], {}, s.mintCap().narrow({ exec: [{ program: P.echo }], fs: s.grant.fs ?? [] })), error: CapabilityDenied, message: /link 1/ },
+  { name: "a capability confined to another tenant", attempt: () => run([P.echo], { tenant: "mallory" }, s.mintCap().restrict({ tenants: ["acme"] })), error: CapabilityDenied, message: /tenants acme, not mallory/ },
+  { name: "a capability with no exec grant", attempt: () => run([P.echo], {}, s.mintCap().narrow({ fs: s.grant.fs ?? [] }) as unknown as Capability<ExecReach>), error: CapabilityDenied, message: /grants no commands/ },
+  { name: "a forged capability", attempt: () => runLoose({ id: "root", grant: s.grant }, [P.echo], { cwd: s.work }), error: NotACapability, message: /capability issued by this kernel/ },
+  { name: "an object inheriting from a capability", attempt: () => runLoose(Object.create(s.mintCap()), [P.echo], { cwd: s.work }), error: NotACapability, message: /capability/ },
+  { name: "a structured clone of a capability", attempt: () => runLoose(structuredClone(s.mintCap()), [P.echo], { cwd: s.work }), error: NotACapability, message: /capability/ },
+];
+
+describe("exec: bypass attempts", () => {
+  it("has at least 30 of them", () => {
+    expect(attempts.length).toBeGreaterThanOrEqual(30);
+  });
+
+  it.each(attempts)("refuses $name, starting no process", async ({ attempt, error, message }) => {
+    const outcome = attempt();
+    await expect(outcome).rejects.toBeInstanceOf(error);
+    await expect(outcome).rejects.toThrow(message);
+    expect(spawn).not.toHaveBeenCalled();
+    expect(s.markers()).toEqual([]);
+  });
+
+  it("charges no use for a denied run", async () => {
+    const cap = s.mintCap().restrict({ maxUses: 1 });
+    await expect(run([P.echo], { cwd: s.outside }, cap)).rejects.toBeInstanceOf(CapabilityDenied);
+    await expect(run([P.echo], { env: ["HOME"] }, cap)).rejects.toBeInstanceOf(InvalidInput);
+    await expect(run([P.echo, "once"], {}, cap)).resolves.toMatchObject({ stdout: "once\n" });
+    await expect(run([P.echo, "twice"], {}, cap)).rejects.toBeInstanceOf(BudgetExhausted);
+    expect(spawn).toHaveBeenCalledTimes(1);
+  });
+});
