@@ -1,0 +1,145 @@
+import fc from "fast-check";
+import { beforeAll, describe, expect, it } from "vitest";
+import { createManualClock } from "../../src/kernel/clock.ts";
+import { Expired, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
+import { generateKeyPair, issueToken, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
+import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
+import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
+import { blockFieldIndexes, joinToken, splitToken, type Field } from "./protobuf-fields.ts";
+
+const keys = generateKeyPair();
+const other = generateKeyPair();
+const clock = createManualClock(1_000_000);
+const publicKeys = { 7: keys.publicKey };
+const store = openSqliteTokenStore(":memory:");
+const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => ({ tools: ["a", "b", "c"] }) });
+
+let token4 = "";
+let otherToken4 = "";
+let revokedAncestorToken = "";
+
+function fourBlocks(): string {
+  return toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a", "b"] }).narrow({ tools: ["a"] }).restrict({ maxUses: 5 }));
+}
+
+function swapped(token: string): string {
+  const fields = splitToken(token);
+  const [i, j] = blockFieldIndexes(fields) as [number, number];
+  const copy = [...fields];
+  [copy[i], copy[j]] = [fields[j] as Field, fields[i] as Field];
+  return joinToken(copy);
+}
+
+function withoutMiddleBlock(token: string): string {
+  const fields = splitToken(token);
+  const middle = blockFieldIndexes(fields)[1] as number;
+  return joinToken(fields.filter((_, i) => i !== middle));
+}
+
+function spliced(token: string, from: string): string {
+  const fields = splitToken(token);
+  const donor = splitToken(from);
+  const i = blockFieldIndexes(fields)[1] as number;
+  const j = blockFieldIndexes(donor)[1] as number;
+  return joinToken(fields.map((f, k) => (k === i ? (donor[j] ?? f) : f)));
+}
+
+function bitFlippedSignature(token: string): string {
+  // The proof (field 4) ends the token; its last bytes are the final signature.
+  const bytes = Buffer.from(token, "base64url");
+  bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0x01;
+  return bytes.toString("base64url");
+}
+
+beforeAll(async () => {
+  token4 = fourBlocks();
+  otherToken4 = fourBlocks();
+  const parent = toToken(mint.issue({ id: "bob" }).narrow({ tools: ["a"] }));
+  revokedAncestorToken = attenuate(parent, { tools: ["a"] }, { publicKeys });
+  await revokeToken(parent, { publicKeys, store, reason: "bob left" });
+});
+
+describe("bad tokens each get their typed error", () => {
+  const cases: [string, () => { token: string; keys?: Record<string, string> }, new (...args: never[]) => Error, RegExp][] = [
+    ["truncated", () => ({ token: token4.slice(0, Math.floor(token4.length / 2)) }), InvalidToken, /parse or verify/],
+    ["bit-flipped signature", () => ({ token: bitFlippedSignature(token4) }), InvalidToken, /parse or verify/],
+    ["blocks reordered", () => ({ token: swapped(token4) }), InvalidToken, /parse or verify/],
+    ["block removed from the middle", () => ({ token: withoutMiddleBlock(token4) }), InvalidToken, /parse or verify/],
+    ["block from another token spliced in", () => ({ token: spliced(token4, otherToken4) }), InvalidToken, /parse or verify/],
+    ["wrong root key", () => ({ token: token4, keys: { 7: other.publicKey } }), InvalidToken, /parse or verify/],
+    ["unknown key id", () => ({ token: token4, keys: { 8: keys.publicKey } }), InvalidToken, /root key id 7.*known key ids: 8/],
+    ["expired", () => ({ token: toToken(mint.issue({ id: "carol" }).narrow({ tools: ["a"], expiresAt: 999_999 })) }), Expired, /expired at/],
+    ["revoked ancestor", () => ({ token: revokedAncestorToken }), Revoked, /bob left/],
+    ["oversized", () => ({ token: "A".repeat(MAX_TOKEN_LENGTH + 1) }), InvalidToken, /limit is/],
+    ["not base64", () => ({ token: "not a token!" }), InvalidToken, /base64/],
+    ["empty string", () => ({ token: "" }), InvalidToken, /empty/],
+    [
+      "a valid Biscuit that is not an agentcap token",
+      () => ({ token: issueToken(keys.privateKey, 7, { source: 'right("read");', params: {} }, []) }),
+      InvalidToken,
+      /not an agentcap block/,
+    ],
+    [
+      "checks that do not match the link data",
+      () => ({
+        token: issueToken(
+          keys.privateKey,
+          7,
+          {
+            source: "agentcap_block({b});",
+            params: { b: splitBlockJson(token4) },
+          },
+          [],
+        ),
+      }),
+      InvalidToken,
+      /checks are not the ones compiled/,
+    ],
+  ];
+
+  it.each(cases)("%s", (_name, make, type, message) => {
+    const { token, keys: k } = make();
+    let thrown: unknown;
+    try {
+      verify(token, { publicKeys: k ?? publicKeys, store, clock });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(type);
+    expect((thrown as Error).message).toMatch(message);
+  });
+
+  it("a sealed token verifies but cannot be attenuated", () => {
+    const sealed = toToken(mint.issue({ id: "dave" }).narrow({ tools: ["a"] }), { seal: true });
+    expect(verify(sealed, { publicKeys, store, clock }).check({ action: "tool.call", tool: "a" }).allowed).toBe(true);
+    expect(() => attenuate(sealed, { tools: ["a"] }, { publicKeys })).toThrow(/sealed/);
+  });
+
+  it("random strings and random bytes give InvalidToken and nothing else", () => {
+    const onlyInvalidToken = (token: string) => {
+      try {
+        verify(token, { publicKeys, store, clock });
+      } catch (e) {
+        if (!(e instanceof InvalidToken)) throw e;
+      }
+    };
+    fc.assert(fc.property(fc.string({ maxLength: 300 }), onlyInvalidToken), { numRuns: 300 });
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (b) => { onlyInvalidToken(Buffer.from(b).toString("base64url")); }), { numRuns: 300 });
+    const bytes = Buffer.from(token4, "base64url");
+    fc.assert(
+      fc.property(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), (at, mask) => {
+        const copy = Buffer.from(bytes);
+        copy[at] = (copy[at] as number) ^ mask;
+        onlyInvalidToken(copy.toString("base64url"));
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+/** The link JSON of a real authority block, to pair with checks it does not compile to. */
+function splitBlockJson(token: string): string {
+  const cap = verify(token, { publicKeys, store, clock });
+  const root = cap.lineage[0] as (typeof cap.lineage)[number];
+  return JSON.stringify({ grant: root.grant, id: root.id, keyId: 7, kind: "root", mint: cap.mint, v: 1 });
+}
