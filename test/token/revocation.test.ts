@@ -1,0 +1,118 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { revocable } from "../../src/kernel/capability.ts";
+import { createManualClock } from "../../src/kernel/clock.ts";
+import { InvalidInput } from "../../src/kernel/errors.ts";
+import { generateKeyPair } from "../../src/token/biscuit.ts";
+import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
+import { createMint } from "../../src/kernel/mint.ts";
+import { attenuate, createTokenMint, createVerifier, inspectVerified, revokeToken, toToken, verify } from "../../src/token/token.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "agentcap-token-"));
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const keys = generateKeyPair();
+const clock = createManualClock(1_000_000);
+const publicKeys = { 1: keys.publicKey };
+const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, clock, policy: () => ({ tools: ["a", "b"] }) });
+const call = { action: "tool.call", tool: "a" } as const;
+
+describe("revocation store (SQLite)", () => {
+  it("revoking a token revokes it and what was derived from it, not its parent; it survives a restart", async () => {
+    const file = join(dir, "restart.db");
+    const parent = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
+    const child = attenuate(parent, { tools: ["a"] }, { publicKeys });
+    const grandchild = attenuate(child, { tools: ["a"] }, { publicKeys });
+    const store = openSqliteTokenStore(file);
+    const live = verify(grandchild, { publicKeys, store, clock });
+    await revokeToken(child, { publicKeys, store, reason: "task done" });
+    expect(live.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 2 });
+    expect(verify(parent, { publicKeys, store, clock }).check(call).allowed).toBe(true);
+    await store.close();
+    const reopened = openSqliteTokenStore(file);
+    expect(() => verify(grandchild, { publicKeys, store: reopened, clock })).toThrow(/task done/);
+    await reopened.close();
+  });
+
+  it("revokes by block revocation id and by any ancestor capability id, also a link made in-process before serializing", async () => {
+    const store = openSqliteTokenStore(":memory:");
+    const root = mint.issue({ id: "bob" });
+    const forwarder = revocable(root, { labels: { task: "t1" } }).capability;
+    const token = toToken(forwarder.narrow({ tools: ["a"] }));
+    const cap = verify(token, { publicKeys, store, clock });
+    expect(cap.lineage[1]?.labels).toEqual({ task: "t1" });
+    await store.revoke({ capabilityId: forwarder.id }, "caretaker");
+    expect(cap.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 1, linkId: forwarder.id });
+
+    const other = toToken(mint.issue({ id: "bob" }).narrow({ tools: ["b"] }));
+    const otherCap = verify(other, { publicKeys, store, clock });
+    const { revocationId } = inspectVerified(other, { publicKeys, store, clock })[0] ?? { revocationId: "" };
+    await store.revoke({ revocationId }, "root key compromised");
+    expect(otherCap.check({ action: "tool.call", tool: "b" })).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 0 });
+    await expect(store.revoke({ capabilityId: "not an id!" })).rejects.toThrow(InvalidInput);
+    await store.close();
+  });
+
+  it("a second store on the same file sees a revocation (another process's view)", async () => {
+    const file = join(dir, "shared.db");
+    const a = openSqliteTokenStore(file);
+    const b = openSqliteTokenStore(file);
+    const token = toToken(mint.issue({ id: "carol" }).narrow({ tools: ["a"] }));
+    const capB = verify(token, { publicKeys, store: b, clock });
+    expect(capB.check(call).allowed).toBe(true);
+    await revokeToken(token, { publicKeys, store: a });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(capB.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+    await a.close();
+    await b.close();
+  });
+
+  it("uses and budgets are kept per block in the store and charged up the chain, across verifications and stores", async () => {
+    const file = join(dir, "budget.db");
+    const a = openSqliteTokenStore(file);
+    const b = openSqliteTokenStore(file);
+    const parentCap = mint.issue({ id: "dan" }).narrow({ tools: ["a", "b"], maxUses: 3 });
+    const parent = toToken(parentCap);
+    expect(toToken(parentCap)).toBe(parent);
+    const child = attenuate(parent, { tools: ["a"], budget: { cost: 10 } }, { publicKeys });
+    const inA = verify(child, { publicKeys, store: a, clock });
+    const inB = verify(child, { publicKeys, store: b, clock });
+    expect(inA.authorize(call, { cost: 4 }).allowed).toBe(true);
+    expect(inB.authorize(call, { cost: 4 }).allowed).toBe(true);
+    expect(inA.authorize(call, { cost: 4 })).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED", link: 2, rule: "budget.cost" });
+    // The parent block has one use left, whoever spends it.
+    const parentInB = verify(parent, { publicKeys, store: b, clock });
+    expect(parentInB.authorize({ action: "tool.call", tool: "b" }).allowed).toBe(true);
+    expect(inA.authorize(call, { cost: 1 })).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED", link: 1, rule: "maxUses" });
+    await a.close();
+    await b.close();
+  });
+
+  it("a caching verifier returns the same capability and still sees revocations", async () => {
+    const store = openSqliteTokenStore(":memory:");
+    const verifier = createVerifier({ publicKeys, store, clock, cacheSize: 2 });
+    const token = toToken(mint.issue({ id: "erin" }).narrow({ tools: ["a"] }));
+    const first = verifier.verify(token);
+    expect(verifier.verify(token)).toBe(first);
+    await revokeToken(token, { publicKeys, store });
+    expect(verifier.verify(token).check(call).allowed).toBe(false);
+    await store.close();
+  });
+
+  it("toToken of a verified capability extends its token with the links added in-process", () => {
+    const store = openSqliteTokenStore(":memory:");
+    const token = toToken(mint.issue({ id: "fay" }).narrow({ tools: ["a", "b"] }));
+    const cap = verify(token, { publicKeys, store, clock });
+    expect(toToken(cap)).toBe(token);
+    const narrower = cap.narrow({ tools: ["b"] });
+    const again = verify(toToken(narrower), { publicKeys, store, clock });
+    expect(again.lineage.map((l) => l.id)).toEqual(narrower.lineage.map((l) => l.id));
+    expect(again.check(call).allowed).toBe(false);
+    const plainRoot = createMint({ issuer: "plain", policy: () => ({ tools: ["a"] }) }).issue({ id: "x" });
+    expect(() => toToken(plainRoot)).toThrow(/signing key/);
+  });
+});
