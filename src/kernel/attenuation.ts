@@ -1,4 +1,4 @@
-import { clockTime, innermostGrant, restrict, type Capability } from "./capability.ts";
+import { clockTime, innermostGrant, narrow, restrict, type Capability } from "./capability.ts";
 import { InvalidInput } from "./errors.ts";
 import { DB_OPS, type DbOp, type Grant, type Scalar } from "./grant.ts";
 import type { Meet } from "./reach.ts";
@@ -13,14 +13,16 @@ export function narrowToRow<R, const Ops extends readonly DbOp[] = typeof DB_OPS
   cap: Capability<R>,
   target: { readonly model: string; readonly id: Scalar; readonly key?: string; readonly ops?: Ops; readonly fields?: readonly string[] },
 ): Capability<Meet<R, { readonly db: Ops[number] }>> {
-  const key = target.key ?? "id";
-  return cap.narrow({
+  // Optional settings are read as own properties, so a polluted Object.prototype cannot pick the key column or ops.
+  const opt = <K extends "key" | "ops" | "fields">(k: K): (typeof target)[K] | undefined => (Object.hasOwn(target, k) ? target[k] : undefined);
+  const fields = opt("fields");
+  return narrow(cap, {
     db: [
       {
         model: target.model,
-        ops: target.ops ?? DB_OPS,
-        ...(target.fields === undefined ? {} : { fields: target.fields }),
-        scope: { [key]: target.id },
+        ops: opt("ops") ?? DB_OPS,
+        ...(fields === undefined ? {} : { fields }),
+        scope: { [opt("key") ?? "id"]: target.id },
       },
     ],
   }) as Capability<Meet<R, { readonly db: Ops[number] }>>;
@@ -66,7 +68,9 @@ export function singleUse<R>(cap: Capability<R>): Capability<R> {
 }
 
 function domainsOf(g: Grant) {
-  const { tools, fs, http, db, exec } = g;
+  // Own properties only: a domain inherited from a polluted Object.prototype is not part of the grant.
+  const own = <K extends keyof Grant>(k: K): Grant[K] | undefined => (Object.hasOwn(g, k) ? g[k] : undefined);
+  const [tools, fs, http, db, exec] = [own("tools"), own("fs"), own("http"), own("db"), own("exec")];
   return {
     ...(tools === undefined ? {} : { tools }),
     ...(fs === undefined ? {} : { fs }),

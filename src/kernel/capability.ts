@@ -456,7 +456,7 @@ function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
 function costOf(options: UseOptions | undefined): number {
   const cost = options !== undefined && Object.hasOwn(options, "cost") ? options.cost : 0;
   if (typeof cost !== "number" || !Number.isFinite(cost) || cost < 0) {
-    throw new InvalidInput(`cost must be a finite number of units, zero or more; got ${String(cost)}`);
+    throw new InvalidInput(`cost must be a finite number of units, zero or more; got ${typeof cost === "number" ? String(cost) : typeof cost}`);
   }
   return cost;
 }

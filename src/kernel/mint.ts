@@ -50,8 +50,10 @@ const principalSchema = z.strictObject({
 
 /** Creates the mint for one issuer and policy. */
 export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
-  const { issuer, policy, authenticator } = options;
-  const clock = options.clock ?? systemClock;
+  // Own properties only: a polluted Object.prototype must not supply a clock, an authenticator or a policy.
+  const own = <K extends keyof MintOptions<In>>(k: K): MintOptions<In>[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
+  const [issuer, policy, authenticator] = [own("issuer"), own("policy"), own("authenticator")];
+  const clock = own("clock") ?? systemClock;
   if (typeof issuer !== "string" || issuer.length === 0) throw new InvalidInput("createMint needs a non-empty issuer name");
   if (typeof policy !== "function") throw new InvalidInput("createMint needs a policy function that maps a principal to a grant");
 
@@ -63,7 +65,7 @@ export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
       tenants: Object.freeze(parsed.data.tenants ?? []),
       roles: Object.freeze(parsed.data.roles ?? []),
     });
-    const requestId = opts?.requestId ?? randomUUID();
+    const requestId = (opts !== undefined && Object.hasOwn(opts, "requestId") ? opts.requestId : undefined) ?? randomUUID();
     if (typeof requestId !== "string" || requestId.length === 0) throw new InvalidInput("requestId must be a non-empty string");
     const grant = policy(p);
     if (grant === null) {

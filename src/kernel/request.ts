@@ -124,7 +124,7 @@ function ownFields(value: unknown): Record<string, unknown> & { action: string }
   const action: unknown = Object.hasOwn(value, "action") ? (value as { action: unknown }).action : undefined;
   const found = typeof action === "string" ? SHAPES[action] : undefined;
   if (found === undefined) {
-    throw new InvalidInput(`invalid request: action: must be one of ${Object.keys(SHAPES).join(", ")}; got ${JSON.stringify(action ?? null)}`);
+    throw new InvalidInput(`invalid request: action: must be one of ${Object.keys(SHAPES).join(", ")}; got ${typeof action === "string" ? JSON.stringify(action) : action === undefined ? "no action" : typeof action}`);
   }
   for (const key of Object.keys(value)) {
     if (!found.keys.includes(key)) throw new InvalidInput(`invalid request: ${key}: is not a field of a ${action as string} request`);

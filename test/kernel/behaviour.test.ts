@@ -1,0 +1,820 @@
+import { describe, expect, it } from "vitest";
+import {
+  AgentcapError,
+  assertAuthorized,
+  authorize,
+  BudgetExhausted,
+  CapabilityDenied,
+  check,
+  classifyAddress,
+  clockTime,
+  createManualClock,
+  createMint,
+  denialError,
+  expiresAt,
+  Expired,
+  forSeconds,
+  InvalidInput,
+  InvalidToken,
+  LimitExceeded,
+  narrowToRow,
+  NotACapability,
+  onlyTool,
+  readOnly,
+  restrict,
+  revocable,
+  revocationSignal,
+  Revoked,
+  singleUse,
+  systemClock,
+  type AddressClass,
+  type Capability,
+  type Decision,
+  type Denied,
+  type FullReach,
+  type Grant,
+  type ManualClock,
+  type Request,
+} from "../../src/index.ts";
+
+const T0 = Date.UTC(2030, 0, 1);
+
+function mintWith(grant: Grant, clock: ManualClock = createManualClock(T0)): Capability<FullReach> {
+  return createMint({ issuer: "behaviour", clock, policy: () => grant }).issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-1" });
+}
+
+const allows = (cap: Capability, r: Request): boolean => check(cap, r).allowed;
+
+function denied(d: Decision): Denied {
+  if (d.allowed) throw new Error("expected a denial, got allowed");
+  return d;
+}
+
+function thrown(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected a throw");
+}
+
+describe("fs matching", () => {
+  const cap = mintWith({
+    fs: [
+      { path: "/data", ops: ["read", "list"] },
+      { path: "/out/report.txt", ops: ["write"], subtree: false },
+      { path: "/tmp", ops: ["delete"] },
+    ],
+  });
+
+  it("a subtree rule covers the directory and everything below it", () => {
+    expect(allows(cap, { action: "fs.read", path: "/data" })).toBe(true);
+    expect(allows(cap, { action: "fs.read", path: "/data/a" })).toBe(true);
+    expect(allows(cap, { action: "fs.list", path: "/data/a/b/c.txt" })).toBe(true);
+  });
+
+  it("matches whole path components: /data does not cover /database or /data2", () => {
+    expect(allows(cap, { action: "fs.read", path: "/database" })).toBe(false);
+    expect(allows(cap, { action: "fs.read", path: "/data2/x" })).toBe(false);
+    expect(allows(cap, { action: "fs.read", path: "/dat" })).toBe(false);
+    expect(allows(cap, { action: "fs.read", path: "/" })).toBe(false);
+  });
+
+  it("a single-file rule (subtree: false) covers that path only", () => {
+    expect(allows(cap, { action: "fs.write", path: "/out/report.txt" })).toBe(true);
+    expect(allows(cap, { action: "fs.write", path: "/out/report.txt/x" })).toBe(false);
+    expect(allows(cap, { action: "fs.write", path: "/out" })).toBe(false);
+    expect(allows(cap, { action: "fs.write", path: "/out/other.txt" })).toBe(false);
+  });
+
+  it("checks the operation per rule", () => {
+    expect(allows(cap, { action: "fs.write", path: "/data/a" })).toBe(false);
+    expect(allows(cap, { action: "fs.delete", path: "/data/a" })).toBe(false);
+    expect(allows(cap, { action: "fs.delete", path: "/tmp/x" })).toBe(true);
+    expect(allows(cap, { action: "fs.read", path: "/tmp/x" })).toBe(false);
+  });
+
+  it("a rule for / covers everything", () => {
+    const all = mintWith({ fs: [{ path: "/", ops: ["read"] }] });
+    expect(allows(all, { action: "fs.read", path: "/etc/passwd" })).toBe(true);
+    expect(allows(all, { action: "fs.read", path: "/" })).toBe(true);
+  });
+
+  it("names the rule and the denied path", () => {
+    const d = denied(check(cap, { action: "fs.write", path: "/data/a" }));
+    expect(d.rule).toBe("fs");
+    expect(d.reason).toContain("write");
+    expect(d.reason).toContain("/data/a");
+    expect(denied(check(mintWith({ tools: ["x"] }), { action: "fs.read", path: "/data" })).reason).toContain("grants no file access");
+  });
+});
+
+describe("http matching", () => {
+  const cap = mintWith({
+    http: [
+      { origin: "https://api.example.com", methods: ["GET", "HEAD"], pathPrefix: "/v1" },
+      { origin: "https://upload.example.com", methods: ["POST"], pathPrefix: "/files/" },
+      { origin: "https://internal.example.com", methods: ["GET"], allowPrivateNetwork: true },
+      { origin: "http://127.0.0.1:8080", methods: ["GET"] },
+      { origin: "http://[::1]:3000", methods: ["GET"] },
+    ],
+  });
+  const get = (url: string, address?: string): Request => ({ action: "http.request", method: "GET", url, ...(address === undefined ? {} : { address }) });
+
+  it("matches the exact origin: scheme, host and port", () => {
+    expect(allows(cap, get("https://api.example.com/v1/users"))).toBe(true);
+    expect(allows(cap, get("http://api.example.com/v1/users"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com:8443/v1/users"))).toBe(false);
+    expect(allows(cap, get("https://evil.api.example.com/v1/users"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com.evil.com/v1/users"))).toBe(false);
+  });
+
+  it("compares the request in canonical form: host case and the default port do not matter", () => {
+    expect(allows(cap, get("https://API.Example.COM:443/v1/users"))).toBe(true);
+    expect(allows(cap, get("https://api.example.com/v1/users?next=/admin#frag"))).toBe(true);
+  });
+
+  it("checks the method", () => {
+    expect(allows(cap, { action: "http.request", method: "HEAD", url: "https://api.example.com/v1" })).toBe(true);
+    expect(allows(cap, { action: "http.request", method: "POST", url: "https://api.example.com/v1" })).toBe(false);
+    expect(allows(cap, { action: "http.request", method: "POST", url: "https://upload.example.com/files/a" })).toBe(true);
+  });
+
+  it("matches pathPrefix on whole segments, and a prefix ending in / matches only below it", () => {
+    expect(allows(cap, get("https://api.example.com/v1"))).toBe(true);
+    expect(allows(cap, get("https://api.example.com/v1/"))).toBe(true);
+    expect(allows(cap, get("https://api.example.com/v10"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com/"))).toBe(false);
+    const post = (url: string): Request => ({ action: "http.request", method: "POST", url });
+    expect(allows(cap, post("https://upload.example.com/files/a/b"))).toBe(true);
+    expect(allows(cap, post("https://upload.example.com/files"))).toBe(false);
+    expect(allows(cap, post("https://upload.example.com/filesx"))).toBe(false);
+  });
+
+  it("removes dot segments, plain or percent-encoded, before comparing prefixes", () => {
+    expect(allows(cap, get("https://api.example.com/v1/../admin"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com/v1/%2e%2e/admin"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com/v1/%2E%2E/admin"))).toBe(false);
+    expect(allows(cap, get("https://api.example.com/admin/../v1/x"))).toBe(true);
+    expect(allows(cap, get("https://api.example.com/%76%31/x"))).toBe(true); // %76%31 is "v1"
+  });
+
+  it("denies a host name that resolves to a private, loopback or link-local address, unless allowed", () => {
+    expect(allows(cap, get("https://api.example.com/v1", "93.184.216.34"))).toBe(true);
+    for (const address of ["10.0.0.5", "127.0.0.1", "169.254.169.254", "192.168.1.1", "::1", "fd00::1", "::ffff:127.0.0.1"]) {
+      const d = denied(check(cap, get("https://api.example.com/v1", address)));
+      expect(d.rule, address).toBe("http.address");
+      expect(d.reason).toContain(address);
+      expect(d.reason).toContain("allowPrivateNetwork");
+    }
+    expect(allows(cap, get("https://internal.example.com/x", "10.0.0.5"))).toBe(true);
+    expect(allows(cap, get("https://internal.example.com/x"))).toBe(true);
+  });
+
+  it("an IP-literal origin names its own address, and only that one", () => {
+    expect(allows(cap, get("http://127.0.0.1:8080/health"))).toBe(true);
+    expect(allows(cap, get("http://127.0.0.1:8080/health", "127.0.0.1"))).toBe(true);
+    expect(denied(check(cap, get("http://127.0.0.1:8080/health", "10.0.0.1"))).rule).toBe("http.address");
+    expect(allows(cap, get("http://[::1]:3000/"))).toBe(true);
+    expect(allows(cap, get("http://127.0.0.1:8081/"))).toBe(false);
+    expect(allows(cap, get("http://localhost:8080/"))).toBe(false);
+  });
+
+  it("a URL that spells an IP literal differently is canonicalized first", () => {
+    // WHATWG parsing turns 0x7f.1 into 127.0.0.1, so it matches the literal origin and nothing else.
+    expect(allows(cap, get("http://0x7f.1:8080/health"))).toBe(true);
+    const named = mintWith({ http: [{ origin: "https://api.example.com", methods: ["GET"] }] });
+    expect(allows(named, get("http://0x7f.1:8080/health"))).toBe(false);
+  });
+
+  it("names the rule when nothing matches", () => {
+    const d = denied(check(cap, get("https://evil.example/")));
+    expect(d.rule).toBe("http");
+    expect(d.reason).toContain("GET https://evil.example/");
+    expect(denied(check(mintWith({ tools: ["x"] }), get("https://api.example.com/v1"))).reason).toContain("grants no HTTP access");
+  });
+});
+
+describe("db matching", () => {
+  const cap = mintWith({
+    db: [
+      { model: "User", ops: ["read"], fields: ["id", "name"], scope: { tenantId: 42 } },
+      { model: "Order", ops: ["read", "update"] },
+      { model: "Note", ops: ["read"], scope: { deletedAt: null, ownerId: "u1" } },
+    ],
+  });
+  const read = (model: string, fields: string[], scope: Record<string, string | number | boolean | null>): Request => ({ action: "db.read", model, fields, scope });
+
+  it("allows only the granted fields", () => {
+    expect(allows(cap, read("User", ["id"], { tenantId: 42 }))).toBe(true);
+    expect(allows(cap, read("User", ["id", "name"], { tenantId: 42 }))).toBe(true);
+    expect(allows(cap, read("User", [], { tenantId: 42 }))).toBe(true);
+    const d = denied(check(cap, read("User", ["id", "email"], { tenantId: 42 })));
+    expect(d.rule).toBe("db");
+    expect(d.reason).toContain("User.email");
+  });
+
+  it("a rule without fields allows every field", () => {
+    expect(allows(cap, read("Order", ["id", "total", "secret"], {}))).toBe(true);
+  });
+
+  it("requires the request to be confined to the rule's scope, with the same value and type", () => {
+    expect(allows(cap, read("User", ["id"], { tenantId: 42, id: 7 }))).toBe(true);
+    expect(allows(cap, read("User", ["id"], { tenantId: 43 }))).toBe(false);
+    expect(allows(cap, read("User", ["id"], { tenantId: "42" }))).toBe(false);
+    const d = denied(check(cap, read("User", ["id"], {})));
+    expect(d.reason).toContain("confines User to rows where tenantId = 42");
+    expect(allows(cap, read("Note", ["id"], { deletedAt: null, ownerId: "u1" }))).toBe(true);
+    expect(allows(cap, read("Note", ["id"], { ownerId: "u1" }))).toBe(false);
+  });
+
+  it("checks model and operation", () => {
+    expect(allows(cap, { action: "db.update", model: "Order", fields: ["status"], scope: {} })).toBe(true);
+    expect(allows(cap, { action: "db.delete", model: "Order", fields: [], scope: {} })).toBe(false);
+    expect(allows(cap, { action: "db.update", model: "User", fields: ["name"], scope: { tenantId: 42 } })).toBe(false);
+    expect(denied(check(cap, read("Invoice", ["id"], {}))).reason).toContain("does not grant read on model Invoice");
+  });
+});
+
+describe("exec matching", () => {
+  const cap = mintWith({
+    exec: [
+      { program: "/usr/bin/git", args: ["status", { prefix: "--porcelain" }], cwd: "/work", env: ["HOME"] },
+      { program: "/usr/bin/git", args: ["log", { any: true }], allowExtraArgs: true, cwd: "/work" },
+      { program: "/bin/ls" },
+    ],
+  });
+  const run = (argv: string[], cwd = "/work", env?: string[]): Request => ({ action: "exec", argv, cwd, ...(env === undefined ? {} : { env }) });
+
+  it("matches argument patterns exactly, by prefix and by any", () => {
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"]))).toBe(true);
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain=v2"]))).toBe(true);
+    expect(allows(cap, run(["/usr/bin/git", "status", "-s"]))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "push", "--porcelain"]))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "log", "--oneline"]))).toBe(true);
+  });
+
+  it("refuses missing or extra arguments unless allowExtraArgs", () => {
+    expect(allows(cap, run(["/usr/bin/git", "status"]))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain", "--", "x"]))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "log", "-n", "5", "--stat"]))).toBe(true);
+    expect(allows(cap, run(["/usr/bin/git", "log"]))).toBe(false);
+  });
+
+  it("a rule without args allows any arguments", () => {
+    expect(allows(cap, run(["/bin/ls"], "/"))).toBe(true);
+    expect(allows(cap, run(["/bin/ls", "-la", "/etc"], "/tmp"))).toBe(true);
+  });
+
+  it("matches the program by its exact absolute path", () => {
+    expect(allows(cap, run(["/usr/bin/gitx", "status", "--porcelain"]))).toBe(false);
+    expect(allows(cap, run(["/usr/local/bin/git", "status", "--porcelain"]))).toBe(false);
+    expect(allows(cap, run(["/bin/sh", "-c", "ls"]))).toBe(false);
+  });
+
+  it("confines cwd to the rule's subtree, on whole components", () => {
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"], "/work/repo"))).toBe(true);
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"], "/workshop"))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"], "/"))).toBe(false);
+  });
+
+  it("passes only the environment variables the rule names", () => {
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"], "/work", ["HOME"]))).toBe(true);
+    expect(allows(cap, run(["/usr/bin/git", "status", "--porcelain"], "/work", ["HOME", "AWS_SECRET_ACCESS_KEY"]))).toBe(false);
+    expect(allows(cap, run(["/usr/bin/git", "log", "x"], "/work", ["HOME"]))).toBe(false);
+  });
+
+  it("names the rule", () => {
+    const d = denied(check(cap, run(["/bin/sh", "-c", "id"])));
+    expect(d.rule).toBe("exec");
+    expect(d.reason).toContain("/bin/sh");
+    expect(denied(check(mintWith({ tools: ["x"] }), run(["/bin/ls"]))).reason).toContain("grants no commands");
+  });
+});
+
+describe("tools and tenants", () => {
+  it("allows exactly the named tools; an absent or empty tools list allows none", () => {
+    const cap = mintWith({ tools: ["search", "read_file"] });
+    expect(allows(cap, { action: "tool.call", tool: "search" })).toBe(true);
+    expect(allows(cap, { action: "tool.call", tool: "Search" })).toBe(false);
+    expect(denied(check(cap, { action: "tool.call", tool: "deploy" })).reason).toContain('does not grant tool "deploy"');
+    expect(denied(check(mintWith({ fs: [] }), { action: "tool.call", tool: "search" })).reason).toContain("grants no tools");
+    expect(allows(mintWith({ tools: [] }), { action: "tool.call", tool: "search" })).toBe(false);
+  });
+
+  it("a link with tenants requires the request to name one of them", () => {
+    const cap = restrict(mintWith({ tools: ["search"] }), { tenants: ["acme", "globex"] });
+    expect(allows(cap, { action: "tool.call", tool: "search", tenant: "acme" })).toBe(true);
+    expect(allows(cap, { action: "tool.call", tool: "search", tenant: "globex" })).toBe(true);
+    const none = denied(check(cap, { action: "tool.call", tool: "search" }));
+    expect(none.rule).toBe("tenants");
+    expect(none.link).toBe(1);
+    expect(none.reason).toContain("names no tenant");
+    expect(denied(check(cap, { action: "tool.call", tool: "search", tenant: "initech" })).reason).toContain("not initech");
+  });
+
+  it("tenants in a grant, at any depth, must all hold", () => {
+    const cap = mintWith({ tools: ["search"], tenants: ["acme", "globex"] }).narrow({ tools: ["search"], tenants: ["globex"] });
+    expect(allows(cap, { action: "tool.call", tool: "search", tenant: "globex" })).toBe(true);
+    expect(denied(check(cap, { action: "tool.call", tool: "search", tenant: "acme" })).link).toBe(1);
+  });
+
+  it("a link without tenants accepts a request that names one", () => {
+    expect(allows(mintWith({ tools: ["search"] }), { action: "tool.call", tool: "search", tenant: "acme" })).toBe(true);
+  });
+});
+
+describe("decisions", () => {
+  it("name the capability, the denying link's index and id, the rule, and a reason", () => {
+    const root = mintWith({ fs: [{ path: "/data", ops: ["read"] }], tools: ["t"] });
+    const child = root.narrow({ fs: [{ path: "/data/a", ops: ["read"] }] });
+    const grandchild = revocable(child).capability;
+
+    const byChild = denied(check(grandchild, { action: "fs.read", path: "/data/b" }));
+    expect(byChild).toMatchObject({ allowed: false, capabilityId: grandchild.id, code: "ERR_CAPABILITY_DENIED", link: 1, linkId: child.id, rule: "fs" });
+    expect(byChild.reason).toMatch(new RegExp(`^link 1 \\(${child.id}\\) does not grant read on /data/b$`));
+
+    const byRoot = denied(check(grandchild, { action: "fs.read", path: "/etc/passwd" }));
+    expect(byRoot).toMatchObject({ link: 0, linkId: root.id, rule: "fs" });
+    expect(byRoot.reason).toContain(`root capability ${root.id} (minted for alice)`);
+
+    // The tool is granted by the root but not mentioned by the child's grant.
+    expect(denied(check(grandchild, { action: "tool.call", tool: "t" }))).toMatchObject({ link: 1, rule: "tools" });
+    expect(check(grandchild, { action: "fs.read", path: "/data/a/x" })).toEqual({ allowed: true, capabilityId: grandchild.id });
+  });
+
+  it("are frozen", () => {
+    const cap = mintWith({ tools: ["t"] });
+    expect(Object.isFrozen(check(cap, { action: "tool.call", tool: "x" }))).toBe(true);
+  });
+
+  it("report a dead capability before anything else: revoked, then expired, then scope, then budget", () => {
+    const clock = createManualClock(T0);
+    const root = mintWith({ tools: ["t"], maxUses: 1 }, clock);
+    expect(authorize(root, { action: "tool.call", tool: "t" }).allowed).toBe(true);
+    const r = revocable(restrict(root, { expiresAt: T0 + 10 }));
+    const request: Request = { action: "tool.call", tool: "other" };
+    expect(denied(check(r.capability, { action: "tool.call", tool: "t" })).code).toBe("ERR_BUDGET_EXHAUSTED");
+    expect(denied(check(r.capability, request)).code).toBe("ERR_CAPABILITY_DENIED");
+    clock.advance(10);
+    expect(denied(check(r.capability, request)).code).toBe("ERR_EXPIRED");
+    r.revoke("task finished");
+    const d = denied(check(r.capability, request));
+    expect(d.code).toBe("ERR_REVOKED");
+    expect(d.reason).toContain("task finished");
+  });
+});
+
+describe("typed errors from assertAuthorized", () => {
+  const cases: readonly [string, () => void, new (...args: never[]) => AgentcapError, string, string, number][] = [
+    ["CapabilityDenied", () => { assertAuthorized(mintWith({ tools: ["a"] }), { action: "tool.call", tool: "b" }); }, CapabilityDenied, "ERR_CAPABILITY_DENIED", "tools", 0],
+    [
+      "Expired",
+      () => {
+        const clock = createManualClock(T0);
+        const cap = mintWith({ tools: ["a"], expiresAt: T0 + 1 }, clock);
+        clock.advance(1);
+        assertAuthorized(cap, { action: "tool.call", tool: "a" });
+      },
+      Expired,
+      "ERR_EXPIRED",
+      "expiresAt",
+      0,
+    ],
+    [
+      "Revoked",
+      () => {
+        const r = revocable(mintWith({ tools: ["a"] }));
+        r.revoke();
+        assertAuthorized(r.capability, { action: "tool.call", tool: "a" });
+      },
+      Revoked,
+      "ERR_REVOKED",
+      "revoked",
+      1,
+    ],
+    [
+      "BudgetExhausted (cost)",
+      () => { assertAuthorized(mintWith({ tools: ["a"], budget: { cost: 1 } }), { action: "tool.call", tool: "a" }, { cost: 2 }); },
+      BudgetExhausted,
+      "ERR_BUDGET_EXHAUSTED",
+      "budget.cost",
+      0,
+    ],
+    [
+      "BudgetExhausted (calls)",
+      () => { assertAuthorized(mintWith({ tools: ["a"], budget: { calls: 0 } }), { action: "tool.call", tool: "a" }); },
+      BudgetExhausted,
+      "ERR_BUDGET_EXHAUSTED",
+      "budget.calls",
+      0,
+    ],
+  ];
+
+  for (const [name, run, cls, code, rule, link] of cases) {
+    it(`${name}: class, stable code, details`, () => {
+      const e = thrown(run);
+      expect(e).toBeInstanceOf(cls);
+      expect(e).toBeInstanceOf(AgentcapError);
+      expect(e).toBeInstanceOf(Error);
+      const err = e as AgentcapError & { details: { capabilityId: string; link: number; linkId: string; rule: string } };
+      expect(err.code).toBe(code);
+      expect(err.name).toBe(cls.name);
+      expect(err.details.rule).toBe(rule);
+      expect(err.details.link).toBe(link);
+      expect(err.details.capabilityId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(err.details.linkId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(err.message).toContain(err.details.linkId);
+      expect(err.message.length).toBeGreaterThan(20);
+    });
+  }
+
+  it("denialError maps each denial code to its class, carrying the decision's details", () => {
+    const cap = mintWith({ tools: ["a"] });
+    const d = denied(check(cap, { action: "tool.call", tool: "b" }));
+    const e = denialError(d);
+    expect(e).toBeInstanceOf(CapabilityDenied);
+    expect(e.message).toBe(d.reason);
+    expect(e.details).toEqual({ capabilityId: cap.id, link: 0, linkId: cap.id, rule: "tools" });
+  });
+
+  it("every error class has its own stable code", () => {
+    const details = { capabilityId: "c", link: 0, linkId: "c", rule: "r" };
+    expect(new CapabilityDenied("m", details).code).toBe("ERR_CAPABILITY_DENIED");
+    expect(new Expired("m", details).code).toBe("ERR_EXPIRED");
+    expect(new Revoked("m", details).code).toBe("ERR_REVOKED");
+    expect(new BudgetExhausted("m", details).code).toBe("ERR_BUDGET_EXHAUSTED");
+    expect(new InvalidInput("m").code).toBe("ERR_INVALID_INPUT");
+    expect(new NotACapability("m").code).toBe("ERR_NOT_A_CAPABILITY");
+    expect(new NotACapability("m")).toBeInstanceOf(InvalidInput);
+    expect(new InvalidToken("m").code).toBe("ERR_INVALID_TOKEN");
+    expect(new LimitExceeded("m", "maxReadBytes")).toMatchObject({ code: "ERR_LIMIT_EXCEEDED", limit: "maxReadBytes" });
+    expect(new AgentcapError("m").code).toBe("ERR_AGENTCAP");
+  });
+
+  it("an allowed assertAuthorized charges like authorize", () => {
+    const cap = singleUse(mintWith({ tools: ["a"] }));
+    expect(() => { assertAuthorized(cap, { action: "tool.call", tool: "a" }); }).not.toThrow();
+    expect(() => { assertAuthorized(cap, { action: "tool.call", tool: "a" }); }).toThrow(BudgetExhausted);
+  });
+});
+
+describe("revocation", () => {
+  it("revoke cascades to descendants and leaves the parent and siblings untouched", () => {
+    const root = mintWith({ tools: ["a"] });
+    const r = revocable(root);
+    const sibling = revocable(root);
+    const child = r.capability.narrow({ tools: ["a"] });
+    const request: Request = { action: "tool.call", tool: "a" };
+    r.revoke();
+    expect(r.isRevoked()).toBe(true);
+    expect(sibling.isRevoked()).toBe(false);
+    expect(denied(check(child, request))).toMatchObject({ code: "ERR_REVOKED", link: 1, linkId: r.capability.id });
+    expect(allows(root, request)).toBe(true);
+    expect(allows(sibling.capability, request)).toBe(true);
+    expect(allows(root.narrow({ tools: ["a"] }), request)).toBe(true);
+  });
+
+  it("revoking twice keeps the first reason", () => {
+    const r = revocable(mintWith({ tools: ["a"] }));
+    r.revoke("first");
+    r.revoke("second");
+    expect(denied(check(r.capability, { action: "tool.call", tool: "a" })).reason).toContain("first");
+  });
+
+  it("revocationSignal aborts with a Revoked error when the capability or an ancestor is revoked", () => {
+    const r = revocable(mintWith({ tools: ["a"] }));
+    const child = restrict(r.capability.narrow({ tools: ["a"] }), { maxUses: 5 });
+    const { signal, dispose } = revocationSignal(child);
+    let fired = 0;
+    signal.addEventListener("abort", () => fired++);
+    expect(signal.aborted).toBe(false);
+    r.revoke("subtask cancelled");
+    expect(signal.aborted).toBe(true);
+    expect(fired).toBe(1);
+    expect(signal.reason).toBeInstanceOf(Revoked);
+    expect((signal.reason as Revoked).details).toMatchObject({ capabilityId: child.id, link: 1, linkId: r.capability.id, rule: "revoked" });
+    expect((signal.reason as Revoked).message).toContain("subtask cancelled");
+    dispose();
+  });
+
+  it("revocationSignal of an already revoked capability is aborted at once", () => {
+    const r = revocable(mintWith({ tools: ["a"] }));
+    r.revoke();
+    expect(revocationSignal(r.capability.narrow({ tools: ["a"] })).signal.aborted).toBe(true);
+  });
+
+  it("revocationSignal stops watching once disposed, and never fires for an unrevocable chain", () => {
+    const r = revocable(mintWith({ tools: ["a"] }));
+    const { signal, dispose } = revocationSignal(r.capability);
+    dispose();
+    r.revoke();
+    expect(signal.aborted).toBe(false);
+    const plain = revocationSignal(mintWith({ tools: ["a"] }).narrow({ tools: ["a"] }));
+    expect(plain.signal.aborted).toBe(false);
+    plain.dispose();
+  });
+});
+
+describe("attenuation helpers", () => {
+  const root = mintWith({
+    tools: ["search", "read_file"],
+    fs: [{ path: "/data", ops: ["read", "write", "list", "delete"] }],
+    http: [{ origin: "https://api.example.com", methods: ["GET", "POST", "HEAD"] }],
+    db: [{ model: "User", ops: ["read", "update"] }, { model: "Order", ops: ["read"] }],
+    exec: [{ program: "/bin/ls" }],
+  });
+
+  it("narrowToRow confines to one row of one model", () => {
+    const row = narrowToRow(root, { model: "User", id: 7 });
+    expect(allows(row, { action: "db.read", model: "User", fields: ["name"], scope: { id: 7 } })).toBe(true);
+    expect(allows(row, { action: "db.update", model: "User", fields: ["name"], scope: { id: 7 } })).toBe(true);
+    expect(allows(row, { action: "db.read", model: "User", fields: ["name"], scope: { id: 8 } })).toBe(false);
+    expect(allows(row, { action: "db.read", model: "User", fields: ["name"], scope: {} })).toBe(false);
+    expect(allows(row, { action: "db.read", model: "Order", fields: [], scope: { id: 7 } })).toBe(false);
+    expect(allows(row, { action: "db.delete", model: "User", fields: [], scope: { id: 7 } })).toBe(false); // the root never granted delete
+    expect(allows(row, { action: "tool.call", tool: "search" })).toBe(false);
+    expect(allows(row, { action: "fs.read", path: "/data/a" })).toBe(false);
+  });
+
+  it("narrowToRow takes ops, fields and another key column", () => {
+    const row = narrowToRow(root, { model: "User", id: "u-7", key: "uuid", ops: ["read"], fields: ["name"] });
+    expect(allows(row, { action: "db.read", model: "User", fields: ["name"], scope: { uuid: "u-7" } })).toBe(true);
+    expect(allows(row, { action: "db.read", model: "User", fields: ["email"], scope: { uuid: "u-7" } })).toBe(false);
+    expect(allows(row, { action: "db.update", model: "User", fields: ["name"], scope: { uuid: "u-7" } })).toBe(false);
+    expect(row.grant).toEqual({ db: [{ model: "User", ops: ["read"], fields: ["name"], scope: { uuid: "u-7" } }] });
+  });
+
+  it("onlyTool keeps one tool and the resource domains it may use", () => {
+    const one = onlyTool(root, "read_file");
+    expect(allows(one, { action: "tool.call", tool: "read_file" })).toBe(true);
+    expect(allows(one, { action: "tool.call", tool: "search" })).toBe(false);
+    expect(allows(one, { action: "fs.write", path: "/data/a" })).toBe(true);
+    expect(allows(onlyTool(root, "deploy"), { action: "tool.call", tool: "deploy" })).toBe(false);
+  });
+
+  it("readOnly removes writes, non-GET methods, database writes and commands", () => {
+    const ro = readOnly(root);
+    expect(allows(ro, { action: "fs.read", path: "/data/a" })).toBe(true);
+    expect(allows(ro, { action: "fs.list", path: "/data" })).toBe(true);
+    expect(allows(ro, { action: "fs.write", path: "/data/a" })).toBe(false);
+    expect(allows(ro, { action: "fs.delete", path: "/data/a" })).toBe(false);
+    expect(allows(ro, { action: "http.request", method: "GET", url: "https://api.example.com/" })).toBe(true);
+    expect(allows(ro, { action: "http.request", method: "HEAD", url: "https://api.example.com/" })).toBe(true);
+    expect(allows(ro, { action: "http.request", method: "POST", url: "https://api.example.com/" })).toBe(false);
+    expect(allows(ro, { action: "db.read", model: "User", fields: [], scope: {} })).toBe(true);
+    expect(allows(ro, { action: "db.update", model: "User", fields: [], scope: {} })).toBe(false);
+    expect(allows(ro, { action: "exec", argv: ["/bin/ls"], cwd: "/" })).toBe(false);
+    expect(allows(ro, { action: "tool.call", tool: "search" })).toBe(true);
+  });
+
+  it("readOnly of a capability with no write access left narrows to nothing writable, and still to no commands", () => {
+    const writeOnly = mintWith({ fs: [{ path: "/out", ops: ["write"] }] });
+    const ro = readOnly(writeOnly);
+    expect(allows(ro, { action: "fs.write", path: "/out/a" })).toBe(false);
+    expect(allows(ro, { action: "fs.read", path: "/out/a" })).toBe(false);
+  });
+
+  it("forSeconds allows until the window closes on the mint's clock", () => {
+    const clock = createManualClock(T0);
+    const cap = forSeconds(mintWith({ tools: ["a"] }, clock), 60);
+    expect(expiresAt(cap)).toBe(T0 + 60_000);
+    expect(clockTime(cap)).toBe(T0);
+    clock.advance(59_999);
+    expect(allows(cap, { action: "tool.call", tool: "a" })).toBe(true);
+    clock.advance(1);
+    expect(denied(check(cap, { action: "tool.call", tool: "a" }))).toMatchObject({ code: "ERR_EXPIRED", link: 1, rule: "expiresAt" });
+  });
+
+  it("singleUse succeeds once, including through descendants", () => {
+    const once = singleUse(mintWith({ tools: ["a"] }));
+    const child = once.narrow({ tools: ["a"] });
+    expect(authorize(child, { action: "tool.call", tool: "a" }).allowed).toBe(true);
+    expect(denied(authorize(once, { action: "tool.call", tool: "a" }))).toMatchObject({ code: "ERR_BUDGET_EXHAUSTED", rule: "maxUses", link: 1 });
+    expect(denied(authorize(child, { action: "tool.call", tool: "a" })).reason).toContain("single-use");
+  });
+
+  it("no helper widens: each result's decisions are a subset of the original's", () => {
+    const narrow = root.narrow({ tools: ["search"], fs: [{ path: "/data/a", ops: ["read"] }] });
+    const derived = [readOnly(narrow), onlyTool(narrow, "read_file"), narrowToRow(narrow, { model: "User", id: 1 }), forSeconds(narrow, 1), singleUse(narrow)];
+    const probes: Request[] = [
+      { action: "tool.call", tool: "read_file" },
+      { action: "fs.read", path: "/data/b" },
+      { action: "fs.write", path: "/data/a" },
+      { action: "db.read", model: "User", fields: [], scope: { id: 1 } },
+      { action: "exec", argv: ["/bin/ls"], cwd: "/" },
+    ];
+    for (const cap of derived) for (const p of probes) expect(allows(cap, p)).toBe(false);
+  });
+});
+
+describe("createMint", () => {
+  it("passes the policy the principal with defaults, and records who and when", () => {
+    const clock = createManualClock(T0);
+    const seen: unknown[] = [];
+    const mint = createMint({
+      issuer: "app",
+      clock,
+      policy: (p) => {
+        seen.push(p);
+        return { tools: ["a"] };
+      },
+    });
+    expect(mint.issuer).toBe("app");
+    const cap = mint.issue({ id: "bob" }, { requestId: "r-9" });
+    expect(seen).toEqual([{ id: "bob", tenants: [], roles: [] }]);
+    expect(Object.isFrozen(seen[0])).toBe(true);
+    expect(cap.mint).toEqual({ principal: "bob", tenants: [], roles: [], requestId: "r-9", issuedAt: T0, issuer: "app" });
+    expect(cap.depth).toBe(0);
+    expect(cap.parentId).toBeNull();
+    expect(clockTime(cap)).toBe(T0);
+    const other = mint.issue({ id: "bob", tenants: ["acme"], roles: ["admin"] });
+    expect(other.mint.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(other.mint.tenants).toEqual(["acme"]);
+    expect(other.mint.roles).toEqual(["admin"]);
+    expect(other.id).not.toBe(cap.id);
+  });
+
+  it("maps roles and tenants to grants through the policy", () => {
+    const mint = createMint({
+      issuer: "app",
+      policy: (p) => (p.roles.includes("admin") ? { tools: ["deploy", "search"] } : p.roles.includes("user") ? { tools: ["search"], tenants: p.tenants } : null),
+    });
+    expect(allows(mint.issue({ id: "a", roles: ["admin"] }), { action: "tool.call", tool: "deploy" })).toBe(true);
+    const user = mint.issue({ id: "u", roles: ["user"], tenants: ["acme"] });
+    expect(allows(user, { action: "tool.call", tool: "deploy" })).toBe(false);
+    expect(allows(user, { action: "tool.call", tool: "search", tenant: "acme" })).toBe(true);
+  });
+
+  it("a policy returning null refuses with CapabilityDenied", () => {
+    const mint = createMint({ issuer: "app", policy: () => null });
+    const e = thrown(() => mint.issue({ id: "mallory" }));
+    expect(e).toBeInstanceOf(CapabilityDenied);
+    expect((e as CapabilityDenied).details.rule).toBe("policy");
+    expect((e as CapabilityDenied).message).toContain("mallory");
+  });
+
+  it("authenticates through the authenticator, sync or async, then applies the policy", async () => {
+    const headers = { authorization: "Bearer alice-token" };
+    const mint = createMint<typeof headers>({
+      issuer: "app",
+      policy: (p) => (p.id === "alice" ? { tools: ["search"] } : null),
+      authenticator: async (h) => {
+        await Promise.resolve();
+        if (h.authorization !== "Bearer alice-token") throw new Error("bad token");
+        return { id: "alice", roles: ["user"] };
+      },
+    });
+    const cap = await mint.authenticate(headers, { requestId: "http-1" });
+    expect(cap.mint).toMatchObject({ principal: "alice", roles: ["user"], requestId: "http-1", issuer: "app" });
+    expect(allows(cap, { action: "tool.call", tool: "search" })).toBe(true);
+    await expect(mint.authenticate({ authorization: "Bearer forged" })).rejects.toThrow("bad token");
+
+    const sync = createMint<string>({ issuer: "app", policy: () => null, authenticator: (id) => ({ id }) });
+    await expect(sync.authenticate("bob")).rejects.toBeInstanceOf(CapabilityDenied);
+  });
+});
+
+describe("content hash and lineage", () => {
+  const grant: Grant = { tools: ["a", "b"], fs: [{ path: "/data", ops: ["read"] }] };
+
+  it("is a SHA-256 hex digest, stable across reads", () => {
+    const cap = mintWith(grant);
+    expect(cap.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(cap.hash).toBe(cap.hash);
+  });
+
+  it("depends on content, not on object identity or key order", () => {
+    const a = mintWith({ tools: ["a", "b"], fs: [{ path: "/data", ops: ["read"] }] });
+    const b = mintWith({ fs: [{ ops: ["read"], path: "/data" }], tools: ["a", "b"] });
+    expect(a.id).not.toBe(b.id);
+    expect(a.hash).toBe(b.hash);
+    expect(a.narrow({ tools: ["a"] }).hash).toBe(b.narrow({ tools: ["a"] }).hash);
+  });
+
+  it("revocable links carry their caretaker's labels, which are part of the content", () => {
+    const root = mintWith(grant);
+    const labelled = revocable(root, { labels: { session: "s-1", task: "summarize" } }).capability;
+    expect(labelled.lineage.at(-1)?.labels).toEqual({ session: "s-1", task: "summarize" });
+    expect(labelled.lineage.at(-1)?.revocable).toBe(true);
+    expect(root.lineage[0]?.labels).toEqual({});
+    expect(labelled.hash).not.toBe(revocable(root).capability.hash);
+    expect(labelled.hash).not.toBe(revocable(root, { labels: { session: "s-2", task: "summarize" } }).capability.hash);
+    // Labels grant nothing.
+    expect(allows(labelled, { action: "tool.call", tool: "summarize" })).toBe(false);
+  });
+
+  it("differs across different chains", () => {
+    const root = mintWith(grant);
+    const hashes = [
+      root.hash,
+      mintWith({ tools: ["a"] }).hash,
+      createMint({ issuer: "other", clock: createManualClock(T0), policy: () => grant }).issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-1" }).hash,
+      mintWith(grant, createManualClock(T0 + 1)).hash,
+      root.narrow({ tools: ["a"] }).hash,
+      root.narrow({ tools: ["b"] }).hash,
+      root.narrow({ tools: ["a"] }).narrow({ tools: ["a"] }).hash,
+      restrict(root, { maxUses: 1 }).hash,
+      restrict(root, { maxUses: 2 }).hash,
+      mintWith({ tools: ["a"] }).narrow({ tools: ["a"] }).hash,
+    ];
+    expect(new Set(hashes).size).toBe(hashes.length);
+  });
+
+  it("lineage lists every link from the root, with ids, hashes, grants, conditions and revocability", () => {
+    const root = mintWith({ ...grant, maxUses: 10 });
+    const narrowed = root.narrow({ tools: ["a"], expiresAt: T0 + 5 });
+    const forwarder = revocable(narrowed).capability;
+    const limited = restrict(forwarder, { budget: { calls: 3 } });
+    const lineage = limited.lineage;
+    expect(lineage.map((l) => l.id)).toEqual([root.id, narrowed.id, forwarder.id, limited.id]);
+    expect(lineage.map((l) => l.hash)).toEqual([root.hash, narrowed.hash, forwarder.hash, limited.hash]);
+    expect(lineage.map((l) => l.revocable)).toEqual([false, false, true, false]);
+    expect(lineage.map((l) => l.grant)).toEqual([{ ...grant, maxUses: 10 }, { tools: ["a"], expiresAt: T0 + 5 }, null, null]);
+    expect(lineage.map((l) => l.conditions)).toEqual([{ maxUses: 10 }, { expiresAt: T0 + 5 }, {}, { budget: { calls: 3 } }]);
+    expect(limited.depth).toBe(3);
+    expect(limited.parentId).toBe(forwarder.id);
+    expect(JSON.parse(JSON.stringify(lineage))).toEqual(lineage);
+  });
+});
+
+describe("clocks and expiry helpers", () => {
+  it("expiresAt is the earliest expiry in the chain, or null", () => {
+    const root = mintWith({ tools: ["a"] });
+    expect(expiresAt(root)).toBeNull();
+    const later = restrict(root, { expiresAt: T0 + 100 });
+    expect(expiresAt(later)).toBe(T0 + 100);
+    expect(expiresAt(later.narrow({ tools: ["a"], expiresAt: T0 + 500 }))).toBe(T0 + 100);
+    expect(expiresAt(restrict(later, { expiresAt: T0 + 50 }))).toBe(T0 + 50);
+  });
+
+  it("a manual clock moves only when told to", () => {
+    const clock = createManualClock(5);
+    expect(clock.now()).toBe(5);
+    clock.advance(10);
+    expect(clock.now()).toBe(15);
+    clock.set(100);
+    expect(clock.now()).toBe(100);
+    expect(typeof systemClock.now()).toBe("number");
+  });
+});
+
+describe("classifyAddress", () => {
+  const table: readonly [string, AddressClass][] = [
+    ["127.0.0.1", "loopback"],
+    ["127.255.255.254", "loopback"],
+    ["10.1.2.3", "private"],
+    ["172.16.0.1", "private"],
+    ["172.31.255.255", "private"],
+    ["192.168.0.1", "private"],
+    ["100.64.0.1", "private"],
+    ["169.254.169.254", "link-local"],
+    ["169.254.0.1", "link-local"],
+    ["0.0.0.0", "reserved"],
+    ["224.0.0.1", "reserved"],
+    ["255.255.255.255", "reserved"],
+    ["192.0.2.1", "reserved"],
+    ["::1", "loopback"],
+    ["[::1]", "loopback"],
+    ["::", "reserved"],
+    ["fe80::1", "link-local"],
+    ["febf::1", "link-local"],
+    ["fc00::1", "private"],
+    ["fd12:3456::1", "private"],
+    ["ff02::1", "reserved"],
+    ["2001:db8::1", "reserved"],
+    ["::ffff:127.0.0.1", "loopback"],
+    ["::ffff:7f00:1", "loopback"],
+    ["::FFFF:7F00:0001", "loopback"],
+    ["::ffff:10.0.0.1", "private"],
+    ["::ffff:169.254.169.254", "link-local"],
+    ["::ffff:8.8.8.8", "public"],
+    ["::127.0.0.1", "loopback"],
+    ["64:ff9b::a00:1", "private"],
+    ["64:ff9b::7f00:1", "loopback"],
+    ["64:ff9b::a9fe:a9fe", "link-local"],
+    ["64:ff9b::808:808", "public"],
+    ["2002:7f00:1::", "loopback"],
+    ["2002:a00:1::1", "private"],
+    ["2002:a9fe:a9fe::", "link-local"],
+    ["2002:808:808::1", "public"],
+    ["8.8.8.8", "public"],
+    ["1.1.1.1", "public"],
+    ["93.184.216.34", "public"],
+    ["172.32.0.1", "public"],
+    ["2606:4700:4700::1111", "public"],
+    ["2a00:1450:4001::200e", "public"],
+    ["localhost", "reserved"],
+    ["example.com", "reserved"],
+    ["127.1", "reserved"],
+    ["0x7f000001", "reserved"],
+    ["fe80::1%eth0", "reserved"],
+    ["", "reserved"],
+  ];
+  for (const [address, expected] of table) {
+    it(`${address || "(empty)"} is ${expected}`, () => {
+      expect(classifyAddress(address)).toBe(expected);
+    });
+  }
+});
