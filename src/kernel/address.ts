@@ -24,7 +24,8 @@ const RANGES: readonly [Exclude<AddressClass, "public">, BlockList][] = [
     "reserved",
     blockList(
       ["0.0.0.0/8", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4"],
-      ["::/128", "100::/64", "2001:db8::/32", "ff00::/8", "fec0::/10"],
+      // Local-use NAT64 and Teredo carry IPv4 destinations in forms that vary by deployment: never public.
+      ["::/128", "100::/64", "64:ff9b:1::/48", "2001::/32", "2001:db8::/32", "ff00::/8", "fec0::/10"],
     ),
   ],
 ];
@@ -45,13 +46,14 @@ function ipv6Groups(address: string): number[] {
   return [...left, ...fill, ...right].map((g) => parseInt(g, 16));
 }
 
-/** The IPv4 address an IPv6 address embeds by a standard mapping (mapped, NAT64, 6to4), if any. */
+/** The IPv4 address an IPv6 address embeds by a standard mapping (mapped, translated, compatible, NAT64, 6to4), if any. */
 function embeddedIPv4(address: string): string | undefined {
   const g = ipv6Groups(address);
   const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   const zeros = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
   if (zeros(0, 5) && g[5] === 0xffff) return v4(g[6] ?? 0, g[7] ?? 0);
   if (zeros(0, 6) && !(g[6] === 0 && (g[7] ?? 0) <= 1)) return v4(g[6] ?? 0, g[7] ?? 0);
+  if (zeros(0, 4) && g[4] === 0xffff && g[5] === 0) return v4(g[6] ?? 0, g[7] ?? 0);
   if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return v4(g[6] ?? 0, g[7] ?? 0);
   if (g[0] === 0x2002) return v4(g[1] ?? 0, g[2] ?? 0);
   return undefined;

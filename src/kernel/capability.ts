@@ -181,6 +181,7 @@ function hashOf(node: Node): string {
         mint: node.parent === null ? node.mint : null,
         grant: node.grant,
         conditions: node.conditions,
+        revocable: node.cell !== null,
         labels: node.labels,
       }),
     );
@@ -343,7 +344,9 @@ export interface Revocable<R> {
  */
 export function revocable<R>(cap: Capability<R>, options?: { readonly labels?: Readonly<Record<string, string>> }): Revocable<R> {
   const node = nodeOf(cap);
-  const labels = options?.labels === undefined ? NO_LABELS : parseLabels(options.labels);
+  // Own property only: a label inherited from a polluted prototype would put words in the audit log.
+  const given = options !== undefined && Object.hasOwn(options, "labels") ? options.labels : undefined;
+  const labels = given === undefined ? NO_LABELS : parseLabels(given);
   const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true, labels);
   const cell = child.cell as RevocationCell;
   return Object.freeze({
