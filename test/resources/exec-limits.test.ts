@@ -21,7 +21,7 @@ function longRunner(helpers = 0): { file: string; argv: string[] } {
 }
 
 async function expectAllDead(pids: readonly number[]): Promise<void> {
-  // SIGKILL has been sent before the call settles; orphaned helpers may need a moment to be reaped.
+  // SIGKILL has been sent to the group before the call settles; helpers may need a moment to die and be reaped.
   await waitFor(() => pids.every((pid) => !isAlive(pid)), 2000);
 }
 
@@ -29,14 +29,15 @@ describe("exec: limits", () => {
   it("kills the program and its helpers at the time limit, and rejects with LimitExceeded(timeoutMs)", async () => {
     const { file, argv } = longRunner(2);
     const started = Date.now();
-    const outcome = s.exec.run(s.mintCap(), argv, { cwd: s.work, timeoutMs: 1000 });
+    // Long enough for node to start and write its pids on a loaded machine.
+    const outcome = s.exec.run(s.mintCap(), argv, { cwd: s.work, timeoutMs: 2000 });
     const pids = await pidsFrom(file);
     expect(pids).toHaveLength(3);
     const error = await outcome.then(() => null, (e: unknown) => e);
     expect(error).toBeInstanceOf(LimitExceeded);
-    expect(error).toMatchObject({ limit: "timeoutMs", message: expect.stringMatching(/time limit of 1000 ms/) as unknown });
-    expect(Date.now() - started).toBeLessThan(5000);
-    expect(pids.every((pid) => !isAlive(pid))).toBe(true);
+    expect(error).toMatchObject({ limit: "timeoutMs", message: expect.stringMatching(/time limit of 2000 ms/) as unknown });
+    expect(Date.now() - started).toBeLessThan(8000);
+    await expectAllDead(pids);
   });
 
   it("kills helpers left behind when the program exits by itself", async () => {
