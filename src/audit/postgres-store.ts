@@ -1,0 +1,133 @@
+import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
+import pg from "pg";
+import { InvalidInput } from "../kernel/errors.ts";
+import { planAppend } from "./append-plan.ts";
+import type { EncodedEvent } from "./encoding.ts";
+import { AuditFailure } from "./errors.ts";
+import { loadLinks } from "./query.ts";
+import { INDEXES, type AuditDb } from "./schema.ts";
+import type { AuditBackend } from "./store.ts";
+
+/** The schema the Postgres log lives in unless told otherwise. */
+export const DEFAULT_POSTGRES_SCHEMA = "agentcap_audit";
+
+/** Options of the shared Postgres log. */
+export interface PostgresBackendOptions {
+  /** A connection string such as postgres://user@host:5432/db. */
+  readonly url: string;
+  /** The schema holding the log's tables (default `agentcap_audit`); created if missing. */
+  readonly schema?: string;
+  /** Only query and verify; never create or write. */
+  readonly readOnly?: boolean;
+  /** Connections in the pool (default 10). */
+  readonly poolSize?: number;
+}
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+const ROWS_PER_INSERT = 1000;
+
+/**
+ * Opens (creating if needed) the Postgres log. Writers from any number of
+ * processes serialize on a table lock held for one batch transaction, so the
+ * chain stays single; readers are never blocked by it.
+ */
+export async function openPostgresBackend(options: PostgresBackendOptions): Promise<AuditBackend> {
+  const schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
+  if (!IDENTIFIER.test(schema)) throw new InvalidInput(`Postgres schema ${JSON.stringify(schema)} must be a lowercase identifier (letters, digits, _)`);
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 10,
+    // Sequence numbers and times are bigint columns well inside 2^53: read them as numbers, on this pool only.
+    types: { getTypeParser: (oid, format): unknown => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format) as unknown) },
+  });
+  // An idle client losing its connection must not crash the process; the next query reports the failure.
+  pool.on("error", () => undefined);
+  const db = new Kysely<AuditDb>({ dialect: new PostgresDialect({ pool }) }).withSchema(schema);
+  try {
+    if (options.readOnly) await db.selectFrom("audit_events").select("seq").limit(1).execute();
+    else await createSchema(db, schema);
+  } catch (e) {
+    await db.destroy();
+    throw new AuditFailure(`cannot open the Postgres audit log in schema ${schema}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  return Object.freeze({
+    kind: "postgres" as const,
+    db,
+    append: options.readOnly
+      ? () => Promise.reject(new AuditFailure(`the Postgres audit log in schema ${schema} was opened read-only`))
+      : (batch: readonly EncodedEvent[]) => db.transaction().execute((trx) => appendIn(trx, schema, batch)),
+    close: () => db.destroy(),
+  });
+}
+
+async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> {
+  const s = sql.id(schema);
+  await db.transaction().execute(async (trx) => {
+    // Two processes creating the same log at once would race on the catalog.
+    await sql`SELECT pg_advisory_xact_lock(hashtext(${`agentcap.audit:${schema}`}))`.execute(trx);
+    await sql`CREATE SCHEMA IF NOT EXISTS ${s}`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_events (
+      seq bigint PRIMARY KEY,
+      id text NOT NULL,
+      at bigint NOT NULL,
+      tool text,
+      action text NOT NULL,
+      resource text COLLATE "C",
+      allowed smallint NOT NULL,
+      principal text NOT NULL,
+      request_id text NOT NULL,
+      tenant text,
+      capability_hash text NOT NULL,
+      session_id text,
+      task_id text,
+      body text NOT NULL,
+      prev_hash text NOT NULL,
+      hash text NOT NULL
+    )`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_links (id text PRIMARY KEY, summary text NOT NULL)`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_event_links (
+      link_id text NOT NULL,
+      event_seq bigint NOT NULL,
+      position integer NOT NULL,
+      PRIMARY KEY (link_id, event_seq)
+    )`.execute(trx);
+    await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
+    for (const i of INDEXES) {
+      // Index definitions are constants of this module, never input.
+      await sql`CREATE ${sql.raw(i.unique ? "UNIQUE " : "")}INDEX IF NOT EXISTS ${sql.id(i.name)} ON ${s}.audit_events (${sql.raw(i.columns)})${sql.raw(i.where ? ` WHERE ${i.where}` : "")}`.execute(trx);
+    }
+    await sql`CREATE OR REPLACE FUNCTION ${s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$`.execute(trx);
+    for (const table of ["audit_events", "audit_links", "audit_event_links"]) {
+      await sql`CREATE OR REPLACE TRIGGER ${sql.id(`${table}_append_only`)} BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.${sql.id(table)}
+        FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_append_only()`.execute(trx);
+    }
+  });
+}
+
+async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readonly EncodedEvent[]): Promise<readonly (Error | null)[]> {
+  // Blocks other writers (they would fork the chain), not readers.
+  await sql`LOCK TABLE ${sql.id(schema, "audit_events")} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
+  const head = (await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst()) ?? null;
+  const ids = batch.map((e) => e.columns.id);
+  const existing = new Set<string>();
+  for (let i = 0; i < ids.length; i += ROWS_PER_INSERT) {
+    const rows = await trx.selectFrom("audit_events").select("id").where("id", "in", ids.slice(i, i + ROWS_PER_INSERT)).execute();
+    for (const r of rows) existing.add(r.id);
+  }
+  const links = await loadLinks(
+    trx,
+    batch.flatMap((e) => e.links.map((l) => l.id)),
+  );
+  const plan = planAppend(head, batch, { hasEvent: (id) => existing.has(id), linkText: (id) => links.get(id) });
+  for (let i = 0; i < plan.links.length; i += ROWS_PER_INSERT) {
+    await trx.insertInto("audit_links").values(plan.links.slice(i, i + ROWS_PER_INSERT)).execute();
+  }
+  for (let i = 0; i < plan.events.length; i += ROWS_PER_INSERT) {
+    await trx.insertInto("audit_events").values(plan.events.slice(i, i + ROWS_PER_INSERT)).execute();
+  }
+  for (let i = 0; i < plan.eventLinks.length; i += ROWS_PER_INSERT * 4) {
+    await trx.insertInto("audit_event_links").values(plan.eventLinks.slice(i, i + ROWS_PER_INSERT * 4)).execute();
+  }
+  return plan.results;
+}

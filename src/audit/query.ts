@@ -1,0 +1,199 @@
+import { sql, type Kysely } from "kysely";
+import { z } from "zod";
+import type { AuditEvent } from "../kernel/audit-sink.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import { describeIssues } from "../kernel/grant.ts";
+import type { Action } from "../kernel/request.ts";
+import { decodeEvent, lineageIdsOf } from "./encoding.ts";
+import type { AuditDb } from "./schema.ts";
+
+/**
+ * What to look for in the log. Every filter given must match (AND); an empty
+ * query lists the log in order. Results come in chain order (`seq`), `limit`
+ * at a time; pass the last `seq` you got as `after` for the next page.
+ */
+export interface AuditQuery {
+  /** Events whose root capability was minted for this principal ("everything Alice's bot did"). */
+  readonly principal?: string;
+  /** Events under the root minted for this request id. */
+  readonly requestId?: string;
+  /** Events made with this capability or any capability derived from it: the id appears anywhere in the event's lineage. */
+  readonly descendantsOf?: string;
+  /** Events made with exactly the capability of this content hash ("did this capability ever do X?"). */
+  readonly capabilityHash?: string;
+  readonly tool?: string;
+  readonly action?: Action;
+  /**
+   * Events whose resource starts with this string: a path for fs, origin and
+   * path for http (`https://api.example.com/v1/`), `db:<model>`, or the
+   * program for exec. It is a plain string prefix: end a directory with `/`.
+   */
+  readonly resourcePrefix?: string;
+  readonly decision?: "allowed" | "denied";
+  /** Events that began at or after this time (milliseconds since the epoch, or a Date). */
+  readonly since?: number | Date;
+  /** Events that began before this time. */
+  readonly until?: number | Date;
+  /** Events acting for this tenant: the request's tenant, else the root's only tenant. */
+  readonly tenant?: string;
+  /** Events under the caretaker link labelled with this session. */
+  readonly sessionId?: string;
+  /** Events under the caretaker link labelled with this task. */
+  readonly taskId?: string;
+  /** How many events to return, 1 to 10,000 (default 100). */
+  readonly limit?: number;
+  /** Oldest first (`"asc"`, default) or newest first. */
+  readonly order?: "asc" | "desc";
+  /** Continue after the event with this `seq`, in the chosen order. */
+  readonly after?: number;
+}
+
+/** One event as the log holds it: its place in the chain and its (redacted) content. */
+export interface AuditRecord {
+  readonly seq: number;
+  readonly hash: string;
+  readonly prevHash: string;
+  readonly event: AuditEvent;
+}
+
+const ACTIONS: Readonly<Record<Action, true>> = {
+  "tool.call": true,
+  "fs.read": true,
+  "fs.write": true,
+  "fs.list": true,
+  "fs.delete": true,
+  "http.request": true,
+  "db.read": true,
+  "db.create": true,
+  "db.update": true,
+  "db.delete": true,
+  exec: true,
+};
+
+/** The actions a query can name. */
+export const AUDIT_ACTIONS = Object.freeze(Object.keys(ACTIONS) as Action[]);
+
+/** The largest page a query returns. */
+export const MAX_LIMIT = 10_000;
+
+const text = z.string().min(1).max(4096);
+const time = z.union([z.number().int().nonnegative(), z.date()]);
+const seq = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+const querySchema = z.strictObject({
+  principal: text.optional(),
+  requestId: text.optional(),
+  descendantsOf: text.optional(),
+  capabilityHash: z.string().regex(/^[0-9a-f]{64}$/, "must be a capability's hex SHA-256 (64 lowercase hex digits)").optional(),
+  tool: text.optional(),
+  action: z.enum(AUDIT_ACTIONS as [Action, ...Action[]]).optional(),
+  resourcePrefix: text.optional(),
+  decision: z.enum(["allowed", "denied"]).optional(),
+  since: time.optional(),
+  until: time.optional(),
+  tenant: text.optional(),
+  sessionId: text.optional(),
+  taskId: text.optional(),
+  limit: z.number().int().min(1).max(MAX_LIMIT).optional(),
+  order: z.enum(["asc", "desc"]).optional(),
+  after: seq.optional(),
+});
+
+/** A validated query: times as milliseconds, defaults filled in. */
+export type ParsedQuery = Omit<z.infer<typeof querySchema>, "since" | "until" | "limit" | "order"> & {
+  readonly since?: number;
+  readonly until?: number;
+  readonly limit: number;
+  readonly order: "asc" | "desc";
+};
+
+/** Validates a query; throws InvalidInput naming the bad filter. */
+export function parseQuery(query: unknown = {}): ParsedQuery {
+  if (typeof query !== "object" || query === null || Array.isArray(query)) throw new InvalidInput("an audit query must be an object of filters");
+  // Own properties only: a key inherited from a polluted Object.prototype is not a filter.
+  const own: Record<string, unknown> = {};
+  for (const key of Object.keys(query)) own[key] = (query as Record<string, unknown>)[key];
+  const parsed = querySchema.safeParse(own);
+  if (!parsed.success) throw new InvalidInput(describeIssues("audit query", parsed.error));
+  const { since, until, limit = 100, order = "asc", ...filters } = parsed.data;
+  const ms = (t: number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
+  const [from, to] = [ms(since), ms(until)];
+  if (Number.isNaN(from) || Number.isNaN(to)) throw new InvalidInput("invalid audit query: since and until must be valid dates");
+  if (from !== undefined && to !== undefined && from >= to) {
+    throw new InvalidInput(`invalid audit query: since (${new Date(from).toISOString()}) must be before until (${new Date(to).toISOString()})`);
+  }
+  return { ...filters, ...(from === undefined ? {} : { since: from }), ...(to === undefined ? {} : { until: to }), limit, order };
+}
+
+/**
+ * The least string greater than every string that starts with `prefix`, in
+ * code point order (which is how SQLite's BINARY and Postgres' "C" collation
+ * compare UTF-8), or null when there is none. `resource >= prefix AND
+ * resource < successor` is then an index range.
+ */
+export function prefixSuccessor(prefix: string): string | null {
+  const points = Array.from(prefix, (c) => c.codePointAt(0) ?? 0);
+  while (points.length > 0) {
+    let last = (points.pop() ?? 0) + 1;
+    if (last === 0xd800) last = 0xe000;
+    if (last <= 0x10ffff) return String.fromCodePoint(...points, last);
+  }
+  return null;
+}
+
+/** The stored rows that match, in the query's order and page. Parameterized SQL only. */
+export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{ seq: number; body: string; prev_hash: string; hash: string }[]> {
+  const cmp = q.order === "asc" ? ">" : "<";
+  let qb = db.selectFrom("audit_events as e").select(["e.seq", "e.body", "e.prev_hash", "e.hash"]);
+  if (q.principal !== undefined) qb = qb.where("e.principal", "=", q.principal);
+  if (q.requestId !== undefined) qb = qb.where("e.request_id", "=", q.requestId);
+  if (q.capabilityHash !== undefined) qb = qb.where("e.capability_hash", "=", q.capabilityHash);
+  if (q.tool !== undefined) qb = qb.where("e.tool", "=", q.tool);
+  if (q.action !== undefined) qb = qb.where("e.action", "=", q.action);
+  if (q.tenant !== undefined) qb = qb.where("e.tenant", "=", q.tenant);
+  if (q.sessionId !== undefined) qb = qb.where("e.session_id", "=", q.sessionId);
+  if (q.taskId !== undefined) qb = qb.where("e.task_id", "=", q.taskId);
+  if (q.since !== undefined) qb = qb.where("e.at", ">=", q.since);
+  if (q.until !== undefined) qb = qb.where("e.at", "<", q.until);
+  // A literal, not a parameter, so the planner can use the partial index on denied events.
+  if (q.decision !== undefined) qb = qb.where("e.allowed", "=", sql.lit(q.decision === "allowed" ? 1 : 0));
+  if (q.resourcePrefix !== undefined) {
+    const upper = prefixSuccessor(q.resourcePrefix);
+    qb = qb.where("e.resource", ">=", q.resourcePrefix);
+    if (upper !== null) qb = qb.where("e.resource", "<", upper);
+  }
+  const { descendantsOf, after } = q;
+  if (descendantsOf !== undefined) {
+    // Driven by the lineage index, whose key order is (link, seq): the page is read in order, never sorted.
+    qb = qb.$if(true, (b) =>
+      b
+        .innerJoin("audit_event_links as l", "l.event_seq", "e.seq")
+        .where("l.link_id", "=", descendantsOf)
+        .$if(after !== undefined, (c) => c.where("l.event_seq", cmp, after ?? 0))
+        .orderBy("l.event_seq", q.order),
+    );
+  } else {
+    qb = qb.$if(after !== undefined, (b) => b.where("e.seq", cmp, after ?? 0)).orderBy("e.seq", q.order);
+  }
+  return qb.limit(q.limit).execute();
+}
+
+const IN_CHUNK = 500;
+
+/** The canonical encodings of these links, by id; links absent from the log are absent from the map. */
+export async function loadLinks(db: Kysely<AuditDb>, ids: Iterable<string>, into = new Map<string, string>()): Promise<Map<string, string>> {
+  const wanted = [...new Set(ids)].filter((id) => !into.has(id));
+  for (let i = 0; i < wanted.length; i += IN_CHUNK) {
+    const rows = await db.selectFrom("audit_links").select(["id", "summary"]).where("id", "in", wanted.slice(i, i + IN_CHUNK)).execute();
+    for (const row of rows) into.set(row.id, row.summary);
+  }
+  return into;
+}
+
+/** Runs a query and rebuilds each event with its full lineage. */
+export async function runQuery(db: Kysely<AuditDb>, query: unknown): Promise<AuditRecord[]> {
+  const rows = await selectRows(db, parseQuery(query));
+  const bodies = rows.map((r) => JSON.parse(r.body) as unknown);
+  const links = await loadLinks(db, bodies.flatMap(lineageIdsOf));
+  return rows.map((r, i) => ({ seq: r.seq, hash: r.hash, prevHash: r.prev_hash, event: decodeEvent(bodies[i], links) }));
+}

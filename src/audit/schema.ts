@@ -1,0 +1,87 @@
+import type { EventColumns } from "./encoding.ts";
+
+/*
+ * The log's three tables, the same in SQLite and Postgres:
+ *
+ * - audit_events: one row per event in chain order (`seq`), its indexed
+ *   columns, its canonical body (lineage written as link ids), and the
+ *   previous and own chain hashes.
+ * - audit_links: each lineage link's canonical encoding, stored once however
+ *   many events it took part in (a root is shared by every call under it).
+ * - audit_event_links: the lineage as an index, one row per (link, event), so
+ *   "everything done under authority derived from C" is a key lookup.
+ */
+
+/** A row of audit_events. */
+export interface EventsTable extends EventColumns {
+  readonly seq: number;
+  readonly body: string;
+  readonly prev_hash: string;
+  readonly hash: string;
+}
+
+/** A row of audit_links. */
+export interface LinksTable {
+  readonly id: string;
+  readonly summary: string;
+}
+
+/** A row of audit_event_links: `link_id` is at `position` (0 = root) of event `event_seq`'s lineage. */
+export interface EventLinksTable {
+  readonly link_id: string;
+  readonly event_seq: number;
+  readonly position: number;
+}
+
+/** The tables as Kysely sees them. */
+export interface AuditDb {
+  audit_events: EventsTable;
+  audit_links: LinksTable;
+  audit_event_links: EventLinksTable;
+}
+
+/** The columns of audit_events in insertion order. */
+export const EVENT_COLUMNS = [
+  "seq",
+  "id",
+  "at",
+  "tool",
+  "action",
+  "resource",
+  "allowed",
+  "principal",
+  "request_id",
+  "tenant",
+  "capability_hash",
+  "session_id",
+  "task_id",
+  "body",
+  "prev_hash",
+  "hash",
+] as const satisfies readonly (keyof EventsTable)[];
+
+/** The derived columns the verifier compares with the body. */
+export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
+  (c): c is Exclude<(typeof EVENT_COLUMNS)[number], "seq" | "body" | "prev_hash" | "hash"> =>
+    c !== "seq" && c !== "body" && c !== "prev_hash" && c !== "hash",
+);
+
+/**
+ * Indexes, one per query filter. Filters that are usually combined with a
+ * time range lead with their own column and end with `at`; denied events get
+ * a partial index, since they are few and looked at often.
+ */
+export const INDEXES: readonly { readonly name: string; readonly columns: string; readonly unique?: true; readonly where?: string }[] = [
+  { name: "audit_events_id", columns: "id", unique: true },
+  { name: "audit_events_at", columns: "at" },
+  { name: "audit_events_principal_at", columns: "principal, at" },
+  { name: "audit_events_request_id", columns: "request_id" },
+  { name: "audit_events_capability_hash", columns: "capability_hash" },
+  { name: "audit_events_tool_at", columns: "tool, at" },
+  { name: "audit_events_action_at", columns: "action, at" },
+  { name: "audit_events_resource", columns: "resource" },
+  { name: "audit_events_tenant_at", columns: "tenant, at" },
+  { name: "audit_events_session_id", columns: "session_id" },
+  { name: "audit_events_task_id", columns: "task_id" },
+  { name: "audit_events_denied_at", columns: "at", where: "allowed = 0" },
+];

@@ -1,0 +1,140 @@
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { Kysely, SqliteDialect } from "kysely";
+import { planAppend } from "./append-plan.ts";
+import type { ChainHead } from "./chain.ts";
+import type { EncodedEvent } from "./encoding.ts";
+import { AuditFailure } from "./errors.ts";
+import { EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.ts";
+import type { AuditBackend } from "./store.ts";
+
+/** Where the SQLite audit log lives unless told otherwise, relative to the working directory. */
+export const DEFAULT_SQLITE_PATH = ".agentcap/audit.db";
+
+/** Options of the embedded SQLite log. */
+export interface SqliteBackendOptions {
+  /** The database file (default `.agentcap/audit.db` under the working directory); its directory is created. */
+  readonly path?: string;
+  /** Open an existing log for queries and verification only. */
+  readonly readOnly?: boolean;
+  /**
+   * `"full"` (default) syncs the write-ahead log at every commit, so a
+   * resolved write survives a power cut; `"normal"` survives a crash of the
+   * process only, and is faster.
+   */
+  readonly synchronous?: "full" | "normal";
+  /** How long a writer waits for another process holding the write lock (default 5000 ms). */
+  readonly busyTimeoutMs?: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS audit_events (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  tool TEXT,
+  action TEXT NOT NULL,
+  resource TEXT,
+  allowed INTEGER NOT NULL,
+  principal TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  tenant TEXT,
+  capability_hash TEXT NOT NULL,
+  session_id TEXT,
+  task_id TEXT,
+  body TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_links (id TEXT PRIMARY KEY, summary TEXT NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_event_links (
+  link_id TEXT NOT NULL,
+  event_seq INTEGER NOT NULL,
+  position INTEGER NOT NULL,
+  PRIMARY KEY (link_id, event_seq)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_event_links_seq ON audit_event_links (event_seq, position);
+${INDEXES.map((i) => `CREATE ${i.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${i.name} ON audit_events (${i.columns})${i.where ? ` WHERE ${i.where}` : ""};`).join("\n")}
+${["audit_events", "audit_links", "audit_event_links"]
+  .map(
+    (t) => `CREATE TRIGGER IF NOT EXISTS ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
+  )
+  .join("\n")}
+`;
+
+/**
+ * Opens (creating if needed) the SQLite log: WAL mode, one write transaction
+ * per batch taken with BEGIN IMMEDIATE, so several processes appending to
+ * one file still build a single chain. Triggers refuse UPDATE and DELETE.
+ */
+export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBackend {
+  const path = resolve(options.path ?? DEFAULT_SQLITE_PATH);
+  const readOnly = options.readOnly ?? false;
+  let db: Database.Database;
+  try {
+    if (!readOnly) mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, { readonly: readOnly, fileMustExist: readOnly });
+    db.pragma(`busy_timeout = ${String(options.busyTimeoutMs ?? 5000)}`);
+    if (!readOnly) {
+      db.pragma("journal_mode = WAL");
+      db.pragma(`synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
+      db.exec(SCHEMA);
+    }
+  } catch (e) {
+    throw new AuditFailure(`cannot open the SQLite audit log at ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+
+  const kysely = new Kysely<AuditDb>({ dialect: new SqliteDialect({ database: db }) });
+  return Object.freeze({
+    kind: "sqlite" as const,
+    db: kysely,
+    append: readOnly
+      ? () => Promise.reject(new AuditFailure(`the SQLite audit log at ${path} was opened read-only`))
+      : appender(db),
+    close: async () => {
+      if (!readOnly) db.pragma("optimize");
+      // Kysely closes the database it was given only once it has used it.
+      await kysely.destroy();
+      if (db.open) db.close();
+    },
+  });
+}
+
+function appender(db: Database.Database): AuditBackend["append"] {
+  let statements: ReturnType<typeof prepare> | null = null;
+  const write = db.transaction((batch: readonly EncodedEvent[]) => {
+    // Prepared on first use, not at open, so a schema broken after opening fails the write, not the open.
+    const s = (statements ??= prepare(db));
+    const head = (s.head.get() as ChainHead | undefined) ?? null;
+    const plan = planAppend(head, batch, {
+      hasEvent: (id) => s.hasEvent.get(id) !== undefined,
+      linkText: (id) => (s.linkText.get(id) as { summary: string } | undefined)?.summary,
+    });
+    for (const l of plan.links) s.insertLink.run(l.id, l.summary);
+    for (const e of plan.events) s.insertEvent.run(EVENT_COLUMNS.map((c) => e[c]));
+    for (const l of plan.eventLinks) s.insertEventLink.run(l.link_id, l.event_seq, l.position);
+    return plan.results;
+  });
+  return (batch) => {
+    try {
+      return Promise.resolve(write.immediate(batch));
+    } catch (e) {
+      // A failed statement can leave the cached statements on a dropped table: prepare again next time.
+      statements = null;
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+  };
+}
+
+function prepare(db: Database.Database) {
+  return {
+    head: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+    hasEvent: db.prepare("SELECT 1 FROM audit_events WHERE id = ?"),
+    linkText: db.prepare("SELECT summary FROM audit_links WHERE id = ?"),
+    insertLink: db.prepare("INSERT INTO audit_links (id, summary) VALUES (?, ?)"),
+    insertEvent: db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`),
+    insertEventLink: db.prepare("INSERT INTO audit_event_links (link_id, event_seq, position) VALUES (?, ?, ?)"),
+  };
+}

@@ -1,0 +1,161 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { openAuditStore } from "../../src/audit/open.ts";
+import type { AuditStore } from "../../src/audit/store.ts";
+import { auditSubject, type AuditEvent } from "../../src/kernel/audit-sink.ts";
+import { createManualClock, createMint, revocable, type Capability, type Grant, type Request } from "../../src/index.ts";
+
+/** 2025-01-15 09:00 UTC: the tests' "today". */
+export const T0 = Date.UTC(2025, 0, 15, 9);
+export const HOUR = 3_600_000;
+
+const rootGrant: Grant = {
+  tools: ["search", "fetch_page", "lookup_customer", "run_report"],
+  fs: [{ path: "/srv/data", ops: ["read", "list", "write"] }],
+  http: [{ origin: "https://api.example.com", methods: ["GET", "POST"] }],
+  db: [{ model: "Customer", ops: ["read", "update"] }],
+  exec: [{ program: "/usr/bin/curl" }],
+};
+
+/**
+ * Real capabilities from the kernel: Alice (tenant acme) with a revocable
+ * session link labelled { session, task } and a tool capability under it;
+ * Bob (two tenants) with a narrowed report capability.
+ */
+export function world() {
+  const clock = createManualClock(T0);
+  const mint = createMint({ issuer: "test-app", clock, policy: () => rootGrant });
+  const alice = mint.issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-alice" });
+  const session = revocable(alice.narrow({ tools: ["search", "fetch_page"], http: rootGrant.http ?? [], fs: rootGrant.fs ?? [] }), {
+    labels: { session: "sess-1", task: "task-1" },
+  });
+  const searchTool = session.capability.narrow({ tools: ["search"], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+  const bob = mint.issue({ id: "bob", tenants: ["globex", "initech"] }, { requestId: "req-bob" });
+  const report = bob.narrow({ tools: ["run_report"], db: [{ model: "Customer", ops: ["read"] }], exec: rootGrant.exec ?? [] });
+  return { clock, mint, alice, session, searchTool, bob, report };
+}
+
+/** An event for `request` made with `cap`, decided by the kernel (without charging). */
+export function eventFor(cap: Capability, request: Request, options: { at?: number; tool?: string | null; kind?: "tool" | "resource" } = {}): AuditEvent {
+  const decision = cap.check(request);
+  return {
+    id: randomUUID(),
+    at: options.at ?? T0,
+    durationMs: 2.5,
+    kind: options.kind ?? (request.action === "tool.call" ? "tool" : "resource"),
+    tool: options.tool === undefined ? (request.action === "tool.call" ? request.tool : null) : options.tool,
+    request,
+    decision,
+    outcome: decision.allowed ? { ok: true, resultBytes: 128 } : { ok: false, errorCode: decision.code, message: decision.reason },
+    subject: auditSubject(cap),
+  };
+}
+
+/** A query-able value for a SQL row. */
+export type Row = Record<string, unknown>;
+
+/** One store engine, as the shared suites see it. */
+export interface StoreKit {
+  readonly name: "sqlite" | "postgres";
+  /** Opens a fresh, empty log (each call a new one), or the current one again with `{ again: true }`. */
+  open(options?: Record<string, unknown> & { again?: boolean }): Promise<AuditStore>;
+  /** Raw SQL against the current log, from a separate connection (as an attacker or another process would). `?` placeholders. */
+  raw(text: string, params?: readonly unknown[]): Promise<Row[]>;
+  /** Drops the append-only triggers, as an attacker with database access would. */
+  unlock(): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+function sqliteKit(): StoreKit {
+  const dir = mkdtempSync(join(tmpdir(), "agentcap-audit-"));
+  let path = "";
+  let n = 0;
+  let conn: Database.Database | null = null;
+  const stores: AuditStore[] = [];
+  return {
+    name: "sqlite",
+    async open(options = {}) {
+      const { again, ...rest } = options;
+      if (again !== true) {
+        conn?.close();
+        conn = null;
+        path = join(dir, `audit-${String(++n)}.db`);
+      }
+      const store = await openAuditStore({ kind: "sqlite", path, ...rest });
+      stores.push(store);
+      return store;
+    },
+    raw(text, params = []) {
+      conn ??= new Database(path);
+      const stmt = conn.prepare(text);
+      return Promise.resolve(stmt.reader ? (stmt.all(...params) as Row[]) : (stmt.run(...params), []));
+    },
+    async unlock() {
+      for (const t of ["audit_events", "audit_links", "audit_event_links"]) {
+        await this.raw(`DROP TRIGGER IF EXISTS ${t}_no_update`);
+        await this.raw(`DROP TRIGGER IF EXISTS ${t}_no_delete`);
+      }
+    },
+    async cleanup() {
+      for (const s of stores) await s.close();
+      conn?.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function postgresKit(url: string): StoreKit {
+  const prefix = `agentcap_test_${String(process.pid)}_${randomUUID().slice(0, 8)}`;
+  const schemas: string[] = [];
+  const client = new pg.Client({ connectionString: url });
+  let connected: Promise<unknown> | null = null;
+  const stores: AuditStore[] = [];
+  const current = () => schemas.at(-1) ?? "";
+  const toDollar = (text: string) => {
+    let i = 0;
+    return text.replace(/\?/g, () => `$${String(++i)}`);
+  };
+  return {
+    name: "postgres",
+    async open(options = {}) {
+      const { again, ...rest } = options;
+      if (again !== true) schemas.push(`${prefix}_${String(schemas.length + 1)}`);
+      const store = await openAuditStore({ kind: "postgres", url, schema: current(), ...rest });
+      stores.push(store);
+      return store;
+    },
+    async raw(text, params = []) {
+      connected ??= client.connect();
+      await connected;
+      await client.query(`SET search_path TO ${current()}`);
+      const result = await client.query(toDollar(text), [...params]);
+      return result.rows as Row[];
+    },
+    async unlock() {
+      for (const t of ["audit_events", "audit_links", "audit_event_links"]) await this.raw(`DROP TRIGGER IF EXISTS ${t}_append_only ON ${t}`);
+    },
+    async cleanup() {
+      for (const s of stores) await s.close();
+      connected ??= client.connect();
+      await connected;
+      for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+      await client.end();
+    },
+  };
+}
+
+const DATABASE_URL = process.env.DATABASE_URL;
+
+/** The engines to run the shared suites against: SQLite always, Postgres when DATABASE_URL is set. */
+export const KITS: readonly { readonly name: string; readonly make: () => StoreKit }[] = [
+  { name: "sqlite", make: sqliteKit },
+  ...(DATABASE_URL === undefined ? [] : [{ name: "postgres", make: () => postgresKit(DATABASE_URL) }]),
+];
+
+if (DATABASE_URL === undefined) {
+  console.warn("test/audit: DATABASE_URL is not set, so the Postgres audit store is skipped (set it to e.g. postgres://postgres@127.0.0.1:5432/test)");
+}
