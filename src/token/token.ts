@@ -155,15 +155,14 @@ export interface VerifiedBlock {
 }
 
 /**
- * Parses and checks a token's signatures, checks that every block's checks
- * are exactly those compiled from the link data it carries, refuses a token
- * with an expired or revoked block, and returns the blocks.
- * Throws InvalidToken, Expired or Revoked.
+ * Parses and checks a token's signatures and that every block's checks are
+ * exactly those compiled from the link data it carries; returns the blocks.
+ * Says nothing about revocation or expiry. Throws InvalidToken.
  */
-export function inspectVerified(token: string, options: VerifyOptions): readonly VerifiedBlock[] {
-  const keys = publicKeyMap(options.publicKeys);
+export function readToken(token: string, publicKeys: PublicKeySet): readonly VerifiedBlock[] {
+  const keys = publicKeyMap(publicKeys);
   const opened = openToken(token, keys);
-  const blocks = opened.blocks.map((source, index): VerifiedBlock => {
+  return opened.blocks.map((source, index): VerifiedBlock => {
     const json = blockJsonOf(source, index);
     const data = decodeBlock(json, index);
     if (renderBlock(compileBlock(json, data).code) !== source) {
@@ -174,6 +173,11 @@ export function inspectVerified(token: string, options: VerifyOptions): readonly
     }
     return { index, revocationId: opened.revocationIds[index] ?? "", data };
   });
+}
+
+/** `readToken`, then refuses a token with a revoked or expired block. Throws InvalidToken, Revoked or Expired. */
+export function inspectVerified(token: string, options: VerifyOptions): readonly VerifiedBlock[] {
+  const blocks = readToken(token, options.publicKeys);
   const leaf = blocks[blocks.length - 1] as VerifiedBlock;
   const details = (b: VerifiedBlock, rule: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule });
   for (const b of blocks) {

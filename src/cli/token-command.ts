@@ -1,0 +1,232 @@
+/**
+ * `agentcap token keygen | mint | attenuate | inspect | verify | revoke`:
+ * tokens from the command line. Files hold JSON: a key file from keygen, a
+ * public key set `{ "<key id>": "ed25519/<hex>" }`, grants, requests.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { Command, InvalidArgumentError } from "commander";
+import { createManualClock, systemClock, type Clock } from "../kernel/clock.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import type { Grant, LinkConditions } from "../kernel/grant.ts";
+import type { Request } from "../kernel/request.ts";
+import { generateKeyPair } from "../token/biscuit.ts";
+import type { BlockData } from "../token/block.ts";
+import { openPostgresTokenStore } from "../token/postgres-store.ts";
+import { openSqliteTokenStore } from "../token/sqlite-store.ts";
+import type { TokenStore } from "../token/store.ts";
+import { attenuate, createTokenMint, readToken, revokeToken, toToken, verify } from "../token/token.ts";
+
+/** Where the commands write, and how they set the exit code; the defaults are the process's. */
+export interface TokenCommandIo {
+  readonly out: (text: string) => void;
+  readonly setExitCode: (code: number) => void;
+}
+
+const defaultIo: TokenCommandIo = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  setExitCode: (code) => {
+    process.exitCode = code;
+  },
+};
+
+const DEFAULT_STORE = ".agentcap/tokens.db";
+
+function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new InvalidInput(`cannot read ${what} file ${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new InvalidInput(`${what} file ${path} is not valid JSON`);
+  }
+}
+
+/** A token given literally, or as @file. */
+function tokenArg(value: string): string {
+  return value.startsWith("@") ? readFileSync(value.slice(1), "utf8").trim() : value.trim();
+}
+
+function keyFile(path: string): { keyId: number; privateKey: string } {
+  const data = readJson(path, "key") as { keyId?: unknown; privateKey?: unknown } | null;
+  if (typeof data !== "object" || data === null || typeof data.keyId !== "number" || typeof data.privateKey !== "string") {
+    throw new InvalidInput(`key file ${path} must hold { "keyId": <number>, "privateKey": "ed25519-private/<hex>" } as written by keygen`);
+  }
+  return { keyId: data.keyId, privateKey: data.privateKey };
+}
+
+function publicKeys(path: string): Readonly<Record<string, string>> {
+  return readJson(path, "public keys") as Readonly<Record<string, string>>;
+}
+
+async function openStore(options: { store?: string; databaseUrl?: string }): Promise<TokenStore> {
+  if (options.databaseUrl !== undefined) return openPostgresTokenStore({ connectionString: options.databaseUrl });
+  const path = options.store ?? DEFAULT_STORE;
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  return openSqliteTokenStore(path);
+}
+
+function integer(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError("must be a non-negative integer");
+  return Number(value);
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+
+function conditionsSummary(c: LinkConditions): string[] {
+  const parts: string[] = [];
+  if (c.expiresAt !== undefined) parts.push(`expires ${new Date(c.expiresAt).toISOString()}`);
+  if (c.maxUses !== undefined) parts.push(c.maxUses === 1 ? "single use" : `at most ${c.maxUses} uses`);
+  if (c.budget?.calls !== undefined) parts.push(`budget ${c.budget.calls} calls`);
+  if (c.budget?.cost !== undefined) parts.push(`budget ${c.budget.cost} cost units`);
+  if (c.tenants !== undefined) parts.push(`tenants ${c.tenants.join(", ")}`);
+  return parts;
+}
+
+/** One line per rule of a grant, in words. */
+function grantSummary(g: Grant): string[] {
+  const lines: string[] = [];
+  if (g.tools !== undefined) lines.push(`tools: ${g.tools.length === 0 ? "(none)" : g.tools.join(", ")}`);
+  for (const r of g.fs ?? []) lines.push(`fs: ${r.ops.join(",")} ${r.path}${r.subtree === false ? "" : " and below"}`);
+  for (const r of g.http ?? []) {
+    lines.push(`http: ${r.methods.join(",")} ${r.origin}${r.pathPrefix ?? "/"}…${r.allowPrivateNetwork === true ? " (private network allowed)" : ""}`);
+  }
+  for (const r of g.db ?? []) {
+    const scope = Object.entries(r.scope ?? {}).map(([k, v]) => `${k} = ${JSON.stringify(v)}`);
+    lines.push(`db: ${r.ops.join(",")} ${r.model}${r.fields ? ` fields ${r.fields.join(", ")}` : ""}${scope.length > 0 ? ` where ${scope.join(" and ")}` : ""}`);
+  }
+  for (const r of g.exec ?? []) {
+    const args = r.args?.map((a) => (typeof a === "string" ? a : "prefix" in a ? `${a.prefix}*` : "*")).join(" ") ?? "(any arguments)";
+    lines.push(`exec: ${r.program} ${args}${r.allowExtraArgs === true ? " …" : ""}${r.cwd ? ` in ${r.cwd}` : ""}`);
+  }
+  if (lines.length === 0) lines.push("(grants nothing)");
+  return lines;
+}
+
+function blockSummary(d: BlockData): string[] {
+  switch (d.kind) {
+    case "root":
+      return [`minted for ${d.mint.principal} by ${d.mint.issuer} (key id ${d.keyId}) at ${new Date(d.mint.issuedAt).toISOString()}`, ...grantSummary(d.grant), ...conditionsSummary(d.grant)];
+    case "narrow":
+      return [...grantSummary(d.grant), ...conditionsSummary(d.grant)];
+    case "restrict":
+      return conditionsSummary(d.conditions);
+    case "revocable":
+      return [`revocable forwarder${Object.keys(d.labels).length > 0 ? ` ${JSON.stringify(d.labels)}` : ""}`];
+  }
+}
+
+/** Registers the `token` command group on `program` and returns the group. */
+export function registerTokenCommand(program: Command, io: TokenCommandIo = defaultIo): Command {
+  const token = program.command("token").description("capabilities as signed Biscuit tokens: make, narrow offline, inspect, verify, revoke");
+
+  token
+    .command("keygen")
+    .description("make an Ed25519 signing key; writes the key file and prints the public key set verifiers need")
+    .requiredOption("--out <file>", "where to write the private key file (created with mode 0600)")
+    .option("--key-id <n>", "root key id written into tokens (for rotation)", integer, 1)
+    .action((opts: { out: string; keyId: number }) => {
+      const pair = generateKeyPair();
+      writeFileSync(opts.out, `${JSON.stringify({ keyId: opts.keyId, privateKey: pair.privateKey, publicKey: pair.publicKey }, null, 2)}\n`, { mode: 0o600 });
+      io.out(JSON.stringify({ [opts.keyId]: pair.publicKey }, null, 2));
+    });
+
+  token
+    .command("mint")
+    .description("mint a root capability token for a principal from a grant file")
+    .requiredOption("--key <file>", "key file from keygen")
+    .requiredOption("--principal <id>", "who the token is minted for")
+    .requiredOption("--grant <file>", "grant JSON")
+    .option("--tenant <tenant>", "tenant of the principal (repeatable)", collect, [])
+    .option("--role <role>", "role of the principal (repeatable)", collect, [])
+    .option("--issuer <name>", "issuer recorded in the mint record", "agentcap-cli")
+    .option("--seal", "seal the token: no further attenuation")
+    .action((opts: { key: string; principal: string; grant: string; tenant: string[]; role: string[]; issuer: string; seal?: boolean }) => {
+      const { keyId, privateKey } = keyFile(opts.key);
+      const grant = readJson(opts.grant, "grant") as Grant;
+      const mint = createTokenMint({ issuer: opts.issuer, signingKey: privateKey, keyId, policy: () => grant });
+      io.out(toToken(mint.issue({ id: opts.principal, tenants: opts.tenant, roles: opts.role }), { seal: opts.seal === true }));
+    });
+
+  token
+    .command("attenuate")
+    .description("append a block allowing only what a grant file allows; needs no signing key")
+    .requiredOption("--token <token>", "the token, or @file")
+    .requiredOption("--grant <file>", "grant JSON")
+    .requiredOption("--public-keys <file>", "public key set (biscuit-wasm checks signatures when it opens a token)")
+    .option("--seal", "seal the result")
+    .action((opts: { token: string; grant: string; publicKeys: string; seal?: boolean }) => {
+      const grant = readJson(opts.grant, "grant") as Grant;
+      io.out(attenuate(tokenArg(opts.token), grant, { publicKeys: publicKeys(opts.publicKeys), seal: opts.seal === true }));
+    });
+
+  token
+    .command("inspect")
+    .description("print each block: what it grants, its conditions, its link id and revocation id")
+    .requiredOption("--token <token>", "the token, or @file")
+    .requiredOption("--public-keys <file>", "public key set")
+    .action((opts: { token: string; publicKeys: string }) => {
+      for (const b of readToken(tokenArg(opts.token), publicKeys(opts.publicKeys))) {
+        io.out(`block ${b.index}: ${b.data.kind} link ${b.data.id}`);
+        for (const line of blockSummary(b.data)) io.out(`  ${line}`);
+        io.out(`  revocation id ${b.revocationId}`);
+      }
+    });
+
+  token
+    .command("verify")
+    .description("verify a token and decide one request; exit code 0 allowed, 2 denied")
+    .requiredOption("--token <token>", "the token, or @file")
+    .requiredOption("--public-keys <file>", "public key set")
+    .requiredOption("--request <file>", 'request JSON, such as { "action": "fs.read", "path": "/srv/a.txt" }')
+    .option("--store <file>", "SQLite token store", DEFAULT_STORE)
+    .option("--database-url <url>", "use the Postgres token store instead")
+    .option("--now <ms>", "decide at this time (ms since the epoch) instead of now", integer)
+    .action(async (opts: { token: string; publicKeys: string; request: string; store: string; databaseUrl?: string; now?: number }) => {
+      const store = await openStore(opts);
+      try {
+        const clock: Clock = opts.now === undefined ? systemClock : createManualClock(opts.now);
+        const cap = verify(tokenArg(opts.token), { publicKeys: publicKeys(opts.publicKeys), store, clock });
+        const decision = cap.check(readJson(opts.request, "request") as Request);
+        io.out(decision.allowed ? "allowed" : `denied by block ${decision.link} (${decision.linkId}), rule ${decision.rule}: ${decision.reason}`);
+        io.setExitCode(decision.allowed ? 0 : 2);
+      } finally {
+        await store.close();
+      }
+    });
+
+  token
+    .command("revoke")
+    .description("revoke a token, one block by revocation id, or a link by capability id, in the shared store")
+    .option("--token <token>", "revoke this token (and every token derived from it), or @file")
+    .option("--public-keys <file>", "public key set, needed with --token")
+    .option("--revocation-id <hex>", "revoke the block with this revocation id")
+    .option("--capability-id <id>", "revoke the link with this capability id, in every token that contains it")
+    .option("--reason <text>", "why, recorded with the revocation", "revoked from the command line")
+    .option("--store <file>", "SQLite token store", DEFAULT_STORE)
+    .option("--database-url <url>", "use the Postgres token store instead")
+    .action(async (opts: { token?: string; publicKeys?: string; revocationId?: string; capabilityId?: string; reason: string; store: string; databaseUrl?: string }) => {
+      const given = [opts.token, opts.revocationId, opts.capabilityId].filter((v) => v !== undefined).length;
+      if (given !== 1) throw new InvalidInput("revoke needs exactly one of --token, --revocation-id, --capability-id");
+      const store = await openStore(opts);
+      try {
+        if (opts.token !== undefined) {
+          if (opts.publicKeys === undefined) throw new InvalidInput("revoke --token needs --public-keys to read the token");
+          await revokeToken(tokenArg(opts.token), { publicKeys: publicKeys(opts.publicKeys), store, reason: opts.reason });
+        } else if (opts.revocationId !== undefined) {
+          await store.revoke({ revocationId: opts.revocationId }, opts.reason);
+        } else {
+          await store.revoke({ capabilityId: opts.capabilityId ?? "" }, opts.reason);
+        }
+        io.out("revoked");
+      } finally {
+        await store.close();
+      }
+    });
+
+  return token;
+}
