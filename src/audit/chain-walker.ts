@@ -113,11 +113,8 @@ export class ChainWalker {
     const writtenAfter = row.prevHash === GENESIS_HASH ? { seq: 0, id: "(start of the log)" } : await this.#lookup(row.prevHash);
     const before = last === null ? "the start of the log" : name(last);
     if (writtenAfter === null) {
-      this.#problem(
-        "chain-break",
-        row,
-        `${name(row)} was written after an event with hash ${short(row.prevHash)} that is no longer in the log: ${before} was rewritten, or an event between them was deleted`,
-      );
+      const cause = last === null ? "the events before it were deleted" : `the event stored before it, ${before}, was rewritten, or an event between them was deleted`;
+      this.#problem("chain-break", row, `${name(row)} was written after an event with hash ${short(row.prevHash)} that is no longer in the log: ${cause}`);
       return;
     }
     const after = writtenAfter.seq === 0 ? "the start of the log" : name(writtenAfter);

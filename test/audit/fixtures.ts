@@ -89,10 +89,14 @@ function sqliteKit(): StoreKit {
       stores.push(store);
       return store;
     },
-    raw(text, params = []) {
+    // Async like the Postgres kit's, so a refused statement rejects rather than throws.
+    async raw(text, params = []) {
+      await Promise.resolve();
       conn ??= new Database(path);
       const stmt = conn.prepare(text);
-      return Promise.resolve(stmt.reader ? (stmt.all(...params) as Row[]) : (stmt.run(...params), []));
+      if (stmt.reader) return stmt.all(...params) as Row[];
+      stmt.run(...params);
+      return [];
     },
     async unlock() {
       for (const t of ["audit_events", "audit_links", "audit_event_links"]) {
