@@ -48,7 +48,7 @@ interface Case {
   readonly tamper: (kit: StoreKit, log: Log) => Promise<void>;
   /** Verify with the head noted before tampering. */
   readonly anchored?: boolean;
-  readonly expect: (log: Log) => readonly { kind: TamperKind; seq: number; eventId?: string | null; message?: RegExp }[];
+  readonly expect: (log: Log) => readonly { kind: TamperKind; seq: number; eventId?: string | null | undefined; message?: RegExp }[];
 }
 
 const CASES: readonly Case[] = [
