@@ -67,6 +67,7 @@ function describeError(e: unknown): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/** Uses a wasm-backed object, then frees its wasm memory at once rather than whenever the GC's finalizer runs. */
 function freeing<T extends { free(): void }, R>(value: T, use: (value: T) => R): R {
   try {
     return use(value);

@@ -14,10 +14,7 @@ import { parseConditions, parseGrant, type Grant, type LinkConditions } from "..
 import { compileLinkChecks, type CheckKind } from "./compile.ts";
 import type { DatalogCode } from "./biscuit.ts";
 
-/** Version of the block layout; a verifier refuses any other. */
-export const FORMAT_VERSION = 1;
-
-/** One link of a token, as its block carries it. */
+/** One link of a token, as its block carries it; `v` is the layout version, and a verifier refuses any other. */
 export type BlockData =
   | { readonly v: 1; readonly kind: "root"; readonly id: string; readonly keyId: number; readonly mint: MintRecord; readonly grant: Grant }
   | { readonly v: 1; readonly kind: "narrow"; readonly id: string; readonly grant: Grant }
