@@ -1,0 +1,108 @@
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
+import { isIpLiteral, unbracket } from "../kernel/address.ts";
+import { assertAuthorized, check, type Capability } from "../kernel/capability.ts";
+import { denialError } from "../kernel/decision.ts";
+import { AgentcapError } from "../kernel/errors.ts";
+import type { HttpMethod } from "../kernel/grant.ts";
+import type { HttpRequest } from "../kernel/request.ts";
+import { HttpRequestFailed } from "./http-errors.ts";
+
+/**
+ * Maps a host name to the IP addresses it answers with, preferred first.
+ * Injectable, so a deployment can pin names and tests can stand in for hosts.
+ */
+export type Resolver = (hostname: string) => Promise<readonly string[]>;
+
+/** The operating system's resolver (getaddrinfo, so /etc/hosts counts), in the order it answers. */
+export const systemResolver: Resolver = async (hostname) =>
+  (await lookup(hostname, { all: true, order: "verbatim" })).map((a) => a.address);
+
+/** More answers than this is not a real host; it bounds the checks one call can cost. */
+const MAX_ANSWERS = 32;
+
+/** One hop as the kernel sees it, before the address is known. */
+export interface HopRequest {
+  readonly method: HttpMethod;
+  readonly url: URL;
+  readonly tenant: string | undefined;
+}
+
+/** `address` is null only for the check made before resolving. */
+function kernelRequest(hop: HopRequest, address: string | null): HttpRequest {
+  return {
+    action: "http.request",
+    method: hop.method,
+    url: hop.url.href,
+    ...(address === null ? {} : { address }),
+    ...(hop.tenant === undefined ? {} : { tenant: hop.tenant }),
+  };
+}
+
+/** Settles like `promise`, or rejects with the signal's reason as soon as it aborts. */
+async function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  signal.throwIfAborted();
+  let onAbort = () => undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => {
+      reject(signal.reason as Error);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/** The resolver's answers, validated and without duplicates; never empty. */
+async function resolve(resolver: Resolver, host: string, signal: AbortSignal): Promise<readonly [string, ...string[]]> {
+  let answers: unknown;
+  try {
+    answers = await untilAborted(resolver(host), signal);
+  } catch (e) {
+    if (e instanceof AgentcapError) throw e;
+    throw new HttpRequestFailed(`could not resolve ${host}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+  if (!Array.isArray(answers) || answers.length === 0) throw new HttpRequestFailed(`the resolver found no address for ${host}`);
+  if (answers.length > MAX_ANSWERS) throw new HttpRequestFailed(`the resolver gave ${answers.length} addresses for ${host}; at most ${MAX_ANSWERS} are accepted`);
+  for (const a of answers) {
+    // A zone id (fe80::1%eth0) picks an interface the grant cannot name, so it is refused like a non-address.
+    if (typeof a !== "string" || isIP(a) === 0 || a.includes("%")) {
+      throw new HttpRequestFailed(`the resolver answered ${JSON.stringify(a)} for ${host}, which is not an IP address`);
+    }
+  }
+  return [...new Set(answers as string[])] as [string, ...string[]];
+}
+
+/**
+ * Authorizes one hop and returns the addresses it may connect to, preferred first.
+ *
+ * Nothing leaves the process before the capability has had its say: the
+ * request is first checked without an address, so a URL the capability does
+ * not grant is denied before any DNS query (a query alone can leak data).
+ * Then every answer is checked, and the request is denied if any answer is
+ * denied: a name that also points at a private network is treated as an
+ * attack, not shopped around for an allowed answer. The first answer is
+ * authorized (charged once for the hop). The caller connects only to these
+ * checked addresses, and never looks the name up again, so there is no
+ * second answer an attacker could rebind.
+ */
+export async function authorizeHop(cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
+  const host = unbracket(hop.url.hostname);
+  if (isIpLiteral(host)) {
+    assertAuthorized(cap, kernelRequest(hop, host));
+    return [host];
+  }
+  const pre = check(cap, kernelRequest(hop, null));
+  if (!pre.allowed) throw denialError(pre);
+  const answers = await resolve(resolver, host, signal);
+  const [first, ...rest] = answers;
+  for (const address of rest) {
+    const decision = check(cap, kernelRequest(hop, address));
+    if (!decision.allowed) throw denialError(decision);
+  }
+  assertAuthorized(cap, kernelRequest(hop, first));
+  return answers;
+}
