@@ -1,0 +1,181 @@
+import {
+  DummyDriver,
+  Kysely,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  SqliteAdapter,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  sql,
+  type Expression,
+  type ExpressionBuilder,
+  type RawBuilder,
+  type SqlBool,
+} from "kysely";
+import type { Scalar } from "../../kernel/grant.ts";
+import type { Condition, ParsedQuery } from "./query.ts";
+import type { Field, Model } from "./schema.ts";
+
+/*
+ * Query shapes compiled to parameterized SQL by Kysely, the one query
+ * builder for both dialects. Kysely only compiles here: its driver is a
+ * DummyDriver, so it never holds a connection, and the engines execute the
+ * SQL themselves through statements they prepare once per shape.
+ *
+ * Values never reach Kysely. Each parameter is built from a Slot, a
+ * placeholder naming which value (the row scope's first, then the query's
+ * arguments) it will bind; reading the Slots back out of the compiled
+ * parameters gives the binding plan for every later call of the same shape.
+ */
+
+export type Dialect = "sqlite" | "postgres";
+
+/** Tables as Kysely sees them: any name, any column. Names come only from the validated schema. */
+type Tables = Record<string, Record<string, unknown>>;
+type Builder = ExpressionBuilder<Tables, string>;
+
+/** Which value a parameter binds, and the field whose type encodes it (null for a row count such as offset). */
+export class Slot {
+  constructor(
+    readonly index: number,
+    readonly field: Field | null,
+  ) {}
+}
+
+/** A shape compiled once: the SQL text, and for each of its parameters the slot it binds. */
+export interface CompiledShape {
+  readonly sql: string;
+  readonly params: readonly Slot[];
+  /** Fields of each returned row, by name (the select list, or the write's returning list). */
+  readonly output: readonly Field[];
+}
+
+function compileOnly(dialect: Dialect): Kysely<Tables> {
+  const parts =
+    dialect === "sqlite"
+      ? { adapter: () => new SqliteAdapter(), compiler: () => new SqliteQueryCompiler(), introspector: (db: Kysely<Tables>) => new SqliteIntrospector(db) }
+      : { adapter: () => new PostgresAdapter(), compiler: () => new PostgresQueryCompiler(), introspector: (db: Kysely<Tables>) => new PostgresIntrospector(db) };
+  return new Kysely<Tables>({
+    dialect: {
+      createAdapter: parts.adapter,
+      createDriver: () => new DummyDriver(),
+      createIntrospector: parts.introspector,
+      createQueryCompiler: parts.compiler,
+    },
+  });
+}
+
+const builders: Record<Dialect, Kysely<Tables>> = { sqlite: compileOnly("sqlite"), postgres: compileOnly("postgres") };
+
+/** A parameter placeholder: a template holding only the slot, so Kysely emits exactly one bound parameter. */
+function bind<T = Scalar>(slot: Slot): RawBuilder<T> {
+  return sql<T>`${slot}`;
+}
+
+/**
+ * A column qualified by its table. In ORDER BY a bare name would resolve to
+ * an output alias first, and the aliases are field names, which may be
+ * another column's name.
+ */
+function column(model: Model, field: Field): string {
+  return `${model.table}.${field.column}`;
+}
+
+const COMPARISON = { eq: "=", ne: "<>", lt: "<", lte: "<=", gt: ">", gte: ">=" } as const;
+
+function conditionSql(dialect: Dialect, model: Model, eb: Builder, c: Condition, slots: readonly Slot[]): Expression<SqlBool> {
+  const ref = eb.ref(column(model, c.field));
+  const first = slots[0] as Slot;
+  switch (c.op) {
+    case "eq":
+    case "ne":
+    case "lt":
+    case "lte":
+    case "gt":
+    case "gte":
+      return eb(ref, COMPARISON[c.op], bind(first));
+    case "in":
+      return eb(ref, "in", slots.map((s) => bind(s)));
+    case "isNull":
+      return eb(ref, "is", null);
+    case "notNull":
+      return eb(ref, "is not", null);
+    // Plain string functions rather than LIKE: no wildcard escaping, and the same case-sensitive answer on both engines.
+    case "startsWith":
+      return eb(eb.fn("substr", [ref, sql.lit(1), eb.fn("length", [bind(first)])]), "=", bind(first));
+    case "contains":
+      return eb(eb.fn(dialect === "sqlite" ? "instr" : "strpos", [ref, bind(first)]), ">", sql.lit(0));
+  }
+}
+
+/** Where clause: the row scope's equalities, then the query's conditions; `next` is the slot of the first condition value. */
+function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], conditions: readonly Condition[], next: number) {
+  return (eb: Builder): Expression<SqlBool> => {
+    const parts: Expression<SqlBool>[] = scope.map((f, i) => eb(eb.ref(column(model, f)), "=", bind(new Slot(i, f))));
+    let at = next;
+    for (const c of conditions) {
+      const slots = Array.from({ length: c.arity }, (_, k) => new Slot(at + k, c.field));
+      at += c.arity;
+      parts.push(conditionSql(dialect, model, eb, c, slots));
+    }
+    return eb.and(parts);
+  };
+}
+
+const aliased = (fields: readonly Field[]) => (eb: Builder) => fields.map((f) => eb.ref(f.column).as(f.name));
+
+function toShape(compiled: { readonly sql: string; readonly parameters: readonly unknown[] }, output: readonly Field[]): CompiledShape {
+  const params = compiled.parameters.map((p) => {
+    if (!(p instanceof Slot)) throw new Error("agentcap internal error: a compiled SQL parameter did not come from a slot");
+    return p;
+  });
+  return Object.freeze({ sql: compiled.sql, params: Object.freeze(params), output: Object.freeze([...output]) });
+}
+
+/**
+ * Compiles one shape. `scope` lists the row-scope fields (slots 0 …), `select`
+ * the fields a read returns. Everything in the SQL text comes from the
+ * schema or from this module; the query's values are all slots.
+ */
+export function compileShape(dialect: Dialect, q: ParsedQuery, scope: readonly Field[], select: readonly Field[]): CompiledShape {
+  const db = builders[dialect];
+  const { model } = q;
+  const base = scope.length;
+  switch (q.op) {
+    case "read": {
+      let query = db
+        .selectFrom(model.table)
+        .select(aliased(select))
+        .where(whereSql(dialect, model, scope, q.conditions, base));
+      for (const o of q.order) query = query.orderBy(sql.ref(column(model, o.field)), o.descending ? "desc" : "asc");
+      // A literal: SQLite re-prepares a statement whose LIMIT is a bound parameter on every call (the planner uses it).
+      query = query.limit(sql.lit(q.limit));
+      if (q.hasOffset) {
+        const offsetSlot = base + q.conditions.reduce((n, c) => n + c.arity, 0);
+        query = query.offset(bind<number>(new Slot(offsetSlot, null)));
+      }
+      return toShape(query.compile(), select);
+    }
+    case "create": {
+      const provided = new Map(q.columns.map((f, i) => [f, base + i]));
+      const columns = [...new Set([...q.columns, ...scope])].sort((a, b) => a.position - b.position);
+      const row: Record<string, RawBuilder<Scalar>> = {};
+      for (const f of columns) row[f.column] = bind(new Slot(provided.get(f) ?? scope.indexOf(f), f));
+      const insert = db.insertInto(model.table);
+      const query = columns.length === 0 ? insert.defaultValues() : insert.values(row);
+      return toShape((q.returning.length === 0 ? query : query.returning(aliased(q.returning))).compile(), q.returning);
+    }
+    case "update": {
+      const set: Record<string, RawBuilder<Scalar>> = {};
+      q.set.forEach((f, i) => (set[f.column] = bind(new Slot(base + i, f))));
+      const query = db
+        .updateTable(model.table)
+        .set(set)
+        .where(whereSql(dialect, model, scope, q.conditions, base + q.set.length));
+      return toShape((q.returning.length === 0 ? query : query.returning(aliased(q.returning))).compile(), q.returning);
+    }
+    case "delete":
+      return toShape(db.deleteFrom(model.table).where(whereSql(dialect, model, scope, q.conditions, base)).compile(), []);
+  }
+}

@@ -1,0 +1,302 @@
+import type BetterSqlite3 from "better-sqlite3";
+import type { Pool } from "pg";
+import { assertAuthorized, check, isCapability, type Capability } from "../../kernel/capability.ts";
+import { denialError } from "../../kernel/decision.ts";
+import { CapabilityDenied, InvalidInput, LimitExceeded, NotACapability } from "../../kernel/errors.ts";
+import type { DbOp, Scalar } from "../../kernel/grant.ts";
+import type { DbRequest } from "../../kernel/request.ts";
+import { compileShape, type CompiledShape } from "./compile.ts";
+import type { DriverRow, Engine, Statement } from "./engine.ts";
+import { postgresEngine } from "./postgres.ts";
+import {
+  parseCreate,
+  parseDelete,
+  parseRead,
+  parseUpdate,
+  type CreateQuery,
+  type DeleteQuery,
+  type ParsedQuery,
+  type ReadQuery,
+  type UpdateQuery,
+} from "./query.ts";
+import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.ts";
+import { confinementOf } from "./scope.ts";
+import { sqliteEngine } from "./sqlite.ts";
+
+/*
+ * The confined database: the only way agentcap lets a model's query reach
+ * SQL. Each call parses the structured query, works out the row scope the
+ * capability confines it to, asks the kernel (which checks every link and
+ * charges uses and budgets), and only then runs the statement compiled for
+ * the query's shape. A denied call runs no SQL at all.
+ *
+ * Two caches keep the per-call work small, and neither can widen anything:
+ * per capability and query shape, the scope and the kernel request (grants
+ * are immutable, and the kernel still decides every call); per SQL shape,
+ * the prepared statement.
+ */
+
+/** Bounds on what one call may do. */
+export interface SqlLimits {
+  /** Rows one read may return (default 1000). A larger `limit` is refused; without a limit, more matching rows is an error. */
+  readonly maxRows: number;
+  /** Size of one read's result, counting each string's length and 8 for any other value (default 1,000,000). */
+  readonly maxResultSize: number;
+  /** Rows one update or delete may change (default 1000); a call that would change more changes nothing. */
+  readonly maxWriteRows: number;
+  /** Values one `in` filter may list (default 100). */
+  readonly maxInList: number;
+}
+
+const DEFAULT_LIMITS: SqlLimits = { maxRows: 1000, maxResultSize: 1_000_000, maxWriteRows: 1000, maxInList: 100 };
+
+/** The database to confine: an open better-sqlite3 database or a node-postgres pool, which stays the application's. */
+export type SqlConnection = { readonly sqlite: BetterSqlite3.Database } | { readonly postgres: Pool };
+
+export type SqlDatabaseOptions = SqlConnection & {
+  readonly schema: SchemaSpec;
+  readonly limits?: Partial<SqlLimits>;
+};
+
+/** A row as returned: field name to value. */
+export type Row = Record<string, Scalar>;
+
+/** What a write did: how many rows it changed, and the `returning` fields of those rows. */
+export interface WriteResult {
+  readonly count: number;
+  readonly rows: readonly Row[];
+}
+
+/** A capability that can reach operation `Op` of the db domain. */
+export type DbCapability<Op extends DbOp> = Capability<{ readonly db: Op }>;
+
+/** Structured, confined access to the application's tables. */
+export interface SqlDatabase {
+  /** Rows of one model, confined to the capability's row scope. */
+  read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]>;
+  /** Inserts one row inside the capability's row scope. */
+  create(cap: DbCapability<"create">, query: CreateQuery): Promise<WriteResult>;
+  /** Changes rows in scope; a change that would move a row out of scope is denied. */
+  update(cap: DbCapability<"update">, query: UpdateQuery): Promise<WriteResult>;
+  /** Deletes rows in scope. */
+  delete(cap: DbCapability<"delete">, query: DeleteQuery): Promise<WriteResult>;
+}
+
+/** A compiled, prepared shape with its per-parameter encoders and per-field decoders. */
+interface Prepared {
+  readonly shape: CompiledShape;
+  readonly statement: Statement;
+  readonly encoders: readonly (((v: Scalar) => unknown) | null)[];
+  readonly decoders: readonly (readonly [string, (v: unknown) => Scalar])[];
+}
+
+/** What one capability needs to run one query shape. */
+interface Plan {
+  /** Row-scope fields in schema order; their values are slots 0 … of every statement. */
+  readonly scope: readonly Field[];
+  readonly scopeValues: readonly Scalar[];
+  readonly scopeIndex: ReadonlyMap<Field, number>;
+  /** Fields a read returns. */
+  readonly select: readonly Field[];
+  /** The kernel request for a call that pins nothing differently from the scope. */
+  readonly request: DbRequest;
+  readonly statementKey: string;
+  prepared: Prepared | null;
+}
+
+/** Shapes remembered per capability, and statements kept per database; beyond these, the oldest go. */
+const MAX_PLANS_PER_CAPABILITY = 256;
+const MAX_STATEMENTS = 1024;
+
+function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
+  const limits = { ...DEFAULT_LIMITS };
+  for (const key of Object.keys(given ?? {})) {
+    if (!Object.hasOwn(DEFAULT_LIMITS, key)) throw new InvalidInput(`limits.${key} is not a limit; expected ${Object.keys(DEFAULT_LIMITS).join(", ")}`);
+    const value = (given as Record<string, unknown>)[key];
+    if (!Number.isSafeInteger(value) || (value as number) < 1) throw new InvalidInput(`limits.${key} must be a whole number, 1 or more`);
+    limits[key as keyof SqlLimits] = value as number;
+  }
+  return limits;
+}
+
+function engineOf(options: SqlConnection): Engine {
+  if ("sqlite" in options) return sqliteEngine(options.sqlite);
+  if ("postgres" in options) return postgresEngine(options.postgres);
+  throw new InvalidInput("createSqlDatabase needs a database: { sqlite: <better-sqlite3 Database> } or { postgres: <pg Pool> }");
+}
+
+const sortByPosition = (fields: Iterable<Field>) => [...new Set(fields)].sort((a, b) => a.position - b.position);
+const fieldNames = (fields: readonly Field[]) => fields.map((f) => f.name);
+
+/** The scope values a call pins differently from the plan's scope, merged into it; null when it pins nothing new. */
+function pinnedScope(plan: Plan, pins: readonly (readonly [Field, Scalar])[], base: Readonly<Record<string, Scalar>>): Record<string, Scalar> | null {
+  let scope: Record<string, Scalar> | null = null;
+  for (const [field, value] of pins) {
+    const i = plan.scopeIndex.get(field);
+    if (i === undefined || plan.scopeValues[i] === value) continue;
+    scope ??= { ...base };
+    scope[field.name] = value;
+  }
+  return scope;
+}
+
+function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
+  if (scope === null && tenant === undefined) return request;
+  return { ...request, ...(scope === null ? {} : { scope }), ...(tenant === undefined ? {} : { tenant }) };
+}
+
+/**
+ * Creates the confined database over `sqlite` or `postgres` with the
+ * application's schema. Guarantees: the SQL it runs is compiled only from the
+ * schema and the query's shape, with every value bound as a parameter; every
+ * statement is filtered by (or, for a create, writes) the capability's row
+ * scope; nothing runs unless the kernel allowed the call.
+ */
+export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
+  const schema = parseSchema(options.schema);
+  const limits = limitsOf(options.limits);
+  const engine = engineOf(options);
+  const plans = new WeakMap<object, Map<string, Plan>>();
+  const statements = new Map<string, Prepared>();
+
+  const makePlan = (cap: Capability, q: ParsedQuery): Plan => {
+    if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
+    const { model } = q;
+    const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named));
+    const entries = confinement.scope
+      .map((entry) => {
+        const field = model.byName.get(entry.field);
+        const problem = field === undefined ? `${model.name} has no field ${entry.field}` : valueProblem(field, entry.value);
+        if (problem !== null || field === undefined) {
+          // A scope the schema cannot express cannot be enforced: fail closed, naming the link.
+          throw new CapabilityDenied(`link ${entry.link} confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`, {
+            capabilityId: cap.id,
+            link: entry.link,
+            linkId: entry.linkId,
+            rule: "db.scope",
+          });
+        }
+        return { field, value: entry.value };
+      })
+      .sort((a, b) => a.field.position - b.field.position);
+    const scope = entries.map((e) => e.field);
+    let select: readonly Field[] = [];
+    if (q.op === "read") {
+      const reachable = confinement.reachable;
+      const visible = reachable === null ? model.fields : model.fields.filter((f) => reachable.has(f.name));
+      // With nothing visible, ask for everything and let the kernel's denial name a field the capability lacks.
+      select = q.select ?? (visible.length === 0 ? model.fields : visible);
+    }
+    const request: DbRequest = Object.freeze({
+      action: `db.${q.op}` as const,
+      model: model.name,
+      fields: Object.freeze(fieldNames(sortByPosition([...select, ...q.named]))),
+      scope: Object.freeze(Object.fromEntries(entries.map((e) => [e.field.name, e.value]))),
+    });
+    return {
+      scope,
+      scopeValues: entries.map((e) => e.value),
+      scopeIndex: new Map(scope.map((f, i) => [f, i])),
+      select,
+      request,
+      statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}`,
+      prepared: null,
+    };
+  };
+
+  const planFor = (cap: Capability, q: ParsedQuery): Plan => {
+    let perCap = plans.get(cap);
+    const known = perCap?.get(q.key);
+    if (known !== undefined) return known;
+    const plan = makePlan(cap, q);
+    if (perCap === undefined) plans.set(cap, (perCap = new Map<string, Plan>()));
+    if (perCap.size < MAX_PLANS_PER_CAPABILITY) perCap.set(q.key, plan);
+    return plan;
+  };
+
+  const prepare = (plan: Plan, q: ParsedQuery): Prepared => {
+    const cached = statements.get(plan.statementKey);
+    if (cached !== undefined) return (plan.prepared = cached);
+    const shape = compileShape(engine.dialect, q, plan.scope, plan.select);
+    const prepared: Prepared = {
+      shape,
+      statement: engine.prepare(shape.sql),
+      encoders: shape.params.map((slot) => (slot.field === null ? null : engine.encoder(slot.field.type))),
+      decoders: shape.output.flatMap((f) => {
+        const decode = engine.decoder(f.type);
+        return decode === null ? [] : [[f.name, decode] as const];
+      }),
+    };
+    if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value as string);
+    statements.set(plan.statementKey, prepared);
+    return (plan.prepared = prepared);
+  };
+
+  /** Authorizes the call (throwing the kernel's typed denial) and returns its prepared statement and bound parameters. */
+  const admit = (cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+    const plan = planFor(cap, q);
+    const base = plan.request.scope;
+    // A create's scope is the new row's; other calls are confined by the plan's scope and whatever their filters pin.
+    const scope = pinnedScope(plan, q.op === "create" ? q.writes : q.pins, base);
+    if (q.op === "update") {
+      // The rows an update leaves behind must be in scope too: check the scope its new values give them, charging nothing.
+      const after = pinnedScope(plan, q.writes, scope ?? base);
+      if (after !== null) {
+        const decision = check(cap, withTenant(plan.request, after, q.tenant));
+        if (!decision.allowed) throw denialError(decision);
+      }
+    }
+    assertAuthorized(cap, withTenant(plan.request, scope, q.tenant));
+    const prepared = plan.prepared ?? prepare(plan, q);
+    const slots = prepared.shape.params;
+    const params = new Array<unknown>(slots.length);
+    const offset = plan.scopeValues.length;
+    for (let i = 0; i < slots.length; i++) {
+      const at = (slots[i] as { index: number }).index;
+      const value = (at < offset ? plan.scopeValues[at] : q.args[at - offset]) as Scalar;
+      const encode = prepared.encoders[i];
+      params[i] = encode == null ? value : encode(value);
+    }
+    return { plan, prepared, params };
+  };
+
+  const decode = (rows: DriverRow[], prepared: Prepared): Row[] => {
+    if (prepared.decoders.length > 0) {
+      for (const row of rows) for (const [name, dec] of prepared.decoders) row[name] = dec(row[name]);
+    }
+    return rows as Row[];
+  };
+
+  // Async, so that a refusal of any kind, parse errors included, always arrives as a rejection.
+  const write = async (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> => {
+    const q = parse();
+    const { prepared, params } = admit(cap, q);
+    const outcome = await prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
+    return { count: outcome.count, rows: decode(outcome.rows, prepared) };
+  };
+
+  return Object.freeze({
+    async read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]> {
+      const q = parseRead(schema, query, limits);
+      const { prepared, params } = admit(cap, q);
+      const rows = await prepared.statement.read(params);
+      if (!q.limitGiven && rows.length > limits.maxRows) {
+        throw new LimitExceeded(`more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`, "maxRows");
+      }
+      let size = 0;
+      for (const row of rows) {
+        for (const f of prepared.shape.output) {
+          const v = row[f.name];
+          size += typeof v === "string" ? v.length : 8;
+        }
+      }
+      if (size > limits.maxResultSize) {
+        throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
+      }
+      return decode(rows, prepared);
+    },
+    create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
+    update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
+    delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, () => parseDelete(schema, query, limits)),
+  });
+}

@@ -1,0 +1,63 @@
+import { InvalidInput } from "../../kernel/errors.ts";
+import type { Scalar } from "../../kernel/grant.ts";
+import type { Dialect } from "./compile.ts";
+import type { FieldType } from "./schema.ts";
+
+/*
+ * What the resource needs from a database, and nothing more: prepare a
+ * compiled statement once, run it with bound values. Both engines implement
+ * it; neither is exported from the package, so the only way to run SQL
+ * through agentcap is the resource's structured queries.
+ */
+
+/** A row as the driver returns it: keyed by field name, values still in the driver's encoding. */
+export type DriverRow = Record<string, unknown>;
+
+/** What a write did: rows changed, and the rows its RETURNING clause produced. */
+export interface WriteOutcome {
+  readonly count: number;
+  readonly rows: DriverRow[];
+}
+
+/** One prepared statement, reused for every call of its shape. */
+export interface Statement {
+  /** Runs a SELECT and returns its rows. */
+  read(params: readonly unknown[]): DriverRow[] | Promise<DriverRow[]>;
+  /**
+   * Runs an INSERT, UPDATE or DELETE. With `maxChanges`, it runs in a
+   * transaction that is rolled back, and LimitExceeded thrown, when more rows
+   * than that would change.
+   */
+  write(params: readonly unknown[], maxChanges: number | null): WriteOutcome | Promise<WriteOutcome>;
+}
+
+/** A database the resource can run compiled statements on. */
+export interface Engine {
+  readonly dialect: Dialect;
+  /** Prepares `sql` once; the text comes only from the compiler. */
+  prepare(sql: string): Statement;
+  /** Turns a field's value into what the driver binds, or null when it binds the value as is. */
+  encoder(type: FieldType): ((value: Scalar) => unknown) | null;
+  /** Turns what the driver returns for a field into its value, or null when nothing needs turning. */
+  decoder(type: FieldType): ((value: unknown) => Scalar) | null;
+}
+
+/** The kinds of refusal a database reports for values it will not store. */
+export type Refusal = "unique" | "not-null" | "foreign-key" | "check" | "value";
+
+const REFUSALS: Record<Refusal, string> = {
+  unique: "another row already has that value of a unique field",
+  "not-null": "a required field was left empty",
+  "foreign-key": "a field refers to a row that does not exist, or the row is still referred to",
+  check: "a value breaks one of the table's checks",
+  value: "a value does not fit its column (out of range or wrong form)",
+};
+
+/**
+ * The typed error for a write the database refused because of the values
+ * given. The driver's own message stays in `cause` for the application's
+ * logs; the message names only the kind of refusal, not table internals.
+ */
+export function refused(kind: Refusal, cause: unknown): InvalidInput {
+  return new InvalidInput(`the database refused the change: ${REFUSALS[kind]}`, { cause });
+}

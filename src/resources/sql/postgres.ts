@@ -1,0 +1,91 @@
+import { createHash } from "node:crypto";
+import type { Pool, QueryConfig } from "pg";
+import { LimitExceeded } from "../../kernel/errors.ts";
+import type { Scalar } from "../../kernel/grant.ts";
+import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
+
+/*
+ * The server engine: node-postgres over a pool the application owns. Each
+ * compiled shape runs as a named statement, which Postgres parses and plans
+ * once per connection and then reuses.
+ */
+
+/**
+ * Named statements stay prepared on every connection for its lifetime, so
+ * their number is capped; shapes beyond the cap run unnamed (parsed per call).
+ */
+const MAX_NAMED = 1000;
+
+const REFUSALS: Readonly<Record<string, Refusal>> = {
+  "23505": "unique",
+  "23502": "not-null",
+  "23503": "foreign-key",
+  "23514": "check",
+};
+
+/** The typed error for a refusal caused by the values given (SQLSTATE classes 22 and 23); anything else unchanged. */
+function mapped(e: unknown): unknown {
+  const code = typeof e === "object" && e !== null && "code" in e ? e.code : undefined;
+  if (typeof code !== "string") return e;
+  if (Object.hasOwn(REFUSALS, code)) return refused(REFUSALS[code] as Refusal, e);
+  if (code.startsWith("23")) return refused("check", e);
+  if (code.startsWith("22")) return refused("value", e);
+  return e;
+}
+
+function tooMany(count: number, max: number): LimitExceeded {
+  return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
+}
+
+/** An engine over a node-postgres pool. The pool stays the application's: the engine never ends it. */
+export function postgresEngine(pool: Pool): Engine {
+  let named = 0;
+
+  const bounded = async (config: QueryConfig, max: number): Promise<WriteOutcome> => {
+    const client = await pool.connect();
+    // A connection whose ROLLBACK failed is in an unknown state: it is destroyed rather than returned to the pool.
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      try {
+        const result = await client.query<DriverRow>(config);
+        const count = result.rowCount ?? 0;
+        if (count > max) throw tooMany(count, max);
+        await client.query("COMMIT");
+        return { count, rows: result.rows };
+      } catch (e) {
+        await client.query("ROLLBACK").catch((err: unknown) => {
+          broken = err instanceof Error ? err : new Error(String(err));
+        });
+        throw e;
+      }
+    } finally {
+      client.release(broken);
+    }
+  };
+
+  const engine: Engine = {
+    dialect: "postgres",
+    prepare(sql: string): Statement {
+      const name = named < MAX_NAMED ? `agentcap_${createHash("sha256").update(sql).digest("hex").slice(0, 32)}` : undefined;
+      if (name !== undefined) named++;
+      const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...(name === undefined ? {} : { name }) });
+      return Object.freeze({
+        read: async (params: readonly unknown[]) => (await pool.query<DriverRow>(config(params))).rows,
+        write: async (params: readonly unknown[], maxChanges: number | null): Promise<WriteOutcome> => {
+          try {
+            if (maxChanges !== null) return await bounded(config(params), maxChanges);
+            const result = await pool.query<DriverRow>(config(params));
+            return { count: result.rowCount ?? 0, rows: result.rows };
+          } catch (e) {
+            throw mapped(e);
+          }
+        },
+      });
+    },
+    encoder: () => null,
+    // int8 and numeric columns arrive as strings, so that no precision is lost silently; fields declared as numbers get numbers.
+    decoder: (type) => (type === "integer" || type === "real" ? (v) => (typeof v === "string" ? Number(v) : (v as Scalar)) : null),
+  };
+  return Object.freeze(engine);
+}

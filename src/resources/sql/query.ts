@@ -1,0 +1,439 @@
+import { InvalidInput, LimitExceeded } from "../../kernel/errors.ts";
+import type { Scalar } from "../../kernel/grant.ts";
+import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Schema } from "./schema.ts";
+
+/*
+ * The structured queries a model may send, and their parsing into a
+ * canonical shape plus the values to bind. Input is read once, own
+ * properties only, so a getter, a Proxy or a polluted prototype cannot make
+ * the parser see one thing and the compiler another. Two queries that differ
+ * only in values get the same `key`, which is what lets a compiled statement
+ * be reused.
+ */
+
+/** Comparison operators a filter can use on one field; several on the same field are ANDed. */
+export interface FilterOps {
+  readonly eq?: Scalar;
+  readonly ne?: Scalar;
+  readonly lt?: Scalar;
+  readonly lte?: Scalar;
+  readonly gt?: Scalar;
+  readonly gte?: Scalar;
+  readonly in?: readonly Scalar[];
+  /** Text fields only; case-sensitive on both engines. */
+  readonly startsWith?: string;
+  /** Text fields only; case-sensitive on both engines. */
+  readonly contains?: string;
+}
+
+/** Filters by field: a bare value means equality (`null` means IS NULL); all filters are ANDed. */
+export type Where = Readonly<Record<string, Scalar | FilterOps>>;
+
+export interface OrderBy {
+  readonly field: string;
+  readonly direction?: "asc" | "desc";
+}
+
+interface Tenanted {
+  /** The tenant the request acts for, for capabilities whose links carry `tenants`. */
+  readonly tenant?: string;
+}
+
+/** Reads rows of one model. Without `fields`, every field the capability may read is returned. */
+export interface ReadQuery extends Tenanted {
+  readonly model: string;
+  readonly fields?: readonly string[];
+  readonly where?: Where;
+  readonly orderBy?: readonly OrderBy[];
+  /** At most this many rows (1 … maxRows). Without it, more than maxRows matching rows is an error rather than a silent cut. */
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
+/** Inserts one row; fields of the capability's row scope that `values` leaves out are set to the scope's values. */
+export interface CreateQuery extends Tenanted {
+  readonly model: string;
+  readonly values: Readonly<Record<string, Scalar>>;
+  /** Fields of the new row to return. */
+  readonly returning?: readonly string[];
+}
+
+/** Changes the rows in scope that match `where`. */
+export interface UpdateQuery extends Tenanted {
+  readonly model: string;
+  readonly set: Readonly<Record<string, Scalar>>;
+  readonly where?: Where;
+  readonly returning?: readonly string[];
+}
+
+/** Deletes the rows in scope that match `where`. */
+export interface DeleteQuery extends Tenanted {
+  readonly model: string;
+  readonly where?: Where;
+}
+
+export const FILTER_OPS = ["eq", "ne", "lt", "lte", "gt", "gte", "in", "startsWith", "contains"] as const;
+/** Filter operators after parsing: equality with null becomes its own operator, since SQL spells it IS NULL. */
+export type ConditionOp = (typeof FILTER_OPS)[number] | "isNull" | "notNull";
+
+/** One filter of a parsed query; it binds `arity` consecutive values of `args`. */
+export interface Condition {
+  readonly field: Field;
+  readonly op: ConditionOp;
+  readonly arity: number;
+}
+
+export interface Order {
+  readonly field: Field;
+  readonly descending: boolean;
+}
+
+/** The parts every parsed query has. */
+interface ParsedBase {
+  readonly model: Model;
+  /** Same key, same SQL (once the row scope's fields are known); values never enter it. */
+  readonly key: string;
+  /** Values to bind, in the order the shape consumes them. */
+  readonly args: readonly Scalar[];
+  /** Every field the input names (read, written, filtered on, ordered by, returned), each once. */
+  readonly named: readonly Field[];
+  /** Fields its equality filters pin to a value: a pin on a row-scope field is checked against the scope. */
+  readonly pins: readonly (readonly [Field, Scalar])[];
+  /** Fields it writes, with their new values: a write to a row-scope field is checked against the scope too. */
+  readonly writes: readonly (readonly [Field, Scalar])[];
+  readonly tenant: string | undefined;
+}
+
+export interface ParsedRead extends ParsedBase {
+  readonly op: "read";
+  /** null: every field the capability may read. */
+  readonly select: readonly Field[] | null;
+  readonly conditions: readonly Condition[];
+  readonly order: readonly Order[];
+  /** The LIMIT compiled into the statement: the caller's, or maxRows + 1 to detect an oversized result. */
+  readonly limit: number;
+  /** Whether the caller gave a limit; without one, more than maxRows rows is an error. */
+  readonly limitGiven: boolean;
+  readonly hasOffset: boolean;
+}
+
+export interface ParsedCreate extends ParsedBase {
+  readonly op: "create";
+  /** The fields `values` sets, in schema order; `args` holds their values in that order. */
+  readonly columns: readonly Field[];
+  readonly returning: readonly Field[];
+}
+
+export interface ParsedUpdate extends ParsedBase {
+  readonly op: "update";
+  /** The fields `set` changes; their values come first in `args`, then the conditions'. */
+  readonly set: readonly Field[];
+  readonly conditions: readonly Condition[];
+  readonly returning: readonly Field[];
+}
+
+export interface ParsedDelete extends ParsedBase {
+  readonly op: "delete";
+  readonly conditions: readonly Condition[];
+}
+
+export type ParsedQuery = ParsedRead | ParsedCreate | ParsedUpdate | ParsedDelete;
+
+/** Bounds that parsing enforces. */
+export interface QueryLimits {
+  readonly maxRows: number;
+  /** Values one `in` filter may list. */
+  readonly maxInList: number;
+}
+
+const MAX_ORDER = 8;
+
+function objectKeys(value: unknown, where: string): { keys: string[]; object: Readonly<Record<string, unknown>> } {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new InvalidInput(`${where} must be an object, got ${showValue(value)}`);
+  }
+  return { keys: Object.keys(value), object: value as Readonly<Record<string, unknown>> };
+}
+
+/** The query's own properties, each read once, into an object that can only hold the `allowed` keys; any other key is refused. */
+function queryRecord(value: unknown, allowed: readonly string[]): Record<string, unknown> {
+  const { keys, object } = objectKeys(value, "query");
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (!allowed.includes(key)) throw new InvalidInput(`query.${key} is not part of a query; expected ${allowed.join(", ")}`);
+    out[key] = object[key];
+  }
+  return out;
+}
+
+/** The elements of an array, read once; holes are refused, since reading one would consult Array.prototype. */
+function ownArray(value: unknown, where: string, max: number): unknown[] {
+  if (!Array.isArray(value)) throw new InvalidInput(`${where} must be an array, got ${showValue(value)}`);
+  const length = value.length;
+  if (length > max) throw new InvalidInput(`${where} lists ${length} items; at most ${max} are allowed`);
+  const out = new Array<unknown>(length);
+  for (let i = 0; i < length; i++) {
+    if (!Object.hasOwn(value, i)) throw new InvalidInput(`${where}.${i} is missing (a hole in the array)`);
+    out[i] = value[i] as unknown;
+  }
+  return out;
+}
+
+function tenantOf(q: Record<string, unknown>): string | undefined {
+  const t = q.tenant;
+  if (t === undefined || typeof t === "string") return t;
+  throw new InvalidInput(`query.tenant must be a string, got ${showValue(t)}`);
+}
+
+const byPosition = (a: Field, b: Field) => a.position - b.position;
+
+/** Adds `f` to `names` unless it is there already (the lists are a few fields long). */
+function addName(names: Field[], f: Field): void {
+  if (!names.includes(f)) names.push(f);
+}
+
+function fieldList(model: Model, value: unknown, where: string, names: Field[]): Field[] {
+  const items = ownArray(value, where, model.fields.length);
+  if (items.length === 0) throw new InvalidInput(`${where} must name at least one field`);
+  const fields: Field[] = [];
+  items.forEach((name, i) => {
+    const field = fieldNamed(model, name, `${where}.${i}`);
+    if (fields.includes(field)) throw new InvalidInput(`${where} names ${field.name} twice`);
+    fields.push(field);
+    addName(names, field);
+  });
+  return fields.sort(byPosition);
+}
+
+const OPS_ORDER: ReadonlyMap<string, number> = new Map(FILTER_OPS.map((op, i) => [op, i]));
+
+function isScalar(v: unknown): v is Scalar {
+  return v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+}
+
+/** `value` if it fits `field`; otherwise InvalidInput naming where it was (the path is only built for the error). */
+function fitting(field: Field, value: unknown, where: string, op: string): Scalar {
+  const problem = valueProblem(field, value);
+  if (problem !== null) throw new InvalidInput(`${where}.${op}: ${problem}`);
+  return value as Scalar;
+}
+
+interface Filter {
+  readonly condition: Condition;
+  readonly values: readonly Scalar[];
+}
+
+function filterFor(field: Field, op: string, value: unknown, where: string, limits: QueryLimits): Filter {
+  switch (op) {
+    case "eq":
+    case "ne":
+      if (value === null) return { condition: { field, op: op === "eq" ? "isNull" : "notNull", arity: 0 }, values: [] };
+      return { condition: { field, op, arity: 1 }, values: [fitting(field, value, where, op)] };
+    case "lt":
+    case "lte":
+    case "gt":
+    case "gte":
+      if (value === null) throw new InvalidInput(`${where}.${op}: null cannot be compared; use eq: null or ne: null`);
+      return { condition: { field, op, arity: 1 }, values: [fitting(field, value, where, op)] };
+    case "in": {
+      const items = ownArray(value, `${where}.in`, limits.maxInList);
+      if (items.length === 0) throw new InvalidInput(`${where}.in must list at least one value`);
+      const values = items.map((v, i) => {
+        if (v === null) throw new InvalidInput(`${where}.in.${i}: null never matches in a list; use eq: null`);
+        return fitting(field, v, `${where}.in`, String(i));
+      });
+      return { condition: { field, op, arity: values.length }, values };
+    }
+    case "startsWith":
+    case "contains":
+      if (field.type !== "text") throw new InvalidInput(`${where}.${op}: ${field.name} is not a text field`);
+      if (typeof value !== "string") throw new InvalidInput(`${where}.${op}: must be a string, got ${showValue(value)}`);
+      return { condition: { field, op, arity: 1 }, values: [value] };
+    default:
+      throw new InvalidInput(`${where}: unknown filter operator ${showValue(op)}; expected ${FILTER_OPS.join(", ")}`);
+  }
+}
+
+/** The filters of `where`, each own property read once and straight from the input (its keys are the model's to choose, so none is copied into an object). */
+function parseWhere(model: Model, value: unknown, names: Field[], pins: [Field, Scalar][], limits: QueryLimits): Filter[] {
+  if (value === undefined) return [];
+  const { keys, object } = objectKeys(value, "where");
+  const filters: Filter[] = [];
+  for (const name of keys) {
+    const field = fieldNamed(model, name, "where");
+    addName(names, field);
+    const spec = object[name];
+    if (isScalar(spec)) {
+      filters.push(filterFor(field, "eq", spec, `where.${name}`, limits));
+      pins.push([field, spec]);
+      continue;
+    }
+    if (Array.isArray(spec)) throw new InvalidInput(`where.${name}: a list needs an operator, as in { in: [...] }`);
+    const ops = objectKeys(spec, `where.${name}`);
+    if (ops.keys.length === 0) throw new InvalidInput(`where.${name} names no operator; expected one of ${FILTER_OPS.join(", ")}`);
+    for (const op of ops.keys) {
+      const v = ops.object[op];
+      filters.push(filterFor(field, op, v, `where.${name}`, limits));
+      if (op === "eq" && isScalar(v)) pins.push([field, v]);
+    }
+  }
+  // One canonical order, so filters written in any key order share a statement.
+  if (filters.length > 1) {
+    filters.sort(
+      (a, b) =>
+        a.condition.field.position - b.condition.field.position ||
+        (OPS_ORDER.get(a.condition.op) ?? 0) - (OPS_ORDER.get(b.condition.op) ?? 0),
+    );
+  }
+  return filters;
+}
+
+function conditionKey(filters: readonly Filter[]): string {
+  let key = "";
+  for (const { condition: c } of filters) key += `${c.field.name}.${c.op}${c.op === "in" ? String(c.arity) : ""},`;
+  return key;
+}
+
+function parseOrder(model: Model, value: unknown, names: Field[]): Order[] {
+  if (value === undefined) return [];
+  return ownArray(value, "orderBy", MAX_ORDER).map((item, i) => {
+    const { keys, object } = objectKeys(item, `orderBy.${i}`);
+    const extra = keys.find((k) => k !== "field" && k !== "direction");
+    if (extra !== undefined) throw new InvalidInput(`orderBy.${i}.${extra} is not part of an ordering; expected field, direction`);
+    const field = fieldNamed(model, keys.includes("field") ? object.field : undefined, `orderBy.${i}.field`);
+    const direction = (keys.includes("direction") ? object.direction : undefined) ?? "asc";
+    if (direction !== "asc" && direction !== "desc") throw new InvalidInput(`orderBy.${i}.direction must be "asc" or "desc", got ${showValue(direction)}`);
+    addName(names, field);
+    return { field, descending: direction === "desc" };
+  });
+}
+
+function count(value: unknown, where: string): number {
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw new InvalidInput(`${where} must be a whole number, zero or more, got ${showValue(value)}`);
+  }
+  return value as number;
+}
+
+function parseValues(model: Model, value: unknown, where: string, names: Field[]): { fields: Field[]; values: Scalar[]; writes: [Field, Scalar][] } {
+  const { keys, object } = objectKeys(value, where);
+  const entries = keys.map((name) => {
+    const field = fieldNamed(model, name, where);
+    addName(names, field);
+    return [field, fitting(field, object[name], where, name)] as [Field, Scalar];
+  });
+  entries.sort((a, b) => a[0].position - b[0].position);
+  return { fields: entries.map((e) => e[0]), values: entries.map((e) => e[1]), writes: entries };
+}
+
+const READ_KEYS = ["model", "fields", "where", "orderBy", "limit", "offset", "tenant"];
+const CREATE_KEYS = ["model", "values", "returning", "tenant"];
+const UPDATE_KEYS = ["model", "set", "where", "returning", "tenant"];
+const DELETE_KEYS = ["model", "where", "tenant"];
+
+const names = (fields: readonly Field[]) => fields.map((f) => f.name).join(",");
+
+/** Parses a read; throws InvalidInput naming the bad part, or LimitExceeded for a limit above maxRows. */
+export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): ParsedRead {
+  const q = queryRecord(input, READ_KEYS);
+  const model = modelNamed(schema, q.model);
+  const named: Field[] = [];
+  const pins: [Field, Scalar][] = [];
+  const select = q.fields === undefined ? null : fieldList(model, q.fields, "fields", named);
+  const filters = parseWhere(model, q.where, named, pins, limits);
+  const order = parseOrder(model, q.orderBy, named);
+  const limitGiven = q.limit !== undefined;
+  const limit = limitGiven ? count(q.limit, "limit") : limits.maxRows + 1;
+  if (limitGiven && limit === 0) throw new InvalidInput("limit must be at least 1");
+  if (limitGiven && limit > limits.maxRows) {
+    throw new LimitExceeded(`limit ${limit} is above the ${limits.maxRows} rows one read may return (maxRows); page with limit and offset`, "maxRows");
+  }
+  const hasOffset = q.offset !== undefined;
+  const args = filters.flatMap((f) => f.values);
+  if (hasOffset) args.push(count(q.offset, "offset"));
+  const orderKey = order.map((o) => `${o.field.name}.${o.descending ? "d" : "a"}`).join(",");
+  return {
+    op: "read",
+    model,
+    key: `read:${model.name}:${select === null ? "*" : names(select)}:${conditionKey(filters)}:${orderKey}:${limit}:${hasOffset ? "o" : ""}`,
+    args,
+    named: named.sort(byPosition),
+    pins,
+    writes: [],
+    tenant: tenantOf(q),
+    select,
+    conditions: filters.map((f) => f.condition),
+    order,
+    limit,
+    limitGiven,
+    hasOffset,
+  };
+}
+
+/** Parses a create; throws InvalidInput naming the bad part. */
+export function parseCreate(schema: Schema, input: unknown): ParsedCreate {
+  const q = queryRecord(input, CREATE_KEYS);
+  const model = modelNamed(schema, q.model);
+  const named: Field[] = [];
+  if (q.values === undefined) throw new InvalidInput("query.values is required: the fields of the new row");
+  const { fields, values, writes } = parseValues(model, q.values, "values", named);
+  const returning = q.returning === undefined ? [] : fieldList(model, q.returning, "returning", named);
+  return {
+    op: "create",
+    model,
+    key: `create:${model.name}:${names(fields)}:${names(returning)}`,
+    args: values,
+    named: named.sort(byPosition),
+    pins: [],
+    writes,
+    tenant: tenantOf(q),
+    columns: fields,
+    returning,
+  };
+}
+
+/** Parses an update; throws InvalidInput naming the bad part. */
+export function parseUpdate(schema: Schema, input: unknown, limits: QueryLimits): ParsedUpdate {
+  const q = queryRecord(input, UPDATE_KEYS);
+  const model = modelNamed(schema, q.model);
+  const named: Field[] = [];
+  const pins: [Field, Scalar][] = [];
+  const filters = parseWhere(model, q.where, named, pins, limits);
+  if (q.set === undefined) throw new InvalidInput("query.set is required: the fields to change");
+  const { fields, values, writes } = parseValues(model, q.set, "set", named);
+  if (fields.length === 0) throw new InvalidInput("query.set must change at least one field");
+  const returning = q.returning === undefined ? [] : fieldList(model, q.returning, "returning", named);
+  return {
+    op: "update",
+    model,
+    key: `update:${model.name}:${names(fields)}:${conditionKey(filters)}:${names(returning)}`,
+    args: [...values, ...filters.flatMap((f) => f.values)],
+    named: named.sort(byPosition),
+    pins,
+    writes,
+    tenant: tenantOf(q),
+    set: fields,
+    conditions: filters.map((f) => f.condition),
+    returning,
+  };
+}
+
+/** Parses a delete; throws InvalidInput naming the bad part. */
+export function parseDelete(schema: Schema, input: unknown, limits: QueryLimits): ParsedDelete {
+  const q = queryRecord(input, DELETE_KEYS);
+  const model = modelNamed(schema, q.model);
+  const named: Field[] = [];
+  const pins: [Field, Scalar][] = [];
+  const filters = parseWhere(model, q.where, named, pins, limits);
+  return {
+    op: "delete",
+    model,
+    key: `delete:${model.name}:${conditionKey(filters)}`,
+    args: filters.flatMap((f) => f.values),
+    named: named.sort(byPosition),
+    pins,
+    writes: [],
+    tenant: tenantOf(q),
+    conditions: filters.map((f) => f.condition),
+  };
+}

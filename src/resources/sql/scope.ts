@@ -1,0 +1,57 @@
+import type { Capability } from "../../kernel/capability.ts";
+import type { DbOp, DbRule, Scalar } from "../../kernel/grant.ts";
+
+/*
+ * The row scope a query is confined to, read from the capability's chain.
+ * Every link that grants the model and operation contributes the scope of
+ * the rule it grants them by; the union is what the query will be filtered
+ * by and what the kernel request names, and the kernel then checks that
+ * every link accepts it. This module only proposes: an answer that some link
+ * does not accept is denied by the kernel, never acted on.
+ */
+
+/** One pinned field of the row scope, with the link that pins it (for denial details). */
+export interface ScopeEntry {
+  readonly field: string;
+  readonly value: Scalar;
+  readonly link: number;
+  readonly linkId: string;
+}
+
+/** The scope a query is confined to, and the fields every link's chosen rule lets it reach (null: no link lists fields). */
+export interface Confinement {
+  readonly scope: readonly ScopeEntry[];
+  readonly reachable: ReadonlySet<string> | null;
+}
+
+const covers = (rule: DbRule, fields: readonly string[]) => rule.fields === undefined || fields.every((f) => rule.fields?.includes(f));
+
+const consistent = (rule: DbRule, scope: ReadonlyMap<string, ScopeEntry>) =>
+  Object.entries(rule.scope ?? {}).every(([k, v]) => {
+    const pinned = scope.get(k);
+    return pinned === undefined || pinned.value === v;
+  });
+
+/**
+ * The confinement of a query on `model` with operation `op` naming `fields`.
+ * Where one link grants the model by several rules, the first that allows the
+ * fields and agrees with the scope gathered so far is used: a query runs in
+ * one row scope, never in the union of several.
+ */
+export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[]): Confinement {
+  const scope = new Map<string, ScopeEntry>();
+  let reachable: Set<string> | null = null;
+  cap.lineage.forEach((link, index) => {
+    const rules = (link.grant?.db ?? []).filter((r) => r.model === model && r.ops.includes(op));
+    const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
+    if (rule === undefined) return; // This link grants nothing here; the kernel will say so.
+    for (const [field, value] of Object.entries(rule.scope ?? {})) {
+      if (!scope.has(field)) scope.set(field, { field, value, link: index, linkId: link.id });
+    }
+    if (rule.fields !== undefined) {
+      const granted = new Set(rule.fields);
+      reachable = reachable === null ? granted : new Set([...reachable].filter((f) => granted.has(f)));
+    }
+  });
+  return { scope: [...scope.values()], reachable };
+}

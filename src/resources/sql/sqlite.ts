@@ -1,0 +1,69 @@
+import type BetterSqlite3 from "better-sqlite3";
+import { LimitExceeded } from "../../kernel/errors.ts";
+import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
+
+/*
+ * The embedded engine: better-sqlite3, synchronous. Each compiled shape
+ * becomes one better-sqlite3 prepared statement, kept by the resource and
+ * reused for every call of that shape.
+ */
+
+type Prepared = BetterSqlite3.Statement<unknown[], DriverRow>;
+
+const REFUSALS: Readonly<Record<string, Refusal>> = {
+  SQLITE_CONSTRAINT_UNIQUE: "unique",
+  SQLITE_CONSTRAINT_PRIMARYKEY: "unique",
+  SQLITE_CONSTRAINT_NOTNULL: "not-null",
+  SQLITE_CONSTRAINT_FOREIGNKEY: "foreign-key",
+  SQLITE_CONSTRAINT_CHECK: "check",
+  SQLITE_MISMATCH: "value",
+};
+
+/** Runs `fn`, turning a refusal caused by the values given into InvalidInput; any other error is rethrown as is. */
+function mapped<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const code = typeof e === "object" && e !== null && "code" in e ? e.code : undefined;
+    const kind = typeof code === "string" && Object.hasOwn(REFUSALS, code) ? REFUSALS[code] : undefined;
+    if (kind !== undefined) throw refused(kind, e);
+    if (typeof code === "string" && code.startsWith("SQLITE_CONSTRAINT")) throw refused("check", e);
+    throw e;
+  }
+}
+
+function tooMany(count: number, max: number): LimitExceeded {
+  return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
+}
+
+/** An engine over an open better-sqlite3 database. SQLite has no boolean type, so booleans are stored as 1 and 0. */
+export function sqliteEngine(db: BetterSqlite3.Database): Engine {
+  const execute = (stmt: Prepared, params: readonly unknown[]): WriteOutcome => {
+    if (stmt.reader) {
+      const rows = stmt.all(...params);
+      return { count: rows.length, rows };
+    }
+    return { count: stmt.run(...params).changes, rows: [] };
+  };
+  // Rolled back by better-sqlite3 when the check throws.
+  const bounded = db.transaction((stmt: Prepared, params: readonly unknown[], max: number): WriteOutcome => {
+    const outcome = execute(stmt, params);
+    if (outcome.count > max) throw tooMany(outcome.count, max);
+    return outcome;
+  });
+
+  const engine: Engine = {
+    dialect: "sqlite",
+    prepare(sql: string): Statement {
+      const stmt: Prepared = db.prepare<unknown[], DriverRow>(sql);
+      return Object.freeze({
+        read: (params: readonly unknown[]) => stmt.all(...params),
+        write: (params: readonly unknown[], maxChanges: number | null) =>
+          mapped(() => (maxChanges === null ? execute(stmt, params) : bounded(stmt, params, maxChanges))),
+      });
+    },
+    encoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v === true ? 1 : 0) : null),
+    decoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v !== 0) : null),
+  };
+  return Object.freeze(engine);
+}
