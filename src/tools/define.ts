@@ -3,6 +3,7 @@ import type { Capability } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import type { Request } from "../kernel/request.ts";
+import type { Dispatcher } from "./dispatcher.ts";
 
 /** What `needs` may know besides the input: the tenant the call acts for, if any. */
 export interface NeedsContext {
@@ -30,6 +31,8 @@ export interface ToolContext {
   readonly signal: AbortSignal;
   /** Calls another registered tool with a capability the handler holds; the sub-tool is narrowed again to its own needs. */
   readonly call: SubCall;
+  /** The dispatcher running this call, for handlers that run an agent of their own (it holds no authority). */
+  readonly dispatcher: Dispatcher;
 }
 
 /** Dispatches a sub-tool call: typed when given the tool itself, `unknown` when given its name. */

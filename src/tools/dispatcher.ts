@@ -87,7 +87,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       decision = authorize(capability, toolRequest);
       if (!decision.allowed) throw denialError(decision);
-      result = await runHandler(tool, plan, capability, tenant, call);
+      result = await runHandler(tool, plan, capability, tenant, dispatcher);
       outcome = succeeded(result);
     } catch (e) {
       thrown = { error: e };
@@ -98,7 +98,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return result;
   }) as SubCall;
 
-  return Object.freeze({
+  const dispatcher: Dispatcher = Object.freeze({
     call,
     catalog: (capability: Capability, callOptions?: CallOptions): readonly CatalogEntry[] => {
       const tenant = tenantFor(capability, callOptions);
@@ -115,6 +115,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return planCall(tool, input, planOptions.tenant);
     },
   });
+  return dispatcher;
 }
 
 /**
@@ -122,12 +123,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
  * revocable forwarder that is revoked as soon as the call settles, so a
  * handler that keeps its capability past the call holds nothing.
  */
-async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability, tenant: string | null, call: SubCall): Promise<unknown> {
+async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability, tenant: string | null, dispatcher: Dispatcher): Promise<unknown> {
   const lease = revocable(narrow(capability, plan.grant), { labels: { tool: tool.name } });
   const watcher: { current: ReturnType<typeof revocationSignal> | null } = { current: null };
   const context: ToolContext = Object.freeze({
     tenant,
-    call,
+    call: dispatcher.call,
+    dispatcher,
     // Made on first use: most handlers never look at it, and watching costs one subscription per revocable link.
     get signal() {
       watcher.current ??= revocationSignal(lease.capability);
