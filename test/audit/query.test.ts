@@ -1,0 +1,154 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { prefixSuccessor, type AuditQuery } from "../../src/audit/query.ts";
+import type { AuditStore } from "../../src/audit/store.ts";
+import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
+import { InvalidInput } from "../../src/index.ts";
+import { eventFor, HOUR, KITS, T0, world, type StoreKit } from "./fixtures.ts";
+
+/** Ten named events from Alice (tenant acme, a session with a search tool) and Bob (tenants globex and initech). */
+function scenario() {
+  const w = world();
+  const named: [string, AuditEvent][] = [
+    ["a1", eventFor(w.alice, { action: "tool.call", tool: "search" }, { at: T0 - 26 * HOUR })],
+    ["a2", eventFor(w.searchTool, { action: "http.request", method: "GET", url: "https://api.example.com/v1/search?q=hello&token=s3cr3t-t0ken" }, { at: T0 + HOUR, tool: "search" })],
+    ["a3", eventFor(w.searchTool, { action: "http.request", method: "GET", url: "https://api.example.com/v2/admin" }, { at: T0 + 2 * HOUR, tool: "search" })],
+    ["a4", eventFor(w.session.capability, { action: "fs.read", path: "/srv/data/reports/q3.csv" }, { at: T0 + 3 * HOUR, tool: "fetch_page" })],
+    ["a5", eventFor(w.session.capability, { action: "fs.write", path: "/srv/data/out.txt" }, { at: T0 + 4 * HOUR, tool: "fetch_page" })],
+    ["a6", eventFor(w.alice, { action: "fs.delete", path: "/srv/data/out.txt" }, { at: T0 + 5 * HOUR })],
+  ];
+  w.session.revoke("task finished");
+  named.push(
+    ["a7", eventFor(w.searchTool, { action: "tool.call", tool: "search" }, { at: T0 + 6 * HOUR })],
+    ["b1", eventFor(w.report, { action: "db.read", model: "Customer", fields: ["name"], scope: { email: "carol@example.com" }, tenant: "globex" }, { at: T0 + HOUR, tool: "run_report" })],
+    ["b2", eventFor(w.report, { action: "db.update", model: "Customer", fields: ["name"], scope: { id: 7 }, tenant: "initech" }, { at: T0 + 2 * HOUR, tool: "run_report" })],
+    [
+      "b3",
+      eventFor(
+        w.report,
+        { action: "exec", argv: ["/usr/bin/curl", "-H", "Authorization: Bearer xyz-very-secret", "https://x.test/a?k=v4lue"], cwd: "/tmp", tenant: "globex" },
+        { at: T0 + 3 * HOUR, tool: "run_report" },
+      ),
+    ],
+    ["b4", eventFor(w.bob, { action: "tool.call", tool: "run_report", tenant: "initech" }, { at: T0 + 25 * HOUR })],
+  );
+  return { w, named };
+}
+
+describe.each(KITS)("$name audit store: the query primitive", ({ make }) => {
+  let kit: StoreKit;
+  let store: AuditStore;
+  let s: ReturnType<typeof scenario>;
+  const nameOf = new Map<string, string>();
+
+  beforeAll(async () => {
+    kit = make();
+    store = await kit.open();
+    s = scenario();
+    for (const [name, event] of s.named) {
+      nameOf.set(event.id, name);
+      await store.write(event);
+    }
+  });
+  afterAll(async () => {
+    await kit.cleanup();
+  });
+
+  const names = async (query: AuditQuery) => (await store.query(query)).map((r) => nameOf.get(r.event.id));
+
+  it("lists the whole log in chain order when no filter is given", async () => {
+    expect(await names({})).toEqual(["a1", "a2", "a3", "a4", "a5", "a6", "a7", "b1", "b2", "b3", "b4"]);
+  });
+
+  it.each<[string, () => AuditQuery, string[]]>([
+    ["principal: everything Alice's bot did", () => ({ principal: "alice" }), ["a1", "a2", "a3", "a4", "a5", "a6", "a7"]],
+    ["principal and time range: everything Alice's bot did today", () => ({ principal: "alice", since: T0, until: new Date(T0 + 24 * HOUR) }), ["a2", "a3", "a4", "a5", "a6", "a7"]],
+    ["root request", () => ({ requestId: "req-bob" }), ["b1", "b2", "b3", "b4"]],
+    ["descendants of the session link", () => ({ descendantsOf: s.w.session.capability.id }), ["a2", "a3", "a4", "a5", "a7"]],
+    ["descendants of the search tool's capability (itself included)", () => ({ descendantsOf: s.w.searchTool.id }), ["a2", "a3", "a7"]],
+    ["descendants of a root", () => ({ descendantsOf: s.w.bob.id }), ["b1", "b2", "b3", "b4"]],
+    ["descendants of an unknown capability", () => ({ descendantsOf: "no-such-capability" }), []],
+    ["capability hash: did this capability ever do X?", () => ({ capabilityHash: s.w.searchTool.hash, action: "http.request" }), ["a2", "a3"]],
+    ["capability hash of a root (its descendants excluded)", () => ({ capabilityHash: s.w.alice.hash }), ["a1", "a6"]],
+    ["tool", () => ({ tool: "run_report" }), ["b1", "b2", "b3", "b4"]],
+    ["action", () => ({ action: "fs.read" }), ["a4"]],
+    ["resource prefix: a directory", () => ({ resourcePrefix: "/srv/data/" }), ["a4", "a5", "a6"]],
+    ["resource prefix: part of a path", () => ({ resourcePrefix: "/srv/data/rep" }), ["a4"]],
+    ["resource prefix: an origin and path", () => ({ resourcePrefix: "https://api.example.com/v1/" }), ["a2"]],
+    ["resource prefix: a model", () => ({ resourcePrefix: "db:Customer" }), ["b1", "b2"]],
+    ["resource prefix: a program", () => ({ resourcePrefix: "/usr/bin/curl" }), ["b3"]],
+    ["decision: denied only", () => ({ decision: "denied" }), ["a3", "a6", "a7", "b2"]],
+    ["decision: allowed only", () => ({ decision: "allowed", principal: "bob" }), ["b1", "b3", "b4"]],
+    ["time range", () => ({ since: T0 + 2 * HOUR, until: T0 + 4 * HOUR }), ["a3", "a4", "b2", "b3"]],
+    ["tenant named by the request", () => ({ tenant: "initech" }), ["b2", "b4"]],
+    ["tenant of a single-tenant root", () => ({ tenant: "acme", action: "tool.call" }), ["a1", "a7"]],
+    ["session label", () => ({ sessionId: "sess-1" }), ["a2", "a3", "a4", "a5", "a7"]],
+    ["task label", () => ({ taskId: "task-1", decision: "denied" }), ["a3", "a7"]],
+    ["denied under Alice's session today", () => ({ descendantsOf: s.w.session.capability.id, decision: "denied", since: T0 }), ["a3", "a7"]],
+  ])("filters by %s", async (_name, query, expected) => {
+    expect(await names(query())).toEqual(expected);
+  });
+
+  it("pages through results in either order", async () => {
+    expect(await names({ limit: 3 })).toEqual(["a1", "a2", "a3"]);
+    expect(await names({ limit: 3, after: 3 })).toEqual(["a4", "a5", "a6"]);
+    expect(await names({ limit: 3, order: "desc" })).toEqual(["b4", "b3", "b2"]);
+    expect(await names({ limit: 3, order: "desc", after: 9 })).toEqual(["b1", "a7", "a6"]);
+    expect(await names({ descendantsOf: s.w.session.capability.id, limit: 2, after: 2 })).toEqual(["a3", "a4"]);
+    expect(await names({ descendantsOf: s.w.session.capability.id, order: "desc", after: 7 })).toEqual(["a5", "a4", "a3", "a2"]);
+  });
+
+  it("returns each event with its chain position, denial and full lineage", async () => {
+    const [a7] = await store.query({ descendantsOf: s.w.searchTool.id, decision: "denied", tool: "search", action: "tool.call" });
+    expect(a7?.seq).toBe(7);
+    expect(a7?.event.decision).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 2, linkId: s.w.session.capability.id });
+    expect(a7?.event.subject.lineage.map((l) => l.revocable)).toEqual([false, false, true, false]);
+    expect(a7?.event.subject.lineage[2]?.labels).toEqual({ session: "sess-1", task: "task-1" });
+  });
+
+  it("keeps secrets out of the stored rows by default", async () => {
+    const rows = await kit.raw("SELECT body FROM audit_events");
+    const stored = rows.map((r) => String(r.body)).join("\n");
+    for (const secret of ["s3cr3t-t0ken", "hello", "carol@example.com", "xyz-very-secret", "v4lue"]) expect(stored).not.toContain(secret);
+    const [a2] = await store.query({ action: "http.request", limit: 1 });
+    expect(a2?.event.request).toMatchObject({ url: "https://api.example.com/v1/search?q=[redacted]&token=[redacted]" });
+    const [b3] = await store.query({ action: "exec" });
+    expect(b3?.event.request).toMatchObject({ argv: ["/usr/bin/curl", "-H", "Authorization: [redacted]", "https://x.test/a?k=[redacted]"] });
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ["an unknown filter", { user: "alice" }, /Unrecognized key.*user/],
+    ["an empty principal", { principal: "" }, /principal/],
+    ["a malformed capability hash", { capabilityHash: "abc" }, /capabilityHash: must be a capability's hex SHA-256/],
+    ["an unknown action", { action: "fs.chmod" }, /action/],
+    ["an unknown decision", { decision: "maybe" }, /decision/],
+    ["a time range that ends before it starts", { since: T0, until: T0 - 1 }, /since \(2025-01-15T09:00:00.000Z\) must be before until/],
+    ["an invalid date", { since: new Date("not a date") }, /since/],
+    ["a negative time", { until: -5 }, /until/],
+    ["a zero limit", { limit: 0 }, /limit/],
+    ["a limit over 10,000", { limit: 10_001 }, /limit/],
+    ["a fractional cursor", { after: 1.5 }, /after/],
+    ["an unknown order", { order: "random" }, /order/],
+    ["a query that is not an object", "alice", /must be an object/],
+  ])("refuses %s with InvalidInput", async (_name, query, message) => {
+    const error = await store.query(query as AuditQuery).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInput);
+    expect((error as Error).message).toMatch(message);
+  });
+
+  it("ignores filters inherited from a polluted prototype", async () => {
+    const query = Object.create({ principal: "nobody" }) as AuditQuery;
+    expect(await names(query)).toHaveLength(11);
+  });
+});
+
+describe("prefixSuccessor", () => {
+  it.each([
+    ["/srv/data/", "/srv/data0"],
+    ["a", "b"],
+    ["\u{10ffff}", null],
+    ["a\u{10ffff}", "b"],
+    ["\ud7ff", "\ue000"],
+  ])("%j -> %j", (prefix, expected) => {
+    expect(prefixSuccessor(prefix)).toBe(expected);
+  });
+});
