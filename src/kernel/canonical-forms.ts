@@ -57,6 +57,10 @@ export function canonicalHttpUrl(input: string): URL {
   const decoded = url.pathname.replace(UNRESERVED, (m) => String.fromCharCode(parseInt(m.slice(1), 16)));
   // Decoding can expose new dot segments; the pathname setter parses again and removes them.
   if (decoded !== url.pathname) url.pathname = decoded;
+  // Servers that honour path parameters (Tomcat, Jetty, Spring) read "..;x" as "..", which would escape a prefix.
+  if (url.pathname.split("/").some((segment) => /^\.\.?;/.test(segment))) {
+    throw new InvalidInput(`URL ${JSON.stringify(input)} has a dot segment with path parameters (such as "..;"); it is refused because some servers read it as ".."`);
+  }
   url.hash = "";
   return url;
 }

@@ -189,6 +189,8 @@ const REQUESTS: readonly Row[] = [
   { name: "path with trailing slash", value: { action: "fs.list", path: "/data/" }, field: /path.*separator/ },
   { name: "path with NUL", value: { action: "fs.write", path: "/data/a\0.txt" }, field: /path.*NUL/ },
   { name: "URL with userinfo", value: { action: "http.request", method: "GET", url: "https://user:pw@api.example.com/v1" }, field: /URL.*userinfo/ },
+  { name: "URL with a '..;' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/..;/admin" }, field: /URL.*"\.\.;"/ },
+  { name: "URL with a '.;' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/.;x/admin" }, field: /URL.*path parameters/ },
   { name: "URL with an encoded slash", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1%2Fadmin" }, field: /URL.*encoded '\/'/ },
   { name: "URL with an encoded backslash", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1%5cadmin" }, field: /URL.*encoded/ },
   { name: "URL with an encoded NUL", value: { action: "http.request", method: "GET", url: "https://api.example.com/a%00b" }, field: /URL.*encoded/ },
