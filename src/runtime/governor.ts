@@ -109,7 +109,7 @@ export function createGovernor(options: GovernorOptions): Governor {
     return restrict(narrow(base, grant), { expiresAt: Math.floor(clockTime(base) + seconds * 1000), maxUses: 1 + plan.needs.length });
   };
 
-  const planFor = (tool: string, input: unknown): Promise<CallPlan> => dispatcher.plan(tool, input, { tenant: tenantFor(session.capability, undefined) });
+  const planFor = (tool: string, input: unknown): Promise<CallPlan> => dispatcher.plan(tool, input, session.capability);
 
   const escalate = async (tool: string, input: unknown, seconds: number, labels: Record<string, string>, onRevoke: (revoke: () => void) => void) => {
     checkSeconds(seconds);

@@ -1,13 +1,19 @@
 import { z } from "zod";
-import type { Capability } from "../kernel/capability.ts";
+import type { Capability, LinkSummary } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import type { Request } from "../kernel/request.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 
-/** What `needs` may know besides the input: the tenant the call acts for, if any. */
+/**
+ * What `needs` may know besides the input: the tenant the call acts for, and
+ * the caller's capability as loggable data (grants and conditions, no
+ * authority), for tools whose requests depend on the grant, such as a
+ * database query whose row scope comes from the capability's chain.
+ */
 export interface NeedsContext {
   readonly tenant: string | null;
+  readonly lineage: readonly LinkSummary[];
 }
 
 /** Options of one dispatched call. */

@@ -5,7 +5,7 @@ import { InvalidInput, NotACapability } from "../kernel/errors.ts";
 import type { Request, ToolRequest } from "../kernel/request.ts";
 import { failed, succeeded, writeToolEvent } from "./audit.ts";
 import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.ts";
-import { planCall, tenantFor, type CallPlan } from "./plan.ts";
+import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.ts";
 
 /** A tool as a model may see it: name, description and input schema, nothing else. */
 export interface CatalogEntry {
@@ -35,8 +35,8 @@ export interface Dispatcher {
   catalog(capability: Capability, options?: CallOptions): readonly CatalogEntry[];
   /** The registered tool of that name, if any. */
   tool(name: string): AnyTool | undefined;
-  /** Works out a call (input, needs, the grant for exactly them) without authorizing or charging anything. */
-  plan(tool: AnyTool | string, input: unknown, options: { readonly tenant: string | null }): Promise<CallPlan>;
+  /** Works out a call under `capability` (input, needs, the grant for exactly them) without authorizing or charging anything. */
+  plan(tool: AnyTool | string, input: unknown, capability: Capability, options?: CallOptions): Promise<CallPlan>;
 }
 
 /** Creates a dispatcher over a fixed set of tools; throws InvalidInput for a duplicate name or a non-tool. */
@@ -77,7 +77,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (!decision.allowed) throw denialError(decision);
       const tool = registry.get(name);
       if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      const plan = await planCall(tool, input, tenant);
+      const plan = await planCall(tool, input, needsContext(capability, tenant));
       for (const need of plan.needs) {
         const d = check(capability, need);
         if (!d.allowed) {
@@ -108,11 +108,12 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       return Object.freeze(reached.map((t) => Object.freeze({ name: t.name, description: t.description, inputSchema: t.inputSchema })));
     },
     tool: (name: string) => registry.get(name),
-    plan: async (ref: AnyTool | string, input: unknown, planOptions: { readonly tenant: string | null }) => {
+    plan: async (ref: AnyTool | string, input: unknown, capability: Capability, callOptions?: CallOptions) => {
+      if (!isCapability(capability)) throw new NotACapability("planning a call needs the capability it would run under");
       const name = resolve(ref);
       const tool = registry.get(name);
       if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      return planCall(tool, input, planOptions.tenant);
+      return planCall(tool, input, needsContext(capability, tenantFor(capability, callOptions)));
     },
   });
   return dispatcher;

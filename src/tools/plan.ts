@@ -2,7 +2,7 @@ import type { Capability } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import type { Grant } from "../kernel/grant.ts";
 import type { Request } from "../kernel/request.ts";
-import { implementationOf, parseToolInput, type AnyTool, type CallOptions } from "./define.ts";
+import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.ts";
 import { grantForNeeds } from "./needs-grant.ts";
 
 /** One call worked out before anything runs: its validated input, its needs, and the grant that allows exactly those needs. */
@@ -18,17 +18,27 @@ export interface CallPlan {
  * needs, stamps the call's tenant on every need that names none, and builds
  * the grant for exactly those needs. Nothing is authorized or charged.
  */
-export async function planCall(tool: AnyTool, input: unknown, tenant: string | null): Promise<CallPlan> {
+export async function planCall(tool: AnyTool, input: unknown, context: NeedsContext): Promise<CallPlan> {
   const parsed = parseToolInput(tool, input);
-  const declared: unknown = await implementationOf(tool).needs(parsed, Object.freeze({ tenant }));
+  const declared: unknown = await implementationOf(tool).needs(parsed, context);
   if (!Array.isArray(declared)) throw new InvalidInput(`tool ${tool.name}: needs must return an array of requests, got ${typeof declared}`);
-  const needs = declared.map((need: unknown) => stampTenant(need, tenant)) as Request[];
+  const needs = declared.map((need: unknown) => stampTenant(need, context.tenant)) as Request[];
   return Object.freeze({ tool, input: parsed, needs: Object.freeze(needs), grant: grantForNeeds(tool.name, needs) });
 }
 
 function stampTenant(need: unknown, tenant: string | null): unknown {
   if (tenant === null || typeof need !== "object" || need === null || Object.hasOwn(need, "tenant")) return need;
   return { ...need, tenant };
+}
+
+/** The context `needs` sees for a call under `capability`; its lineage is only computed if read. */
+export function needsContext(capability: Capability, tenant: string | null): NeedsContext {
+  return Object.freeze({
+    tenant,
+    get lineage() {
+      return capability.lineage;
+    },
+  });
 }
 
 /**
