@@ -55,6 +55,35 @@ export function eventFor(cap: Capability, request: Request, options: { at?: numb
   };
 }
 
+/** Eleven named events from Alice (tenant acme, a session with a search tool) and Bob (tenants globex and initech). */
+export function scenario() {
+  const w = world();
+  const named: [string, AuditEvent][] = [
+    ["a1", eventFor(w.alice, { action: "tool.call", tool: "search" }, { at: T0 - 26 * HOUR })],
+    ["a2", eventFor(w.searchTool, { action: "http.request", method: "GET", url: "https://api.example.com/v1/search?q=hello&token=s3cr3t-t0ken" }, { at: T0 + HOUR, tool: "search" })],
+    ["a3", eventFor(w.searchTool, { action: "http.request", method: "GET", url: "https://api.example.com/v2/admin" }, { at: T0 + 2 * HOUR, tool: "search" })],
+    ["a4", eventFor(w.session.capability, { action: "fs.read", path: "/srv/data/reports/q3.csv" }, { at: T0 + 3 * HOUR, tool: "fetch_page" })],
+    ["a5", eventFor(w.session.capability, { action: "fs.write", path: "/srv/data/out.txt" }, { at: T0 + 4 * HOUR, tool: "fetch_page" })],
+    ["a6", eventFor(w.alice, { action: "fs.delete", path: "/srv/data/out.txt" }, { at: T0 + 5 * HOUR })],
+  ];
+  w.session.revoke("task finished");
+  named.push(
+    ["a7", eventFor(w.searchTool, { action: "tool.call", tool: "search" }, { at: T0 + 6 * HOUR })],
+    ["b1", eventFor(w.report, { action: "db.read", model: "Customer", fields: ["name"], scope: { email: "carol@example.com" }, tenant: "globex" }, { at: T0 + HOUR, tool: "run_report" })],
+    ["b2", eventFor(w.report, { action: "db.update", model: "Customer", fields: ["name"], scope: { id: 7 }, tenant: "initech" }, { at: T0 + 2 * HOUR, tool: "run_report" })],
+    [
+      "b3",
+      eventFor(
+        w.report,
+        { action: "exec", argv: ["/usr/bin/curl", "-H", "Authorization: Bearer xyz-very-secret", "https://x.test/a?k=v4lue"], cwd: "/tmp", tenant: "globex" },
+        { at: T0 + 3 * HOUR, tool: "run_report" },
+      ),
+    ],
+    ["b4", eventFor(w.bob, { action: "tool.call", tool: "run_report", tenant: "initech" }, { at: T0 + 25 * HOUR })],
+  );
+  return { w, named };
+}
+
 /** A query-able value for a SQL row. */
 export type Row = Record<string, unknown>;
 

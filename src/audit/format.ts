@@ -1,0 +1,86 @@
+import type { AuditEvent } from "../kernel/audit-sink.ts";
+import type { AuditRecord } from "./query.ts";
+import type { VerifyReport } from "./verify.ts";
+
+/*
+ * How records look to people (a table) and to machines (JSON lines). Both
+ * show only what the log stores, which is already redacted.
+ */
+
+/** One JSON object per line, `{ seq, hash, prevHash, event }`, each line ending in a newline. */
+export function formatJsonLines(records: readonly AuditRecord[]): string {
+  return records.map((r) => `${JSON.stringify(r)}\n`).join("");
+}
+
+const MAX_CELL = 48;
+
+function cell(text: string): string {
+  return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 1)}…` : text;
+}
+
+/** What the request acted on, in a few words. */
+function target(event: AuditEvent): string {
+  const r = event.request;
+  switch (r.action) {
+    case "tool.call":
+      return r.tool;
+    case "fs.read":
+    case "fs.write":
+    case "fs.list":
+    case "fs.delete":
+      return r.path;
+    case "http.request":
+      return `${r.method} ${r.url}`;
+    case "db.read":
+    case "db.create":
+    case "db.update":
+    case "db.delete":
+      return `${r.model} ${JSON.stringify(r.scope)}`;
+    case "exec":
+      return r.argv.join(" ");
+  }
+}
+
+function decision(event: AuditEvent): string {
+  const d = event.decision;
+  return d.allowed ? "allowed" : `DENIED ${d.code} at link ${d.link}`;
+}
+
+/**
+ * An aligned text table, one row per event: sequence number, time (UTC),
+ * principal, tool, action, target, decision, and the capability used
+ * (short id, with its depth below the root).
+ */
+export function formatTable(records: readonly AuditRecord[]): string {
+  if (records.length === 0) return "no matching events\n";
+  const header = ["seq", "time (UTC)", "principal", "tool", "action", "target", "decision", "capability"];
+  const rows = records.map(({ seq, event }) => [
+    String(seq),
+    new Date(event.at).toISOString().replace("T", " ").slice(0, 19),
+    event.subject.mint.principal,
+    event.tool ?? "-",
+    event.request.action,
+    target(event),
+    decision(event),
+    `${event.subject.capabilityId.slice(0, 8)} (depth ${event.subject.lineage.length - 1})`,
+  ].map(cell));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) => `${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()}\n`;
+  return [line(header), line(widths.map((n) => "-".repeat(n))), ...rows.map(line)].join("");
+}
+
+/** The verify report in words: one line per problem, then the head to anchor the next run with. */
+export function formatVerifyReport(report: VerifyReport): string {
+  const lines = report.problems.map((p) => `  ${p.kind.padEnd(11)} seq ${String(p.seq).padStart(6)}  ${p.message}`);
+  const h = report.head;
+  const head =
+    h === null
+      ? "the log is empty"
+      : report.ok
+        ? `head: seq ${h.seq} hash ${h.hash} (note it, and pass --anchor ${h.seq}:${h.hash} next time to catch a truncated end)`
+        : `last event checked: seq ${h.seq}`;
+  const verdict = report.ok
+    ? `ok: ${report.events} events verified`
+    : `TAMPERED: ${report.problems.length} problem(s) in ${report.events} events checked${report.complete ? "" : " (stopped early)"}`;
+  return [verdict, ...lines, head].join("\n") + "\n";
+}
