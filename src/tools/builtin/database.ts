@@ -1,0 +1,172 @@
+import { z } from "zod";
+import type { Capability, LinkSummary } from "../../kernel/capability.ts";
+import type { DbOp, DbRule, Scalar } from "../../kernel/grant.ts";
+import type { DbRequest } from "../../kernel/request.ts";
+import type { Row, SqlDatabase, WriteResult } from "../../resources/sql/database.ts";
+import type { OrderBy, Where } from "../../resources/sql/query.ts";
+import type { SchemaSpec } from "../../resources/sql/schema.ts";
+import { defineTool, type NeedsContext, type Tool } from "../define.ts";
+
+/*
+ * Structured query and mutation tools over the confined SQL resource. The
+ * model sends structured queries only, never SQL. Each tool's needs are the
+ * request the resource will make: the fields the query names, and the row
+ * scope the caller's capability confines the model to, pinned further by
+ * the query's own equality filters (or, for a create, its values). A pin
+ * that leaves the caller's scope, such as another tenant's id, is denied
+ * before the handler runs.
+ */
+
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const filterOps = z.strictObject({
+  eq: scalar.optional(),
+  ne: scalar.optional(),
+  lt: scalar.optional(),
+  lte: scalar.optional(),
+  gt: scalar.optional(),
+  gte: scalar.optional(),
+  in: z.array(scalar).optional(),
+  startsWith: z.string().optional(),
+  contains: z.string().optional(),
+});
+const where = z
+  .record(z.string(), z.union([scalar, filterOps]))
+  .optional()
+  .describe("Filters by field, all ANDed: a bare value means equality, or an object of operators (eq, ne, lt, lte, gt, gte, in, startsWith, contains).");
+const fieldList = z.array(z.string()).min(1);
+
+function inputs(models: [string, ...string[]]) {
+  const model = z.enum(models);
+  return {
+    query: z.object({
+      model,
+      fields: fieldList.describe("Fields to return."),
+      where,
+      orderBy: z.array(z.object({ field: z.string(), direction: z.enum(["asc", "desc"]).optional() })).optional(),
+      limit: z.number().int().positive().optional(),
+      offset: z.number().int().nonnegative().optional(),
+    }),
+    create: z.object({ model, values: z.record(z.string(), scalar), returning: fieldList.optional() }),
+    update: z.object({ model, set: z.record(z.string(), scalar), where, returning: fieldList.optional() }),
+    delete: z.object({ model, where }),
+  };
+}
+
+type Inputs = ReturnType<typeof inputs>;
+
+/** The four database tools. */
+export interface DatabaseTools {
+  readonly query: Tool<z.input<Inputs["query"]>, Row[]>;
+  readonly create: Tool<z.input<Inputs["create"]>, WriteResult>;
+  readonly update: Tool<z.input<Inputs["update"]>, WriteResult>;
+  readonly delete: Tool<z.input<Inputs["delete"]>, WriteResult>;
+}
+
+/** Options of the database tools. */
+export interface DatabaseToolOptions {
+  /** Prefix of the tool names (default "db_": db_query, db_create, db_update, db_delete). */
+  readonly prefix?: string;
+}
+
+/**
+ * Query and mutation tools over `db`, described to the model from `schema`
+ * (the same schema the database was created with). Give a capability only
+ * the tools it should see: a read-only agent's grant names `db_query` alone.
+ */
+export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: DatabaseToolOptions = {}): DatabaseTools {
+  const names = Object.keys(schema);
+  const [first, ...rest] = names;
+  const prefix = options.prefix ?? "db_";
+  const input = inputs([first ?? "", ...rest]);
+  const catalog = names.map((m) => `${m} (${Object.keys(schema[m]?.fields ?? {}).join(", ")})`).join("; ");
+  // The handler's capability reaches what its needs named; the resource's types ask for the db reach explicitly.
+  const cap = (c: Capability) => c as Capability<{ readonly db: DbOp }>;
+
+  return Object.freeze({
+    query: defineTool(
+      { name: `${prefix}query`, description: `Read rows of one model. Models: ${catalog}.`, input: input.query, needs: (q, ctx) => [need("read", q.model, [...q.fields, ...whereFields(q.where), ...(q.orderBy ?? []).map((o) => o.field)], pins(q.where), ctx)] },
+      (q, c, ctx) =>
+        db.read(cap(c), {
+          model: q.model,
+          fields: q.fields,
+          ...defined({ where: q.where as Where | undefined, orderBy: q.orderBy as readonly OrderBy[] | undefined, limit: q.limit, offset: q.offset }),
+          ...defined({ tenant: ctx.tenant ?? undefined }),
+        }),
+    ),
+    create: defineTool(
+      { name: `${prefix}create`, description: `Insert one row. Models: ${catalog}.`, input: input.create, needs: (q, ctx) => [need("create", q.model, [...Object.keys(q.values), ...(q.returning ?? [])], q.values, ctx)] },
+      (q, c, ctx) => db.create(cap(c), { model: q.model, values: q.values, ...defined({ returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
+    ),
+    update: defineTool(
+      {
+        name: `${prefix}update`,
+        description: `Change the rows that match a filter. Models: ${catalog}.`,
+        input: input.update,
+        needs: (q, ctx) => {
+          const fields = [...whereFields(q.where), ...Object.keys(q.set), ...(q.returning ?? [])];
+          const before = need("update", q.model, fields, pins(q.where), ctx);
+          // The rows an update leaves behind are checked too: a change to a scope field needs the scope it moves the rows into.
+          const after = { ...before, scope: { ...before.scope, ...pick(q.set, Object.keys(before.scope)) } };
+          return sameScope(before, after) ? [before] : [before, after];
+        },
+      },
+      (q, c, ctx) =>
+        db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
+    ),
+    delete: defineTool(
+      { name: `${prefix}delete`, description: `Delete the rows that match a filter. Models: ${catalog}.`, input: input.delete, needs: (q, ctx) => [need("delete", q.model, whereFields(q.where), pins(q.where), ctx)] },
+      (q, c, ctx) => db.delete(cap(c), { model: q.model, ...defined({ where: q.where as Where | undefined, tenant: ctx.tenant ?? undefined }) }),
+    ),
+  });
+}
+
+type WhereInput = Readonly<Record<string, Scalar | Readonly<Record<string, unknown>>>> | undefined;
+
+function need(op: DbOp, model: string, fields: readonly string[], pinned: Readonly<Record<string, Scalar>>, ctx: NeedsContext): DbRequest {
+  const named = [...new Set(fields)];
+  return { action: `db.${op}`, model, fields: named, scope: { ...chainScope(ctx.lineage, model, op, named), ...pinned } };
+}
+
+const whereFields = (w: WhereInput): string[] => Object.keys(w ?? {});
+
+/** The values a filter pins fields to, as the resource reads them: a bare value, or an `eq` operator. */
+function pins(w: WhereInput): Record<string, Scalar> {
+  const out: Record<string, Scalar> = {};
+  for (const [field, spec] of Object.entries(w ?? {})) {
+    if (spec === null || typeof spec !== "object") out[field] = spec;
+    else if (Object.hasOwn(spec, "eq")) out[field] = spec.eq as Scalar;
+  }
+  return out;
+}
+
+function pick(values: Readonly<Record<string, Scalar>>, keys: readonly string[]): Record<string, Scalar> {
+  return Object.fromEntries(keys.filter((k) => Object.hasOwn(values, k)).map((k) => [k, values[k] as Scalar]));
+}
+
+function sameScope(a: DbRequest, b: DbRequest): boolean {
+  return Object.keys(a.scope).every((k) => a.scope[k] === b.scope[k]);
+}
+
+/** `o` without its undefined members, as the resource refuses a key it does not expect to be undefined. */
+function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
+/**
+ * The row scope the caller's chain confines `model` to, worked out the way
+ * the SQL resource works it out (first rule per link that covers the fields
+ * and agrees with the scope so far). It only proposes: if it ever differed
+ * from the resource's, the narrowed capability would deny the resource's
+ * request, never widen it.
+ */
+function chainScope(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Record<string, Scalar> {
+  const scope = new Map<string, Scalar>();
+  const covers = (r: DbRule) => r.fields === undefined || fields.every((f) => r.fields?.includes(f));
+  const consistent = (r: DbRule) => Object.entries(r.scope ?? {}).every(([k, v]) => !scope.has(k) || scope.get(k) === v);
+  for (const link of lineage) {
+    const rules = (link.grant?.db ?? []).filter((r) => r.model === model && r.ops.includes(op));
+    const rule = rules.find((r) => covers(r) && consistent(r)) ?? rules.find(covers) ?? rules[0];
+    for (const [k, v] of Object.entries(rule?.scope ?? {})) if (!scope.has(k)) scope.set(k, v);
+  }
+  return Object.fromEntries(scope);
+}

@@ -1,0 +1,106 @@
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { CapabilityDenied } from "../../src/kernel/errors.ts";
+import type { Grant } from "../../src/kernel/grant.ts";
+import { createMint } from "../../src/kernel/mint.ts";
+import { createSqlDatabase } from "../../src/resources/sql/database.ts";
+import type { SchemaSpec } from "../../src/resources/sql/schema.ts";
+import { databaseTools } from "../../src/tools/builtin/database.ts";
+import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
+import { createDispatcher } from "../../src/tools/dispatcher.ts";
+import { memorySink } from "./memory-sink.ts";
+
+const SCHEMA: SchemaSpec = {
+  Customer: {
+    table: "customers",
+    primaryKey: "id",
+    fields: { id: { type: "integer" }, tenantId: { type: "integer", column: "tenant_id" }, name: { type: "text" }, note: { type: "text", nullable: true } },
+  },
+  Order: { table: "orders", primaryKey: "id", fields: { id: { type: "integer" }, tenantId: { type: "integer", column: "tenant_id" }, total: { type: "real" } } },
+};
+
+const GRANT: Grant = {
+  tools: ["db_query", "db_create", "db_update", "db_delete"],
+  db: [
+    { model: "Customer", ops: ["read", "create", "update", "delete"], fields: ["id", "tenantId", "name"], scope: { tenantId: 42 } },
+    { model: "Order", ops: ["read"], scope: { tenantId: 42 } },
+  ],
+};
+
+function setup() {
+  const sqlite = new Database(":memory:");
+  sqlite.exec(`
+    CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT NOT NULL, note TEXT);
+    CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, total REAL NOT NULL);
+    INSERT INTO customers VALUES (7, 42, 'Ada', 'vip'), (8, 42, 'Grace', NULL), (9, 43, 'Linus', 'competitor');
+    INSERT INTO orders VALUES (100, 42, 9.5), (101, 43, 20);
+  `);
+  const db = createSqlDatabase({ sqlite, schema: SCHEMA });
+  const tools = databaseTools(db, SCHEMA);
+  const sink = memorySink();
+  const dispatcher = createDispatcher({ tools: [tools.query, tools.create, tools.update, tools.delete], audit: sink });
+  const cap = createMint({ issuer: "t", policy: () => GRANT }).issue({ id: "alice" });
+  const rows = (sql: string) => sqlite.prepare(sql).all();
+  return { tools, sink, dispatcher, cap, rows };
+}
+
+describe("database tools", () => {
+  it("reads only the caller's rows, with the model's filters pinning the handler's scope further", async () => {
+    const { dispatcher, cap, sink } = setup();
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["id", "name"], orderBy: [{ field: "id" }] }, cap)).resolves.toEqual([
+      { id: 7, name: "Ada" },
+      { id: 8, name: "Grace" },
+    ]);
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["name"], where: { id: 8 } }, cap)).resolves.toEqual([{ name: "Grace" }]);
+    expect(sink.toolEvents().every((e) => e.decision.allowed)).toBe(true);
+  });
+
+  it("denies another tenant's rows and ungranted fields before any SQL runs", async () => {
+    const { dispatcher, cap, sink } = setup();
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["name"], where: { tenantId: 43 } }, cap)).rejects.toThrow(/confines Customer to rows where tenantId = 42/);
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["name", "note"] }, cap)).rejects.toThrow(/does not grant field Customer.note/);
+    await expect(dispatcher.call("db_query", { model: "Order", fields: ["total"], where: { tenantId: { eq: 43 } } }, cap)).rejects.toThrow(CapabilityDenied);
+    expect(sink.toolEvents().map((e) => e.request.action)).toEqual(["db.read", "db.read", "db.read"]);
+  });
+
+  it("creates, updates and deletes inside the scope, and refuses to move or put rows outside it", async () => {
+    const { dispatcher, cap, rows } = setup();
+    await expect(dispatcher.call("db_create", { model: "Customer", values: { id: 10, name: "Zed" }, returning: ["id", "tenantId"] }, cap)).resolves.toEqual({
+      count: 1,
+      rows: [{ id: 10, tenantId: 42 }],
+    });
+    await expect(dispatcher.call("db_create", { model: "Customer", values: { id: 11, tenantId: 43, name: "Mallory" } }, cap)).rejects.toThrow(CapabilityDenied);
+    await expect(dispatcher.call("db_update", { model: "Customer", set: { name: "Ada L." }, where: { id: 7 } }, cap)).resolves.toMatchObject({ count: 1 });
+    await expect(dispatcher.call("db_update", { model: "Customer", set: { tenantId: 43 }, where: { id: 7 } }, cap)).rejects.toThrow(/tenantId = 42/);
+    await expect(dispatcher.call("db_delete", { model: "Customer", where: { id: 9 } }, cap)).resolves.toMatchObject({ count: 0 });
+    await expect(dispatcher.call("db_delete", { model: "Customer", where: { id: 8 } }, cap)).resolves.toMatchObject({ count: 1 });
+    expect(rows("SELECT id, tenant_id, name FROM customers ORDER BY id")).toEqual([
+      { id: 7, tenant_id: 42, name: "Ada L." },
+      { id: 9, tenant_id: 43, name: "Linus" },
+      { id: 10, tenant_id: 42, name: "Zed" },
+    ]);
+  });
+
+  it("lets a parent tool narrow to one customer for a sub-tool (the article's narrow_to)", async () => {
+    const { tools, sink } = setup();
+    const overview = defineTool(
+      {
+        name: "customer_overview",
+        description: "One customer's name, then (try to) their orders.",
+        input: z.object({ id: z.number().int() }),
+        needs: (input, ctx) => subToolNeeds(tools.query, { model: "Customer", fields: ["name"], where: { id: input.id } }, ctx),
+      },
+      async (input, c, ctx) => {
+        const customerCap = c.narrow({ tools: ["db_query"], db: [{ model: "Customer", ops: ["read"], scope: { id: input.id } }] });
+        const customer = await ctx.call(tools.query, { model: "Customer", fields: ["name"], where: { id: input.id } }, customerCap);
+        const orders = await ctx.call(tools.query, { model: "Order", fields: ["total"] }, customerCap).catch((e: unknown) => (e as Error).name);
+        const other = await ctx.call(tools.query, { model: "Customer", fields: ["name"], where: { id: 8 } }, customerCap).catch((e: unknown) => (e as Error).name);
+        return { customer, orders, other };
+      },
+    );
+    const dispatcher = createDispatcher({ tools: [tools.query, overview], audit: sink });
+    const withTool = createMint({ issuer: "t", policy: () => ({ ...GRANT, tools: ["db_query", "customer_overview"] }) }).issue({ id: "alice" });
+    await expect(dispatcher.call(overview, { id: 7 }, withTool)).resolves.toEqual({ customer: [{ name: "Ada" }], orders: "CapabilityDenied", other: "CapabilityDenied" });
+  });
+});
