@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { InvalidInput, LimitExceeded } from "../../src/index.ts";
+import { BudgetExhausted, InvalidInput, LimitExceeded, readOnly, revocable, Revoked } from "../../src/index.ts";
 import { createSqlDatabase, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import { capabilities, ENGINES, SCHEMA, type Harness } from "./sql-fixture.ts";
 
@@ -117,6 +117,43 @@ describe.each(ENGINES)("SQL resource on $name", (engine) => {
       });
     });
 
+    describe("the kernel decides every call", () => {
+      it("takes no part of a query from a polluted Object.prototype", async () => {
+        const polluted = { fields: ["secretNote"], where: { tenantId: 43 }, limit: 1e9, tenant: "t43" };
+        Object.assign(Object.prototype, polluted);
+        try {
+          const rows = await db.read(agent, { model: "Customer", orderBy: [{ field: "id" }] });
+          expect(rows.map((r) => r.id)).toEqual([1, 2, 3, 7]);
+        } finally {
+          for (const key of Object.keys(polluted)) Reflect.deleteProperty(Object.prototype, key);
+        }
+      });
+
+      it("denies a revoked capability whose shape is already planned and prepared", async () => {
+        const forwarder = revocable(agent);
+        expect(await db.read(forwarder.capability, { model: "Customer", fields: ["id"], where: { id: 1 } })).toEqual([{ id: 1 }]);
+        forwarder.revoke("the task ended");
+        h.clearCounts();
+        await expect(db.read(forwarder.capability, { model: "Customer", fields: ["id"], where: { id: 1 } })).rejects.toBeInstanceOf(Revoked);
+        expect(h.executed()).toBe(0);
+      });
+
+      it("charges every call to the capability's budget", async () => {
+        const budgeted = agent.restrict({ budget: { calls: 2 } });
+        const read = () => db.read(budgeted, { model: "Customer", fields: ["id"], where: { id: 2 } });
+        await read();
+        await read();
+        await expect(read()).rejects.toBeInstanceOf(BudgetExhausted);
+      });
+
+      it("refuses at compile time a capability that cannot reach the operation", () => {
+        const viewer = readOnly(agent);
+        // @ts-expect-error a read-only capability cannot be passed where update is needed
+        const attempt = () => db.update(viewer, { model: "Customer", set: { name: "x" } });
+        expect(attempt).toBeTypeOf("function");
+      });
+    });
+
     describe("writes", () => {
       it("creates inside the scope, setting the scope's fields the values leave out", async () => {
         const made = await db.create(agent, { model: "Customer", values: { name: "Hal", vip: true }, returning: ["id", "tenantId", "name", "vip"] });
@@ -172,7 +209,7 @@ describe.each(ENGINES)("SQL resource on $name", (engine) => {
       it("reports a write the database refuses as InvalidInput, without the driver's text", async () => {
         const dup = await db.create(agent, { model: "Customer", values: { id: 1, name: "Twin", vip: false } }).catch((e: unknown) => e);
         expect(dup).toBeInstanceOf(InvalidInput);
-        expect((dup as Error).message).toBe("the database refused the change: another row already has that value of a unique field");
+        expect((dup as Error).message).toBe("the database refused the values given: another row already has that value of a unique field");
         const email = db.update(agent, { model: "Customer", set: { email: "ada@example.com" }, where: { id: 2 } });
         await expect(email).rejects.toThrow(/unique field/);
       });

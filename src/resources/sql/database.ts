@@ -6,7 +6,7 @@ import { CapabilityDenied, InvalidInput, LimitExceeded, NotACapability } from ".
 import type { DbOp, Scalar } from "../../kernel/grant.ts";
 import type { DbRequest } from "../../kernel/request.ts";
 import { compileShape, type CompiledShape } from "./compile.ts";
-import type { DriverRow, Engine, Statement } from "./engine.ts";
+import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.ts";
 import { postgresEngine } from "./postgres.ts";
 import {
   parseCreate,
@@ -16,6 +16,7 @@ import {
   type CreateQuery,
   type DeleteQuery,
   type ParsedQuery,
+  type ParsedRead,
   type ReadQuery,
   type UpdateQuery,
 } from "./query.ts";
@@ -119,9 +120,21 @@ function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
   return limits;
 }
 
-function engineOf(options: SqlConnection): Engine {
-  if ("sqlite" in options) return sqliteEngine(options.sqlite);
-  if ("postgres" in options) return postgresEngine(options.postgres);
+/** The engine for the connection given; options are read as own properties, so a polluted Object.prototype cannot supply a database. */
+function engineOf(options: SqlDatabaseOptions): Engine {
+  const sqlite: unknown = Object.hasOwn(options, "sqlite") ? (options as { sqlite: unknown }).sqlite : undefined;
+  const postgres: unknown = Object.hasOwn(options, "postgres") ? (options as { postgres: unknown }).postgres : undefined;
+  const has = (value: unknown, ...methods: string[]) =>
+    typeof value === "object" && value !== null && methods.every((m) => typeof (value as Record<string, unknown>)[m] === "function");
+  if (sqlite !== undefined && postgres !== undefined) throw new InvalidInput("createSqlDatabase takes one database: sqlite or postgres, not both");
+  if (sqlite !== undefined) {
+    if (!has(sqlite, "prepare", "transaction")) throw new InvalidInput("sqlite must be an open better-sqlite3 Database");
+    return sqliteEngine(sqlite as BetterSqlite3.Database);
+  }
+  if (postgres !== undefined) {
+    if (!has(postgres, "query", "connect")) throw new InvalidInput("postgres must be a node-postgres (pg) Pool");
+    return postgresEngine(postgres as Pool);
+  }
   throw new InvalidInput("createSqlDatabase needs a database: { sqlite: <better-sqlite3 Database> } or { postgres: <pg Pool> }");
 }
 
@@ -140,6 +153,28 @@ function pinnedScope(plan: Plan, pins: readonly (readonly [Field, Scalar])[], ba
   return scope;
 }
 
+/**
+ * Runs `work` as a promise: anything it throws, parse errors included, arrives
+ * as a rejection, and a synchronous engine's answer costs no extra microtask.
+ */
+function settle<T>(work: () => T | Promise<T>): Promise<T> {
+  return new Promise<T>((resolve) => {
+    resolve(work());
+  });
+}
+
+/** Decodes the returned rows in place; most shapes have nothing to decode. */
+function decode(rows: DriverRow[], prepared: Prepared): Row[] {
+  if (prepared.decoders.length > 0) {
+    for (const row of rows) for (const [name, dec] of prepared.decoders) row[name] = dec(row[name]);
+  }
+  return rows as Row[];
+}
+
+function finishWrite(prepared: Prepared, outcome: WriteOutcome): WriteResult {
+  return { count: outcome.count, rows: decode(outcome.rows, prepared) };
+}
+
 function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
   if (scope === null && tenant === undefined) return request;
   return { ...request, ...(scope === null ? {} : { scope }), ...(tenant === undefined ? {} : { tenant }) };
@@ -153,8 +188,8 @@ function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> 
  * scope; nothing runs unless the kernel allowed the call.
  */
 export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
-  const schema = parseSchema(options.schema);
-  const limits = limitsOf(options.limits);
+  const schema = parseSchema((Object.hasOwn(options, "schema") ? options.schema : undefined) as SchemaSpec);
+  const limits = limitsOf(Object.hasOwn(options, "limits") ? options.limits : undefined);
   const engine = engineOf(options);
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
@@ -220,7 +255,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const shape = compileShape(engine.dialect, q, plan.scope, plan.select);
     const prepared: Prepared = {
       shape,
-      statement: engine.prepare(shape.sql),
+      statement: engine.prepare(shape.sql, q.op === "read" && q.limit === 1),
       encoders: shape.params.map((slot) => (slot.field === null ? null : engine.encoder(slot.field.type))),
       decoders: shape.output.flatMap((f) => {
         const decode = engine.decoder(f.type);
@@ -260,41 +295,41 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return { plan, prepared, params };
   };
 
-  const decode = (rows: DriverRow[], prepared: Prepared): Row[] => {
-    if (prepared.decoders.length > 0) {
-      for (const row of rows) for (const [name, dec] of prepared.decoders) row[name] = dec(row[name]);
+  /** Checks a read's result against the limits and decodes it. */
+  const finishRead = (q: ParsedRead, prepared: Prepared, rows: DriverRow[]): Row[] => {
+    if (!q.limitGiven && rows.length > limits.maxRows) {
+      throw new LimitExceeded(`more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`, "maxRows");
     }
-    return rows as Row[];
+    let size = 0;
+    for (const row of rows) {
+      for (const f of prepared.shape.output) {
+        const v = row[f.name];
+        size += typeof v === "string" ? v.length : 8;
+      }
+    }
+    if (size > limits.maxResultSize) {
+      throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
+    }
+    return decode(rows, prepared);
   };
 
-  // Async, so that a refusal of any kind, parse errors included, always arrives as a rejection.
-  const write = async (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> => {
-    const q = parse();
-    const { prepared, params } = admit(cap, q);
-    const outcome = await prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
-    return { count: outcome.count, rows: decode(outcome.rows, prepared) };
-  };
-
-  return Object.freeze({
-    async read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]> {
-      const q = parseRead(schema, query, limits);
+  const write = (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> =>
+    settle(() => {
+      const q = parse();
       const { prepared, params } = admit(cap, q);
-      const rows = await prepared.statement.read(params);
-      if (!q.limitGiven && rows.length > limits.maxRows) {
-        throw new LimitExceeded(`more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`, "maxRows");
-      }
-      let size = 0;
-      for (const row of rows) {
-        for (const f of prepared.shape.output) {
-          const v = row[f.name];
-          size += typeof v === "string" ? v.length : 8;
-        }
-      }
-      if (size > limits.maxResultSize) {
-        throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
-      }
-      return decode(rows, prepared);
-    },
+      const outcome = prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
+      return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
+    });
+
+  // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
+  return Object.freeze({
+    read: (cap: DbCapability<"read">, query: ReadQuery) =>
+      settle(() => {
+        const q = parseRead(schema, query, limits);
+        const { prepared, params } = admit(cap, q);
+        const rows = prepared.statement.read(params);
+        return rows instanceof Promise ? rows.then((r) => finishRead(q, prepared, r)) : finishRead(q, prepared, rows);
+      }),
     create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
     update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
     delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, () => parseDelete(schema, query, limits)),

@@ -34,15 +34,15 @@ export interface Statement {
 /** A database the resource can run compiled statements on. */
 export interface Engine {
   readonly dialect: Dialect;
-  /** Prepares `sql` once; the text comes only from the compiler. */
-  prepare(sql: string): Statement;
+  /** Prepares `sql` once; the text comes only from the compiler. `singleRow`: a read that returns at most one row. */
+  prepare(sql: string, singleRow: boolean): Statement;
   /** Turns a field's value into what the driver binds, or null when it binds the value as is. */
   encoder(type: FieldType): ((value: Scalar) => unknown) | null;
   /** Turns what the driver returns for a field into its value, or null when nothing needs turning. */
   decoder(type: FieldType): ((value: unknown) => Scalar) | null;
 }
 
-/** The kinds of refusal a database reports for values it will not store. */
+/** The kinds of refusal a database reports for values it will not store or compare. */
 export type Refusal = "unique" | "not-null" | "foreign-key" | "check" | "value";
 
 const REFUSALS: Record<Refusal, string> = {
@@ -54,10 +54,10 @@ const REFUSALS: Record<Refusal, string> = {
 };
 
 /**
- * The typed error for a write the database refused because of the values
+ * The typed error for a statement the database refused because of the values
  * given. The driver's own message stays in `cause` for the application's
  * logs; the message names only the kind of refusal, not table internals.
  */
 export function refused(kind: Refusal, cause: unknown): InvalidInput {
-  return new InvalidInput(`the database refused the change: ${REFUSALS[kind]}`, { cause });
+  return new InvalidInput(`the database refused the values given: ${REFUSALS[kind]}`, { cause });
 }

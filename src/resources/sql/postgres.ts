@@ -23,7 +23,7 @@ const REFUSALS: Readonly<Record<string, Refusal>> = {
   "23514": "check",
 };
 
-/** The typed error for a refusal caused by the values given (SQLSTATE classes 22 and 23); anything else unchanged. */
+/** The typed error for a refusal caused by the values given (SQLSTATE classes 22 and 23, such as a number out of a column's range); anything else unchanged. */
 function mapped(e: unknown): unknown {
   const code = typeof e === "object" && e !== null && "code" in e ? e.code : undefined;
   if (typeof code !== "string") return e;
@@ -71,7 +71,13 @@ export function postgresEngine(pool: Pool): Engine {
       if (name !== undefined) named++;
       const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...(name === undefined ? {} : { name }) });
       return Object.freeze({
-        read: async (params: readonly unknown[]) => (await pool.query<DriverRow>(config(params))).rows,
+        read: async (params: readonly unknown[]) => {
+          try {
+            return (await pool.query<DriverRow>(config(params))).rows;
+          } catch (e) {
+            throw mapped(e);
+          }
+        },
         write: async (params: readonly unknown[], maxChanges: number | null): Promise<WriteOutcome> => {
           try {
             if (maxChanges !== null) return await bounded(config(params), maxChanges);

@@ -155,12 +155,16 @@ function objectKeys(value: unknown, where: string): { keys: string[]; object: Re
   return { keys: Object.keys(value), object: value as Readonly<Record<string, unknown>> };
 }
 
-/** The query's own properties, each read once, into an object that can only hold the `allowed` keys; any other key is refused. */
-function queryRecord(value: unknown, allowed: readonly string[]): Record<string, unknown> {
+/** The parts a query of one kind may have, each an own property, so reading an absent one never reaches Object.prototype. */
+type QueryParts = Readonly<Record<string, undefined>>;
+const parts = (...keys: string[]): QueryParts => Object.freeze(Object.fromEntries(keys.map((k) => [k, undefined])));
+
+/** The query's own properties, each read once, into a copy of `template` (every part present, absent ones undefined); any other key is refused. */
+function queryRecord(value: unknown, template: QueryParts): Record<string, unknown> {
   const { keys, object } = objectKeys(value, "query");
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = { ...template };
   for (const key of keys) {
-    if (!allowed.includes(key)) throw new InvalidInput(`query.${key} is not part of a query; expected ${allowed.join(", ")}`);
+    if (!Object.hasOwn(template, key)) throw new InvalidInput(`query.${key} is not part of a query; expected ${Object.keys(template).join(", ")}`);
     out[key] = object[key];
   }
   return out;
@@ -187,6 +191,14 @@ function tenantOf(q: Record<string, unknown>): string | undefined {
 
 const byPosition = (a: Field, b: Field) => a.position - b.position;
 
+/** `fields` in schema order, sorted in place; most lists already are, and checking is cheaper than sorting. */
+function inSchemaOrder(fields: Field[]): Field[] {
+  for (let i = 1; i < fields.length; i++) {
+    if ((fields[i - 1] as Field).position > (fields[i] as Field).position) return fields.sort(byPosition);
+  }
+  return fields;
+}
+
 /** Adds `f` to `names` unless it is there already (the lists are a few fields long). */
 function addName(names: Field[], f: Field): void {
   if (!names.includes(f)) names.push(f);
@@ -196,13 +208,13 @@ function fieldList(model: Model, value: unknown, where: string, names: Field[]):
   const items = ownArray(value, where, model.fields.length);
   if (items.length === 0) throw new InvalidInput(`${where} must name at least one field`);
   const fields: Field[] = [];
-  items.forEach((name, i) => {
-    const field = fieldNamed(model, name, `${where}.${i}`);
+  for (let i = 0; i < items.length; i++) {
+    const field = fieldNamed(model, items[i], where, i);
     if (fields.includes(field)) throw new InvalidInput(`${where} names ${field.name} twice`);
     fields.push(field);
     addName(names, field);
-  });
-  return fields.sort(byPosition);
+  }
+  return inSchemaOrder(fields);
 }
 
 const OPS_ORDER: ReadonlyMap<string, number> = new Map(FILTER_OPS.map((op, i) => [op, i]));
@@ -222,6 +234,15 @@ interface Filter {
   readonly condition: Condition;
   readonly values: readonly Scalar[];
 }
+
+/** A query's filters in canonical order, the values they bind in that order, and the part of the shape key they make. */
+interface Filters {
+  readonly conditions: Condition[];
+  readonly values: Scalar[];
+  readonly key: string;
+}
+
+const NO_FILTERS: Filters = Object.freeze({ conditions: [], values: [], key: "" });
 
 function filterFor(field: Field, op: string, value: unknown, where: string, limits: QueryLimits): Filter {
   switch (op) {
@@ -255,8 +276,8 @@ function filterFor(field: Field, op: string, value: unknown, where: string, limi
 }
 
 /** The filters of `where`, each own property read once and straight from the input (its keys are the model's to choose, so none is copied into an object). */
-function parseWhere(model: Model, value: unknown, names: Field[], pins: [Field, Scalar][], limits: QueryLimits): Filter[] {
-  if (value === undefined) return [];
+function parseWhere(model: Model, value: unknown, names: Field[], pins: [Field, Scalar][], limits: QueryLimits): Filters {
+  if (value === undefined) return NO_FILTERS;
   const { keys, object } = objectKeys(value, "where");
   const filters: Filter[] = [];
   for (const name of keys) {
@@ -285,13 +306,15 @@ function parseWhere(model: Model, value: unknown, names: Field[], pins: [Field, 
         (OPS_ORDER.get(a.condition.op) ?? 0) - (OPS_ORDER.get(b.condition.op) ?? 0),
     );
   }
-  return filters;
-}
-
-function conditionKey(filters: readonly Filter[]): string {
+  const conditions: Condition[] = [];
+  const values: Scalar[] = [];
   let key = "";
-  for (const { condition: c } of filters) key += `${c.field.name}.${c.op}${c.op === "in" ? String(c.arity) : ""},`;
-  return key;
+  for (const { condition: c, values: v } of filters) {
+    conditions.push(c);
+    for (const x of v) values.push(x);
+    key += c.op === "in" ? `${c.field.name}.in${c.arity},` : `${c.field.name}.${c.op},`;
+  }
+  return { conditions, values, key };
 }
 
 function parseOrder(model: Model, value: unknown, names: Field[]): Order[] {
@@ -326,12 +349,16 @@ function parseValues(model: Model, value: unknown, where: string, names: Field[]
   return { fields: entries.map((e) => e[0]), values: entries.map((e) => e[1]), writes: entries };
 }
 
-const READ_KEYS = ["model", "fields", "where", "orderBy", "limit", "offset", "tenant"];
-const CREATE_KEYS = ["model", "values", "returning", "tenant"];
-const UPDATE_KEYS = ["model", "set", "where", "returning", "tenant"];
-const DELETE_KEYS = ["model", "where", "tenant"];
+const READ_KEYS = parts("model", "fields", "where", "orderBy", "limit", "offset", "tenant");
+const CREATE_KEYS = parts("model", "values", "returning", "tenant");
+const UPDATE_KEYS = parts("model", "set", "where", "returning", "tenant");
+const DELETE_KEYS = parts("model", "where", "tenant");
 
-const names = (fields: readonly Field[]) => fields.map((f) => f.name).join(",");
+function names(fields: readonly Field[]): string {
+  let key = "";
+  for (const f of fields) key += `${f.name},`;
+  return key;
+}
 
 /** Parses a read; throws InvalidInput naming the bad part, or LimitExceeded for a limit above maxRows. */
 export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): ParsedRead {
@@ -349,20 +376,20 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
     throw new LimitExceeded(`limit ${limit} is above the ${limits.maxRows} rows one read may return (maxRows); page with limit and offset`, "maxRows");
   }
   const hasOffset = q.offset !== undefined;
-  const args = filters.flatMap((f) => f.values);
-  if (hasOffset) args.push(count(q.offset, "offset"));
-  const orderKey = order.map((o) => `${o.field.name}.${o.descending ? "d" : "a"}`).join(",");
+  const args = hasOffset ? [...filters.values, count(q.offset, "offset")] : filters.values;
+  let orderKey = "";
+  for (const o of order) orderKey += `${o.field.name}.${o.descending ? "d" : "a"},`;
   return {
     op: "read",
     model,
-    key: `read:${model.name}:${select === null ? "*" : names(select)}:${conditionKey(filters)}:${orderKey}:${limit}:${hasOffset ? "o" : ""}`,
+    key: `read:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKey}:${limit}:${hasOffset ? "o" : ""}`,
     args,
-    named: named.sort(byPosition),
+    named: inSchemaOrder(named),
     pins,
     writes: [],
     tenant: tenantOf(q),
     select,
-    conditions: filters.map((f) => f.condition),
+    conditions: filters.conditions,
     order,
     limit,
     limitGiven,
@@ -383,7 +410,7 @@ export function parseCreate(schema: Schema, input: unknown): ParsedCreate {
     model,
     key: `create:${model.name}:${names(fields)}:${names(returning)}`,
     args: values,
-    named: named.sort(byPosition),
+    named: inSchemaOrder(named),
     pins: [],
     writes,
     tenant: tenantOf(q),
@@ -406,14 +433,14 @@ export function parseUpdate(schema: Schema, input: unknown, limits: QueryLimits)
   return {
     op: "update",
     model,
-    key: `update:${model.name}:${names(fields)}:${conditionKey(filters)}:${names(returning)}`,
-    args: [...values, ...filters.flatMap((f) => f.values)],
-    named: named.sort(byPosition),
+    key: `update:${model.name}:${names(fields)}:${filters.key}:${names(returning)}`,
+    args: [...values, ...filters.values],
+    named: inSchemaOrder(named),
     pins,
     writes,
     tenant: tenantOf(q),
     set: fields,
-    conditions: filters.map((f) => f.condition),
+    conditions: filters.conditions,
     returning,
   };
 }
@@ -428,12 +455,12 @@ export function parseDelete(schema: Schema, input: unknown, limits: QueryLimits)
   return {
     op: "delete",
     model,
-    key: `delete:${model.name}:${conditionKey(filters)}`,
-    args: filters.flatMap((f) => f.values),
-    named: named.sort(byPosition),
+    key: `delete:${model.name}:${filters.key}`,
+    args: filters.values,
+    named: inSchemaOrder(named),
     pins,
     writes: [],
     tenant: tenantOf(q),
-    conditions: filters.map((f) => f.condition),
+    conditions: filters.conditions,
   };
 }

@@ -141,10 +141,10 @@ export function modelNamed(schema: Schema, name: unknown): Model {
   return model;
 }
 
-/** The field named `name` of `model`; throws InvalidInput naming it when the model has no such field. */
-export function fieldNamed(model: Model, name: unknown, where: string): Field {
+/** The field named `name` of `model`; throws InvalidInput naming it, and where it was (`where`, then `index`), when the model has no such field. */
+export function fieldNamed(model: Model, name: unknown, where: string, index?: number): Field {
   const field = typeof name === "string" ? model.byName.get(name) : undefined;
-  if (field === undefined) throw new InvalidInput(`${where}: ${model.name} has no field ${showValue(name)}`);
+  if (field === undefined) throw new InvalidInput(`${index === undefined ? where : `${where}.${index}`}: ${model.name} has no field ${showValue(name)}`);
   return field;
 }
 

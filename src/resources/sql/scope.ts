@@ -24,10 +24,18 @@ export interface Confinement {
   readonly reachable: ReadonlySet<string> | null;
 }
 
-const covers = (rule: DbRule, fields: readonly string[]) => rule.fields === undefined || fields.every((f) => rule.fields?.includes(f));
+// Grants are read as own properties, as the kernel reads them, so a polluted Object.prototype proposes nothing.
+const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined => (Object.hasOwn(o, k) ? o[k] : undefined);
+const fieldsOf = (rule: DbRule) => own(rule, "fields");
+const scopeOf = (rule: DbRule) => Object.entries(own(rule, "scope") ?? {});
+
+const covers = (rule: DbRule, fields: readonly string[]) => {
+  const granted = fieldsOf(rule);
+  return granted === undefined || fields.every((f) => granted.includes(f));
+};
 
 const consistent = (rule: DbRule, scope: ReadonlyMap<string, ScopeEntry>) =>
-  Object.entries(rule.scope ?? {}).every(([k, v]) => {
+  scopeOf(rule).every(([k, v]) => {
     const pinned = scope.get(k);
     return pinned === undefined || pinned.value === v;
   });
@@ -42,14 +50,15 @@ export function confinementOf(cap: Capability, model: string, op: DbOp, fields: 
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
   cap.lineage.forEach((link, index) => {
-    const rules = (link.grant?.db ?? []).filter((r) => r.model === model && r.ops.includes(op));
+    const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
     if (rule === undefined) return; // This link grants nothing here; the kernel will say so.
-    for (const [field, value] of Object.entries(rule.scope ?? {})) {
+    for (const [field, value] of scopeOf(rule)) {
       if (!scope.has(field)) scope.set(field, { field, value, link: index, linkId: link.id });
     }
-    if (rule.fields !== undefined) {
-      const granted = new Set(rule.fields);
+    const listed = fieldsOf(rule);
+    if (listed !== undefined) {
+      const granted = new Set(listed);
       reachable = reachable === null ? granted : new Set([...reachable].filter((f) => granted.has(f)));
     }
   });

@@ -54,10 +54,16 @@ export function sqliteEngine(db: BetterSqlite3.Database): Engine {
 
   const engine: Engine = {
     dialect: "sqlite",
-    prepare(sql: string): Statement {
+    prepare(sql: string, singleRow: boolean): Statement {
       const stmt: Prepared = db.prepare<unknown[], DriverRow>(sql);
       return Object.freeze({
-        read: (params: readonly unknown[]) => stmt.all(...params),
+        // get() skips building the result array that all() needs: measurable on a one-row read.
+        read: singleRow
+          ? (params: readonly unknown[]) => {
+              const row = stmt.get(...params);
+              return row === undefined ? [] : [row];
+            }
+          : (params: readonly unknown[]) => stmt.all(...params),
         write: (params: readonly unknown[], maxChanges: number | null) =>
           mapped(() => (maxChanges === null ? execute(stmt, params) : bounded(stmt, params, maxChanges))),
       });
