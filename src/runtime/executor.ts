@@ -95,10 +95,10 @@ export function createExecutor(options: ExecutorOptions): Executor {
   /** Runs one call, records it, and turns a refusal into an error whose text is safe to show the model. */
   const invoke = async (records: CallRecord[], name: string, input: unknown, run: () => Promise<unknown>): Promise<unknown> => {
     try {
-      const out = await run();
+      // The model gets plain JSON data only: a result holding a capability fails here (capabilities refuse to serialize).
+      const out = asJson(await run());
       record(records, { tool: name, input, verdict: "allowed", code: null, message: null });
-      // A tool result must be JSON for the model; an absent result is sent as null.
-      return out ?? null;
+      return out;
     } catch (e) {
       const refusal = forModel(e);
       record(records, { tool: name, input, verdict: refusal.verdict, code: refusal.name, message: refusal.message });
@@ -195,6 +195,11 @@ function forModel(e: unknown): ToolRefusal {
     return new ToolRefusal(DENIALS.has(e.code) ? "denied" : "failed", e.code, reason);
   }
   return new ToolRefusal("failed", e instanceof Error ? e.name : "Error", e instanceof Error ? e.message : String(e));
+}
+
+/** `value` as the JSON data a model would receive; an absent result is null. */
+function asJson(value: unknown): unknown {
+  return value === undefined ? null : (JSON.parse(JSON.stringify(value)) as unknown);
 }
 
 function parseJson(text: string): unknown {

@@ -114,6 +114,17 @@ describe("Executor", () => {
     });
   });
 
+  it("never hands a capability to the model, even when a tool returns one", async () => {
+    const world = createWorld(["leak"]);
+    const leak = defineTool({ name: "leak", description: "Returns its capability.", input: z.object({}), needs: () => [] }, (_i, cap) => ({ cap }));
+    const dispatcher = dispatcherFor(world, [leak]);
+    const model = scriptedModel([{ calls: [{ tool: "leak", input: {} }] }, { text: "ok" }]);
+    const agent = createExecutor({ dispatcher, capability: world.mint.issue({ id: "alice", tenants: ["acme"] }), model });
+    const result = await agent.run("go");
+    expect(result.calls).toMatchObject([{ tool: "leak", verdict: "failed", code: "ERR_NOT_A_CAPABILITY" }]);
+    expect(JSON.stringify(model.doGenerateCalls[1]?.prompt)).toContain("a capability cannot be serialized");
+  });
+
   it("stops the loop when its signal aborts", async () => {
     const { dispatcher, alice } = setup();
     const controller = new AbortController();

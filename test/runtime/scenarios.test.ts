@@ -216,3 +216,20 @@ describe("scenario 4: a task timeout revokes an Executor's tools mid-run", () =>
     expect(last?.decision).toMatchObject({ allowed: false, code: "ERR_REVOKED", reason: expect.stringContaining(`task ${task.id} timed out`) as string });
   });
 });
+
+describe("cross-user attribution", () => {
+  it("attributes every call to the principal whose capability was used, through a shared dispatcher", async () => {
+    const world = createWorld();
+    const dispatcher = dispatcherFor(world);
+    const run = (id: string, path: string) => {
+      const session = openSession({ mint: world.mint, principal: { id, tenants: ["acme"] }, id: `s-${id}` });
+      return createExecutor({ name: `${id}-bot`, dispatcher, capability: session.capability, model: scriptedModel([{ calls: [{ tool: "read_file", input: { path } }] }, { text: "ok" }]) }).run("read");
+    };
+    await Promise.all([run("alice", "/home/alice/.ssh/id_rsa"), run("bob", "/home/alice/.ssh/id_rsa"), run("bob", "/srv/uploads/notes.txt")]);
+    const byPrincipal = (p: string) => world.sink.toolEvents().filter((e) => e.subject.mint.principal === p);
+    // "Show me everything Alice's bot did", and everything Bob's did.
+    expect(byPrincipal("alice").map((e) => [e.subject.sessionId, e.decision.allowed])).toEqual([["s-alice", true]]);
+    expect(byPrincipal("bob").map((e) => e.decision.allowed).sort()).toEqual([false, true]);
+    expect(byPrincipal("bob").every((e) => e.subject.lineage[0]?.id !== byPrincipal("alice")[0]?.subject.lineage[0]?.id)).toBe(true);
+  });
+});

@@ -1,0 +1,45 @@
+import { z } from "zod";
+import { assertAuthorized, createMint, type Capability } from "../src/index.ts";
+import type { AuditSink } from "../src/kernel/audit-sink.ts";
+import { defineTool, subToolNeeds, type ToolContext } from "../src/tools/define.ts";
+import { createDispatcher } from "../src/tools/dispatcher.ts";
+import { measureAsync, report } from "./harness.ts";
+
+const ITER = 5_000;
+
+/** A handler that does what a resource does for one read: authorize it on the capability it was given. */
+function readHandler(input: { path: string }, cap: Capability): { path: string } {
+  assertAuthorized(cap, { action: "fs.read", path: input.path });
+  return { path: input.path };
+}
+
+/**
+ * The dispatcher's cost per call (validate, check tool.call and the needs,
+ * narrow to the needs, charge, run behind a revocable forwarder, audit)
+ * against calling the same handler directly with the caller's capability,
+ * in one run. The audit sink discards, so this is the dispatcher alone.
+ */
+export async function runToolsBench(): Promise<void> {
+  const mint = createMint({ issuer: "bench", policy: () => ({ tools: ["read", "noop", "parent"], fs: [{ path: "/srv/data", ops: ["read"] }] }) });
+  const cap = mint.issue({ id: "bench-user" });
+  const input = z.object({ path: z.string() });
+  const read = defineTool({ name: "read", description: "Read.", input, needs: ({ path }) => [{ action: "fs.read", path }] }, readHandler);
+  const noop = defineTool({ name: "noop", description: "Nothing.", input: z.object({}), needs: () => [] }, () => null);
+  const parent = defineTool(
+    { name: "parent", description: "Calls read.", input, needs: (i, ctx) => subToolNeeds(read, i, ctx) },
+    (i, c, ctx: ToolContext) => ctx.call(read, i, c),
+  );
+  const discard: AuditSink = { write: () => undefined };
+  const dispatcher = createDispatcher({ tools: [read, noop, parent], audit: discard });
+  const args = { path: "/srv/data/report.csv" };
+
+  const baseline = await measureAsync("handler called directly (baseline)", () => Promise.resolve(readHandler(args, cap)), ITER * 10);
+  const rows = [
+    await measureAsync("dispatcher.call, tool with no needs", () => dispatcher.call(noop, {}, cap), ITER),
+    await measureAsync("dispatcher.call, tool with one fs.read need", () => dispatcher.call(read, args, cap), ITER),
+    await measureAsync("dispatcher.call, parent calling a sub-tool", () => dispatcher.call(parent, args, cap), ITER),
+    await measureAsync("dispatcher.call denied (need outside the grant)", () => dispatcher.call(read, { path: "/etc/passwd" }, cap).catch(() => undefined), ITER),
+    await measureAsync("dispatcher.catalog (3 tools)", () => Promise.resolve(dispatcher.catalog(cap)), ITER),
+  ];
+  report("tools: dispatcher overhead per call", baseline, rows);
+}
