@@ -68,6 +68,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     const at = clockTime(capability);
     const toolRequest: ToolRequest = { action: "tool.call", tool: name, ...(tenant === null ? {} : { tenant }) };
     // Deciding `tool.call` first means a tool the capability does not reach is denied whatever its input: designation is authorization.
+    // Until this decision exists there is no invocation to record: a call that cannot name a tool (or a tenant) is refused without an event.
     let request: Request = toolRequest;
     let decision: Decision = check(capability, toolRequest);
     let outcome: AuditOutcome;
