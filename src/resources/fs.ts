@@ -1,0 +1,123 @@
+import fs from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import type { Capability } from "../kernel/capability.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import { describeIssues } from "../kernel/grant.ts";
+import { snapshotPlainData } from "../kernel/plain-data.ts";
+import { detectAnchor } from "./fs-anchor.ts";
+import { confinedFileSystem } from "./fs-confined.ts";
+
+/** Per-call options: the tenant the request acts for, required by capabilities confined to tenants. */
+export interface FsCallOptions {
+  readonly tenant?: string;
+}
+
+/** Options of `mkdir`: with `recursive`, missing parents are created too, each of them authorized for write. */
+export interface MkdirOptions extends FsCallOptions {
+  readonly recursive?: boolean;
+}
+
+/** What a directory entry is. Symbolic links are reported as links, not followed. */
+export type EntryType = "file" | "directory" | "symlink" | "other";
+
+/** One entry of a directory listing. */
+export interface DirEntry {
+  readonly name: string;
+  readonly type: EntryType;
+}
+
+/** Metadata of one file or directory, as plain data. */
+export interface FileInfo {
+  readonly type: EntryType;
+  readonly size: number;
+  readonly mtimeMs: number;
+  /** Permission bits, such as 0o644. */
+  readonly mode: number;
+}
+
+/**
+ * A confined file system. Every method takes the capability first, makes the
+ * path canonical (real path, symbolic links resolved), authorizes the request
+ * with the kernel, and only then acts, verifying what it opened. A denied
+ * request does no I/O beyond resolving the path. Methods are synchronous,
+ * like `readFileSync`, and bounded by the size limits. They return data;
+ * no descriptor or handle ever leaves this object.
+ */
+export interface FileSystem {
+  /** The real path relative paths are resolved against. It confines nothing by itself: the capability does. */
+  readonly baseDir: string;
+  /** How opened files are verified against a path swapped in after the check: `proc-fd` (exact, Linux) or `identity` (narrows the race window). */
+  readonly openVerification: "proc-fd" | "identity";
+  /** The whole content of a regular file (`fs.read`); LimitExceeded above maxReadBytes. */
+  read(cap: Capability<{ readonly fs: "read" }>, path: string, options?: FsCallOptions): Buffer;
+  /** Creates or replaces a regular file (`fs.write`); LimitExceeded above maxWriteBytes. Strings are written as UTF-8. */
+  write(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): void;
+  /** Appends to a regular file, creating it if needed (`fs.write`); LimitExceeded when one call's data exceeds maxWriteBytes. */
+  append(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): void;
+  /** The entries of a directory, sorted by name (`fs.list`); LimitExceeded above maxListEntries. */
+  list(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): readonly DirEntry[];
+  /** Metadata of a file or directory, links followed (`fs.list`). */
+  stat(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): FileInfo;
+  /** Creates a directory (`fs.write`, for every directory created). */
+  mkdir(cap: Capability<{ readonly fs: "write" }>, path: string, options?: MkdirOptions): void;
+  /**
+   * Deletes a file or an empty directory (`fs.delete`). The last name is not
+   * followed: deleting a symbolic link removes the link, never its target.
+   */
+  delete(cap: Capability<{ readonly fs: "delete" }>, path: string, options?: FsCallOptions): void;
+}
+
+/** Options of `createFileSystem`. */
+export interface FileSystemOptions {
+  /** An existing directory that relative paths resolve against. */
+  readonly baseDir: string;
+  /** Largest file `read` returns, in bytes (default 8 MiB). */
+  readonly maxReadBytes?: number;
+  /** Most bytes one `write` or `append` writes (default 8 MiB). */
+  readonly maxWriteBytes?: number;
+  /** Most entries `list` returns (default 10 000). */
+  readonly maxListEntries?: number;
+}
+
+/** Options after validation, with defaults applied and `baseDir` made real. */
+export interface FsSettings {
+  readonly baseDir: string;
+  readonly maxReadBytes: number;
+  readonly maxWriteBytes: number;
+  readonly maxListEntries: number;
+}
+
+const MIB = 1024 * 1024;
+const limit = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+const optionsSchema = z.strictObject({
+  baseDir: z.string().min(1).regex(/^[^\0]*$/, "must not contain NUL"),
+  maxReadBytes: limit.default(8 * MIB),
+  maxWriteBytes: limit.default(8 * MIB),
+  maxListEntries: limit.default(10_000),
+});
+
+/** Validates `options` and resolves `baseDir` to an existing directory's real path; throws InvalidInput naming the bad field. */
+export function parseFileSystemOptions(options: FileSystemOptions): FsSettings {
+  const parsed = optionsSchema.safeParse(snapshotPlainData(options, "file system options"));
+  if (!parsed.success) throw new InvalidInput(describeIssues("file system options", parsed.error));
+  const { baseDir, ...limits } = parsed.data;
+  let real: string;
+  try {
+    real = fs.realpathSync.native(path.resolve(baseDir));
+  } catch {
+    throw new InvalidInput(`file system options: baseDir ${JSON.stringify(baseDir)} does not exist or cannot be resolved`);
+  }
+  if (!fs.statSync(real).isDirectory()) throw new InvalidInput(`file system options: baseDir ${JSON.stringify(baseDir)} is not a directory`);
+  return Object.freeze({ baseDir: real, ...limits });
+}
+
+/**
+ * Creates a confined file system: a frozen object whose methods are the only
+ * way to its files. It uses the strongest check-then-use defence the
+ * platform offers (see fs-anchor.ts). Throws InvalidInput for bad options.
+ */
+export function createFileSystem(options: FileSystemOptions): FileSystem {
+  const settings = parseFileSystemOptions(options);
+  return confinedFileSystem(settings, detectAnchor(settings.baseDir));
+}

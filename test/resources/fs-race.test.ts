@@ -1,0 +1,92 @@
+import fs from "node:fs";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { CapabilityDenied } from "../../src/index.ts";
+import { identityAnchor, procFdAnchor, type Anchor } from "../../src/resources/fs-anchor.ts";
+import { FileSystemError } from "../../src/resources/fs-errors.ts";
+import { makeFixture, snapshot, type Fixture } from "./fs-fixture.ts";
+
+/*
+ * A symbolic link swapped in between the check and the use. The swap is
+ * made from inside the first openSync call, which comes after the path was
+ * resolved and authorized and before anything was opened: the worst moment.
+ */
+
+const realOpen = fs.openSync.bind(fs);
+
+/** Makes the next openSync call run `swap` first. */
+function swapOnOpen(swap: () => void): void {
+  vi.spyOn(fs, "openSync").mockImplementationOnce((...args: Parameters<typeof fs.openSync>) => {
+    swap();
+    return realOpen(...args);
+  });
+}
+
+const hasProc = process.platform === "linux" && fs.existsSync("/proc/self/fd");
+const anchors: [string, Anchor][] = [["identity", identityAnchor]];
+if (hasProc) anchors.unshift(["proc-fd", procFdAnchor]);
+
+describe.each(anchors)("with the %s anchor", (_kind, anchor) => {
+  let f: Fixture;
+  afterEach(() => {
+    vi.restoreAllMocks();
+    f.cleanup();
+  });
+
+  /** Replaces T/base/granted/d with a link to T/outside, which holds e/f.txt too. */
+  const dirToOutside = () => {
+    fs.renameSync(f.at("base/granted/d"), f.at("base/granted/d-old"));
+    fs.symlinkSync(f.outside, f.at("base/granted/d"));
+  };
+
+  /** Replaces T/base/granted/a.txt with a link to the secret. */
+  const fileToSecret = () => {
+    fs.unlinkSync(f.at("base/granted/a.txt"));
+    fs.symlinkSync(f.at("outside/secret.txt"), f.at("base/granted/a.txt"));
+  };
+
+  const cases: [string, (f: Fixture) => unknown, () => void, typeof CapabilityDenied | typeof FileSystemError][] = [
+    ["read through a directory swapped for a link", (f) => f.fsys.read(f.cap, "granted/d/e/f.txt"), () => { dirToOutside(); }, CapabilityDenied],
+    ["overwrite through a directory swapped for a link", (f) => { f.fsys.write(f.cap, "granted/d/e/f.txt", "PWNED"); }, () => { dirToOutside(); }, CapabilityDenied],
+    ["create through a directory swapped for a link", (f) => { f.fsys.write(f.cap, "granted/d/e/new.txt", "PWNED"); }, () => { dirToOutside(); }, CapabilityDenied],
+    ["append through a directory swapped for a link", (f) => { f.fsys.append(f.cap, "granted/d/e/f.txt", "PWNED"); }, () => { dirToOutside(); }, CapabilityDenied],
+    ["mkdir through a directory swapped for a link", (f) => { f.fsys.mkdir(f.cap, "granted/d/e/newdir"); }, () => { dirToOutside(); }, CapabilityDenied],
+    ["delete through a directory swapped for a link", (f) => { f.fsys.delete(f.cap, "granted/d/e/f.txt"); }, () => { dirToOutside(); }, CapabilityDenied],
+    ["list through a directory swapped for a link", (f) => f.fsys.list(f.cap, "granted/d/e"), () => { dirToOutside(); }, CapabilityDenied],
+    ["stat through a directory swapped for a link", (f) => f.fsys.stat(f.cap, "granted/d/e/f.txt"), () => { dirToOutside(); }, CapabilityDenied],
+    ["read a file swapped for a link", (f) => f.fsys.read(f.cap, "granted/a.txt"), () => { fileToSecret(); }, FileSystemError],
+    ["overwrite a file swapped for a link", (f) => { f.fsys.write(f.cap, "granted/a.txt", "PWNED"); }, () => { fileToSecret(); }, FileSystemError],
+  ];
+
+  it.each(cases)("%s is refused and touches nothing outside", (_name, call, swap, error) => {
+    f = makeFixture(anchor);
+    const outsideBefore = snapshot(f.outside);
+    swapOnOpen(swap);
+    let result: unknown;
+    expect(() => (result = call(f))).toThrow(error);
+    expect(result).toBeUndefined();
+    expect(snapshot(f.outside)).toEqual(outsideBefore);
+  });
+
+  it("a file swapped for a link is reported as ELOOP, and the secret is left alone", () => {
+    f = makeFixture(anchor);
+    swapOnOpen(fileToSecret);
+    expect(() => { f.fsys.write(f.cap, "granted/a.txt", "PWNED"); }).toThrow(expect.objectContaining({ errno: "ELOOP" }) as Error);
+    expect(fs.readFileSync(f.at("outside/secret.txt"), "utf8")).toBe("SECRET");
+  });
+
+  it("a directory moved to another place inside the grant is judged where it really is", () => {
+    f = makeFixture(anchor);
+    swapOnOpen(() => {
+      fs.renameSync(f.at("base/granted/d"), f.at("base/granted/moved"));
+      fs.symlinkSync(f.at("base/granted/moved"), f.at("base/granted/d"));
+    });
+    const read = () => f.fsys.read(f.cap, "granted/d/e/f.txt").toString();
+    // The exact anchor sees the real path, which the grant allows; the portable one cannot prove it and refuses.
+    if (anchor.kind === "proc-fd") expect(read()).toBe("F");
+    else expect(read).toThrow(CapabilityDenied);
+  });
+});
+
+it("/proc/self/fd is available where these tests normally run", () => {
+  expect(hasProc || process.platform !== "linux").toBe(true);
+});
