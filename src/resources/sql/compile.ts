@@ -29,6 +29,7 @@ import type { Field, Model } from "./schema.ts";
  * parameters gives the binding plan for every later call of the same shape.
  */
 
+/** The SQL dialects agentcap compiles to, one per engine. */
 export type Dialect = "sqlite" | "postgres";
 
 /** Tables as Kysely sees them: any name, any column. Names come only from the validated schema. */

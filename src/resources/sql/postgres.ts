@@ -39,7 +39,7 @@ function tooMany(count: number, max: number): LimitExceeded {
 
 /** An engine over a node-postgres pool. The pool stays the application's: the engine never ends it. */
 export function postgresEngine(pool: Pool): Engine {
-  let named = 0;
+  const named = new Set<string>();
 
   const bounded = async (config: QueryConfig, max: number): Promise<WriteOutcome> => {
     const client = await pool.connect();
@@ -67,8 +67,10 @@ export function postgresEngine(pool: Pool): Engine {
   const engine: Engine = {
     dialect: "postgres",
     prepare(sql: string): Statement {
-      const name = named < MAX_NAMED ? `agentcap_${createHash("sha256").update(sql).digest("hex").slice(0, 32)}` : undefined;
-      if (name !== undefined) named++;
+      // Named by the text's hash, so a shape prepared again (after the resource's cache let it go) reuses its name.
+      const hash = `agentcap_${createHash("sha256").update(sql).digest("hex").slice(0, 32)}`;
+      const name = named.has(hash) || named.size < MAX_NAMED ? hash : undefined;
+      if (name !== undefined) named.add(name);
       const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...(name === undefined ? {} : { name }) });
       return Object.freeze({
         read: async (params: readonly unknown[]) => {
