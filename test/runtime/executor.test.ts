@@ -125,6 +125,15 @@ describe("Executor", () => {
     expect(JSON.stringify(model.doGenerateCalls[1]?.prompt)).toContain("a capability cannot be serialized");
   });
 
+  it("keeps a tool named __proto__ an ordinary tool", async () => {
+    const world = createWorld(["__proto__"]);
+    const odd = defineTool({ name: "__proto__", description: "Oddly named.", input: z.object({}), needs: () => [] }, () => "fine");
+    const model = scriptedModel([{ calls: [{ tool: "__proto__", input: {} }] }, { text: "ok" }]);
+    const agent = createExecutor({ dispatcher: dispatcherFor(world, [odd]), capability: world.mint.issue({ id: "alice", tenants: ["acme"] }), model });
+    expect((await agent.run("go")).calls).toMatchObject([{ tool: "__proto__", verdict: "allowed" }]);
+    expect(Object.getPrototypeOf({})).toBe(Object.prototype);
+  });
+
   it("stops the loop when its signal aborts", async () => {
     const { dispatcher, alice } = setup();
     const controller = new AbortController();

@@ -61,6 +61,20 @@ describe("createDispatcher", () => {
   });
 });
 
+describe("plan", () => {
+  it("works out a call's needs and grant without charging, and refuses a forged capability or unknown tool", async () => {
+    const mint = createMint({ issuer: "t", policy: () => ({ tools: ["read_file"], fs: [{ path: "/", ops: ["read"] }] }) });
+    const d = createDispatcher({ tools: [defineTool(spec, handler)], audit: memorySink() });
+    const cap = mint.issue({ id: "a" }).restrict({ maxUses: 1 });
+    const plan = await d.plan("read_file", { path: "/a" }, cap);
+    expect(plan.grant).toEqual({ fs: [{ path: "/a", ops: ["read"], subtree: false }] });
+    expect(cap.check({ action: "tool.call", tool: "read_file" }).allowed).toBe(true);
+    await expect(d.plan("read_file", { path: "/a" }, {} as never)).rejects.toThrow(/needs the capability/);
+    await expect(d.plan("nope", {}, cap)).rejects.toThrow(/no tool named nope/);
+    expect(() => d.catalog(cap, { tenant: "" })).toThrow(InvalidInput);
+  });
+});
+
 describe("catalog", () => {
   const tools = ["read_file", "write_file", "fetch_url"].map((name) => defineTool({ ...spec, name, description: `The ${name} tool.` }, handler));
   const mint = createMint({ issuer: "t", policy: () => ({ tools: ["read_file", "fetch_url"] }) });
