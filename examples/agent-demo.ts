@@ -34,6 +34,9 @@ import { openSession } from "../src/runtime/session.ts";
 
 // 1. Alice's workspace: an uploaded report with an injected instruction, and her SSH key.
 const workspace = realpathSync(mkdtempSync(join(tmpdir(), "agentcap-demo-")));
+process.on("exit", () => {
+  rmSync(workspace, { recursive: true, force: true });
+});
 const uploads = join(workspace, "uploads");
 mkdirSync(uploads);
 mkdirSync(join(workspace, "home", ".ssh"), { recursive: true });
@@ -167,4 +170,3 @@ console.log(`task status: ${task.status}; its capability is now revoked, and ali
 console.log(`every event names mint request ${events[0]?.subject.mint.requestId ?? "?"} (issuer ${events[0]?.subject.mint.issuer ?? "?"}) and task ${events[0]?.subject.taskId ?? "?"}`);
 
 session.close("demo finished");
-rmSync(workspace, { recursive: true, force: true });
