@@ -14,6 +14,40 @@ class BadValue extends Error {
   }
 }
 
+interface Walk {
+  nodes: number;
+}
+
+function visit(walk: Walk, v: unknown, depth: number): PlainData {
+  if (++walk.nodes > MAX_NODES) throw new BadValue(`is too large (more than ${MAX_NODES} values)`);
+  if (v === null || typeof v === "string" || typeof v === "boolean") return v;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw new BadValue(`must be a finite number, got ${String(v)}`);
+    return v;
+  }
+  if (typeof v !== "object") throw new BadValue(`must be plain data (string, number, boolean, null, array or object), got ${typeof v}`);
+  // The depth limit also stops cycles, without the cost of tracking visited objects.
+  if (depth >= MAX_DEPTH) throw new BadValue(`is nested more than ${MAX_DEPTH} levels deep, or refers to itself`);
+  if (Array.isArray(v)) {
+    const length = v.length;
+    const out = new Array<PlainData>(length);
+    for (let i = 0; i < length; i++) out[i] = within(walk, i, v[i], depth);
+    return out;
+  }
+  const out = Object.create(null) as Record<string, PlainData>;
+  for (const key of Object.keys(v)) out[key] = within(walk, key, (v as Record<string, unknown>)[key], depth);
+  return out;
+}
+
+function within(walk: Walk, key: string | number, v: unknown, depth: number): PlainData {
+  try {
+    return visit(walk, v, depth + 1);
+  } catch (e) {
+    if (e instanceof BadValue) e.path.unshift(key);
+    throw e;
+  }
+}
+
 /**
  * Copies the own enumerable data of `value` into fresh null-prototype objects
  * and arrays. Validation runs on the copy, so a polluted Object.prototype, a
@@ -21,40 +55,8 @@ class BadValue extends Error {
  * what was validated after the fact.
  */
 export function snapshotPlainData(value: unknown, what: string): PlainData {
-  let nodes = 0;
-
-  const visit = (v: unknown, depth: number): PlainData => {
-    if (++nodes > MAX_NODES) throw new BadValue(`is too large (more than ${MAX_NODES} values)`);
-    if (v === null || typeof v === "string" || typeof v === "boolean") return v;
-    if (typeof v === "number") {
-      if (!Number.isFinite(v)) throw new BadValue(`must be a finite number, got ${String(v)}`);
-      return v;
-    }
-    if (typeof v !== "object") throw new BadValue(`must be plain data (string, number, boolean, null, array or object), got ${typeof v}`);
-    // The depth limit also stops cycles, without the cost of tracking visited objects.
-    if (depth >= MAX_DEPTH) throw new BadValue(`is nested more than ${MAX_DEPTH} levels deep, or refers to itself`);
-    if (Array.isArray(v)) {
-      const length = v.length;
-      const out = new Array<PlainData>(length);
-      for (let i = 0; i < length; i++) out[i] = within(i, v[i], depth);
-      return out;
-    }
-    const out = Object.create(null) as Record<string, PlainData>;
-    for (const key of Object.keys(v)) out[key] = within(key, (v as Record<string, unknown>)[key], depth);
-    return out;
-  };
-
-  const within = (key: string | number, v: unknown, depth: number): PlainData => {
-    try {
-      return visit(v, depth + 1);
-    } catch (e) {
-      if (e instanceof BadValue) e.path.unshift(key);
-      throw e;
-    }
-  };
-
   try {
-    return visit(value, 0);
+    return visit({ nodes: 0 }, value, 0);
   } catch (e) {
     if (!(e instanceof BadValue)) throw e;
     const where = e.path.length === 0 ? what : `${what}.${e.path.join(".")}`;

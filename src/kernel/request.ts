@@ -3,6 +3,7 @@ import { InvalidInput } from "./errors.ts";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.ts";
 import { DB_OPS, HTTP_METHODS, describeIssues, type HttpMethod, type Scalar } from "./grant.ts";
 import { snapshotPlainData } from "./plain-data.ts";
+import { fastParseRequest } from "./request-fast-path.ts";
 
 interface Tenanted {
   /** The tenant the request acts for; required by links that carry `tenants`. */
@@ -55,30 +56,37 @@ const absolutePath = z.string().superRefine((p, ctx) => {
   const problem = absolutePathProblem(p);
   if (problem) ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(p)} ${problem}; resolve it before authorizing` });
 });
-const tenant = z.string().min(1).max(256).optional();
-const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be an identifier");
+/** What a model or field name must look like, in grants and requests alike. */
+export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+/** What an environment variable name must look like. */
+export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Length limits of request fields, shared by the schemas and the fast path. */
+export const REQUEST_LIMITS = Object.freeze({ name: 256, url: 8192, fields: 1024, argv: 4096 });
 
-const toolSchema = z.object({ action: z.literal("tool.call"), tool: z.string().min(1).max(256), tenant });
+const tenant = z.string().min(1).max(REQUEST_LIMITS.name).optional();
+const identifier = z.string().regex(IDENTIFIER, "must be an identifier");
+
+const toolSchema = z.object({ action: z.literal("tool.call"), tool: z.string().min(1).max(REQUEST_LIMITS.name), tenant });
 const fsSchema = z.object({ action: z.enum(["fs.read", "fs.write", "fs.list", "fs.delete"]), path: absolutePath, tenant });
 const httpSchema = z.object({
     action: z.literal("http.request"),
     method: z.enum(HTTP_METHODS),
-    url: z.string().max(8192),
+    url: z.string().max(REQUEST_LIMITS.url),
     address: z.union([z.ipv4(), z.ipv6()]).optional(),
     tenant,
   });
 const dbSchema = z.object({
     action: z.enum(DB_OPS.map((op) => `db.${op}` as const) as ["db.read", "db.create", "db.update", "db.delete"]),
     model: identifier,
-    fields: z.array(identifier).max(1024),
+    fields: z.array(identifier).max(REQUEST_LIMITS.fields),
     scope: z.record(identifier, z.union([z.string(), z.number(), z.boolean(), z.null()])),
     tenant,
   });
 const execSchema = z.object({
     action: z.literal("exec"),
-    argv: z.array(z.string().regex(/^[^\0]*$/, "must not contain NUL")).min(1).max(4096),
+    argv: z.array(z.string().regex(/^[^\0]*$/, "must not contain NUL")).min(1).max(REQUEST_LIMITS.argv),
     cwd: absolutePath,
-    env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).optional(),
+    env: z.array(z.string().regex(ENV_NAME)).optional(),
     tenant,
   });
 
@@ -137,7 +145,8 @@ function ownFields(value: unknown): Record<string, unknown> & { action: string }
   return out as Record<string, unknown> & { action: string };
 }
 
-type ParsedRequest =
+/** A request that passed validation, before it is put in checked form. */
+export type ParsedRequest =
   | z.infer<typeof toolSchema>
   | z.infer<typeof fsSchema>
   | z.infer<typeof httpSchema>
@@ -177,13 +186,30 @@ export type CheckedRequest =
       readonly env: readonly string[];
     };
 
-/** Validates and snapshots a request; throws InvalidInput naming the bad field. */
-export function checkRequest(value: unknown): CheckedRequest {
+/** Validates a request with its zod schema; throws InvalidInput naming the bad field. */
+export function parseRequest(value: unknown): ParsedRequest {
   const data = ownFields(value);
   const parsed = (SHAPES[data.action] as Shape).schema.safeParse(data);
   if (!parsed.success) throw new InvalidInput(describeIssues("request", parsed.error));
-  const r = parsed.data as ParsedRequest;
-  const t = r.tenant ?? null;
+  return parsed.data as ParsedRequest;
+}
+
+/**
+ * Validates and snapshots a request; throws InvalidInput naming the bad field.
+ * Well-formed requests take the fast path; anything it does not vouch for is
+ * judged by the schema, which also writes the error message.
+ */
+export function checkRequest(value: unknown): CheckedRequest {
+  return toChecked(fastParseRequest(value) ?? parseRequest(value));
+}
+
+/** An optional key's own value: a key inherited from a polluted prototype is not part of the request. */
+function optional<T extends object, K extends keyof T>(r: T, key: K): T[K] | undefined {
+  return Object.hasOwn(r, key) ? r[key] : undefined;
+}
+
+function toChecked(r: ParsedRequest): CheckedRequest {
+  const t = optional(r, "tenant") ?? null;
   switch (r.action) {
     case "tool.call":
       return { kind: "tool", action: r.action, tenant: t, tool: r.tool };
@@ -193,7 +219,7 @@ export function checkRequest(value: unknown): CheckedRequest {
     case "fs.delete":
       return { kind: "fs", action: r.action, tenant: t, op: r.action.slice(3), path: r.path };
     case "http.request":
-      return { kind: "http", action: r.action, tenant: t, method: r.method, url: canonicalHttpUrl(r.url), address: r.address ?? null };
+      return { kind: "http", action: r.action, tenant: t, method: r.method, url: canonicalHttpUrl(r.url), address: optional(r, "address") ?? null };
     case "db.read":
     case "db.create":
     case "db.update":
@@ -211,7 +237,7 @@ export function checkRequest(value: unknown): CheckedRequest {
       const program = r.argv[0] ?? "";
       const problem = absolutePathProblem(program);
       if (problem) throw new InvalidInput(`invalid request: argv.0: program path ${JSON.stringify(program)} ${problem}`);
-      return { kind: "exec", action: r.action, tenant: t, argv: r.argv, cwd: r.cwd, env: r.env ?? [] };
+      return { kind: "exec", action: r.action, tenant: t, argv: r.argv, cwd: r.cwd, env: optional(r, "env") ?? [] };
     }
   }
 }

@@ -1,0 +1,99 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { InvalidInput } from "../../src/index.ts";
+import { fastParseRequest } from "../../src/kernel/request-fast-path.ts";
+import { parseRequest } from "../../src/kernel/request.ts";
+
+/** Values near the edges of what the schemas accept: valid ones, and ones that break one rule. */
+const text = fc.oneof(
+  fc.constantFrom("", "a", "Customer", "tenantId", "_x", "9lives", "has space", "a\0b", "x".repeat(63), "x".repeat(64), "x".repeat(257)),
+  fc.string({ maxLength: 12 }),
+);
+const path = fc.oneof(
+  fc.constantFrom("/", "/srv/data", "/srv/data/", "srv/data", "/srv//data", "/srv/./data", "/srv/../etc", "/a\0b", ""),
+  fc.array(fc.constantFrom("a", "b", ".", "..", "", "c d"), { maxLength: 4 }).map((s) => `/${s.join("/")}`),
+);
+const scalar = fc.oneof(fc.string({ maxLength: 4 }), fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant(undefined), fc.constant([1]));
+const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+
+const request = fc.oneof(
+  fc.record({ action: fc.constant("tool.call"), tool: text, tenant: maybe(text) }, { requiredKeys: ["action"] }),
+  fc.record({ action: fc.constantFrom("fs.read", "fs.write", "fs.list", "fs.delete", "fs.chmod"), path, tenant: maybe(text) }, { requiredKeys: ["action"] }),
+  fc.record(
+    {
+      action: fc.constantFrom("db.read", "db.create", "db.update", "db.delete"),
+      model: text,
+      fields: fc.oneof(fc.array(text, { maxLength: 4 }), fc.constant("name"), fc.constant([1])),
+      scope: fc.oneof(fc.dictionary(text, scalar, { maxKeys: 3 }), fc.constant([]), fc.constant(null)),
+      tenant: maybe(text),
+      extra: maybe(fc.constant(1)),
+    },
+    { requiredKeys: ["action"] },
+  ),
+  fc.record(
+    {
+      action: fc.constant("http.request"),
+      method: fc.constantFrom("GET", "POST", "get", "TRACE"),
+      url: fc.constantFrom("https://api.example.com/v1/x", "http://127.0.0.1:8080/", "ftp://x/", "not a url", "x".repeat(9000)),
+      address: maybe(fc.constantFrom("127.0.0.1", "::1", "nope")),
+      tenant: maybe(text),
+    },
+    { requiredKeys: ["action"] },
+  ),
+  fc.record(
+    {
+      action: fc.constant("exec"),
+      argv: fc.oneof(fc.array(fc.oneof(path, text), { maxLength: 3 }), fc.constant("ls")),
+      cwd: path,
+      env: maybe(fc.array(fc.constantFrom("HOME", "LD_PRELOAD", "1BAD", "A-B", ""), { maxLength: 3 })),
+      tenant: maybe(text),
+    },
+    { requiredKeys: ["action"] },
+  ),
+);
+
+function schemaVerdict(value: unknown): unknown {
+  try {
+    return { ok: parseRequest(value) };
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidInput);
+    return { rejected: true };
+  }
+}
+
+describe("request fast path", () => {
+  it("accepts only what the schemas accept, with the same result", () => {
+    let vouched = 0;
+    fc.assert(
+      fc.property(request, (value) => {
+        const fast = fastParseRequest(value);
+        if (fast === null) return;
+        vouched++;
+        expect(schemaVerdict(value)).toEqual({ ok: fast });
+      }),
+      { numRuns: 3000 },
+    );
+    expect(vouched).toBeGreaterThan(100);
+  });
+
+  it("copies what it accepts, so later mutation of the caller's arrays changes nothing", () => {
+    const fields = ["name"];
+    const scope = { tenantId: 42 };
+    const parsed = fastParseRequest({ action: "db.read", model: "Customer", fields, scope });
+    fields.push("ssn");
+    scope.tenantId = 43;
+    expect(parsed).toEqual({ action: "db.read", model: "Customer", fields: ["name"], scope: { tenantId: 42 } });
+  });
+
+  it("leaves exotic objects to the schema", () => {
+    class Req {
+      action = "tool.call";
+      tool = "x";
+    }
+    expect(fastParseRequest(new Req())).toBeNull();
+    expect(fastParseRequest({ action: "http.request", method: "GET", url: "https://a.b/", address: "1.2.3.4" })).toBeNull();
+    const sparse: string[] = [];
+    sparse[1] = "name";
+    expect(fastParseRequest({ action: "db.read", model: "M", fields: sparse, scope: {} })).toBeNull();
+  });
+});
