@@ -8,6 +8,8 @@ import { snapshotPlainData } from "../kernel/plain-data.ts";
 import { detectAnchor } from "./fs-anchor.ts";
 import { confinedFileSystem } from "./fs-confined.ts";
 
+export { FileSystemError } from "./fs-errors.ts";
+
 /** Per-call options: the tenant the request acts for, required by capabilities confined to tenants. */
 export interface FsCallOptions {
   readonly tenant?: string;
