@@ -1,4 +1,31 @@
+import { runExecBench } from "./exec.ts";
+import { runFsBench } from "./fs.ts";
+import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
+import { runSqlBench } from "./sql.ts";
+import { runTokenBench } from "./token.ts";
+import { runToolsBench } from "./tools.ts";
+
+/** Every section, in layer order; each prints its own baseline from the same run. */
+const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
+  kernel: runKernelBench,
+  fs: runFsBench,
+  http: runHttpBench,
+  sql: runSqlBench,
+  exec: runExecBench,
+  tools: runToolsBench,
+  token: runTokenBench,
+};
+
+// `npm run bench -- kernel sql` runs only the sections named.
+const wanted = process.argv.slice(2);
+const unknown = wanted.filter((name) => !(name in SECTIONS));
+if (unknown.length > 0) {
+  console.error(`unknown bench section(s): ${unknown.join(", ")}; choose from ${Object.keys(SECTIONS).join(", ")}`);
+  process.exit(2);
+}
 
 console.log(`agentcap bench on Node ${process.version}, ${process.platform}/${process.arch}`);
-runKernelBench();
+for (const [name, run] of Object.entries(SECTIONS)) {
+  if (wanted.length === 0 || wanted.includes(name)) await run();
+}

@@ -64,3 +64,86 @@ export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./
 /** IP address classes used by HTTP confinement. */
 export { classifyAddress } from "./kernel/address.ts";
 export type { AddressClass } from "./kernel/address.ts";
+
+/** Audit events: one per invocation, with the lineage and mint record of the authority used. */
+export { auditSubject } from "./kernel/audit-sink.ts";
+export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./kernel/audit-sink.ts";
+
+/** Confined file system: canonicalize (symlinks included), authorize, then act; no handle ever leaves it. */
+export { createFileSystem, FileSystemError } from "./resources/fs.ts";
+export type { DirEntry, EntryType, FileInfo, FileSystem, FileSystemOptions, FsCallOptions, MkdirOptions } from "./resources/fs.ts";
+
+/** Confined HTTP: every hop canonicalized, resolved, authorized, and connected to the checked address only. */
+export { createHttpClient, HttpRequestFailed, systemResolver } from "./resources/http.ts";
+export type { HttpClient, HttpClientOptions, HttpInit, HttpResponse, Resolver } from "./resources/http.ts";
+
+/** Confined SQL: structured queries only, row scope from the capability, parameterized SQL on SQLite or Postgres. */
+export { createSqlDatabase } from "./resources/sql/database.ts";
+export type { DbCapability, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./resources/sql/database.ts";
+export type { CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./resources/sql/query.ts";
+export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./resources/sql/schema.ts";
+
+/** Confined subprocesses: argv only, no shell, scrubbed environment, limits, killed on revocation. */
+export { createExec, DEFAULT_EXEC_LIMITS } from "./resources/exec.ts";
+export type { Exec, ExecConfig, ExecLimits, ExecReach, ExecResult, OutputEncoding, RunOptions } from "./resources/exec.ts";
+
+/** Tools: `(input, capability)` functions, automatically attenuated to their needs, audited, listed per capability. */
+export { defineTool, isTool, subToolNeeds } from "./tools/define.ts";
+export type {
+  AnyTool,
+  CallOptions,
+  JsonSchema,
+  NeedsContext,
+  NeedsFunction,
+  SubCall,
+  Tool,
+  ToolContext,
+  ToolHandler,
+  ToolSpec,
+} from "./tools/define.ts";
+export { createDispatcher } from "./tools/dispatcher.ts";
+export type { CatalogEntry, Dispatcher, DispatcherOptions } from "./tools/dispatcher.ts";
+export type { CallPlan } from "./tools/plan.ts";
+export { grantForNeeds } from "./tools/needs-grant.ts";
+export { AuditFailed } from "./tools/errors.ts";
+export { fileTools } from "./tools/builtin/files.ts";
+export type { FileToolOptions, FileTools } from "./tools/builtin/files.ts";
+export { fetchTool } from "./tools/builtin/fetch.ts";
+export type { FetchResult, FetchToolOptions } from "./tools/builtin/fetch.ts";
+export { databaseTools } from "./tools/builtin/database.ts";
+export type { DatabaseToolOptions, DatabaseTools } from "./tools/builtin/database.ts";
+export { commandTool } from "./tools/builtin/command.ts";
+export type { CommandToolOptions } from "./tools/builtin/command.ts";
+
+/** Runtime: Session → Governor → Executor, with task-scoped revocable capabilities and sub-agent delegation. */
+export { authenticateSession, openSession } from "./runtime/session.ts";
+export type { OpenSessionOptions, Session } from "./runtime/session.ts";
+export { createGovernor } from "./runtime/governor.ts";
+export type {
+  CriticalCheck,
+  CriticalOptions,
+  Governor,
+  GovernorOptions,
+  SubtaskOutcome,
+  SubtaskSpec,
+  TaskContext,
+  TaskHandle,
+  TaskStatus,
+} from "./runtime/governor.ts";
+export { createExecutor } from "./runtime/executor.ts";
+export type { CallRecord, CallVerdict, DelegateOptions, Executor, ExecutorOptions, ExecutorResult, RoutedTool } from "./runtime/executor.ts";
+export { agentSubtask } from "./runtime/agent-task.ts";
+export type { AgentSubtaskOptions } from "./runtime/agent-task.ts";
+export { delegationTool } from "./runtime/delegation.ts";
+export type { DelegationResult, SubAgent } from "./runtime/delegation.ts";
+export { SessionClosed, TaskCancelled, TaskTimedOut } from "./runtime/errors.ts";
+
+/** Tokens: capabilities as Biscuit v3 tokens, attenuable offline, verified with the issuer's public keys. */
+export { attenuate, createTokenMint, createVerifier, readToken, revokeToken, toToken, verify } from "./token/token.ts";
+export type { AttenuateOptions, TokenMint, TokenMintOptions, VerifiedBlock, Verifier, VerifyOptions } from "./token/token.ts";
+export { generateKeyPair } from "./token/biscuit.ts";
+export type { PublicKeySet } from "./token/keys.ts";
+export type { RevocationTarget, TokenStore } from "./token/store.ts";
+export { openSqliteTokenStore } from "./token/sqlite-store.ts";
+export { openPostgresTokenStore } from "./token/postgres-store.ts";
+export type { PostgresStoreOptions } from "./token/postgres-store.ts";
