@@ -17,6 +17,9 @@ export default tseslint.config(
   {
     files: ["eslint.config.js", "bin/**/*.js"],
     ...tseslint.configs.disableTypeChecked,
-    languageOptions: { globals: { process: "readonly" } },
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      globals: { process: "readonly" },
+    },
   },
 );
