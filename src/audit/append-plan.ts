@@ -3,12 +3,20 @@ import { chainHash, GENESIS_HASH, type ChainHead } from "./chain.ts";
 import type { EncodedEvent } from "./encoding.ts";
 import type { EventLinksTable, EventsTable, LinksTable } from "./schema.ts";
 
+/** A link the log holds: its key in the lineage index and its encoding. */
+export interface StoredLink {
+  readonly num: number;
+  readonly text: string;
+}
+
 /** What the store already holds, asked while its write lock is held. */
 export interface StoredState {
   /** Whether an event with this id is already in the log. */
   readonly hasEvent: (id: string) => boolean;
-  /** The stored encoding of this link, if any. */
-  readonly linkText: (id: string) => string | undefined;
+  /** The stored link with this id, if any. */
+  readonly link: (id: string) => StoredLink | undefined;
+  /** The largest link key in use (0 when there are none). */
+  readonly lastLinkNum: number;
 }
 
 /** The rows one batch adds, and per event null (written) or the error that refused it alone. */
@@ -32,7 +40,8 @@ export function planAppend(head: ChainHead | null, batch: readonly EncodedEvent[
   const links: LinksTable[] = [];
   const eventLinks: EventLinksTable[] = [];
   const batchIds = new Set<string>();
-  const batchLinks = new Map<string, string>();
+  const batchLinks = new Map<string, StoredLink>();
+  let linkNum = stored.lastLinkNum;
   let seq = head?.seq ?? 0;
   let prev = head?.hash ?? GENESIS_HASH;
 
@@ -49,23 +58,25 @@ export function planAppend(head: ChainHead | null, batch: readonly EncodedEvent[
     );
     events.push({ ...event.columns, seq, body: event.body, prev_hash: prev, hash });
     event.links.forEach((link, position) => {
-      if (stored.linkText(link.id) === undefined && !batchLinks.has(link.id)) {
-        batchLinks.set(link.id, link.text);
-        links.push({ id: link.id, summary: link.text });
+      let known = stored.link(link.id) ?? batchLinks.get(link.id);
+      if (known === undefined) {
+        known = { num: ++linkNum, text: link.text };
+        batchLinks.set(link.id, known);
+        links.push({ num: known.num, id: link.id, summary: link.text });
       }
-      eventLinks.push({ link_id: link.id, event_seq: seq, position });
+      eventLinks.push({ link_num: known.num, event_seq: seq, position });
     });
     prev = hash;
   }
   return { results, events, links, eventLinks };
 }
 
-function refusalOf(event: EncodedEvent, stored: StoredState, batchIds: ReadonlySet<string>, batchLinks: ReadonlyMap<string, string>): Error | null {
+function refusalOf(event: EncodedEvent, stored: StoredState, batchIds: ReadonlySet<string>, batchLinks: ReadonlyMap<string, StoredLink>): Error | null {
   const id = event.columns.id;
   if (batchIds.has(id) || stored.hasEvent(id)) return new InvalidInput(`audit event id ${id} is already in the log; every invocation needs its own event id`);
   for (const link of event.links) {
-    const known = stored.linkText(link.id) ?? batchLinks.get(link.id);
-    if (known !== undefined && known !== link.text) {
+    const known = stored.link(link.id) ?? batchLinks.get(link.id);
+    if (known !== undefined && known.text !== link.text) {
       return new InvalidInput(`audit event ${id} names lineage link ${link.id}, which the log already holds with different content`);
     }
   }

@@ -94,34 +94,62 @@ export function encodeEvent(event: AuditEvent, redact: Redactor): EncodedEvent {
   const parsed = eventSchema.safeParse(data);
   if (!parsed.success) throw new InvalidInput(describeIssues("audit event", parsed.error));
   const e = parsed.data;
-  const ids = e.subject.lineage.map((link, i) => {
+  e.subject.lineage.forEach((link, i) => {
     const id = at(link, "id");
     const hash = at(link, "hash");
     if (typeof id !== "string" || id.length === 0 || id.length > 256 || typeof hash !== "string" || !HEX64.test(hash)) {
       throw new InvalidInput(`invalid audit event: subject.lineage.${String(i)} must be a link summary with an id and a hex SHA-256 hash`);
     }
-    return id;
   });
   const last = e.subject.lineage.at(-1);
-  if (ids.at(-1) !== e.subject.capabilityId || at(last, "hash") !== e.subject.capabilityHash) {
+  if (at(last, "id") !== e.subject.capabilityId || at(last, "hash") !== e.subject.capabilityHash) {
     throw new InvalidInput("invalid audit event: subject.lineage must end with the capability itself (same id and hash)");
   }
   if (e.decision.capabilityId !== e.subject.capabilityId) {
     throw new InvalidInput("invalid audit event: the decision was made for a different capability than the subject's");
   }
-  if (new Set(ids).size !== ids.length) throw new InvalidInput("invalid audit event: subject.lineage repeats a link id");
+  if (new Set(e.subject.lineage.map((l) => at(l, "id"))).size !== e.subject.lineage.length) {
+    throw new InvalidInput("invalid audit event: subject.lineage repeats a link id");
+  }
   checkRequest(e.request);
+  return encodeValidEvent(data as unknown as AuditEvent, redact);
+}
 
-  const source = data as Data;
-  const subject = source.subject as Data;
-  const { request, scrub } = redact(source.request as Data);
-  const decision = e.decision.allowed ? source.decision : { ...(source.decision as Data), reason: scrub(e.decision.reason) };
-  const outcome = e.outcome.ok ? source.outcome : { ...(source.outcome as Data), message: scrub(e.outcome.message).slice(0, MAX_MESSAGE) };
-  const stored = { ...source, request, decision, outcome, subject: { ...subject, lineage: ids } };
-  const body = canonical(stored);
+/**
+ * The encoding step of `encodeEvent`, for an event already validated (or
+ * built by code that cannot produce an invalid one, such as a benchmark's
+ * bulk loader): redaction, then canonical JSON.
+ */
+export function encodeValidEvent(event: AuditEvent, redact: Redactor): EncodedEvent {
+  const { subject } = event;
+  const ids = subject.lineage.map((l) => l.id);
+  const { request, scrub } = redact(event.request as unknown as Data);
+  const decision = event.decision.allowed ? event.decision : { ...event.decision, reason: scrub(event.decision.reason) };
+  const outcome = event.outcome.ok ? event.outcome : { ...event.outcome, message: scrub(event.outcome.message).slice(0, MAX_MESSAGE) };
+  const stored = { ...event, request, decision, outcome, subject: { ...subject, lineage: ids } };
   const columns = columnsOf(stored);
   if (columns === null) throw new InvalidInput("invalid audit event: its columns cannot be derived");
-  return { columns, body, links: (subject.lineage as Data[]).map((link, i) => ({ id: ids[i] as string, text: canonical(link) })) };
+  return { columns, body: canonical(stored), links: subject.lineage.map((link, i) => ({ id: ids[i] as string, text: linkText(link) })) };
+}
+
+const LINK_TEXTS = 10_000;
+const linkTexts = new Map<string, string>();
+
+/**
+ * A link's canonical encoding, remembered by its JSON text: every call under
+ * a session repeats the session's ancestors, and JSON.stringify is several
+ * times cheaper than sorting keys. Equal JSON text means equal content, so the
+ * cache can never answer for a different link.
+ */
+function linkText(link: unknown): string {
+  const key = JSON.stringify(link);
+  let text = linkTexts.get(key);
+  if (text === undefined) {
+    text = canonical(link);
+    if (linkTexts.size >= LINK_TEXTS) linkTexts.clear();
+    linkTexts.set(key, text);
+  }
+  return text;
 }
 
 /** Reads `obj.a.b…` from parsed JSON, or undefined. */
@@ -203,11 +231,11 @@ export function lineageIdsOf(body: unknown): string[] {
 }
 
 /** Rebuilds the event from its parsed stored body and its links' encodings. Throws AuditFailure when a link is missing from the log. */
-export function decodeEvent(body: unknown, linkTexts: ReadonlyMap<string, string>): AuditEvent {
+export function decodeEvent(body: unknown, links: ReadonlyMap<string, { readonly text: string }>): AuditEvent {
   const lineage = lineageIdsOf(body).map((id) => {
-    const text = linkTexts.get(id);
-    if (text === undefined) throw new AuditFailure(`lineage link ${id} of audit event ${String(at(body, "id"))} is missing from the log; run verify`);
-    return JSON.parse(text) as PlainData;
+    const link = links.get(id);
+    if (link === undefined) throw new AuditFailure(`lineage link ${id} of audit event ${String(at(body, "id"))} is missing from the log; run verify`);
+    return JSON.parse(link.text) as PlainData;
   });
   const parsed = body as Data;
   return { ...parsed, subject: { ...(parsed.subject as Data), lineage } } as unknown as AuditEvent;

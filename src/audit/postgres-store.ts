@@ -84,12 +84,12 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       prev_hash text NOT NULL,
       hash text NOT NULL
     )`.execute(trx);
-    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_links (id text PRIMARY KEY, summary text NOT NULL)`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_links (num bigint PRIMARY KEY, id text NOT NULL UNIQUE, summary text NOT NULL)`.execute(trx);
     await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_event_links (
-      link_id text NOT NULL,
+      link_num bigint NOT NULL,
       event_seq bigint NOT NULL,
       position integer NOT NULL,
-      PRIMARY KEY (link_id, event_seq)
+      PRIMARY KEY (link_num, event_seq)
     )`.execute(trx);
     await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
     for (const i of INDEXES) {
@@ -119,7 +119,8 @@ async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readon
     trx,
     batch.flatMap((e) => e.links.map((l) => l.id)),
   );
-  const plan = planAppend(head, batch, { hasEvent: (id) => existing.has(id), linkText: (id) => links.get(id) });
+  const last = await trx.selectFrom("audit_links").select((eb) => eb.fn.max("num").as("num")).executeTakeFirst();
+  const plan = planAppend(head, batch, { hasEvent: (id) => existing.has(id), link: (id) => links.get(id), lastLinkNum: last?.num ?? 0 });
   for (let i = 0; i < plan.links.length; i += ROWS_PER_INSERT) {
     await trx.insertInto("audit_links").values(plan.links.slice(i, i + ROWS_PER_INSERT)).execute();
   }

@@ -4,6 +4,7 @@ import type { AuditEvent } from "../kernel/audit-sink.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import type { Action } from "../kernel/request.ts";
+import type { StoredLink } from "./append-plan.ts";
 import { decodeEvent, lineageIdsOf } from "./encoding.ts";
 import type { AuditDb } from "./schema.ts";
 
@@ -143,6 +144,17 @@ export function prefixSuccessor(prefix: string): string | null {
 
 /** The stored rows that match, in the query's order and page. Parameterized SQL only. */
 export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{ seq: number; body: string; prev_hash: string; hash: string }[]> {
+  if (q.descendantsOf === undefined) return buildSelect(db, q, null).execute();
+  const link = await db.selectFrom("audit_links").select("num").where("id", "=", q.descendantsOf).executeTakeFirst();
+  return link === undefined ? [] : buildSelect(db, q, link.num).execute();
+}
+
+/**
+ * The SELECT for a query; `linkNum` is the lineage key of `descendantsOf`.
+ * Every filter is a column comparison an index serves (test/audit checks the
+ * plans).
+ */
+export function buildSelect(db: Kysely<AuditDb>, q: ParsedQuery, linkNum: number | null) {
   const cmp = q.order === "asc" ? ">" : "<";
   let qb = db.selectFrom("audit_events as e").select(["e.seq", "e.body", "e.prev_hash", "e.hash"]);
   if (q.principal !== undefined) qb = qb.where("e.principal", "=", q.principal);
@@ -155,37 +167,37 @@ export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{
   if (q.taskId !== undefined) qb = qb.where("e.task_id", "=", q.taskId);
   if (q.since !== undefined) qb = qb.where("e.at", ">=", q.since);
   if (q.until !== undefined) qb = qb.where("e.at", "<", q.until);
-  // A literal, not a parameter, so the planner can use the partial index on denied events.
+  // A literal, not a parameter, so the planner can use the partial indexes on denied events.
   if (q.decision !== undefined) qb = qb.where("e.allowed", "=", sql.lit(q.decision === "allowed" ? 1 : 0));
   if (q.resourcePrefix !== undefined) {
     const upper = prefixSuccessor(q.resourcePrefix);
     qb = qb.where("e.resource", ">=", q.resourcePrefix);
     if (upper !== null) qb = qb.where("e.resource", "<", upper);
   }
-  const { descendantsOf, after } = q;
-  if (descendantsOf !== undefined) {
+  const { after } = q;
+  if (linkNum !== null) {
     // Driven by the lineage index, whose key order is (link, seq): the page is read in order, never sorted.
     qb = qb.$if(true, (b) =>
       b
         .innerJoin("audit_event_links as l", "l.event_seq", "e.seq")
-        .where("l.link_id", "=", descendantsOf)
+        .where("l.link_num", "=", linkNum)
         .$if(after !== undefined, (c) => c.where("l.event_seq", cmp, after ?? 0))
         .orderBy("l.event_seq", q.order),
     );
   } else {
     qb = qb.$if(after !== undefined, (b) => b.where("e.seq", cmp, after ?? 0)).orderBy("e.seq", q.order);
   }
-  return qb.limit(q.limit).execute();
+  return qb.limit(q.limit);
 }
 
 const IN_CHUNK = 500;
 
-/** The canonical encodings of these links, by id; links absent from the log are absent from the map. */
-export async function loadLinks(db: Kysely<AuditDb>, ids: Iterable<string>, into = new Map<string, string>()): Promise<Map<string, string>> {
+/** These links as the log holds them, by id; links absent from the log are absent from the map. */
+export async function loadLinks(db: Kysely<AuditDb>, ids: Iterable<string>, into = new Map<string, StoredLink>()): Promise<Map<string, StoredLink>> {
   const wanted = [...new Set(ids)].filter((id) => !into.has(id));
   for (let i = 0; i < wanted.length; i += IN_CHUNK) {
-    const rows = await db.selectFrom("audit_links").select(["id", "summary"]).where("id", "in", wanted.slice(i, i + IN_CHUNK)).execute();
-    for (const row of rows) into.set(row.id, row.summary);
+    const rows = await db.selectFrom("audit_links").select(["num", "id", "summary"]).where("id", "in", wanted.slice(i, i + IN_CHUNK)).execute();
+    for (const row of rows) into.set(row.id, { num: row.num, text: row.summary });
   }
   return into;
 }

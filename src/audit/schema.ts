@@ -7,9 +7,11 @@ import type { EventColumns } from "./encoding.ts";
  *   columns, its canonical body (lineage written as link ids), and the
  *   previous and own chain hashes.
  * - audit_links: each lineage link's canonical encoding, stored once however
- *   many events it took part in (a root is shared by every call under it).
- * - audit_event_links: the lineage as an index, one row per (link, event), so
- *   "everything done under authority derived from C" is a key lookup.
+ *   many events it took part in (a root is shared by every call under it),
+ *   under a small integer key.
+ * - audit_event_links: the lineage as an index, one row per (link key,
+ *   event), so "everything done under authority derived from C" is a key
+ *   lookup, and the index stays a few bytes per link.
  */
 
 /** A row of audit_events. */
@@ -20,15 +22,16 @@ export interface EventsTable extends EventColumns {
   readonly hash: string;
 }
 
-/** A row of audit_links. */
+/** A row of audit_links: `num` is the link's short key in the lineage index. */
 export interface LinksTable {
+  readonly num: number;
   readonly id: string;
   readonly summary: string;
 }
 
-/** A row of audit_event_links: `link_id` is at `position` (0 = root) of event `event_seq`'s lineage. */
+/** A row of audit_event_links: link `link_num` is at `position` (0 = root) of event `event_seq`'s lineage. */
 export interface EventLinksTable {
-  readonly link_id: string;
+  readonly link_num: number;
   readonly event_seq: number;
   readonly position: number;
 }
@@ -68,8 +71,9 @@ export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
 
 /**
  * Indexes, one per query filter. Filters that are usually combined with a
- * time range lead with their own column and end with `at`; denied events get
- * a partial index, since they are few and looked at often.
+ * time range lead with their own column and end with `at`. Denied events get
+ * two small partial indexes, since they are few and looked at often: by time,
+ * and in chain order for "the latest denials".
  */
 export const INDEXES: readonly { readonly name: string; readonly columns: string; readonly unique?: true; readonly where?: string }[] = [
   { name: "audit_events_id", columns: "id", unique: true },
@@ -84,4 +88,5 @@ export const INDEXES: readonly { readonly name: string; readonly columns: string
   { name: "audit_events_session_id", columns: "session_id" },
   { name: "audit_events_task_id", columns: "task_id" },
   { name: "audit_events_denied_at", columns: "at", where: "allowed = 0" },
+  { name: "audit_events_denied_seq", columns: "seq", where: "allowed = 0" },
 ];

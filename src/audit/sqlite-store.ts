@@ -2,7 +2,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
-import { planAppend } from "./append-plan.ts";
+import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.ts";
 import type { ChainHead } from "./chain.ts";
 import type { EncodedEvent } from "./encoding.ts";
 import { AuditFailure } from "./errors.ts";
@@ -47,12 +47,12 @@ CREATE TABLE IF NOT EXISTS audit_events (
   prev_hash TEXT NOT NULL,
   hash TEXT NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS audit_links (id TEXT PRIMARY KEY, summary TEXT NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_links (num INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, summary TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS audit_event_links (
-  link_id TEXT NOT NULL,
+  link_num INTEGER NOT NULL,
   event_seq INTEGER NOT NULL,
   position INTEGER NOT NULL,
-  PRIMARY KEY (link_id, event_seq)
+  PRIMARY KEY (link_num, event_seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_event_links_seq ON audit_event_links (event_seq, position);
 ${INDEXES.map((i) => `CREATE ${i.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${i.name} ON audit_events (${i.columns})${i.where ? ` WHERE ${i.where}` : ""};`).join("\n")}
@@ -79,8 +79,11 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
     db.pragma(`busy_timeout = ${String(options.busyTimeoutMs ?? 5000)}`);
     if (!readOnly) {
       db.pragma("journal_mode = WAL");
+      db.pragma("cache_size = -2000");
       db.pragma(`synchronous = ${options.synchronous === "normal" ? "NORMAL" : "FULL"}`);
       db.exec(SCHEMA);
+      // Refreshes the planner's statistics when they are missing or stale, so it picks the selective index.
+      db.pragma("optimize = 0x10002");
     }
   } catch (e) {
     throw new AuditFailure(`cannot open the SQLite audit log at ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -102,29 +105,48 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
   });
 }
 
+// Committed links are immutable, so they can be remembered; most events share all but their last link.
+const KNOWN_LINKS = 100_000;
+
 function appender(db: Database.Database): AuditBackend["append"] {
   let statements: ReturnType<typeof prepare> | null = null;
-  const write = db.transaction((batch: readonly EncodedEvent[]) => {
+  const known = new Map<string, StoredLink>();
+  const stored = (s: ReturnType<typeof prepare>, id: string): StoredLink | undefined => {
+    const cached = known.get(id);
+    if (cached !== undefined) return cached;
+    const row = s.link.get(id) as { num: number; summary: string } | undefined;
+    if (row === undefined) return undefined;
+    const link = { num: row.num, text: row.summary };
+    known.set(id, link);
+    return link;
+  };
+  const write = db.transaction((batch: readonly EncodedEvent[]): AppendPlan => {
     // Prepared on first use, not at open, so a schema broken after opening fails the write, not the open.
     const s = (statements ??= prepare(db));
     const head = (s.head.get() as ChainHead | undefined) ?? null;
     const plan = planAppend(head, batch, {
       hasEvent: (id) => s.hasEvent.get(id) !== undefined,
-      linkText: (id) => (s.linkText.get(id) as { summary: string } | undefined)?.summary,
+      link: (id) => stored(s, id),
+      lastLinkNum: (s.lastLinkNum.get() as { num: number | null }).num ?? 0,
     });
-    for (const l of plan.links) s.insertLink.run(l.id, l.summary);
+    for (const l of plan.links) s.insertLink.run(l.num, l.id, l.summary);
     for (const e of plan.events) s.insertEvent.run(EVENT_COLUMNS.map((c) => e[c]));
-    for (const l of plan.eventLinks) s.insertEventLink.run(l.link_id, l.event_seq, l.position);
-    return plan.results;
+    for (const l of plan.eventLinks) s.insertEventLink.run(l.link_num, l.event_seq, l.position);
+    return plan;
   });
   return (batch) => {
+    let plan: AppendPlan;
     try {
-      return Promise.resolve(write.immediate(batch));
+      plan = write.immediate(batch);
     } catch (e) {
-      // A failed statement can leave the cached statements on a dropped table: prepare again next time.
+      // A failed statement can leave the prepared statements on a dropped table: prepare again next time.
       statements = null;
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
+    // Only now are the batch's new links committed, and safe to remember.
+    if (known.size + plan.links.length > KNOWN_LINKS) known.clear();
+    for (const l of plan.links) known.set(l.id, { num: l.num, text: l.summary });
+    return Promise.resolve(plan.results);
   };
 }
 
@@ -132,9 +154,10 @@ function prepare(db: Database.Database) {
   return {
     head: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
     hasEvent: db.prepare("SELECT 1 FROM audit_events WHERE id = ?"),
-    linkText: db.prepare("SELECT summary FROM audit_links WHERE id = ?"),
-    insertLink: db.prepare("INSERT INTO audit_links (id, summary) VALUES (?, ?)"),
+    link: db.prepare("SELECT num, summary FROM audit_links WHERE id = ?"),
+    lastLinkNum: db.prepare("SELECT max(num) AS num FROM audit_links"),
+    insertLink: db.prepare("INSERT INTO audit_links (num, id, summary) VALUES (?, ?, ?)"),
     insertEvent: db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`),
-    insertEventLink: db.prepare("INSERT INTO audit_event_links (link_id, event_seq, position) VALUES (?, ?, ?)"),
+    insertEventLink: db.prepare("INSERT INTO audit_event_links (link_num, event_seq, position) VALUES (?, ?, ?)"),
   };
 }

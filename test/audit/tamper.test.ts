@@ -133,7 +133,7 @@ const CASES: readonly Case[] = [
          SELECT 5, 'forged', at, tool, action, resource, allowed, principal, request_id, tenant, capability_hash, session_id, task_id, ?, ?, ? FROM audit_events WHERE seq = 4`,
         [body, model.hash, hash],
       );
-      await kit.raw("INSERT INTO audit_event_links (link_id, event_seq, position) SELECT link_id, 5, position FROM audit_event_links WHERE event_seq = 4");
+      await kit.raw("INSERT INTO audit_event_links (link_num, event_seq, position) SELECT link_num, 5, position FROM audit_event_links WHERE event_seq = 4");
     },
     expect: (log) => [{ kind: "inserted", seq: 5, eventId: "forged", message: new RegExp(`event ${String(log.ids[4])} \\(seq 6\\) was written right after event ${String(log.ids[3])} \\(seq 4\\)`) }],
   },
@@ -161,7 +161,7 @@ const CASES: readonly Case[] = [
   {
     name: "an event added to another capability's descendants",
     tamper: async (kit, log) => {
-      await kit.raw("INSERT INTO audit_event_links (link_id, event_seq, position) VALUES (?, 5, 4)", [log.bobId]);
+      await kit.raw("INSERT INTO audit_event_links (link_num, event_seq, position) SELECT num, 5, 4 FROM audit_links WHERE id = ?", [log.bobId]);
     },
     expect: (log) => [{ kind: "index", seq: 5, eventId: log.ids[4] }],
   },

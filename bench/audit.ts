@@ -1,0 +1,311 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { planAppend, type StoredLink } from "../src/audit/append-plan.ts";
+import type { ChainHead } from "../src/audit/chain.ts";
+import { encodeEvent, encodeValidEvent, type EncodedEvent } from "../src/audit/encoding.ts";
+import { openAuditStore, type AuditStoreOptions } from "../src/audit/open.ts";
+import type { AuditQuery } from "../src/audit/query.ts";
+import { compileRedaction } from "../src/audit/redaction.ts";
+import { EVENT_COLUMNS } from "../src/audit/schema.ts";
+import type { AuditStore } from "../src/audit/store.ts";
+import { auditSubject, type AuditEvent } from "../src/kernel/audit-sink.ts";
+import { createManualClock, createMint, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { measureAsync, report } from "./harness.ts";
+
+/*
+ * The audit log: events per second written to SQLite and Postgres, the
+ * latency auditing adds to a tool call (ratio to the same call unaudited, in
+ * one run), and query times over a large log (SQLite only; its size is
+ * AGENTCAP_BENCH_AUDIT_EVENTS, default 1,000,000). Postgres parts run when
+ * DATABASE_URL is set, each in its own schema, dropped afterwards.
+ */
+
+const DAY = 86_400_000;
+/** Tool calls per session in the large log; each call makes three events. */
+const CALLS_PER_SESSION = 100;
+const NOW = Date.UTC(2025, 0, 31, 12);
+
+const rootGrant: Grant = {
+  tools: ["search", "read_file", "fetch"],
+  fs: [{ path: "/srv/data", ops: ["read", "list"] }],
+  http: [{ origin: "https://api.example.com", methods: ["GET"] }],
+};
+
+function event(cap: Capability, request: Request, at: number, tool: string | null): AuditEvent {
+  const decision = cap.check(request);
+  return {
+    id: randomUUID(),
+    at,
+    durationMs: 1.25,
+    kind: request.action === "tool.call" ? "tool" : "resource",
+    tool,
+    request,
+    decision,
+    outcome: decision.allowed ? { ok: true, resultBytes: 2048 } : { ok: false, errorCode: decision.code, message: decision.reason },
+    subject: auditSubject(cap),
+  };
+}
+
+/**
+ * One agent session's worth of events: a root minted for the principal, a
+ * revocable session link labelled { session, task }, and per tool call a
+ * capability narrowed to that call, used for the call and two resource
+ * accesses. About one call in fifty asks for something outside its grant.
+ */
+function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, session: number, calls: number, at: (i: number) => number) {
+  const root = mint.issue({ id: principal, tenants: [`t-${principal}`] }, { requestId: `req-${String(session)}` });
+  const caretaker = revocable(root.narrow({ tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), {
+    labels: { session: `s-${String(session)}`, task: `task-${String(session)}` },
+  });
+  const events: AuditEvent[] = [];
+  const callCaps: Capability[] = [];
+  for (let c = 0; c < calls; c++) {
+    const dir = `/srv/data/${principal}/${String(c % 10)}`;
+    const cap = caretaker.capability.narrow({ tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+    callCaps.push(cap);
+    const t = at(events.length);
+    const denied = c % 50 === 49;
+    events.push(event(cap, { action: "tool.call", tool: "search" }, t, "search"));
+    events.push(event(cap, { action: "fs.read", path: denied ? "/srv/data/secrets/keys.txt" : `${dir}/doc-${String(c)}.txt` }, t + 1, "search"));
+    events.push(event(cap, { action: "http.request", method: "GET", url: `https://api.example.com/v1/search?q=${String(c)}` }, t + 2, "search"));
+  }
+  return { root, session: caretaker.capability, callCaps, events };
+}
+
+async function timed(run: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await run();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+function fmtRate(events: number, seconds: number): string {
+  return `${Math.round(events / seconds).toLocaleString("en-US")} events/s`;
+}
+
+interface Engine {
+  readonly name: string;
+  readonly open: (tag: string, extra?: Partial<AuditStoreOptions>) => Promise<AuditStore>;
+  readonly cleanup: () => Promise<void>;
+}
+
+function sqliteEngine(dir: string): Engine {
+  return {
+    name: "SQLite",
+    open: (tag, extra = {}) => openAuditStore({ kind: "sqlite", path: join(dir, `${tag}.db`), ...extra } as AuditStoreOptions),
+    cleanup: () => Promise.resolve(),
+  };
+}
+
+function postgresEngine(url: string): Engine {
+  const schemas: string[] = [];
+  return {
+    name: "Postgres",
+    open: (tag) => {
+      const schema = `agentcap_bench_${tag}_${String(process.pid)}`;
+      schemas.push(schema);
+      return openAuditStore({ kind: "postgres", url, schema });
+    },
+    cleanup: async () => {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      for (const s of schemas) await client.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+      await client.end();
+    },
+  };
+}
+
+async function writeThroughput(engine: Engine): Promise<void> {
+  const mint = createMint({ issuer: "bench", clock: createManualClock(NOW), policy: () => rootGrant });
+  const { events } = sessionEvents(mint, "writer", 1, 2_334, (i) => NOW + i);
+  const store = await engine.open("writes", engine.name === "SQLite" ? { synchronous: "full" } : {});
+  try {
+    const sequential = events.slice(0, 1_000);
+    const seqSeconds = await timed(async () => {
+      for (const e of sequential) await store.write(e);
+    });
+    const concurrent = events.slice(1_000);
+    const conSeconds = await timed(async () => {
+      for (let i = 0; i < concurrent.length; i += 1_000) await Promise.all(concurrent.slice(i, i + 1_000).map((e) => store.write(e)));
+    });
+    const verifySeconds = await timed(() => store.verify());
+    console.log(`  ${engine.name.padEnd(9)} one writer awaiting each write: ${fmtRate(sequential.length, seqSeconds).padStart(16)}`);
+    console.log(`  ${engine.name.padEnd(9)} 1,000 concurrent writers (group commit): ${fmtRate(concurrent.length, conSeconds).padStart(16)}`);
+    console.log(`  ${engine.name.padEnd(9)} verify (hashes, chain, columns, lineage index): ${fmtRate(events.length, verifySeconds).padStart(16)}`);
+  } finally {
+    await store.close();
+  }
+}
+
+async function toolCallOverhead(engines: readonly Engine[]): Promise<void> {
+  const mint = createMint({ issuer: "bench", policy: () => rootGrant });
+  const cap = mint.issue({ id: "overhead" }).narrow({ tools: ["search"] });
+  const request: Request = { action: "tool.call", tool: "search" };
+  const handler = () => Promise.resolve("result");
+  const unaudited = async () => {
+    if (cap.authorize(request).allowed) await handler();
+  };
+  const audited = (store: AuditStore) => async () => {
+    const at = Date.now();
+    const decision = cap.authorize(request);
+    await store.write({
+      id: randomUUID(),
+      at,
+      durationMs: 0,
+      kind: "tool",
+      tool: "search",
+      request,
+      decision,
+      outcome: { ok: true, resultBytes: 6 },
+      subject: auditSubject(cap),
+    });
+    if (decision.allowed) await handler();
+  };
+  const baseline = await measureAsync("tool call, auditing off (baseline)", unaudited, 2_000);
+  const rows = [];
+  const stores: AuditStore[] = [];
+  try {
+    for (const engine of engines) {
+      const variants: [string, Partial<AuditStoreOptions>][] =
+        engine.name === "SQLite" ? [["synchronous=full, the default", { synchronous: "full" }], ["synchronous=normal", { synchronous: "normal" }]] : [["", {}]];
+      for (const [label, extra] of variants) {
+        const store = await engine.open(`overhead_${String(stores.length)}`, extra);
+        stores.push(store);
+        rows.push(await measureAsync(`auditing on: ${engine.name}${label === "" ? "" : ` (${label})`}`, audited(store), 100));
+      }
+    }
+  } finally {
+    for (const s of stores) await s.close();
+  }
+  report("audit: latency per tool call, one call at a time", baseline, rows);
+}
+
+/**
+ * Loads `total` events into a fresh SQLite log the way a bulk import would:
+ * indexes dropped, one transaction per session, indexes built
+ * again at the end. Events come from real capabilities and go through the
+ * store's own encoding and chaining (`encodeValidEvent`, `planAppend`), only
+ * without the per-event validation and the per-event index maintenance that
+ * the write-throughput part measures; a sample is checked to encode exactly as
+ * `write` would, and the loaded log is checked with a lineage query.
+ */
+async function bulkLoad(path: string, total: number, onSession: (k: number, session: ReturnType<typeof sessionEvents>) => void): Promise<number> {
+  await (await openAuditStore({ kind: "sqlite", path })).close();
+  const db = new Database(path);
+  db.pragma("synchronous = OFF");
+  db.pragma("cache_size = -262144");
+  const indexes = db.prepare("SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL").all() as { name: string; sql: string }[];
+  for (const i of indexes) db.exec(`DROP INDEX ${i.name}`);
+  const insertEvent = db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`);
+  const insertLink = db.prepare("INSERT INTO audit_links (num, id, summary) VALUES (?, ?, ?)");
+  const insertEventLink = db.prepare("INSERT INTO audit_event_links (link_num, event_seq, position) VALUES (?, ?, ?)");
+  const links = new Map<string, StoredLink>();
+  let head: ChainHead | null = null;
+  const append = db.transaction((batch: readonly EncodedEvent[]) => {
+    const plan = planAppend(head, batch, { hasEvent: () => false, link: (id) => links.get(id), lastLinkNum: links.size });
+    for (const l of plan.links) {
+      links.set(l.id, { num: l.num, text: l.summary });
+      insertLink.run(l.num, l.id, l.summary);
+    }
+    for (const e of plan.events) insertEvent.run(EVENT_COLUMNS.map((c) => e[c]));
+    for (const l of plan.eventLinks) insertEventLink.run(l.link_num, l.event_seq, l.position);
+    const last = plan.events.at(-1);
+    if (last !== undefined) head = { seq: last.seq, hash: last.hash };
+  });
+
+  const redact = compileRedaction();
+  const mint = createMint({ issuer: "bench", clock: createManualClock(NOW), policy: () => rootGrant });
+  const sessions = Math.ceil(total / (CALLS_PER_SESSION * 3));
+  let written = 0;
+  // One session per transaction: small batches keep the encoded events young, which the garbage collector rewards.
+  for (let k = 0; k < sessions && written < total; k++) {
+    // Spread over 30 days, so "today" is about a thirtieth of the log.
+    const start = NOW - 30 * DAY + Math.floor((k / sessions) * 30 * DAY);
+    const session = sessionEvents(mint, `user-${String(k % 200)}`, k, CALLS_PER_SESSION, (i) => start + i * 1000);
+    onSession(k, session);
+    const events = session.events.slice(0, total - written);
+    if (k === 0) {
+      for (const e of events.slice(0, 5)) {
+        if (encodeEvent(e, redact).body !== encodeValidEvent(e, redact).body) throw new Error("the bulk loader encodes differently from write()");
+      }
+    }
+    append(events.map((e) => encodeValidEvent(e, redact)));
+    written += events.length;
+  }
+  for (const i of indexes) db.exec(i.sql);
+  db.exec("ANALYZE");
+  db.close();
+  return written;
+}
+
+async function largeLog(dir: string, total: number): Promise<void> {
+  const path = join(dir, "large.db");
+  const sessions = Math.ceil(total / (CALLS_PER_SESSION * 3));
+  const middle = Math.floor(sessions / 2);
+  const probes = new Map<number, ReturnType<typeof sessionEvents>>();
+  const started = process.hrtime.bigint();
+  const written = await bulkLoad(path, total, (k, session) => {
+    if (k === middle || k === sessions - 1) probes.set(k, session);
+  });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const size = statSync(path).size + (statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0);
+  console.log(
+    `\naudit: queries over ${written.toLocaleString("en-US")} events in SQLite (bulk-loaded in ${seconds.toFixed(1)} s; ${Math.round(size / written)} bytes per event on disk; Postgres not loaded)`,
+  );
+  const p = probes.get(middle);
+  const latest = probes.get(sessions - 1);
+  if (p === undefined || latest === undefined) throw new Error("unreachable: both probe sessions are always built");
+  const store = await openAuditStore({ kind: "sqlite", path, readOnly: true });
+  try {
+    const sample = await store.query({ descendantsOf: p.session.id, limit: 10_000 });
+    if (sample.length !== p.events.length || sample[0]?.event.id !== p.events[0]?.id) throw new Error("the loaded log does not answer a lineage query correctly");
+    const q = async (name: string, query: AuditQuery) => {
+      const rows = (await store.query(query)).length;
+      return measureAsync(`${name} (${String(rows)} rows)`, async () => {
+        await store.query(query);
+      }, 20);
+    };
+    const call = p.callCaps[7] as Capability;
+    const today = latest.root.mint.principal;
+    const baseline = await q("first page of the log, no filter (baseline)", { limit: 100 });
+    const rows = [
+      await q("descendants of a session link, first page", { descendantsOf: p.session.id, limit: 100 }),
+      await q("descendants of a session link, all", { descendantsOf: p.session.id, limit: 10_000 }),
+      await q("descendants of one tool call's capability", { descendantsOf: call.id }),
+      await q("descendants of a root, newest first", { descendantsOf: p.root.id, order: "desc", limit: 100 }),
+      await q("capability hash: did it ever read a file?", { capabilityHash: call.hash, action: "fs.read" }),
+      await q(`principal ${today}, last 24 h`, { principal: today, since: NOW - DAY, limit: 100 }),
+      await q("root request id", { requestId: p.root.mint.requestId, limit: 1_000 }),
+      await q("denied only, newest first", { decision: "denied", order: "desc", limit: 100 }),
+      await q("resource prefix (a directory)", { resourcePrefix: "/srv/data/user-42/3/", limit: 100 }),
+      await q("tenant, last 7 days", { tenant: "t-user-99", since: NOW - 7 * DAY, limit: 100 }),
+      await q("action (a third of the log), newest first", { action: "http.request", order: "desc", limit: 100 }),
+      await q("time range alone, last hour", { since: NOW - 3_600_000, limit: 100 }),
+    ];
+    report("audit: query time over the large log (20 queries per round)", baseline, rows);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Write throughput, tool-call overhead, and queries over a large log. */
+export async function runAuditBench(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "agentcap-bench-audit-"));
+  const url = process.env.DATABASE_URL;
+  const engines = [sqliteEngine(dir), ...(url === undefined ? [] : [postgresEngine(url)])];
+  const total = Number(process.env.AGENTCAP_BENCH_AUDIT_EVENTS ?? 1_000_000);
+  if (!Number.isSafeInteger(total) || total < 1_000) throw new Error("AGENTCAP_BENCH_AUDIT_EVENTS must be a whole number of at least 1000");
+  try {
+    console.log("\naudit: write throughput (SQLite synchronous=full: each commit synced to disk)");
+    if (url === undefined) console.log("  Postgres skipped: set DATABASE_URL to include it");
+    for (const engine of engines) await writeThroughput(engine);
+    await toolCallOverhead(engines);
+    await largeLog(dir, total);
+  } finally {
+    for (const engine of engines) await engine.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
