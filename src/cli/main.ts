@@ -6,6 +6,7 @@
 import { Command } from "commander";
 import { AgentcapError } from "../kernel/errors.ts";
 import { registerAuditCommand } from "./audit-command.ts";
+import { registerServeCommand } from "./serve-command.ts";
 import { registerTokenCommand } from "./token-command.ts";
 
 /** The whole command tree, ready to parse. */
@@ -13,6 +14,7 @@ export function createProgram(): Command {
   const program = new Command("agentcap").description("capability-secure tools for AI agents").showHelpAfterError();
   registerTokenCommand(program);
   registerAuditCommand(program);
+  registerServeCommand(program);
   return program;
 }
 

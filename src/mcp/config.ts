@@ -1,0 +1,222 @@
+/**
+ * The gateway's configuration: one JSON file (or a module whose default
+ * export is the same object), validated with zod. Every bad field is named in
+ * one InvalidInput; relative paths are resolved against the file's folder, so
+ * a configuration means the same thing from any working directory.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { z } from "zod";
+import { InvalidInput } from "../kernel/errors.ts";
+import { parseGrant, type Grant } from "../kernel/grant.ts";
+
+const nonEmpty = z.string().min(1, "must not be empty");
+const grant = z.unknown().superRefine((value, ctx) => {
+  try {
+    parseGrant(value);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: e instanceof Error ? e.message : String(e) });
+  }
+});
+
+/*
+ * Policy grants carry domains only: merging conditions from several roles
+ * would be ambiguous, and tenants come from the principal.
+ */
+const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
+const policyGrant = grant.superRefine((value, ctx) => {
+  if (typeof value !== "object" || value === null) return;
+  for (const key of CONDITION_KEYS.filter((k) => Object.hasOwn(value, k))) {
+    ctx.addIssue({ code: "custom", path: [key], message: "policy grants name domains only; conditions belong on tokens, and tenants on principals" });
+  }
+});
+
+/** A constraint on one argument of an upstream tool: the request its value stands for. */
+export const ARGUMENT_KINDS = ["fs.read", "fs.write", "fs.list", "fs.delete", "http.GET", "http.HEAD", "http.POST", "http.PUT", "http.PATCH", "http.DELETE"] as const;
+export type ArgumentKind = (typeof ARGUMENT_KINDS)[number];
+
+const argumentKinds = z.union([z.enum(ARGUMENT_KINDS), z.array(z.enum(ARGUMENT_KINDS)).min(1)]);
+
+const upstreamCommon = {
+  name: z.string().regex(/^[A-Za-z0-9-]{1,24}$/, "must be 1 to 24 letters, digits or -, as it prefixes tool names (<name>__<tool>)"),
+  /** Folder relative paths in fs-constrained arguments resolve against, as the upstream would resolve them. */
+  root: nonEmpty.optional(),
+  /** The upstream tools to expose (others stay hidden), each with its constrained arguments. */
+  tools: z.record(z.string().min(1).max(64), z.record(z.string().min(1), argumentKinds)),
+};
+
+const upstreamSchema = z.union([
+  z.strictObject({ ...upstreamCommon, command: nonEmpty, args: z.array(z.string()).optional(), env: z.record(z.string(), z.string()).optional() }),
+  z.strictObject({ ...upstreamCommon, url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }) }),
+]);
+
+const storeSchema = z.discriminatedUnion("kind", [
+  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty }),
+  z.strictObject({
+    kind: z.literal("postgres"),
+    url: nonEmpty.optional(),
+    urlFromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").optional(),
+    schema: z.string().regex(/^[a-z_][a-z0-9_]{0,40}$/, "must be a lower-case identifier of at most 41 characters").optional(),
+  }),
+]);
+
+const principalSchema = z.strictObject({
+  tenants: z.array(nonEmpty).optional(),
+  roles: z.array(nonEmpty).optional(),
+  grant: policyGrant.optional(),
+});
+
+const configSchema = z
+  .strictObject({
+    issuer: nonEmpty,
+    listen: z
+      .strictObject({
+        host: nonEmpty.optional(),
+        port: z.number().int().min(0).max(65535).optional(),
+      })
+      .optional(),
+    keys: z
+      .strictObject({
+        /** A key file as `agentcap token keygen` writes it; needed to mint development tokens. */
+        file: nonEmpty.optional(),
+        /** Create the key file when it is missing (development setups only). */
+        createIfMissing: z.boolean().optional(),
+        /** Further issuer public keys, by key id, for tokens signed elsewhere or before a rotation. */
+        publicKeys: z.record(z.string().regex(/^\d{1,10}$/, "must be a key id in decimal"), nonEmpty).optional(),
+      })
+      .refine((k) => k.file !== undefined || k.publicKeys !== undefined, "needs file (a key file) or publicKeys (to verify only)"),
+    tokenStore: storeSchema,
+    audit: storeSchema,
+    policy: z.strictObject({
+      roles: z.record(nonEmpty, policyGrant),
+      principals: z.record(nonEmpty, principalSchema),
+    }),
+    tools: z
+      .strictObject({
+        files: z.strictObject({ root: nonEmpty }).optional(),
+        http: z.strictObject({ timeoutMs: z.number().int().positive().optional() }).optional(),
+        database: z.strictObject({ sqlite: nonEmpty, schema: z.record(nonEmpty, z.unknown()) }).optional(),
+        commands: z.strictObject({ env: z.record(z.string(), z.string()).optional() }).optional(),
+      })
+      .optional(),
+    upstreams: z.array(upstreamSchema).optional(),
+  })
+  .superRefine((config, ctx) => {
+    for (const [name, p] of Object.entries(config.policy.principals)) {
+      for (const [i, role] of (p.roles ?? []).entries()) {
+        if (!Object.hasOwn(config.policy.roles, role)) {
+          ctx.addIssue({ code: "custom", path: ["policy", "principals", name, "roles", i], message: `names role ${JSON.stringify(role)}, which policy.roles does not define` });
+        }
+      }
+    }
+    const names = new Set<string>();
+    for (const [i, u] of (config.upstreams ?? []).entries()) {
+      if (names.has(u.name)) ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], message: `another upstream is already named ${u.name}` });
+      names.add(u.name);
+    }
+  });
+
+type Parsed = z.output<typeof configSchema>;
+
+/** Where a store lives, with paths absolute and the Postgres URL read. */
+export type StoreConfig = { readonly kind: "sqlite"; readonly path: string } | { readonly kind: "postgres"; readonly url: string; readonly schema?: string };
+
+/** One upstream MCP server, as validated. */
+export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
+
+/** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
+export interface GatewayConfig {
+  readonly issuer: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly keys: { readonly file?: string; readonly createIfMissing: boolean; readonly publicKeys: Readonly<Record<string, string>> };
+  readonly tokenStore: StoreConfig;
+  readonly audit: StoreConfig;
+  readonly policy: {
+    readonly roles: Readonly<Record<string, Grant>>;
+    readonly principals: Readonly<Record<string, { readonly tenants: readonly string[]; readonly roles: readonly string[]; readonly grant?: Grant }>>;
+  };
+  readonly tools: NonNullable<Parsed["tools"]>;
+  readonly upstreams: readonly UpstreamConfig[];
+}
+
+/** Turns every zod issue into one line naming its field, so a person can fix them all in one go. */
+function describeAll(what: string, error: z.ZodError): string {
+  const lines = error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)"}: ${issue.message}`);
+  return `invalid ${what}:\n${lines.join("\n")}`;
+}
+
+function store(s: Parsed["audit"], dir: string, where: string, env: NodeJS.ProcessEnv): StoreConfig {
+  if (s.kind === "sqlite") return { kind: "sqlite", path: s.path === ":memory:" ? s.path : path.resolve(dir, s.path) };
+  const url = s.url ?? (s.urlFromEnv === undefined ? undefined : env[s.urlFromEnv]);
+  if (url === undefined || url === "") {
+    const source = s.urlFromEnv === undefined ? "set url" : `set the environment variable ${s.urlFromEnv}`;
+    throw new InvalidInput(`invalid gateway config:\n  ${where}: a postgres store needs a connection string; ${source}`);
+  }
+  return { kind: "postgres", url, ...(s.schema === undefined ? {} : { schema: s.schema }) };
+}
+
+/**
+ * Validates `value` as a gateway configuration. `dir` is the folder relative
+ * paths resolve against. Throws InvalidInput listing every bad field.
+ */
+export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const parsed = configSchema.safeParse(value);
+  if (!parsed.success) throw new InvalidInput(describeAll("gateway config", parsed.error));
+  const c = parsed.data;
+  const tools = c.tools ?? {};
+  return {
+    issuer: c.issuer,
+    listen: { host: c.listen?.host ?? "127.0.0.1", port: c.listen?.port ?? 3333 },
+    keys: {
+      ...(c.keys.file === undefined ? {} : { file: path.resolve(dir, c.keys.file) }),
+      createIfMissing: c.keys.createIfMissing ?? false,
+      publicKeys: c.keys.publicKeys ?? {},
+    },
+    tokenStore: store(c.tokenStore, dir, "tokenStore", env),
+    audit: store(c.audit, dir, "audit", env),
+    policy: {
+      roles: Object.fromEntries(Object.entries(c.policy.roles).map(([k, g]) => [k, parseGrant(g)])),
+      principals: Object.fromEntries(
+        Object.entries(c.policy.principals).map(([k, p]) => [k, { tenants: p.tenants ?? [], roles: p.roles ?? [], ...(p.grant === undefined ? {} : { grant: parseGrant(p.grant) }) }]),
+      ),
+    },
+    tools: {
+      ...(tools.files === undefined ? {} : { files: { root: path.resolve(dir, tools.files.root) } }),
+      ...(tools.http === undefined ? {} : { http: tools.http }),
+      ...(tools.database === undefined ? {} : { database: { ...tools.database, sqlite: path.resolve(dir, tools.database.sqlite) } }),
+      ...(tools.commands === undefined ? {} : { commands: tools.commands }),
+    },
+    upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
+  };
+}
+
+/**
+ * Loads and validates the configuration at `file`: JSON, or a `.ts`/`.js`
+ * module whose default export is the configuration object. Throws
+ * InvalidInput when the file cannot be read or parsed, or a field is bad.
+ */
+export async function loadGatewayConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<GatewayConfig> {
+  const absolute = path.resolve(file);
+  let value: unknown;
+  if (/\.(c|m)?[jt]s$/.test(absolute)) {
+    try {
+      value = ((await import(pathToFileURL(absolute).href)) as { default?: unknown }).default;
+    } catch (e) {
+      throw new InvalidInput(`cannot load gateway config module ${absolute}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(absolute, "utf8");
+    } catch (e) {
+      throw new InvalidInput(`cannot read gateway config ${absolute}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    try {
+      value = JSON.parse(text) as unknown;
+    } catch (e) {
+      throw new InvalidInput(`gateway config ${absolute} is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return parseGatewayConfig(value, path.dirname(absolute), env);
+}

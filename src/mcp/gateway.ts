@@ -1,0 +1,176 @@
+/**
+ * Everything one gateway process holds, opened from a validated
+ * configuration: the token mint (when it has the signing key), the verifier
+ * and its shared token store, the audit store, the confined tools, the
+ * guarded upstreams, and the dispatcher over all of them.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { openAuditStore } from "../audit/open.ts";
+import type { AuditStore } from "../audit/store.ts";
+import type { Capability } from "../kernel/capability.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import { createExec } from "../resources/exec.ts";
+import { createFileSystem } from "../resources/fs.ts";
+import { createHttpClient } from "../resources/http.ts";
+import { createSqlDatabase } from "../resources/sql/database.ts";
+import type { SchemaSpec } from "../resources/sql/schema.ts";
+import { commandTool } from "../tools/builtin/command.ts";
+import { databaseTools } from "../tools/builtin/database.ts";
+import { fetchTool } from "../tools/builtin/fetch.ts";
+import { fileTools } from "../tools/builtin/files.ts";
+import type { AnyTool, JsonSchema } from "../tools/define.ts";
+import { createDispatcher, type Dispatcher } from "../tools/dispatcher.ts";
+import { generateKeyPair } from "../token/biscuit.ts";
+import { openPostgresTokenStore } from "../token/postgres-store.ts";
+import { openSqliteTokenStore } from "../token/sqlite-store.ts";
+import type { TokenStore } from "../token/store.ts";
+import { createTokenMint, createVerifier, inspectVerified, revokeToken, toToken, type TokenMint, type Verifier } from "../token/token.ts";
+import type { GatewayConfig, StoreConfig } from "./config.ts";
+import { configuredPolicy } from "./policy.ts";
+import { guardUpstream, type GuardedUpstream } from "./upstream.ts";
+
+/** A running gateway's state. It holds no authority of its own: every call brings the capability of its session. */
+export interface Gateway {
+  readonly config: GatewayConfig;
+  readonly dispatcher: Dispatcher;
+  readonly tokenStore: TokenStore;
+  readonly audit: AuditStore;
+  /** Schemas shown instead of the dispatcher's, for upstream tools (the upstream's own). */
+  readonly displaySchemas: ReadonlyMap<string, JsonSchema>;
+  /** Names of upstream tools, whose results are MCP results already and pass through unchanged. */
+  readonly passthrough: ReadonlySet<string>;
+  /** Verifies a token presented by a client (signature, revocation, expiry), giving the session's capability. Throws InvalidToken, Revoked or Expired. */
+  authenticate(token: string, options?: { readonly fresh?: boolean }): Capability;
+  /** Revokes `token`'s last block (and so everything derived from it) in the shared store, after checking its signature. */
+  revoke(token: string, reason?: string): Promise<void>;
+  /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
+  issueToken(principal: string): string;
+  /** Closes upstream connections, then the stores. */
+  close(): Promise<void>;
+}
+
+/** Options for tests and embedders: a different upstream transport, for example one that counts messages. */
+export interface OpenGatewayOptions {
+  readonly guard?: typeof guardUpstream;
+}
+
+interface KeyFile {
+  readonly keyId: number;
+  readonly privateKey: string;
+}
+
+function readKeys(config: GatewayConfig["keys"]): KeyFile | null {
+  if (config.file === undefined) return null;
+  if (!existsSync(config.file)) {
+    if (!config.createIfMissing) throw new InvalidInput(`key file ${config.file} does not exist; create it with \`agentcap token keygen --out ${config.file}\``);
+    mkdirSync(path.dirname(config.file), { recursive: true });
+    const pair = generateKeyPair();
+    writeFileSync(config.file, `${JSON.stringify({ keyId: 1, ...pair }, null, 2)}\n`, { mode: 0o600 });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(readFileSync(config.file, "utf8"));
+  } catch (e) {
+    throw new InvalidInput(`key file ${config.file} cannot be read as JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const k = data as Partial<KeyFile> | null;
+  if (typeof k !== "object" || k === null || typeof k.keyId !== "number" || typeof k.privateKey !== "string") {
+    throw new InvalidInput(`key file ${config.file} must hold { "keyId": <number>, "privateKey": "ed25519-private/<hex>" } as agentcap token keygen writes it`);
+  }
+  return { keyId: k.keyId, privateKey: k.privateKey };
+}
+
+async function openTokenStore(s: StoreConfig): Promise<TokenStore> {
+  if (s.kind === "postgres") return openPostgresTokenStore({ connectionString: s.url, ...(s.schema === undefined ? {} : { schema: s.schema }) });
+  if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
+  return openSqliteTokenStore(s.path);
+}
+
+async function openAudit(s: StoreConfig): Promise<AuditStore> {
+  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...(s.schema === undefined ? {} : { schema: s.schema }) });
+  if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
+  return openAuditStore({ kind: "sqlite", path: s.path });
+}
+
+/** The built-in confined tools the configuration enables, and what to close with them. */
+function builtinTools(config: GatewayConfig["tools"]): { tools: AnyTool[]; close: () => void } {
+  const tools: AnyTool[] = [];
+  const closers: (() => void)[] = [];
+  if (config.files !== undefined) {
+    const f = fileTools(createFileSystem({ baseDir: config.files.root }));
+    tools.push(f.read, f.write, f.list);
+  }
+  if (config.http !== undefined) tools.push(fetchTool(createHttpClient(config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs })));
+  if (config.database !== undefined) {
+    if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
+    const sqlite = new Database(config.database.sqlite, { fileMustExist: true });
+    closers.push(() => sqlite.close());
+    const schema = config.database.schema as SchemaSpec;
+    const d = databaseTools(createSqlDatabase({ sqlite, schema }), schema);
+    tools.push(d.query, d.create, d.update, d.delete);
+  }
+  if (config.commands !== undefined) tools.push(commandTool(createExec(config.commands.env === undefined ? {} : { env: config.commands.env })));
+  return { tools, close: () => { closers.forEach((c) => { c(); }); } };
+}
+
+/**
+ * Opens a gateway from `config`. Throws InvalidInput for a missing key file,
+ * a missing database, an upstream tool that does not exist, and the like;
+ * whatever was opened before the failure is closed again.
+ */
+export async function openGateway(config: GatewayConfig, options: OpenGatewayOptions = {}): Promise<Gateway> {
+  const cleanup: (() => unknown)[] = [];
+  const closeAll = async () => {
+    for (const c of cleanup.reverse()) await c();
+  };
+  try {
+    const keys = readKeys(config.keys);
+    const mint: TokenMint<unknown> | null =
+      keys === null ? null : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
+    const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
+    const tokenStore = await openTokenStore(config.tokenStore);
+    cleanup.push(() => tokenStore.close());
+    const audit = await openAudit(config.audit);
+    cleanup.push(() => audit.close());
+    const builtin = builtinTools(config.tools);
+    cleanup.push(builtin.close);
+    const guard = options.guard ?? guardUpstream;
+    const upstreams: GuardedUpstream[] = [];
+    for (const u of config.upstreams) {
+      const g = await guard(u);
+      upstreams.push(g);
+      cleanup.push(() => g.close());
+    }
+    const dispatcher = createDispatcher({ tools: [...builtin.tools, ...upstreams.flatMap((u) => u.tools)], audit });
+    const verifyOptions = { publicKeys, store: tokenStore };
+    const verifier: Verifier = createVerifier(verifyOptions);
+    return Object.freeze({
+      config,
+      dispatcher,
+      tokenStore,
+      audit,
+      displaySchemas: new Map(upstreams.flatMap((u) => [...u.schemas])),
+      passthrough: new Set(upstreams.flatMap((u) => u.tools.map((t) => t.name))),
+      authenticate: (token: string, opts?: { readonly fresh?: boolean }) => {
+        // A new session looks at revocation and expiry before it exists; later requests reuse the verified capability, whose every check consults the store.
+        if (opts?.fresh === true) inspectVerified(token, verifyOptions);
+        return verifier.verify(token);
+      },
+      revoke: async (token: string, reason?: string) => {
+        inspectVerified(token, verifyOptions);
+        await revokeToken(token, { publicKeys, store: tokenStore, ...(reason === undefined ? {} : { reason }) });
+      },
+      issueToken: (principal: string) => {
+        if (mint === null) throw new InvalidInput("this gateway has no signing key (keys.file); it can verify tokens but not mint them");
+        const declared = config.policy.principals[principal];
+        return toToken(mint.issue({ id: principal, tenants: declared?.tenants ?? [], roles: declared?.roles ?? [] }));
+      },
+      close: closeAll,
+    });
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The gateway over Streamable HTTP. Every request carries a bearer token in
+ * `Authorization`; a missing or bad one gets 401 with `WWW-Authenticate:
+ * Bearer …` (and `error="invalid_token"` when one was given), pointing at the
+ * protected resource metadata as the MCP authorization spec asks. A session
+ * is bound at `initialize` to the capability of the token that opened it,
+ * and later requests of the session must present that same token.
+ */
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import type { Capability } from "../kernel/capability.ts";
+import { AgentcapError } from "../kernel/errors.ts";
+import type { Gateway } from "./gateway.ts";
+import { sessionServer } from "./session.ts";
+
+/** The path MCP clients connect to. */
+export const MCP_PATH = "/mcp";
+/** Where a holder can revoke its own token (POST, with the token as bearer): giving up authority needs no other right. */
+export const REVOKE_PATH = "/revoke";
+const METADATA_PATH = "/.well-known/oauth-protected-resource";
+
+/** A listening HTTP gateway. */
+export interface HttpGateway {
+  /** The MCP endpoint, such as http://127.0.0.1:3333/mcp. */
+  readonly url: string;
+  /** Stops accepting connections, closes every session, and waits for the server to stop. */
+  close(): Promise<void>;
+}
+
+interface Session {
+  readonly token: string;
+  readonly capability: Capability;
+  readonly transport: StreamableHTTPServerTransport;
+}
+
+function bearer(req: IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  if (header === undefined) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m === null ? "" : (m[1] as string);
+}
+
+function quoted(text: string): string {
+  return `"${text.replace(/[\\"]/g, "\\$&").replace(/[\r\n]/g, " ")}"`;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
+}
+
+/**
+ * Serves `gateway` on `host:port` (port 0 picks a free one). Resolves once
+ * listening. Only the gateway's own routes answer: /mcp, /revoke and the
+ * protected resource metadata.
+ */
+export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }): Promise<HttpGateway> {
+  const sessions = new Map<string, Session>();
+  let origin = "";
+
+  const challenge = (res: ServerResponse, error: AgentcapError | null): void => {
+    const parts = [`realm="agentcap"`, `resource_metadata=${quoted(`${origin}${METADATA_PATH}`)}`];
+    if (error !== null) parts.push(`error="invalid_token"`, `error_description=${quoted(error.message)}`);
+    const message = error === null ? "this MCP server needs a bearer token in the Authorization header" : `${error.code}: ${error.message}`;
+    send(res, 401, { jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { "www-authenticate": `Bearer ${parts.join(", ")}` });
+  };
+
+  /** The capability of the request's token, or null after answering 401. */
+  const authenticate = (req: IncomingMessage, res: ServerResponse, fresh: boolean): { token: string; capability: Capability } | null => {
+    const token = bearer(req);
+    if (token === null) {
+      challenge(res, null);
+      return null;
+    }
+    try {
+      return { token, capability: gateway.authenticate(token, { fresh }) };
+    } catch (e) {
+      if (!(e instanceof AgentcapError)) throw e;
+      challenge(res, e);
+      return null;
+    }
+  };
+
+  const handleMcp = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const sessionId = req.headers["mcp-session-id"];
+    if (typeof sessionId === "string") {
+      const session = sessions.get(sessionId);
+      if (session === undefined) { send(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "session not found; initialize a new one" }, id: null }); return; }
+      const auth = authenticate(req, res, false);
+      if (auth === null) return;
+      if (auth.token !== session.token) {
+        send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
+      }
+      return session.transport.handleRequest(req, res);
+    }
+    const auth = authenticate(req, res, true);
+    if (auth === null) return;
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { ...auth, transport });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
+    };
+    const server = sessionServer(gateway, auth.capability);
+    await server.connect(transport);
+    await transport.handleRequest(req, res);
+    // Anything but an initialize request was refused by the transport: nothing to keep.
+    if (transport.sessionId === undefined) await server.close();
+  };
+
+  const handleRevoke = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const token = bearer(req);
+    if (token === null) { challenge(res, null); return; }
+    try {
+      await gateway.revoke(token, "revoked by its holder through the gateway");
+    } catch (e) {
+      if (!(e instanceof AgentcapError)) throw e;
+      challenge(res, e); return;
+    }
+    send(res, 200, { revoked: true });
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", origin);
+    const route = async (): Promise<void> => {
+      if (url.pathname === MCP_PATH) await handleMcp(req, res);
+      else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
+      else if (url.pathname === METADATA_PATH && req.method === "GET") {
+        send(res, 200, { resource: `${origin}${MCP_PATH}`, bearer_methods_supported: ["header"], resource_name: "agentcap gateway" });
+      } else send(res, 404, { error: "not found" });
+    };
+    route().catch((e: unknown) => {
+      process.stderr.write(`agentcap serve: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      if (!res.headersSent) send(res, 500, { jsonrpc: "2.0", error: { code: -32603, message: "internal error" }, id: null });
+      else res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(listen.port, listen.host, () => { resolve(); });
+  });
+  const address = server.address() as AddressInfo;
+  origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  return {
+    url: `${origin}${MCP_PATH}`,
+    close: async () => {
+      await Promise.all([...sessions.values()].map((s) => s.transport.close()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => { resolve(); }));
+    },
+  };
+}

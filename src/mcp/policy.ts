@@ -1,0 +1,42 @@
+/**
+ * The mint's policy from configuration data: principals name roles, roles
+ * name grants, and a principal's root grant is the union of its roles'
+ * grants and its own. Tenants come from the principal: a row scope value
+ * `"${tenant}"` stands for each of the principal's tenants in turn.
+ */
+import type { DbRule, Grant } from "../kernel/grant.ts";
+import type { MintPolicy } from "../kernel/mint.ts";
+import type { GatewayConfig } from "./config.ts";
+
+/** The placeholder a db rule's scope uses for the principal's tenant. */
+export const TENANT_PLACEHOLDER = "${tenant}";
+
+function forTenants(rule: DbRule, tenants: readonly string[]): DbRule[] {
+  const scope = rule.scope;
+  if (scope === undefined || !Object.values(scope).includes(TENANT_PLACEHOLDER)) return [rule];
+  // A placeholder with no tenant to stand for grants nothing, rather than a scope matching the literal text.
+  return tenants.map((t) => ({ ...rule, scope: Object.fromEntries(Object.entries(scope).map(([k, v]) => [k, v === TENANT_PLACEHOLDER ? t : v])) }));
+}
+
+/**
+ * A mint policy for `policy`: unknown principals get nothing (the mint
+ * refuses); known ones get the union of their roles' and own grants, confined
+ * to their tenants when they have any.
+ */
+export function configuredPolicy(policy: GatewayConfig["policy"]): MintPolicy {
+  return (principal) => {
+    if (!Object.hasOwn(policy.principals, principal.id)) return null;
+    const declared = policy.principals[principal.id];
+    if (declared === undefined) return null;
+    const grants: Grant[] = [...declared.roles.flatMap((r) => (Object.hasOwn(policy.roles, r) ? [policy.roles[r] as Grant] : [])), ...(declared.grant === undefined ? [] : [declared.grant])];
+    const tenants = declared.tenants;
+    return {
+      tools: [...new Set(grants.flatMap((g) => g.tools ?? []))],
+      fs: grants.flatMap((g) => g.fs ?? []),
+      http: grants.flatMap((g) => g.http ?? []),
+      exec: grants.flatMap((g) => g.exec ?? []),
+      db: grants.flatMap((g) => g.db ?? []).flatMap((rule) => forTenants(rule, tenants)),
+      ...(tenants.length === 0 ? {} : { tenants }),
+    };
+  };
+}

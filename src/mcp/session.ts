@@ -1,0 +1,51 @@
+/**
+ * One MCP session bound to one capability: an SDK server whose `tools/list`
+ * is the dispatcher's catalog for that capability and whose `tools/call`
+ * goes through the dispatcher with it. The capability lives in this closure
+ * only; nothing the client or the model receives contains it or its token.
+ */
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
+import type { Capability } from "../kernel/capability.ts";
+import { AgentcapError } from "../kernel/errors.ts";
+import type { Gateway } from "./gateway.ts";
+
+/** The text a refused or failed call returns to the client: the error's stable code and its message. */
+export function errorResult(e: unknown): CallToolResult {
+  const text = e instanceof AgentcapError ? `${e.code}: ${e.message}` : `ERR_TOOL_FAILED: ${e instanceof Error ? e.message : String(e)}`;
+  return { isError: true, content: [{ type: "text", text }] };
+}
+
+/** A result from a built-in tool as MCP content: JSON text, and the object itself as structured content when it is one. */
+function toolResult(value: unknown): CallToolResult {
+  // JSON.stringify gives undefined for undefined; a tool that returns nothing says so.
+  const text = value === undefined ? "null" : JSON.stringify(value);
+  const structured = typeof value === "object" && value !== null && !Array.isArray(value) ? { structuredContent: value as Record<string, unknown> } : {};
+  return { content: [{ type: "text", text }], ...structured };
+}
+
+/**
+ * An MCP server for one session under `capability`. Refusals (denied,
+ * revoked, expired, bad input) are tool results with `isError`, so the model
+ * can read why and the session keeps serving.
+ */
+export function sessionServer(gateway: Gateway, capability: Capability): McpServer {
+  const mcp = new McpServer({ name: "agentcap", version: "0.1.0" }, { capabilities: { tools: { listChanged: false } } });
+  // The low-level handlers, not registerTool: tool schemas here are JSON schemas already, and the list differs per capability.
+  const server = mcp.server;
+  server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: gateway.dispatcher.catalog(capability).map(
+      (entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: (gateway.displaySchemas.get(entry.name) ?? entry.inputSchema) as McpTool["inputSchema"] }),
+    ),
+  }));
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const { name, arguments: args } = request.params;
+    try {
+      const result = await gateway.dispatcher.call(name, args ?? {}, capability);
+      return gateway.passthrough.has(name) ? (result as CallToolResult) : toolResult(result);
+    } catch (e) {
+      return errorResult(e);
+    }
+  });
+  return mcp;
+}

@@ -1,0 +1,142 @@
+/**
+ * The upstream guard: agentcap connects to an existing MCP server as a
+ * client and re-exposes the tools the configuration lists, as agentcap tools
+ * named `<upstream>__<tool>`. Each listed argument is canonicalized into the
+ * request its value stands for (a path like the `fs` domain, a URL like the
+ * `http` domain); the dispatcher authorizes those requests before the handler
+ * runs, so a denied call never reaches the upstream. The handler authorizes
+ * the same requests again on its narrowed capability and sends the
+ * canonical values, so the upstream acts on exactly what was authorized.
+ */
+import path from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import { assertAuthorized } from "../kernel/capability.ts";
+import { InvalidInput } from "../kernel/errors.ts";
+import type { FsRequest, HttpRequest } from "../kernel/request.ts";
+import { lexicalPath, realPath } from "../resources/fs-paths.ts";
+import { defineTool, type AnyTool, type JsonSchema } from "../tools/define.ts";
+import type { ArgumentKind, UpstreamConfig } from "./config.ts";
+
+/** Separates an upstream's name from its tool's name in the exposed name. */
+export const UPSTREAM_SEPARATOR = "__";
+
+/** An upstream behind the guard: its exposed tools, the schemas to show for them, and how to disconnect. */
+export interface GuardedUpstream {
+  readonly name: string;
+  readonly tools: readonly AnyTool[];
+  /** The upstream's own input schema for each exposed tool name, shown to clients in place of the guard's loose one. */
+  readonly schemas: ReadonlyMap<string, JsonSchema>;
+  close(): Promise<void>;
+}
+
+/** The client transport for an upstream: a spawned command (stdio) or a Streamable HTTP URL. */
+export function upstreamTransport(config: UpstreamConfig): Transport {
+  if ("url" in config) return new StreamableHTTPClientTransport(new URL(config.url));
+  return new StdioClientTransport({
+    command: config.command,
+    args: [...(config.args ?? [])],
+    // Only the SDK's short list of safe variables and the configured ones: the gateway's secrets stay here.
+    env: { ...getDefaultEnvironment(), ...(config.env ?? {}) },
+    stderr: "inherit",
+    ...(config.root === undefined ? {} : { cwd: config.root }),
+  });
+}
+
+type Need = FsRequest | HttpRequest;
+
+/** The canonical request one argument value stands for; InvalidInput when the value cannot be one. */
+function canonical(kind: ArgumentKind, value: string, root: string | undefined, where: string): Need {
+  if (kind.startsWith("fs.")) {
+    if (!path.isAbsolute(value) && root === undefined) {
+      throw new InvalidInput(`${where}: relative path ${JSON.stringify(value)} needs the upstream's root; give an absolute path`);
+    }
+    return { action: kind as FsRequest["action"], path: realPath(lexicalPath(value, root ?? "/")) };
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidInput(`${where}: ${JSON.stringify(value)} is not an absolute URL`);
+  }
+  return { action: "http.request", method: kind.slice("http.".length) as HttpRequest["method"], url: url.href };
+}
+
+/**
+ * The requests a call's arguments stand for, and the arguments with every
+ * constrained value replaced by its canonical form. A constrained argument
+ * must be present, as a string or an array of strings: an upstream's default
+ * for a missing one would be a request nobody authorized.
+ */
+export function constrainArguments(
+  tool: string,
+  constraints: Readonly<Record<string, ArgumentKind | readonly ArgumentKind[]>>,
+  input: Readonly<Record<string, unknown>>,
+  root: string | undefined,
+): { readonly needs: readonly Need[]; readonly args: Record<string, unknown> } {
+  const needs: Need[] = [];
+  const args: Record<string, unknown> = { ...input };
+  for (const [name, spec] of Object.entries(constraints)) {
+    const where = `tool ${tool}: argument ${name}`;
+    const value = Object.hasOwn(input, name) ? input[name] : undefined;
+    const values = typeof value === "string" ? [value] : Array.isArray(value) && value.every((v) => typeof v === "string") ? (value) : null;
+    if (values === null) throw new InvalidInput(`${where} must be a string or an array of strings; agentcap checks it before the upstream sees it`);
+    const kinds = typeof spec === "string" ? [spec] : spec;
+    const canonicalValues = values.map((v) => {
+      const requests = kinds.map((k) => canonical(k, v, root, where));
+      needs.push(...requests);
+      const first = requests[0] as Need;
+      return first.action === "http.request" ? first.url : first.path;
+    });
+    args[name] = typeof value === "string" ? canonicalValues[0] : canonicalValues;
+  }
+  return { needs, args };
+}
+
+/**
+ * Connects to one upstream, lists its tools, and wraps the configured ones.
+ * Throws InvalidInput when the configuration names a tool the upstream does
+ * not offer, or a name that would not be a valid tool name once prefixed.
+ */
+export async function guardUpstream(config: UpstreamConfig, transport: Transport = upstreamTransport(config)): Promise<GuardedUpstream> {
+  const client = new Client({ name: "agentcap-gateway", version: "0.1.0" });
+  await client.connect(transport);
+  try {
+    const offered = new Map((await client.listTools()).tools.map((t) => [t.name, t]));
+    const tools: AnyTool[] = [];
+    const schemas = new Map<string, JsonSchema>();
+    for (const [upstreamName, constraints] of Object.entries(config.tools)) {
+      const listed = offered.get(upstreamName);
+      if (listed === undefined) {
+        throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${[...offered.keys()].join(", ") || "no tools"}`);
+      }
+      const exposed = `${config.name}${UPSTREAM_SEPARATOR}${upstreamName}`;
+      const root = config.root;
+      const tool = defineTool(
+        {
+          name: exposed,
+          description: `${listed.description ?? upstreamName} (via agentcap from upstream ${config.name})`,
+          // The upstream validates the rest itself; the constrained arguments are checked in needs.
+          input: z.looseObject({}),
+          needs: (input) => constrainArguments(exposed, constraints, input, root).needs,
+        },
+        async (input, cap, ctx): Promise<CallToolResult> => {
+          // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
+          const { needs, args } = constrainArguments(exposed, constraints, input, root);
+          for (const need of needs) assertAuthorized(cap, ctx.tenant === null ? need : { ...need, tenant: ctx.tenant });
+          return (await client.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult;
+        },
+      );
+      tools.push(tool);
+      schemas.set(exposed, listed.inputSchema);
+    }
+    return { name: config.name, tools, schemas, close: () => client.close() };
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
+}

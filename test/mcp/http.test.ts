@@ -1,0 +1,207 @@
+import path from "node:path";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
+import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { attenuate, revokeToken } from "../../src/token/token.ts";
+import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
+
+let fixture: Fixture;
+let gateway: Gateway;
+let http: HttpGateway;
+
+beforeAll(async () => {
+  fixture = makeFixture();
+  gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
+  http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 });
+});
+
+afterAll(async () => {
+  await http.close();
+  await gateway.close();
+  fixture.cleanup();
+});
+
+const initialize = (headers: Record<string, string>) =>
+  fetch(http.url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
+  });
+
+describe("bearer authentication", () => {
+  it("answers a request without a token with 401 and a Bearer challenge naming the resource metadata", async () => {
+    const res = await initialize({});
+    expect(res.status).toBe(401);
+    const challenge = res.headers.get("www-authenticate") ?? "";
+    expect(challenge).toMatch(/^Bearer /);
+    expect(challenge).toContain(`resource_metadata="${new URL(http.url).origin}/.well-known/oauth-protected-resource"`);
+    expect(challenge).not.toContain("invalid_token");
+    const meta = (await (await fetch(`${new URL(http.url).origin}/.well-known/oauth-protected-resource`)).json()) as { resource: string };
+    expect(meta.resource).toBe(http.url);
+  });
+
+  it("answers a bad token with 401 and error=invalid_token", async () => {
+    for (const bad of ["not-a-token", "Zm9v", gateway.issueToken("alice").slice(0, -4)]) {
+      const res = await initialize({ authorization: `Bearer ${bad}` });
+      expect(res.status).toBe(401);
+      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+      expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^ERR_INVALID_TOKEN/);
+    }
+  });
+
+  it("answers a malformed Authorization header with 401 invalid_token", async () => {
+    const res = await initialize({ authorization: "Basic dXNlcjpwYXNz" });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+  });
+
+  it("refuses a token of another issuer", async () => {
+    const other = makeFixture();
+    try {
+      const foreign = await openGateway(await loadGatewayConfig(other.configFile));
+      const token = foreign.issueToken("alice");
+      await foreign.close();
+      const res = await initialize({ authorization: `Bearer ${token}` });
+      expect(res.status).toBe(401);
+      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  it("refuses a revoked token at initialize", async () => {
+    const token = gateway.issueToken("alice");
+    await gateway.revoke(token);
+    const res = await initialize({ authorization: `Bearer ${token}` });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^ERR_REVOKED/);
+  });
+
+  it("binds a session to the token that opened it", async () => {
+    const { client, transport } = await httpClient(http.url, gateway.issueToken("alice"));
+    try {
+      const res = await fetch(http.url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          authorization: `Bearer ${gateway.issueToken("bob")}`,
+          "mcp-session-id": transport.sessionId ?? "",
+          "mcp-protocol-version": "2025-06-18",
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }),
+      });
+      expect(res.status).toBe(403);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("tools over a session", () => {
+  it("lists only the tools the session's capability reaches", async () => {
+    const alice = await httpClient(http.url, gateway.issueToken("alice"));
+    const bob = await httpClient(http.url, gateway.issueToken("bob"));
+    try {
+      expect((await alice.client.listTools()).tools.map((t) => t.name).sort()).toEqual(["list_files", "read_file"]);
+      expect((await bob.client.listTools()).tools.map((t) => t.name)).toEqual(["list_files"]);
+      const schema = (await alice.client.listTools()).tools.find((t) => t.name === "read_file")?.inputSchema;
+      expect(schema?.properties).toHaveProperty("path");
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+    }
+  });
+
+  it("calls through the dispatcher: allowed inside the grant, denied outside, bad input refused, all audited", async () => {
+    const token = gateway.issueToken("alice");
+    const { client } = await httpClient(http.url, token);
+    try {
+      const ok = (await client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } })) as CallToolResult;
+      expect(ok.isError).toBeFalsy();
+      expect(JSON.parse(textOf(ok))).toEqual({ path: "public/hello.txt", text: "hello from the workspace\n" });
+      expect(ok.structuredContent).toEqual({ path: "public/hello.txt", text: "hello from the workspace\n" });
+
+      const outside = (await client.callTool({ name: "read_file", arguments: { path: "private/secret.txt" } })) as CallToolResult;
+      expect(outside.isError).toBe(true);
+      expect(textOf(outside)).toMatch(/^ERR_CAPABILITY_DENIED/);
+      expect(textOf(outside)).not.toContain("top secret");
+
+      const escape = (await client.callTool({ name: "read_file", arguments: { path: "public/../private/secret.txt" } })) as CallToolResult;
+      expect(textOf(escape)).toMatch(/^ERR_CAPABILITY_DENIED/);
+
+      const bad = (await client.callTool({ name: "read_file", arguments: { path: 42 } })) as CallToolResult;
+      expect(bad.isError).toBe(true);
+      expect(textOf(bad)).toMatch(/^ERR_INVALID_INPUT.*path/);
+
+      const ungranted = (await client.callTool({ name: "write_file", arguments: { path: "public/x", content: "x" } })) as CallToolResult;
+      expect(textOf(ungranted)).toMatch(/^ERR_CAPABILITY_DENIED/);
+
+      const events = await gateway.audit.query({ tool: "read_file" });
+      expect(events.some((e) => e.event.outcome.ok && e.event.request.action === "tool.call")).toBe(true);
+      expect(events.some((e) => !e.event.decision.allowed && e.event.request.action === "fs.read")).toBe(true);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("never shows the token to the client", async () => {
+    const token = gateway.issueToken("alice");
+    const { client } = await httpClient(http.url, token);
+    try {
+      const seen = JSON.stringify([await client.listTools(), await client.callTool({ name: "read_file", arguments: { path: "private/secret.txt" } })]);
+      expect(seen).not.toContain(token.slice(0, 40));
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe("revocation in a live session", () => {
+  it("takes effect on the very next call after the token is revoked", async () => {
+    const token = gateway.issueToken("alice");
+    const { client } = await httpClient(http.url, token);
+    try {
+      expect(((await client.callTool({ name: "list_files", arguments: { path: "public" } })) as CallToolResult).isError).toBeFalsy();
+      await gateway.revoke(token);
+      const after = (await client.callTool({ name: "list_files", arguments: { path: "public" } })) as CallToolResult;
+      expect(after.isError).toBe(true);
+      expect(textOf(after)).toMatch(/^ERR_REVOKED/);
+      expect((await client.listTools()).tools).toEqual([]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("takes effect when an ancestor of an offline-attenuated token is revoked", async () => {
+    const parent = gateway.issueToken("alice");
+    const publicKeys = { "1": (JSON.parse((await import("node:fs")).readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { publicKey: string }).publicKey };
+    const child = attenuate(parent, { tools: ["list_files"], fs: [{ path: path.join(fixture.workspace, "public"), ops: ["list"] }] }, { publicKeys });
+    const { client } = await httpClient(http.url, child);
+    try {
+      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["list_files"]);
+      expect(((await client.callTool({ name: "list_files", arguments: { path: "public" } })) as CallToolResult).isError).toBeFalsy();
+      await revokeToken(parent, { publicKeys, store: gateway.tokenStore });
+      expect(textOf(await client.callTool({ name: "list_files", arguments: { path: "public" } }))).toMatch(/^ERR_REVOKED/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("lets a holder revoke its own token through POST /revoke", async () => {
+    const token = gateway.issueToken("bob");
+    const { client } = await httpClient(http.url, token);
+    try {
+      const origin = new URL(http.url).origin;
+      expect((await fetch(`${origin}/revoke`, { method: "POST" })).status).toBe(401);
+      expect((await fetch(`${origin}/revoke`, { method: "POST", headers: { authorization: "Bearer nope" } })).status).toBe(401);
+      expect((await fetch(`${origin}/revoke`, { method: "POST", headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+      expect(textOf(await client.callTool({ name: "list_files", arguments: { path: "public" } }))).toMatch(/^ERR_REVOKED/);
+    } finally {
+      await client.close();
+    }
+  });
+});
