@@ -1,0 +1,140 @@
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { InvalidInput } from "../../src/kernel/errors.ts";
+import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { openGateway } from "../../src/mcp/gateway.ts";
+import { configuredPolicy } from "../../src/mcp/policy.ts";
+import { makeFixture } from "./support.ts";
+
+const base = {
+  issuer: "t",
+  keys: { file: "keys.json" },
+  tokenStore: { kind: "sqlite", path: "tokens.db" },
+  audit: { kind: "sqlite", path: "audit.db" },
+  policy: { roles: { r: { tools: ["read_file"] } }, principals: { alice: { roles: ["r"] } } },
+};
+
+function problems(value: unknown, env: NodeJS.ProcessEnv = {}): string {
+  try {
+    parseGatewayConfig(value, "/srv/gw", env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidInput);
+    return (e as Error).message;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+describe("gateway configuration", () => {
+  it("resolves relative paths against the file's folder and fills defaults", () => {
+    const c = parseGatewayConfig({ ...base, tools: { files: { root: "ws" } } }, "/srv/gw");
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333 });
+    expect(c.keys.file).toBe("/srv/gw/keys.json");
+    expect(c.tokenStore).toEqual({ kind: "sqlite", path: "/srv/gw/tokens.db" });
+    expect(c.tools.files?.root).toBe("/srv/gw/ws");
+  });
+
+  it.each([
+    [{ ...base, issuer: "" }, "issuer: must not be empty"],
+    [{ ...base, extra: 1 }, 'Unrecognized key: "extra"'],
+    [{ ...base, listen: { port: 70000 } }, "listen.port"],
+    [{ ...base, keys: {} }, "keys: needs file"],
+    [{ ...base, keys: { publicKeys: { one: "x" } } }, "keys.publicKeys.one"],
+    [{ ...base, tokenStore: { kind: "redis" } }, "tokenStore.kind"],
+    [{ ...base, audit: { kind: "postgres", schema: "Bad-Schema", url: "postgres://x" } }, "audit.schema: must be a lower-case identifier"],
+    [{ ...base, policy: { roles: { r: { tools: ["a"], fs: [{ path: "rel", ops: ["read"] }] } }, principals: {} } }, "policy.roles.r"],
+    [{ ...base, policy: { roles: { r: { tools: ["a"], maxUses: 1 } }, principals: {} } }, "policy.roles.r.maxUses: policy grants name domains only"],
+    [{ ...base, policy: { roles: {}, principals: { alice: { roles: ["nope"] } } } }, 'policy.principals.alice.roles.0: names role "nope"'],
+    [{ ...base, tools: { files: {} } }, "tools.files.root"],
+    [{ ...base, tools: { mail: {} } }, 'Unrecognized key: "mail"'],
+    [{ ...base, upstreams: [{ name: "bad name", command: "x", tools: {} }] }, "upstreams.0"],
+    [{ ...base, upstreams: [{ name: "u", url: "ftp://x", tools: {} }] }, "upstreams.0"],
+    [{ ...base, upstreams: [{ name: "u", command: "x", tools: { t: { path: "fs.exec" } } }] }, "upstreams.0"],
+    [
+      {
+        ...base,
+        upstreams: [
+          { name: "u", command: "x", tools: {} },
+          { name: "u", command: "y", tools: {} },
+        ],
+      },
+      "upstreams.1.name: another upstream is already named u",
+    ],
+  ])("names the bad field: %j", (value, expected) => {
+    expect(problems(value)).toContain(expected);
+  });
+
+  it("lists every bad field at once", () => {
+    const message = problems({ ...base, issuer: 3, listen: { host: "" }, tokenStore: {} });
+    expect(message).toContain("issuer");
+    expect(message).toContain("listen.host");
+    expect(message).toContain("tokenStore");
+  });
+
+  it("reads a Postgres URL from the environment, and says which variable is missing", () => {
+    const pg = { ...base, tokenStore: { kind: "postgres", urlFromEnv: "DB_URL", schema: "gw" } };
+    expect(parseGatewayConfig(pg, "/", { DB_URL: "postgres://h/db" }).tokenStore).toEqual({ kind: "postgres", url: "postgres://h/db", schema: "gw" });
+    expect(problems(pg)).toContain("tokenStore: a postgres store needs a connection string; set the environment variable DB_URL");
+  });
+
+  it("refuses unreadable files and bad JSON with the file's name", async () => {
+    const f = makeFixture();
+    try {
+      await expect(loadGatewayConfig(path.join(f.dir, "missing.json"))).rejects.toThrow(/cannot read gateway config .*missing\.json/);
+      writeFileSync(path.join(f.dir, "bad.json"), "{ nope");
+      await expect(loadGatewayConfig(path.join(f.dir, "bad.json"))).rejects.toThrow(/bad\.json is not valid JSON/);
+      writeFileSync(path.join(f.dir, "agentcap.config.ts"), `export default ${JSON.stringify({ ...base, issuer: "from-ts" })};\n`);
+      expect((await loadGatewayConfig(path.join(f.dir, "agentcap.config.ts"))).issuer).toBe("from-ts");
+    } finally {
+      f.cleanup();
+    }
+  });
+
+  it("refuses a missing key file unless asked to create it, and a missing database", async () => {
+    const f = makeFixture({ keys: { file: "nokeys.json" } });
+    try {
+      await expect(openGateway(await loadGatewayConfig(f.configFile))).rejects.toThrow(/nokeys\.json does not exist; create it with `agentcap token keygen/);
+      writeFileSync(f.configFile, JSON.stringify({ ...f.config, keys: { file: "nokeys.json", createIfMissing: true }, tools: { database: { sqlite: "none.db", schema: {} } } }));
+      await expect(openGateway(await loadGatewayConfig(f.configFile))).rejects.toThrow(/tools\.database\.sqlite: database file .*none\.db does not exist/);
+    } finally {
+      f.cleanup();
+    }
+  });
+});
+
+describe("configured policy", () => {
+  const policy = parseGatewayConfig(
+    {
+      ...base,
+      policy: {
+        roles: {
+          a: { tools: ["x"], db: [{ model: "Customer", ops: ["read"], scope: { tenantId: "${tenant}" } }] },
+          b: { tools: ["x", "y"], fs: [{ path: "/srv", ops: ["read"] }] },
+        },
+        principals: { alice: { tenants: ["acme", "globex"], roles: ["a", "b"] }, nobody: {} },
+      },
+    },
+    "/",
+  ).policy;
+  const mint = configuredPolicy(policy);
+
+  it("unions the roles' grants and stands the tenant placeholder for each tenant", () => {
+    expect(mint({ id: "alice", tenants: ["acme", "globex"], roles: [] })).toEqual({
+      tools: ["x", "y"],
+      fs: [{ path: "/srv", ops: ["read"] }],
+      http: [],
+      exec: [],
+      db: [
+        { model: "Customer", ops: ["read"], scope: { tenantId: "acme" } },
+        { model: "Customer", ops: ["read"], scope: { tenantId: "globex" } },
+      ],
+      tenants: ["acme", "globex"],
+    });
+  });
+
+  it("grants nothing to unknown principals, and an empty grant to one without roles", () => {
+    expect(mint({ id: "mallory", tenants: [], roles: [] })).toBeNull();
+    expect(mint({ id: "__proto__", tenants: [], roles: [] })).toBeNull();
+    expect(mint({ id: "nobody", tenants: [], roles: [] })).toEqual({ tools: [], fs: [], http: [], exec: [], db: [] });
+  });
+});
