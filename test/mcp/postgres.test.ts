@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { configuredPolicy } from "../../src/mcp/policy.ts";
+import { createTokenMint, toToken } from "../../src/token/token.ts";
+import { createTestSchema, databaseUrl, postgresSkipReason, type TestSchema } from "../support/postgres.ts";
+import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
+
+/*
+ * Two `agentcap serve` processes sharing one Postgres schema for tokens and
+ * audit. A token revoked through one is refused by the other: we poll the
+ * other up to a generous deadline and report how long it took.
+ */
+
+if (postgresSkipReason !== null) console.warn(`test/mcp/postgres.test.ts skipped: ${postgresSkipReason}`);
+
+const bin = path.resolve("bin/agentcap.js");
+let fixture: Fixture;
+let schema: TestSchema;
+const children: ChildProcess[] = [];
+
+async function startGateway(): Promise<string> {
+  const child = spawn(process.execPath, [bin, "serve", "--config", fixture.configFile, "--port", "0"], { stdio: ["ignore", "pipe", "inherit"], env: process.env });
+  children.push(child);
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  for await (const line of lines) {
+    const m = /listening on (\S+)/.exec(line);
+    if (m !== null) return m[1] as string;
+  }
+  throw new Error("the gateway process ended without printing its address");
+}
+
+describe.skipIf(postgresSkipReason !== null)("two gateway processes sharing Postgres", () => {
+  beforeAll(async () => {
+    schema = await createTestSchema(databaseUrl as string);
+    fixture = makeFixture();
+    const store = { kind: "postgres", urlFromEnv: "DATABASE_URL", schema: schema.name };
+    writeFileSync(fixture.configFile, JSON.stringify({ ...fixture.config, tokenStore: store, audit: store }));
+  });
+
+  afterAll(async () => {
+    const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
+    for (const c of children) c.kill("SIGTERM");
+    await Promise.all(exits);
+    await schema.drop();
+    fixture.cleanup();
+  });
+
+  it("refuses, through the second, a token revoked through the first", async () => {
+    // One after the other: the stores' CREATE TABLE IF NOT EXISTS races when two processes create the schema at once (reported, not ours).
+    const urlA = await startGateway();
+    const urlB = await startGateway();
+    const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
+    const config = await loadGatewayConfig(fixture.configFile);
+    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
+    const token = toToken(mint.issue({ id: "alice" }));
+    const a = await httpClient(urlA, token);
+    const b = await httpClient(urlB, token);
+    try {
+      const call = (c: typeof a) => c.client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }).then(textOf);
+      expect(await call(a)).toContain("hello from the workspace");
+      expect(await call(b)).toContain("hello from the workspace");
+
+      const res = await fetch(`${new URL(urlA).origin}/revoke`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      const revokedAt = performance.now();
+      expect(await call(a)).toMatch(/^ERR_REVOKED/);
+
+      let text = "";
+      const deadline = Date.now() + 15_000;
+      while (Date.now() < deadline) {
+        text = await call(b);
+        if (text.startsWith("ERR_REVOKED")) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(text).toMatch(/^ERR_REVOKED/);
+      console.log(`revocation through gateway A seen by gateway B after ${(performance.now() - revokedAt).toFixed(0)} ms`);
+    } finally {
+      await a.client.close();
+      await b.client.close();
+    }
+  });
+});
