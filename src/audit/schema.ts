@@ -70,23 +70,25 @@ export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
 );
 
 /**
- * Indexes, one per query filter. Filters that are usually combined with a
- * time range lead with their own column and end with `at`. Denied events get
- * two small partial indexes, since they are few and looked at often: by time,
- * and in chain order for "the latest denials".
+ * Indexes, one per query filter, each ending with `seq` so that the matching
+ * events come out in chain order and a page stops reading after `limit`
+ * rows, however many match. A time range alone uses `at`; combined with
+ * another filter, the planner picks whichever index narrows more. Denied
+ * events get two small partial indexes, since they are few and looked at
+ * often: in chain order ("the latest denials") and by time.
  */
 export const INDEXES: readonly { readonly name: string; readonly columns: string; readonly unique?: true; readonly where?: string }[] = [
   { name: "audit_events_id", columns: "id", unique: true },
   { name: "audit_events_at", columns: "at" },
-  { name: "audit_events_principal_at", columns: "principal, at" },
-  { name: "audit_events_request_id", columns: "request_id" },
-  { name: "audit_events_capability_hash", columns: "capability_hash" },
-  { name: "audit_events_tool_at", columns: "tool, at" },
-  { name: "audit_events_action_at", columns: "action, at" },
+  { name: "audit_events_principal", columns: "principal, seq" },
+  { name: "audit_events_request_id", columns: "request_id, seq" },
+  { name: "audit_events_capability_hash", columns: "capability_hash, seq" },
+  { name: "audit_events_tool", columns: "tool, seq" },
+  { name: "audit_events_action", columns: "action, seq" },
   { name: "audit_events_resource", columns: "resource" },
-  { name: "audit_events_tenant_at", columns: "tenant, at" },
-  { name: "audit_events_session_id", columns: "session_id" },
-  { name: "audit_events_task_id", columns: "task_id" },
-  { name: "audit_events_denied_at", columns: "at", where: "allowed = 0" },
+  { name: "audit_events_tenant", columns: "tenant, seq" },
+  { name: "audit_events_session_id", columns: "session_id, seq" },
+  { name: "audit_events_task_id", columns: "task_id, seq" },
   { name: "audit_events_denied_seq", columns: "seq", where: "allowed = 0" },
+  { name: "audit_events_denied_at", columns: "at", where: "allowed = 0" },
 ];

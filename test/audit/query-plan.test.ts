@@ -39,16 +39,16 @@ describe("SQLite query plans", () => {
   };
 
   it.each<[string, AuditQuery, number | null, RegExp]>([
-    ["principal and time range", { principal: "alice", since: T0, until: T0 + 24 * HOUR }, null, /audit_events_principal_at/],
+    ["principal and time range", { principal: "alice", since: T0, until: T0 + 24 * HOUR }, null, /audit_events_(principal|at)\b/],
     ["root request", { requestId: "req-bob" }, null, /audit_events_request_id/],
     ["descendants", {}, 1, /SEARCH l USING PRIMARY KEY \(link_num=\?\)/],
     ["capability hash", { capabilityHash: "a".repeat(64) }, null, /audit_events_capability_hash/],
-    ["tool", { tool: "search" }, null, /audit_events_tool_at/],
-    ["action", { action: "fs.read" }, null, /audit_events_action_at/],
+    ["tool", { tool: "search" }, null, /audit_events_tool/],
+    ["action", { action: "fs.read" }, null, /audit_events_action/],
     ["resource prefix", { resourcePrefix: "/srv/data/" }, null, /audit_events_resource \(resource>\? AND resource<\?\)/],
     ["denied, newest first", { decision: "denied", order: "desc" }, null, /audit_events_denied_/],
     ["time range", { since: T0, until: T0 + HOUR }, null, /audit_events_at/],
-    ["tenant", { tenant: "acme" }, null, /audit_events_tenant_at/],
+    ["tenant", { tenant: "acme" }, null, /audit_events_tenant/],
     ["session", { sessionId: "sess-1" }, null, /audit_events_session_id/],
     ["task", { taskId: "task-1" }, null, /audit_events_task_id/],
   ])("%s: uses an index, never a full scan", (_name, query, linkNum, index) => {
@@ -57,7 +57,15 @@ describe("SQLite query plans", () => {
     expect(text).not.toMatch(/SCAN (e|l)\b(?! USING)/);
   });
 
-  it("reads a lineage page in index order, without sorting", () => {
-    expect(plan({ order: "desc" }, 1)).not.toMatch(/TEMP B-TREE/);
+  it.each<[string, AuditQuery, number | null]>([
+    ["descendants", { order: "desc" }, 1],
+    ["principal", { principal: "alice" }, null],
+    ["tool", { tool: "search", order: "desc" }, null],
+    ["action", { action: "fs.read" }, null],
+    ["tenant", { tenant: "acme", order: "desc" }, null],
+    ["capability hash", { capabilityHash: "a".repeat(64) }, null],
+    ["denied", { decision: "denied" }, null],
+  ])("%s: reads a page in index order, without sorting every match", (_name, query, linkNum) => {
+    expect(plan(query, linkNum)).not.toMatch(/TEMP B-TREE/);
   });
 });
