@@ -5,14 +5,15 @@
  */
 import { Command, InvalidArgumentError } from "commander";
 import { InvalidInput } from "../kernel/errors.ts";
-import { loadGatewayConfig } from "../mcp/config.ts";
+import { loadGatewayConfig, type GatewayConfig } from "../mcp/config.ts";
 import { openGateway, type Gateway } from "../mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../mcp/http.ts";
 import { serveStdio } from "../mcp/stdio.ts";
 
 /** What `serve` is started with; the command line fills it in, and the example start script too. */
 export interface ServeOptions {
-  readonly config: string;
+  /** A configuration file, or a configuration already validated. */
+  readonly config: string | GatewayConfig;
   readonly host?: string;
   readonly port?: number;
   /** Mint and print a development token for this configured principal. */
@@ -29,7 +30,7 @@ export interface ServeHandle {
 
 /** Opens the gateway of `options.config` and serves it over HTTP. Throws InvalidInput for a bad configuration. */
 export async function startHttpGateway(options: ServeOptions): Promise<ServeHandle> {
-  const config = await loadGatewayConfig(options.config);
+  const config = typeof options.config === "string" ? await loadGatewayConfig(options.config) : options.config;
   const gateway = await openGateway(config);
   let http: HttpGateway;
   try {

@@ -1,7 +1,8 @@
 /**
  * The gateway's configuration: one JSON file (or a module whose default
  * export is the same object), validated with zod. Every bad field is named in
- * one InvalidInput; relative paths are resolved against the file's folder, so
+ * one InvalidInput; relative paths (stores, keys, tool roots, and `fs` paths
+ * in the policy's grants) are resolved against the file's folder, so
  * a configuration means the same thing from any working directory.
  */
 import { readFileSync } from "node:fs";
@@ -157,11 +158,45 @@ function store(s: Parsed["audit"], dir: string, where: string, env: NodeJS.Proce
 }
 
 /**
+ * `value` with every relative `fs` path in the policy's grants resolved
+ * against `dir`, so a configuration can grant its own workspace folder
+ * wherever it is checked out. Anything malformed is left for the schema to
+ * name.
+ */
+function resolvePolicyPaths(value: unknown, dir: string): unknown {
+  const grantWithPaths = (g: unknown): unknown => {
+    if (typeof g !== "object" || g === null || !Array.isArray((g as { fs?: unknown }).fs)) return g;
+    const fs = (g as { fs: unknown[] }).fs.map((rule) =>
+      typeof rule === "object" && rule !== null && typeof (rule as { path?: unknown }).path === "string" && !(rule as { path: string }).path.startsWith("/")
+        ? { ...rule, path: path.resolve(dir, (rule as { path: string }).path) }
+        : rule,
+    );
+    return { ...g, fs };
+  };
+  const map = (record: unknown, f: (v: unknown) => unknown): unknown =>
+    typeof record === "object" && record !== null && !Array.isArray(record) ? Object.fromEntries(Object.entries(record).map(([k, v]) => [k, f(v)])) : record;
+  if (typeof value !== "object" || value === null) return value;
+  const policy = (value as { policy?: unknown }).policy;
+  if (typeof policy !== "object" || policy === null) return value;
+  const { roles, principals } = policy as { roles?: unknown; principals?: unknown };
+  return {
+    ...value,
+    policy: {
+      ...policy,
+      ...(roles === undefined ? {} : { roles: map(roles, grantWithPaths) }),
+      ...(principals === undefined
+        ? {}
+        : { principals: map(principals, (p) => (typeof p === "object" && p !== null && "grant" in p ? { ...p, grant: grantWithPaths(p.grant) } : p)) }),
+    },
+  };
+}
+
+/**
  * Validates `value` as a gateway configuration. `dir` is the folder relative
  * paths resolve against. Throws InvalidInput listing every bad field.
  */
 export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
-  const parsed = configSchema.safeParse(value);
+  const parsed = configSchema.safeParse(resolvePolicyPaths(value, dir));
   if (!parsed.success) throw new InvalidInput(describeAll("gateway config", parsed.error));
   const c = parsed.data;
   const tools = c.tools ?? {};

@@ -42,7 +42,7 @@ describe("gateway configuration", () => {
     [{ ...base, keys: { publicKeys: { one: "x" } } }, "keys.publicKeys.one"],
     [{ ...base, tokenStore: { kind: "redis" } }, "tokenStore.kind"],
     [{ ...base, audit: { kind: "postgres", schema: "Bad-Schema", url: "postgres://x" } }, "audit.schema: must be a lower-case identifier"],
-    [{ ...base, policy: { roles: { r: { tools: ["a"], fs: [{ path: "rel", ops: ["read"] }] } }, principals: {} } }, "policy.roles.r"],
+    [{ ...base, policy: { roles: { r: { tools: ["a"], fs: [{ path: "rel", ops: ["chmod"] }] } }, principals: {} } }, "policy.roles.r"],
     [{ ...base, policy: { roles: { r: { tools: ["a"], maxUses: 1 } }, principals: {} } }, "policy.roles.r.maxUses: policy grants name domains only"],
     [{ ...base, policy: { roles: {}, principals: { alice: { roles: ["nope"] } } } }, 'policy.principals.alice.roles.0: names role "nope"'],
     [{ ...base, tools: { files: {} } }, "tools.files.root"],
@@ -136,5 +136,22 @@ describe("configured policy", () => {
     expect(mint({ id: "mallory", tenants: [], roles: [] })).toBeNull();
     expect(mint({ id: "__proto__", tenants: [], roles: [] })).toBeNull();
     expect(mint({ id: "nobody", tenants: [], roles: [] })).toEqual({ tools: [], fs: [], http: [], exec: [], db: [] });
+  });
+});
+
+describe("relative paths in policy grants", () => {
+  it("resolves fs paths of role and principal grants against the configuration's folder", () => {
+    const c = parseGatewayConfig(
+      {
+        ...base,
+        policy: {
+          roles: { r: { fs: [{ path: "workspace/docs", ops: ["read"] }, { path: "/abs", ops: ["read"] }] } },
+          principals: { alice: { roles: ["r"], grant: { fs: [{ path: "../shared", ops: ["list"] }] } } },
+        },
+      },
+      "/srv/gw",
+    );
+    expect(c.policy.roles.r?.fs?.map((r) => r.path)).toEqual(["/srv/gw/workspace/docs", "/abs"]);
+    expect(c.policy.principals.alice?.grant?.fs?.[0]?.path).toBe("/srv/shared");
   });
 });
