@@ -5,11 +5,8 @@ import { planAppend } from "./append-plan.ts";
 import type { EncodedEvent } from "./encoding.ts";
 import { AuditFailure } from "./errors.ts";
 import { loadLinks } from "./query.ts";
-import { INDEXES, type AuditDb } from "./schema.ts";
+import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.ts";
 import type { AuditBackend } from "./store.ts";
-
-/** The schema the Postgres log lives in unless told otherwise. */
-export const DEFAULT_POSTGRES_SCHEMA = "agentcap_audit";
 
 /** Options of the shared Postgres log. */
 export interface PostgresBackendOptions {

@@ -14,6 +14,9 @@ import type { EventColumns } from "./encoding.ts";
  *   lookup, and the index stays a few bytes per link.
  */
 
+/** The Postgres schema the log's tables live in unless told otherwise. */
+export const DEFAULT_POSTGRES_SCHEMA = "agentcap_audit";
+
 /** A row of audit_events. */
 export interface EventsTable extends EventColumns {
   readonly seq: number;
