@@ -102,6 +102,17 @@ describe.each(KITS)("$name audit store: writing", ({ make }) => {
     await expect(store.write(forged)).rejects.toThrow(/already holds with different content/);
   });
 
+  it("opens an existing log read-only: queries and verifies, refuses writes with AuditFailure", async () => {
+    const w = world();
+    const writer = await kit.open();
+    await writer.write(eventFor(w.alice, { action: "tool.call", tool: "search" }));
+    const reader = await kit.open({ again: true, readOnly: true });
+    expect(await reader.query()).toHaveLength(1);
+    expect((await reader.verify()).ok).toBe(true);
+    await expect(reader.write(eventFor(w.alice, { action: "tool.call", tool: "search" }))).rejects.toThrow(/read-only/);
+    await expect(reader.write(eventFor(w.alice, { action: "tool.call", tool: "search" }))).rejects.toBeInstanceOf(AuditFailure);
+  });
+
   it("rejects writes after close with AuditFailure", async () => {
     const w = world();
     const store = await kit.open();
@@ -186,7 +197,7 @@ describe("opening a store", () => {
     expect((error as Error).message).toMatch(field);
   });
 
-  it("fails with AuditFailure when a read-only log does not exist, and a read-only store refuses writes", async () => {
+  it("fails with AuditFailure when a read-only log does not exist", async () => {
     await expect(openAuditStore({ kind: "sqlite", path: "/nonexistent/dir/audit.db", readOnly: true })).rejects.toBeInstanceOf(AuditFailure);
   });
 
