@@ -62,6 +62,12 @@ const storeSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 
+/** The audit store may trade the fsync of every commit for speed: "normal" keeps the log consistent after a crash but may lose its last events on power loss. */
+const auditSchema = z.union([
+  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty, synchronous: z.enum(["full", "normal"]).optional() }),
+  storeSchema.options[1],
+]);
+
 const principalSchema = z.strictObject({
   tenants: z.array(nonEmpty).optional(),
   roles: z.array(nonEmpty).optional(),
@@ -88,7 +94,7 @@ const configSchema = z
       })
       .refine((k) => k.file !== undefined || k.publicKeys !== undefined, "needs file (a key file) or publicKeys (to verify only)"),
     tokenStore: storeSchema,
-    audit: storeSchema,
+    audit: auditSchema,
     policy: z.strictObject({
       roles: z.record(nonEmpty, policyGrant),
       principals: z.record(nonEmpty, principalSchema),
@@ -123,6 +129,11 @@ type Parsed = z.output<typeof configSchema>;
 /** Where a store lives, with paths absolute and the Postgres URL read. */
 export type StoreConfig = { readonly kind: "sqlite"; readonly path: string } | { readonly kind: "postgres"; readonly url: string; readonly schema?: string };
 
+/** Where the audit log lives; a SQLite log may choose its synchronous mode. */
+export type AuditConfig =
+  | { readonly kind: "sqlite"; readonly path: string; readonly synchronous?: "full" | "normal" }
+  | { readonly kind: "postgres"; readonly url: string; readonly schema?: string };
+
 /** One upstream MCP server, as validated. */
 export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
 
@@ -132,7 +143,7 @@ export interface GatewayConfig {
   readonly listen: { readonly host: string; readonly port: number };
   readonly keys: { readonly file?: string; readonly createIfMissing: boolean; readonly publicKeys: Readonly<Record<string, string>> };
   readonly tokenStore: StoreConfig;
-  readonly audit: StoreConfig;
+  readonly audit: AuditConfig;
   readonly policy: {
     readonly roles: Readonly<Record<string, Grant>>;
     readonly principals: Readonly<Record<string, { readonly tenants: readonly string[]; readonly roles: readonly string[]; readonly grant?: Grant }>>;
@@ -147,8 +158,11 @@ function describeAll(what: string, error: z.ZodError): string {
   return `invalid ${what}:\n${lines.join("\n")}`;
 }
 
-function store(s: Parsed["audit"], dir: string, where: string, env: NodeJS.ProcessEnv): StoreConfig {
-  if (s.kind === "sqlite") return { kind: "sqlite", path: s.path === ":memory:" ? s.path : path.resolve(dir, s.path) };
+function store(s: Parsed["audit"] | Parsed["tokenStore"], dir: string, where: string, env: NodeJS.ProcessEnv): AuditConfig {
+  if (s.kind === "sqlite") {
+    const synchronous = "synchronous" in s && s.synchronous !== undefined ? { synchronous: s.synchronous } : {};
+    return { kind: "sqlite", path: s.path === ":memory:" ? s.path : path.resolve(dir, s.path), ...synchronous };
+  }
   const url = s.url ?? (s.urlFromEnv === undefined ? undefined : env[s.urlFromEnv]);
   if (url === undefined || url === "") {
     const source = s.urlFromEnv === undefined ? "set url" : `set the environment variable ${s.urlFromEnv}`;

@@ -27,7 +27,7 @@ import { openPostgresTokenStore } from "../token/postgres-store.ts";
 import { openSqliteTokenStore } from "../token/sqlite-store.ts";
 import type { TokenStore } from "../token/store.ts";
 import { createTokenMint, createVerifier, inspectVerified, revokeToken, toToken, type TokenMint, type Verifier } from "../token/token.ts";
-import type { GatewayConfig, StoreConfig } from "./config.ts";
+import type { AuditConfig, GatewayConfig, StoreConfig } from "./config.ts";
 import { configuredPolicy } from "./policy.ts";
 import { guardUpstream, type GuardedUpstream } from "./upstream.ts";
 
@@ -88,10 +88,10 @@ async function openTokenStore(s: StoreConfig): Promise<TokenStore> {
   return openSqliteTokenStore(s.path);
 }
 
-async function openAudit(s: StoreConfig): Promise<AuditStore> {
+async function openAudit(s: AuditConfig): Promise<AuditStore> {
   if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...(s.schema === undefined ? {} : { schema: s.schema }) });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
-  return openAuditStore({ kind: "sqlite", path: s.path });
+  return openAuditStore({ kind: "sqlite", path: s.path, ...(s.synchronous === undefined ? {} : { synchronous: s.synchronous }) });
 }
 
 /** The built-in confined tools the configuration enables, and what to close with them. */

@@ -155,3 +155,11 @@ describe("relative paths in policy grants", () => {
     expect(c.policy.principals.alice?.grant?.fs?.[0]?.path).toBe("/srv/shared");
   });
 });
+
+describe("audit store options", () => {
+  it("passes a SQLite audit log's synchronous mode through, and refuses one it does not know", () => {
+    expect(parseGatewayConfig({ ...base, audit: { kind: "sqlite", path: "a.db", synchronous: "normal" } }, "/srv").audit).toEqual({ kind: "sqlite", path: "/srv/a.db", synchronous: "normal" });
+    expect(problems({ ...base, audit: { kind: "sqlite", path: "a.db", synchronous: "off" } })).toContain("audit");
+    expect(problems({ ...base, tokenStore: { kind: "sqlite", path: "t.db", synchronous: "normal" } })).toContain("tokenStore");
+  });
+});

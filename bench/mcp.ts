@@ -1,0 +1,147 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { z } from "zod";
+import { parseGatewayConfig } from "../src/mcp/config.ts";
+import { openGateway } from "../src/mcp/gateway.ts";
+import { listenHttp } from "../src/mcp/http.ts";
+import { generateKeyPair } from "../src/token/biscuit.ts";
+import { measureAsync, report } from "./harness.ts";
+
+const CALLS = 2_000;
+
+/** A plain MCP SDK server with the same read_file tool, no capability, no audit: the baseline. */
+async function plainServer(workspace: string): Promise<{ url: string; close: () => Promise<void> }> {
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const http = createServer((req, res) => {
+    const id = req.headers["mcp-session-id"];
+    const known = typeof id === "string" ? transports.get(id) : undefined;
+    if (known !== undefined) {
+      void known.handleRequest(req, res);
+      return;
+    }
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (sid) => {
+        transports.set(sid, transport);
+      },
+    });
+    const server = new McpServer({ name: "plain", version: "0" });
+    server.registerTool("read_file", { description: "Read a text file.", inputSchema: { path: z.string() } }, ({ path: p }) => {
+      const result = { path: p, text: readFileSync(path.resolve(workspace, p), "utf8") };
+      return { content: [{ type: "text", text: JSON.stringify(result) }], structuredContent: result };
+    });
+    void server.connect(transport).then(() => transport.handleRequest(req, res));
+  });
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`,
+    close: async () => {
+      await Promise.all([...transports.values()].map((t) => t.close()));
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => { resolve(); }));
+    },
+  };
+}
+
+async function connect(url: string, token?: string): Promise<Client> {
+  const client = new Client({ name: "bench", version: "0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), token === undefined ? {} : { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
+  return client;
+}
+
+/** Latencies of `CALLS` sequential calls: calls per second, p50 and p99. */
+async function latencies(call: () => Promise<unknown>): Promise<{ perSecond: number; p50: number; p99: number }> {
+  for (let i = 0; i < 200; i++) await call();
+  const times: number[] = [];
+  const start = performance.now();
+  for (let i = 0; i < CALLS; i++) {
+    const t = performance.now();
+    await call();
+    times.push(performance.now() - t);
+  }
+  const total = performance.now() - start;
+  times.sort((a, b) => a - b);
+  const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? Number.NaN;
+  return { perSecond: (CALLS / total) * 1000, p50: at(0.5), p99: at(0.99) };
+}
+
+/**
+ * One read_file call through the gateway over Streamable HTTP (bearer token,
+ * dispatcher, automatic attenuation, confined file system, audit in SQLite)
+ * against the same tool on a plain MCP SDK server, in one run.
+ */
+export async function runMcpBench(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "agentcap-bench-mcp-"));
+  const workspace = path.join(dir, "workspace");
+  mkdirSync(workspace);
+  writeFileSync(path.join(workspace, "report.txt"), "quarterly numbers\n".repeat(20));
+  writeFileSync(path.join(dir, "keys.json"), JSON.stringify({ keyId: 1, ...generateKeyPair() }));
+  const gatewayFor = async (audit: Record<string, unknown>) => {
+    const config = parseGatewayConfig(
+      {
+        issuer: "bench",
+        keys: { file: "keys.json" },
+        tokenStore: { kind: "sqlite", path: "tokens.db" },
+        audit,
+        policy: { roles: { reader: { tools: ["read_file"], fs: [{ path: "workspace", ops: ["read"] }] } }, principals: { bench: { roles: ["reader"] } } },
+        tools: { files: { root: "workspace" } },
+      },
+      dir,
+    );
+    const gateway = await openGateway(config);
+    const served = await listenHttp(gateway, { host: "127.0.0.1", port: 0 });
+    const client = await connect(served.url, gateway.issueToken("bench"));
+    return {
+      client,
+      close: async () => {
+        await client.close();
+        await served.close();
+        await gateway.close();
+      },
+    };
+  };
+  const plain = await plainServer(workspace);
+  const direct = await connect(plain.url);
+  const full = await gatewayFor({ kind: "sqlite", path: "audit-full.db" });
+  const normal = await gatewayFor({ kind: "sqlite", path: "audit-normal.db", synchronous: "normal" });
+  const args = { name: "read_file", arguments: { path: "report.txt" } };
+  try {
+    for (const g of [full, normal]) {
+      const check = await g.client.callTool(args);
+      if (check.isError === true) throw new Error(`the gateway refused the bench call: ${JSON.stringify(check.content)}`);
+    }
+    const rows = [
+      ["plain MCP SDK server (baseline)", await latencies(() => direct.callTool(args))],
+      ["gateway, audit SQLite synchronous=full", await latencies(() => full.client.callTool(args))],
+      ["gateway, audit SQLite synchronous=normal", await latencies(() => normal.client.callTool(args))],
+    ] as const;
+    const base = rows[0][1];
+    console.log("\nmcp: one read_file call over Streamable HTTP, sequential, SDK client (token, dispatch, attenuation, confined fs, audit)");
+    console.log(`  ${"server".padEnd(44)} ${"calls/s".padStart(10)} ${"p50".padStart(10)} ${"p99".padStart(10)} ${"p50 overhead".padStart(13)}`);
+    for (const [name, r] of rows) {
+      const overhead = r === base ? "base" : `${(((r.p50 - base.p50) / base.p50) * 100).toFixed(1)}%`;
+      console.log(
+        `  ${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(10)} ${`${r.p50.toFixed(3)} ms`.padStart(10)} ${`${r.p99.toFixed(3)} ms`.padStart(10)} ${overhead.padStart(13)}`,
+      );
+    }
+    console.log("  target: gateway overhead under 15% of the plain server's latency");
+    report("mcp: median time per call over 7 rounds", await measureAsync("plain MCP SDK server (baseline)", () => direct.callTool(args), 500), [
+      await measureAsync("gateway, audit synchronous=full", () => full.client.callTool(args), 500),
+      await measureAsync("gateway, audit synchronous=normal", () => normal.client.callTool(args), 500),
+    ]);
+  } finally {
+    await direct.close();
+    await plain.close();
+    await full.close();
+    await normal.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
