@@ -6,6 +6,7 @@
 /** Typed errors: one base class, a stable `code` on each. */
 export {
   AgentcapError,
+  AuditFailure,
   BudgetExhausted,
   CapabilityDenied,
   Expired,
@@ -105,7 +106,6 @@ export { createDispatcher } from "./tools/dispatcher.ts";
 export type { CatalogEntry, Dispatcher, DispatcherOptions } from "./tools/dispatcher.ts";
 export type { CallPlan } from "./tools/plan.ts";
 export { grantForNeeds } from "./tools/needs-grant.ts";
-export { AuditFailed } from "./tools/errors.ts";
 export { fileTools } from "./tools/builtin/files.ts";
 export type { FileToolOptions, FileTools } from "./tools/builtin/files.ts";
 export { fetchTool } from "./tools/builtin/fetch.ts";

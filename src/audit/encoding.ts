@@ -1,11 +1,10 @@
 import { z } from "zod";
 import type { AuditEvent } from "../kernel/audit-sink.ts";
-import { InvalidInput } from "../kernel/errors.ts";
+import { AuditFailure, InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import { snapshotPlainData, type PlainData } from "../kernel/plain-data.ts";
 import { checkRequest } from "../kernel/request.ts";
 import { canonical } from "./canonical.ts";
-import { AuditFailure } from "./errors.ts";
 import type { Redactor } from "./redaction.ts";
 
 /**

@@ -1,9 +1,8 @@
 import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
-import { InvalidInput } from "../kernel/errors.ts";
+import { AuditFailure, InvalidInput } from "../kernel/errors.ts";
 import { planAppend } from "./append-plan.ts";
 import type { EncodedEvent } from "./encoding.ts";
-import { AuditFailure } from "./errors.ts";
 import { loadLinks } from "./query.ts";
 import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.ts";
 import type { AuditBackend } from "./store.ts";

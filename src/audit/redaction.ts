@@ -1,9 +1,8 @@
 import { z } from "zod";
-import { AgentcapError, InvalidInput } from "../kernel/errors.ts";
+import { AgentcapError, AuditFailure, InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import { snapshotPlainData, type PlainData } from "../kernel/plain-data.ts";
 import type { Request } from "../kernel/request.ts";
-import { AuditFailure } from "./errors.ts";
 
 /** What replaces a redacted value in the log. */
 export const REDACTED = "[redacted]";

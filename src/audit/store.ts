@@ -1,9 +1,8 @@
 import type { Kysely } from "kysely";
 import type { AuditEvent, AuditSink } from "../kernel/audit-sink.ts";
-import { AgentcapError } from "../kernel/errors.ts";
+import { AgentcapError, AuditFailure } from "../kernel/errors.ts";
 import type { ChainHead } from "./chain.ts";
 import { encodeEvent, type EncodedEvent } from "./encoding.ts";
-import { AuditFailure } from "./errors.ts";
 import { GroupCommit } from "./group-commit.ts";
 import { runQuery, type AuditQuery, type AuditRecord } from "./query.ts";
 import type { Redactor } from "./redaction.ts";

@@ -86,3 +86,12 @@ export class LimitExceeded extends AgentcapError {
     super(message);
   }
 }
+
+/**
+ * The audit store could not record (or read) events. An invocation whose
+ * event could not be written fails closed with it: its result is withheld.
+ * `cause` carries the store's own error.
+ */
+export class AuditFailure extends AgentcapError {
+  override readonly code = "ERR_AUDIT_FAILURE";
+}

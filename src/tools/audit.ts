@@ -2,9 +2,8 @@ import { randomUUID } from "node:crypto";
 import type { Capability } from "../kernel/capability.ts";
 import { auditSubject, type AuditEvent, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
 import type { Decision } from "../kernel/decision.ts";
-import { AgentcapError } from "../kernel/errors.ts";
+import { AgentcapError, AuditFailure } from "../kernel/errors.ts";
 import type { Request } from "../kernel/request.ts";
-import { AuditFailed } from "./errors.ts";
 
 /** What the dispatcher knows about one invocation when it ends. */
 export interface InvocationRecord {
@@ -19,7 +18,7 @@ export interface InvocationRecord {
 
 /**
  * Writes the one event of an invocation and waits until the sink has it.
- * Throws AuditFailed if the sink throws or rejects, so the caller can fail
+ * Throws AuditFailure if the sink throws or rejects, so the caller can fail
  * the call closed.
  */
 export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Promise<void> {
@@ -38,7 +37,7 @@ export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Prom
     await sink.write(event);
   } catch (e) {
     const what = r.outcome.ok ? "its result is withheld" : `it had failed with ${r.outcome.errorCode}`;
-    throw new AuditFailed(`the audit sink could not record the call to tool ${r.tool}, so ${what}: ${e instanceof Error ? e.message : String(e)}`, {
+    throw new AuditFailure(`the audit sink could not record the call to tool ${r.tool}, so ${what}: ${e instanceof Error ? e.message : String(e)}`, {
       cause: e,
     });
   }

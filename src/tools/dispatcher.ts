@@ -28,7 +28,7 @@ export interface Dispatcher {
    * each first), charges the call, runs the handler with the narrowed
    * capability, and records exactly one audit event, allowed or denied.
    * The handler's capability is revoked when the call settles. If the audit
-   * sink fails, the call fails with AuditFailed.
+   * sink fails, the call fails with AuditFailure.
    */
   readonly call: SubCall;
   /** The tools `capability` reaches (checked without charging): others are not listed at all. */

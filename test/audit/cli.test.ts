@@ -4,7 +4,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Command, CommanderError } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditFailure } from "../../src/audit/errors.ts";
+import { AuditFailure } from "../../src/kernel/errors.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
 import { registerAuditCommand } from "../../src/cli/audit-command.ts";
 import { parseTimeArgument } from "../../src/cli/time-argument.ts";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { encodeEvent } from "../../src/audit/encoding.ts";
-import { AuditFailure } from "../../src/audit/errors.ts";
+import { AuditFailure } from "../../src/kernel/errors.ts";
 import { compileRedaction, type RedactionPolicy } from "../../src/audit/redaction.ts";
 import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
 import { InvalidInput } from "../../src/index.ts";

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuditFailure } from "../../src/audit/errors.ts";
+import { AuditFailure } from "../../src/kernel/errors.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import type { AuditEvent } from "../../src/kernel/audit-sink.ts";

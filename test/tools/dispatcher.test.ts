@@ -6,7 +6,7 @@ import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
-import { AuditFailed } from "../../src/tools/errors.ts";
+import { AuditFailure } from "../../src/kernel/errors.ts";
 import { memorySink } from "./memory-sink.ts";
 
 const FILES = new Map([
@@ -186,8 +186,8 @@ describe("dispatcher", () => {
     const { alice, sink, dispatcher } = setup();
     sink.failWith(new Error("disk full"));
     const err = await dispatcher.call(readDoc, { path: "/data/a.txt" }, alice).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(AuditFailed);
-    expect((err as AuditFailed).code).toBe("ERR_AUDIT_FAILED");
+    expect(err).toBeInstanceOf(AuditFailure);
+    expect((err as AuditFailure).code).toBe("ERR_AUDIT_FAILURE");
     expect((err as Error).message).toContain("its result is withheld: disk full");
     await expect(dispatcher.call(readDoc, { path: "/secret/key" }, alice)).rejects.toThrow(/had failed with ERR_CAPABILITY_DENIED/);
     sink.failWith(null);
