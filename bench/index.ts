@@ -1,7 +1,9 @@
+import { runAuditBench } from "./audit.ts";
 import { runExecBench } from "./exec.ts";
 import { runFsBench } from "./fs.ts";
 import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
+import { runMcpBench } from "./mcp.ts";
 import { runSqlBench } from "./sql.ts";
 import { runTokenBench } from "./token.ts";
 import { runToolsBench } from "./tools.ts";
@@ -15,6 +17,8 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   exec: runExecBench,
   tools: runToolsBench,
   token: runTokenBench,
+  audit: runAuditBench,
+  mcp: runMcpBench,
 };
 
 // `npm run bench -- kernel sql` runs only the sections named.

@@ -70,6 +70,20 @@ export type { AddressClass } from "./kernel/address.ts";
 export { auditSubject } from "./kernel/audit-sink.ts";
 export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./kernel/audit-sink.ts";
 
+/** Audit stores: append-only, hash-chained, queryable by lineage; SQLite by default, Postgres to share. */
+export { openAuditStore } from "./audit/open.ts";
+export type { AuditStoreOptions } from "./audit/open.ts";
+export type { AuditStore } from "./audit/store.ts";
+export { AUDIT_ACTIONS } from "./audit/query.ts";
+export type { AuditQuery, AuditRecord } from "./audit/query.ts";
+export type { VerifyOptions as AuditVerifyOptions, VerifyReport } from "./audit/verify.ts";
+export type { TamperKind, TamperProblem } from "./audit/chain-walker.ts";
+export { REDACTED } from "./audit/redaction.ts";
+export type { RedactionPolicy } from "./audit/redaction.ts";
+export { formatJsonLines, formatTable, formatVerifyReport } from "./audit/format.ts";
+export { DEFAULT_SQLITE_PATH } from "./audit/sqlite-store.ts";
+export { DEFAULT_POSTGRES_SCHEMA } from "./audit/schema.ts";
+
 /** Confined file system: canonicalize (symlinks included), authorize, then act; no handle ever leaves it. */
 export { createFileSystem, FileSystemError } from "./resources/fs.ts";
 export type { DirEntry, EntryType, FileInfo, FileSystem, FileSystemOptions, FsCallOptions, MkdirOptions } from "./resources/fs.ts";
@@ -147,3 +161,15 @@ export type { RevocationTarget, TokenStore } from "./token/store.ts";
 export { openSqliteTokenStore } from "./token/sqlite-store.ts";
 export { openPostgresTokenStore } from "./token/postgres-store.ts";
 export type { PostgresStoreOptions } from "./token/postgres-store.ts";
+
+/** The MCP gateway: sessions bound to tokens, tools listed and called per capability, upstream MCP servers guarded. */
+export { loadGatewayConfig, parseGatewayConfig } from "./mcp/config.ts";
+export type { ArgumentKind, AuditConfig, GatewayConfig, StoreConfig, UpstreamConfig } from "./mcp/config.ts";
+export { openGateway } from "./mcp/gateway.ts";
+export type { Gateway, OpenGatewayOptions } from "./mcp/gateway.ts";
+export { listenHttp, MCP_PATH, REVOKE_PATH } from "./mcp/http.ts";
+export type { HttpGateway } from "./mcp/http.ts";
+export { serveStdio } from "./mcp/stdio.ts";
+export { guardUpstream, upstreamTransport, UPSTREAM_SEPARATOR } from "./mcp/upstream.ts";
+export type { GuardedUpstream } from "./mcp/upstream.ts";
+export { configuredPolicy, TENANT_PLACEHOLDER } from "./mcp/policy.ts";

@@ -65,6 +65,7 @@ interface Node {
   /** Set for a link that came from a verified token: its revocation and usage live in a shared store instead. */
   readonly external: ExternalLink | null;
   hash: string | null;
+  summary: LinkSummary | null;
 }
 
 const CONSTRUCT = Symbol("agentcap.construct");
@@ -189,15 +190,16 @@ function hashOf(node: Node): string {
   return node.hash;
 }
 
+/** Made once per link, so every audit event of a link shares one summary object. */
 function summaryOf(node: Node): LinkSummary {
-  return Object.freeze({
+  return (node.summary ??= Object.freeze({
     id: node.id,
     hash: hashOf(node),
     grant: node.grant,
     conditions: node.conditions,
     revocable: node.cell !== null,
     labels: node.labels,
-  });
+  }));
 }
 
 function makeNode(
@@ -227,6 +229,7 @@ function makeNode(
     usage: { calls: 0, cost: 0 },
     external: identity?.link ?? null,
     hash: null,
+    summary: null,
   };
   chain.push(node);
   Object.freeze(chain);
