@@ -66,11 +66,20 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     void done.finally(() => pending.delete(done));
   };
 
-  await writer.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-  await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_revocations (
-    kind TEXT NOT NULL CHECK (kind IN ('block', 'link')), id TEXT NOT NULL, reason TEXT NOT NULL,
-    revoked_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (kind, id))`);
-  await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_usage (key TEXT PRIMARY KEY, calls BIGINT NOT NULL, cost DOUBLE PRECISION NOT NULL)`);
+  // IF NOT EXISTS is not safe against a second process creating the same tables at the same moment; the lock is.
+  await writer.query("BEGIN");
+  try {
+    await writer.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`agentcap.tokens:${schema}`]);
+    await writer.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_revocations (
+      kind TEXT NOT NULL CHECK (kind IN ('block', 'link')), id TEXT NOT NULL, reason TEXT NOT NULL,
+      revoked_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (kind, id))`);
+    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_usage (key TEXT PRIMARY KEY, calls BIGINT NOT NULL, cost DOUBLE PRECISION NOT NULL)`);
+    await writer.query("COMMIT");
+  } catch (e) {
+    await writer.query("ROLLBACK");
+    throw e;
+  }
 
   listener.on("notification", (msg) => {
     if (msg.channel !== channel || msg.payload === undefined) return;

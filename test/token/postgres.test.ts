@@ -66,4 +66,17 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     expect(() => verify(token, { publicKeys, store: c })).toThrow(/gone/);
     await c.close();
   });
+
+  it("several processes may open a fresh schema at the same moment", async () => {
+    const fresh = `${schema}_race`;
+    try {
+      const stores = await Promise.all(Array.from({ length: 4 }, () => openPostgresTokenStore({ connectionString: url ?? "", schema: fresh })));
+      await Promise.all(stores.map((store) => store.close()));
+    } finally {
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS ${fresh} CASCADE`);
+      await client.end();
+    }
+  });
 });
