@@ -70,11 +70,13 @@ CREATE TRIGGER IF NOT EXISTS ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT R
  * one file still build a single chain. Triggers refuse UPDATE and DELETE.
  */
 export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBackend {
-  const path = resolve(options.path ?? DEFAULT_SQLITE_PATH);
+  // ":memory:" is SQLite's name for a private in-memory database, not a file to create.
+  const inMemory = options.path === ":memory:";
+  const path = inMemory ? ":memory:" : resolve(options.path ?? DEFAULT_SQLITE_PATH);
   const readOnly = options.readOnly ?? false;
   let db: Database.Database;
   try {
-    if (!readOnly) mkdirSync(dirname(path), { recursive: true });
+    if (!readOnly && !inMemory) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, { readonly: readOnly, fileMustExist: readOnly });
     db.pragma(`busy_timeout = ${String(options.busyTimeoutMs ?? 5000)}`);
     if (!readOnly) {

@@ -1,3 +1,6 @@
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditFailure } from "../../src/kernel/errors.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
@@ -205,5 +208,21 @@ describe("opening a store", () => {
     const error = await openAuditStore({ kind: "postgres", url: "postgres://nobody@127.0.0.1:1/none" }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AuditFailure);
     expect((error as Error).message).toMatch(/cannot open the Postgres audit log/);
+  });
+});
+
+describe("SQLite audit store in memory", () => {
+  it("keeps ':memory:' in memory and creates no file of that name", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "agentcap-audit-mem-"));
+    const cwd = process.cwd();
+    process.chdir(dir);
+    try {
+      const store = await openAuditStore({ kind: "sqlite", path: ":memory:" });
+      await store.close();
+      expect(existsSync(join(dir, ":memory:"))).toBe(false);
+    } finally {
+      process.chdir(cwd);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
