@@ -40,7 +40,11 @@ export interface DbRule {
   readonly scope?: Readonly<Record<string, Scalar>>;
 }
 
-/** Matches one argument: exactly, by prefix, or anything. */
+/**
+ * Matches one argument: exactly, by prefix, or anything. A prefix compares
+ * text only: `{ prefix: "/data/" }` also matches `/data/../etc/passwd`, so it
+ * does not confine a path argument; grant exact paths for those.
+ */
 export type ArgPattern = string | { readonly prefix: string } | { readonly any: true };
 
 /** Allows running `program` with arguments matching `args` (any arguments when absent), in `cwd`'s subtree, passing the `env` variables named. */
