@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { createMint, revocable, type Capability, type FullReach } from "../src/index.ts";
 import { createFileSystem } from "../src/resources/fs.ts";
-import { measure, report, type Measurement } from "./harness.ts";
+import { measureAsync, report, type Measurement } from "./harness.ts";
 
 const READ_ITER = 20_000;
 const WRITE_ITER = 5_000;
@@ -20,14 +20,14 @@ function chainOfDepth(root: Capability<FullReach>, dir: string, depth: number): 
  * fastest median: a burst of load on a shared machine then slows one pass of
  * every case alike instead of skewing the ratio between them.
  */
-function interleaved(cases: readonly (readonly [string, () => unknown])[], iterations: number, passes = 3): Measurement[] {
+async function interleaved(cases: readonly (readonly [string, () => Promise<unknown>])[], iterations: number, passes = 3): Promise<Measurement[]> {
   const best = cases.map(([name]) => ({ name, nsPerOp: Number.POSITIVE_INFINITY }));
   for (let pass = 0; pass < passes; pass++) {
-    cases.forEach(([name, fn], i) => {
-      const m = measure(name, fn, iterations);
+    for (const [i, [name, fn]] of cases.entries()) {
+      const m = await measureAsync(name, fn, iterations);
       const b = best[i];
       if (b !== undefined && m.nsPerOp < b.nsPerOp) b.nsPerOp = m.nsPerOp;
-    });
+    }
   }
   return best;
 }
@@ -51,9 +51,10 @@ export async function runFsBench(): Promise<void> {
     const confined = createFileSystem({ baseDir: dir });
     const deep = chainOfDepth(cap, dir, 4);
 
-    const [readBase, ...reads] = interleaved(
+    // The baselines are awaited like the confined calls (which return promises), so both sides pay the same await.
+    const [readBase, ...reads] = await interleaved(
       [
-        ["readFileSync 4 KiB (baseline)", () => fs.readFileSync(file)],
+        ["readFileSync 4 KiB (baseline)", () => Promise.resolve(fs.readFileSync(file))],
         ["confined read, absolute path", () => confined.read(cap, file)],
         ["confined read, relative path", () => confined.read(cap, "data.bin")],
         ["confined read, capability chain of depth 4", () => confined.read(deep, file)],
@@ -63,10 +64,10 @@ export async function runFsBench(): Promise<void> {
     if (readBase === undefined) throw new Error("unreachable: the baseline is the first case");
     report(`fs: confined read vs direct (open verification: ${confined.openVerification})`, readBase, reads);
 
-    const [writeBase, ...writes] = interleaved(
+    const [writeBase, ...writes] = await interleaved(
       [
-        ["writeFileSync 4 KiB (baseline)", () => { fs.writeFileSync(direct, DATA); }],
-        ["confined write, absolute path", () => { confined.write(cap, out, DATA); }],
+        ["writeFileSync 4 KiB (baseline)", () => { fs.writeFileSync(direct, DATA); return Promise.resolve(); }],
+        ["confined write, absolute path", () => confined.write(cap, out, DATA)],
       ],
       WRITE_ITER,
     );

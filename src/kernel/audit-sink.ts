@@ -1,5 +1,6 @@
 import { labelsOf, type Capability, type LinkSummary, type MintRecord } from "./capability.ts";
 import type { Decision } from "./decision.ts";
+import { AgentcapError } from "./errors.ts";
 import type { Request } from "./request.ts";
 
 /** Which authority was used: the capability, its full lineage and its root's mint record. */
@@ -59,4 +60,11 @@ export function auditSubject(cap: Capability): AuditSubject {
     sessionId: Object.hasOwn(labels, "session") ? (labels.session ?? null) : null,
     taskId: Object.hasOwn(labels, "task") ? (labels.task ?? null) : null,
   };
+}
+
+/** The outcome of an invocation that threw `error`: its stable code (or the error's name) and message, never a stack. */
+export function failureOutcome(error: unknown): AuditOutcome {
+  if (error instanceof AgentcapError) return { ok: false, errorCode: error.code, message: error.message };
+  if (error instanceof Error) return { ok: false, errorCode: error.name, message: error.message };
+  return { ok: false, errorCode: "ERR_THROWN", message: String(error) };
 }

@@ -1,9 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
-import { assertAuthorized, check, type Capability } from "../kernel/capability.ts";
-import { denialError } from "../kernel/decision.ts";
-import { CapabilityDenied, InvalidInput, LimitExceeded } from "../kernel/errors.ts";
+import type { AuditSink } from "../kernel/audit-sink.ts";
+import { authorize, check, type Capability } from "../kernel/capability.ts";
+import { denialError, type Denied } from "../kernel/decision.ts";
+import { InvalidInput, LimitExceeded } from "../kernel/errors.ts";
 import type { FsRequest } from "../kernel/request.ts";
+import { audited, jsonBytes, type Access } from "./audited.ts";
 import type { Anchor } from "./fs-anchor.ts";
 import { asFileSystemError, fileSystemError } from "./fs-errors.ts";
 import { lexicalPath, realEntryPath, realPath } from "./fs-paths.ts";
@@ -37,10 +39,11 @@ function request(action: Action, p: string, tenant: string | undefined): FsReque
   return tenant === undefined ? { action, path: p } : { action, path: p, tenant };
 }
 
-/** Authorizes and charges; throws the kernel's typed denial. */
-function authorized(cap: Capability, action: Action, p: string, tenant: string | undefined): FsRequest {
+/** Authorizes and charges, recording the decision; throws the kernel's typed denial. */
+function authorized(access: Access, cap: Capability, action: Action, p: string, tenant: string | undefined): FsRequest {
   const req = request(action, p, tenant);
-  assertAuthorized(cap, req);
+  const decision = access.decided(req, authorize(cap, req));
+  if (!decision.allowed) throw denialError(decision);
   return req;
 }
 
@@ -51,15 +54,22 @@ function authorized(cap: Capability, action: Action, p: string, tenant: string |
  * swap led to, and the capability decides on that. Null means the anchor
  * could not establish it, which is refused.
  */
-function verify(cap: Capability, req: FsRequest, real: string | null): void {
+function verify(access: Access, cap: Capability, req: FsRequest, real: string | null): void {
   if (real === req.path) return;
   if (real === null || !real.startsWith("/")) {
-    throw new CapabilityDenied(
-      `${req.path} changed between the check and the open (a component was replaced, perhaps by a symbolic link); the ${req.action} request was refused`,
-      { capabilityId: cap.id, link: cap.depth, linkId: cap.id, rule: "fs.verify" },
-    );
+    const refused: Denied = {
+      allowed: false,
+      code: "ERR_CAPABILITY_DENIED",
+      reason: `${req.path} changed between the check and the open (a component was replaced, perhaps by a symbolic link); the ${req.action} request was refused`,
+      capabilityId: cap.id,
+      link: cap.depth,
+      linkId: cap.id,
+      rule: "fs.verify",
+    };
+    throw denialError(access.decided(req, refused) as Denied);
   }
-  const decision = check(cap, { ...req, path: real });
+  const opened = { ...req, path: real };
+  const decision = access.decided(opened, check(cap, opened));
   if (!decision.allowed) throw denialError(decision);
 }
 
@@ -134,17 +144,17 @@ function missingLevels(target: string): string[] {
  * files with `anchor`. `createFileSystem` is the public way in; this one lets
  * tests choose the anchor.
  */
-export function confinedFileSystem(settings: FsSettings, anchor: Anchor): FileSystem {
+export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: AuditSink): FileSystem {
   const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries } = settings;
 
   /** Opens the parent directory of `req.path`, verifies it, and acts on the last name inside that open directory. */
-  const inParent = <T>(cap: Capability, req: FsRequest, verb: string, act: (entry: string) => T): T => {
+  const inParent = <T>(access: Access, cap: Capability, req: FsRequest, verb: string, act: (entry: string) => T): T => {
     const dir = path.dirname(req.path);
     if (dir === req.path) throw fileSystemError(verb, req.path, "EPERM");
     const name = path.basename(req.path);
     return withOpen(dir, DIR_FLAGS, (dirFd) => {
       const realDir = anchor.realPathOf(dirFd, dir);
-      verify(cap, req, realDir === null ? null : path.join(realDir, name));
+      verify(access, cap, req, realDir === null ? null : path.join(realDir, name));
       return act(anchor.entry(dirFd, dir, name));
     });
   };
@@ -168,17 +178,20 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor): FileSy
     new LimitExceeded(`cannot ${verb} ${length} bytes: one call may write at most maxWriteBytes (${maxWriteBytes}) bytes`, "maxWriteBytes");
 
   /** Validates the call, resolves the path, then authorizes (and charges) the request. */
-  const resolveAndAuthorize = (cap: Capability, action: Action, input: unknown, options: unknown, resolve = realPath): FsRequest => {
+  const resolveAndAuthorize = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, resolve = realPath): FsRequest => {
     const tenant = tenantOf(options);
-    return authorized(cap, action, resolve(lexicalPath(input, baseDir)), tenant);
+    return authorized(access, cap, action, resolve(lexicalPath(input, baseDir)), tenant);
   };
 
-  const put = (cap: Capability, input: unknown, data: unknown, options: unknown, append: boolean): void => {
+  /** Runs one method's access through the audit; methods that return nothing report 0 bytes. */
+  const run = <T>(cap: Capability, act: (access: Access) => T, size: (result: T) => number | null = () => 0): Promise<T> => audited(sink, cap, act, size);
+
+  const put = (access: Access, cap: Capability, input: unknown, data: unknown, options: unknown, append: boolean): void => {
     const verb = append ? "append to" : "write";
     const bytes = bytesOf(data, verb);
-    const req = resolveAndAuthorize(cap, "fs.write", input, options);
+    const req = resolveAndAuthorize(access, cap, "fs.write", input, options);
     io(verb, req.path, () => {
-      inParent(cap, req, verb, (entry) => {
+      inParent(access, cap, req, verb, (entry) => {
         withOpen(entry, WRITE_FLAGS | (append ? O_APPEND : O_TRUNC), (fd) => {
           requireRegularFile(fs.fstatSync(fd), verb, req.path);
           writeAll(fd, bytes);
@@ -192,92 +205,121 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor): FileSy
     openVerification: anchor.kind,
 
     read(cap, input, options) {
-      const req = resolveAndAuthorize(cap, "fs.read", input, options);
-      return io("read", req.path, () =>
-        withOpen(req.path, READ_FLAGS, (fd) => {
-          verify(cap, req, anchor.realPathOf(fd, req.path));
-          const st = fs.fstatSync(fd);
-          requireRegularFile(st, "read", req.path);
-          if (st.size > maxReadBytes) {
-            throw new LimitExceeded(`cannot read ${req.path}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
-          }
-          return readAll(fd, st.size);
-        }),
+      return run(
+        cap,
+        (access) => {
+          const req = resolveAndAuthorize(access, cap, "fs.read", input, options);
+          return io("read", req.path, () =>
+            withOpen(req.path, READ_FLAGS, (fd) => {
+              verify(access, cap, req, anchor.realPathOf(fd, req.path));
+              const st = fs.fstatSync(fd);
+              requireRegularFile(st, "read", req.path);
+              if (st.size > maxReadBytes) {
+                throw new LimitExceeded(`cannot read ${req.path}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
+              }
+              return readAll(fd, st.size);
+            }),
+          );
+        },
+        (buf) => buf.byteLength,
       );
     },
 
     write(cap, input, data, options) {
-      put(cap, input, data, options, false);
+      return run(cap, (access) => {
+        put(access, cap, input, data, options, false);
+      });
     },
 
     append(cap, input, data, options) {
-      put(cap, input, data, options, true);
+      return run(cap, (access) => {
+        put(access, cap, input, data, options, true);
+      });
     },
 
     list(cap, input, options) {
-      const req = resolveAndAuthorize(cap, "fs.list", input, options);
-      return io("list", req.path, () =>
-        withOpen(req.path, DIR_FLAGS, (fd) => {
-          verify(cap, req, anchor.realPathOf(fd, req.path));
-          const dir = fs.opendirSync(anchor.self(fd, req.path));
-          const entries: DirEntry[] = [];
-          try {
-            for (let d = dir.readSync(); d !== null; d = dir.readSync()) {
-              if (entries.length === maxListEntries) {
-                throw new LimitExceeded(`cannot list ${req.path}: it has more than maxListEntries (${maxListEntries}) entries`, "maxListEntries");
+      return run(
+        cap,
+        (access) => {
+          const req = resolveAndAuthorize(access, cap, "fs.list", input, options);
+          return io("list", req.path, () =>
+            withOpen(req.path, DIR_FLAGS, (fd) => {
+              verify(access, cap, req, anchor.realPathOf(fd, req.path));
+              const dir = fs.opendirSync(anchor.self(fd, req.path));
+              const entries: DirEntry[] = [];
+              try {
+                for (let d = dir.readSync(); d !== null; d = dir.readSync()) {
+                  if (entries.length === maxListEntries) {
+                    throw new LimitExceeded(`cannot list ${req.path}: it has more than maxListEntries (${maxListEntries}) entries`, "maxListEntries");
+                  }
+                  entries.push(Object.freeze({ name: d.name, type: typeOf(d) }));
+                }
+              } finally {
+                dir.closeSync();
               }
-              entries.push(Object.freeze({ name: d.name, type: typeOf(d) }));
-            }
-          } finally {
-            dir.closeSync();
-          }
-          entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-          return Object.freeze(entries);
-        }),
+              entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+              return Object.freeze(entries);
+            }),
+          );
+        },
+        jsonBytes,
       );
     },
 
     stat(cap, input, options) {
-      const req = resolveAndAuthorize(cap, "fs.list", input, options);
-      return io("stat", req.path, () =>
-        inParent(cap, req, "stat", (entry): FileInfo => {
-          const st = fs.lstatSync(entry);
-          return Object.freeze({ type: typeOf(st), size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
-        }),
+      return run(
+        cap,
+        (access) => {
+          const req = resolveAndAuthorize(access, cap, "fs.list", input, options);
+          return io("stat", req.path, () =>
+            inParent(access, cap, req, "stat", (entry): FileInfo => {
+              const st = fs.lstatSync(entry);
+              return Object.freeze({ type: typeOf(st), size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
+            }),
+          );
+        },
+        jsonBytes,
       );
     },
 
     mkdir(cap, input, options) {
-      const recursive = option(options, "recursive") ?? false;
-      if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
-      const tenant = tenantOf(options);
-      const target = realPath(lexicalPath(input, baseDir));
-      const levels = recursive ? missingLevels(target) : [target];
-      // Every directory that will be created must be allowed; the request itself is charged once, for the target.
-      for (const level of levels.slice(0, -1)) {
-        const decision = check(cap, request("fs.write", level, tenant));
-        if (!decision.allowed) throw denialError(decision);
-      }
-      const req = authorized(cap, "fs.write", target, tenant);
-      io("create directory", target, () => {
-        for (const level of levels) {
-          inParent(cap, { ...req, path: level }, "create directory", (entry) => {
-            try {
-              fs.mkdirSync(entry);
-            } catch (error) {
-              if (!(recursive && fs.lstatSync(entry, { throwIfNoEntry: false })?.isDirectory() === true)) throw error;
-            }
-          });
+      return run(cap, (access) => {
+        const recursive = option(options, "recursive") ?? false;
+        if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
+        const tenant = tenantOf(options);
+        const target = realPath(lexicalPath(input, baseDir));
+        // The event is about the target, whichever level is decided first.
+        access.about(request("fs.write", target, tenant));
+        const levels = recursive ? missingLevels(target) : [target];
+        // Every directory that will be created must be allowed; the request itself is charged once, for the target.
+        for (const level of levels.slice(0, -1)) {
+          const levelRequest = request("fs.write", level, tenant);
+          const decision = access.decided(levelRequest, check(cap, levelRequest));
+          if (!decision.allowed) throw denialError(decision);
         }
+        const req = authorized(access, cap, "fs.write", target, tenant);
+        io("create directory", target, () => {
+          for (const level of levels) {
+            inParent(access, cap, { ...req, path: level }, "create directory", (entry) => {
+              try {
+                fs.mkdirSync(entry);
+              } catch (error) {
+                if (!(recursive && fs.lstatSync(entry, { throwIfNoEntry: false })?.isDirectory() === true)) throw error;
+              }
+            });
+          }
+        });
       });
     },
 
     delete(cap, input, options) {
-      const req = resolveAndAuthorize(cap, "fs.delete", input, options, realEntryPath);
-      io("delete", req.path, () => {
-        inParent(cap, req, "delete", (entry) => {
-          if (fs.lstatSync(entry).isDirectory()) fs.rmdirSync(entry);
-          else fs.unlinkSync(entry);
+      return run(cap, (access) => {
+        const req = resolveAndAuthorize(access, cap, "fs.delete", input, options, realEntryPath);
+        io("delete", req.path, () => {
+          inParent(access, cap, req, "delete", (entry) => {
+            if (fs.lstatSync(entry).isDirectory()) fs.rmdirSync(entry);
+            else fs.unlinkSync(entry);
+          });
         });
       });
     },

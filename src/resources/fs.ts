@@ -1,10 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import type { AuditSink } from "../kernel/audit-sink.ts";
 import type { Capability } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
 import { snapshotPlainData } from "../kernel/plain-data.ts";
+import { auditOption, withoutAudit } from "./audited.ts";
 import { detectAnchor } from "./fs-anchor.ts";
 import { confinedFileSystem } from "./fs-confined.ts";
 
@@ -42,9 +44,13 @@ export interface FileInfo {
  * A confined file system. Every method takes the capability first, makes the
  * path canonical (real path, symbolic links resolved), authorizes the request
  * with the kernel, and only then acts, verifying what it opened. A denied
- * request does no I/O beyond resolving the path. Methods are synchronous,
- * like `readFileSync`, and bounded by the size limits. They return data;
- * no descriptor or handle ever leaves this object.
+ * request does no I/O beyond resolving the path. Methods return promises,
+ * so that the audit event of a call (when the file system has a sink) is
+ * written before its result is returned; the I/O itself is synchronous and
+ * bounded by the size limits, so nothing can change between the check and
+ * the use but what the open-then-verify defences already handle. Methods
+ * return data; no descriptor or handle ever leaves this object. Every error,
+ * invalid input included, arrives as a rejection.
  */
 export interface FileSystem {
   /** The real path relative paths are resolved against. It confines nothing by itself: the capability does. */
@@ -52,22 +58,22 @@ export interface FileSystem {
   /** How opened files are verified against a path swapped in after the check: `proc-fd` (exact, Linux) or `identity` (narrows the race window). */
   readonly openVerification: "proc-fd" | "identity";
   /** The whole content of a regular file (`fs.read`); LimitExceeded above maxReadBytes. */
-  read(cap: Capability<{ readonly fs: "read" }>, path: string, options?: FsCallOptions): Buffer;
+  read(cap: Capability<{ readonly fs: "read" }>, path: string, options?: FsCallOptions): Promise<Buffer>;
   /** Creates or replaces a regular file (`fs.write`); LimitExceeded above maxWriteBytes. Strings are written as UTF-8. */
-  write(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): void;
+  write(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): Promise<void>;
   /** Appends to a regular file, creating it if needed (`fs.write`); LimitExceeded when one call's data exceeds maxWriteBytes. */
-  append(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): void;
+  append(cap: Capability<{ readonly fs: "write" }>, path: string, data: string | Uint8Array, options?: FsCallOptions): Promise<void>;
   /** The entries of a directory, sorted by name (`fs.list`); LimitExceeded above maxListEntries. */
-  list(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): readonly DirEntry[];
+  list(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): Promise<readonly DirEntry[]>;
   /** Metadata of a file or directory, links followed (`fs.list`). */
-  stat(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): FileInfo;
+  stat(cap: Capability<{ readonly fs: "list" }>, path: string, options?: FsCallOptions): Promise<FileInfo>;
   /** Creates a directory (`fs.write`, for every directory created). */
-  mkdir(cap: Capability<{ readonly fs: "write" }>, path: string, options?: MkdirOptions): void;
+  mkdir(cap: Capability<{ readonly fs: "write" }>, path: string, options?: MkdirOptions): Promise<void>;
   /**
    * Deletes a file or an empty directory (`fs.delete`). The last name is not
    * followed: deleting a symbolic link removes the link, never its target.
    */
-  delete(cap: Capability<{ readonly fs: "delete" }>, path: string, options?: FsCallOptions): void;
+  delete(cap: Capability<{ readonly fs: "delete" }>, path: string, options?: FsCallOptions): Promise<void>;
 }
 
 /** Options of `createFileSystem`. */
@@ -80,6 +86,12 @@ export interface FileSystemOptions {
   readonly maxWriteBytes?: number;
   /** Most entries `list` returns (default 10 000). */
   readonly maxListEntries?: number;
+  /**
+   * Where every call is recorded: one resource event per call, allowed or
+   * denied, written before the call settles; a failing sink fails the call
+   * with AuditFailure. Without it, nothing is recorded.
+   */
+  readonly audit?: AuditSink;
 }
 
 /** Options after validation, with defaults applied and `baseDir` made real. */
@@ -101,7 +113,7 @@ const optionsSchema = z.strictObject({
 
 /** Validates `options` and resolves `baseDir` to an existing directory's real path; throws InvalidInput naming the bad field. */
 export function parseFileSystemOptions(options: FileSystemOptions): FsSettings {
-  const parsed = optionsSchema.safeParse(snapshotPlainData(options, "file system options"));
+  const parsed = optionsSchema.safeParse(snapshotPlainData(withoutAudit(options), "file system options"));
   if (!parsed.success) throw new InvalidInput(describeIssues("file system options", parsed.error));
   const { baseDir, ...limits } = parsed.data;
   let real: string;
@@ -117,9 +129,11 @@ export function parseFileSystemOptions(options: FileSystemOptions): FsSettings {
 /**
  * Creates a confined file system: a frozen object whose methods are the only
  * way to its files. It uses the strongest check-then-use defence the
- * platform offers (see fs-anchor.ts). Throws InvalidInput for bad options.
+ * platform offers (see fs-anchor.ts), and records every call in
+ * `options.audit` when given. Throws InvalidInput for bad options.
  */
 export function createFileSystem(options: FileSystemOptions): FileSystem {
+  const sink = auditOption(options, "createFileSystem");
   const settings = parseFileSystemOptions(options);
-  return confinedFileSystem(settings, detectAnchor(settings.baseDir));
+  return confinedFileSystem(settings, detectAnchor(settings.baseDir), sink);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Capability } from "../kernel/capability.ts";
 import { auditSubject, type AuditEvent, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
 import type { Decision } from "../kernel/decision.ts";
-import { AgentcapError, AuditFailure } from "../kernel/errors.ts";
+import { AuditFailure } from "../kernel/errors.ts";
 import type { Request } from "../kernel/request.ts";
 
 /** What the dispatcher knows about one invocation when it ends. */
@@ -46,13 +46,6 @@ export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Prom
 /** The outcome of a call that returned `result`: its size as JSON, never its content. */
 export function succeeded(result: unknown): AuditOutcome {
   return { ok: true, resultBytes: sizeOf(result) };
-}
-
-/** The outcome of a call that threw `error`. */
-export function failed(error: unknown): AuditOutcome {
-  if (error instanceof AgentcapError) return { ok: false, errorCode: error.code, message: error.message };
-  if (error instanceof Error) return { ok: false, errorCode: error.name, message: error.message };
-  return { ok: false, errorCode: "ERR_THROWN", message: String(error) };
 }
 
 function sizeOf(result: unknown): number | null {

@@ -1,9 +1,9 @@
-import type { AuditOutcome, AuditSink } from "../kernel/audit-sink.ts";
+import { failureOutcome, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
 import { authorize, check, clockTime, isCapability, narrow, revocable, revocationSignal, type Capability } from "../kernel/capability.ts";
 import { denialError, type Decision } from "../kernel/decision.ts";
 import { InvalidInput, NotACapability } from "../kernel/errors.ts";
 import type { Request, ToolRequest } from "../kernel/request.ts";
-import { failed, succeeded, writeToolEvent } from "./audit.ts";
+import { succeeded, writeToolEvent } from "./audit.ts";
 import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.ts";
 import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.ts";
 
@@ -92,7 +92,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       outcome = succeeded(result);
     } catch (e) {
       thrown = { error: e };
-      outcome = failed(e);
+      outcome = failureOutcome(e);
     }
     await writeToolEvent(sink, { at, startedMs, tool: name, request, decision, outcome, capability });
     if (thrown !== null) throw thrown.error;

@@ -129,29 +129,29 @@ describe("random paths never escape the granted subtree", () => {
       .map(([prefix, segments]) => `${prefix}${segments.join("/")}`)
       .filter((p) => p !== "");
 
-  it.each([["the platform's anchor"], ["the identity anchor"]])("with %s", (label) => {
+  it.each([["the platform's anchor"], ["the identity anchor"]])("with %s", async (label) => {
     const g = makeFixture(label === "the identity anchor" ? identityAnchor : undefined);
     try {
       // Only T/base/granted is reachable, and only below it may anything change.
       const cap = g.cap.narrow({ fs: [{ path: g.granted, ops: ["read", "write", "list", "delete"] }] });
       const notGranted = () => Object.entries(snapshot(g.root)).filter(([p]) => !isWithin(p, g.granted));
       const before = notGranted();
-      fc.assert(
-        fc.property(escapePath(g.root), (input) => {
+      await fc.assert(
+        fc.asyncProperty(escapePath(g.root), async (input) => {
           // Reads first, destructive operations last, so each path is tried against the tree as it was.
           const calls: (() => unknown)[] = [
             () => g.fsys.read(cap, input),
             () => g.fsys.list(cap, input),
             () => g.fsys.stat(cap, input),
-            () => { g.fsys.write(cap, input, "W"); },
-            () => { g.fsys.append(cap, input, "W"); },
-            () => { g.fsys.mkdir(cap, input, { recursive: true }); },
-            () => { g.fsys.delete(cap, input); },
+            () => g.fsys.write(cap, input, "W"),
+            () => g.fsys.append(cap, input, "W"),
+            () => g.fsys.mkdir(cap, input, { recursive: true }),
+            () => g.fsys.delete(cap, input),
           ];
           for (const call of calls) {
             let result: unknown;
             try {
-              result = call();
+              result = await call();
             } catch (error) {
               // Denied, or the OS's answer inside the grant; nothing else.
               if (!(error instanceof CapabilityDenied || error instanceof FileSystemError)) throw error;

@@ -40,18 +40,18 @@ export function fileTools(files: FileSystem, options: FileToolOptions = {}): Fil
   return Object.freeze({
     read: defineTool(
       { name: options.names?.read ?? "read_file", description: "Read a text file.", input: readInput, needs: (i) => [need("read", i.path)] },
-      (i, cap, ctx) => ({ path: i.path, text: files.read(cap as Capability<{ readonly fs: "read" }>, i.path, on(ctx.tenant)).toString("utf8") }),
+      async (i, cap, ctx) => ({ path: i.path, text: (await files.read(cap as Capability<{ readonly fs: "read" }>, i.path, on(ctx.tenant))).toString("utf8") }),
     ),
     write: defineTool(
       { name: options.names?.write ?? "write_file", description: "Create or replace a text file.", input: writeInput, needs: (i) => [need("write", i.path)] },
-      (i, cap, ctx) => {
-        files.write(cap as Capability<{ readonly fs: "write" }>, i.path, i.content, on(ctx.tenant));
+      async (i, cap, ctx) => {
+        await files.write(cap as Capability<{ readonly fs: "write" }>, i.path, i.content, on(ctx.tenant));
         return { path: i.path, bytes: Buffer.byteLength(i.content) };
       },
     ),
     list: defineTool(
       { name: options.names?.list ?? "list_files", description: "List the entries of a directory.", input: listInput, needs: (i) => [need("list", i.path)] },
-      (i, cap, ctx) => ({ path: i.path, entries: files.list(cap as Capability<{ readonly fs: "list" }>, i.path, on(ctx.tenant)) }),
+      async (i, cap, ctx) => ({ path: i.path, entries: await files.list(cap as Capability<{ readonly fs: "list" }>, i.path, on(ctx.tenant)) }),
     ),
   });
 }
