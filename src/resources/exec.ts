@@ -1,7 +1,9 @@
+import type { AuditSink } from "../kernel/audit-sink.ts";
 import { authorize, check, isCapability, type Capability } from "../kernel/capability.ts";
 import { denialError, type Denied } from "../kernel/decision.ts";
 import { InvalidInput, NotACapability } from "../kernel/errors.ts";
 import type { ExecRequest, FsRequest } from "../kernel/request.ts";
+import { auditOption, audited, type Access } from "./audited.ts";
 import { resolveDirectory, resolveProgram } from "./exec-canonical.ts";
 import { envSource, scrubbedEnv } from "./exec-env.ts";
 import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./exec-input.ts";
@@ -37,6 +39,12 @@ export interface ExecConfig {
   readonly env?: Readonly<Record<string, string>>;
   /** Limits for every run; a call may only tighten them. */
   readonly limits?: Partial<ExecLimits>;
+  /**
+   * Where every run is recorded: one resource event per run, allowed or
+   * denied, written before the run settles; a failing sink fails the run with
+   * AuditFailure (the program has run by then). Without it, nothing is recorded.
+   */
+  readonly audit?: AuditSink;
 }
 
 /** The confined subprocess resource. */
@@ -82,9 +90,15 @@ function rejectMemoryLimitIfUnsupported(limits: ExecLimits): void {
   }
 }
 
-/** Throws the kernel's typed denial, its reason extended with what the resource knows about the call. */
-function throwDenied(decision: Denied, notes: readonly string[]): never {
-  throw denialError({ ...decision, reason: [decision.reason, ...notes].join("; ") });
+/** Records and throws the kernel's typed denial, its reason extended with what the resource knows about the call. */
+function throwDenied(access: Access, request: ExecRequest | FsRequest, decision: Denied, notes: readonly string[]): never {
+  throw denialError(access.decided(request, { ...decision, reason: [decision.reason, ...notes].join("; ") }) as Denied);
+}
+
+/** Bytes of output a run returned, for its audit event. */
+function outputBytes(result: ExecResult<string | Uint8Array>): number {
+  const size = (o: string | Uint8Array) => (typeof o === "string" ? Buffer.byteLength(o) : o.byteLength);
+  return size(result.stdout) + size(result.stderr);
 }
 
 function decode(exit: Exit, encoding: OutputEncoding): ExecResult<string | Uint8Array> {
@@ -97,19 +111,20 @@ function decode(exit: Exit, encoding: OutputEncoding): ExecResult<string | Uint8
 /**
  * Creates the confined subprocess resource. Throws InvalidInput for a bad
  * config. The resource holds no authority of its own: every run is decided by
- * the capability passed to it.
+ * the capability passed to it, and recorded in `config.audit` when given.
  */
 export function createExec(config: ExecConfig = {}): Exec {
   if (process.platform === "win32") throw new InvalidInput("the exec resource needs POSIX process groups and does not run on Windows");
   if (typeof config !== "object" || (config as unknown) === null || Array.isArray(config)) throw new InvalidInput("invalid exec config: expected an object");
   for (const key of Object.keys(config)) {
-    if (key !== "env" && key !== "limits") throw new InvalidInput(`invalid exec config: ${key}: is not a setting (settings are env, limits)`);
+    if (key !== "env" && key !== "limits" && key !== "audit") throw new InvalidInput(`invalid exec config: ${key}: is not a setting (settings are env, limits, audit)`);
   }
+  const sink = auditOption(config, "createExec");
   const source = envSource(config.env);
   const ceilings = configLimits(config.limits);
   rejectMemoryLimitIfUnsupported(ceilings);
 
-  const run = async (cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions): Promise<ExecResult<string | Uint8Array>> => {
+  const start = async (access: Access, cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions): Promise<ExecResult<string | Uint8Array>> => {
     // Refused before any file-system look-up, so a forged capability causes no I/O at all.
     if (!isCapability(cap)) throw new NotACapability("exec.run needs a capability issued by this kernel");
     const call = parseCall(argv, options, ceilings);
@@ -121,20 +136,22 @@ export function createExec(config: ExecConfig = {}): Exec {
     const tenant = call.tenant === undefined ? {} : { tenant: call.tenant };
     const execRequest: ExecRequest = { action: "exec", argv: [program, ...args], cwd, env: call.env, ...tenant };
     const listRequest: FsRequest = { action: "fs.list", path: cwd, ...tenant };
+    access.about(execRequest);
 
     // From the decision to the spawn inside runJob nothing awaits, so no
     // revocation or expiry can slip between the decision and the start.
     // The cwd check charges nothing; the exec authorization then charges one use.
     const listing = check(cap, listRequest);
-    if (!listing.allowed) throwDenied(listing, ["the working directory must be listable through the capability's fs grant"]);
+    if (!listing.allowed) throwDenied(access, listRequest, listing, ["the working directory must be listable through the capability's fs grant"]);
     const decision = authorize(cap, execRequest);
     if (!decision.allowed) {
       const notes = [
         ...(program === named ? [] : [`the program ${JSON.stringify(named)} resolves to ${program}, and grants are matched against real paths`]),
         ...(call.env.length === 0 ? [] : [`the run asked to pass environment variables ${call.env.join(", ")}`]),
       ];
-      throwDenied(decision, notes);
+      throwDenied(access, execRequest, decision, notes);
     }
+    access.decided(execRequest, decision);
     const watch = watchAuthority(cap);
     try {
       return decode(await runJob({ program, args, cwd, env, input: call.input, limits: call.limits }, watch.signal), call.encoding);
@@ -142,5 +159,7 @@ export function createExec(config: ExecConfig = {}): Exec {
       watch.dispose();
     }
   };
+  const run = (cap: Capability<ExecReach>, argv: readonly string[], options: RunOptions): Promise<ExecResult<string | Uint8Array>> =>
+    audited(sink, cap, (access) => start(access, cap, argv, options), outputBytes);
   return Object.freeze({ run }) as Exec;
 }

@@ -1,4 +1,5 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
+import type { AuditSink } from "../kernel/audit-sink.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { HTTP_METHODS, type HttpMethod } from "../kernel/grant.ts";
 import { systemResolver, type Resolver } from "./http-resolve.ts";
@@ -15,6 +16,12 @@ export interface HttpClientOptions {
   readonly maxRedirects?: number;
   /** PEM certificates of private CAs, trusted in addition to Node's bundled root certificates. */
   readonly ca?: readonly string[];
+  /**
+   * Where every call is recorded: one resource event per call, redirects
+   * included, allowed or denied, written before the call settles; a failing
+   * sink fails the call with AuditFailure. Without it, nothing is recorded.
+   */
+  readonly audit?: AuditSink;
 }
 
 /** The validated form of HttpClientOptions. */

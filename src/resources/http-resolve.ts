@@ -1,11 +1,12 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { isIpLiteral, unbracket } from "../kernel/address.ts";
-import { assertAuthorized, check, type Capability } from "../kernel/capability.ts";
+import { authorize, check, type Capability } from "../kernel/capability.ts";
 import { denialError } from "../kernel/decision.ts";
 import { AgentcapError } from "../kernel/errors.ts";
 import type { HttpMethod } from "../kernel/grant.ts";
 import type { HttpRequest } from "../kernel/request.ts";
+import type { Access } from "./audited.ts";
 import { HttpRequestFailed } from "./http-errors.ts";
 
 /**
@@ -28,8 +29,8 @@ export interface HopRequest {
   readonly tenant: string | undefined;
 }
 
-/** `address` is null only for the check made before resolving. */
-function kernelRequest(hop: HopRequest, address: string | null): HttpRequest {
+/** The kernel's request for a hop; `address` is null only for the check made before resolving. */
+export function kernelRequest(hop: HopRequest, address: string | null): HttpRequest {
   return {
     action: "http.request",
     method: hop.method,
@@ -87,22 +88,23 @@ async function resolve(resolver: Resolver, host: string, signal: AbortSignal): P
  * attack, not shopped around for an allowed answer. The first answer is
  * authorized (charged once for the hop). The caller connects only to these
  * checked addresses, and never looks the name up again, so there is no
- * second answer an attacker could rebind.
+ * second answer an attacker could rebind. Every decision is reported to
+ * `access`, so a denied hop or address is what the audit event records.
  */
-export async function authorizeHop(cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
+export async function authorizeHop(access: Access, cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
+  const decide = (request: HttpRequest, charge: boolean): void => {
+    const decision = access.decided(request, charge ? authorize(cap, request) : check(cap, request));
+    if (!decision.allowed) throw denialError(decision);
+  };
   const host = unbracket(hop.url.hostname);
   if (isIpLiteral(host)) {
-    assertAuthorized(cap, kernelRequest(hop, host));
+    decide(kernelRequest(hop, host), true);
     return [host];
   }
-  const pre = check(cap, kernelRequest(hop, null));
-  if (!pre.allowed) throw denialError(pre);
+  decide(kernelRequest(hop, null), false);
   const answers = await resolve(resolver, host, signal);
   const [first, ...rest] = answers;
-  for (const address of rest) {
-    const decision = check(cap, kernelRequest(hop, address));
-    if (!decision.allowed) throw denialError(decision);
-  }
-  assertAuthorized(cap, kernelRequest(hop, first));
+  for (const address of rest) decide(kernelRequest(hop, address), false);
+  decide(kernelRequest(hop, first), true);
   return answers;
 }

@@ -2,9 +2,10 @@ import { revocationSignal, type Capability } from "../kernel/capability.ts";
 import { canonicalHttpUrl } from "../kernel/canonical-forms.ts";
 import { InvalidInput, LimitExceeded } from "../kernel/errors.ts";
 import type { HttpMethod } from "../kernel/grant.ts";
+import { auditOption, audited, withoutAudit, type Access } from "./audited.ts";
 import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./http-options.ts";
 import { redirectFrom, type Outgoing } from "./http-redirect.ts";
-import { authorizeHop } from "./http-resolve.ts";
+import { authorizeHop, kernelRequest } from "./http-resolve.ts";
 import { createTransport } from "./http-transport.ts";
 
 export { HttpRequestFailed } from "./http-errors.ts";
@@ -37,7 +38,9 @@ export interface HttpClient {
    * again and charged as a use. Rejects with the kernel's denial errors,
    * InvalidInput, LimitExceeded (timeoutMs, maxResponseBytes, maxRedirects),
    * Revoked as soon as the capability is revoked mid-flight, or
-   * HttpRequestFailed when the network fails.
+   * HttpRequestFailed when the network fails. With an audit sink, the call
+   * (redirects included) is recorded as one event before it settles; a
+   * redirect hop that is denied is the event's request.
    */
   request<M extends HttpMethod = "GET">(cap: Capability<{ readonly http: NoInfer<M> }>, url: string, init?: HttpInit<M>): Promise<HttpResponse>;
   /** Closes the pooled connections; calls made afterwards open new ones. */
@@ -66,20 +69,25 @@ function callSignal(cap: Capability, timeoutMs: number, what: string): { signal:
   };
 }
 
-/** Creates a confined HTTP client with its own connection pools; throws InvalidInput for bad options. */
+/**
+ * Creates a confined HTTP client with its own connection pools, recording
+ * every call in `options.audit` when given; throws InvalidInput for bad options.
+ */
 export function createHttpClient(options?: HttpClientOptions): HttpClient {
-  const settings = parseClientOptions(options);
+  const sink = auditOption(options, "createHttpClient");
+  const settings = parseClientOptions(withoutAudit(options));
   const transport = createTransport(settings.ca);
 
-  const request = async (cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> => {
+  const send = async (access: Access, cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> => {
     if (typeof url !== "string") throw new InvalidInput(`url must be a string such as "https://api.example.com/v1/items"; got ${typeof url}`);
     const input = parseInit(init);
     let hop: Outgoing = { url: canonicalHttpUrl(url), method: input.method, headers: input.headers, body: input.body };
+    access.about(kernelRequest({ method: hop.method, url: hop.url, tenant: input.tenant }, null));
     const call = callSignal(cap, settings.timeoutMs, `${input.method} ${hop.url.href}`);
     try {
       const redirects: string[] = [];
       for (;;) {
-        const addresses = await authorizeHop(cap, { method: hop.method, url: hop.url, tenant: input.tenant }, settings.resolver, call.signal);
+        const addresses = await authorizeHop(access, cap, { method: hop.method, url: hop.url, tenant: input.tenant }, settings.resolver, call.signal);
         const res = await transport.send({ ...hop, addresses }, settings.maxResponseBytes, call.signal);
         const next = redirectFrom(hop, res.status, res.headers.location);
         if (next === null) {
@@ -95,6 +103,9 @@ export function createHttpClient(options?: HttpClientOptions): HttpClient {
       call.dispose();
     }
   };
+
+  const request = (cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> =>
+    audited(sink, cap, (access) => send(access, cap, url, init), (res) => res.body.byteLength);
 
   return Object.freeze({
     request,

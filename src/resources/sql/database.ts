@@ -1,10 +1,12 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { Pool } from "pg";
-import { assertAuthorized, check, isCapability, type Capability } from "../../kernel/capability.ts";
-import { denialError } from "../../kernel/decision.ts";
-import { CapabilityDenied, InvalidInput, LimitExceeded, NotACapability } from "../../kernel/errors.ts";
+import type { AuditSink } from "../../kernel/audit-sink.ts";
+import { authorize, check, isCapability, type Capability } from "../../kernel/capability.ts";
+import { denialError, type Denied } from "../../kernel/decision.ts";
+import { InvalidInput, LimitExceeded, NotACapability } from "../../kernel/errors.ts";
 import type { DbOp, Scalar } from "../../kernel/grant.ts";
 import type { DbRequest } from "../../kernel/request.ts";
+import { auditOption, audited, jsonBytes, type Access } from "../audited.ts";
 import { compileShape, type CompiledShape } from "./compile.ts";
 import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.ts";
 import { postgresEngine } from "./postgres.ts";
@@ -35,6 +37,9 @@ import { sqliteEngine } from "./sqlite.ts";
  * per capability and query shape, the scope and the kernel request (grants
  * are immutable, and the kernel still decides every call); per SQL shape,
  * the prepared statement.
+ *
+ * With an audit sink, every call writes one resource event before it
+ * settles (see ../audited.ts); its result size is the rows' size as JSON.
  */
 
 /** Bounds on what one call may do. */
@@ -57,6 +62,12 @@ export type SqlConnection = { readonly sqlite: BetterSqlite3.Database } | { read
 export type SqlDatabaseOptions = SqlConnection & {
   readonly schema: SchemaSpec;
   readonly limits?: Partial<SqlLimits>;
+  /**
+   * Where every query and mutation is recorded: one resource event per call,
+   * allowed or denied, written before the call settles; a failing sink fails
+   * the call with AuditFailure. Without it, nothing is recorded.
+   */
+  readonly audit?: AuditSink;
 };
 
 /** A row as returned: field name to value. */
@@ -153,16 +164,6 @@ function pinnedScope(plan: Plan, pins: readonly (readonly [Field, Scalar])[], ba
   return scope;
 }
 
-/**
- * Runs `work` as a promise: anything it throws, parse errors included, arrives
- * as a rejection, and a synchronous engine's answer costs no extra microtask.
- */
-function settle<T>(work: () => T | Promise<T>): Promise<T> {
-  return new Promise<T>((resolve) => {
-    resolve(work());
-  });
-}
-
 /** Decodes the returned rows in place; most shapes have nothing to decode. */
 function decode(rows: DriverRow[], prepared: Prepared): Row[] {
   if (prepared.decoders.length > 0) {
@@ -191,10 +192,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const schema = parseSchema((Object.hasOwn(options, "schema") ? options.schema : undefined) as SchemaSpec);
   const limits = limitsOf(Object.hasOwn(options, "limits") ? options.limits : undefined);
   const engine = engineOf(options);
+  const sink = auditOption(options, "createSqlDatabase");
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
 
-  const makePlan = (cap: Capability, q: ParsedQuery): Plan => {
+  const makePlan = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
     if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
     const { model } = q;
     const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named));
@@ -204,12 +206,17 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         const problem = field === undefined ? `${model.name} has no field ${entry.field}` : valueProblem(field, entry.value);
         if (problem !== null || field === undefined) {
           // A scope the schema cannot express cannot be enforced: fail closed, naming the link.
-          throw new CapabilityDenied(`link ${entry.link} confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`, {
+          const refused: Denied = {
+            allowed: false,
+            code: "ERR_CAPABILITY_DENIED",
+            reason: `link ${entry.link} confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`,
             capabilityId: cap.id,
             link: entry.link,
             linkId: entry.linkId,
             rule: "db.scope",
-          });
+          };
+          const request: DbRequest = { action: `db.${q.op}`, model: model.name, fields: fieldNames(q.named), scope: {}, ...(q.tenant === undefined ? {} : { tenant: q.tenant }) };
+          throw denialError(access.decided(request, refused) as Denied);
         }
         return { field, value: entry.value };
       })
@@ -239,11 +246,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     };
   };
 
-  const planFor = (cap: Capability, q: ParsedQuery): Plan => {
+  const planFor = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
     let perCap = plans.get(cap);
     const known = perCap?.get(q.key);
     if (known !== undefined) return known;
-    const plan = makePlan(cap, q);
+    const plan = makePlan(access, cap, q);
     if (perCap === undefined) plans.set(cap, (perCap = new Map<string, Plan>()));
     if (perCap.size < MAX_PLANS_PER_CAPABILITY) perCap.set(q.key, plan);
     return plan;
@@ -267,21 +274,26 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return (plan.prepared = prepared);
   };
 
-  /** Authorizes the call (throwing the kernel's typed denial) and returns its prepared statement and bound parameters. */
-  const admit = (cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
-    const plan = planFor(cap, q);
+  /** Authorizes the call, reporting each decision to `access` (throwing the kernel's typed denial), and returns its prepared statement and bound parameters. */
+  const admit = (access: Access, cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+    const plan = planFor(access, cap, q);
     const base = plan.request.scope;
     // A create's scope is the new row's; other calls are confined by the plan's scope and whatever their filters pin.
     const scope = pinnedScope(plan, q.op === "create" ? q.writes : q.pins, base);
+    const request = withTenant(plan.request, scope, q.tenant);
+    // The call's own request is the event's, though an update's after-check is decided first.
+    access.about(request);
     if (q.op === "update") {
       // The rows an update leaves behind must be in scope too: check the scope its new values give them, charging nothing.
       const after = pinnedScope(plan, q.writes, scope ?? base);
       if (after !== null) {
-        const decision = check(cap, withTenant(plan.request, after, q.tenant));
+        const moved = withTenant(plan.request, after, q.tenant);
+        const decision = access.decided(moved, check(cap, moved));
         if (!decision.allowed) throw denialError(decision);
       }
     }
-    assertAuthorized(cap, withTenant(plan.request, scope, q.tenant));
+    const decision = access.decided(request, authorize(cap, request));
+    if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
     const slots = prepared.shape.params;
     const params = new Array<unknown>(slots.length);
@@ -314,22 +326,32 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   };
 
   const write = (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> =>
-    settle(() => {
-      const q = parse();
-      const { prepared, params } = admit(cap, q);
-      const outcome = prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
-      return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
-    });
+    audited(
+      sink,
+      cap,
+      (access) => {
+        const q = parse();
+        const { prepared, params } = admit(access, cap, q);
+        const outcome = prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
+        return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
+      },
+      jsonBytes,
+    );
 
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
   return Object.freeze({
     read: (cap: DbCapability<"read">, query: ReadQuery) =>
-      settle(() => {
-        const q = parseRead(schema, query, limits);
-        const { prepared, params } = admit(cap, q);
-        const rows = prepared.statement.read(params);
-        return rows instanceof Promise ? rows.then((r) => finishRead(q, prepared, r)) : finishRead(q, prepared, rows);
-      }),
+      audited(
+        sink,
+        cap,
+        (access) => {
+          const q = parseRead(schema, query, limits);
+          const { prepared, params } = admit(access, cap, q);
+          const rows = prepared.statement.read(params);
+          return rows instanceof Promise ? rows.then((r) => finishRead(q, prepared, r)) : finishRead(q, prepared, rows);
+        },
+        jsonBytes,
+      ),
     create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
     update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
     delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, () => parseDelete(schema, query, limits)),
