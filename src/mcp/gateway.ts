@@ -9,6 +9,7 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { openAuditStore } from "../audit/open.ts";
 import type { AuditStore } from "../audit/store.ts";
+import type { AuditSink } from "../kernel/audit-sink.ts";
 import type { Capability } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { createExec } from "../resources/exec.ts";
@@ -94,24 +95,28 @@ async function openAudit(s: AuditConfig): Promise<AuditStore> {
   return openAuditStore({ kind: "sqlite", path: s.path, ...(s.synchronous === undefined ? {} : { synchronous: s.synchronous }) });
 }
 
-/** The built-in confined tools the configuration enables, and what to close with them. */
-function builtinTools(config: GatewayConfig["tools"]): { tools: AnyTool[]; close: () => void } {
+/**
+ * The built-in confined tools the configuration enables, and what to close
+ * with them. Their resources record every access in `audit`, the store the
+ * dispatcher records tool calls in, so one lineage query finds both.
+ */
+function builtinTools(config: GatewayConfig["tools"], audit: AuditSink): { tools: AnyTool[]; close: () => void } {
   const tools: AnyTool[] = [];
   const closers: (() => void)[] = [];
   if (config.files !== undefined) {
-    const f = fileTools(createFileSystem({ baseDir: config.files.root }));
+    const f = fileTools(createFileSystem({ baseDir: config.files.root, audit }));
     tools.push(f.read, f.write, f.list);
   }
-  if (config.http !== undefined) tools.push(fetchTool(createHttpClient(config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs })));
+  if (config.http !== undefined) tools.push(fetchTool(createHttpClient({ audit, ...(config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs }) })));
   if (config.database !== undefined) {
     if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
     const sqlite = new Database(config.database.sqlite, { fileMustExist: true });
     closers.push(() => sqlite.close());
     const schema = config.database.schema as SchemaSpec;
-    const d = databaseTools(createSqlDatabase({ sqlite, schema }), schema);
+    const d = databaseTools(createSqlDatabase({ sqlite, schema, audit }), schema);
     tools.push(d.query, d.create, d.update, d.delete);
   }
-  if (config.commands !== undefined) tools.push(commandTool(createExec(config.commands.env === undefined ? {} : { env: config.commands.env })));
+  if (config.commands !== undefined) tools.push(commandTool(createExec({ audit, ...(config.commands.env === undefined ? {} : { env: config.commands.env }) })));
   return { tools, close: () => { closers.forEach((c) => { c(); }); } };
 }
 
@@ -134,7 +139,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     cleanup.push(() => tokenStore.close());
     const audit = await openAudit(config.audit);
     cleanup.push(() => audit.close());
-    const builtin = builtinTools(config.tools);
+    const builtin = builtinTools(config.tools, audit);
     cleanup.push(builtin.close);
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
