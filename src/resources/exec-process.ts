@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { InvalidInput, LimitExceeded } from "../kernel/errors.ts";
 import type { ExecLimits } from "./exec-input.ts";
 import { watchMemory } from "./exec-memory.ts";
+import { freshBytes } from "./fresh-bytes.ts";
 
 /*
  * Runs one already-authorized program and supervises it. The program is the
@@ -30,18 +31,6 @@ export interface Exit {
   readonly signal: string | null;
   readonly stdout: Uint8Array;
   readonly stderr: Uint8Array;
-}
-
-// A fresh Uint8Array rather than Buffer.concat, whose result may be a view
-// into Node's shared pool and would carry unrelated bytes in its .buffer.
-function joined(chunks: readonly Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /**
@@ -134,7 +123,7 @@ export function runJob(job: Job, stop: AbortSignal): Promise<Exit> {
     });
     child.on("exit", killGroup);
     child.on("close", (exitCode, signal) => {
-      settle({ exitCode, signal, stdout: joined(out, outBytes), stderr: joined(err, errBytes) });
+      settle({ exitCode, signal, stdout: freshBytes(out, outBytes), stderr: freshBytes(err, errBytes) });
     });
 
     if (stop.aborted) onStop();

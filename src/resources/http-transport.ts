@@ -5,6 +5,7 @@ import { isIpLiteral, unbracket } from "../kernel/address.ts";
 import { AgentcapError, LimitExceeded } from "../kernel/errors.ts";
 import type { HttpMethod } from "../kernel/grant.ts";
 import { HttpRequestFailed } from "./http-errors.ts";
+import { freshBytes } from "./fresh-bytes.ts";
 
 /** One authorized hop: the canonical URL, and the checked addresses it may connect to, preferred first. */
 export interface Hop {
@@ -44,17 +45,6 @@ const CONNECT_ERRORS = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "
 function failedToConnect(e: unknown): e is HttpRequestFailed {
   const code: unknown = e instanceof HttpRequestFailed && e.cause instanceof Error ? (e.cause as NodeJS.ErrnoException).code : undefined;
   return typeof code === "string" && CONNECT_ERRORS.has(code);
-}
-
-/** Copies the chunks into a fresh array, so the body never shares memory with Node's buffer pool. */
-function joinChunks(chunks: readonly Buffer[], size: number): Uint8Array {
-  const body = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    body.set(c, at);
-    at += c.length;
-  }
-  return body;
 }
 
 /**
@@ -127,7 +117,7 @@ export function createTransport(ca: readonly string[] | null): Transport {
           if (settled) return;
           settled = true;
           signal.removeEventListener("abort", onAbort);
-          resolve({ status: res.statusCode ?? 0, headers: plainHeaders(res.headers), body: joinChunks(chunks, size) });
+          resolve({ status: res.statusCode ?? 0, headers: plainHeaders(res.headers), body: freshBytes(chunks, size) });
         });
       });
       signal.addEventListener("abort", onAbort, { once: true });
