@@ -1,4 +1,4 @@
-import type { ExternalLedger } from "../kernel/ledger.ts";
+import type { ExternalLedger, LedgerCharge } from "../kernel/ledger.ts";
 
 /** What to revoke: one block of a token (and every token that contains it), or a link by its capability id. */
 export type RevocationTarget = { readonly revocationId: string } | { readonly capabilityId: string };
@@ -10,6 +10,15 @@ export type RevocationTarget = { readonly revocationId: string } | { readonly ca
  * implementations answer from memory and keep that memory current.
  */
 export interface TokenStore extends ExternalLedger {
+  /**
+   * Gets ready to charge these limited keys: a store shared between processes
+   * (Postgres) acquires leases on their allowance here, since `charge` is
+   * synchronous and may only spend what this process already holds. Resolves
+   * once done, also when no room was left (charges then fail, closed); never
+   * rejects for lack of room. Stores that charge exactly in `charge` (SQLite)
+   * leave it out. `verifyShared` awaits it.
+   */
+  prepare?(entries: readonly LedgerCharge[]): Promise<void>;
   /** Records the revocation durably; every verifier sharing the store sees it (the local one at once). */
   revoke(target: RevocationTarget, reason?: string): Promise<void>;
   /** Releases connections and files. */

@@ -18,7 +18,9 @@ import {
 import { systemClock, type Clock } from "../kernel/clock.ts";
 import { Expired, InvalidInput, InvalidToken, Revoked } from "../kernel/errors.ts";
 import { parseGrant, type Grant } from "../kernel/grant.ts";
+import type { LedgerCharge } from "../kernel/ledger.ts";
 import { createMint, type Mint, type MintOptions } from "../kernel/mint.ts";
+import { compileConditions } from "../kernel/rules.ts";
 import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.ts";
 import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, type BlockData } from "./block.ts";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.ts";
@@ -198,6 +200,10 @@ export function inspectVerified(token: string, options: VerifyOptions): readonly
  * `store` under the block's revocation id. Its decisions equal the token's.
  */
 export function verify(token: string, options: VerifyOptions): Capability {
+  return verified(token, options).cap;
+}
+
+function verified(token: string, options: VerifyOptions): { readonly cap: Capability; readonly limits: readonly LedgerCharge[] } {
   const blocks = inspectVerified(token, options);
   const clock = options.clock ?? systemClock;
   const identity = (b: VerifiedBlock) => ({ id: b.data.id, link: { ledger: options.store, key: b.revocationId } });
@@ -218,29 +224,72 @@ export function verify(token: string, options: VerifyOptions): Capability {
   }
   verifiedRoots.set(root, { token, keys: publicKeyMap(options.publicKeys), depth: blocks.length - 1, leafId: (blocks[blocks.length - 1] as VerifiedBlock).data.id });
   tokenCache.set(cap, { plain: token });
+  return { cap, limits: limitsOf(blocks) };
+}
+
+/** The limits (uses and budgets) of a token's blocks, as the kernel charges them to the store: only limited blocks. */
+function limitsOf(blocks: readonly VerifiedBlock[]): LedgerCharge[] {
+  const entries: LedgerCharge[] = [];
+  for (const b of blocks) {
+    const d = b.data;
+    const c = compileConditions(d.kind === "root" || d.kind === "narrow" ? d.grant : d.kind === "restrict" ? d.conditions : {});
+    if (c.maxUses === null && c.budgetCalls === null && c.budgetCost === null) continue;
+    const maxCalls = c.maxUses === null ? c.budgetCalls : c.budgetCalls === null ? c.maxUses : Math.min(c.maxUses, c.budgetCalls);
+    entries.push({ key: b.revocationId, maxCalls, maxCost: c.budgetCost });
+  }
+  return entries;
+}
+
+/** Asks the store to get ready to charge these limited blocks (leases, with Postgres). */
+function prepareLimits(limits: readonly LedgerCharge[], store: TokenStore): Promise<void> {
+  return limits.length === 0 || store.prepare === undefined ? Promise.resolve() : store.prepare(limits);
+}
+
+/**
+ * `verify`, then waits until the store is ready to charge the token's uses
+ * and budgets. With a store shared between processes (Postgres) that means
+ * holding leases on the blocks' allowances: a process can only spend what it
+ * holds, so use this (not `verify`) before authorizing a limited token there,
+ * or its first requests may be denied with BudgetExhausted until the lease
+ * arrives. With SQLite it is the same as `verify`.
+ */
+export async function verifyShared(token: string, options: VerifyOptions): Promise<Capability> {
+  const { cap, limits } = verified(token, options);
+  await prepareLimits(limits, options.store);
   return cap;
 }
 
 /** A verifier with a cache: presenting the same token again returns the same capability without re-verifying (revocation is still checked on every use). */
 export interface Verifier {
+  /** Verifies (or takes from the cache); a limited token's leases are requested in the background. */
   verify(token: string): Capability;
+  /** `verify`, then waits until the store is ready to charge the token (see `verifyShared`). */
+  verifyShared(token: string): Promise<Capability>;
 }
 
 /** Creates a verifier that keeps up to `cacheSize` verified tokens (least recently used dropped first). */
 export function createVerifier(options: VerifyOptions & { readonly cacheSize?: number }): Verifier {
   const size = options.cacheSize ?? 1024;
-  const cache = new Map<string, Capability>();
+  const cache = new Map<string, { readonly cap: Capability; readonly limits: readonly LedgerCharge[] }>();
+  const lookup = (token: string) => {
+    const hit = cache.get(token);
+    if (hit !== undefined) {
+      cache.delete(token);
+      cache.set(token, hit);
+      return hit;
+    }
+    const entry = verified(token, options);
+    cache.set(token, entry);
+    if (cache.size > size) cache.delete(cache.keys().next().value as string);
+    // Leases are requested at once, in the background; the store fails closed on its own if that fails.
+    void prepareLimits(entry.limits, options.store).catch(() => undefined);
+    return entry;
+  };
   return Object.freeze({
-    verify(token: string): Capability {
-      const hit = cache.get(token);
-      if (hit !== undefined) {
-        cache.delete(token);
-        cache.set(token, hit);
-        return hit;
-      }
-      const cap = verify(token, options);
-      cache.set(token, cap);
-      if (cache.size > size) cache.delete(cache.keys().next().value as string);
+    verify: (token: string): Capability => lookup(token).cap,
+    async verifyShared(token: string): Promise<Capability> {
+      const { cap, limits } = lookup(token);
+      await prepareLimits(limits, options.store);
       return cap;
     },
   });
