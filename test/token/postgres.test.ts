@@ -1,12 +1,14 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { afterAll, describe, expect, it } from "vitest";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
-import { openPostgresTokenStore } from "../../src/token/postgres-store.ts";
-import { attenuate, createTokenMint, inspectVerified, revokeToken, toToken, verify } from "../../src/token/token.ts";
+import type { Grant } from "../../src/kernel/grant.ts";
+import { openPostgresTokenStore, type PostgresStoreOptions } from "../../src/token/postgres-store.ts";
+import type { TokenStore } from "../../src/token/store.ts";
+import { attenuate, createTokenMint, inspectVerified, revokeToken, toToken, verify, verifyShared } from "../../src/token/token.ts";
 
 const url = process.env.DATABASE_URL;
 if (url === undefined) console.warn("test/token/postgres.test.ts skipped: set DATABASE_URL (postgres://…) to run the shared-store tests");
@@ -19,6 +21,61 @@ const call = { action: "tool.call", tool: "a" } as const;
 
 async function until(condition: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+const open = (options: Partial<PostgresStoreOptions> = {}) => openPostgresTokenStore({ ...options, connectionString: url ?? "", schema });
+const limited = (id: string, grant: Omit<Grant, "tools">) => attenuate(toToken(mint.issue({ id })), { tools: ["a"], ...grant }, { publicKeys });
+
+/** Tries `attempts` times to authorize, asking the store for more leases after each denial; returns the successes. */
+async function spend(store: TokenStore, token: string, attempts: number): Promise<number> {
+  const cap = await verifyShared(token, { publicKeys, store });
+  let successes = 0;
+  for (let i = 0; i < attempts; i++) {
+    if (cap.authorize(call).allowed) successes++;
+    else await verifyShared(token, { publicKeys, store });
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return successes;
+}
+
+interface Child {
+  readonly process: ChildProcess;
+  readonly next: () => Promise<string>;
+}
+
+async function startChild(token: string, options: Partial<PostgresStoreOptions>, ...mode: string[]): Promise<Child> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", fileURLToPath(new URL("postgres-lease-child.ts", import.meta.url)), schema, token, keys.publicKey, JSON.stringify(options), ...mode],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  const iterator = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async () => String((await iterator.next()).value);
+  expect(await next()).toBe("ready");
+  return { process: child, next };
+}
+
+/** Successes of a child in `spend` mode, after telling it to go. */
+async function childSuccesses(child: Child): Promise<number> {
+  child.process.stdin?.write("go\n");
+  const line = await child.next();
+  expect(line).toMatch(/^successes \d+$/);
+  if (child.process.exitCode === null) await new Promise((resolve) => child.process.once("exit", resolve));
+  expect(child.process.exitCode).toBe(0);
+  return Number(line.split(" ")[1]);
+}
+
+/** Two stores here and two processes race on `token`; afterwards a fresh store spends what is left. Returns both totals. */
+async function race(token: string, attempts: number): Promise<{ readonly raced: number; readonly left: number }> {
+  const children = await Promise.all([startChild(token, {}, "spend", String(attempts)), startChild(token, {}, "spend", String(attempts))]);
+  const stores = await Promise.all([open(), open()]);
+  const counts = await Promise.all([...stores.map((store) => spend(store, token, attempts)), ...children.map(childSuccesses)]);
+  await Promise.all(stores.map((store) => store.close()));
+  const fresh = await open({ leaseShare: 1 });
+  const left = await spend(fresh, token, attempts);
+  await fresh.close();
+  console.info(`successes per racer: ${counts.join(", ")}; left afterwards: ${left}`);
+  return { raced: counts.reduce((a, b) => a + b, 0), left };
 }
 
 describe.skipIf(url === undefined)("Postgres token store", () => {
@@ -51,8 +108,8 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     const a = await openPostgresTokenStore({ connectionString: url ?? "", schema });
     const b = await openPostgresTokenStore({ connectionString: url ?? "", schema });
     const token = attenuate(toToken(mint.issue({ id: "bob" })), { tools: ["a"], maxUses: 2 }, { publicKeys });
-    const inA = verify(token, { publicKeys, store: a });
-    const inB = verify(token, { publicKeys, store: b });
+    const inA = await verifyShared(token, { publicKeys, store: a });
+    const inB = await verifyShared(token, { publicKeys, store: b });
     const key = inspectVerified(token, { publicKeys, store: a })[1]?.revocationId ?? "";
     expect(inA.authorize(call).allowed).toBe(true);
     await until(() => b.usage(key).calls === 1);
@@ -66,6 +123,59 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     expect(() => verify(token, { publicKeys, store: c })).toThrow(/gone/);
     await c.close();
   });
+
+  it("a single-use token is used exactly once by two stores and two processes racing on it", async () => {
+    const { raced, left } = await race(limited("carol", { maxUses: 1 }), 40);
+    expect(raced).toBe(1);
+    expect(left).toBe(0);
+  }, 60_000);
+
+  it("a budget of N calls spread over two stores and two processes is never exceeded, and what is returned can still be spent", async () => {
+    const { raced, left } = await race(limited("dave", { budget: { calls: 25 } }), 40);
+    expect(raced).toBeLessThanOrEqual(25);
+    expect(raced + left).toBe(25);
+  }, 60_000);
+
+  it("a dead process's lease comes back after it expires, less the units it had armed", async () => {
+    const token = limited("erin", { budget: { calls: 4 } });
+    const child = await startChild(token, { leaseShare: 1, armAhead: 1, leaseTtlMs: 1000 }, "hold");
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    const { rows } = await admin.query<{ calls_held: string; calls_armed: string }>(`SELECT calls_held, calls_armed FROM ${schema}.token_leases`);
+    await admin.end();
+    expect(rows.map((r) => [Number(r.calls_held), Number(r.calls_armed)])).toContainEqual([4, 1]);
+    const exited = new Promise((resolve) => child.process.once("exit", resolve));
+    child.process.kill("SIGKILL");
+    await exited;
+
+    const store = await open();
+    const cap = await verifyShared(token, { publicKeys, store });
+    const deadline = Date.now() + 20_000;
+    let first = false;
+    while (!first && Date.now() < deadline) {
+      first = cap.authorize(call).allowed;
+      if (!first) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(first).toBe(true);
+    const more = await spend(store, token, 20);
+    // The one armed unit may have been used before the process died, so it stays spent: fail closed.
+    expect(1 + more).toBe(3);
+    await store.close();
+  }, 60_000);
+
+  it("close returns the units a store leased and did not use", async () => {
+    const token = limited("frank", { budget: { calls: 5 } });
+    const a = await open({ leaseShare: 1 });
+    const b = await open();
+    const inA = await verifyShared(token, { publicKeys, store: a });
+    const inB = await verifyShared(token, { publicKeys, store: b });
+    expect(inB.authorize(call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
+    expect(inA.authorize(call).allowed).toBe(true);
+    expect(inA.authorize(call).allowed).toBe(true);
+    await a.close();
+    expect(await spend(b, token, 20)).toBe(3);
+    await b.close();
+  }, 30_000);
 
   it("several processes may open a fresh schema at the same moment", async () => {
     const fresh = `${schema}_race`;
