@@ -42,8 +42,13 @@ export interface Gateway {
   readonly displaySchemas: ReadonlyMap<string, JsonSchema>;
   /** Names of upstream tools, whose results are MCP results already and pass through unchanged. */
   readonly passthrough: ReadonlySet<string>;
-  /** Verifies a token presented by a client (signature, revocation, expiry), giving the session's capability. Throws InvalidToken, Revoked or Expired. */
-  authenticate(token: string, options?: { readonly fresh?: boolean }): Capability;
+  /**
+   * Verifies a token presented by a client (signature, revocation, expiry),
+   * giving the session's capability. For a new session it also waits until a
+   * shared store can charge the token's limited blocks, so the first call is
+   * not refused for want of a lease. Rejects with InvalidToken, Revoked or Expired.
+   */
+  authenticate(token: string, options?: { readonly fresh?: boolean }): Promise<Capability>;
   /** Revokes `token`'s last block (and so everything derived from it) in the shared store, after checking its signature. */
   revoke(token: string, reason?: string): Promise<void>;
   /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
@@ -158,10 +163,11 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       audit,
       displaySchemas: new Map(upstreams.flatMap((u) => [...u.schemas])),
       passthrough: new Set(upstreams.flatMap((u) => u.tools.map((t) => t.name))),
-      authenticate: (token: string, opts?: { readonly fresh?: boolean }) => {
+      authenticate: async (token: string, opts?: { readonly fresh?: boolean }) => {
         // A new session looks at revocation and expiry before it exists; later requests reuse the verified capability, whose every check consults the store.
-        if (opts?.fresh === true) inspectVerified(token, verifyOptions);
-        return verifier.verify(token);
+        if (opts?.fresh !== true) return verifier.verify(token);
+        inspectVerified(token, verifyOptions);
+        return verifier.verifyShared(token);
       },
       revoke: async (token: string, reason?: string) => {
         inspectVerified(token, verifyOptions);

@@ -67,14 +67,14 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   };
 
   /** The capability of the request's token, or null after answering 401. */
-  const authenticate = (req: IncomingMessage, res: ServerResponse, fresh: boolean): { token: string; capability: Capability } | null => {
+  const authenticate = async (req: IncomingMessage, res: ServerResponse, fresh: boolean): Promise<{ token: string; capability: Capability } | null> => {
     const token = bearer(req);
     if (token === null) {
       challenge(res, null);
       return null;
     }
     try {
-      return { token, capability: gateway.authenticate(token, { fresh }) };
+      return { token, capability: await gateway.authenticate(token, { fresh }) };
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
       challenge(res, e);
@@ -87,14 +87,14 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     if (typeof sessionId === "string") {
       const session = sessions.get(sessionId);
       if (session === undefined) { send(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "session not found; initialize a new one" }, id: null }); return; }
-      const auth = authenticate(req, res, false);
+      const auth = await authenticate(req, res, false);
       if (auth === null) return;
       if (auth.token !== session.token) {
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
       }
       return session.transport.handleRequest(req, res);
     }
-    const auth = authenticate(req, res, true);
+    const auth = await authenticate(req, res, true);
     if (auth === null) return;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),

@@ -10,7 +10,7 @@ import { sessionServer } from "./session.ts";
 
 /** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {
-  const capability = gateway.authenticate(token, { fresh: true });
+  const capability = await gateway.authenticate(token, { fresh: true });
   const server = sessionServer(gateway, capability);
   const closed = new Promise<void>((resolve) => {
     server.server.onclose = () => {

@@ -16,7 +16,7 @@ export interface PostgresStoreOptions {
    * process's leases are reclaimed by the next reserver once they expire.
    */
   readonly leaseTtlMs?: number;
-  /** Share of a limit taken per lease (default 1/8; at least one call). 1 takes all that is left. */
+  /** Share of a limit taken per lease (default 1/8; at least four calls, or all that is left). 1 takes all that is left. */
   readonly leaseShare?: number;
   /**
    * Calls of a lease recorded as spent in Postgres before they may be used
@@ -25,6 +25,13 @@ export interface PostgresStoreOptions {
    */
   readonly armAhead?: number;
 }
+
+/**
+ * The fewest calls a lease takes when that many are left. One tool call
+ * spends at least two uses of every link (the call and its resource access),
+ * so a one-call lease would refuse the very first tool call of a session.
+ */
+const MIN_LEASE_CALLS = 4;
 
 interface Usage {
   calls: number;
@@ -262,7 +269,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
         const usedCost = mine?.usedCost ?? 0;
         if (maxCalls !== null) {
           const room = maxCalls - spentCalls - Number(held.calls);
-          const want = Math.max(1, Math.ceil(maxCalls * share));
+          const want = Math.max(MIN_LEASE_CALLS, Math.ceil(maxCalls * share));
           if (heldCalls - usedCalls < Math.max(1, Math.ceil(want / 2))) heldCalls += Math.max(0, Math.min(room, want));
         }
         if (maxCost !== null) {

@@ -20,6 +20,8 @@ if (postgresSkipReason !== null) console.warn(`test/mcp/postgres.test.ts skipped
 const bin = path.resolve("bin/agentcap.js");
 let fixture: Fixture;
 let schema: TestSchema;
+let urlA = "";
+let urlB = "";
 const children: ChildProcess[] = [];
 
 async function startGateway(): Promise<string> {
@@ -50,9 +52,8 @@ describe.skipIf(postgresSkipReason !== null)("two gateway processes sharing Post
   });
 
   it("refuses, through the second, a token revoked through the first", async () => {
-    // One after the other: the stores' CREATE TABLE IF NOT EXISTS races when two processes create the schema at once (reported, not ours).
-    const urlA = await startGateway();
-    const urlB = await startGateway();
+    // Started together: both create the shared schema at once, which the stores serialize with advisory locks.
+    [urlA, urlB] = await Promise.all([startGateway(), startGateway()]);
     const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
     const config = await loadGatewayConfig(fixture.configFile);
     const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
@@ -78,6 +79,25 @@ describe.skipIf(postgresSkipReason !== null)("two gateway processes sharing Post
       }
       expect(text).toMatch(/^ERR_REVOKED/);
       console.log(`revocation through gateway A seen by gateway B after ${(performance.now() - revokedAt).toFixed(0)} ms`);
+    } finally {
+      await a.client.close();
+      await b.client.close();
+    }
+  });
+
+  it("spends a limited token's uses exactly once across both gateways", async () => {
+    const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
+    const config = await loadGatewayConfig(fixture.configFile);
+    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
+    // One read_file call spends two uses of every link: the tool call, and the file read its handler makes.
+    const token = toToken(mint.issue({ id: "alice" }).restrict({ maxUses: 2 }));
+    const a = await httpClient(urlA, token);
+    const b = await httpClient(urlB, token);
+    try {
+      const call = (c: typeof a) => c.client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }).then(textOf);
+      expect(await call(a)).toContain("hello from the workspace");
+      expect(await call(b)).toMatch(/^ERR_BUDGET_EXHAUSTED/);
+      expect(await call(a)).toMatch(/^ERR_BUDGET_EXHAUSTED/);
     } finally {
       await a.client.close();
       await b.client.close();
