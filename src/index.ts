@@ -153,7 +153,7 @@ export type { DelegationResult, SubAgent } from "./runtime/delegation.ts";
 export { SessionClosed, TaskCancelled, TaskTimedOut } from "./runtime/errors.ts";
 
 /** Tokens: capabilities as Biscuit v3 tokens, attenuable offline, verified with the issuer's public keys. */
-export { attenuate, createTokenMint, createVerifier, readToken, revokeToken, toToken, verify } from "./token/token.ts";
+export { attenuate, createTokenMint, createVerifier, readToken, revokeToken, toToken, verify, verifyShared } from "./token/token.ts";
 export type { AttenuateOptions, TokenMint, TokenMintOptions, VerifiedBlock, Verifier, VerifyOptions } from "./token/token.ts";
 export { generateKeyPair } from "./token/biscuit.ts";
 export type { PublicKeySet } from "./token/keys.ts";
