@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createMint, type Grant } from "../src/index.ts";
+import { createMint, requestTarget, type Grant } from "../src/index.ts";
 import type { AuditEvent, AuditSink } from "../src/kernel/audit-sink.ts";
 import type { Request } from "../src/kernel/request.ts";
 import { createFileSystem } from "../src/resources/fs.ts";
@@ -105,23 +105,7 @@ const result = await task.result;
 
 // 6. What the audit log recorded: one event per call, allowed or denied, and whose authority it was.
 const short = (s: string) => s.replaceAll(workspace, "~ws");
-const describe = (r: Request): string => {
-  switch (r.action) {
-    case "tool.call":
-      return `tool.call ${r.tool}`;
-    case "http.request":
-      return `${r.method} ${r.url}`;
-    case "db.read":
-    case "db.create":
-    case "db.update":
-    case "db.delete":
-      return `${r.action} ${r.model} ${JSON.stringify(r.scope)}`;
-    case "exec":
-      return `exec ${r.argv.join(" ")}`;
-    default:
-      return `${r.action} ${short(r.path)}`;
-  }
-};
+const describe = (r: Request): string => (r.action === "http.request" ? requestTarget(r) : `${r.action} ${short(requestTarget(r))}`);
 const rows = events.map((e, i) => [
   String(i + 1),
   e.subject.mint.principal,

@@ -8,6 +8,7 @@
 import {
   createMint,
   narrowToRow,
+  requestTarget,
   revocable,
   type Capability,
   type Decision,
@@ -19,14 +20,7 @@ const rows: string[][] = [];
 
 function attempt(who: string, cap: Capability, request: Request): Decision {
   const decision = cap.authorize(request);
-  const what =
-    request.action === "db.read"
-      ? `db.read ${request.model} ${JSON.stringify(request.scope)}`
-      : request.action === "fs.read" || request.action === "fs.write"
-        ? `${request.action} ${request.path}`
-        : request.action === "tool.call"
-          ? `tool.call ${request.tool}`
-          : request.action;
+  const what = `${request.action} ${requestTarget(request)}`;
   rows.push([who, what, decision.allowed ? "allowed" : `DENIED (${decision.code})`, decision.allowed ? "" : decision.reason]);
   return decision;
 }

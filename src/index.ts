@@ -27,6 +27,7 @@ export { parseGrant, DB_OPS, FS_OPS, HTTP_METHODS } from "./kernel/grant.ts";
 export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, Scalar } from "./kernel/grant.ts";
 
 /** Requests: the canonical description of one action. */
+export { requestTarget } from "./kernel/request.ts";
 export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, ToolRequest } from "./kernel/request.ts";
 
 /** Decisions: allowed, or denied with the link that denied and why. */

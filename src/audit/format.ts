@@ -1,4 +1,5 @@
 import type { AuditEvent } from "../kernel/audit-sink.ts";
+import { requestTarget } from "../kernel/request.ts";
 import type { AuditRecord } from "./query.ts";
 import type { VerifyReport } from "./verify.ts";
 
@@ -16,29 +17,6 @@ const MAX_CELL = 48;
 
 function cell(text: string): string {
   return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 1)}…` : text;
-}
-
-/** What the request acted on, in a few words. */
-function target(event: AuditEvent): string {
-  const r = event.request;
-  switch (r.action) {
-    case "tool.call":
-      return r.tool;
-    case "fs.read":
-    case "fs.write":
-    case "fs.list":
-    case "fs.delete":
-      return r.path;
-    case "http.request":
-      return `${r.method} ${r.url}`;
-    case "db.read":
-    case "db.create":
-    case "db.update":
-    case "db.delete":
-      return `${r.model} ${JSON.stringify(r.scope)}`;
-    case "exec":
-      return r.argv.join(" ");
-  }
 }
 
 function decision(event: AuditEvent): string {
@@ -60,7 +38,7 @@ export function formatTable(records: readonly AuditRecord[]): string {
     event.subject.mint.principal,
     event.tool ?? "-",
     event.request.action,
-    target(event),
+    requestTarget(event.request),
     decision(event),
     `${event.subject.capabilityId.slice(0, 8)} (depth ${event.subject.lineage.length - 1})`,
   ].map(cell));

@@ -241,3 +241,25 @@ function toChecked(r: ParsedRequest): CheckedRequest {
     }
   }
 }
+
+/** What a request acts on, in a few words: the tool, path, method and URL, model and row scope, or command line. */
+export function requestTarget(r: Request): string {
+  switch (r.action) {
+    case "tool.call":
+      return r.tool;
+    case "fs.read":
+    case "fs.write":
+    case "fs.list":
+    case "fs.delete":
+      return r.path;
+    case "http.request":
+      return `${r.method} ${r.url}`;
+    case "db.read":
+    case "db.create":
+    case "db.update":
+    case "db.delete":
+      return `${r.model} ${JSON.stringify(r.scope)}`;
+    case "exec":
+      return r.argv.join(" ");
+  }
+}
