@@ -55,3 +55,16 @@ export type ReachOf<G> = {
 
 /** The reach two links allow together: per domain, the operations both allow. */
 export type Meet<A, B> = { readonly [K in Domain]: Ops<A, K> & Ops<B, K> };
+
+/**
+ * The reach that requests of type `Q` need: per domain, the operations they
+ * name. A tool whose `needs` returns literal requests gets a handler
+ * capability typed to exactly these; the wide `Request` type gives every operation.
+ */
+export type ReachOfRequests<Q> = {
+  readonly fs: Q extends { readonly action: `fs.${infer Op}` } ? Op & FsOp : never;
+  readonly http: Q extends { readonly action: "http.request"; readonly method: infer M } ? M & HttpMethod : never;
+  readonly db: Q extends { readonly action: `db.${infer Op}` } ? Op & DbOp : never;
+  readonly exec: Q extends { readonly action: "exec" } ? "run" : never;
+  readonly tools: Q extends { readonly action: "tool.call" } ? "call" : never;
+};

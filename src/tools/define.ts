@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { Capability, LinkSummary } from "../kernel/capability.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import { describeIssues } from "../kernel/grant.ts";
+import type { ReachOfRequests } from "../kernel/reach.ts";
 import type { Request } from "../kernel/request.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 
@@ -47,18 +48,22 @@ export interface SubCall {
   (tool: string, input: unknown, capability: Capability, options?: CallOptions): Promise<unknown>;
 }
 
-/** A tool's implementation: `(input, capability)`, and the capability is its only source of authority. */
-export type ToolHandler<In, Out> = (input: In, capability: Capability, context: ToolContext) => Out | Promise<Out>;
+/**
+ * A tool's implementation: `(input, capability)`, and the capability is its
+ * only source of authority. `R` is the capability's reach: what the tool's
+ * needs name, so passing it where more is required does not compile.
+ */
+export type ToolHandler<In, Out, R = unknown> = (input: In, capability: Capability<R>, context: ToolContext) => Out | Promise<Out>;
 
 /** Names the requests a call will make, from its validated input; the dispatcher narrows the caller's capability to exactly these. */
-export type NeedsFunction<In> = (input: In, context: NeedsContext) => readonly Request[] | Promise<readonly Request[]>;
+export type NeedsFunction<In, Q extends Request = Request> = (input: In, context: NeedsContext) => readonly Q[] | Promise<readonly Q[]>;
 
 /** How a tool is declared: a name and description for the model, a zod object schema for its input, and its needs. */
-export interface ToolSpec<S extends z.ZodObject> {
+export interface ToolSpec<S extends z.ZodObject, Q extends Request = Request> {
   readonly name: string;
   readonly description: string;
   readonly input: S;
-  readonly needs: NeedsFunction<z.output<S>>;
+  readonly needs: NeedsFunction<z.output<S>, Q>;
 }
 
 /** The JSON schema of a tool's input, as shown to a model. */
@@ -99,11 +104,11 @@ const TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
  * schema is unusable, including an input schema that cannot be shown to a
  * model as JSON schema (such as a field holding a capability).
  */
-export function defineTool<S extends z.ZodObject, Out>(
-  spec: ToolSpec<S>,
-  handler: ToolHandler<z.output<S>, Out>,
+export function defineTool<S extends z.ZodObject, Out, Q extends Request = Request>(
+  spec: ToolSpec<S, Q>,
+  handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
 ): Tool<z.input<S>, Out> {
-  const own = <K extends keyof ToolSpec<S>>(k: K): ToolSpec<S>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
+  const own = <K extends keyof ToolSpec<S, Q>>(k: K): ToolSpec<S, Q>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
   const [name, description, input, needs] = [own("name"), own("description"), own("input"), own("needs")];
   if (typeof name !== "string" || !TOOL_NAME.test(name)) {
     throw new InvalidInput(`tool name must be 1 to 64 letters, digits, _ or -; got ${JSON.stringify(name)}`);

@@ -1,6 +1,5 @@
 import { z } from "zod";
-import type { Capability } from "../../kernel/capability.ts";
-import { HTTP_METHODS, type HttpMethod } from "../../kernel/grant.ts";
+import { HTTP_METHODS } from "../../kernel/grant.ts";
 import type { HttpClient } from "../../resources/http.ts";
 import { defineTool, type Tool } from "../define.ts";
 
@@ -40,7 +39,7 @@ export function fetchTool(http: HttpClient, options: FetchToolOptions = {}): Too
       needs: ({ url, method }) => [{ action: "http.request", method, url }],
     },
     async (call, cap, ctx) => {
-      const res = await http.request(cap as Capability<{ readonly http: HttpMethod }>, call.url, {
+      const res = await http.request(cap, call.url, {
         method: call.method,
         ...(call.headers === undefined ? {} : { headers: call.headers }),
         ...(call.body === undefined ? {} : { body: call.body }),

@@ -1,7 +1,5 @@
 import { z } from "zod";
-import type { Capability } from "../../kernel/capability.ts";
 import type { FsOp } from "../../kernel/grant.ts";
-import type { FsRequest } from "../../kernel/request.ts";
 import { lexicalPath, realPath } from "../../resources/fs-paths.ts";
 import type { DirEntry, FileSystem } from "../../resources/fs.ts";
 import { defineTool, type Tool } from "../define.ts";
@@ -35,23 +33,24 @@ export interface FileToolOptions {
 /** Read, write and list tools over the confined file system `files`. */
 export function fileTools(files: FileSystem, options: FileToolOptions = {}): FileTools {
   const canonical = (p: string) => realPath(lexicalPath(p, files.baseDir));
-  const need = (op: FsOp, p: string): FsRequest => ({ action: `fs.${op}`, path: canonical(p) });
+  // Generic in the operation, so each tool's handler capability is typed to exactly its own operation.
+  const need = <Op extends FsOp>(op: Op, p: string): { readonly action: `fs.${Op}`; readonly path: string } => ({ action: `fs.${op}`, path: canonical(p) });
   const on = (tenant: string | null) => (tenant === null ? {} : { tenant });
   return Object.freeze({
     read: defineTool(
       { name: options.names?.read ?? "read_file", description: "Read a text file.", input: readInput, needs: (i) => [need("read", i.path)] },
-      async (i, cap, ctx) => ({ path: i.path, text: (await files.read(cap as Capability<{ readonly fs: "read" }>, i.path, on(ctx.tenant))).toString("utf8") }),
+      async (i, cap, ctx) => ({ path: i.path, text: (await files.read(cap, i.path, on(ctx.tenant))).toString("utf8") }),
     ),
     write: defineTool(
       { name: options.names?.write ?? "write_file", description: "Create or replace a text file.", input: writeInput, needs: (i) => [need("write", i.path)] },
       async (i, cap, ctx) => {
-        await files.write(cap as Capability<{ readonly fs: "write" }>, i.path, i.content, on(ctx.tenant));
+        await files.write(cap, i.path, i.content, on(ctx.tenant));
         return { path: i.path, bytes: Buffer.byteLength(i.content) };
       },
     ),
     list: defineTool(
       { name: options.names?.list ?? "list_files", description: "List the entries of a directory.", input: listInput, needs: (i) => [need("list", i.path)] },
-      async (i, cap, ctx) => ({ path: i.path, entries: await files.list(cap as Capability<{ readonly fs: "list" }>, i.path, on(ctx.tenant)) }),
+      async (i, cap, ctx) => ({ path: i.path, entries: await files.list(cap, i.path, on(ctx.tenant)) }),
     ),
   });
 }
