@@ -37,8 +37,10 @@ export class GroupCommit<T> {
   }
 
   async #drain(): Promise<void> {
-    // Writers that arrive in this turn of the event loop join the first batch.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Writers submitted in the same synchronous run (e.g. a Promise.all) join the first
+    // batch; a lone writer is flushed at once, with no wait for a later turn of the event
+    // loop. Writers arriving while a flush runs form the next batch.
+    await Promise.resolve();
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatch);
       try {
