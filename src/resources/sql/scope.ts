@@ -1,4 +1,4 @@
-import type { Capability } from "../../kernel/capability.ts";
+import type { Capability, LinkSummary } from "../../kernel/capability.ts";
 import type { DbOp, DbRule, Scalar } from "../../kernel/grant.ts";
 
 /*
@@ -47,9 +47,14 @@ const consistent = (rule: DbRule, scope: ReadonlyMap<string, ScopeEntry>) =>
  * one row scope, never in the union of several.
  */
 export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[]): Confinement {
+  return confinementOfLineage(cap.lineage, model, op, fields);
+}
+
+/** The same, from a lineage given as data: for code that sees a capability's links but holds no capability, such as a tool's needs. */
+export function confinementOfLineage(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Confinement {
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
-  cap.lineage.forEach((link, index) => {
+  lineage.forEach((link, index) => {
     const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
     if (rule === undefined) return; // This link grants nothing here; the kernel will say so.

@@ -1,10 +1,11 @@
 import { z } from "zod";
 import type { Capability, LinkSummary } from "../../kernel/capability.ts";
-import type { DbOp, DbRule, Scalar } from "../../kernel/grant.ts";
+import type { DbOp, Scalar } from "../../kernel/grant.ts";
 import type { DbRequest } from "../../kernel/request.ts";
 import type { Row, SqlDatabase, WriteResult } from "../../resources/sql/database.ts";
 import type { OrderBy, Where } from "../../resources/sql/query.ts";
 import type { SchemaSpec } from "../../resources/sql/schema.ts";
+import { confinementOfLineage } from "../../resources/sql/scope.ts";
 import { defineTool, type NeedsContext, type Tool } from "../define.ts";
 
 /*
@@ -152,21 +153,7 @@ function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Ex
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
-/**
- * The row scope the caller's chain confines `model` to, worked out the way
- * the SQL resource works it out (first rule per link that covers the fields
- * and agrees with the scope so far). It only proposes: if it ever differed
- * from the resource's, the narrowed capability would deny the resource's
- * request, never widen it.
- */
+/** The row scope the caller's chain confines `model` to, worked out by the SQL resource's own rule, so the need names the scope the resource will request. */
 function chainScope(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Record<string, Scalar> {
-  const scope = new Map<string, Scalar>();
-  const covers = (r: DbRule) => r.fields === undefined || fields.every((f) => r.fields?.includes(f));
-  const consistent = (r: DbRule) => Object.entries(r.scope ?? {}).every(([k, v]) => !scope.has(k) || scope.get(k) === v);
-  for (const link of lineage) {
-    const rules = (link.grant?.db ?? []).filter((r) => r.model === model && r.ops.includes(op));
-    const rule = rules.find((r) => covers(r) && consistent(r)) ?? rules.find(covers) ?? rules[0];
-    for (const [k, v] of Object.entries(rule?.scope ?? {})) if (!scope.has(k)) scope.set(k, v);
-  }
-  return Object.fromEntries(scope);
+  return Object.fromEntries(confinementOfLineage(lineage, model, op, fields).scope.map((e) => [e.field, e.value]));
 }
