@@ -125,8 +125,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   };
 
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? "/", origin);
     const route = async (): Promise<void> => {
+      // Parsed inside the guarded route: a request target such as `//` or `http://[` must not escape to the process.
+      const url = URL.parse(req.url ?? "/", origin);
+      if (url === null) { send(res, 400, { error: "malformed request target" }); return; }
       if (url.pathname === MCP_PATH) await handleMcp(req, res);
       else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
       else if (url.pathname === METADATA_PATH && req.method === "GET") {

@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -203,5 +204,37 @@ describe("revocation in a live session", () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+describe("malformed requests", () => {
+  /** Sends raw bytes on a fresh connection and returns the status line of the answer (or "" when the server closed it). */
+  const raw = (bytes: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const { port, hostname } = new URL(http.url);
+      const socket = connect(Number(port), hostname, () => socket.end(bytes));
+      let answer = "";
+      socket.setEncoding("latin1");
+      socket.on("data", (chunk: string) => (answer += chunk));
+      socket.on("error", reject);
+      socket.on("close", () => { resolve(answer.split("\r\n")[0] ?? ""); });
+    });
+
+  const lines: readonly (readonly [string, string])[] = [
+    ["a path of two slashes", "GET // HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["a scheme-relative target with a bad host", "GET //[ HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["an absolute-form target", "GET http://evil.example/mcp HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["an absolute-form target with a bad host", "GET http://[/mcp HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["a lone percent", "GET /% HTTP/1.1\r\nHost: x\r\n\r\n"],
+    ["a path of many slashes", `GET ${"/".repeat(5000)} HTTP/1.1\r\nHost: x\r\n\r\n`],
+    ["an over-long header", `GET /mcp HTTP/1.1\r\nHost: x\r\nX-Long: ${"a".repeat(20_000)}\r\n\r\n`],
+    ["garbage", "\u0000\u0001\u0002 nonsense\r\n\r\n"],
+  ];
+
+  it.each(lines)("survives %s and keeps serving", async (_name, bytes) => {
+    const status = await raw(bytes);
+    expect(status === "" || /^HTTP\/1\.1 [45]\d\d /.test(status)).toBe(true);
+    const meta = await fetch(`${new URL(http.url).origin}/.well-known/oauth-protected-resource`);
+    expect(meta.status).toBe(200);
   });
 });
