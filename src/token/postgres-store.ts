@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { InvalidInput } from "../kernel/errors.ts";
 import type { LedgerCharge } from "../kernel/ledger.ts";
-import { targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
+import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
 
 /** Options of the Postgres token store. */
 export interface PostgresStoreOptions {
@@ -38,10 +38,35 @@ interface Usage {
   cost: number;
 }
 
-interface UsageNote {
-  readonly origin: string;
-  readonly key: string;
-  readonly cost: number;
+/**
+ * What a notification says: only which row changed. Anyone who can connect
+ * may NOTIFY the channel, so a note is a hint to re-read that row, never data.
+ */
+type Hint = { readonly revoke: { readonly kind: "block" | "link"; readonly id: string } } | { readonly usage: { readonly key: string } };
+
+/** The hint a payload carries, or null for anything else (ignored: a forged or garbled payload changes nothing). */
+function parseHint(payload: string | undefined): Hint | null {
+  if (payload === undefined || payload.length > 1024) return null;
+  let note: unknown;
+  try {
+    note = JSON.parse(payload);
+  } catch {
+    return null;
+  }
+  if (typeof note !== "object" || note === null) return null;
+  if (Object.hasOwn(note, "revoke")) {
+    const r = (note as { revoke: unknown }).revoke;
+    if (typeof r !== "object" || r === null) return null;
+    const { kind, id } = r as { kind: unknown; id: unknown };
+    return (kind === "block" || kind === "link") && typeof id === "string" ? { revoke: { kind, id } } : null;
+  }
+  if (Object.hasOwn(note, "usage")) {
+    const u = (note as { usage: unknown }).usage;
+    if (typeof u !== "object" || u === null) return null;
+    const { key } = u as { key: unknown };
+    return typeof key === "string" ? { usage: { key } } : null;
+  }
+  return null;
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,40}$/;
@@ -150,19 +175,27 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     throw e;
   }
 
+  // Re-reads run on the listener's own connection, in order; a failed re-read fails the store closed.
+  const reread = async (hint: Hint): Promise<void> => {
+    if ("revoke" in hint) {
+      const { kind, id } = hint.revoke;
+      const row = (await listener.query<{ reason: string }>(`SELECT reason FROM ${schema}.token_revocations WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
+      if (row !== undefined && !revoked.has(`${kind}:${id}`)) revoked.set(`${kind}:${id}`, row.reason);
+      return;
+    }
+    const { key } = hint.usage;
+    const row = (await listener.query<{ calls: string; cost: number }>(`SELECT calls, cost FROM ${schema}.token_usage WHERE key = $1`, [key])).rows[0];
+    if (row === undefined) return;
+    // Counts only grow: the larger of the row and memory, since this process's own charges may not be written yet.
+    const u = usage.get(key) ?? { calls: 0, cost: 0 };
+    u.calls = Math.max(u.calls, Number(row.calls));
+    u.cost = Math.max(u.cost, row.cost);
+    usage.set(key, u);
+  };
   listener.on("notification", (msg) => {
-    if (msg.channel !== channel || msg.payload === undefined) return;
-    const note = JSON.parse(msg.payload) as { revoke?: { kind: string; id: string; reason: string }; usage?: UsageNote };
-    if (note.revoke) {
-      const k = `${note.revoke.kind}:${note.revoke.id}`;
-      if (!revoked.has(k)) revoked.set(k, note.revoke.reason);
-    }
-    if (note.usage && note.usage.origin !== origin) {
-      const u = usage.get(note.usage.key) ?? { calls: 0, cost: 0 };
-      u.calls += 1;
-      u.cost += note.usage.cost;
-      usage.set(note.usage.key, u);
-    }
+    if (msg.channel !== channel) return;
+    const hint = parseHint(msg.payload);
+    if (hint !== null) track(reread(hint));
   });
   listener.on("error", (e) => {
     fail(e.message);
@@ -403,13 +436,12 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
         u.calls += 1;
         u.cost += cost;
         usage.set(e.key, u);
-        const note: UsageNote = { origin, key: e.key, cost };
         track(
           write(
             `WITH up AS (INSERT INTO ${schema}.token_usage (key, calls, cost) VALUES ($1, 1, $2)
                ON CONFLICT (key) DO UPDATE SET calls = token_usage.calls + 1, cost = token_usage.cost + excluded.cost)
              SELECT pg_notify($3, $4)`,
-            [e.key, cost, channel, JSON.stringify({ usage: note })],
+            [e.key, cost, channel, JSON.stringify({ usage: { key: e.key } })],
           ),
         );
       }
@@ -418,13 +450,14 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     async revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
       const t = targetKey(target);
       if (typeof t === "string") throw new InvalidInput(t);
-      const why = typeof reason === "string" ? reason : "revoked";
-      revoked.set(`${t.kind}:${t.id}`, why);
+      const why = revocationReason(reason);
       await write(
         `WITH ins AS (INSERT INTO ${schema}.token_revocations (kind, id, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
          SELECT pg_notify($4, $5)`,
-        [t.kind, t.id, why, channel, JSON.stringify({ revoke: { kind: t.kind, id: t.id, reason: why } })],
+        [t.kind, t.id, why, channel, JSON.stringify({ revoke: { kind: t.kind, id: t.id } })],
       );
+      // Only once it is committed: a revocation that failed to store must not look done here while others keep allowing.
+      if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
     },
     async close(): Promise<void> {
       if (closed) return;

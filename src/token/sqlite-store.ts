@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
 import { InvalidInput } from "../kernel/errors.ts";
 import type { LedgerCharge } from "../kernel/ledger.ts";
-import { targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
+import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
 
 /** How often, at most, a check looks whether another process changed the file. */
 const REFRESH_MS = 200;
@@ -88,13 +88,14 @@ export function openSqliteTokenStore(path: string): TokenStore {
     charge(entries: readonly LedgerCharge[], cost: number): boolean {
       return charge.immediate(entries, cost);
     },
-    revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
+    // Async so that a bad target or reason rejects rather than throwing at the call.
+    // eslint-disable-next-line @typescript-eslint/require-await
+    async revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
       const t = targetKey(target);
-      if (typeof t === "string") return Promise.reject(new InvalidInput(t));
-      const why = typeof reason === "string" ? reason : "revoked";
+      if (typeof t === "string") throw new InvalidInput(t);
+      const why = revocationReason(reason);
       insertRevoked.run(t.kind, t.id, why, Date.now());
       if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
-      return Promise.resolve();
     },
     close(): Promise<void> {
       if (!closed) db.close();

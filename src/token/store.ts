@@ -1,3 +1,4 @@
+import { InvalidInput } from "../kernel/errors.ts";
 import type { ExternalLedger, LedgerCharge } from "../kernel/ledger.ts";
 
 /** What to revoke: one block of a token (and every token that contains it), or a link by its capability id. */
@@ -42,4 +43,16 @@ export function targetKey(target: RevocationTarget): { readonly kind: "block" | 
       : "capabilityId must be a capability id (letters, digits and dashes)";
   }
   return "revocation target must be { revocationId } or { capabilityId }";
+}
+
+/** The longest revocation reason a store keeps, in characters. */
+export const MAX_REASON_LENGTH = 1000;
+
+/** A revocation reason as stored; throws InvalidInput for one that is not a string or too long. */
+export function revocationReason(reason: unknown): string {
+  if (typeof reason !== "string") throw new InvalidInput("a revocation reason must be a string");
+  if (reason.length > MAX_REASON_LENGTH) {
+    throw new InvalidInput(`a revocation reason must be at most ${MAX_REASON_LENGTH} characters; this one has ${reason.length}`);
+  }
+  return reason;
 }

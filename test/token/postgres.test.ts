@@ -180,6 +180,41 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     await b.close();
   }, 30_000);
 
+  it("treats notifications as hints: garbage is ignored, a forged revocation changes nothing, a real one is re-read", async () => {
+    const store = await open();
+    const token = toToken(mint.issue({ id: "gina" }).narrow({ tools: ["a"] }));
+    const cap = verify(token, { publicKeys, store });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const channel = `${schema}_token_events`;
+      const ids = inspectVerified(token, { publicKeys, store }).map((b) => b.revocationId);
+      const forged = ["not json", "null", "[]", '{"revoke":null}', '{"revoke":{"kind":"block"}}', "{\"__proto__\":{\"revoke\":1}}",
+        JSON.stringify({ revoke: { kind: "block", id: ids[1], reason: "forged" } }), JSON.stringify({ revoke: { kind: "link", id: cap.id } }),
+        JSON.stringify({ usage: { key: ids[1], origin: "x", cost: 1e9 } }), "x".repeat(7000)];
+      for (const payload of forged) await admin.query("SELECT pg_notify($1, $2)", [channel, payload]);
+      // A real revocation sent afterwards arrives after all of them, so once it is seen the forged ones have been handled.
+      const other = verify(toToken(mint.issue({ id: "hank" }).narrow({ tools: ["a"] })), { publicKeys, store });
+      const writer = await open();
+      await writer.revoke({ capabilityId: other.id }, "real");
+      await until(() => !other.check(call).allowed);
+      await writer.close();
+      expect(other.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+      expect(cap.authorize(call).allowed).toBe(true);
+    } finally {
+      await admin.end();
+      await store.close();
+    }
+  });
+
+  it("refuses an over-long reason before storing anything, and stays unrevoked everywhere", async () => {
+    const store = await open();
+    const token = toToken(mint.issue({ id: "ivan" }).narrow({ tools: ["a"] }));
+    await expect(revokeToken(token, { publicKeys, store, reason: "x".repeat(8001) })).rejects.toThrow(/at most 1000 characters/);
+    expect(verify(token, { publicKeys, store }).check(call).allowed).toBe(true);
+    await store.close();
+  });
+
   it("several processes may open a fresh schema at the same moment", async () => {
     const fresh = `${schema}_race`;
     try {

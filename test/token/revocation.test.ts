@@ -22,6 +22,15 @@ const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyI
 const call = { action: "tool.call", tool: "a" } as const;
 
 describe("revocation store (SQLite)", () => {
+  it("refuses a reason that is not a string or over 1000 characters, with InvalidInput, storing nothing", async () => {
+    const store = openSqliteTokenStore(":memory:");
+    const token = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
+    await expect(revokeToken(token, { publicKeys, store, reason: "x".repeat(1001) })).rejects.toThrow(InvalidInput);
+    await expect(store.revoke({ capabilityId: "abc" }, 42 as unknown as string)).rejects.toThrow(/must be a string/);
+    expect(verify(token, { publicKeys, store, clock }).check(call).allowed).toBe(true);
+    await store.close();
+  });
+
   it("revoking a token revokes it and what was derived from it, not its parent; it survives a restart", async () => {
     const file = join(dir, "restart.db");
     const parent = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
