@@ -423,9 +423,16 @@ function describe(n: Node): string {
 /** Walks the whole chain; charges nothing. Conditions first, so a dead capability says so before anything else. */
 function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
   const chain = node.chain;
+  let refreshed: ExternalLink["ledger"] | null = null;
   for (const n of chain) {
     if (n.cell?.revoked) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${n.cell.reason}`);
-    const revokedReason = n.external?.ledger.revokedReason(n.external.key, n.id) ?? null;
+    const external = n.external;
+    if (external === null) continue;
+    if (external.ledger !== refreshed) {
+      refreshed = external.ledger;
+      refreshed.refresh?.();
+    }
+    const revokedReason = external.ledger.revokedReason(external.key, n.id);
     if (revokedReason !== null) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${revokedReason}`);
   }
   const now = node.clock.now();

@@ -3,8 +3,16 @@ export interface Clock {
   now(): number;
 }
 
-/** The wall clock. */
-export const systemClock: Clock = Object.freeze({ now: () => Date.now() });
+// Captured once, when agentcap loads: code that later replaces `Date.now`, `globalThis.Date` or
+// `performance.now` cannot move agentcap's clocks, so it cannot revive expired authority.
+const wallNow = Date.now;
+const monotonicNow = performance.now.bind(performance);
+
+/** The wall clock as it was when agentcap loaded; later changes to the `Date` global do not affect it. */
+export const systemClock: Clock = Object.freeze({ now: () => wallNow() });
+
+/** Milliseconds from an arbitrary origin that never step back, captured like `systemClock`: for leases and throttles, not for expiry. */
+export const monotonicClock: Clock = Object.freeze({ now: () => monotonicNow() });
 
 /** A clock that only moves when told to: for tests and simulations. */
 export interface ManualClock extends Clock {
@@ -15,7 +23,7 @@ export interface ManualClock extends Clock {
 }
 
 /** Creates a ManualClock starting at `start` (default: the current wall time). */
-export function createManualClock(start: number = Date.now()): ManualClock {
+export function createManualClock(start: number = wallNow()): ManualClock {
   let current = start;
   return Object.freeze({
     now: () => current,

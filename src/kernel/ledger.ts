@@ -13,6 +13,12 @@ export interface LedgerCharge {
 }
 
 export interface ExternalLedger {
+  /**
+   * Called once per decision, before `revokedReason`, so a store shared
+   * between processes can look whether another one committed a change:
+   * revocation must hold from the first decision after it commits.
+   */
+  refresh?(): void;
   /** Why the link (by ledger key or by capability id) is revoked, or null. Consulted at every check, so it must be fast. */
   revokedReason(key: string, linkId: string): string | null;
   /** Calls made and cost spent so far through the link keyed `key` and its descendants. */

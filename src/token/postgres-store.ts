@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
+import { monotonicClock } from "../kernel/clock.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import type { LedgerCharge } from "../kernel/ledger.ts";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
@@ -83,7 +84,7 @@ interface Lease {
   /** Units this process charged under the lease. */
   usedCalls: number;
   usedCost: number;
-  /** performance.now() after which the lease may have expired: no charge after it until renewed. */
+  /** monotonicClock.now() after which the lease may have expired: no charge after it until renewed. */
   deadline: number;
 }
 
@@ -255,7 +256,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     serial(() =>
       transaction(async () => {
         const { key } = limits;
-        const sentAt = performance.now();
+        const sentAt = monotonicClock.now();
         await leaser.query(`INSERT INTO ${schema}.token_allowance (key, max_calls, max_cost) VALUES ($1, $2, $3) ON CONFLICT (key) DO NOTHING`, [
           key,
           limits.maxCalls,
@@ -344,14 +345,14 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     return p;
   };
   const low = (l: Lease): boolean =>
-    performance.now() > l.deadline - ttl / 2 ||
+    monotonicClock.now() > l.deadline - ttl / 2 ||
     (l.limits.maxCalls !== null && ((l.armedCalls < l.heldCalls && l.armedCalls - l.usedCalls <= armAhead / 2) || l.heldCalls - l.usedCalls <= Math.ceil(l.limits.maxCalls * share) / 2)) ||
     (l.limits.maxCost !== null && l.heldCost - l.usedCost <= (l.limits.maxCost * share) / 2);
 
   // Renews every lease a third of the way through its time, so an idle but live process keeps what it holds.
   const renewal = setInterval(() => {
     if (closed || leases.size === 0) return;
-    const sentAt = performance.now();
+    const sentAt = monotonicClock.now();
     const keys = [...leases.keys()];
     track(
       serial(async () => {
@@ -409,7 +410,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     },
     charge(entries: readonly LedgerCharge[], cost: number): boolean {
       if (failure !== null || closed) return false;
-      const now = performance.now();
+      const now = monotonicClock.now();
       let room = true;
       for (const e of entries) {
         const l = leases.get(e.key);

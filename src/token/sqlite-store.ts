@@ -1,10 +1,8 @@
 import Database from "better-sqlite3";
+import { systemClock } from "../kernel/clock.ts";
 import { InvalidInput } from "../kernel/errors.ts";
 import type { LedgerCharge } from "../kernel/ledger.ts";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
-
-/** How often, at most, a check looks whether another process changed the file. */
-const REFRESH_MS = 200;
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS agentcap_revocations (
@@ -28,8 +26,8 @@ interface UsageRow {
 
 /**
  * The default token store: one SQLite file (or `:memory:`). Revocations are
- * cached in memory and reloaded when another connection changed the file
- * (seen within REFRESH_MS); charges run in an immediate transaction, so
+ * cached in memory and reloaded at the first decision after another
+ * connection committed a change to the file; charges run in an immediate transaction, so
  * processes sharing the file never overspend a budget between them.
  */
 export function openSqliteTokenStore(path: string): TokenStore {
@@ -45,26 +43,20 @@ export function openSqliteTokenStore(path: string): TokenStore {
   const addUsage = db.prepare(
     "INSERT INTO agentcap_usage (key, calls, cost) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET calls = calls + 1, cost = cost + excluded.cost",
   );
-  const dataVersion = () => db.pragma("data_version", { simple: true }) as number;
+  const dataVersion = db.prepare<[], number>("PRAGMA data_version").pluck();
 
   let revoked = new Map<string, string>();
   let version = -1;
-  let checkedAt = -Infinity;
-  const reload = () => {
+  // data_version changes when another connection commits to the file: one probe per decision, no clock involved.
+  const refresh = () => {
+    const v = dataVersion.get();
+    if (v === version) return;
+    version = v ?? -1;
     const next = new Map<string, string>();
     for (const row of selectRevoked.all()) next.set(`${row.kind}:${row.id}`, row.reason);
     revoked = next;
   };
-  const refresh = () => {
-    const now = Date.now();
-    if (now - checkedAt < REFRESH_MS) return;
-    checkedAt = now;
-    const v = dataVersion();
-    if (v !== version) {
-      version = v;
-      reload();
-    }
-  };
+  refresh();
 
   const charge = db.transaction((entries: readonly LedgerCharge[], cost: number): boolean => {
     for (const e of entries) {
@@ -78,8 +70,8 @@ export function openSqliteTokenStore(path: string): TokenStore {
 
   let closed = false;
   return Object.freeze({
+    refresh,
     revokedReason(key: string, linkId: string): string | null {
-      refresh();
       return revoked.get(`block:${key}`) ?? revoked.get(`link:${linkId}`) ?? null;
     },
     usage(key: string): UsageRow {
@@ -94,7 +86,7 @@ export function openSqliteTokenStore(path: string): TokenStore {
       const t = targetKey(target);
       if (typeof t === "string") throw new InvalidInput(t);
       const why = revocationReason(reason);
-      insertRevoked.run(t.kind, t.id, why, Date.now());
+      insertRevoked.run(t.kind, t.id, why, systemClock.now());
       if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
     },
     close(): Promise<void> {

@@ -182,6 +182,7 @@ export function inspectVerified(token: string, options: VerifyOptions): readonly
   const blocks = readToken(token, options.publicKeys);
   const leaf = blocks[blocks.length - 1] as VerifiedBlock;
   const details = (b: VerifiedBlock, rule: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule });
+  options.store.refresh?.();
   for (const b of blocks) {
     const reason = options.store.revokedReason(b.revocationId, b.data.id);
     if (reason !== null) throw new Revoked(`token block ${b.index} (${b.data.id}) was revoked: ${reason}`, details(b, "revoked"));

@@ -36,6 +36,7 @@ import {
   type ManualClock,
   type Request,
 } from "../../src/index.ts";
+import { monotonicClock } from "../../src/kernel/clock.ts";
 
 const T0 = Date.UTC(2030, 0, 1);
 
@@ -757,6 +758,56 @@ describe("clocks and expiry helpers", () => {
     clock.set(100);
     expect(clock.now()).toBe(100);
     expect(typeof systemClock.now()).toBe("number");
+  });
+});
+
+describe("the system clock cannot be moved by code that replaces the Date global", () => {
+  const realNow = Date.now;
+  const RealDate = globalThis.Date;
+  const expired = async () => {
+    const cap = forSeconds(createMint({ issuer: "clock", policy: () => ({ tools: ["a"] }) }).issue({ id: "alice" }), 0.05);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return cap;
+  };
+  const refused = (cap: Capability) => check(cap, { action: "tool.call", tool: "a" });
+
+  it("setting Date.now back a minute does not revive an expired capability", async () => {
+    const cap = await expired();
+    try {
+      const now = realNow();
+      Date.now = () => now - 60_000;
+      expect(refused(cap)).toMatchObject({ allowed: false, code: "ERR_EXPIRED" });
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  it("replacing globalThis.Date does not revive an expired capability", async () => {
+    const cap = await expired();
+    const now = realNow();
+    class PastDate extends RealDate {
+      static override now(): number {
+        return now - 60_000;
+      }
+    }
+    try {
+      globalThis.Date = PastDate as DateConstructor;
+      expect(refused(cap)).toMatchObject({ allowed: false, code: "ERR_EXPIRED" });
+      expect(systemClock.now()).toBeGreaterThanOrEqual(now);
+    } finally {
+      globalThis.Date = RealDate;
+    }
+  });
+
+  it("replacing performance.now does not move agentcap's monotonic clock", () => {
+    const original = performance.now.bind(performance);
+    const before = monotonicClock.now();
+    try {
+      performance.now = () => 0;
+      expect(monotonicClock.now()).toBeGreaterThanOrEqual(before);
+    } finally {
+      performance.now = original;
+    }
   });
 });
 

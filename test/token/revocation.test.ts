@@ -22,6 +22,39 @@ const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyI
 const call = { action: "tool.call", tool: "a" } as const;
 
 describe("revocation store (SQLite)", () => {
+  it("a busy verifier refuses at its first decision after another connection commits a revocation, whatever its wall clock says", async () => {
+    const file = join(dir, "fresh.db");
+    const token = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
+    const verifierStore = openSqliteTokenStore(file);
+    const revokerStore = openSqliteTokenStore(file);
+    const live = verify(token, { publicKeys, store: verifierStore, clock });
+    const realNow = Date.now;
+    try {
+      for (let i = 0; i < 1000; i++) expect(live.check(call).allowed).toBe(true);
+      Date.now = () => realNow() - 3_600_000;
+      await revokeToken(token, { publicKeys, store: revokerStore, reason: "left" });
+      expect(live.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+      expect(() => verify(token, { publicKeys, store: verifierStore, clock })).toThrow(/left/);
+    } finally {
+      Date.now = realNow;
+      await verifierStore.close();
+      await revokerStore.close();
+    }
+  });
+
+  it("an expired token stays expired when the Date global is moved back", () => {
+    const store = openSqliteTokenStore(":memory:");
+    const root = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) }).issue({ id: "alice" });
+    const token = toToken(root.narrow({ tools: ["a"], expiresAt: Date.now() - 1000 }));
+    const realNow = Date.now;
+    try {
+      Date.now = () => realNow() - 3_600_000;
+      expect(() => verify(token, { publicKeys, store })).toThrow(/expired/);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it("refuses a reason that is not a string or over 1000 characters, with InvalidInput, storing nothing", async () => {
     const store = openSqliteTokenStore(":memory:");
     const token = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
