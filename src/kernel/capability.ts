@@ -420,11 +420,10 @@ function describe(n: Node): string {
   return n.parent === null ? `root capability ${n.id} (minted for ${n.mint.principal})` : `link ${n.index} (${n.id})`;
 }
 
-/** Walks the whole chain; charges nothing. Conditions first, so a dead capability says so before anything else. */
-function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
-  const chain = node.chain;
+/** A denial for a revoked or expired link anywhere in the chain, or null. */
+function lifeDenial(node: Node): Denied | null {
   let refreshed: ExternalLink["ledger"] | null = null;
-  for (const n of chain) {
+  for (const n of node.chain) {
     if (n.cell?.revoked) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${n.cell.reason}`);
     const external = n.external;
     if (external === null) continue;
@@ -436,19 +435,16 @@ function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
     if (revokedReason !== null) return deny(node, n, "ERR_REVOKED", "revoked", `was revoked: ${revokedReason}`);
   }
   const now = node.clock.now();
-  for (const n of chain) {
+  for (const n of node.chain) {
     const e = n.cond.expiresAt;
     if (e !== null && now >= e) return deny(node, n, "ERR_EXPIRED", "expiresAt", `expired at ${new Date(e).toISOString()}`);
   }
-  for (const n of chain) {
-    const t = tenantDenial(n.cond, req);
-    if (t !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", "tenants", t);
-    if (n.domains !== null) {
-      const d = domainDenial(n.domains, req);
-      if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
-    }
-  }
-  for (const n of chain) {
+  return null;
+}
+
+/** A denial for a use count or budget anywhere in the chain without room for one more request of `cost`, or null. */
+function limitDenial(node: Node, cost: number): Denied | null {
+  for (const n of node.chain) {
     const { maxUses, budgetCalls, budgetCost } = n.cond;
     // Only limited links are looked up, so a chain without limits never touches a shared store.
     if (maxUses === null && budgetCalls === null && budgetCost === null) continue;
@@ -463,7 +459,31 @@ function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
       return deny(node, n, "ERR_BUDGET_EXHAUSTED", "budget.cost", `has ${budgetCost - spent} cost units left, and the request costs ${cost}`);
     }
   }
-  return { allowed: true, capabilityId: node.id };
+  return null;
+}
+
+/** Walks the whole chain; charges nothing. Conditions first, so a dead capability says so before anything else. */
+function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
+  const dead = lifeDenial(node);
+  if (dead !== null) return dead;
+  for (const n of node.chain) {
+    const t = tenantDenial(n.cond, req);
+    if (t !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", "tenants", t);
+    if (n.domains !== null) {
+      const d = domainDenial(n.domains, req);
+      if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
+    }
+  }
+  return limitDenial(node, cost) ?? { allowed: true, capabilityId: node.id };
+}
+
+/**
+ * Why `cap` can allow nothing at all now: a link revoked or expired, or a use
+ * count or call budget spent, anywhere up the chain. Null while it is live.
+ */
+export function deadDenial(cap: Capability): Denied | null {
+  const node = nodeOf(cap);
+  return lifeDenial(node) ?? limitDenial(node, 0);
 }
 
 function costOf(options: UseOptions | undefined): number {

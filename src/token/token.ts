@@ -10,12 +10,14 @@ import { randomUUID } from "node:crypto";
 import {
   appendTokenLink,
   createTokenRoot,
+  deadDenial,
   rootOf,
   type Capability,
   type LinkSummary,
   type MintRecord,
 } from "../kernel/capability.ts";
 import { systemClock, type Clock } from "../kernel/clock.ts";
+import { denialError } from "../kernel/decision.ts";
 import { Expired, InvalidInput, InvalidToken, Revoked } from "../kernel/errors.ts";
 import { parseGrant, type Grant } from "../kernel/grant.ts";
 import type { LedgerCharge } from "../kernel/ledger.ts";
@@ -99,6 +101,8 @@ function linkBlock(link: LinkSummary): BlockData {
  * same token, so its blocks' uses and budgets stay one account.
  */
 export function toToken(cap: Capability, options?: { readonly seal?: boolean }): string {
+  const dead = deadDenial(cap);
+  if (dead !== null) throw denialError(dead);
   const seal = options?.seal === true;
   const cached = tokenCache.get(cap) ?? {};
   const hit = seal ? cached.sealed : cached.plain;

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { revocable } from "../../src/kernel/capability.ts";
 import { createManualClock } from "../../src/kernel/clock.ts";
-import { InvalidInput } from "../../src/kernel/errors.ts";
+import { BudgetExhausted, Expired, InvalidInput, Revoked } from "../../src/kernel/errors.ts";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { createMint } from "../../src/kernel/mint.ts";
@@ -42,10 +42,11 @@ describe("revocation store (SQLite)", () => {
     }
   });
 
-  it("an expired token stays expired when the Date global is moved back", () => {
+  it("an expired token stays expired when the Date global is moved back", async () => {
     const store = openSqliteTokenStore(":memory:");
     const root = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) }).issue({ id: "alice" });
-    const token = toToken(root.narrow({ tools: ["a"], expiresAt: Date.now() - 1000 }));
+    const token = toToken(root.narrow({ tools: ["a"], expiresAt: Date.now() + 50 }));
+    await new Promise((resolve) => setTimeout(resolve, 100));
     const realNow = Date.now;
     try {
       Date.now = () => realNow() - 3_600_000;
@@ -156,5 +157,23 @@ describe("revocation store (SQLite)", () => {
     expect(again.check(call).allowed).toBe(false);
     const plainRoot = createMint({ issuer: "plain", policy: () => ({ tools: ["a"] }) }).issue({ id: "x" });
     expect(() => toToken(plainRoot)).toThrow(/signing key/);
+  });
+
+  it("toToken refuses a chain that is revoked, expired or spent, also after a token was made from it", () => {
+    const root = mint.issue({ id: "gus" });
+    const forwarder = revocable(root.narrow({ tools: ["a"] }));
+    const before = toToken(forwarder.capability);
+    forwarder.revoke("task over");
+    expect(() => toToken(forwarder.capability)).toThrow(Revoked);
+    expect(() => toToken(forwarder.capability.narrow({ tools: ["a"] }))).toThrow(/task over/);
+    expect(before).toMatch(/^[A-Za-z0-9_-]+={0,2}$/);
+
+    const once = root.narrow({ tools: ["a"], maxUses: 1 });
+    expect(once.authorize(call).allowed).toBe(true);
+    expect(() => toToken(once)).toThrow(BudgetExhausted);
+
+    const brief = root.narrow({ tools: ["a"], expiresAt: clock.now() + 10 });
+    clock.advance(10);
+    expect(() => toToken(brief)).toThrow(Expired);
   });
 });
