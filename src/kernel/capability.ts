@@ -243,7 +243,9 @@ function parseLabels(labels: unknown): Readonly<Record<string, string>> {
   if (typeof data !== "object" || data === null || Array.isArray(data)) throw new InvalidInput("labels must be an object of strings");
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(data)) {
-    if (typeof v !== "string" || v.length > 256) throw new InvalidInput(`labels.${k} must be a string of at most 256 characters`);
+    // Labels name links in audit events, which need non-empty names: an empty one would make the event unwritable.
+    if (k.length === 0 || k.length > 64) throw new InvalidInput("label names must have 1 to 64 characters");
+    if (typeof v !== "string" || v.length === 0 || v.length > 256) throw new InvalidInput(`labels.${k} must be a string of 1 to 256 characters`);
     out[k] = v;
   }
   return Object.freeze(out);

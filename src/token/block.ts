@@ -21,6 +21,20 @@ export type BlockData =
   | { readonly v: 1; readonly kind: "restrict"; readonly id: string; readonly conditions: LinkConditions }
   | { readonly v: 1; readonly kind: "revocable"; readonly id: string; readonly labels: Readonly<Record<string, string>> };
 
+/**
+ * Labels the runtime and the gateway give their own caretakers; they attribute
+ * events to a session, task, tool call or agent, so a token block never
+ * carries them (a holder could otherwise file its calls under another session).
+ */
+export const RESERVED_LABELS: readonly string[] = Object.freeze(["session", "task", "tool", "agent"]);
+
+const labels = z.record(z.string(), z.string().min(1).max(256)).superRefine((given, ctx) => {
+  for (const name of Object.keys(given)) {
+    if (RESERVED_LABELS.includes(name)) ctx.addIssue({ code: "custom", path: [name], message: "is reserved for the runtime's and the gateway's own caretakers" });
+    else if (name.length === 0 || name.length > 64 || /\p{Cc}/u.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "must be a label name of 1 to 64 characters, none of them control characters" });
+  }
+});
+
 const linkId = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, "must be a link id (letters, digits and dashes, at most 64)");
 const text = z.string().min(1).max(256);
 
@@ -37,7 +51,7 @@ const blockSchema = z.discriminatedUnion("kind", [
   z.strictObject({ v: z.literal(1), kind: z.literal("root"), id: linkId, keyId: z.number().int().nonnegative().max(0xffffffff), mint: mintSchema, grant: z.unknown() }),
   z.strictObject({ v: z.literal(1), kind: z.literal("narrow"), id: linkId, grant: z.unknown() }),
   z.strictObject({ v: z.literal(1), kind: z.literal("restrict"), id: linkId, conditions: z.unknown() }),
-  z.strictObject({ v: z.literal(1), kind: z.literal("revocable"), id: linkId, labels: z.record(z.string(), z.string().max(256)) }),
+  z.strictObject({ v: z.literal(1), kind: z.literal("revocable"), id: linkId, labels }),
 ]);
 
 /** Why some string inside `value` is not well-formed Unicode, or null. Biscuit stores UTF-8, which would silently replace a lone surrogate. */

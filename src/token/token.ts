@@ -24,7 +24,7 @@ import type { LedgerCharge } from "../kernel/ledger.ts";
 import { createMint, type Mint, type MintOptions } from "../kernel/mint.ts";
 import { compileConditions } from "../kernel/rules.ts";
 import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.ts";
-import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, type BlockData } from "./block.ts";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.ts";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.ts";
 import type { TokenStore } from "./store.ts";
 
@@ -89,7 +89,11 @@ function compiled(data: BlockData): DatalogCode {
 
 function linkBlock(link: LinkSummary): BlockData {
   if (link.grant !== null) return { v: 1, kind: "narrow", id: link.id, grant: link.grant };
-  if (link.revocable) return { v: 1, kind: "revocable", id: link.id, labels: link.labels };
+  if (link.revocable) {
+    // Reserved labels attribute events inside this process; the process that verifies the token labels its own caretakers.
+    const labels = Object.fromEntries(Object.entries(link.labels).filter(([k]) => !RESERVED_LABELS.includes(k)));
+    return { v: 1, kind: "revocable", id: link.id, labels };
+  }
   return { v: 1, kind: "restrict", id: link.id, conditions: link.conditions };
 }
 
@@ -168,12 +172,16 @@ export interface VerifiedBlock {
 export function readToken(token: string, publicKeys: PublicKeySet): readonly VerifiedBlock[] {
   const keys = publicKeyMap(publicKeys);
   const opened = openToken(token, keys);
+  const ids = new Set<string>();
   return opened.blocks.map((source, index): VerifiedBlock => {
     const json = blockJsonOf(source, index);
     const data = decodeBlock(json, index);
     if (renderBlock(compileBlock(json, data).code) !== source) {
       throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`}'s checks are not the ones compiled from the link it declares`);
     }
+    // Link ids name links in revocations and audit lineages: one id for two links would merge their records.
+    if (ids.has(data.id)) throw new InvalidToken(`block ${index} repeats the link id ${data.id} of an earlier block`);
+    ids.add(data.id);
     if (data.kind === "root" && data.keyId !== opened.keyId) {
       throw new InvalidToken(`authority block names key id ${data.keyId} but the token is signed under key id ${opened.keyId}`);
     }

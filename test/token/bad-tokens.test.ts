@@ -2,7 +2,8 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createManualClock } from "../../src/kernel/clock.ts";
 import { Expired, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
-import { generateKeyPair, issueToken, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
+import { appendBlocks, generateKeyPair, issueToken, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
+import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
 import { blockFieldIndexes, joinToken, splitToken, type Field } from "./protobuf-fields.ts";
@@ -49,6 +50,14 @@ function bitFlippedSignature(token: string): string {
   const bytes = Buffer.from(token, "base64url");
   bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 0x01;
   return bytes.toString("base64url");
+}
+
+/** `token` with one more block carrying `data` (made as a holder with only the public key would), checks compiled from it. */
+function withBlock(token: string, data: (rootId: string) => BlockData): string {
+  const rootId = verify(token, { publicKeys, store, clock }).lineage[0]?.id ?? "";
+  const json = encodeBlock(data(rootId));
+  const block = compileBlock(json, JSON.parse(json) as BlockData).code;
+  return appendBlocks(token, new Map([[7, keys.publicKey]]), [block]);
 }
 
 beforeAll(async () => {
@@ -99,6 +108,24 @@ describe("bad tokens each get their typed error", () => {
       }),
       InvalidToken,
       /checks are not the ones compiled/,
+    ],
+    [
+      "an appended block repeating the root's link id",
+      () => ({ token: withBlock(toToken(mint.issue({ id: "dan" })), (rootId) => ({ v: 1, kind: "narrow", id: rootId, grant: { tools: ["a"] } })) }),
+      InvalidToken,
+      /repeats the link id/,
+    ],
+    [
+      "an appended block labelling itself with another session",
+      () => ({ token: withBlock(toToken(mint.issue({ id: "dan" })), () => ({ v: 1, kind: "revocable", id: "x-1", labels: { session: "sess-of-alice-42" } })) }),
+      InvalidToken,
+      /labels\.session.*reserved/,
+    ],
+    [
+      "an appended block with an empty label",
+      () => ({ token: withBlock(toToken(mint.issue({ id: "dan" })), () => ({ v: 1, kind: "revocable", id: "x-2", labels: { purpose: "" } })) }),
+      InvalidToken,
+      /labels\.purpose/,
     ],
   ];
 

@@ -84,10 +84,10 @@ describe("revocation store (SQLite)", () => {
   it("revokes by block revocation id and by any ancestor capability id, also a link made in-process before serializing", async () => {
     const store = openSqliteTokenStore(":memory:");
     const root = mint.issue({ id: "bob" });
-    const forwarder = revocable(root, { labels: { task: "t1" } }).capability;
+    const forwarder = revocable(root, { labels: { purpose: "t1", task: "reserved, stays here" } }).capability;
     const token = toToken(forwarder.narrow({ tools: ["a"] }));
     const cap = verify(token, { publicKeys, store, clock });
-    expect(cap.lineage[1]?.labels).toEqual({ task: "t1" });
+    expect(cap.lineage[1]?.labels).toEqual({ purpose: "t1" });
     await store.revoke({ capabilityId: forwarder.id }, "caretaker");
     expect(cap.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 1, linkId: forwarder.id });
 
