@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { realpathSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createMint } from "../src/index.ts";
-import { createExec } from "../src/resources/exec.ts";
+import { createExec } from "../src/resources/exec/runner.ts";
 import { measureAsync, report } from "./harness.ts";
 
 const ITER = 50;

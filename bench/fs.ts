@@ -2,7 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createMint, revocable, type Capability, type FullReach } from "../src/index.ts";
-import { createFileSystem } from "../src/resources/fs.ts";
+import { createFileSystem } from "../src/resources/fs/file-system.ts";
 import { measureAsync, report, type Measurement } from "./harness.ts";
 
 const READ_ITER = 20_000;

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { Agent, createServer, request } from "node:http";
 import { createMint } from "../src/index.ts";
-import { createHttpClient } from "../src/resources/http.ts";
+import { createHttpClient } from "../src/resources/http/client.ts";
 import { measureAsync, report } from "./harness.ts";
 
 const ITER = 2_000;

@@ -20,8 +20,8 @@ import { join } from "node:path";
 import { createMint, requestTarget, type Grant } from "../src/index.ts";
 import type { AuditEvent, AuditSink } from "../src/kernel/audit-sink.ts";
 import type { Request } from "../src/kernel/request.ts";
-import { createFileSystem } from "../src/resources/fs.ts";
-import { createHttpClient } from "../src/resources/http.ts";
+import { createFileSystem } from "../src/resources/fs/file-system.ts";
+import { createHttpClient } from "../src/resources/http/client.ts";
 import { createSqlDatabase } from "../src/resources/sql/database.ts";
 import { databaseTools } from "../src/tools/builtin/database.ts";
 import { fetchTool } from "../src/tools/builtin/fetch.ts";
@@ -29,7 +29,7 @@ import { fileTools } from "../src/tools/builtin/files.ts";
 import { createDispatcher } from "../src/tools/dispatcher.ts";
 import { createExecutor } from "../src/runtime/executor.ts";
 import { createGovernor } from "../src/runtime/governor.ts";
-import { scriptedModel } from "../src/runtime/scripted-model.ts";
+import { scriptedModel } from "../src/testing/scripted-model.ts";
 import { openSession } from "../src/runtime/session.ts";
 
 // 1. Alice's workspace: an uploaded report with an injected instruction, and her SSH key.

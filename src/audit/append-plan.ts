@@ -1,4 +1,4 @@
-import { InvalidInput } from "../kernel/errors.ts";
+import { InvalidInput } from "../kernel/index.ts";
 import { chainHash, GENESIS_HASH, type ChainHead } from "./chain.ts";
 import type { EncodedEvent } from "./encoding.ts";
 import type { EventLinksTable, EventsTable, LinksTable } from "./schema.ts";

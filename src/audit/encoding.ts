@@ -1,9 +1,6 @@
 import { z } from "zod";
-import type { AuditEvent } from "../kernel/audit-sink.ts";
-import { AuditFailure, InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
-import { snapshotPlainData, type PlainData } from "../kernel/plain-data.ts";
-import { checkRequest } from "../kernel/request.ts";
+import { AuditFailure, InvalidInput, type AuditEvent } from "../kernel/index.ts";
+import { checkRequest, describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.ts";
 import { canonical } from "./canonical.ts";
 import type { Redactor } from "./redaction.ts";
 
@@ -62,6 +59,7 @@ const eventSchema = z.strictObject({
       link: count,
       linkId: z.string().max(256),
       rule: z.string().max(256),
+      because: z.string(),
       reason: z.string(),
     }),
   ]),
@@ -123,7 +121,7 @@ export function encodeValidEvent(event: AuditEvent, redact: Redactor): EncodedEv
   const { subject } = event;
   const ids = subject.lineage.map((l) => l.id);
   const { request, scrub } = redact(event.request as unknown as Data);
-  const decision = event.decision.allowed ? event.decision : { ...event.decision, reason: scrub(event.decision.reason) };
+  const decision = event.decision.allowed ? event.decision : { ...event.decision, because: scrub(event.decision.because), reason: scrub(event.decision.reason) };
   const outcome = event.outcome.ok ? event.outcome : { ...event.outcome, message: scrub(event.outcome.message).slice(0, MAX_MESSAGE) };
   const stored = { ...event, request, decision, outcome, subject: { ...subject, lineage: ids } };
   const columns = columnsOf(stored);

@@ -1,5 +1,4 @@
-import type { AuditEvent } from "../kernel/audit-sink.ts";
-import { requestTarget } from "../kernel/request.ts";
+import { requestTarget, type AuditEvent } from "../kernel/index.ts";
 import type { AuditRecord } from "./query.ts";
 import type { VerifyReport } from "./verify.ts";
 

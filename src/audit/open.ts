@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
+import { InvalidInput } from "../kernel/index.ts";
+import { describeIssues } from "../kernel/internal.ts";
 import { compileRedaction, type RedactionPolicy } from "./redaction.ts";
 import type { PostgresBackendOptions } from "./postgres-store.ts";
 import { openSqliteBackend, type SqliteBackendOptions } from "./sqlite-store.ts";

@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
-import { AuditFailure, InvalidInput } from "../kernel/errors.ts";
+import { AuditFailure, InvalidInput } from "../kernel/index.ts";
 import { planAppend } from "./append-plan.ts";
 import type { EncodedEvent } from "./encoding.ts";
 import { loadLinks } from "./query.ts";

@@ -1,9 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import { z } from "zod";
-import type { AuditEvent } from "../kernel/audit-sink.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
-import type { Action } from "../kernel/request.ts";
+import { InvalidInput, type Action, type AuditEvent } from "../kernel/index.ts";
+import { describeIssues } from "../kernel/internal.ts";
 import type { StoredLink } from "./append-plan.ts";
 import { decodeEvent, lineageIdsOf } from "./encoding.ts";
 import type { AuditDb } from "./schema.ts";

@@ -1,8 +1,6 @@
 import { z } from "zod";
-import { AgentcapError, AuditFailure, InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
-import { snapshotPlainData, type PlainData } from "../kernel/plain-data.ts";
-import type { Request } from "../kernel/request.ts";
+import { AgentcapError, AuditFailure, InvalidInput, type Request } from "../kernel/index.ts";
+import { describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.ts";
 
 /** What replaces a redacted value in the log. */
 export const REDACTED = "[redacted]";

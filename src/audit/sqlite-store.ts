@@ -5,7 +5,7 @@ import { Kysely, SqliteDialect } from "kysely";
 import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.ts";
 import type { ChainHead } from "./chain.ts";
 import type { EncodedEvent } from "./encoding.ts";
-import { AuditFailure } from "../kernel/errors.ts";
+import { AuditFailure } from "../kernel/index.ts";
 import { EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.ts";
 import type { AuditBackend } from "./store.ts";
 

@@ -1,6 +1,5 @@
 import type { Kysely } from "kysely";
-import type { AuditEvent, AuditSink } from "../kernel/audit-sink.ts";
-import { AgentcapError, AuditFailure } from "../kernel/errors.ts";
+import { AgentcapError, AuditFailure, type AuditEvent, type AuditSink } from "../kernel/index.ts";
 import type { ChainHead } from "./chain.ts";
 import { encodeEvent, type EncodedEvent } from "./encoding.ts";
 import { GroupCommit } from "./group-commit.ts";

@@ -1,7 +1,7 @@
 import type { Kysely } from "kysely";
 import { z } from "zod";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
+import { InvalidInput } from "../kernel/index.ts";
+import { describeIssues } from "../kernel/internal.ts";
 import type { StoredLink } from "./append-plan.ts";
 import { chainHash, type ChainHead } from "./chain.ts";
 import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker.ts";

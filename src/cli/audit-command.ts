@@ -4,15 +4,9 @@
  * with --database-url a Postgres schema.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { formatJsonLines, formatTable, formatVerifyReport } from "../audit/format.ts";
-import { openAuditStore } from "../audit/open.ts";
-import { AUDIT_ACTIONS, MAX_LIMIT, type AuditQuery, type AuditRecord } from "../audit/query.ts";
-import { DEFAULT_SQLITE_PATH } from "../audit/sqlite-store.ts";
-import { DEFAULT_POSTGRES_SCHEMA } from "../audit/schema.ts";
-import type { AuditStore } from "../audit/store.ts";
-import type { ChainHead } from "../audit/chain.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { Action } from "../kernel/request.ts";
+import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTable, formatVerifyReport, MAX_LIMIT } from "../audit/internal.ts";
+import { AUDIT_ACTIONS, openAuditStore, type AuditQuery, type AuditRecord, type AuditStore, type ChainHead } from "../audit/index.ts";
+import { InvalidInput, type Action } from "../kernel/index.ts";
 import { parseTimeArgument } from "./time-argument.ts";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */

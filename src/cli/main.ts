@@ -4,7 +4,7 @@
  * anything else is a bug and keeps its stack trace.
  */
 import { Command } from "commander";
-import { AgentcapError } from "../kernel/errors.ts";
+import { AgentcapError } from "../kernel/index.ts";
 import { registerAuditCommand } from "./audit-command.ts";
 import { registerServeCommand } from "./serve-command.ts";
 import { registerTokenCommand } from "./token-command.ts";

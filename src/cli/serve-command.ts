@@ -4,11 +4,8 @@
  * protocol, so everything the command says goes to stderr.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { InvalidInput } from "../kernel/errors.ts";
-import { loadGatewayConfig, type GatewayConfig } from "../mcp/config.ts";
-import { openGateway, type Gateway } from "../mcp/gateway.ts";
-import { listenHttp, type HttpGateway } from "../mcp/http.ts";
-import { serveStdio } from "../mcp/stdio.ts";
+import { InvalidInput } from "../kernel/index.ts";
+import { listenHttp, loadGatewayConfig, openGateway, serveStdio, type Gateway, type GatewayConfig, type HttpGateway } from "../mcp/index.ts";
 
 /** What `serve` is started with; the command line fills it in, and the example start script too. */
 export interface ServeOptions {

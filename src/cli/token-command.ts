@@ -6,16 +6,20 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { createManualClock, systemClock, type Clock } from "../kernel/clock.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { Grant, LinkConditions } from "../kernel/grant.ts";
-import type { Request } from "../kernel/request.ts";
-import { generateKeyPair } from "../token/biscuit.ts";
-import type { BlockData } from "../token/block.ts";
-import { openPostgresTokenStore } from "../token/postgres-store.ts";
-import { openSqliteTokenStore } from "../token/sqlite-store.ts";
-import type { TokenStore } from "../token/store.ts";
-import { attenuate, createTokenMint, readToken, revokeToken, toToken, verify } from "../token/token.ts";
+import { createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.ts";
+import {
+  attenuate,
+  createTokenMint,
+  generateKeyPair,
+  openPostgresTokenStore,
+  openSqliteTokenStore,
+  readToken,
+  revokeToken,
+  toToken,
+  verify,
+  type BlockData,
+  type TokenStore,
+} from "../token/index.ts";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface TokenCommandIo {

@@ -1,4 +1,5 @@
-import { labelsOf, type Capability, type LinkSummary, type MintRecord } from "./capability.ts";
+import { labelsOf, type Capability } from "./capability.ts";
+import type { LinkSummary, MintRecord } from "./node.ts";
 import type { Decision } from "./decision.ts";
 import { AgentcapError } from "./errors.ts";
 import type { Request } from "./request.ts";

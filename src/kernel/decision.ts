@@ -6,7 +6,11 @@ export interface Allowed {
   readonly capabilityId: string;
 }
 
-/** The request was denied; `link` says which link of the chain denied it and `reason` why, in words. */
+/**
+ * The request was denied; `link` says which link of the chain denied it,
+ * `reason` why in full (for logs and operators), `because` the same without
+ * naming the link or its principal (for the capability's user).
+ */
 export interface Denied extends DenialDetails {
   readonly allowed: false;
   readonly code: DenialCode;
@@ -25,6 +29,6 @@ const ERRORS = {
 
 /** The typed error that stands for a denial. */
 export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted {
-  const { capabilityId, link, linkId, rule } = d;
-  return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule });
+  const { capabilityId, link, linkId, rule, because } = d;
+  return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule, because });
 }

@@ -1,10 +1,31 @@
 /**
  * Every error agentcap throws on purpose is an AgentcapError with a stable
- * `code`, so callers can branch on the code rather than on message text.
+ * `code`, so callers branch on the code rather than on message text. Every
+ * class accepts `{ cause }`. The classes of all layers live here, so an
+ * application can recognize any of them from the `agentcap` entry alone.
  */
+
+/** Every code an AgentcapError can carry. */
+export type AgentcapErrorCode =
+  | "ERR_AGENTCAP"
+  | DenialCode
+  | "ERR_INVALID_INPUT"
+  | "ERR_NOT_A_CAPABILITY"
+  | "ERR_INVALID_TOKEN"
+  | "ERR_LIMIT_EXCEEDED"
+  | "ERR_AUDIT_FAILURE"
+  | "ERR_MISSING_DEPENDENCY"
+  | "ERR_FOREIGN_FAILURE"
+  | "ERR_FILE_SYSTEM"
+  | "ERR_HTTP_REQUEST_FAILED"
+  | "ERR_TASK_TIMED_OUT"
+  | "ERR_TASK_CANCELLED"
+  | "ERR_SESSION_CLOSED";
+
+/** The base class: a stable `code`, a message a person can act on, and the underlying `cause` when there is one. */
 export class AgentcapError extends Error {
   /** Stable, machine-readable identifier of the error kind. */
-  readonly code: string = "ERR_AGENTCAP";
+  readonly code: AgentcapErrorCode = "ERR_AGENTCAP";
 
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
@@ -12,7 +33,7 @@ export class AgentcapError extends Error {
   }
 }
 
-/** Details of a denial, carried by the denial errors below. */
+/** Details of a denial, carried by the denial errors and by a denied Decision. */
 export interface DenialDetails {
   /** Id of the capability that was used. */
   readonly capabilityId: string;
@@ -22,13 +43,24 @@ export interface DenialDetails {
   readonly linkId: string;
   /** The rule or condition that denied, such as `fs`, `expiresAt` or `budget.cost`. */
   readonly rule: string;
+  /**
+   * What the rule found, without naming the link, its principal or any
+   * revocation reason: the words that may be shown to whoever used the
+   * capability (a model, an MCP client), such as "does not allow fs.read of /x".
+   */
+  readonly because: string;
 }
 
-abstract class DenialError extends AgentcapError {
+/** The denial codes a Decision can carry, one per denial class. */
+export type DenialCode = "ERR_CAPABILITY_DENIED" | "ERR_EXPIRED" | "ERR_REVOKED" | "ERR_BUDGET_EXHAUSTED";
+
+/** The base of the four denials: the capability did not allow the request; `details` say which link and rule. */
+export abstract class DenialError extends AgentcapError {
+  abstract override readonly code: DenialCode;
   readonly details: DenialDetails;
 
-  constructor(message: string, details: DenialDetails) {
-    super(message);
+  constructor(message: string, details: DenialDetails, options?: ErrorOptions) {
+    super(message, options);
     this.details = details;
   }
 }
@@ -53,9 +85,14 @@ export class BudgetExhausted extends DenialError {
   override readonly code = "ERR_BUDGET_EXHAUSTED";
 }
 
-/** A grant, request, principal or argument is malformed; the message names the field. */
+/** True for the four denials: CapabilityDenied, Expired, Revoked, BudgetExhausted. */
+export function isDenial(error: unknown): error is DenialError {
+  return error instanceof DenialError;
+}
+
+/** A grant, request, principal, option or argument is malformed; the message names the field. */
 export class InvalidInput extends AgentcapError {
-  override readonly code: string = "ERR_INVALID_INPUT";
+  override readonly code: "ERR_INVALID_INPUT" | "ERR_NOT_A_CAPABILITY" = "ERR_INVALID_INPUT";
 }
 
 /** Something that is not a capability made by this kernel was passed where a capability is required. */
@@ -68,30 +105,91 @@ export class InvalidToken extends AgentcapError {
   override readonly code = "ERR_INVALID_TOKEN";
 }
 
-/** The denial codes a Decision can carry, one per denial error class. */
-export type DenialCode =
-  | CapabilityDenied["code"]
-  | Expired["code"]
-  | Revoked["code"]
-  | BudgetExhausted["code"];
-
 /** A size, count or time limit of a resource was reached; `limit` names which. */
 export class LimitExceeded extends AgentcapError {
   override readonly code = "ERR_LIMIT_EXCEEDED";
-  constructor(
-    message: string,
-    /** The limit that was reached, such as `maxReadBytes` or `timeoutMs`. */
-    readonly limit: string,
-  ) {
-    super(message);
+  /** The limit that was reached, such as `maxReadBytes` or `timeoutMs`. */
+  readonly limit: string;
+
+  constructor(message: string, limit: string, options?: ErrorOptions) {
+    super(message, options);
+    this.limit = limit;
   }
 }
 
 /**
  * The audit store could not record (or read) events. An invocation whose
- * event could not be written fails closed with it: its result is withheld.
- * `cause` carries the store's own error.
+ * event could not be written fails closed with it. `cause` carries the
+ * store's own error.
  */
 export class AuditFailure extends AgentcapError {
   override readonly code = "ERR_AUDIT_FAILURE";
+}
+
+/** An optional package an entry needs is not installed; `packageName` says which one to install. */
+export class MissingDependency extends AgentcapError {
+  override readonly code = "ERR_MISSING_DEPENDENCY";
+  /** The npm package to install, such as `better-sqlite3`. */
+  readonly packageName: string;
+
+  constructor(packageName: string, neededFor: string, options?: ErrorOptions) {
+    super(`${neededFor} needs the package ${packageName}: install it with \`npm install ${packageName}\``, options);
+    this.packageName = packageName;
+  }
+}
+
+/**
+ * Code agentcap does not own (a tool handler, a database driver, an upstream
+ * server) threw something that is not an AgentcapError. `cause` holds what
+ * was thrown; the message is its message.
+ */
+export class ForeignFailure extends AgentcapError {
+  override readonly code = "ERR_FOREIGN_FAILURE";
+
+  /** Wraps `thrown`, keeping an AgentcapError as it is. */
+  static of(thrown: unknown): AgentcapError {
+    if (thrown instanceof AgentcapError) return thrown;
+    return new ForeignFailure(thrown instanceof Error ? thrown.message : String(thrown), { cause: thrown });
+  }
+}
+
+/**
+ * The operating system refused a file operation that the capability allowed,
+ * or the file is of a kind the operation does not handle. `errno` names the
+ * cause: the system's code (ENOENT, EEXIST, ENOTEMPTY, ...), or EISDIR /
+ * EFTYPE when agentcap itself refuses a directory or a special file.
+ */
+export class FileSystemError extends AgentcapError {
+  override readonly code = "ERR_FILE_SYSTEM";
+  /** The POSIX error code, such as `ENOENT`. */
+  readonly errno: string;
+
+  constructor(message: string, errno: string, options?: ErrorOptions) {
+    super(message, options);
+    this.errno = errno;
+  }
+}
+
+/**
+ * An authorized HTTP exchange failed for a reason outside agentcap's control:
+ * the name did not resolve, the connection or TLS handshake failed, or the
+ * server sent something unreadable. The underlying error is the `cause`.
+ */
+export class HttpRequestFailed extends AgentcapError {
+  override readonly code = "ERR_HTTP_REQUEST_FAILED";
+}
+
+/** A task ran past its deadline; its capabilities were revoked at that moment. */
+export class TaskTimedOut extends AgentcapError {
+  override readonly code = "ERR_TASK_TIMED_OUT";
+}
+
+/** A task was cancelled; its capabilities were revoked at that moment. */
+export class TaskCancelled extends AgentcapError {
+  override readonly code = "ERR_TASK_CANCELLED";
+}
+
+/** The session was closed: it issues nothing more, and everything it issued is revoked. */
+export class SessionClosed extends AgentcapError {
+  override readonly code = "ERR_SESSION_CLOSED";
 }

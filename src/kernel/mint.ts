@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { createRoot, type Capability, type MintRecord } from "./capability.ts";
+import { createRoot, type Capability } from "./capability.ts";
+import type { MintRecord } from "./node.ts";
 import { systemClock, type Clock } from "./clock.ts";
 import { CapabilityDenied, InvalidInput } from "./errors.ts";
 import { describeIssues, type Grant } from "./grant.ts";
@@ -74,6 +75,7 @@ export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
         link: 0,
         linkId: "",
         rule: "policy",
+        because: "the mint's policy grants nothing to this principal",
       });
     }
     const record: MintRecord = { principal: p.id, tenants: p.tenants, roles: p.roles, requestId, issuedAt: clock.now(), issuer };

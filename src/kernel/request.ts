@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.ts";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.ts";
-import { DB_OPS, HTTP_METHODS, describeIssues, type HttpMethod, type Scalar } from "./grant.ts";
+import { DB_OPS, describeIssues, HTTP_METHODS, type HttpMethod, type Scalar } from "./grant.ts";
 import { snapshotPlainData } from "./plain-data.ts";
 import { fastParseRequest } from "./request-fast-path.ts";
 

@@ -49,7 +49,7 @@ export function signalForLinks(links: readonly WatchedLink[], capabilityId: stri
   const abort = (w: WatchedLink, reason: string) => {
     dispose();
     const message = `capability ${capabilityId} was revoked at link ${w.link} (${w.linkId}): ${reason}`;
-    controller.abort(new Revoked(message, { capabilityId, link: w.link, linkId: w.linkId, rule: "revoked" }));
+    controller.abort(new Revoked(message, { capabilityId, link: w.link, linkId: w.linkId, rule: "revoked", because: "was revoked" }));
   };
   for (const w of links) {
     if (w.cell.revoked) {

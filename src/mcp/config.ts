@@ -9,8 +9,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { InvalidInput } from "../kernel/errors.ts";
-import { parseGrant, type Grant } from "../kernel/grant.ts";
+import { InvalidInput, parseGrant, type Grant } from "../kernel/index.ts";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 const grant = z.unknown().superRefine((value, ctx) => {

@@ -7,27 +7,35 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { openAuditStore } from "../audit/open.ts";
-import type { AuditStore } from "../audit/store.ts";
-import type { AuditSink } from "../kernel/audit-sink.ts";
-import type { Capability } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import { createExec } from "../resources/exec.ts";
-import { createFileSystem } from "../resources/fs.ts";
-import { createHttpClient } from "../resources/http.ts";
-import { createSqlDatabase } from "../resources/sql/database.ts";
-import type { SchemaSpec } from "../resources/sql/schema.ts";
-import { commandTool } from "../tools/builtin/command.ts";
-import { databaseTools } from "../tools/builtin/database.ts";
-import { fetchTool } from "../tools/builtin/fetch.ts";
-import { fileTools } from "../tools/builtin/files.ts";
-import type { AnyTool, JsonSchema } from "../tools/define.ts";
-import { createDispatcher, type Dispatcher } from "../tools/dispatcher.ts";
-import { generateKeyPair } from "../token/biscuit.ts";
-import { openPostgresTokenStore } from "../token/postgres-store.ts";
-import { openSqliteTokenStore } from "../token/sqlite-store.ts";
-import type { TokenStore } from "../token/store.ts";
-import { createTokenMint, createVerifier, inspectVerified, revokeToken, toToken, type TokenMint, type Verifier } from "../token/token.ts";
+import { openAuditStore, type AuditStore } from "../audit/index.ts";
+import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.ts";
+import { createExec } from "../resources/exec/index.ts";
+import { createFileSystem } from "../resources/fs/index.ts";
+import { createHttpClient } from "../resources/http/index.ts";
+import { createSqlDatabase, type SchemaSpec } from "../resources/sql/index.ts";
+import {
+  commandTool,
+  createDispatcher,
+  databaseTools,
+  fetchTool,
+  fileTools,
+  type AnyTool,
+  type Dispatcher,
+  type JsonSchema,
+} from "../tools/index.ts";
+import {
+  createTokenMint,
+  createVerifier,
+  generateKeyPair,
+  openPostgresTokenStore,
+  openSqliteTokenStore,
+  revokeToken,
+  toToken,
+  type TokenMint,
+  type TokenStore,
+  type Verifier,
+} from "../token/index.ts";
+import { inspectVerified } from "../token/internal.ts";
 import type { AuditConfig, GatewayConfig, StoreConfig } from "./config.ts";
 import { configuredPolicy } from "./policy.ts";
 import { guardUpstream, type GuardedUpstream } from "./upstream.ts";

@@ -10,8 +10,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
-import type { Capability } from "../kernel/capability.ts";
-import { AgentcapError } from "../kernel/errors.ts";
+import { AgentcapError, type Capability } from "../kernel/index.ts";
 import type { Gateway } from "./gateway.ts";
 import { sessionServer } from "./session.ts";
 

@@ -4,8 +4,7 @@
  * grants and its own. Tenants come from the principal: a row scope value
  * `"${tenant}"` stands for each of the principal's tenants in turn.
  */
-import type { DbRule, Grant } from "../kernel/grant.ts";
-import type { MintPolicy } from "../kernel/mint.ts";
+import type { DbRule, Grant, MintPolicy } from "../kernel/index.ts";
 import type { GatewayConfig } from "./config.ts";
 
 /** The placeholder a db rule's scope uses for the principal's tenant. */

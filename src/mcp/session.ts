@@ -6,8 +6,7 @@
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
-import type { Capability } from "../kernel/capability.ts";
-import { AgentcapError } from "../kernel/errors.ts";
+import { AgentcapError, type Capability } from "../kernel/index.ts";
 import type { Gateway } from "./gateway.ts";
 
 /** The text a refused or failed call returns to the client: the error's stable code and its message. */

@@ -10,16 +10,14 @@
  */
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { assertAuthorized } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { FsRequest, HttpRequest } from "../kernel/request.ts";
-import { lexicalPath, realPath } from "../resources/fs-paths.ts";
-import { defineTool, type AnyTool, type JsonSchema } from "../tools/define.ts";
+import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.ts";
+import { lexicalPath, realPath } from "../resources/fs/internal.ts";
+import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.ts";
 import type { ArgumentKind, UpstreamConfig } from "./config.ts";
 
 /** Separates an upstream's name from its tool's name in the exposed name. */

@@ -1,9 +1,23 @@
 import { randomUUID } from "node:crypto";
-import { auditSubject, failureOutcome, type AuditEvent, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
-import { clockTime, isCapability, labelsOf, type Capability } from "../kernel/capability.ts";
-import type { Decision, Denied } from "../kernel/decision.ts";
-import { AuditFailure, BudgetExhausted, CapabilityDenied, Expired, InvalidInput, Revoked } from "../kernel/errors.ts";
-import type { Request } from "../kernel/request.ts";
+import {
+  AuditFailure,
+  auditSubject,
+  BudgetExhausted,
+  CapabilityDenied,
+  clockTime,
+  Expired,
+  InvalidInput,
+  isCapability,
+  Revoked,
+  type AuditEvent,
+  type AuditOutcome,
+  type AuditSink,
+  type Capability,
+  type Decision,
+  type Denied,
+  type Request,
+} from "../kernel/index.ts";
+import { failureOutcome, labelsOf } from "../kernel/internal.ts";
 
 /*
  * The one place where a resource access is timed, decided, acted on and

@@ -1,5 +1,5 @@
 import type { LanguageModel } from "ai";
-import type { Grant } from "../kernel/grant.ts";
+import type { Grant } from "../kernel/index.ts";
 import { createExecutor, type CallRecord, type ExecutorResult } from "./executor.ts";
 import type { SubtaskSpec, TaskContext } from "./governor.ts";
 

@@ -1,7 +1,7 @@
 import type { LanguageModel } from "ai";
 import type { z } from "zod";
-import { revocable } from "../kernel/capability.ts";
-import { defineTool, type Tool, type ToolSpec } from "../tools/define.ts";
+import { revocable } from "../kernel/index.ts";
+import { defineTool, type Tool, type ToolSpec } from "../tools/index.ts";
 import { createExecutor, type CallRecord } from "./executor.ts";
 
 /** The sub-agent a delegation call starts. */

@@ -1,8 +1,6 @@
 import { generateText, jsonSchema, stepCountIs, tool, type LanguageModel, type ToolSet } from "ai";
-import { isCapability, narrow, revocable, type Capability } from "../kernel/capability.ts";
-import { AgentcapError, InvalidInput, NotACapability } from "../kernel/errors.ts";
-import type { Grant } from "../kernel/grant.ts";
-import type { CatalogEntry, Dispatcher } from "../tools/dispatcher.ts";
+import { AgentcapError, InvalidInput, isCapability, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.ts";
+import type { CatalogEntry, Dispatcher } from "../tools/index.ts";
 
 /** How one tool call the model made ended: ran, refused by a capability, or failed otherwise. */
 export type CallVerdict = "allowed" | "denied" | "failed";

@@ -1,11 +1,23 @@
 import { randomUUID } from "node:crypto";
-import { check, clockTime, isCapability, narrow, restrict, revocable, type Capability, type MintRecord } from "../kernel/capability.ts";
-import { CapabilityDenied, InvalidInput } from "../kernel/errors.ts";
-import type { Grant } from "../kernel/grant.ts";
-import type { Request } from "../kernel/request.ts";
-import type { Dispatcher } from "../tools/dispatcher.ts";
-import { tenantFor, type CallPlan } from "../tools/plan.ts";
-import { SessionClosed, TaskCancelled, TaskTimedOut } from "./errors.ts";
+import {
+  CapabilityDenied,
+  check,
+  clockTime,
+  InvalidInput,
+  isCapability,
+  narrow,
+  restrict,
+  revocable,
+  SessionClosed,
+  TaskCancelled,
+  TaskTimedOut,
+  type Capability,
+  type Grant,
+  type MintRecord,
+  type Request,
+} from "../kernel/index.ts";
+import type { CallPlan, Dispatcher } from "../tools/index.ts";
+import { tenantFor } from "../tools/internal.ts";
 import type { RoutedTool } from "./executor.ts";
 import type { Session } from "./session.ts";
 

@@ -1,8 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { revocable, type Capability, type MintRecord } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { Mint, Principal } from "../kernel/mint.ts";
-import { SessionClosed } from "./errors.ts";
+import { InvalidInput, revocable, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.ts";
 
 /** One authenticated user's session: the root of every capability the runtime hands out for them. */
 export interface Session {

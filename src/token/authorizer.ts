@@ -1,9 +1,8 @@
-import type { Clock } from "../kernel/clock.ts";
-import { checkRequest, type Request } from "../kernel/request.ts";
+import type { Clock, Request } from "../kernel/index.ts";
+import { checkRequest } from "../kernel/internal.ts";
 import { authorizeToken } from "./biscuit.ts";
 import { blockJsonOf, compileBlock, decodeBlock } from "./block.ts";
-import type { CheckKind } from "./compile.ts";
-import { requestFacts } from "./compile.ts";
+import { requestFacts, type CheckKind } from "./compile.ts";
 import { publicKeyMap, type PublicKeySet } from "./keys.ts";
 
 /** Biscuit's own decision on a token, mapped to the link and rule that denied, in the kernel's order of precedence. */

@@ -7,10 +7,8 @@
  * a block whose checks and data disagree is refused.
  */
 import { z } from "zod";
-import type { MintRecord } from "../kernel/capability.ts";
-import { canonicalJson } from "../kernel/content-hash.ts";
-import { InvalidInput, InvalidToken } from "../kernel/errors.ts";
-import { parseConditions, parseGrant, type Grant, type LinkConditions } from "../kernel/grant.ts";
+import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.ts";
+import { canonicalJson } from "../kernel/internal.ts";
 import { compileLinkChecks, type CheckKind } from "./compile.ts";
 import type { DatalogCode } from "./biscuit.ts";
 

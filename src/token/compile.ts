@@ -14,10 +14,17 @@
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
  */
-import { classifyAddress, isIpLiteral, unbracket } from "../kernel/address.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions } from "../kernel/grant.ts";
-import type { CheckedRequest } from "../kernel/request.ts";
+import { classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.ts";
+import {
+  InvalidInput,
+  type ArgPattern,
+  type DbRule,
+  type ExecRule,
+  type FsRule,
+  type Grant,
+  type HttpRule,
+  type LinkConditions,
+} from "../kernel/index.ts";
 import type { DatalogCode } from "./biscuit.ts";
 
 /** What one compiled check enforces: the kernel rule name a failure of it stands for. */

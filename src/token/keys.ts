@@ -1,4 +1,4 @@
-import { InvalidInput } from "../kernel/errors.ts";
+import { InvalidInput } from "../kernel/index.ts";
 import { checkPublicKey, type PublicKeys } from "./biscuit.ts";
 
 /** Issuer public keys by root key id: a Map, or a record keyed by the id in decimal (as in a JSON key file). */

@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { monotonicClock } from "../kernel/clock.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { LedgerCharge } from "../kernel/ledger.ts";
+import { monotonicClock, type LedgerCharge } from "../kernel/internal.ts";
+import { InvalidInput } from "../kernel/index.ts";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
 
 /** Options of the Postgres token store. */

@@ -1,7 +1,6 @@
 import Database from "better-sqlite3";
-import { systemClock } from "../kernel/clock.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { LedgerCharge } from "../kernel/ledger.ts";
+import { InvalidInput, systemClock } from "../kernel/index.ts";
+import type { LedgerCharge } from "../kernel/internal.ts";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
 
 const SCHEMA = `

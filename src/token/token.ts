@@ -7,22 +7,24 @@
  * nothing reachable from a capability leads to a key.
  */
 import { randomUUID } from "node:crypto";
+import { appendTokenLink, compileConditions, createTokenRoot, deadDenial, rootOf, type LedgerCharge } from "../kernel/internal.ts";
 import {
-  appendTokenLink,
-  createTokenRoot,
-  deadDenial,
-  rootOf,
+  createMint,
+  denialError,
+  Expired,
+  InvalidInput,
+  InvalidToken,
+  parseGrant,
+  Revoked,
+  systemClock,
   type Capability,
+  type Clock,
+  type Grant,
   type LinkSummary,
+  type Mint,
+  type MintOptions,
   type MintRecord,
-} from "../kernel/capability.ts";
-import { systemClock, type Clock } from "../kernel/clock.ts";
-import { denialError } from "../kernel/decision.ts";
-import { Expired, InvalidInput, InvalidToken, Revoked } from "../kernel/errors.ts";
-import { parseGrant, type Grant } from "../kernel/grant.ts";
-import type { LedgerCharge } from "../kernel/ledger.ts";
-import { createMint, type Mint, type MintOptions } from "../kernel/mint.ts";
-import { compileConditions } from "../kernel/rules.ts";
+} from "../kernel/index.ts";
 import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.ts";
 import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.ts";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.ts";
@@ -193,16 +195,16 @@ export function readToken(token: string, publicKeys: PublicKeySet): readonly Ver
 export function inspectVerified(token: string, options: VerifyOptions): readonly VerifiedBlock[] {
   const blocks = readToken(token, options.publicKeys);
   const leaf = blocks[blocks.length - 1] as VerifiedBlock;
-  const details = (b: VerifiedBlock, rule: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule });
+  const details = (b: VerifiedBlock, rule: string, because: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule, because });
   options.store.refresh?.();
   for (const b of blocks) {
     const reason = options.store.revokedReason(b.revocationId, b.data.id);
-    if (reason !== null) throw new Revoked(`token block ${b.index} (${b.data.id}) was revoked: ${reason}`, details(b, "revoked"));
+    if (reason !== null) throw new Revoked(`token block ${b.index} (${b.data.id}) was revoked: ${reason}`, details(b, "revoked", "was revoked"));
   }
   const now = (options.clock ?? systemClock).now();
   for (const b of blocks) {
     const e = b.data.kind === "root" || b.data.kind === "narrow" ? b.data.grant.expiresAt : b.data.kind === "restrict" ? b.data.conditions.expiresAt : undefined;
-    if (e !== undefined && now >= e) throw new Expired(`token block ${b.index} (${b.data.id}) expired at ${new Date(e).toISOString()}`, details(b, "expiresAt"));
+    if (e !== undefined && now >= e) throw new Expired(`token block ${b.index} (${b.data.id}) expired at ${new Date(e).toISOString()}`, details(b, "expiresAt", `expired at ${new Date(e).toISOString()}`));
   }
   return blocks;
 }

@@ -1,9 +1,14 @@
 import { randomUUID } from "node:crypto";
-import type { Capability } from "../kernel/capability.ts";
-import { auditSubject, type AuditEvent, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
-import type { Decision } from "../kernel/decision.ts";
-import { AuditFailure } from "../kernel/errors.ts";
-import type { Request } from "../kernel/request.ts";
+import {
+  AuditFailure,
+  auditSubject,
+  type AuditEvent,
+  type AuditOutcome,
+  type AuditSink,
+  type Capability,
+  type Decision,
+  type Request,
+} from "../kernel/index.ts";
 
 /** What the dispatcher knows about one invocation when it ends. */
 export interface InvocationRecord {

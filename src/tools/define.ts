@@ -1,9 +1,6 @@
 import { z } from "zod";
-import type { Capability, LinkSummary } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
-import type { ReachOfRequests } from "../kernel/reach.ts";
-import type { Request } from "../kernel/request.ts";
+import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request } from "../kernel/index.ts";
+import { describeIssues } from "../kernel/internal.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 
 /**

@@ -1,8 +1,22 @@
-import { failureOutcome, type AuditOutcome, type AuditSink } from "../kernel/audit-sink.ts";
-import { authorize, check, clockTime, isCapability, narrow, revocable, revocationSignal, type Capability } from "../kernel/capability.ts";
-import { denialError, type Decision } from "../kernel/decision.ts";
-import { InvalidInput, NotACapability } from "../kernel/errors.ts";
-import type { Request, ToolRequest } from "../kernel/request.ts";
+import { failureOutcome } from "../kernel/internal.ts";
+import {
+  authorize,
+  check,
+  clockTime,
+  denialError,
+  InvalidInput,
+  isCapability,
+  narrow,
+  NotACapability,
+  revocable,
+  revocationSignal,
+  type AuditOutcome,
+  type AuditSink,
+  type Capability,
+  type Decision,
+  type Request,
+  type ToolRequest,
+} from "../kernel/index.ts";
 import { succeeded, writeToolEvent } from "./audit.ts";
 import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.ts";
 import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.ts";

@@ -1,6 +1,15 @@
-import { InvalidInput } from "../kernel/errors.ts";
-import type { DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule } from "../kernel/grant.ts";
-import { checkRequest, type CheckedRequest, type Request } from "../kernel/request.ts";
+import {
+  InvalidInput,
+  type DbRule,
+  type ExecRule,
+  type FsOp,
+  type FsRule,
+  type Grant,
+  type HttpMethod,
+  type HttpRule,
+  type Request,
+} from "../kernel/index.ts";
+import { checkRequest, type CheckedRequest } from "../kernel/internal.ts";
 
 /**
  * Automatic attenuation: the grant that allows exactly the requests a call

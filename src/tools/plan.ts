@@ -1,7 +1,4 @@
-import type { Capability } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { Grant } from "../kernel/grant.ts";
-import type { Request } from "../kernel/request.ts";
+import { InvalidInput, type Capability, type Grant, type Request } from "../kernel/index.ts";
 import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.ts";
 import { grantForNeeds } from "./needs-grant.ts";
 

@@ -6,7 +6,6 @@ import {
   BudgetExhausted,
   CapabilityDenied,
   check,
-  classifyAddress,
   clockTime,
   createManualClock,
   createMint,
@@ -27,7 +26,6 @@ import {
   Revoked,
   singleUse,
   systemClock,
-  type AddressClass,
   type Capability,
   type Decision,
   type Denied,
@@ -36,6 +34,7 @@ import {
   type ManualClock,
   type Request,
 } from "../../src/index.ts";
+import { classifyAddress, type AddressClass } from "../../src/kernel/internal.ts";
 import { monotonicClock } from "../../src/kernel/clock.ts";
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -437,11 +436,12 @@ describe("typed errors from assertAuthorized", () => {
     const e = denialError(d);
     expect(e).toBeInstanceOf(CapabilityDenied);
     expect(e.message).toBe(d.reason);
-    expect(e.details).toEqual({ capabilityId: cap.id, link: 0, linkId: cap.id, rule: "tools" });
+    expect(e.details).toEqual({ capabilityId: cap.id, link: 0, linkId: cap.id, rule: "tools", because: d.because });
+    expect(d.because).not.toContain(cap.id);
   });
 
   it("every error class has its own stable code", () => {
-    const details = { capabilityId: "c", link: 0, linkId: "c", rule: "r" };
+    const details = { capabilityId: "c", link: 0, linkId: "c", rule: "r", because: "r" };
     expect(new CapabilityDenied("m", details).code).toBe("ERR_CAPABILITY_DENIED");
     expect(new Expired("m", details).code).toBe("ERR_EXPIRED");
     expect(new Revoked("m", details).code).toBe("ERR_REVOKED");

@@ -11,7 +11,7 @@ import {
   revocable,
   type Capability,
 } from "../../src/index.ts";
-import type { ExecReach } from "../../src/resources/exec.ts";
+import type { ExecReach } from "../../src/resources/exec/runner.ts";
 import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
 
 // Every spawn goes through this spy, so a denied attempt can be shown to start no process at all.

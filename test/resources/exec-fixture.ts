@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createManualClock, createMint, type Capability, type FullReach, type Grant } from "../../src/index.ts";
-import { createExec } from "../../src/resources/exec.ts";
+import { createExec } from "../../src/resources/exec/runner.ts";
 
 /*
  * A sandbox for the exec tests: a temporary tree, the real paths of the

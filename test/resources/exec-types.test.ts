@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CapabilityDenied, type Capability } from "../../src/index.ts";
-import type { ExecReach } from "../../src/resources/exec.ts";
+import type { ExecReach } from "../../src/resources/exec/runner.ts";
 import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
 
 /*

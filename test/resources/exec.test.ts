@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/index.ts";
-import { createExec } from "../../src/resources/exec.ts";
+import { createExec } from "../../src/resources/exec/runner.ts";
 import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
 
 vi.mock("node:child_process", async (importOriginal) => {

@@ -13,8 +13,8 @@ import {
   type Capability,
   type FullReach,
 } from "../../src/index.ts";
-import { detectAnchor, identityAnchor, type Anchor } from "../../src/resources/fs-anchor.ts";
-import { FileSystemError } from "../../src/resources/fs-errors.ts";
+import { detectAnchor, identityAnchor, type Anchor } from "../../src/resources/fs/anchor.ts";
+import { FileSystemError } from "../../src/index.ts";
 import { makeFixture, snapshot, type Fixture } from "./fs-fixture.ts";
 
 type ErrorClass = abstract new (...args: never[]) => Error;

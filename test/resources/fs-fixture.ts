@@ -2,9 +2,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createManualClock, createMint, type Capability, type FullReach, type ManualClock } from "../../src/index.ts";
-import { detectAnchor, type Anchor } from "../../src/resources/fs-anchor.ts";
-import { confinedFileSystem } from "../../src/resources/fs-confined.ts";
-import { parseFileSystemOptions, type FileSystem, type FileSystemOptions } from "../../src/resources/fs.ts";
+import { detectAnchor, type Anchor } from "../../src/resources/fs/anchor.ts";
+import { confinedFileSystem } from "../../src/resources/fs/confined.ts";
+import { parseFileSystemOptions, type FileSystem, type FileSystemOptions } from "../../src/resources/fs/file-system.ts";
 
 /**
  * A temporary tree for file-system tests (T is the real path of a fresh

@@ -4,9 +4,9 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/index.ts";
 import { absolutePathProblem, isWithin } from "../../src/kernel/canonical-forms.ts";
-import { identityAnchor } from "../../src/resources/fs-anchor.ts";
-import { FileSystemError } from "../../src/resources/fs-errors.ts";
-import { lexicalPath, realEntryPath, realPath } from "../../src/resources/fs-paths.ts";
+import { identityAnchor } from "../../src/resources/fs/anchor.ts";
+import { FileSystemError } from "../../src/index.ts";
+import { lexicalPath, realEntryPath, realPath } from "../../src/resources/fs/paths.ts";
 import { makeFixture, SECRET_CONTENTS, snapshot, type Fixture } from "./fs-fixture.ts";
 
 const SEGMENTS = [

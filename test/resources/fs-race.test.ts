@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { CapabilityDenied } from "../../src/index.ts";
-import { identityAnchor, procFdAnchor, type Anchor } from "../../src/resources/fs-anchor.ts";
-import { FileSystemError } from "../../src/resources/fs-errors.ts";
+import { identityAnchor, procFdAnchor, type Anchor } from "../../src/resources/fs/anchor.ts";
+import { FileSystemError } from "../../src/index.ts";
 import { makeFixture, snapshot, type Fixture } from "./fs-fixture.ts";
 
 /*

@@ -1,8 +1,8 @@
 import fs from "node:fs";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CapabilityDenied, InvalidInput, LimitExceeded } from "../../src/index.ts";
-import { FileSystemError } from "../../src/resources/fs-errors.ts";
-import { createFileSystem } from "../../src/resources/fs.ts";
+import { FileSystemError } from "../../src/index.ts";
+import { createFileSystem } from "../../src/resources/fs/file-system.ts";
 import { makeFixture, type Fixture } from "./fs-fixture.ts";
 
 let f: Fixture;

@@ -13,7 +13,8 @@ import {
   type Capability,
   type Grant,
 } from "../../src/index.ts";
-import { createHttpClient, HttpRequestFailed, type HttpClient } from "../../src/resources/http.ts";
+import { createHttpClient, type HttpClient } from "../../src/resources/http/client.ts";
+import { HttpRequestFailed } from "../../src/index.ts";
 import { capWith, installNetworkGuard, startServers, tableResolver, type TestServer } from "./http-fixtures.ts";
 
 /*

@@ -3,7 +3,7 @@ import { Agent as HttpAgent, createServer, type IncomingMessage, type Server, ty
 import { Agent as HttpsAgent, createServer as createTlsServer } from "node:https";
 import { vi } from "vitest";
 import { createMint, type Capability, type FullReach, type Grant } from "../../src/index.ts";
-import type { Resolver } from "../../src/resources/http.ts";
+import type { Resolver } from "../../src/resources/http/client.ts";
 
 /*
  * Local stand-ins for the outside world. Servers listen on 127.0.0.x (all

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Capability } from "../../src/index.ts";
-import { createHttpClient, HttpRequestFailed, type HttpClient } from "../../src/resources/http.ts";
+import { createHttpClient, type HttpClient } from "../../src/resources/http/client.ts";
+import { HttpRequestFailed } from "../../src/index.ts";
 import { capWith, installNetworkGuard, startServers, tableResolver, text, type TestServer } from "./http-fixtures.ts";
 
 /*

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BudgetExhausted, InvalidInput, LimitExceeded, Revoked, revocable, type Capability, type Grant } from "../../src/index.ts";
-import { createHttpClient, HttpRequestFailed, type HttpClient } from "../../src/resources/http.ts";
+import { createHttpClient, type HttpClient } from "../../src/resources/http/client.ts";
+import { HttpRequestFailed } from "../../src/index.ts";
 import { capWith, installNetworkGuard, startServers, tableResolver, text, type TestServer } from "./http-fixtures.ts";
 
 let P = 0;

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { InvalidInput, NotACapability } from "../../src/kernel/errors.ts";
 import type { Capability } from "../../src/kernel/capability.ts";
 import { createExecutor, type ExecutorOptions } from "../../src/runtime/executor.ts";
-import { scriptedModel } from "../../src/runtime/scripted-model.ts";
+import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { z } from "zod";
 import { createWorld, dispatcherFor } from "./world.ts";

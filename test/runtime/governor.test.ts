@@ -8,9 +8,9 @@ import { createMint } from "../../src/kernel/mint.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { agentSubtask } from "../../src/runtime/agent-task.ts";
-import { SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/runtime/errors.ts";
+import { SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/index.ts";
 import { createGovernor, type CriticalCheck, type GovernorOptions, type SubtaskSpec } from "../../src/runtime/governor.ts";
-import { scriptedModel } from "../../src/runtime/scripted-model.ts";
+import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { openSession } from "../../src/runtime/session.ts";
 import { memorySink } from "../tools/memory-sink.ts";
 

@@ -1,7 +1,7 @@
 import { generateText } from "ai";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { scriptedModel } from "../../src/runtime/scripted-model.ts";
+import { scriptedModel } from "../../src/testing/scripted-model.ts";
 
 describe("scriptedModel", () => {
   it("plays its steps in order, then ends the script", async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { SessionClosed } from "../../src/runtime/errors.ts";
+import { SessionClosed } from "../../src/index.ts";
 import { authenticateSession, openSession } from "../../src/runtime/session.ts";
 import { createWorld, dispatcherFor } from "./world.ts";
 
@@ -49,7 +49,7 @@ describe("Session", () => {
       issuer: "t",
       policy: (p) => ({ tools: [`hello_${p.id}`] }),
       authenticator: ({ token }) => {
-        if (token !== "secret") throw new CapabilityDenied("bad token", { capabilityId: "", link: 0, linkId: "", rule: "auth" });
+        if (token !== "secret") throw new CapabilityDenied("bad token", { capabilityId: "", link: 0, linkId: "", rule: "auth", because: "bad token" });
         return { id: "alice" };
       },
     });

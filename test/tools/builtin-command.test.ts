@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { createExec } from "../../src/resources/exec.ts";
+import { createExec } from "../../src/resources/exec/runner.ts";
 import { commandTool } from "../../src/tools/builtin/command.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink } from "./memory-sink.ts";

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { createHttpClient } from "../../src/resources/http.ts";
+import { createHttpClient } from "../../src/resources/http/client.ts";
 import { fetchTool } from "../../src/tools/builtin/fetch.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink } from "./memory-sink.ts";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { createFileSystem } from "../../src/resources/fs.ts";
+import { createFileSystem } from "../../src/resources/fs/file-system.ts";
 import { fileTools } from "../../src/tools/builtin/files.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink } from "./memory-sink.ts";

@@ -4,16 +4,16 @@ import {
   PostgresAdapter,
   PostgresIntrospector,
   PostgresQueryCompiler,
+  sql,
   SqliteAdapter,
   SqliteIntrospector,
   SqliteQueryCompiler,
-  sql,
   type Expression,
   type ExpressionBuilder,
   type RawBuilder,
   type SqlBool,
 } from "kysely";
-import type { Scalar } from "../../kernel/grant.ts";
+import type { Scalar } from "../../kernel/index.ts";
 import type { Condition, ParsedQuery } from "./query.ts";
 import type { Field, Model } from "./schema.ts";
 

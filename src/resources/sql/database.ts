@@ -1,12 +1,21 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { Pool } from "pg";
-import type { AuditSink } from "../../kernel/audit-sink.ts";
-import { authorize, check, isCapability, type Capability } from "../../kernel/capability.ts";
-import { denialError, type Denied } from "../../kernel/decision.ts";
-import { InvalidInput, LimitExceeded, NotACapability } from "../../kernel/errors.ts";
-import type { DbOp, Scalar } from "../../kernel/grant.ts";
-import type { DbRequest } from "../../kernel/request.ts";
-import { auditOption, audited, jsonBytes, type Access } from "../audited.ts";
+import {
+  authorize,
+  check,
+  denialError,
+  InvalidInput,
+  isCapability,
+  LimitExceeded,
+  NotACapability,
+  type AuditSink,
+  type Capability,
+  type DbOp,
+  type DbRequest,
+  type Denied,
+  type Scalar,
+} from "../../kernel/index.ts";
+import { audited, auditOption, jsonBytes, type Access } from "../audited.ts";
 import { compileShape, type CompiledShape } from "./compile.ts";
 import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.ts";
 import { postgresEngine } from "./postgres.ts";
@@ -210,6 +219,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
             allowed: false,
             code: "ERR_CAPABILITY_DENIED",
             reason: `link ${entry.link} confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`,
+            because: `confines ${model.name} to a row scope on ${entry.field} that cannot be enforced`,
             capabilityId: cap.id,
             link: entry.link,
             linkId: entry.linkId,

@@ -1,5 +1,4 @@
-import { InvalidInput } from "../../kernel/errors.ts";
-import type { Scalar } from "../../kernel/grant.ts";
+import { InvalidInput, type Scalar } from "../../kernel/index.ts";
 import type { Dialect } from "./compile.ts";
 import type { FieldType } from "./schema.ts";
 

@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
-import { LimitExceeded } from "../../kernel/errors.ts";
-import type { Scalar } from "../../kernel/grant.ts";
+import { LimitExceeded, type Scalar } from "../../kernel/index.ts";
 import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
 
 /*

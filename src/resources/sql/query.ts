@@ -1,5 +1,4 @@
-import { InvalidInput, LimitExceeded } from "../../kernel/errors.ts";
-import type { Scalar } from "../../kernel/grant.ts";
+import { InvalidInput, LimitExceeded, type Scalar } from "../../kernel/index.ts";
 import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Schema } from "./schema.ts";
 
 /*

@@ -1,5 +1,4 @@
-import type { Capability, LinkSummary } from "../../kernel/capability.ts";
-import type { DbOp, DbRule, Scalar } from "../../kernel/grant.ts";
+import type { Capability, DbOp, DbRule, LinkSummary, Scalar } from "../../kernel/index.ts";
 
 /*
  * The row scope a query is confined to, read from the capability's chain.

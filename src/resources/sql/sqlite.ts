@@ -1,5 +1,5 @@
 import type BetterSqlite3 from "better-sqlite3";
-import { LimitExceeded } from "../../kernel/errors.ts";
+import { LimitExceeded } from "../../kernel/index.ts";
 import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
 
 /*

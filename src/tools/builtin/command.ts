@@ -1,7 +1,7 @@
 import { z } from "zod";
-import type { Capability } from "../../kernel/capability.ts";
-import { resolveDirectory, resolveProgram } from "../../resources/exec-canonical.ts";
-import type { Exec, ExecReach, ExecResult } from "../../resources/exec.ts";
+import type { Capability } from "../../kernel/index.ts";
+import { resolveDirectory, resolveProgram } from "../../resources/exec/internal.ts";
+import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.ts";
 import { defineTool, type Tool } from "../define.ts";
 
 const input = z.object({

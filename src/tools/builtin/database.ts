@@ -1,11 +1,7 @@
 import { z } from "zod";
-import type { Capability, LinkSummary } from "../../kernel/capability.ts";
-import type { DbOp, Scalar } from "../../kernel/grant.ts";
-import type { DbRequest } from "../../kernel/request.ts";
-import type { Row, SqlDatabase, WriteResult } from "../../resources/sql/database.ts";
-import type { OrderBy, Where } from "../../resources/sql/query.ts";
-import type { SchemaSpec } from "../../resources/sql/schema.ts";
-import { confinementOfLineage } from "../../resources/sql/scope.ts";
+import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../kernel/index.ts";
+import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.ts";
+import { confinementOfLineage } from "../../resources/sql/internal.ts";
 import { defineTool, type NeedsContext, type Tool } from "../define.ts";
 
 /*

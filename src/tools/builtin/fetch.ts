@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { HTTP_METHODS } from "../../kernel/grant.ts";
-import type { HttpClient } from "../../resources/http.ts";
+import { HTTP_METHODS } from "../../kernel/index.ts";
+import type { HttpClient } from "../../resources/http/index.ts";
 import { defineTool, type Tool } from "../define.ts";
 
 const input = z.object({

@@ -1,7 +1,7 @@
 import { z } from "zod";
-import type { FsOp } from "../../kernel/grant.ts";
-import { lexicalPath, realPath } from "../../resources/fs-paths.ts";
-import type { DirEntry, FileSystem } from "../../resources/fs.ts";
+import type { FsOp } from "../../kernel/index.ts";
+import { lexicalPath, realPath } from "../../resources/fs/internal.ts";
+import type { DirEntry, FileSystem } from "../../resources/fs/index.ts";
 import { defineTool, type Tool } from "../define.ts";
 
 /*

@@ -1,21 +1,4 @@
-import { AgentcapError } from "../kernel/errors.ts";
-
-/**
- * The operating system refused a file operation that the capability allowed,
- * or the file is of a kind the operation does not handle. `errno` names the
- * cause: the system's code (ENOENT, EEXIST, ENOTEMPTY, ...), or EISDIR /
- * EFTYPE when agentcap itself refuses a directory or a special file.
- */
-export class FileSystemError extends AgentcapError {
-  override readonly code = "ERR_FILE_SYSTEM";
-  /** The POSIX error code, such as `ENOENT`. */
-  readonly errno: string;
-
-  constructor(message: string, errno: string, options?: ErrorOptions) {
-    super(message, options);
-    this.errno = errno;
-  }
-}
+import { AgentcapError, FileSystemError } from "../../kernel/index.ts";
 
 const MEANINGS: ReadonlyMap<string, string> = new Map([
   ["ENOENT", "no such file or directory"],

@@ -1,6 +1,5 @@
-import { canonicalHttpUrl } from "../kernel/canonical-forms.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import type { HttpMethod } from "../kernel/grant.ts";
+import { canonicalHttpUrl } from "../../kernel/internal.ts";
+import { InvalidInput, type HttpMethod } from "../../kernel/index.ts";
 
 /** What a hop sends, before it is authorized. */
 export interface Outgoing {

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
+import { InvalidInput } from "../../kernel/index.ts";
+import { describeIssues } from "../../kernel/internal.ts";
 
 /*
  * Validation of what a caller hands to `exec.run`: the argv array and the

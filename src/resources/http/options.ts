@@ -1,8 +1,6 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
-import type { AuditSink } from "../kernel/audit-sink.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import { HTTP_METHODS, type HttpMethod } from "../kernel/grant.ts";
-import { systemResolver, type Resolver } from "./http-resolve.ts";
+import { HTTP_METHODS, InvalidInput, type AuditSink, type HttpMethod } from "../../kernel/index.ts";
+import { systemResolver, type Resolver } from "./resolve.ts";
 
 /** How a confined HTTP client is set up; every field is optional and validated. */
 export interface HttpClientOptions {

@@ -1,16 +1,13 @@
-import { revocationSignal, type Capability } from "../kernel/capability.ts";
-import { canonicalHttpUrl } from "../kernel/canonical-forms.ts";
-import { InvalidInput, LimitExceeded } from "../kernel/errors.ts";
-import type { HttpMethod } from "../kernel/grant.ts";
-import { auditOption, audited, withoutAudit, type Access } from "./audited.ts";
-import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./http-options.ts";
-import { redirectFrom, type Outgoing } from "./http-redirect.ts";
-import { authorizeHop, kernelRequest } from "./http-resolve.ts";
-import { createTransport } from "./http-transport.ts";
+import { InvalidInput, LimitExceeded, revocationSignal, type Capability, type HttpMethod } from "../../kernel/index.ts";
+import { canonicalHttpUrl } from "../../kernel/internal.ts";
+import { audited, auditOption, withoutAudit, type Access } from "../audited.ts";
+import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./options.ts";
+import { redirectFrom, type Outgoing } from "./redirect.ts";
+import { authorizeHop, kernelRequest } from "./resolve.ts";
+import { createTransport } from "./transport.ts";
 
-export { HttpRequestFailed } from "./http-errors.ts";
-export type { HttpClientOptions, HttpInit } from "./http-options.ts";
-export { systemResolver, type Resolver } from "./http-resolve.ts";
+export type { HttpClientOptions, HttpInit } from "./options.ts";
+export { systemResolver, type Resolver } from "./resolve.ts";
 
 /** The final response of a call: plain data, fully read. */
 export interface HttpResponse {

@@ -1,13 +1,17 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { isIpLiteral, unbracket } from "../kernel/address.ts";
-import { authorize, check, type Capability } from "../kernel/capability.ts";
-import { denialError } from "../kernel/decision.ts";
-import { AgentcapError } from "../kernel/errors.ts";
-import type { HttpMethod } from "../kernel/grant.ts";
-import type { HttpRequest } from "../kernel/request.ts";
-import type { Access } from "./audited.ts";
-import { HttpRequestFailed } from "./http-errors.ts";
+import { isIpLiteral, unbracket } from "../../kernel/internal.ts";
+import {
+  AgentcapError,
+  authorize,
+  check,
+  denialError,
+  HttpRequestFailed,
+  type Capability,
+  type HttpMethod,
+  type HttpRequest,
+} from "../../kernel/index.ts";
+import type { Access } from "../audited.ts";
 
 /**
  * Maps a host name to the IP addresses it answers with, preferred first.

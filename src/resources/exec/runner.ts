@@ -1,17 +1,25 @@
-import type { AuditSink } from "../kernel/audit-sink.ts";
-import { authorize, check, isCapability, type Capability } from "../kernel/capability.ts";
-import { denialError, type Denied } from "../kernel/decision.ts";
-import { InvalidInput, NotACapability } from "../kernel/errors.ts";
-import type { ExecRequest, FsRequest } from "../kernel/request.ts";
-import { auditOption, audited, type Access } from "./audited.ts";
-import { resolveDirectory, resolveProgram } from "./exec-canonical.ts";
-import { envSource, scrubbedEnv } from "./exec-env.ts";
-import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./exec-input.ts";
-import { canWatchMemory } from "./exec-memory.ts";
-import { runJob, type Exit } from "./exec-process.ts";
-import { watchAuthority } from "./exec-watch.ts";
+import {
+  authorize,
+  check,
+  denialError,
+  InvalidInput,
+  isCapability,
+  NotACapability,
+  type AuditSink,
+  type Capability,
+  type Denied,
+  type ExecRequest,
+  type FsRequest,
+} from "../../kernel/index.ts";
+import { audited, auditOption, type Access } from "../audited.ts";
+import { resolveDirectory, resolveProgram } from "./canonical.ts";
+import { envSource, scrubbedEnv } from "./env.ts";
+import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./input.ts";
+import { canWatchMemory } from "./memory.ts";
+import { runJob, type Exit } from "./process.ts";
+import { watchAuthority } from "./watch.ts";
 
-export type { ExecLimits, OutputEncoding, RunOptions } from "./exec-input.ts";
+export type { ExecLimits, OutputEncoding, RunOptions } from "./input.ts";
 
 /**
  * The reach `exec.run` needs: running a program, and listing its working

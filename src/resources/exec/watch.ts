@@ -1,5 +1,4 @@
-import { clockTime, expiresAt, revocationSignal, type Capability } from "../kernel/capability.ts";
-import { Expired } from "../kernel/errors.ts";
+import { clockTime, Expired, expiresAt, revocationSignal, type Capability } from "../../kernel/index.ts";
 
 /*
  * Authority is checked once before a program starts, but a program runs for a
@@ -17,7 +16,7 @@ function expiredError<R>(cap: Capability<R>, at: number): Expired {
   const linkId = lineage[link]?.id ?? cap.id;
   return new Expired(
     `capability ${cap.id} expired while its program ran: link ${link} (${linkId}) expired at ${new Date(at).toISOString()}`,
-    { capabilityId: cap.id, link, linkId, rule: "expiresAt" },
+    { capabilityId: cap.id, link, linkId, rule: "expiresAt", because: `expired at ${new Date(at).toISOString()}` },
   );
 }
 

@@ -1,15 +1,21 @@
 import fs from "node:fs";
 import path from "node:path";
-import type { AuditSink } from "../kernel/audit-sink.ts";
-import { authorize, check, type Capability } from "../kernel/capability.ts";
-import { denialError, type Denied } from "../kernel/decision.ts";
-import { InvalidInput, LimitExceeded } from "../kernel/errors.ts";
-import type { FsRequest } from "../kernel/request.ts";
-import { audited, jsonBytes, type Access } from "./audited.ts";
-import type { Anchor } from "./fs-anchor.ts";
-import { asFileSystemError, fileSystemError } from "./fs-errors.ts";
-import { lexicalPath, realEntryPath, realPath } from "./fs-paths.ts";
-import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./fs.ts";
+import {
+  authorize,
+  check,
+  denialError,
+  InvalidInput,
+  LimitExceeded,
+  type AuditSink,
+  type Capability,
+  type Denied,
+  type FsRequest,
+} from "../../kernel/index.ts";
+import { audited, jsonBytes, type Access } from "../audited.ts";
+import type { Anchor } from "./anchor.ts";
+import { asFileSystemError, fileSystemError } from "./errors.ts";
+import { lexicalPath, realEntryPath, realPath } from "./paths.ts";
+import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.ts";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
 // O_NOFOLLOW: a link swapped in as the last name fails with ELOOP instead of being followed.
@@ -61,6 +67,7 @@ function verify(access: Access, cap: Capability, req: FsRequest, real: string | 
       allowed: false,
       code: "ERR_CAPABILITY_DENIED",
       reason: `${req.path} changed between the check and the open (a component was replaced, perhaps by a symbolic link); the ${req.action} request was refused`,
+      because: `found ${req.path} changed between the check and the open`,
       capabilityId: cap.id,
       link: cap.depth,
       linkId: cap.id,

@@ -1,5 +1,5 @@
 import { MockLanguageModelV4 } from "ai/test";
-import { InvalidInput } from "../kernel/errors.ts";
+import { InvalidInput } from "../kernel/index.ts";
 
 /*
  * A scripted agent: the AI SDK's own mock language model, answering each

@@ -1,16 +1,12 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import type { AuditSink } from "../kernel/audit-sink.ts";
-import type { Capability } from "../kernel/capability.ts";
-import { InvalidInput } from "../kernel/errors.ts";
-import { describeIssues } from "../kernel/grant.ts";
-import { snapshotPlainData } from "../kernel/plain-data.ts";
-import { auditOption, withoutAudit } from "./audited.ts";
-import { detectAnchor } from "./fs-anchor.ts";
-import { confinedFileSystem } from "./fs-confined.ts";
+import { InvalidInput, type AuditSink, type Capability } from "../../kernel/index.ts";
+import { describeIssues, snapshotPlainData } from "../../kernel/internal.ts";
+import { auditOption, withoutAudit } from "../audited.ts";
+import { detectAnchor } from "./anchor.ts";
+import { confinedFileSystem } from "./confined.ts";
 
-export { FileSystemError } from "./fs-errors.ts";
 
 /** Per-call options: the tenant the request acts for, required by capabilities confined to tenants. */
 export interface FsCallOptions {

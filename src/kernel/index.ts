@@ -1,0 +1,81 @@
+/**
+ * The kernel: capabilities, grants, requests, decisions, the mint, clocks and
+ * typed errors. This is the `agentcap` entry; it loads no engine (no SQLite,
+ * Postgres, Biscuit, AI SDK or MCP SDK) and changes no global.
+ */
+
+/** Typed errors: one base class, a stable `code` on each; denials carry the link that denied. */
+export {
+  AgentcapError,
+  AuditFailure,
+  BudgetExhausted,
+  CapabilityDenied,
+  DenialError,
+  Expired,
+  FileSystemError,
+  ForeignFailure,
+  HttpRequestFailed,
+  InvalidInput,
+  InvalidToken,
+  isDenial,
+  LimitExceeded,
+  MissingDependency,
+  NotACapability,
+  Revoked,
+  SessionClosed,
+  TaskCancelled,
+  TaskTimedOut,
+} from "./errors.ts";
+export type { AgentcapErrorCode, DenialCode, DenialDetails } from "./errors.ts";
+
+/** Clocks: expiry is checked against an injectable clock, or one captured when agentcap loads. */
+export { createManualClock, systemClock } from "./clock.ts";
+export type { Clock, ManualClock } from "./clock.ts";
+
+/** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
+export { DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant } from "./grant.ts";
+export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, Scalar } from "./grant.ts";
+
+/** Requests: the canonical description of one action, and what it acts on. */
+export { requestTarget } from "./request.ts";
+export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, ToolRequest } from "./request.ts";
+
+/** Decisions: allowed, or denied with the link that denied and why. */
+export { denialError } from "./decision.ts";
+export type { Allowed, Decision, Denied } from "./decision.ts";
+
+/**
+ * Capabilities: unforgeable, immutable, attenuable only downwards, revocable
+ * through caretakers. Every operation is a function that refuses look-alikes
+ * (NotACapability), so a capability handed over by untrusted code cannot lie.
+ */
+export {
+  assertAuthorized,
+  authorize,
+  Capability,
+  check,
+  clockTime,
+  expiresAt,
+  isCapability,
+  narrow,
+  restrict,
+  revocable,
+  revocationSignal,
+} from "./capability.ts";
+export type { Revocable } from "./capability.ts";
+export type { UseOptions } from "./evaluation.ts";
+export type { LinkSummary, MintRecord } from "./node.ts";
+
+/** Type-level reach: what a capability can possibly allow, checked at compile time. */
+export type { FullReach, Meet, Reach, ReachOf, ReachOfRequests } from "./reach.ts";
+
+/** Shorthands for the common narrowings; each is an ordinary narrow or restrict. */
+export { forSeconds, narrowToRow, onlyTool, readOnly, singleUse } from "./attenuation.ts";
+
+/** The mint: the application side, and the only source of root capabilities. */
+export { createMint } from "./mint.ts";
+export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./mint.ts";
+
+/** Audit events: one per invocation, with the lineage and mint record of the authority used. */
+export { auditSubject } from "./audit-sink.ts";
+export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./audit-sink.ts";

@@ -1,0 +1,154 @@
+/**
+ * One link of a capability's chain, as the kernel keeps it: never handed out.
+ * A capability object is only a frozen handle on its Node.
+ */
+import { randomUUID } from "node:crypto";
+import type { Clock } from "./clock.ts";
+import { canonicalJson, sha256Hex } from "./content-hash.ts";
+import { InvalidInput } from "./errors.ts";
+import type { Grant, LinkConditions } from "./grant.ts";
+import type { ExternalLink } from "./ledger.ts";
+import { snapshotPlainData } from "./plain-data.ts";
+import { RevocationCell } from "./revocation.ts";
+import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.ts";
+
+/** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
+export interface MintRecord {
+  readonly principal: string;
+  readonly tenants: readonly string[];
+  readonly roles: readonly string[];
+  readonly requestId: string;
+  readonly issuedAt: number;
+  readonly issuer: string;
+}
+
+/** One link of a lineage, safe to log: ids, hashes and data, never a capability. */
+export interface LinkSummary {
+  readonly id: string;
+  readonly hash: string;
+  /** The link's own grant, or null for a link that only adds conditions or revocability. */
+  readonly grant: Grant | null;
+  readonly conditions: LinkConditions;
+  readonly revocable: boolean;
+  /** Names the caretaker gave the link, such as `{ session, task }`; they grant nothing. */
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface Node {
+  readonly id: string;
+  readonly index: number;
+  readonly parent: Node | null;
+  /** Root first, this node last. */
+  readonly chain: readonly Node[];
+  readonly grant: Grant | null;
+  readonly conditions: LinkConditions;
+  readonly domains: CompiledDomains | null;
+  readonly cond: CompiledConditions;
+  readonly mint: MintRecord;
+  readonly clock: Clock;
+  readonly cell: RevocationCell | null;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Allowed requests made through this link or any descendant, and the cost they were charged. */
+  readonly usage: { calls: number; cost: number };
+  /** Set for a link that came from a verified token: its revocation and usage live in a shared store instead. */
+  readonly external: ExternalLink | null;
+  hash: string | null;
+  summary: LinkSummary | null;
+}
+
+/** Where a link's id and state come from when it is rebuilt from a verified token block. */
+export interface LinkIdentity {
+  readonly id: string;
+  readonly link: ExternalLink;
+}
+
+export function hashOf(node: Node): string {
+  if (node.hash === null) {
+    node.hash = sha256Hex(
+      canonicalJson({
+        v: 1,
+        parent: node.parent === null ? null : hashOf(node.parent),
+        mint: node.parent === null ? node.mint : null,
+        grant: node.grant,
+        conditions: node.conditions,
+        revocable: node.cell !== null,
+        labels: node.labels,
+      }),
+    );
+  }
+  return node.hash;
+}
+
+/** Made once per link, so every audit event of a link shares one summary object. */
+export function summaryOf(node: Node): LinkSummary {
+  return (node.summary ??= Object.freeze({
+    id: node.id,
+    hash: hashOf(node),
+    grant: node.grant,
+    conditions: node.conditions,
+    revocable: node.cell !== null,
+    labels: node.labels,
+  }));
+}
+
+export function makeNode(
+  parent: Node | null,
+  grant: Grant | null,
+  conditions: LinkConditions,
+  mint: MintRecord,
+  clock: Clock,
+  revocable: boolean,
+  labels: Readonly<Record<string, string>> = NO_LABELS,
+  identity: LinkIdentity | null = null,
+): Node {
+  const chain: Node[] = parent === null ? [] : [...parent.chain];
+  const node: Node = {
+    id: identity?.id ?? randomUUID(),
+    index: chain.length,
+    parent,
+    chain,
+    grant,
+    conditions,
+    domains: grant === null ? null : compileDomains(grant),
+    cond: compileConditions(conditions),
+    mint,
+    clock,
+    cell: revocable ? new RevocationCell() : null,
+    labels,
+    usage: { calls: 0, cost: 0 },
+    external: identity?.link ?? null,
+    hash: null,
+    summary: null,
+  };
+  chain.push(node);
+  Object.freeze(chain);
+  return node;
+}
+
+export const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
+
+export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
+  const data = snapshotPlainData(labels, "labels");
+  if (typeof data !== "object" || data === null || Array.isArray(data)) throw new InvalidInput("labels must be an object of strings");
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(data)) {
+    // Labels name links in audit events, which need non-empty names: an empty one would make the event unwritable.
+    if (k.length === 0 || k.length > 64) throw new InvalidInput("label names must have 1 to 64 characters");
+    if (typeof v !== "string" || v.length === 0 || v.length > 256) throw new InvalidInput(`labels.${k} must be a string of 1 to 256 characters`);
+    out[k] = v;
+  }
+  return Object.freeze(out);
+}
+
+export function conditionsOf(grant: Grant): LinkConditions {
+  // Own properties only: a key inherited from a polluted Object.prototype is not part of the grant.
+  const own = <K extends keyof LinkConditions>(k: K): Grant[K] | undefined => (Object.hasOwn(grant, k) ? grant[k] : undefined);
+  const [expiresAt, maxUses, budget, tenants] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants")];
+  return Object.freeze({
+    ...(expiresAt === undefined ? {} : { expiresAt }),
+    ...(maxUses === undefined ? {} : { maxUses }),
+    ...(budget === undefined ? {} : { budget }),
+    ...(tenants === undefined ? {} : { tenants }),
+  });
+}
+
