@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// The package ships TypeScript sources; tsx loads them for the command line.
-import { register } from "tsx/esm/api";
+import { main } from "../dist/cli/main.js";
 
-register();
-const { main } = await import("../src/cli/main.ts");
 await main(process.argv);

@@ -17,20 +17,13 @@ import Database from "better-sqlite3";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createMint, requestTarget, type Grant } from "../src/index.ts";
-import type { AuditEvent, AuditSink } from "../src/kernel/audit-sink.ts";
-import type { Request } from "../src/kernel/request.ts";
-import { createFileSystem } from "../src/resources/fs/file-system.ts";
-import { createHttpClient } from "../src/resources/http/client.ts";
-import { createSqlDatabase } from "../src/resources/sql/database.ts";
-import { databaseTools } from "../src/tools/builtin/database.ts";
-import { fetchTool } from "../src/tools/builtin/fetch.ts";
-import { fileTools } from "../src/tools/builtin/files.ts";
-import { createDispatcher } from "../src/tools/dispatcher.ts";
-import { createExecutor } from "../src/runtime/executor.ts";
-import { createGovernor } from "../src/runtime/governor.ts";
-import { scriptedModel } from "../src/testing/scripted-model.ts";
-import { openSession } from "../src/runtime/session.ts";
+import { createMint, requestTarget, type AuditEvent, type AuditSink, type Grant, type Request } from "agentcap";
+import { createFileSystem } from "agentcap/fs";
+import { createHttpClient } from "agentcap/http";
+import { createExecutor, createGovernor, openSession } from "agentcap/runtime";
+import { createSqlDatabase } from "agentcap/sql";
+import { scriptedModel } from "agentcap/testing";
+import { createDispatcher, databaseTools, fetchTool, fileTools } from "agentcap/tools";
 
 // 1. Alice's workspace: an uploaded report with an injected instruction, and her SSH key.
 const workspace = realpathSync(mkdtempSync(join(tmpdir(), "agentcap-demo-")));

@@ -12,8 +12,7 @@ import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
-import { closeOnSignals, startHttpGateway, type ServeHandle } from "../src/cli/serve-command.ts";
-import { parseGatewayConfig } from "../src/mcp/config.ts";
+import { listenHttp, openGateway, parseGatewayConfig, type Gateway } from "agentcap/mcp";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The example's configuration file. */
@@ -51,8 +50,16 @@ export interface ExampleOptions {
   readonly port?: number;
 }
 
+/** The running example: its endpoint, alice's development token, and how to stop it. */
+export interface ExampleHandle {
+  readonly url: string;
+  readonly gateway: Gateway;
+  readonly devToken: string;
+  close(): Promise<void>;
+}
+
 /** Starts the example gateway with a development token for alice. */
-export async function startExample(options: ExampleOptions = {}): Promise<ServeHandle> {
+export async function startExample(options: ExampleOptions = {}): Promise<ExampleHandle> {
   const raw = JSON.parse(readFileSync(EXAMPLE_CONFIG, "utf8")) as Record<string, Record<string, unknown>>;
   const state = options.stateDir;
   // The file keeps its state under .agentcap/example; tests move it to a folder of their own.
@@ -68,7 +75,18 @@ export async function startExample(options: ExampleOptions = {}): Promise<ServeH
         };
   const config = parseGatewayConfig(moved, path.dirname(EXAMPLE_CONFIG));
   if (config.tools.database !== undefined) createExampleDatabase(config.tools.database.sqlite);
-  return startHttpGateway({ config, devToken: "alice", ...(options.port === undefined ? {} : { port: options.port }) });
+  const gateway = await openGateway(config);
+  try {
+    const http = await listenHttp(gateway, { host: config.listen.host, port: options.port ?? config.listen.port });
+    const close = async () => {
+      await http.close();
+      await gateway.close();
+    };
+    return { url: http.url, gateway, devToken: gateway.issueToken("alice"), close };
+  } catch (e) {
+    await gateway.close();
+    throw e;
+  }
 }
 
 function instructions(url: string, token: string): string {
@@ -94,9 +112,12 @@ function instructions(url: string, token: string): string {
 
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const handle = await startExample();
-  process.stdout.write(`${instructions(handle.url, handle.devToken ?? "")}\n`);
-  closeOnSignals(async () => {
-    await handle.close();
-    process.stdout.write("agentcap gateway stopped\n");
-  });
+  process.stdout.write(`${instructions(handle.url, handle.devToken)}\n`);
+  const stop = () => {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+    void handle.close().then(() => process.stdout.write("agentcap gateway stopped\n"));
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
 }

@@ -1,4 +1,4 @@
-import type { Grant, MintPolicy } from "../src/index.ts";
+import type { Grant, MintPolicy } from "agentcap";
 
 /**
  * An example mint policy: what a principal may do follows from its roles and

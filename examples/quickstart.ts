@@ -13,7 +13,7 @@ import {
   type Capability,
   type Decision,
   type Request,
-} from "../src/index.ts";
+} from "agentcap";
 import { examplePolicy } from "./policy.ts";
 
 const rows: string[][] = [];

@@ -7,4 +7,4 @@
  * `agentcap/exec`, `agentcap/tools`, `agentcap/audit`, `agentcap/token`,
  * `agentcap/runtime`, `agentcap/mcp` and `agentcap/testing`.
  */
-export * from "./kernel/index.ts";
+export * from "./kernel/index.js";

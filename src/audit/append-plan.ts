@@ -1,7 +1,7 @@
-import { InvalidInput } from "../kernel/index.ts";
-import { chainHash, GENESIS_HASH, type ChainHead } from "./chain.ts";
-import type { EncodedEvent } from "./encoding.ts";
-import type { EventLinksTable, EventsTable, LinksTable } from "./schema.ts";
+import { InvalidInput } from "../kernel/index.js";
+import { chainHash, GENESIS_HASH, type ChainHead } from "./chain.js";
+import type { EncodedEvent } from "./encoding.js";
+import type { EventLinksTable, EventsTable, LinksTable } from "./schema.js";
 
 /** A link the log holds: its key in the lineage index and its encoding. */
 export interface StoredLink {

@@ -1,4 +1,4 @@
-import { GENESIS_HASH, type ChainHead } from "./chain.ts";
+import { GENESIS_HASH, type ChainHead } from "./chain.js";
 
 /**
  * What `verify` can find wrong with a log:

@@ -1,8 +1,8 @@
 import { z } from "zod";
-import { AuditFailure, InvalidInput, type AuditEvent } from "../kernel/index.ts";
-import { checkRequest, describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.ts";
-import { canonical } from "./canonical.ts";
-import type { Redactor } from "./redaction.ts";
+import { AuditFailure, InvalidInput, type AuditEvent } from "../kernel/index.js";
+import { checkRequest, describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.js";
+import { canonical } from "./canonical.js";
+import type { Redactor } from "./redaction.js";
 
 /**
  * The indexed columns of one event, named as in the tables. They are derived

@@ -1,6 +1,6 @@
-import { requestTarget, type AuditEvent } from "../kernel/index.ts";
-import type { AuditRecord } from "./query.ts";
-import type { VerifyReport } from "./verify.ts";
+import { requestTarget, type AuditEvent } from "../kernel/index.js";
+import type { AuditRecord } from "./query.js";
+import type { VerifyReport } from "./verify.js";
 
 /*
  * How records look to people (a table) and to machines (JSON lines). Both

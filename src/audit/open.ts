@@ -1,10 +1,10 @@
 import { z } from "zod";
-import { InvalidInput } from "../kernel/index.ts";
-import { describeIssues } from "../kernel/internal.ts";
-import { compileRedaction, type RedactionPolicy } from "./redaction.ts";
-import type { PostgresBackendOptions } from "./postgres-store.ts";
-import { openSqliteBackend, type SqliteBackendOptions } from "./sqlite-store.ts";
-import { createAuditStore, type AuditStore, type CommonStoreOptions } from "./store.ts";
+import { InvalidInput } from "../kernel/index.js";
+import { describeIssues } from "../kernel/internal.js";
+import { compileRedaction, type RedactionPolicy } from "./redaction.js";
+import type { PostgresBackendOptions } from "./postgres-store.js";
+import { openSqliteBackend, type SqliteBackendOptions } from "./sqlite-store.js";
+import { createAuditStore, type AuditStore, type CommonStoreOptions } from "./store.js";
 
 interface Shared extends CommonStoreOptions {
   /** Which request fields reach the log; see RedactionPolicy for the defaults. */
@@ -51,6 +51,6 @@ export async function openAuditStore(options: AuditStoreOptions = { kind: "sqlit
   const common = maxBatch === undefined ? {} : { maxBatch };
   if (rest.kind === "sqlite") return createAuditStore(openSqliteBackend(rest), redact, common);
   // Loaded only when used, so an embedded SQLite log never loads the Postgres driver.
-  const { openPostgresBackend } = await import("./postgres-store.ts");
+  const { openPostgresBackend } = await import("./postgres-store.js");
   return createAuditStore(await openPostgresBackend(rest), redact, common);
 }

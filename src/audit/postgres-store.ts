@@ -1,11 +1,11 @@
 import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import pg from "pg";
-import { AuditFailure, InvalidInput } from "../kernel/index.ts";
-import { planAppend } from "./append-plan.ts";
-import type { EncodedEvent } from "./encoding.ts";
-import { loadLinks } from "./query.ts";
-import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.ts";
-import type { AuditBackend } from "./store.ts";
+import { AuditFailure, InvalidInput } from "../kernel/index.js";
+import { planAppend } from "./append-plan.js";
+import type { EncodedEvent } from "./encoding.js";
+import { loadLinks } from "./query.js";
+import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
+import type { AuditBackend } from "./store.js";
 
 /** Options of the shared Postgres log. */
 export interface PostgresBackendOptions {

@@ -1,10 +1,10 @@
 import { sql, type Kysely } from "kysely";
 import { z } from "zod";
-import { InvalidInput, type Action, type AuditEvent } from "../kernel/index.ts";
-import { describeIssues } from "../kernel/internal.ts";
-import type { StoredLink } from "./append-plan.ts";
-import { decodeEvent, lineageIdsOf } from "./encoding.ts";
-import type { AuditDb } from "./schema.ts";
+import { InvalidInput, type Action, type AuditEvent } from "../kernel/index.js";
+import { describeIssues } from "../kernel/internal.js";
+import type { StoredLink } from "./append-plan.js";
+import { decodeEvent, lineageIdsOf } from "./encoding.js";
+import type { AuditDb } from "./schema.js";
 
 /**
  * What to look for in the log. Every filter given must match (AND); an empty

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { AgentcapError, AuditFailure, InvalidInput, type Request } from "../kernel/index.ts";
-import { describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.ts";
+import { AgentcapError, AuditFailure, InvalidInput, type Request } from "../kernel/index.js";
+import { describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 
 /** What replaces a redacted value in the log. */
 export const REDACTED = "[redacted]";

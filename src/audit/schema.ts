@@ -1,4 +1,4 @@
-import type { EventColumns } from "./encoding.ts";
+import type { EventColumns } from "./encoding.js";
 
 /*
  * The log's three tables, the same in SQLite and Postgres:

@@ -2,12 +2,12 @@ import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
-import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.ts";
-import type { ChainHead } from "./chain.ts";
-import type { EncodedEvent } from "./encoding.ts";
-import { AuditFailure } from "../kernel/index.ts";
-import { EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.ts";
-import type { AuditBackend } from "./store.ts";
+import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.js";
+import type { ChainHead } from "./chain.js";
+import type { EncodedEvent } from "./encoding.js";
+import { AuditFailure } from "../kernel/index.js";
+import { EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.js";
+import type { AuditBackend } from "./store.js";
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1000). */
 const WAL_CHECKPOINT_PAGES = 8000;

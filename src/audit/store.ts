@@ -1,12 +1,12 @@
 import type { Kysely } from "kysely";
-import { AgentcapError, AuditFailure, type AuditEvent, type AuditSink } from "../kernel/index.ts";
-import type { ChainHead } from "./chain.ts";
-import { encodeEvent, type EncodedEvent } from "./encoding.ts";
-import { GroupCommit } from "./group-commit.ts";
-import { runQuery, type AuditQuery, type AuditRecord } from "./query.ts";
-import type { Redactor } from "./redaction.ts";
-import type { AuditDb } from "./schema.ts";
-import { verifyLog, type VerifyOptions, type VerifyReport } from "./verify.ts";
+import { AgentcapError, AuditFailure, type AuditEvent, type AuditSink } from "../kernel/index.js";
+import type { ChainHead } from "./chain.js";
+import { encodeEvent, type EncodedEvent } from "./encoding.js";
+import { GroupCommit } from "./group-commit.js";
+import { runQuery, type AuditQuery, type AuditRecord } from "./query.js";
+import type { Redactor } from "./redaction.js";
+import type { AuditDb } from "./schema.js";
+import { verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
 
 /**
  * The audit log: an AuditSink that resources and the dispatcher write to,

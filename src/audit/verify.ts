@@ -1,13 +1,13 @@
 import type { Kysely } from "kysely";
 import { z } from "zod";
-import { InvalidInput } from "../kernel/index.ts";
-import { describeIssues } from "../kernel/internal.ts";
-import type { StoredLink } from "./append-plan.ts";
-import { chainHash, type ChainHead } from "./chain.ts";
-import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker.ts";
-import { columnsOf, lineageIdsOf } from "./encoding.ts";
-import { loadLinks } from "./query.ts";
-import { DERIVED_COLUMNS, type AuditDb, type EventsTable } from "./schema.ts";
+import { InvalidInput } from "../kernel/index.js";
+import { describeIssues } from "../kernel/internal.js";
+import type { StoredLink } from "./append-plan.js";
+import { chainHash, type ChainHead } from "./chain.js";
+import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker.js";
+import { columnsOf, lineageIdsOf } from "./encoding.js";
+import { loadLinks } from "./query.js";
+import { DERIVED_COLUMNS, type AuditDb, type EventsTable } from "./schema.js";
 
 /** How to verify. */
 export interface VerifyOptions {

@@ -4,10 +4,10 @@
  * with --database-url a Postgres schema.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTable, formatVerifyReport, MAX_LIMIT } from "../audit/internal.ts";
-import { AUDIT_ACTIONS, openAuditStore, type AuditQuery, type AuditRecord, type AuditStore, type ChainHead } from "../audit/index.ts";
-import { InvalidInput, type Action } from "../kernel/index.ts";
-import { parseTimeArgument } from "./time-argument.ts";
+import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTable, formatVerifyReport, MAX_LIMIT } from "../audit/internal.js";
+import { AUDIT_ACTIONS, openAuditStore, type AuditQuery, type AuditRecord, type AuditStore, type ChainHead } from "../audit/index.js";
+import { InvalidInput, type Action } from "../kernel/index.js";
+import { parseTimeArgument } from "./time-argument.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface AuditCommandIo {

@@ -4,10 +4,10 @@
  * anything else is a bug and keeps its stack trace.
  */
 import { Command } from "commander";
-import { AgentcapError } from "../kernel/index.ts";
-import { registerAuditCommand } from "./audit-command.ts";
-import { registerServeCommand } from "./serve-command.ts";
-import { registerTokenCommand } from "./token-command.ts";
+import { AgentcapError } from "../kernel/index.js";
+import { registerAuditCommand } from "./audit-command.js";
+import { registerServeCommand } from "./serve-command.js";
+import { registerTokenCommand } from "./token-command.js";
 
 /** The whole command tree, ready to parse. */
 export function createProgram(): Command {

@@ -4,8 +4,8 @@
  * protocol, so everything the command says goes to stderr.
  */
 import { Command, InvalidArgumentError } from "commander";
-import { InvalidInput } from "../kernel/index.ts";
-import { listenHttp, loadGatewayConfig, openGateway, serveStdio, type Gateway, type GatewayConfig, type HttpGateway } from "../mcp/index.ts";
+import { InvalidInput } from "../kernel/index.js";
+import { listenHttp, loadGatewayConfig, openGateway, serveStdio, type Gateway, type GatewayConfig, type HttpGateway } from "../mcp/index.js";
 
 /** What `serve` is started with; the command line fills it in, and the example start script too. */
 export interface ServeOptions {

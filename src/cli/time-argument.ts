@@ -1,4 +1,4 @@
-import { InvalidInput } from "../kernel/index.ts";
+import { InvalidInput } from "../kernel/index.js";
 
 const UNITS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.ts";
+import { createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.js";
 import {
   attenuate,
   createTokenMint,
@@ -19,7 +19,7 @@ import {
   verify,
   type BlockData,
   type TokenStore,
-} from "../token/index.ts";
+} from "../token/index.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface TokenCommandIo {

@@ -1,7 +1,7 @@
-import { clockTime, innermostGrant, narrow, restrict, type Capability } from "./capability.ts";
-import { InvalidInput } from "./errors.ts";
-import { DB_OPS, type DbOp, type Grant, type Scalar } from "./grant.ts";
-import type { Meet } from "./reach.ts";
+import { clockTime, innermostGrant, narrow, restrict, type Capability } from "./capability.js";
+import { InvalidInput } from "./errors.js";
+import { DB_OPS, type DbOp, type Grant, type Scalar } from "./grant.js";
+import type { Meet } from "./reach.js";
 
 /*
  * Shorthands for the narrowings the articles use most. Each is an ordinary

@@ -1,8 +1,8 @@
-import { labelsOf, type Capability } from "./capability.ts";
-import type { LinkSummary, MintRecord } from "./node.ts";
-import type { Decision } from "./decision.ts";
-import { AgentcapError } from "./errors.ts";
-import type { Request } from "./request.ts";
+import { labelsOf, type Capability } from "./capability.js";
+import type { LinkSummary, MintRecord } from "./node.js";
+import type { Decision } from "./decision.js";
+import { AgentcapError } from "./errors.js";
+import type { Request } from "./request.js";
 
 /** Which authority was used: the capability, its full lineage and its root's mint record. */
 export interface AuditSubject {

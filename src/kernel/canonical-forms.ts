@@ -1,4 +1,4 @@
-import { InvalidInput } from "./errors.ts";
+import { InvalidInput } from "./errors.js";
 
 /**
  * The canonical forms that grants and requests must be written in. Matching is

@@ -1,8 +1,8 @@
-import type { Clock } from "./clock.ts";
-import { denialError, type Decision, type Denied } from "./decision.ts";
-import { InvalidInput, NotACapability } from "./errors.ts";
-import { charge, costOf, deny, evaluate, lifeDenial, limitDenial, type UseOptions } from "./evaluation.ts";
-import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.ts";
+import type { Clock } from "./clock.js";
+import { denialError, type Decision, type Denied } from "./decision.js";
+import { InvalidInput, NotACapability } from "./errors.js";
+import { charge, costOf, deny, evaluate, lifeDenial, limitDenial, type UseOptions } from "./evaluation.js";
+import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.js";
 import {
   conditionsOf,
   hashOf,
@@ -14,10 +14,10 @@ import {
   type LinkSummary,
   type MintRecord,
   type Node,
-} from "./node.ts";
-import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.ts";
-import { checkRequest, type Request } from "./request.ts";
-import { RevocationCell, signalForLinks } from "./revocation.ts";
+} from "./node.js";
+import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.js";
+import { checkRequest, type Request } from "./request.js";
+import { RevocationCell, signalForLinks } from "./revocation.js";
 
 const CONSTRUCT = Symbol("agentcap.construct");
 

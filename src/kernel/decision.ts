@@ -1,4 +1,4 @@
-import { BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.ts";
+import { BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.js";
 
 /** The request was allowed by every link of the chain. */
 export interface Allowed {

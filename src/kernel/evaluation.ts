@@ -2,12 +2,12 @@
  * Deciding a request against a chain, and charging it: a request is allowed
  * only if every link allows it, so appending a link can never widen.
  */
-import type { Decision, Denied } from "./decision.ts";
-import { InvalidInput, type DenialCode } from "./errors.ts";
-import type { ExternalLink, LedgerCharge } from "./ledger.ts";
-import type { Node } from "./node.ts";
-import type { CheckedRequest } from "./request.ts";
-import { domainDenial, tenantDenial } from "./rules.ts";
+import type { Decision, Denied } from "./decision.js";
+import { InvalidInput, type DenialCode } from "./errors.js";
+import type { ExternalLink, LedgerCharge } from "./ledger.js";
+import type { Node } from "./node.js";
+import type { CheckedRequest } from "./request.js";
+import { domainDenial, tenantDenial } from "./rules.js";
 
 /** Options for a request that is about to be acted on. */
 export interface UseOptions {

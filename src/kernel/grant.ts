@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { InvalidInput } from "./errors.ts";
-import { absolutePathProblem, originProblem } from "./canonical-forms.ts";
-import { snapshotPlainData } from "./plain-data.ts";
+import { InvalidInput } from "./errors.js";
+import { absolutePathProblem, originProblem } from "./canonical-forms.js";
+import { snapshotPlainData } from "./plain-data.js";
 
 /** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
 export const FS_OPS = ["read", "write", "list", "delete"] as const;

@@ -25,24 +25,24 @@ export {
   SessionClosed,
   TaskCancelled,
   TaskTimedOut,
-} from "./errors.ts";
-export type { AgentcapErrorCode, DenialCode, DenialDetails } from "./errors.ts";
+} from "./errors.js";
+export type { AgentcapErrorCode, DenialCode, DenialDetails } from "./errors.js";
 
 /** Clocks: expiry is checked against an injectable clock, or one captured when agentcap loads. */
-export { createManualClock, systemClock } from "./clock.ts";
-export type { Clock, ManualClock } from "./clock.ts";
+export { createManualClock, systemClock } from "./clock.js";
+export type { Clock, ManualClock } from "./clock.js";
 
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
-export { DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant } from "./grant.ts";
-export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, Scalar } from "./grant.ts";
+export { DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant } from "./grant.js";
+export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, Scalar } from "./grant.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */
-export { requestTarget } from "./request.ts";
-export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, ToolRequest } from "./request.ts";
+export { requestTarget } from "./request.js";
+export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, ToolRequest } from "./request.js";
 
 /** Decisions: allowed, or denied with the link that denied and why. */
-export { denialError } from "./decision.ts";
-export type { Allowed, Decision, Denied } from "./decision.ts";
+export { denialError } from "./decision.js";
+export type { Allowed, Decision, Denied } from "./decision.js";
 
 /**
  * Capabilities: unforgeable, immutable, attenuable only downwards, revocable
@@ -61,21 +61,21 @@ export {
   restrict,
   revocable,
   revocationSignal,
-} from "./capability.ts";
-export type { Revocable } from "./capability.ts";
-export type { UseOptions } from "./evaluation.ts";
-export type { LinkSummary, MintRecord } from "./node.ts";
+} from "./capability.js";
+export type { Revocable } from "./capability.js";
+export type { UseOptions } from "./evaluation.js";
+export type { LinkSummary, MintRecord } from "./node.js";
 
 /** Type-level reach: what a capability can possibly allow, checked at compile time. */
-export type { FullReach, Meet, Reach, ReachOf, ReachOfRequests } from "./reach.ts";
+export type { FullReach, Meet, Reach, ReachOf, ReachOfRequests } from "./reach.js";
 
 /** Shorthands for the common narrowings; each is an ordinary narrow or restrict. */
-export { forSeconds, narrowToRow, onlyTool, readOnly, singleUse } from "./attenuation.ts";
+export { forSeconds, narrowToRow, onlyTool, readOnly, singleUse } from "./attenuation.js";
 
 /** The mint: the application side, and the only source of root capabilities. */
-export { createMint } from "./mint.ts";
-export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./mint.ts";
+export { createMint } from "./mint.js";
+export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./mint.js";
 
 /** Audit events: one per invocation, with the lineage and mint record of the authority used. */
-export { auditSubject } from "./audit-sink.ts";
-export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./audit-sink.ts";
+export { auditSubject } from "./audit-sink.js";
+export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./audit-sink.js";

@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
-import { createRoot, type Capability } from "./capability.ts";
-import type { MintRecord } from "./node.ts";
-import { systemClock, type Clock } from "./clock.ts";
-import { CapabilityDenied, InvalidInput } from "./errors.ts";
-import { describeIssues, type Grant } from "./grant.ts";
-import type { FullReach } from "./reach.ts";
-import { snapshotPlainData } from "./plain-data.ts";
+import { createRoot, type Capability } from "./capability.js";
+import type { MintRecord } from "./node.js";
+import { systemClock, type Clock } from "./clock.js";
+import { CapabilityDenied, InvalidInput } from "./errors.js";
+import { describeIssues, type Grant } from "./grant.js";
+import type { FullReach } from "./reach.js";
+import { snapshotPlainData } from "./plain-data.js";
 
 /** An authenticated principal: who, for which tenants, in which roles. */
 export interface Principal {

@@ -3,14 +3,14 @@
  * A capability object is only a frozen handle on its Node.
  */
 import { randomUUID } from "node:crypto";
-import type { Clock } from "./clock.ts";
-import { canonicalJson, sha256Hex } from "./content-hash.ts";
-import { InvalidInput } from "./errors.ts";
-import type { Grant, LinkConditions } from "./grant.ts";
-import type { ExternalLink } from "./ledger.ts";
-import { snapshotPlainData } from "./plain-data.ts";
-import { RevocationCell } from "./revocation.ts";
-import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.ts";
+import type { Clock } from "./clock.js";
+import { canonicalJson, sha256Hex } from "./content-hash.js";
+import { InvalidInput } from "./errors.js";
+import type { Grant, LinkConditions } from "./grant.js";
+import type { ExternalLink } from "./ledger.js";
+import { snapshotPlainData } from "./plain-data.js";
+import { RevocationCell } from "./revocation.js";
+import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.js";
 
 /** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
 export interface MintRecord {

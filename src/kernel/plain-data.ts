@@ -1,4 +1,4 @@
-import { InvalidInput } from "./errors.ts";
+import { InvalidInput } from "./errors.js";
 
 /** A JSON-like value whose objects have no prototype, so no inherited key can masquerade as data. */
 export type PlainData = string | number | boolean | null | PlainData[] | { [key: string]: PlainData };

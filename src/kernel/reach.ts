@@ -1,4 +1,4 @@
-import type { DbOp, FsOp, HttpMethod } from "./grant.ts";
+import type { DbOp, FsOp, HttpMethod } from "./grant.js";
 
 /**
  * The type-level reach of a capability: for each domain, the operations it

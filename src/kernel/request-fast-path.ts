@@ -1,6 +1,6 @@
-import { absolutePathProblem } from "./canonical-forms.ts";
-import type { Scalar } from "./grant.ts";
-import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS, type ParsedRequest } from "./request.ts";
+import { absolutePathProblem } from "./canonical-forms.js";
+import type { Scalar } from "./grant.js";
+import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS, type ParsedRequest } from "./request.js";
 
 /*
  * Request validation is on every check's path, and the zod schemas cost

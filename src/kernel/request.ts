@@ -1,9 +1,9 @@
 import { z } from "zod";
-import { InvalidInput } from "./errors.ts";
-import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.ts";
-import { DB_OPS, describeIssues, HTTP_METHODS, type HttpMethod, type Scalar } from "./grant.ts";
-import { snapshotPlainData } from "./plain-data.ts";
-import { fastParseRequest } from "./request-fast-path.ts";
+import { InvalidInput } from "./errors.js";
+import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
+import { DB_OPS, describeIssues, HTTP_METHODS, type HttpMethod, type Scalar } from "./grant.js";
+import { snapshotPlainData } from "./plain-data.js";
+import { fastParseRequest } from "./request-fast-path.js";
 
 interface Tenanted {
   /** The tenant the request acts for; required by links that carry `tenants`. */

@@ -1,4 +1,4 @@
-import { Revoked } from "./errors.ts";
+import { Revoked } from "./errors.js";
 
 /**
  * The caretaker's switch for one revocable link. Flipping it is O(1); every

@@ -1,7 +1,7 @@
-import { classifyAddress, isIpLiteral, unbracket } from "./address.ts";
-import { isWithin, pathHasPrefix } from "./canonical-forms.ts";
-import type { ArgPattern, Grant, LinkConditions, Scalar } from "./grant.ts";
-import type { CheckedRequest } from "./request.ts";
+import { classifyAddress, isIpLiteral, unbracket } from "./address.js";
+import { isWithin, pathHasPrefix } from "./canonical-forms.js";
+import type { ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
+import type { CheckedRequest } from "./request.js";
 
 /*
  * Grants compiled into the form the matcher reads: every key an own property

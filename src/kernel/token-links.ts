@@ -3,13 +3,13 @@
  * link by link, each link carrying the id its block declares and keeping its
  * revocation and usage in the shared store instead of this process.
  */
-import { createRoot, nodeOf, wrap, type Capability } from "./capability.ts";
-import type { Clock } from "./clock.ts";
-import { parseConditions, parseGrant } from "./grant.ts";
-import { conditionsOf, makeNode, NO_LABELS, parseLabels, type LinkIdentity, type MintRecord } from "./node.ts";
-import type { FullReach } from "./reach.ts";
+import { createRoot, nodeOf, wrap, type Capability } from "./capability.js";
+import type { Clock } from "./clock.js";
+import { parseConditions, parseGrant } from "./grant.js";
+import { conditionsOf, makeNode, NO_LABELS, parseLabels, type LinkIdentity, type MintRecord } from "./node.js";
+import type { FullReach } from "./reach.js";
 
-export type { LinkIdentity as TokenLinkIdentity } from "./node.ts";
+export type { LinkIdentity as TokenLinkIdentity } from "./node.js";
 
 /** What one attenuation block of a token adds to the chain. */
 export type TokenLinkContent =

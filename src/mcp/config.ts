@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
-import { InvalidInput, parseGrant, type Grant } from "../kernel/index.ts";
+import { InvalidInput, parseGrant, type Grant } from "../kernel/index.js";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 const grant = z.unknown().superRefine((value, ctx) => {

@@ -7,12 +7,12 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import { openAuditStore, type AuditStore } from "../audit/index.ts";
-import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.ts";
-import { createExec } from "../resources/exec/index.ts";
-import { createFileSystem } from "../resources/fs/index.ts";
-import { createHttpClient } from "../resources/http/index.ts";
-import { createSqlDatabase, type SchemaSpec } from "../resources/sql/index.ts";
+import { openAuditStore, type AuditStore } from "../audit/index.js";
+import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
+import { createExec } from "../resources/exec/index.js";
+import { createFileSystem } from "../resources/fs/index.js";
+import { createHttpClient } from "../resources/http/index.js";
+import { createSqlDatabase, type SchemaSpec } from "../resources/sql/index.js";
 import {
   commandTool,
   createDispatcher,
@@ -22,7 +22,7 @@ import {
   type AnyTool,
   type Dispatcher,
   type JsonSchema,
-} from "../tools/index.ts";
+} from "../tools/index.js";
 import {
   createTokenMint,
   createVerifier,
@@ -34,11 +34,11 @@ import {
   type TokenMint,
   type TokenStore,
   type Verifier,
-} from "../token/index.ts";
-import { inspectVerified } from "../token/internal.ts";
-import type { AuditConfig, GatewayConfig, StoreConfig } from "./config.ts";
-import { configuredPolicy } from "./policy.ts";
-import { guardUpstream, type GuardedUpstream } from "./upstream.ts";
+} from "../token/index.js";
+import { inspectVerified } from "../token/internal.js";
+import type { AuditConfig, GatewayConfig, StoreConfig } from "./config.js";
+import { configuredPolicy } from "./policy.js";
+import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
 /** A running gateway's state. It holds no authority of its own: every call brings the capability of its session. */
 export interface Gateway {

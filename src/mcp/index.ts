@@ -3,12 +3,12 @@
  * listed and called per capability through the dispatcher, upstream MCP
  * servers guarded; served over Streamable HTTP or stdio.
  */
-export { loadGatewayConfig, parseGatewayConfig } from "./config.ts";
-export type { ArgumentKind, AuditConfig, GatewayConfig, StoreConfig, UpstreamConfig } from "./config.ts";
-export { openGateway } from "./gateway.ts";
-export type { Gateway, OpenGatewayOptions } from "./gateway.ts";
-export { listenHttp } from "./http.ts";
-export type { HttpGateway } from "./http.ts";
-export { serveStdio } from "./stdio.ts";
-export { guardUpstream, upstreamTransport } from "./upstream.ts";
-export type { GuardedUpstream } from "./upstream.ts";
+export { loadGatewayConfig, parseGatewayConfig } from "./config.js";
+export type { ArgumentKind, AuditConfig, GatewayConfig, StoreConfig, UpstreamConfig } from "./config.js";
+export { openGateway } from "./gateway.js";
+export type { Gateway, OpenGatewayOptions } from "./gateway.js";
+export { listenHttp } from "./http.js";
+export type { HttpGateway } from "./http.js";
+export { serveStdio } from "./stdio.js";
+export { guardUpstream, upstreamTransport } from "./upstream.js";
+export type { GuardedUpstream } from "./upstream.js";

@@ -4,8 +4,8 @@
  * grants and its own. Tenants come from the principal: a row scope value
  * `"${tenant}"` stands for each of the principal's tenants in turn.
  */
-import type { DbRule, Grant, MintPolicy } from "../kernel/index.ts";
-import type { GatewayConfig } from "./config.ts";
+import type { DbRule, Grant, MintPolicy } from "../kernel/index.js";
+import type { GatewayConfig } from "./config.js";
 
 /** The placeholder a db rule's scope uses for the principal's tenant. */
 export const TENANT_PLACEHOLDER = "${tenant}";

@@ -6,8 +6,8 @@
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
-import { AgentcapError, type Capability } from "../kernel/index.ts";
-import type { Gateway } from "./gateway.ts";
+import { AgentcapError, type Capability } from "../kernel/index.js";
+import type { Gateway } from "./gateway.js";
 
 /** The text a refused or failed call returns to the client: the error's stable code and its message. */
 export function errorResult(e: unknown): CallToolResult {

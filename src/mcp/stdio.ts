@@ -5,8 +5,8 @@
  * of a session that refuses everything.
  */
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import type { Gateway } from "./gateway.ts";
-import { sessionServer } from "./session.ts";
+import type { Gateway } from "./gateway.js";
+import { sessionServer } from "./session.js";
 
 /** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {

@@ -15,10 +15,10 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
-import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.ts";
-import { lexicalPath, realPath } from "../resources/fs/internal.ts";
-import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.ts";
-import type { ArgumentKind, UpstreamConfig } from "./config.ts";
+import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.js";
+import { lexicalPath, realPath } from "../resources/fs/internal.js";
+import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
+import type { ArgumentKind, UpstreamConfig } from "./config.js";
 
 /** Separates an upstream's name from its tool's name in the exposed name. */
 export const UPSTREAM_SEPARATOR = "__";

@@ -16,8 +16,8 @@ import {
   type Decision,
   type Denied,
   type Request,
-} from "../kernel/index.ts";
-import { failureOutcome, labelsOf } from "../kernel/internal.ts";
+} from "../kernel/index.js";
+import { failureOutcome, labelsOf } from "../kernel/internal.js";
 
 /*
  * The one place where a resource access is timed, decided, acted on and

@@ -1,7 +1,7 @@
 import type { LanguageModel } from "ai";
-import type { Grant } from "../kernel/index.ts";
-import { createExecutor, type CallRecord, type ExecutorResult } from "./executor.ts";
-import type { SubtaskSpec, TaskContext } from "./governor.ts";
+import type { Grant } from "../kernel/index.js";
+import { createExecutor, type CallRecord, type ExecutorResult } from "./executor.js";
+import type { SubtaskSpec, TaskContext } from "./governor.js";
 
 /** A subtask carried out by an agent: its grant and deadline, and the model and prompt it runs. */
 export interface AgentSubtaskOptions {

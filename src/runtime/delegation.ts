@@ -1,8 +1,8 @@
 import type { LanguageModel } from "ai";
 import type { z } from "zod";
-import { revocable } from "../kernel/index.ts";
-import { defineTool, type Tool, type ToolSpec } from "../tools/index.ts";
-import { createExecutor, type CallRecord } from "./executor.ts";
+import { revocable } from "../kernel/index.js";
+import { defineTool, type Tool, type ToolSpec } from "../tools/index.js";
+import { createExecutor, type CallRecord } from "./executor.js";
 
 /** The sub-agent a delegation call starts. */
 export interface SubAgent {

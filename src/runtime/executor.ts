@@ -1,6 +1,6 @@
 import { generateText, jsonSchema, stepCountIs, tool, type LanguageModel, type ToolSet } from "ai";
-import { AgentcapError, InvalidInput, isCapability, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.ts";
-import type { CatalogEntry, Dispatcher } from "../tools/index.ts";
+import { AgentcapError, InvalidInput, isCapability, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.js";
+import type { CatalogEntry, Dispatcher } from "../tools/index.js";
 
 /** How one tool call the model made ended: ran, refused by a capability, or failed otherwise. */
 export type CallVerdict = "allowed" | "denied" | "failed";

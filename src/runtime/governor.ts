@@ -15,11 +15,11 @@ import {
   type Grant,
   type MintRecord,
   type Request,
-} from "../kernel/index.ts";
-import type { CallPlan, Dispatcher } from "../tools/index.ts";
-import { tenantFor } from "../tools/internal.ts";
-import type { RoutedTool } from "./executor.ts";
-import type { Session } from "./session.ts";
+} from "../kernel/index.js";
+import type { CallPlan, Dispatcher } from "../tools/index.js";
+import { tenantFor } from "../tools/internal.js";
+import type { RoutedTool } from "./executor.js";
+import type { Session } from "./session.js";
 
 /** What a critical-operation policy is asked to approve. */
 export interface CriticalCheck {

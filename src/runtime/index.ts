@@ -4,9 +4,9 @@
  * revocable capability that dies with it; an Executor runs an agent loop
  * (Vercel AI SDK) over the tools its capability reaches.
  */
-export { authenticateSession, openSession } from "./session.ts";
-export type { OpenSessionOptions, Session } from "./session.ts";
-export { createGovernor } from "./governor.ts";
+export { authenticateSession, openSession } from "./session.js";
+export type { OpenSessionOptions, Session } from "./session.js";
+export { createGovernor } from "./governor.js";
 export type {
   CriticalCheck,
   CriticalOptions,
@@ -17,10 +17,10 @@ export type {
   TaskContext,
   TaskHandle,
   TaskStatus,
-} from "./governor.ts";
-export { createExecutor } from "./executor.ts";
-export type { CallRecord, CallVerdict, DelegateOptions, Executor, ExecutorOptions, ExecutorResult, RoutedTool } from "./executor.ts";
-export { agentSubtask } from "./agent-task.ts";
-export type { AgentSubtaskOptions } from "./agent-task.ts";
-export { delegationTool } from "./delegation.ts";
-export type { DelegationResult, SubAgent } from "./delegation.ts";
+} from "./governor.js";
+export { createExecutor } from "./executor.js";
+export type { CallRecord, CallVerdict, DelegateOptions, Executor, ExecutorOptions, ExecutorResult, RoutedTool } from "./executor.js";
+export { agentSubtask } from "./agent-task.js";
+export type { AgentSubtaskOptions } from "./agent-task.js";
+export { delegationTool } from "./delegation.js";
+export type { DelegationResult, SubAgent } from "./delegation.js";

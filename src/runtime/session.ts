@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { InvalidInput, revocable, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.ts";
+import { InvalidInput, revocable, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.js";
 
 /** One authenticated user's session: the root of every capability the runtime hands out for them. */
 export interface Session {

@@ -1,5 +1,5 @@
 import { MockLanguageModelV4 } from "ai/test";
-import { InvalidInput } from "../kernel/index.ts";
+import { InvalidInput } from "../kernel/index.js";
 
 /*
  * A scripted agent: the AI SDK's own mock language model, answering each

@@ -1,9 +1,9 @@
-import type { Clock, Request } from "../kernel/index.ts";
-import { checkRequest } from "../kernel/internal.ts";
-import { authorizeToken } from "./biscuit.ts";
-import { blockJsonOf, compileBlock, decodeBlock } from "./block.ts";
-import { requestFacts, type CheckKind } from "./compile.ts";
-import { publicKeyMap, type PublicKeySet } from "./keys.ts";
+import type { Clock, Request } from "../kernel/index.js";
+import { checkRequest } from "../kernel/internal.js";
+import { authorizeToken } from "./biscuit.js";
+import { blockJsonOf, compileBlock, decodeBlock } from "./block.js";
+import { requestFacts, type CheckKind } from "./compile.js";
+import { publicKeyMap, type PublicKeySet } from "./keys.js";
 
 /** Biscuit's own decision on a token, mapped to the link and rule that denied, in the kernel's order of precedence. */
 export type TokenDecision = { readonly allowed: true } | { readonly allowed: false; readonly link: number; readonly rule: CheckKind };

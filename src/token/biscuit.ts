@@ -10,7 +10,7 @@
  */
 import { readFileSync } from "node:fs";
 import type * as BiscuitWasm from "@biscuit-auth/biscuit-wasm";
-import { InvalidInput, InvalidToken } from "../kernel/index.ts";
+import { InvalidInput, InvalidToken } from "../kernel/index.js";
 
 type WasmExports = Record<string, unknown>;
 type Glue = typeof BiscuitWasm & { __wbg_set_wasm(exports: WasmExports): void };

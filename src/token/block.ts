@@ -7,10 +7,10 @@
  * a block whose checks and data disagree is refused.
  */
 import { z } from "zod";
-import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.ts";
-import { canonicalJson } from "../kernel/internal.ts";
-import { compileLinkChecks, type CheckKind } from "./compile.ts";
-import type { DatalogCode } from "./biscuit.ts";
+import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.js";
+import { canonicalJson } from "../kernel/internal.js";
+import { compileLinkChecks, type CheckKind } from "./compile.js";
+import type { DatalogCode } from "./biscuit.js";
 
 /** One link of a token, as its block carries it; `v` is the layout version, and a verifier refuses any other. */
 export type BlockData =

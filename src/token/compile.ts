@@ -14,7 +14,7 @@
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
  */
-import { classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.ts";
+import { classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
 import {
   InvalidInput,
   type ArgPattern,
@@ -24,8 +24,8 @@ import {
   type Grant,
   type HttpRule,
   type LinkConditions,
-} from "../kernel/index.ts";
-import type { DatalogCode } from "./biscuit.ts";
+} from "../kernel/index.js";
+import type { DatalogCode } from "./biscuit.js";
 
 /** What one compiled check enforces: the kernel rule name a failure of it stands for. */
 export type CheckKind = "expiresAt" | "tenants" | "domains";

@@ -1,5 +1,5 @@
-import { InvalidInput } from "../kernel/index.ts";
-import { checkPublicKey, type PublicKeys } from "./biscuit.ts";
+import { InvalidInput } from "../kernel/index.js";
+import { checkPublicKey, type PublicKeys } from "./biscuit.js";
 
 /** Issuer public keys by root key id: a Map, or a record keyed by the id in decimal (as in a JSON key file). */
 export type PublicKeySet = ReadonlyMap<number, string> | Readonly<Record<string, string>>;

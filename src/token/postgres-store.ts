@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { monotonicClock, type LedgerCharge } from "../kernel/internal.ts";
-import { InvalidInput } from "../kernel/index.ts";
-import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
+import { monotonicClock, type LedgerCharge } from "../kernel/internal.js";
+import { InvalidInput } from "../kernel/index.js";
+import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
 
 /** Options of the Postgres token store. */
 export interface PostgresStoreOptions {

@@ -1,7 +1,7 @@
 import Database from "better-sqlite3";
-import { InvalidInput, systemClock } from "../kernel/index.ts";
-import type { LedgerCharge } from "../kernel/internal.ts";
-import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.ts";
+import { InvalidInput, systemClock } from "../kernel/index.js";
+import type { LedgerCharge } from "../kernel/internal.js";
+import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS agentcap_revocations (

@@ -1,5 +1,5 @@
-import { InvalidInput } from "../kernel/index.ts";
-import type { ExternalLedger, LedgerCharge } from "../kernel/internal.ts";
+import { InvalidInput } from "../kernel/index.js";
+import type { ExternalLedger, LedgerCharge } from "../kernel/internal.js";
 
 /** What to revoke: one block of a token (and every token that contains it), or a link by its capability id. */
 export type RevocationTarget = { readonly revocationId: string } | { readonly capabilityId: string };

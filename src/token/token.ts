@@ -7,7 +7,7 @@
  * nothing reachable from a capability leads to a key.
  */
 import { randomUUID } from "node:crypto";
-import { appendTokenLink, compileConditions, createTokenRoot, deadDenial, rootOf, type LedgerCharge } from "../kernel/internal.ts";
+import { appendTokenLink, compileConditions, createTokenRoot, deadDenial, rootOf, type LedgerCharge } from "../kernel/internal.js";
 import {
   createMint,
   denialError,
@@ -24,11 +24,11 @@ import {
   type Mint,
   type MintOptions,
   type MintRecord,
-} from "../kernel/index.ts";
-import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.ts";
-import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.ts";
-import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.ts";
-import type { TokenStore } from "./store.ts";
+} from "../kernel/index.js";
+import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.js";
+import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
+import type { TokenStore } from "./store.js";
 
 interface SigningRoot {
   readonly signingKey: string;

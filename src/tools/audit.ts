@@ -8,7 +8,7 @@ import {
   type Capability,
   type Decision,
   type Request,
-} from "../kernel/index.ts";
+} from "../kernel/index.js";
 
 /** What the dispatcher knows about one invocation when it ends. */
 export interface InvocationRecord {

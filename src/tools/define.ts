@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request } from "../kernel/index.ts";
-import { describeIssues } from "../kernel/internal.ts";
-import type { Dispatcher } from "./dispatcher.ts";
+import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request } from "../kernel/index.js";
+import { describeIssues } from "../kernel/internal.js";
+import type { Dispatcher } from "./dispatcher.js";
 
 /**
  * What `needs` may know besides the input: the tenant the call acts for, and

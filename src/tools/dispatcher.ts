@@ -1,4 +1,4 @@
-import { failureOutcome } from "../kernel/internal.ts";
+import { failureOutcome } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -16,10 +16,10 @@ import {
   type Decision,
   type Request,
   type ToolRequest,
-} from "../kernel/index.ts";
-import { succeeded, writeToolEvent } from "./audit.ts";
-import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.ts";
-import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.ts";
+} from "../kernel/index.js";
+import { succeeded, writeToolEvent } from "./audit.js";
+import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.js";
+import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.js";
 
 /** A tool as a model may see it: name, description and input schema, nothing else. */
 export interface CatalogEntry {

@@ -8,8 +8,8 @@ import {
   type HttpMethod,
   type HttpRule,
   type Request,
-} from "../kernel/index.ts";
-import { checkRequest, type CheckedRequest } from "../kernel/internal.ts";
+} from "../kernel/index.js";
+import { checkRequest, type CheckedRequest } from "../kernel/internal.js";
 
 /**
  * Automatic attenuation: the grant that allows exactly the requests a call

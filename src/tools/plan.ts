@@ -1,6 +1,6 @@
-import { InvalidInput, type Capability, type Grant, type Request } from "../kernel/index.ts";
-import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.ts";
-import { grantForNeeds } from "./needs-grant.ts";
+import { InvalidInput, type Capability, type Grant, type Request } from "../kernel/index.js";
+import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.js";
+import { grantForNeeds } from "./needs-grant.js";
 
 /** One call worked out before anything runs: its validated input, its needs, and the grant that allows exactly those needs. */
 export interface CallPlan {

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 
 describe("examples/quickstart.ts (the README's first command)", () => {
   it("shows allowed, denied and revoked calls with the link that denied", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "examples/quickstart.ts"], { encoding: "utf8" });
+    const out = execFileSync(process.execPath, ["examples/quickstart.ts"], { encoding: "utf8" });
     const lines = out.split("\n");
     const row = (who: string, what: string) => lines.find((l) => l.startsWith(who) && l.includes(what)) ?? "";
     expect(row("alice (root)", "tool.call lookup_customer")).toContain("allowed");

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 
 describe("examples/agent-demo.ts", () => {
   it("prints every injected call as denied, the link that denied it, and the summary", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "examples/agent-demo.ts"], { encoding: "utf8" });
+    const out = execFileSync(process.execPath, ["examples/agent-demo.ts"], { encoding: "utf8" });
     const row = (tool: string, what: string) => out.split("\n").find((l) => l.includes(` ${tool} `) && l.includes(what)) ?? "";
     expect(row("list_files", "tool.call list_files")).toMatch(/allowed$/);
     expect(row("read_file", "tool.call read_file")).toMatch(/allowed$/);

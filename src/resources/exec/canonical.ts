@@ -1,5 +1,5 @@
 import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync } from "node:fs";
-import { InvalidInput } from "../../kernel/index.ts";
+import { InvalidInput } from "../../kernel/index.js";
 
 /*
  * Canonicalization of the program and the working directory, done before the

@@ -1,4 +1,4 @@
-import { InvalidInput } from "../../kernel/index.ts";
+import { InvalidInput } from "../../kernel/index.js";
 
 /*
  * The environment of a confined program holds only variables that the call

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { InvalidInput } from "../../kernel/index.ts";
-import { describeIssues } from "../../kernel/internal.ts";
+import { InvalidInput } from "../../kernel/index.js";
+import { describeIssues } from "../../kernel/internal.js";
 
 /*
  * Validation of what a caller hands to `exec.run`: the argv array and the

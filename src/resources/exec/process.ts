@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import { InvalidInput, LimitExceeded } from "../../kernel/index.ts";
-import type { ExecLimits } from "./input.ts";
-import { watchMemory } from "./memory.ts";
-import { freshBytes } from "../fresh-bytes.ts";
+import { InvalidInput, LimitExceeded } from "../../kernel/index.js";
+import type { ExecLimits } from "./input.js";
+import { watchMemory } from "./memory.js";
+import { freshBytes } from "../fresh-bytes.js";
 
 /*
  * Runs one already-authorized program and supervises it. The program is the

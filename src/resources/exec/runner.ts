@@ -10,16 +10,16 @@ import {
   type Denied,
   type ExecRequest,
   type FsRequest,
-} from "../../kernel/index.ts";
-import { audited, auditOption, type Access } from "../audited.ts";
-import { resolveDirectory, resolveProgram } from "./canonical.ts";
-import { envSource, scrubbedEnv } from "./env.ts";
-import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./input.ts";
-import { canWatchMemory } from "./memory.ts";
-import { runJob, type Exit } from "./process.ts";
-import { watchAuthority } from "./watch.ts";
+} from "../../kernel/index.js";
+import { audited, auditOption, type Access } from "../audited.js";
+import { resolveDirectory, resolveProgram } from "./canonical.js";
+import { envSource, scrubbedEnv } from "./env.js";
+import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./input.js";
+import { canWatchMemory } from "./memory.js";
+import { runJob, type Exit } from "./process.js";
+import { watchAuthority } from "./watch.js";
 
-export type { ExecLimits, OutputEncoding, RunOptions } from "./input.ts";
+export type { ExecLimits, OutputEncoding, RunOptions } from "./input.js";
 
 /**
  * The reach `exec.run` needs: running a program, and listing its working

@@ -1,4 +1,4 @@
-import { clockTime, Expired, expiresAt, revocationSignal, type Capability } from "../../kernel/index.ts";
+import { clockTime, Expired, expiresAt, revocationSignal, type Capability } from "../../kernel/index.js";
 
 /*
  * Authority is checked once before a program starts, but a program runs for a

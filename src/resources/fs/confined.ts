@@ -10,12 +10,12 @@ import {
   type Capability,
   type Denied,
   type FsRequest,
-} from "../../kernel/index.ts";
-import { audited, jsonBytes, type Access } from "../audited.ts";
-import type { Anchor } from "./anchor.ts";
-import { asFileSystemError, fileSystemError } from "./errors.ts";
-import { lexicalPath, realEntryPath, realPath } from "./paths.ts";
-import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.ts";
+} from "../../kernel/index.js";
+import { audited, jsonBytes, type Access } from "../audited.js";
+import type { Anchor } from "./anchor.js";
+import { asFileSystemError, fileSystemError } from "./errors.js";
+import { lexicalPath, realEntryPath, realPath } from "./paths.js";
+import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
 // O_NOFOLLOW: a link swapped in as the last name fails with ELOOP instead of being followed.

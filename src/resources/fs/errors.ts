@@ -1,4 +1,4 @@
-import { AgentcapError, FileSystemError } from "../../kernel/index.ts";
+import { AgentcapError, FileSystemError } from "../../kernel/index.js";
 
 const MEANINGS: ReadonlyMap<string, string> = new Map([
   ["ENOENT", "no such file or directory"],

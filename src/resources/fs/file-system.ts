@@ -1,11 +1,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { InvalidInput, type AuditSink, type Capability } from "../../kernel/index.ts";
-import { describeIssues, snapshotPlainData } from "../../kernel/internal.ts";
-import { auditOption, withoutAudit } from "../audited.ts";
-import { detectAnchor } from "./anchor.ts";
-import { confinedFileSystem } from "./confined.ts";
+import { InvalidInput, type AuditSink, type Capability } from "../../kernel/index.js";
+import { describeIssues, snapshotPlainData } from "../../kernel/internal.js";
+import { auditOption, withoutAudit } from "../audited.js";
+import { detectAnchor } from "./anchor.js";
+import { confinedFileSystem } from "./confined.js";
 
 
 /** Per-call options: the tenant the request acts for, required by capabilities confined to tenants. */

@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { InvalidInput } from "../../kernel/index.ts";
+import { InvalidInput } from "../../kernel/index.js";
 
 /*
  * Canonicalization of file paths, before anything is authorized. Two steps:

@@ -1,13 +1,13 @@
-import { InvalidInput, LimitExceeded, revocationSignal, type Capability, type HttpMethod } from "../../kernel/index.ts";
-import { canonicalHttpUrl } from "../../kernel/internal.ts";
-import { audited, auditOption, withoutAudit, type Access } from "../audited.ts";
-import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./options.ts";
-import { redirectFrom, type Outgoing } from "./redirect.ts";
-import { authorizeHop, kernelRequest } from "./resolve.ts";
-import { createTransport } from "./transport.ts";
+import { InvalidInput, LimitExceeded, revocationSignal, type Capability, type HttpMethod } from "../../kernel/index.js";
+import { canonicalHttpUrl } from "../../kernel/internal.js";
+import { audited, auditOption, withoutAudit, type Access } from "../audited.js";
+import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./options.js";
+import { redirectFrom, type Outgoing } from "./redirect.js";
+import { authorizeHop, kernelRequest } from "./resolve.js";
+import { createTransport } from "./transport.js";
 
-export type { HttpClientOptions, HttpInit } from "./options.ts";
-export { systemResolver, type Resolver } from "./resolve.ts";
+export type { HttpClientOptions, HttpInit } from "./options.js";
+export { systemResolver, type Resolver } from "./resolve.js";
 
 /** The final response of a call: plain data, fully read. */
 export interface HttpResponse {

@@ -3,8 +3,8 @@
  * resolved, authorized on the address it will connect to, and connected to
  * that address only; redirects are followed by agentcap, each authorized again.
  */
-export { createHttpClient } from "./client.ts";
-export type { HttpClient, HttpResponse } from "./client.ts";
-export type { HttpClientOptions, HttpInit } from "./options.ts";
-export { systemResolver } from "./resolve.ts";
-export type { Resolver } from "./resolve.ts";
+export { createHttpClient } from "./client.js";
+export type { HttpClient, HttpResponse } from "./client.js";
+export type { HttpClientOptions, HttpInit } from "./options.js";
+export { systemResolver } from "./resolve.js";
+export type { Resolver } from "./resolve.js";

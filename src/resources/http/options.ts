@@ -1,6 +1,6 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
-import { HTTP_METHODS, InvalidInput, type AuditSink, type HttpMethod } from "../../kernel/index.ts";
-import { systemResolver, type Resolver } from "./resolve.ts";
+import { HTTP_METHODS, InvalidInput, type AuditSink, type HttpMethod } from "../../kernel/index.js";
+import { systemResolver, type Resolver } from "./resolve.js";
 
 /** How a confined HTTP client is set up; every field is optional and validated. */
 export interface HttpClientOptions {

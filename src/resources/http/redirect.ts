@@ -1,5 +1,5 @@
-import { canonicalHttpUrl } from "../../kernel/internal.ts";
-import { InvalidInput, type HttpMethod } from "../../kernel/index.ts";
+import { canonicalHttpUrl } from "../../kernel/internal.js";
+import { InvalidInput, type HttpMethod } from "../../kernel/index.js";
 
 /** What a hop sends, before it is authorized. */
 export interface Outgoing {

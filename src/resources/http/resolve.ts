@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { isIpLiteral, unbracket } from "../../kernel/internal.ts";
+import { isIpLiteral, unbracket } from "../../kernel/internal.js";
 import {
   AgentcapError,
   authorize,
@@ -10,8 +10,8 @@ import {
   type Capability,
   type HttpMethod,
   type HttpRequest,
-} from "../../kernel/index.ts";
-import type { Access } from "../audited.ts";
+} from "../../kernel/index.js";
+import type { Access } from "../audited.js";
 
 /**
  * Maps a host name to the IP addresses it answers with, preferred first.

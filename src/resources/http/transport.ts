@@ -1,9 +1,9 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type RequestOptions } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { rootCertificates } from "node:tls";
-import { isIpLiteral, unbracket } from "../../kernel/internal.ts";
-import { AgentcapError, HttpRequestFailed, LimitExceeded, type HttpMethod } from "../../kernel/index.ts";
-import { freshBytes } from "../fresh-bytes.ts";
+import { isIpLiteral, unbracket } from "../../kernel/internal.js";
+import { AgentcapError, HttpRequestFailed, LimitExceeded, type HttpMethod } from "../../kernel/index.js";
+import { freshBytes } from "../fresh-bytes.js";
 
 /** One authorized hop: the canonical URL, and the checked addresses it may connect to, preferred first. */
 export interface Hop {

@@ -13,9 +13,9 @@ import {
   type RawBuilder,
   type SqlBool,
 } from "kysely";
-import type { Scalar } from "../../kernel/index.ts";
-import type { Condition, ParsedQuery } from "./query.ts";
-import type { Field, Model } from "./schema.ts";
+import type { Scalar } from "../../kernel/index.js";
+import type { Condition, ParsedQuery } from "./query.js";
+import type { Field, Model } from "./schema.js";
 
 /*
  * Query shapes compiled to parameterized SQL by Kysely, the one query

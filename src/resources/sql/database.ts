@@ -14,11 +14,11 @@ import {
   type DbRequest,
   type Denied,
   type Scalar,
-} from "../../kernel/index.ts";
-import { audited, auditOption, jsonBytes, type Access } from "../audited.ts";
-import { compileShape, type CompiledShape } from "./compile.ts";
-import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.ts";
-import { postgresEngine } from "./postgres.ts";
+} from "../../kernel/index.js";
+import { audited, auditOption, jsonBytes, type Access } from "../audited.js";
+import { compileShape, type CompiledShape } from "./compile.js";
+import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
+import { postgresEngine } from "./postgres.js";
 import {
   parseCreate,
   parseDelete,
@@ -30,10 +30,10 @@ import {
   type ParsedRead,
   type ReadQuery,
   type UpdateQuery,
-} from "./query.ts";
-import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.ts";
-import { confinementOf } from "./scope.ts";
-import { sqliteEngine } from "./sqlite.ts";
+} from "./query.js";
+import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
+import { confinementOf } from "./scope.js";
+import { sqliteEngine } from "./sqlite.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach

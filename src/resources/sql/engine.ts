@@ -1,6 +1,6 @@
-import { InvalidInput, type Scalar } from "../../kernel/index.ts";
-import type { Dialect } from "./compile.ts";
-import type { FieldType } from "./schema.ts";
+import { InvalidInput, type Scalar } from "../../kernel/index.js";
+import type { Dialect } from "./compile.js";
+import type { FieldType } from "./schema.js";
 
 /*
  * What the resource needs from a database, and nothing more: prepare a

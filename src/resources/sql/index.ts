@@ -3,7 +3,7 @@
  * scope injected from the capability chain, compiled to parameterized SQL for
  * SQLite (better-sqlite3) or PostgreSQL (pg), loaded only when used.
  */
-export { createSqlDatabase } from "./database.ts";
-export type { DbCapability, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.ts";
-export type { CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.ts";
-export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.ts";
+export { createSqlDatabase } from "./database.js";
+export type { DbCapability, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
+export type { CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
+export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";

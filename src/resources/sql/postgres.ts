@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
-import { LimitExceeded, type Scalar } from "../../kernel/index.ts";
-import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
+import { LimitExceeded, type Scalar } from "../../kernel/index.js";
+import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 
 /*
  * The server engine: node-postgres over a pool the application owns. Each

@@ -1,5 +1,5 @@
-import { InvalidInput, LimitExceeded, type Scalar } from "../../kernel/index.ts";
-import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Schema } from "./schema.ts";
+import { InvalidInput, LimitExceeded, type Scalar } from "../../kernel/index.js";
+import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Schema } from "./schema.js";
 
 /*
  * The structured queries a model may send, and their parsing into a

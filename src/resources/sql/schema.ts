@@ -1,4 +1,4 @@
-import { InvalidInput } from "../../kernel/index.ts";
+import { InvalidInput } from "../../kernel/index.js";
 
 /*
  * The application's description of its tables. Every identifier that ever

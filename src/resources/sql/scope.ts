@@ -1,4 +1,4 @@
-import type { Capability, DbOp, DbRule, LinkSummary, Scalar } from "../../kernel/index.ts";
+import type { Capability, DbOp, DbRule, LinkSummary, Scalar } from "../../kernel/index.js";
 
 /*
  * The row scope a query is confined to, read from the capability's chain.

@@ -1,6 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
-import { LimitExceeded } from "../../kernel/index.ts";
-import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.ts";
+import { LimitExceeded } from "../../kernel/index.js";
+import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 
 /*
  * The embedded engine: better-sqlite3, synchronous. Each compiled shape

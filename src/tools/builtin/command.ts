@@ -1,8 +1,8 @@
 import { z } from "zod";
-import type { Capability } from "../../kernel/index.ts";
-import { resolveDirectory, resolveProgram } from "../../resources/exec/internal.ts";
-import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.ts";
-import { defineTool, type Tool } from "../define.ts";
+import type { Capability } from "../../kernel/index.js";
+import { resolveDirectory, resolveProgram } from "../../resources/exec/internal.js";
+import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.js";
+import { defineTool, type Tool } from "../define.js";
 
 const input = z.object({
   argv: z

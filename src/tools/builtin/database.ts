@@ -1,8 +1,8 @@
 import { z } from "zod";
-import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../kernel/index.ts";
-import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.ts";
-import { confinementOfLineage } from "../../resources/sql/internal.ts";
-import { defineTool, type NeedsContext, type Tool } from "../define.ts";
+import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../kernel/index.js";
+import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
+import { confinementOfLineage } from "../../resources/sql/internal.js";
+import { defineTool, type NeedsContext, type Tool } from "../define.js";
 
 /*
  * Structured query and mutation tools over the confined SQL resource. The

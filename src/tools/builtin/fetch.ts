@@ -1,7 +1,7 @@
 import { z } from "zod";
-import { HTTP_METHODS } from "../../kernel/index.ts";
-import type { HttpClient } from "../../resources/http/index.ts";
-import { defineTool, type Tool } from "../define.ts";
+import { HTTP_METHODS } from "../../kernel/index.js";
+import type { HttpClient } from "../../resources/http/index.js";
+import { defineTool, type Tool } from "../define.js";
 
 const input = z.object({
   url: z.string().describe("Absolute http(s) URL."),

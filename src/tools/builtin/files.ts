@@ -1,8 +1,8 @@
 import { z } from "zod";
-import type { FsOp } from "../../kernel/index.ts";
-import { lexicalPath, realPath } from "../../resources/fs/internal.ts";
-import type { DirEntry, FileSystem } from "../../resources/fs/index.ts";
-import { defineTool, type Tool } from "../define.ts";
+import type { FsOp } from "../../kernel/index.js";
+import { lexicalPath, realPath } from "../../resources/fs/internal.js";
+import type { DirEntry, FileSystem } from "../../resources/fs/index.js";
+import { defineTool, type Tool } from "../define.js";
 
 /*
  * File tools over the confined file system. Each need is the request the
