@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
-import pg from "pg";
+import type pg from "pg";
 import { AuditFailure, InvalidInput } from "../kernel/index.js";
+import { requireOptional } from "../kernel/internal.js";
 import { planAppend } from "./append-plan.js";
 import type { EncodedEvent } from "./encoding.js";
 import { loadLinks } from "./query.js";
@@ -30,11 +31,12 @@ const ROWS_PER_INSERT = 1000;
 export async function openPostgresBackend(options: PostgresBackendOptions): Promise<AuditBackend> {
   const schema = options.schema ?? DEFAULT_POSTGRES_SCHEMA;
   if (!IDENTIFIER.test(schema)) throw new InvalidInput(`Postgres schema ${JSON.stringify(schema)} must be a lowercase identifier (letters, digits, _)`);
-  const pool = new pg.Pool({
+  const driver = requireOptional("pg", "the Postgres audit store") as typeof pg;
+  const pool = new driver.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
     // Sequence numbers and times are bigint columns well inside 2^53: read them as numbers, on this pool only.
-    types: { getTypeParser: (oid, format): unknown => (oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format) as unknown) },
+    types: { getTypeParser: (oid, format): unknown => (oid === driver.types.builtins.INT8 ? Number : driver.types.getTypeParser(oid, format) as unknown) },
   });
   // An idle client losing its connection must not crash the process; the next query reports the failure.
   pool.on("error", () => undefined);

@@ -1,7 +1,8 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
+import { requireOptional } from "../kernel/internal.js";
 import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.js";
 import type { ChainHead } from "./chain.js";
 import type { EncodedEvent } from "./encoding.js";
@@ -77,10 +78,11 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
   const inMemory = options.path === ":memory:";
   const path = inMemory ? ":memory:" : resolve(options.path ?? DEFAULT_SQLITE_PATH);
   const readOnly = options.readOnly ?? false;
+  const Driver = requireOptional("better-sqlite3", "the SQLite audit store") as typeof Database;
   let db: Database.Database;
   try {
     if (!readOnly && !inMemory) mkdirSync(dirname(path), { recursive: true });
-    db = new Database(path, { readonly: readOnly, fileMustExist: readOnly });
+    db = new Driver(path, { readonly: readOnly, fileMustExist: readOnly });
     db.pragma(`busy_timeout = ${String(options.busyTimeoutMs ?? 5000)}`);
     if (!readOnly) {
       db.pragma("journal_mode = WAL");

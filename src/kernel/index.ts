@@ -40,6 +40,10 @@ export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMetho
 export { requestTarget } from "./request.js";
 export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, ToolRequest } from "./request.js";
 
+/** What a model or an MCP client is shown for an error: a code and words that name no link, principal or secret. */
+export { callerMessage } from "./caller-text.js";
+export type { CallerMessage } from "./caller-text.js";
+
 /** Decisions: allowed, or denied with the link that denied and why. */
 export { denialError } from "./decision.js";
 export type { Allowed, Decision, Denied } from "./decision.js";

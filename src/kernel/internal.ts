@@ -19,3 +19,4 @@ export { compileConditions } from "./rules.js";
 export type { CompiledConditions } from "./rules.js";
 export { appendTokenLink, createTokenRoot } from "./token-links.js";
 export type { TokenLinkContent, TokenLinkIdentity } from "./token-links.js";
+export { importOptional, requireOptional, resolveOptional } from "./optional.js";

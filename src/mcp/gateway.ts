@@ -6,9 +6,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { openAuditStore, type AuditStore } from "../audit/index.js";
 import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
+import { requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
 import { createFileSystem } from "../resources/fs/index.js";
 import { createHttpClient } from "../resources/http/index.js";
@@ -123,7 +124,8 @@ function builtinTools(config: GatewayConfig["tools"], audit: AuditSink): { tools
   if (config.http !== undefined) tools.push(fetchTool(createHttpClient({ audit, ...(config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs }) })));
   if (config.database !== undefined) {
     if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
-    const sqlite = new Database(config.database.sqlite, { fileMustExist: true });
+    const Driver = requireOptional("better-sqlite3", "the gateway's SQLite database tools") as typeof Database;
+    const sqlite = new Driver(config.database.sqlite, { fileMustExist: true });
     closers.push(() => sqlite.close());
     const schema = config.database.schema as SchemaSpec;
     const d = databaseTools(createSqlDatabase({ sqlite, schema, audit }), schema);

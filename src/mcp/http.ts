@@ -9,9 +9,9 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { AgentcapError, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
+import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
 
 /** The path MCP clients connect to. */

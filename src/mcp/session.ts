@@ -4,15 +4,14 @@
  * goes through the dispatcher with it. The capability lives in this closure
  * only; nothing the client or the model receives contains it or its token.
  */
-import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { CallToolRequestSchema, ListToolsRequestSchema, type CallToolResult, type Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
-import { AgentcapError, type Capability } from "../kernel/index.js";
+import { callerMessage, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
+import { CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
 
-/** The text a refused or failed call returns to the client: the error's stable code and its message. */
+/** The text a refused or failed call returns to the client: the error's stable code and the caller's words for it. */
 export function errorResult(e: unknown): CallToolResult {
-  const text = e instanceof AgentcapError ? `${e.code}: ${e.message}` : `ERR_TOOL_FAILED: ${e instanceof Error ? e.message : String(e)}`;
-  return { isError: true, content: [{ type: "text", text }] };
+  const { code, text } = callerMessage(e);
+  return { isError: true, content: [{ type: "text", text: `${code}: ${text}` }] };
 }
 
 /** A result from a built-in tool as MCP content: JSON text, and the object itself as structured content when it is one. */

@@ -4,9 +4,9 @@
  * transport starts, so a bad one ends the process with a clear error instead
  * of a session that refuses everything.
  */
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import type { Gateway } from "./gateway.js";
 import { sessionServer } from "./session.js";
+import { StdioServerTransport } from "./sdk.js";
 
 /** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {

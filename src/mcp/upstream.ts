@@ -9,16 +9,12 @@
  * canonical values, so the upstream acts on exactly what was authorized.
  */
 import path from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { getDefaultEnvironment, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.js";
 import { lexicalPath, realPath } from "../resources/fs/internal.js";
 import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
 import type { ArgumentKind, UpstreamConfig } from "./config.js";
+import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type Transport } from "./sdk.js";
 
 /** Separates an upstream's name from its tool's name in the exposed name. */
 export const UPSTREAM_SEPARATOR = "__";

@@ -1,5 +1,7 @@
-import { generateText, jsonSchema, stepCountIs, tool, type LanguageModel, type ToolSet } from "ai";
-import { AgentcapError, InvalidInput, isCapability, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.js";
+import type * as Ai from "ai";
+import type { LanguageModel, ToolSet } from "ai";
+import { callerMessage, InvalidInput, isCapability, isDenial, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.js";
+import { aiSdk } from "./ai-sdk.js";
 import type { CatalogEntry, Dispatcher } from "../tools/index.js";
 
 /** How one tool call the model made ended: ran, refused by a capability, or failed otherwise. */
@@ -113,19 +115,20 @@ export function createExecutor(options: ExecutorOptions): Executor {
     return [...own, ...o.routedTools.filter((r) => !own.some((x) => x.entry.name === r.entry.name))];
   };
 
-  const toolSet = (records: CallRecord[]): ToolSet =>
+  const toolSet = (ai: typeof Ai, records: CallRecord[]): ToolSet =>
     // fromEntries defines own properties, so a tool named __proto__ cannot reach the prototype.
-    Object.fromEntries(routes().map((r) => [r.entry.name, boundTool(r.entry, (input) => invoke(records, r.entry.name, input, () => r.call(input)))]));
+    Object.fromEntries(routes().map((r) => [r.entry.name, boundTool(ai, r.entry, (input) => invoke(records, r.entry.name, input, () => r.call(input)))]));
 
   const run = async (prompt: string, runOptions?: { readonly signal?: AbortSignal }): Promise<ExecutorResult> => {
     if (typeof prompt !== "string" || prompt.length === 0) throw new InvalidInput("run needs a non-empty prompt");
     const records: CallRecord[] = [];
-    const result = await generateText({
+    const ai = await aiSdk();
+    const result = await ai.generateText({
       model: o.model,
       ...(o.instructions === undefined ? {} : { instructions: o.instructions }),
       prompt,
-      tools: toolSet(records),
-      stopWhen: stepCountIs(o.maxSteps),
+      tools: toolSet(ai, records),
+      stopWhen: ai.stepCountIs(o.maxSteps),
       ...(runOptions?.signal === undefined ? {} : { abortSignal: runOptions.signal }),
       // A call to a tool the model was not shown is still decided and audited by the dispatcher (it is denied); the model is then told it is unavailable.
       repairToolCall: async ({ toolCall }) => {
@@ -164,16 +167,14 @@ export function createExecutor(options: ExecutorOptions): Executor {
 }
 
 /** An AI SDK tool that shows the model the catalog entry and nothing else; the capability stays in `call`'s closure. */
-function boundTool(entry: CatalogEntry, call: (input: unknown) => Promise<unknown>): ToolSet[string] {
-  return tool({
+function boundTool(ai: typeof Ai, entry: CatalogEntry, call: (input: unknown) => Promise<unknown>): ToolSet[string] {
+  return ai.tool({
     description: entry.description,
     // The dispatcher validates with the tool's zod schema; this one is only what the model is shown.
-    inputSchema: jsonSchema(entry.inputSchema as Parameters<typeof jsonSchema>[0]),
+    inputSchema: ai.jsonSchema(entry.inputSchema as Parameters<typeof Ai.jsonSchema>[0]),
     execute: (input: unknown) => call(input),
   });
 }
-
-const DENIALS = new Set(["ERR_CAPABILITY_DENIED", "ERR_EXPIRED", "ERR_REVOKED", "ERR_BUDGET_EXHAUSTED"]);
 
 /** An error the model may read: the code and the reason, without capability or link identifiers. */
 class ToolRefusal extends Error {
@@ -188,11 +189,8 @@ class ToolRefusal extends Error {
 }
 
 function forModel(e: unknown): ToolRefusal {
-  if (e instanceof AgentcapError) {
-    const reason = e.message.replace(/^(root capability \S+ \(minted for [^)]*\)|link \d+ \(\S+\)) /, "the capability ");
-    return new ToolRefusal(DENIALS.has(e.code) ? "denied" : "failed", e.code, reason);
-  }
-  return new ToolRefusal("failed", e instanceof Error ? e.name : "Error", e instanceof Error ? e.message : String(e));
+  const { code, text } = callerMessage(e);
+  return new ToolRefusal(isDenial(e) ? "denied" : "failed", code, text);
 }
 
 /** `value` as the JSON data a model would receive; an absent result is null. */

@@ -1,5 +1,9 @@
-import { MockLanguageModelV4 } from "ai/test";
+import type * as AiTest from "ai/test";
 import { InvalidInput } from "../kernel/index.js";
+import { importOptional } from "../kernel/internal.js";
+
+const { MockLanguageModelV4 } = await importOptional<typeof AiTest>("ai/test", "agentcap/testing's scripted model");
+type MockLanguageModelV4 = AiTest.MockLanguageModelV4;
 
 /*
  * A scripted agent: the AI SDK's own mock language model, answering each

@@ -6,11 +6,13 @@
  * The package's entry point imports its `.wasm` file as an ES module, which
  * Node prints an ExperimentalWarning for and which logs "biscuit-wasm loading"
  * on start. We instantiate the same `.wasm` ourselves from the package's own
- * glue code instead, so nothing reaches the user's terminal.
+ * glue code instead, giving its start function a silent log import, so
+ * nothing reaches the user's terminal and no global is touched.
  */
 import { readFileSync } from "node:fs";
 import type * as BiscuitWasm from "@biscuit-auth/biscuit-wasm";
 import { InvalidInput, InvalidToken } from "../kernel/index.js";
+import { resolveOptional } from "../kernel/internal.js";
 
 type WasmExports = Record<string, unknown>;
 type Glue = typeof BiscuitWasm & { __wbg_set_wasm(exports: WasmExports): void };
@@ -22,26 +24,30 @@ interface WasmGlobal {
 }
 const Wasm = (globalThis as unknown as { readonly WebAssembly: WasmGlobal }).WebAssembly;
 
-const entry = import.meta.resolve("@biscuit-auth/biscuit-wasm");
+const entry = resolveOptional("@biscuit-auth/biscuit-wasm", "agentcap/token (Biscuit tokens)");
 
 async function load(): Promise<Glue> {
   const glue = (await import(new URL("biscuit_bg.js", entry).href)) as Glue;
   const module = new Wasm.Module(readFileSync(new URL("biscuit_bg.wasm", entry)));
+  // The start function installs the panic hook and logs a banner through the glue's log imports; the banner is not for our users.
+  let starting = true;
+  const quiet = (namespace: Record<string, unknown>): Record<string, unknown> =>
+    Object.fromEntries(
+      Object.entries(namespace).map(([name, value]) => [
+        name,
+        name.startsWith("__wbg_log_") && typeof value === "function"
+          ? (...args: unknown[]): unknown => (starting ? undefined : (value as (...a: unknown[]) => unknown)(...args))
+          : value,
+      ]),
+    );
   const imports: Record<string, unknown> = {};
   for (const name of new Set(Wasm.Module.imports(module).map((i) => i.module))) {
-    imports[name] = await import(new URL(name, entry).href);
+    imports[name] = quiet((await import(new URL(name, entry).href)) as Record<string, unknown>);
   }
   const instance = new Wasm.Instance(module, imports);
   glue.__wbg_set_wasm(instance.exports);
-  const start = instance.exports.__wbindgen_start as () => void;
-  // The start function installs the panic hook and logs a banner; the banner is not for our users.
-  const log = console.log;
-  console.log = () => undefined;
-  try {
-    start();
-  } finally {
-    console.log = log;
-  }
+  (instance.exports.__wbindgen_start as () => void)();
+  starting = false;
   return glue;
 }
 

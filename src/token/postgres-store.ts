@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import pg from "pg";
-import { monotonicClock, type LedgerCharge } from "../kernel/internal.js";
+import type pg from "pg";
+import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { InvalidInput } from "../kernel/index.js";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
 
@@ -130,9 +130,10 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   if (!Number.isInteger(armAhead) || armAhead < 1) throw new InvalidInput("armAhead must be a whole number, at least 1");
   const channel = `${schema}_token_events`;
   const origin = randomUUID();
-  const writer = new pg.Client({ connectionString: options.connectionString });
-  const listener = new pg.Client({ connectionString: options.connectionString });
-  const leaser = new pg.Client({ connectionString: options.connectionString });
+  const { Client } = requireOptional("pg", "the Postgres token store") as typeof pg;
+  const writer = new Client({ connectionString: options.connectionString });
+  const listener = new Client({ connectionString: options.connectionString });
+  const leaser = new Client({ connectionString: options.connectionString });
   await writer.connect();
   await listener.connect();
   await leaser.connect();

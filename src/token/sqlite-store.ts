@@ -1,6 +1,6 @@
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
 import { InvalidInput, systemClock } from "../kernel/index.js";
-import type { LedgerCharge } from "../kernel/internal.js";
+import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
 
 const SCHEMA = `
@@ -31,7 +31,8 @@ interface UsageRow {
  */
 export function openSqliteTokenStore(path: string): TokenStore {
   if (typeof path !== "string" || path.length === 0) throw new InvalidInput("openSqliteTokenStore needs a file path or :memory:");
-  const db = new Database(path);
+  const Driver = requireOptional("better-sqlite3", "the SQLite token store") as typeof Database;
+  const db = new Driver(path);
   db.pragma("journal_mode = WAL");
   db.pragma("busy_timeout = 5000");
   db.exec(SCHEMA);
