@@ -13,7 +13,7 @@ import { compileRedaction } from "../src/audit/redaction.ts";
 import { EVENT_COLUMNS } from "../src/audit/schema.ts";
 import type { AuditStore } from "../src/audit/store.ts";
 import { auditSubject, type AuditEvent } from "../src/kernel/audit-sink.ts";
-import { createManualClock, createMint, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { authorize, check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
 import { measureAsync, report } from "./harness.ts";
 
 /*
@@ -36,7 +36,7 @@ const rootGrant: Grant = {
 };
 
 function event(cap: Capability, request: Request, at: number, tool: string | null): AuditEvent {
-  const decision = cap.check(request);
+  const decision = check(cap, request);
   return {
     id: randomUUID(),
     at,
@@ -58,14 +58,14 @@ function event(cap: Capability, request: Request, at: number, tool: string | nul
  */
 function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, session: number, calls: number, at: (i: number) => number) {
   const root = mint.issue({ id: principal, tenants: [`t-${principal}`] }, { requestId: `req-${String(session)}` });
-  const caretaker = revocable(root.narrow({ tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), {
+  const caretaker = revocable(narrow(root, { tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), {
     labels: { session: `s-${String(session)}`, task: `task-${String(session)}` },
   });
   const events: AuditEvent[] = [];
   const callCaps: Capability[] = [];
   for (let c = 0; c < calls; c++) {
     const dir = `/srv/data/${principal}/${String(c % 10)}`;
-    const cap = caretaker.capability.narrow({ tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+    const cap = narrow(caretaker.capability, { tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
     callCaps.push(cap);
     const t = at(events.length);
     const denied = c % 50 === 49;
@@ -142,15 +142,15 @@ async function writeThroughput(engine: Engine): Promise<void> {
 
 async function toolCallOverhead(engines: readonly Engine[]): Promise<void> {
   const mint = createMint({ issuer: "bench", policy: () => rootGrant });
-  const cap = mint.issue({ id: "overhead" }).narrow({ tools: ["search"] });
+  const cap = narrow(mint.issue({ id: "overhead" }), { tools: ["search"] });
   const request: Request = { action: "tool.call", tool: "search" };
   const handler = () => Promise.resolve("result");
   const unaudited = async () => {
-    if (cap.authorize(request).allowed) await handler();
+    if (authorize(cap, request).allowed) await handler();
   };
   const audited = (store: AuditStore) => async () => {
     const at = Date.now();
-    const decision = cap.authorize(request);
+    const decision = authorize(cap, request);
     await store.write({
       id: randomUUID(),
       at,

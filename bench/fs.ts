@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createMint, revocable, type Capability, type FullReach } from "../src/index.ts";
+import { createMint, narrow, revocable, type Capability, type FullReach } from "../src/index.ts";
 import { createFileSystem } from "../src/resources/fs/file-system.ts";
 import { measureAsync, report, type Measurement } from "./harness.ts";
 
@@ -11,7 +11,7 @@ const DATA = Buffer.alloc(4096, 97);
 
 function chainOfDepth(root: Capability<FullReach>, dir: string, depth: number): Capability<{ readonly fs: "read" }> {
   let cap: Capability<{ readonly fs: "read" }> = root;
-  for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : cap.narrow({ fs: [{ path: dir, ops: ["read"] }] });
+  for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : narrow(cap, { fs: [{ path: dir, ops: ["read"] }] });
   return cap;
 }
 

@@ -1,4 +1,4 @@
-import { createMint, createManualClock, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { authorize, check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
 import { heapPerItem, measure, report } from "./harness.ts";
 
 const ITER = 200_000;
@@ -15,7 +15,7 @@ const grant: Grant = {
 
 function chainOfDepth(root: Capability, depth: number): Capability {
   let cap = root;
-  for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : cap.narrow(grant);
+  for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : narrow(cap, grant);
   return cap;
 }
 
@@ -32,17 +32,17 @@ export function runKernelBench(): void {
   const rows = [1, 4, 16].flatMap((depth) => {
     const cap = chainOfDepth(root, depth);
     return [
-      measure(`check fs.read, depth ${depth}`, () => cap.check(fsRead), ITER),
-      measure(`check tool.call, depth ${depth}`, () => cap.check(toolCall), ITER),
+      measure(`check fs.read, depth ${depth}`, () => check(cap, fsRead), ITER),
+      measure(`check tool.call, depth ${depth}`, () => check(cap, toolCall), ITER),
     ];
   });
   const depth4 = chainOfDepth(root, 4);
-  rows.push(measure("authorize (charging) tool.call, depth 4", () => depth4.authorize(toolCall), ITER));
-  rows.push(measure("narrow (append a link)", () => root.narrow(grant), ITER / 10));
+  rows.push(measure("authorize (charging) tool.call, depth 4", () => authorize(depth4, toolCall), ITER));
+  rows.push(measure("narrow (append a link)", () => narrow(root, grant), ITER / 10));
   rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
   report("kernel: authorization", baseline, rows);
 
-  const bytes = heapPerItem(() => root.narrow(grant), 20_000);
+  const bytes = heapPerItem(() => narrow(root, grant), 20_000);
   console.log(
     Number.isNaN(bytes)
       ? "  memory per capability: run with --expose-gc to measure"

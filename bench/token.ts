@@ -7,6 +7,7 @@ import { generateKeyPair } from "../src/token/biscuit.ts";
 import { openSqliteTokenStore } from "../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, createVerifier, toToken, verify } from "../src/token/token.ts";
 import { measure, report, type Measurement } from "./harness.ts";
+import { check, narrow } from "../src/index.ts";
 
 const grant: Grant = {
   tools: ["read_file", "search"],
@@ -30,7 +31,7 @@ export async function runTokenBench(): Promise<void> {
 
   const chainOf = (blocks: number): Capability => {
     let cap: Capability = mint.issue({ id: "bench-user" });
-    for (let i = 1; i < blocks; i++) cap = cap.narrow(grant);
+    for (let i = 1; i < blocks; i++) cap = narrow(cap, grant);
     return cap;
   };
   const tokens = new Map([1, 4, 16].map((n) => [n, toToken(chainOf(n))]));
@@ -44,10 +45,10 @@ export async function runTokenBench(): Promise<void> {
   const token4 = tokens.get(4) ?? "";
   const verified = verify(token4, { publicKeys, store, clock });
   const request: Request = { action: "fs.read", path: "/srv/data/reports/q3.csv" };
-  rows.push(measure("check on a verified 4-block token (live session)", () => verified.check(request), 200_000));
+  rows.push(measure("check on a verified 4-block token (live session)", () => check(verified, request), 200_000));
   const verifier = createVerifier({ publicKeys, store, clock });
   verifier.verify(token4);
-  rows.push(measure("cached verifier: same token again, then check", () => verifier.verify(token4).check(request), 200_000));
+  rows.push(measure("cached verifier: same token again, then check", () => check(verifier.verify(token4), request), 200_000));
   report("tokens (Biscuit v3 via biscuit-wasm)", baseline, rows);
   await store.close();
 }

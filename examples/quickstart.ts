@@ -5,21 +5,13 @@
  *
  * Run it with `npm start`.
  */
-import {
-  createMint,
-  narrowToRow,
-  requestTarget,
-  revocable,
-  type Capability,
-  type Decision,
-  type Request,
-} from "agentcap";
+import { authorize, createMint, narrow, narrowToRow, requestTarget, revocable, type Capability, type Decision, type Request } from "agentcap";
 import { examplePolicy } from "./policy.ts";
 
 const rows: string[][] = [];
 
 function attempt(who: string, cap: Capability, request: Request): Decision {
-  const decision = cap.authorize(request);
+  const decision = authorize(cap, request);
   const what = `${request.action} ${requestTarget(request)}`;
   rows.push([who, what, decision.allowed ? "allowed" : `DENIED (${decision.code})`, decision.allowed ? "" : decision.reason]);
   return decision;
@@ -58,7 +50,7 @@ attempt("sub-tool (customer 7)", oneCustomer, {
 });
 
 // 3. A summarizer sub-agent gets a revocable, read-only slice of the knowledge base.
-const summarizer = revocable(alice.narrow({ tenants: ["acme"], fs: [{ path: "/srv/kb/faq", ops: ["read"] }] }));
+const summarizer = revocable(narrow(alice, { tenants: ["acme"], fs: [{ path: "/srv/kb/faq", ops: ["read"] }] }));
 attempt("summarizer", summarizer.capability, { action: "fs.read", path: "/srv/kb/faq/returns.md", tenant: "acme" });
 attempt("summarizer", summarizer.capability, { action: "fs.write", path: "/srv/kb/faq/returns.md", tenant: "acme" });
 summarizer.revoke("task finished");

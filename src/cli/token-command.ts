@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.js";
+import { check, createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.js";
 import {
   attenuate,
   createTokenMint,
@@ -195,7 +195,7 @@ export function registerTokenCommand(program: Command, io: TokenCommandIo = defa
       try {
         const clock: Clock = opts.now === undefined ? systemClock : createManualClock(opts.now);
         const cap = verify(tokenArg(opts.token), { publicKeys: publicKeys(opts.publicKeys), store, clock });
-        const decision = cap.check(readJson(opts.request, "request") as Request);
+        const decision = check(cap, readJson(opts.request, "request") as Request);
         io.out(decision.allowed ? "allowed" : `denied by block ${decision.link} (${decision.linkId}), rule ${decision.rule}: ${decision.reason}`);
         io.setExitCode(decision.allowed ? 0 : 2);
       } finally {

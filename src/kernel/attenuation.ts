@@ -31,7 +31,7 @@ export function narrowToRow<R, const Ops extends readonly DbOp[] = typeof DB_OPS
 /** Narrows to calling one tool, keeping whatever resource domains the capability already carries for that tool to use. */
 export function onlyTool<R>(cap: Capability<R>, tool: string): Capability<R> {
   const current = innermostGrant(cap);
-  return cap.narrow({ ...domainsOf(current), tools: [tool] }) as Capability<R>;
+  return narrow(cap, { ...domainsOf(current), tools: [tool] }) as Capability<R>;
 }
 
 /** Narrows to read-only access: file read and list, HTTP GET and HEAD, database reads, tools; no commands. */
@@ -48,7 +48,7 @@ export function readOnly<R>(
     const methods = r.methods.filter((m) => m === "GET" || m === "HEAD");
     return methods.length === 0 ? [] : [{ ...r, methods }];
   });
-  return cap.narrow({
+  return narrow(cap, {
     ...(g.tools === undefined ? {} : { tools: g.tools }),
     fs: keep(g.fs, ["read", "list"]),
     http: httpRules,

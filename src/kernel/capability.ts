@@ -96,26 +96,6 @@ export class Capability<R = unknown> {
     return Object.freeze(nodeOf(this).chain.map(summaryOf));
   }
 
-  /** Appends a link that allows only what `grant` allows; the result never allows more than this capability. */
-  narrow<const G extends Grant>(grant: G): Capability<Meet<R, ReachOf<G>>> {
-    return narrow(this, grant);
-  }
-
-  /** Appends a link that adds conditions (expiry, uses, budget, tenants) and narrows no domain. */
-  restrict(conditions: LinkConditions): Capability<R> {
-    return restrict(this, conditions);
-  }
-
-  /** Whether the request would be allowed now, without using anything. */
-  check(request: Request): Decision {
-    return check(this, request);
-  }
-
-  /** Decides the request and, when allowed, charges uses and budgets up the chain. */
-  authorize(request: Request, options?: UseOptions): Decision {
-    return authorize(this, request, options);
-  }
-
   toJSON(): never {
     throw new NotACapability("a capability cannot be serialized to JSON; use a token to pass authority to another process");
   }

@@ -3,7 +3,7 @@ import { encodeEvent } from "../../src/audit/encoding.ts";
 import { AuditFailure } from "../../src/kernel/errors.ts";
 import { compileRedaction, type RedactionPolicy } from "../../src/audit/redaction.ts";
 import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
-import { InvalidInput } from "../../src/index.ts";
+import { InvalidInput, narrow } from "../../src/index.ts";
 import { eventFor, world } from "./fixtures.ts";
 
 const w = world();
@@ -83,7 +83,7 @@ describe("redaction", () => {
   });
 
   it("takes redacted values out of the denial reason and the error message too", () => {
-    const onlySilent = w.report.narrow({ exec: [{ program: "/usr/bin/curl", args: ["-s"] }] });
+    const onlySilent = narrow(w.report, { exec: [{ program: "/usr/bin/curl", args: ["-s"] }] });
     const denied = eventFor(onlySilent, { action: "exec", argv: ["/usr/bin/curl", "--token=sup3rs3cret"], cwd: "/tmp" });
     expect(denied.decision.allowed).toBe(false);
     expect(JSON.stringify(denied)).toContain("sup3rs3cret");

@@ -7,7 +7,7 @@ import pg from "pg";
 import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { auditSubject, type AuditEvent } from "../../src/kernel/audit-sink.ts";
-import { createManualClock, createMint, revocable, type Capability, type Grant, type Request } from "../../src/index.ts";
+import { check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../../src/index.ts";
 
 /** 2025-01-15 09:00 UTC: the tests' "today". */
 export const T0 = Date.UTC(2025, 0, 15, 9);
@@ -30,18 +30,18 @@ export function world() {
   const clock = createManualClock(T0);
   const mint = createMint({ issuer: "test-app", clock, policy: () => rootGrant });
   const alice = mint.issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-alice" });
-  const session = revocable(alice.narrow({ tools: ["search", "fetch_page"], http: rootGrant.http ?? [], fs: rootGrant.fs ?? [] }), {
+  const session = revocable(narrow(alice, { tools: ["search", "fetch_page"], http: rootGrant.http ?? [], fs: rootGrant.fs ?? [] }), {
     labels: { session: "sess-1", task: "task-1" },
   });
-  const searchTool = session.capability.narrow({ tools: ["search"], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+  const searchTool = narrow(session.capability, { tools: ["search"], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
   const bob = mint.issue({ id: "bob", tenants: ["globex", "initech"] }, { requestId: "req-bob" });
-  const report = bob.narrow({ tools: ["run_report"], db: [{ model: "Customer", ops: ["read"] }], exec: rootGrant.exec ?? [] });
+  const report = narrow(bob, { tools: ["run_report"], db: [{ model: "Customer", ops: ["read"] }], exec: rootGrant.exec ?? [] });
   return { clock, mint, alice, session, searchTool, bob, report };
 }
 
 /** An event for `request` made with `cap`, decided by the kernel (without charging). */
 export function eventFor(cap: Capability, request: Request, options: { at?: number; tool?: string | null; kind?: "tool" | "resource" } = {}): AuditEvent {
-  const decision = cap.check(request);
+  const decision = check(cap, request);
   return {
     id: randomUUID(),
     at: options.at ?? T0,

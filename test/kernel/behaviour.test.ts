@@ -10,12 +10,13 @@ import {
   createManualClock,
   createMint,
   denialError,
-  expiresAt,
   Expired,
+  expiresAt,
   forSeconds,
   InvalidInput,
   InvalidToken,
   LimitExceeded,
+  narrow,
   narrowToRow,
   NotACapability,
   onlyTool,
@@ -315,7 +316,7 @@ describe("tools and tenants", () => {
   });
 
   it("tenants in a grant, at any depth, must all hold", () => {
-    const cap = mintWith({ tools: ["search"], tenants: ["acme", "globex"] }).narrow({ tools: ["search"], tenants: ["globex"] });
+    const cap = narrow(mintWith({ tools: ["search"], tenants: ["acme", "globex"] }), { tools: ["search"], tenants: ["globex"] });
     expect(allows(cap, { action: "tool.call", tool: "search", tenant: "globex" })).toBe(true);
     expect(denied(check(cap, { action: "tool.call", tool: "search", tenant: "acme" })).link).toBe(1);
   });
@@ -328,7 +329,7 @@ describe("tools and tenants", () => {
 describe("decisions", () => {
   it("name the capability, the denying link's index and id, the rule, and a reason", () => {
     const root = mintWith({ fs: [{ path: "/data", ops: ["read"] }], tools: ["t"] });
-    const child = root.narrow({ fs: [{ path: "/data/a", ops: ["read"] }] });
+    const child = narrow(root, { fs: [{ path: "/data/a", ops: ["read"] }] });
     const grandchild = revocable(child).capability;
 
     const byChild = denied(check(grandchild, { action: "fs.read", path: "/data/b" }));
@@ -466,7 +467,7 @@ describe("revocation", () => {
     const root = mintWith({ tools: ["a"] });
     const r = revocable(root);
     const sibling = revocable(root);
-    const child = r.capability.narrow({ tools: ["a"] });
+    const child = narrow(r.capability, { tools: ["a"] });
     const request: Request = { action: "tool.call", tool: "a" };
     r.revoke();
     expect(r.isRevoked()).toBe(true);
@@ -474,7 +475,7 @@ describe("revocation", () => {
     expect(denied(check(child, request))).toMatchObject({ code: "ERR_REVOKED", link: 1, linkId: r.capability.id });
     expect(allows(root, request)).toBe(true);
     expect(allows(sibling.capability, request)).toBe(true);
-    expect(allows(root.narrow({ tools: ["a"] }), request)).toBe(true);
+    expect(allows(narrow(root, { tools: ["a"] }), request)).toBe(true);
   });
 
   it("revoking twice keeps the first reason", () => {
@@ -486,7 +487,7 @@ describe("revocation", () => {
 
   it("revocationSignal aborts with a Revoked error when the capability or an ancestor is revoked", () => {
     const r = revocable(mintWith({ tools: ["a"] }));
-    const child = restrict(r.capability.narrow({ tools: ["a"] }), { maxUses: 5 });
+    const child = restrict(narrow(r.capability, { tools: ["a"] }), { maxUses: 5 });
     const { signal, dispose } = revocationSignal(child);
     let fired = 0;
     signal.addEventListener("abort", () => fired++);
@@ -503,7 +504,7 @@ describe("revocation", () => {
   it("revocationSignal of an already revoked capability is aborted at once", () => {
     const r = revocable(mintWith({ tools: ["a"] }));
     r.revoke();
-    expect(revocationSignal(r.capability.narrow({ tools: ["a"] })).signal.aborted).toBe(true);
+    expect(revocationSignal(narrow(r.capability, { tools: ["a"] })).signal.aborted).toBe(true);
   });
 
   it("revocationSignal stops watching once disposed, and never fires for an unrevocable chain", () => {
@@ -512,7 +513,7 @@ describe("revocation", () => {
     dispose();
     r.revoke();
     expect(signal.aborted).toBe(false);
-    const plain = revocationSignal(mintWith({ tools: ["a"] }).narrow({ tools: ["a"] }));
+    const plain = revocationSignal(narrow(mintWith({ tools: ["a"] }), { tools: ["a"] }));
     expect(plain.signal.aborted).toBe(false);
     plain.dispose();
   });
@@ -590,15 +591,15 @@ describe("attenuation helpers", () => {
 
   it("singleUse succeeds once, including through descendants", () => {
     const once = singleUse(mintWith({ tools: ["a"] }));
-    const child = once.narrow({ tools: ["a"] });
+    const child = narrow(once, { tools: ["a"] });
     expect(authorize(child, { action: "tool.call", tool: "a" }).allowed).toBe(true);
     expect(denied(authorize(once, { action: "tool.call", tool: "a" }))).toMatchObject({ code: "ERR_BUDGET_EXHAUSTED", rule: "maxUses", link: 1 });
     expect(denied(authorize(child, { action: "tool.call", tool: "a" })).reason).toContain("single-use");
   });
 
   it("no helper widens: each result's decisions are a subset of the original's", () => {
-    const narrow = root.narrow({ tools: ["search"], fs: [{ path: "/data/a", ops: ["read"] }] });
-    const derived = [readOnly(narrow), onlyTool(narrow, "read_file"), narrowToRow(narrow, { model: "User", id: 1 }), forSeconds(narrow, 1), singleUse(narrow)];
+    const narrowed = narrow(root, { tools: ["search"], fs: [{ path: "/data/a", ops: ["read"] }] });
+    const derived = [readOnly(narrowed), onlyTool(narrowed, "read_file"), narrowToRow(narrowed, { model: "User", id: 1 }), forSeconds(narrowed, 1), singleUse(narrowed)];
     const probes: Request[] = [
       { action: "tool.call", tool: "read_file" },
       { action: "fs.read", path: "/data/b" },
@@ -691,7 +692,7 @@ describe("content hash and lineage", () => {
     const b = mintWith({ fs: [{ ops: ["read"], path: "/data" }], tools: ["a", "b"] });
     expect(a.id).not.toBe(b.id);
     expect(a.hash).toBe(b.hash);
-    expect(a.narrow({ tools: ["a"] }).hash).toBe(b.narrow({ tools: ["a"] }).hash);
+    expect(narrow(a, { tools: ["a"] }).hash).toBe(narrow(b, { tools: ["a"] }).hash);
   });
 
   it("revocable links carry their caretaker's labels, which are part of the content", () => {
@@ -713,19 +714,19 @@ describe("content hash and lineage", () => {
       mintWith({ tools: ["a"] }).hash,
       createMint({ issuer: "other", clock: createManualClock(T0), policy: () => grant }).issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-1" }).hash,
       mintWith(grant, createManualClock(T0 + 1)).hash,
-      root.narrow({ tools: ["a"] }).hash,
-      root.narrow({ tools: ["b"] }).hash,
-      root.narrow({ tools: ["a"] }).narrow({ tools: ["a"] }).hash,
+      narrow(root, { tools: ["a"] }).hash,
+      narrow(root, { tools: ["b"] }).hash,
+      narrow(narrow(root, { tools: ["a"] }), { tools: ["a"] }).hash,
       restrict(root, { maxUses: 1 }).hash,
       restrict(root, { maxUses: 2 }).hash,
-      mintWith({ tools: ["a"] }).narrow({ tools: ["a"] }).hash,
+      narrow(mintWith({ tools: ["a"] }), { tools: ["a"] }).hash,
     ];
     expect(new Set(hashes).size).toBe(hashes.length);
   });
 
   it("lineage lists every link from the root, with ids, hashes, grants, conditions and revocability", () => {
     const root = mintWith({ ...grant, maxUses: 10 });
-    const narrowed = root.narrow({ tools: ["a"], expiresAt: T0 + 5 });
+    const narrowed = narrow(root, { tools: ["a"], expiresAt: T0 + 5 });
     const forwarder = revocable(narrowed).capability;
     const limited = restrict(forwarder, { budget: { calls: 3 } });
     const lineage = limited.lineage;
@@ -746,7 +747,7 @@ describe("clocks and expiry helpers", () => {
     expect(expiresAt(root)).toBeNull();
     const later = restrict(root, { expiresAt: T0 + 100 });
     expect(expiresAt(later)).toBe(T0 + 100);
-    expect(expiresAt(later.narrow({ tools: ["a"], expiresAt: T0 + 500 }))).toBe(T0 + 100);
+    expect(expiresAt(narrow(later, { tools: ["a"], expiresAt: T0 + 500 }))).toBe(T0 + 100);
     expect(expiresAt(restrict(later, { expiresAt: T0 + 50 }))).toBe(T0 + 50);
   });
 

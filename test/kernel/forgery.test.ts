@@ -58,7 +58,7 @@ class Evil extends Capability {
   constructor(token: symbol) {
     super(token, {} as never);
   }
-  override authorize(): Decision {
+  authorize(): Decision {
     return { allowed: true, capabilityId: "evil" };
   }
 }
@@ -117,10 +117,6 @@ const ENTRY_POINTS: readonly EntryPoint[] = [
   ["readOnly", (f) => readOnly(f)],
   ["forSeconds", (f) => forSeconds(f, 60)],
   ["singleUse", (f) => singleUse(f)],
-  ["Capability.prototype.authorize.call", (f) => proto.authorize.call(f, READ)],
-  ["Capability.prototype.check.call", (f) => proto.check.call(f, READ)],
-  ["Capability.prototype.narrow.call", (f) => proto.narrow.call(f, { tools: ["search"] })],
-  ["Capability.prototype.restrict.call", (f) => proto.restrict.call(f, { maxUses: 1 })],
   ["Capability.prototype.toJSON.call", (f) => proto.toJSON.call(f)],
   ...["id", "hash", "parentId", "depth", "grant", "conditions", "mint", "lineage"].map(
     (name): EntryPoint => [`Capability.prototype getter ${name}`, getter(name)],
@@ -192,7 +188,7 @@ describe("construction", () => {
 describe("immutability", () => {
   it("capabilities are frozen at every depth", () => {
     const root = realCapability();
-    const child = root.narrow({ tools: ["search"] });
+    const child = narrow(root, { tools: ["search"] });
     const forwarder = revocable(child).capability;
     for (const cap of [root, child, forwarder, restrict(child, { maxUses: 2 })]) {
       expect(Object.isFrozen(cap)).toBe(true);
@@ -203,7 +199,7 @@ describe("immutability", () => {
   });
 
   it("grants, conditions, mint records and lineage are frozen data", () => {
-    const cap = realCapability().narrow({ fs: [{ path: "/data/a", ops: ["read"] }], maxUses: 3 });
+    const cap = narrow(realCapability(), { fs: [{ path: "/data/a", ops: ["read"] }], maxUses: 3 });
     const grant = cap.grant;
     expect(grant).not.toBeNull();
     expect(Object.isFrozen(grant)).toBe(true);
@@ -218,9 +214,9 @@ describe("immutability", () => {
 
   it("the grant given to narrow is copied: mutating the caller's object later changes nothing", () => {
     const mine = { fs: [{ path: "/data/a", ops: ["read"] as ("read" | "write")[] }] };
-    const cap = realCapability().narrow(mine);
+    const cap = narrow(realCapability(), mine);
     mine.fs[0] = { path: "/", ops: ["read", "write"] };
-    expect(cap.check({ action: "fs.read", path: "/data/b" }).allowed).toBe(false);
+    expect(check(cap, { action: "fs.read", path: "/data/b" }).allowed).toBe(false);
     expect(cap.grant?.fs?.[0]?.path).toBe("/data/a");
   });
 
@@ -241,7 +237,7 @@ describe("immutability", () => {
     }).toThrow(TypeError);
     expect(Object.getOwnPropertyDescriptor(Capability.prototype, "authorize")?.value).toBe(original);
     const cap = realCapability();
-    expect(cap.authorize({ action: "fs.write", path: "/data/x" }).allowed).toBe(false);
+    expect(authorize(cap, { action: "fs.write", path: "/data/x" }).allowed).toBe(false);
   });
 
   it("JSON.stringify of a capability throws NotACapability, even nested in other data", () => {
@@ -276,8 +272,8 @@ describe("no public way reaches a parent capability", () => {
 
   it("only parentId names the parent; nothing reachable from a child is a capability", () => {
     const root = realCapability();
-    const { capability: middle } = revocable(root.narrow({ tools: ["search"] }));
-    const child = restrict(middle.narrow({ tools: ["search"] }), { maxUses: 1 });
+    const { capability: middle } = revocable(narrow(root, { tools: ["search"] }));
+    const child = restrict(narrow(middle, { tools: ["search"] }), { maxUses: 1 });
     expect(child.parentId).toBe(child.lineage.at(-2)?.id);
     expect(root.parentId).toBeNull();
     expect(child.lineage.map((l) => l.id)).toContain(root.id);
@@ -383,7 +379,7 @@ describe("prototype pollution", () => {
     return {
       root,
       toolsOnly,
-      narrowed: root.narrow({ fs: [{ path: "/data", ops: ["read"], subtree: false }], tools: ["search"] }),
+      narrowed: narrow(root, { fs: [{ path: "/data", ops: ["read"], subtree: false }], tools: ["search"] }),
       restricted: restrict(root, { tenants: ["acme"] }),
       forwarder: revocable(root).capability,
       readOnly: readOnly(root),
@@ -429,7 +425,7 @@ describe("prototype pollution", () => {
     const before = createMint({ issuer: "x", policy: () => ({ tools: ["search"] }) }).issue({ id: "bob" });
     const results = withPollution(() => {
       const during = createMint({ issuer: "x", policy: () => ({ tools: ["search"] }) }).issue({ id: "bob" });
-      const narrowed = before.narrow({ tools: ["search"] });
+      const narrowed = narrow(before, { tools: ["search"] });
       return [before, during, narrowed].flatMap((cap) => outside.map((r) => decide(cap, r)));
     });
     expect(results.every((r) => r.startsWith("denied:ERR_CAPABILITY_DENIED"))).toBe(true);

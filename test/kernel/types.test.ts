@@ -4,6 +4,7 @@ import {
   createManualClock,
   createMint,
   forSeconds,
+  narrow,
   narrowToRow,
   readOnly,
   restrict,
@@ -67,7 +68,7 @@ describe("typed capabilities", () => {
   });
 
   it("a read-only file capability does not compile where write or HTTP is required", () => {
-    const reader = root().narrow({ fs: [{ path: "/data", ops: ["read"] }] });
+    const reader = narrow(root(), { fs: [{ path: "/data", ops: ["read"] }] });
     expect(readFile(reader, "/data/a")).toBe(true);
     // @ts-expect-error a read-only file capability must not be accepted where file write is required
     expect(writeFile(reader, "/data/a")).toBe(false);
@@ -81,21 +82,21 @@ describe("typed capabilities", () => {
   });
 
   it("narrowing refines the type, domain by domain and operation by operation", () => {
-    const both = root().narrow({
+    const both = narrow(root(), {
       fs: [{ path: "/data", ops: ["read", "write"] }],
       http: [{ origin: "https://api.example.com", methods: ["GET"] }],
     });
     expect(readAndFetch(both)).toBe(true);
     expect(writeFile(both, "/data/a")).toBe(true);
 
-    const readerOnly = both.narrow({ fs: [{ path: "/data/a", ops: ["read"] }] });
+    const readerOnly = narrow(both, { fs: [{ path: "/data/a", ops: ["read"] }] });
     expect(readFile(readerOnly, "/data/a")).toBe(true);
     // @ts-expect-error the second narrowing dropped HTTP, so the meet has no HTTP reach
     expect(httpGet(readerOnly, "https://api.example.com/")).toBe(false);
 
     // Narrowing can never add reach the parent lacks: the meet of fs:read and fs:write is nothing.
-    const reader = root().narrow({ fs: [{ path: "/data", ops: ["read"] }] });
-    const writerOfReader = reader.narrow({ fs: [{ path: "/data", ops: ["write"] }] });
+    const reader = narrow(root(), { fs: [{ path: "/data", ops: ["read"] }] });
+    const writerOfReader = narrow(reader, { fs: [{ path: "/data", ops: ["write"] }] });
     // @ts-expect-error write was never in the parent's reach, so the child has none either
     expect(writeFile(writerOfReader, "/data/a")).toBe(false);
     // @ts-expect-error and the child lost read by asking only for write
@@ -103,7 +104,7 @@ describe("typed capabilities", () => {
   });
 
   it("readOnly() removes write reach", () => {
-    const rw = root().narrow({
+    const rw = narrow(root(), {
       fs: [{ path: "/data", ops: ["read", "write"] }],
       http: [{ origin: "https://api.example.com", methods: ["GET", "POST"] }],
     });
@@ -116,7 +117,7 @@ describe("typed capabilities", () => {
   });
 
   it("conditions and forwarders keep the reach; narrowToRow reaches only the database", () => {
-    const reader = root().narrow({ fs: [{ path: "/data", ops: ["read"] }] });
+    const reader = narrow(root(), { fs: [{ path: "/data", ops: ["read"] }] });
     for (const cap of [restrict(reader, { maxUses: 5 }), revocable(reader).capability, forSeconds(reader, 60), singleUse(reader)]) {
       expect(readFile(cap, "/data/a")).toBe(true);
       // @ts-expect-error conditions and forwarders never add write reach
@@ -131,7 +132,7 @@ describe("typed capabilities", () => {
   it("a capability narrowed by a runtime-typed Grant is accepted; the runtime check decides", () => {
     // A grant that arrives as data (a config file, another process) has the full Grant type.
     const fromConfig = JSON.parse('{"fs":[{"path":"/data","ops":["read"]}]}') as Grant;
-    const cap = root().narrow(fromConfig);
+    const cap = narrow(root(), fromConfig);
     expect(readFile(cap, "/data/a")).toBe(true);
     expect(writeFile(cap, "/data/a")).toBe(false);
     expect(httpGet(cap, "https://api.example.com/")).toBe(false);
@@ -145,15 +146,15 @@ describe("typed capabilities", () => {
   });
 
   it("expectTypeOf: reach is visible in the types", () => {
-    const reader = root().narrow({ fs: [{ path: "/data", ops: ["read"] }] });
+    const reader = narrow(root(), { fs: [{ path: "/data", ops: ["read"] }] });
     expectTypeOf(root()).toEqualTypeOf<Capability<FullReach>>();
     expectTypeOf(reader).toExtend<Capability<{ fs: "read" }>>();
     expectTypeOf(reader).not.toExtend<Capability<{ fs: "write" }>>();
     expectTypeOf(reader).not.toExtend<Capability<{ http: "GET" }>>();
     expectTypeOf(readOnly(root())).toExtend<Capability<{ fs: "read" | "list"; http: "GET" | "HEAD"; db: "read" }>>();
     expectTypeOf(readOnly(root())).not.toExtend<Capability<{ db: "update" }>>();
-    expectTypeOf(root().narrow({ tools: ["search"] })).toExtend<Capability<{ tools: "call" }>>();
-    expectTypeOf(root().narrow({ tools: ["search"] })).not.toExtend<Capability<{ exec: "run" }>>();
+    expectTypeOf(narrow(root(), { tools: ["search"] })).toExtend<Capability<{ tools: "call" }>>();
+    expectTypeOf(narrow(root(), { tools: ["search"] })).not.toExtend<Capability<{ exec: "run" }>>();
     expectTypeOf(writeFile).parameter(0).toEqualTypeOf<Capability<{ fs: "write" }>>();
     expectTypeOf(reader).toExtend<Capability>();
   });

@@ -8,6 +8,7 @@ import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { createTokenMint, toToken } from "../../src/token/token.ts";
 import { createTestSchema, databaseUrl, postgresSkipReason, type TestSchema } from "../support/postgres.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
+import { restrict } from "../../src/index.ts";
 
 /*
  * Two `agentcap serve` processes sharing one Postgres schema for tokens and
@@ -90,7 +91,7 @@ describe.skipIf(postgresSkipReason !== null)("two gateway processes sharing Post
     const config = await loadGatewayConfig(fixture.configFile);
     const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
     // One read_file call spends two uses of every link: the tool call, and the file read its handler makes.
-    const token = toToken(mint.issue({ id: "alice" }).restrict({ maxUses: 2 }));
+    const token = toToken(restrict(mint.issue({ id: "alice" }), { maxUses: 2 }));
     const a = await httpClient(urlA, token);
     const b = await httpClient(urlB, token);
     try {

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditEvent, AuditSink } from "../../src/kernel/audit-sink.ts";
 import { AuditFailure, CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
-import { createMint, type Capability, type FullReach, type Grant } from "../../src/index.ts";
+import { createMint, narrow, type Capability, type FullReach, type Grant } from "../../src/index.ts";
 import { createExec } from "../../src/resources/exec/runner.ts";
 import { createFileSystem } from "../../src/resources/fs/file-system.ts";
 import { createHttpClient } from "../../src/resources/http/client.ts";
@@ -222,7 +222,7 @@ describe("events of a particular access", () => {
   it("an exec denial keeps the notes the resource adds to the kernel's reason", async () => {
     const sink = memorySink();
     const exec = createExec({ audit: sink });
-    const cap = rootCap().narrow({ fs: [{ path: dir, ops: ["list"] }], exec: [{ program: ECHO, args: ["only-this"], cwd: dir }] });
+    const cap = narrow(rootCap(), { fs: [{ path: dir, ops: ["list"] }], exec: [{ program: ECHO, args: ["only-this"], cwd: dir }] });
     await expect(exec.run(cap, [ECHO, "hi"], { cwd: dir })).rejects.toThrow(CapabilityDenied);
     expect(sink.events).toHaveLength(1);
     expect(sink.events[0]?.request).toMatchObject({ action: "exec", argv: [ECHO, "hi"] });
@@ -232,7 +232,7 @@ describe("events of a particular access", () => {
   it("a redirect to a URL the capability does not grant records that hop's denial", async () => {
     const sink = memorySink();
     const http = createHttpClient({ audit: sink });
-    const cap = rootCap().narrow({ http: [{ origin: origin(), methods: ["GET"], pathPrefix: "/redirect", allowPrivateNetwork: true }] });
+    const cap = narrow(rootCap(), { http: [{ origin: origin(), methods: ["GET"], pathPrefix: "/redirect", allowPrivateNetwork: true }] });
     await expect(http.request(cap, `${origin()}/redirect?to=/echo`)).rejects.toThrow(CapabilityDenied);
     expect(sink.events).toHaveLength(1);
     expect(sink.events[0]?.request).toMatchObject({ action: "http.request", url: `${origin()}/echo` });
@@ -251,7 +251,7 @@ describe("with the SQLite audit store", () => {
     try {
       const files = fileTools(createFileSystem({ baseDir: dir, audit: store }));
       const dispatcher = createDispatcher({ tools: [files.read], audit: store });
-      const cap = rootCap().narrow({ tools: ["read_file"], fs: [{ path: dir, ops: ["read"] }] });
+      const cap = narrow(rootCap(), { tools: ["read_file"], fs: [{ path: dir, ops: ["read"] }] });
       await expect(dispatcher.call("read_file", { path: "a.txt" }, cap)).resolves.toMatchObject({ text: "hello" });
       // Denied by the dispatcher before the handler runs: the tool's event alone.
       await expect(dispatcher.call("read_file", { path: "secret.txt" }, cap)).rejects.toThrow(CapabilityDenied);

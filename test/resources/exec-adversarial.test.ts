@@ -2,13 +2,16 @@ import { spawn } from "node:child_process";
 import { relative } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import {
+  authorize,
   BudgetExhausted,
   CapabilityDenied,
   Expired,
   InvalidInput,
+  narrow,
   NotACapability,
-  Revoked,
+  restrict,
   revocable,
+  Revoked,
   type Capability,
 } from "../../src/index.ts";
 import type { ExecReach } from "../../src/resources/exec/runner.ts";
@@ -118,7 +121,7 @@ const attempts: readonly Attempt[] = [
   {
     name: "an expired capability",
     attempt: () => {
-      const cap = s.mintCap().restrict({ expiresAt: s.clock.now() + 1000 });
+      const cap = restrict(s.mintCap(), { expiresAt: s.clock.now() + 1000 });
       s.clock.advance(2000);
       return run([P.echo, "hi"], {}, cap);
     },
@@ -128,16 +131,16 @@ const attempts: readonly Attempt[] = [
   {
     name: "a single-use capability already used",
     attempt: () => {
-      const cap = s.mintCap().restrict({ maxUses: 1 });
-      cap.authorize({ action: "fs.list", path: s.work });
+      const cap = restrict(s.mintCap(), { maxUses: 1 });
+      authorize(cap, { action: "fs.list", path: s.work });
       return run([P.echo, "hi"], {}, cap);
     },
     error: BudgetExhausted,
     message: /single-use/,
   },
-  { name: "a narrower link that does not grant the program", attempt: () => run([P.cat], {}, s.mintCap().narrow({ exec: [{ program: P.echo }], fs: s.grant.fs ?? [] })), error: CapabilityDenied, message: /link 1/ },
-  { name: "a capability confined to another tenant", attempt: () => run([P.echo], { tenant: "mallory" }, s.mintCap().restrict({ tenants: ["acme"] })), error: CapabilityDenied, message: /tenants acme, not mallory/ },
-  { name: "a capability with no exec grant", attempt: () => run([P.echo], {}, s.mintCap().narrow({ fs: s.grant.fs ?? [] }) as unknown as Capability<ExecReach>), error: CapabilityDenied, message: /grants no commands/ },
+  { name: "a narrower link that does not grant the program", attempt: () => run([P.cat], {}, narrow(s.mintCap(), { exec: [{ program: P.echo }], fs: s.grant.fs ?? [] })), error: CapabilityDenied, message: /link 1/ },
+  { name: "a capability confined to another tenant", attempt: () => run([P.echo], { tenant: "mallory" }, restrict(s.mintCap(), { tenants: ["acme"] })), error: CapabilityDenied, message: /tenants acme, not mallory/ },
+  { name: "a capability with no exec grant", attempt: () => run([P.echo], {}, narrow(s.mintCap(), { fs: s.grant.fs ?? [] }) as unknown as Capability<ExecReach>), error: CapabilityDenied, message: /grants no commands/ },
   { name: "a forged capability", attempt: () => runLoose({ id: "root", grant: s.grant }, [P.echo], { cwd: s.work }), error: NotACapability, message: /capability issued by this kernel/ },
   { name: "an object inheriting from a capability", attempt: () => runLoose(Object.create(s.mintCap()), [P.echo], { cwd: s.work }), error: NotACapability, message: /capability/ },
   { name: "a structured clone of a capability", attempt: () => runLoose(structuredClone(s.mintCap()), [P.echo], { cwd: s.work }), error: NotACapability, message: /capability/ },
@@ -157,7 +160,7 @@ describe("exec: bypass attempts", () => {
   });
 
   it("charges no use for a denied run", async () => {
-    const cap = s.mintCap().restrict({ maxUses: 1 });
+    const cap = restrict(s.mintCap(), { maxUses: 1 });
     await expect(run([P.echo], { cwd: s.outside }, cap)).rejects.toBeInstanceOf(CapabilityDenied);
     await expect(run([P.echo], { env: ["HOME"] }, cap)).rejects.toBeInstanceOf(InvalidInput);
     await expect(run([P.echo, "once"], {}, cap)).resolves.toMatchObject({ stdout: "once\n" });

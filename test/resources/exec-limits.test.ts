@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createMint, Expired, forSeconds, LimitExceeded, revocable, Revoked } from "../../src/index.ts";
+import { createMint, Expired, forSeconds, LimitExceeded, narrow, restrict, revocable, Revoked } from "../../src/index.ts";
 import { P, isAlive, makeSandbox, pidScript, pidsFrom, waitFor, type Sandbox } from "./exec-fixture.ts";
 
 /*
@@ -93,7 +93,7 @@ describe("exec: authority ending mid-run", () => {
 
   it("reacts to revoking an ancestor of a narrowed capability", async () => {
     const parent = revocable(s.mintCap());
-    const child = parent.capability.narrow({ exec: [{ program: P.node, args: ["-e", { any: true }] }], fs: s.grant.fs ?? [] });
+    const child = narrow(parent.capability, { exec: [{ program: P.node, args: ["-e", { any: true }] }], fs: s.grant.fs ?? [] });
     const { file, argv } = longRunner();
     const outcome = s.exec.run(child, argv, { cwd: s.work });
     const pids = await pidsFrom(file);
@@ -103,7 +103,7 @@ describe("exec: authority ending mid-run", () => {
   });
 
   it("kills the program when the capability expires on its mint's clock, and rejects with Expired", async () => {
-    const cap = s.mintCap().restrict({ expiresAt: s.clock.now() + 300 });
+    const cap = restrict(s.mintCap(), { expiresAt: s.clock.now() + 300 });
     const { file, argv } = longRunner();
     const outcome = s.exec.run(cap, argv, { cwd: s.work });
     const pids = await pidsFrom(file);
@@ -114,7 +114,7 @@ describe("exec: authority ending mid-run", () => {
   });
 
   it("keeps running past the first timer while an injected clock has not reached the expiry", async () => {
-    const cap = s.mintCap().restrict({ expiresAt: s.clock.now() + 50 });
+    const cap = restrict(s.mintCap(), { expiresAt: s.clock.now() + 50 });
     const result = await s.exec.run(cap, [P.sleep, "0.3"], { cwd: s.work });
     expect(result.exitCode).toBe(0);
   });

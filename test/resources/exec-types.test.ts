@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CapabilityDenied, type Capability } from "../../src/index.ts";
+import { CapabilityDenied, narrow, type Capability } from "../../src/index.ts";
 import type { ExecReach } from "../../src/resources/exec/runner.ts";
 import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
 
@@ -16,15 +16,15 @@ afterAll(() => { s.cleanup(); });
 
 describe("exec: typed capability parameter", () => {
   it("accepts a root capability and one narrowed to exec and fs list", async () => {
-    const narrowed = s.mintCap().narrow({ exec: [{ program: P.echo }], fs: [{ path: s.work, ops: ["list", "read"] }] });
+    const narrowed = narrow(s.mintCap(), { exec: [{ program: P.echo }], fs: [{ path: s.work, ops: ["list", "read"] }] });
     const asParam: Capability<ExecReach> = narrowed;
     expect((await s.exec.run(asParam, [P.echo, "typed"], { cwd: s.work })).stdout).toBe("typed\n");
   });
 
   it("rejects at compile time a capability without exec, or without fs list", async () => {
-    const noExec = s.mintCap().narrow({ fs: [{ path: s.work, ops: ["list"] }] });
-    const noList = s.mintCap().narrow({ exec: [{ program: P.echo }], fs: [{ path: s.work, ops: ["read"] }] });
-    const noFs = s.mintCap().narrow({ exec: [{ program: P.echo }] });
+    const noExec = narrow(s.mintCap(), { fs: [{ path: s.work, ops: ["list"] }] });
+    const noList = narrow(s.mintCap(), { exec: [{ program: P.echo }], fs: [{ path: s.work, ops: ["read"] }] });
+    const noFs = narrow(s.mintCap(), { exec: [{ program: P.echo }] });
     // @ts-expect-error: this capability reaches no exec
     await expect(s.exec.run(noExec, [P.echo], { cwd: s.work })).rejects.toBeInstanceOf(CapabilityDenied);
     // @ts-expect-error: this capability cannot list the cwd

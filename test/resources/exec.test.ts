@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { CapabilityDenied, InvalidInput } from "../../src/index.ts";
+import { CapabilityDenied, InvalidInput, narrow, restrict } from "../../src/index.ts";
 import { createExec } from "../../src/resources/exec/runner.ts";
 import { P, makeSandbox, type Sandbox } from "./exec-fixture.ts";
 
@@ -126,7 +126,7 @@ describe("exec: allowed runs", () => {
   });
 
   it("accepts a capability narrowed to exactly this run", async () => {
-    const cap = s.mintCap().narrow({
+    const cap = narrow(s.mintCap(), {
       exec: [{ program: P.echo, args: ["narrow"], cwd: s.work }],
       fs: [{ path: s.work, ops: ["list"], subtree: false }],
     });
@@ -135,7 +135,7 @@ describe("exec: allowed runs", () => {
   });
 
   it("passes the tenant to both checks", async () => {
-    const cap = s.mintCap().restrict({ tenants: ["acme"] });
+    const cap = restrict(s.mintCap(), { tenants: ["acme"] });
     expect((await s.exec.run(cap, [P.echo, "t"], { cwd: s.work, tenant: "acme" })).stdout).toBe("t\n");
     await expect(s.exec.run(cap, [P.echo, "t"], { cwd: s.work })).rejects.toThrow(/names no tenant/);
   });
@@ -184,7 +184,7 @@ describe("exec: configuration", () => {
     process.env.AGENTCAP_SECRET = "s3cret";
     try {
       const exec = createExec();
-      const cap = s.mintCap().narrow({ exec: [{ program: P.env, args: [], env: ["AGENTCAP_SECRET"] }], fs: s.grant.fs ?? [] });
+      const cap = narrow(s.mintCap(), { exec: [{ program: P.env, args: [], env: ["AGENTCAP_SECRET"] }], fs: s.grant.fs ?? [] });
       await expect(exec.run(cap, [P.env], { cwd: s.work, env: ["AGENTCAP_SECRET"] })).rejects.toThrow(/AGENTCAP_SECRET is not configured/);
     } finally {
       delete process.env.AGENTCAP_SECRET;

@@ -6,9 +6,11 @@ import {
   Expired,
   InvalidInput,
   LimitExceeded,
+  narrow,
   NotACapability,
-  Revoked,
+  restrict,
   revocable,
+  Revoked,
   singleUse,
   type Capability,
   type FullReach,
@@ -77,13 +79,13 @@ const ATTEMPTS: readonly Attempt[] = [
   { name: "mkdir in a read-only subtree", attempt: mkdir("ro/dir"), error: CapabilityDenied },
   {
     name: "read with a capability narrowed to a deeper subtree",
-    attempt: read("granted/a.txt", (f) => f.cap.narrow({ fs: [{ path: f.at("base/granted/sub"), ops: ["read"] }] })),
+    attempt: read("granted/a.txt", (f) => narrow(f.cap, { fs: [{ path: f.at("base/granted/sub"), ops: ["read"] }] })),
     error: CapabilityDenied,
   },
   {
     name: "read with a list-only capability",
     attempt: (f) => {
-      const listOnly = f.cap.narrow({ fs: [{ path: f.granted, ops: ["list"] }] });
+      const listOnly = narrow(f.cap, { fs: [{ path: f.granted, ops: ["list"] }] });
       // @ts-expect-error a capability that cannot read does not type-check where read is required
       return () => f.fsys.read(listOnly, "granted/a.txt");
     },
@@ -91,19 +93,19 @@ const ATTEMPTS: readonly Attempt[] = [
   },
   {
     name: "a tenant the capability is not confined to",
-    attempt: (f) => () => f.fsys.read(f.cap.restrict({ tenants: ["acme"] }), "granted/a.txt", { tenant: "evil" }),
+    attempt: (f) => () => f.fsys.read(restrict(f.cap, { tenants: ["acme"] }), "granted/a.txt", { tenant: "evil" }),
     error: CapabilityDenied,
   },
   {
     name: "no tenant on a tenant-confined capability",
-    attempt: (f) => () => f.fsys.read(f.cap.restrict({ tenants: ["acme"] }), "granted/a.txt"),
+    attempt: (f) => () => f.fsys.read(restrict(f.cap, { tenants: ["acme"] }), "granted/a.txt"),
     error: CapabilityDenied,
   },
   // Dead, used-up and fake capabilities
   {
     name: "an expired capability",
     attempt: (f) => {
-      const cap = f.cap.restrict({ expiresAt: f.clock.now() + 1000 });
+      const cap = restrict(f.cap, { expiresAt: f.clock.now() + 1000 });
       f.clock.advance(1000);
       return () => f.fsys.read(cap, "granted/a.txt");
     },

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CapabilityDenied, InvalidInput } from "../../src/index.ts";
+import { CapabilityDenied, InvalidInput, narrow } from "../../src/index.ts";
 import { absolutePathProblem, isWithin } from "../../src/kernel/canonical-forms.ts";
 import { identityAnchor } from "../../src/resources/fs/anchor.ts";
 import { FileSystemError } from "../../src/index.ts";
@@ -133,7 +133,7 @@ describe("random paths never escape the granted subtree", () => {
     const g = makeFixture(label === "the identity anchor" ? identityAnchor : undefined);
     try {
       // Only T/base/granted is reachable, and only below it may anything change.
-      const cap = g.cap.narrow({ fs: [{ path: g.granted, ops: ["read", "write", "list", "delete"] }] });
+      const cap = narrow(g.cap, { fs: [{ path: g.granted, ops: ["read", "write", "list", "delete"] }] });
       const notGranted = () => Object.entries(snapshot(g.root)).filter(([p]) => !isWithin(p, g.granted));
       const before = notGranted();
       await fc.assert(

@@ -2,14 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BudgetExhausted,
   CapabilityDenied,
+  createManualClock,
+  createMint,
   Expired,
   InvalidInput,
   LimitExceeded,
+  narrow,
   NotACapability,
-  Revoked,
-  createManualClock,
-  createMint,
+  restrict,
   revocable,
+  Revoked,
   type Capability,
   type Grant,
 } from "../../src/index.ts";
@@ -209,7 +211,7 @@ const attempts: Attempt[] = [
   {
     name: "a single-use capability used twice",
     call: async () => {
-      const once = cap.restrict({ maxUses: 1 });
+      const once = restrict(cap, { maxUses: 1 });
       await client.request(once, apiUrl("/v1/ok"));
       return client.request(once, apiUrl("/v1/ok"));
     },
@@ -217,8 +219,8 @@ const attempts: Attempt[] = [
     says: /single-use/,
     io: { untouched: () => [internal] },
   },
-  { name: "a narrowed capability without the origin its parent has", call: () => client.request(cap.narrow({ http: [{ origin: `http://127.0.0.2:${P}`, methods: ["GET"] }] }), apiUrl("/v1/ok")), error: CapabilityDenied, says: /link 1/, io: "none" },
-  { name: "a tenant-confined capability used without a tenant", call: () => client.request(cap.restrict({ tenants: ["acme"] }), apiUrl("/v1/ok")), error: CapabilityDenied, says: /names no tenant/, io: "none" },
+  { name: "a narrowed capability without the origin its parent has", call: () => client.request(narrow(cap, { http: [{ origin: `http://127.0.0.2:${P}`, methods: ["GET"] }] }), apiUrl("/v1/ok")), error: CapabilityDenied, says: /link 1/, io: "none" },
+  { name: "a tenant-confined capability used without a tenant", call: () => client.request(restrict(cap, { tenants: ["acme"] }), apiUrl("/v1/ok")), error: CapabilityDenied, says: /names no tenant/, io: "none" },
 ];
 
 interface Counts {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { BudgetExhausted, InvalidInput, LimitExceeded, Revoked, revocable, type Capability, type Grant } from "../../src/index.ts";
+import { BudgetExhausted, InvalidInput, LimitExceeded, narrow, restrict, revocable, Revoked, type Capability, type Grant } from "../../src/index.ts";
 import { createHttpClient, type HttpClient } from "../../src/resources/http/client.ts";
 import { HttpRequestFailed } from "../../src/index.ts";
 import { capWith, installNetworkGuard, startServers, tableResolver, text, type TestServer } from "./http-fixtures.ts";
@@ -119,7 +119,7 @@ describe("confined HTTP client: allowed requests", () => {
   });
 
   it("acts for the tenant a tenant-confined capability requires", async () => {
-    const res = await client.request(cap.restrict({ tenants: ["acme"] }), apiUrl("/v1/ok"), { tenant: "acme" });
+    const res = await client.request(restrict(cap, { tenants: ["acme"] }), apiUrl("/v1/ok"), { tenant: "acme" });
     expect(res.status).toBe(200);
   });
 
@@ -187,8 +187,8 @@ describe("confined HTTP client: redirects", () => {
   });
 
   it("charges every hop as a use, so a single-use capability cannot follow a redirect", async () => {
-    await expect(client.request(cap.restrict({ maxUses: 2 }), redirect("/v1/ok"))).resolves.toMatchObject({ status: 200 });
-    await expect(client.request(cap.restrict({ maxUses: 1 }), redirect("/v1/ok"))).rejects.toBeInstanceOf(BudgetExhausted);
+    await expect(client.request(restrict(cap, { maxUses: 2 }), redirect("/v1/ok"))).resolves.toMatchObject({ status: 200 });
+    await expect(client.request(restrict(cap, { maxUses: 1 }), redirect("/v1/ok"))).rejects.toBeInstanceOf(BudgetExhausted);
   });
 
   it("refuses every redirect when maxRedirects is 0", async () => {
@@ -295,7 +295,7 @@ describe("confined HTTP client: revocation, deadlines and failures", () => {
   });
 
   it("lets exactly one of two concurrent calls through a single-use capability", async () => {
-    const once = cap.restrict({ maxUses: 1 });
+    const once = restrict(cap, { maxUses: 1 });
     const results = await Promise.allSettled([client.request(once, apiUrl("/v1/ok")), client.request(once, apiUrl("/v1/ok"))]);
     expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
     expect(results.find((r) => r.status === "rejected")?.reason).toBeInstanceOf(BudgetExhausted);
@@ -333,13 +333,13 @@ describe("confined HTTP client: bad options", () => {
   });
 
   it("is typed by the capability's reach", () => {
-    const getOnly = cap.narrow({ http: [{ origin: `http://api.example.test:${P}`, methods: ["GET"], allowPrivateNetwork: true }] });
+    const getOnly = narrow(cap, { http: [{ origin: `http://api.example.test:${P}`, methods: ["GET"], allowPrivateNetwork: true }] });
     const typed = async () => {
       await client.request(getOnly, apiUrl("/v1/ok"));
       // @ts-expect-error a GET-only capability cannot be used for POST
       await client.request(getOnly, apiUrl("/v1/ok"), { method: "POST", body: "x" });
       // @ts-expect-error a capability without HTTP reach cannot be used at all
-      await client.request(getOnly.narrow({ tools: ["search"] }), apiUrl("/v1/ok"));
+      await client.request(narrow(getOnly, { tools: ["search"] }), apiUrl("/v1/ok"));
     };
     expect(typeof typed).toBe("function");
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createManualClock, createMint, narrowToRow, revocable, type Grant } from "../../src/index.ts";
+import { createManualClock, createMint, narrow, narrowToRow, revocable, type Grant } from "../../src/index.ts";
 import { confinementOf } from "../../src/resources/sql/scope.ts";
 
 /* The row scope proposed for a query, read from the capability's chain (the kernel then checks every link). */
@@ -30,7 +30,7 @@ describe("row scope from the capability chain", () => {
   });
 
   it("prefers a rule that agrees with the scope earlier links pinned", () => {
-    const cap = root({ db: [{ model: "Customer", ops: ["read"], scope: { tenantId: 2 } }] }).narrow({
+    const cap = narrow(root({ db: [{ model: "Customer", ops: ["read"], scope: { tenantId: 2 } }] }), {
       db: [
         { model: "Customer", ops: ["read"], scope: { tenantId: 1 } },
         { model: "Customer", ops: ["read"], scope: { tenantId: 2, region: "eu" } },
@@ -53,7 +53,7 @@ describe("row scope from the capability chain", () => {
   });
 
   it("reaches only the fields every link's rule grants", () => {
-    const cap = root({ db: [{ model: "Customer", ops: ["read"], fields: ["id", "name", "email"] }] }).narrow({
+    const cap = narrow(root({ db: [{ model: "Customer", ops: ["read"], fields: ["id", "name", "email"] }] }), {
       db: [{ model: "Customer", ops: ["read"], fields: ["id", "email", "phone"] }],
     });
     expect([...(confinementOf(cap, "Customer", "read", []).reachable ?? [])]).toEqual(["id", "email"]);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { BudgetExhausted, InvalidInput, LimitExceeded, readOnly, revocable, Revoked } from "../../src/index.ts";
+import { BudgetExhausted, InvalidInput, LimitExceeded, readOnly, restrict, revocable, Revoked } from "../../src/index.ts";
 import { createSqlDatabase, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import { capabilities, ENGINES, SCHEMA, type Harness } from "./sql-fixture.ts";
 
@@ -139,7 +139,7 @@ describe.each(ENGINES)("SQL resource on $name", (engine) => {
       });
 
       it("charges every call to the capability's budget", async () => {
-        const budgeted = agent.restrict({ budget: { calls: 2 } });
+        const budgeted = restrict(agent, { budget: { calls: 2 } });
         const read = () => db.read(budgeted, { model: "Customer", fields: ["id"], where: { id: 2 } });
         await read();
         await read();

@@ -6,6 +6,7 @@ import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { z } from "zod";
 import { createWorld, dispatcherFor } from "./world.ts";
+import { check, narrow } from "../../src/index.ts";
 
 function setup() {
   const world = createWorld();
@@ -17,7 +18,7 @@ function setup() {
 describe("Executor", () => {
   it("shows the model names, descriptions and input schemas only, and never a capability", async () => {
     const { world, dispatcher, alice } = setup();
-    const cap = alice.narrow({ tools: ["read_file", "write_file"], fs: [{ path: "/srv/uploads", ops: ["read"] }] });
+    const cap = narrow(alice, { tools: ["read_file", "write_file"], fs: [{ path: "/srv/uploads", ops: ["read"] }] });
     const model = scriptedModel([
       { calls: [{ tool: "read_file", input: { path: "/srv/uploads/notes.txt" } }, { tool: "write_file", input: { path: "/srv/uploads/x", content: "y" } }] },
       { text: "ok" },
@@ -47,7 +48,7 @@ describe("Executor", () => {
     const { world, dispatcher, alice } = setup();
     const agent = createExecutor({
       dispatcher,
-      capability: alice.narrow({ tools: ["read_file"], fs: [{ path: "/srv", ops: ["read"] }] }),
+      capability: narrow(alice, { tools: ["read_file"], fs: [{ path: "/srv", ops: ["read"] }] }),
       model: scriptedModel([{ calls: [{ tool: "write_file", input: { path: "/srv/x", content: "" } }] }, { text: "ok" }]),
     });
     const result = await agent.run("go");
@@ -80,7 +81,7 @@ describe("Executor", () => {
     });
     const dispatcher = dispatcherFor(world, [stash]);
     const alice = world.mint.issue({ id: "alice", tenants: ["acme"] });
-    const parent = createExecutor({ name: "parent", dispatcher, capability: alice.narrow({ tools: ["read_file", "stash"], fs: [{ path: "/srv/uploads", ops: ["read"] }] }), model: scriptedModel([]) });
+    const parent = createExecutor({ name: "parent", dispatcher, capability: narrow(alice, { tools: ["read_file", "stash"], fs: [{ path: "/srv/uploads", ops: ["read"] }] }), model: scriptedModel([]) });
     const result = await parent.delegate({
       name: "child",
       // Asks for more than the parent holds: write access and another tool.
@@ -107,7 +108,7 @@ describe("Executor", () => {
     const childLink = world.sink.toolEvents().find((e) => e.tool === "read_file")?.subject.lineage.find((l) => l.labels.agent === "child");
     expect(childLink?.revocable).toBe(true);
     // Everything derived from the child's forwarder died with it.
-    expect(stashed[0]?.check({ action: "tool.call", tool: "stash", tenant: "acme" })).toMatchObject({
+    expect(check(stashed[0] as Capability, { action: "tool.call", tool: "stash", tenant: "acme" })).toMatchObject({
       code: "ERR_REVOKED",
       linkId: childLink?.id,
       reason: expect.stringContaining("sub-agent child has finished") as string,

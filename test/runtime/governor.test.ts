@@ -8,7 +8,7 @@ import { createMint } from "../../src/kernel/mint.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { agentSubtask } from "../../src/runtime/agent-task.ts";
-import { SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/index.ts";
+import { check, SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/index.ts";
 import { createGovernor, type CriticalCheck, type GovernorOptions, type SubtaskSpec } from "../../src/runtime/governor.ts";
 import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { openSession } from "../../src/runtime/session.ts";
@@ -64,12 +64,12 @@ describe("Governor: task lifetimes", () => {
     expect(task.status).toBe("completed");
     expect(sink.toolEvents().map((e) => e.subject.taskId)).toEqual([task.id, task.id]);
     expect(sink.toolEvents()[0]?.subject.sessionId).toBe("s-1");
-    expect((kept as unknown as Capability).check({ action: "fs.read", path: "/notes/a" })).toMatchObject({
+    expect(check((kept as unknown as Capability), { action: "fs.read", path: "/notes/a" })).toMatchObject({
       code: "ERR_REVOKED",
       reason: expect.stringContaining(`task ${task.id} completed`) as string,
     });
     // The session itself is untouched.
-    expect(session.capability.check({ action: "fs.read", path: "/notes/a" }).allowed).toBe(true);
+    expect(check(session.capability, { action: "fs.read", path: "/notes/a" }).allowed).toBe(true);
   });
 
   it("revokes on failure and passes the error on", async () => {

@@ -5,7 +5,7 @@ import { delegationTool } from "../../src/runtime/delegation.ts";
 import { createGovernor } from "../../src/runtime/governor.ts";
 import { openSession } from "../../src/runtime/session.ts";
 import { scriptedModel } from "../../src/testing/scripted-model.ts";
-import { TaskTimedOut } from "../../src/index.ts";
+import { check, narrow, TaskTimedOut } from "../../src/index.ts";
 import { createWorld, dispatcherFor } from "./world.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { z } from "zod";
@@ -51,8 +51,8 @@ describe("scenario 1: a read-only summarizer fed a prompt injection", () => {
     // Nothing happened in the world, although Alice herself could have done most of it.
     expect(world.files.has("/srv/uploads/pwned.txt")).toBe(false);
     expect(world.fetched).toEqual([]);
-    expect(session.capability.check({ action: "fs.write", path: "/srv/uploads/pwned.txt", tenant: "acme" }).allowed).toBe(true);
-    expect(session.capability.check({ action: "http.request", method: "GET", url: "https://evil.example/x", tenant: "acme" }).allowed).toBe(true);
+    expect(check(session.capability, { action: "fs.write", path: "/srv/uploads/pwned.txt", tenant: "acme" }).allowed).toBe(true);
+    expect(check(session.capability, { action: "http.request", method: "GET", url: "https://evil.example/x", tenant: "acme" }).allowed).toBe(true);
 
     // The model was only ever shown the two tools its capability reaches.
     expect(model.doGenerateCalls[0]?.tools?.map((t) => t.name)).toEqual(["read_file", "list_files"]);
@@ -63,7 +63,7 @@ describe("scenario 1: a read-only summarizer fed a prompt injection", () => {
     for (const e of events) expect(e.subject).toMatchObject({ sessionId: "s-alice", taskId: task.id, mint: { principal: "alice" } });
     expect(events.map((e) => e.decision.allowed)).toEqual([true, false, false, false, false]);
     expect(task.status).toBe("completed");
-    expect(session.capability.check({ action: "fs.read", path: "/srv/uploads/report.txt", tenant: "acme" }).allowed).toBe(true);
+    expect(check(session.capability, { action: "fs.read", path: "/srv/uploads/report.txt", tenant: "acme" }).allowed).toBe(true);
   });
 });
 
@@ -82,14 +82,14 @@ describe("scenario 2: Hardy's confused deputy, agent edition", () => {
 
     // The orchestrator service is highly trusted: its own capability may write anywhere.
     const orchestratorCap = world.mint.issue({ id: "orchestrator" });
-    expect(orchestratorCap.check({ action: "fs.write", path: "/srv/reports/q3.md" }).allowed).toBe(true);
+    expect(check(orchestratorCap, { action: "fs.write", path: "/srv/reports/q3.md" }).allowed).toBe(true);
 
     // But it serves Bob's request under Bob's capability, which is all it hands to its agents.
     const bob = openSession({ mint: world.mint, principal: { id: "bob", tenants: ["acme"] }, id: "s-bob" });
     const orchestrator = createExecutor({
       name: "orchestrator",
       dispatcher,
-      capability: bob.capability.narrow({ tools: ["delegate_write", "write_file"], fs: [{ path: "/", ops: ["write"] }] }),
+      capability: narrow(bob.capability, { tools: ["delegate_write", "write_file"], fs: [{ path: "/", ops: ["write"] }] }),
       model: scriptedModel([
         { calls: [{ tool: "delegate_write", input: { path: "/srv/reports/q3.md", content: "Q3" } }] },
         { calls: [{ tool: "delegate_write", input: { path: "/home/bob/q3.md", content: "Q3" } }] },
@@ -151,7 +151,7 @@ describe("scenario 3: narrow_to(model='Customer', id=...) for a sub-tool", () =>
       [{ action: "tool.call", tool: "read_record", tenant: "acme" }, true],
     ]);
     // Alice herself may read order 100 and customer 8; the customer capability may not.
-    expect(alice.check({ action: "db.read", model: "Order", fields: [], scope: { tenantId: "acme", id: 100 }, tenant: "acme" }).allowed).toBe(true);
+    expect(check(alice, { action: "db.read", model: "Order", fields: [], scope: { tenantId: "acme", id: 100 }, tenant: "acme" }).allowed).toBe(true);
     expect(subCalls[2]?.decision).toMatchObject({ reason: expect.stringContaining("confines Customer to rows where id = 7") as string });
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CapabilityDenied, InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { SessionClosed } from "../../src/index.ts";
+import { check, narrow, SessionClosed } from "../../src/index.ts";
 import { authenticateSession, openSession } from "../../src/runtime/session.ts";
 import { createWorld, dispatcherFor } from "./world.ts";
 
@@ -17,15 +17,15 @@ describe("Session", () => {
   it("revokes everything derived from it when closed, re-minted capabilities included", () => {
     const world = createWorld();
     const session = openSession({ mint: world.mint, principal: { id: "alice", tenants: ["acme"] } });
-    const derived = session.capability.narrow({ fs: [{ path: "/srv/uploads", ops: ["read"] }] });
+    const derived = narrow(session.capability, { fs: [{ path: "/srv/uploads", ops: ["read"] }] });
     const fresh = session.remint({ requestId: "step-up" });
     expect(fresh.mint.requestId).toBe("step-up");
     expect(fresh.lineage[0]?.id).not.toBe(session.capability.lineage[0]?.id);
     session.close("user logged out");
     expect(session.closed).toBe(true);
     const read = { action: "fs.read", path: "/srv/uploads/a", tenant: "acme" } as const;
-    expect(derived.check(read)).toMatchObject({ code: "ERR_REVOKED", reason: expect.stringContaining("user logged out") as string });
-    expect(fresh.check(read)).toMatchObject({ code: "ERR_REVOKED" });
+    expect(check(derived, read)).toMatchObject({ code: "ERR_REVOKED", reason: expect.stringContaining("user logged out") as string });
+    expect(check(fresh, read)).toMatchObject({ code: "ERR_REVOKED" });
     expect(() => session.remint()).toThrow(SessionClosed);
     session.close();
   });

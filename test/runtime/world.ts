@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { assertAuthorized, type Capability } from "../../src/kernel/capability.ts";
+import { assertAuthorized, narrow, type Capability } from "../../src/kernel/capability.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant, Scalar } from "../../src/kernel/grant.ts";
 import type { Request } from "../../src/kernel/request.ts";
@@ -140,7 +140,7 @@ export function createWorld(extraTools: readonly string[] = []) {
     },
     async (input, cap, ctx) => {
       // cap.narrow_to(model="Customer", id=...), keeping the one sub-tool it calls.
-      const customerCap = cap.narrow({ tools: ["read_record"], db: [{ model: "Customer", ops: ["read"], scope: { id: input.customer_id } }] });
+      const customerCap = narrow(cap, { tools: ["read_record"], db: [{ model: "Customer", ops: ["read"], scope: { id: input.customer_id } }] });
       const customer = await ctx.call(readRecord, { model: "Customer", id: input.customer_id }, customerCap);
       const related = [];
       for (const r of input.related) {

@@ -7,6 +7,7 @@ import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
 import { blockFieldIndexes, joinToken, splitToken, type Field } from "./protobuf-fields.ts";
+import { check, narrow, restrict } from "../../src/index.ts";
 
 const keys = generateKeyPair();
 const other = generateKeyPair();
@@ -20,7 +21,7 @@ let otherToken4 = "";
 let revokedAncestorToken = "";
 
 function fourBlocks(): string {
-  return toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a", "b"] }).narrow({ tools: ["a"] }).restrict({ maxUses: 5 }));
+  return toToken(restrict(narrow(narrow(mint.issue({ id: "alice" }), { tools: ["a", "b"] }), { tools: ["a"] }), { maxUses: 5 }));
 }
 
 function swapped(token: string): string {
@@ -63,7 +64,7 @@ function withBlock(token: string, data: (rootId: string) => BlockData): string {
 beforeAll(async () => {
   token4 = fourBlocks();
   otherToken4 = fourBlocks();
-  const parent = toToken(mint.issue({ id: "bob" }).narrow({ tools: ["a"] }));
+  const parent = toToken(narrow(mint.issue({ id: "bob" }), { tools: ["a"] }));
   revokedAncestorToken = attenuate(parent, { tools: ["a"] }, { publicKeys });
   await revokeToken(parent, { publicKeys, store, reason: "bob left" });
 });
@@ -142,8 +143,8 @@ describe("bad tokens each get their typed error", () => {
   });
 
   it("a sealed token verifies but cannot be attenuated", () => {
-    const sealed = toToken(mint.issue({ id: "dave" }).narrow({ tools: ["a"] }), { seal: true });
-    expect(verify(sealed, { publicKeys, store, clock }).check({ action: "tool.call", tool: "a" }).allowed).toBe(true);
+    const sealed = toToken(narrow(mint.issue({ id: "dave" }), { tools: ["a"] }), { seal: true });
+    expect(check(verify(sealed, { publicKeys, store, clock }), { action: "tool.call", tool: "a" }).allowed).toBe(true);
     expect(() => attenuate(sealed, { tools: ["a"] }, { publicKeys })).toThrow(/sealed/);
   });
 

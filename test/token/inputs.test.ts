@@ -5,6 +5,7 @@ import { biscuitDecision } from "../../src/token/authorizer.ts";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, toToken, verify } from "../../src/token/token.ts";
+import { check, narrow } from "../../src/index.ts";
 
 const first = generateKeyPair();
 const second = generateKeyPair();
@@ -21,8 +22,8 @@ describe("key rotation", () => {
       [1, first.publicKey],
       [2, second.publicKey],
     ]);
-    expect(verify(old, { publicKeys, store, clock }).check(call).allowed).toBe(true);
-    expect(verify(fresh, { publicKeys, store, clock }).check(call).allowed).toBe(true);
+    expect(check(verify(old, { publicKeys, store, clock }), call).allowed).toBe(true);
+    expect(check(verify(fresh, { publicKeys, store, clock }), call).allowed).toBe(true);
     expect(() => verify(fresh, { publicKeys: { 1: first.publicKey }, store, clock })).toThrow(/root key id 2/);
   });
 });
@@ -36,7 +37,7 @@ describe("bad arguments get InvalidInput naming the problem", () => {
     ["empty public key set", () => verify(token, { publicKeys: {}, store, clock }), /publicKeys is empty/],
     ["malformed public key", () => verify(token, { publicKeys: { 1: "ed25519/zz" }, store, clock }), /ed25519\/<64 hex digits>/],
     ["non-numeric key id", () => verify(token, { publicKeys: { one: first.publicKey }, store, clock }), /key id must be an integer/],
-    ["lone surrogate in a grant", () => toToken(mint.issue({ id: "a" }).narrow({ tools: ["\ud800"] })), /not well-formed Unicode/],
+    ["lone surrogate in a grant", () => toToken(narrow(mint.issue({ id: "a" }), { tools: ["\ud800"] })), /not well-formed Unicode/],
     ["malformed grant in offline attenuation", () => attenuate(token, { tools: "a" } as never, { publicKeys: { 1: first.publicKey } }), /invalid grant/],
     ["lone surrogate in a request to the authorizer", () => biscuitDecision(token, { publicKeys: { 1: first.publicKey }, clock }, { action: "tool.call", tool: "\udc00" }), /not well-formed Unicode/],
   ];

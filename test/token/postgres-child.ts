@@ -5,6 +5,7 @@
  */
 import { openPostgresTokenStore } from "../../src/token/postgres-store.ts";
 import { verify } from "../../src/token/token.ts";
+import { check } from "../../src/index.ts";
 
 const [schema = "", token = "", publicKey = ""] = process.argv.slice(2);
 const store = await openPostgresTokenStore({ connectionString: process.env.DATABASE_URL ?? "", schema });
@@ -12,7 +13,7 @@ const cap = verify(token, { publicKeys: { 1: publicKey }, store });
 const readyAt = Date.now();
 console.log("ready");
 const timer = setInterval(() => {
-  if (!cap.check({ action: "tool.call", tool: "a" }).allowed) {
+  if (!check(cap, { action: "tool.call", tool: "a" }).allowed) {
     clearInterval(timer);
     console.log(`revoked ${Date.now() - readyAt}`);
     void store.close().then(() => process.exit(0));

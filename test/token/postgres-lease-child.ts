@@ -9,6 +9,7 @@
 import { createInterface } from "node:readline";
 import { openPostgresTokenStore, type PostgresStoreOptions } from "../../src/token/postgres-store.ts";
 import { verifyShared } from "../../src/token/token.ts";
+import { authorize } from "../../src/index.ts";
 
 const [schema = "", token = "", publicKey = "", optionsJson = "{}", mode = "spend", attempts = "0"] = process.argv.slice(2);
 const options = JSON.parse(optionsJson) as Partial<PostgresStoreOptions>;
@@ -23,7 +24,7 @@ if (mode === "hold") {
   for await (const line of lines) if (line === "go") break;
   let successes = 0;
   for (let i = 0; i < Number(attempts); i++) {
-    if (cap.authorize({ action: "tool.call", tool: "a" }).allowed) successes++;
+    if (authorize(cap, { action: "tool.call", tool: "a" }).allowed) successes++;
     else await verifyShared(token, verifyOptions);
   }
   console.log(`successes ${successes}`);

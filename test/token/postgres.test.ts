@@ -9,6 +9,7 @@ import type { Grant } from "../../src/kernel/grant.ts";
 import { openPostgresTokenStore, type PostgresStoreOptions } from "../../src/token/postgres-store.ts";
 import type { TokenStore } from "../../src/token/store.ts";
 import { attenuate, createTokenMint, inspectVerified, revokeToken, toToken, verify, verifyShared } from "../../src/token/token.ts";
+import { authorize, check, narrow } from "../../src/index.ts";
 
 const url = process.env.DATABASE_URL;
 if (url === undefined) console.warn("test/token/postgres.test.ts skipped: set DATABASE_URL (postgres://…) to run the shared-store tests");
@@ -31,7 +32,7 @@ async function spend(store: TokenStore, token: string, attempts: number): Promis
   const cap = await verifyShared(token, { publicKeys, store });
   let successes = 0;
   for (let i = 0; i < attempts; i++) {
-    if (cap.authorize(call).allowed) successes++;
+    if (authorize(cap, call).allowed) successes++;
     else await verifyShared(token, { publicKeys, store });
     await new Promise((resolve) => setImmediate(resolve));
   }
@@ -88,7 +89,7 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
 
   it("another process learns of a revocation through LISTEN/NOTIFY", async () => {
     const store = await openPostgresTokenStore({ connectionString: url ?? "", schema });
-    const token = toToken(mint.issue({ id: "alice" }).narrow({ tools: ["a"] }));
+    const token = toToken(narrow(mint.issue({ id: "alice" }), { tools: ["a"] }));
     const child = spawn(process.execPath, ["--import", "tsx", fileURLToPath(new URL("postgres-child.ts", import.meta.url)), schema, token, keys.publicKey], {
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -111,15 +112,15 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     const inA = await verifyShared(token, { publicKeys, store: a });
     const inB = await verifyShared(token, { publicKeys, store: b });
     const key = inspectVerified(token, { publicKeys, store: a })[1]?.revocationId ?? "";
-    expect(inA.authorize(call).allowed).toBe(true);
+    expect(authorize(inA, call).allowed).toBe(true);
     // A's lease holds the other use, so B has none until A gives it back.
-    expect(inB.authorize(call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
+    expect(authorize(inB, call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
     await a.close();
     let allowed = false;
-    await until(() => (allowed = inB.authorize(call).allowed));
+    await until(() => (allowed = authorize(inB, call).allowed));
     expect(allowed).toBe(true);
     expect(b.usage(key).calls).toBe(2);
-    expect(inB.authorize(call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
+    expect(authorize(inB, call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
     await b.revoke({ capabilityId: inB.id }, "gone");
     await b.close();
     const c = await openPostgresTokenStore({ connectionString: url ?? "", schema });
@@ -156,7 +157,7 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     const deadline = Date.now() + 20_000;
     let first = false;
     while (!first && Date.now() < deadline) {
-      first = cap.authorize(call).allowed;
+      first = authorize(cap, call).allowed;
       if (!first) await new Promise((resolve) => setTimeout(resolve, 50));
     }
     expect(first).toBe(true);
@@ -172,9 +173,9 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
     const b = await open();
     const inA = await verifyShared(token, { publicKeys, store: a });
     const inB = await verifyShared(token, { publicKeys, store: b });
-    expect(inB.authorize(call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
-    expect(inA.authorize(call).allowed).toBe(true);
-    expect(inA.authorize(call).allowed).toBe(true);
+    expect(authorize(inB, call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
+    expect(authorize(inA, call).allowed).toBe(true);
+    expect(authorize(inA, call).allowed).toBe(true);
     await a.close();
     expect(await spend(b, token, 20)).toBe(3);
     await b.close();
@@ -182,7 +183,7 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
 
   it("treats notifications as hints: garbage is ignored, a forged revocation changes nothing, a real one is re-read", async () => {
     const store = await open();
-    const token = toToken(mint.issue({ id: "gina" }).narrow({ tools: ["a"] }));
+    const token = toToken(narrow(mint.issue({ id: "gina" }), { tools: ["a"] }));
     const cap = verify(token, { publicKeys, store });
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
@@ -194,13 +195,13 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
         JSON.stringify({ usage: { key: ids[1], origin: "x", cost: 1e9 } }), "x".repeat(7000)];
       for (const payload of forged) await admin.query("SELECT pg_notify($1, $2)", [channel, payload]);
       // A real revocation sent afterwards arrives after all of them, so once it is seen the forged ones have been handled.
-      const other = verify(toToken(mint.issue({ id: "hank" }).narrow({ tools: ["a"] })), { publicKeys, store });
+      const other = verify(toToken(narrow(mint.issue({ id: "hank" }), { tools: ["a"] })), { publicKeys, store });
       const writer = await open();
       await writer.revoke({ capabilityId: other.id }, "real");
-      await until(() => !other.check(call).allowed);
+      await until(() => !check(other, call).allowed);
       await writer.close();
-      expect(other.check(call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
-      expect(cap.authorize(call).allowed).toBe(true);
+      expect(check(other, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+      expect(authorize(cap, call).allowed).toBe(true);
     } finally {
       await admin.end();
       await store.close();
@@ -209,9 +210,9 @@ describe.skipIf(url === undefined)("Postgres token store", () => {
 
   it("refuses an over-long reason before storing anything, and stays unrevoked everywhere", async () => {
     const store = await open();
-    const token = toToken(mint.issue({ id: "ivan" }).narrow({ tools: ["a"] }));
+    const token = toToken(narrow(mint.issue({ id: "ivan" }), { tools: ["a"] }));
     await expect(revokeToken(token, { publicKeys, store, reason: "x".repeat(8001) })).rejects.toThrow(/at most 1000 characters/);
-    expect(verify(token, { publicKeys, store }).check(call).allowed).toBe(true);
+    expect(check(verify(token, { publicKeys, store }), call).allowed).toBe(true);
     await store.close();
   });
 

@@ -10,6 +10,7 @@ import { databaseTools } from "../../src/tools/builtin/database.ts";
 import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink } from "./memory-sink.ts";
+import { narrow } from "../../src/index.ts";
 
 const SCHEMA: SchemaSpec = {
   Customer: {
@@ -92,7 +93,7 @@ describe("database tools", () => {
         needs: (input, ctx) => subToolNeeds(tools.query, { model: "Customer", fields: ["name"], where: { id: input.id } }, ctx),
       },
       async (input, c, ctx) => {
-        const customerCap = c.narrow({ tools: ["db_query"], db: [{ model: "Customer", ops: ["read"], scope: { id: input.id } }] });
+        const customerCap = narrow(c, { tools: ["db_query"], db: [{ model: "Customer", ops: ["read"], scope: { id: input.id } }] });
         const customer = await ctx.call(tools.query, { model: "Customer", fields: ["name"], where: { id: input.id } }, customerCap);
         const orders = await ctx.call(tools.query, { model: "Order", fields: ["total"] }, customerCap).catch((e: unknown) => (e as Error).name);
         const other = await ctx.call(tools.query, { model: "Customer", fields: ["name"], where: { id: 8 } }, customerCap).catch((e: unknown) => (e as Error).name);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { Capability, revocable } from "../../src/kernel/capability.ts";
+import { Capability, check, narrow, restrict, revocable } from "../../src/kernel/capability.ts";
 import { InvalidInput } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import { defineTool, isTool, type ToolSpec } from "../../src/tools/define.ts";
@@ -65,10 +65,10 @@ describe("plan", () => {
   it("works out a call's needs and grant without charging, and refuses a forged capability or unknown tool", async () => {
     const mint = createMint({ issuer: "t", policy: () => ({ tools: ["read_file"], fs: [{ path: "/", ops: ["read"] }] }) });
     const d = createDispatcher({ tools: [defineTool(spec, handler)], audit: memorySink() });
-    const cap = mint.issue({ id: "a" }).restrict({ maxUses: 1 });
+    const cap = restrict(mint.issue({ id: "a" }), { maxUses: 1 });
     const plan = await d.plan("read_file", { path: "/a" }, cap);
     expect(plan.grant).toEqual({ fs: [{ path: "/a", ops: ["read"], subtree: false }] });
-    expect(cap.check({ action: "tool.call", tool: "read_file" }).allowed).toBe(true);
+    expect(check(cap, { action: "tool.call", tool: "read_file" }).allowed).toBe(true);
     await expect(d.plan("read_file", { path: "/a" }, {} as never)).rejects.toThrow(/needs the capability/);
     await expect(d.plan("nope", {}, cap)).rejects.toThrow(/no tool named nope/);
     expect(() => d.catalog(cap, { tenant: "" })).toThrow(InvalidInput);
@@ -84,14 +84,14 @@ describe("catalog", () => {
     const cap = mint.issue({ id: "a" });
     expect(d.catalog(cap).map((e) => e.name)).toEqual(["read_file", "fetch_url"]);
     expect(Object.keys(d.catalog(cap)[0] ?? {})).toEqual(["name", "description", "inputSchema"]);
-    expect(d.catalog(cap.narrow({ tools: ["fetch_url", "write_file"] })).map((e) => e.name)).toEqual(["fetch_url"]);
+    expect(d.catalog(narrow(cap, { tools: ["fetch_url", "write_file"] })).map((e) => e.name)).toEqual(["fetch_url"]);
   });
 
   it("charges nothing and empties once the capability is revoked", () => {
     const d = createDispatcher({ tools, audit: memorySink() });
-    const lease = revocable(mint.issue({ id: "a" }).restrict({ maxUses: 1 }));
+    const lease = revocable(restrict(mint.issue({ id: "a" }), { maxUses: 1 }));
     d.catalog(lease.capability);
-    expect(lease.capability.check({ action: "tool.call", tool: "read_file" }).allowed).toBe(true);
+    expect(check(lease.capability, { action: "tool.call", tool: "read_file" }).allowed).toBe(true);
     lease.revoke();
     expect(d.catalog(lease.capability)).toEqual([]);
   });

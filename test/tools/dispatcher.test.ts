@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
-import { assertAuthorized, revocable, type Capability } from "../../src/kernel/capability.ts";
+import { assertAuthorized, check, narrow, restrict, revocable, type Capability } from "../../src/kernel/capability.ts";
 import { NotACapability, InvalidInput, CapabilityDenied, Revoked, BudgetExhausted } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
@@ -90,7 +90,7 @@ describe("dispatcher", () => {
     expect(handlerCap.parentId).not.toBe(alice.id);
     expect(handlerCap.lineage.map((l) => l.grant)).toContainEqual({ fs: [{ path: "/data/a.txt", ops: ["read"], subtree: false }] });
     // The caller could read b.txt; the handler's capability could not, even while the call ran.
-    expect(alice.check({ action: "fs.read", path: "/data/b.txt" }).allowed).toBe(true);
+    expect(check(alice, { action: "fs.read", path: "/data/b.txt" }).allowed).toBe(true);
     const events = sink.toolEvents();
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({
@@ -111,7 +111,7 @@ describe("dispatcher", () => {
     expect(() => {
       readFile(kept, "/data/a.txt");
     }).toThrow(Revoked);
-    expect(kept.check({ action: "fs.read", path: "/data/a.txt" })).toMatchObject({ code: "ERR_REVOKED", reason: expect.stringContaining("the call to tool read_doc has returned") as string });
+    expect(check(kept, { action: "fs.read", path: "/data/a.txt" })).toMatchObject({ code: "ERR_REVOKED", reason: expect.stringContaining("the call to tool read_doc has returned") as string });
   });
 
   it("stops a handler that reaches beyond its declared needs, even inside the caller's authority", async () => {
@@ -123,7 +123,7 @@ describe("dispatcher", () => {
 
   it("denies a tool the capability does not reach, whatever its input, and never runs it", async () => {
     const { mint, sink, dispatcher } = setup();
-    const bob = mint.issue({ id: "bob" }).narrow({ tools: ["summarize"], fs: GRANT.fs ?? [] });
+    const bob = narrow(mint.issue({ id: "bob" }), { tools: ["summarize"], fs: GRANT.fs ?? [] });
     held.length = 0;
     const err = await dispatcher.call("read_doc", { nonsense: true }, bob).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CapabilityDenied);
@@ -146,7 +146,7 @@ describe("dispatcher", () => {
   it("rejects invalid input naming the field, records it, and charges nothing", async () => {
     const { mint, sink, dispatcher } = setup();
     // Exactly enough for one call: its tool.call and the handler's one read.
-    const once = mint.issue({ id: "carol" }).restrict({ maxUses: 2 });
+    const once = restrict(mint.issue({ id: "carol" }), { maxUses: 2 });
     const err = await dispatcher.call("read_doc", { path: "relative.txt" }, once).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidInput);
     expect((err as Error).message).toMatch(/^invalid input for tool read_doc: path: /);
@@ -205,7 +205,7 @@ describe("dispatcher", () => {
 
   it("lets only one of two concurrent calls spend a single-use capability", async () => {
     const { alice, dispatcher } = setup();
-    const once = alice.restrict({ maxUses: 2 }); // one tool.call and one read
+    const once = restrict(alice, { maxUses: 2 }); // one tool.call and one read
     const results = await Promise.allSettled([
       dispatcher.call(readDoc, { path: "/data/a.txt" }, once),
       dispatcher.call(readDoc, { path: "/data/a.txt" }, once),
@@ -229,7 +229,7 @@ describe("dispatcher", () => {
       },
     );
     const d = createDispatcher({ tools: [slow], audit: memorySink() });
-    const running = d.call(slow, {}, lease.capability.narrow({ tools: ["slow"], fs: GRANT.fs ?? [] }));
+    const running = d.call(slow, {}, narrow(lease.capability, { tools: ["slow"], fs: GRANT.fs ?? [] }));
     await waiting;
     lease.revoke("task cancelled");
     await expect(running).rejects.toThrow(/task cancelled/);

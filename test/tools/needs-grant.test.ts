@@ -3,6 +3,7 @@ import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import type { Request } from "../../src/kernel/request.ts";
 import { grantForNeeds } from "../../src/tools/needs-grant.ts";
+import { check, narrow } from "../../src/index.ts";
 
 const EVERYTHING: Grant = {
   tools: ["a", "b"],
@@ -57,27 +58,27 @@ const cases: [string, Request[], Request[]][] = [
 
 describe("grantForNeeds", () => {
   it.each(cases)("%s", (_what, needs, neighbours) => {
-    const narrowed = root.narrow(grantForNeeds("t", needs));
-    for (const need of needs) expect(narrowed.check(need).allowed, JSON.stringify(need)).toBe(true);
+    const narrowed = narrow(root, grantForNeeds("t", needs));
+    for (const need of needs) expect(check(narrowed, need).allowed, JSON.stringify(need)).toBe(true);
     for (const n of neighbours) {
-      expect(root.check(n).allowed, `root allows ${JSON.stringify(n)}`).toBe(true);
-      expect(narrowed.check(n).allowed, `narrowed denies ${JSON.stringify(n)}`).toBe(false);
+      expect(check(root, n).allowed, `root allows ${JSON.stringify(n)}`).toBe(true);
+      expect(check(narrowed, n).allowed, `narrowed denies ${JSON.stringify(n)}`).toBe(false);
     }
   });
 
   it("grants nothing for no needs, and leaves out every domain no need mentions", () => {
     expect(grantForNeeds("t", [])).toEqual({});
-    const narrowed = root.narrow(grantForNeeds("t", [{ action: "fs.read", path: "/a" }]));
-    expect(narrowed.check({ action: "tool.call", tool: "a" }).allowed).toBe(false);
+    const narrowed = narrow(root, grantForNeeds("t", [{ action: "fs.read", path: "/a" }]));
+    expect(check(narrowed, { action: "tool.call", tool: "a" }).allowed).toBe(false);
   });
 
   it("defers private-network decisions to the links above", () => {
     const grant = grantForNeeds("t", [{ action: "http.request", method: "GET", url: "http://127.0.0.1:8080/health" }]);
     const request: Request = { action: "http.request", method: "GET", url: "http://127.0.0.1:8080/health" };
-    expect(root.narrow(grant).check(request).allowed).toBe(true);
+    expect(check(narrow(root, grant), request).allowed).toBe(true);
     const publicOnly = createMint({ issuer: "t", policy: () => ({ http: [{ origin: "https://api.example.com", methods: ["GET"] }] }) }).issue({ id: "p" });
     const hostname: Request = { action: "http.request", method: "GET", url: "https://api.example.com/x", address: "10.0.0.5" };
-    expect(publicOnly.narrow(grantForNeeds("t", [hostname])).check(hostname)).toMatchObject({ allowed: false, link: 0, rule: "http.address" });
+    expect(check(narrow(publicOnly, grantForNeeds("t", [hostname])), hostname)).toMatchObject({ allowed: false, link: 0, rule: "http.address" });
   });
 
   it("confines to the needs' tenants only when every need names one", () => {
