@@ -4,13 +4,13 @@ import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import { snapshotPlainData } from "./plain-data.js";
 
 /** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
-export const FS_OPS = ["read", "write", "list", "delete"] as const;
+export const FS_OPS = Object.freeze(["read", "write", "list", "delete"] as const);
 export type FsOp = (typeof FS_OPS)[number];
 
-export const HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
+export const HTTP_METHODS = Object.freeze(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const);
 export type HttpMethod = (typeof HTTP_METHODS)[number];
 
-export const DB_OPS = ["read", "create", "update", "delete"] as const;
+export const DB_OPS = Object.freeze(["read", "create", "update", "delete"] as const);
 export type DbOp = (typeof DB_OPS)[number];
 
 /** A value a row scope can pin a column to. */

@@ -33,7 +33,7 @@ const policyGrant = grant.superRefine((value, ctx) => {
 });
 
 /** A constraint on one argument of an upstream tool: the request its value stands for. */
-export const ARGUMENT_KINDS = ["fs.read", "fs.write", "fs.list", "fs.delete", "http.GET", "http.HEAD", "http.POST", "http.PUT", "http.PATCH", "http.DELETE"] as const;
+export const ARGUMENT_KINDS = Object.freeze(["fs.read", "fs.write", "fs.list", "fs.delete", "http.GET", "http.HEAD", "http.POST", "http.PUT", "http.PATCH", "http.DELETE"] as const);
 export type ArgumentKind = (typeof ARGUMENT_KINDS)[number];
 
 const argumentKinds = z.union([z.enum(ARGUMENT_KINDS), z.array(z.enum(ARGUMENT_KINDS)).min(1)]);

@@ -91,3 +91,17 @@ describe("a missing optional engine", () => {
     expect(seen.message).toContain(`npm install ${missing}`);
   });
 });
+
+describe("exported constants", () => {
+  it("every exported array and object of every entry is frozen", async () => {
+    const entries = ["agentcap", "agentcap/fs", "agentcap/http", "agentcap/sql", "agentcap/exec", "agentcap/tools", "agentcap/audit", "agentcap/token", "agentcap/runtime", "agentcap/mcp", "agentcap/testing"];
+    const unfrozen: string[] = [];
+    for (const entry of entries) {
+      const exports = (await import(entry)) as Record<string, unknown>;
+      for (const [name, value] of Object.entries(exports)) {
+        if (typeof value === "object" && value !== null && !Object.isFrozen(value)) unfrozen.push(`${entry}: ${name}`);
+      }
+    }
+    expect(unfrozen).toEqual([]);
+  });
+});

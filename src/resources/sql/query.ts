@@ -72,7 +72,7 @@ export interface DeleteQuery extends Tenanted {
 }
 
 /** The filter operators a query may use, in the order a field's filters are compiled. */
-export const FILTER_OPS = ["eq", "ne", "lt", "lte", "gt", "gte", "in", "startsWith", "contains"] as const;
+export const FILTER_OPS = Object.freeze(["eq", "ne", "lt", "lte", "gt", "gte", "in", "startsWith", "contains"] as const);
 /** Filter operators after parsing: equality with null becomes its own operator, since SQL spells it IS NULL. */
 export type ConditionOp = (typeof FILTER_OPS)[number] | "isNull" | "notNull";
 

@@ -7,7 +7,7 @@ import { InvalidInput } from "../../kernel/index.js";
  */
 
 /** The value types a field can hold; each maps to the JavaScript value agentcap accepts and returns. */
-export const FIELD_TYPES = ["integer", "real", "text", "boolean"] as const;
+export const FIELD_TYPES = Object.freeze(["integer", "real", "text", "boolean"] as const);
 export type FieldType = (typeof FIELD_TYPES)[number];
 
 /** One field of a model as the application declares it. */
