@@ -42,6 +42,11 @@ const upstreamCommon = {
   name: z.string().regex(/^[A-Za-z0-9-]{1,24}$/, "must be 1 to 24 letters, digits or -, as it prefixes tool names (<name>__<tool>)"),
   /** Folder relative paths in fs-constrained arguments resolve against, as the upstream would resolve them. */
   root: nonEmpty.optional(),
+  /**
+   * How URL arguments name their host: "resolve" (default) resolves a name and checks every address, but the
+   * upstream resolves it again itself; "ip-literal" takes IP addresses only, so the address checked is the one used.
+   */
+  urlHosts: z.enum(["resolve", "ip-literal"]).optional(),
   /** The upstream tools to expose (others stay hidden), each with its constrained arguments. */
   tools: z.record(z.string().min(1).max(64), z.record(z.string().min(1), argumentKinds)),
 };
@@ -151,9 +156,24 @@ export interface GatewayConfig {
   readonly upstreams: readonly UpstreamConfig[];
 }
 
+/**
+ * The issues to show for `issue`, with paths from the top. A value that
+ * matches no form of a union is described by the form it came closest to
+ * (fewest issues), so a bad field of an upstream is named rather than
+ * reported as the whole upstream being "Invalid input".
+ */
+function leafIssues(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]): { readonly path: readonly PropertyKey[]; readonly message: string }[] {
+  const path = [...prefix, ...issue.path];
+  if (issue.code === "invalid_union" && issue.errors.length > 0) {
+    const closest = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    if (closest.length > 0) return closest.flatMap((i) => leafIssues(i, path));
+  }
+  return [{ path, message: issue.message }];
+}
+
 /** Turns every zod issue into one line naming its field, so a person can fix them all in one go. */
 function describeAll(what: string, error: z.ZodError): string {
-  const lines = error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)"}: ${issue.message}`);
+  const lines = error.issues.flatMap((i) => leafIssues(i, [])).map((issue) => `  ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)"}: ${issue.message}`);
   return `invalid ${what}:\n${lines.join("\n")}`;
 }
 

@@ -11,4 +11,4 @@ export { listenHttp } from "./http.js";
 export type { HttpGateway } from "./http.js";
 export { serveStdio } from "./stdio.js";
 export { guardUpstream, upstreamTransport } from "./upstream.js";
-export type { GuardedUpstream } from "./upstream.js";
+export type { GuardedUpstream, GuardOptions } from "./upstream.js";

@@ -50,6 +50,7 @@ describe("gateway configuration", () => {
     [{ ...base, upstreams: [{ name: "bad name", command: "x", tools: {} }] }, "upstreams.0"],
     [{ ...base, upstreams: [{ name: "u", url: "ftp://x", tools: {} }] }, "upstreams.0"],
     [{ ...base, upstreams: [{ name: "u", command: "x", tools: { t: { path: "fs.exec" } } }] }, "upstreams.0"],
+    [{ ...base, upstreams: [{ name: "u", command: "x", urlHosts: "literal", tools: {} }] }, "upstreams.0.urlHosts"],
     [
       {
         ...base,
