@@ -2,7 +2,9 @@
  * The gateway over Streamable HTTP. Every request carries a bearer token in
  * `Authorization`; a missing or bad one gets 401 with `WWW-Authenticate:
  * Bearer …` (and `error="invalid_token"` when one was given), pointing at the
- * protected resource metadata as the MCP authorization spec asks. A session
+ * protected resource metadata as the MCP authorization spec asks. Why a token
+ * was refused goes to the server's log; the client learns only the kind of
+ * refusal (see token-refusal.ts). A session
  * is bound at `initialize` to the capability of the token that opened it,
  * and later requests of the session must present that same token.
  */
@@ -13,6 +15,7 @@ import { AgentcapError, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
+import { tokenRefusal } from "./token-refusal.js";
 
 /** The path MCP clients connect to. */
 export const MCP_PATH = "/mcp";
@@ -26,6 +29,12 @@ export interface HttpGateway {
   readonly url: string;
   /** Stops accepting connections, closes every session, and waits for the server to stop. */
   close(): Promise<void>;
+}
+
+/** What the HTTP gateway needs besides its address. */
+export interface HttpGatewayOptions {
+  /** Takes one line (no newline) for the operator: refused tokens with their reasons, failed requests. Standard error by default. */
+  readonly log?: (line: string) => void;
 }
 
 interface Session {
@@ -54,14 +63,24 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
  * listening. Only the gateway's own routes answer: /mcp, /revoke and the
  * protected resource metadata.
  */
-export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }): Promise<HttpGateway> {
+export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
   const sessions = new Map<string, Session>();
   let origin = "";
+  const write = options.log ?? ((line: string) => process.stderr.write(`agentcap serve: ${line}\n`));
+  // Control characters could forge or split log lines; request data and error texts reach the log.
+  const log = (line: string) => {
+    write(line.replace(/\p{Cc}+/gu, " "));
+  };
 
-  const challenge = (res: ServerResponse, error: AgentcapError | null): void => {
+  const challenge = (req: IncomingMessage, res: ServerResponse, error: AgentcapError | null): void => {
     const parts = [`realm="agentcap"`, `resource_metadata=${quoted(`${origin}${METADATA_PATH}`)}`];
-    if (error !== null) parts.push(`error="invalid_token"`, `error_description=${quoted(error.message)}`);
-    const message = error === null ? "this MCP server needs a bearer token in the Authorization header" : `${error.code}: ${error.message}`;
+    let message = "this MCP server needs a bearer token in the Authorization header";
+    if (error !== null) {
+      const refusal = tokenRefusal(error);
+      parts.push(`error="invalid_token"`, `error_description=${quoted(refusal.description)}`);
+      message = `${refusal.code}: ${refusal.description}`;
+      log(`401 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${error.code}: ${error.message}`);
+    }
     send(res, 401, { jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { "www-authenticate": `Bearer ${parts.join(", ")}` });
   };
 
@@ -69,14 +88,14 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const authenticate = async (req: IncomingMessage, res: ServerResponse, fresh: boolean): Promise<{ token: string; capability: Capability } | null> => {
     const token = bearer(req);
     if (token === null) {
-      challenge(res, null);
+      challenge(req, res, null);
       return null;
     }
     try {
       return { token, capability: await gateway.authenticate(token, { fresh }) };
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
-      challenge(res, e);
+      challenge(req, res, e);
       return null;
     }
   };
@@ -113,12 +132,12 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
 
   const handleRevoke = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const token = bearer(req);
-    if (token === null) { challenge(res, null); return; }
+    if (token === null) { challenge(req, res, null); return; }
     try {
       await gateway.revoke(token, "revoked by its holder through the gateway");
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
-      challenge(res, e); return;
+      challenge(req, res, e); return;
     }
     send(res, 200, { revoked: true });
   };
@@ -135,7 +154,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       } else send(res, 404, { error: "not found" });
     };
     route().catch((e: unknown) => {
-      process.stderr.write(`agentcap serve: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      log(`500 for ${req.method ?? "?"} ${req.url ?? "?"}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       if (!res.headersSent) send(res, 500, { jsonrpc: "2.0", error: { code: -32603, message: "internal error" }, id: null });
       else res.end();
     });

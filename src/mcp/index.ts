@@ -8,7 +8,7 @@ export type { ArgumentKind, AuditConfig, GatewayConfig, StoreConfig, UpstreamCon
 export { openGateway } from "./gateway.js";
 export type { Gateway, OpenGatewayOptions } from "./gateway.js";
 export { listenHttp } from "./http.js";
-export type { HttpGateway } from "./http.js";
+export type { HttpGateway, HttpGatewayOptions } from "./http.js";
 export { serveStdio } from "./stdio.js";
 export { guardUpstream, upstreamTransport } from "./upstream.js";
 export type { GuardedUpstream, GuardOptions } from "./upstream.js";
