@@ -78,6 +78,42 @@ const principalSchema = z.strictObject({
   grant: policyGrant.optional(),
 });
 
+/** A whole number from `min` to `max`, and what it counts, for the message when it is not. */
+const wholeNumber = (min: number, max: number, unit: string) => {
+  const message = `must be a whole number of ${unit} from ${min} to ${max}`;
+  return z.number({ error: message }).refine((v) => Number.isInteger(v) && v >= min && v <= max, message);
+};
+
+/** setTimeout's limit: a longer time would fire at once. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Bounds on every HTTP request, so a slow or huge one cannot hold the gateway; see `HttpLimits` for each. */
+const limitsSchema = z.strictObject({
+  headersTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
+  requestTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
+  maxHeaderBytes: wholeNumber(1024, 1024 * 1024, "bytes").optional(),
+  maxBodyBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").optional(),
+});
+
+/** The limits a gateway has when its configuration names none. */
+export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 4 * 1024 * 1024,
+});
+
+/** The configured limits, with defaults for those not given. */
+function httpLimits(given: z.output<typeof limitsSchema> | undefined): HttpLimits {
+  const d = DEFAULT_HTTP_LIMITS;
+  return {
+    headersTimeoutMs: given?.headersTimeoutMs ?? d.headersTimeoutMs,
+    requestTimeoutMs: given?.requestTimeoutMs ?? d.requestTimeoutMs,
+    maxHeaderBytes: given?.maxHeaderBytes ?? d.maxHeaderBytes,
+    maxBodyBytes: given?.maxBodyBytes ?? d.maxBodyBytes,
+  };
+}
+
 const configSchema = z
   .strictObject({
     issuer: nonEmpty,
@@ -85,6 +121,7 @@ const configSchema = z
       .strictObject({
         host: nonEmpty.optional(),
         port: z.number().int().min(0).max(65535).optional(),
+        limits: limitsSchema.optional(),
       })
       .optional(),
     keys: z
@@ -114,6 +151,14 @@ const configSchema = z
     upstreams: z.array(upstreamSchema).optional(),
   })
   .superRefine((config, ctx) => {
+    const limits = httpLimits(config.listen?.limits);
+    if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["listen", "limits", "headersTimeoutMs"],
+        message: `must not be more than requestTimeoutMs (${limits.requestTimeoutMs}), which bounds the whole request, headers included`,
+      });
+    }
     for (const [name, p] of Object.entries(config.policy.principals)) {
       for (const [i, role] of (p.roles ?? []).entries()) {
         if (!Object.hasOwn(config.policy.roles, role)) {
@@ -141,10 +186,22 @@ export type AuditConfig =
 /** One upstream MCP server, as validated. */
 export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
 
+/** Bounds on every request to the HTTP gateway. */
+export interface HttpLimits {
+  /** Time from a request's first byte to the end of its headers; slower gets 408 and the connection closed. */
+  readonly headersTimeoutMs: number;
+  /** Time from a request's first byte to the end of its body; slower gets 408 and the connection closed. */
+  readonly requestTimeoutMs: number;
+  /** Size of a request's headers, bearer token included; larger gets 431. */
+  readonly maxHeaderBytes: number;
+  /** Size of a POST /mcp body; larger gets 413 before the MCP transport parses it. */
+  readonly maxBodyBytes: number;
+}
+
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
 export interface GatewayConfig {
   readonly issuer: string;
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: { readonly host: string; readonly port: number; readonly limits: HttpLimits };
   readonly keys: { readonly file?: string; readonly createIfMissing: boolean; readonly publicKeys: Readonly<Record<string, string>> };
   readonly tokenStore: StoreConfig;
   readonly audit: AuditConfig;
@@ -235,7 +292,11 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
   const tools = c.tools ?? {};
   return {
     issuer: c.issuer,
-    listen: { host: c.listen?.host ?? "127.0.0.1", port: c.listen?.port ?? 3333 },
+    listen: {
+      host: c.listen?.host ?? "127.0.0.1",
+      port: c.listen?.port ?? 3333,
+      limits: httpLimits(c.listen?.limits),
+    },
     keys: {
       ...(c.keys.file === undefined ? {} : { file: path.resolve(dir, c.keys.file) }),
       createIfMissing: c.keys.createIfMissing ?? false,

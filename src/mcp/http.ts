@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { AgentcapError, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
+import { readJsonBody } from "./http-body.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
 import { tokenRefusal } from "./token-refusal.js";
@@ -61,10 +62,13 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 /**
  * Serves `gateway` on `host:port` (port 0 picks a free one). Resolves once
  * listening. Only the gateway's own routes answer: /mcp, /revoke and the
- * protected resource metadata.
+ * protected resource metadata. Every request is bounded by the
+ * configuration's `listen.limits`: slow headers or bodies get 408, large
+ * headers 431, a POST /mcp body over the limit 413.
  */
 export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
   const sessions = new Map<string, Session>();
+  const limits = gateway.config.listen.limits;
   let origin = "";
   const write = options.log ?? ((line: string) => process.stderr.write(`agentcap serve: ${line}\n`));
   // Control characters could forge or split log lines; request data and error texts reach the log.
@@ -100,6 +104,29 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     }
   };
 
+  /**
+   * The parsed JSON body of a POST, read within the size limit; undefined for
+   * other methods (the transport reads no body for them). Null once the
+   * request has been answered (413, 400) or its connection is gone.
+   */
+  const body = async (req: IncomingMessage, res: ServerResponse): Promise<{ readonly value: unknown } | undefined | null> => {
+    if (req.method !== "POST") return undefined;
+    const read = await readJsonBody(req, limits.maxBodyBytes);
+    switch (read.kind) {
+      case "json":
+        return { value: read.value };
+      case "too-large":
+        // The connection is closed after the answer: the rest of the body is not worth reading.
+        send(res, 413, { jsonrpc: "2.0", error: { code: -32600, message: `the request body is larger than ${limits.maxBodyBytes} bytes` }, id: null }, { connection: "close" });
+        return null;
+      case "malformed":
+        send(res, 400, { jsonrpc: "2.0", error: { code: -32700, message: "Parse error: the request body is not JSON" }, id: null });
+        return null;
+      case "gone":
+        return null;
+    }
+  };
+
   const handleMcp = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const sessionId = req.headers["mcp-session-id"];
     if (typeof sessionId === "string") {
@@ -110,10 +137,14 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       if (auth.token !== session.token) {
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
       }
-      return session.transport.handleRequest(req, res);
+      const parsed = await body(req, res);
+      if (parsed === null) return;
+      return session.transport.handleRequest(req, res, parsed?.value);
     }
     const auth = await authenticate(req, res, true);
     if (auth === null) return;
+    const parsed = await body(req, res);
+    if (parsed === null) return;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
@@ -125,7 +156,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     };
     const server = sessionServer(gateway, auth.capability);
     await server.connect(transport);
-    await transport.handleRequest(req, res);
+    await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
     if (transport.sessionId === undefined) await server.close();
   };
@@ -142,7 +173,19 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     send(res, 200, { revoked: true });
   };
 
-  const server = createServer((req, res) => {
+  /*
+   * Node answers a request whose headers or body arrive too slowly with 408,
+   * and over-long headers with 431, then closes the connection. It looks for
+   * late requests every connectionsCheckingInterval (30 s by default), which
+   * would let a short timeout run far over; a quarter of the shorter one,
+   * within 25 ms to 1 s, keeps them close to what is configured.
+   */
+  const server = createServer({
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))),
+  }, (req, res) => {
     const route = async (): Promise<void> => {
       // Parsed inside the guarded route: a request target such as `//` or `http://[` must not escape to the process.
       const url = URL.parse(req.url ?? "/", origin);

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { DEFAULT_HTTP_LIMITS, loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway } from "../../src/mcp/gateway.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { makeFixture } from "./support.ts";
@@ -28,7 +28,7 @@ function problems(value: unknown, env: NodeJS.ProcessEnv = {}): string {
 describe("gateway configuration", () => {
   it("resolves relative paths against the file's folder and fills defaults", () => {
     const c = parseGatewayConfig({ ...base, tools: { files: { root: "ws" } } }, "/srv/gw");
-    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333 });
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, limits: DEFAULT_HTTP_LIMITS });
     expect(c.keys.file).toBe("/srv/gw/keys.json");
     expect(c.tokenStore).toEqual({ kind: "sqlite", path: "/srv/gw/tokens.db" });
     expect(c.tools.files?.root).toBe("/srv/gw/ws");
@@ -38,6 +38,21 @@ describe("gateway configuration", () => {
     [{ ...base, issuer: "" }, "issuer: must not be empty"],
     [{ ...base, extra: 1 }, 'Unrecognized key: "extra"'],
     [{ ...base, listen: { port: 70000 } }, "listen.port"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 0 } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 1.5 } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: "10s" } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: -1 } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: 2 ** 31 } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: Number.NaN } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { maxHeaderBytes: 100 } } }, "listen.limits.maxHeaderBytes: must be a whole number of bytes from 1024 to 1048576"],
+    [{ ...base, listen: { limits: { maxHeaderBytes: 2 ** 21 } } }, "listen.limits.maxHeaderBytes: must be a whole number of bytes from 1024 to 1048576"],
+    [{ ...base, listen: { limits: { maxBodyBytes: 0 } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes from 1 to 1073741824"],
+    [{ ...base, listen: { limits: { maxBodyBytes: Infinity } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes"],
+    [{ ...base, listen: { limits: { maxBodyBytes: null } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (1000)"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 60_000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (30000)"],
+    [{ ...base, listen: { limits: { bodyTimeoutMs: 1 } } }, 'Unrecognized key: "bodyTimeoutMs"'],
+    [{ ...base, listen: { limits: "fast" } }, "listen.limits"],
     [{ ...base, keys: {} }, "keys: needs file"],
     [{ ...base, keys: { publicKeys: { one: "x" } } }, "keys.publicKeys.one"],
     [{ ...base, tokenStore: { kind: "redis" } }, "tokenStore.kind"],
@@ -63,6 +78,11 @@ describe("gateway configuration", () => {
     ],
   ])("names the bad field: %j", (value, expected) => {
     expect(problems(value)).toContain(expected);
+  });
+
+  it("fills defaults for the request limits not given", () => {
+    expect(parseGatewayConfig({ ...base, listen: { limits: { maxBodyBytes: 1 } } }, "/srv").listen.limits).toEqual({ ...DEFAULT_HTTP_LIMITS, maxBodyBytes: 1 });
+    expect(DEFAULT_HTTP_LIMITS).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxBodyBytes: 4_194_304 });
   });
 
   it("lists every bad field at once", () => {
