@@ -10,6 +10,8 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { InvalidInput, parseGrant, type Grant } from "../kernel/index.js";
+import { originProblem } from "../kernel/internal.js";
+import { parseHost } from "./http-hosts.js";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 const grant = z.unknown().superRefine((value, ctx) => {
@@ -114,6 +116,14 @@ function httpLimits(given: z.output<typeof limitsSchema> | undefined): HttpLimit
   };
 }
 
+/** A Host the gateway also answers to, such as a reverse proxy's name. */
+const allowedHost = z.string().refine((h) => parseHost(h) !== null, 'must be a host name or IP address, optionally with a port, such as "mcp.example.com" or "127.0.0.1:3333"');
+/** An origin whose pages may call the gateway, in the form browsers send it. */
+const allowedOrigin = z.string().superRefine((o, ctx) => {
+  const problem = originProblem(o);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: `${problem} (an origin is scheme, host and port only, such as "https://app.example.com")` });
+});
+
 const configSchema = z
   .strictObject({
     issuer: nonEmpty,
@@ -122,6 +132,8 @@ const configSchema = z
         host: nonEmpty.optional(),
         port: z.number().int().min(0).max(65535).optional(),
         limits: limitsSchema.optional(),
+        allowedHosts: z.array(allowedHost).optional(),
+        allowedOrigins: z.array(allowedOrigin).optional(),
       })
       .optional(),
     keys: z
@@ -201,7 +213,15 @@ export interface HttpLimits {
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
 export interface GatewayConfig {
   readonly issuer: string;
-  readonly listen: { readonly host: string; readonly port: number; readonly limits: HttpLimits };
+  readonly listen: {
+    readonly host: string;
+    readonly port: number;
+    readonly limits: HttpLimits;
+    /** Host values answered besides the listen address (see http-hosts.ts), such as a reverse proxy's name. */
+    readonly allowedHosts: readonly string[];
+    /** Origins whose pages may call the gateway besides those of the hosts it answers to. */
+    readonly allowedOrigins: readonly string[];
+  };
   readonly keys: { readonly file?: string; readonly createIfMissing: boolean; readonly publicKeys: Readonly<Record<string, string>> };
   readonly tokenStore: StoreConfig;
   readonly audit: AuditConfig;
@@ -296,6 +316,8 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
       host: c.listen?.host ?? "127.0.0.1",
       port: c.listen?.port ?? 3333,
       limits: httpLimits(c.listen?.limits),
+      allowedHosts: c.listen?.allowedHosts ?? [],
+      allowedOrigins: c.listen?.allowedOrigins ?? [],
     },
     keys: {
       ...(c.keys.file === undefined ? {} : { file: path.resolve(dir, c.keys.file) }),

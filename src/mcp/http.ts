@@ -4,7 +4,8 @@
  * Bearer …` (and `error="invalid_token"` when one was given), pointing at the
  * protected resource metadata as the MCP authorization spec asks. Why a token
  * was refused goes to the server's log; the client learns only the kind of
- * refusal (see token-refusal.ts). A session
+ * refusal (see token-refusal.ts). A request whose Host or Origin the gateway
+ * does not answer to gets 403 before anything else (see http-hosts.ts). A session
  * is bound at `initialize` to the capability of the token that opened it,
  * and later requests of the session must present that same token.
  */
@@ -14,6 +15,7 @@ import type { AddressInfo } from "node:net";
 import { AgentcapError, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
+import { requestSources, type RequestSources } from "./http-hosts.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
 import { tokenRefusal } from "./token-refusal.js";
@@ -69,7 +71,10 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
   const sessions = new Map<string, Session>();
   const limits = gateway.config.listen.limits;
+  // Known once listening, before any request can arrive.
   let origin = "";
+  let originHost = "";
+  let sources: RequestSources = { hostAllowed: () => false, originAllowed: () => false };
   const write = options.log ?? ((line: string) => process.stderr.write(`agentcap serve: ${line}\n`));
   // Control characters could forge or split log lines; request data and error texts reach the log.
   const log = (line: string) => {
@@ -173,6 +178,11 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     send(res, 200, { revoked: true });
   };
 
+  const refuse = (req: IncomingMessage, res: ServerResponse, what: "Host" | "Origin", value: string | undefined): void => {
+    log(`403 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${what} ${JSON.stringify(value ?? null)} is not allowed; listen.allowed${what}s adds more`);
+    send(res, 403, { jsonrpc: "2.0", error: { code: -32000, message: `Forbidden: ${what} not allowed` }, id: null });
+  };
+
   /*
    * Node answers a request whose headers or body arrive too slowly with 408,
    * and over-long headers with 431, then closes the connection. It looks for
@@ -190,6 +200,12 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       // Parsed inside the guarded route: a request target such as `//` or `http://[` must not escape to the process.
       const url = URL.parse(req.url ?? "/", origin);
       if (url === null) { send(res, 400, { error: "malformed request target" }); return; }
+      // A target in absolute form (or `//name/…`) names a host of its own, which HTTP says takes the place of Host: both must pass.
+      for (const host of url.host === originHost ? [req.headers.host] : [req.headers.host, url.host]) {
+        if (!sources.hostAllowed(host)) { refuse(req, res, "Host", host); return; }
+      }
+      const from = req.headers.origin;
+      if (from !== undefined && !sources.originAllowed(from)) { refuse(req, res, "Origin", from); return; }
       if (url.pathname === MCP_PATH) await handleMcp(req, res);
       else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
       else if (url.pathname === METADATA_PATH && req.method === "GET") {
@@ -208,6 +224,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   });
   const address = server.address() as AddressInfo;
   origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  originHost = new URL(origin).host;
+  sources = requestSources(address, listen.host, gateway.config.listen);
   return {
     url: `${origin}${MCP_PATH}`,
     close: async () => {

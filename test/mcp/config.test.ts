@@ -28,13 +28,13 @@ function problems(value: unknown, env: NodeJS.ProcessEnv = {}): string {
 describe("gateway configuration", () => {
   it("resolves relative paths against the file's folder and fills defaults", () => {
     const c = parseGatewayConfig({ ...base, tools: { files: { root: "ws" } } }, "/srv/gw");
-    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, limits: DEFAULT_HTTP_LIMITS });
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, limits: DEFAULT_HTTP_LIMITS, allowedHosts: [], allowedOrigins: [] });
     expect(c.keys.file).toBe("/srv/gw/keys.json");
     expect(c.tokenStore).toEqual({ kind: "sqlite", path: "/srv/gw/tokens.db" });
     expect(c.tools.files?.root).toBe("/srv/gw/ws");
   });
 
-  it.each([
+  it.each<readonly [unknown, string]>([
     [{ ...base, issuer: "" }, "issuer: must not be empty"],
     [{ ...base, extra: 1 }, 'Unrecognized key: "extra"'],
     [{ ...base, listen: { port: 70000 } }, "listen.port"],
@@ -53,6 +53,16 @@ describe("gateway configuration", () => {
     [{ ...base, listen: { limits: { headersTimeoutMs: 60_000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (30000)"],
     [{ ...base, listen: { limits: { bodyTimeoutMs: 1 } } }, 'Unrecognized key: "bodyTimeoutMs"'],
     [{ ...base, listen: { limits: "fast" } }, "listen.limits"],
+    [{ ...base, listen: { allowedHosts: "mcp.example.com" } }, "listen.allowedHosts: Invalid input: expected array"],
+    ...["", "http://mcp.example.com", "mcp.example.com/mcp", "user@mcp.example.com", "mcp example.com", "mcp.example.com:", "mcp.example.com:99999", "::1", "[::1"].map(
+      (h) => [{ ...base, listen: { allowedHosts: ["ok.example", h] } }, 'listen.allowedHosts.1: must be a host name or IP address, optionally with a port, such as "mcp.example.com"'] as [unknown, string],
+    ),
+    [{ ...base, listen: { allowedOrigins: ["app.example.com"] } }, "listen.allowedOrigins.0: is not a valid URL origin"],
+    [{ ...base, listen: { allowedOrigins: ["https://app.example.com/"] } }, "listen.allowedOrigins.0: must be written in canonical form: https://app.example.com"],
+    [{ ...base, listen: { allowedOrigins: ["HTTPS://App.Example.com:443"] } }, "listen.allowedOrigins.0: must be written in canonical form: https://app.example.com"],
+    [{ ...base, listen: { allowedOrigins: ["ftp://app.example.com"] } }, "listen.allowedOrigins.0: must use http: or https:"],
+    [{ ...base, listen: { allowedOrigins: ["null"] } }, "listen.allowedOrigins.0: is not a valid URL origin"],
+    [{ ...base, listen: { allowedOrigins: [3] } }, "listen.allowedOrigins.0"],
     [{ ...base, keys: {} }, "keys: needs file"],
     [{ ...base, keys: { publicKeys: { one: "x" } } }, "keys.publicKeys.one"],
     [{ ...base, tokenStore: { kind: "redis" } }, "tokenStore.kind"],
