@@ -10,6 +10,8 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { InvalidInput, parseGrant, type Grant } from "../kernel/index.js";
+import { originProblem } from "../kernel/internal.js";
+import { parseHost } from "./http-hosts.js";
 
 const nonEmpty = z.string().min(1, "must not be empty");
 const grant = z.unknown().superRefine((value, ctx) => {
@@ -42,6 +44,11 @@ const upstreamCommon = {
   name: z.string().regex(/^[A-Za-z0-9-]{1,24}$/, "must be 1 to 24 letters, digits or -, as it prefixes tool names (<name>__<tool>)"),
   /** Folder relative paths in fs-constrained arguments resolve against, as the upstream would resolve them. */
   root: nonEmpty.optional(),
+  /**
+   * How URL arguments name their host: "resolve" (default) resolves a name and checks every address, but the
+   * upstream resolves it again itself; "ip-literal" takes IP addresses only, so the address checked is the one used.
+   */
+  urlHosts: z.enum(["resolve", "ip-literal"]).optional(),
   /** The upstream tools to expose (others stay hidden), each with its constrained arguments. */
   tools: z.record(z.string().min(1).max(64), z.record(z.string().min(1), argumentKinds)),
 };
@@ -73,6 +80,50 @@ const principalSchema = z.strictObject({
   grant: policyGrant.optional(),
 });
 
+/** A whole number from `min` to `max`, and what it counts, for the message when it is not. */
+const wholeNumber = (min: number, max: number, unit: string) => {
+  const message = `must be a whole number of ${unit} from ${min} to ${max}`;
+  return z.number({ error: message }).refine((v) => Number.isInteger(v) && v >= min && v <= max, message);
+};
+
+/** setTimeout's limit: a longer time would fire at once. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Bounds on every HTTP request, so a slow or huge one cannot hold the gateway; see `HttpLimits` for each. */
+const limitsSchema = z.strictObject({
+  headersTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
+  requestTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
+  maxHeaderBytes: wholeNumber(1024, 1024 * 1024, "bytes").optional(),
+  maxBodyBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").optional(),
+});
+
+/** The limits a gateway has when its configuration names none. */
+export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 4 * 1024 * 1024,
+});
+
+/** The configured limits, with defaults for those not given. */
+function httpLimits(given: z.output<typeof limitsSchema> | undefined): HttpLimits {
+  const d = DEFAULT_HTTP_LIMITS;
+  return {
+    headersTimeoutMs: given?.headersTimeoutMs ?? d.headersTimeoutMs,
+    requestTimeoutMs: given?.requestTimeoutMs ?? d.requestTimeoutMs,
+    maxHeaderBytes: given?.maxHeaderBytes ?? d.maxHeaderBytes,
+    maxBodyBytes: given?.maxBodyBytes ?? d.maxBodyBytes,
+  };
+}
+
+/** A Host the gateway also answers to, such as a reverse proxy's name. */
+const allowedHost = z.string().refine((h) => parseHost(h) !== null, 'must be a host name or IP address, optionally with a port, such as "mcp.example.com" or "127.0.0.1:3333"');
+/** An origin whose pages may call the gateway, in the form browsers send it. */
+const allowedOrigin = z.string().superRefine((o, ctx) => {
+  const problem = originProblem(o);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: `${problem} (an origin is scheme, host and port only, such as "https://app.example.com")` });
+});
+
 const configSchema = z
   .strictObject({
     issuer: nonEmpty,
@@ -80,6 +131,9 @@ const configSchema = z
       .strictObject({
         host: nonEmpty.optional(),
         port: z.number().int().min(0).max(65535).optional(),
+        limits: limitsSchema.optional(),
+        allowedHosts: z.array(allowedHost).optional(),
+        allowedOrigins: z.array(allowedOrigin).optional(),
       })
       .optional(),
     keys: z
@@ -109,6 +163,14 @@ const configSchema = z
     upstreams: z.array(upstreamSchema).optional(),
   })
   .superRefine((config, ctx) => {
+    const limits = httpLimits(config.listen?.limits);
+    if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["listen", "limits", "headersTimeoutMs"],
+        message: `must not be more than requestTimeoutMs (${limits.requestTimeoutMs}), which bounds the whole request, headers included`,
+      });
+    }
     for (const [name, p] of Object.entries(config.policy.principals)) {
       for (const [i, role] of (p.roles ?? []).entries()) {
         if (!Object.hasOwn(config.policy.roles, role)) {
@@ -136,10 +198,30 @@ export type AuditConfig =
 /** One upstream MCP server, as validated. */
 export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
 
+/** Bounds on every request to the HTTP gateway. */
+export interface HttpLimits {
+  /** Time from a request's first byte to the end of its headers; slower gets 408 and the connection closed. */
+  readonly headersTimeoutMs: number;
+  /** Time from a request's first byte to the end of its body; slower gets 408 and the connection closed. */
+  readonly requestTimeoutMs: number;
+  /** Size of a request's headers, bearer token included; larger gets 431. */
+  readonly maxHeaderBytes: number;
+  /** Size of a POST /mcp body; larger gets 413 before the MCP transport parses it. */
+  readonly maxBodyBytes: number;
+}
+
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
 export interface GatewayConfig {
   readonly issuer: string;
-  readonly listen: { readonly host: string; readonly port: number };
+  readonly listen: {
+    readonly host: string;
+    readonly port: number;
+    readonly limits: HttpLimits;
+    /** Host values answered besides the listen address (see http-hosts.ts), such as a reverse proxy's name. */
+    readonly allowedHosts: readonly string[];
+    /** Origins whose pages may call the gateway besides those of the hosts it answers to. */
+    readonly allowedOrigins: readonly string[];
+  };
   readonly keys: { readonly file?: string; readonly createIfMissing: boolean; readonly publicKeys: Readonly<Record<string, string>> };
   readonly tokenStore: StoreConfig;
   readonly audit: AuditConfig;
@@ -151,9 +233,24 @@ export interface GatewayConfig {
   readonly upstreams: readonly UpstreamConfig[];
 }
 
+/**
+ * The issues to show for `issue`, with paths from the top. A value that
+ * matches no form of a union is described by the form it came closest to
+ * (fewest issues), so a bad field of an upstream is named rather than
+ * reported as the whole upstream being "Invalid input".
+ */
+function leafIssues(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[]): { readonly path: readonly PropertyKey[]; readonly message: string }[] {
+  const path = [...prefix, ...issue.path];
+  if (issue.code === "invalid_union" && issue.errors.length > 0) {
+    const closest = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+    if (closest.length > 0) return closest.flatMap((i) => leafIssues(i, path));
+  }
+  return [{ path, message: issue.message }];
+}
+
 /** Turns every zod issue into one line naming its field, so a person can fix them all in one go. */
 function describeAll(what: string, error: z.ZodError): string {
-  const lines = error.issues.map((issue) => `  ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)"}: ${issue.message}`);
+  const lines = error.issues.flatMap((i) => leafIssues(i, [])).map((issue) => `  ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)"}: ${issue.message}`);
   return `invalid ${what}:\n${lines.join("\n")}`;
 }
 
@@ -215,7 +312,13 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
   const tools = c.tools ?? {};
   return {
     issuer: c.issuer,
-    listen: { host: c.listen?.host ?? "127.0.0.1", port: c.listen?.port ?? 3333 },
+    listen: {
+      host: c.listen?.host ?? "127.0.0.1",
+      port: c.listen?.port ?? 3333,
+      limits: httpLimits(c.listen?.limits),
+      allowedHosts: c.listen?.allowedHosts ?? [],
+      allowedOrigins: c.listen?.allowedOrigins ?? [],
+    },
     keys: {
       ...(c.keys.file === undefined ? {} : { file: path.resolve(dir, c.keys.file) }),
       createIfMissing: c.keys.createIfMissing ?? false,

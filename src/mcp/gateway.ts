@@ -12,7 +12,7 @@ import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.j
 import { requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
 import { createFileSystem } from "../resources/fs/index.js";
-import { createHttpClient } from "../resources/http/index.js";
+import { createHttpClient, type Resolver } from "../resources/http/index.js";
 import { createSqlDatabase, type SchemaSpec } from "../resources/sql/index.js";
 import {
   commandTool,
@@ -66,9 +66,12 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Options for tests and embedders: a different upstream transport, for example one that counts messages. */
+/** Options for tests and embedders. */
 export interface OpenGatewayOptions {
+  /** Guards each upstream; a different one can, for example, give it a transport that counts messages. */
   readonly guard?: typeof guardUpstream;
+  /** Resolves host names for the fetch tool and for URL arguments of upstream tools; the system resolver by default. */
+  readonly resolver?: Resolver;
 }
 
 interface KeyFile {
@@ -114,14 +117,17 @@ async function openAudit(s: AuditConfig): Promise<AuditStore> {
  * with them. Their resources record every access in `audit`, the store the
  * dispatcher records tool calls in, so one lineage query finds both.
  */
-function builtinTools(config: GatewayConfig["tools"], audit: AuditSink): { tools: AnyTool[]; close: () => void } {
+function builtinTools(config: GatewayConfig["tools"], audit: AuditSink, resolver: Resolver | undefined): { tools: AnyTool[]; close: () => void } {
   const tools: AnyTool[] = [];
   const closers: (() => void)[] = [];
   if (config.files !== undefined) {
     const f = fileTools(createFileSystem({ baseDir: config.files.root, audit }));
     tools.push(f.read, f.write, f.list);
   }
-  if (config.http !== undefined) tools.push(fetchTool(createHttpClient({ audit, ...(config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs }) })));
+  if (config.http !== undefined) {
+    const timeout = config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs };
+    tools.push(fetchTool(createHttpClient({ audit, ...timeout, ...(resolver === undefined ? {} : { resolver }) })));
+  }
   if (config.database !== undefined) {
     if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
     const Driver = requireOptional("better-sqlite3", "the gateway's SQLite database tools") as typeof Database;
@@ -154,12 +160,12 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     cleanup.push(() => tokenStore.close());
     const audit = await openAudit(config.audit);
     cleanup.push(() => audit.close());
-    const builtin = builtinTools(config.tools, audit);
+    const builtin = builtinTools(config.tools, audit, options.resolver);
     cleanup.push(builtin.close);
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
-      const g = await guard(u);
+      const g = await guard(u, options.resolver === undefined ? {} : { resolver: options.resolver });
       upstreams.push(g);
       cleanup.push(() => g.close());
     }

@@ -2,7 +2,10 @@
  * The gateway over Streamable HTTP. Every request carries a bearer token in
  * `Authorization`; a missing or bad one gets 401 with `WWW-Authenticate:
  * Bearer …` (and `error="invalid_token"` when one was given), pointing at the
- * protected resource metadata as the MCP authorization spec asks. A session
+ * protected resource metadata as the MCP authorization spec asks. Why a token
+ * was refused goes to the server's log; the client learns only the kind of
+ * refusal (see token-refusal.ts). A request whose Host or Origin the gateway
+ * does not answer to gets 403 before anything else (see http-hosts.ts). A session
  * is bound at `initialize` to the capability of the token that opened it,
  * and later requests of the session must present that same token.
  */
@@ -11,8 +14,11 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { AgentcapError, type Capability } from "../kernel/index.js";
 import type { Gateway } from "./gateway.js";
+import { readJsonBody } from "./http-body.js";
+import { requestSources, type RequestSources } from "./http-hosts.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
+import { tokenRefusal } from "./token-refusal.js";
 
 /** The path MCP clients connect to. */
 export const MCP_PATH = "/mcp";
@@ -26,6 +32,12 @@ export interface HttpGateway {
   readonly url: string;
   /** Stops accepting connections, closes every session, and waits for the server to stop. */
   close(): Promise<void>;
+}
+
+/** What the HTTP gateway needs besides its address. */
+export interface HttpGatewayOptions {
+  /** Takes one line (no newline) for the operator: refused tokens with their reasons, failed requests. Standard error by default. */
+  readonly log?: (line: string) => void;
 }
 
 interface Session {
@@ -52,16 +64,32 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 /**
  * Serves `gateway` on `host:port` (port 0 picks a free one). Resolves once
  * listening. Only the gateway's own routes answer: /mcp, /revoke and the
- * protected resource metadata.
+ * protected resource metadata. Every request is bounded by the
+ * configuration's `listen.limits`: slow headers or bodies get 408, large
+ * headers 431, a POST /mcp body over the limit 413.
  */
-export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }): Promise<HttpGateway> {
+export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
   const sessions = new Map<string, Session>();
+  const limits = gateway.config.listen.limits;
+  // Known once listening, before any request can arrive.
   let origin = "";
+  let originHost = "";
+  let sources: RequestSources = { hostAllowed: () => false, originAllowed: () => false };
+  const write = options.log ?? ((line: string) => process.stderr.write(`agentcap serve: ${line}\n`));
+  // Control characters could forge or split log lines; request data and error texts reach the log.
+  const log = (line: string) => {
+    write(line.replace(/\p{Cc}+/gu, " "));
+  };
 
-  const challenge = (res: ServerResponse, error: AgentcapError | null): void => {
+  const challenge = (req: IncomingMessage, res: ServerResponse, error: AgentcapError | null): void => {
     const parts = [`realm="agentcap"`, `resource_metadata=${quoted(`${origin}${METADATA_PATH}`)}`];
-    if (error !== null) parts.push(`error="invalid_token"`, `error_description=${quoted(error.message)}`);
-    const message = error === null ? "this MCP server needs a bearer token in the Authorization header" : `${error.code}: ${error.message}`;
+    let message = "this MCP server needs a bearer token in the Authorization header";
+    if (error !== null) {
+      const refusal = tokenRefusal(error);
+      parts.push(`error="invalid_token"`, `error_description=${quoted(refusal.description)}`);
+      message = `${refusal.code}: ${refusal.description}`;
+      log(`401 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${error.code}: ${error.message}`);
+    }
     send(res, 401, { jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { "www-authenticate": `Bearer ${parts.join(", ")}` });
   };
 
@@ -69,15 +97,38 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const authenticate = async (req: IncomingMessage, res: ServerResponse, fresh: boolean): Promise<{ token: string; capability: Capability } | null> => {
     const token = bearer(req);
     if (token === null) {
-      challenge(res, null);
+      challenge(req, res, null);
       return null;
     }
     try {
       return { token, capability: await gateway.authenticate(token, { fresh }) };
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
-      challenge(res, e);
+      challenge(req, res, e);
       return null;
+    }
+  };
+
+  /**
+   * The parsed JSON body of a POST, read within the size limit; undefined for
+   * other methods (the transport reads no body for them). Null once the
+   * request has been answered (413, 400) or its connection is gone.
+   */
+  const body = async (req: IncomingMessage, res: ServerResponse): Promise<{ readonly value: unknown } | undefined | null> => {
+    if (req.method !== "POST") return undefined;
+    const read = await readJsonBody(req, limits.maxBodyBytes);
+    switch (read.kind) {
+      case "json":
+        return { value: read.value };
+      case "too-large":
+        // The connection is closed after the answer: the rest of the body is not worth reading.
+        send(res, 413, { jsonrpc: "2.0", error: { code: -32600, message: `the request body is larger than ${limits.maxBodyBytes} bytes` }, id: null }, { connection: "close" });
+        return null;
+      case "malformed":
+        send(res, 400, { jsonrpc: "2.0", error: { code: -32700, message: "Parse error: the request body is not JSON" }, id: null });
+        return null;
+      case "gone":
+        return null;
     }
   };
 
@@ -91,10 +142,14 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       if (auth.token !== session.token) {
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
       }
-      return session.transport.handleRequest(req, res);
+      const parsed = await body(req, res);
+      if (parsed === null) return;
+      return session.transport.handleRequest(req, res, parsed?.value);
     }
     const auth = await authenticate(req, res, true);
     if (auth === null) return;
+    const parsed = await body(req, res);
+    if (parsed === null) return;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
@@ -106,28 +161,51 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     };
     const server = sessionServer(gateway, auth.capability);
     await server.connect(transport);
-    await transport.handleRequest(req, res);
+    await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
     if (transport.sessionId === undefined) await server.close();
   };
 
   const handleRevoke = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const token = bearer(req);
-    if (token === null) { challenge(res, null); return; }
+    if (token === null) { challenge(req, res, null); return; }
     try {
       await gateway.revoke(token, "revoked by its holder through the gateway");
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
-      challenge(res, e); return;
+      challenge(req, res, e); return;
     }
     send(res, 200, { revoked: true });
   };
 
-  const server = createServer((req, res) => {
+  const refuse = (req: IncomingMessage, res: ServerResponse, what: "Host" | "Origin", value: string | undefined): void => {
+    log(`403 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${what} ${JSON.stringify(value ?? null)} is not allowed; listen.allowed${what}s adds more`);
+    send(res, 403, { jsonrpc: "2.0", error: { code: -32000, message: `Forbidden: ${what} not allowed` }, id: null });
+  };
+
+  /*
+   * Node answers a request whose headers or body arrive too slowly with 408,
+   * and over-long headers with 431, then closes the connection. It looks for
+   * late requests every connectionsCheckingInterval (30 s by default), which
+   * would let a short timeout run far over; a quarter of the shorter one,
+   * within 25 ms to 1 s, keeps them close to what is configured.
+   */
+  const server = createServer({
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+    connectionsCheckingInterval: Math.min(1000, Math.max(25, Math.floor(Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs) / 4))),
+  }, (req, res) => {
     const route = async (): Promise<void> => {
       // Parsed inside the guarded route: a request target such as `//` or `http://[` must not escape to the process.
       const url = URL.parse(req.url ?? "/", origin);
       if (url === null) { send(res, 400, { error: "malformed request target" }); return; }
+      // A target in absolute form (or `//name/…`) names a host of its own, which HTTP says takes the place of Host: both must pass.
+      for (const host of url.host === originHost ? [req.headers.host] : [req.headers.host, url.host]) {
+        if (!sources.hostAllowed(host)) { refuse(req, res, "Host", host); return; }
+      }
+      const from = req.headers.origin;
+      if (from !== undefined && !sources.originAllowed(from)) { refuse(req, res, "Origin", from); return; }
       if (url.pathname === MCP_PATH) await handleMcp(req, res);
       else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
       else if (url.pathname === METADATA_PATH && req.method === "GET") {
@@ -135,7 +213,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       } else send(res, 404, { error: "not found" });
     };
     route().catch((e: unknown) => {
-      process.stderr.write(`agentcap serve: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      log(`500 for ${req.method ?? "?"} ${req.url ?? "?"}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
       if (!res.headersSent) send(res, 500, { jsonrpc: "2.0", error: { code: -32603, message: "internal error" }, id: null });
       else res.end();
     });
@@ -146,6 +224,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   });
   const address = server.address() as AddressInfo;
   origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+  originHost = new URL(origin).host;
+  sources = requestSources(address, listen.host, gateway.config.listen);
   return {
     url: `${origin}${MCP_PATH}`,
     close: async () => {

@@ -4,11 +4,11 @@
  * servers guarded; served over Streamable HTTP or stdio.
  */
 export { loadGatewayConfig, parseGatewayConfig } from "./config.js";
-export type { ArgumentKind, AuditConfig, GatewayConfig, StoreConfig, UpstreamConfig } from "./config.js";
+export type { ArgumentKind, AuditConfig, GatewayConfig, HttpLimits, StoreConfig, UpstreamConfig } from "./config.js";
 export { openGateway } from "./gateway.js";
 export type { Gateway, OpenGatewayOptions } from "./gateway.js";
 export { listenHttp } from "./http.js";
-export type { HttpGateway } from "./http.js";
+export type { HttpGateway, HttpGatewayOptions } from "./http.js";
 export { serveStdio } from "./stdio.js";
 export { guardUpstream, upstreamTransport } from "./upstream.js";
-export type { GuardedUpstream } from "./upstream.js";
+export type { GuardedUpstream, GuardOptions } from "./upstream.js";

@@ -7,11 +7,25 @@
  * runs, so a denied call never reaches the upstream. The handler authorizes
  * the same requests again on its narrowed capability and sends the
  * canonical values, so the upstream acts on exactly what was authorized.
+ *
+ * A URL argument is confined by the HTTP resource's own code: its host name
+ * is resolved with the gateway's resolver and every address is checked, so a
+ * granted name that points at 169.254.169.254 or another private address the
+ * grant does not name is refused here as the built-in fetch tool refuses it.
+ * What the guard cannot do is choose the address the upstream connects to:
+ * the upstream resolves the name again, and a name whose answer changes
+ * between the two lookups (DNS rebinding) or an upstream that follows
+ * redirects reaches what the check never saw. An upstream configured with
+ * `urlHosts: "ip-literal"` takes only URLs whose host is an IP address, which
+ * leaves the upstream nothing to resolve.
  */
 import path from "node:path";
 import { z } from "zod";
+import { canonicalHttpUrl, isIpLiteral } from "../kernel/internal.js";
 import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.js";
 import { lexicalPath, realPath } from "../resources/fs/internal.js";
+import { systemResolver, type Resolver } from "../resources/http/index.js";
+import { authorizeUrl } from "../resources/http/internal.js";
 import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
 import type { ArgumentKind, UpstreamConfig } from "./config.js";
 import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type Transport } from "./sdk.js";
@@ -43,8 +57,12 @@ export function upstreamTransport(config: UpstreamConfig): Transport {
 
 type Need = FsRequest | HttpRequest;
 
+/** What canonicalizing an argument needs to know about its upstream. */
+export type ArgumentContext = Pick<UpstreamConfig, "name" | "root" | "urlHosts">;
+
 /** The canonical request one argument value stands for; InvalidInput when the value cannot be one. */
-function canonical(kind: ArgumentKind, value: string, root: string | undefined, where: string): Need {
+function canonical(kind: ArgumentKind, value: string, upstream: ArgumentContext, where: string): Need {
+  const root = upstream.root;
   if (kind.startsWith("fs.")) {
     if (!path.isAbsolute(value) && root === undefined) {
       throw new InvalidInput(`${where}: relative path ${JSON.stringify(value)} needs the upstream's root; give an absolute path`);
@@ -53,9 +71,14 @@ function canonical(kind: ArgumentKind, value: string, root: string | undefined, 
   }
   let url: URL;
   try {
-    url = new URL(value);
-  } catch {
-    throw new InvalidInput(`${where}: ${JSON.stringify(value)} is not an absolute URL`);
+    url = canonicalHttpUrl(value);
+  } catch (e) {
+    throw e instanceof InvalidInput ? new InvalidInput(`${where}: ${e.message}`) : e;
+  }
+  if (upstream.urlHosts === "ip-literal" && !isIpLiteral(url.hostname)) {
+    throw new InvalidInput(
+      `${where}: ${JSON.stringify(value)} names its host by name; upstream ${upstream.name} takes only URLs whose host is an IP address (urlHosts: "ip-literal"), as agentcap cannot choose the address a name leads the upstream to`,
+    );
   }
   return { action: "http.request", method: kind.slice("http.".length) as HttpRequest["method"], url: url.href };
 }
@@ -70,7 +93,7 @@ export function constrainArguments(
   tool: string,
   constraints: Readonly<Record<string, ArgumentKind | readonly ArgumentKind[]>>,
   input: Readonly<Record<string, unknown>>,
-  root: string | undefined,
+  upstream: ArgumentContext,
 ): { readonly needs: readonly Need[]; readonly args: Record<string, unknown> } {
   const needs: Need[] = [];
   const args: Record<string, unknown> = { ...input };
@@ -81,7 +104,7 @@ export function constrainArguments(
     if (values === null) throw new InvalidInput(`${where} must be a string or an array of strings; agentcap checks it before the upstream sees it`);
     const kinds = typeof spec === "string" ? [spec] : spec;
     const canonicalValues = values.map((v) => {
-      const requests = kinds.map((k) => canonical(k, v, root, where));
+      const requests = kinds.map((k) => canonical(k, v, upstream, where));
       needs.push(...requests);
       const first = requests[0] as Need;
       return first.action === "http.request" ? first.url : first.path;
@@ -91,12 +114,22 @@ export function constrainArguments(
   return { needs, args };
 }
 
+/** How the guard reaches an upstream and resolves the host names in its URL arguments. */
+export interface GuardOptions {
+  /** The client transport; by default the one the configuration describes. */
+  readonly transport?: Transport;
+  /** Resolves host names of URL arguments, as the gateway's HTTP resource does; the system resolver by default. */
+  readonly resolver?: Resolver;
+}
+
 /**
  * Connects to one upstream, lists its tools, and wraps the configured ones.
  * Throws InvalidInput when the configuration names a tool the upstream does
  * not offer, or a name that would not be a valid tool name once prefixed.
  */
-export async function guardUpstream(config: UpstreamConfig, transport: Transport = upstreamTransport(config)): Promise<GuardedUpstream> {
+export async function guardUpstream(config: UpstreamConfig, options: GuardOptions = {}): Promise<GuardedUpstream> {
+  const transport = options.transport ?? upstreamTransport(config);
+  const resolver = options.resolver ?? systemResolver;
   const client = new Client({ name: "agentcap-gateway", version: "0.1.0" });
   await client.connect(transport);
   try {
@@ -109,19 +142,23 @@ export async function guardUpstream(config: UpstreamConfig, transport: Transport
         throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${[...offered.keys()].join(", ") || "no tools"}`);
       }
       const exposed = `${config.name}${UPSTREAM_SEPARATOR}${upstreamName}`;
-      const root = config.root;
       const tool = defineTool(
         {
           name: exposed,
           description: `${listed.description ?? upstreamName} (via agentcap from upstream ${config.name})`,
           // The upstream validates the rest itself; the constrained arguments are checked in needs.
           input: z.looseObject({}),
-          needs: (input) => constrainArguments(exposed, constraints, input, root).needs,
+          needs: (input) => constrainArguments(exposed, constraints, input, config).needs,
         },
         async (input, cap, ctx): Promise<CallToolResult> => {
           // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
-          const { needs, args } = constrainArguments(exposed, constraints, input, root);
-          for (const need of needs) assertAuthorized(cap, ctx.tenant === null ? need : { ...need, tenant: ctx.tenant });
+          const { needs, args } = constrainArguments(exposed, constraints, input, config);
+          const tenant = ctx.tenant === null ? {} : { tenant: ctx.tenant };
+          for (const need of needs) {
+            // A URL's host is resolved and every address checked; the upstream still resolves it again itself (see the note at the top).
+            if (need.action === "http.request") await authorizeUrl(cap, { ...need, ...tenant }, resolver, ctx.signal);
+            else assertAuthorized(cap, { ...need, ...tenant });
+          }
           return (await client.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult;
         },
       );

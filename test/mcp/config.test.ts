@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { DEFAULT_HTTP_LIMITS, loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway } from "../../src/mcp/gateway.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { makeFixture } from "./support.ts";
@@ -28,16 +28,41 @@ function problems(value: unknown, env: NodeJS.ProcessEnv = {}): string {
 describe("gateway configuration", () => {
   it("resolves relative paths against the file's folder and fills defaults", () => {
     const c = parseGatewayConfig({ ...base, tools: { files: { root: "ws" } } }, "/srv/gw");
-    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333 });
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, limits: DEFAULT_HTTP_LIMITS, allowedHosts: [], allowedOrigins: [] });
     expect(c.keys.file).toBe("/srv/gw/keys.json");
     expect(c.tokenStore).toEqual({ kind: "sqlite", path: "/srv/gw/tokens.db" });
     expect(c.tools.files?.root).toBe("/srv/gw/ws");
   });
 
-  it.each([
+  it.each<readonly [unknown, string]>([
     [{ ...base, issuer: "" }, "issuer: must not be empty"],
     [{ ...base, extra: 1 }, 'Unrecognized key: "extra"'],
     [{ ...base, listen: { port: 70000 } }, "listen.port"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 0 } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 1.5 } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: "10s" } } }, "listen.limits.headersTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: -1 } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: 2 ** 31 } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { requestTimeoutMs: Number.NaN } } }, "listen.limits.requestTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { limits: { maxHeaderBytes: 100 } } }, "listen.limits.maxHeaderBytes: must be a whole number of bytes from 1024 to 1048576"],
+    [{ ...base, listen: { limits: { maxHeaderBytes: 2 ** 21 } } }, "listen.limits.maxHeaderBytes: must be a whole number of bytes from 1024 to 1048576"],
+    [{ ...base, listen: { limits: { maxBodyBytes: 0 } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes from 1 to 1073741824"],
+    [{ ...base, listen: { limits: { maxBodyBytes: Infinity } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes"],
+    [{ ...base, listen: { limits: { maxBodyBytes: null } } }, "listen.limits.maxBodyBytes: must be a whole number of bytes"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (1000)"],
+    [{ ...base, listen: { limits: { headersTimeoutMs: 60_000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (30000)"],
+    [{ ...base, listen: { limits: { bodyTimeoutMs: 1 } } }, 'Unrecognized key: "bodyTimeoutMs"'],
+    [{ ...base, listen: { limits: "fast" } }, "listen.limits"],
+    [{ ...base, listen: { allowedHosts: "mcp.example.com" } }, "listen.allowedHosts: Invalid input: expected array"],
+    ...["", "http://mcp.example.com", "mcp.example.com/mcp", "user@mcp.example.com", "mcp example.com", "mcp.example.com:", "mcp.example.com:99999", "::1", "[::1"].map(
+      (h) => [{ ...base, listen: { allowedHosts: ["ok.example", h] } }, 'listen.allowedHosts.1: must be a host name or IP address, optionally with a port, such as "mcp.example.com"'] as [unknown, string],
+    ),
+    [{ ...base, listen: { allowedOrigins: ["app.example.com"] } }, "listen.allowedOrigins.0: is not a valid URL origin"],
+    [{ ...base, listen: { allowedOrigins: ["https://app.example.com/"] } }, "listen.allowedOrigins.0: must be written in canonical form: https://app.example.com"],
+    [{ ...base, listen: { allowedOrigins: ["HTTPS://App.Example.com:443"] } }, "listen.allowedOrigins.0: must be written in canonical form: https://app.example.com"],
+    [{ ...base, listen: { allowedOrigins: ["ftp://app.example.com"] } }, "listen.allowedOrigins.0: must use http: or https:"],
+    [{ ...base, listen: { allowedOrigins: ["null"] } }, "listen.allowedOrigins.0: is not a valid URL origin"],
+    [{ ...base, listen: { allowedOrigins: [3] } }, "listen.allowedOrigins.0"],
     [{ ...base, keys: {} }, "keys: needs file"],
     [{ ...base, keys: { publicKeys: { one: "x" } } }, "keys.publicKeys.one"],
     [{ ...base, tokenStore: { kind: "redis" } }, "tokenStore.kind"],
@@ -50,6 +75,7 @@ describe("gateway configuration", () => {
     [{ ...base, upstreams: [{ name: "bad name", command: "x", tools: {} }] }, "upstreams.0"],
     [{ ...base, upstreams: [{ name: "u", url: "ftp://x", tools: {} }] }, "upstreams.0"],
     [{ ...base, upstreams: [{ name: "u", command: "x", tools: { t: { path: "fs.exec" } } }] }, "upstreams.0"],
+    [{ ...base, upstreams: [{ name: "u", command: "x", urlHosts: "literal", tools: {} }] }, "upstreams.0.urlHosts"],
     [
       {
         ...base,
@@ -62,6 +88,11 @@ describe("gateway configuration", () => {
     ],
   ])("names the bad field: %j", (value, expected) => {
     expect(problems(value)).toContain(expected);
+  });
+
+  it("fills defaults for the request limits not given", () => {
+    expect(parseGatewayConfig({ ...base, listen: { limits: { maxBodyBytes: 1 } } }, "/srv").listen.limits).toEqual({ ...DEFAULT_HTTP_LIMITS, maxBodyBytes: 1 });
+    expect(DEFAULT_HTTP_LIMITS).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxBodyBytes: 4_194_304 });
   });
 
   it("lists every bad field at once", () => {

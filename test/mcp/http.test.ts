@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
@@ -5,17 +6,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
-import { attenuate, revokeToken } from "../../src/token/token.ts";
+import { generateKeyPair } from "../../src/token/biscuit.ts";
+import { attenuate, inspectVerified, revokeToken } from "../../src/token/token.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
 
 let fixture: Fixture;
 let gateway: Gateway;
 let http: HttpGateway;
+const logged: string[] = [];
 
 beforeAll(async () => {
   fixture = makeFixture();
   gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
-  http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 });
+  http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: (line) => logged.push(line) });
 });
 
 afterAll(async () => {
@@ -43,12 +46,12 @@ describe("bearer authentication", () => {
     expect(meta.resource).toBe(http.url);
   });
 
-  it("answers a bad token with 401 and error=invalid_token", async () => {
-    for (const bad of ["not-a-token", "Zm9v", gateway.issueToken("alice").slice(0, -4)]) {
+  it("answers a bad token with 401, error=invalid_token and a fixed description, never the parser's text", async () => {
+    for (const bad of ["not-a-token", "Zm9v", gateway.issueToken("alice").slice(0, -4), `${gateway.issueToken("alice")}AAAA`]) {
       const res = await initialize({ authorization: `Bearer ${bad}` });
       expect(res.status).toBe(401);
-      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
-      expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^ERR_INVALID_TOKEN/);
+      expect(res.headers.get("www-authenticate")).toContain('error="invalid_token", error_description="the token is malformed or its signature does not verify"');
+      expect(((await res.json()) as { error: { message: string } }).error.message).toBe("ERR_INVALID_TOKEN: the token is malformed or its signature does not verify");
     }
   });
 
@@ -77,8 +80,52 @@ describe("bearer authentication", () => {
     await gateway.revoke(token);
     const res = await initialize({ authorization: `Bearer ${token}` });
     expect(res.status).toBe(401);
-    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
-    expect(((await res.json()) as { error: { message: string } }).error.message).toMatch(/^ERR_REVOKED/);
+    expect(res.headers.get("www-authenticate")).toContain('error="invalid_token", error_description="the token has been revoked"');
+    expect(((await res.json()) as { error: { message: string } }).error.message).toBe("ERR_REVOKED: the token has been revoked");
+  });
+
+  /** The whole 401 a client sees: status, challenge and body. */
+  const seen = async (res: Response) => `${res.status} ${res.headers.get("www-authenticate") ?? ""} ${await res.text()}`;
+
+  it("never tells the caller why an ancestor was revoked, or which block; the log does", async () => {
+    const parent = gateway.issueToken("alice");
+    const publicKeys = { "1": (JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { publicKey: string }).publicKey };
+    const child = attenuate(parent, { tools: ["list_files"], fs: [{ path: path.join(fixture.workspace, "public"), ops: ["list"] }] }, { publicKeys });
+    const [rootBlock] = inspectVerified(parent, { publicKeys, store: gateway.tokenStore });
+    await gateway.revoke(parent, "HR case #4411: suspended pending investigation");
+    for (const res of [await initialize({ authorization: `Bearer ${child}` }), await fetch(`${new URL(http.url).origin}/revoke`, { method: "POST", headers: { authorization: `Bearer ${child}` } })]) {
+      const text = await seen(res);
+      expect(text).toMatch(/^401 /);
+      expect(text).toContain("the token has been revoked");
+      for (const secret of ["4411", "HR case", "investigation", "block", rootBlock?.data.id ?? "?"]) expect(text).not.toContain(secret);
+    }
+    expect(logged.some((line) => line.includes("ERR_REVOKED") && line.includes("HR case #4411"))).toBe(true);
+  });
+
+  it("never lists the key ids it trusts to a token signed with another key", async () => {
+    const other = makeFixture();
+    try {
+      writeFileSync(path.join(other.dir, "keys.json"), JSON.stringify({ keyId: 4242, ...generateKeyPair() }));
+      const foreign = await openGateway(await loadGatewayConfig(other.configFile));
+      const token = foreign.issueToken("alice");
+      await foreign.close();
+      const text = await seen(await initialize({ authorization: `Bearer ${token}` }));
+      expect(text).toMatch(/^401 .*error="invalid_token", error_description="the token is signed by a key this server does not trust"/);
+      expect(text).toContain("ERR_INVALID_TOKEN: the token is signed by a key this server does not trust");
+      for (const secret of ["4242", "key id", "known key"]) expect(text).not.toContain(secret);
+      expect(logged.some((line) => line.includes("root key id 4242") && line.includes("known key ids: 1"))).toBe(true);
+    } finally {
+      other.cleanup();
+    }
+  });
+
+  it("says an expired token has expired, and no more", async () => {
+    const publicKeys = { "1": (JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { publicKey: string }).publicKey };
+    const expired = attenuate(gateway.issueToken("alice"), { tools: ["list_files"], expiresAt: Date.parse("2020-01-01T00:00:00Z") }, { publicKeys });
+    const text = await seen(await initialize({ authorization: `Bearer ${expired}` }));
+    expect(text).toMatch(/^401 .*error_description="the token has expired"/);
+    expect(text).toContain("ERR_EXPIRED: the token has expired");
+    expect(text).not.toContain("2020");
   });
 
   it("binds a session to the token that opened it", async () => {
@@ -179,7 +226,7 @@ describe("revocation in a live session", () => {
 
   it("takes effect when an ancestor of an offline-attenuated token is revoked", async () => {
     const parent = gateway.issueToken("alice");
-    const publicKeys = { "1": (JSON.parse((await import("node:fs")).readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { publicKey: string }).publicKey };
+    const publicKeys = { "1": (JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { publicKey: string }).publicKey };
     const child = attenuate(parent, { tools: ["list_files"], fs: [{ path: path.join(fixture.workspace, "public"), ops: ["list"] }] }, { publicKeys });
     const { client } = await httpClient(http.url, child);
     try {

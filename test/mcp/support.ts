@@ -1,4 +1,5 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -62,4 +63,39 @@ export async function httpClient(url: string, token: string): Promise<{ client: 
 export function textOf(result: unknown): string {
   const content = (result as CallToolResult).content[0];
   return content?.type === "text" ? content.text : "";
+}
+
+/** What a raw connection received before the server closed it. */
+export interface RawExchange {
+  /** Everything the server sent, as latin1 text. */
+  readonly answer: string;
+  /** The status line, or "" when the server sent nothing. */
+  readonly status: string;
+}
+
+/**
+ * Opens a connection to `url`'s host and port, writes `first`, then writes
+ * `drip` every 50 ms until the server closes the connection, and resolves
+ * with what it answered. Only a server that closes the connection lets this
+ * resolve, so a test that waits on it shows the server ends the exchange.
+ */
+export function rawExchange(url: string, first: string, drip: string | null = null): Promise<RawExchange> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    let answer = "";
+    const socket = connect(Number(port), hostname, () => {
+      if (first !== "") socket.write(first);
+    });
+    const timer = drip === null ? null : setInterval(() => {
+      if (socket.writable) socket.write(drip);
+    }, 50);
+    socket.setEncoding("latin1");
+    socket.on("data", (chunk: string) => (answer += chunk));
+    // A reset after the answer is the server closing on a client that is still sending: the answer is what counts.
+    socket.on("error", () => undefined);
+    socket.on("close", () => {
+      if (timer !== null) clearInterval(timer);
+      resolve({ answer, status: answer.split("\r\n")[0] ?? "" });
+    });
+  });
 }

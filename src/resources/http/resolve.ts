@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { isIpLiteral, unbracket } from "../../kernel/internal.js";
+import { canonicalHttpUrl, isIpLiteral, unbracket } from "../../kernel/internal.js";
 import {
   AgentcapError,
   authorize,
@@ -11,7 +11,7 @@ import {
   type HttpMethod,
   type HttpRequest,
 } from "../../kernel/index.js";
-import type { Access } from "../audited.js";
+import { audited, type Access } from "../audited.js";
 
 /**
  * Maps a host name to the IP addresses it answers with, preferred first.
@@ -111,4 +111,27 @@ export async function authorizeHop(access: Access, cap: Capability, hop: HopRequ
   for (const address of rest) decide(kernelRequest(hop, address), false);
   decide(kernelRequest(hop, first), true);
   return answers;
+}
+
+/**
+ * Confines a URL that another program will fetch, exactly as this client
+ * confines the first hop of its own calls: canonicalized (WHATWG parsing, no
+ * userinfo, default ports, dot segments removed; InvalidInput otherwise),
+ * the capability asked before any DNS query, every address `resolver`
+ * answers checked (loopback, private and link-local ones need a grant that
+ * names them), and one use charged. Resolves to the canonical URL and the
+ * checked addresses. Unlike the client, nothing here can make the other
+ * program connect to those addresses; the caller says what that leaves open.
+ */
+export async function authorizeUrl(
+  cap: Capability,
+  request: { readonly method: HttpMethod; readonly url: string; readonly tenant?: string },
+  resolver: Resolver,
+  signal: AbortSignal,
+): Promise<{ readonly url: string; readonly addresses: readonly string[] }> {
+  const url = canonicalHttpUrl(request.url);
+  const hop: HopRequest = { method: request.method, url, tenant: request.tenant };
+  // Not recorded as a resource event: the caller's own tool event records the decision.
+  const addresses = await audited(undefined, cap, (access) => authorizeHop(access, cap, hop, resolver, signal), () => null);
+  return { url: url.href, addresses };
 }
