@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { InvalidInput } from "../kernel/index.js";
-import { describeIssues } from "../kernel/internal.js";
+import { defined, describeIssues } from "../kernel/internal.js";
 import { compileRedaction, type RedactionPolicy } from "./redaction.js";
 import type { PostgresBackendOptions } from "./postgres-store.js";
 import { openSqliteBackend, type SqliteBackendOptions } from "./sqlite-store.js";
@@ -48,7 +48,7 @@ export async function openAuditStore(options: AuditStoreOptions = { kind: "sqlit
   if (!parsed.success) throw new InvalidInput(describeIssues("audit store options", parsed.error));
   const { redaction, maxBatch, ...rest } = options;
   const redact = compileRedaction(redaction);
-  const common = maxBatch === undefined ? {} : { maxBatch };
+  const common = defined({ maxBatch });
   if (rest.kind === "sqlite") return createAuditStore(openSqliteBackend(rest), redact, common);
   // Loaded only when used, so an embedded SQLite log never loads the Postgres driver.
   const { openPostgresBackend } = await import("./postgres-store.js");

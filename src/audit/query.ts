@@ -1,7 +1,7 @@
 import { sql, type Kysely } from "kysely";
 import { z } from "zod";
 import { InvalidInput, type Action, type AuditEvent } from "../kernel/index.js";
-import { describeIssues } from "../kernel/internal.js";
+import { defined, describeIssues } from "../kernel/internal.js";
 import type { StoredLink } from "./append-plan.js";
 import { decodeEvent, lineageIdsOf } from "./encoding.js";
 import type { AuditDb } from "./schema.js";
@@ -121,7 +121,7 @@ export function parseQuery(query: unknown = {}): ParsedQuery {
   if (from !== undefined && to !== undefined && from >= to) {
     throw new InvalidInput(`invalid audit query: since (${new Date(from).toISOString()}) must be before until (${new Date(to).toISOString()})`);
   }
-  return { ...filters, ...(from === undefined ? {} : { since: from }), ...(to === undefined ? {} : { until: to }), limit, order };
+  return { ...filters, ...defined({ since: from, until: to }), limit, order };
 }
 
 /**

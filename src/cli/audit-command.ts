@@ -8,6 +8,7 @@ import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTa
 import { AUDIT_ACTIONS, openAuditStore, type AuditQuery, type AuditRecord, type AuditStore, type ChainHead } from "../audit/index.js";
 import { InvalidInput, type Action } from "../kernel/index.js";
 import { parseTimeArgument } from "./time-argument.js";
+import { defined } from "../kernel/internal.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface AuditCommandIo {
@@ -126,7 +127,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .option("--json", "print the report as JSON")
     .action(async (opts: StoreOptions & { anchor?: ChainHead; maxProblems: number; json?: boolean }) => {
       await withStore(opts, async (store) => {
-        const report = await store.verify({ maxProblems: opts.maxProblems, ...(opts.anchor === undefined ? {} : { anchor: opts.anchor }) });
+        const report = await store.verify({ maxProblems: opts.maxProblems, ...defined({ anchor: opts.anchor }) });
         io.out(opts.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatVerifyReport(report));
         if (!report.ok) io.setExitCode(1);
       });
@@ -159,7 +160,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
         const table: AuditRecord[] = [];
         let after = query.after;
         for (;;) {
-          const page = await store.query({ ...query, ...(after === undefined ? {} : { after }) });
+          const page = await store.query({ ...query, ...defined({ after }) });
           // JSON lines stream page by page; a table needs every row to align its columns.
           if (opts.format === "jsonl") io.out(formatJsonLines(page));
           else table.push(...page);

@@ -6,6 +6,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { InvalidInput } from "../kernel/index.js";
 import { listenHttp, loadGatewayConfig, openGateway, serveStdio, type Gateway, type GatewayConfig, type HttpGateway } from "../mcp/index.js";
+import { defined } from "../kernel/internal.js";
 
 /** What `serve` is started with; the command line fills it in, and the example start script too. */
 export interface ServeOptions {
@@ -92,9 +93,7 @@ export function registerServeCommand(program: Command): void {
       }
       const handle = await startHttpGateway({
         config: opts.config,
-        ...(opts.host === undefined ? {} : { host: opts.host }),
-        ...(opts.port === undefined ? {} : { port: opts.port }),
-        ...(opts.devToken === undefined ? {} : { devToken: opts.devToken }),
+        ...defined({ host: opts.host, port: opts.port, devToken: opts.devToken }),
       });
       process.stdout.write(`agentcap gateway listening on ${handle.url}\n`);
       if (handle.devToken !== null) process.stdout.write(`development token for ${opts.devToken ?? ""}:\n${handle.devToken}\n`);

@@ -2,6 +2,7 @@ import { clockTime, innermostGrant, narrow, restrict, type Capability } from "./
 import { InvalidInput } from "./errors.js";
 import { DB_OPS, type DbOp, type Grant, type Scalar } from "./grant.js";
 import type { Meet } from "./reach.js";
+import { defined } from "./defined.js";
 
 /*
  * Shorthands for the narrowings the articles use most. Each is an ordinary
@@ -21,7 +22,7 @@ export function narrowToRow<R, const Ops extends readonly DbOp[] = typeof DB_OPS
       {
         model: target.model,
         ops: opt("ops") ?? DB_OPS,
-        ...(fields === undefined ? {} : { fields }),
+        ...defined({ fields }),
         scope: { [opt("key") ?? "id"]: target.id },
       },
     ],
@@ -49,7 +50,7 @@ export function readOnly<R>(
     return methods.length === 0 ? [] : [{ ...r, methods }];
   });
   return narrow(cap, {
-    ...(g.tools === undefined ? {} : { tools: g.tools }),
+    ...defined({ tools: g.tools }),
     fs: keep(g.fs, ["read", "list"]),
     http: httpRules,
     db: keep(g.db, ["read"]),
@@ -72,10 +73,6 @@ function domainsOf(g: Grant) {
   const own = <K extends keyof Grant>(k: K): Grant[K] | undefined => (Object.hasOwn(g, k) ? g[k] : undefined);
   const [tools, fs, http, db, exec] = [own("tools"), own("fs"), own("http"), own("db"), own("exec")];
   return {
-    ...(tools === undefined ? {} : { tools }),
-    ...(fs === undefined ? {} : { fs }),
-    ...(http === undefined ? {} : { http }),
-    ...(db === undefined ? {} : { db }),
-    ...(exec === undefined ? {} : { exec }),
+    ...defined({ tools, fs, http, db, exec }),
   };
 }

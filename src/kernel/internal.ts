@@ -20,3 +20,4 @@ export type { CompiledConditions } from "./rules.js";
 export { appendTokenLink, createTokenRoot } from "./token-links.js";
 export type { TokenLinkContent, TokenLinkIdentity } from "./token-links.js";
 export { importOptional, requireOptional, resolveOptional } from "./optional.js";
+export { defined } from "./defined.js";

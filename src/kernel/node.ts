@@ -11,6 +11,7 @@ import type { ExternalLink } from "./ledger.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { RevocationCell } from "./revocation.js";
 import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.js";
+import { defined } from "./defined.js";
 
 /** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
 export interface MintRecord {
@@ -145,10 +146,7 @@ export function conditionsOf(grant: Grant): LinkConditions {
   const own = <K extends keyof LinkConditions>(k: K): Grant[K] | undefined => (Object.hasOwn(grant, k) ? grant[k] : undefined);
   const [expiresAt, maxUses, budget, tenants] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants")];
   return Object.freeze({
-    ...(expiresAt === undefined ? {} : { expiresAt }),
-    ...(maxUses === undefined ? {} : { maxUses }),
-    ...(budget === undefined ? {} : { budget }),
-    ...(tenants === undefined ? {} : { tenants }),
+    ...defined({ expiresAt, maxUses, budget, tenants }),
   });
 }
 

@@ -1,6 +1,7 @@
 import { absolutePathProblem } from "./canonical-forms.js";
 import type { Scalar } from "./grant.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS, type ParsedRequest } from "./request.js";
+import { defined } from "./defined.js";
 
 /*
  * Request validation is on every check's path, and the zod schemas cost
@@ -77,7 +78,7 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
   const action = own(value, "action");
   const tenant = own(value, "tenant");
   if (tenant !== undefined && !isName(tenant)) return null;
-  const t = tenant === undefined ? {} : { tenant };
+  const t = defined({ tenant });
   if (action === "tool.call") {
     const tool = own(value, "tool");
     if (!onlyKeys(value, KEYS.tool) || !isName(tool)) return null;
@@ -113,7 +114,7 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     const rawEnv = own(value, "env");
     const env = rawEnv === undefined ? undefined : copyArray(rawEnv, Number.MAX_SAFE_INTEGER, isEnvName);
     if (env === null) return null;
-    return { action, argv, cwd, ...(env === undefined ? {} : { env }), ...t };
+    return { action, argv, cwd, ...defined({ env }), ...t };
   }
   return null;
 }

@@ -10,7 +10,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { InvalidInput, parseGrant, type Grant } from "../kernel/index.js";
-import { originProblem } from "../kernel/internal.js";
+import { defined, originProblem } from "../kernel/internal.js";
 import { parseHost } from "./http-hosts.js";
 
 const nonEmpty = z.string().min(1, "must not be empty");
@@ -264,7 +264,7 @@ function store(s: Parsed["audit"] | Parsed["tokenStore"], dir: string, where: st
     const source = s.urlFromEnv === undefined ? "set url" : `set the environment variable ${s.urlFromEnv}`;
     throw new InvalidInput(`invalid gateway config:\n  ${where}: a postgres store needs a connection string; ${source}`);
   }
-  return { kind: "postgres", url, ...(s.schema === undefined ? {} : { schema: s.schema }) };
+  return { kind: "postgres", url, ...defined({ schema: s.schema }) };
 }
 
 /**
@@ -334,9 +334,9 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     },
     tools: {
       ...(tools.files === undefined ? {} : { files: { root: path.resolve(dir, tools.files.root) } }),
-      ...(tools.http === undefined ? {} : { http: tools.http }),
+      ...defined({ http: tools.http }),
       ...(tools.database === undefined ? {} : { database: { ...tools.database, sqlite: path.resolve(dir, tools.database.sqlite) } }),
-      ...(tools.commands === undefined ? {} : { commands: tools.commands }),
+      ...defined({ commands: tools.commands }),
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
   };

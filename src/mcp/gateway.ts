@@ -9,7 +9,7 @@ import path from "node:path";
 import type Database from "better-sqlite3";
 import { openAuditStore, type AuditStore } from "../audit/index.js";
 import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
-import { requireOptional } from "../kernel/internal.js";
+import { defined, requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
 import { createFileSystem } from "../resources/fs/index.js";
 import { createHttpClient, type Resolver } from "../resources/http/index.js";
@@ -101,15 +101,15 @@ function readKeys(config: GatewayConfig["keys"]): KeyFile | null {
 }
 
 async function openTokenStore(s: StoreConfig): Promise<TokenStore> {
-  if (s.kind === "postgres") return openPostgresTokenStore({ connectionString: s.url, ...(s.schema === undefined ? {} : { schema: s.schema }) });
+  if (s.kind === "postgres") return openPostgresTokenStore({ connectionString: s.url, ...defined({ schema: s.schema }) });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
   return openSqliteTokenStore(s.path);
 }
 
 async function openAudit(s: AuditConfig): Promise<AuditStore> {
-  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...(s.schema === undefined ? {} : { schema: s.schema }) });
+  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }) });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
-  return openAuditStore({ kind: "sqlite", path: s.path, ...(s.synchronous === undefined ? {} : { synchronous: s.synchronous }) });
+  return openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }) });
 }
 
 /**
@@ -125,8 +125,8 @@ function builtinTools(config: GatewayConfig["tools"], audit: AuditSink, resolver
     tools.push(f.read, f.write, f.list);
   }
   if (config.http !== undefined) {
-    const timeout = config.http.timeoutMs === undefined ? {} : { timeoutMs: config.http.timeoutMs };
-    tools.push(fetchTool(createHttpClient({ audit, ...timeout, ...(resolver === undefined ? {} : { resolver }) })));
+    const timeout = defined({ timeoutMs: config.http.timeoutMs });
+    tools.push(fetchTool(createHttpClient({ audit, ...timeout, ...defined({ resolver }) })));
   }
   if (config.database !== undefined) {
     if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
@@ -137,7 +137,7 @@ function builtinTools(config: GatewayConfig["tools"], audit: AuditSink, resolver
     const d = databaseTools(createSqlDatabase({ sqlite, schema, audit }), schema);
     tools.push(d.query, d.create, d.update, d.delete);
   }
-  if (config.commands !== undefined) tools.push(commandTool(createExec({ audit, ...(config.commands.env === undefined ? {} : { env: config.commands.env }) })));
+  if (config.commands !== undefined) tools.push(commandTool(createExec({ audit, ...defined({ env: config.commands.env }) })));
   return { tools, close: () => { closers.forEach((c) => { c(); }); } };
 }
 
@@ -165,7 +165,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
-      const g = await guard(u, options.resolver === undefined ? {} : { resolver: options.resolver });
+      const g = await guard(u, defined({ resolver: options.resolver }));
       upstreams.push(g);
       cleanup.push(() => g.close());
     }
@@ -187,7 +187,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       },
       revoke: async (token: string, reason?: string) => {
         inspectVerified(token, verifyOptions);
-        await revokeToken(token, { publicKeys, store: tokenStore, ...(reason === undefined ? {} : { reason }) });
+        await revokeToken(token, { publicKeys, store: tokenStore, ...defined({ reason }) });
       },
       issueToken: (principal: string) => {
         if (mint === null) throw new InvalidInput("this gateway has no signing key (keys.file); it can verify tokens but not mint them");

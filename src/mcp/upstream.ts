@@ -21,7 +21,7 @@
  */
 import path from "node:path";
 import { z } from "zod";
-import { canonicalHttpUrl, isIpLiteral } from "../kernel/internal.js";
+import { canonicalHttpUrl, defined, isIpLiteral } from "../kernel/internal.js";
 import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.js";
 import { lexicalPath, realPath } from "../resources/fs/internal.js";
 import { systemResolver, type Resolver } from "../resources/http/index.js";
@@ -51,7 +51,7 @@ export function upstreamTransport(config: UpstreamConfig): Transport {
     // Only the SDK's short list of safe variables and the configured ones: the gateway's secrets stay here.
     env: { ...getDefaultEnvironment(), ...(config.env ?? {}) },
     stderr: "inherit",
-    ...(config.root === undefined ? {} : { cwd: config.root }),
+    ...defined({ cwd: config.root }),
   });
 }
 

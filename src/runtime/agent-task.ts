@@ -2,6 +2,7 @@ import type { LanguageModel } from "ai";
 import type { Grant } from "../kernel/index.js";
 import { createExecutor, type CallRecord, type ExecutorResult } from "./executor.js";
 import type { SubtaskSpec, TaskContext } from "./governor.js";
+import { defined } from "../kernel/internal.js";
 
 /** A subtask carried out by an agent: its grant and deadline, and the model and prompt it runs. */
 export interface AgentSubtaskOptions {
@@ -34,10 +35,7 @@ export function agentSubtask(options: AgentSubtaskOptions): SubtaskSpec<Executor
         dispatcher: task.dispatcher,
         capability: task.capability,
         routedTools: task.criticalTools,
-        ...(instructions === undefined ? {} : { instructions }),
-        ...(maxSteps === undefined ? {} : { maxSteps }),
-        ...(tenant === undefined ? {} : { tenant }),
-        ...(onCall === undefined ? {} : { onCall }),
+        ...defined({ instructions, maxSteps, tenant, onCall }),
       }).run(prompt, { signal: task.signal }),
   });
 }

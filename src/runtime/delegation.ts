@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { revocable } from "../kernel/index.js";
 import { defineTool, type Tool, type ToolSpec } from "../tools/index.js";
 import { createExecutor, type CallRecord } from "./executor.js";
+import { defined } from "../kernel/internal.js";
 
 /** The sub-agent a delegation call starts. */
 export interface SubAgent {
@@ -42,8 +43,7 @@ export function delegationTool<S extends z.ZodObject>(
       dispatcher: ctx.dispatcher,
       capability: named.capability,
       ...(ctx.tenant === null ? {} : { tenant: ctx.tenant }),
-      ...(sub.instructions === undefined ? {} : { instructions: sub.instructions }),
-      ...(sub.maxSteps === undefined ? {} : { maxSteps: sub.maxSteps }),
+      ...defined({ instructions: sub.instructions, maxSteps: sub.maxSteps }),
     }).run(sub.prompt, { signal: ctx.signal });
     return {
       agent: sub.name,

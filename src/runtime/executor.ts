@@ -3,6 +3,7 @@ import type { LanguageModel, ToolSet } from "ai";
 import { callerMessage, InvalidInput, isCapability, isDenial, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.js";
 import { aiSdk } from "./ai-sdk.js";
 import type { CatalogEntry, Dispatcher } from "../tools/index.js";
+import { defined } from "../kernel/internal.js";
 
 /** How one tool call the model made ended: ran, refused by a capability, or failed otherwise. */
 export type CallVerdict = "allowed" | "denied" | "failed";
@@ -125,11 +126,11 @@ export function createExecutor(options: ExecutorOptions): Executor {
     const ai = await aiSdk();
     const result = await ai.generateText({
       model: o.model,
-      ...(o.instructions === undefined ? {} : { instructions: o.instructions }),
+      ...defined({ instructions: o.instructions }),
       prompt,
       tools: toolSet(ai, records),
       stopWhen: ai.stepCountIs(o.maxSteps),
-      ...(runOptions?.signal === undefined ? {} : { abortSignal: runOptions.signal }),
+      ...defined({ abortSignal: runOptions?.signal }),
       // A call to a tool the model was not shown is still decided and audited by the dispatcher (it is denied); the model is then told it is unavailable.
       repairToolCall: async ({ toolCall }) => {
         const input = parseJson(toolCall.input);
@@ -154,11 +155,9 @@ export function createExecutor(options: ExecutorOptions): Executor {
           dispatcher: o.dispatcher,
           capability: lease.capability,
           maxSteps: d.maxSteps ?? o.maxSteps,
-          ...(d.instructions === undefined ? {} : { instructions: d.instructions }),
-          ...(o.tenant === undefined ? {} : { tenant: o.tenant }),
-          ...(o.onCall === undefined ? {} : { onCall: o.onCall }),
+          ...defined({ instructions: d.instructions, tenant: o.tenant, onCall: o.onCall }),
         });
-        return await sub.run(d.prompt, d.signal === undefined ? {} : { signal: d.signal });
+        return await sub.run(d.prompt, defined({ signal: d.signal }));
       } finally {
         lease.revoke(`sub-agent ${d.name} has finished`);
       }

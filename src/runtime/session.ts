@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { InvalidInput, revocable, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.js";
+import { defined } from "../kernel/internal.js";
 
 /** One authenticated user's session: the root of every capability the runtime hands out for them. */
 export interface Session {
@@ -34,7 +35,7 @@ export interface OpenSessionOptions {
 export function openSession(options: OpenSessionOptions): Session {
   const mint = options.mint;
   const id = sessionId(options.id);
-  const root = mint.issue(options.principal, options.requestId === undefined ? {} : { requestId: options.requestId });
+  const root = mint.issue(options.principal, defined({ requestId: options.requestId }));
   return sessionFor(mint, id, root);
 }
 
@@ -46,7 +47,7 @@ export async function authenticateSession<In>(options: {
   readonly requestId?: string;
 }): Promise<Session> {
   const id = sessionId(options.id);
-  const root = await options.mint.authenticate(options.incoming, options.requestId === undefined ? {} : { requestId: options.requestId });
+  const root = await options.mint.authenticate(options.incoming, defined({ requestId: options.requestId }));
   return sessionFor(options.mint, id, root);
 }
 
@@ -70,7 +71,7 @@ function sessionFor(mint: Mint<unknown>, id: string, root: Capability): Session 
       if (closed) throw new SessionClosed(`session ${id} is closed; it mints nothing more`);
       const fresh = mint.issue(
         { id: principal.principal, tenants: principal.tenants, roles: principal.roles },
-        options?.requestId === undefined ? {} : { requestId: options.requestId },
+        defined({ requestId: options?.requestId }),
       );
       const forwarder = revocable(fresh, { labels });
       revokers.push(forwarder.revoke);

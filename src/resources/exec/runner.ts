@@ -18,6 +18,7 @@ import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from
 import { canWatchMemory } from "./memory.js";
 import { runJob, type Exit } from "./process.js";
 import { watchAuthority } from "./watch.js";
+import { defined } from "../../kernel/internal.js";
 
 export type { ExecLimits, OutputEncoding, RunOptions } from "./input.js";
 
@@ -141,7 +142,7 @@ export function createExec(config: ExecConfig = {}): Exec {
     const program = resolveProgram(named);
     const cwd = resolveDirectory(call.cwd);
     const env = scrubbedEnv(source, call.env);
-    const tenant = call.tenant === undefined ? {} : { tenant: call.tenant };
+    const tenant = defined({ tenant: call.tenant });
     const execRequest: ExecRequest = { action: "exec", argv: [program, ...args], cwd, env: call.env, ...tenant };
     const listRequest: FsRequest = { action: "fs.list", path: cwd, ...tenant };
     access.about(execRequest);

@@ -1,6 +1,6 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { canonicalHttpUrl, isIpLiteral, unbracket } from "../../kernel/internal.js";
+import { canonicalHttpUrl, defined, isIpLiteral, unbracket } from "../../kernel/internal.js";
 import {
   AgentcapError,
   authorize,
@@ -40,7 +40,7 @@ export function kernelRequest(hop: HopRequest, address: string | null): HttpRequ
     method: hop.method,
     url: hop.url.href,
     ...(address === null ? {} : { address }),
-    ...(hop.tenant === undefined ? {} : { tenant: hop.tenant }),
+    ...defined({ tenant: hop.tenant }),
   };
 }
 

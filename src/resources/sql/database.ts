@@ -34,6 +34,7 @@ import {
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
 import { confinementOf } from "./scope.js";
 import { sqliteEngine } from "./sqlite.js";
+import { defined } from "../../kernel/internal.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach
@@ -187,7 +188,7 @@ function finishWrite(prepared: Prepared, outcome: WriteOutcome): WriteResult {
 
 function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
   if (scope === null && tenant === undefined) return request;
-  return { ...request, ...(scope === null ? {} : { scope }), ...(tenant === undefined ? {} : { tenant }) };
+  return { ...request, ...(scope === null ? {} : { scope }), ...defined({ tenant }) };
 }
 
 /**
@@ -225,7 +226,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
             linkId: entry.linkId,
             rule: "db.scope",
           };
-          const request: DbRequest = { action: `db.${q.op}`, model: model.name, fields: fieldNames(q.named), scope: {}, ...(q.tenant === undefined ? {} : { tenant: q.tenant }) };
+          const request: DbRequest = { action: `db.${q.op}`, model: model.name, fields: fieldNames(q.named), scope: {}, ...defined({ tenant: q.tenant }) };
           throw denialError(access.decided(request, refused) as Denied);
         }
         return { field, value: entry.value };

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
 import { LimitExceeded, type Scalar } from "../../kernel/index.js";
 import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import { defined } from "../../kernel/internal.js";
 
 /*
  * The server engine: node-postgres over a pool the application owns. Each
@@ -70,7 +71,7 @@ export function postgresEngine(pool: Pool): Engine {
       const hash = `agentcap_${createHash("sha256").update(sql).digest("hex").slice(0, 32)}`;
       const name = named.has(hash) || named.size < MAX_NAMED ? hash : undefined;
       if (name !== undefined) named.add(name);
-      const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...(name === undefined ? {} : { name }) });
+      const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...defined({ name }) });
       return Object.freeze({
         read: async (params: readonly unknown[]) => {
           try {

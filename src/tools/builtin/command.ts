@@ -3,6 +3,7 @@ import type { Capability } from "../../kernel/index.js";
 import { resolveDirectory, resolveProgram } from "../../resources/exec/internal.js";
 import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.js";
 import { defineTool, type Tool } from "../define.js";
+import { defined } from "../../kernel/internal.js";
 
 const input = z.object({
   argv: z
@@ -46,8 +47,7 @@ export function commandTool(exec: Exec, options: CommandToolOptions = {}): Tool<
     (call, cap, ctx) =>
       exec.run(cap as Capability<ExecReach>, call.argv, {
         cwd: call.cwd,
-        ...(call.env === undefined ? {} : { env: call.env }),
-        ...(call.stdin === undefined ? {} : { input: call.stdin }),
+        ...defined({ env: call.env, input: call.stdin }),
         ...(ctx.tenant === null ? {} : { tenant: ctx.tenant }),
       }),
   );

@@ -3,6 +3,7 @@ import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../ker
 import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
 import { confinementOfLineage } from "../../resources/sql/internal.js";
 import { defineTool, type NeedsContext, type Tool } from "../define.js";
+import { defined } from "../../kernel/internal.js";
 
 /*
  * Structured query and mutation tools over the confined SQL resource. The
@@ -86,8 +87,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
         db.read(cap(c), {
           model: q.model,
           fields: q.fields,
-          ...defined({ where: q.where as Where | undefined, orderBy: q.orderBy as readonly OrderBy[] | undefined, limit: q.limit, offset: q.offset }),
-          ...defined({ tenant: ctx.tenant ?? undefined }),
+          ...defined({ where: q.where as Where | undefined, orderBy: q.orderBy as readonly OrderBy[] | undefined, limit: q.limit, offset: q.offset, tenant: ctx.tenant ?? undefined }),
         }),
     ),
     create: defineTool(
@@ -142,11 +142,6 @@ function pick(values: Readonly<Record<string, Scalar>>, keys: readonly string[])
 
 function sameScope(a: DbRequest, b: DbRequest): boolean {
   return Object.keys(a.scope).every((k) => a.scope[k] === b.scope[k]);
-}
-
-/** `o` without its undefined members, as the resource refuses a key it does not expect to be undefined. */
-function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }
 
 /** The row scope the caller's chain confines `model` to, worked out by the SQL resource's own rule, so the need names the scope the resource will request. */

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { HTTP_METHODS } from "../../kernel/index.js";
 import type { HttpClient } from "../../resources/http/index.js";
 import { defineTool, type Tool } from "../define.js";
+import { defined } from "../../kernel/internal.js";
 
 const input = z.object({
   url: z.string().describe("Absolute http(s) URL."),
@@ -41,8 +42,7 @@ export function fetchTool(http: HttpClient, options: FetchToolOptions = {}): Too
     async (call, cap, ctx) => {
       const res = await http.request(cap, call.url, {
         method: call.method,
-        ...(call.headers === undefined ? {} : { headers: call.headers }),
-        ...(call.body === undefined ? {} : { body: call.body }),
+        ...defined({ headers: call.headers, body: call.body }),
         ...(ctx.tenant === null ? {} : { tenant: ctx.tenant }),
       });
       return { status: res.status, url: res.url, contentType: res.headers["content-type"] ?? null, body: new TextDecoder().decode(res.body) };
