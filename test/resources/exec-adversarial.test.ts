@@ -165,3 +165,25 @@ describe("exec: bypass attempts", () => {
     expect(spawn).toHaveBeenCalledTimes(1);
   });
 });
+
+describe("exec: what a run is never given", () => {
+  // Variables of this process that Node, the C library or a program would act on if they reached the child.
+  const INHERITED = [
+    ["NODE_V8_COVERAGE", "/tmp/agentcap-coverage"],
+    ["NODE_OPTIONS", "--require /tmp/evil.js"],
+    ["LD_PRELOAD", "/tmp/evil.so"],
+    ["PATH", "/tmp/evil-bin"],
+  ] as const;
+
+  it.each(INHERITED)("%s set in the application's environment does not reach a run that names no variables", async (name, value) => {
+    const before = process.env[name];
+    process.env[name] = value;
+    try {
+      await expect(run([P.env])).resolves.toMatchObject({ stdout: "" });
+      await expect(run([P.env], { env: ["GREETING"] })).resolves.toMatchObject({ stdout: "GREETING=hello\n" });
+    } finally {
+      if (before === undefined) Reflect.deleteProperty(process.env, name);
+      else process.env[name] = before;
+    }
+  });
+});

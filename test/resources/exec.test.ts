@@ -32,7 +32,7 @@ describe("exec: allowed runs", () => {
     expect(args).toEqual(["x"]);
     expect(options).toMatchObject({ shell: false, detached: true, cwd: s.work });
     expect(Object.getPrototypeOf(options.env)).toBeNull();
-    expect(Object.keys(options.env as object)).toEqual([]);
+    expect(Object.entries(options.env as object).filter(([, value]) => value !== undefined)).toEqual([]);
   });
 
   it("passes shell metacharacters as literal arguments", async () => {
