@@ -3,5 +3,5 @@
  * the path canonicalization its requests are built from, and the look at a
  * caller's grants that tells a tool where it may resolve a path.
  */
-export { lexicalPath, realPath, realPathWithin } from "./paths.js";
+export { lexicalPath, namesDirectory, realPath, realPathWithin } from "./paths.js";
 export { lineageReaches } from "../lineage-reach.js";
