@@ -44,7 +44,7 @@ const ORACLE_PROBES: readonly { readonly name: string; readonly program: () => s
   { name: "a data file", program: () => `${s.outside}/data.txt` },
   { name: "a directory", program: () => s.outside },
   { name: "a setuid program", program: () => `${s.outside}/suid` },
-  { name: "a FIFO with a writer waiting", program: () => `${s.outside}/fifo` },
+  { name: "a FIFO (opening it would release a writer blocked on it)", program: () => `${s.outside}/fifo` },
   { name: "the node binary through /proc", program: () => "/proc/self/exe" },
   { name: "a descriptor of the process", program: () => "/proc/self/fd/0" },
 ];
