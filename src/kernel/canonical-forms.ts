@@ -32,6 +32,36 @@ export function isWithin(path: string, base: string): boolean {
 const UNRESERVED = /%(2[DdEe]|3[0-9]|4[1-9A-Fa-f]|5[0-9Aa]|5[Ff]|6[1-9A-Fa-f]|7[0-9Aa]|7[Ee])/g;
 const ENCODED_SEPARATOR_OR_NUL = /%(2[Ff]|5[Cc]|00)/;
 
+/** A segment that is a dot segment (with or without path parameters) or holds a separator or NUL. */
+const DISGUISED = /^\.\.?(;|$)|[/\\\0]/;
+const PERCENT_U = /%u([0-9A-Fa-f]{4})/g;
+const PERCENT = /%([0-9A-Fa-f]{2})/g;
+
+/**
+ * What a lenient server may make of a path segment: %uXXXX escapes (IIS),
+ * percent escapes as UTF-8 or else byte by byte, and compatibility forms
+ * (a full-width dot is a dot), applied until nothing changes (double
+ * encoding), at most a few times.
+ */
+function serverDecoded(segment: string): string {
+  // WHATWG parsing leaves only ASCII in a path, so a segment without escapes is what every server reads.
+  if (!segment.includes("%")) return segment;
+  let current = segment;
+  for (let round = 0; round < 4; round++) {
+    const unicode = current.replace(PERCENT_U, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    let bytes: string;
+    try {
+      bytes = decodeURIComponent(unicode.replace(/%(?![0-9A-Fa-f]{2})/g, "%25"));
+    } catch {
+      bytes = unicode.replace(PERCENT, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    }
+    const next = bytes.normalize("NFKC");
+    if (next === current) return current;
+    current = next;
+  }
+  return current;
+}
+
 /**
  * Parses `input` as an http(s) URL the WHATWG way, refuses userinfo and
  * encoded separators, decodes percent-encoded unreserved characters and
@@ -60,6 +90,12 @@ export function canonicalHttpUrl(input: string): URL {
   // Servers that honour path parameters (Tomcat, Jetty, Spring) read "..;x" as "..", which would escape a prefix.
   if (url.pathname.split("/").some((segment) => /^\.\.?;/.test(segment))) {
     throw new InvalidInput(`URL ${JSON.stringify(input)} has a dot segment with path parameters (such as "..;"); it is refused because some servers read it as ".."`);
+  }
+  // Others decode once more than the URL standard does ("..%3B", "%u002e%u002e", "%252e%252e", full-width dots).
+  if (url.pathname.split("/").some((segment) => DISGUISED.test(serverDecoded(segment)))) {
+    throw new InvalidInput(
+      `URL ${JSON.stringify(input)} has a path segment that some servers decode into a dot segment or a separator (such as "..%3B" or "%u002e%u002e"); it is refused because they would act on another path`,
+    );
   }
   url.hash = "";
   return url;

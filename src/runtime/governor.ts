@@ -101,7 +101,8 @@ export interface Governor {
    * Time-bounded escalation: a capability, derived from the session's, that
    * allows exactly one call of `tool` with `input` (its tool.call and its
    * needs, once each) for `seconds`. Refused for critical tools, which
-   * need a fresh re-mint instead.
+   * need a fresh re-mint instead, and for any tool whose needs call a
+   * critical tool as a sub-tool, at any depth.
    */
   escalate(options: { readonly tool: string; readonly input: unknown; readonly seconds: number }): Promise<Capability>;
 }
@@ -127,7 +128,14 @@ export function createGovernor(options: GovernorOptions): Governor {
     checkSeconds(seconds);
     if (critical.tools.has(tool)) throw new InvalidInput(`tool ${tool} is critical: it runs only under a fresh re-mint after the policy check, never by escalation`);
     if (session.closed) throw new SessionClosed(`session ${session.id} is closed`);
-    const lease = revocable(onceFor(session.capability, await planFor(tool, input), seconds), { labels });
+    const plan = await planFor(tool, input);
+    const reached = criticalReachedBy(plan, critical.tools);
+    if (reached !== undefined) {
+      throw new InvalidInput(
+        `tool ${tool} reaches critical tool ${reached} through its needs (as a sub-tool call); it runs only under a fresh re-mint after the policy check, never by escalation`,
+      );
+    }
+    const lease = revocable(onceFor(session.capability, plan, seconds), { labels });
     onRevoke(() => {
       lease.revoke("the task that asked for the escalation has ended");
     });
@@ -287,6 +295,18 @@ function endedError(id: string, status: TaskStatus): Error {
   return status === "timed-out"
     ? new TaskTimedOut(`task ${id} has timed out; its tools are dead`)
     : new TaskCancelled(`task ${id} has ended (${status}); its tools are dead`);
+}
+
+/**
+ * The first critical tool a plan's needs call, if any. Needs are flat: a
+ * sub-tool's needs (from subToolNeeds) include its own sub-tools' calls, so
+ * this sees critical tools at any depth.
+ */
+function criticalReachedBy(plan: CallPlan, critical: ReadonlySet<string>): string | undefined {
+  for (const need of plan.needs) {
+    if (need.action === "tool.call" && critical.has(need.tool)) return need.tool;
+  }
+  return undefined;
 }
 
 function withoutCritical(grant: Grant, critical: ReadonlySet<string>): Grant {

@@ -191,6 +191,8 @@ const REQUESTS: readonly Row[] = [
   { name: "path with NUL", value: { action: "fs.write", path: "/data/a\0.txt" }, field: /path.*NUL/ },
   { name: "URL with userinfo", value: { action: "http.request", method: "GET", url: "https://user:pw@api.example.com/v1" }, field: /URL.*userinfo/ },
   { name: "URL with a '..;' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/..;/admin" }, field: /URL.*"\.\.;"/ },
+  { name: "URL with a '..%3B' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/..%3B/admin" }, field: /decode into a dot segment/ },
+  { name: "URL with a '%u002e%u002e' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/%u002e%u002e/admin" }, field: /decode into a dot segment/ },
   { name: "URL with a '.;' segment", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1/.;x/admin" }, field: /URL.*path parameters/ },
   { name: "URL with an encoded slash", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1%2Fadmin" }, field: /URL.*encoded '\/'/ },
   { name: "URL with an encoded backslash", value: { action: "http.request", method: "GET", url: "https://api.example.com/v1%5cadmin" }, field: /URL.*encoded/ },

@@ -69,6 +69,12 @@ export function makeSandbox(): Sandbox {
   copyFileSync(P.true, join(bin, "suid"));
   chmodSync(join(bin, "suid"), 0o4755);
   spawnSync("/usr/bin/mkfifo", [join(bin, "fifo")]);
+  mkdirSync(join(bin, "dir"));
+  // Outside every grant: a FIFO that a denied run must never open, and a setuid copy it must never inspect.
+  spawnSync("/usr/bin/mkfifo", [join(outside, "fifo")]);
+  copyFileSync(P.true, join(outside, "suid"));
+  chmodSync(join(outside, "suid"), 0o4755);
+  writeFileSync(join(outside, "data.txt"), "data\n");
 
   const grant: Grant = {
     fs: [{ path: work, ops: ["list"] }],
@@ -82,11 +88,17 @@ export function makeSandbox(): Sandbox {
       { program: P.true },
       // An interpreter grant reaches whatever the interpreter can do; the tests use it to observe processes.
       { program: P.node, args: ["-e", { any: true }], allowExtraArgs: true },
+      // Links granted by name: they run only when their target is granted too.
+      { program: join(bin, "echo-ok") },
+      { program: join(bin, "mynode"), args: ["-e", { any: true }], allowExtraArgs: true },
+      { program: join(bin, "echo") },
       // Granted, yet refused by canonicalization: the grant cannot make these safe to run.
       { program: join(bin, "noshebang") },
       { program: join(bin, "noexec") },
       { program: join(bin, "suid") },
       { program: join(bin, "fifo") },
+      { program: join(bin, "dir") },
+      { program: join(bin, "missing") },
     ],
   };
   const clock = createManualClock(Date.now());
@@ -108,6 +120,14 @@ export function makeSandbox(): Sandbox {
     markers: () => readdirSync(work).filter((n) => n.startsWith("marker-")),
     cleanup: () => { rmSync(root, { recursive: true, force: true }); },
   };
+}
+
+/** Every path the sandbox's grant names: programs, working directories and fs subtrees. */
+export function grantRoots(s: Sandbox): string[] {
+  return [
+    ...(s.grant.exec ?? []).flatMap((rule) => [rule.program, ...(rule.cwd === undefined ? [] : [rule.cwd])]),
+    ...(s.grant.fs ?? []).map((rule) => rule.path),
+  ];
 }
 
 /** Whether `pid` is a live process (a zombie counts as dead: it runs no code). */

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   BudgetExhausted,
@@ -17,7 +18,9 @@ import {
 } from "../../src/index.ts";
 import { detectAnchor, identityAnchor, type Anchor } from "../../src/resources/fs/anchor.ts";
 import { FileSystemError } from "../../src/index.ts";
+import { lexicalPath } from "../../src/resources/fs/paths.ts";
 import { makeFixture, snapshot, type Fixture } from "./fs-fixture.ts";
+import { outsideOf, traceFs } from "./fs-trace.ts";
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 
@@ -32,13 +35,23 @@ interface Attempt {
   readonly afterOpen?: true;
 }
 
-const read = (p: string, cap?: (f: Fixture) => Capability<{ readonly fs: "read" }>) => (f: Fixture) => () => f.fsys.read(cap?.(f) ?? f.cap, p);
-const write = (p: string, data = "PWNED") => (f: Fixture) => () => f.fsys.write(f.cap, p, data);
-const append = (p: string) => (f: Fixture) => () => f.fsys.append(f.cap, p, "PWNED");
-const list = (p: string) => (f: Fixture) => () => f.fsys.list(f.cap, p);
-const stat = (p: string) => (f: Fixture) => () => f.fsys.stat(f.cap, p);
-const mkdir = (p: string, recursive = false) => (f: Fixture) => () => f.fsys.mkdir(f.cap, p, { recursive });
-const del = (p: string) => (f: Fixture) => () => f.fsys.delete(f.cap, p);
+/** The path the last attempt passed, as the caller wrote it: a denial must name it (made absolute), and nothing it resolved to. */
+let given: string | null = null;
+const giving = <T>(p: string, call: () => T): T => {
+  given = p;
+  return call();
+};
+/** Read through a function, so the reset before each attempt does not narrow what the attempt set. */
+const givenPath = (): string | null => given;
+const read = (p: string, cap?: (f: Fixture) => Capability<{ readonly fs: "read" }>) => (f: Fixture) => () => giving(p, () => f.fsys.read(cap?.(f) ?? f.cap, p));
+const write = (p: string, data = "PWNED") => (f: Fixture) => () => giving(p, () => f.fsys.write(f.cap, p, data));
+const append = (p: string) => (f: Fixture) => () => giving(p, () => f.fsys.append(f.cap, p, "PWNED"));
+const list = (p: string) => (f: Fixture) => () => giving(p, () => f.fsys.list(f.cap, p));
+const stat = (p: string) => (f: Fixture) => () => giving(p, () => f.fsys.stat(f.cap, p));
+const mkdir = (p: string, recursive = false) => (f: Fixture) => () => giving(p, () => f.fsys.mkdir(f.cap, p, { recursive }));
+const del = (p: string) => (f: Fixture) => () => giving(p, () => f.fsys.delete(f.cap, p));
+/** A capability that may read the granted subtree but not list it. */
+const readOnly = (f: Fixture) => narrow(f.cap, { fs: [{ path: f.granted, ops: ["read"] }] });
 const abs = (relative: string) => (f: Fixture) => f.at(relative);
 
 /** Each bypass attempt and the typed error it must get. Relative paths resolve against T/base. */
@@ -70,9 +83,18 @@ const ATTEMPTS: readonly Attempt[] = [
   { name: "mkdir through a directory link", attempt: mkdir("granted/out-link/newdir"), error: CapabilityDenied },
   { name: "mkdir -p through a directory link", attempt: mkdir("granted/out-link/a/b", true), error: CapabilityDenied },
   { name: "mkdir -p that climbs out lexically", attempt: mkdir("granted/new/../../private/x", true), error: CapabilityDenied },
+  { name: "mkdir -p of a link to a file outside (its parents are not looked for)", attempt: mkdir("granted/rel-link", true), error: CapabilityDenied },
   { name: "delete through a directory link", attempt: del("granted/out-link/secret.txt"), error: CapabilityDenied },
   { name: "delete through .. into a sibling", attempt: del("granted/../private/p.txt"), error: CapabilityDenied },
   { name: "write through the parent link", attempt: write("granted/up/private/p.txt"), error: CapabilityDenied },
+  // Oracles: paths whose real path would tell the caller about the host (denied as written, looked at never)
+  { name: "an open descriptor of the process", attempt: read("/proc/self/fd/0"), error: CapabilityDenied },
+  { name: "a descriptor's link, to learn which file or socket it is", attempt: stat("/proc/self/fd/1"), error: CapabilityDenied },
+  { name: "the application's working directory", attempt: read("/proc/self/cwd/package.json"), error: CapabilityDenied },
+  { name: "the node binary", attempt: read("/proc/self/exe"), error: CapabilityDenied },
+  { name: "a link's target in a directory the capability may not list", attempt: read("granted/secret-link", readOnly), error: CapabilityDenied },
+  { name: "a dangling link's target in a directory the capability may not list", attempt: read("granted/dangling-out", readOnly), error: CapabilityDenied },
+  { name: "a missing name below a link that leads out", attempt: read("granted/out-link/no-such-file", readOnly), error: CapabilityDenied },
   // Operations the grant does not give
   { name: "write in a read-only subtree", attempt: write("ro/new.txt"), error: CapabilityDenied },
   { name: "delete in a read-only subtree", attempt: del("ro/r.txt"), error: CapabilityDenied },
@@ -156,6 +178,10 @@ const ATTEMPTS: readonly Attempt[] = [
   { name: "percent-encoded dots are part of a name", attempt: read("granted/%2e%2e/%2e%2e/outside/secret.txt"), error: FileSystemError, errno: "ENOENT" },
   { name: "a symbolic link loop", attempt: read("granted/loop-a"), error: FileSystemError, errno: "ELOOP" },
   { name: "reading a directory as a file", attempt: read("granted/sub"), error: FileSystemError, errno: "EISDIR" },
+  { name: "a trailing separator on a file", attempt: read("granted/a.txt/"), error: FileSystemError, errno: "ENOTDIR" },
+  { name: "a trailing /. on a file", attempt: read("granted/a.txt/."), error: FileSystemError, errno: "ENOTDIR" },
+  { name: "a trailing separator on a link to a file", attempt: read("granted/in-link/"), error: FileSystemError, errno: "ENOTDIR" },
+  { name: "writing a file named with a trailing separator", attempt: write("granted/a.txt/"), error: FileSystemError, errno: "EISDIR" },
   { name: "writing over a directory", attempt: write("granted/sub"), error: FileSystemError, errno: "EISDIR" },
   { name: "deleting a directory that is not empty", attempt: del("granted/sub"), error: FileSystemError, errno: "ENOTEMPTY" },
   { name: "reading a file larger than maxReadBytes", attempt: (f) => { fs.writeFileSync(f.at("base/granted/big.bin"), Buffer.alloc(2049)); return () => f.fsys.read(f.cap, "granted/big.bin"); }, error: LimitExceeded, afterOpen: true },
@@ -180,6 +206,11 @@ const IO_FUNCTIONS = [
   "renameSync",
   "symlinkSync",
 ] as const;
+
+/** The roots of the fixture's grant. */
+const GRANT_ROOTS = (f: Fixture) => [f.granted, f.at("base/ro"), f.at("base/single.txt")];
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 it("has at least 30 bypass attempts that must be denied", () => {
   expect(ATTEMPTS.filter((a) => a.error === CapabilityDenied).length).toBeGreaterThanOrEqual(30);
@@ -209,7 +240,9 @@ describe.each([
   it.each(ATTEMPTS.map((a) => [a.name, a] as const))("%s", async (_name, a) => {
     const call = a.attempt(f);
     const before = snapshot(f.root);
-    const spies = IO_FUNCTIONS.map((name) => vi.spyOn(fs, name));
+    given = null;
+    const trace = traceFs();
+    const spies = IO_FUNCTIONS.map((name) => vi.mocked(fs[name]));
 
     let thrown: unknown;
     try {
@@ -218,6 +251,8 @@ describe.each([
       thrown = error;
     }
     const calls = IO_FUNCTIONS.filter((_, i) => (spies[i]?.mock.calls.length ?? 0) > 0);
+    const touches = trace.touches();
+    trace.stop();
     vi.restoreAllMocks();
 
     expect(() => { throw thrown; }).toThrow(a.error);
@@ -227,6 +262,16 @@ describe.each([
       // A denied or malformed request opened, read, wrote, created and removed nothing.
       expect(calls).toEqual([]);
     }
+    if (thrown instanceof CapabilityDenied) {
+      // Not even a look-up outside what the capability reaches (ancestors of a granted path are on every way in).
+      expect(outsideOf(touches, GRANT_ROOTS(f))).toEqual([]);
+      const p = givenPath();
+      if (thrown.details.rule === "fs" && p !== null) {
+        // Told in the caller's words: the path as given, made absolute, and nothing it resolved to.
+        expect(thrown.message).toMatch(new RegExp(` on ${escapeRegExp(lexicalPath(p, f.base))}$`));
+        expect(thrown.details.because).toMatch(new RegExp(` on ${escapeRegExp(lexicalPath(p, f.base))}$`));
+      }
+    }
     expect(snapshot(f.root)).toEqual(before);
   });
 });
@@ -234,4 +279,77 @@ describe.each([
 it("the platform's anchor on Linux with /proc is the exact one", () => {
   if (process.platform !== "linux" || !fs.existsSync("/proc/self/fd")) return;
   expect(detectAnchor("/").kind).toBe("proc-fd");
+});
+
+describe("property: a denied request looks at nothing outside its grant, and is told in the caller's words", () => {
+  /** Names that lead out (links, .., siblings, /proc), and a few that stay in. */
+  const SEGMENTS = [
+    "..", "..", ".", "", "out-link", "secret-link", "rel-link", "up", "private", "p.txt", "secret.txt", "e", "f.txt",
+    "sub", "a.txt", "in-link", "dangling-out", "dangling-dir", "dangling-in", "loop-a", "new", "granted", "ro", "r.txt",
+  ];
+  const STARTS = ["granted/", "granted/", "", "ro/", "/proc/self/", "/proc/self/fd/", "/proc/self/cwd/", "/"];
+  type Op = "read" | "write" | "append" | "list" | "stat" | "mkdir" | "delete";
+  const OPS: readonly Op[] = ["read", "write", "append", "list", "stat", "mkdir", "delete"];
+
+  it.each([["the platform's anchor", undefined], ["the identity anchor", identityAnchor]] as [string, Anchor | undefined][])("with %s", async (_label, anchor) => {
+    const g = makeFixture(anchor);
+    const roots = [g.granted, g.at("base/ro")];
+    const cap = narrow(g.cap, { fs: [{ path: g.granted, ops: ["read", "write", "list", "delete"] }, { path: g.at("base/ro"), ops: ["read", "list"] }] });
+    const call = (op: Op, p: string): Promise<unknown> => {
+      switch (op) {
+        case "read": return g.fsys.read(cap, p);
+        case "write": return g.fsys.write(cap, p, "W");
+        case "append": return g.fsys.append(cap, p, "W");
+        case "list": return g.fsys.list(cap, p);
+        case "stat": return g.fsys.stat(cap, p);
+        case "mkdir": return g.fsys.mkdir(cap, p, { recursive: true });
+        case "delete": return g.fsys.delete(cap, p);
+      }
+    };
+    let denials = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...STARTS),
+          fc.array(fc.constantFrom(...SEGMENTS), { minLength: 1, maxLength: 6 }),
+          fc.constantFrom(...OPS),
+          async (start, segments, op) => {
+            const p = `${start}${segments.join("/")}`;
+            if (p === "") return;
+            const trace = traceFs();
+            let thrown: unknown = null;
+            try {
+              await call(op, p);
+            } catch (error) {
+              thrown = error;
+            } finally {
+              trace.stop();
+            }
+            if (!(thrown instanceof CapabilityDenied)) return;
+            denials += 1;
+            expect(outsideOf(trace.touches(), roots)).toEqual([]);
+            expect(thrown.message).toMatch(new RegExp(` on ${escapeRegExp(lexicalPath(p, g.base))}$`));
+            expect(thrown.details.because).toMatch(new RegExp(` on ${escapeRegExp(lexicalPath(p, g.base))}$`));
+          },
+        ),
+        { numRuns: 400 },
+      );
+      // The property said something: most generated requests are denied.
+      expect(denials).toBeGreaterThan(100);
+    } finally {
+      g.cleanup();
+    }
+  });
+
+  it("the tracer does see the look-ups of a request allowed as written (control)", async () => {
+    const g = makeFixture();
+    const trace = traceFs();
+    try {
+      await g.fsys.read(narrow(g.cap, { fs: [{ path: g.granted, ops: ["read"] }] }), "granted/secret-link").catch(() => undefined);
+    } finally {
+      trace.stop();
+      g.cleanup();
+    }
+    expect(trace.touches().map((t) => t.fn)).toContain("realpathSync.native");
+  });
 });

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   BudgetExhausted,
@@ -89,6 +90,23 @@ afterAll(async () => {
 
 type Io = "none" | "dns only" | { readonly untouched: () => readonly TestServer[] };
 
+/** A POST granted on /api/public only, as in the report that found the rewrite headers. */
+const postPublic = (path: string, headers: Record<string, string> = {}) =>
+  client.request(capWith({ http: [{ origin: `http://api.example.test:${P}`, methods: ["POST"], pathPrefix: "/api/public", allowPrivateNetwork: true }] }), apiUrl(path), {
+    method: "POST",
+    body: "x",
+    headers,
+  });
+
+const REWRITE_HEADERS: readonly [string, string][] = [
+  ["X-Original-URL", "/admin"],
+  ["X-Rewrite-URL", "/admin"],
+  ["X-HTTP-Method-Override", "DELETE"],
+  ["X-HTTP-Method", "DELETE"],
+  ["X-Method-Override", "DELETE"],
+  ["x-original-url", "/admin"],
+];
+
 interface Attempt {
   readonly name: string;
   readonly call: () => Promise<unknown>;
@@ -170,6 +188,21 @@ const attempts: Attempt[] = [
   { name: "redirect with userinfo", call: () => client.request(cap, apiUrl(`/v1/redirect?to=${encodeURIComponent(`http://api.example.test:${P}@internal.example.test:${P}/v1/ok`)}`)), error: InvalidInput, says: /redirected \(302\) to .*userinfo/, io: { untouched: () => [internal] } },
   { name: "redirect to file:", call: () => client.request(cap, apiUrl("/v1/redirect?to=file:///etc/passwd")), error: InvalidInput, says: /redirected \(302\).*only http: and https:/, io: { untouched: () => [internal] } },
   { name: "redirect loop", call: () => client.request(cap, apiUrl("/v1/loop")), error: LimitExceeded, says: /maxRedirects \(3\)/, io: { untouched: () => [internal] } },
+  // Spellings that lenient servers decode once more than the URL standard, into a path outside the grant
+  { name: "..%3B segment (Tomcat decodes it to ..;)", call: () => postPublic("/api/public/..%3B/admin"), error: InvalidInput, says: /decode into a dot segment/, io: "none" },
+  { name: "..%3b segment with parameters, lower case", call: () => postPublic("/api/public/..%3bjsessionid=x/admin"), error: InvalidInput, says: /decode into a dot segment/, io: "none" },
+  { name: "%u002e%u002e segment (IIS %u escapes)", call: () => postPublic("/api/public/%u002e%u002e/admin"), error: InvalidInput, says: /decode into a dot segment/, io: "none" },
+  { name: "double-encoded dots", call: () => postPublic("/api/public/%252e%252e/admin"), error: InvalidInput, says: /decode into a dot segment/, io: "none" },
+  { name: "double-encoded slash", call: () => postPublic("/api/public%252F..%252Fadmin"), error: InvalidInput, says: /decode into a dot segment or a separator/, io: "none" },
+  { name: "full-width dots", call: () => postPublic("/api/public/%EF%BC%8E%EF%BC%8E/admin"), error: InvalidInput, says: /decode into a dot segment/, io: "none" },
+  // Headers that make a server act on another path or method
+  ...REWRITE_HEADERS.map(([header, value]): Attempt => ({
+    name: `${header} header`,
+    call: () => postPublic("/api/public", { [header]: value }),
+    error: InvalidInput,
+    says: new RegExp(`"${header}" makes common servers act on another path or method`),
+    io: "none",
+  })),
   // Headers and bodies that would change where or how bytes travel
   { name: "Host header override", call: () => client.request(cap, apiUrl("/v1/ok"), { headers: { Host: "internal.example.test" } }), error: InvalidInput, says: /"Host" is set by agentcap/, io: "none" },
   { name: "CRLF in a header value", call: () => client.request(cap, apiUrl("/v1/ok"), { headers: { "x-a": "1\r\nHost: internal" } }), error: InvalidInput, says: /not a valid header/, io: "none" },
@@ -265,5 +298,66 @@ describe("confined HTTP client: bypass attempts", () => {
 
   it("sent the internet stand-in only what the rows allowed", () => {
     expect(publicHost.requests.map((r) => r.headers.host)).toEqual([`rebind.example.test:${P}`, `public.example.test:${P}`]);
+  });
+});
+
+describe("property: a POST granted on /api/public reaches a server only as a POST to /api/public", () => {
+  const SEGMENTS = [
+    "ok", "ok", "ok", "ok", "admin", "", ".", "..", "..;", "..%3B", "..%3b", "%2e%2e", ".%2e", "%252e%252e", "%u002e%u002e", "%EF%BC%8E%EF%BC%8E",
+    "%2F", "%252F", "%5C", "a%3Bb", "x;y", "%00",
+  ];
+  const HEADERS: readonly [string, string][] = [...REWRITE_HEADERS, ["X-Request-Id", "7"], ["Accept", "*/*"]];
+  const METHODS = ["POST", "POST", "POST", "GET", "PUT", "DELETE"] as const;
+  const REWRITES = new Set(REWRITE_HEADERS.map(([h]) => h.toLowerCase()));
+
+  it("for any path segments, headers and method: refused with no I/O at all, or sent as granted", async () => {
+    const publicPost = capWith({ http: [{ origin: `http://api.example.test:${P}`, methods: ["POST"], pathPrefix: "/api/public", allowPrivateNetwork: true }] });
+    let refused = 0;
+    let sent = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...SEGMENTS), { minLength: 1, maxLength: 4 }),
+        fc.option(fc.constantFrom(...HEADERS), { freq: 2 }),
+        fc.constantFrom(...METHODS),
+        async (segments, header, method) => {
+          const before = counts(all);
+          const seenBefore = api.requests.length;
+          const outcome: unknown = await client
+            .request(publicPost as never, apiUrl(`/api/public/${segments.join("/")}`), {
+              method,
+              headers: header === null ? {} : Object.fromEntries([header]),
+              ...(method === "GET" ? {} : { body: "x" }),
+            })
+            .then(
+              () => null,
+              (e: unknown) => e,
+            );
+          const after = counts(all);
+          if (outcome !== null) {
+            expect([CapabilityDenied, InvalidInput].some((type) => outcome instanceof type)).toBe(true);
+            // Refused: no DNS query, no connection attempt, nothing on any server.
+            expect(after).toEqual(before);
+            refused += 1;
+            return;
+          }
+          sent += 1;
+          expect(api.requests.length).toBe(seenBefore + 1);
+          const seen = api.requests.at(-1);
+          expect(seen?.method).toBe("POST");
+          const seenPath = new URL(seen?.url ?? "", "http://x").pathname;
+          expect(seenPath === "/api/public" || seenPath.startsWith("/api/public/")).toBe(true);
+          for (const segment of seenPath.split("/")) {
+            const once = decodeURIComponent(segment);
+            expect(once === "." || once === ".." || /^\.\.?;/.test(once)).toBe(false);
+            expect(segment).not.toMatch(/%u|%25|%ef%bc%8e/i);
+          }
+          expect(Object.keys(seen?.headers ?? {}).filter((h) => REWRITES.has(h))).toEqual([]);
+        },
+      ),
+      { numRuns: 200 },
+    );
+    // Both kinds of outcome were seen, so the property said something about each.
+    expect(refused).toBeGreaterThan(30);
+    expect(sent).toBeGreaterThan(3);
   });
 });

@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   BudgetExhausted,
@@ -113,7 +114,11 @@ const ATTEMPTS: readonly Attempt[] = [
   { name: "update that moves a row to another tenant", run: (db, w) => db.update(w.agent, { model: C, set: { tenantId: 43 }, where: { id: 1 } }), error: CapabilityDenied, message: /tenantId = 42/ },
   { name: "update that changes the customer's id", run: (db, w) => db.update(w.customer7, { model: C, set: { id: 8 } }), error: CapabilityDenied, message: /id = 7/ },
   { name: "create in another tenant", run: (db, w) => db.create(w.agent, { model: C, values: { tenantId: 43, name: "Mallory", vip: false } }), error: CapabilityDenied, message: /tenantId = 42/ },
-  { name: "create an order in another tenant", run: (db, w) => db.create(w.agent, { model: "Order", values: { id: 99, tenantId: 43, customerId: 4, total: 1, status: "open" } }), error: CapabilityDenied, message: /confines Order to rows where tenantId = 42/ },
+  { name: "create an order in another tenant", run: (db, w) => db.create(w.agent, { model: "Order", values: { tenantId: 43, customerId: 4, total: 1, status: "open" } }), error: CapabilityDenied, message: /confines Order to rows where tenantId = 42/ },
+  // Database-assigned keys: choosing one would tell, by the unique-key error, which ids other tenants hold
+  { name: "create giving a generated key held by another tenant", run: (db, w) => db.create(w.agent, { model: "Order", values: { id: 12, customerId: 1, total: 1, status: "open" } }), error: InvalidInput, message: /values\.id: Order\.id is assigned by the database/ },
+  { name: "create giving a generated key no row holds", run: (db, w) => db.create(w.agent, { model: "Order", values: { id: 99, customerId: 1, total: 1, status: "open" } }), error: InvalidInput, message: /values\.id: Order\.id is assigned by the database/ },
+  { name: "update setting a generated key", run: (db, w) => db.update(w.agent, { model: "Order", set: { id: 12 }, where: { id: 10 } }), error: InvalidInput, message: /set\.id: Order\.id is assigned by the database/ },
   { name: "one customer's capability creating another customer", run: (db, w) => db.create(w.customer7, { model: C, values: { id: 8, name: "Mallory", vip: false } }), error: CapabilityDenied, message: /id = 7/ },
   { name: "delete another tenant's rows", run: (db, w) => db.delete(w.agent, { model: C, where: { tenantId: 43 } }), error: CapabilityDenied, message: /tenantId = 42/ },
   { name: "an operation the grant does not name", run: (db, w) => db.delete(w.agent, { model: "Order", where: { id: 12 } }), error: CapabilityDenied, message: /does not grant delete on model Order/ },
@@ -176,6 +181,23 @@ describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
       expect(ATTEMPTS.length).toBeGreaterThanOrEqual(30);
     });
 
+    it("gives the same unique-key error whether the row holding the value is in the caller's scope or another tenant's", async () => {
+      const { agent } = world();
+      const tell = (e: unknown) => (e instanceof InvalidInput ? { type: e.constructor.name, message: e.message, code: e.code } : e);
+      const attempts = [
+        // id 1 is tenant 42's (in scope), id 4 tenant 43's.
+        [() => db.create(agent, { model: C, values: { id: 1, name: "Twin", vip: false } }), () => db.create(agent, { model: C, values: { id: 4, name: "Twin", vip: false } })],
+        // ada@ is tenant 42's, dan@ tenant 43's.
+        [() => db.update(agent, { model: C, set: { email: "ada@example.com" }, where: { id: 2 } }), () => db.update(agent, { model: C, set: { email: "dan@example.com" }, where: { id: 2 } })],
+        [() => db.update(agent, { model: C, set: { id: 1 }, where: { id: 2 } }), () => db.update(agent, { model: C, set: { id: 4 }, where: { id: 2 } })],
+      ] as const;
+      for (const [inScope, elsewhere] of attempts) {
+        const [mine, theirs] = [tell(await inScope().catch((e: unknown) => e)), tell(await elsewhere().catch((e: unknown) => e))];
+        expect(mine).toMatchObject({ type: "InvalidInput", message: "the database refused the values given: another row already has that value of a unique field" });
+        expect(theirs).toEqual(mine);
+      }
+    });
+
     it.each(ATTEMPTS)("$name", async (attempt) => {
       const w = world();
       const tables = async () => [await h.rows("customers"), await h.rows("orders"), await h.rows("tasks")];
@@ -190,6 +212,47 @@ describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
       expect(err).toBeInstanceOf(attempt.error);
       expect((err as Error).message).toMatch(attempt.message);
       expect(await tables()).toEqual(before);
+    });
+
+    it("property: a denied call runs no SQL, and no call changes a row outside the grant", async () => {
+      const w = world();
+      const caps = [w.agent, w.customer7, w.readOnly, w.onlyTenant42] as const;
+      const tenants = fc.constantFrom(42, 43);
+      const ids = fc.constantFrom(1, 2, 4, 7, 10, 12, 99);
+      const fields = fc.subarray(["id", "tenantId", "name", "email", "vip", "secretNote"], { minLength: 1 });
+      const where = fc.record({ id: ids, tenantId: tenants }, { requiredKeys: [] });
+      const values = fc.record(
+        { id: ids, tenantId: tenants, name: fc.constantFrom("N"), email: fc.constantFrom("ada@example.com", "dan@example.com", "new@example.com"), vip: fc.boolean(), secretNote: fc.constantFrom("s") },
+        { requiredKeys: ["name", "vip"] },
+      );
+      const call = fc.oneof(
+        fc.record({ op: fc.constant("read" as const), model: fc.constantFrom(C, "Order", "Task"), fields, where }),
+        fc.record({ op: fc.constant("create" as const), model: fc.constant(C), values }),
+        fc.record({ op: fc.constant("update" as const), model: fc.constantFrom(C, "Order"), set: values, where }),
+        fc.record({ op: fc.constant("delete" as const), model: fc.constantFrom(C, "Order"), where }),
+      );
+      const outsideGrant = async () => [(await h.rows("customers")).filter((r) => r.tenant_id !== 42), (await h.rows("orders")).filter((r) => r.tenant_id !== 42), await h.rows("tasks")];
+      const untouched = await outsideGrant();
+      let denials = 0;
+      await fc.assert(
+        fc.asyncProperty(call, fc.constantFrom(...caps.keys()), async (q, which) => {
+          const cap = caps[which] as Capability;
+          h.clearCounts();
+          const { op, ...query } = q;
+          const outcome = await db[op](cap, { ...query, ...(which === 3 ? { tenant: "t42" } : {}) }).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          if ([CapabilityDenied, BudgetExhausted, Expired, Revoked].some((type) => outcome instanceof type)) {
+            denials += 1;
+            expect(h.executed()).toBe(0);
+          }
+          expect(await outsideGrant()).toEqual(untouched);
+        }),
+        { numRuns: 150 },
+      );
+      expect(denials).toBeGreaterThan(20);
+      await h.reset();
     });
   });
 });

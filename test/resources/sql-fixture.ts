@@ -31,7 +31,8 @@ export const SCHEMA: SchemaSpec = {
     table: "orders",
     primaryKey: "id",
     fields: {
-      id: { type: "integer" },
+      // Assigned by the database (autoincrement, identity): no query may give it.
+      id: { type: "integer", generated: true },
       tenantId: { type: "integer", column: "tenant_id" },
       customerId: { type: "integer", column: "customer_id" },
       total: { type: "real" },

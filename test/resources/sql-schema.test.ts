@@ -25,6 +25,7 @@ const BAD: readonly { readonly name: string; readonly options: unknown; readonly
   { name: "field named __proto__", options: { sqlite, schema: withModel(JSON.parse('{"table":"t","primaryKey":"id","fields":{"id":{"type":"integer"},"__proto__":{"type":"text"}}}')) }, message: /must not be __proto__/ },
   { name: "unknown field type", options: { sqlite, schema: withField({ type: "varchar" }) }, message: /type must be one of integer, real, text, boolean, got "varchar"/ },
   { name: "nullable that is not a boolean", options: { sqlite, schema: withField({ type: "text", nullable: "yes" }) }, message: /nullable must be a boolean/ },
+  { name: "generated that is not a boolean", options: { sqlite, schema: withField({ type: "integer", generated: 1 }) }, message: /generated must be a boolean/ },
   { name: "unknown field setting", options: { sqlite, schema: withField({ type: "text", default: "x" }) }, message: /fields\.extra\.default is not a setting/ },
   { name: "unknown model setting", options: { sqlite, schema: withModel({ ...customer, where: "tenant_id = 42" }) }, message: /models\.Customer\.where is not a setting/ },
   { name: "no fields", options: { sqlite, schema: withModel({ ...customer, fields: {} }) }, message: /must declare at least one field/ },

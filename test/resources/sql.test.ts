@@ -165,6 +165,14 @@ describe.each(ENGINES)("SQL resource on $name", (engine) => {
         expect((await h.rows("customers")).find((r) => r.id === 30)).toMatchObject({ tenant_id: 42, name: "Ida" });
       });
 
+      it("leaves a generated key to the database and returns it", async () => {
+        const made = await db.create(agent, { model: "Order", values: { customerId: 1, total: 3.5, status: "open" }, returning: ["id", "tenantId"] });
+        expect(made.rows[0]).toMatchObject({ tenantId: 42 });
+        const id = made.rows[0]?.id;
+        expect(typeof id).toBe("number");
+        expect([10, 11, 12]).not.toContain(id);
+      });
+
       it("stores injection-looking values as plain data", async () => {
         const evil = `Robert'); DROP TABLE customers;--`;
         await db.create(agent, { model: "Customer", values: { id: 31, name: evil, email: `" OR 1=1 --`, vip: false } });

@@ -5,7 +5,7 @@ import { createManualClock } from "../../src/kernel/clock.ts";
 import { BudgetExhausted, CapabilityDenied, Expired, InvalidInput } from "../../src/kernel/errors.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { defineTool } from "../../src/tools/define.ts";
+import { defineTool, subToolNeeds, type AnyTool, type Tool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { agentSubtask } from "../../src/runtime/agent-task.ts";
 import { check, SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/index.ts";
@@ -14,7 +14,7 @@ import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { openSession } from "../../src/runtime/session.ts";
 import { memorySink } from "../tools/memory-sink.ts";
 
-function setup(options: { critical?: GovernorOptions["critical"]; policy?: () => Grant | null } = {}) {
+function setup(options: { critical?: GovernorOptions["critical"]; policy?: () => Grant | null; extraTools?: (deleteNote: Tool<{ path: string }, boolean>) => AnyTool[] } = {}) {
   const notes = new Map([
     ["/notes/a", "alpha"],
     ["/notes/b", "bravo"],
@@ -37,7 +37,7 @@ function setup(options: { critical?: GovernorOptions["critical"]; policy?: () =>
   const grant: Grant = { tools: ["read_note", "delete_note"], fs: [{ path: "/notes", ops: ["read", "delete"] }] };
   const mint = createMint({ issuer: "app", clock, policy: options.policy ?? (() => grant) });
   const sink = memorySink();
-  const dispatcher = createDispatcher({ tools: [readNote, deleteNote], audit: sink });
+  const dispatcher = createDispatcher({ tools: [readNote, deleteNote, ...(options.extraTools?.(deleteNote) ?? [])], audit: sink });
   const session = openSession({ mint, principal: { id: "alice" }, id: "s-1", requestId: "login" });
   const governor = createGovernor({ session, dispatcher, ...(options.critical === undefined ? {} : { critical: options.critical }) });
   return { notes, readNote, deleteNote, clock, mint, sink, dispatcher, session, governor, grant };
@@ -271,6 +271,39 @@ describe("Governor: critical operations need a fresh re-mint after a policy chec
   it("refuses to escalate a critical tool", async () => {
     const { governor } = setup({ critical: critical(() => true) });
     await expect(governor.escalate({ tool: "delete_note", input: { path: "/notes/a" }, seconds: 5 })).rejects.toThrow(/is critical/);
+  });
+
+  it("refuses to escalate a tool that reaches a critical tool through its needs, at any depth, without asking the policy", async () => {
+    const checks: CriticalCheck[] = [];
+    // tidy_note calls delete_note as a sub-tool; sweep_notes calls tidy_note.
+    const viaSubTool = (deleteNote: Tool<{ path: string }, boolean>): AnyTool[] => {
+      const tidyNote = defineTool(
+        { name: "tidy_note", description: "Tidy a note.", input: z.object({ path: z.string() }), needs: ({ path }, ctx) => subToolNeeds(deleteNote, { path }, ctx) },
+        (input, cap, ctx) => ctx.call(deleteNote, input, cap),
+      );
+      const sweepNotes = defineTool(
+        { name: "sweep_notes", description: "Sweep notes.", input: z.object({ path: z.string() }), needs: ({ path }, ctx) => subToolNeeds(tidyNote, { path }, ctx) },
+        (input, cap, ctx) => ctx.call(tidyNote, input, cap),
+      );
+      return [tidyNote, sweepNotes];
+    };
+    const grant: Grant = { tools: ["read_note", "delete_note", "tidy_note", "sweep_notes"], fs: [{ path: "/notes", ops: ["read", "delete"] }] };
+    const { governor, dispatcher, notes } = setup({ critical: critical((c) => (checks.push(c), true)), policy: () => grant, extraTools: viaSubTool });
+    for (const tool of ["tidy_note", "sweep_notes"]) {
+      const escalation = governor.escalate({ tool, input: { path: "/notes/a" }, seconds: 60 });
+      await expect(escalation).rejects.toThrow(InvalidInput);
+      await expect(escalation).rejects.toThrow(/reaches critical tool delete_note through its needs/);
+    }
+    // A task's own capability, which names tidy_note, cannot reach delete_note through it either.
+    const task = governor.spawn({
+      name: "tidy",
+      grant: { tools: ["tidy_note", "delete_note"], fs: [{ path: "/notes", ops: ["delete"] }] },
+      timeoutMs: 60_000,
+      run: (ctx) => dispatcher.call("tidy_note", { path: "/notes/a" }, ctx.capability),
+    });
+    await expect(task.result).rejects.toThrow(/does not grant tool "delete_note"/);
+    expect(checks).toEqual([]);
+    expect(notes.has("/notes/a")).toBe(true);
   });
 
   it.each([

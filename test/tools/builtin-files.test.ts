@@ -7,6 +7,7 @@ import { createMint } from "../../src/kernel/mint.ts";
 import { createFileSystem } from "../../src/resources/fs/file-system.ts";
 import { fileTools } from "../../src/tools/builtin/files.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
+import { traceFs } from "../resources/fs-trace.ts";
 import { memorySink } from "./memory-sink.ts";
 
 const root = realpathSync(mkdtempSync(join(tmpdir(), "agentcap-files-")));
@@ -38,20 +39,46 @@ describe("file tools", () => {
     expect(listed.entries.map((e) => e.name)).toEqual(["innocent.txt", "report.txt", "summary.txt"]);
   });
 
-  it("denies paths outside the grant before the handler runs, however they are spelled", async () => {
+  it("denies paths outside the grant however they are spelled (written outside: before the handler runs)", async () => {
     const { dispatcher, cap, sink } = setup();
     await expect(dispatcher.call("read_file", { path: join(home, ".ssh", "id_rsa") }, cap)).rejects.toThrow(CapabilityDenied);
     await expect(dispatcher.call("read_file", { path: "uploads/../home/.ssh/id_rsa" }, cap)).rejects.toThrow(CapabilityDenied);
-    // A link inside the grant is judged by where it really leads.
-    await expect(dispatcher.call("read_file", { path: "uploads/innocent.txt" }, cap)).rejects.toThrow(CapabilityDenied);
+    // A link inside the grant is judged by where it really leads, and the denial does not say where that is.
+    const viaLink = dispatcher.call("read_file", { path: "uploads/innocent.txt" }, cap);
+    await expect(viaLink).rejects.toThrow(CapabilityDenied);
+    await expect(viaLink).rejects.toThrow(new RegExp(`does not grant read on ${join(uploads, "innocent.txt")}$`));
     await expect(dispatcher.call("write_file", { path: join(home, "evil"), content: "x" }, cap)).rejects.toThrow(CapabilityDenied);
     expect(existsSync(join(home, "evil"))).toBe(false);
     expect(sink.toolEvents().map((e) => e.request)).toEqual([
       { action: "fs.read", path: join(home, ".ssh", "id_rsa") },
       { action: "fs.read", path: join(home, ".ssh", "id_rsa") },
-      { action: "fs.read", path: join(home, ".ssh", "id_rsa") },
+      // Allowed as written, so the handler ran, and the file system denied the real path (its own event records which).
+      { action: "tool.call", tool: "read_file" },
       { action: "fs.write", path: join(home, "evil") },
     ]);
+  });
+
+  it("follows a link that stays inside the grant: its needs name the path as written and its real path", async () => {
+    const { dispatcher, cap } = setup();
+    symlinkSync("report.txt", join(uploads, "alias.txt"));
+    const planned = await dispatcher.plan("read_file", { path: "uploads/alias.txt" }, cap);
+    expect(planned.needs).toEqual([
+      { action: "fs.read", path: join(uploads, "alias.txt") },
+      { action: "fs.read", path: join(uploads, "report.txt") },
+    ]);
+    await expect(dispatcher.call("read_file", { path: "uploads/alias.txt" }, cap)).resolves.toMatchObject({ text: "Q3 revenue grew 12%." });
+  });
+
+  it("looks at nothing while working out the needs of a path written outside the grant", async () => {
+    const { dispatcher, cap } = setup();
+    const trace = traceFs();
+    try {
+      await expect(dispatcher.call("read_file", { path: "/proc/self/cwd/package.json" }, cap)).rejects.toThrow(CapabilityDenied);
+      await expect(dispatcher.call("read_file", { path: join(home, ".ssh", "id_rsa") }, cap)).rejects.toThrow(/does not grant read on \S+\/id_rsa$/);
+    } finally {
+      trace.stop();
+    }
+    expect(trace.touches()).toEqual([]);
   });
 
   it("refuses a path with a NUL byte as invalid input", async () => {

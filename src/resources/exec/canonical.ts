@@ -1,12 +1,24 @@
-import { accessSync, closeSync, constants, fstatSync, openSync, readSync, realpathSync, statSync } from "node:fs";
-import { InvalidInput } from "../../kernel/index.js";
+import fs from "node:fs";
+import path from "node:path";
+import { InvalidInput, type ExecRequest, type FsRequest } from "../../kernel/index.js";
+import { namesDirectory, realPathWithin } from "../fs/internal.js";
 
 /*
- * Canonicalization of the program and the working directory, done before the
- * capability is asked: every symlink and `..` resolved by the operating
- * system's realpath (not Node's JavaScript emulation of it), so a grant is always judged against what would really run and
- * where. Grants therefore name real paths (on a merged-/usr system,
- * /usr/bin/echo rather than /bin/echo).
+ * Canonicalization of the program and the working directory of a run, in the
+ * order that keeps a denied run from touching anything:
+ *
+ * 1. `writtenRun`: the paths as the caller wrote them, made canonical
+ *    lexically (`..` and repeated separators removed), with no I/O. The
+ *    capability decides on these first.
+ * 2. `resolvedRun`: every symbolic link and `..` resolved, looking only where
+ *    the caller's grant reaches (a name outside it is never read), so the
+ *    capability then decides on what would really run, and where. Grants
+ *    therefore name real paths (on a merged-/usr system, /usr/bin/echo rather
+ *    than /bin/echo), and a caller names them as granted: both its words and
+ *    their real path must be allowed.
+ * 3. `inspectProgram` and `requireDirectory`: only a program the capability
+ *    allows is opened and read, to refuse what exec would run in a way the
+ *    grant did not mean.
  *
  * The look-ups are synchronous on purpose: each is a metadata call of a few
  * microseconds, while a round trip through libuv's thread pool costs tens of
@@ -36,70 +48,109 @@ const EXECUTABLE_MAGIC: readonly (readonly number[])[] = [
 const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 
-function unresolvable(what: string, path: string, error: unknown): InvalidInput {
-  const code = (error as NodeJS.ErrnoException).code;
-  const why =
-    code === "ENOENT" ? "does not exist"
-    : code === "ENOTDIR" ? "has a component that is not a directory"
-    : code === "ELOOP" ? "has too many levels of symbolic links"
-    : code === "EACCES" ? "cannot be resolved: permission denied"
-    : `cannot be resolved (${code ?? String(error)})`;
-  return new InvalidInput(`${what} ${JSON.stringify(path)} ${why}`);
+const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
+
+/** The two requests of one run: running the program, and listing its working directory. */
+export interface RunRequests {
+  readonly exec: ExecRequest;
+  readonly list: FsRequest;
 }
 
-function resolve(what: string, path: string): string {
-  try {
-    return realpathSync.native(path);
-  } catch (e) {
-    throw unresolvable(what, path, e);
-  }
+/** What a run asks for, before any path is canonicalized. */
+export interface RunCall {
+  readonly argv: readonly string[];
+  readonly cwd: string;
+  readonly env: readonly string[];
+  readonly tenant?: string | undefined;
+}
+
+function requests(program: string, args: readonly string[], cwd: string, env: readonly string[], tenant: string | undefined): RunRequests {
+  const tenanted = tenant === undefined ? {} : { tenant };
+  return {
+    exec: { action: "exec", argv: [program, ...args], cwd, env, ...tenanted },
+    list: { action: "fs.list", path: cwd, ...tenanted },
+  };
 }
 
 /**
- * The real absolute path of `path`, guaranteed to be a regular, executable,
- * non-setuid file in a format the kernel runs itself (never via /bin/sh).
- * Throws InvalidInput saying which of these failed.
+ * The requests of `call` with the program and cwd made canonical lexically
+ * (absolute paths are expected), touching nothing. Throws InvalidInput for a
+ * program named like a directory (`/usr/bin/echo/`), which names no program.
  */
-export function resolveProgram(path: string): string {
-  const real = resolve("program", path);
-  const named = real === path ? JSON.stringify(path) : `${JSON.stringify(path)} (really ${real})`;
+export function writtenRun(call: RunCall): RunRequests {
+  const [named = "", ...args] = call.argv;
+  if (namesDirectory(named)) {
+    throw new InvalidInput(`program ${JSON.stringify(named)} ends with a separator, "." or "..": it names a directory, not a program`);
+  }
+  return requests(path.resolve("/", named), args, path.resolve("/", call.cwd), call.env, call.tenant);
+}
+
+/**
+ * The requests of `written` on real paths: the cwd resolved looking only
+ * where `refuse` lets its listing through, then the program looking only
+ * where `refuse` lets its run through. Returns the first refusal instead
+ * when resolving would have to look beyond that.
+ */
+export function resolvedRun<D extends object>(written: RunRequests, refuse: (request: ExecRequest | FsRequest) => D | null): RunRequests | D {
+  const [program = "", ...args] = written.exec.argv;
+  const { env = [], tenant } = written.exec;
+  const cwd = realPathWithin(written.list.path, (p) => refuse(requests(program, args, p, env, tenant).list));
+  if (typeof cwd !== "string") return cwd;
+  const real = realPathWithin(program, (p) => refuse(requests(p, args, cwd, env, tenant).exec));
+  if (typeof real !== "string") return real;
+  return requests(real, args, cwd, env, tenant);
+}
+
+/**
+ * Throws InvalidInput unless the real path `real` is a regular, executable,
+ * non-setuid file in a format the kernel runs itself (never via /bin/sh).
+ * Messages name the program as the caller did (`shown`).
+ */
+export function inspectProgram(real: string, shown: string): void {
+  const named = JSON.stringify(shown);
   const head = new Uint8Array(4);
   let headLength: number;
   try {
     // O_NONBLOCK: a FIFO planted at the path must not hang the call; it is refused below as not a regular file.
-    const fd = openSync(real, constants.O_RDONLY | constants.O_NONBLOCK);
+    // O_NOFOLLOW: `real` has no links; one swapped in since is refused rather than followed.
+    const fd = fs.openSync(real, O_RDONLY | O_NONBLOCK | O_NOFOLLOW);
     try {
-      const info = fstatSync(fd);
+      const info = fs.fstatSync(fd);
       if (!info.isFile()) throw new InvalidInput(`program ${named} is not a regular file`);
       // A setuid or setgid program runs as another user: it could not be killed on timeout or revocation.
       if ((info.mode & (S_ISUID | S_ISGID)) !== 0) {
         throw new InvalidInput(`program ${named} is setuid or setgid; it cannot be confined (it could outlive a kill)`);
       }
-      headLength = readSync(fd, head, 0, head.length, 0);
+      headLength = fs.readSync(fd, head, 0, head.length, 0);
     } finally {
-      closeSync(fd);
+      fs.closeSync(fd);
     }
-    accessSync(real, constants.X_OK);
+    fs.accessSync(real, fs.constants.X_OK);
   } catch (e) {
     if (e instanceof InvalidInput) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InvalidInput(`program ${named} ${code === "EACCES" ? "is not executable or not readable" : `cannot be checked (${code ?? String(e)})`}`);
+    throw new InvalidInput(`program ${named} ${problem(e, "is not executable or not readable")}`);
   }
   if (!EXECUTABLE_MAGIC.some((magic) => magic.length <= headLength && magic.every((byte, i) => head[i] === byte))) {
     throw new InvalidInput(`program ${named} is neither a binary nor a #! script; exec would hand it to /bin/sh, so it is refused`);
   }
-  return real;
 }
 
-/** The real absolute path of `path`, guaranteed to be a directory. Throws InvalidInput otherwise. */
-export function resolveDirectory(path: string): string {
-  const real = resolve("cwd", path);
+/** Throws InvalidInput unless the real path `real` is a directory; messages name it as the caller did (`shown`). */
+export function requireDirectory(real: string, shown: string): void {
   let isDirectory: boolean;
   try {
-    isDirectory = statSync(real).isDirectory();
+    isDirectory = fs.statSync(real).isDirectory();
   } catch (e) {
-    throw unresolvable("cwd", path, e);
+    throw new InvalidInput(`cwd ${JSON.stringify(shown)} ${problem(e, "cannot be resolved: permission denied")}`);
   }
-  if (!isDirectory) throw new InvalidInput(`cwd ${JSON.stringify(path)} is not a directory`);
-  return real;
+  if (!isDirectory) throw new InvalidInput(`cwd ${JSON.stringify(shown)} is not a directory`);
+}
+
+function problem(error: unknown, accessDenied: string): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === "ENOENT" ? "does not exist"
+    : code === "ENOTDIR" ? "has a component that is not a directory"
+    : code === "ELOOP" ? "has too many levels of symbolic links, or was replaced by one"
+    : code === "EACCES" ? accessDenied
+    : `cannot be checked (${code ?? String(error)})`;
 }

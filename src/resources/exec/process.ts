@@ -15,6 +15,33 @@ import { freshBytes } from "../fresh-bytes.js";
  * limit still ends the call.
  */
 
+/*
+ * Variables Node's spawn copies from process.env into any child environment
+ * that does not hold them as its own keys (NODE_V8_COVERAGE everywhere, the
+ * rest on z/OS). An own key whose value is undefined stops the copy and is
+ * itself left out, so the child gets exactly the variables of the job.
+ */
+const COPIED_BY_SPAWN = [
+  "NODE_V8_COVERAGE",
+  "_BPXK_AUTOCVT",
+  "_CEE_RUNOPTS",
+  "_TAG_REDIR_ERR",
+  "_TAG_REDIR_IN",
+  "_TAG_REDIR_OUT",
+  "STEPLIB",
+  "LIBPATH",
+  "_EDC_SIG_DFLT",
+  "_EDC_SUSV3",
+] as const;
+
+/** `env` with every variable spawn would copy from process.env, and `env` does not name, held off. */
+function exactEnv(env: Readonly<Record<string, string>>): Record<string, string | undefined> {
+  const out = Object.create(null) as Record<string, string | undefined>;
+  for (const name of COPIED_BY_SPAWN) out[name] = undefined;
+  for (const name of Object.keys(env)) out[name] = env[name];
+  return out;
+}
+
 /** What to run, fully canonicalized and authorized. */
 export interface Job {
   readonly program: string;
@@ -46,7 +73,7 @@ export function runJob(job: Job, stop: AbortSignal): Promise<Exit> {
       try {
         return spawn(job.program, job.args, {
           cwd: job.cwd,
-          env: job.env,
+          env: exactEnv(job.env),
           shell: false,
           // A new process group (and session), so a kill reaches everything the program started.
           detached: true,

@@ -12,13 +12,13 @@ import {
   type FsRequest,
 } from "../../kernel/index.js";
 import { audited, auditOption, type Access } from "../audited.js";
-import { resolveDirectory, resolveProgram } from "./canonical.js";
+import { inCallersWords } from "../denials.js";
+import { inspectProgram, requireDirectory, resolvedRun, writtenRun, type RunRequests } from "./canonical.js";
 import { envSource, scrubbedEnv } from "./env.js";
 import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from "./input.js";
 import { canWatchMemory } from "./memory.js";
 import { runJob, type Exit } from "./process.js";
 import { watchAuthority } from "./watch.js";
-import { defined } from "../../kernel/internal.js";
 
 export type { ExecLimits, OutputEncoding, RunOptions } from "./input.js";
 
@@ -99,9 +99,28 @@ function rejectMemoryLimitIfUnsupported(limits: ExecLimits): void {
   }
 }
 
-/** Records and throws the kernel's typed denial, its reason extended with what the resource knows about the call. */
-function throwDenied(access: Access, request: ExecRequest | FsRequest, decision: Denied, notes: readonly string[]): never {
-  throw denialError(access.decided(request, { ...decision, reason: [decision.reason, ...notes].join("; ") }) as Denied);
+/** What a request names, as the kernel's reason ends with it. */
+function named(request: ExecRequest | FsRequest): string {
+  return request.action === "exec" ? `${JSON.stringify(request.argv)} in ${request.cwd}` : request.path;
+}
+
+function withNotes(decision: Denied, notes: readonly string[]): Denied {
+  return notes.length === 0 ? decision : Object.freeze({ ...decision, reason: [decision.reason, ...notes].join("; ") });
+}
+
+/**
+ * Records the kernel's denial of `request` (as written or resolved) and
+ * throws it, told in the caller's words (`written`) and extended with what
+ * the resource knows about the call; never with where a path resolved to.
+ */
+function throwDenied(access: Access, request: ExecRequest | FsRequest, decision: Denied, written: RunRequests): never {
+  const notes =
+    request.action === "exec"
+      ? (request.env ?? []).length === 0 ? [] : [`the run asked to pass environment variables ${(request.env ?? []).join(", ")}`]
+      : ["the working directory must be listable through the capability's fs grant"];
+  access.decided(request, withNotes(decision, notes));
+  const own = request.action === "exec" ? written.exec : written.list;
+  throw denialError(withNotes(inCallersWords(decision, named(request), named(own)), notes));
 }
 
 /** Bytes of output a run returned, for its audit event. */
@@ -138,29 +157,38 @@ export function createExec(config: ExecConfig = {}): Exec {
     if (!isCapability(cap)) throw new NotACapability("exec.run needs a capability issued by this kernel");
     const call = parseCall(argv, options, ceilings);
     rejectMemoryLimitIfUnsupported(call.limits);
-    const [named = "", ...args] = call.argv;
-    const program = resolveProgram(named);
-    const cwd = resolveDirectory(call.cwd);
     const env = scrubbedEnv(source, call.env);
-    const tenant = defined({ tenant: call.tenant });
-    const execRequest: ExecRequest = { action: "exec", argv: [program, ...args], cwd, env: call.env, ...tenant };
-    const listRequest: FsRequest = { action: "fs.list", path: cwd, ...tenant };
+    const written = writtenRun({ argv: call.argv, cwd: call.cwd, env: call.env, tenant: call.tenant });
+    const decide = (request: ExecRequest | FsRequest): void => {
+      const decision = check(cap, request);
+      if (!decision.allowed) throwDenied(access, request, decision, written);
+    };
+
+    // As written first: a run denied in the caller's own words touches nothing.
+    decide(written.list);
+    decide(written.exec);
+    const resolved = resolvedRun(written, (request) => {
+      const decision = check(cap, request);
+      return decision.allowed ? null : { request, decision };
+    });
+    if (!("exec" in resolved)) throwDenied(access, resolved.request, resolved.decision, written);
+    const { exec: execRequest, list: listRequest } = resolved;
     access.about(execRequest);
+    // Then on real paths, before the program is opened.
+    if (listRequest.path !== written.list.path) decide(listRequest);
+    decide(execRequest);
+    const [shownProgram = ""] = written.exec.argv;
+    const [program = "", ...args] = execRequest.argv;
+    inspectProgram(program, shownProgram);
+    requireDirectory(listRequest.path, written.list.path);
 
     // From the decision to the spawn inside runJob nothing awaits, so no
     // revocation or expiry can slip between the decision and the start.
-    // The cwd check charges nothing; the exec authorization then charges one use.
-    const listing = check(cap, listRequest);
-    if (!listing.allowed) throwDenied(access, listRequest, listing, ["the working directory must be listable through the capability's fs grant"]);
+    // The checks above charge nothing; this authorization charges one use.
     const decision = authorize(cap, execRequest);
-    if (!decision.allowed) {
-      const notes = [
-        ...(program === named ? [] : [`the program ${JSON.stringify(named)} resolves to ${program}, and grants are matched against real paths`]),
-        ...(call.env.length === 0 ? [] : [`the run asked to pass environment variables ${call.env.join(", ")}`]),
-      ];
-      throwDenied(access, execRequest, decision, notes);
-    }
+    if (!decision.allowed) throwDenied(access, execRequest, decision, written);
     access.decided(execRequest, decision);
+    const cwd = listRequest.path;
     const watch = watchAuthority(cap);
     try {
       return decode(await runJob({ program, args, cwd, env, input: call.input, limits: call.limits }, watch.signal), call.encoding);

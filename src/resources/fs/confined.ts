@@ -12,9 +12,10 @@ import {
   type FsRequest,
 } from "../../kernel/index.js";
 import { audited, jsonBytes, type Access } from "../audited.js";
+import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
-import { lexicalPath, realEntryPath, realPath } from "./paths.js";
+import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
@@ -45,12 +46,67 @@ function request(action: Action, p: string, tenant: string | undefined): FsReque
   return tenant === undefined ? { action, path: p } : { action, path: p, tenant };
 }
 
-/** Authorizes and charges, recording the decision; throws the kernel's typed denial. */
-function authorized(access: Access, cap: Capability, action: Action, p: string, tenant: string | undefined): FsRequest {
-  const req = request(action, p, tenant);
-  const decision = access.decided(req, authorize(cap, req));
-  if (!decision.allowed) throw denialError(decision);
-  return req;
+/**
+ * One authorized request and how the caller named it. `req.path` is the real
+ * path acted on; `shown` is the caller's path made absolute lexically, the
+ * only path any error names; `slash` is "/" when the caller's path named a
+ * directory by its form (`a.txt/`), and is passed on to the system call so
+ * the operating system answers as it would for that path.
+ */
+interface Target {
+  readonly req: FsRequest;
+  readonly shown: string;
+  readonly slash: "" | "/";
+}
+
+/**
+ * Records `decision` on `req` (what was decided on, for the audit) and
+ * throws its typed error, told in the caller's words: `shown` instead of the
+ * resolved path.
+ */
+function deny(access: Access, req: FsRequest, decision: Denied, shown: string): never {
+  access.decided(req, decision);
+  throw denialError(inCallersWords(decision, req.path, shown));
+}
+
+/**
+ * Decides the path as the caller wrote it first, so a denied path is never
+ * looked at; then resolves it without following a link out of what the
+ * capability allows. Nothing is charged: `charge` authorizes the real path.
+ * Every denial names the caller's path, never what it resolved to.
+ */
+function resolvedTarget(access: Access, cap: Capability, action: Action, input: unknown, options: unknown, baseDir: string, entry: boolean): Target {
+  const tenant = tenantOf(options);
+  const shown = lexicalPath(input, baseDir);
+  const slash = namesDirectory(input as string) ? "/" : "";
+  const asked = request(action, shown, tenant);
+  const first = check(cap, asked);
+  if (!first.allowed) deny(access, asked, first, shown);
+  const refuse = (p: string) => {
+    const req = request(action, p, tenant);
+    const decision = check(cap, req);
+    return decision.allowed ? null : { req, decision };
+  };
+  const real = entry ? realEntryPathWithin(shown, refuse) : realPathWithin(shown, refuse);
+  if (typeof real !== "string") deny(access, real.req, real.decision, shown);
+  return { req: request(action, real, tenant), shown, slash };
+}
+
+/** Authorizes and charges the real path of `t`, recording the decision; throws the typed denial in the caller's words. */
+function charge(access: Access, cap: Capability, t: Target): void {
+  const decision = authorize(cap, t.req);
+  if (!decision.allowed) deny(access, t.req, decision, t.shown);
+  access.decided(t.req, decision);
+}
+
+/**
+ * How the caller would name `p`, a real path on the way to `t`'s (a parent
+ * that mkdir creates): the caller's path cut by as many trailing names as
+ * `p` lacks, when the two end alike; otherwise the caller's path itself.
+ */
+function shownAt(t: Target, p: string): string {
+  const rest = t.req.path.slice(p.length);
+  return t.shown.endsWith(rest) ? t.shown.slice(0, t.shown.length - rest.length) : t.shown;
 }
 
 /**
@@ -60,24 +116,26 @@ function authorized(access: Access, cap: Capability, action: Action, p: string, 
  * swap led to, and the capability decides on that. Null means the anchor
  * could not establish it, which is refused.
  */
-function verify(access: Access, cap: Capability, req: FsRequest, real: string | null): void {
+function verify(access: Access, cap: Capability, target: Target, real: string | null): void {
+  const { req, shown } = target;
   if (real === req.path) return;
   if (real === null || !real.startsWith("/")) {
     const refused: Denied = {
       allowed: false,
       code: "ERR_CAPABILITY_DENIED",
-      reason: `${req.path} changed between the check and the open (a component was replaced, perhaps by a symbolic link); the ${req.action} request was refused`,
-      because: `found ${req.path} changed between the check and the open`,
+      reason: `${shown} changed between the check and the open (a component was replaced, perhaps by a symbolic link); the ${req.action} request was refused`,
+      because: `found ${shown} changed between the check and the open`,
       capabilityId: cap.id,
       link: cap.depth,
       linkId: cap.id,
       rule: "fs.verify",
     };
-    throw denialError(access.decided(req, refused) as Denied);
+    deny(access, req, refused, shown);
   }
   const opened = { ...req, path: real };
-  const decision = access.decided(opened, check(cap, opened));
-  if (!decision.allowed) throw denialError(decision);
+  const decision = check(cap, opened);
+  if (!decision.allowed) deny(access, opened, decision, shown);
+  access.decided(opened, decision);
 }
 
 function withOpen<T>(p: string, flags: number, use: (fd: number) => T): T {
@@ -154,14 +212,15 @@ function missingLevels(target: string): string[] {
 export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: AuditSink): FileSystem {
   const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries } = settings;
 
-  /** Opens the parent directory of `req.path`, verifies it, and acts on the last name inside that open directory. */
-  const inParent = <T>(access: Access, cap: Capability, req: FsRequest, verb: string, act: (entry: string) => T): T => {
+  /** Opens the parent directory of `t.req.path`, verifies it, and acts on the last name inside that open directory. */
+  const inParent = <T>(access: Access, cap: Capability, t: Target, verb: string, act: (entry: string) => T): T => {
+    const { req } = t;
     const dir = path.dirname(req.path);
-    if (dir === req.path) throw fileSystemError(verb, req.path, "EPERM");
+    if (dir === req.path) throw fileSystemError(verb, t.shown, "EPERM");
     const name = path.basename(req.path);
     return withOpen(dir, DIR_FLAGS, (dirFd) => {
       const realDir = anchor.realPathOf(dirFd, dir);
-      verify(access, cap, req, realDir === null ? null : path.join(realDir, name));
+      verify(access, cap, t, realDir === null ? null : path.join(realDir, name));
       return act(anchor.entry(dirFd, dir, name));
     });
   };
@@ -184,10 +243,11 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   const tooLarge = (verb: string, length: number) =>
     new LimitExceeded(`cannot ${verb} ${length} bytes: one call may write at most maxWriteBytes (${maxWriteBytes}) bytes`, "maxWriteBytes");
 
-  /** Validates the call, resolves the path, then authorizes (and charges) the request. */
-  const resolveAndAuthorize = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, resolve = realPath): FsRequest => {
-    const tenant = tenantOf(options);
-    return authorized(access, cap, action, resolve(lexicalPath(input, baseDir)), tenant);
+  /** Validates the call, decides the path as written, resolves it, then authorizes (and charges) its real path. */
+  const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false): Target => {
+    const t = resolvedTarget(access, cap, action, input, options, baseDir, entry);
+    charge(access, cap, t);
+    return t;
   };
 
   /** Runs one method's access through the audit; methods that return nothing report 0 bytes. */
@@ -196,11 +256,11 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   const put = (access: Access, cap: Capability, input: unknown, data: unknown, options: unknown, append: boolean): void => {
     const verb = append ? "append to" : "write";
     const bytes = bytesOf(data, verb);
-    const req = resolveAndAuthorize(access, cap, "fs.write", input, options);
-    io(verb, req.path, () => {
-      inParent(access, cap, req, verb, (entry) => {
-        withOpen(entry, WRITE_FLAGS | (append ? O_APPEND : O_TRUNC), (fd) => {
-          requireRegularFile(fs.fstatSync(fd), verb, req.path);
+    const t = target(access, cap, "fs.write", input, options);
+    io(verb, t.shown, () => {
+      inParent(access, cap, t, verb, (entry) => {
+        withOpen(entry + t.slash, WRITE_FLAGS | (append ? O_APPEND : O_TRUNC), (fd) => {
+          requireRegularFile(fs.fstatSync(fd), verb, t.shown);
           writeAll(fd, bytes);
         });
       });
@@ -215,14 +275,15 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(
         cap,
         (access) => {
-          const req = resolveAndAuthorize(access, cap, "fs.read", input, options);
-          return io("read", req.path, () =>
-            withOpen(req.path, READ_FLAGS, (fd) => {
-              verify(access, cap, req, anchor.realPathOf(fd, req.path));
+          const t = target(access, cap, "fs.read", input, options);
+          const { req, shown } = t;
+          return io("read", shown, () =>
+            withOpen(req.path + t.slash, READ_FLAGS, (fd) => {
+              verify(access, cap, t, anchor.realPathOf(fd, req.path));
               const st = fs.fstatSync(fd);
-              requireRegularFile(st, "read", req.path);
+              requireRegularFile(st, "read", shown);
               if (st.size > maxReadBytes) {
-                throw new LimitExceeded(`cannot read ${req.path}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
+                throw new LimitExceeded(`cannot read ${shown}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
               }
               return readAll(fd, st.size);
             }),
@@ -248,16 +309,17 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(
         cap,
         (access) => {
-          const req = resolveAndAuthorize(access, cap, "fs.list", input, options);
-          return io("list", req.path, () =>
+          const t = target(access, cap, "fs.list", input, options);
+          const { req, shown } = t;
+          return io("list", shown, () =>
             withOpen(req.path, DIR_FLAGS, (fd) => {
-              verify(access, cap, req, anchor.realPathOf(fd, req.path));
+              verify(access, cap, t, anchor.realPathOf(fd, req.path));
               const dir = fs.opendirSync(anchor.self(fd, req.path));
               const entries: DirEntry[] = [];
               try {
                 for (let d = dir.readSync(); d !== null; d = dir.readSync()) {
                   if (entries.length === maxListEntries) {
-                    throw new LimitExceeded(`cannot list ${req.path}: it has more than maxListEntries (${maxListEntries}) entries`, "maxListEntries");
+                    throw new LimitExceeded(`cannot list ${shown}: it has more than maxListEntries (${maxListEntries}) entries`, "maxListEntries");
                   }
                   entries.push(Object.freeze({ name: d.name, type: typeOf(d) }));
                 }
@@ -277,10 +339,10 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(
         cap,
         (access) => {
-          const req = resolveAndAuthorize(access, cap, "fs.list", input, options);
-          return io("stat", req.path, () =>
-            inParent(access, cap, req, "stat", (entry): FileInfo => {
-              const st = fs.lstatSync(entry);
+          const t = target(access, cap, "fs.list", input, options);
+          return io("stat", t.shown, () =>
+            inParent(access, cap, t, "stat", (entry): FileInfo => {
+              const st = fs.lstatSync(entry + t.slash);
               return Object.freeze({ type: typeOf(st), size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
             }),
           );
@@ -293,21 +355,25 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(cap, (access) => {
         const recursive = option(options, "recursive") ?? false;
         if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
-        const tenant = tenantOf(options);
-        const target = realPath(lexicalPath(input, baseDir));
+        const t = resolvedTarget(access, cap, "fs.write", input, options, baseDir, false);
         // The event is about the target, whichever level is decided first.
-        access.about(request("fs.write", target, tenant));
-        const levels = recursive ? missingLevels(target) : [target];
+        access.about(t.req);
+        // Decided before the levels are looked for: a target outside the grant has no parents worth looking at.
+        const decision = check(cap, t.req);
+        if (!decision.allowed) deny(access, t.req, decision, t.shown);
+        const levels = recursive ? missingLevels(t.req.path) : [t.req.path];
         // Every directory that will be created must be allowed; the request itself is charged once, for the target.
+        const atLevel = (level: string): Target => ({ req: { ...t.req, path: level }, shown: shownAt(t, level), slash: "" });
         for (const level of levels.slice(0, -1)) {
-          const levelRequest = request("fs.write", level, tenant);
-          const decision = access.decided(levelRequest, check(cap, levelRequest));
-          if (!decision.allowed) throw denialError(decision);
+          const { req, shown } = atLevel(level);
+          const decision = check(cap, req);
+          if (!decision.allowed) deny(access, req, decision, shown);
+          access.decided(req, decision);
         }
-        const req = authorized(access, cap, "fs.write", target, tenant);
-        io("create directory", target, () => {
+        charge(access, cap, t);
+        io("create directory", t.shown, () => {
           for (const level of levels) {
-            inParent(access, cap, { ...req, path: level }, "create directory", (entry) => {
+            inParent(access, cap, atLevel(level), "create directory", (entry) => {
               try {
                 fs.mkdirSync(entry);
               } catch (error) {
@@ -321,11 +387,11 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
 
     delete(cap, input, options) {
       return run(cap, (access) => {
-        const req = resolveAndAuthorize(access, cap, "fs.delete", input, options, realEntryPath);
-        io("delete", req.path, () => {
-          inParent(access, cap, req, "delete", (entry) => {
-            if (fs.lstatSync(entry).isDirectory()) fs.rmdirSync(entry);
-            else fs.unlinkSync(entry);
+        const t = target(access, cap, "fs.delete", input, options, true);
+        io("delete", t.shown, () => {
+          inParent(access, cap, t, "delete", (entry) => {
+            if (fs.lstatSync(entry).isDirectory()) fs.rmdirSync(entry + t.slash);
+            else fs.unlinkSync(entry + t.slash);
           });
         });
       });

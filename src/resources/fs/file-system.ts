@@ -37,10 +37,14 @@ export interface FileInfo {
 }
 
 /**
- * A confined file system. Every method takes the capability first, makes the
- * path canonical (real path, symbolic links resolved), authorizes the request
- * with the kernel, and only then acts, verifying what it opened. A denied
- * request does no I/O beyond resolving the path. Methods return promises,
+ * A confined file system. Every method takes the capability first, decides
+ * the path as written (made absolute against `baseDir`, `..` removed), then
+ * makes it canonical (real path, symbolic links resolved, looking only where
+ * the capability reaches), authorizes that, and only then acts, verifying
+ * what it opened. A request denied as written does no I/O at all, and a
+ * denial names the path as the caller wrote it, never what it resolved to.
+ * A path written with a trailing separator (`a.txt/`) names a directory, and
+ * fails as the operating system would (ENOTDIR) when it is not one. Methods return promises,
  * so that the audit event of a call (when the file system has a sink) is
  * written before its result is returned; the I/O itself is synchronous and
  * bounded by the size limits, so nothing can change between the check and

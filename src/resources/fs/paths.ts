@@ -22,6 +22,11 @@ import { InvalidInput } from "../../kernel/index.js";
  * it resolves as far as the disk allows and appends the rest. Otherwise the
  * kind of error would tell a caller things about paths it may not touch; the
  * operation after authorization reports the system's error instead.
+ *
+ * Resources authorize the lexical path before step 2, so a denied path is
+ * never looked at, and resolve with `realPathWithin`: a name is looked up
+ * by hand (readlink) only where the capability allows it, so a symbolic link
+ * inside the grant that points outside is never followed further.
  */
 
 /** PATH_MAX on Linux; also the kernel's limit on a request's path. */
@@ -67,7 +72,15 @@ function linkTarget(p: string): string | null {
   }
 }
 
-function resolveReal(p: string, hops: { count: number }): string {
+/**
+ * Why a path may not be looked at, or null when it may: resolution stops at
+ * the first refused path and returns the refusal.
+ */
+export type PathRefusal<D extends object> = (path: string) => D | null;
+
+const LOOK_ANYWHERE: PathRefusal<never> = () => null;
+
+function resolveReal<D extends object>(p: string, hops: { count: number }, refuse: PathRefusal<D>): string | D {
   try {
     return fs.realpathSync.native(p);
   } catch {
@@ -75,12 +88,17 @@ function resolveReal(p: string, hops: { count: number }): string {
   }
   const parent = path.dirname(p);
   if (parent === p) return p;
-  const here = join(resolveReal(parent, hops), path.basename(p));
+  const realParent = resolveReal(parent, hops, refuse);
+  if (typeof realParent !== "string") return realParent;
+  const here = join(realParent, path.basename(p));
+  const refusedHere = refuse(here);
+  if (refusedHere !== null) return refusedHere;
   const target = linkTarget(here);
   // A dangling link: follow it by hand, so what would be created through it is judged where it would land.
   if (target === null || hops.count >= MAX_LINK_HOPS) return here;
   hops.count += 1;
-  return resolveReal(path.resolve(path.dirname(here), target), hops);
+  const next = path.resolve(path.dirname(here), target);
+  return refuse(next) ?? resolveReal(next, hops, refuse);
 }
 
 /**
@@ -89,7 +107,18 @@ function resolveReal(p: string, hops: { count: number }): string {
  * The result is an absolute path without `.`, `..` or empty segments.
  */
 export function realPath(absolute: string): string {
-  return resolveReal(absolute, { count: 0 });
+  return resolveReal(absolute, { count: 0 }, LOOK_ANYWHERE);
+}
+
+/**
+ * `realPath` for a path the caller may reach as written: a name is read by
+ * hand (a missing file's last name, a dangling link's target) only when
+ * `refuse` lets it, so resolution never looks further at what lies outside.
+ * Returns the first refusal instead of a path when the real path would leave
+ * what `refuse` lets through.
+ */
+export function realPathWithin<D extends object>(absolute: string, refuse: PathRefusal<D>): string | D {
+  return resolveReal(absolute, { count: 0 }, refuse);
 }
 
 /**
@@ -98,7 +127,24 @@ export function realPath(absolute: string): string {
  * link rather than the file it points to.
  */
 export function realEntryPath(absolute: string): string {
+  return realEntryPathWithin(absolute, LOOK_ANYWHERE);
+}
+
+/** `realEntryPath` confined as `realPathWithin` is. */
+export function realEntryPathWithin<D extends object>(absolute: string, refuse: PathRefusal<D>): string | D {
   const parent = path.dirname(absolute);
   if (parent === absolute) return absolute;
-  return join(realPath(parent), path.basename(absolute));
+  const realParent = resolveReal(parent, { count: 0 }, refuse);
+  return typeof realParent === "string" ? join(realParent, path.basename(absolute)) : realParent;
+}
+
+/**
+ * Whether `input` (a path as the caller wrote it) names a directory by its
+ * form: it ends with a separator, `.` or `..`. The operating system refuses
+ * `a.txt/` as not a directory, so the resources do too, although the lexical
+ * path has lost the trailing separator.
+ */
+export function namesDirectory(input: string): boolean {
+  const last = input.slice(input.lastIndexOf("/") + 1);
+  return last === "" || last === "." || last === "..";
 }

@@ -35,7 +35,12 @@ export interface ClientSettings {
 export interface HttpInit<M extends HttpMethod = HttpMethod> {
   /** Default GET. */
   readonly method?: M;
-  /** Header names are case-insensitive; hop-by-hop and routing headers (Host, Connection, Proxy-*, …) are set by agentcap only. */
+  /**
+   * Header names are case-insensitive; hop-by-hop and routing headers (Host,
+   * Connection, Proxy-*, …) are set by agentcap only, and path or method
+   * overrides (X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override,
+   * X-HTTP-Method, X-Method-Override) are refused.
+   */
   readonly headers?: Readonly<Record<string, string>>;
   /** Not allowed with GET or HEAD. */
   readonly body?: string | Uint8Array;
@@ -64,6 +69,15 @@ const MAX_HEADERS = 256;
  * would let a caller smuggle a second request or change framing.
  */
 const RESERVED_HEADERS = new Set(["host", "connection", "content-length", "transfer-encoding", "upgrade", "keep-alive", "te", "trailer", "expect"]);
+
+/**
+ * Headers that common servers and frameworks act on as the request's real
+ * path (IIS URL Rewrite, Symfony, Zend) or method (Express method-override,
+ * Spring HiddenHttpMethodFilter, Rails, ASP.NET): a POST granted on
+ * /api/public would reach another path, or act as a DELETE. The grant
+ * decided on the request line, so these are refused outright.
+ */
+const REWRITE_HEADERS = new Set(["x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override"]);
 
 function ownKeys(value: object, allowed: ReadonlySet<string>, what: string): void {
   for (const key of Object.keys(value)) {
@@ -125,6 +139,9 @@ function parseHeaders(value: unknown): Record<string, string> {
     }
     if (RESERVED_HEADERS.has(lower) || lower.startsWith("proxy-")) {
       throw new InvalidInput(`headers: ${JSON.stringify(name)} is set by agentcap itself and cannot be given`);
+    }
+    if (REWRITE_HEADERS.has(lower)) {
+      throw new InvalidInput(`headers: ${JSON.stringify(name)} makes common servers act on another path or method than the one granted; it cannot be given`);
     }
     if (Object.hasOwn(out, lower)) throw new InvalidInput(`headers: ${JSON.stringify(name)} is given twice (header names are case-insensitive)`);
     out[lower] = v;

@@ -342,6 +342,8 @@ function parseValues(model: Model, value: unknown, where: string, names: Field[]
   const { keys, object } = objectKeys(value, where);
   const entries = keys.map((name) => {
     const field = fieldNamed(model, name, where);
+    // Refused for every value alike, so trying one says nothing about which values exist.
+    if (field.generated) throw new InvalidInput(`${where}.${name}: ${model.name}.${name} is assigned by the database; a query cannot give it`);
     addName(names, field);
     return [field, fitting(field, object[name], where, name)] as [Field, Scalar];
   });

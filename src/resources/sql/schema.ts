@@ -17,6 +17,14 @@ export interface FieldSpec {
   readonly column?: string;
   /** Whether the column accepts NULL (default false). */
   readonly nullable?: boolean;
+  /**
+   * Whether the database assigns the value (an identity or autoincrement
+   * key, a default), so no query may give it: a create or update naming the
+   * field is refused before any SQL runs, whatever the value. For a primary
+   * key this closes an oracle: a caller confined to one tenant who may choose
+   * ids learns, from the unique-key error, which ids exist in other tenants.
+   */
+  readonly generated?: boolean;
 }
 
 /** One model: the table it lives in, its fields, and the field that identifies a row. */
@@ -35,6 +43,8 @@ export interface Field {
   readonly column: string;
   readonly type: FieldType;
   readonly nullable: boolean;
+  /** Assigned by the database: never written by a query. */
+  readonly generated: boolean;
   /** Position in the model's declaration, so shapes list fields in one canonical order. */
   readonly position: number;
 }
@@ -85,7 +95,7 @@ function own(value: Readonly<Record<string, unknown>>, key: string): unknown {
 
 function parseField(name: string, raw: unknown, where: string, position: number): Field {
   const spec = record(raw, where);
-  onlyKeys(spec, ["type", "column", "nullable"], where);
+  onlyKeys(spec, ["type", "column", "nullable", "generated"], where);
   const type = own(spec, "type");
   if (!FIELD_TYPES.includes(type as FieldType)) {
     throw new InvalidInput(`invalid schema: ${where}.type must be one of ${FIELD_TYPES.join(", ")}, got ${showValue(type)}`);
@@ -93,11 +103,14 @@ function parseField(name: string, raw: unknown, where: string, position: number)
   const column = own(spec, "column");
   const nullable = own(spec, "nullable");
   if (nullable !== undefined && typeof nullable !== "boolean") throw new InvalidInput(`invalid schema: ${where}.nullable must be a boolean`);
+  const generated = own(spec, "generated");
+  if (generated !== undefined && typeof generated !== "boolean") throw new InvalidInput(`invalid schema: ${where}.generated must be a boolean`);
   return Object.freeze({
     name,
     column: column === undefined ? name : identifier(column, `${where}.column`),
     type: type as FieldType,
     nullable: nullable ?? false,
+    generated: generated ?? false,
     position,
   });
 }

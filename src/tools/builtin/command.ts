@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Capability } from "../../kernel/index.js";
-import { resolveDirectory, resolveProgram } from "../../resources/exec/internal.js";
+import { lineageReaches, resolvedRun, writtenRun } from "../../resources/exec/internal.js";
 import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.js";
 import { defineTool, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
@@ -25,9 +25,12 @@ export interface CommandToolOptions {
 
 /**
  * A tool that runs one program through the confined subprocess resource.
- * Its needs are the exec request and the listing of the working directory,
- * both on real paths (symlinks resolved as the resource resolves them), so
- * the handler's capability allows exactly this argv in this directory.
+ * Its needs are the exec request and the listing of the working directory
+ * as the caller wrote them, and, where they differ, on real paths (symlinks
+ * resolved as the resource resolves them), so the handler's capability
+ * allows exactly this argv in this directory. Paths are resolved only where
+ * the caller's grants reach: a run the caller cannot have is declared as
+ * written and denied before anything is looked at.
  */
 export function commandTool(exec: Exec, options: CommandToolOptions = {}): Tool<z.input<typeof input>, ExecResult> {
   return defineTool(
@@ -35,12 +38,17 @@ export function commandTool(exec: Exec, options: CommandToolOptions = {}): Tool<
       name: options.name ?? "run_command",
       description: "Run one program with arguments, without a shell, and return its exit code, stdout and stderr.",
       input,
-      needs: ({ argv, cwd, env }) => {
-        const [program = "", ...args] = argv;
-        const dir = resolveDirectory(cwd);
+      needs: ({ argv, cwd, env }, ctx) => {
+        const written = writtenRun({ argv, cwd, env: [...new Set(env ?? [])] });
+        const needs = [written.exec, written.list];
+        if (!needs.every((need) => lineageReaches(ctx.lineage, need))) return needs;
+        const resolved = resolvedRun(written, (need) => (lineageReaches(ctx.lineage, need) ? null : { need }));
+        // A real path the caller cannot have is left to the resource, which denies it in the caller's words.
+        if (!("exec" in resolved) || !lineageReaches(ctx.lineage, resolved.exec) || !lineageReaches(ctx.lineage, resolved.list)) return needs;
         return [
-          { action: "exec", argv: [resolveProgram(program), ...args], cwd: dir, env: [...new Set(env ?? [])] },
-          { action: "fs.list", path: dir },
+          ...needs,
+          ...(resolved.exec.argv[0] === written.exec.argv[0] && resolved.list.path === written.list.path ? [] : [resolved.exec]),
+          ...(resolved.list.path === written.list.path ? [] : [resolved.list]),
         ];
       },
     },
