@@ -153,7 +153,7 @@ function appender(db: Database.Database): AuditBackend["append"] {
     } catch (e) {
       // A failed statement can leave the prepared statements on a dropped table: prepare again next time.
       statements = null;
-      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      return Promise.reject(e instanceof Error ? e : new AuditFailure(`the SQLite audit store failed: ${String(e)}`));
     }
     // Only now are the batch's new links committed, and safe to remember.
     if (known.size + plan.links.length > KNOWN_LINKS) known.clear();

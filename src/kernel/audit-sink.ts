@@ -1,7 +1,7 @@
 import { labelsOf, type Capability } from "./capability.js";
 import type { LinkSummary, MintRecord } from "./node.js";
 import type { Decision } from "./decision.js";
-import { AgentcapError } from "./errors.js";
+import { ForeignFailure } from "./errors.js";
 import type { Request } from "./request.js";
 
 /** Which authority was used: the capability, its full lineage and its root's mint record. */
@@ -63,9 +63,8 @@ export function auditSubject(cap: Capability): AuditSubject {
   };
 }
 
-/** The outcome of an invocation that threw `error`: its stable code (or the error's name) and message, never a stack. */
+/** The outcome of an invocation that threw `error`: its stable code (ERR_FOREIGN_FAILURE for anything not agentcap's) and message, never a stack. */
 export function failureOutcome(error: unknown): AuditOutcome {
-  if (error instanceof AgentcapError) return { ok: false, errorCode: error.code, message: error.message };
-  if (error instanceof Error) return { ok: false, errorCode: error.name, message: error.message };
-  return { ok: false, errorCode: "ERR_THROWN", message: String(error) };
+  const known = ForeignFailure.of(error);
+  return { ok: false, errorCode: known.code, message: known.message };
 }

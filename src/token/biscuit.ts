@@ -139,7 +139,7 @@ function addCode(builder: { addCodeWithParameters(source: string, params: unknow
     builder.addCodeWithParameters(code.source, { ...code.params }, {});
   } catch (e) {
     // Our compiler wrote this code: a parse failure here is a bug, not bad user input.
-    throw new Error(`agentcap generated Datalog that Biscuit refused (${describeError(e)}): ${code.source}`, { cause: e });
+    throw new InvalidInput(`this link cannot be expressed in a Biscuit token (Biscuit refused its checks: ${describeError(e)})`, { cause: e });
   }
 }
 

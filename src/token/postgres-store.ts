@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
-import { InvalidInput } from "../kernel/index.js";
+import { AgentcapError, InvalidInput } from "../kernel/index.js";
 import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
 
 /** Options of the Postgres token store. */
@@ -268,7 +268,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
             [key],
           )
         ).rows[0];
-        if (allowance === undefined) throw new Error(`allowance row of ${key} vanished`);
+        if (allowance === undefined) throw new AgentcapError(`the token store's allowance row of ${key} vanished while it was locked`);
         // Expired leases of other owners: their armed units count as spent (they may have been used), the rest comes back.
         const reclaimed = (
           await leaser.query<{ calls: string; cost: number }>(

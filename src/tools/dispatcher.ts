@@ -4,6 +4,7 @@ import {
   check,
   clockTime,
   denialError,
+  ForeignFailure,
   InvalidInput,
   isCapability,
   narrow,
@@ -109,7 +110,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       outcome = failureOutcome(e);
     }
     await writeToolEvent(sink, { at, startedMs, tool: name, request, decision, outcome, capability });
-    if (thrown !== null) throw thrown.error;
+    // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
+    if (thrown !== null) throw ForeignFailure.of(thrown.error);
     return result;
   }) as SubCall;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { assertAuthorized, check, narrow, restrict, revocable, type Capability } from "../../src/kernel/capability.ts";
-import { NotACapability, InvalidInput, CapabilityDenied, Revoked, BudgetExhausted } from "../../src/kernel/errors.ts";
+import { BudgetExhausted, CapabilityDenied, ForeignFailure, InvalidInput, NotACapability, Revoked } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
@@ -163,10 +163,13 @@ describe("dispatcher", () => {
     expect(sink.toolEvents()).toHaveLength(1);
   });
 
-  it("records a handler's failure and rethrows it", async () => {
+  it("records a handler's failure and rethrows it as a ForeignFailure holding the original", async () => {
     const { alice, sink, dispatcher } = setup();
-    await expect(dispatcher.call(failing, {}, alice)).rejects.toThrow("disk on fire");
-    expect(sink.toolEvents()[0]?.outcome).toEqual({ ok: false, errorCode: "Error", message: "disk on fire" });
+    const thrown = await dispatcher.call(failing, {}, alice).catch((e: unknown) => e);
+    expect(thrown).toBeInstanceOf(ForeignFailure);
+    expect(thrown).toMatchObject({ code: "ERR_FOREIGN_FAILURE", message: "disk on fire" });
+    expect((thrown as Error).cause).toBeInstanceOf(Error);
+    expect(sink.toolEvents()[0]?.outcome).toEqual({ ok: false, errorCode: "ERR_FOREIGN_FAILURE", message: "disk on fire" });
   });
 
   it("narrows a sub-tool again and records each invocation once", async () => {

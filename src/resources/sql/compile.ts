@@ -13,7 +13,7 @@ import {
   type RawBuilder,
   type SqlBool,
 } from "kysely";
-import type { Scalar } from "../../kernel/index.js";
+import { AgentcapError, type Scalar } from "../../kernel/index.js";
 import type { Condition, ParsedQuery } from "./query.js";
 import type { Field, Model } from "./schema.js";
 
@@ -128,7 +128,8 @@ const aliased = (fields: readonly Field[]) => (eb: Builder) => fields.map((f) =>
 
 function toShape(compiled: { readonly sql: string; readonly parameters: readonly unknown[] }, output: readonly Field[]): CompiledShape {
   const params = compiled.parameters.map((p) => {
-    if (!(p instanceof Slot)) throw new Error("agentcap internal error: a compiled SQL parameter did not come from a slot");
+    // Kysely placed a value of its own among the parameters: a defect in agentcap's query building, never a caller's input.
+    if (!(p instanceof Slot)) throw new AgentcapError("agentcap could not compile this query safely: a SQL parameter did not come from the query's own values");
     return p;
   });
   return Object.freeze({ sql: compiled.sql, params: Object.freeze(params), output: Object.freeze([...output]) });
