@@ -7,15 +7,33 @@ import type { VerifyReport } from "./verify.js";
  * show only what the log stores, which is already redacted.
  */
 
-/** One JSON object per line, `{ seq, hash, prevHash, event }`, each line ending in a newline. */
+/**
+ * One JSON object per line, `{ seq, hash, prevHash, event }`, each line
+ * ending in a newline; characters JSON leaves raw but a terminal acts on
+ * (DEL, C1 controls, bidirectional marks) are written as `\u` escapes.
+ */
 export function formatJsonLines(records: readonly AuditRecord[]): string {
-  return records.map((r) => `${JSON.stringify(r)}\n`).join("");
+  return records.map((r) => `${printable(JSON.stringify(r))}\n`).join("");
 }
 
 const MAX_CELL = 48;
 
+// Control characters, and the marks that reorder text on screen, in any string an agent may have chosen.
+const UNPRINTABLE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+
+/**
+ * `text` safe for a terminal: every control character (escape sequences
+ * included) and every bidirectional mark shown as a `\u` escape, so an
+ * agent-chosen path or argument can neither drive the operator's terminal
+ * nor disguise itself.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`);
+}
+
 function cell(text: string): string {
-  return text.length > MAX_CELL ? `${text.slice(0, MAX_CELL - 1)}…` : text;
+  const shown = printable(text);
+  return shown.length > MAX_CELL ? `${shown.slice(0, MAX_CELL - 1)}…` : shown;
 }
 
 function decision(event: AuditEvent): string {
@@ -48,7 +66,7 @@ export function formatTable(records: readonly AuditRecord[]): string {
 
 /** The verify report in words: one line per problem, then the head to anchor the next run with. */
 export function formatVerifyReport(report: VerifyReport): string {
-  const lines = report.problems.map((p) => `  ${p.kind.padEnd(11)} seq ${String(p.seq).padStart(6)}  ${p.message}`);
+  const lines = report.problems.map((p) => `  ${p.kind.padEnd(11)} seq ${String(p.seq).padStart(6)}  ${printable(p.message)}`);
   const h = report.head;
   const head =
     h === null

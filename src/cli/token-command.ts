@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { printable } from "../audit/internal.js";
 import { check, createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.js";
 import {
   attenuate,
@@ -28,7 +29,8 @@ export interface TokenCommandIo {
 }
 
 const defaultIo: TokenCommandIo = {
-  out: (text) => process.stdout.write(`${text}\n`),
+  // A token's labels, principal and paths were chosen by whoever made or attenuated it: shown inert, line by line.
+  out: (text) => process.stdout.write(`${text.split("\n").map(printable).join("\n")}\n`),
   setExitCode: (code) => {
     process.exitCode = code;
   },
