@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
-import { snapshotPlainData } from "./plain-data.js";
+import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 
 /** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
 export const FS_OPS = Object.freeze(["read", "write", "list", "delete"] as const);
@@ -164,14 +164,6 @@ function parseWith(schema: z.ZodType, value: unknown, what: string): unknown {
   const result = schema.safeParse(snapshotPlainData(value, what));
   if (!result.success) throw new InvalidInput(describeIssues(what, result.error));
   return deepFreeze(result.data);
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 /** Validates a grant; throws InvalidInput naming every bad field. The result is a frozen copy. */

@@ -11,7 +11,7 @@ export { monotonicClock } from "./clock.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";
 export type { ExternalLedger, ExternalLink, LedgerCharge } from "./ledger.js";
-export { snapshotPlainData } from "./plain-data.js";
+export { deepFreeze, snapshotPlainData } from "./plain-data.js";
 export type { PlainData } from "./plain-data.js";
 export { checkRequest, ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./request.js";
 export type { CheckedRequest, ParsedRequest } from "./request.js";

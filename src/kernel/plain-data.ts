@@ -63,3 +63,12 @@ export function snapshotPlainData(value: unknown, what: string): PlainData {
     throw new InvalidInput(`${where} ${e.problem}`);
   }
 }
+
+/** Freezes `value` and every object and array inside it, in place; returns it. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request } from "../kernel/index.js";
-import { describeIssues } from "../kernel/internal.js";
+import { deepFreeze, describeIssues } from "../kernel/internal.js";
 import type { Dispatcher } from "./dispatcher.js";
 
 /**
@@ -132,14 +132,6 @@ function inputJsonSchema(name: string, input: z.ZodObject): JsonSchema {
     );
   }
   return deepFreeze(schema);
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 /** Dispatcher only: the needs and handler of a tool made by `defineTool`. Throws InvalidInput for anything else. */
