@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +11,7 @@ import { registerAuditCommand } from "../../src/cli/audit-command.ts";
 import { parseTimeArgument } from "../../src/cli/time-argument.ts";
 import { InvalidInput } from "../../src/index.ts";
 import { HOUR, scenario, T0 } from "./fixtures.ts";
+import { databaseUrl, describePostgres } from "../support/postgres.ts";
 
 interface Run {
   readonly out: string;
@@ -154,9 +156,9 @@ describe("agentcap audit (SQLite)", () => {
   });
 });
 
-describe.skipIf(process.env.DATABASE_URL === undefined)("agentcap audit (Postgres)", () => {
-  const url = process.env.DATABASE_URL ?? "";
-  const schema = `agentcap_cli_test_${String(process.pid)}`;
+describePostgres("agentcap audit (Postgres)", () => {
+  const url = databaseUrl ?? "";
+  const schema = `agentcap_cli_test_${randomBytes(6).toString("hex")}`;
 
   afterAll(async () => {
     const store = await openAuditStore({ kind: "postgres", url, schema });

@@ -4,9 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import pg from "pg";
+import { describe } from "vitest";
 import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { auditSubject, type AuditEvent } from "../../src/kernel/audit-sink.ts";
+import { databaseUrl, describePostgres } from "../support/postgres.ts";
 import { check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../../src/index.ts";
 
 /** 2025-01-15 09:00 UTC: the tests' "today". */
@@ -181,14 +183,21 @@ function postgresKit(url: string): StoreKit {
   };
 }
 
-const DATABASE_URL = process.env.DATABASE_URL;
+/** An engine the shared suites run against, and how to make a store on it. */
+export interface Kit {
+  readonly name: string;
+  readonly make: () => StoreKit;
+}
 
-/** The engines to run the shared suites against: SQLite always, Postgres when DATABASE_URL is set. */
-export const KITS: readonly { readonly name: string; readonly make: () => StoreKit }[] = [
-  { name: "sqlite", make: sqliteKit },
-  ...(DATABASE_URL === undefined ? [] : [{ name: "postgres", make: () => postgresKit(DATABASE_URL) }]),
-];
-
-if (DATABASE_URL === undefined) {
-  console.warn("test/audit: DATABASE_URL is not set, so the Postgres audit store is skipped (set it to e.g. postgres://postgres@127.0.0.1:5432/test)");
+/**
+ * Declares `body` once per engine, as "<engine> <title>": SQLite always,
+ * Postgres through the one Postgres gate (reported as skipped without a database).
+ */
+export function eachKit(title: string, body: (kit: Kit) => void): void {
+  describe(`sqlite ${title}`, () => {
+    body({ name: "sqlite", make: sqliteKit });
+  });
+  describePostgres(`postgres ${title}`, () => {
+    body({ name: "postgres", make: () => postgresKit(databaseUrl ?? "") });
+  });
 }

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { prefixSuccessor, type AuditQuery } from "../../src/audit/query.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { InvalidInput } from "../../src/index.ts";
-import { HOUR, KITS, scenario, T0, type StoreKit } from "./fixtures.ts";
+import { eachKit, HOUR, scenario, T0, type StoreKit } from "./fixtures.ts";
 
-describe.each(KITS)("$name audit store: the query primitive", ({ make }) => {
+eachKit("audit store: the query primitive", ({ make }) => {
   let kit: StoreKit;
   let store: AuditStore;
   let s: ReturnType<typeof scenario>;

@@ -7,13 +7,9 @@ import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
 import { InvalidInput, type Capability, type Request } from "../../src/index.ts";
-import { eventFor, KITS, world, type StoreKit } from "./fixtures.ts";
+import { eachKit, eventFor, world, type StoreKit } from "./fixtures.ts";
 
-describe.skipIf(process.env.DATABASE_URL !== undefined)("postgres audit store", () => {
-  it.skip("is skipped: set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run every audit suite against Postgres too", () => undefined);
-});
-
-describe.each(KITS)("$name audit store: writing", ({ make }) => {
+eachKit("audit store: writing", ({ make }) => {
   let kit: StoreKit;
   beforeAll(() => {
     kit = make();
@@ -133,7 +129,7 @@ async function audited(store: AuditStore, cap: Capability, request: Request, act
   act();
 }
 
-describe.each(KITS)("$name audit store: failing closed", ({ make }) => {
+eachKit("audit store: failing closed", ({ make }) => {
   let kit: StoreKit;
   beforeAll(() => {
     kit = make();

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { chainHash } from "../../src/audit/chain.ts";
 import type { TamperKind } from "../../src/audit/chain-walker.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { canonicalJson } from "../../src/kernel/content-hash.ts";
 import { InvalidInput } from "../../src/index.ts";
-import { eventFor, KITS, world, type Row, type StoreKit } from "./fixtures.ts";
+import { eachKit, eventFor, world, type Row, type StoreKit } from "./fixtures.ts";
 
 /*
  * Tampering with a real log through the database, as someone with access to
@@ -167,7 +167,7 @@ const CASES: readonly Case[] = [
   },
 ];
 
-describe.each(KITS)("$name audit store: tamper evidence", ({ make }) => {
+eachKit("audit store: tamper evidence", ({ make }) => {
   let kit: StoreKit;
   beforeAll(() => {
     kit = make();

@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { createTokenMint, toToken } from "../../src/token/token.ts";
-import { createTestSchema, databaseUrl, postgresSkipReason, type TestSchema } from "../support/postgres.ts";
+import { createTestSchema, databaseUrl, describePostgres, type TestSchema } from "../support/postgres.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
 import { restrict } from "../../src/index.ts";
 
@@ -16,7 +16,6 @@ import { restrict } from "../../src/index.ts";
  * other up to a generous deadline and report how long it took.
  */
 
-if (postgresSkipReason !== null) console.warn(`test/mcp/postgres.test.ts skipped: ${postgresSkipReason}`);
 
 const bin = path.resolve("bin/agentcap.js");
 let fixture: Fixture;
@@ -36,7 +35,7 @@ async function startGateway(): Promise<string> {
   throw new Error("the gateway process ended without printing its address");
 }
 
-describe.skipIf(postgresSkipReason !== null)("two gateway processes sharing Postgres", () => {
+describePostgres("two gateway processes sharing Postgres", () => {
   beforeAll(async () => {
     schema = await createTestSchema(databaseUrl as string);
     fixture = makeFixture();

@@ -158,8 +158,6 @@ const ATTEMPTS: readonly Attempt[] = [
   },
 ];
 
-for (const engine of ENGINES) if (engine.skipReason !== null) console.warn(`sql-adversarial.test.ts: ${engine.name} skipped: ${engine.skipReason}`);
-
 describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
   describe.skipIf(engine.skipReason !== null)(engine.skipReason ?? "each is refused with its typed error, and runs no SQL", () => {
     let h: Harness;

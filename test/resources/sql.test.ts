@@ -5,8 +5,6 @@ import { capabilities, ENGINES, SCHEMA, type Harness } from "./sql-fixture.ts";
 
 /* What confined queries may still do, on both engines. The bypass attempts are in sql-adversarial.test.ts. */
 
-for (const engine of ENGINES) if (engine.skipReason !== null) console.warn(`sql.test.ts: ${engine.name} skipped: ${engine.skipReason}`);
-
 describe.each(ENGINES)("SQL resource on $name", (engine) => {
   describe.skipIf(engine.skipReason !== null)(engine.skipReason ?? "allowed queries", () => {
     let h: Harness;

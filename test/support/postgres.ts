@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { Kysely, PostgresDialect } from "kysely";
 import pg from "pg";
+import { describe } from "vitest";
 
 /*
  * Postgres for tests: the server named by DATABASE_URL (CI sets it to
@@ -9,12 +10,22 @@ import pg from "pg";
  * each other's rows.
  */
 
-/** The server the Postgres tests use, or undefined when DATABASE_URL is unset and they are to be skipped. */
+/** The server the Postgres tests use, or undefined when DATABASE_URL is unset (or empty) and they are to be skipped. */
 export const databaseUrl: string | undefined = process.env.DATABASE_URL === "" ? undefined : process.env.DATABASE_URL;
 
 /** Why the Postgres tests are skipped, or null when they run. */
 export const postgresSkipReason: string | null =
   databaseUrl === undefined ? "DATABASE_URL is unset; set it (e.g. postgres://postgres@127.0.0.1:5432/test) to run the Postgres tests" : null;
+
+// In CI a skipped Postgres suite would look like a pass: refuse to run without the database there.
+if (postgresSkipReason !== null && (process.env.CI ?? "") !== "" && process.env.CI !== "false") {
+  throw new Error(`CI is set but ${postgresSkipReason}`);
+}
+
+/** `describe` for a suite that needs Postgres: reported as skipped, with the reason in its name, when there is none. */
+export function describePostgres(name: string, body: () => void): void {
+  describe.skipIf(postgresSkipReason !== null)(postgresSkipReason === null ? name : `${name} (skipped: ${postgresSkipReason})`, body);
+}
 
 /** A schema created for one test run. */
 export interface TestSchema {

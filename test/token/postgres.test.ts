@@ -3,16 +3,16 @@ import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, expect, it } from "vitest";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { openPostgresTokenStore, type PostgresStoreOptions } from "../../src/token/postgres-store.ts";
 import type { TokenStore } from "../../src/token/store.ts";
 import { attenuate, createTokenMint, inspectVerified, revokeToken, toToken, verify, verifyShared } from "../../src/token/token.ts";
 import { authorize, check, narrow } from "../../src/index.ts";
+import { databaseUrl, describePostgres } from "../support/postgres.ts";
 
-const url = process.env.DATABASE_URL;
-if (url === undefined) console.warn("test/token/postgres.test.ts skipped: set DATABASE_URL (postgres://…) to run the shared-store tests");
+const url = databaseUrl;
 
 const schema = `agentcap_test_${randomBytes(6).toString("hex")}`;
 const keys = generateKeyPair();
@@ -79,7 +79,7 @@ async function race(token: string, attempts: number): Promise<{ readonly raced: 
   return { raced: counts.reduce((a, b) => a + b, 0), left };
 }
 
-describe.skipIf(url === undefined)("Postgres token store", () => {
+describePostgres("Postgres token store", () => {
   afterAll(async () => {
     const client = new pg.Client({ connectionString: url });
     await client.connect();
