@@ -16,7 +16,8 @@ export default defineConfig({
   resolve: { alias },
   test: {
     include: ["test/**/*.test.ts"],
-    typecheck: { enabled: false },
+    // The type tests (a capability's reach at compile time) are also checked by vitest itself, each expectation reported as a test.
+    typecheck: { enabled: true, include: ["test/**/*types.test.ts"], tsconfig: "tsconfig.json" },
     testTimeout: 20_000,
   },
 });
