@@ -276,8 +276,7 @@ describe.each([
   });
 });
 
-it("the platform's anchor on Linux with /proc is the exact one", () => {
-  if (process.platform !== "linux" || !fs.existsSync("/proc/self/fd")) return;
+it.runIf(process.platform === "linux" && fs.existsSync("/proc/self/fd"))("the platform's anchor on Linux with /proc is the exact one", () => {
   expect(detectAnchor("/").kind).toBe("proc-fd");
 });
 
