@@ -4,12 +4,14 @@ import { runFsBench } from "./fs.ts";
 import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
 import { runMcpBench } from "./mcp.ts";
+import { runPackageBench } from "./package.ts";
 import { runSqlBench } from "./sql.ts";
 import { runTokenBench } from "./token.ts";
 import { runToolsBench } from "./tools.ts";
 
 /** Every section, in layer order; each prints its own baseline from the same run. */
 const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
+  package: runPackageBench,
   kernel: runKernelBench,
   fs: runFsBench,
   http: runHttpBench,
