@@ -3,7 +3,7 @@
  * sub-tool, watch a call outside the narrowed authority get denied, then
  * revoke a sub-agent's capability and watch its next call fail.
  *
- * Run it with `npm start`.
+ * Run it with `npm run example:kernel`.
  */
 import { authorize, createMint, narrow, narrowToRow, requestTarget, revocable, type Capability, type Decision, type Request } from "agentcap";
 import { examplePolicy } from "./policy.ts";
