@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
+import { fastParseConditions, fastParseGrant } from "./grant-fast-path.js";
+import { ENV_NAME, IDENTIFIER } from "./names.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 
 /** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
@@ -85,7 +87,7 @@ const absolutePath = z.string().superRefine((p, ctx) => {
   const problem = absolutePathProblem(p);
   if (problem) ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(p)} ${problem}` });
 });
-const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, "must be an identifier (letters, digits, _; not starting with a digit)");
+const identifier = z.string().regex(IDENTIFIER, "must be an identifier (letters, digits, _; not starting with a digit)");
 const name = z.string().min(1).max(256).regex(/^[^\0]+$/, "must not contain NUL");
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 const nonEmptyList = <T extends z.ZodType>(item: T) => z.array(item).min(1).max(1024);
@@ -124,7 +126,7 @@ const execRuleSchema = z.strictObject({
   args: z.array(argPatternSchema).max(1024).optional(),
   allowExtraArgs: z.boolean().optional(),
   cwd: absolutePath.optional(),
-  env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name")).optional(),
+  env: z.array(z.string().regex(ENV_NAME, "must be an environment variable name")).optional(),
 });
 
 const conditionShape = {
@@ -166,13 +168,18 @@ function parseWith(schema: z.ZodType, value: unknown, what: string): unknown {
   return deepFreeze(result.data);
 }
 
+/** The schemas' own verdict, without the fast path: for the test that holds the fast path to them. */
+export function schemaParseGrant(value: unknown): Grant {
+  return parseWith(grantSchema, value, "grant") as Grant;
+}
+
 /** Validates a grant; throws InvalidInput naming every bad field. The result is a frozen copy. */
 // The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
 export function parseGrant(value: unknown): Grant {
-  return parseWith(grantSchema, value, "grant") as Grant;
+  return fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
 }
 
 /** Validates link conditions alone; throws InvalidInput naming every bad field. */
 export function parseConditions(value: unknown): LinkConditions {
-  return parseWith(conditionsSchema, value, "conditions") as LinkConditions;
+  return fastParseConditions(value) ?? (parseWith(conditionsSchema, value, "conditions") as LinkConditions);
 }

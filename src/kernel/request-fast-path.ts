@@ -1,6 +1,7 @@
 import { absolutePathProblem } from "./canonical-forms.js";
 import type { Scalar } from "./grant.js";
-import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS, type ParsedRequest } from "./request.js";
+import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
+import type { ParsedRequest } from "./request.js";
 import { defined } from "./defined.js";
 
 /*

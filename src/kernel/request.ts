@@ -4,6 +4,7 @@ import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
 import { DB_OPS, describeIssues, HTTP_METHODS, type HttpMethod, type Scalar } from "./grant.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { fastParseRequest } from "./request-fast-path.js";
+import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
 
 interface Tenanted {
   /** The tenant the request acts for; required by links that carry `tenants`. */
@@ -56,12 +57,6 @@ const absolutePath = z.string().superRefine((p, ctx) => {
   const problem = absolutePathProblem(p);
   if (problem) ctx.addIssue({ code: "custom", message: `path ${JSON.stringify(p)} ${problem}; resolve it before authorizing` });
 });
-/** What a model or field name must look like, in grants and requests alike. */
-export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
-/** What an environment variable name must look like. */
-export const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** Length limits of request fields, shared by the schemas and the fast path. */
-export const REQUEST_LIMITS = Object.freeze({ name: 256, url: 8192, fields: 1024, argv: 4096 });
 
 const tenant = z.string().min(1).max(REQUEST_LIMITS.name).optional();
 const identifier = z.string().regex(IDENTIFIER, "must be an identifier");

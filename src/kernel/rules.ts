@@ -9,21 +9,22 @@ import type { CheckedRequest } from "./request.js";
  * A domain is `null` when the grant does not mention it: nothing is granted.
  */
 
+// Operation and method lists hold at most seven names: the grant's own frozen array is searched as it is.
 interface CompiledFsRule {
   readonly path: string;
-  readonly ops: ReadonlySet<string>;
+  readonly ops: readonly string[];
   readonly subtree: boolean;
 }
 interface CompiledHttpRule {
   readonly origin: string;
-  readonly methods: ReadonlySet<string>;
+  readonly methods: readonly string[];
   readonly pathPrefix: string;
   readonly allowPrivateNetwork: boolean;
   readonly literalAddress: string | null;
 }
 interface CompiledDbRule {
   readonly model: string;
-  readonly ops: ReadonlySet<string>;
+  readonly ops: readonly string[];
   readonly fields: ReadonlySet<string> | null;
   readonly scope: readonly (readonly [string, Scalar])[];
 }
@@ -54,6 +55,20 @@ export interface CompiledConditions {
 const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined =>
   Object.hasOwn(o, k) ? o[k] : undefined;
 
+/** The address an origin names when its host is an IP literal, else null; remembered per origin, as grants repeat a few. */
+const literalAddresses = new Map<string, string | null>();
+
+function literalAddressOf(origin: string): string | null {
+  let address = literalAddresses.get(origin);
+  if (address === undefined) {
+    const host = new URL(origin).hostname;
+    address = isIpLiteral(host) ? unbracket(host) : null;
+    if (literalAddresses.size >= 1024) literalAddresses.clear();
+    literalAddresses.set(origin, address);
+  }
+  return address;
+}
+
 export function compileDomains(grant: Grant): CompiledDomains {
   const tools = own(grant, "tools");
   const fs = own(grant, "fs");
@@ -63,26 +78,23 @@ export function compileDomains(grant: Grant): CompiledDomains {
   return Object.freeze({
     tools: tools ? new Set(tools) : null,
     fs: fs
-      ? fs.map((r) => ({ path: r.path, ops: new Set<string>(r.ops), subtree: own(r, "subtree") ?? true }))
+      ? fs.map((r) => ({ path: r.path, ops: r.ops, subtree: own(r, "subtree") ?? true }))
       : null,
     http: http
-      ? http.map((r) => {
-          const host = new URL(r.origin).hostname;
-          return {
-            origin: r.origin,
-            methods: new Set<string>(r.methods),
-            pathPrefix: own(r, "pathPrefix") ?? "/",
-            allowPrivateNetwork: own(r, "allowPrivateNetwork") ?? false,
-            literalAddress: isIpLiteral(host) ? unbracket(host) : null,
-          };
-        })
+      ? http.map((r) => ({
+          origin: r.origin,
+          methods: r.methods,
+          pathPrefix: own(r, "pathPrefix") ?? "/",
+          allowPrivateNetwork: own(r, "allowPrivateNetwork") ?? false,
+          literalAddress: literalAddressOf(r.origin),
+        }))
       : null,
     db: db
       ? db.map((r) => {
           const fields = own(r, "fields");
           return {
             model: r.model,
-            ops: new Set<string>(r.ops),
+            ops: r.ops,
             fields: fields ? new Set(fields) : null,
             scope: Object.entries(own(r, "scope") ?? {}),
           };
@@ -121,7 +133,7 @@ export function domainDenial(d: CompiledDomains, r: CheckedRequest): { rule: str
     case "fs":
       if (d.fs === null) return { rule: "fs", reason: "grants no file access" };
       for (const rule of d.fs) {
-        if (rule.ops.has(r.op) && (rule.subtree ? isWithin(r.path, rule.path) : r.path === rule.path)) return null;
+        if (rule.ops.includes(r.op) && (rule.subtree ? isWithin(r.path, rule.path) : r.path === rule.path)) return null;
       }
       return { rule: "fs", reason: `does not grant ${r.op} on ${r.path}` };
     case "http":
@@ -140,7 +152,7 @@ function httpDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "http
   const targetClass = target === null ? "public" : classifyAddress(target);
   let sawPrivateBlock = false;
   for (const rule of d.http) {
-    if (rule.origin !== r.url.origin || !rule.methods.has(r.method) || !pathHasPrefix(r.url.pathname, rule.pathPrefix)) continue;
+    if (rule.origin !== r.url.origin || !rule.methods.includes(r.method) || !pathHasPrefix(r.url.pathname, rule.pathPrefix)) continue;
     if (targetClass === "public" || rule.allowPrivateNetwork || rule.literalAddress === target) return null;
     sawPrivateBlock = true;
   }
@@ -157,7 +169,7 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
   if (d.db === null) return { rule: "db", reason: "grants no database access" };
   let closest: string | null = null;
   for (const rule of d.db) {
-    if (rule.model !== r.model || !rule.ops.has(r.op)) continue;
+    if (rule.model !== r.model || !rule.ops.includes(r.op)) continue;
     const fields = rule.fields;
     const hidden = fields === null ? undefined : r.fields.find((f) => !fields.has(f));
     if (hidden !== undefined) {

@@ -1,0 +1,210 @@
+import { types } from "node:util";
+import { absolutePathProblem, originProblem } from "./canonical-forms.js";
+import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, Scalar } from "./grant.js";
+import { ENV_NAME, IDENTIFIER } from "./names.js";
+
+/*
+ * Every narrowing validates its grant, and the zod schemas cost tens of
+ * microseconds for an ordinary one. This module accepts the well-formed
+ * grants by hand, building the same frozen copy the schemas would, and
+ * returns null for anything else (or anything unusual: a Proxy, an object
+ * with a prototype of its own, a very large grant), so the schemas stay the single judge of
+ * what is rejected and how the error reads. It must never accept what the
+ * schemas reject, nor build anything different; a property test compares
+ * the two.
+ */
+
+type Fields = Record<string, unknown>;
+
+const MAX_LIST = 1024;
+/** Values read before giving up and leaving the grant to the schema (whose own limit is far higher). */
+const MAX_VALUES = 4096;
+
+const FS_OPS: ReadonlySet<unknown> = new Set(["read", "write", "list", "delete"]);
+const HTTP_METHODS: ReadonlySet<unknown> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delete"]);
+
+type KeyTest = (key: string) => boolean;
+const only = (...keys: string[]): KeyTest => {
+  const allowed = new Set(keys);
+  return (key) => allowed.has(key);
+};
+const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
+const KEYS = {
+  conditions: only(...CONDITION_KEYS),
+  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec"),
+  budget: only("calls", "cost"),
+  fs: only("path", "ops", "subtree"),
+  http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
+  db: only("model", "ops", "fields", "scope"),
+  scope: (key: string) => IDENTIFIER.test(key),
+  exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
+  argPattern: only("prefix", "any"),
+};
+
+/** Signals "leave this grant to the schema"; one instance, made once, and it never escapes this module. */
+class GiveUp extends Error {}
+const GIVE_UP = new GiveUp("left to the schema");
+
+class Reader {
+  values = 0;
+
+  /** The own enumerable properties of a plain object whose keys all pass `allowed`, each read once. */
+  object(v: unknown, allowed: KeyTest): Fields {
+    if (typeof v !== "object" || v === null || Array.isArray(v) || types.isProxy(v)) throw GIVE_UP;
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== Object.prototype && proto !== null) throw GIVE_UP;
+    const out: Fields = {};
+    for (const key of Object.keys(v)) {
+      if (!allowed(key)) throw GIVE_UP;
+      // Read once into the copy that is checked, so a getter cannot show the check one value and the grant another.
+      const value: unknown = (v as Fields)[key];
+      if (value === undefined) throw GIVE_UP;
+      this.count();
+      out[key] = value;
+    }
+    return out;
+  }
+
+  /** A frozen copy of a plain array of `min` to MAX_LIST items, each read once and checked and copied by `item`. */
+  list<T>(v: unknown, min: number, item: (x: unknown) => T): readonly T[] {
+    if (!Array.isArray(v) || types.isProxy(v) || Object.getPrototypeOf(v) !== Array.prototype) throw GIVE_UP;
+    const length = v.length;
+    if (length < min || length > MAX_LIST) throw GIVE_UP;
+    const out = new Array<T>(length);
+    for (let i = 0; i < length; i++) {
+      this.count();
+      // A hole reads as undefined, which no item accepts.
+      out[i] = item(v[i]);
+    }
+    return Object.freeze(out);
+  }
+
+  private count(): void {
+    if (++this.values > MAX_VALUES) throw GIVE_UP;
+  }
+}
+
+/** Origins already found canonical: a grant names a few, over and over (each narrowing of a session repeats them). */
+const canonicalOrigins = new Set<string>();
+
+function canonicalOrigin(origin: string): boolean {
+  if (canonicalOrigins.has(origin)) return true;
+  if (originProblem(origin) !== undefined) return false;
+  if (canonicalOrigins.size >= 1024) canonicalOrigins.clear();
+  canonicalOrigins.add(origin);
+  return true;
+}
+
+function check<T>(ok: boolean, value: T): T {
+  if (!ok) throw GIVE_UP;
+  return value;
+}
+
+const isFinite = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x);
+const safeInteger = (x: unknown, min: number): number => check(Number.isSafeInteger(x) && (x as number) >= min, x as number);
+const nonNegative = (x: unknown): number => check(isFinite(x) && x >= 0, x as number);
+const bool = (x: unknown): boolean => check(typeof x === "boolean", x as boolean);
+const name = (x: unknown): string => check(typeof x === "string" && x.length >= 1 && x.length <= 256 && !x.includes("\0"), x as string);
+const identifier = (x: unknown): string => check(typeof x === "string" && IDENTIFIER.test(x), x as string);
+const absolutePath = (x: unknown): string => check(typeof x === "string" && absolutePathProblem(x) === undefined, x as string);
+const member = (set: ReadonlySet<unknown>) => (x: unknown): never => check(set.has(x), x as never);
+const scalar = (x: unknown): Scalar => check(x === null || typeof x === "string" || typeof x === "boolean" || isFinite(x), x as Scalar);
+
+/** Copies `from[key]` through `read` into `to` when present. */
+function optional(to: Fields, from: Fields, key: string, read: (x: unknown) => unknown): void {
+  if (Object.hasOwn(from, key)) to[key] = read(from[key]);
+}
+
+function conditionsInto(r: Reader, out: Fields, v: Fields): void {
+  optional(out, v, "expiresAt", (x) => safeInteger(x, 0));
+  optional(out, v, "maxUses", (x) => safeInteger(x, 1));
+  optional(out, v, "budget", (x) => {
+    const b = r.object(x, KEYS.budget);
+    const budget: Fields = {};
+    optional(budget, b, "calls", (y) => safeInteger(y, 0));
+    optional(budget, b, "cost", nonNegative);
+    return Object.freeze(budget);
+  });
+  optional(out, v, "tenants", (x) => r.list(x, 1, name));
+}
+
+function fsRule(r: Reader, x: unknown): FsRule {
+  const v = r.object(x, KEYS.fs);
+  const out: Fields = { path: absolutePath(v.path), ops: r.list(v.ops, 1, member(FS_OPS)) };
+  optional(out, v, "subtree", bool);
+  return Object.freeze(out) as unknown as FsRule;
+}
+
+function httpRule(r: Reader, x: unknown): HttpRule {
+  const v = r.object(x, KEYS.http);
+  const origin = check(typeof v.origin === "string" && canonicalOrigin(v.origin), v.origin as string);
+  const out: Fields = { origin, methods: r.list(v.methods, 1, member(HTTP_METHODS)) };
+  optional(out, v, "pathPrefix", (p) => check(typeof p === "string" && p.startsWith("/"), p as string));
+  optional(out, v, "allowPrivateNetwork", bool);
+  return Object.freeze(out) as unknown as HttpRule;
+}
+
+function dbRule(r: Reader, x: unknown): DbRule {
+  const v = r.object(x, KEYS.db);
+  const out: Fields = { model: identifier(v.model), ops: r.list(v.ops, 1, member(DB_OPS)) };
+  optional(out, v, "fields", (f) => r.list(f, 0, identifier));
+  optional(out, v, "scope", (s) => {
+    const scope = r.object(s, KEYS.scope);
+    for (const key of Object.keys(scope)) scalar(scope[key]);
+    return Object.freeze(scope);
+  });
+  return Object.freeze(out) as unknown as DbRule;
+}
+
+function argPattern(r: Reader, x: unknown): ArgPattern {
+  if (typeof x === "string") return x;
+  const v = r.object(x, KEYS.argPattern);
+  const keys = Object.keys(v);
+  if (keys.length !== 1) throw GIVE_UP;
+  if (keys[0] === "prefix") return Object.freeze({ prefix: check(typeof v.prefix === "string", v.prefix as string) });
+  return Object.freeze({ any: check(v.any === true, true as const) });
+}
+
+function execRule(r: Reader, x: unknown): ExecRule {
+  const v = r.object(x, KEYS.exec);
+  const out: Fields = { program: absolutePath(v.program) };
+  optional(out, v, "args", (a) => r.list(a, 0, (y) => argPattern(r, y)));
+  optional(out, v, "allowExtraArgs", bool);
+  optional(out, v, "cwd", absolutePath);
+  optional(out, v, "env", (e) => r.list(e, 0, (y) => check(typeof y === "string" && ENV_NAME.test(y), y as string)));
+  return Object.freeze(out) as unknown as ExecRule;
+}
+
+function attempt<T>(parse: (r: Reader) => T): T | null {
+  try {
+    return parse(new Reader());
+  } catch (e) {
+    if (e === GIVE_UP) return null;
+    throw e;
+  }
+}
+
+/** The frozen grant when `value` is a well-formed, ordinary grant; null means "ask the schema". */
+export function fastParseGrant(value: unknown): Grant | null {
+  return attempt((r) => {
+    const v = r.object(value, KEYS.grant);
+    const out: Fields = {};
+    conditionsInto(r, out, v);
+    optional(out, v, "tools", (x) => r.list(x, 0, name));
+    optional(out, v, "fs", (x) => r.list(x, 0, (y) => fsRule(r, y)));
+    optional(out, v, "http", (x) => r.list(x, 0, (y) => httpRule(r, y)));
+    optional(out, v, "db", (x) => r.list(x, 0, (y) => dbRule(r, y)));
+    optional(out, v, "exec", (x) => r.list(x, 0, (y) => execRule(r, y)));
+    return Object.freeze(out);
+  });
+}
+
+/** The frozen conditions when `value` is well-formed; null means "ask the schema". */
+export function fastParseConditions(value: unknown): LinkConditions | null {
+  return attempt((r) => {
+    const out: Fields = {};
+    conditionsInto(r, out, r.object(value, KEYS.conditions));
+    return Object.freeze(out);
+  });
+}

@@ -1,0 +1,160 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { InvalidInput } from "../../src/index.ts";
+import { fastParseConditions, fastParseGrant } from "../../src/kernel/grant-fast-path.ts";
+import { parseConditions, schemaParseGrant } from "../../src/kernel/grant.ts";
+import { grant as validGrant } from "../token/arbitraries.ts";
+
+/*
+ * The grant fast path must never accept what the schemas reject, nor build
+ * anything different from what they build: generated grants near the edges
+ * of the rules (valid ones and ones that break one rule) are given to both.
+ */
+const text = fc.oneof(
+  fc.constantFrom("", "a", "Customer", "tenantId", "_x", "9lives", "has space", "a\0b", "x".repeat(63), "x".repeat(256), "x".repeat(257), "\ud800"),
+  fc.string({ maxLength: 8 }),
+);
+const path = fc.oneof(
+  fc.constantFrom("/", "/srv/data", "/srv/data/", "srv/data", "/srv//data", "/srv/./data", "/srv/../etc", "/a\0b", ""),
+  fc.array(fc.constantFrom("a", "b", ".", "..", "", "c d"), { maxLength: 4 }).map((s) => `/${s.join("/")}`),
+);
+const number = fc.oneof(
+  fc.constantFrom(0, -0, 1, -1, 1.5, 2 ** 53, 2 ** 53 - 1, Number.MAX_VALUE, Number.NaN, Infinity),
+  fc.integer({ min: -5, max: 1_000_000 }),
+  fc.double(),
+);
+const odd = fc.constantFrom<unknown>(undefined, null, "x", 1, [], {}, [1], true);
+const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(fc.oneof({ weight: 4, arbitrary: arb }, { weight: 1, arbitrary: odd }), { nil: undefined });
+const list = <T>(arb: fc.Arbitrary<T>, min = 0) => fc.oneof({ weight: 6, arbitrary: fc.array(arb, { minLength: min, maxLength: 3 }) }, { weight: 1, arbitrary: odd });
+const sometimesExtra = fc.option(fc.constant(1), { nil: undefined, freq: 8 });
+
+const fsRule = fc.record({ path, ops: list(fc.constantFrom("read", "write", "list", "delete", "chmod")), subtree: maybe(fc.boolean()), extra: sometimesExtra }, { requiredKeys: [] });
+const httpRule = fc.record(
+  {
+    origin: fc.constantFrom("https://api.example.com", "http://127.0.0.1:8080", "https://API.example.com", "https://a.example/", "ftp://x", "nope"),
+    methods: list(fc.constantFrom("GET", "POST", "get", "TRACE")),
+    pathPrefix: maybe(fc.constantFrom("/", "/v1/", "v1", "")),
+    allowPrivateNetwork: maybe(fc.boolean()),
+  },
+  { requiredKeys: [] },
+);
+const scalar = fc.oneof(fc.string({ maxLength: 4 }), number, fc.boolean(), fc.constant(null), fc.constant(undefined), fc.constant([1]));
+const dbRule = fc.record(
+  { model: text, ops: list(fc.constantFrom("read", "create", "update", "delete", "drop")), fields: maybe(list(text)), scope: maybe(fc.dictionary(text, scalar, { maxKeys: 3 })) },
+  { requiredKeys: [] },
+);
+const argPattern = fc.oneof(text, fc.record({ prefix: text }), fc.constant({ any: true }), fc.constant({ any: false }), fc.constant({ prefix: "a", any: true }));
+const execRule = fc.record(
+  { program: path, args: maybe(list(argPattern)), allowExtraArgs: maybe(fc.boolean()), cwd: maybe(path), env: maybe(list(fc.constantFrom("HOME", "LD_PRELOAD", "1BAD", "A-B", ""))) },
+  { requiredKeys: [] },
+);
+const conditions = {
+  expiresAt: maybe(number),
+  maxUses: maybe(number),
+  budget: maybe(fc.record({ calls: maybe(number), cost: maybe(number), extra: sometimesExtra }, { requiredKeys: [] })),
+  tenants: maybe(list(text)),
+};
+const edgyGrant = fc.record(
+  { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), extra: sometimesExtra },
+  { requiredKeys: [] },
+);
+
+const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
+  fs: ["path", "ops", "subtree", "extra"],
+  http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork"],
+  db: ["model", "ops", "fields", "scope"],
+  exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
+};
+
+/** A well-formed grant with one value, at the top or in one rule, replaced by a value near an edge. */
+const mutatedGrant = fc
+  .tuple(validGrant, fc.nat(), fc.nat(), fc.oneof(text, path, number, odd, fc.constantFrom<unknown>("GET", "chmod", "read", ["read"], [], { any: true }, { t: 1 })))
+  .map(([g, where, which, value]) => {
+    const copy = structuredClone(g) as Record<string, unknown>;
+    const domains = Object.keys(RULE_KEYS).filter((d) => Array.isArray(copy[d]) && (copy[d] as unknown[]).length > 0);
+    const domain = domains[where % (domains.length + 1)];
+    if (domain === undefined) {
+      const keys = ["expiresAt", "maxUses", "budget", "tenants", "tools", "fs", "http", "db", "exec", "extra"];
+      copy[keys[which % keys.length] ?? "extra"] = value;
+    } else {
+      const rule = (copy[domain] as Record<string, unknown>[])[0] as Record<string, unknown>;
+      const keys = RULE_KEYS[domain] ?? [];
+      rule[keys[which % keys.length] ?? "extra"] = value;
+    }
+    return copy;
+  });
+
+/** Well-formed grants (as the token tests make them), the same with one value broken, and grants near the edges of every rule. */
+const grant = fc.oneof(validGrant, mutatedGrant, edgyGrant);
+
+/** Drops keys whose value is undefined, as a caller writing the object literal would; sometimes keeps one to test that too. */
+const written = (v: unknown, keepUndefined: boolean): unknown => {
+  if (keepUndefined || typeof v !== "object" || v === null) return v;
+  if (Array.isArray(v)) return v.map((x) => written(x, false));
+  return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, written(x, false)]));
+};
+
+function verdict(parse: (v: unknown) => unknown, value: unknown): { ok: unknown } | { rejected: true } {
+  try {
+    return { ok: parse(value) };
+  } catch (e) {
+    expect(e).toBeInstanceOf(InvalidInput);
+    return { rejected: true };
+  }
+}
+
+function deeplyFrozen(v: unknown): boolean {
+  if (typeof v !== "object" || v === null) return true;
+  return Object.isFrozen(v) && Object.values(v).every(deeplyFrozen);
+}
+
+describe("the grant fast path agrees with the schemas", () => {
+  it("never accepts a grant the schema rejects, and builds exactly what the schema builds", () => {
+    let fast = 0;
+    fc.assert(
+      fc.property(grant, fc.boolean(), (g, keepUndefined) => {
+        const value = written(g, keepUndefined);
+        const quick = fastParseGrant(value);
+        if (quick === null) return;
+        fast += 1;
+        expect(verdict(schemaParseGrant, value)).toEqual({ ok: quick });
+        expect(deeplyFrozen(quick)).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    // A third of the grants are well-formed, and many one-value changes still are: they take the fast path.
+    expect(fast).toBeGreaterThan(500);
+  });
+
+  it("never accepts conditions the schema rejects", () => {
+    fc.assert(
+      fc.property(fc.record({ ...conditions, extra: sometimesExtra }, { requiredKeys: [] }), (c) => {
+        const value = written(c, false);
+        const quick = fastParseConditions(value);
+        if (quick !== null) expect(verdict(parseConditions, value)).toEqual({ ok: quick });
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("reads a getter once, so what it checked is what it keeps", () => {
+    let reads = 0;
+    const grant = Object.defineProperty({}, "tools", {
+      get: () => (++reads === 1 ? ["search"] : ["search", "delete_everything"]),
+      enumerable: true,
+    });
+    expect(fastParseGrant(grant)).toEqual({ tools: ["search"] });
+    expect(reads).toBe(1);
+  });
+
+  it("leaves Proxies, inherited keys and non-plain objects to the schema", () => {
+    const tools = ["a"];
+    expect(fastParseGrant(new Proxy({ tools }, {}))).toBeNull();
+    expect(fastParseGrant(Object.create({ tools }) as unknown)).toBeNull();
+    expect(fastParseGrant(new (class Grantish {
+      tools = tools;
+    })())).toBeNull();
+    expect(fastParseGrant({ tools: new Proxy(tools, {}) })).toBeNull();
+    expect(fastParseGrant({ tools: Array.from({ length: 1025 }, () => "a") })).toBeNull();
+  });
+});
