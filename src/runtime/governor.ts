@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
 import {
-  CapabilityDenied,
-  check,
   clockTime,
   InvalidInput,
   isCapability,
@@ -9,38 +7,23 @@ import {
   restrict,
   revocable,
   SessionClosed,
-  TaskCancelled,
-  TaskTimedOut,
   type Capability,
   type Grant,
-  type MintRecord,
-  type Request,
 } from "../kernel/index.js";
-import type { CallPlan, Dispatcher } from "../tools/index.js";
-import { tenantFor } from "../tools/internal.js";
+import type { Dispatcher } from "../tools/index.js";
+import {
+  checkSeconds,
+  criticalReachedBy,
+  criticalRoutes,
+  MAX_SECONDS,
+  oneCallOf,
+  readCritical,
+  withoutCritical,
+  type CriticalOptions,
+} from "./critical-calls.js";
 import type { RoutedTool } from "./executor.js";
 import type { Session } from "./session.js";
-
-/** What a critical-operation policy is asked to approve. */
-export interface CriticalCheck {
-  readonly principal: MintRecord;
-  readonly sessionId: string;
-  readonly taskId: string;
-  readonly tool: string;
-  /** The validated input. */
-  readonly input: unknown;
-  /** The requests the call will make. */
-  readonly needs: readonly Request[];
-}
-
-/** Operations that need a fresh re-mint after a policy check: a task's own capability never reaches them. */
-export interface CriticalOptions {
-  readonly tools: readonly string[];
-  /** Approves one call; anything but `true` refuses it. */
-  readonly policy: (check: CriticalCheck) => boolean | Promise<boolean>;
-  /** How long a re-minted capability lives (default 30 seconds); it also allows exactly one call. */
-  readonly seconds?: number;
-}
+import { startTaskLifetime, type TaskStatus } from "./task-lifetime.js";
 
 /** What a Governor is built from. */
 export interface GovernorOptions {
@@ -71,9 +54,6 @@ export interface TaskContext {
   /** A capability for exactly one call of `tool` with `input`, valid for `seconds`, revoked with the task (see Governor.escalate). */
   escalate(tool: string, input: unknown, seconds: number): Promise<Capability>;
 }
-
-/** How a subtask ended. */
-export type TaskStatus = "running" | "completed" | "failed" | "timed-out" | "cancelled";
 
 /** A running subtask. */
 export interface TaskHandle<T> {
@@ -107,35 +87,24 @@ export interface Governor {
   escalate(options: { readonly tool: string; readonly input: unknown; readonly seconds: number }): Promise<Capability>;
 }
 
-const DEFAULT_CRITICAL_SECONDS = 30;
-const MAX_SECONDS = 24 * 3600;
-
 /** Creates the Governor of a session; throws InvalidInput for a bad option. */
 export function createGovernor(options: GovernorOptions): Governor {
   const { session, dispatcher } = options;
   if (!isCapability(session.capability)) throw new InvalidInput("a Governor needs an open Session");
   const critical = readCritical(options.critical);
 
-  /** The session's authority for one call, narrowed to exactly its plan and `seconds`, usable for that call only. */
-  const onceFor = (base: Capability, plan: CallPlan, seconds: number): Capability => {
-    const grant: Grant = { ...plan.grant, tools: [plan.tool.name, ...(plan.grant.tools ?? [])] };
-    return restrict(narrow(base, grant), { expiresAt: Math.floor(clockTime(base) + seconds * 1000), maxUses: 1 + plan.needs.length });
-  };
-
-  const planFor = (tool: string, input: unknown): Promise<CallPlan> => dispatcher.plan(tool, input, session.capability);
-
   const escalate = async (tool: string, input: unknown, seconds: number, labels: Record<string, string>, onRevoke: (revoke: () => void) => void) => {
     checkSeconds(seconds);
     if (critical.tools.has(tool)) throw new InvalidInput(`tool ${tool} is critical: it runs only under a fresh re-mint after the policy check, never by escalation`);
     if (session.closed) throw new SessionClosed(`session ${session.id} is closed`);
-    const plan = await planFor(tool, input);
+    const plan = await dispatcher.plan(tool, input, session.capability);
     const reached = criticalReachedBy(plan, critical.tools);
     if (reached !== undefined) {
       throw new InvalidInput(
         `tool ${tool} reaches critical tool ${reached} through its needs (as a sub-tool call); it runs only under a fresh re-mint after the policy check, never by escalation`,
       );
     }
-    const lease = revocable(onceFor(session.capability, plan, seconds), { labels });
+    const lease = revocable(oneCallOf(session.capability, plan, seconds), { labels });
     onRevoke(() => {
       lease.revoke("the task that asked for the escalation has ended");
     });
@@ -149,118 +118,34 @@ export function createGovernor(options: GovernorOptions): Governor {
     const labels = { session: session.id, task: id };
     const base = narrow(session.capability, withoutCritical(grant, critical.tools));
     const lease = revocable(restrict(base, { expiresAt: Math.floor(clockTime(base) + timeoutMs) }), { labels });
-    const cleanups: (() => void)[] = [];
-    const controller = new AbortController();
-    let status: TaskStatus = "running";
-    const running = () => status === "running";
-    let settle: { resolve: (v: T) => void; reject: (e: unknown) => void } | null = null;
-    const result = new Promise<T>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-
-    /** Ends the task once: revokes everything it was given, stops its timer, aborts its signal. */
-    const end = (next: Exclude<TaskStatus, "running">, reason: string, error: unknown): boolean => {
-      if (status !== "running") return false;
-      status = next;
-      clearTimeout(timer);
-      lease.revoke(reason);
-      for (const cleanup of cleanups.splice(0)) cleanup();
-      controller.abort(error ?? new TaskCancelled(reason));
-      return true;
-    };
-
-    const timer = setTimeout(() => {
-      const error = new TaskTimedOut(`task ${id} ran past its ${timeoutMs} ms deadline; its capabilities were revoked`);
-      if (end("timed-out", `task ${id} timed out after ${timeoutMs} ms`, error)) settle?.reject(error);
-    }, timeoutMs);
-
-    const routed = [...critical.tools]
-      .filter((t) => grant.tools?.includes(t) === true && dispatcher.tool(t) !== undefined)
-      .filter((t) => check(session.capability, { action: "tool.call", tool: t, ...tenantOf(session) }).allowed)
-      .map((t): RoutedTool => {
-        const tool = dispatcher.tool(t);
-        if (tool === undefined) throw new InvalidInput(`no tool named ${t}`);
-        return {
-          entry: Object.freeze({ name: tool.name, description: tool.description, inputSchema: tool.inputSchema }),
-          call: (input) => callCritical(t, input),
-        };
-      });
-
-    /** A critical call: policy check, fresh re-mint, a capability for exactly this call, then dispatch. */
-    const callCritical = async (tool: string, input: unknown): Promise<unknown> => {
-      if (status !== "running") throw endedError(id, status);
-      const plan = await planFor(tool, input);
-      const approved: unknown = await critical.policy(Object.freeze({ principal: session.principal, sessionId: session.id, taskId: id, tool, input: plan.input, needs: plan.needs }));
-      if (approved !== true) return refuse(tool, input, "the critical-operation policy refused it");
-      // The policy may take its time; the task may have ended meanwhile.
-      if (!running()) throw endedError(id, status);
-      let fresh: Capability;
-      try {
-        fresh = session.remint({ requestId: `${id}:${tool}:${randomUUID().slice(0, 8)}` });
-      } catch (e) {
-        if (e instanceof CapabilityDenied) return refuse(tool, input, `the mint refused a fresh capability (${e.message})`);
-        throw e;
-      }
-      const once = revocable(onceFor(narrow(fresh, grant), plan, critical.seconds), { labels });
-      cleanups.push(() => {
-        once.revoke(`task ${id} has ended`);
-      });
-      try {
-        return await dispatcher.call(tool, input, once.capability);
-      } finally {
-        once.revoke(`the critical call to ${tool} has returned`);
-      }
-    };
-
-    /**
-     * A refused critical call is still an invocation: it is dispatched with
-     * the task's own capability, which never reaches a critical tool, so the
-     * dispatcher denies it and records the denial.
-     */
-    const refuse = async (tool: string, input: unknown, why: string): Promise<unknown> => {
-      try {
-        return await dispatcher.call(tool, input, lease.capability);
-      } catch (e) {
-        if (e instanceof CapabilityDenied) throw new CapabilityDenied(`critical tool ${tool} needs a fresh capability and ${why}; ${e.message}`, e.details);
-        throw e;
-      }
-    };
+    const lifetime = startTaskLifetime<T>(id, lease, timeoutMs);
+    const criticalTools = criticalRoutes({ session, dispatcher, critical, taskId: id, grant, capability: lease.capability, labels, lifetime });
 
     const context: TaskContext = Object.freeze({
       id,
       sessionId: session.id,
       capability: lease.capability,
-      signal: controller.signal,
+      signal: lifetime.signal,
       dispatcher,
-      criticalTools: Object.freeze(routed),
+      criticalTools: Object.freeze(criticalTools),
       escalate: (tool: string, input: unknown, seconds: number) => {
-        if (status !== "running") return Promise.reject(endedError(id, status));
-        return escalate(tool, input, seconds, labels, (revoke) => cleanups.push(revoke));
+        if (lifetime.status !== "running") return Promise.reject(lifetime.ended());
+        return escalate(tool, input, seconds, labels, (revoke) => {
+          lifetime.onEnd(revoke);
+        });
       },
     });
-
-    // Started on a later turn, so a run function that throws synchronously is still a failed task, not a throw from spawn.
-    void Promise.resolve()
-      .then(() => run(context))
-      .then(
-        (value) => {
-          if (end("completed", `task ${id} completed`, null)) settle?.resolve(value);
-        },
-        (error: unknown) => {
-          if (end("failed", `task ${id} failed`, error)) settle?.reject(error);
-        },
-      );
+    lifetime.start(() => run(context));
 
     return Object.freeze({
       id,
       name,
-      result,
+      result: lifetime.result,
       get status() {
-        return status;
+        return lifetime.status;
       },
       cancel: (reason = "cancelled by its governor") => {
-        const error = new TaskCancelled(`task ${id} was cancelled: ${reason}`);
-        if (end("cancelled", reason, error)) settle?.reject(error);
+        lifetime.cancel(reason);
       },
     });
   };
@@ -284,49 +169,6 @@ export function createGovernor(options: GovernorOptions): Governor {
     escalate: (o: { readonly tool: string; readonly input: unknown; readonly seconds: number }) =>
       escalate(o.tool, o.input, o.seconds, { session: session.id, task: "escalation" }, () => undefined),
   });
-}
-
-function tenantOf(session: Session): { tenant?: string } {
-  const t = tenantFor(session.capability, undefined);
-  return t === null ? {} : { tenant: t };
-}
-
-function endedError(id: string, status: TaskStatus): Error {
-  return status === "timed-out"
-    ? new TaskTimedOut(`task ${id} has timed out; its tools are dead`)
-    : new TaskCancelled(`task ${id} has ended (${status}); its tools are dead`);
-}
-
-/**
- * The first critical tool a plan's needs call, if any. Needs are flat: a
- * sub-tool's needs (from subToolNeeds) include its own sub-tools' calls, so
- * this sees critical tools at any depth.
- */
-function criticalReachedBy(plan: CallPlan, critical: ReadonlySet<string>): string | undefined {
-  for (const need of plan.needs) {
-    if (need.action === "tool.call" && critical.has(need.tool)) return need.tool;
-  }
-  return undefined;
-}
-
-function withoutCritical(grant: Grant, critical: ReadonlySet<string>): Grant {
-  if (critical.size === 0 || grant.tools === undefined) return grant;
-  return { ...grant, tools: grant.tools.filter((t) => !critical.has(t)) };
-}
-
-function checkSeconds(seconds: number): void {
-  if (typeof seconds !== "number" || !Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_SECONDS) {
-    throw new InvalidInput(`seconds must be a number above 0 and at most ${MAX_SECONDS}, got ${String(seconds)}`);
-  }
-}
-
-function readCritical(c: CriticalOptions | undefined): { tools: ReadonlySet<string>; policy: CriticalOptions["policy"]; seconds: number } {
-  if (c === undefined) return { tools: new Set(), policy: () => false, seconds: DEFAULT_CRITICAL_SECONDS };
-  if (!Array.isArray(c.tools) || !c.tools.every((t) => typeof t === "string")) throw new InvalidInput("critical.tools must be an array of tool names");
-  if (typeof c.policy !== "function") throw new InvalidInput("critical.policy must be a function approving one call");
-  const seconds = c.seconds ?? DEFAULT_CRITICAL_SECONDS;
-  checkSeconds(seconds);
-  return { tools: new Set(c.tools), policy: c.policy, seconds };
 }
 
 function readSpec<T>(spec: SubtaskSpec<T>): SubtaskSpec<T> {

@@ -7,17 +7,9 @@
 export { authenticateSession, openSession } from "./session.js";
 export type { OpenSessionOptions, Session } from "./session.js";
 export { createGovernor } from "./governor.js";
-export type {
-  CriticalCheck,
-  CriticalOptions,
-  Governor,
-  GovernorOptions,
-  SubtaskOutcome,
-  SubtaskSpec,
-  TaskContext,
-  TaskHandle,
-  TaskStatus,
-} from "./governor.js";
+export type { Governor, GovernorOptions, SubtaskOutcome, SubtaskSpec, TaskContext, TaskHandle } from "./governor.js";
+export type { CriticalCheck, CriticalOptions } from "./critical-calls.js";
+export type { TaskStatus } from "./task-lifetime.js";
 export { createExecutor } from "./executor.js";
 export type { CallRecord, CallVerdict, DelegateOptions, Executor, ExecutorOptions, ExecutorResult, RoutedTool } from "./executor.js";
 export { agentSubtask } from "./agent-task.js";

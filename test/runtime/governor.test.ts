@@ -9,7 +9,7 @@ import { defineTool, subToolNeeds, type AnyTool, type Tool } from "../../src/too
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { agentSubtask } from "../../src/runtime/agent-task.ts";
 import { check, SessionClosed, TaskCancelled, TaskTimedOut } from "../../src/index.ts";
-import { createGovernor, type CriticalCheck, type GovernorOptions, type SubtaskSpec } from "../../src/runtime/governor.ts";
+import { createGovernor, type CriticalCheck, type GovernorOptions, type SubtaskSpec } from "../../src/runtime/index.ts";
 import { scriptedModel } from "../../src/testing/scripted-model.ts";
 import { openSession } from "../../src/runtime/session.ts";
 import { memorySink } from "../tools/memory-sink.ts";
