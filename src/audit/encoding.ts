@@ -49,6 +49,7 @@ const eventSchema = z.strictObject({
   durationMs: z.number().nonnegative(),
   kind: z.enum(["tool", "resource"]),
   tool: name.nullable(),
+  toolCode: z.enum(["sandboxed", "trusted"]).optional(),
   request: z.looseObject({ action: z.string() }),
   decision: z.discriminatedUnion("allowed", [
     z.strictObject({ allowed: z.literal(true), capabilityId: name }),

@@ -22,6 +22,13 @@ export type AuditOutcome =
   | { readonly ok: false; readonly errorCode: string; readonly message: string };
 
 /**
+ * How the code of a tool loaded from a tool module runs: confined in a
+ * sandbox, or in the application's own process because the application
+ * opted out with `trusted: true`.
+ */
+export type ToolCode = "sandboxed" | "trusted";
+
+/**
  * One invocation, allowed or denied: a tool call, or one access to a
  * resource. Resources and the dispatcher write exactly one per invocation,
  * before the result is returned.
@@ -34,6 +41,8 @@ export interface AuditEvent {
   readonly kind: "tool" | "resource";
   /** The tool's name for tool events; for resource events, the tool on whose behalf it ran, if known. */
   readonly tool: string | null;
+  /** Tool events of a tool loaded from a tool module: how its code runs. Absent for tools the application defines in-process. */
+  readonly toolCode?: ToolCode;
   /** The canonical request that was decided. */
   readonly request: Request;
   readonly decision: Decision;

@@ -82,4 +82,4 @@ export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./
 
 /** Audit events: one per invocation, with the lineage and mint record of the authority used. */
 export { auditSubject } from "./audit-sink.js";
-export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject } from "./audit-sink.js";
+export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";

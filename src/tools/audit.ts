@@ -8,13 +8,17 @@ import {
   type Capability,
   type Decision,
   type Request,
+  type ToolCode,
 } from "../kernel/index.js";
+import { defined } from "../kernel/internal.js";
 
 /** What the dispatcher knows about one invocation when it ends. */
 export interface InvocationRecord {
   readonly at: number;
   readonly startedMs: number;
   readonly tool: string;
+  /** How the tool's code runs, when it was loaded from a tool module. */
+  readonly toolCode: ToolCode | undefined;
   readonly request: Request;
   readonly decision: Decision;
   readonly outcome: AuditOutcome;
@@ -33,6 +37,7 @@ export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Prom
     durationMs: performance.now() - r.startedMs,
     kind: "tool",
     tool: r.tool,
+    ...defined({ toolCode: r.toolCode }),
     request: r.request,
     decision: r.decision,
     outcome: r.outcome,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request } from "../kernel/index.js";
+import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request, type ToolCode } from "../kernel/index.js";
 import { deepFreeze, describeIssues } from "../kernel/internal.js";
 import type { Dispatcher } from "./dispatcher.js";
 
@@ -89,6 +89,8 @@ export type AnyTool = Tool;
 export interface ToolImplementation {
   readonly needs: NeedsFunction<unknown>;
   readonly handler: ToolHandler<unknown, unknown>;
+  /** How the code of a tool loaded from a tool module runs; undefined for a tool the application defines in-process. */
+  readonly code: ToolCode | undefined;
 }
 
 const implementations = new WeakMap<AnyTool, ToolImplementation>();
@@ -105,6 +107,22 @@ export function defineTool<S extends z.ZodObject, Out, Q extends Request = Reque
   spec: ToolSpec<S, Q>,
   handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
 ): Tool<z.input<S>, Out> {
+  return makeTool(spec, handler, undefined);
+}
+
+/**
+ * Defines a tool loaded from a tool module, recording how its code runs, so
+ * that every audit event of the tool says so. For the sandbox layer only.
+ */
+export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandler<unknown, unknown>, code: ToolCode): AnyTool {
+  return makeTool(spec, handler, code);
+}
+
+function makeTool<S extends z.ZodObject, Out, Q extends Request>(
+  spec: ToolSpec<S, Q>,
+  handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
+  code: ToolCode | undefined,
+): Tool<z.input<S>, Out> {
   const own = <K extends keyof ToolSpec<S, Q>>(k: K): ToolSpec<S, Q>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
   const [name, description, input, needs] = [own("name"), own("description"), own("input"), own("needs")];
   if (typeof name !== "string" || !TOOL_NAME.test(name)) {
@@ -117,7 +135,7 @@ export function defineTool<S extends z.ZodObject, Out, Q extends Request = Reque
   if (typeof needs !== "function") throw new InvalidInput(`tool ${name}: needs must be a function from input to the requests the call makes`);
   if (typeof handler !== "function") throw new InvalidInput(`tool ${name}: handler must be a function (input, capability) => result`);
   const tool: Tool<z.input<S>, Out> = Object.freeze({ name, description, input, inputSchema: inputJsonSchema(name, input) });
-  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown> }));
+  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown>, code }));
   return tool;
 }
 

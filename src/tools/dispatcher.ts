@@ -78,6 +78,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const call = (async (ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions): Promise<unknown> => {
     if (!isCapability(capability)) throw new NotACapability("a tool call needs the caller's capability; nothing else carries authority");
     const name = resolve(ref);
+    const registered = registry.get(name);
+    const toolCode = registered === undefined ? undefined : implementationOf(registered).code;
     const tenant = tenantFor(capability, callOptions);
     const startedMs = performance.now();
     const at = clockTime(capability);
@@ -91,9 +93,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     let thrown: { error: unknown } | null = null;
     try {
       if (!decision.allowed) throw denialError(decision);
-      const tool = registry.get(name);
-      if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      const plan = await planCall(tool, input, needsContext(capability, tenant));
+      if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
+      const plan = await planCall(registered, input, needsContext(capability, tenant));
       for (const need of plan.needs) {
         const d = check(capability, need);
         if (!d.allowed) {
@@ -103,13 +104,13 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       decision = authorize(capability, toolRequest);
       if (!decision.allowed) throw denialError(decision);
-      result = await runHandler(tool, plan, capability, tenant, dispatcher);
+      result = await runHandler(registered, plan, capability, tenant, dispatcher);
       outcome = succeeded(result);
     } catch (e) {
       thrown = { error: e };
       outcome = failureOutcome(e);
     }
-    await writeToolEvent(sink, { at, startedMs, tool: name, request, decision, outcome, capability });
+    await writeToolEvent(sink, { at, startedMs, tool: name, toolCode, request, decision, outcome, capability });
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
     if (thrown !== null) throw ForeignFailure.of(thrown.error);
     return result;

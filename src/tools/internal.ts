@@ -1,2 +1,7 @@
-/** What agentcap's own higher layers use of the tools layer beyond its entry: the tenant a call acts for. */
+/**
+ * What agentcap's own higher layers use of the tools layer beyond its entry:
+ * the tenant a call acts for, and tools loaded from a tool module, whose
+ * events record how their code runs.
+ */
 export { tenantFor } from "./plan.js";
+export { defineModuleTool } from "./define.js";

@@ -24,6 +24,14 @@ describe("encoding an event", () => {
     expect(encoded.links.map((l) => JSON.parse(l.text) as unknown)).toEqual(JSON.parse(JSON.stringify(good.subject.lineage)));
   });
 
+  it("keeps how a module tool's code ran (sandboxed or trusted) in the hashed body, and leaves it out for in-process tools", () => {
+    expect(stored({ ...good, toolCode: "trusted" }).toolCode).toBe("trusted");
+    expect(stored({ ...good, toolCode: "sandboxed" }).toolCode).toBe("sandboxed");
+    expect(Object.hasOwn(stored(good), "toolCode")).toBe(false);
+    const redact = compileRedaction();
+    expect(encodeEvent({ ...good, toolCode: "trusted" }, redact).body).not.toBe(encodeEvent({ ...good, toolCode: "sandboxed" }, redact).body);
+  });
+
   it("encodes a snapshot, so a getter cannot show the log one thing and the check another", () => {
     let reads = 0;
     const sneaky = { ...good };
@@ -47,6 +55,7 @@ describe("encoding an event", () => {
     ["a decision about another capability", (e) => ({ ...e, decision: { allowed: true, capabilityId: "other" } }), /different capability/],
     ["a request that is not canonical", (e) => ({ ...e, request: { action: "fs.read", path: "/srv/../etc/passwd" } }), /request.*path/],
     ["a request with an unknown action", (e) => ({ ...e, request: { action: "fs.chmod", path: "/x" } }), /action/],
+    ["an unknown way of running tool code", (e) => ({ ...e, toolCode: "unconfined" }), /toolCode/],
   ])("refuses %s with InvalidInput", (_name, mutate, message) => {
     const run = () => encodeEvent(mutate(good) as AuditEvent, compileRedaction());
     expect(run).toThrow(InvalidInput);

@@ -4,7 +4,7 @@ import { assertAuthorized, check, narrow, restrict, revocable, type Capability }
 import { BudgetExhausted, CapabilityDenied, ForeignFailure, InvalidInput, NotACapability, Revoked } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
-import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
+import { defineModuleTool, defineTool, subToolNeeds } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { AuditFailure } from "../../src/kernel/errors.ts";
 import { memorySink } from "./memory-sink.ts";
@@ -236,6 +236,24 @@ describe("dispatcher", () => {
     await waiting;
     lease.revoke("task cancelled");
     await expect(running).rejects.toThrow(/task cancelled/);
+  });
+
+  it("records how a module tool's code runs in every one of its events, denied ones included; in-process tools carry no such field", async () => {
+    const optedOut = defineModuleTool(
+      { name: "opted_out", description: "Loaded with trusted: true.", input: z.object({ path: z.string() }), needs: (i) => [{ action: "fs.read", path: String(i.path) }] },
+      (input) => input,
+      "trusted",
+    );
+    const mint = createMint({ issuer: "test", policy: () => ({ tools: ["opted_out", "read_doc"], fs: [{ path: "/data", ops: ["read"] }] }) });
+    const sink = memorySink();
+    const d = createDispatcher({ tools: [optedOut, readDoc], audit: sink });
+    const cap = mint.issue({ id: "frank" });
+    await d.call("opted_out", { path: "/data/a.txt" }, cap);
+    await expect(d.call("opted_out", { path: "/secret/key" }, cap)).rejects.toThrow(CapabilityDenied);
+    await expect(d.call("opted_out", { path: "/data/a.txt" }, narrow(cap, { tools: ["read_doc"] }))).rejects.toThrow(CapabilityDenied);
+    await d.call(readDoc, { path: "/data/a.txt" }, cap);
+    expect(sink.toolEvents().map((e) => e.toolCode)).toEqual(["trusted", "trusted", "trusted", undefined]);
+    expect(Object.hasOwn(sink.toolEvents()[3] ?? {}, "toolCode")).toBe(false);
   });
 
   it("uses the capability's only minted tenant by default, and stamps it on every need", async () => {
