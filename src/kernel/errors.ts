@@ -20,7 +20,10 @@ export type AgentcapErrorCode =
   | "ERR_HTTP_REQUEST_FAILED"
   | "ERR_TASK_TIMED_OUT"
   | "ERR_TASK_CANCELLED"
-  | "ERR_SESSION_CLOSED";
+  | "ERR_SESSION_CLOSED"
+  | "ERR_SANDBOX_VIOLATION"
+  | "ERR_SANDBOX_TIMEOUT"
+  | "ERR_SANDBOX_STOPPED";
 
 /** The base class: a stable `code`, a message a person can act on, and the underlying `cause` when there is one. */
 export class AgentcapError extends Error {
@@ -192,4 +195,45 @@ export class TaskCancelled extends AgentcapError {
 /** The session was closed: it issues nothing more, and everything it issued is revoked. */
 export class SessionClosed extends AgentcapError {
   override readonly code = "ERR_SESSION_CLOSED";
+}
+
+/**
+ * Sandboxed tool code reached for authority a sandbox does not have: a Node
+ * global such as `process`, a module outside its allowlist, agentcap itself,
+ * or something other than a capability it was given where one is required.
+ * The message names what was reached for.
+ */
+export class SandboxViolation extends AgentcapError {
+  override readonly code = "ERR_SANDBOX_VIOLATION";
+}
+
+/** A sandboxed call, or the loading of a tool module, ran past its time limit; the sandbox running it was stopped. */
+export class SandboxTimeout extends AgentcapError {
+  override readonly code = "ERR_SANDBOX_TIMEOUT";
+  /** The limit that was reached, in milliseconds. */
+  readonly timeoutMs: number;
+
+  constructor(message: string, timeoutMs: number, options?: ErrorOptions) {
+    super(message, options);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** Why a sandbox stopped while a call was in it. */
+export type SandboxStopReason = "memory" | "timeout" | "crash" | "closed";
+
+/**
+ * The sandbox stopped before the call finished: it reached its memory
+ * ceiling (`memory`), another call in it ran past its time limit
+ * (`timeout`), it failed (`crash`), or the application closed it (`closed`).
+ * The next call starts a fresh sandbox, except after `closed`.
+ */
+export class SandboxStopped extends AgentcapError {
+  override readonly code = "ERR_SANDBOX_STOPPED";
+  readonly reason: SandboxStopReason;
+
+  constructor(message: string, reason: SandboxStopReason, options?: ErrorOptions) {
+    super(message, options);
+    this.reason = reason;
+  }
 }

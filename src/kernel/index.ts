@@ -22,11 +22,14 @@ export {
   MissingDependency,
   NotACapability,
   Revoked,
+  SandboxStopped,
+  SandboxTimeout,
+  SandboxViolation,
   SessionClosed,
   TaskCancelled,
   TaskTimedOut,
 } from "./errors.js";
-export type { AgentcapErrorCode, DenialCode, DenialDetails } from "./errors.js";
+export type { AgentcapErrorCode, DenialCode, DenialDetails, SandboxStopReason } from "./errors.js";
 
 /** Clocks: expiry is checked against an injectable clock, or one captured when agentcap loads. */
 export { createManualClock, systemClock } from "./clock.js";

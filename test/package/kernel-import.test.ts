@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
  * and whether any global it could patch has changed afterwards.
  */
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const ENGINES = ["better-sqlite3", "pg", "ai", "@modelcontextprotocol/sdk", "@biscuit-auth/biscuit-wasm"];
+const ENGINES = ["better-sqlite3", "pg", "ai", "@modelcontextprotocol/sdk", "@biscuit-auth/biscuit-wasm", "ses", "esbuild"];
 
 function importInFreshProcess(entry: string): { readonly packages: string[]; readonly changedGlobals: string[] } {
   const script = `
@@ -49,6 +49,7 @@ describe("importing the built package", () => {
     ["agentcap/tools", []],
     ["agentcap/audit", []],
     ["agentcap/runtime", []],
+    ["agentcap/sandbox", []],
     ["agentcap/token", ["@biscuit-auth/biscuit-wasm"]],
     ["agentcap/mcp", ["@biscuit-auth/biscuit-wasm", "@modelcontextprotocol/sdk"]],
   ])("%s loads only the engines it always needs: %j", (entry, engines) => {
@@ -85,6 +86,8 @@ describe("a missing optional engine", () => {
     ["@modelcontextprotocol/sdk", `await import("agentcap/mcp");`],
     ["@biscuit-auth/biscuit-wasm", `await import("agentcap/token");`],
     ["ai", `await import("agentcap/testing");`],
+    ["ses", `const { loadToolModule } = await import("agentcap/sandbox"); await loadToolModule({ source: "export const x = 1;" });`],
+    ["esbuild", `const { loadToolModule } = await import("agentcap/sandbox"); await loadToolModule({ source: "export const x = 1;" });`],
   ])("%s is a MissingDependency naming the package to install", (missing, body) => {
     const seen = JSON.parse(withoutPackage(missing, body)) as { name: string; code: string; message: string };
     expect(seen).toMatchObject({ name: "MissingDependency", code: "ERR_MISSING_DEPENDENCY" });
@@ -94,7 +97,7 @@ describe("a missing optional engine", () => {
 
 describe("exported constants", () => {
   it("every exported array and object of every entry is frozen", async () => {
-    const entries = ["agentcap", "agentcap/fs", "agentcap/http", "agentcap/sql", "agentcap/exec", "agentcap/tools", "agentcap/audit", "agentcap/token", "agentcap/runtime", "agentcap/mcp", "agentcap/testing"];
+    const entries = ["agentcap", "agentcap/fs", "agentcap/http", "agentcap/sql", "agentcap/exec", "agentcap/tools", "agentcap/audit", "agentcap/token", "agentcap/runtime", "agentcap/sandbox", "agentcap/mcp", "agentcap/testing"];
     const unfrozen: string[] = [];
     for (const entry of entries) {
       const exports = (await import(entry)) as Record<string, unknown>;

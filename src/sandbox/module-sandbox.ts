@@ -1,0 +1,433 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import {
+  callerMessage,
+  ForeignFailure,
+  InvalidInput,
+  narrow,
+  NotACapability,
+  SandboxStopped,
+  SandboxTimeout,
+  SandboxViolation,
+  type Capability,
+  type Grant,
+  type SandboxStopReason,
+} from "../kernel/index.js";
+import type { ToolContext } from "../tools/index.js";
+import type { CapabilityRef, HostError, HostMessage, ToolInfo, WorkerInit, WorkerMessage } from "./protocol.js";
+
+/** Limits of one tool module's sandbox. */
+export interface SandboxLimits {
+  /** Longest a call (its needs, or its run) may take before the sandbox is stopped. */
+  readonly timeoutMs: number;
+  /** Longest starting the sandbox and evaluating the module may take. */
+  readonly loadTimeoutMs: number;
+  /** Ceiling of the sandbox's heap (V8 old generation), in MB. */
+  readonly memoryMb: number;
+}
+
+/** A method of an endowed object: the capability first. */
+export type RemoteMethod = (this: object, capability: Capability, ...args: unknown[]) => unknown;
+
+/** A host object whose methods the sandbox may call, each with a capability first. */
+export interface RemoteObject {
+  readonly target: object;
+  readonly methods: ReadonlyMap<string, RemoteMethod>;
+}
+
+/** An error of the tool's own, as far as it can leave the sandbox: its name and message, never the object or its stack. */
+function namedError(name: string, message: string): Error {
+  const error = new Error(message);
+  error.name = name;
+  return error;
+}
+
+/** What a tool threw that is not agentcap's: a ForeignFailure, whose cause carries the name and message the tool gave it. */
+function toolFailure(tool: string, name: string, message: string): ForeignFailure {
+  return new ForeignFailure(`tool ${tool} failed: ${name}: ${message}`, { cause: namedError(name, message) });
+}
+
+/** The worker next to this file, in whichever form (TypeScript source or compiled JavaScript) this file is. */
+const WORKER_URL = new URL(`./worker${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+/** How many ended calls' capabilities are kept, so that a reference kept past its call meets the kernel's own Revoked. */
+const ENDED_CALLS = 1024;
+
+/** How many host errors are kept, so that one the tool lets through is rethrown as itself. */
+const KEPT_ERRORS = 1024;
+
+type Outcome = WorkerMessage & { t: "needs" | "done" };
+
+/** What a run's handler acts with, once the dispatcher has authorized it. */
+interface Authority {
+  readonly capability: Capability;
+  readonly context: ToolContext;
+}
+
+/** A promise with its settlers at hand; settled at most once. */
+interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+  reject(error: Error): void;
+}
+
+function deferred<T>(): Deferred<T> {
+  const { promise, resolve, reject } = Promise.withResolvers<T>();
+  // A run's steps may fail before anyone awaits them (a sandbox stopped mid-call); that is not an unhandled rejection.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/**
+ * One call inside the sandbox. Started by `needs` (speculative: the handler
+ * runs at once, its requests wait for `authority`) or by `run`. It is
+ * claimed when the dispatcher runs the handler, abandoned when it does not.
+ */
+interface Run {
+  readonly id: number;
+  readonly worker: Worker;
+  readonly tool: string;
+  readonly timer: NodeJS.Timeout;
+  readonly needs: Deferred<Outcome>;
+  readonly done: Deferred<Outcome>;
+  readonly authority: Deferred<Authority>;
+  state: "speculative" | "claimed" | "abandoned";
+}
+
+/**
+ * One tool module's sandbox: a worker thread running it under SES, started
+ * on first use and again after it was stopped. Calls are runs in it; its
+ * requests (uses of endowed methods, sub-tool calls) are served here with the
+ * real capability of the call that made them, once that call is authorized.
+ */
+export class ModuleSandbox {
+  readonly #init: WorkerInit;
+  readonly #limits: SandboxLimits;
+  readonly #label: string;
+  readonly #remotes: ReadonlyMap<string, RemoteObject>;
+  #worker: Worker | null = null;
+  #starting: Promise<Worker> | null = null;
+  #tools: readonly ToolInfo[] | null = null;
+  #closed = false;
+  readonly #runs = new Map<number, Run>();
+  /** Speculative runs by the validated input their needs were computed from: the dispatcher hands the same object to the handler. */
+  readonly #byInput = new WeakMap<object, Run>();
+  readonly #ended = new Map<number, Capability>();
+  readonly #errors = new Map<number, unknown>();
+  #nextRun = 0;
+  #nextRef = 0;
+
+  constructor(init: WorkerInit, limits: SandboxLimits, label: string, remotes: ReadonlyMap<string, RemoteObject>) {
+    this.#init = init;
+    this.#limits = limits;
+    this.#label = label;
+    this.#remotes = remotes;
+  }
+
+  /** Starts the sandbox and loads the module; resolves to the tools it defines. */
+  async start(): Promise<readonly ToolInfo[]> {
+    await this.#ensure();
+    return this.#tools ?? [];
+  }
+
+  /**
+   * The needs of a call, computed inside the sandbox from the input. The
+   * handler starts right after, so the dispatcher's `run` finds it under way;
+   * if the dispatcher does not run it (a denied need, a plan only), it is
+   * abandoned before anything it asks for is served.
+   */
+  async needs(tool: string, input: unknown, tenant: string | null): Promise<unknown> {
+    const run = await this.#begin("start", tool, input, tenant);
+    const outcome = await run.needs.promise;
+    if (!outcome.ok) this.#abandon(run);
+    const needs = this.#settle(outcome, run, tool);
+    if (typeof input === "object" && input !== null) {
+      this.#byInput.set(input, run);
+      // The dispatcher runs the handler in the same turn as it checks the needs (no I/O between), so by the next turn of the event loop an unclaimed run is not wanted.
+      setImmediate(() => {
+        this.#abandon(run);
+      });
+    } else {
+      this.#abandon(run);
+    }
+    return needs;
+  }
+
+  /** Runs a tool's handler inside the sandbox; its requests are served with `capability` while the call lasts. */
+  async run(tool: string, input: unknown, capability: Capability, context: ToolContext): Promise<unknown> {
+    const speculative = typeof input === "object" && input !== null ? this.#byInput.get(input) : undefined;
+    const run = speculative?.state === "speculative" && speculative.tool === tool ? speculative : await this.#begin("run", tool, input, context.tenant);
+    run.state = "claimed";
+    run.authority.resolve({ capability, context });
+    try {
+      return this.#settle(await run.done.promise, run, tool);
+    } finally {
+      this.#end(run);
+      this.#ended.set(run.id, capability);
+      if (this.#ended.size > ENDED_CALLS) this.#ended.delete(this.#ended.keys().next().value as number);
+    }
+  }
+
+  /** Stops the sandbox for good; calls in it fail with SandboxStopped (`closed`), and so do later ones. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const worker = this.#worker ?? (await this.#starting?.catch(() => null)) ?? null;
+    if (worker !== null) {
+      this.#stop(worker, "closed");
+      await worker.terminate();
+    }
+  }
+
+  #ensure(): Promise<Worker> {
+    if (this.#closed) return Promise.reject(this.#stopped("closed"));
+    if (this.#worker !== null) return Promise.resolve(this.#worker);
+    this.#starting ??= this.#spawn().finally(() => {
+      this.#starting = null;
+    });
+    return this.#starting;
+  }
+
+  #spawn(): Promise<Worker> {
+    return new Promise((resolve, reject) => {
+      const { memoryMb, loadTimeoutMs } = this.#limits;
+      const worker = new Worker(WORKER_URL, {
+        workerData: this.#init,
+        // Defence in depth under SES: even the worker's own process.env is empty, and it inherits none of the application's flags.
+        env: {},
+        execArgv: [],
+        argv: [],
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        name: `agentcap sandbox: ${this.#label}`,
+        resourceLimits: { maxOldGenerationSizeMb: memoryMb, maxYoungGenerationSizeMb: Math.max(4, Math.min(32, Math.floor(memoryMb / 8))), stackSizeMb: 4 },
+      });
+      // The sandbox's output never reaches the application's stdout (an MCP stdio transport, say); the tail helps explain a failed start.
+      let stderr = "";
+      worker.stdout.resume();
+      worker.stderr.on("data", (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString("utf8")).slice(-2000);
+      });
+      let ready = false;
+      let outOfMemory = false;
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        ready = true;
+        void worker.terminate();
+        reject(error);
+      };
+      const timer = setTimeout(() => {
+        fail(new SandboxTimeout(`loading tool module ${this.#label} ran past its ${loadTimeoutMs} ms time limit; its sandbox was stopped`, loadTimeoutMs));
+      }, loadTimeoutMs);
+      worker.on("message", (message: WorkerMessage) => {
+        if (ready) {
+          this.#receive(worker, message);
+          return;
+        }
+        if (message.t === "failed") {
+          const e = message.error;
+          if (e.kind === "violation") fail(new SandboxViolation(`tool module ${this.#label}: ${e.message}`));
+          else if (e.kind === "internal") fail(new SandboxStopped(`the sandbox of ${this.#label} could not start: ${e.message}`, "crash"));
+          else {
+            const detail = e.kind === "tool" ? `${e.name}: ${e.message}` : e.kind === "host" ? e.error.message : e.message;
+            fail(new InvalidInput(`tool module ${this.#label} could not be loaded: ${detail}`));
+          }
+          return;
+        }
+        if (message.t !== "ready") return;
+        if (this.#tools !== null && JSON.stringify(this.#tools) !== JSON.stringify(message.tools)) {
+          fail(new SandboxStopped(`tool module ${this.#label} defined different tools when its sandbox restarted`, "crash"));
+          return;
+        }
+        clearTimeout(timer);
+        ready = true;
+        this.#tools ??= message.tools;
+        this.#worker = worker;
+        worker.unref();
+        resolve(worker);
+      });
+      worker.on("error", (e: Error & { code?: unknown }) => {
+        if (e.code === "ERR_WORKER_OUT_OF_MEMORY") outOfMemory = true;
+      });
+      worker.on("exit", () => {
+        const reason: SandboxStopReason = outOfMemory ? "memory" : "crash";
+        if (!ready) fail(this.#stopped(reason, stderr));
+        else this.#stop(worker, reason, new Map(), stderr);
+      });
+    });
+  }
+
+  /** Starts a run in the sandbox, under the call time limit. */
+  async #begin(t: "start" | "run", tool: string, input: unknown, tenant: string | null): Promise<Run> {
+    const worker = await this.#ensure();
+    const id = ++this.#nextRun;
+    const { timeoutMs } = this.#limits;
+    const timer = setTimeout(() => {
+      this.#timedOut(id, new SandboxTimeout(`tool ${tool} ran past its ${timeoutMs} ms time limit; its sandbox was stopped`, timeoutMs));
+    }, timeoutMs);
+    const run: Run = { id, worker, tool, timer, needs: deferred(), done: deferred(), authority: deferred(), state: "speculative" };
+    this.#runs.set(id, run);
+    worker.ref();
+    try {
+      worker.postMessage({ t, id, tool, input, tenant } satisfies HostMessage);
+    } catch (e) {
+      this.#end(run);
+      throw new InvalidInput(`input for tool ${tool} is not plain data: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    return run;
+  }
+
+  /** A run that will not be claimed: whatever its handler asks for is refused, and what it returns is dropped. */
+  #abandon(run: Run): void {
+    if (run.state !== "speculative") return;
+    run.state = "abandoned";
+    run.authority.reject(new NotACapability(`the call to tool ${run.tool} was not authorized, so it holds no capability`));
+    this.#end(run);
+  }
+
+  /** Forgets a run; the worker stops keeping the process alive once it has none left. */
+  #end(run: Run): void {
+    clearTimeout(run.timer);
+    if (!this.#runs.delete(run.id)) return;
+    if (![...this.#runs.values()].some((r) => r.worker === run.worker)) run.worker.unref();
+  }
+
+  #timedOut(id: number, error: SandboxTimeout): void {
+    const run = this.#runs.get(id);
+    if (run !== undefined) this.#stop(run.worker, "timeout", new Map([[id, error]]));
+  }
+
+  #receive(worker: Worker, message: WorkerMessage): void {
+    switch (message.t) {
+      case "needs":
+      case "done": {
+        const run = this.#runs.get(message.id);
+        if (run?.worker !== worker) return;
+        // Failed needs end the run: its handler never starts.
+        if (message.t === "done" || !message.ok) {
+          run.done.resolve(message);
+          if (run.state === "abandoned") this.#end(run);
+        }
+        if (message.t === "needs") run.needs.resolve(message);
+        return;
+      }
+      case "use":
+      case "call":
+        void this.#serve(worker, message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #serve(worker: Worker, message: WorkerMessage & { t: "use" | "call" }): Promise<void> {
+    const call = message.t === "use" ? message.cap.call : message.from;
+    let reply: HostMessage;
+    try {
+      const value = message.t === "use" ? await this.#use(message) : await this.#subCall(message);
+      reply = { t: "reply", id: message.id, ok: true, value };
+    } catch (e) {
+      reply = { t: "reply", id: message.id, ok: false, error: this.#keep(e, call) };
+    }
+    try {
+      worker.postMessage(reply);
+    } catch (e) {
+      const what = message.t === "use" ? `${message.endowment}.${message.method}` : `tool ${message.tool}`;
+      const refused = new InvalidInput(`what ${what} returned cannot cross into the sandbox: ${e instanceof Error ? e.message : String(e)}`);
+      worker.postMessage({ t: "reply", id: message.id, ok: false, error: this.#keep(refused, call) } satisfies HostMessage);
+    }
+  }
+
+  async #use(message: WorkerMessage & { t: "use" }): Promise<unknown> {
+    const remote = this.#remotes.get(message.endowment);
+    const method = remote?.methods.get(message.method);
+    if (remote === undefined || method === undefined) throw new SandboxViolation(`${message.endowment}.${message.method} is not an endowed method`);
+    const capability = await this.#capability(message.cap);
+    return await method.call(remote.target, capability, ...(Array.isArray(message.args) ? (message.args as unknown[]) : []));
+  }
+
+  async #subCall(message: WorkerMessage & { t: "call" }): Promise<unknown> {
+    const run = this.#runs.get(message.from);
+    if (run === undefined) throw new InvalidInput(`the call that tried to call tool ${message.tool} has returned`);
+    const { context } = await run.authority.promise;
+    const capability = await this.#capability(message.cap);
+    return await context.call(message.tool, message.input, capability, message.tenant === null ? undefined : { tenant: message.tenant });
+  }
+
+  /**
+   * The capability a sandboxed reference stands for: its call's (once the
+   * call is authorized), narrowed by each of its grants (validated by the
+   * kernel). A reference kept past its call meets the revoked capability.
+   */
+  async #capability(ref: CapabilityRef): Promise<Capability> {
+    const run = this.#runs.get(ref.call);
+    const base = run === undefined ? this.#ended.get(ref.call) : (await run.authority.promise).capability;
+    if (base === undefined || !Array.isArray(ref.grants)) {
+      throw new NotACapability("this capability belonged to a call that returned long ago; a handler's capability lives only as long as its call");
+    }
+    return ref.grants.reduce<Capability>((cap, grant) => narrow(cap, grant as Grant), base);
+  }
+
+  /**
+   * Keeps a host error, and describes it for the sandbox in the words any
+   * caller would get (callerMessage: a denial names its rule, never a link,
+   * principal or revocation reason); the original is rethrown if the tool
+   * lets it through.
+   */
+  #keep(error: unknown, call: number): HostError {
+    const ref = ++this.#nextRef;
+    this.#errors.set(ref, error);
+    if (this.#errors.size > KEPT_ERRORS) this.#errors.delete(this.#errors.keys().next().value as number);
+    const { code, text } = callerMessage(error);
+    return { call, ref, name: error instanceof Error ? error.name : "Error", code, message: text };
+  }
+
+  /** The value of a finished step, or the error it stands for. */
+  #settle(outcome: Outcome, run: Run, tool: string): unknown {
+    if (outcome.ok) return outcome.value;
+    const e = outcome.error;
+    switch (e.kind) {
+      case "violation":
+        throw new SandboxViolation(`tool ${tool}: ${e.message}`);
+      case "host": {
+        const original = this.#errors.get(e.error.ref);
+        if (original instanceof Error) throw original;
+        throw toolFailure(tool, e.error.name, e.error.message);
+      }
+      case "input":
+        throw new InvalidInput(`invalid input for tool ${tool}: ${e.message}`);
+      case "unclonable":
+        throw new ForeignFailure(`tool ${tool}: ${e.message}`, { cause: namedError("DataCloneError", e.message) });
+      case "tool":
+        throw toolFailure(tool, e.name, e.message);
+      case "internal":
+        throw new SandboxStopped(`the sandbox of ${this.#label} failed: ${e.message}`, "crash");
+    }
+  }
+
+  /** Ends a worker: its runs fail (`specific` ones with their own error, the rest with SandboxStopped), and the next call starts a fresh one. */
+  #stop(worker: Worker, reason: SandboxStopReason, specific: ReadonlyMap<number, Error> = new Map(), detail = ""): void {
+    if (this.#worker === worker) this.#worker = null;
+    for (const run of [...this.#runs.values()]) {
+      if (run.worker !== worker) continue;
+      const error = specific.get(run.id) ?? this.#stopped(reason, detail);
+      this.#end(run);
+      run.needs.reject(error);
+      run.done.reject(error);
+      run.authority.reject(error);
+    }
+    void worker.terminate();
+  }
+
+  #stopped(reason: SandboxStopReason, detail = ""): SandboxStopped {
+    const label = this.#label;
+    const messages: Record<SandboxStopReason, string> = {
+      memory: `the sandbox of ${label} reached its ${this.#limits.memoryMb} MB memory ceiling and was stopped`,
+      timeout: `the sandbox of ${label} was stopped because another call in it ran past its time limit`,
+      crash: `the sandbox of ${label} stopped unexpectedly${detail.trim() === "" ? "" : `: ${detail.trim()}`}`,
+      closed: `the sandbox of ${label} is closed`,
+    };
+    return new SandboxStopped(messages[reason], reason);
+  }
+}
