@@ -5,6 +5,7 @@ import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
 import { runMcpBench } from "./mcp.ts";
 import { runPackageBench } from "./package.ts";
+import { runSandboxBench } from "./sandbox.ts";
 import { runSqlBench } from "./sql.ts";
 import { runTokenBench } from "./token.ts";
 import { runToolsBench } from "./tools.ts";
@@ -20,6 +21,7 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   tools: runToolsBench,
   token: runTokenBench,
   audit: runAuditBench,
+  sandbox: runSandboxBench,
   mcp: runMcpBench,
 };
 
