@@ -6,6 +6,7 @@ import { createFileSystem, type FileSystem } from "agentcap/fs";
 import { createHttpClient, type HttpClient } from "agentcap/http";
 import { listenHttp, openGateway, type Gateway, type GatewayConfig, type HttpGateway } from "agentcap/mcp";
 import { createExecutor, createGovernor, openSession, type Executor } from "agentcap/runtime";
+import { loadToolModule, type ToolModule } from "agentcap/sandbox";
 import { createSqlDatabase, type SqlDatabase } from "agentcap/sql";
 import { scriptedModel } from "agentcap/testing";
 import { createDispatcher, defineTool, type Dispatcher } from "agentcap/tools";
@@ -30,6 +31,7 @@ export const factories: readonly unknown[] = [
   createGovernor,
   createExecutor,
   scriptedModel,
+  loadToolModule,
   openGateway,
   listenHttp,
   createTokenMint,
@@ -39,4 +41,4 @@ export const factories: readonly unknown[] = [
   verify,
 ];
 
-export type Everything = [FileSystem, HttpClient, Exec, SqlDatabase, AuditStore, Dispatcher, Executor, Gateway, GatewayConfig, HttpGateway, TokenStore];
+export type Everything = [FileSystem, HttpClient, Exec, SqlDatabase, AuditStore, Dispatcher, Executor, Gateway, GatewayConfig, HttpGateway, TokenStore, ToolModule];
