@@ -21,8 +21,8 @@ export async function runTokenBench(): Promise<void> {
   const keys = generateKeyPair();
   const publicKeys = { 1: keys.publicKey };
   const clock = createManualClock(0);
-  const mint = createTokenMint({ issuer: "bench", signingKey: keys.privateKey, keyId: 1, clock, policy: () => grant });
   const store = openSqliteTokenStore(":memory:");
+  const mint = createTokenMint({ issuer: "bench", signingKey: keys.privateKey, keyId: 1, clock, policy: () => grant, store });
 
   const raw = generateKeyPairSync("ed25519");
   const message = Buffer.alloc(200, 7);

@@ -67,6 +67,7 @@ const ACTIONS: Readonly<Record<Action, true>> = {
   "db.update": true,
   "db.delete": true,
   exec: true,
+  revoke: true,
 };
 
 /** The actions a query can name. */

@@ -151,11 +151,18 @@ export function registerTokenCommand(program: Command, io: TokenCommandIo = defa
     .option("--role <role>", "role of the principal (repeatable)", collect, [])
     .option("--issuer <name>", "issuer recorded in the mint record", "agentcap-cli")
     .option("--seal", "seal the token: no further attenuation")
-    .action((opts: { key: string; principal: string; grant: string; tenant: string[]; role: string[]; issuer: string; seal?: boolean }) => {
+    .option("--store <file>", "SQLite token store the token is bound to (it verifies only against it)", DEFAULT_STORE)
+    .option("--database-url <url>", "bind the token to the Postgres token store instead")
+    .action(async (opts: { key: string; principal: string; grant: string; tenant: string[]; role: string[]; issuer: string; seal?: boolean; store: string; databaseUrl?: string }) => {
       const { keyId, privateKey } = keyFile(opts.key);
       const grant = readJson(opts.grant, "grant") as Grant;
-      const mint = createTokenMint({ issuer: opts.issuer, signingKey: privateKey, keyId, policy: () => grant });
-      io.out(toToken(mint.issue({ id: opts.principal, tenants: opts.tenant, roles: opts.role }), { seal: opts.seal === true }));
+      const store = await openStore(opts);
+      try {
+        const mint = createTokenMint({ issuer: opts.issuer, signingKey: privateKey, keyId, policy: () => grant, store });
+        io.out(toToken(mint.issue({ id: opts.principal, tenants: opts.tenant, roles: opts.role }), { seal: opts.seal === true }));
+      } finally {
+        await store.close();
+      }
     });
 
   token
@@ -224,9 +231,9 @@ export function registerTokenCommand(program: Command, io: TokenCommandIo = defa
           if (opts.publicKeys === undefined) throw new InvalidInput("revoke --token needs --public-keys to read the token");
           await revokeToken(tokenArg(opts.token), { publicKeys: publicKeys(opts.publicKeys), store, reason: opts.reason });
         } else if (opts.revocationId !== undefined) {
-          await store.revoke({ revocationId: opts.revocationId }, opts.reason);
+          await store.revoke({ revocationId: opts.revocationId }, { reason: opts.reason });
         } else {
-          await store.revoke({ capabilityId: opts.capabilityId ?? "" }, opts.reason);
+          await store.revoke({ capabilityId: opts.capabilityId ?? "" }, { reason: opts.reason });
         }
         io.out("revoked");
       } finally {

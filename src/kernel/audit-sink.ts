@@ -18,7 +18,14 @@ export interface AuditSubject {
 
 /** How an invocation ended. `resultBytes` is the size of what was returned, never its content. */
 export type AuditOutcome =
-  | { readonly ok: true; readonly resultBytes: number | null }
+  | {
+      readonly ok: true;
+      readonly resultBytes: number | null;
+      /** For a revocation: what this process's live capabilities, tokens and sessions it reached (other processes see it too). */
+      readonly reached?: { readonly capabilities: number; readonly tokens: number; readonly sessions: number };
+      /** For a revocation: why, as recorded in the token store. */
+      readonly reason?: string;
+    }
   | { readonly ok: false; readonly errorCode: string; readonly message: string };
 
 /**
@@ -38,7 +45,8 @@ export interface AuditEvent {
   /** Milliseconds since the epoch when the invocation began. */
   readonly at: number;
   readonly durationMs: number;
-  readonly kind: "tool" | "resource";
+  /** A tool call, one access to a resource, or a revocation recorded in the token store (its request says what, its subject who). */
+  readonly kind: "tool" | "resource" | "revocation";
   /** The tool's name for tool events; for resource events, the tool on whose behalf it ran, if known. */
   readonly tool: string | null;
   /** Tool events of a tool loaded from a tool module: how its code runs. Absent for tools the application defines in-process. */

@@ -10,7 +10,7 @@ import {
   NO_LABELS,
   parseLabels,
   summaryOf,
-  type LinkIdentity,
+  type NodeOrigin,
   type LinkSummary,
   type MintRecord,
   type Node,
@@ -117,9 +117,9 @@ export function wrap<R>(node: Node): Capability<R> {
 }
 
 /** Kernel only: a root capability. The Mint is its sole caller. */
-export function createRoot(grant: unknown, mint: MintRecord, clock: Clock, identity: LinkIdentity | null = null): Capability<FullReach> {
+export function createRoot(grant: unknown, mint: MintRecord, clock: Clock, origin: NodeOrigin = {}): Capability<FullReach> {
   const parsed = parseGrant(grant);
-  return wrap(makeNode(null, parsed, conditionsOf(parsed), Object.freeze({ ...mint }), clock, false, NO_LABELS, identity));
+  return wrap(makeNode(null, parsed, conditionsOf(parsed), Object.freeze({ ...mint }), clock, false, NO_LABELS, origin));
 }
 
 /** Kernel and token layer only: the root capability of `cap`'s chain. */
@@ -209,7 +209,31 @@ export function revocable<R>(cap: Capability<R>, options?: { readonly labels?: R
 export function revocationSignal(cap: Capability): { signal: AbortSignal; dispose: () => void } {
   const node = nodeOf(cap);
   const links = node.chain.flatMap((n) => (n.cell === null ? [] : [{ cell: n.cell, link: n.index, linkId: n.id }]));
-  return signalForLinks(links, node.id);
+  const watched = signalForLinks(links, node.id);
+  const guard = (node.chain[0] as Node).guard;
+  if (guard === null || watched.signal.aborted) return watched;
+  // A revocation kept in the store (a principal, a session, a key, a link id) fires the signal as soon as the store learns of it.
+  const controller = new AbortController();
+  const abort = (reason: unknown) => {
+    dispose();
+    controller.abort(reason);
+  };
+  const onLinks = () => {
+    abort(watched.signal.reason);
+  };
+  watched.signal.addEventListener("abort", onLinks, { once: true });
+  const lookAgain = () => {
+    const dead = lifeDenial(node);
+    if (dead !== null && dead.code === "ERR_REVOKED") abort(denialError(dead));
+  };
+  const unsubscribe = guard.list.subscribe(lookAgain);
+  const dispose = () => {
+    unsubscribe();
+    watched.signal.removeEventListener("abort", onLinks);
+    watched.dispose();
+  };
+  lookAgain();
+  return { signal: controller.signal, dispose };
 }
 
 /** The current time on the clock of `cap`'s mint, which its expiry is checked against. */

@@ -34,8 +34,20 @@ function describe(n: Node): string {
 
 /** A denial for a revoked or expired link anywhere in the chain, or null. */
 export function lifeDenial(node: Node): Denied | null {
-  let refreshed: ExternalLink["ledger"] | null = null;
+  let refreshed: { refresh?(): void } | null = null;
+  const guard = (node.chain[0] as Node).guard;
+  if (guard !== null) {
+    refreshed = guard.list;
+    guard.list.refresh?.();
+    const root = node.chain[0] as Node;
+    const whole = guard.list.mintRevokedReason(root.mint, guard.keyId);
+    if (whole !== null) return deny(node, root, "ERR_REVOKED", "revoked", "was revoked", `: ${whole}`);
+  }
   for (const n of node.chain) {
+    if (guard !== null) {
+      const byList = guard.list.linkRevokedReason(n.id, n.labels);
+      if (byList !== null) return deny(node, n, "ERR_REVOKED", "revoked", "was revoked", `: ${byList}`);
+    }
     if (n.cell?.revoked) return deny(node, n, "ERR_REVOKED", "revoked", "was revoked", `: ${n.cell.reason}`);
     const external = n.external;
     if (external === null) continue;

@@ -15,6 +15,19 @@ export type HttpMethod = (typeof HTTP_METHODS)[number];
 export const DB_OPS = Object.freeze(["read", "create", "update", "delete"] as const);
 export type DbOp = (typeof DB_OPS)[number];
 
+/**
+ * What a revocation can name: a token block, a link (and its subtree), a
+ * principal, tenant, role or session, or a root signing key.
+ */
+export const REVOCATION_TARGETS = Object.freeze(["block", "link", "principal", "tenant", "role", "session", "key"] as const);
+export type RevocationKind = (typeof REVOCATION_TARGETS)[number];
+
+/** Allows revoking targets of one kind: those named in `ids`, or any when `ids` is absent. */
+export interface RevokeRule {
+  readonly target: RevocationKind;
+  readonly ids?: readonly string[];
+}
+
 /** A value a row scope can pin a column to. */
 export type Scalar = string | number | boolean | null;
 
@@ -81,6 +94,8 @@ export interface Grant extends LinkConditions {
   readonly http?: readonly HttpRule[];
   readonly db?: readonly DbRule[];
   readonly exec?: readonly ExecRule[];
+  /** Revocations the holder may record in the application's token store (an administrator's grant; the gateway's revoke route asks for it). */
+  readonly revoke?: readonly RevokeRule[];
 }
 
 const absolutePath = z.string().superRefine((p, ctx) => {
@@ -129,6 +144,11 @@ const execRuleSchema = z.strictObject({
   env: z.array(z.string().regex(ENV_NAME, "must be an environment variable name")).optional(),
 });
 
+const revokeRuleSchema = z.strictObject({
+  target: z.enum(REVOCATION_TARGETS),
+  ids: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
+});
+
 const conditionShape = {
   expiresAt: z.number().int().nonnegative().optional(),
   maxUses: z.number().int().positive().optional(),
@@ -150,6 +170,7 @@ const grantSchema = z.strictObject({
   http: z.array(httpRuleSchema).max(1024).optional(),
   db: z.array(dbRuleSchema).max(1024).optional(),
   exec: z.array(execRuleSchema).max(1024).optional(),
+  revoke: z.array(revokeRuleSchema).max(1024).optional(),
 });
 
 /** Turns zod issues into one message a person can act on, naming each field. */

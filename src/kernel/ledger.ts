@@ -4,6 +4,8 @@
  * in a shared store rather than in the in-memory cell and counters, so every
  * process verifying the same token sees and spends the same state.
  */
+import type { Capability } from "./capability.js";
+import type { MintRecord } from "./node.js";
 
 /** One external link's limits, as the kernel asks the ledger to charge them. */
 export interface LedgerCharge {
@@ -34,4 +36,41 @@ export interface ExternalLedger {
 export interface ExternalLink {
   readonly ledger: ExternalLedger;
   readonly key: string;
+}
+
+/** The facts of a principal a mint is asked to issue for. */
+export interface MintSubject {
+  readonly id: string;
+  readonly tenants: readonly string[];
+  readonly roles: readonly string[];
+}
+
+/**
+ * Kernel-internal hook for revocations that name who rather than which link:
+ * a principal, tenant, role, signing key, session label or link id, kept in
+ * a store the application owns (the token store). A mint given one consults
+ * it before issuing and binds every root it issues to it; the kernel then
+ * consults it at every decision of anything derived from such a root, so a
+ * revocation recorded there holds in this process at once and, once the
+ * store has seen it, in every process sharing the store.
+ */
+export interface RevocationList {
+  /** As ExternalLedger.refresh: called once per decision, before the questions below. */
+  refresh?(): void;
+  /** Why a chain minted as `mint` (signed under root key `keyId`, if any) is revoked as a whole, or null. */
+  mintRevokedReason(mint: MintRecord, keyId: number | null): string | null;
+  /** Why one link is revoked, by its id or by the session its labels name, or null. */
+  linkRevokedReason(linkId: string, labels: Readonly<Record<string, string>>): string | null;
+  /** Why a mint may not issue for `principal` now (revoked and not reinstated, or its key revoked), or null. */
+  mintRefusal(principal: MintSubject, keyId: number | null): string | null;
+  /** Calls `listener` whenever the list learns of a revocation; returns the unsubscriber. Lets work in flight stop at once. */
+  subscribe(listener: () => void): () => void;
+  /** Told of every root a mint bound to the list issues, so a revocation can say how many live capabilities it reached. */
+  minted?(root: Capability): void;
+}
+
+/** The revocation list a root is bound to, and the root key id its chain is signed under (null in process). */
+export interface RootGuard {
+  readonly list: RevocationList;
+  readonly keyId: number | null;
 }

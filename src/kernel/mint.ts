@@ -3,7 +3,8 @@ import { z } from "zod";
 import { createRoot, type Capability } from "./capability.js";
 import type { MintRecord } from "./node.js";
 import { systemClock, type Clock } from "./clock.js";
-import { CapabilityDenied, InvalidInput } from "./errors.js";
+import { CapabilityDenied, InvalidInput, Revoked } from "./errors.js";
+import type { RevocationList } from "./ledger.js";
 import { describeIssues, type Grant } from "./grant.js";
 import type { FullReach } from "./reach.js";
 import { snapshotPlainData } from "./plain-data.js";
@@ -32,6 +33,14 @@ export interface MintOptions<In> {
   readonly authenticator?: Authenticator<In>;
   /** The clock expiry is checked against, for this mint's capabilities and everything derived from them. */
   readonly clock?: Clock;
+  /**
+   * The application's revocation list (its token store, from
+   * `agentcap/token`): the mint refuses a principal revoked there (until
+   * reinstated), and every capability it issues, and everything derived
+   * from one, is refused as soon as the list revokes its principal, tenant,
+   * role, session or link.
+   */
+  readonly revocations?: RevocationList;
 }
 
 /** The application side: the only place root capabilities come from. */
@@ -51,10 +60,20 @@ const principalSchema = z.strictObject({
 
 /** Creates the mint for one issuer and policy. */
 export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
+  return createKeyedMint(options, null);
+}
+
+/** Kernel and token layer: a mint whose roots are signed under root key `keyId` (null for none), which its revocation list may revoke. */
+export function createKeyedMint<In>(options: MintOptions<In>, keyId: number | null): Mint<In> {
   // Own properties only: a polluted Object.prototype must not supply a clock, an authenticator or a policy.
   const own = <K extends keyof MintOptions<In>>(k: K): MintOptions<In>[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
   const [issuer, policy, authenticator] = [own("issuer"), own("policy"), own("authenticator")];
   const clock = own("clock") ?? systemClock;
+  const revocations = own("revocations");
+  if (revocations !== undefined && (typeof revocations !== "object" || typeof revocations.mintRefusal !== "function")) {
+    throw new InvalidInput("createMint's revocations must be a token store (openSqliteTokenStore or openPostgresTokenStore)");
+  }
+  const guard = revocations === undefined ? null : Object.freeze({ list: revocations, keyId });
   if (typeof issuer !== "string" || issuer.length === 0) throw new InvalidInput("createMint needs a non-empty issuer name");
   if (typeof policy !== "function") throw new InvalidInput("createMint needs a policy function that maps a principal to a grant");
 
@@ -68,6 +87,19 @@ export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
     });
     const requestId = (opts !== undefined && Object.hasOwn(opts, "requestId") ? opts.requestId : undefined) ?? randomUUID();
     if (typeof requestId !== "string" || requestId.length === 0) throw new InvalidInput("requestId must be a non-empty string");
+    if (guard !== null) {
+      guard.list.refresh?.();
+      const refusal = guard.list.mintRefusal(p, keyId);
+      if (refusal !== null) {
+        throw new Revoked(`the mint refuses principal ${p.id}: ${refusal}`, {
+          capabilityId: "",
+          link: 0,
+          linkId: "",
+          rule: "revoked",
+          because: "is revoked; the application must reinstate it before anything is minted for it",
+        });
+      }
+    }
     const grant = policy(p);
     if (grant === null) {
       throw new CapabilityDenied(`the mint's policy grants nothing to principal ${p.id}`, {
@@ -79,7 +111,9 @@ export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
       });
     }
     const record: MintRecord = { principal: p.id, tenants: p.tenants, roles: p.roles, requestId, issuedAt: clock.now(), issuer };
-    return createRoot(grant, record, clock);
+    const root = createRoot(grant, record, clock, { guard });
+    guard?.list.minted?.(root);
+    return root;
   };
 
   return Object.freeze({

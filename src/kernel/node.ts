@@ -7,7 +7,7 @@ import type { Clock } from "./clock.js";
 import { canonicalJson, sha256Hex } from "./content-hash.js";
 import { InvalidInput } from "./errors.js";
 import type { Grant, LinkConditions } from "./grant.js";
-import type { ExternalLink } from "./ledger.js";
+import type { ExternalLink, RootGuard } from "./ledger.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { RevocationCell } from "./revocation.js";
 import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.js";
@@ -51,8 +51,14 @@ export interface Node {
   readonly labels: Readonly<Record<string, string>>;
   /** Allowed requests made through this link or any descendant, and the cost they were charged. */
   readonly usage: { calls: number; cost: number };
-  /** Set for a link that came from a verified token: its revocation and usage live in a shared store instead. */
-  readonly external: ExternalLink | null;
+  /**
+   * Set for a link that came from a verified token, or whose limits moved to
+   * the token store when it was serialized: its usage (and, for a token's
+   * link, its revocation) live in a shared store instead.
+   */
+  external: ExternalLink | null;
+  /** Set on a root bound to a revocation list (a mint's or a verifier's token store): consulted for the whole chain. */
+  readonly guard: RootGuard | null;
   hash: string | null;
   summary: LinkSummary | null;
 }
@@ -61,6 +67,13 @@ export interface Node {
 export interface LinkIdentity {
   readonly id: string;
   readonly link: ExternalLink;
+}
+
+/** What a new node is made with besides its content. */
+export interface NodeOrigin {
+  readonly identity?: LinkIdentity | null;
+  /** Only for a root. */
+  readonly guard?: RootGuard | null;
 }
 
 export function hashOf(node: Node): string {
@@ -100,8 +113,9 @@ export function makeNode(
   clock: Clock,
   revocable: boolean,
   labels: Readonly<Record<string, string>> = NO_LABELS,
-  identity: LinkIdentity | null = null,
+  origin: NodeOrigin = {},
 ): Node {
+  const identity = origin.identity ?? null;
   const chain: Node[] = parent === null ? [] : [...parent.chain];
   const node: Node = {
     id: identity?.id ?? randomUUID(),
@@ -118,6 +132,7 @@ export function makeNode(
     labels,
     usage: { calls: 0, cost: 0 },
     external: identity?.link ?? null,
+    guard: parent === null ? (origin.guard ?? null) : null,
     hash: null,
     summary: null,
   };

@@ -10,6 +10,7 @@ export interface Reach {
   readonly db?: DbOp;
   readonly exec?: "run";
   readonly tools?: "call";
+  readonly revoke?: "record";
 }
 
 /** Every operation of every domain: the reach of a capability whose grant is only known at run time. */
@@ -19,6 +20,7 @@ export interface FullReach {
   readonly db: DbOp;
   readonly exec: "run";
   readonly tools: "call";
+  readonly revoke: "record";
 }
 
 type Domain = keyof FullReach;
@@ -51,6 +53,7 @@ export type ReachOf<G> = {
   readonly db: G extends { readonly db?: infer L } ? OpsOfRules<L> : never;
   readonly exec: G extends { readonly exec?: infer L } ? Present<L, "run"> : never;
   readonly tools: G extends { readonly tools?: infer L } ? Present<L, "call"> : never;
+  readonly revoke: G extends { readonly revoke?: infer L } ? Present<L, "record"> : never;
 };
 
 /** The reach two links allow together: per domain, the operations both allow. */
@@ -67,4 +70,5 @@ export type ReachOfRequests<Q> = {
   readonly db: Q extends { readonly action: `db.${infer Op}` } ? Op & DbOp : never;
   readonly exec: Q extends { readonly action: "exec" } ? "run" : never;
   readonly tools: Q extends { readonly action: "tool.call" } ? "call" : never;
+  readonly revoke: Q extends { readonly action: "revoke" } ? "record" : never;
 };

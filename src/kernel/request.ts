@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
-import { DB_OPS, describeIssues, HTTP_METHODS, type HttpMethod, type Scalar } from "./grant.js";
+import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { fastParseRequest } from "./request-fast-path.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
@@ -47,8 +47,15 @@ export interface ExecRequest extends Tenanted {
   readonly env?: readonly string[];
 }
 
+/** Recording a revocation in the application's token store: what kind of target, and which. */
+export interface RevokeRequest extends Tenanted {
+  readonly action: "revoke";
+  readonly target: RevocationKind;
+  readonly id: string;
+}
+
 /** The canonical description of one action, as DESIGN.md defines it. */
-export type Request = ToolRequest | FsRequest | HttpRequest | DbRequest | ExecRequest;
+export type Request = ToolRequest | FsRequest | HttpRequest | DbRequest | ExecRequest | RevokeRequest;
 
 /** The action names a Request can carry. */
 export type Action = Request["action"];
@@ -85,6 +92,13 @@ const execSchema = z.object({
     tenant,
   });
 
+const revokeSchema = z.object({
+    action: z.literal("revoke"),
+    target: z.enum(REVOCATION_TARGETS),
+    id: z.string().min(1).max(REQUEST_LIMITS.name),
+    tenant,
+  });
+
 interface Shape {
   readonly schema: z.ZodType;
   readonly keys: readonly string[];
@@ -96,6 +110,7 @@ const FS = shape(fsSchema);
 const HTTP = shape(httpSchema);
 const DB = shape(dbSchema);
 const EXEC = shape(execSchema);
+const REVOKE = shape(revokeSchema);
 
 /** The schema and field names of each action, looked up by own property only. */
 const SHAPES: Readonly<Record<string, Shape>> = Object.freeze(
@@ -111,6 +126,7 @@ const SHAPES: Readonly<Record<string, Shape>> = Object.freeze(
     "db.update": DB,
     "db.delete": DB,
     exec: EXEC,
+    revoke: REVOKE,
   }),
 );
 
@@ -146,7 +162,8 @@ export type ParsedRequest =
   | z.infer<typeof fsSchema>
   | z.infer<typeof httpSchema>
   | z.infer<typeof dbSchema>
-  | z.infer<typeof execSchema>;
+  | z.infer<typeof execSchema>
+  | z.infer<typeof revokeSchema>;
 
 /**
  * A validated request in the form the matcher reads: every key present as an
@@ -179,7 +196,8 @@ export type CheckedRequest =
       readonly argv: readonly string[];
       readonly cwd: string;
       readonly env: readonly string[];
-    };
+    }
+  | { readonly kind: "revoke"; readonly action: "revoke"; readonly tenant: string | null; readonly target: RevocationKind; readonly id: string };
 
 /** Validates a request with its zod schema; throws InvalidInput naming the bad field. */
 export function parseRequest(value: unknown): ParsedRequest {
@@ -234,6 +252,8 @@ function toChecked(r: ParsedRequest): CheckedRequest {
       if (problem) throw new InvalidInput(`invalid request: argv.0: program path ${JSON.stringify(program)} ${problem}`);
       return { kind: "exec", action: r.action, tenant: t, argv: r.argv, cwd: r.cwd, env: optional(r, "env") ?? [] };
     }
+    case "revoke":
+      return { kind: "revoke", action: r.action, tenant: t, target: r.target, id: r.id };
   }
 }
 
@@ -256,5 +276,7 @@ export function requestTarget(r: Request): string {
       return `${r.model} ${JSON.stringify(r.scope)}`;
     case "exec":
       return r.argv.join(" ");
+    case "revoke":
+      return `${r.target} ${r.id}`;
   }
 }

@@ -28,6 +28,10 @@ interface CompiledDbRule {
   readonly fields: ReadonlySet<string> | null;
   readonly scope: readonly (readonly [string, Scalar])[];
 }
+interface CompiledRevokeRule {
+  readonly target: string;
+  readonly ids: ReadonlySet<string> | null;
+}
 interface CompiledExecRule {
   readonly program: string;
   readonly args: readonly ArgPattern[] | null;
@@ -42,6 +46,7 @@ export interface CompiledDomains {
   readonly http: readonly CompiledHttpRule[] | null;
   readonly db: readonly CompiledDbRule[] | null;
   readonly exec: readonly CompiledExecRule[] | null;
+  readonly revoke: readonly CompiledRevokeRule[] | null;
 }
 
 export interface CompiledConditions {
@@ -75,6 +80,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
   const http = own(grant, "http");
   const db = own(grant, "db");
   const exec = own(grant, "exec");
+  const revoke = own(grant, "revoke");
   return Object.freeze({
     tools: tools ? new Set(tools) : null,
     fs: fs
@@ -109,6 +115,12 @@ export function compileDomains(grant: Grant): CompiledDomains {
           env: new Set(own(r, "env") ?? []),
         }))
       : null,
+    revoke: revoke
+      ? revoke.map((r) => {
+          const ids = own(r, "ids");
+          return { target: r.target, ids: ids ? new Set(ids) : null };
+        })
+      : null,
   });
 }
 
@@ -142,6 +154,10 @@ export function domainDenial(d: CompiledDomains, r: CheckedRequest): { rule: str
       return dbDenial(d, r);
     case "exec":
       return execDenial(d, r);
+    case "revoke":
+      if (d.revoke === null) return { rule: "revoke", reason: "grants no revocations" };
+      for (const rule of d.revoke) if (rule.target === r.target && (rule.ids === null || rule.ids.has(r.id))) return null;
+      return { rule: "revoke", reason: `does not grant revoking ${r.target} ${JSON.stringify(r.id)}` };
   }
 }
 

@@ -153,11 +153,13 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
   };
   try {
     const keys = readKeys(config.keys);
-    const mint: TokenMint<unknown> | null =
-      keys === null ? null : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
-    const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
     const tokenStore = await openTokenStore(config.tokenStore);
     cleanup.push(() => tokenStore.close());
+    const mint: TokenMint<unknown> | null =
+      keys === null
+        ? null
+        : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store: tokenStore });
+    const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
     const audit = await openAudit(config.audit);
     cleanup.push(() => audit.close());
     const builtin = builtinTools(config.tools, audit, options.resolver);

@@ -107,6 +107,8 @@ function describe(request: Request): string {
       return `exec of ${request.argv[0] ?? ""}`;
     case "tool.call":
       return `call to ${request.tool}`;
+    case "revoke":
+      return `revocation of ${request.target} ${request.id}`;
     default:
       return `${request.action} of ${request.path}`;
   }

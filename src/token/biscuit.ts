@@ -143,6 +143,12 @@ function addCode(builder: { addCodeWithParameters(source: string, params: unknow
   }
 }
 
+/** A token and the revocation ids of its blocks, authority first. */
+export interface IssuedToken {
+  readonly token: string;
+  readonly revocationIds: readonly string[];
+}
+
 /** Signs a new token: `authority` as its authority block, then one attenuation block per entry of `blocks`, under root key id `keyId`. */
 export function issueToken(signingKey: string, keyId: number, authority: DatalogCode, blocks: readonly DatalogCode[]): string {
   const key = privateKey(signingKey);
@@ -154,6 +160,35 @@ export function issueToken(signingKey: string, keyId: number, authority: Datalog
   } finally {
     key.free();
   }
+}
+
+/** Signs a token of the authority block alone, and gives its revocation id. */
+export function issueAuthority(signingKey: string, keyId: number, authority: DatalogCode): IssuedToken {
+  const key = privateKey(signingKey);
+  try {
+    const builder = B.Biscuit.builder();
+    addCode(builder, authority);
+    builder.setRootKeyId(keyId);
+    return freeing(builder.build(key), (t) => ({ token: t.toBase64(), revocationIds: (t.getRevocationIdentifiers() as unknown[]).map(String) }));
+  } finally {
+    key.free();
+  }
+}
+
+/** Appends one block to a verified token; gives the result and the revocation ids of all its blocks. */
+export function extendToken(token: string, keys: PublicKeys, block: DatalogCode): IssuedToken {
+  return freeing(parse(token, keys).t, (t) => {
+    const builder = new B.BlockBuilder();
+    addCode(builder, block);
+    let next: BiscuitWasm.Biscuit;
+    try {
+      next = t.appendBlock(builder);
+    } catch (e) {
+      const text = describeError(e);
+      throw new InvalidToken(text.includes("Sealed") ? "token is sealed: it cannot be attenuated further" : `cannot attenuate token: ${text}`);
+    }
+    return freeing(next, (n) => ({ token: n.toBase64(), revocationIds: (n.getRevocationIdentifiers() as unknown[]).map(String) }));
+  });
 }
 
 /** Appends `blocks` to a parsed token and serializes the result, freeing every intermediate. */

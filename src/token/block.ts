@@ -14,7 +14,16 @@ import type { DatalogCode } from "./biscuit.js";
 
 /** One link of a token, as its block carries it; `v` is the layout version, and a verifier refuses any other. */
 export type BlockData =
-  | { readonly v: 1; readonly kind: "root"; readonly id: string; readonly keyId: number; readonly mint: MintRecord; readonly grant: Grant }
+  | {
+      readonly v: 1;
+      readonly kind: "root";
+      readonly id: string;
+      readonly keyId: number;
+      /** The id of the token store the token was minted under: it verifies only against that store. */
+      readonly store: string;
+      readonly mint: MintRecord;
+      readonly grant: Grant;
+    }
   | { readonly v: 1; readonly kind: "narrow"; readonly id: string; readonly grant: Grant }
   | { readonly v: 1; readonly kind: "restrict"; readonly id: string; readonly conditions: LinkConditions }
   | { readonly v: 1; readonly kind: "revocable"; readonly id: string; readonly labels: Readonly<Record<string, string>> };
@@ -46,7 +55,7 @@ const mintSchema = z.strictObject({
 });
 
 const blockSchema = z.discriminatedUnion("kind", [
-  z.strictObject({ v: z.literal(1), kind: z.literal("root"), id: linkId, keyId: z.number().int().nonnegative().max(0xffffffff), mint: mintSchema, grant: z.unknown() }),
+  z.strictObject({ v: z.literal(1), kind: z.literal("root"), id: linkId, keyId: z.number().int().nonnegative().max(0xffffffff), store: linkId, mint: mintSchema, grant: z.unknown() }),
   z.strictObject({ v: z.literal(1), kind: z.literal("narrow"), id: linkId, grant: z.unknown() }),
   z.strictObject({ v: z.literal(1), kind: z.literal("restrict"), id: linkId, conditions: z.unknown() }),
   z.strictObject({ v: z.literal(1), kind: z.literal("revocable"), id: linkId, labels }),

@@ -1,8 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
+import { AgentcapError, InvalidInput, systemClock, type AuditSink, type Capability } from "../kernel/index.js";
 import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
-import { AgentcapError, InvalidInput } from "../kernel/index.js";
-import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
+import { LeaseBook, type LeasePlan } from "./lease-book.js";
+import { createSchema, IDENTIFIER } from "./postgres-schema.js";
+import { RevocationBook } from "./revocation-book.js";
+import { performRevocation } from "./revoke.js";
+import { reinstateKey, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
 /** Options of the Postgres token store. */
 export interface PostgresStoreOptions {
@@ -10,6 +14,8 @@ export interface PostgresStoreOptions {
   readonly connectionString: string;
   /** Schema holding the tables (created when missing); processes sharing it share revocations and budgets. */
   readonly schema?: string;
+  /** Where every revocation is recorded as an audit event (then `revoke` needs `{ by }`). */
+  readonly audit?: AuditSink;
   /**
    * How long a lease on a block's allowance lasts without renewal (default
    * 30 000 ms). A live store renews its leases every third of it; a dead
@@ -24,14 +30,15 @@ export interface PostgresStoreOptions {
    * have been used); the rest of its lease is reclaimed after expiry.
    */
   readonly armAhead?: number;
+  /** While the notification connection is down: how often (ms) the revocation list is polled instead, default 200. */
+  readonly pollIntervalMs?: number;
+  /**
+   * How long `revoke` waits (ms) for every other live store of the schema to
+   * say it has applied the revocation, default 2000. A store that does not
+   * answer in time is reported dead (no heartbeat) or slow; `revoke` resolves then anyway.
+   */
+  readonly ackTimeoutMs?: number;
 }
-
-/**
- * The fewest calls a lease takes when that many are left. One tool call
- * spends at least two uses of every link (the call and its resource access),
- * so a one-call lease would refuse the very first tool call of a session.
- */
-const MIN_LEASE_CALLS = 4;
 
 interface Usage {
   calls: number;
@@ -39,13 +46,13 @@ interface Usage {
 }
 
 /**
- * What a notification says: only which row changed. Anyone who can connect
- * may NOTIFY the channel, so a note is a hint to re-read that row, never data.
+ * What a notification says: only that something changed. Anyone who can
+ * connect may NOTIFY the channel, so a note is a hint to re-read, never data.
  */
-type Hint = { readonly revoke: { readonly kind: "block" | "link"; readonly id: string } } | { readonly usage: { readonly key: string } };
+type Hint = { readonly revoke: true } | { readonly usage: { readonly key: string } };
 
-/** The hint a payload carries, or null for anything else (ignored: a forged or garbled payload changes nothing). */
-function parseHint(payload: string | undefined): Hint | null {
+/** The hint a payload carries, or null for anything else (ignored and counted: a forged or garbled payload changes nothing). */
+export function parseHint(payload: string | undefined): Hint | null {
   if (payload === undefined || payload.length > 1024) return null;
   let note: unknown;
   try {
@@ -54,12 +61,7 @@ function parseHint(payload: string | undefined): Hint | null {
     return null;
   }
   if (typeof note !== "object" || note === null) return null;
-  if (Object.hasOwn(note, "revoke")) {
-    const r = (note as { revoke: unknown }).revoke;
-    if (typeof r !== "object" || r === null) return null;
-    const { kind, id } = r as { kind: unknown; id: unknown };
-    return (kind === "block" || kind === "link") && typeof id === "string" ? { revoke: { kind, id } } : null;
-  }
+  if (Object.hasOwn(note, "revoke")) return { revoke: true };
   if (Object.hasOwn(note, "usage")) {
     const u = (note as { usage: unknown }).usage;
     if (typeof u !== "object" || u === null) return null;
@@ -69,44 +71,50 @@ function parseHint(payload: string | undefined): Hint | null {
   return null;
 }
 
-const IDENTIFIER = /^[a-z_][a-z0-9_]{0,40}$/;
-
-/** This process's lease on one key's allowance, as last confirmed by Postgres. */
-interface Lease {
-  readonly limits: LedgerCharge;
-  /** Units held (spent ones included), reclaimable by others only after expiry. */
-  heldCalls: number;
-  heldCost: number;
-  /** Units recorded in Postgres as spent should this process die: charges may use only these. */
-  armedCalls: number;
-  armedCost: number;
-  /** Units this process charged under the lease. */
-  usedCalls: number;
-  usedCost: number;
-  /** monotonicClock.now() after which the lease may have expired: no charge after it until renewed. */
-  deadline: number;
+interface RevokedRow {
+  readonly kind: TargetKind;
+  readonly id: string;
+  readonly reason: string;
+  readonly revoked_at: string;
+  readonly reinstated_at: string | null;
+  readonly expires_at: string | null;
+  readonly seq: string;
 }
+
+const entryOf = (r: RevokedRow): RevocationEntry => ({
+  kind: r.kind,
+  id: r.id,
+  reason: r.reason,
+  revokedAt: Number(r.revoked_at),
+  reinstatedAt: r.reinstated_at === null ? null : Number(r.reinstated_at),
+  expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+});
+
+/** A listener row whose heartbeat is older than this many heartbeats belongs to a dead process, and is not waited for. */
+const HEARTBEATS_TO_DEATH = 5;
 
 /**
  * A token store shared through Postgres, for several processes.
  *
  * The kernel checks synchronously, so this store answers from memory and
- * keeps memory current: revocations and charges are written to Postgres and
- * announced with NOTIFY; every store LISTENs and applies what others did,
- * typically within milliseconds. Revocation is therefore seen everywhere well
- * within a second. If the notification connection fails, the store fails
- * closed: every token link reads as revoked until it is reopened.
+ * keeps memory current. Every revocation row carries a sequence number; a
+ * store reads the rows newer than the last it saw whenever a notification
+ * hints that something changed (NOTIFY carries no data: a forged or garbled
+ * one is ignored and counted), and polls for them every `pollIntervalMs`
+ * while its notification connection is down, reconnecting meanwhile, so a
+ * revocation is never missed. After catching up a store records how far it
+ * has read; `revoke` resolves once every other live store of the schema has
+ * read its revocation (or `ackTimeoutMs` passed), so from then on no process
+ * allows what it revoked. If the store cannot read at all, it fails closed:
+ * everything it guards reads as revoked until it is reopened.
  *
- * Uses and budgets are exact across processes through leases. A limited
- * block's allowance lives in `token_allowance`; a process charges only units
- * it holds in a lease (`token_leases`), taken with the allowance row locked,
- * so no two processes ever hold the same unit. `prepare` (awaited by
- * `verifyShared`) takes the first lease; later ones are taken in the
- * background as a lease runs low, and a charge beyond what is held fails
- * (the kernel denies with BudgetExhausted) and asks for more. Of a lease,
- * only units first recorded as spent ("armed", `armAhead` calls ahead, and
- * all of a cost lease) can be charged, so a process that dies right after a
- * charge has never used a unit that Postgres would give back.
+ * Uses and budgets are exact across processes through leases (see
+ * lease-book.ts). A limited block's allowance lives in `token_allowance`; a
+ * process charges only units it holds in a lease (`token_leases`), taken with
+ * the allowance row locked, so no two processes ever hold the same unit.
+ * `prepare` (awaited by `verifyShared`) takes the first lease; later ones are
+ * taken in the background as a lease runs low, and a charge beyond what is
+ * held fails (the kernel denies with BudgetExhausted) and asks for more.
  *
  * The trade-off: units leased by a process that does not use them are not
  * available to other processes until it returns them (`close`) or the lease
@@ -125,67 +133,100 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   const ttl = options.leaseTtlMs ?? 30_000;
   const share = options.leaseShare ?? 1 / 8;
   const armAhead = options.armAhead ?? 4;
+  const pollInterval = options.pollIntervalMs ?? 200;
+  const ackTimeout = options.ackTimeoutMs ?? 2000;
   if (!Number.isInteger(ttl) || ttl < 10) throw new InvalidInput("leaseTtlMs must be a whole number of milliseconds, at least 10");
   if (!(share > 0 && share <= 1)) throw new InvalidInput("leaseShare must be more than 0 and at most 1");
   if (!Number.isInteger(armAhead) || armAhead < 1) throw new InvalidInput("armAhead must be a whole number, at least 1");
+  if (!Number.isInteger(pollInterval) || pollInterval < 1) throw new InvalidInput("pollIntervalMs must be a whole number of milliseconds, at least 1");
+  if (!Number.isInteger(ackTimeout) || ackTimeout < 0) throw new InvalidInput("ackTimeoutMs must be a whole number of milliseconds, zero or more");
+  const heartbeatMs = Math.max(5, Math.min(1000, Math.floor(ttl / 3)));
   const channel = `${schema}_token_events`;
   const origin = randomUUID();
   const { Client } = requireOptional("pg", "the Postgres token store") as typeof pg;
-  const writer = new Client({ connectionString: options.connectionString });
-  const listener = new Client({ connectionString: options.connectionString });
-  const leaser = new Client({ connectionString: options.connectionString });
-  await writer.connect();
-  await listener.connect();
-  await leaser.connect();
+  const connect = async (): Promise<pg.Client> => {
+    const client = new Client({ connectionString: options.connectionString });
+    await client.connect();
+    return client;
+  };
+  const writer = await connect();
+  const leaser = await connect();
+  let listener: pg.Client | null = await connect();
 
-  const revoked = new Map<string, string>();
+  const book = new RevocationBook();
+  const audit = options.audit ?? null;
   const usage = new Map<string, Usage>();
-  let failure: string | null = null;
+  const notifications = { received: 0, ignored: 0 };
+  let closed = false;
   const pending = new Set<Promise<unknown>>();
   const fail = (why: string) => {
-    failure ??= `the token store lost its connection to Postgres (${why}); reopen it`;
+    book.failClosed(`the token store lost its connection to Postgres (${why}); reopen it`);
   };
   const track = (p: Promise<unknown>) => {
     const done = p.catch((e: unknown) => {
-      fail(e instanceof Error ? e.message : String(e));
+      if (!closed) fail(e instanceof Error ? e.message : String(e));
     });
     pending.add(done);
     void done.finally(() => pending.delete(done));
   };
 
-  // IF NOT EXISTS is not safe against a second process creating the same tables at the same moment; the lock is.
-  await writer.query("BEGIN");
-  try {
-    await writer.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`agentcap.tokens:${schema}`]);
-    await writer.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_revocations (
-      kind TEXT NOT NULL CHECK (kind IN ('block', 'link')), id TEXT NOT NULL, reason TEXT NOT NULL,
-      revoked_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (kind, id))`);
-    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_usage (key TEXT PRIMARY KEY, calls BIGINT NOT NULL, cost DOUBLE PRECISION NOT NULL)`);
-    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_allowance (
-      key TEXT PRIMARY KEY, max_calls BIGINT, max_cost DOUBLE PRECISION,
-      calls_spent BIGINT NOT NULL DEFAULT 0, cost_spent DOUBLE PRECISION NOT NULL DEFAULT 0)`);
-    await writer.query(`CREATE TABLE IF NOT EXISTS ${schema}.token_leases (
-      key TEXT NOT NULL REFERENCES ${schema}.token_allowance (key), owner TEXT NOT NULL,
-      calls_held BIGINT NOT NULL, cost_held DOUBLE PRECISION NOT NULL,
-      calls_armed BIGINT NOT NULL, cost_armed DOUBLE PRECISION NOT NULL,
-      expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (key, owner))`);
-    await writer.query("COMMIT");
-  } catch (e) {
-    await writer.query("ROLLBACK");
-    throw e;
-  }
+  const id = await createSchema(writer, schema, randomUUID());
 
-  // Re-reads run on the listener's own connection, in order; a failed re-read fails the store closed.
-  const reread = async (hint: Hint): Promise<void> => {
-    if ("revoke" in hint) {
-      const { kind, id } = hint.revoke;
-      const row = (await listener.query<{ reason: string }>(`SELECT reason FROM ${schema}.token_revocations WHERE kind = $1 AND id = $2`, [kind, id])).rows[0];
-      if (row !== undefined && !revoked.has(`${kind}:${id}`)) revoked.set(`${kind}:${id}`, row.reason);
+  // Writes after opening go one at a time (pg warns about overlapping queries on one client).
+  let writes: Promise<unknown> = Promise.resolve();
+  const write = <R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> => {
+    const next = writes.then(() => writer.query<R>(text, values));
+    writes = next.catch(() => undefined);
+    return next;
+  };
+
+  /** Reads the revocation rows newer than the last seen, applies them, and records how far this store has read. */
+  let seen = 0;
+  let syncing: Promise<void> | null = null;
+  let again = false;
+  const readNewer = async (): Promise<void> => {
+    const { rows } = await write<RevokedRow>(
+      `SELECT kind, id, reason, revoked_at, reinstated_at, expires_at, seq FROM ${schema}.token_revoked WHERE seq > $1 ORDER BY seq`,
+      [seen],
+    );
+    for (const row of rows) book.add(entryOf(row));
+    const last = rows.at(-1);
+    if (last !== undefined) seen = Number(last.seq);
+    book.prune(systemClock.now());
+    await write(`UPDATE ${schema}.token_listeners SET seen = $2, heartbeat = now() WHERE owner = $1`, [origin, seen]);
+  };
+  const sync = (): Promise<void> => {
+    if (syncing !== null) {
+      again = true;
+      return syncing;
+    }
+    syncing = (async () => {
+      do {
+        again = false;
+        await readNewer();
+      } while (again);
+    })().finally(() => {
+      syncing = null;
+    });
+    return syncing;
+  };
+
+  const onNotification = (msg: pg.Notification) => {
+    if (msg.channel !== channel) return;
+    notifications.received++;
+    const hint = parseHint(msg.payload);
+    if (hint === null) {
+      notifications.ignored++;
       return;
     }
-    const { key } = hint.usage;
-    const row = (await listener.query<{ calls: string; cost: number }>(`SELECT calls, cost FROM ${schema}.token_usage WHERE key = $1`, [key])).rows[0];
+    if ("revoke" in hint) {
+      track(sync());
+      return;
+    }
+    track(rereadUsage(hint.usage.key));
+  };
+  const rereadUsage = async (key: string): Promise<void> => {
+    const row = (await write<{ calls: string; cost: number }>(`SELECT calls, cost FROM ${schema}.token_usage WHERE key = $1`, [key])).rows[0];
     if (row === undefined) return;
     // Counts only grow: the larger of the row and memory, since this process's own charges may not be written yet.
     const u = usage.get(key) ?? { calls: 0, cost: 0 };
@@ -193,17 +234,50 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     u.cost = Math.max(u.cost, row.cost);
     usage.set(key, u);
   };
-  listener.on("notification", (msg) => {
-    if (msg.channel !== channel) return;
-    const hint = parseHint(msg.payload);
-    if (hint !== null) track(reread(hint));
-  });
-  listener.on("error", (e) => {
-    fail(e.message);
-  });
-  listener.on("end", () => {
-    fail("notification connection closed");
-  });
+
+  // While the notification connection is down: poll the list, and try to listen again.
+  let poll: NodeJS.Timeout | null = null;
+  const listen = async (client: pg.Client): Promise<void> => {
+    client.on("notification", onNotification);
+    client.on("error", () => {
+      lost(client);
+    });
+    client.on("end", () => {
+      lost(client);
+    });
+    await client.query(`LISTEN ${channel}`);
+  };
+  const lost = (client: pg.Client) => {
+    if (closed || listener !== client) return;
+    listener = null;
+    client.removeAllListeners("notification");
+    if (poll !== null) return;
+    poll = setInterval(() => {
+      track(
+        (async () => {
+          await sync();
+          if (listener !== null || closed) return;
+          const fresh = await connect().catch(() => null);
+          if (fresh === null) return;
+          try {
+            await listen(fresh);
+          } catch {
+            await fresh.end().catch(() => undefined);
+            return;
+          }
+          listener = fresh;
+          if (poll !== null) clearInterval(poll);
+          poll = null;
+          // Anything committed while reconnecting is read now.
+          await sync();
+        })().catch((e: unknown) => {
+          // A failed poll means this store cannot tell what is revoked: fail closed.
+          fail(e instanceof Error ? e.message : String(e));
+        }),
+      );
+    }, pollInterval);
+    poll.unref();
+  };
   writer.on("error", (e) => {
     fail(e.message);
   });
@@ -211,24 +285,31 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     fail(e.message);
   });
   // Listen before loading, so nothing revoked in between is missed.
-  await listener.query(`LISTEN ${channel}`);
-  for (const row of (await writer.query<{ kind: string; id: string; reason: string }>(`SELECT kind, id, reason FROM ${schema}.token_revocations`)).rows) {
-    revoked.set(`${row.kind}:${row.id}`, row.reason);
-  }
-  for (const row of (await writer.query<{ key: string; calls: string; cost: number }>(`SELECT key, calls, cost FROM ${schema}.token_usage`)).rows) {
+  await write(`INSERT INTO ${schema}.token_listeners (owner, seen) VALUES ($1, 0)`, [origin]);
+  await listen(listener);
+  await sync();
+  for (const row of (await write<{ key: string; calls: string; cost: number }>(`SELECT key, calls, cost FROM ${schema}.token_usage`, [])).rows) {
     usage.set(row.key, { calls: Number(row.calls), cost: row.cost });
   }
 
-  // Writes after opening go one at a time too (pg warns about overlapping queries on one client).
-  let writes: Promise<unknown> = Promise.resolve();
-  const write = (text: string, values: unknown[]): Promise<unknown> => {
-    const next = writes.then(() => writer.query(text, values));
-    writes = next.catch(() => undefined);
-    return next;
+  /** Waits until every other live store has read up to `seq`, or the timeout passes. */
+  const awaitAcks = async (seq: number): Promise<void> => {
+    const until = monotonicClock.now() + ackTimeout;
+    const alive = `${(heartbeatMs * HEARTBEATS_TO_DEATH) / 1000} seconds`;
+    for (;;) {
+      const waiting = (
+        await write<{ n: string }>(
+          `SELECT count(*) AS n FROM ${schema}.token_listeners WHERE owner <> $1 AND seen < $2 AND heartbeat > now() - $3::interval`,
+          [origin, seq, alive],
+        )
+      ).rows[0];
+      if (Number(waiting?.n ?? 0) === 0 || monotonicClock.now() >= until) return;
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
   };
 
   // Leases. Every lease operation runs on `leaser`, one at a time, so its transactions never interleave.
-  const leases = new Map<string, Lease>();
+  const leases = new LeaseBook({ ttlMs: ttl, share, armAhead });
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
     const next = queue.then(work);
@@ -247,11 +328,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     }
   };
 
-  /**
-   * Takes (more of) a lease on `limits.key`, renews it and arms what it may,
-   * all with the allowance row locked; reclaims others' expired leases first.
-   * `needCost` asks for at least that much cost room beyond what is unused.
-   */
+  /** Takes (more of) a lease on `limits.key` as the lease book plans it, with the allowance row locked; reclaims others' expired leases first. */
   const reserve = (limits: LedgerCharge, needCost: number): Promise<void> =>
     serial(() =>
       transaction(async () => {
@@ -288,46 +365,30 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
             [key],
           )
         ).rows[0] ?? { calls: "0", cost: 0 };
-        let mine = leases.get(key);
         const ours = await leaser.query(`SELECT 1 FROM ${schema}.token_leases WHERE key = $1 AND owner = $2`, [key, origin]);
-        if (mine !== undefined && ours.rowCount === 0) {
-          // Reclaimed by another process after it expired (its armed units were counted as spent): start afresh.
-          leases.delete(key);
-          mine = undefined;
-        }
-        const maxCalls = allowance.max_calls === null ? null : Number(allowance.max_calls);
-        const maxCost = allowance.max_cost;
-        let heldCalls = mine?.heldCalls ?? 0;
-        let heldCost = mine?.heldCost ?? 0;
-        const usedCalls = mine?.usedCalls ?? 0;
-        const usedCost = mine?.usedCost ?? 0;
-        if (maxCalls !== null) {
-          const room = maxCalls - spentCalls - Number(held.calls);
-          const want = Math.max(MIN_LEASE_CALLS, Math.ceil(maxCalls * share));
-          if (heldCalls - usedCalls < Math.max(1, Math.ceil(want / 2))) heldCalls += Math.max(0, Math.min(room, want));
-        }
-        if (maxCost !== null) {
-          const room = maxCost - spentCost - held.cost;
-          const want = Math.max(maxCost * share, needCost);
-          if (heldCost - usedCost < Math.max(want / 2, needCost)) heldCost += Math.max(0, Math.min(room, want));
-        }
-        const armedCalls = Math.max(mine?.armedCalls ?? 0, Math.min(heldCalls, usedCalls + armAhead));
-        const armedCost = heldCost;
-        if (heldCalls === 0 && heldCost === 0 && mine === undefined) return;
+        const plan: LeasePlan | null = leases.plan(
+          limits,
+          {
+            maxCalls: allowance.max_calls === null ? null : Number(allowance.max_calls),
+            maxCost: allowance.max_cost,
+            spentCalls,
+            spentCost,
+            heldCalls: Number(held.calls),
+            heldCost: held.cost,
+          },
+          ours.rowCount !== 0,
+          needCost,
+        );
+        if (plan === null) return;
         await leaser.query(
           `INSERT INTO ${schema}.token_leases (key, owner, calls_held, cost_held, calls_armed, cost_armed, expires_at)
            VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
            ON CONFLICT (key, owner) DO UPDATE SET calls_held = excluded.calls_held, cost_held = excluded.cost_held,
              calls_armed = excluded.calls_armed, cost_armed = excluded.cost_armed, expires_at = excluded.expires_at`,
-          [key, origin, heldCalls, heldCost, armedCalls, armedCost, ttl / 1000],
+          [key, origin, plan.heldCalls, plan.heldCost, plan.armedCalls, plan.armedCost, ttl / 1000],
         );
-        // Postgres started this transaction after sentAt, so its expiry is no earlier than this deadline.
-        const deadline = sentAt + ttl;
-        if (mine === undefined) {
-          leases.set(key, { limits, heldCalls, heldCost, armedCalls, armedCost, usedCalls, usedCost, deadline });
-        } else {
-          Object.assign(mine, { heldCalls, heldCost, armedCalls, armedCost, deadline });
-        }
+        // Postgres started this transaction after sentAt, so its expiry is no earlier than the lease book's deadline.
+        leases.commit(limits, plan, sentAt);
       }),
     );
 
@@ -344,41 +405,34 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     toppingUp.set(limits.key, p);
     return p;
   };
-  const low = (l: Lease): boolean =>
-    monotonicClock.now() > l.deadline - ttl / 2 ||
-    (l.limits.maxCalls !== null && ((l.armedCalls < l.heldCalls && l.armedCalls - l.usedCalls <= armAhead / 2) || l.heldCalls - l.usedCalls <= Math.ceil(l.limits.maxCalls * share) / 2)) ||
-    (l.limits.maxCost !== null && l.heldCost - l.usedCost <= (l.limits.maxCost * share) / 2);
 
-  // Renews every lease a third of the way through its time, so an idle but live process keeps what it holds.
+  // Renews every lease a third of the way through its time, so an idle but live process keeps what it holds; beats the listener's heart too.
   const renewal = setInterval(() => {
-    if (closed || leases.size === 0) return;
+    if (closed) return;
+    track(write(`UPDATE ${schema}.token_listeners SET heartbeat = now() WHERE owner = $1`, [origin]));
+    if (leases.size === 0) return;
     const sentAt = monotonicClock.now();
-    const keys = [...leases.keys()];
+    const keys = leases.keys();
     track(
       serial(async () => {
         const { rows } = await leaser.query<{ key: string }>(
           `UPDATE ${schema}.token_leases SET expires_at = now() + make_interval(secs => $3) WHERE owner = $1 AND key = ANY($2) RETURNING key`,
           [origin, keys, ttl / 1000],
         );
-        const renewed = new Set(rows.map((r) => r.key));
-        for (const key of keys) {
-          const l = leases.get(key);
-          if (l === undefined) continue;
-          // A lease not found was reclaimed after expiring (its armed units counted as spent): it is gone.
-          if (renewed.has(key)) l.deadline = sentAt + ttl;
-          else leases.delete(key);
-        }
+        // A lease not found was reclaimed after expiring (its armed units counted as spent): it is gone.
+        leases.renewed(keys, new Set(rows.map((r) => r.key)), sentAt);
       }),
     );
-  }, Math.max(5, Math.floor(ttl / 3)));
+  }, heartbeatMs);
   renewal.unref();
 
   /** Gives back what this process holds and did not use; what it used becomes spent. */
   const release = (): Promise<void> =>
     serial(() =>
       transaction(async () => {
-        for (const key of [...leases.keys()].sort()) {
-          const l = leases.get(key) as Lease;
+        for (const key of leases.keys().sort()) {
+          const l = leases.get(key);
+          if (l === undefined) continue;
           await leaser.query(`SELECT 1 FROM ${schema}.token_allowance WHERE key = $1 FOR UPDATE`, [key]);
           await leaser.query(
             `WITH gone AS (DELETE FROM ${schema}.token_leases WHERE key = $1 AND owner = $2 RETURNING 1)
@@ -391,47 +445,34 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
       }),
     );
 
-  let closed = false;
   return Object.freeze({
-    revokedReason(key: string, linkId: string): string | null {
-      return failure ?? revoked.get(`block:${key}`) ?? revoked.get(`link:${linkId}`) ?? null;
+    id,
+    revokedReason: (key: string, linkId: string) => book.revokedReason(key, linkId),
+    mintRevokedReason: (mint: Parameters<TokenStore["mintRevokedReason"]>[0], keyId: number | null) => book.mintRevokedReason(mint, keyId),
+    linkRevokedReason: (linkId: string, labels: Readonly<Record<string, string>>) => book.linkRevokedReason(linkId, labels),
+    mintRefusal: (p: Parameters<TokenStore["mintRefusal"]>[0], keyId: number | null) => book.mintRefusal(p, keyId),
+    subscribe: (listener: () => void) => book.subscribe(listener),
+    minted: (root: Capability) => {
+      book.track(root, "capability");
     },
+    verified: (root: Capability) => {
+      book.track(root, "token");
+    },
+    watchSession: (capability: Capability, onRevoked: (reason: string) => void) => book.watchSession(capability, onRevoked),
     usage(key: string): Usage {
       return usage.get(key) ?? { calls: 0, cost: 0 };
     },
     async prepare(entries: readonly LedgerCharge[]): Promise<void> {
-      if (closed || failure !== null) return;
-      await Promise.all(
-        entries.map((e) => {
-          const l = leases.get(e.key);
-          return l !== undefined && !low(l) ? Promise.resolve() : topUp(e, 0);
-        }),
-      );
+      if (closed || book.failure !== null) return;
+      const now = monotonicClock.now();
+      await Promise.all(entries.map((e) => (leases.needsLease(e.key, now) ? topUp(e, 0) : Promise.resolve())));
     },
     charge(entries: readonly LedgerCharge[], cost: number): boolean {
-      if (failure !== null || closed) return false;
-      const now = monotonicClock.now();
-      let room = true;
-      for (const e of entries) {
-        const l = leases.get(e.key);
-        const ok =
-          l !== undefined &&
-          now < l.deadline &&
-          (e.maxCalls === null || l.usedCalls + 1 <= l.armedCalls) &&
-          (e.maxCost === null || l.usedCost + cost <= l.armedCost);
-        if (!ok) {
-          room = false;
-          void topUp(e, cost);
-        }
-      }
+      if (book.failure !== null || closed) return false;
       // Only units held (and armed) here may be spent: without them the charge fails, closed, and more are asked for.
-      if (!room) return false;
-      for (const e of entries) {
-        const l = leases.get(e.key) as Lease;
-        l.usedCalls += 1;
-        l.usedCost += cost;
-        if (low(l)) void topUp(e, cost);
-      }
+      const { charged, topUp: more } = leases.charge(entries, cost, monotonicClock.now());
+      for (const e of more) void topUp(e, cost);
+      if (!charged) return false;
       for (const e of entries) {
         const u = usage.get(e.key) ?? { calls: 0, cost: 0 };
         u.calls += 1;
@@ -448,26 +489,49 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
       }
       return true;
     },
-    async revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
-      const t = targetKey(target);
-      if (typeof t === "string") throw new InvalidInput(t);
-      const why = revocationReason(reason);
+    revoke: (target: RevocationTarget, opts?: RevokeOptions) =>
+      performRevocation(book, target, opts, audit, async (entry) => {
+        const { rows } = await write<{ seq: string }>(
+          `WITH up AS (
+             INSERT INTO ${schema}.token_revoked (kind, id, reason, revoked_at, reinstated_at, expires_at) VALUES ($1, $2, $3, $4, NULL, $5)
+             ON CONFLICT (kind, id) DO UPDATE SET reason = excluded.reason, revoked_at = excluded.revoked_at, reinstated_at = NULL,
+               expires_at = CASE WHEN token_revoked.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
+                 ELSE greatest(token_revoked.expires_at, excluded.expires_at) END,
+               seq = nextval('${schema}.token_revocation_seq')
+             RETURNING seq)
+           SELECT seq, pg_notify($6, '{"revoke":true}') FROM up`,
+          [entry.kind, entry.id, entry.reason, entry.revokedAt, entry.expiresAt, channel],
+        );
+        await write(`DELETE FROM ${schema}.token_revoked WHERE expires_at IS NOT NULL AND expires_at <= $1`, [systemClock.now()]);
+        await awaitAcks(Number(rows[0]?.seq ?? 0));
+      }),
+    async reinstate(target: ReinstateTarget): Promise<void> {
+      const t = reinstateKey(target);
       await write(
-        `WITH ins AS (INSERT INTO ${schema}.token_revocations (kind, id, reason) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING)
-         SELECT pg_notify($4, $5)`,
-        [t.kind, t.id, why, channel, JSON.stringify({ revoke: { kind: t.kind, id: t.id } })],
+        `WITH up AS (UPDATE ${schema}.token_revoked SET reinstated_at = $3, seq = nextval('${schema}.token_revocation_seq')
+           WHERE kind = $1 AND id = $2 AND reinstated_at IS NULL RETURNING 1)
+         SELECT pg_notify($4, '{"revoke":true}') FROM up`,
+        [t.kind, t.id, systemClock.now(), channel],
       );
-      // Only once it is committed: a revocation that failed to store must not look done here while others keep allowing.
-      if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
+      await sync();
     },
+    async list(): Promise<readonly RevocationEntry[]> {
+      await sync();
+      return book.entries();
+    },
+    stats: () => ({ revocations: book.size, usageKeys: usage.size, notifications: { ...notifications }, polling: poll !== null }),
     async close(): Promise<void> {
       if (closed) return;
-      closed = true;
       clearInterval(renewal);
+      if (poll !== null) clearInterval(poll);
       await Promise.all([...pending, ...toppingUp.values()]);
-      if (failure === null) await release().catch(() => undefined);
-      listener.removeAllListeners("end");
-      await Promise.all([writer.end(), listener.end(), leaser.end()]);
+      if (book.failure === null) await release().catch(() => undefined);
+      await write(`DELETE FROM ${schema}.token_listeners WHERE owner = $1`, [origin]).catch(() => undefined);
+      closed = true;
+      const l = listener;
+      listener = null;
+      l?.removeAllListeners("end");
+      await Promise.all([writer.end(), leaser.end(), l?.end()]);
     },
   });
 }

@@ -1,14 +1,20 @@
+import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
-import { InvalidInput, systemClock } from "../kernel/index.js";
+import { InvalidInput, systemClock, type AuditSink, type Capability } from "../kernel/index.js";
 import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
-import { revocationReason, targetKey, type RevocationTarget, type TokenStore } from "./store.js";
+import { RevocationBook } from "./revocation-book.js";
+import { performRevocation } from "./revoke.js";
+import { reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
 const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS agentcap_revocations (
-    kind TEXT NOT NULL CHECK (kind IN ('block', 'link')),
+  CREATE TABLE IF NOT EXISTS agentcap_store (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS agentcap_revoked (
+    kind TEXT NOT NULL CHECK (kind IN (${TARGET_KINDS.map((k) => `'${k}'`).join(", ")})),
     id TEXT NOT NULL,
     reason TEXT NOT NULL,
     revoked_at INTEGER NOT NULL,
+    reinstated_at INTEGER,
+    expires_at INTEGER,
     PRIMARY KEY (kind, id)
   );
   CREATE TABLE IF NOT EXISTS agentcap_usage (
@@ -23,40 +29,92 @@ interface UsageRow {
   readonly cost: number;
 }
 
+interface RevokedRow {
+  readonly kind: TargetKind;
+  readonly id: string;
+  readonly reason: string;
+  readonly revoked_at: number;
+  readonly reinstated_at: number | null;
+  readonly expires_at: number | null;
+}
+
+/** Options of the SQLite token store. */
+export interface SqliteStoreOptions {
+  /** Where every revocation is recorded as an audit event (then `revoke` needs `{ by }`). */
+  readonly audit?: AuditSink;
+  /**
+   * How often (ms) the store looks for revocations committed by another
+   * process while something here waits to hear of one (a session, a
+   * revocation signal), default 50. Decisions look at every one.
+   */
+  readonly watchIntervalMs?: number;
+}
+
+const entryOf = (r: RevokedRow): RevocationEntry => ({
+  kind: r.kind,
+  id: r.id,
+  reason: r.reason,
+  revokedAt: r.revoked_at,
+  reinstatedAt: r.reinstated_at,
+  expiresAt: r.expires_at,
+});
+
 /**
- * The default token store: one SQLite file (or `:memory:`). Revocations are
- * cached in memory and reloaded at the first decision after another
- * connection committed a change to the file; charges run in an immediate transaction, so
- * processes sharing the file never overspend a budget between them.
+ * The default token store: one SQLite file (or `:memory:`). The revocation
+ * list is cached in memory and reloaded at the first decision after another
+ * connection committed a change to the file (`PRAGMA data_version`, probed
+ * once per decision, no clock involved); charges run in an immediate
+ * transaction, so processes sharing the file never overspend a budget
+ * between them. The file holds the store's identity: tokens minted under it
+ * verify only against it.
  */
-export function openSqliteTokenStore(path: string): TokenStore {
+export function openSqliteTokenStore(path: string, options: SqliteStoreOptions = {}): TokenStore {
   if (typeof path !== "string" || path.length === 0) throw new InvalidInput("openSqliteTokenStore needs a file path or :memory:");
+  const watchInterval = options.watchIntervalMs ?? 50;
+  if (!Number.isInteger(watchInterval) || watchInterval < 1) throw new InvalidInput("watchIntervalMs must be a whole number of milliseconds, at least 1");
   const Driver = requireOptional("better-sqlite3", "the SQLite token store") as typeof Database;
   const db = new Driver(path);
   db.pragma("journal_mode = WAL");
   db.pragma("busy_timeout = 5000");
   db.exec(SCHEMA);
+  db.prepare("INSERT OR IGNORE INTO agentcap_store (name, value) VALUES ('id', ?)").run(randomUUID());
+  const id = db.prepare<[], string>("SELECT value FROM agentcap_store WHERE name = 'id'").pluck().get() as string;
 
-  const selectRevoked = db.prepare<[], { kind: string; id: string; reason: string }>("SELECT kind, id, reason FROM agentcap_revocations");
-  const insertRevoked = db.prepare("INSERT OR IGNORE INTO agentcap_revocations (kind, id, reason, revoked_at) VALUES (?, ?, ?, ?)");
+  const selectRevoked = db.prepare<[], RevokedRow>("SELECT kind, id, reason, revoked_at, reinstated_at, expires_at FROM agentcap_revoked");
+  const upsertRevoked = db.prepare(
+    `INSERT INTO agentcap_revoked (kind, id, reason, revoked_at, reinstated_at, expires_at) VALUES (?, ?, ?, ?, NULL, ?)
+     ON CONFLICT (kind, id) DO UPDATE SET reason = excluded.reason, revoked_at = excluded.revoked_at, reinstated_at = NULL,
+       expires_at = CASE WHEN agentcap_revoked.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL ELSE max(agentcap_revoked.expires_at, excluded.expires_at) END`,
+  );
+  const reinstateRow = db.prepare("UPDATE agentcap_revoked SET reinstated_at = ? WHERE kind = ? AND id = ? AND reinstated_at IS NULL");
+  const pruneRows = db.prepare("DELETE FROM agentcap_revoked WHERE expires_at IS NOT NULL AND expires_at <= ?");
+  const countUsage = db.prepare<[], number>("SELECT count(*) FROM agentcap_usage").pluck();
   const selectUsage = db.prepare<[string], UsageRow>("SELECT calls, cost FROM agentcap_usage WHERE key = ?");
   const addUsage = db.prepare(
     "INSERT INTO agentcap_usage (key, calls, cost) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET calls = calls + 1, cost = cost + excluded.cost",
   );
   const dataVersion = db.prepare<[], number>("PRAGMA data_version").pluck();
 
-  let revoked = new Map<string, string>();
+  const book = new RevocationBook();
+  const audit = options.audit ?? null;
   let version = -1;
   // data_version changes when another connection commits to the file: one probe per decision, no clock involved.
   const refresh = () => {
+    if (closed) return;
     const v = dataVersion.get();
     if (v === version) return;
     version = v ?? -1;
-    const next = new Map<string, string>();
-    for (const row of selectRevoked.all()) next.set(`${row.kind}:${row.id}`, row.reason);
-    revoked = next;
+    book.replace(selectRevoked.all().map(entryOf));
   };
+  let closed = false;
+  pruneRows.run(systemClock.now());
   refresh();
+
+  // While something waits to hear of a revocation (a session, a signal of work in flight), look for other processes' commits between decisions too.
+  const watch = setInterval(() => {
+    if (book.watched) refresh();
+  }, watchInterval);
+  watch.unref();
 
   const charge = db.transaction((entries: readonly LedgerCharge[], cost: number): boolean => {
     for (const e of entries) {
@@ -68,29 +126,55 @@ export function openSqliteTokenStore(path: string): TokenStore {
     return true;
   });
 
-  let closed = false;
   return Object.freeze({
+    id,
     refresh,
-    revokedReason(key: string, linkId: string): string | null {
-      return revoked.get(`block:${key}`) ?? revoked.get(`link:${linkId}`) ?? null;
+    revokedReason: (key: string, linkId: string) => book.revokedReason(key, linkId),
+    mintRevokedReason: (mint: Parameters<TokenStore["mintRevokedReason"]>[0], keyId: number | null) => book.mintRevokedReason(mint, keyId),
+    linkRevokedReason: (linkId: string, labels: Readonly<Record<string, string>>) => book.linkRevokedReason(linkId, labels),
+    mintRefusal: (p: Parameters<TokenStore["mintRefusal"]>[0], keyId: number | null) => book.mintRefusal(p, keyId),
+    subscribe: (listener: () => void) => book.subscribe(listener),
+    minted: (root: Capability) => {
+      book.track(root, "capability");
     },
+    verified: (root: Capability) => {
+      book.track(root, "token");
+    },
+    watchSession: (capability: Capability, onRevoked: (reason: string) => void) => book.watchSession(capability, onRevoked),
     usage(key: string): UsageRow {
       return selectUsage.get(key) ?? { calls: 0, cost: 0 };
     },
     charge(entries: readonly LedgerCharge[], cost: number): boolean {
       return charge.immediate(entries, cost);
     },
-    // Async so that a bad target or reason rejects rather than throwing at the call.
+    revoke: (target: RevocationTarget, opts?: RevokeOptions) =>
+      performRevocation(book, target, opts, audit, (entry) => {
+        const now = systemClock.now();
+        db.transaction(() => {
+          pruneRows.run(now);
+          upsertRevoked.run(entry.kind, entry.id, entry.reason, entry.revokedAt, entry.expiresAt);
+        }).immediate();
+        book.prune(now);
+        return Promise.resolve();
+      }),
+    // Async so that a bad target rejects rather than throwing at the call.
     // eslint-disable-next-line @typescript-eslint/require-await
-    async revoke(target: RevocationTarget, reason = "revoked"): Promise<void> {
-      const t = targetKey(target);
-      if (typeof t === "string") throw new InvalidInput(t);
-      const why = revocationReason(reason);
-      insertRevoked.run(t.kind, t.id, why, systemClock.now());
-      if (!revoked.has(`${t.kind}:${t.id}`)) revoked.set(`${t.kind}:${t.id}`, why);
+    async reinstate(target: ReinstateTarget): Promise<void> {
+      const t = reinstateKey(target);
+      const now = systemClock.now();
+      reinstateRow.run(now, t.kind, t.id);
+      book.reinstate(t.kind, t.id, now);
     },
+    list: () => {
+      refresh();
+      return Promise.resolve(book.entries());
+    },
+    stats: () => ({ revocations: book.size, usageKeys: countUsage.get() ?? 0, notifications: { received: 0, ignored: 0 }, polling: false }),
     close(): Promise<void> {
-      if (!closed) db.close();
+      if (!closed) {
+        clearInterval(watch);
+        db.close();
+      }
       closed = true;
       return Promise.resolve();
     },

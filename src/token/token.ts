@@ -7,11 +7,24 @@
  * nothing reachable from a capability leads to a key.
  */
 import { randomUUID } from "node:crypto";
-import { appendTokenLink, compileConditions, createTokenRoot, deadDenial, rootOf, type LedgerCharge } from "../kernel/internal.js";
+import {
+  ancestorAt,
+  appendTokenLink,
+  compileConditions,
+  createKeyedMint,
+  createTokenRoot,
+  deadDenial,
+  defined,
+  moveToLedger,
+  rootOf,
+  watchLinkRevocation,
+  type LedgerCharge,
+} from "../kernel/internal.js";
 import {
   createMint,
   denialError,
   Expired,
+  expiresAt,
   InvalidInput,
   InvalidToken,
   parseGrant,
@@ -20,40 +33,57 @@ import {
   type Capability,
   type Clock,
   type Grant,
+  type LinkConditions,
   type LinkSummary,
   type Mint,
   type MintOptions,
   type MintRecord,
 } from "../kernel/index.js";
-import { appendBlocks, issueToken, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
+import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
 import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.js";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
-import type { TokenStore } from "./store.js";
+import type { RevocationReport, TokenStore } from "./store.js";
 
 interface SigningRoot {
   readonly signingKey: string;
   readonly keyId: number;
   readonly publicKey: string;
+  readonly store: TokenStore;
 }
 
-interface VerifiedRoot {
+/** A token that ends at one link, with what its later links need: the keys to extend it, the store it is bound to, its blocks' revocation ids. */
+interface Prefix {
   readonly token: string;
   readonly keys: PublicKeys;
-  /** Index and id of the link the token ends at; links after it were added in this process. */
-  readonly depth: number;
-  readonly leafId: string;
+  readonly store: TokenStore;
+  readonly revocationIds: readonly string[];
 }
 
 const signingRoots = new WeakMap<Capability, SigningRoot>();
-const verifiedRoots = new WeakMap<Capability, VerifiedRoot>();
-const tokenCache = new WeakMap<Capability, { plain?: string; sealed?: string }>();
+/**
+ * The token up to each link that has been serialized or verified, keyed by
+ * the link's summary (one object per link for its lifetime). Extending the
+ * cached token rather than signing afresh keeps each block's revocation id,
+ * so a link's uses stay one account in the store whatever token carries it.
+ */
+const prefixes = new WeakMap<LinkSummary, Prefix>();
+const sealedTokens = new WeakMap<LinkSummary, string>();
+/** Revocable links already mirrored into the store. */
+const mirrored = new WeakSet<LinkSummary>();
 
 /** Options of a mint whose root capabilities can become tokens. */
-export interface TokenMintOptions<In> extends MintOptions<In> {
+export interface TokenMintOptions<In> extends Omit<MintOptions<In>, "revocations"> {
   /** Ed25519 private key, `ed25519-private/<hex>`, from `generateKeyPair` or `agentcap token keygen`. */
   readonly signingKey: string;
   /** Root key id written into every token, so verifiers can pick the public key during rotation. */
   readonly keyId: number;
+  /**
+   * The application's token store. The mint refuses principals (and keys)
+   * revoked there; its tokens carry the store's id and verify only against
+   * it; revoking or spending a link in this process holds for every token
+   * made from it, because `toToken` carries the link into this store.
+   */
+  readonly store: TokenStore;
 }
 
 /** A mint whose roots can be serialized with `toToken`, signed with its key. */
@@ -63,15 +93,24 @@ export interface TokenMint<In> extends Mint<In> {
   readonly keyId: number;
 }
 
+function checkStore(store: unknown, where: string): TokenStore {
+  if (typeof store !== "object" || store === null || typeof (store as Partial<TokenStore>).id !== "string" || typeof (store as Partial<TokenStore>).mintRefusal !== "function") {
+    throw new InvalidInput(`${where} needs the application's token store (openSqliteTokenStore or openPostgresTokenStore) as store`);
+  }
+  return store as TokenStore;
+}
+
 /** Creates a mint that remembers, for each root it issues, the key to sign its tokens with. The key never becomes reachable from a capability. */
 export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): TokenMint<In> {
   const { signingKey } = options;
   const keyId = checkKeyId(options.keyId);
   const publicKey = publicKeyOf(signingKey);
+  const store = checkStore(Object.hasOwn(options, "store") ? options.store : undefined, "createTokenMint");
   // The kernel mint never sees the key; only the roots it issues are remembered here.
-  const mint = createMint<In>({ ...options, signingKey: undefined, keyId: undefined } as MintOptions<In>);
+  const mint = createKeyedMint<In>({ ...options, signingKey: undefined, keyId: undefined, store: undefined, revocations: store } as MintOptions<In>, keyId);
+  const signing: SigningRoot = Object.freeze({ signingKey, keyId, publicKey, store });
   const remember = <C extends Capability>(cap: C): C => {
-    signingRoots.set(cap, Object.freeze({ signingKey, keyId, publicKey }));
+    signingRoots.set(cap, signing);
     return cap;
   };
   const tokenMint: TokenMint<In> = {
@@ -99,41 +138,86 @@ function linkBlock(link: LinkSummary): BlockData {
   return { v: 1, kind: "restrict", id: link.id, conditions: link.conditions };
 }
 
+/** The use count and budget of a link as one ledger entry, or null when it has neither. */
+function limitsOfConditions(conditions: LinkConditions, key: string): LedgerCharge | null {
+  const c = compileConditions(conditions);
+  if (c.maxUses === null && c.budgetCalls === null && c.budgetCost === null) return null;
+  const maxCalls = c.maxUses === null ? c.budgetCalls : c.budgetCalls === null ? c.maxUses : Math.min(c.maxUses, c.budgetCalls);
+  return { key, maxCalls, maxCost: c.budgetCost };
+}
+
+/**
+ * Carries in-process state of link `index` into the store of the token now
+ * holding it: a revocable link's revocation is mirrored there (revoking it
+ * here revokes it in every token made from it), and a limited link's uses
+ * move there (spending it here or through any token is one account).
+ */
+function carry(cap: Capability, index: number, link: LinkSummary, prefix: Prefix): void {
+  const limits = limitsOfConditions(link.grant ?? link.conditions, prefix.revocationIds[index] ?? "");
+  if (limits !== null) {
+    const refused = moveToLedger(cap, index, { ledger: prefix.store, key: limits.key });
+    if (refused !== null) throw new InvalidInput(`cannot make a token of this capability: ${refused}`);
+    void prefix.store.prepare?.([limits]).catch(() => undefined);
+  }
+  if (link.revocable && !mirrored.has(link)) {
+    mirrored.add(link);
+    const self = ancestorAt(cap, index);
+    const until = expiresAt(self);
+    watchLinkRevocation(cap, index, (reason) => {
+      // The in-process link is refused at once; the store makes the token's copies of it refused too, here and elsewhere.
+      void prefix.store.revoke({ capabilityId: link.id }, { reason, by: self, expiresAt: until }).catch(() => undefined);
+    });
+  }
+}
+
 /**
  * Serializes `cap` as a Biscuit token: the authority block holds the root
- * grant and mint record, each further link one attenuation block. Works for
- * capabilities from a token mint and for verified tokens (and what was
- * derived from them in this process). The same capability always gives the
- * same token, so its blocks' uses and budgets stay one account.
+ * grant, mint record and store id, each further link one attenuation block.
+ * Works for capabilities from a token mint and for verified tokens (and what
+ * was derived from them in this process). Refuses (the typed denial) a chain
+ * that is revoked, expired or spent. Revocable and limited links made in
+ * this process are carried into the token store as they are serialized, so
+ * nothing done to them here can be undone through a token: a limited link
+ * already used in this process cannot be (InvalidInput).
  */
 export function toToken(cap: Capability, options?: { readonly seal?: boolean }): string {
   const dead = deadDenial(cap);
   if (dead !== null) throw denialError(dead);
-  const seal = options?.seal === true;
-  const cached = tokenCache.get(cap) ?? {};
-  const hit = seal ? cached.sealed : cached.plain;
-  if (hit !== undefined) return hit;
-  const root = rootOf(cap);
   const lineage = cap.lineage;
-  const signing = signingRoots.get(root);
-  const verified = verifiedRoots.get(root);
-  let token: string;
-  let keys: PublicKeys;
-  if (signing !== undefined) {
-    const first = lineage[0] as LinkSummary;
-    const authority = compiled({ v: 1, kind: "root", id: first.id, keyId: signing.keyId, mint: cap.mint, grant: first.grant as Grant });
-    token = issueToken(signing.signingKey, signing.keyId, authority, lineage.slice(1).map((l) => compiled(linkBlock(l))));
-    keys = new Map([[signing.keyId, signing.publicKey]]);
-  } else if (verified !== undefined && lineage[verified.depth]?.id === verified.leafId) {
-    const extra = lineage.slice(verified.depth + 1);
-    token = extra.length === 0 ? verified.token : appendBlocks(verified.token, verified.keys, extra.map((l) => compiled(linkBlock(l))));
-    keys = verified.keys;
-  } else {
-    throw new InvalidInput("this capability's root was not minted with a signing key; mint it with createTokenMint, or verify it from a token");
+  const leaf = lineage[lineage.length - 1] as LinkSummary;
+  const seal = options?.seal === true;
+  if (seal) {
+    const hit = sealedTokens.get(leaf);
+    if (hit !== undefined) return hit;
   }
-  if (seal) token = sealToken(token, keys);
-  tokenCache.set(cap, { ...cached, [seal ? "sealed" : "plain"]: token });
-  return token;
+  let at = lineage.length - 1;
+  while (at >= 0 && !prefixes.has(lineage[at] as LinkSummary)) at--;
+  let prefix: Prefix;
+  if (at < 0) {
+    const signing = signingRoots.get(rootOf(cap));
+    if (signing === undefined) {
+      throw new InvalidInput("this capability's root was not minted with a signing key; mint it with createTokenMint, or verify it from a token");
+    }
+    const first = lineage[0] as LinkSummary;
+    const authority = compiled({ v: 1, kind: "root", id: first.id, keyId: signing.keyId, store: signing.store.id, mint: cap.mint, grant: first.grant as Grant });
+    const issued = issueAuthority(signing.signingKey, signing.keyId, authority);
+    prefix = { ...issued, keys: new Map([[signing.keyId, signing.publicKey]]), store: signing.store };
+    carry(cap, 0, first, prefix);
+    prefixes.set(first, prefix);
+    at = 0;
+  } else {
+    prefix = prefixes.get(lineage[at] as LinkSummary) as Prefix;
+  }
+  for (let i = at + 1; i < lineage.length; i++) {
+    const link = lineage[i] as LinkSummary;
+    prefix = { ...prefix, ...extendToken(prefix.token, prefix.keys, compiled(linkBlock(link))) };
+    carry(cap, i, link, prefix);
+    prefixes.set(link, prefix);
+  }
+  if (!seal) return prefix.token;
+  const sealed = sealToken(prefix.token, prefix.keys);
+  sealedTokens.set(leaf, sealed);
+  return sealed;
 }
 
 /** Options of offline attenuation: the issuers' public keys (no signing key is needed). */
@@ -152,7 +236,11 @@ export function attenuate(token: string, grant: Grant, options: AttenuateOptions
   return options.seal === true ? sealToken(next, keys) : next;
 }
 
-/** What `verify` needs: the issuers' public keys by key id, the shared store, and the clock expiry is checked against. */
+/**
+ * What `verify` needs: the issuers' public keys by key id, the application's
+ * token store (a token verifies only against the store it was minted under),
+ * and the clock expiry is checked against.
+ */
 export interface VerifyOptions {
   readonly publicKeys: PublicKeySet;
   readonly store: TokenStore;
@@ -191,14 +279,27 @@ export function readToken(token: string, publicKeys: PublicKeySet): readonly Ver
   });
 }
 
-/** `readToken`, then refuses a token with a revoked or expired block. Throws InvalidToken, Revoked or Expired. */
+/**
+ * `readToken`, then refuses a token minted under another store
+ * (InvalidToken), and one with a revoked or expired block, or whose
+ * principal, tenant, role or signing key is revoked. Throws InvalidToken,
+ * Revoked or Expired.
+ */
 export function inspectVerified(token: string, options: VerifyOptions): readonly VerifiedBlock[] {
+  const store = checkStore(options.store, "verify");
   const blocks = readToken(token, options.publicKeys);
   const leaf = blocks[blocks.length - 1] as VerifiedBlock;
+  const root = (blocks[0] as VerifiedBlock).data;
+  if (root.kind !== "root") throw new InvalidToken("authority block is not a root link");
+  if (root.store !== store.id) {
+    throw new InvalidToken(`token was minted under token store ${root.store}, not this verifier's store ${store.id}: verify it against the application's own store`);
+  }
   const details = (b: VerifiedBlock, rule: string, because: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule, because });
-  options.store.refresh?.();
+  store.refresh?.();
+  const whole = store.mintRevokedReason(root.mint, root.keyId);
+  if (whole !== null) throw new Revoked(`token was revoked: ${whole}`, details(blocks[0] as VerifiedBlock, "revoked", "was revoked"));
   for (const b of blocks) {
-    const reason = options.store.revokedReason(b.revocationId, b.data.id);
+    const reason = store.revokedReason(b.revocationId, b.data.id) ?? store.linkRevokedReason(b.data.id, b.data.kind === "revocable" ? b.data.labels : {});
     if (reason !== null) throw new Revoked(`token block ${b.index} (${b.data.id}) was revoked: ${reason}`, details(b, "revoked", "was revoked"));
   }
   const now = (options.clock ?? systemClock).now();
@@ -225,7 +326,8 @@ function verified(token: string, options: VerifyOptions): { readonly cap: Capabi
   const [first, ...rest] = blocks as [VerifiedBlock, ...VerifiedBlock[]];
   if (first.data.kind !== "root") throw new InvalidToken("authority block is not a root link");
   const { principal, tenants, roles, requestId, issuedAt, issuer }: MintRecord = first.data.mint;
-  const root = createTokenRoot(first.data.grant, { principal, tenants, roles, requestId, issuedAt, issuer }, clock, identity(first));
+  const guard = { list: options.store, keyId: first.data.keyId };
+  const root = createTokenRoot(first.data.grant, { principal, tenants, roles, requestId, issuedAt, issuer }, clock, identity(first), guard);
   let cap: Capability = root;
   for (const b of rest) {
     const d = b.data;
@@ -237,22 +339,19 @@ function verified(token: string, options: VerifyOptions): { readonly cap: Capabi
           : { kind: "revocable" as const, labels: d.kind === "revocable" ? d.labels : {} };
     cap = appendTokenLink(cap, content, identity(b));
   }
-  verifiedRoots.set(root, { token, keys: publicKeyMap(options.publicKeys), depth: blocks.length - 1, leafId: (blocks[blocks.length - 1] as VerifiedBlock).data.id });
-  tokenCache.set(cap, { plain: token });
+  const revocationIds = blocks.map((b) => b.revocationId);
+  prefixes.set(cap.lineage[blocks.length - 1] as LinkSummary, { token, keys: publicKeyMap(options.publicKeys), store: options.store, revocationIds });
+  options.store.verified(root);
   return { cap, limits: limitsOf(blocks) };
 }
 
 /** The limits (uses and budgets) of a token's blocks, as the kernel charges them to the store: only limited blocks. */
 function limitsOf(blocks: readonly VerifiedBlock[]): LedgerCharge[] {
-  const entries: LedgerCharge[] = [];
-  for (const b of blocks) {
+  return blocks.flatMap((b) => {
     const d = b.data;
-    const c = compileConditions(d.kind === "root" || d.kind === "narrow" ? d.grant : d.kind === "restrict" ? d.conditions : {});
-    if (c.maxUses === null && c.budgetCalls === null && c.budgetCost === null) continue;
-    const maxCalls = c.maxUses === null ? c.budgetCalls : c.budgetCalls === null ? c.maxUses : Math.min(c.maxUses, c.budgetCalls);
-    entries.push({ key: b.revocationId, maxCalls, maxCost: c.budgetCost });
-  }
-  return entries;
+    const limits = limitsOfConditions(d.kind === "root" || d.kind === "narrow" ? d.grant : d.kind === "restrict" ? d.conditions : {}, b.revocationId);
+    return limits === null ? [] : [limits];
+  });
 }
 
 /** Asks the store to get ready to charge these limited blocks (leases, with Postgres). */
@@ -310,8 +409,22 @@ export function createVerifier(options: VerifyOptions & { readonly cacheSize?: n
   });
 }
 
-/** Revokes a token (its last block, so every token derived from it too). Needs the public keys to read the token. */
-export async function revokeToken(token: string, options: { readonly publicKeys: PublicKeySet; readonly store: TokenStore; readonly reason?: string }): Promise<void> {
-  const ids = openToken(token, publicKeyMap(options.publicKeys)).revocationIds;
-  await options.store.revoke({ revocationId: ids[ids.length - 1] ?? "" }, options.reason);
+/**
+ * Revokes a token (its last block, so every token derived from it too).
+ * Needs the public keys to read the token; the entry is dropped from the
+ * list once the token has expired anyway. `by` as in `TokenStore.revoke`.
+ */
+export async function revokeToken(
+  token: string,
+  options: { readonly publicKeys: PublicKeySet; readonly store: TokenStore; readonly reason?: string; readonly by?: Capability },
+): Promise<RevocationReport> {
+  const blocks = readToken(token, options.publicKeys);
+  const leaf = blocks[blocks.length - 1] as VerifiedBlock;
+  let until: number | null = null;
+  for (const b of blocks) {
+    const d = b.data;
+    const e = d.kind === "root" || d.kind === "narrow" ? d.grant.expiresAt : d.kind === "restrict" ? d.conditions.expiresAt : undefined;
+    if (e !== undefined && (until === null || e < until)) until = e;
+  }
+  return options.store.revoke({ revocationId: leaf.revocationId }, { ...defined({ reason: options.reason, by: options.by }), expiresAt: until });
 }

@@ -5,6 +5,8 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
+import { openPostgresTokenStore } from "../../src/token/postgres-store.ts";
+import type { TokenStore } from "../../src/token/store.ts";
 import { createTokenMint, toToken } from "../../src/token/token.ts";
 import { createTestSchema, databaseUrl, describePostgres, type TestSchema } from "../support/postgres.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
@@ -23,6 +25,7 @@ let schema: TestSchema;
 let urlA = "";
 let urlB = "";
 const children: ChildProcess[] = [];
+const stores: TokenStore[] = [];
 
 async function startGateway(): Promise<string> {
   const child = spawn(process.execPath, [bin, "serve", "--config", fixture.configFile, "--port", "0"], { stdio: ["ignore", "pipe", "inherit"], env: process.env });
@@ -44,6 +47,7 @@ describePostgres("two gateway processes sharing Postgres", () => {
   });
 
   afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
     const exits = children.map((c) => new Promise((resolve) => c.once("exit", resolve)));
     for (const c of children) c.kill("SIGTERM");
     await Promise.all(exits);
@@ -56,7 +60,9 @@ describePostgres("two gateway processes sharing Postgres", () => {
     [urlA, urlB] = await Promise.all([startGateway(), startGateway()]);
     const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
     const config = await loadGatewayConfig(fixture.configFile);
-    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
+    const store = await openPostgresTokenStore({ connectionString: databaseUrl as string, schema: schema.name });
+    stores.push(store);
+    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store });
     const token = toToken(mint.issue({ id: "alice" }));
     const a = await httpClient(urlA, token);
     const b = await httpClient(urlB, token);
@@ -88,7 +94,9 @@ describePostgres("two gateway processes sharing Postgres", () => {
   it("spends a limited token's uses exactly once across both gateways", async () => {
     const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
     const config = await loadGatewayConfig(fixture.configFile);
-    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId });
+    const store = await openPostgresTokenStore({ connectionString: databaseUrl as string, schema: schema.name });
+    stores.push(store);
+    const mint = createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store });
     // One read_file call spends two uses of every link: the tool call, and the file read its handler makes.
     const token = toToken(restrict(mint.issue({ id: "alice" }), { maxUses: 2 }));
     const a = await httpClient(urlA, token);

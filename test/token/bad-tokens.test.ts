@@ -14,7 +14,7 @@ const other = generateKeyPair();
 const clock = createManualClock(1_000_000);
 const publicKeys = { 7: keys.publicKey };
 const store = openSqliteTokenStore(":memory:");
-const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => ({ tools: ["a", "b", "c"] }) });
+const mint = createTokenMint({ store, issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => ({ tools: ["a", "b", "c"] }) });
 
 let token4 = "";
 let otherToken4 = "";
@@ -174,5 +174,5 @@ describe("bad tokens each get their typed error", () => {
 function splitBlockJson(token: string): string {
   const cap = verify(token, { publicKeys, store, clock });
   const root = cap.lineage[0] as (typeof cap.lineage)[number];
-  return JSON.stringify({ grant: root.grant, id: root.id, keyId: 7, kind: "root", mint: cap.mint, v: 1 });
+  return JSON.stringify({ grant: root.grant, id: root.id, keyId: 7, kind: "root", mint: cap.mint, store: store.id, v: 1 });
 }

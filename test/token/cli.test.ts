@@ -36,7 +36,7 @@ describe("agentcap token", () => {
     expect(JSON.parse(keyLines.join("\n"))).toHaveProperty("3");
 
     const grant = file("grant.json", { tools: ["search", "read_file"], fs: [{ path: "/srv/data", ops: ["read"] }] });
-    const root = (await run("mint", "--key", key, "--principal", "alice", "--grant", grant, "--tenant", "acme")).lines[0] ?? "";
+    const root = (await run("mint", "--key", key, "--principal", "alice", "--grant", grant, "--tenant", "acme", "--store", store)).lines[0] ?? "";
     const narrow = file("narrow.json", { tools: ["search"], expiresAt: Date.now() + 3_600_000 });
     const child = (await run("attenuate", "--token", root, "--grant", narrow, "--public-keys", pub)).lines[0] ?? "";
     const tokenFile = join(dir, "child.token");

@@ -24,7 +24,7 @@ function chain(rootGrant: Grant, links: readonly Link[]): Capability {
 }
 
 function mintFor(g: Grant) {
-  return createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => g });
+  return createTokenMint({ store, issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => g });
 }
 
 /** A kernel decision in the token's terms: allowed, or the link and the kind of check that denied. */

@@ -16,8 +16,8 @@ const call = { action: "tool.call", tool: "a" } as const;
 
 describe("key rotation", () => {
   it("a verifier holding several issuer keys accepts tokens from each, by key id", () => {
-    const old = toToken(createTokenMint({ issuer: "i", signingKey: first.privateKey, keyId: 1, clock, policy }).issue({ id: "a" }));
-    const fresh = toToken(createTokenMint({ issuer: "i", signingKey: second.privateKey, keyId: 2, clock, policy }).issue({ id: "a" }));
+    const old = toToken(createTokenMint({ store, issuer: "i", signingKey: first.privateKey, keyId: 1, clock, policy }).issue({ id: "a" }));
+    const fresh = toToken(createTokenMint({ store, issuer: "i", signingKey: second.privateKey, keyId: 2, clock, policy }).issue({ id: "a" }));
     const publicKeys = new Map([
       [1, first.publicKey],
       [2, second.publicKey],
@@ -29,11 +29,11 @@ describe("key rotation", () => {
 });
 
 describe("bad arguments get InvalidInput naming the problem", () => {
-  const mint = createTokenMint({ issuer: "i", signingKey: first.privateKey, keyId: 1, clock, policy });
+  const mint = createTokenMint({ store, issuer: "i", signingKey: first.privateKey, keyId: 1, clock, policy });
   const token = toToken(mint.issue({ id: "a" }));
   const cases: [string, () => unknown, RegExp][] = [
-    ["malformed signing key", () => createTokenMint({ issuer: "i", signingKey: "nope", keyId: 1, policy }), /ed25519-private/],
-    ["key id out of range", () => createTokenMint({ issuer: "i", signingKey: first.privateKey, keyId: -1, policy }), /key id/],
+    ["malformed signing key", () => createTokenMint({ store, issuer: "i", signingKey: "nope", keyId: 1, policy }), /ed25519-private/],
+    ["key id out of range", () => createTokenMint({ store, issuer: "i", signingKey: first.privateKey, keyId: -1, policy }), /key id/],
     ["empty public key set", () => verify(token, { publicKeys: {}, store, clock }), /publicKeys is empty/],
     ["malformed public key", () => verify(token, { publicKeys: { 1: "ed25519/zz" }, store, clock }), /ed25519\/<64 hex digits>/],
     ["non-numeric key id", () => verify(token, { publicKeys: { one: first.publicKey }, store, clock }), /key id must be an integer/],

@@ -8,6 +8,7 @@ import { generateKeyPair } from "../../src/token/biscuit.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { openPostgresTokenStore, type PostgresStoreOptions } from "../../src/token/postgres-store.ts";
 import type { TokenStore } from "../../src/token/store.ts";
+import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, inspectVerified, revokeToken, toToken, verify, verifyShared } from "../../src/token/token.ts";
 import { authorize, check, narrow } from "../../src/index.ts";
 import { databaseUrl, describePostgres } from "../support/postgres.ts";
@@ -17,7 +18,8 @@ const url = databaseUrl;
 const schema = `agentcap_test_${randomBytes(6).toString("hex")}`;
 const keys = generateKeyPair();
 const publicKeys = { 1: keys.publicKey };
-const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) });
+const mintStore = url === undefined ? openSqliteTokenStore(":memory:") : await openPostgresTokenStore({ connectionString: url, schema });
+const mint = createTokenMint({ store: mintStore, issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) });
 const call = { action: "tool.call", tool: "a" } as const;
 
 async function until(condition: () => boolean): Promise<void> {
@@ -81,6 +83,7 @@ async function race(token: string, attempts: number): Promise<{ readonly raced: 
 
 describePostgres("Postgres token store", () => {
   afterAll(async () => {
+    await mintStore.close();
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -121,7 +124,7 @@ describePostgres("Postgres token store", () => {
     expect(allowed).toBe(true);
     expect(b.usage(key).calls).toBe(2);
     expect(authorize(inB, call)).toMatchObject({ allowed: false, code: "ERR_BUDGET_EXHAUSTED" });
-    await b.revoke({ capabilityId: inB.id }, "gone");
+    await b.revoke({ capabilityId: inB.id }, { reason: "gone" });
     await b.close();
     const c = await openPostgresTokenStore({ connectionString: url ?? "", schema });
     expect(() => verify(token, { publicKeys, store: c })).toThrow(/gone/);
@@ -197,7 +200,7 @@ describePostgres("Postgres token store", () => {
       // A real revocation sent afterwards arrives after all of them, so once it is seen the forged ones have been handled.
       const other = verify(toToken(narrow(mint.issue({ id: "hank" }), { tools: ["a"] })), { publicKeys, store });
       const writer = await open();
-      await writer.revoke({ capabilityId: other.id }, "real");
+      await writer.revoke({ capabilityId: other.id }, { reason: "real" });
       await until(() => !check(other, call).allowed);
       await writer.close();
       expect(check(other, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });

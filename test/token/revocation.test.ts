@@ -18,12 +18,15 @@ afterAll(() => {
 const keys = generateKeyPair();
 const clock = createManualClock(1_000_000);
 const publicKeys = { 1: keys.publicKey };
-const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, clock, policy: () => ({ tools: ["a", "b"] }) });
+const shared = join(dir, "tokens.db");
+const mintStore = openSqliteTokenStore(shared);
+afterAll(() => mintStore.close());
+const mint = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, clock, policy: () => ({ tools: ["a", "b"] }), store: mintStore });
 const call = { action: "tool.call", tool: "a" } as const;
 
 describe("revocation store (SQLite)", () => {
   it("a busy verifier refuses at its first decision after another connection commits a revocation, whatever its wall clock says", async () => {
-    const file = join(dir, "fresh.db");
+    const file = shared;
     const token = toToken(narrow(mint.issue({ id: "alice" }), { tools: ["a"] }));
     const verifierStore = openSqliteTokenStore(file);
     const revokerStore = openSqliteTokenStore(file);
@@ -43,8 +46,8 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("an expired token stays expired when the Date global is moved back", async () => {
-    const store = openSqliteTokenStore(":memory:");
-    const root = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) }).issue({ id: "alice" });
+    const store = openSqliteTokenStore(shared);
+    const root = createTokenMint({ issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }), store }).issue({ id: "alice" });
     const token = toToken(narrow(root, { tools: ["a"], expiresAt: Date.now() + 50 }));
     await new Promise((resolve) => setTimeout(resolve, 100));
     const realNow = Date.now;
@@ -57,16 +60,16 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("refuses a reason that is not a string or over 1000 characters, with InvalidInput, storing nothing", async () => {
-    const store = openSqliteTokenStore(":memory:");
+    const store = openSqliteTokenStore(shared);
     const token = toToken(narrow(mint.issue({ id: "alice" }), { tools: ["a"] }));
     await expect(revokeToken(token, { publicKeys, store, reason: "x".repeat(1001) })).rejects.toThrow(InvalidInput);
-    await expect(store.revoke({ capabilityId: "abc" }, 42 as unknown as string)).rejects.toThrow(/must be a string/);
+    await expect(store.revoke({ capabilityId: "abc" }, { reason: 42 as unknown as string })).rejects.toThrow(/must be a string/);
     expect(check(verify(token, { publicKeys, store, clock }), call).allowed).toBe(true);
     await store.close();
   });
 
   it("revoking a token revokes it and what was derived from it, not its parent; it survives a restart", async () => {
-    const file = join(dir, "restart.db");
+    const file = shared;
     const parent = toToken(narrow(mint.issue({ id: "alice" }), { tools: ["a"] }));
     const child = attenuate(parent, { tools: ["a"] }, { publicKeys });
     const grandchild = attenuate(child, { tools: ["a"] }, { publicKeys });
@@ -82,26 +85,26 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("revokes by block revocation id and by any ancestor capability id, also a link made in-process before serializing", async () => {
-    const store = openSqliteTokenStore(":memory:");
+    const store = openSqliteTokenStore(shared);
     const root = mint.issue({ id: "bob" });
     const forwarder = revocable(root, { labels: { purpose: "t1", task: "reserved, stays here" } }).capability;
     const token = toToken(narrow(forwarder, { tools: ["a"] }));
     const cap = verify(token, { publicKeys, store, clock });
     expect(cap.lineage[1]?.labels).toEqual({ purpose: "t1" });
-    await store.revoke({ capabilityId: forwarder.id }, "caretaker");
+    await store.revoke({ capabilityId: forwarder.id }, { reason: "caretaker" });
     expect(check(cap, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 1, linkId: forwarder.id });
 
     const other = toToken(narrow(mint.issue({ id: "bob" }), { tools: ["b"] }));
     const otherCap = verify(other, { publicKeys, store, clock });
     const { revocationId } = inspectVerified(other, { publicKeys, store, clock })[0] ?? { revocationId: "" };
-    await store.revoke({ revocationId }, "root key compromised");
+    await store.revoke({ revocationId }, { reason: "root key compromised" });
     expect(check(otherCap, { action: "tool.call", tool: "b" })).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 0 });
     await expect(store.revoke({ capabilityId: "not an id!" })).rejects.toThrow(InvalidInput);
     await store.close();
   });
 
   it("a second store on the same file sees a revocation (another process's view)", async () => {
-    const file = join(dir, "shared.db");
+    const file = shared;
     const a = openSqliteTokenStore(file);
     const b = openSqliteTokenStore(file);
     const token = toToken(narrow(mint.issue({ id: "carol" }), { tools: ["a"] }));
@@ -115,7 +118,7 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("uses and budgets are kept per block in the store and charged up the chain, across verifications and stores", async () => {
-    const file = join(dir, "budget.db");
+    const file = shared;
     const a = openSqliteTokenStore(file);
     const b = openSqliteTokenStore(file);
     const parentCap = narrow(mint.issue({ id: "dan" }), { tools: ["a", "b"], maxUses: 3 });
@@ -136,7 +139,7 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("a caching verifier returns the same capability and still sees revocations", async () => {
-    const store = openSqliteTokenStore(":memory:");
+    const store = openSqliteTokenStore(shared);
     const verifier = createVerifier({ publicKeys, store, clock, cacheSize: 2 });
     const token = toToken(narrow(mint.issue({ id: "erin" }), { tools: ["a"] }));
     const first = verifier.verify(token);
@@ -147,7 +150,7 @@ describe("revocation store (SQLite)", () => {
   });
 
   it("toToken of a verified capability extends its token with the links added in-process", () => {
-    const store = openSqliteTokenStore(":memory:");
+    const store = openSqliteTokenStore(shared);
     const token = toToken(narrow(mint.issue({ id: "fay" }), { tools: ["a", "b"] }));
     const cap = verify(token, { publicKeys, store, clock });
     expect(toToken(cap)).toBe(token);

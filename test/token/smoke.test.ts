@@ -10,11 +10,11 @@ describe("smoke", () => {
   it("round trips", () => {
     const kp = generateKeyPair();
     const clock = createManualClock(1_000_000);
-    const mint = createTokenMint({ issuer: "t", signingKey: kp.privateKey, keyId: 1, clock, policy: () => ({ tools: ["a", "b"], fs: [{ path: "/srv", ops: ["read"] }], db: [{ model: "C", ops: ["read"], fields: ["x"], scope: { t: 42 } }], http: [{ origin: "https://a.com", methods: ["GET"], pathPrefix: "/v1" }], exec: [{ program: "/bin/ls", args: ["-l", { prefix: "/srv" }, { any: true }], cwd: "/srv" }] }) });
+    const store = openSqliteTokenStore(":memory:");
+    const mint = createTokenMint({ store, issuer: "t", signingKey: kp.privateKey, keyId: 1, clock, policy: () => ({ tools: ["a", "b"], fs: [{ path: "/srv", ops: ["read"] }], db: [{ model: "C", ops: ["read"], fields: ["x"], scope: { t: 42 } }], http: [{ origin: "https://a.com", methods: ["GET"], pathPrefix: "/v1" }], exec: [{ program: "/bin/ls", args: ["-l", { prefix: "/srv" }, { any: true }], cwd: "/srv" }] }) });
     const root = mint.issue({ id: "alice" });
     const cap = narrow(root, { tools: ["a"], fs: [{ path: "/srv/x", ops: ["read"] }], expiresAt: 2_000_000 });
     const token = toToken(cap);
-    const store = openSqliteTokenStore(":memory:");
     const publicKeys = { 1: kp.publicKey };
     const v = verify(token, { publicKeys, store, clock });
     const reqs = [
