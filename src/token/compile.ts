@@ -24,6 +24,7 @@ import {
   type Grant,
   type HttpRule,
   type LinkConditions,
+  type RevokeRule,
 } from "../kernel/index.js";
 import type { DatalogCode } from "./biscuit.js";
 
@@ -122,6 +123,14 @@ function execBody(params: Params, r: ExecRule): string {
   return parts.join(", ");
 }
 
+function revokeBody(r: RevokeRule): string {
+  // The target kind is an enum member, a plain word; ids are a set of byte strings, as db fields are.
+  const parts = [`revoke_target("${r.target}")`];
+  const ids = own(r, "ids");
+  if (ids !== undefined) parts.push(`revoke_id($i), ${nameSet(ids)}.contains($i)`);
+  return parts.join(", ");
+}
+
 /** The alternatives of a grant's domain check: the request is allowed when one of them holds. */
 function domainBodies(params: Params, grant: Grant): string[] {
   const bodies: string[] = [];
@@ -130,6 +139,7 @@ function domainBodies(params: Params, grant: Grant): string[] {
   for (const r of own(grant, "http") ?? []) bodies.push(httpBody(params, r));
   for (const r of own(grant, "db") ?? []) bodies.push(dbBody(params, r));
   for (const r of own(grant, "exec") ?? []) bodies.push(execBody(params, r));
+  for (const r of own(grant, "revoke") ?? []) bodies.push(revokeBody(r));
   return bodies;
 }
 
@@ -202,6 +212,9 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
       args.forEach((a, i) => facts.push(`exec_arg(${i}, ${s(a, "argument")})`));
       break;
     }
+    case "revoke":
+      facts.push(`revoke_target("${req.target}")`, `revoke_id(${nameSet([wellFormed(req.id, "id")])})`);
+      break;
   }
   return { source: facts.map((f) => `${f};`).join("\n"), params };
 }

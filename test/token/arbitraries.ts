@@ -17,6 +17,8 @@ const argValues = ["-l", "/srv", "/srv/a", "x"];
 const envNames = ["HOME", "PATH"];
 const tenants = ["t1", "t2"];
 const scopeValues = [42, "42", true, null, 1.5];
+const revocationTargets = ["principal", "session", "link"] as const;
+const revocationIds = ["alice", "bob", "s-1", 'q"uote\\'];
 
 const sub = <T>(xs: readonly T[], min = 0) => fc.subarray([...xs], { minLength: min });
 const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
@@ -74,6 +76,7 @@ export const grant: fc.Arbitrary<Grant> = fc
         { maxLength: 2 },
       ),
     ),
+    revoke: opt(fc.array(fc.record({ target: fc.constantFrom(...revocationTargets), ids: opt(sub(revocationIds, 1)) }).map(strip), { maxLength: 2 })),
   })
   .chain((domains) => conditions.map((c) => strip({ ...domains, ...c }) as Grant));
 
@@ -112,4 +115,5 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     env: opt(sub(envNames)),
     tenant,
   }).map(strip),
+  fc.record({ action: fc.constant("revoke" as const), target: fc.constantFrom(...revocationTargets, "key"), id: fc.constantFrom(...revocationIds, "carol"), tenant }).map(strip),
 ) as fc.Arbitrary<Request>;
