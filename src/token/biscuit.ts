@@ -221,6 +221,8 @@ export interface OpenedToken {
   readonly blocks: readonly string[];
   /** Each block's revocation id (hex of its signature); authority first. */
   readonly revocationIds: readonly string[];
+  /** Whether some string in the token's symbol tables holds a double quote, which makes its printing ambiguous. */
+  readonly quotedString: boolean;
 }
 
 /** Largest token accepted, in base64 characters: bigger input is refused before parsing. */
@@ -279,8 +281,24 @@ export function openToken(token: string, keys: PublicKeys): OpenedToken {
     const blocks: string[] = [];
     for (let i = 0; i < count; i++) blocks.push(t.getBlockSource(i));
     const revocationIds = (t.getRevocationIdentifiers() as unknown[]).map(String);
-    return { keyId, blocks, revocationIds };
+    return { keyId, blocks, revocationIds, quotedString: hasQuotedSymbol(t.toString()) };
   });
+}
+
+/**
+ * Whether a symbol of any block holds a `"`. Biscuit prints a block's
+ * Datalog with strings unescaped, so only when no string holds a quote does
+ * the printing name one structure (each `"` then delimits a string). The
+ * token's debug text lists each block's symbol table escaped (`\"`, `\\`),
+ * one line per block: that list, not the printed Datalog, is what is read
+ * here. A string crafted to look like such a line cannot hide the real ones.
+ */
+function hasQuotedSymbol(debug: string): boolean {
+  for (const line of debug.split("\n")) {
+    if (!line.trimStart().startsWith("symbols: [")) continue;
+    if (line.replaceAll("\\\\", "").includes('\\"')) return true;
+  }
+  return false;
 }
 
 /** Appends attenuation blocks; the token is verified first, and a sealed token is refused. */

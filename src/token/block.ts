@@ -1,10 +1,17 @@
 /**
  * What one block of an agentcap token holds: a single `agentcap_block` fact
- * with the link's data as canonical JSON (so a verifier can rebuild the kernel
- * link exactly), followed by the Datalog checks compiled from that data (so
- * any Biscuit verifier enforces the same link). The verifier recompiles the
- * checks from the JSON and requires Biscuit's printing of both to be equal, so
- * a block whose checks and data disagree is refused.
+ * with the link's data as canonical JSON, carried as bytes (so a verifier can
+ * rebuild the kernel link exactly), followed by the Datalog checks compiled
+ * from that data (so any Biscuit verifier enforces the same link). The
+ * verifier recompiles the checks from the JSON and requires the block to be
+ * the compiled one.
+ *
+ * Biscuit prints strings without escaping, so printed text alone cannot tell
+ * a block's structure: a string fact holding `…");\ncheck if tool("a` prints
+ * like a fact followed by a check. Hence the data travels as bytes, which
+ * print as `hex:…` and cannot be confused with anything else, and the reader
+ * also counts the block's checks from Biscuit's own evaluation (see
+ * `openToken`), not from the printing.
  */
 import { z } from "zod";
 import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.js";
@@ -116,6 +123,10 @@ export function decodeBlock(json: string, index: number): BlockData {
   }
 }
 
+const FACT_PREFIX = "agentcap_block(hex:";
+const FACT_SUFFIX = ");";
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 /** A block's Datalog, and what each of its checks enforces, in order. */
 export interface CompiledBlock {
   readonly code: DatalogCode;
@@ -124,8 +135,9 @@ export interface CompiledBlock {
 
 /** Compiles a block from its JSON and decoded data: the `agentcap_block` fact, then the link's checks. */
 export function compileBlock(json: string, data: BlockData): CompiledBlock {
-  const params: Record<string, string | number | boolean> = { block: json };
-  const lines = ["agentcap_block({block});"];
+  const params: Record<string, string | number | boolean> = {};
+  // Lower-case hex digits only: safe to write into the source, and printed back exactly so.
+  const lines = [`${FACT_PREFIX}${Buffer.from(json, "utf8").toString("hex")}${FACT_SUFFIX}`];
   let checks: CheckKind[] = [];
   if (data.kind === "root" || data.kind === "narrow") {
     checks = compileLinkChecks(data.grant, data.grant, params, lines);
@@ -135,18 +147,19 @@ export function compileBlock(json: string, data: BlockData): CompiledBlock {
   return { code: { source: lines.join("\n"), params }, checks };
 }
 
-const FACT_PREFIX = 'agentcap_block("';
-const FACT_SUFFIX = '");';
-
 /**
- * The JSON of a block, read from Biscuit's printing of it. Biscuit prints
- * strings without escaping; canonical JSON has no raw newline, so the first
- * line is exactly the fact.
+ * The JSON of a block, read from Biscuit's printing of it: the first line is
+ * the fact, its bytes printed as lower-case hex, which nothing else prints like.
  */
 export function blockJsonOf(source: string, index: number): string {
   const first = source.split("\n", 1)[0] ?? "";
-  if (!first.startsWith(FACT_PREFIX) || !first.endsWith(FACT_SUFFIX)) {
-    throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`} is not an agentcap block (it has no agentcap_block fact)`);
+  const hex = first.startsWith(FACT_PREFIX) && first.endsWith(FACT_SUFFIX) ? first.slice(FACT_PREFIX.length, -FACT_SUFFIX.length) : "";
+  if (!/^(?:[0-9a-f]{2})+$/.test(hex)) {
+    throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`} is not an agentcap block (it has no agentcap_block fact of bytes)`);
   }
-  return first.slice(FACT_PREFIX.length, -FACT_SUFFIX.length);
+  try {
+    return UTF8.decode(Buffer.from(hex, "hex"));
+  } catch {
+    throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`} carries link data that is not UTF-8`);
+  }
 }

@@ -47,6 +47,11 @@ function nameSet(values: Iterable<string>): string {
   return items.length === 0 ? "{,}" : `{ ${items.join(", ")} }`;
 }
 
+/** A scalar's JSON text as a bytes literal: hex digits only, safe to write into the source. */
+function jsonBytes(value: unknown): string {
+  return `hex:${Buffer.from(JSON.stringify(value), "utf8").toString("hex")}`;
+}
+
 /** `$v` is one of `values`, enum members known to be plain words. */
 function oneOf(v: string, values: readonly string[]): string {
   return [...new Set(values)].map((x) => `${v} == "${x}"`).join(" || ");
@@ -92,8 +97,8 @@ function dbBody(params: Params, r: DbRule): string {
   const fields = own(r, "fields");
   if (fields !== undefined) parts.push(`db_fields($f), ${nameSet(fields)}.contains($f)`);
   for (const [k, v] of Object.entries(own(r, "scope") ?? {})) {
-    // Scope values are compared as their JSON text: equal text exactly when the scalars are strictly equal.
-    parts.push(`db_scope(${param(params, k)}, ${param(params, JSON.stringify(v))})`);
+    // Scope values are compared as the bytes of their JSON text (equal exactly when the scalars are strictly equal); bytes, since a string's JSON holds quotes.
+    parts.push(`db_scope(${param(params, k)}, ${jsonBytes(v)})`);
   }
   return parts.join(", ");
 }
@@ -203,7 +208,7 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
     }
     case "db":
       facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${nameSet(req.fields)})`);
-      for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${s(JSON.stringify(v), "scope value")})`);
+      for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${jsonBytes(v)})`);
       break;
     case "exec": {
       const [program = "", ...args] = req.argv;

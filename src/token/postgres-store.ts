@@ -183,7 +183,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   /** Reads the revocation rows newer than the last seen, applies them, and records how far this store has read. */
   let seen = 0;
   let syncing: Promise<void> | null = null;
-  let again = false;
+  let wanted = 0;
+  let read = 0;
   const readNewer = async (): Promise<void> => {
     const { rows } = await write<RevokedRow>(
       `SELECT kind, id, reason, revoked_at, reinstated_at, expires_at, seq FROM ${schema}.token_revoked WHERE seq > $1 ORDER BY seq`,
@@ -195,19 +196,20 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     book.prune(systemClock.now());
     await write(`UPDATE ${schema}.token_listeners SET seen = $2, heartbeat = now() WHERE owner = $1`, [origin, seen]);
   };
+  // One read at a time; a request made during a read gets another read after it.
   const sync = (): Promise<void> => {
-    if (syncing !== null) {
-      again = true;
-      return syncing;
-    }
-    syncing = (async () => {
-      do {
-        again = false;
-        await readNewer();
-      } while (again);
-    })().finally(() => {
-      syncing = null;
-    });
+    wanted++;
+    syncing ??= (async () => {
+      try {
+        while (read < wanted) {
+          read = wanted;
+          await readNewer();
+        }
+      } finally {
+        // In the same step as the last look at `wanted`, so no request is left waiting on a finished read.
+        syncing = null;
+      }
+    })();
     return syncing;
   };
 

@@ -177,7 +177,7 @@ export function checkedTarget(target: RevocationTarget): { readonly kind: Target
 
 /** Validates a reinstatement target, throwing InvalidInput. */
 export function reinstateKey(target: ReinstateTarget): { readonly kind: "principal" | "tenant" | "role"; readonly id: string } {
-  const t = checkedTarget(target as RevocationTarget);
+  const t = checkedTarget(target);
   if (t.kind !== "principal" && t.kind !== "tenant" && t.kind !== "role") {
     throw new InvalidInput("only a principal, tenant or role can be reinstated; a revoked token, link, session or key stays revoked");
   }

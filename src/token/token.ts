@@ -21,7 +21,6 @@ import {
   type LedgerCharge,
 } from "../kernel/internal.js";
 import {
-  createMint,
   denialError,
   Expired,
   expiresAt,
@@ -125,7 +124,13 @@ export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): To
 
 function compiled(data: BlockData): DatalogCode {
   const json = encodeBlock(data);
-  return compileBlock(json, decodeBlock(json, data.kind === "root" ? 0 : 1)).code;
+  const code = compileBlock(json, decodeBlock(json, data.kind === "root" ? 0 : 1)).code;
+  for (const value of Object.values(code.params)) {
+    if (typeof value === "string" && value.includes('"')) {
+      throw new InvalidInput(`cannot put ${JSON.stringify(value)} in a token: strings in token checks cannot hold a double quote (") since Biscuit prints them unescaped`);
+    }
+  }
+  return code;
 }
 
 function linkBlock(link: LinkSummary): BlockData {
@@ -262,6 +267,8 @@ export interface VerifiedBlock {
 export function readToken(token: string, publicKeys: PublicKeySet): readonly VerifiedBlock[] {
   const keys = publicKeyMap(publicKeys);
   const opened = openToken(token, keys);
+  // Without a quote in any string, Biscuit's printing of a block names exactly one structure, so comparing printings compares structures.
+  if (opened.quotedString) throw new InvalidToken("token holds a string with a double quote (\"), which agentcap tokens never do: Biscuit prints such strings ambiguously");
   const ids = new Set<string>();
   return opened.blocks.map((source, index): VerifiedBlock => {
     const json = blockJsonOf(source, index);

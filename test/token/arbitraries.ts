@@ -5,7 +5,7 @@ import type { Request } from "../../src/kernel/request.ts";
 
 export const NOW = 1_000_000;
 
-const tools = ["a", "b", "c", 'q"uote\\'];
+const tools = ["a", "b", "c", "back\\slash\nnewline"];
 const paths = ["/", "/srv", "/srv/a", "/srv/ab", "/srv/a/b", "/tmp"];
 const origins = ["https://a.com", "http://a.com", "http://10.0.0.1", "http://[::1]"];
 const prefixes = ["/", "/v1", "/v1/", "/v1/x"];
@@ -117,3 +117,15 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
   }).map(strip),
   fc.record({ action: fc.constant("revoke" as const), target: fc.constantFrom(...revocationTargets, "key"), id: fc.constantFrom(...revocationIds, "carol"), tenant }).map(strip),
 ) as fc.Arbitrary<Request>;
+
+/**
+ * How a holder might craft a block that Biscuit's printing shows as a real
+ * narrowing block while Biscuit evaluates something else: the link data in a
+ * string fact whose text runs on into fake checks (the printing of
+ * `agentcap_block("<json>\");\ncheck if tool(\"a")`), the real checks merged
+ * into one string literal, the checks dropped, or the data of a wider link
+ * over the checks of a narrower one.
+ */
+export type Crafting = "data-in-string" | "checks-in-one-string" | "no-checks" | "wider-data";
+
+export const crafting: fc.Arbitrary<Crafting> = fc.constantFrom("data-in-string", "checks-in-one-string", "no-checks", "wider-data");

@@ -101,14 +101,37 @@ describe("bad tokens each get their typed error", () => {
           keys.privateKey,
           7,
           {
-            source: "agentcap_block({b});",
-            params: { b: splitBlockJson(token4) },
+            source: `agentcap_block(hex:${Buffer.from(splitBlockJson(token4), "utf8").toString("hex")});`,
+            params: {},
           },
           [],
         ),
       }),
       InvalidToken,
       /checks are not the ones compiled/,
+    ],
+    [
+      "a block whose only fact is a string printing like the link data followed by a check",
+      () => ({
+        token: appendBlocks(toToken(mint.issue({ id: "dan" })), new Map([[7, keys.publicKey]]), [
+          { source: "agentcap_block({j});", params: { j: `${encodeBlock({ v: 1, kind: "narrow", id: "x-3", grant: { tools: ["a"] } })}");\ncheck if tool("a` } },
+        ]),
+      }),
+      InvalidToken,
+      /double quote/,
+    ],
+    [
+      "a block whose checks are merged into one string, printing like the real ones",
+      () => ({
+        token: appendBlocks(toToken(mint.issue({ id: "dan" })), new Map([[7, keys.publicKey]]), [
+          {
+            source: `agentcap_block(hex:${Buffer.from(encodeBlock({ v: 1, kind: "narrow", id: "x-4", grant: { tools: ["a", "b"] } })).toString("hex")});\ncheck if tool({s});`,
+            params: { s: 'a") or tool("b' },
+          },
+        ]),
+      }),
+      InvalidToken,
+      /double quote/,
     ],
     [
       "an appended block repeating the root's link id",
@@ -176,3 +199,18 @@ function splitBlockJson(token: string): string {
   const root = cap.lineage[0] as (typeof cap.lineage)[number];
   return JSON.stringify({ grant: root.grant, id: root.id, keyId: 7, kind: "root", mint: cap.mint, store: store.id, v: 1 });
 }
+
+describe("strings that would print ambiguously", () => {
+  it("toToken and attenuate refuse a string holding a double quote, naming it", () => {
+    expect(() => toToken(narrow(mint.issue({ id: "erin" }), { tools: ['say "hi"'] }))).toThrow(/double quote/);
+    expect(() => attenuate(toToken(mint.issue({ id: "erin" })), { fs: [{ path: '/srv/"x"', ops: ["read"] }] }, { publicKeys })).toThrow(/double quote/);
+  });
+
+  it("a string scope value travels as bytes, so it needs no quote in the printing", () => {
+    const dbMint = createTokenMint({ store, issuer: "test", signingKey: keys.privateKey, keyId: 7, clock, policy: () => ({ db: [{ model: "C", ops: ["read"] }] }) });
+    const cap = narrow(dbMint.issue({ id: "erin" }), { db: [{ model: "C", ops: ["read"], scope: { t: "42" } }] });
+    const verified = verify(toToken(cap), { publicKeys, store, clock });
+    expect(check(verified, { action: "db.read", model: "C", fields: [], scope: { t: "42" } }).allowed).toBe(true);
+    expect(check(verified, { action: "db.read", model: "C", fields: [], scope: { t: 42 } }).allowed).toBe(false);
+  });
+});

@@ -5,10 +5,12 @@ import { createManualClock } from "../../src/kernel/clock.ts";
 import type { Decision } from "../../src/kernel/decision.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
 import { biscuitDecision, type TokenDecision } from "../../src/token/authorizer.ts";
-import { generateKeyPair } from "../../src/token/biscuit.ts";
+import { appendBlocks, generateKeyPair, renderBlock, type DatalogCode } from "../../src/token/biscuit.ts";
+import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block.ts";
+import { InvalidToken } from "../../src/kernel/errors.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
-import { attenuate, createTokenMint, toToken, verify } from "../../src/token/token.ts";
-import { grant, link, NOW, request, type Link } from "./arbitraries.ts";
+import { attenuate, createTokenMint, readToken, toToken, verify } from "../../src/token/token.ts";
+import { crafting, grant, link, NOW, request, type Crafting, type Link } from "./arbitraries.ts";
 
 const keys = generateKeyPair();
 const publicKeys = { 7: keys.publicKey };
@@ -77,4 +79,74 @@ describe("a token decides exactly as the capability it came from", () => {
       { numRuns: 40 },
     );
   });
+
+  it("a crafted block that prints like a narrowing block is refused, or decides as the kernel does (generated)", () => {
+    fc.assert(
+      fc.property(grant, grant, crafting, fc.array(request, { minLength: 1, maxLength: 6 }), (rootGrant, narrowGrant, how, requests) => {
+        clock.set(0);
+        const token = toToken(chain(rootGrant, []));
+        clock.set(NOW);
+        const code = craftedBlock(narrowGrant, how);
+        let crafted: string;
+        try {
+          crafted = appendBlocks(token, new Map([[7, keys.publicKey]]), [code]);
+        } catch {
+          // Biscuit refused to build it (its source did not parse): nothing to verify.
+          return;
+        }
+        let accepted = true;
+        try {
+          readToken(crafted, publicKeys);
+        } catch (e) {
+          expect(e).toBeInstanceOf(InvalidToken);
+          accepted = false;
+        }
+        if (how !== "checks-in-one-string" || renderBlock(code) !== renderBlock(genuine(narrowGrant))) expect(accepted).toBe(false);
+        if (!accepted) return;
+        const verifierClock = createManualClock(0);
+        const verified = verify(crafted, { publicKeys, store, clock: verifierClock });
+        verifierClock.set(NOW);
+        for (const r of requests) expect(kernelTerms(check(verified, r)), JSON.stringify(r)).toEqual(biscuitDecision(crafted, { publicKeys, clock }, r));
+      }),
+      { numRuns: 80 },
+    );
+  });
 });
+
+let craftedIds = 0;
+
+/** The block a holder would append for `g`. */
+function genuine(g: Grant, id = `crafted-${craftedIds}`): DatalogCode {
+  const data: BlockData = { v: 1, kind: "narrow", id, grant: g };
+  const json = encodeBlock(data);
+  return compileBlock(json, data).code;
+}
+
+/** A block crafted as `how` says, over the data of a narrowing to `g`. */
+function craftedBlock(g: Grant, how: Crafting): DatalogCode {
+  const id = `crafted-${++craftedIds}`;
+  const real = genuine(g, id);
+  const printed = renderBlock(real);
+  const [fact = "", ...checks] = printed.trimEnd().split("\n");
+  switch (how) {
+    case "data-in-string": {
+      const json = encodeBlock({ v: 1, kind: "narrow", id, grant: g });
+      const rest = checks.join("\n");
+      // The string runs from the fact's data through the checks' text, so the printing shows a fact and checks.
+      return { source: "agentcap_block({j});", params: { j: rest === "" ? json : `${json}");\n${rest.slice(0, -3)}` } };
+    }
+    case "checks-in-one-string": {
+      const text = checks.join("\n");
+      const first = text.indexOf('"');
+      const last = text.lastIndexOf('"');
+      if (first < 0 || first === last) return { source: fact, params: {} };
+      return { source: `${fact}\n${text.slice(0, first)}{s}${text.slice(last + 1)}`, params: { s: text.slice(first + 1, last) } };
+    }
+    case "no-checks":
+      return { source: fact, params: {} };
+    case "wider-data": {
+      const wider = encodeBlock({ v: 1, kind: "narrow", id, grant: { ...g, tools: [...(g.tools ?? []), "a", "b", "c"] } });
+      return { source: [`agentcap_block(hex:${Buffer.from(wider, "utf8").toString("hex")});`, ...checks].join("\n"), params: {} };
+    }
+  }
+}
