@@ -47,7 +47,7 @@ const eventSchema = z.strictObject({
   id: name,
   at: count.max(Number.MAX_SAFE_INTEGER),
   durationMs: z.number().nonnegative(),
-  kind: z.enum(["tool", "resource"]),
+  kind: z.enum(["tool", "resource", "revocation"]),
   tool: name.nullable(),
   toolCode: z.enum(["sandboxed", "trusted"]).optional(),
   request: z.looseObject({ action: z.string() }),
@@ -65,7 +65,13 @@ const eventSchema = z.strictObject({
     }),
   ]),
   outcome: z.discriminatedUnion("ok", [
-    z.strictObject({ ok: z.literal(true), resultBytes: count.nullable() }),
+    z.strictObject({
+      ok: z.literal(true),
+      resultBytes: count.nullable(),
+      // A revocation's outcome: why, and what it reached in the revoking process.
+      reason: z.string().max(1000).optional(),
+      reached: z.strictObject({ capabilities: count, tokens: count, sessions: count }).optional(),
+    }),
     z.strictObject({ ok: z.literal(false), errorCode: name, message: z.string() }),
   ]),
   subject: z.looseObject({
@@ -187,6 +193,11 @@ function resourceOf(request: unknown): string | null {
     case "exec": {
       const argv = at(request, "argv");
       return Array.isArray(argv) ? str(argv[0]) : null;
+    }
+    case "revoke": {
+      const target = str(at(request, "target"));
+      const id = str(at(request, "id"));
+      return target === null || id === null ? null : `${target}:${id}`;
     }
     default:
       return null;

@@ -38,7 +38,14 @@ function cell(text: string): string {
 
 function decision(event: AuditEvent): string {
   const d = event.decision;
-  return d.allowed ? "allowed" : `DENIED ${d.code} at link ${d.link}`;
+  if (!d.allowed) return `DENIED ${d.code} at link ${d.link}`;
+  const o = event.outcome;
+  // A revocation says what it reached in the revoking process, and why.
+  if (event.kind === "revocation" && o.ok && o.reached !== undefined) {
+    const { capabilities, tokens, sessions } = o.reached;
+    return `revoked (${capabilities} cap, ${tokens} token, ${sessions} session): ${o.reason ?? ""}`;
+  }
+  return "allowed";
 }
 
 /**

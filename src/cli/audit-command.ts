@@ -80,6 +80,7 @@ interface QueryOptions extends StoreOptions {
   readonly resourcePrefix?: string;
   readonly denied?: boolean;
   readonly allowed?: boolean;
+  readonly revoked?: boolean;
   readonly since?: number;
   readonly until?: number;
   readonly tenant?: string;
@@ -95,6 +96,7 @@ interface QueryOptions extends StoreOptions {
 /** The typed query the options describe; the store validates it further. */
 function queryOf(o: QueryOptions): AuditQuery {
   if (o.denied === true && o.allowed === true) throw new InvalidInput("choose one of --denied and --allowed");
+  if (o.revoked === true && o.action !== undefined && o.action !== "revoke") throw new InvalidInput("--revoked lists revocations (action revoke); it cannot be combined with another --action");
   const pick = <K extends keyof AuditQuery>(key: K, value: AuditQuery[K] | undefined) => (value === undefined ? {} : { [key]: value });
   return {
     ...pick("principal", o.principal),
@@ -102,7 +104,7 @@ function queryOf(o: QueryOptions): AuditQuery {
     ...pick("descendantsOf", o.descendantsOf),
     ...pick("capabilityHash", o.capabilityHash),
     ...pick("tool", o.tool),
-    ...pick("action", o.action),
+    ...pick("action", o.revoked === true ? "revoke" : o.action),
     ...pick("resourcePrefix", o.resourcePrefix),
     ...pick("decision", o.denied === true ? "denied" : o.allowed === true ? "allowed" : undefined),
     ...pick("since", o.since),
@@ -143,6 +145,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .addOption(new Option("--action <action>", "events of this action").choices(AUDIT_ACTIONS))
     .option("--resource-prefix <prefix>", "events whose path, URL (origin and path), db:<model> or program starts with this")
     .option("--denied", "denied events only")
+    .option("--revoked", "revocations only: who revoked what (the resource is <kind>:<id>), why, and what it reached")
     .option("--allowed", "allowed events only")
     .option("--since <time>", "events that began at or after this time: ISO date or time, 24h, 7d, today, yesterday, or epoch ms", time)
     .option("--until <time>", "events that began before this time (same forms as --since)", time)

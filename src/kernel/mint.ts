@@ -91,7 +91,7 @@ export function createKeyedMint<In>(options: MintOptions<In>, keyId: number | nu
       guard.list.refresh?.();
       const refusal = guard.list.mintRefusal(p, keyId);
       if (refusal !== null) {
-        throw new Revoked(`the mint refuses principal ${p.id}: ${refusal}`, {
+        throw new Revoked(`the mint refuses principal ${p.id}: ${refusal}; nothing is minted for it until the application reinstates it`, {
           capabilityId: "",
           link: 0,
           linkId: "",

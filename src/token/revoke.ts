@@ -13,8 +13,13 @@ export function revokeRequest(kind: TargetKind, id: string): { readonly action: 
   return { action: "revoke", target: kind, id };
 }
 
-/** What a store does to record one revocation durably; resolves once committed. */
-export type CommitRevocation = (entry: RevocationEntry) => Promise<void>;
+/**
+ * What a store does to record one revocation durably: returns once
+ * committed, or a promise that resolves then. A store that commits
+ * synchronously (SQLite) returns nothing, so the revocation holds in this
+ * process before `revoke` returns to its caller, as a caretaker's would.
+ */
+export type CommitRevocation = (entry: RevocationEntry) => Promise<void> | undefined;
 
 /** Reads the own options given to `revoke`, so a polluted prototype supplies nothing. */
 function own<K extends keyof RevokeOptions>(options: RevokeOptions | undefined, key: K): RevokeOptions[K] | undefined {
@@ -42,11 +47,12 @@ export async function performRevocation(
       await audit?.write(revocationEvent(by, request, reason, started, decision, null));
       throw denialError(decision);
     }
-  } else if (audit !== null) {
+  } else if (by === undefined && audit !== null) {
     throw new InvalidInput("this token store records revocations in the audit log, so revoke needs { by }: the capability (with a revoke grant) of whoever revokes");
   }
   const entry: RevocationEntry = { kind, id, reason, revokedAt: started, reinstatedAt: null, expiresAt };
-  await commit(entry);
+  const committing = commit(entry);
+  if (committing !== undefined) await committing;
   // Applied here only once committed: a revocation that failed to store must not look done while other processes keep allowing.
   const reached = book.reach(() => {
     book.add(entry);

@@ -155,7 +155,7 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
           upsertRevoked.run(entry.kind, entry.id, entry.reason, entry.revokedAt, entry.expiresAt);
         }).immediate();
         book.prune(now);
-        return Promise.resolve();
+        return undefined;
       }),
     // Async so that a bad target rejects rather than throwing at the call.
     // eslint-disable-next-line @typescript-eslint/require-await
