@@ -144,14 +144,15 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   const channel = `${schema}_token_events`;
   const origin = randomUUID();
   const { Client } = requireOptional("pg", "the Postgres token store") as typeof pg;
-  const connect = async (): Promise<pg.Client> => {
-    const client = new Client({ connectionString: options.connectionString });
+  // Named, so an operator (or a test) can tell the notification connection in pg_stat_activity.
+  const connect = async (role = "store"): Promise<pg.Client> => {
+    const client = new Client({ connectionString: options.connectionString, application_name: `agentcap-tokens-${role}:${schema}` });
     await client.connect();
     return client;
   };
   const writer = await connect();
   const leaser = await connect();
-  let listener: pg.Client | null = await connect();
+  let listener: pg.Client | null = await connect("listener");
 
   const book = new RevocationBook();
   const audit = options.audit ?? null;
@@ -259,7 +260,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
         (async () => {
           await sync();
           if (listener !== null || closed) return;
-          const fresh = await connect().catch(() => null);
+          const fresh = await connect("listener").catch(() => null);
           if (fresh === null) return;
           try {
             await listen(fresh);

@@ -205,10 +205,50 @@ describePostgres("Postgres token store", () => {
       await writer.close();
       expect(check(other, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
       expect(authorize(cap, call).allowed).toBe(true);
+      // Not JSON, null, an array, an inherited key and an over-long payload: ignored, and counted.
+      expect(store.stats().notifications.ignored).toBe(5);
+      expect(store.stats().notifications.received).toBeGreaterThanOrEqual(forged.length + 1);
     } finally {
       await admin.end();
       await store.close();
     }
+  });
+
+  it("a dropped notification connection falls back to polling, so a revocation is not missed, then listens again", async () => {
+    const verifier = await open({ pollIntervalMs: 20 });
+    const revoker = await open();
+    const token = toToken(narrow(mint.issue({ id: "jill" }), { tools: ["a"] }));
+    const cap = verify(token, { publicKeys, store: verifier });
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      // Every listener of this schema loses its connection; the stores keep serving from memory and poll.
+      await admin.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [`agentcap-tokens-listener:${schema}`]);
+      await until(() => verifier.stats().polling);
+      expect(verifier.stats().polling).toBe(true);
+      expect(check(cap, call).allowed).toBe(true);
+      await revokeToken(token, { publicKeys, store: revoker, reason: "while deaf" });
+      // revoke waited for every live store to read it, the polling one included.
+      expect(check(cap, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+      await until(() => !verifier.stats().polling);
+      expect(verifier.stats().polling).toBe(false);
+      const next = verify(toToken(narrow(mint.issue({ id: "jill" }), { tools: ["a"] })), { publicKeys, store: verifier });
+      await revoker.revoke({ capabilityId: next.id }, { reason: "heard again" });
+      expect(check(next, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+    } finally {
+      await admin.end();
+      await verifier.close();
+      await revoker.close();
+    }
+  }, 30_000);
+
+  it("reports its size: revocations and usage keys", async () => {
+    const store = await open();
+    const before = store.stats().revocations;
+    await store.revoke({ principal: `size-${randomBytes(4).toString("hex")}` }, { reason: "size" });
+    expect(store.stats().revocations).toBe(before + 1);
+    expect(store.stats().polling).toBe(false);
+    await store.close();
   });
 
   it("refuses an over-long reason before storing anything, and stays unrevoked everywhere", async () => {
