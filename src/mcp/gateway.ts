@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type Database from "better-sqlite3";
 import { openAuditStore, type AuditStore } from "../audit/index.js";
-import { InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
+import { expiresAt, InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined, requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
 import { createFileSystem } from "../resources/fs/index.js";
@@ -30,8 +30,9 @@ import {
   generateKeyPair,
   openPostgresTokenStore,
   openSqliteTokenStore,
-  revokeToken,
   toToken,
+  type RevocationReport,
+  type RevocationTarget,
   type TokenMint,
   type TokenStore,
   type Verifier,
@@ -58,8 +59,17 @@ export interface Gateway {
    * not refused for want of a lease. Rejects with InvalidToken, Revoked or Expired.
    */
   authenticate(token: string, options?: { readonly fresh?: boolean }): Promise<Capability>;
-  /** Revokes `token`'s last block (and so everything derived from it) in the shared store, after checking its signature. */
-  revoke(token: string, reason?: string): Promise<void>;
+  /**
+   * A revocation asked for by the holder of `token` (verified first): with no
+   * target, the token itself (and everything derived from it), which any
+   * holder may give up; with a target (a principal, session, tenant, role,
+   * capability, token block or key id), only if the token's capability has a
+   * revoke grant for it (CapabilityDenied otherwise). Recorded in the audit
+   * log either way.
+   */
+  revoke(token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }): Promise<RevocationReport>;
+  /** Checks a token's signature, store, revocation and expiry, as `authenticate` does for a new session; throws InvalidToken, Revoked or Expired. */
+  inspect(token: string): void;
   /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
   issueToken(principal: string): string;
   /** Closes upstream connections, then the stores. */
@@ -100,13 +110,15 @@ function readKeys(config: GatewayConfig["keys"]): KeyFile | null {
   return { keyId: k.keyId, privateKey: k.privateKey };
 }
 
-async function openTokenStore(s: StoreConfig): Promise<TokenStore> {
-  if (s.kind === "postgres") return openPostgresTokenStore({ connectionString: s.url, ...defined({ schema: s.schema }) });
+/** The gateway's token store, recording every revocation in `audit`. */
+export async function openTokenStore(s: StoreConfig, audit: AuditSink): Promise<TokenStore> {
+  if (s.kind === "postgres") return openPostgresTokenStore({ connectionString: s.url, audit, ...defined({ schema: s.schema }) });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
-  return openSqliteTokenStore(s.path);
+  return openSqliteTokenStore(s.path, { audit });
 }
 
-async function openAudit(s: AuditConfig): Promise<AuditStore> {
+/** The gateway's audit store. */
+export async function openAudit(s: AuditConfig): Promise<AuditStore> {
   if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }) });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
   return openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }) });
@@ -153,15 +165,15 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
   };
   try {
     const keys = readKeys(config.keys);
-    const tokenStore = await openTokenStore(config.tokenStore);
+    const audit = await openAudit(config.audit);
+    cleanup.push(() => audit.close());
+    const tokenStore = await openTokenStore(config.tokenStore, audit);
     cleanup.push(() => tokenStore.close());
     const mint: TokenMint<unknown> | null =
       keys === null
         ? null
         : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store: tokenStore });
     const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
-    const audit = await openAudit(config.audit);
-    cleanup.push(() => audit.close());
     const builtin = builtinTools(config.tools, audit, options.resolver);
     cleanup.push(builtin.close);
     const guard = options.guard ?? guardUpstream;
@@ -187,9 +199,15 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         inspectVerified(token, verifyOptions);
         return verifier.verifyShared(token);
       },
-      revoke: async (token: string, reason?: string) => {
+      revoke: async (token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }) => {
         inspectVerified(token, verifyOptions);
-        await revokeToken(token, { publicKeys, store: tokenStore, ...defined({ reason }) });
+        const by = verifier.verify(token);
+        const reason = request?.reason ?? "revoked by its holder through the gateway";
+        if (request?.target === undefined) return tokenStore.revoke({ capabilityId: by.id }, { reason, by, expiresAt: expiresAt(by) });
+        return tokenStore.revoke(request.target, { reason, by });
+      },
+      inspect: (token: string) => {
+        inspectVerified(token, verifyOptions);
       },
       issueToken: (principal: string) => {
         if (mint === null) throw new InvalidInput("this gateway has no signing key (keys.file); it can verify tokens but not mint them");

@@ -12,7 +12,9 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { AgentcapError, type Capability } from "../kernel/index.js";
+import { AgentcapError, denialError, InvalidInput, isDenial, revocable, type Capability } from "../kernel/index.js";
+import { deadDenial } from "../kernel/internal.js";
+import type { RevocationTarget } from "../token/index.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
 import { requestSources, type RequestSources } from "./http-hosts.js";
@@ -22,7 +24,13 @@ import { tokenRefusal } from "./token-refusal.js";
 
 /** The path MCP clients connect to. */
 export const MCP_PATH = "/mcp";
-/** Where a holder can revoke its own token (POST, with the token as bearer): giving up authority needs no other right. */
+/**
+ * Where revocations are asked for (POST, with a token as bearer). With no
+ * body, the bearer token itself: giving up authority needs no other right.
+ * With a JSON body `{ "target": { "principal": "alice" }, "reason": "…" }`
+ * (or a session, tenant, role, capabilityId, revocationId or keyId target),
+ * only if the bearer's capability has a revoke grant for that target.
+ */
 export const REVOKE_PATH = "/revoke";
 const METADATA_PATH = "/.well-known/oauth-protected-resource";
 
@@ -42,8 +50,10 @@ export interface HttpGatewayOptions {
 
 interface Session {
   readonly token: string;
+  /** The token's capability under this session's caretaker link (labelled with the session id), so `{ session }` revokes it. */
   readonly capability: Capability;
   readonly transport: StreamableHTTPServerTransport;
+  readonly unwatch: () => void;
 }
 
 function bearer(req: IncomingMessage): string | null {
@@ -59,6 +69,17 @@ function quoted(text: string): string {
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
+}
+
+/** The revocation a /revoke body asks for: none (the bearer token itself), a target and reason, or what is wrong with it. */
+function revokeBody(value: unknown): { readonly target?: RevocationTarget; readonly reason?: string } | string {
+  if (value === undefined) return {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return 'the body must be a JSON object such as { "target": { "principal": "alice" }, "reason": "left" }';
+  const v = value as Record<string, unknown>;
+  for (const key of Object.keys(v)) if (key !== "target" && key !== "reason") return `unknown field ${JSON.stringify(key)}; a revocation has a target and a reason`;
+  if (v.reason !== undefined && typeof v.reason !== "string") return "reason must be a string";
+  if (v.target !== undefined && (typeof v.target !== "object" || v.target === null)) return "target must be an object naming one of principal, session, tenant, role, capabilityId, revocationId, keyId";
+  return { ...(v.target === undefined ? {} : { target: v.target as RevocationTarget }), ...(v.reason === undefined ? {} : { reason: v.reason }) };
 }
 
 /**
@@ -136,11 +157,30 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const sessionId = req.headers["mcp-session-id"];
     if (typeof sessionId === "string") {
       const session = sessions.get(sessionId);
-      if (session === undefined) { send(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "session not found; initialize a new one" }, id: null }); return; }
+      if (session === undefined) {
+        // A session closed because its token or principal was revoked answers its client with 401, as any refused token is.
+        const token = bearer(req);
+        try {
+          if (token !== null && token !== "") gateway.inspect(token);
+        } catch (e) {
+          if (!(e instanceof AgentcapError)) throw e;
+          challenge(req, res, e);
+          return;
+        }
+        send(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "session not found; initialize a new one" }, id: null });
+        return;
+      }
       const auth = await authenticate(req, res, false);
       if (auth === null) return;
       if (auth.token !== session.token) {
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
+      }
+      // A session whose token, principal or session was revoked (here or in another process), or whose token expired, is over.
+      const dead = deadDenial(session.capability);
+      if (dead !== null && (dead.code === "ERR_REVOKED" || dead.code === "ERR_EXPIRED")) {
+        await endSession(sessionId);
+        challenge(req, res, denialError(dead));
+        return;
       }
       const parsed = await body(req, res);
       if (parsed === null) return;
@@ -150,32 +190,73 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     if (auth === null) return;
     const parsed = await body(req, res);
     if (parsed === null) return;
+    // The id is chosen before the session exists, so its capability can carry it: a caretaker link labelled with the session.
+    const id = randomUUID();
+    const capability = revocable(auth.capability, { labels: { session: id } }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
-      onsessioninitialized: (id) => {
-        sessions.set(id, { ...auth, transport });
+      sessionIdGenerator: () => id,
+      onsessioninitialized: () => {
+        // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
+        const unwatch = gateway.tokenStore.watchSession(capability, (reason) => {
+          log(`session ${id} closed: ${reason}`);
+          void endSession(id);
+        });
+        sessions.set(id, { token: auth.token, capability, transport, unwatch });
       },
     });
     transport.onclose = () => {
+      const s = transport.sessionId === undefined ? undefined : sessions.get(transport.sessionId);
+      s?.unwatch();
       if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
     };
-    const server = sessionServer(gateway, auth.capability);
+    const server = sessionServer(gateway, capability);
     await server.connect(transport);
     await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
     if (transport.sessionId === undefined) await server.close();
   };
 
+  /** Closes a session whose authority is gone; a closed session's id is unknown from then on. */
+  const endSession = async (id: string): Promise<void> => {
+    const s = sessions.get(id);
+    if (s === undefined) return;
+    s.unwatch();
+    sessions.delete(id);
+    await s.transport.close();
+  };
+
   const handleRevoke = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const token = bearer(req);
     if (token === null) { challenge(req, res, null); return; }
+    // No body at all asks to revoke the bearer token itself.
+    const length = req.headers["content-length"];
+    const hasBody = req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+    const parsed = hasBody ? await body(req, res) : undefined;
+    if (parsed === null) return;
+    const asked = revokeBody(parsed?.value);
+    if (typeof asked === "string") { send(res, 400, { error: asked }); return; }
     try {
-      await gateway.revoke(token, "revoked by its holder through the gateway");
+      inspectToken(token);
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
       challenge(req, res, e); return;
     }
-    send(res, 200, { revoked: true });
+    try {
+      const report = await gateway.revoke(token, asked);
+      send(res, 200, { revoked: true, kind: report.kind, id: report.id, reached: report.reached });
+    } catch (e) {
+      if (!(e instanceof AgentcapError)) throw e;
+      log(`revocation refused for ${req.socket.remoteAddress ?? "?"}: ${e.code}: ${e.message}`);
+      // The holder learns only that its capability does not reach this revocation, or what was wrong with the request.
+      if (isDenial(e)) send(res, 403, { error: "forbidden", code: e.code, message: "this token's capability does not grant this revocation" });
+      else if (e instanceof InvalidInput) send(res, 400, { error: "invalid_request", code: e.code, message: e.message });
+      else throw e;
+    }
+  };
+
+  /** Refuses a bad bearer token before the body's request is looked at (401, as for /mcp). */
+  const inspectToken = (token: string): void => {
+    gateway.inspect(token);
   };
 
   const refuse = (req: IncomingMessage, res: ServerResponse, what: "Host" | "Origin", value: string | undefined): void => {
@@ -229,7 +310,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   return {
     url: `${origin}${MCP_PATH}`,
     close: async () => {
-      await Promise.all([...sessions.values()].map((s) => s.transport.close()));
+      await Promise.all([...sessions.keys()].map(endSession));
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => { resolve(); }));
     },

@@ -29,12 +29,15 @@ export function configuredPolicy(policy: GatewayConfig["policy"]): MintPolicy {
     if (declared === undefined) return null;
     const grants: Grant[] = [...declared.roles.flatMap((r) => (Object.hasOwn(policy.roles, r) ? [policy.roles[r] as Grant] : [])), ...(declared.grant === undefined ? [] : [declared.grant])];
     const tenants = declared.tenants;
+    const revoke = grants.flatMap((g) => g.revoke ?? []);
     return {
       tools: [...new Set(grants.flatMap((g) => g.tools ?? []))],
       fs: grants.flatMap((g) => g.fs ?? []),
       http: grants.flatMap((g) => g.http ?? []),
       exec: grants.flatMap((g) => g.exec ?? []),
       db: grants.flatMap((g) => g.db ?? []).flatMap((rule) => forTenants(rule, tenants)),
+      // Only an administrator's roles grant revocations; everyone else's root says nothing of them.
+      ...(revoke.length === 0 ? {} : { revoke }),
       ...(tenants.length === 0 ? {} : { tenants }),
     };
   };

@@ -10,7 +10,19 @@ export { generateKeyPair } from "./biscuit.js";
 export type { KeyPairText } from "./biscuit.js";
 export type { BlockData } from "./block.js";
 export type { PublicKeySet } from "./keys.js";
-export type { RevocationTarget, TokenStore } from "./store.js";
+export type {
+  ReinstateTarget,
+  RevocationEntry,
+  RevocationReach,
+  RevocationReport,
+  RevocationTarget,
+  RevokeOptions,
+  TargetKind,
+  TokenStore,
+  TokenStoreStats,
+} from "./store.js";
+export { TARGET_KINDS } from "./store.js";
 export { openSqliteTokenStore } from "./sqlite-store.js";
+export type { SqliteStoreOptions } from "./sqlite-store.js";
 export { openPostgresTokenStore } from "./postgres-store.js";
 export type { PostgresStoreOptions } from "./postgres-store.js";

@@ -161,8 +161,8 @@ function carry(cap: Capability, index: number, link: LinkSummary, prefix: Prefix
   const limits = limitsOfConditions(link.grant ?? link.conditions, prefix.revocationIds[index] ?? "");
   if (limits !== null) {
     const refused = moveToLedger(cap, index, { ledger: prefix.store, key: limits.key });
+    // No lease is taken here: making a token is no sign that this process will spend it (a shared store leases on the first charge).
     if (refused !== null) throw new InvalidInput(`cannot make a token of this capability: ${refused}`);
-    void prefix.store.prepare?.([limits]).catch(() => undefined);
   }
   if (link.revocable && !mirrored.has(link)) {
     mirrored.add(link);
@@ -433,5 +433,7 @@ export async function revokeToken(
     const e = d.kind === "root" || d.kind === "narrow" ? d.grant.expiresAt : d.kind === "restrict" ? d.conditions.expiresAt : undefined;
     if (e !== undefined && (until === null || e < until)) until = e;
   }
-  return options.store.revoke({ revocationId: leaf.revocationId }, { ...defined({ reason: options.reason, by: options.by }), expiresAt: until });
+  // Its own holder gives up the token's last link (the same refusal as its block's): that needs no revoke grant.
+  const target = options.by !== undefined && options.by.id === leaf.data.id ? { capabilityId: leaf.data.id } : { revocationId: leaf.revocationId };
+  return options.store.revoke(target, { ...defined({ reason: options.reason, by: options.by }), expiresAt: until });
 }

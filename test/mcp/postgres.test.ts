@@ -67,24 +67,17 @@ describePostgres("two gateway processes sharing Postgres", () => {
     const a = await httpClient(urlA, token);
     const b = await httpClient(urlB, token);
     try {
-      const call = (c: typeof a) => c.client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }).then(textOf);
+      // A refused session answers its client's next request with 401, which the client reports as an error.
+      const call = (c: typeof a) =>
+        c.client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }).then(textOf, (e: unknown) => (e instanceof Error ? e.message : String(e)));
       expect(await call(a)).toContain("hello from the workspace");
       expect(await call(b)).toContain("hello from the workspace");
 
       const res = await fetch(`${new URL(urlA).origin}/revoke`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
       expect(res.status).toBe(200);
-      const revokedAt = performance.now();
-      expect(await call(a)).toMatch(/^ERR_REVOKED/);
-
-      let text = "";
-      const deadline = Date.now() + 15_000;
-      while (Date.now() < deadline) {
-        text = await call(b);
-        if (text.startsWith("ERR_REVOKED")) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      expect(text).toMatch(/^ERR_REVOKED/);
-      console.log(`revocation through gateway A seen by gateway B after ${(performance.now() - revokedAt).toFixed(0)} ms`);
+      // revoke returned once every live store of the schema (gateway B's too) had read the revocation.
+      expect(await call(a)).toMatch(/ERR_REVOKED: the token has been revoked/);
+      expect(await call(b)).toMatch(/ERR_REVOKED: the token has been revoked/);
     } finally {
       await a.client.close();
       await b.client.close();

@@ -40,8 +40,9 @@ export function makeFixture(overrides: Record<string, unknown> = {}): Fixture {
       roles: {
         reader: { tools: ["read_file", "list_files"], fs: [{ path: path.join(workspace, "public"), ops: ["read", "list"] }] },
         lister: { tools: ["list_files"], fs: [{ path: path.join(workspace, "public"), ops: ["list"] }] },
+        admin: { revoke: [{ target: "principal" }, { target: "session" }] },
       },
-      principals: { alice: { roles: ["reader"] }, bob: { roles: ["lister"] } },
+      principals: { alice: { roles: ["reader"] }, bob: { roles: ["lister"] }, carol: { roles: ["reader"] }, admin: { roles: ["admin"] } },
     },
     tools: { files: { root: "workspace" } },
     ...overrides,

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { authorize, check, narrow, revocable, type Capability } from "../../src/kernel/capability.ts";
+import { authorize, check, narrow, revocable } from "../../src/kernel/capability.ts";
 import { BudgetExhausted, InvalidInput, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
@@ -59,7 +59,7 @@ describe("revived through a token", () => {
     const save = defineTool(
       { name: "save", description: "keeps a token of its own capability", input: z.object({}), needs: () => [{ action: "tool.call", tool: "a" }] },
       (_input, cap) => {
-        saved = toToken(cap as Capability);
+        saved = toToken(cap);
         return "ok";
       },
     );

@@ -125,7 +125,9 @@ describe("revoking by who", () => {
     const other = openSqliteTokenStore(file, { watchIntervalMs: 5 });
     const cap = verify(toToken(mint.issue({ id: "lee" })), { publicKeys, store: other });
     const { signal, dispose } = revocationSignal(cap);
-    const aborted = new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+    const aborted = new Promise((resolve) => {
+      signal.addEventListener("abort", resolve, { once: true });
+    });
     await store.revoke({ principal: "lee" }, { reason: "gone" });
     await aborted;
     expect(signal.reason).toBeInstanceOf(Revoked);
@@ -138,8 +140,12 @@ describe("revoking by who", () => {
     const { store, mint } = setup("sessions");
     const a = mint.issue({ id: "max" });
     const closed: string[] = [];
-    store.watchSession(a, (reason) => closed.push(reason));
-    store.watchSession(mint.issue({ id: "ned" }), (reason) => closed.push(`ned: ${reason}`));
+    store.watchSession(a, (reason) => {
+      closed.push(reason);
+    });
+    store.watchSession(mint.issue({ id: "ned" }), (reason) => {
+      closed.push(`ned: ${reason}`);
+    });
     const report = await store.revoke({ principal: "max" }, { reason: "fired" });
     expect(report.reached.sessions).toBe(1);
     expect(closed).toEqual([expect.stringMatching(/fired/)]);
