@@ -26,14 +26,14 @@ const request = { action: "tool.call", tool: "a" } as const;
 const lastAllowed = caps.map(() => 0n);
 const refused = caps.map(() => false);
 let left = caps.length;
-let stopped = false;
+const state = { stopped: false };
 createInterface({ input: process.stdin }).on("line", (line) => {
-  if (line === "stop") stopped = true;
+  if (line === "stop") state.stopped = true;
 });
 console.log("ready");
 
 const BATCH = 20;
-while (left > 0 && !stopped) {
+while (left > 0 && !state.stopped) {
   for (let n = 0; n < BATCH; n++) {
     for (let i = 0; i < caps.length; i++) {
       if (refused[i] === true) continue;

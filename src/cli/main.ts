@@ -6,6 +6,7 @@
 import { Command } from "commander";
 import { AgentcapError } from "../kernel/index.js";
 import { registerAuditCommand } from "./audit-command.js";
+import { registerRevokeCommand } from "./revoke-command.js";
 import { registerServeCommand } from "./serve-command.js";
 import { registerTokenCommand } from "./token-command.js";
 
@@ -15,6 +16,7 @@ export function createProgram(): Command {
   registerTokenCommand(program);
   registerAuditCommand(program);
   registerServeCommand(program);
+  registerRevokeCommand(program);
   return program;
 }
 

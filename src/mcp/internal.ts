@@ -1,0 +1,2 @@
+/** What agentcap's own higher layers (the command line) use of the gateway beyond its entry: its stores, opened as the gateway opens them. */
+export { openAudit, openTokenStore } from "./gateway.js";
