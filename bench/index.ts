@@ -5,6 +5,7 @@ import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
 import { runMcpBench } from "./mcp.ts";
 import { runPackageBench } from "./package.ts";
+import { runRevocationBench } from "./revocation.ts";
 import { runSandboxBench } from "./sandbox.ts";
 import { runSqlBench } from "./sql.ts";
 import { runTokenBench } from "./token.ts";
@@ -20,6 +21,7 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   exec: runExecBench,
   tools: runToolsBench,
   token: runTokenBench,
+  revocation: runRevocationBench,
   audit: runAuditBench,
   sandbox: runSandboxBench,
   mcp: runMcpBench,
