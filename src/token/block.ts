@@ -17,7 +17,7 @@ import { z } from "zod";
 import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.js";
 import { canonicalJson } from "../kernel/internal.js";
 import { compileLinkChecks, type CheckKind } from "./compile.js";
-import type { DatalogCode } from "./biscuit.js";
+import { renderBlock, type DatalogCode } from "./biscuit.js";
 
 /** One link of a token, as its block carries it; `v` is the layout version, and a verifier refuses any other. */
 export type BlockData =
@@ -145,6 +145,30 @@ export function compileBlock(json: string, data: BlockData): CompiledBlock {
     checks = compileLinkChecks(null, data.conditions, params, lines);
   }
   return { code: { source: lines.join("\n"), params }, checks };
+}
+
+const CHECK_TEXTS = 4096;
+/** Printed checks by the link content they were compiled from (a pure function of it), so a grant seen before is not printed again. */
+const checkTexts = new Map<string, string>();
+
+/**
+ * The block compiled from `data`, as Biscuit prints a block of a token: the
+ * fact (written here, since it holds only hex) and the printed checks, which
+ * depend only on the link's grant or conditions and are remembered by them.
+ */
+export function printedBlock(json: string, data: BlockData): string {
+  const fact = `${FACT_PREFIX}${Buffer.from(json, "utf8").toString("hex")}${FACT_SUFFIX}\n`;
+  if (data.kind === "revocable") return fact;
+  const key = data.kind === "restrict" ? `c${canonicalJson(data.conditions)}` : `g${canonicalJson(data.grant)}`;
+  let checks = checkTexts.get(key);
+  if (checks === undefined) {
+    const { code } = compileBlock(json, data);
+    const [, ...lines] = code.source.split("\n");
+    checks = renderBlock({ source: lines.join("\n"), params: code.params });
+    if (checkTexts.size >= CHECK_TEXTS) checkTexts.clear();
+    checkTexts.set(key, checks);
+  }
+  return fact + checks;
 }
 
 /**

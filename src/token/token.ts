@@ -38,8 +38,8 @@ import {
   type MintOptions,
   type MintRecord,
 } from "../kernel/index.js";
-import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, renderBlock, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
-import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, RESERVED_LABELS, type BlockData } from "./block.js";
+import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
 import type { RevocationReport, TokenStore } from "./store.js";
 
@@ -273,7 +273,7 @@ export function readToken(token: string, publicKeys: PublicKeySet): readonly Ver
   return opened.blocks.map((source, index): VerifiedBlock => {
     const json = blockJsonOf(source, index);
     const data = decodeBlock(json, index);
-    if (renderBlock(compileBlock(json, data).code) !== source) {
+    if (printedBlock(json, data) !== source) {
       throw new InvalidToken(`${index === 0 ? "authority block" : `block ${index}`}'s checks are not the ones compiled from the link it declares`);
     }
     // Link ids name links in revocations and audit lineages: one id for two links would merge their records.
