@@ -1,6 +1,7 @@
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMint, Expired, forSeconds, LimitExceeded, narrow, restrict, revocable, Revoked } from "../../src/index.ts";
+import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { P, isAlive, makeSandbox, pidScript, pidsFrom, waitFor, type Sandbox } from "./exec-fixture.ts";
 
 /*
@@ -89,6 +90,20 @@ describe("exec: authority ending mid-run", () => {
     await expect(outcome).rejects.toBeInstanceOf(Revoked);
     await expect(outcome).rejects.toThrow(/the task was cancelled/);
     await expectAllDead(pids);
+  });
+
+  it("kills the program when its principal is revoked in the application's token store, and rejects with Revoked", async () => {
+    const store = openSqliteTokenStore(":memory:");
+    const mint = createMint({ issuer: "exec-tests", policy: () => s.grant, revocations: store });
+    const { file, argv } = longRunner(1);
+    const outcome = s.exec.run(mint.issue({ id: "leaver" }), argv, { cwd: s.work });
+    const pids = await pidsFrom(file);
+    expect(pids.every(isAlive)).toBe(true);
+    await store.revoke({ principal: "leaver" }, { reason: "left the company" });
+    await expect(outcome).rejects.toBeInstanceOf(Revoked);
+    await expect(outcome).rejects.toThrow(/left the company/);
+    await expectAllDead(pids);
+    await store.close();
   });
 
   it("reacts to revoking an ancestor of a narrowed capability", async () => {
