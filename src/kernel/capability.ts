@@ -112,7 +112,8 @@ const roots = new WeakMap<Node, Capability>();
 /** Kernel only: wraps a node in a capability, registering it when it is a root. */
 export function wrap<R>(node: Node): Capability<R> {
   const cap = new Capability<R>(CONSTRUCT, node);
-  if (node.parent === null) roots.set(node, cap);
+  // A root is registered once: a second handle on it (an ancestor's, for the token layer) must not replace the one its key is remembered by.
+  if (node.parent === null && !roots.has(node)) roots.set(node, cap);
   return cap;
 }
 
