@@ -1,6 +1,6 @@
 import { types } from "node:util";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
-import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, Scalar } from "./grant.js";
+import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 
 /*
@@ -23,6 +23,7 @@ const MAX_VALUES = 4096;
 const FS_OPS: ReadonlySet<unknown> = new Set(["read", "write", "list", "delete"]);
 const HTTP_METHODS: ReadonlySet<unknown> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delete"]);
+const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(["block", "link", "principal", "tenant", "role", "session", "key"]);
 
 type KeyTest = (key: string) => boolean;
 const only = (...keys: string[]): KeyTest => {
@@ -32,7 +33,7 @@ const only = (...keys: string[]): KeyTest => {
 const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
 const KEYS = {
   conditions: only(...CONDITION_KEYS),
-  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec"),
+  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke"),
   budget: only("calls", "cost"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
@@ -40,6 +41,7 @@ const KEYS = {
   scope: (key: string) => IDENTIFIER.test(key),
   exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
   argPattern: only("prefix", "any"),
+  revoke: only("target", "ids"),
 };
 
 /** Signals "leave this grant to the schema"; one instance, made once, and it never escapes this module. */
@@ -176,6 +178,14 @@ function execRule(r: Reader, x: unknown): ExecRule {
   return Object.freeze(out) as unknown as ExecRule;
 }
 
+function revokeRule(r: Reader, x: unknown): RevokeRule {
+  const v = r.object(x, KEYS.revoke);
+  const out: Fields = { target: member(REVOCATION_TARGETS)(v.target) };
+  // Any string of 1 to 256 characters names a target: revoking by a name needs no other shape.
+  optional(out, v, "ids", (i) => r.list(i, 1, (y) => check(typeof y === "string" && y.length >= 1 && y.length <= 256, y as string)));
+  return Object.freeze(out) as unknown as RevokeRule;
+}
+
 function attempt<T>(parse: (r: Reader) => T): T | null {
   try {
     return parse(new Reader());
@@ -196,6 +206,7 @@ export function fastParseGrant(value: unknown): Grant | null {
     optional(out, v, "http", (x) => r.list(x, 0, (y) => httpRule(r, y)));
     optional(out, v, "db", (x) => r.list(x, 0, (y) => dbRule(r, y)));
     optional(out, v, "exec", (x) => r.list(x, 0, (y) => execRule(r, y)));
+    optional(out, v, "revoke", (x) => r.list(x, 0, (y) => revokeRule(r, y)));
     return Object.freeze(out);
   });
 }
