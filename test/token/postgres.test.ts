@@ -242,6 +242,33 @@ describePostgres("Postgres token store", () => {
     }
   }, 30_000);
 
+  it("a principal revoked through one store is refused by another at once, at its mint too, until reinstated", async () => {
+    const a = await open();
+    const b = await open();
+    const bMint = createTokenMint({ store: b, issuer: "test", signingKey: keys.privateKey, keyId: 1, policy: () => ({ tools: ["a"] }) });
+    const who = `pg-${randomBytes(4).toString("hex")}`;
+    const inB = verify(toToken(narrow(mint.issue({ id: who }), { tools: ["a"] })), { publicKeys, store: b });
+    const mintedInB = bMint.issue({ id: who });
+    await a.revoke({ principal: who }, { reason: "left the company" });
+    // revoke resolved once b had read it: no waiting.
+    expect(check(inB, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+    expect(check(mintedInB, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED" });
+    expect(() => bMint.issue({ id: who })).toThrow(/reinstate/);
+    await a.reinstate({ principal: who });
+    await until(() => {
+      try {
+        bMint.issue({ id: who });
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    expect(check(bMint.issue({ id: who }), call).allowed).toBe(true);
+    expect(check(inB, call).allowed).toBe(false);
+    await a.close();
+    await b.close();
+  });
+
   it("reports its size: revocations and usage keys", async () => {
     const store = await open();
     const before = store.stats().revocations;
