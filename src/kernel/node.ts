@@ -126,6 +126,9 @@ export function makeNode(
   return node;
 }
 
+/** Label names that attribute audit events; only agentcap's own caretakers set them (see `caretaker`). */
+export const RESERVED_LABELS: readonly string[] = Object.freeze(["session", "task", "tool", "agent"]);
+
 export const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
 export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
