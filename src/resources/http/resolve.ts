@@ -93,7 +93,9 @@ async function resolve(resolver: Resolver, host: string, signal: AbortSignal): P
  * authorized (charged once for the hop). The caller connects only to these
  * checked addresses, and never looks the name up again, so there is no
  * second answer an attacker could rebind. Every decision is reported to
- * `access`, so a denied hop or address is what the audit event records.
+ * `access`, so a denied hop or address is what the audit event records, and
+ * the intent is recorded (`access.proceed`) once the URL is allowed, before
+ * the name is looked up or anything is sent.
  */
 export async function authorizeHop(access: Access, cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
   const decide = (request: HttpRequest, charge: boolean): void => {
@@ -103,9 +105,12 @@ export async function authorizeHop(access: Access, cap: Capability, hop: HopRequ
   const host = unbracket(hop.url.hostname);
   if (isIpLiteral(host)) {
     decide(kernelRequest(hop, host), true);
+    await access.proceed();
     return [host];
   }
   decide(kernelRequest(hop, null), false);
+  // Recorded before the name is looked up: a DNS query already tells the network where the request goes.
+  await access.proceed();
   const answers = await resolve(resolver, host, signal);
   const [first, ...rest] = answers;
   for (const address of rest) decide(kernelRequest(hop, address), false);
