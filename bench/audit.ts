@@ -6,6 +6,7 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { planAppend, type StoredLink } from "../src/audit/append-plan.ts";
 import type { ChainHead } from "../src/audit/chain.ts";
+import { Frontier } from "../src/audit/merkle.ts";
 import { encodeEvent, encodeValidEvent, type EncodedEvent } from "../src/audit/encoding.ts";
 import { openAuditStore, type AuditStoreOptions } from "../src/audit/open.ts";
 import type { AuditQuery } from "../src/audit/query.ts";
@@ -13,7 +14,8 @@ import { compileRedaction } from "../src/audit/redaction.ts";
 import { EVENT_COLUMNS } from "../src/audit/schema.ts";
 import type { AuditStore } from "../src/audit/store.ts";
 import { auditSubject, type AuditEvent } from "../src/kernel/audit-sink.ts";
-import { authorize, check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { caretaker } from "../src/kernel/internal.ts";
+import { authorize, check, createManualClock, createMint, narrow, type Capability, type Grant, type Request } from "../src/index.ts";
 import { measureAsync, report } from "./harness.ts";
 
 /*
@@ -58,14 +60,12 @@ function event(cap: Capability, request: Request, at: number, tool: string | nul
  */
 function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, session: number, calls: number, at: (i: number) => number) {
   const root = mint.issue({ id: principal, tenants: [`t-${principal}`] }, { requestId: `req-${String(session)}` });
-  const caretaker = revocable(narrow(root, { tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), {
-    labels: { session: `s-${String(session)}`, task: `task-${String(session)}` },
-  });
+  const lease = caretaker(narrow(root, { tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), { session: `s-${String(session)}`, task: `task-${String(session)}` });
   const events: AuditEvent[] = [];
   const callCaps: Capability[] = [];
   for (let c = 0; c < calls; c++) {
     const dir = `/srv/data/${principal}/${String(c % 10)}`;
-    const cap = narrow(caretaker.capability, { tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+    const cap = narrow(lease.capability, { tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
     callCaps.push(cap);
     const t = at(events.length);
     const denied = c % 50 === 49;
@@ -73,7 +73,7 @@ function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, s
     events.push(event(cap, { action: "fs.read", path: denied ? "/srv/data/secrets/keys.txt" : `${dir}/doc-${String(c)}.txt` }, t + 1, "search"));
     events.push(event(cap, { action: "http.request", method: "GET", url: `https://api.example.com/v1/search?q=${String(c)}` }, t + 2, "search"));
   }
-  return { root, session: caretaker.capability, callCaps, events };
+  return { root, session: lease.capability, callCaps, events };
 }
 
 async function timed(run: () => Promise<unknown>): Promise<number> {
@@ -202,10 +202,13 @@ async function bulkLoad(path: string, total: number, onSession: (k: number, sess
   const insertEvent = db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`);
   const insertLink = db.prepare("INSERT INTO audit_links (num, id, summary) VALUES (?, ?, ?)");
   const insertEventLink = db.prepare("INSERT INTO audit_event_links (link_num, event_seq, position) VALUES (?, ?, ?)");
+  const insertNode = db.prepare("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)");
   const links = new Map<string, StoredLink>();
   let head: ChainHead | null = null;
+  const tree = new Frontier();
   const append = db.transaction((batch: readonly EncodedEvent[]) => {
-    const plan = planAppend(head, batch, { hasEvent: () => false, link: (id) => links.get(id), lastLinkNum: links.size });
+    const plan = planAppend(head, tree, batch, { hasEntry: () => false, link: (id) => links.get(id), lastLinkNum: links.size });
+    for (const n of plan.tree) insertNode.run(n.level, n.idx, n.hash);
     for (const l of plan.links) {
       links.set(l.id, { num: l.num, text: l.summary });
       insertLink.run(l.num, l.id, l.summary);

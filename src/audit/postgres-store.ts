@@ -2,11 +2,12 @@ import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
 import type pg from "pg";
 import { AuditFailure, InvalidInput } from "../kernel/index.js";
 import { requireOptional } from "../kernel/internal.js";
-import { planAppend } from "./append-plan.js";
+import { planAppend, type AppendPlan } from "./append-plan.js";
 import type { EncodedEvent } from "./encoding.js";
 import { loadLinks } from "./query.js";
-import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
-import type { AuditBackend } from "./store.js";
+import { Frontier, frontierSlots } from "./merkle.js";
+import { AUDIT_TABLES, DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
+import { requireCurrentFormat, type AuditBackend } from "./store.js";
 
 /** Options of the shared Postgres log. */
 export interface PostgresBackendOptions {
@@ -42,6 +43,8 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
   pool.on("error", () => undefined);
   const db = new Kysely<AuditDb>({ dialect: new PostgresDialect({ pool }) }).withSchema(schema);
   try {
+    const columns = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'audit_events'`.execute(db);
+    requireCurrentFormat(columns.rows.map((r) => r.column_name), `the Postgres audit log in schema ${schema}`);
     if (options.readOnly) await db.selectFrom("audit_events").select("seq").limit(1).execute();
     else await createSchema(db, schema);
   } catch (e) {
@@ -53,7 +56,7 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
     db,
     append: options.readOnly
       ? () => Promise.reject(new AuditFailure(`the Postgres audit log in schema ${schema} was opened read-only`))
-      : (batch: readonly EncodedEvent[]) => db.transaction().execute((trx) => appendIn(trx, schema, batch)),
+      : appender(db, schema),
     close: () => db.destroy(),
   });
 }
@@ -67,6 +70,7 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
     await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_events (
       seq bigint PRIMARY KEY,
       id text NOT NULL,
+      phase smallint NOT NULL,
       at bigint NOT NULL,
       tool text,
       action text NOT NULL,
@@ -79,6 +83,7 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       session_id text,
       task_id text,
       body text NOT NULL,
+      leaf text NOT NULL,
       prev_hash text NOT NULL,
       hash text NOT NULL
     )`.execute(trx);
@@ -90,35 +95,65 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       PRIMARY KEY (link_num, event_seq)
     )`.execute(trx);
     await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_tree (level integer NOT NULL, idx bigint NOT NULL, hash text NOT NULL, PRIMARY KEY (level, idx))`.execute(trx);
     for (const i of INDEXES) {
       // Index definitions are constants of this module, never input.
       await sql`CREATE ${sql.raw(i.unique ? "UNIQUE " : "")}INDEX IF NOT EXISTS ${sql.id(i.name)} ON ${s}.audit_events (${sql.raw(i.columns)})${sql.raw(i.where ? ` WHERE ${i.where}` : "")}`.execute(trx);
     }
     await sql`CREATE OR REPLACE FUNCTION ${s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$`.execute(trx);
-    for (const table of ["audit_events", "audit_links", "audit_event_links"]) {
+    for (const table of AUDIT_TABLES) {
       await sql`CREATE OR REPLACE TRIGGER ${sql.id(`${table}_append_only`)} BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.${sql.id(table)}
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_append_only()`.execute(trx);
     }
   });
 }
 
-async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readonly EncodedEvent[]): Promise<readonly (Error | null)[]> {
+function appender(db: Kysely<AuditDb>, schema: string): AuditBackend["append"] {
+  // The tree's right edge as this process last left it; reloaded when another process appended since.
+  let frontier = new Frontier();
+  return async (batch) => {
+    const plan = await db.transaction().execute((trx) => appendIn(trx, schema, batch, frontier));
+    frontier = plan.frontier;
+    return { results: plan.results, size: frontier.size, root: frontier.root() };
+  };
+}
+
+async function loadFrontier(trx: Transaction<AuditDb>, size: number): Promise<Frontier> {
+  const nodes = [];
+  for (const { level, index } of frontierSlots(size)) {
+    const row =
+      level === 0
+        ? await trx.selectFrom("audit_events").select("leaf as hash").where("seq", "=", index + 1).executeTakeFirst()
+        : await trx.selectFrom("audit_tree").select("hash").where("level", "=", level).where("idx", "=", index).executeTakeFirst();
+    if (row === undefined) throw new AuditFailure(`the audit log's Merkle tree lacks the subtree at level ${String(level)}, index ${String(index)}; run verify`);
+    nodes.push({ level, hash: Buffer.from(row.hash, "hex") });
+  }
+  return new Frontier(size, nodes);
+}
+
+async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readonly EncodedEvent[], known: Frontier): Promise<AppendPlan> {
   // Blocks other writers (they would fork the chain), not readers.
   await sql`LOCK TABLE ${sql.id(schema, "audit_events")} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
   const head = (await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst()) ?? null;
-  const ids = batch.map((e) => e.columns.id);
+  const size = head?.seq ?? 0;
+  const frontier = known.size === size ? known.copy() : await loadFrontier(trx, size);
   const existing = new Set<string>();
-  for (let i = 0; i < ids.length; i += ROWS_PER_INSERT) {
-    const rows = await trx.selectFrom("audit_events").select("id").where("id", "in", ids.slice(i, i + ROWS_PER_INSERT)).execute();
-    for (const r of rows) existing.add(r.id);
+  for (let i = 0; i < batch.length; i += ROWS_PER_INSERT) {
+    const chunk = batch.slice(i, i + ROWS_PER_INSERT);
+    const rows = await trx.selectFrom("audit_events").select(["id", "phase"]).where("id", "in", chunk.map((e) => e.columns.id)).execute();
+    for (const r of rows) existing.add(`${r.id}/${String(r.phase)}`);
   }
   const links = await loadLinks(
     trx,
     batch.flatMap((e) => e.links.map((l) => l.id)),
   );
   const last = await trx.selectFrom("audit_links").select((eb) => eb.fn.max("num").as("num")).executeTakeFirst();
-  const plan = planAppend(head, batch, { hasEvent: (id) => existing.has(id), link: (id) => links.get(id), lastLinkNum: last?.num ?? 0 });
+  const plan = planAppend(head, frontier, batch, {
+    hasEntry: (id, phase) => existing.has(`${id}/${String(phase)}`),
+    link: (id) => links.get(id),
+    lastLinkNum: last?.num ?? 0,
+  });
   for (let i = 0; i < plan.links.length; i += ROWS_PER_INSERT) {
     await trx.insertInto("audit_links").values(plan.links.slice(i, i + ROWS_PER_INSERT)).execute();
   }
@@ -128,5 +163,8 @@ async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readon
   for (let i = 0; i < plan.eventLinks.length; i += ROWS_PER_INSERT * 4) {
     await trx.insertInto("audit_event_links").values(plan.eventLinks.slice(i, i + ROWS_PER_INSERT * 4)).execute();
   }
-  return plan.results;
+  for (let i = 0; i < plan.tree.length; i += ROWS_PER_INSERT * 4) {
+    await trx.insertInto("audit_tree").values(plan.tree.slice(i, i + ROWS_PER_INSERT * 4)).execute();
+  }
+  return plan;
 }
