@@ -150,8 +150,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     if (auth === null) return;
     const parsed = await body(req, res);
     if (parsed === null) return;
+    // The gateway names the session, and files its events under that name.
+    const id = randomUUID();
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => randomUUID(),
+      sessionIdGenerator: () => id,
       onsessioninitialized: (id) => {
         sessions.set(id, { ...auth, transport });
       },
@@ -159,7 +161,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     transport.onclose = () => {
       if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
     };
-    const server = sessionServer(gateway, auth.capability);
+    const server = sessionServer(gateway, auth.capability, id);
     await server.connect(transport);
     await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.

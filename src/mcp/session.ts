@@ -5,6 +5,7 @@
  * only; nothing the client or the model receives contains it or its token.
  */
 import { callerMessage, type Capability } from "../kernel/index.js";
+import { caretaker } from "../kernel/internal.js";
 import type { Gateway } from "./gateway.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
 
@@ -23,11 +24,15 @@ function toolResult(value: unknown): CallToolResult {
 }
 
 /**
- * An MCP server for one session under `capability`. Refusals (denied,
- * revoked, expired, bad input) are tool results with `isError`, so the model
- * can read why and the session keeps serving.
+ * An MCP server for one session under `token`'s capability. The gateway
+ * labels the session itself, behind a caretaker link `{ session: id }`, so
+ * every event of the session is filed under the id the gateway gave it and
+ * no token can claim another. Refusals (denied, revoked, expired, bad input)
+ * are tool results with `isError`, so the model can read why and the session
+ * keeps serving.
  */
-export function sessionServer(gateway: Gateway, capability: Capability): McpServer {
+export function sessionServer(gateway: Gateway, token: Capability, sessionId: string): McpServer {
+  const capability = caretaker(token, { session: sessionId }).capability;
   const mcp = new McpServer({ name: "agentcap", version: "0.1.0" }, { capabilities: { tools: { listChanged: false } } });
   // The low-level handlers, not registerTool: tool schemas here are JSON schemas already, and the list differs per capability.
   const server = mcp.server;
