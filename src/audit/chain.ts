@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /** The `prevHash` of the first entry of a log. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -18,5 +18,5 @@ export interface ChainHead {
  * tamper-evident; the chain only explains where it was changed.
  */
 export function chainHash(prevHash: string, leafHex: string): string {
-  return createHash("sha256").update("agentcap.audit.v2\n").update(prevHash).update(leafHex).digest("hex");
+  return hash("sha256", `agentcap.audit.v2\n${prevHash}${leafHex}`, "hex");
 }

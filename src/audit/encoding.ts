@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { AuditFailure, InvalidInput, type AuditCompletion, type AuditEvent, type AuditIntent, type AuditOutcome, type Denied, type Request, type ToolCode } from "../kernel/index.js";
-import { checkRequest, describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.js";
+import { checkRequest, describeIssues, isLinkSummary, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 import { canonical } from "./canonical.js";
 import type { Redactor } from "./redaction.js";
 
@@ -115,7 +115,7 @@ type Data = Record<string, PlainData>;
  * check and another to the log.
  */
 function validated(value: unknown, schema: typeof eventSchema | typeof intentSchema, what: string): PlainData {
-  const data = snapshotPlainData(value, what);
+  const data = snapshot(value, what);
   const parsed = schema.safeParse(data);
   if (!parsed.success) throw new InvalidInput(describeIssues(what, parsed.error));
   const e = parsed.data;
@@ -137,6 +137,26 @@ function validated(value: unknown, schema: typeof eventSchema | typeof intentSch
     throw new InvalidInput(`invalid ${what}: subject.lineage repeats a link id`);
   }
   checkRequest(e.request);
+  return data;
+}
+
+const own = (v: unknown, key: string): unknown => (typeof v === "object" && v !== null && Object.hasOwn(v, key) ? (v as Record<string, unknown>)[key] : undefined);
+
+/**
+ * A plain-data snapshot of an event. Lineage links the kernel made are
+ * frozen plain data already: they are kept as they are (each read once),
+ * which spares copying every grant of every link on every write; anything
+ * else is copied.
+ */
+function snapshot(value: unknown, what: string): PlainData {
+  const subject = own(value, "subject");
+  const lineage = own(subject, "lineage");
+  if (!Array.isArray(lineage)) return snapshotPlainData(value, what);
+  const links: unknown[] = [...(lineage as unknown[])];
+  if (!links.every(isLinkSummary)) return snapshotPlainData(value, what);
+  // Each property read once, into copies the checks and the log then share.
+  const data = snapshotPlainData({ ...(value as object), subject: { ...(subject as object), lineage: [] } }, what) as Record<string, PlainData>;
+  (data.subject as Record<string, unknown>).lineage = links;
   return data;
 }
 

@@ -64,6 +64,7 @@ const optionsSchema = z.discriminatedUnion("kind", [
     url: z.string().min(1, "must be a connection string such as postgres://user@host:5432/db"),
     schema: z.string().optional(),
     poolSize: z.number().int().min(1).max(1000).optional(),
+    synchronousCommit: z.enum(["on", "off"]).optional(),
     ...shared,
   }),
 ]);

@@ -19,6 +19,13 @@ export interface PostgresBackendOptions {
   readonly readOnly?: boolean;
   /** Connections in the pool (default 10). */
   readonly poolSize?: number;
+  /**
+   * `"on"` (default) waits for each commit to reach the server's disk (and
+   * its synchronous standbys); `"off"` lets the server acknowledge before its
+   * WAL is flushed: a server crash may lose the last commits (never corrupt
+   * the log), and writes are faster.
+   */
+  readonly synchronousCommit?: "on" | "off";
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -36,6 +43,7 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
   const pool = new driver.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
+    ...(options.synchronousCommit === "off" ? { options: "-c synchronous_commit=off" } : {}),
     // Sequence numbers and times are bigint columns well inside 2^53: read them as numbers, on this pool only.
     types: { getTypeParser: (oid, format): unknown => (oid === driver.types.builtins.INT8 ? Number : driver.types.getTypeParser(oid, format) as unknown) },
   });

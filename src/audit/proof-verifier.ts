@@ -15,7 +15,7 @@
  * then, for an event or an intent, one line per lineage link (root first)
  * holding that link's canonical JSON.
  */
-import { createHash, createPublicKey, verify as verifySignature } from "node:crypto";
+import { createHash, createPublicKey, hash, verify as verifySignature } from "node:crypto";
 
 /** A verifier key in the signed-note form `<name>+<8 hex key id>+<base64(0x01 || 32-byte Ed25519 key)>`. */
 export interface VerifierKey {
@@ -61,14 +61,17 @@ export class ProofError extends Error {
 const ED25519 = 0x01;
 const EM_DASH = "\u2014";
 
+const LEAF = Buffer.of(0);
+const NODE = Buffer.of(1);
+
 /** SHA-256(0x00 || leaf): the hash of one log entry. */
 export function leafHash(leaf: string | Buffer): Buffer {
-  return createHash("sha256").update(Buffer.of(0)).update(leaf).digest();
+  return hash("sha256", Buffer.concat([LEAF, typeof leaf === "string" ? Buffer.from(leaf, "utf8") : leaf]), "buffer");
 }
 
 /** SHA-256(0x01 || left || right): an interior node. */
 export function nodeHash(left: Buffer, right: Buffer): Buffer {
-  return createHash("sha256").update(Buffer.of(1)).update(left).update(right).digest();
+  return hash("sha256", Buffer.concat([NODE, left, right], 65), "buffer");
 }
 
 /** The signed-note key id: SHA-256(name || 0x0A || 0x01 || public key)[:4]. */

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { z } from "zod";
 import { AgentcapError, AuditFailure, InvalidInput, type Request } from "../kernel/index.js";
-import { describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.js";
+import { describeIssues, isLinkSummary, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 import { canonical } from "./canonical.js";
 
 /** What replaces a redacted value in the log. */
@@ -123,9 +123,19 @@ export function compileRedaction(policy: RedactionPolicy = {}): Redactor {
     };
   };
 
-  // Every call under a session repeats the session's ancestors: a link is redacted and encoded once, remembered by its JSON text.
+  // Every call under a session repeats the session's ancestors: a link is redacted and encoded once,
+  // remembered by identity when the kernel made it (it never changes), else by its JSON text.
+  const known = new WeakMap<object, string>();
   const texts = new Map<string, string>();
   const linkText = (link: unknown): string => {
+    if (isLinkSummary(link)) {
+      let text = known.get(link);
+      if (text === undefined) {
+        text = canonical(redactLink(link, { dbScope, execArgs }, masker()));
+        known.set(link, text);
+      }
+      return text;
+    }
     const json = JSON.stringify(link);
     let text = texts.get(json);
     if (text === undefined) {

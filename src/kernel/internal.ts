@@ -7,7 +7,7 @@ export type { AddressClass } from "./address.js";
 export { failureOutcome, isAuditSink } from "./audit-sink.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";
 export { caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf } from "./capability.js";
-export { RESERVED_LABELS } from "./node.js";
+export { isLinkSummary, RESERVED_LABELS } from "./node.js";
 export { monotonicClock } from "./clock.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";
