@@ -191,9 +191,12 @@ export class Checkpointer {
     if (this.#latest !== null && size <= this.#latest.size) return;
     this.#latest = { size, root };
     if (size - this.#signed >= this.#schedule.everyEntries) this.#write();
-    else this.#timer ??= setTimeout(() => {
-      this.#write();
-    }, this.#schedule.everyMs);
+    else if (this.#timer === null) {
+      // A pending checkpoint does not keep the process alive: closing the store writes it.
+      this.#timer = setTimeout(() => {
+        this.#write();
+      }, this.#schedule.everyMs).unref();
+    }
   }
 
   /** Signs and writes a checkpoint of the latest head if it is not covered yet; resolves once written. */

@@ -53,13 +53,13 @@ export class GroupCommit<T> {
     }
   }
 
-  /** Resolves when every item submitted or deferred so far has settled. */
+  /** Resolves when every item submitted or deferred so far has settled (deferred items left from a failed batch get one more try). */
   async idle(): Promise<void> {
     if (this.#later !== null) {
       clearImmediate(this.#later);
       this.#later = null;
-      this.#draining ??= this.#drain();
     }
+    if (this.#queue.length > 0) this.#draining ??= this.#drain();
     while (this.#draining !== null) await this.#draining;
   }
 

@@ -170,3 +170,18 @@ describe("the separate verifier", () => {
     await store.close();
   });
 });
+
+describe("when checkpoints are written", () => {
+  it("after everyMs when fewer than everyEntries came, and once more on close", async () => {
+    const key = generateCheckpointKey("audit.test/timer");
+    const sink = memoryCheckpointSink();
+    const store = await openAuditStore({ kind: "sqlite", path: ":memory:", checkpoints: { key: key.signerKey, sink, everyEntries: 1000, everyMs: 20 } });
+    const w = world();
+    await store.write(eventFor(w.alice, { action: "tool.call", tool: "search" }));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(sink.notes.map((n) => verifyCheckpoint(n, key.verifierKey).size)).toEqual([1]);
+    await store.write(eventFor(w.alice, { action: "tool.call", tool: "search" }));
+    await store.close();
+    expect(sink.notes.map((n) => verifyCheckpoint(n, key.verifierKey).size)).toEqual([1, 2]);
+  });
+});
