@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { AuditFailure, InvalidInput } from "../kernel/index.js";
-import { keyIdOf, parseVerifierKey, ProofError, verifyCheckpoint, type Checkpoint } from "./proof-verifier.js";
+import { keyIdOf, parseVerifierKey, verifyCheckpoint, type Checkpoint } from "./proof-verifier.js";
 
 /*
  * Signed checkpoints of the log's head, kept outside the database: a C2SP
@@ -133,21 +133,14 @@ export function memoryCheckpointSink(): CheckpointSink & { readonly notes: strin
 
 /** The verified checkpoints among `notes`, sorted by tree size, and the notes refused with why. */
 export function verifiedCheckpoints(notes: readonly string[], verifierKey: string): { readonly good: Checkpoint[]; readonly bad: { readonly note: string; readonly why: string }[] } {
-  let key;
-  try {
-    key = parseVerifierKey(verifierKey);
-  } catch (e) {
-    throw new InvalidInput(`checkpoint verifier key: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  const key = parseVerifierKey(verifierKey);
+  if (!key.ok) throw new InvalidInput(`checkpoint verifier key: ${key.reason}`);
   const good: Checkpoint[] = [];
   const bad: { note: string; why: string }[] = [];
   for (const note of notes) {
-    try {
-      good.push(verifyCheckpoint(note, key));
-    } catch (e) {
-      if (!(e instanceof ProofError)) throw e;
-      bad.push({ note, why: e.message });
-    }
+    const verdict = verifyCheckpoint(note, key.value);
+    if (verdict.ok) good.push(verdict.value);
+    else bad.push({ note, why: verdict.reason });
   }
   good.sort((a, b) => a.size - b.size);
   return { good, bad };

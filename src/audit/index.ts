@@ -22,5 +22,5 @@ export type { ChainHead } from "./chain.js";
 export { fileCheckpointSink, generateCheckpointKey, memoryCheckpointSink, splitNotes } from "./checkpoint.js";
 export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
 /** Checking a proof needs nothing but this module and the log's public key. */
-export { ProofError, verifyCheckpoint, verifyConsistency, verifyInclusion, verifyProof } from "./proof-verifier.js";
-export type { Checkpoint, ProofBundle, ProvedEntry, VerifiedProof } from "./proof-verifier.js";
+export { parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyInclusion, verifyProof } from "./proof-verifier.js";
+export type { Checkpoint, ProofBundle, ProvedEntry, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

@@ -14,6 +14,10 @@
  * A leaf is the entry's text as the log hashed it: its canonical JSON body,
  * then, for an event or an intent, one line per lineage link (root first)
  * holding that link's canonical JSON.
+ *
+ * Nothing here throws for bad input: every check answers with a Verdict, the
+ * value or the reason it was refused, so the module needs no error classes
+ * of agentcap's.
  */
 import { createHash, createPublicKey, hash, verify as verifySignature } from "node:crypto";
 
@@ -53,10 +57,11 @@ export interface VerifiedProof {
   readonly entries: readonly { readonly index: number; readonly body: unknown; readonly links: readonly unknown[] }[];
 }
 
-/** Why a proof, a checkpoint or a key was refused. */
-export class ProofError extends Error {
-  override readonly name = "ProofError";
-}
+/** What a check found: the value, or why it was refused. */
+export type Verdict<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
+
+const accept = <T>(value: T): Verdict<T> => ({ ok: true, value });
+const refuse = (reason: string): { readonly ok: false; readonly reason: string } => ({ ok: false, reason });
 
 const ED25519 = 0x01;
 const EM_DASH = "\u2014";
@@ -81,19 +86,19 @@ export function keyIdOf(name: string, publicKey: Buffer): Buffer {
 
 const KEY_NAME = /^[^\s+]+$/u;
 
-/** Parses a verifier key string; throws ProofError naming what is wrong. */
-export function parseVerifierKey(text: string): VerifierKey {
+/** Parses a verifier key string. */
+export function parseVerifierKey(text: string): Verdict<VerifierKey> {
   // The base64 key, last, may itself hold '+'; the name and id never do.
   const parts = /^([^+]*)\+([^+]*)\+(.*)$/s.exec(text.trim());
-  if (parts === null) throw new ProofError("a verifier key has the form <name>+<key id>+<base64 key>");
+  if (parts === null) return refuse("a verifier key has the form <name>+<key id>+<base64 key>");
   const [, name = "", hex = "", b64 = ""] = parts;
-  if (!KEY_NAME.test(name)) throw new ProofError("the verifier key's name must be non-empty, with no spaces or '+'");
+  if (!KEY_NAME.test(name)) return refuse("the verifier key's name must be non-empty, with no spaces or '+'");
   const raw = Buffer.from(b64, "base64");
-  if (raw.length !== 33 || raw[0] !== ED25519 || raw.toString("base64") !== b64) throw new ProofError("the verifier key is not an Ed25519 key (0x01 followed by 32 bytes, base64)");
+  if (raw.length !== 33 || raw[0] !== ED25519 || raw.toString("base64") !== b64) return refuse("the verifier key is not an Ed25519 key (0x01 followed by 32 bytes, base64)");
   const publicKey = raw.subarray(1);
   const keyId = keyIdOf(name, publicKey);
-  if (!/^[0-9a-f]{8}$/.test(hex) || keyId.toString("hex") !== hex) throw new ProofError("the verifier key's id does not match its name and key");
-  return { name, keyId, publicKey };
+  if (!/^[0-9a-f]{8}$/.test(hex) || keyId.toString("hex") !== hex) return refuse("the verifier key's id does not match its name and key");
+  return accept({ name, keyId, publicKey });
 }
 
 /** A public key object for Node's Ed25519 verification. */
@@ -102,38 +107,40 @@ function nodeKey(publicKey: Buffer) {
 }
 
 /**
- * Verifies a signed checkpoint with `key` and returns what it says. Throws
- * ProofError when the note is malformed, carries no signature by this key,
- * or a signature by this key does not verify.
+ * Verifies a signed checkpoint with `key` and says what it holds. Refused
+ * when the note is malformed, carries no signature by this key, or a
+ * signature by this key does not verify.
  */
-export function verifyCheckpoint(note: string, key: VerifierKey | string): Checkpoint {
-  const k = typeof key === "string" ? parseVerifierKey(key) : key;
+export function verifyCheckpoint(note: string, key: VerifierKey | string): Verdict<Checkpoint> {
+  const parsed = typeof key === "string" ? parseVerifierKey(key) : accept(key);
+  if (!parsed.ok) return parsed;
+  const k = parsed.value;
   // Signed notes are UTF-8 with no control characters but newline.
-  if (Array.from(note).some((c) => c < " " && c !== "\n")) throw new ProofError("a signed note holds no control characters other than newline");
+  if (Array.from(note).some((c) => c < " " && c !== "\n")) return refuse("a signed note holds no control characters other than newline");
   const split = note.lastIndexOf("\n\n");
-  if (split < 0 || !note.endsWith("\n")) throw new ProofError("a signed note is its text, a blank line, then signature lines");
+  if (split < 0 || !note.endsWith("\n")) return refuse("a signed note is its text, a blank line, then signature lines");
   const text = note.slice(0, split + 1);
   const signatures = note.slice(split + 2, -1).split("\n");
   let verified = false;
   for (const line of signatures) {
     const m = new RegExp(`^${EM_DASH} (\\S+) ([A-Za-z0-9+/]+={0,2})$`).exec(line);
-    if (m === null) throw new ProofError(`malformed signature line in signed note: ${JSON.stringify(line)}`);
+    if (m === null) return refuse(`malformed signature line in signed note: ${JSON.stringify(line)}`);
     const sig = Buffer.from(m[2] ?? "", "base64");
     if (m[1] !== k.name || sig.length < 4 || !sig.subarray(0, 4).equals(k.keyId)) continue;
     if (sig.length !== 68 || !verifySignature(null, Buffer.from(text, "utf8"), nodeKey(k.publicKey), sig.subarray(4))) {
-      throw new ProofError(`the signature by ${k.name} does not verify: the checkpoint was altered or signed by another key`);
+      return refuse(`the signature by ${k.name} does not verify: the checkpoint was altered or signed by another key`);
     }
     verified = true;
   }
-  if (!verified) throw new ProofError(`the checkpoint carries no signature by ${k.name}`);
+  if (!verified) return refuse(`the checkpoint carries no signature by ${k.name}`);
   const lines = text.slice(0, -1).split("\n");
   const [origin = "", sizeText = "", rootText = ""] = lines;
-  if (origin === "" || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText)) throw new ProofError("a checkpoint's text is its origin, its tree size and its root hash, one per line");
+  if (origin === "" || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText)) return refuse("a checkpoint's text is its origin, its tree size and its root hash, one per line");
   const rootHash = Buffer.from(rootText, "base64");
-  if (rootHash.length !== 32 || rootHash.toString("base64") !== rootText) throw new ProofError("a checkpoint's root hash must be 32 bytes in base64");
+  if (rootHash.length !== 32 || rootHash.toString("base64") !== rootText) return refuse("a checkpoint's root hash must be 32 bytes in base64");
   const size = Number(sizeText);
-  if (!Number.isSafeInteger(size)) throw new ProofError("the checkpoint's tree size is too large");
-  return { origin, size, rootHash, note };
+  if (!Number.isSafeInteger(size)) return refuse("the checkpoint's tree size is too large");
+  return accept({ origin, size, rootHash, note });
 }
 
 /** RFC 9162 2.1.3.2: whether `proof` shows the leaf at `index` in the tree of `size` leaves with root `root`. */
@@ -197,46 +204,56 @@ export function verifyConsistency(size1: number, size2: number, proof: readonly 
   return sn === 0 && fr.equals(root1) && sr.equals(root2);
 }
 
-function hashes(list: unknown, where: string): Buffer[] {
-  if (!Array.isArray(list)) throw new ProofError(`${where} must be a list of base64 hashes`);
-  return list.map((h) => {
+/** A list of base64 hashes, or null when it is not one. */
+function hashes(list: unknown): Buffer[] | null {
+  if (!Array.isArray(list)) return null;
+  const out: Buffer[] = [];
+  for (const h of list) {
     const b = typeof h === "string" ? Buffer.from(h, "base64") : Buffer.alloc(0);
-    if (b.length !== 32) throw new ProofError(`${where} holds something that is not a 32-byte base64 hash`);
-    return b;
-  });
+    if (b.length !== 32) return null;
+    out.push(b);
+  }
+  return out;
 }
 
 /** Splits a leaf into its body and its lineage links, parsed. */
-export function parseLeaf(leaf: string): { readonly body: unknown; readonly links: readonly unknown[] } {
+export function parseLeaf(leaf: string): Verdict<{ readonly body: unknown; readonly links: readonly unknown[] }> {
   const [body = "", ...links] = leaf.split("\n");
   try {
-    return { body: JSON.parse(body) as unknown, links: links.map((l) => JSON.parse(l) as unknown) };
+    return accept({ body: JSON.parse(body) as unknown, links: links.map((l) => JSON.parse(l) as unknown) });
   } catch {
-    throw new ProofError("a leaf is lines of JSON: the entry's body, then its lineage links");
+    return refuse("a leaf is lines of JSON: the entry's body, then its lineage links");
   }
 }
 
 /**
  * Verifies a proof bundle with the log's verifier key: the checkpoint's
  * signature, then each entry's inclusion in the tree the checkpoint signed.
- * Returns the checkpoint and the entries, parsed; throws ProofError saying
+ * Accepted with the checkpoint and the entries parsed, or refused saying
  * what does not hold.
  */
-export function verifyProof(bundle: unknown, key: VerifierKey | string): VerifiedProof {
-  if (typeof bundle !== "object" || bundle === null) throw new ProofError("a proof is a JSON object as agentcap audit prove writes it");
+export function verifyProof(bundle: unknown, key: VerifierKey | string): Verdict<VerifiedProof> {
+  if (typeof bundle !== "object" || bundle === null) return refuse("a proof is a JSON object as agentcap audit prove writes it");
   const b = bundle as Partial<Record<keyof ProofBundle, unknown>>;
-  if (b.format !== "agentcap.audit.proof/v1") throw new ProofError('a proof must say format: "agentcap.audit.proof/v1"');
-  if (typeof b.checkpoint !== "string") throw new ProofError("a proof must carry its signed checkpoint");
-  if (!Array.isArray(b.entries) || b.entries.length === 0) throw new ProofError("a proof must carry at least one entry");
-  const checkpoint = verifyCheckpoint(b.checkpoint, key);
-  const entries = b.entries.map((e: unknown, i) => {
+  if (b.format !== "agentcap.audit.proof/v1") return refuse('a proof must say format: "agentcap.audit.proof/v1"');
+  if (typeof b.checkpoint !== "string") return refuse("a proof must carry its signed checkpoint");
+  if (!Array.isArray(b.entries) || b.entries.length === 0) return refuse("a proof must carry at least one entry");
+  const checked = verifyCheckpoint(b.checkpoint, key);
+  if (!checked.ok) return checked;
+  const checkpoint = checked.value;
+  const entries: VerifiedProof["entries"][number][] = [];
+  for (const [i, e] of (b.entries as unknown[]).entries()) {
     const entry = (typeof e === "object" && e !== null ? e : {}) as Partial<Record<keyof ProvedEntry, unknown>>;
-    if (typeof entry.index !== "number" || typeof entry.leaf !== "string") throw new ProofError(`entries.${String(i)} needs an index and a leaf`);
-    const proof = hashes(entry.proof, `entries.${String(i)}.proof`);
+    const where = `entries.${String(i)}`;
+    if (typeof entry.index !== "number" || typeof entry.leaf !== "string") return refuse(`${where} needs an index and a leaf`);
+    const proof = hashes(entry.proof);
+    if (proof === null) return refuse(`${where}.proof must be a list of 32-byte base64 hashes`);
     if (!verifyInclusion(entry.index, checkpoint.size, leafHash(entry.leaf), proof, checkpoint.rootHash)) {
-      throw new ProofError(`entries.${String(i)} (index ${String(entry.index)}) is not in the tree of ${String(checkpoint.size)} entries the checkpoint signed`);
+      return refuse(`${where} (index ${String(entry.index)}) is not in the tree of ${String(checkpoint.size)} entries the checkpoint signed`);
     }
-    return { index: entry.index, ...parseLeaf(entry.leaf) };
-  });
-  return { checkpoint: { origin: checkpoint.origin, size: checkpoint.size, rootHash: checkpoint.rootHash.toString("base64") }, entries };
+    const leaf = parseLeaf(entry.leaf);
+    if (!leaf.ok) return leaf;
+    entries.push({ index: entry.index, ...leaf.value });
+  }
+  return accept({ checkpoint: { origin: checkpoint.origin, size: checkpoint.size, rootHash: checkpoint.rootHash.toString("base64") }, entries });
 }

@@ -150,14 +150,7 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     const last = (rows.at(-1) as { seq: number }).seq;
     let notes = given.checkpoints ?? (cp === undefined ? [] : await cp.sink.read());
     const key = given.verifierKey ?? cp?.signer.verifierKey;
-    if (key !== undefined) notes = notes.filter((n) => {
-      try {
-        verifyCheckpoint(n, key);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    if (key !== undefined) notes = notes.filter((n) => verifyCheckpoint(n, key).ok);
     const covering = notes.filter((n) => noteSize(n) >= last).sort((a, b) => noteSize(b) - noteSize(a))[0];
     if (covering === undefined) {
       throw new AuditFailure(`no signed checkpoint covers event ${id} (its last entry is seq ${String(last)}) yet; prove it after the next checkpoint, or write one now (checkpoint())`);

@@ -12,7 +12,6 @@ import {
   AUDIT_ACTIONS,
   generateCheckpointKey,
   openAuditStore,
-  ProofError,
   splitNotes,
   verifyProof,
   type AuditQuery,
@@ -192,15 +191,15 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
         if (e instanceof InvalidInput) throw e;
         throw new InvalidInput(`${file} is not JSON; give the file audit prove wrote`);
       }
-      try {
-        const verified = verifyProof(bundle, opts.publicKey);
-        io.out(`ok: ${String(verified.entries.length)} entr${verified.entries.length === 1 ? "y" : "ies"} proved in the tree of ${String(verified.checkpoint.size)} signed by ${verified.checkpoint.origin}\n`);
-        io.out(`${JSON.stringify(verified.entries, null, 2)}\n`);
-      } catch (e) {
-        if (!(e instanceof ProofError)) throw e;
-        io.out(`NOT PROVED: ${e.message}\n`);
+      const verdict = verifyProof(bundle, opts.publicKey);
+      if (!verdict.ok) {
+        io.out(`NOT PROVED: ${verdict.reason}\n`);
         io.setExitCode(1);
+        return;
       }
+      const { entries, checkpoint } = verdict.value;
+      io.out(`ok: ${String(entries.length)} entr${entries.length === 1 ? "y" : "ies"} proved in the tree of ${String(checkpoint.size)} signed by ${checkpoint.origin}\n`);
+      io.out(`${JSON.stringify(entries, null, 2)}\n`);
     });
 
   audit

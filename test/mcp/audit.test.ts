@@ -126,6 +126,7 @@ describe("signed checkpoints beside the log", () => {
     // The verifier key is public: derived here from the signing key file as `agentcap audit keygen` would have printed it.
     const verifierKey = parseSignerKey(keyFile).verifierKey;
     const verified = verifyProof(JSON.parse(JSON.stringify(proof)), verifierKey);
-    expect(verified.entries.map((e) => (e.body as { entry: string }).entry)).toEqual(["intent", "outcome"]);
+    if (!verified.ok) throw new Error(verified.reason);
+    expect(verified.value.entries.map((e) => (e.body as { entry: string }).entry)).toEqual(["intent", "outcome"]);
   });
 });
