@@ -5,7 +5,7 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSignerKey, splitNotes } from "../../src/audit/checkpoint.ts";
 import { verifyProof } from "../../src/audit/proof-verifier.ts";
-import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
 import { appendBlocks } from "../../src/token/biscuit.ts";
@@ -128,5 +128,35 @@ describe("signed checkpoints beside the log", () => {
     const verified = verifyProof(JSON.parse(JSON.stringify(proof)), verifierKey);
     if (!verified.ok) throw new Error(verified.reason);
     expect(verified.value.entries.map((e) => (e.body as { entry: string }).entry)).toEqual(["intent", "outcome"]);
+  });
+});
+
+describe("audit checkpoints in the gateway configuration", () => {
+  const base = {
+    issuer: "t",
+    keys: { file: "keys.json" },
+    tokenStore: { kind: "sqlite", path: "tokens.db" },
+    policy: { roles: { r: { tools: ["read_file"] } }, principals: { alice: { roles: ["r"] } } },
+  };
+
+  it("resolves the key file and puts the checkpoints beside a SQLite log by default", () => {
+    const c = parseGatewayConfig({ ...base, audit: { kind: "sqlite", path: "state/audit.db", checkpoints: { keyFile: "secrets/audit.key", everySeconds: 5 } } }, "/srv/gw");
+    expect(c.audit.checkpoints).toEqual({ keyFile: "/srv/gw/secrets/audit.key", createKeyIfMissing: false, file: "/srv/gw/state/audit.db.checkpoints", everySeconds: 5 });
+  });
+
+  it.each<[string, unknown, RegExp]>([
+    ["a Postgres log without a checkpoint file", { kind: "postgres", url: "postgres://h/db", checkpoints: { keyFile: "k" } }, /audit\.checkpoints\.file: name the file/],
+    ["an unknown checkpoint option", { kind: "sqlite", path: "a.db", checkpoints: { keyFile: "k", every: 3 } }, /every/],
+    ["a zero entry count", { kind: "sqlite", path: "a.db", checkpoints: { keyFile: "k", everyEntries: 0 } }, /everyEntries/],
+  ])("refuses %s", (_what, audit, message) => {
+    expect(() => parseGatewayConfig({ ...base, audit }, "/srv/gw")).toThrow(message);
+  });
+
+  it("refuses to start without the key file unless told to create it", async () => {
+    const config = parseGatewayConfig(
+      { ...base, keys: { file: path.join(fixture.dir, "keys.json") }, audit: { kind: "sqlite", path: ":memory:", checkpoints: { keyFile: "missing.key", file: "cp" } } },
+      fixture.dir,
+    );
+    await expect(openGateway(config)).rejects.toThrow(/audit checkpoint key file .*missing\.key does not exist; create it with `agentcap audit keygen/);
   });
 });
