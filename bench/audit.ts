@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,15 +6,22 @@ import Database from "better-sqlite3";
 import pg from "pg";
 import { planAppend, type StoredLink } from "../src/audit/append-plan.ts";
 import type { ChainHead } from "../src/audit/chain.ts";
+import { Frontier } from "../src/audit/merkle.ts";
 import { encodeEvent, encodeValidEvent, type EncodedEvent } from "../src/audit/encoding.ts";
 import { openAuditStore, type AuditStoreOptions } from "../src/audit/open.ts";
 import type { AuditQuery } from "../src/audit/query.ts";
 import { compileRedaction } from "../src/audit/redaction.ts";
 import { EVENT_COLUMNS } from "../src/audit/schema.ts";
 import type { AuditStore } from "../src/audit/store.ts";
-import { auditSubject, type AuditEvent } from "../src/kernel/audit-sink.ts";
-import { authorize, check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
-import { measureAsync, report } from "./harness.ts";
+import { generateCheckpointKey, memoryCheckpointSink, parseSignerKey, signCheckpoint } from "../src/audit/checkpoint.ts";
+import { verifyCheckpoint, verifyProof } from "../src/audit/proof-verifier.ts";
+import { auditSubject, type AuditEvent, type AuditIntent, type AuditSink } from "../src/kernel/audit-sink.ts";
+import { defineTool } from "../src/tools/define.ts";
+import { createDispatcher } from "../src/tools/dispatcher.ts";
+import { z } from "zod";
+import { caretaker } from "../src/kernel/internal.ts";
+import { check, createManualClock, createMint, narrow, type Capability, type Grant, type Request } from "../src/index.ts";
+import { measure, measureAsync, report } from "./harness.ts";
 
 /*
  * The audit log: events per second written to SQLite and Postgres, the
@@ -58,14 +65,12 @@ function event(cap: Capability, request: Request, at: number, tool: string | nul
  */
 function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, session: number, calls: number, at: (i: number) => number) {
   const root = mint.issue({ id: principal, tenants: [`t-${principal}`] }, { requestId: `req-${String(session)}` });
-  const caretaker = revocable(narrow(root, { tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), {
-    labels: { session: `s-${String(session)}`, task: `task-${String(session)}` },
-  });
+  const lease = caretaker(narrow(root, { tools: ["search", "read_file"], fs: rootGrant.fs ?? [], http: rootGrant.http ?? [] }), { session: `s-${String(session)}`, task: `task-${String(session)}` });
   const events: AuditEvent[] = [];
   const callCaps: Capability[] = [];
   for (let c = 0; c < calls; c++) {
     const dir = `/srv/data/${principal}/${String(c % 10)}`;
-    const cap = narrow(caretaker.capability, { tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
+    const cap = narrow(lease.capability, { tools: ["search"], fs: [{ path: dir, ops: ["read"] }], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
     callCaps.push(cap);
     const t = at(events.length);
     const denied = c % 50 === 49;
@@ -73,7 +78,7 @@ function sessionEvents(mint: ReturnType<typeof createMint>, principal: string, s
     events.push(event(cap, { action: "fs.read", path: denied ? "/srv/data/secrets/keys.txt" : `${dir}/doc-${String(c)}.txt` }, t + 1, "search"));
     events.push(event(cap, { action: "http.request", method: "GET", url: `https://api.example.com/v1/search?q=${String(c)}` }, t + 2, "search"));
   }
-  return { root, session: caretaker.capability, callCaps, events };
+  return { root, session: lease.capability, callCaps, events };
 }
 
 async function timed(run: () => Promise<unknown>): Promise<number> {
@@ -86,29 +91,37 @@ function fmtRate(events: number, seconds: number): string {
   return `${Math.round(events / seconds).toLocaleString("en-US")} events/s`;
 }
 
-interface Engine {
+/** One durability mode of one engine. */
+interface Mode {
   readonly name: string;
   readonly open: (tag: string, extra?: Partial<AuditStoreOptions>) => Promise<AuditStore>;
+}
+
+interface Engine {
+  readonly modes: readonly Mode[];
   readonly cleanup: () => Promise<void>;
 }
 
 function sqliteEngine(dir: string): Engine {
-  return {
-    name: "SQLite",
-    open: (tag, extra = {}) => openAuditStore({ kind: "sqlite", path: join(dir, `${tag}.db`), ...extra } as AuditStoreOptions),
-    cleanup: () => Promise.resolve(),
-  };
+  const mode = (synchronous: "full" | "normal"): Mode => ({
+    name: `SQLite synchronous=${synchronous}`,
+    open: (tag, extra = {}) => openAuditStore({ kind: "sqlite", path: join(dir, `${tag}-${synchronous}.db`), synchronous, ...extra } as AuditStoreOptions),
+  });
+  return { modes: [mode("full"), mode("normal")], cleanup: () => Promise.resolve() };
 }
 
 function postgresEngine(url: string): Engine {
   const schemas: string[] = [];
-  return {
-    name: "Postgres",
-    open: (tag) => {
-      const schema = `agentcap_bench_${tag}_${String(process.pid)}`;
+  const mode = (synchronousCommit: "on" | "off"): Mode => ({
+    name: `Postgres synchronous_commit=${synchronousCommit}`,
+    open: (tag, extra = {}) => {
+      const schema = `agentcap_bench_${tag}_${synchronousCommit}_${String(process.pid)}`;
       schemas.push(schema);
-      return openAuditStore({ kind: "postgres", url, schema });
+      return openAuditStore({ kind: "postgres", url, schema, synchronousCommit, ...extra });
     },
+  });
+  return {
+    modes: [mode("on"), mode("off")],
     cleanup: async () => {
       const client = new pg.Client({ connectionString: url });
       await client.connect();
@@ -118,70 +131,117 @@ function postgresEngine(url: string): Engine {
   };
 }
 
-async function writeThroughput(engine: Engine): Promise<void> {
+/** The intent part of an event: what a resource records before it acts. */
+function intentOf(event: AuditEvent): AuditIntent {
+  return { id: event.id, at: event.at, kind: event.kind, tool: event.tool, request: event.request, decision: event.decision, subject: event.subject };
+}
+
+/**
+ * Entries per second written by one writer awaiting each, and by 1,000
+ * concurrent writers (group commit), for whole events and for actions
+ * recorded as an intent (awaited, durable) and its outcome (written with the
+ * next transaction). Then verify's speed over what was written.
+ */
+async function writeThroughput(mode: Mode): Promise<void> {
   const mint = createMint({ issuer: "bench", clock: createManualClock(NOW), policy: () => rootGrant });
-  const { events } = sessionEvents(mint, "writer", 1, 2_334, (i) => NOW + i);
-  const store = await engine.open("writes", engine.name === "SQLite" ? { synchronous: "full" } : {});
+  const { events } = sessionEvents(mint, "writer", 1, 6_000, (i) => NOW + i);
+  // Only allowed invocations act, so only they record intents.
+  const acting = events.slice(6_000).filter((e) => e.decision.allowed);
+  const store = await mode.open("writes");
+  const label = (what: string) => `  ${mode.name.padEnd(32)} ${what.padEnd(48)}`;
   try {
-    const sequential = events.slice(0, 1_000);
-    const seqSeconds = await timed(async () => {
-      for (const e of sequential) await store.write(e);
+    const one = events.slice(0, 1_000);
+    const oneSeconds = await timed(async () => {
+      for (const e of one) await store.write(e);
     });
-    const concurrent = events.slice(1_000);
-    const conSeconds = await timed(async () => {
-      for (let i = 0; i < concurrent.length; i += 1_000) await Promise.all(concurrent.slice(i, i + 1_000).map((e) => store.write(e)));
+    const many = events.slice(1_000, 6_000);
+    const manySeconds = await timed(async () => {
+      for (let i = 0; i < many.length; i += 1_000) await Promise.all(many.slice(i, i + 1_000).map((e) => store.write(e)));
+    });
+    const act = async (e: AuditEvent) => {
+      await store.intend(intentOf(e));
+      await store.complete({ id: e.id, durationMs: e.durationMs, outcome: e.outcome });
+    };
+    const actsOne = acting.slice(0, 1_000);
+    const actsOneSeconds = await timed(async () => {
+      for (const e of actsOne) await act(e);
+    });
+    const actsMany = acting.slice(1_000, 6_000);
+    const actsManySeconds = await timed(async () => {
+      for (let i = 0; i < actsMany.length; i += 1_000) await Promise.all(actsMany.slice(i, i + 1_000).map(act));
     });
     const verifySeconds = await timed(() => store.verify());
-    console.log(`  ${engine.name.padEnd(9)} one writer awaiting each write: ${fmtRate(sequential.length, seqSeconds).padStart(16)}`);
-    console.log(`  ${engine.name.padEnd(9)} 1,000 concurrent writers (group commit): ${fmtRate(concurrent.length, conSeconds).padStart(16)}`);
-    console.log(`  ${engine.name.padEnd(9)} verify (hashes, chain, columns, lineage index): ${fmtRate(events.length, verifySeconds).padStart(16)}`);
+    const entries = one.length + many.length + 2 * (actsOne.length + actsMany.length);
+    console.log(`${label("events, one writer awaiting each")}${fmtRate(one.length, oneSeconds).padStart(18)}`);
+    console.log(`${label("events, 1,000 concurrent writers")}${fmtRate(many.length, manySeconds).padStart(18)}`);
+    console.log(`${label("actions (intent + outcome), one at a time")}${fmtRate(actsOne.length, actsOneSeconds).replace("events", "actions").padStart(18)}`);
+    console.log(`${label("actions (intent + outcome), 1,000 concurrent")}${fmtRate(actsMany.length, actsManySeconds).replace("events", "actions").padStart(18)}`);
+    console.log(`${label("verify (leaves, chain, tree, columns, index)")}${fmtRate(entries, verifySeconds).replace("events", "entries").padStart(18)}`);
   } finally {
     await store.close();
   }
 }
 
+/**
+ * What auditing adds to one tool call through the dispatcher: the same call
+ * with a sink that keeps nothing (baseline) and with each store, one call at
+ * a time (an intent awaited before the handler, its outcome written with the
+ * next call's transaction).
+ */
 async function toolCallOverhead(engines: readonly Engine[]): Promise<void> {
   const mint = createMint({ issuer: "bench", policy: () => rootGrant });
   const cap = narrow(mint.issue({ id: "overhead" }), { tools: ["search"] });
-  const request: Request = { action: "tool.call", tool: "search" };
-  const handler = () => Promise.resolve("result");
-  const unaudited = async () => {
-    if (authorize(cap, request).allowed) await handler();
-  };
-  const audited = (store: AuditStore) => async () => {
-    const at = Date.now();
-    const decision = authorize(cap, request);
-    await store.write({
-      id: randomUUID(),
-      at,
-      durationMs: 0,
-      kind: "tool",
-      tool: "search",
-      request,
-      decision,
-      outcome: { ok: true, resultBytes: 6 },
-      subject: auditSubject(cap),
-    });
-    if (decision.allowed) await handler();
-  };
-  const baseline = await measureAsync("tool call, auditing off (baseline)", unaudited, 2_000);
+  const search = defineTool({ name: "search", description: "Searches.", input: z.object({ q: z.string() }), needs: () => [] }, () => "result");
+  const discard: AuditSink = { intend: () => undefined, complete: () => undefined, write: () => undefined };
+  const baseline = await measureAsync("tool call, audit sink keeping nothing (baseline)", () => createCall(discard)(), 2_000);
+  function createCall(sink: AuditSink) {
+    const dispatcher = createDispatcher({ tools: [search], audit: sink });
+    return () => dispatcher.call("search", { q: "x" }, cap);
+  }
   const rows = [];
   const stores: AuditStore[] = [];
   try {
-    for (const engine of engines) {
-      const variants: [string, Partial<AuditStoreOptions>][] =
-        engine.name === "SQLite" ? [["synchronous=full, the default", { synchronous: "full" }], ["synchronous=normal", { synchronous: "normal" }]] : [["", {}]];
-      for (const [label, extra] of variants) {
-        const store = await engine.open(`overhead_${String(stores.length)}`, extra);
-        stores.push(store);
-        rows.push(await measureAsync(`auditing on: ${engine.name}${label === "" ? "" : ` (${label})`}`, audited(store), 100));
-      }
+    for (const mode of engines.flatMap((e) => e.modes)) {
+      const store = await mode.open(`overhead_${String(stores.length)}`);
+      stores.push(store);
+      rows.push(await measureAsync(`tool call audited: ${mode.name}`, createCall(store), 200));
     }
   } finally {
     for (const s of stores) await s.close();
   }
-  report("audit: latency per tool call, one call at a time", baseline, rows);
+  report("audit: latency per tool call, one call at a time (added = per op minus baseline)", baseline, rows);
+  for (const r of rows) console.log(`  ${r.name.padEnd(52)} adds ${((r.nsPerOp - baseline.nsPerOp) / 1000).toFixed(1).padStart(8)} µs`);
 }
+
+/** Signing a checkpoint, proving an event, and checking the proof with the separate verifier, over a log of 100,000 entries. */
+async function checkpointsAndProofs(dir: string): Promise<void> {
+  const key = generateCheckpointKey("bench.example/audit");
+  const sink = memoryCheckpointSink();
+  const path = join(dir, "proofs.db");
+  const loaded = await bulkLoad(path, 100_000, () => undefined);
+  const store = await openAuditStore({ kind: "sqlite", path, checkpoints: { key: key.signerKey, sink, everyEntries: 1_000_000 } });
+  try {
+    const signer = parseSignerKey(key.signerKey);
+    const root = Buffer.alloc(32, 1);
+    const baseline = measure("SHA-256 of one 1 KiB entry (baseline)", () => createHash("sha256").update(KIB).digest(), 20_000);
+    await store.checkpoint();
+    const [record] = await store.query({ after: Math.floor(loaded / 2), limit: 1 });
+    const id = record?.event.id ?? "";
+    const bundle = await store.prove(id);
+    const rows = [
+      measure("sign a checkpoint (Ed25519, signed note)", () => signCheckpoint(signer, "bench.example/audit", loaded, root), 2_000),
+      measure("verify a checkpoint's signature", () => verifyCheckpoint(sink.notes[0] ?? "", key.verifierKey), 2_000),
+      await measureAsync(`prove an event in ${loaded.toLocaleString("en-US")} entries (SQLite lookups)`, () => store.prove(id), 200),
+      measure("verify the proof with the public key alone", () => verifyProof(bundle, key.verifierKey), 2_000),
+      await measureAsync("write a checkpoint to the sink (head read, root, sign)", () => store.checkpoint(), 200),
+    ];
+    report("audit: checkpoints and proofs", baseline, rows);
+  } finally {
+    await store.close();
+  }
+}
+
+const KIB = Buffer.alloc(1024, 7);
 
 /**
  * Loads `total` events into a fresh SQLite log the way a bulk import would:
@@ -202,10 +262,13 @@ async function bulkLoad(path: string, total: number, onSession: (k: number, sess
   const insertEvent = db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`);
   const insertLink = db.prepare("INSERT INTO audit_links (num, id, summary) VALUES (?, ?, ?)");
   const insertEventLink = db.prepare("INSERT INTO audit_event_links (link_num, event_seq, position) VALUES (?, ?, ?)");
+  const insertNode = db.prepare("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)");
   const links = new Map<string, StoredLink>();
   let head: ChainHead | null = null;
+  const tree = new Frontier();
   const append = db.transaction((batch: readonly EncodedEvent[]) => {
-    const plan = planAppend(head, batch, { hasEvent: () => false, link: (id) => links.get(id), lastLinkNum: links.size });
+    const plan = planAppend(head, tree, batch, { hasEntry: () => false, link: (id) => links.get(id), lastLinkNum: links.size });
+    for (const n of plan.tree) insertNode.run(n.level, n.idx, n.hash);
     for (const l of plan.links) {
       links.set(l.id, { num: l.num, text: l.summary });
       insertLink.run(l.num, l.id, l.summary);
@@ -299,10 +362,11 @@ export async function runAuditBench(): Promise<void> {
   const total = Number(process.env.AGENTCAP_BENCH_AUDIT_EVENTS ?? 1_000_000);
   if (!Number.isSafeInteger(total) || total < 1_000) throw new Error("AGENTCAP_BENCH_AUDIT_EVENTS must be a whole number of at least 1000");
   try {
-    console.log("\naudit: write throughput (SQLite synchronous=full: each commit synced to disk)");
+    console.log("\naudit: write throughput (SQLite synchronous=full and Postgres synchronous_commit=on: each commit durable before it resolves)");
     if (url === undefined) console.log("  Postgres skipped: set DATABASE_URL to include it");
-    for (const engine of engines) await writeThroughput(engine);
+    for (const mode of engines.flatMap((e) => e.modes)) await writeThroughput(mode);
     await toolCallOverhead(engines);
+    await checkpointsAndProofs(dir);
     await largeLog(dir, total);
   } finally {
     for (const engine of engines) await engine.cleanup();

@@ -66,7 +66,7 @@ export async function runSandboxBench(): Promise<void> {
     fs.writeFileSync(path.join(dir, "report.txt"), "a".repeat(4096));
     const mint = createMint({ issuer: "bench", policy: () => ({ tools: ["read_text"], fs: [{ path: dir, ops: ["read"] }] }) });
     const cap = mint.issue({ id: "bench-user" });
-    const discard: AuditSink = { write: () => undefined };
+    const discard: AuditSink = { intend: () => undefined, complete: () => undefined, write: () => undefined };
     const plain = createFileSystem({ baseDir: dir });
     const audited = createFileSystem({ baseDir: dir, audit: store });
 

@@ -29,7 +29,7 @@ export async function runToolsBench(): Promise<void> {
     { name: "parent", description: "Calls read.", input, needs: (i, ctx) => subToolNeeds(read, i, ctx) },
     (i, c, ctx: ToolContext) => ctx.call(read, i, c),
   );
-  const discard: AuditSink = { write: () => undefined };
+  const discard: AuditSink = { intend: () => undefined, complete: () => undefined, write: () => undefined };
   const dispatcher = createDispatcher({ tools: [read, noop, parent], audit: discard });
   const args = { path: "/srv/data/report.csv" };
 

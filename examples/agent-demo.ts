@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createMint, requestTarget, type AuditEvent, type AuditSink, type Grant, type Request } from "agentcap";
+import { createMint, eventSink, requestTarget, type AuditEvent, type AuditSink, type Grant, type Request } from "agentcap";
 import { createFileSystem } from "agentcap/fs";
 import { createHttpClient } from "agentcap/http";
 import { createExecutor, createGovernor, openSession } from "agentcap/runtime";
@@ -51,7 +51,7 @@ const schema = { Customer: { table: "customers", primaryKey: "id", fields: { id:
 const files = fileTools(createFileSystem({ baseDir: workspace }));
 const db = databaseTools(createSqlDatabase({ sqlite, schema }), schema);
 const events: AuditEvent[] = [];
-const audit: AuditSink = { write: (e) => void events.push(e) };
+const audit: AuditSink = eventSink((e) => void events.push(e));
 const dispatcher = createDispatcher({ tools: [files.read, files.write, files.list, fetchTool(createHttpClient()), db.query], audit });
 
 // 3. The application's mint: what Alice may do at all.

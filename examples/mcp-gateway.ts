@@ -70,7 +70,7 @@ export async function startExample(options: ExampleOptions = {}): Promise<Exampl
           ...raw,
           keys: { ...raw.keys, file: path.join(state, "keys.json") },
           tokenStore: { kind: "sqlite", path: path.join(state, "tokens.db") },
-          audit: { kind: "sqlite", path: path.join(state, "audit.db") },
+          audit: { kind: "sqlite", path: path.join(state, "audit.db"), checkpoints: { keyFile: path.join(state, "audit-checkpoint.key"), createKeyIfMissing: true } },
           tools: { ...raw.tools, database: { ...(raw.tools?.database as object), sqlite: path.join(state, "shop.db") } },
         };
   const config = parseGatewayConfig(moved, path.dirname(EXAMPLE_CONFIG));
@@ -105,7 +105,8 @@ function instructions(url: string, token: string): string {
     `  any mcp.json:     { "mcpServers": { "agentcap": { "type": "http", "url": "${url}", "headers": { "Authorization": "Bearer <token>" } } } }`,
     ``,
     `alice sees read_file, list_files, db_query (acme's rows only) and write_file (workspace/notes only).`,
-    `Mint other tokens with: npm run agentcap -- token mint --help. Audit log: npm run agentcap -- audit query --help.`,
+    `Mint other tokens with: npm run agentcap -- token mint --help. Audit log: npm run agentcap -- audit query --help;`,
+    `its signed checkpoints are written beside it (audit verify --checkpoints <file> --public-key <key>, audit prove <event>).`,
     `Press Ctrl-C to stop.`,
   ].join("\n");
 }

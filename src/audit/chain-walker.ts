@@ -9,9 +9,14 @@ import { GENESIS_HASH, type ChainHead } from "./chain.js";
  * - `chain-break`: an event was written after an event that is no longer in the log
  *   (the event before it was rewritten and rehashed, or one between them was deleted);
  * - `index`: a query column or the lineage index disagrees with the event, so queries would mislead;
- * - `truncated` / `rewritten`: compared with an anchor noted earlier, the log lost its end or changed up to it.
+ * - `orphan`: an outcome completes an intent that is not in the log before it;
+ * - `truncated` / `rewritten`: compared with a signed checkpoint, the log lost its end, or no longer
+ *   hashes to the root the checkpoint signed (an entry was edited, deleted, inserted or replaced, even
+ *   with every hash recomputed, or the whole database was replaced);
+ * - `checkpoint`: a checkpoint given does not verify with the key, or two signed checkpoints disagree
+ *   (an RFC 9162 consistency proof between successive ones fails).
  */
-export type TamperKind = "edited" | "missing" | "reordered" | "inserted" | "chain-break" | "index" | "truncated" | "rewritten";
+export type TamperKind = "edited" | "missing" | "reordered" | "inserted" | "chain-break" | "index" | "orphan" | "truncated" | "rewritten" | "checkpoint";
 
 /** One thing wrong with the log, located by sequence number and, when known, event id. */
 export interface TamperProblem {
@@ -57,18 +62,15 @@ const name = (e: { readonly seq: number; readonly id: string }) => `event ${e.id
 export class ChainWalker {
   readonly #lookup: HashLookup;
   readonly #report: (problem: TamperProblem) => void;
-  readonly #anchor: ChainHead | null;
   readonly #recent: Seen[] = [];
   #last: { seq: number; id: string; hash: string } | null = null;
 
-  /** `anchor` is a head noted earlier (see `AuditStore.head`): the log must still pass through it. */
-  constructor(lookup: HashLookup, report: (problem: TamperProblem) => void, anchor: ChainHead | null = null) {
+  constructor(lookup: HashLookup, report: (problem: TamperProblem) => void) {
     this.#lookup = lookup;
     this.#report = report;
-    this.#anchor = anchor;
   }
 
-  /** The last event walked, for anchoring. */
+  /** The last entry walked. */
   get head(): ChainHead | null {
     return this.#last === null ? null : { seq: this.#last.seq, hash: this.#last.hash };
   }
@@ -91,22 +93,9 @@ export class ChainWalker {
       await this.#explainLink(row, seen, last);
     }
 
-    const anchor = this.#anchor;
-    if (anchor !== null && row.seq === anchor.seq && row.hash !== anchor.hash) {
-      this.#problem("rewritten", row, `${name(row)} has hash ${short(row.hash)}, but the anchor recorded ${short(anchor.hash)}: the log was rewritten up to there`);
-    }
     this.#recent.push(seen);
     if (this.#recent.length > RECENT) this.#recent.shift();
     this.#last = { seq: row.seq, id: row.id, hash: row.hash };
-  }
-
-  /** The whole log was walked: checks that it still reaches the anchor. */
-  finish(): void {
-    const anchor = this.#anchor;
-    const end = this.#last;
-    if (anchor === null || (end !== null && end.seq >= anchor.seq)) return;
-    const ends = end === null ? "the log is empty" : `the log ends at seq ${end.seq}`;
-    this.#report({ kind: "truncated", seq: anchor.seq, eventId: null, message: `${ends}, but the anchor names seq ${anchor.seq}: events were deleted from its end` });
   }
 
   async #explainLink(row: WalkedRow, seen: Seen, last: { seq: number; id: string } | null): Promise<void> {

@@ -1,25 +1,22 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
-/** The `prevHash` of the first event of a log. */
+/** The `prevHash` of the first entry of a log. */
 export const GENESIS_HASH = "0".repeat(64);
 
-/** Where a log's chain ends: the last event's sequence number and hash. Noting it elsewhere lets `verify` detect a truncated end. */
+/** Where a log's chain ends: the last entry's sequence number and chain hash. */
 export interface ChainHead {
   readonly seq: number;
   readonly hash: string;
 }
 
 /**
- * The hash an event carries: SHA-256 over the previous event's hash, the
- * event's canonical body (its lineage written as link ids) and the canonical
- * encoding of each lineage link, root first. The parts are joined with
- * newlines, which canonical JSON never contains, so no two different events
- * share an input. The sequence number is not hashed: order is fixed by the
- * chain of previous hashes, which lets the verifier tell a moved event (its
- * own hash still holds) from an edited one.
+ * The chain hash an entry carries: SHA-256 over the previous entry's chain
+ * hash and the entry's own Merkle leaf hash (both hex). The sequence number
+ * is not hashed: order is fixed by the chain of previous hashes, which lets
+ * the verifier tell a moved entry (its own hash still holds) from an edited
+ * one. The signed checkpoints of the Merkle tree are what make the log
+ * tamper-evident; the chain only explains where it was changed.
  */
-export function chainHash(prevHash: string, body: string, linkTexts: readonly string[]): string {
-  const h = createHash("sha256").update("agentcap.audit.v1\n").update(prevHash).update("\n").update(body);
-  for (const text of linkTexts) h.update("\n").update(text);
-  return h.digest("hex");
+export function chainHash(prevHash: string, leafHex: string): string {
+  return hash("sha256", `agentcap.audit.v2\n${prevHash}${leafHex}`, "hex");
 }

@@ -1,4 +1,5 @@
-import { requestTarget, type AuditEvent } from "../kernel/index.js";
+import { requestTarget } from "../kernel/index.js";
+import type { LoggedEvent } from "./encoding.js";
 import type { AuditRecord } from "./query.js";
 import type { VerifyReport } from "./verify.js";
 
@@ -8,9 +9,10 @@ import type { VerifyReport } from "./verify.js";
  */
 
 /**
- * One JSON object per line, `{ seq, hash, prevHash, event }`, each line
- * ending in a newline; characters JSON leaves raw but a terminal acts on
- * (DEL, C1 controls, bidirectional marks) are written as `\u` escapes.
+ * One JSON object per line, `{ seq, hash, prevHash, outcomeSeq, event }`,
+ * each line ending in a newline; characters JSON leaves raw but a terminal
+ * acts on (DEL, C1 controls, bidirectional marks) are written as `\u`
+ * escapes.
  */
 export function formatJsonLines(records: readonly AuditRecord[]): string {
   return records.map((r) => `${printable(JSON.stringify(r))}\n`).join("");
@@ -36,26 +38,33 @@ function cell(text: string): string {
   return shown.length > MAX_CELL ? `${shown.slice(0, MAX_CELL - 1)}…` : shown;
 }
 
-function decision(event: AuditEvent): string {
+function decision(event: LoggedEvent): string {
   const d = event.decision;
   if (!d.allowed) return `DENIED ${d.code} at link ${d.link}`;
   const o = event.outcome;
   // A revocation says what it reached in the revoking process, and why.
-  if (event.kind === "revocation" && o.ok && o.reached !== undefined) {
+  if (event.kind === "revocation" && o?.ok === true && o.reached !== undefined) {
     const { capabilities, tokens, sessions } = o.reached;
     return `revoked (${capabilities} cap, ${tokens} token, ${sessions} session): ${o.reason ?? ""}`;
   }
   return "allowed";
 }
 
+function outcome(event: LoggedEvent): string {
+  const o = event.outcome;
+  if (o === null) return "NO OUTCOME";
+  return o.ok ? "ok" : o.errorCode;
+}
+
 /**
  * An aligned text table, one row per event: sequence number, time (UTC),
- * principal, tool, action, target, decision, and the capability used
- * (short id, with its depth below the root).
+ * principal, tool, action, target, decision, outcome (NO OUTCOME for an
+ * intent whose outcome is not in the log), and the capability used (short
+ * id, with its depth below the root).
  */
 export function formatTable(records: readonly AuditRecord[]): string {
   if (records.length === 0) return "no matching events\n";
-  const header = ["seq", "time (UTC)", "principal", "tool", "action", "target", "decision", "capability"];
+  const header = ["seq", "time (UTC)", "principal", "tool", "action", "target", "decision", "outcome", "capability"];
   const rows = records.map(({ seq, event }) => [
     String(seq),
     new Date(event.at).toISOString().replace("T", " ").slice(0, 19),
@@ -64,6 +73,7 @@ export function formatTable(records: readonly AuditRecord[]): string {
     event.request.action,
     requestTarget(event.request),
     decision(event),
+    outcome(event),
     `${event.subject.capabilityId.slice(0, 8)} (depth ${event.subject.lineage.length - 1})`,
   ].map(cell));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -71,18 +81,24 @@ export function formatTable(records: readonly AuditRecord[]): string {
   return [line(header), line(widths.map((n) => "-".repeat(n))), ...rows.map(line)].join("");
 }
 
-/** The verify report in words: one line per problem, then the head to anchor the next run with. */
+/** The verify report in words: one line per problem, the tree and the checkpoints it was checked against, and intents without an outcome. */
 export function formatVerifyReport(report: VerifyReport): string {
   const lines = report.problems.map((p) => `  ${p.kind.padEnd(11)} seq ${String(p.seq).padStart(6)}  ${printable(p.message)}`);
-  const h = report.head;
-  const head =
-    h === null
-      ? "the log is empty"
-      : report.ok
-        ? `head: seq ${h.seq} hash ${h.hash} (note it, and pass --anchor ${h.seq}:${h.hash} next time to catch a truncated end)`
-        : `last event checked: seq ${h.seq}`;
   const verdict = report.ok
-    ? `ok: ${report.events} events verified`
-    : `TAMPERED: ${report.problems.length} problem(s) in ${report.events} events checked${report.complete ? "" : " (stopped early)"}`;
-  return [verdict, ...lines, head].join("\n") + "\n";
+    ? `ok: ${report.events} entries verified`
+    : `TAMPERED: ${report.problems.length} problem(s) in ${report.events} entries checked${report.complete ? "" : " (stopped early)"}`;
+  const tree = `tree: ${report.tree.size} entries, root ${report.tree.root}`;
+  const c = report.checkpoints;
+  const against =
+    c.checked === 0
+      ? "checkpoints: none given, so a rewrite with recomputed hashes, a truncated end or a replaced database would go unseen (pass --checkpoints and --public-key)"
+      : `checkpoints: ${c.checked} signed checkpoint(s) checked, the latest covering ${String(c.latest)} entries`;
+  const open =
+    report.openIntentCount === 0
+      ? []
+      : [
+          `intents without an outcome (in flight, or their process stopped between acting and recording the outcome): ${report.openIntentCount}`,
+          ...report.openIntents.map((o) => `  seq ${String(o.seq).padStart(6)}  event ${o.id}`),
+        ];
+  return [verdict, ...lines, tree, against, ...open].join("\n") + "\n";
 }

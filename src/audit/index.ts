@@ -1,16 +1,26 @@
 /**
- * `agentcap/audit`: the audit log. One event per invocation, allowed or
- * denied, with the lineage and mint record of the authority used;
- * append-only, hash-chained, redacted, queryable by lineage. SQLite by
- * default, Postgres to share; each engine is loaded only when opened.
+ * `agentcap/audit`: the audit log. Record, then act: an intent is durable
+ * before an allowed invocation acts, its outcome completes it; a denial is
+ * one event. Entries form a Merkle tree (RFC 9162 style) whose head is
+ * signed into checkpoints (C2SP signed notes) kept outside the database, so
+ * history cannot be rewritten unseen, and any event can be proved to a
+ * third party holding only the public key. Redacted, queryable by lineage.
+ * SQLite by default, Postgres to share; each engine is loaded only when
+ * opened.
  */
 export { openAuditStore } from "./open.js";
-export type { AuditStoreOptions } from "./open.js";
+export type { AuditStoreOptions, CheckpointOptions } from "./open.js";
 export type { AuditStore } from "./store.js";
 export { AUDIT_ACTIONS } from "./query.js";
 export type { AuditQuery, AuditRecord } from "./query.js";
-export type { VerifyOptions as AuditVerifyOptions, VerifyReport } from "./verify.js";
+export type { LoggedEvent } from "./encoding.js";
+export type { OpenIntent, VerifyOptions as AuditVerifyOptions, VerifyReport } from "./verify.js";
 export type { TamperKind, TamperProblem } from "./chain-walker.js";
 export { REDACTED } from "./redaction.js";
 export type { RedactionPolicy } from "./redaction.js";
 export type { ChainHead } from "./chain.js";
+export { fileCheckpointSink, generateCheckpointKey, memoryCheckpointSink, splitNotes } from "./checkpoint.js";
+export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
+/** Checking a proof needs nothing but this module and the log's public key. */
+export { parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyInclusion, verifyProof } from "./proof-verifier.js";
+export type { Checkpoint, ProofBundle, ProvedEntry, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

@@ -1,12 +1,12 @@
-import { Kysely, PostgresDialect, sql, type Transaction } from "kysely";
+import { Kysely, PostgresDialect, sql } from "kysely";
 import type pg from "pg";
 import { AuditFailure, InvalidInput } from "../kernel/index.js";
 import { requireOptional } from "../kernel/internal.js";
 import { planAppend } from "./append-plan.js";
-import type { EncodedEvent } from "./encoding.js";
-import { loadLinks } from "./query.js";
-import { DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
-import type { AuditBackend } from "./store.js";
+import type { ChainHead } from "./chain.js";
+import { Frontier, frontierSlots } from "./merkle.js";
+import { AUDIT_TABLES, DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
+import { requireCurrentFormat, type AuditBackend } from "./store.js";
 
 /** Options of the shared Postgres log. */
 export interface PostgresBackendOptions {
@@ -18,10 +18,16 @@ export interface PostgresBackendOptions {
   readonly readOnly?: boolean;
   /** Connections in the pool (default 10). */
   readonly poolSize?: number;
+  /**
+   * `"on"` (default) waits for each commit to reach the server's disk (and
+   * its synchronous standbys); `"off"` lets the server acknowledge before its
+   * WAL is flushed: a server crash may lose the last commits (never corrupt
+   * the log), and writes are faster.
+   */
+  readonly synchronousCommit?: "on" | "off";
 }
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
-const ROWS_PER_INSERT = 1000;
 
 /**
  * Opens (creating if needed) the Postgres log. Writers from any number of
@@ -35,6 +41,7 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
   const pool = new driver.Pool({
     connectionString: options.url,
     max: options.poolSize ?? 10,
+    ...(options.synchronousCommit === "off" ? { options: "-c synchronous_commit=off" } : {}),
     // Sequence numbers and times are bigint columns well inside 2^53: read them as numbers, on this pool only.
     types: { getTypeParser: (oid, format): unknown => (oid === driver.types.builtins.INT8 ? Number : driver.types.getTypeParser(oid, format) as unknown) },
   });
@@ -42,6 +49,8 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
   pool.on("error", () => undefined);
   const db = new Kysely<AuditDb>({ dialect: new PostgresDialect({ pool }) }).withSchema(schema);
   try {
+    const columns = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'audit_events'`.execute(db);
+    requireCurrentFormat(columns.rows.map((r) => r.column_name), `the Postgres audit log in schema ${schema}`);
     if (options.readOnly) await db.selectFrom("audit_events").select("seq").limit(1).execute();
     else await createSchema(db, schema);
   } catch (e) {
@@ -53,7 +62,7 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
     db,
     append: options.readOnly
       ? () => Promise.reject(new AuditFailure(`the Postgres audit log in schema ${schema} was opened read-only`))
-      : (batch: readonly EncodedEvent[]) => db.transaction().execute((trx) => appendIn(trx, schema, batch)),
+      : appender(pool, schema),
     close: () => db.destroy(),
   });
 }
@@ -67,6 +76,7 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
     await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_events (
       seq bigint PRIMARY KEY,
       id text NOT NULL,
+      phase smallint NOT NULL,
       at bigint NOT NULL,
       tool text,
       action text NOT NULL,
@@ -79,6 +89,7 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       session_id text,
       task_id text,
       body text NOT NULL,
+      leaf text NOT NULL,
       prev_hash text NOT NULL,
       hash text NOT NULL
     )`.execute(trx);
@@ -90,43 +101,93 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       PRIMARY KEY (link_num, event_seq)
     )`.execute(trx);
     await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_tree (level integer NOT NULL, idx bigint NOT NULL, hash text NOT NULL, PRIMARY KEY (level, idx))`.execute(trx);
     for (const i of INDEXES) {
       // Index definitions are constants of this module, never input.
       await sql`CREATE ${sql.raw(i.unique ? "UNIQUE " : "")}INDEX IF NOT EXISTS ${sql.id(i.name)} ON ${s}.audit_events (${sql.raw(i.columns)})${sql.raw(i.where ? ` WHERE ${i.where}` : "")}`.execute(trx);
     }
     await sql`CREATE OR REPLACE FUNCTION ${s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$`.execute(trx);
-    for (const table of ["audit_events", "audit_links", "audit_event_links"]) {
+    for (const table of AUDIT_TABLES) {
       await sql`CREATE OR REPLACE TRIGGER ${sql.id(`${table}_append_only`)} BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.${sql.id(table)}
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_append_only()`.execute(trx);
     }
   });
 }
 
-async function appendIn(trx: Transaction<AuditDb>, schema: string, batch: readonly EncodedEvent[]): Promise<readonly (Error | null)[]> {
-  // Blocks other writers (they would fork the chain), not readers.
-  await sql`LOCK TABLE ${sql.id(schema, "audit_events")} IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
-  const head = (await trx.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst()) ?? null;
-  const ids = batch.map((e) => e.columns.id);
-  const existing = new Set<string>();
-  for (let i = 0; i < ids.length; i += ROWS_PER_INSERT) {
-    const rows = await trx.selectFrom("audit_events").select("id").where("id", "in", ids.slice(i, i + ROWS_PER_INSERT)).execute();
-    for (const r of rows) existing.add(r.id);
-  }
-  const links = await loadLinks(
-    trx,
-    batch.flatMap((e) => e.links.map((l) => l.id)),
-  );
-  const last = await trx.selectFrom("audit_links").select((eb) => eb.fn.max("num").as("num")).executeTakeFirst();
-  const plan = planAppend(head, batch, { hasEvent: (id) => existing.has(id), link: (id) => links.get(id), lastLinkNum: last?.num ?? 0 });
-  for (let i = 0; i < plan.links.length; i += ROWS_PER_INSERT) {
-    await trx.insertInto("audit_links").values(plan.links.slice(i, i + ROWS_PER_INSERT)).execute();
-  }
-  for (let i = 0; i < plan.events.length; i += ROWS_PER_INSERT) {
-    await trx.insertInto("audit_events").values(plan.events.slice(i, i + ROWS_PER_INSERT)).execute();
-  }
-  for (let i = 0; i < plan.eventLinks.length; i += ROWS_PER_INSERT * 4) {
-    await trx.insertInto("audit_event_links").values(plan.eventLinks.slice(i, i + ROWS_PER_INSERT * 4)).execute();
-  }
-  return plan.results;
+/** What the log holds that a batch must be planned against, read in one statement under the write lock. */
+interface LockedState {
+  readonly head: ChainHead | null;
+  readonly lastLinkNum: number;
+  /** `id/phase` of the batch's entries already in the log. */
+  readonly existing: readonly string[];
+  readonly links: readonly { readonly num: number; readonly id: string; readonly summary: string }[];
+}
+
+/**
+ * Appends each batch in one transaction of four round trips: BEGIN with
+ * the write lock, one statement reading what the batch is planned against
+ * (head, last link key, entries and links already logged, and the tree's
+ * right edge when another process appended since), one statement inserting
+ * every row (links, entries, lineage index, tree), and COMMIT. Rows travel
+ * as JSON and are expanded by the server, so a batch of any size is one
+ * statement with four parameters.
+ */
+function appender(pool: pg.Pool, schema: string): AuditBackend["append"] {
+  // The tree's right edge as this process last left it; reloaded when another process appended since.
+  let frontier = new Frontier();
+  const t = (table: string) => `"${schema}"."${table}"`;
+  const read = `SELECT
+      (SELECT json_build_object('seq', seq, 'hash', hash) FROM ${t("audit_events")} ORDER BY seq DESC LIMIT 1) AS head,
+      (SELECT coalesce(max(num), 0) FROM ${t("audit_links")}) AS "lastLinkNum",
+      (SELECT coalesce(json_agg(id || '/' || phase), '[]') FROM ${t("audit_events")} WHERE id = ANY($1::text[])) AS existing,
+      (SELECT coalesce(json_agg(json_build_object('num', num, 'id', id, 'summary', summary)), '[]') FROM ${t("audit_links")} WHERE id = ANY($2::text[])) AS links`;
+  const write = `WITH
+      l AS (INSERT INTO ${t("audit_links")} SELECT * FROM json_populate_recordset(null::${t("audit_links")}, $1)),
+      e AS (INSERT INTO ${t("audit_events")} SELECT * FROM json_populate_recordset(null::${t("audit_events")}, $2)),
+      x AS (INSERT INTO ${t("audit_event_links")} SELECT * FROM json_populate_recordset(null::${t("audit_event_links")}, $3))
+    INSERT INTO ${t("audit_tree")} SELECT * FROM json_populate_recordset(null::${t("audit_tree")}, $4)`;
+  const slots = `SELECT s.level, s.idx, CASE WHEN s.level = 0 THEN (SELECT leaf FROM ${t("audit_events")} WHERE seq = s.idx + 1)
+      ELSE (SELECT hash FROM ${t("audit_tree")} WHERE level = s.level AND idx = s.idx) END AS hash
+    FROM unnest($1::int[], $2::bigint[]) AS s(level, idx)`;
+
+  const loadFrontier = async (client: pg.PoolClient, size: number): Promise<Frontier> => {
+    const wanted = frontierSlots(size);
+    const { rows } = await client.query<{ level: number; idx: number; hash: string | null }>(slots, [wanted.map((w) => w.level), wanted.map((w) => w.index)]);
+    return new Frontier(
+      size,
+      rows.map((r) => {
+        if (r.hash === null) throw new AuditFailure(`the audit log's Merkle tree lacks the subtree at level ${String(r.level)}, index ${String(r.idx)}; run verify`);
+        return { level: r.level, hash: Buffer.from(r.hash, "hex") };
+      }),
+    );
+  };
+
+  return async (batch) => {
+    const client = await pool.connect();
+    let done = false;
+    try {
+      // Blocks other writers (they would fork the chain), not readers.
+      await client.query(`BEGIN; LOCK TABLE ${t("audit_events")} IN SHARE ROW EXCLUSIVE MODE`);
+      const linkIds = [...new Set(batch.flatMap((e) => e.links.map((l) => l.id)))];
+      const state = (await client.query<LockedState>(read, [batch.map((e) => e.columns.id), linkIds])).rows[0] as LockedState;
+      const size = state.head?.seq ?? 0;
+      const tree = frontier.size === size ? frontier.copy() : await loadFrontier(client, size);
+      const existing = new Set(state.existing);
+      const links = new Map(state.links.map((l) => [l.id, { num: l.num, text: l.summary }]));
+      const plan = planAppend(state.head, tree, batch, {
+        hasEntry: (id, phase) => existing.has(`${id}/${String(phase)}`),
+        link: (id) => links.get(id),
+        lastLinkNum: state.lastLinkNum,
+      });
+      await client.query(write, [JSON.stringify(plan.links), JSON.stringify(plan.events), JSON.stringify(plan.eventLinks), JSON.stringify(plan.tree)]);
+      await client.query("COMMIT");
+      done = true;
+      frontier = plan.frontier;
+      return { results: plan.results, size: frontier.size, root: frontier.root() };
+    } finally {
+      if (!done) await client.query("ROLLBACK").catch(() => undefined);
+      client.release(!done);
+    }
+  };
 }

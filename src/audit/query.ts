@@ -1,9 +1,9 @@
 import { sql, type Kysely } from "kysely";
 import { z } from "zod";
-import { InvalidInput, type Action, type AuditEvent } from "../kernel/index.js";
+import { InvalidInput, type Action } from "../kernel/index.js";
 import { defined, describeIssues } from "../kernel/internal.js";
 import type { StoredLink } from "./append-plan.js";
-import { decodeEvent, lineageIdsOf } from "./encoding.js";
+import { decodeEvent, lineageIdsOf, PHASE, type LoggedEvent } from "./encoding.js";
 import type { AuditDb } from "./schema.js";
 
 /**
@@ -28,6 +28,11 @@ export interface AuditQuery {
    * program for exec. It is a plain string prefix: end a directory with `/`.
    */
   readonly resourcePrefix?: string;
+  /**
+   * `"denied"`: events denied before acting, and events denied while acting
+   * (after their intent was recorded: a real path, an address). `"allowed"`:
+   * events allowed when decided.
+   */
   readonly decision?: "allowed" | "denied";
   /** Events that began at or after this time (milliseconds since the epoch, or a Date). */
   readonly since?: number | Date;
@@ -47,12 +52,20 @@ export interface AuditQuery {
   readonly after?: number;
 }
 
-/** One event as the log holds it: its place in the chain and its (redacted) content. */
+/**
+ * One event as the log holds it: where it is (the entry that matched: the
+ * event itself, or its intent; for a denial met while acting, its outcome),
+ * and its (redacted) content. An event whose outcome is not in the log has
+ * `outcome: null` and `outcomeSeq: null`: it was in flight, or its process
+ * stopped between acting and recording how it ended.
+ */
 export interface AuditRecord {
   readonly seq: number;
   readonly hash: string;
   readonly prevHash: string;
-  readonly event: AuditEvent;
+  /** The entry holding its outcome, when that is a separate one (an intent's); the same as `seq` for a whole event. */
+  readonly outcomeSeq: number | null;
+  readonly event: LoggedEvent;
 }
 
 const ACTIONS: Readonly<Record<Action, true>> = {
@@ -142,7 +155,7 @@ export function prefixSuccessor(prefix: string): string | null {
 }
 
 /** The stored rows that match, in the query's order and page. Parameterized SQL only. */
-export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{ seq: number; body: string; prev_hash: string; hash: string }[]> {
+export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{ seq: number; id: string; phase: number; body: string; prev_hash: string; hash: string }[]> {
   if (q.descendantsOf === undefined) return buildSelect(db, q, null).execute();
   const link = await db.selectFrom("audit_links").select("num").where("id", "=", q.descendantsOf).executeTakeFirst();
   return link === undefined ? [] : buildSelect(db, q, link.num).execute();
@@ -155,7 +168,9 @@ export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{
  */
 export function buildSelect(db: Kysely<AuditDb>, q: ParsedQuery, linkNum: number | null) {
   const cmp = q.order === "asc" ? ">" : "<";
-  let qb = db.selectFrom("audit_events as e").select(["e.seq", "e.body", "e.prev_hash", "e.hash"]);
+  let qb = db.selectFrom("audit_events as e").select(["e.seq", "e.id", "e.phase", "e.body", "e.prev_hash", "e.hash"]);
+  // Each event matches once: by its intent or whole entry, or, for denials, by the entry holding the final decision (a whole event, or an outcome).
+  qb = q.decision === "denied" ? qb.where("e.phase", "<>", sql.lit(PHASE.intent)) : qb.where("e.phase", "<>", sql.lit(PHASE.outcome));
   if (q.principal !== undefined) qb = qb.where("e.principal", "=", q.principal);
   if (q.requestId !== undefined) qb = qb.where("e.request_id", "=", q.requestId);
   if (q.capabilityHash !== undefined) qb = qb.where("e.capability_hash", "=", q.capabilityHash);
@@ -201,10 +216,33 @@ export async function loadLinks(db: Kysely<AuditDb>, ids: Iterable<string>, into
   return into;
 }
 
-/** Runs a query and rebuilds each event with its full lineage. */
+/** Runs a query and rebuilds each event with its full lineage and its outcome. */
 export async function runQuery(db: Kysely<AuditDb>, query: unknown): Promise<AuditRecord[]> {
   const rows = await selectRows(db, parseQuery(query));
-  const bodies = rows.map((r) => JSON.parse(r.body) as unknown);
+  // An intent's outcome, an outcome's intent: the other entry of each two-entry event.
+  const otherPhase = (phase: number) => (phase === PHASE.intent ? PHASE.outcome : PHASE.intent);
+  const wanted = rows.filter((r) => r.phase !== PHASE.event);
+  const others = new Map<string, { seq: number; body: string; prev_hash: string; hash: string }>();
+  for (let i = 0; i < wanted.length; i += IN_CHUNK) {
+    const chunk = wanted.slice(i, i + IN_CHUNK);
+    const found = await db
+      .selectFrom("audit_events")
+      .select(["seq", "id", "phase", "body", "prev_hash", "hash"])
+      .where((eb) => eb.or(chunk.map((r) => eb.and([eb("id", "=", r.id), eb("phase", "=", otherPhase(r.phase))]))))
+      .execute();
+    for (const f of found) others.set(`${f.id}/${String(f.phase)}`, f);
+  }
+  const entries = rows.map((r) => {
+    const other = r.phase === PHASE.event ? undefined : others.get(`${r.id}/${String(otherPhase(r.phase))}`);
+    const [intent, outcome] = r.phase === PHASE.outcome ? [other, r] : [r, r.phase === PHASE.event ? r : other];
+    return { row: r, intent, outcome };
+  });
+  const bodies = entries.map((e) => (e.intent === undefined ? null : (JSON.parse(e.intent.body) as unknown)));
   const links = await loadLinks(db, bodies.flatMap(lineageIdsOf));
-  return rows.map((r, i) => ({ seq: r.seq, hash: r.hash, prevHash: r.prev_hash, event: decodeEvent(bodies[i], links) }));
+  return entries.flatMap(({ row, intent, outcome }, i) => {
+    // An outcome whose intent is gone is for verify to report; a query has no event to show for it.
+    if (intent === undefined) return [];
+    const outcomeBody = outcome === undefined || outcome === intent ? null : (JSON.parse(outcome.body) as unknown);
+    return [{ seq: row.seq, hash: row.hash, prevHash: row.prev_hash, outcomeSeq: outcome?.seq ?? null, event: decodeEvent(bodies[i], links, outcomeBody) }];
+  });
 }

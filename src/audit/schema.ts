@@ -3,15 +3,19 @@ import type { EventColumns } from "./encoding.js";
 /*
  * The log's three tables, the same in SQLite and Postgres:
  *
- * - audit_events: one row per event in chain order (`seq`), its indexed
- *   columns, its canonical body (lineage written as link ids), and the
- *   previous and own chain hashes.
+ * - audit_events: one row per entry in log order (`seq`): a whole event, an
+ *   intent recorded before acting, or the outcome completing an intent
+ *   (`phase` 0, 1, 2); its indexed columns, its canonical body (lineage
+ *   written as link ids), its Merkle leaf hash, and the previous and own
+ *   chain hashes.
  * - audit_links: each lineage link's canonical encoding, stored once however
  *   many events it took part in (a root is shared by every call under it),
  *   under a small integer key.
  * - audit_event_links: the lineage as an index, one row per (link key,
  *   event), so "everything done under authority derived from C" is a key
  *   lookup, and the index stays a few bytes per link.
+ * - audit_tree: the hash of every complete, aligned subtree of the Merkle
+ *   tree above the leaves (see merkle.ts), for roots and proofs of any size.
  */
 
 /** The Postgres schema the log's tables live in unless told otherwise. */
@@ -21,7 +25,16 @@ export const DEFAULT_POSTGRES_SCHEMA = "agentcap_audit";
 export interface EventsTable extends EventColumns {
   readonly seq: number;
   readonly body: string;
+  /** The Merkle leaf hash of the entry (hex). */
+  readonly leaf: string;
   readonly prev_hash: string;
+  readonly hash: string;
+}
+
+/** A row of audit_tree: the subtree of 2^level leaves starting at leaf idx × 2^level (level ≥ 1). */
+export interface TreeTable {
+  readonly level: number;
+  readonly idx: number;
   readonly hash: string;
 }
 
@@ -44,12 +57,17 @@ export interface AuditDb {
   audit_events: EventsTable;
   audit_links: LinksTable;
   audit_event_links: EventLinksTable;
+  audit_tree: TreeTable;
 }
+
+/** The tables that only ever grow: triggers refuse updates and deletes on each. */
+export const AUDIT_TABLES = ["audit_events", "audit_links", "audit_event_links", "audit_tree"] as const;
 
 /** The columns of audit_events in insertion order. */
 export const EVENT_COLUMNS = [
   "seq",
   "id",
+  "phase",
   "at",
   "tool",
   "action",
@@ -62,14 +80,15 @@ export const EVENT_COLUMNS = [
   "session_id",
   "task_id",
   "body",
+  "leaf",
   "prev_hash",
   "hash",
 ] as const satisfies readonly (keyof EventsTable)[];
 
 /** The derived columns the verifier compares with the body. */
 export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
-  (c): c is Exclude<(typeof EVENT_COLUMNS)[number], "seq" | "body" | "prev_hash" | "hash"> =>
-    c !== "seq" && c !== "body" && c !== "prev_hash" && c !== "hash",
+  (c): c is Exclude<(typeof EVENT_COLUMNS)[number], "seq" | "body" | "leaf" | "prev_hash" | "hash"> =>
+    c !== "seq" && c !== "body" && c !== "leaf" && c !== "prev_hash" && c !== "hash",
 );
 
 /**
@@ -81,7 +100,7 @@ export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
  * often: in chain order ("the latest denials") and by time.
  */
 export const INDEXES: readonly { readonly name: string; readonly columns: string; readonly unique?: true; readonly where?: string }[] = [
-  { name: "audit_events_id", columns: "id", unique: true },
+  { name: "audit_events_id", columns: "id, phase", unique: true },
   { name: "audit_events_at", columns: "at" },
   { name: "audit_events_principal", columns: "principal, seq" },
   { name: "audit_events_request_id", columns: "request_id, seq" },

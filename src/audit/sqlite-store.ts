@@ -7,8 +7,9 @@ import { planAppend, type AppendPlan, type StoredLink } from "./append-plan.js";
 import type { ChainHead } from "./chain.js";
 import type { EncodedEvent } from "./encoding.js";
 import { AuditFailure } from "../kernel/index.js";
-import { EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.js";
-import type { AuditBackend } from "./store.js";
+import { Frontier, frontierSlots } from "./merkle.js";
+import { AUDIT_TABLES, EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.js";
+import { requireCurrentFormat, type AuditBackend, type Appended } from "./store.js";
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1000). */
 const WAL_CHECKPOINT_PAGES = 8000;
@@ -36,6 +37,7 @@ const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit_events (
   seq INTEGER PRIMARY KEY,
   id TEXT NOT NULL,
+  phase INTEGER NOT NULL,
   at INTEGER NOT NULL,
   tool TEXT,
   action TEXT NOT NULL,
@@ -48,6 +50,7 @@ CREATE TABLE IF NOT EXISTS audit_events (
   session_id TEXT,
   task_id TEXT,
   body TEXT NOT NULL,
+  leaf TEXT NOT NULL,
   prev_hash TEXT NOT NULL,
   hash TEXT NOT NULL
 ) STRICT;
@@ -59,8 +62,9 @@ CREATE TABLE IF NOT EXISTS audit_event_links (
   PRIMARY KEY (link_num, event_seq)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_event_links_seq ON audit_event_links (event_seq, position);
+CREATE TABLE IF NOT EXISTS audit_tree (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (level, idx)) STRICT, WITHOUT ROWID;
 ${INDEXES.map((i) => `CREATE ${i.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${i.name} ON audit_events (${i.columns})${i.where ? ` WHERE ${i.where}` : ""};`).join("\n")}
-${["audit_events", "audit_links", "audit_event_links"]
+${AUDIT_TABLES
   .map(
     (t) => `CREATE TRIGGER IF NOT EXISTS ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
@@ -84,6 +88,7 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
     if (!readOnly && !inMemory) mkdirSync(dirname(path), { recursive: true });
     db = new Driver(path, { readonly: readOnly, fileMustExist: readOnly });
     db.pragma(`busy_timeout = ${String(options.busyTimeoutMs ?? 5000)}`);
+    requireCurrentFormat((db.prepare("SELECT name FROM pragma_table_info('audit_events')").all() as { name: string }[]).map((c) => c.name), `the SQLite audit log at ${path}`);
     if (!readOnly) {
       db.pragma("journal_mode = WAL");
       db.pragma("cache_size = -2000");
@@ -122,6 +127,8 @@ const KNOWN_LINKS = 100_000;
 
 function appender(db: Database.Database): AuditBackend["append"] {
   let statements: ReturnType<typeof prepare> | null = null;
+  // The tree's right edge as this process last left it; reloaded when another process appended since.
+  let frontier = new Frontier();
   const known = new Map<string, StoredLink>();
   const stored = (s: ReturnType<typeof prepare>, id: string): StoredLink | undefined => {
     const cached = known.get(id);
@@ -132,18 +139,28 @@ function appender(db: Database.Database): AuditBackend["append"] {
     known.set(id, link);
     return link;
   };
+  const load = (s: ReturnType<typeof prepare>, size: number): Frontier => {
+    const nodes = frontierSlots(size).map(({ level, index }) => {
+      const row = (level === 0 ? s.leaf.get(index + 1) : s.node.get(level, index)) as { hash: string } | undefined;
+      if (row === undefined) throw new AuditFailure(`the audit log's Merkle tree lacks the subtree at level ${String(level)}, index ${String(index)}; run verify`);
+      return { level, hash: Buffer.from(row.hash, "hex") };
+    });
+    return new Frontier(size, nodes);
+  };
   const write = db.transaction((batch: readonly EncodedEvent[]): AppendPlan => {
     // Prepared on first use, not at open, so a schema broken after opening fails the write, not the open.
     const s = (statements ??= prepare(db));
     const head = (s.head.get() as ChainHead | undefined) ?? null;
-    const plan = planAppend(head, batch, {
-      hasEvent: (id) => s.hasEvent.get(id) !== undefined,
+    const size = head?.seq ?? 0;
+    const plan = planAppend(head, frontier.size === size ? frontier.copy() : load(s, size), batch, {
+      hasEntry: (id, phase) => s.hasEntry.get(id, phase) !== undefined,
       link: (id) => stored(s, id),
       lastLinkNum: (s.lastLinkNum.get() as { num: number | null }).num ?? 0,
     });
     for (const l of plan.links) s.insertLink.run(l.num, l.id, l.summary);
     for (const e of plan.events) s.insertEvent.run(EVENT_COLUMNS.map((c) => e[c]));
     for (const l of plan.eventLinks) s.insertEventLink.run(l.link_num, l.event_seq, l.position);
+    for (const n of plan.tree) s.insertNode.run(n.level, n.idx, n.hash);
     return plan;
   });
   return (batch) => {
@@ -155,21 +172,26 @@ function appender(db: Database.Database): AuditBackend["append"] {
       statements = null;
       return Promise.reject(e instanceof Error ? e : new AuditFailure(`the SQLite audit store failed: ${String(e)}`));
     }
-    // Only now are the batch's new links committed, and safe to remember.
+    // Only now are the batch's new links and tree committed, and safe to remember.
+    frontier = plan.frontier;
     if (known.size + plan.links.length > KNOWN_LINKS) known.clear();
     for (const l of plan.links) known.set(l.id, { num: l.num, text: l.summary });
-    return Promise.resolve(plan.results);
+    const appended: Appended = { results: plan.results, size: frontier.size, root: frontier.root() };
+    return Promise.resolve(appended);
   };
 }
 
 function prepare(db: Database.Database) {
   return {
     head: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
-    hasEvent: db.prepare("SELECT 1 FROM audit_events WHERE id = ?"),
+    hasEntry: db.prepare("SELECT 1 FROM audit_events WHERE id = ? AND phase = ?"),
     link: db.prepare("SELECT num, summary FROM audit_links WHERE id = ?"),
     lastLinkNum: db.prepare("SELECT max(num) AS num FROM audit_links"),
+    leaf: db.prepare("SELECT leaf AS hash FROM audit_events WHERE seq = ?"),
+    node: db.prepare("SELECT hash FROM audit_tree WHERE level = ? AND idx = ?"),
     insertLink: db.prepare("INSERT INTO audit_links (num, id, summary) VALUES (?, ?, ?)"),
     insertEvent: db.prepare(`INSERT INTO audit_events (${EVENT_COLUMNS.join(", ")}) VALUES (${EVENT_COLUMNS.map(() => "?").join(", ")})`),
     insertEventLink: db.prepare("INSERT INTO audit_event_links (link_num, event_seq, position) VALUES (?, ?, ?)"),
+    insertNode: db.prepare("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)"),
   };
 }

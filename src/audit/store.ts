@@ -1,55 +1,97 @@
 import type { Kysely } from "kysely";
-import { AgentcapError, AuditFailure, type AuditEvent, type AuditSink } from "../kernel/index.js";
+import { AgentcapError, AuditFailure, InvalidInput, type AuditCompletion, type AuditEvent, type AuditIntent, type AuditSink } from "../kernel/index.js";
 import type { ChainHead } from "./chain.js";
-import { encodeEvent, type EncodedEvent } from "./encoding.js";
+import { Checkpointer, type CheckpointSchedule, type CheckpointSigner, type CheckpointSink } from "./checkpoint.js";
+import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, type EncodedEvent, type EncodedIntent } from "./encoding.js";
 import { GroupCommit } from "./group-commit.js";
-import { runQuery, type AuditQuery, type AuditRecord } from "./query.js";
+import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
+import { verifyCheckpoint, type ProofBundle } from "./proof-verifier.js";
+import { loadLinks, runQuery, type AuditQuery, type AuditRecord } from "./query.js";
 import type { Redactor } from "./redaction.js";
 import type { AuditDb } from "./schema.js";
-import { verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
+import { storedSubtrees, verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
 
 /**
  * The audit log: an AuditSink that resources and the dispatcher write to,
- * plus the query primitive and the verifier. Every event is hash-chained to
- * the one before it and stored append-only.
+ * plus queries, verification and proofs. Entries are appended to a Merkle
+ * tree (RFC 9162 style) whose head is signed into checkpoints kept outside
+ * the database, and chained to the entry before them.
  */
 export interface AuditStore extends AuditSink {
   readonly kind: "sqlite" | "postgres";
   /**
-   * Resolves only once the event is committed to the store (batched with
-   * concurrent writers into one transaction). Rejects with InvalidInput for a
-   * malformed event and with AuditFailure when the store cannot write: either
-   * way the event is not in the log and the invocation must fail closed.
+   * Resolves only once the intent is committed to the store (batched with
+   * concurrent writers into one transaction). Rejects with InvalidInput for
+   * a malformed intent, one the log could not encode, and with AuditFailure
+   * when the store cannot write: either way nothing is recorded and the
+   * invocation must not act.
    */
+  intend(intent: AuditIntent): Promise<void>;
+  /**
+   * Completes an intent this store recorded. Validated and encoded at once
+   * (InvalidInput), then written with the next transaction, without waiting
+   * for it: a crash before then leaves the intent without an outcome.
+   */
+  complete(completion: AuditCompletion): Promise<void>;
+  /** Resolves only once the event is committed; InvalidInput for a malformed event, AuditFailure when the store cannot write. */
   write(event: AuditEvent): Promise<void>;
-  /** The events matching every filter, in chain order; InvalidInput for a bad filter. */
+  /** The events matching every filter, in log order; InvalidInput for a bad filter. */
   query(query?: AuditQuery): Promise<AuditRecord[]>;
-  /** Walks the whole log and reports every edited, missing, reordered or inserted event. */
+  /** Walks the whole log against its signed checkpoints and reports every problem; see VerifyOptions. Uses the store's own checkpoint sink and key unless told otherwise. */
   verify(options?: VerifyOptions): Promise<VerifyReport>;
-  /** The last event's sequence number and hash, or null for an empty log; note it elsewhere to anchor a later verify. */
+  /** The last entry's sequence number and chain hash, or null for an empty log. */
   head(): Promise<ChainHead | null>;
-  /** Waits for pending writes, then closes the store; later writes reject with AuditFailure. */
+  /** Signs and writes a checkpoint of the head now (when the store has a checkpoint key); resolves once it is written. */
+  checkpoint(): Promise<void>;
+  /**
+   * The entries of event `id` (its whole entry, or its intent and outcome)
+   * with inclusion proofs against the latest checkpoint that covers them,
+   * taken from `checkpoints` or the store's sink. AuditFailure when no
+   * checkpoint covers the event yet; InvalidInput for an unknown event.
+   */
+  prove(id: string, options?: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string }): Promise<ProofBundle>;
+  /** Waits for pending writes, writes a last checkpoint, then closes the store; later writes reject with AuditFailure. */
   close(): Promise<void>;
+}
+
+/** What one appended batch did: per entry null (written) or the error that refused it alone, and the tree it left. */
+export interface Appended {
+  readonly results: readonly (Error | null)[];
+  readonly size: number;
+  readonly root: Buffer;
 }
 
 /** What an engine provides to a store. */
 export interface AuditBackend {
   readonly kind: AuditStore["kind"];
-  /** For reads: queries and verification. */
+  /** For reads: queries, verification and proofs. */
   readonly db: Kysely<AuditDb>;
-  /**
-   * Appends a batch in one transaction, chained onto the head the store holds
-   * under its write lock. Per event: null when written, or the error that
-   * refused it alone. Throws when nothing could be written.
-   */
-  append(batch: readonly EncodedEvent[]): Promise<readonly (Error | null)[]>;
+  /** Appends a batch in one transaction, onto the head the store holds under its write lock. Throws when nothing could be written. */
+  append(batch: readonly EncodedEvent[]): Promise<Appended>;
   close(): Promise<void>;
+}
+
+/** Where and how a store signs its checkpoints. */
+export interface StoreCheckpoints {
+  readonly signer: CheckpointSigner;
+  readonly origin: string;
+  readonly sink: CheckpointSink;
+  readonly schedule: CheckpointSchedule;
 }
 
 /** Store options shared by both engines. */
 export interface CommonStoreOptions {
-  /** Most events one transaction holds (default 1000). */
+  /** Most entries one transaction holds (default 1000). */
   readonly maxBatch?: number;
+}
+
+/** The columns an audit log of this version has; an older log lacks some. */
+const CURRENT_COLUMNS = ["phase", "leaf"];
+
+/** Refuses to open a log written by an earlier agentcap (its entries are not Merkle leaves). `columns` is empty for a new log. */
+export function requireCurrentFormat(columns: readonly string[], what: string): void {
+  if (columns.length === 0 || CURRENT_COLUMNS.every((c) => columns.includes(c))) return;
+  throw new AuditFailure(`${what} was written by an earlier version of agentcap, without intents and a Merkle tree; keep it aside for reading with that version, and start a new log`);
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -59,19 +101,42 @@ function asAuditError(e: unknown, what: string): Error {
   return e instanceof AgentcapError ? e : new AuditFailure(`${what}: ${message(e)}`, { cause: e });
 }
 
+/** The tree size a checkpoint note names, read without verifying it (the proof's reader verifies). */
+function noteSize(note: string): number {
+  const size = Number(note.split("\n")[1]);
+  return Number.isSafeInteger(size) ? size : -1;
+}
+
 /** Builds the store over an engine. */
-export function createAuditStore(backend: AuditBackend, redact: Redactor, options: CommonStoreOptions = {}): AuditStore {
+export function createAuditStore(backend: AuditBackend, redact: Redactor, options: CommonStoreOptions & { readonly checkpoints?: StoreCheckpoints } = {}): AuditStore {
   let closed = false;
+  const cp = options.checkpoints;
+  // A failed checkpoint is tried again with the next one; the error is kept for close to report.
+  let checkpointError: AuditFailure | null = null;
+  const checkpointer =
+    cp === undefined
+      ? null
+      : new Checkpointer(cp.signer, cp.origin, cp.sink, cp.schedule, (e) => {
+          checkpointError = e;
+        });
+  /** Intents recorded by this store and not completed yet, with what their completion needs. */
+  const pending = new Map<string, EncodedIntent>();
+
   const commit = new GroupCommit<EncodedEvent>(async (batch) => {
+    let appended: Appended;
     try {
-      return await backend.append(batch);
+      appended = await backend.append(batch);
     } catch (e) {
-      throw asAuditError(e, `the ${backend.kind} audit store could not write ${batch.length} event(s), so their invocations fail closed`);
+      throw asAuditError(e, `the ${backend.kind} audit store could not write ${batch.length} entr${batch.length === 1 ? "y" : "ies"}, so their invocations fail closed`);
     }
+    checkpointer?.grew(appended.size, appended.root);
+    return appended.results;
   }, options.maxBatch ?? 1000);
 
   const reading = async <T>(what: string, run: () => Promise<T>): Promise<T> => {
     if (closed) throw new AuditFailure(`the audit store is closed; cannot ${what}`);
+    // Reads see every write made before them, outcomes included.
+    await commit.idle();
     try {
       return await run();
     } catch (e) {
@@ -79,23 +144,93 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     }
   };
 
+  const prove = async (id: string, given: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string } = {}): Promise<ProofBundle> => {
+    const rows = await backend.db.selectFrom("audit_events").select(["seq", "body"]).where("id", "=", id).orderBy("seq").execute();
+    if (rows.length === 0) throw new InvalidInput(`no audit event ${id} is in the log`);
+    const last = (rows.at(-1) as { seq: number }).seq;
+    let notes = given.checkpoints ?? (cp === undefined ? [] : await cp.sink.read());
+    const key = given.verifierKey ?? cp?.signer.verifierKey;
+    if (key !== undefined) notes = notes.filter((n) => verifyCheckpoint(n, key).ok);
+    const covering = notes.filter((n) => noteSize(n) >= last).sort((a, b) => noteSize(b) - noteSize(a))[0];
+    if (covering === undefined) {
+      throw new AuditFailure(`no signed checkpoint covers event ${id} (its last entry is seq ${String(last)}) yet; prove it after the next checkpoint, or write one now (checkpoint())`);
+    }
+    const size = noteSize(covering);
+    const links = await loadLinks(backend.db, rows.flatMap((r) => lineageIdsOf(JSON.parse(r.body) as unknown)));
+    const lookup = storedSubtrees(backend.db);
+    const entries = [];
+    for (const r of rows) {
+      const texts = lineageIdsOf(JSON.parse(r.body) as unknown).map((l) => links.get(l)?.text ?? "");
+      const proof = await inclusionProof(r.seq - 1, 0, size, lookup);
+      entries.push({ index: r.seq - 1, leaf: leafText(r.body, texts), proof: proof.map((h) => h.toString("base64")) });
+    }
+    return { format: "agentcap.audit.proof/v1", checkpoint: covering, entries };
+  };
+
   return Object.freeze({
     kind: backend.kind,
+    intend: async (intent: AuditIntent) => {
+      if (closed) throw new AuditFailure("the audit store is closed; the intent was not recorded, so the invocation must not act");
+      const encoded = encodeIntent(intent, redact);
+      const id = encoded.columns.id;
+      if (pending.has(id)) throw new InvalidInput(`audit intent ${id} is already waiting for its outcome; every invocation needs its own event id`);
+      pending.set(id, encoded);
+      try {
+        await commit.submit(encoded);
+      } catch (e) {
+        pending.delete(id);
+        throw e;
+      }
+    },
+    complete: (completion: AuditCompletion) => {
+      const id = (completion as Partial<AuditCompletion> | null)?.id;
+      const intent = typeof id === "string" ? pending.get(id) : undefined;
+      if (intent === undefined) return Promise.reject(new InvalidInput(`no audit intent ${String(id)} recorded by this store is waiting for its outcome`));
+      // Encoded before the intent is let go: an invalid completion leaves it waiting, to be completed correctly.
+      let encoded: EncodedEvent;
+      try {
+        encoded = encodeCompletion(completion, intent, redact);
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+      pending.delete(intent.columns.id);
+      if (closed) return Promise.reject(new AuditFailure("the audit store is closed; the outcome was not recorded"));
+      commit.defer(encoded);
+      return Promise.resolve();
+    },
     write: async (event: AuditEvent) => {
       if (closed) throw new AuditFailure("the audit store is closed; the event was not written, so the invocation fails closed");
       await commit.submit(encodeEvent(event, redact));
     },
     query: (query: AuditQuery = {}) => reading("run the query", () => runQuery(backend.db, query)),
-    verify: (options: VerifyOptions = {}) => reading("verify the log", () => verifyLog(backend.db, options)),
+    verify: (options: VerifyOptions = {}) =>
+      reading("verify the log", async () => {
+        const own = options.checkpoints === undefined && cp !== undefined ? { checkpoints: await cp.sink.read(), verifierKey: cp.signer.verifierKey } : {};
+        return verifyLog(backend.db, { ...own, ...options });
+      }),
     head: () =>
       reading("read the head of the log", async () => {
         const row = await backend.db.selectFrom("audit_events").select(["seq", "hash"]).orderBy("seq", "desc").limit(1).executeTakeFirst();
         return row ?? null;
       }),
+    checkpoint: () =>
+      reading("write a checkpoint", async () => {
+        if (checkpointer === null) throw new InvalidInput("this audit store has no checkpoint key (checkpoints.key); it cannot sign checkpoints");
+        // The head as the database has it now: another process may have appended since this one did.
+        const head = await backend.db.selectFrom("audit_events").select("seq").orderBy("seq", "desc").limit(1).executeTakeFirst();
+        const size = head?.seq ?? 0;
+        const lookup = storedSubtrees(backend.db);
+        const frontier = new Frontier(size, await Promise.all(frontierSlots(size).map(async ({ level, index }) => ({ level, hash: await lookup(level, index) }))));
+        checkpointer.grew(size, frontier.root());
+        await checkpointer.flush();
+        if (checkpointError !== null) throw checkpointError;
+      }),
+    prove: (id: string, given?: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string }) => reading("prove the event", () => prove(id, given)),
     close: async () => {
       if (closed) return;
       closed = true;
       await commit.idle();
+      await checkpointer?.flush();
       await backend.close();
     },
   });

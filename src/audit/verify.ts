@@ -5,26 +5,51 @@ import { describeIssues } from "../kernel/internal.js";
 import type { StoredLink } from "./append-plan.js";
 import { chainHash, type ChainHead } from "./chain.js";
 import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker.js";
-import { columnsOf, lineageIdsOf } from "./encoding.js";
+import { verifiedCheckpoints } from "./checkpoint.js";
+import { columnsOf, leafText, lineageIdsOf, outcomeColumns, PHASE, type EventColumns } from "./encoding.js";
+import { consistencyProof, Frontier, type SubtreeLookup } from "./merkle.js";
+import { leafHash, verifyConsistency, type Checkpoint } from "./proof-verifier.js";
 import { loadLinks } from "./query.js";
 import { DERIVED_COLUMNS, type AuditDb, type EventsTable } from "./schema.js";
 
 /** How to verify. */
 export interface VerifyOptions {
-  /** A head noted earlier (from `head()`): the log must still contain it, which catches events deleted from the end. */
-  readonly anchor?: ChainHead;
+  /**
+   * Signed checkpoints of this log (C2SP signed notes, as the store writes
+   * them). Each must verify with `verifierKey`; the log must still hash to
+   * the root each one signed at its size, and successive ones must be
+   * consistent (RFC 9162 consistency proofs). Without them, a rewrite that
+   * recomputes every hash, a truncated end or a replaced database cannot be
+   * told from an honest log.
+   */
+  readonly checkpoints?: readonly string[];
+  /** The checkpoints' verifier key, `<name>+<key id>+<base64 key>`. */
+  readonly verifierKey?: string;
   /** Stop after this many problems (default 100). */
   readonly maxProblems?: number;
+}
+
+/** An intent with no outcome in the log: in flight, or its process stopped between acting and recording how it ended. */
+export interface OpenIntent {
+  readonly seq: number;
+  readonly id: string;
 }
 
 /** The outcome of walking the whole log. */
 export interface VerifyReport {
   /** True when no problem was found. */
   readonly ok: boolean;
-  /** How many events were checked. */
+  /** How many entries were checked. */
   readonly events: number;
-  /** The last event checked; note it somewhere else to anchor a later verify. */
+  /** The last entry checked. */
   readonly head: ChainHead | null;
+  /** The Merkle tree of the entries checked: its size and base64 root hash. */
+  readonly tree: { readonly size: number; readonly root: string };
+  /** How many signed checkpoints the log was checked against, and the largest size among them (null when none). */
+  readonly checkpoints: { readonly checked: number; readonly latest: number | null };
+  /** Intents without an outcome (at most 100 listed; `openIntentCount` has them all). Not tampering: see OpenIntent. */
+  readonly openIntents: readonly OpenIntent[];
+  readonly openIntentCount: number;
   readonly problems: readonly TamperProblem[];
   /** False when verification stopped at `maxProblems` before the end of the log. */
   readonly complete: boolean;
@@ -32,30 +57,53 @@ export interface VerifyReport {
 
 const PAGE = 2000;
 const LINK_CACHE = 50_000;
+const OPEN_LISTED = 100;
 // Lookups outside the pages in memory scan the table; past this many, an unexplained link is reported as a chain break.
 const MAX_FAR_LOOKUPS = 20;
 
 const optionsSchema = z.strictObject({
-  anchor: z.strictObject({ seq: z.number().int().positive(), hash: z.string().regex(/^[0-9a-f]{64}$/, "must be a hex SHA-256") }).optional(),
+  checkpoints: z.array(z.string()).optional(),
+  verifierKey: z.string().min(1).optional(),
   maxProblems: z.number().int().min(1).max(10_000).optional(),
 });
 
+/** Stored subtree hashes, for consistency proofs. */
+export function storedSubtrees(db: Kysely<AuditDb>): SubtreeLookup {
+  return async (level, index) => {
+    const row =
+      level === 0
+        ? await db.selectFrom("audit_events").select("leaf as hash").where("seq", "=", index + 1).executeTakeFirst()
+        : await db.selectFrom("audit_tree").select("hash").where("level", "=", level).where("idx", "=", index).executeTakeFirst();
+    if (row === undefined) throw new InvalidInput(`the log's Merkle tree has no subtree at level ${String(level)}, index ${String(index)}`);
+    return Buffer.from(row.hash, "hex");
+  };
+}
+
 /**
- * Walks the log page by page in chain order, recomputing every hash,
- * following the chain of previous hashes, and checking that the query
- * columns and the lineage index agree with each event. It needs no snapshot:
- * the log only grows, so rows appended while it runs are simply checked too.
+ * Walks the log page by page in order, recomputing every leaf and chain
+ * hash, following the chain of previous hashes, rebuilding the Merkle tree
+ * and comparing its root with every signed checkpoint given at that
+ * checkpoint's size, and checking that the query columns and the lineage
+ * index agree with each entry and that every outcome follows its intent.
+ * It needs no snapshot: the log only grows, so rows appended while it runs
+ * are simply checked too.
  */
 export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}): Promise<VerifyReport> {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidInput(describeIssues("verify options", parsed.error));
-  const { anchor = null, maxProblems = 100 } = parsed.data;
+  const { checkpoints: notes = [], verifierKey, maxProblems = 100 } = parsed.data;
+  if (notes.length > 0 && verifierKey === undefined) throw new InvalidInput("verify options: checkpoints need the verifierKey they were signed with");
 
   const problems: TamperProblem[] = [];
   const report = (p: TamperProblem) => {
     if (problems.length < maxProblems) problems.push(p);
   };
   const full = () => problems.length >= maxProblems;
+
+  const { good, bad } = verifierKey === undefined ? { good: [], bad: [] } : verifiedCheckpoints(notes, verifierKey);
+  for (const b of bad) report({ kind: "checkpoint", seq: 0, eventId: null, message: `a checkpoint was refused: ${b.why}` });
+  const bySize = new Map<number, Checkpoint[]>();
+  for (const c of good) bySize.set(c.size, [...(bySize.get(c.size) ?? []), c]);
 
   const near = new Map<string, { seq: number; id: string }>();
   let farLookups = 0;
@@ -65,8 +113,23 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
     farLookups += 1;
     return (await db.selectFrom("audit_events").select(["seq", "id"]).where("hash", "=", hash).limit(1).executeTakeFirst()) ?? null;
   };
-  const walker = new ChainWalker(lookup, report, anchor);
+  const walker = new ChainWalker(lookup, report);
   const links = new Map<string, StoredLink>();
+  const tree = new Frontier();
+  const open = new Map<string, { readonly seq: number; readonly columns: EventColumns }>();
+  const compareRoot = () => {
+    for (const c of bySize.get(tree.size) ?? []) {
+      if (!tree.root().equals(c.rootHash)) {
+        report({
+          kind: "rewritten",
+          seq: tree.size,
+          eventId: null,
+          message: `the first ${String(c.size)} entries no longer hash to the root the checkpoint of size ${String(c.size)} signed: the log was changed up to there (edited, deleted, inserted or replaced, even with its hashes recomputed)`,
+        });
+      }
+    }
+  };
+  compareRoot();
 
   let previous: EventsTable[] = [];
   let page = await fetchPage(db, 0);
@@ -85,16 +148,21 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
     for (const [i, row] of page.entries()) {
       const body = bodies[i];
       const ids = lineageIdsOf(body);
-      checkColumns(row, body, ids.map((id) => links.get(id)?.num), index.get(row.seq) ?? [], report);
       const missing = ids.find((id) => !links.has(id));
+      const leaf = missing === undefined ? leafHash(leafText(row.body, ids.map((id) => links.get(id)?.text ?? ""))) : null;
+      const derived = derivedColumns(row, body, open, report);
+      checkColumns(row, derived, ids.map((id) => links.get(id)?.num), index.get(row.seq) ?? [], report);
       await walker.push({
         seq: row.seq,
         id: row.id,
         prevHash: row.prev_hash,
         hash: row.hash,
-        recomputed: missing === undefined ? chainHash(row.prev_hash, row.body, ids.map((id) => links.get(id)?.text ?? "")) : null,
+        recomputed: leaf === null ? null : chainHash(row.prev_hash, leaf.toString("hex")),
         ...(missing === undefined ? {} : { unreadable: `its lineage link ${missing} is missing from the log` }),
       });
+      // The tree is rebuilt from what the entries say now, whatever their stored hashes claim.
+      tree.push(leaf ?? leafHash(row.body), () => undefined);
+      compareRoot();
       events += 1;
       if (full()) break;
     }
@@ -102,8 +170,56 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
     page = next;
   }
   const complete = !full();
-  if (complete) walker.finish();
-  return { ok: problems.length === 0, events, head: walker.head, problems, complete };
+  const latest = good.at(-1)?.size ?? null;
+  if (complete) {
+    if (latest !== null && tree.size < latest) {
+      report({
+        kind: "truncated",
+        seq: latest,
+        eventId: null,
+        message: `the log ends at seq ${String(tree.size)}, but a signed checkpoint covers ${String(latest)} entries: entries were deleted from its end (or the database was replaced)`,
+      });
+    }
+    await checkConsistency(db, good, tree.size, report);
+  }
+  return {
+    ok: problems.length === 0,
+    events,
+    head: walker.head,
+    tree: { size: tree.size, root: tree.root().toString("base64") },
+    checkpoints: { checked: good.length, latest },
+    openIntents: [...open.entries()].slice(0, OPEN_LISTED).map(([id, o]) => ({ seq: o.seq, id })),
+    openIntentCount: open.size,
+    problems,
+    complete,
+  };
+}
+
+/** Successive signed checkpoints must describe one append-only log: an RFC 9162 consistency proof from each to the next must hold. */
+async function checkConsistency(db: Kysely<AuditDb>, checkpoints: readonly Checkpoint[], size: number, report: (p: TamperProblem) => void): Promise<void> {
+  const lookup = storedSubtrees(db);
+  for (let i = 1; i < checkpoints.length; i++) {
+    const [a, b] = [checkpoints[i - 1] as Checkpoint, checkpoints[i] as Checkpoint];
+    if (a.size === b.size) {
+      if (!a.rootHash.equals(b.rootHash)) report({ kind: "checkpoint", seq: a.size, eventId: null, message: `two checkpoints of size ${String(a.size)} sign different roots: the log was forked` });
+      continue;
+    }
+    if (b.size > size) continue;
+    let holds = false;
+    try {
+      holds = verifyConsistency(a.size, b.size, await consistencyProof(a.size, b.size, lookup), a.rootHash, b.rootHash);
+    } catch (e) {
+      if (!(e instanceof InvalidInput)) throw e;
+    }
+    if (!holds) {
+      report({
+        kind: "checkpoint",
+        seq: b.size,
+        eventId: null,
+        message: `the checkpoints of sizes ${String(a.size)} and ${String(b.size)} cannot be shown consistent from the log: no consistency proof between them holds`,
+      });
+    }
+  }
 }
 
 function fetchPage(db: Kysely<AuditDb>, after: number): Promise<EventsTable[]> {
@@ -138,25 +254,47 @@ function parseBody(body: string): unknown {
   }
 }
 
-/** The query columns and lineage index of one event must say what its body says. `lineage` holds its links' keys (undefined when missing). */
-function checkColumns(row: EventsTable, body: unknown, lineage: readonly (number | undefined)[], indexed: readonly number[], report: (p: TamperProblem) => void): void {
+/**
+ * The columns an entry's body (and, for an outcome, its intent's) says it
+ * has, or null when its body is not an entry. Keeps `open` up to date:
+ * intents waiting for their outcome. An outcome with no intent before it is
+ * reported.
+ */
+function derivedColumns(row: EventsTable, body: unknown, open: Map<string, { readonly seq: number; readonly columns: EventColumns }>, report: (p: TamperProblem) => void): EventColumns | null {
+  const entry = typeof body === "object" && body !== null ? (body as { entry?: unknown }).entry : undefined;
+  if (entry !== "outcome") {
+    const columns = columnsOf(body);
+    if (columns?.phase === PHASE.intent) open.set(columns.id, { seq: row.seq, columns });
+    return columns;
+  }
+  const id = (body as { id?: unknown }).id;
+  const intent = typeof id === "string" ? open.get(id) : undefined;
+  if (intent === undefined) {
+    report({ kind: "orphan", seq: row.seq, eventId: row.id, message: `the outcome at seq ${String(row.seq)} completes event ${String(id)}, whose intent is not in the log before it` });
+    return null;
+  }
+  open.delete(intent.columns.id);
+  return outcomeColumns(intent.columns, body);
+}
+
+/** The query columns and lineage index of one entry must say what its body says. `lineage` holds its links' keys (undefined when missing). */
+function checkColumns(row: EventsTable, derived: EventColumns | null, lineage: readonly (number | undefined)[], indexed: readonly number[], report: (p: TamperProblem) => void): void {
   const where = `event ${row.id} (seq ${row.seq})`;
   const problem = (message: string) => {
     report({ kind: "index", seq: row.seq, eventId: row.id, message });
   };
-  const derived = columnsOf(body);
   if (derived === null) {
-    problem(`${where}: its body is not an audit event`);
+    if (row.phase !== PHASE.outcome) problem(`${where}: its body is not an audit entry`);
     return;
   }
   for (const column of DERIVED_COLUMNS) {
     if (row[column] !== derived[column]) {
-      problem(`${where}: column ${column} holds ${JSON.stringify(row[column])}, but the event says ${JSON.stringify(derived[column])}; queries on it would mislead`);
+      problem(`${where}: column ${column} holds ${JSON.stringify(row[column])}, but the entry says ${JSON.stringify(derived[column])}; queries on it would mislead`);
     }
   }
-  // A link missing from the log is reported by the walker, as an event that cannot be rebuilt.
+  // A link missing from the log is reported by the walker, as an entry that cannot be rebuilt.
   if (lineage.includes(undefined)) return;
   if (indexed.length !== lineage.length || lineage.some((num, i) => indexed[i] !== num)) {
-    problem(`${where}: the lineage index lists links [${indexed.join(", ")}], but the event's lineage is links [${lineage.join(", ")}]; descendant queries would mislead`);
+    problem(`${where}: the lineage index lists links [${indexed.join(", ")}], but the entry's lineage is links [${lineage.join(", ")}]; descendant queries would mislead`);
   }
 }

@@ -1,11 +1,23 @@
 /**
- * `agentcap audit verify | query`: the audit log from the command line. Both
- * open the log read-only: the SQLite file (default `.agentcap/audit.db`), or
- * with --database-url a Postgres schema.
+ * `agentcap audit verify | query | prove | verify-proof | keygen`: the audit
+ * log from the command line. verify, query and prove open the log
+ * read-only: the SQLite file (default `.agentcap/audit.db`), or with
+ * --database-url a Postgres schema. verify-proof needs no log at all, only
+ * the proof and the public key.
  */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTable, formatVerifyReport, MAX_LIMIT } from "../audit/internal.js";
-import { AUDIT_ACTIONS, openAuditStore, type AuditQuery, type AuditRecord, type AuditStore, type ChainHead } from "../audit/index.js";
+import {
+  AUDIT_ACTIONS,
+  generateCheckpointKey,
+  openAuditStore,
+  splitNotes,
+  verifyProof,
+  type AuditQuery,
+  type AuditRecord,
+  type AuditStore,
+} from "../audit/index.js";
 import { InvalidInput, type Action } from "../kernel/index.js";
 import { parseTimeArgument } from "./time-argument.js";
 import { defined } from "../kernel/internal.js";
@@ -64,10 +76,25 @@ function time(value: string): number {
   }
 }
 
-function anchor(value: string): ChainHead {
-  const m = /^(\d+):([0-9a-f]{64})$/.exec(value);
-  if (m === null) throw new InvalidArgumentError("must be <seq>:<hash> as printed by a previous verify, such as 1042:9f86d08…");
-  return { seq: Number(m[1]), hash: m[2] ?? "" };
+/** A file's text, or InvalidInput naming the option and the file. */
+function readText(path: string, option: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new InvalidInput(`${option}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** A verifier key given as itself or as a file holding it. */
+function verifierKey(value: string): string {
+  return existsSync(value) ? readText(value, "--public-key").trim() : value;
+}
+
+/** The signed checkpoints in a checkpoint file (notes separated by blank lines). */
+function checkpointNotes(path: string): string[] {
+  const notes = splitNotes(readText(path, "--checkpoints"));
+  if (notes.length === 0) throw new InvalidInput(`--checkpoints: ${path} holds no signed checkpoint`);
+  return notes;
 }
 
 interface QueryOptions extends StoreOptions {
@@ -118,21 +145,75 @@ function queryOf(o: QueryOptions): AuditQuery {
   };
 }
 
-/** Registers the `audit` command group (`verify`, `query`) on `program` and returns the group. */
+/** Registers the `audit` command group (`verify`, `query`, `prove`, `verify-proof`, `keygen`) on `program` and returns the group. */
 export function registerAuditCommand(program: Command, io: AuditCommandIo = defaultIo): Command {
-  const audit = program.command("audit").description("the capability-aware audit log: verify its hash chain, query it by lineage, principal, resource…");
+  const audit = program.command("audit").description("the capability-aware audit log: verify it against its signed checkpoints, query it by lineage, principal, resource…, prove an event to a third party");
 
   storeOptions(audit.command("verify"))
-    .description("walk the whole log and report every edited, deleted, reordered or inserted event; exit code 1 when tampered")
-    .option("--anchor <seq:hash>", "a head printed by an earlier verify: also catches events deleted from the end", anchor)
+    .description("walk the whole log against its signed checkpoints and report every edited, deleted, reordered, inserted or truncated entry; exit code 1 when tampered")
+    .option("--checkpoints <file>", "the log's checkpoint file (signed notes, as the store writes them)")
+    .option("--public-key <key|file>", "the checkpoints' verifier key, <name>+<id>+<base64 key>, or a file holding it", verifierKey)
     .option("--max-problems <n>", "stop after this many problems", integer, 100)
     .option("--json", "print the report as JSON")
-    .action(async (opts: StoreOptions & { anchor?: ChainHead; maxProblems: number; json?: boolean }) => {
+    .action(async (opts: StoreOptions & { checkpoints?: string; publicKey?: string; maxProblems: number; json?: boolean }) => {
+      if ((opts.checkpoints === undefined) !== (opts.publicKey === undefined)) throw new InvalidInput("give --checkpoints and --public-key together");
+      const signed = opts.checkpoints === undefined ? {} : { checkpoints: checkpointNotes(opts.checkpoints), ...defined({ verifierKey: opts.publicKey }) };
       await withStore(opts, async (store) => {
-        const report = await store.verify({ maxProblems: opts.maxProblems, ...defined({ anchor: opts.anchor }) });
+        const report = await store.verify({ maxProblems: opts.maxProblems, ...signed });
         io.out(opts.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatVerifyReport(report));
         if (!report.ok) io.setExitCode(1);
       });
+    });
+
+  storeOptions(audit.command("prove"))
+    .description("export an event (its entries) with inclusion proofs against the latest signed checkpoint covering it, for anyone holding the public key to verify")
+    .argument("<event-id>", "the event's id, as audit query shows it")
+    .requiredOption("--checkpoints <file>", "the log's checkpoint file")
+    .option("--public-key <key|file>", "use only checkpoints that verify with this key", verifierKey)
+    .option("--out <file>", "write the proof here instead of standard output")
+    .action(async (id: string, opts: StoreOptions & { checkpoints: string; publicKey?: string; out?: string }) => {
+      const notes = checkpointNotes(opts.checkpoints);
+      await withStore(opts, async (store) => {
+        const proof = `${JSON.stringify(await store.prove(id, { checkpoints: notes, ...defined({ verifierKey: opts.publicKey }) }), null, 2)}\n`;
+        if (opts.out === undefined) io.out(proof);
+        else writeFileSync(opts.out, proof);
+      });
+    });
+
+  audit
+    .command("verify-proof")
+    .description("check a proof written by audit prove with the log's public key alone, and print the event's entries; exit code 1 when it does not hold")
+    .argument("<proof-file>", "the proof, as audit prove wrote it")
+    .requiredOption("--public-key <key|file>", "the log's verifier key, or a file holding it", verifierKey)
+    .action((file: string, opts: { publicKey: string }) => {
+      let bundle: unknown;
+      try {
+        bundle = JSON.parse(readText(file, "proof-file"));
+      } catch (e) {
+        if (e instanceof InvalidInput) throw e;
+        throw new InvalidInput(`${file} is not JSON; give the file audit prove wrote`);
+      }
+      const verdict = verifyProof(bundle, opts.publicKey);
+      if (!verdict.ok) {
+        io.out(`NOT PROVED: ${verdict.reason}\n`);
+        io.setExitCode(1);
+        return;
+      }
+      const { entries, checkpoint } = verdict.value;
+      io.out(`ok: ${String(entries.length)} entr${entries.length === 1 ? "y" : "ies"} proved in the tree of ${String(checkpoint.size)} signed by ${checkpoint.origin}\n`);
+      io.out(`${JSON.stringify(entries, null, 2)}\n`);
+    });
+
+  audit
+    .command("keygen")
+    .description("make an Ed25519 key for signing the log's checkpoints; writes the signing key to --out (keep it away from the database) and prints the public key")
+    .requiredOption("--name <origin>", "the log's name, such as example.com/agentcap-audit")
+    .requiredOption("--out <file>", "where to write the signing key (created with mode 0600; never overwritten)")
+    .action((opts: { name: string; out: string }) => {
+      if (existsSync(opts.out)) throw new InvalidInput(`--out: ${opts.out} exists; agentcap never overwrites a signing key`);
+      const pair = generateCheckpointKey(opts.name);
+      writeFileSync(opts.out, `${pair.signerKey}\n`, { mode: 0o600, flag: "wx" });
+      io.out(`${pair.verifierKey}\n`);
     });
 
   storeOptions(audit.command("query"))

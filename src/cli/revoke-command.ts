@@ -51,7 +51,7 @@ async function openStores(o: StoreOptions): Promise<{ readonly store: TokenStore
   if (o.config !== undefined) {
     if (o.store !== undefined || o.databaseUrl !== undefined) throw new InvalidInput("--config names the gateway's stores; leave out --store and --database-url");
     const config = await loadGatewayConfig(o.config);
-    const audit = await openAudit(config.audit);
+    const audit = await openAudit(config.audit, config.issuer);
     try {
       const store = await openTokenStore(config.tokenStore, audit);
       return { store, audited: true, close: async () => { await store.close(); await audit.close(); } };

@@ -1,7 +1,7 @@
 import { labelsOf, type Capability } from "./capability.js";
 import type { LinkSummary, MintRecord } from "./node.js";
-import type { Decision } from "./decision.js";
-import { ForeignFailure } from "./errors.js";
+import type { Decision, Denied } from "./decision.js";
+import { ForeignFailure, InvalidInput } from "./errors.js";
 import type { Request } from "./request.js";
 
 /** Which authority was used: the capability, its full lineage and its root's mint record. */
@@ -36,15 +36,13 @@ export type AuditOutcome =
 export type ToolCode = "sandboxed" | "trusted";
 
 /**
- * One invocation, allowed or denied: a tool call, or one access to a
- * resource. Resources and the dispatcher write exactly one per invocation,
- * before the result is returned.
+ * What is known of an invocation before it acts: a tool call, or one access
+ * to a resource, and the kernel's decision that allowed it.
  */
-export interface AuditEvent {
+export interface AuditIntent {
   readonly id: string;
   /** Milliseconds since the epoch when the invocation began. */
   readonly at: number;
-  readonly durationMs: number;
   /** A tool call, one access to a resource, or a revocation recorded in the token store (its request says what, its subject who). */
   readonly kind: "tool" | "resource" | "revocation";
   /** The tool's name for tool events; for resource events, the tool on whose behalf it ran, if known. */
@@ -54,16 +52,74 @@ export interface AuditEvent {
   /** The canonical request that was decided. */
   readonly request: Request;
   readonly decision: Decision;
-  readonly outcome: AuditOutcome;
   readonly subject: AuditSubject;
 }
 
+/** One whole invocation, allowed or denied: its intent and how it ended. */
+export interface AuditEvent extends AuditIntent {
+  readonly durationMs: number;
+  readonly outcome: AuditOutcome;
+}
+
+/** How an invocation recorded by `AuditSink.intend` ended. */
+export interface AuditCompletion {
+  /** The intent's id. */
+  readonly id: string;
+  readonly durationMs: number;
+  readonly outcome: AuditOutcome;
+  /**
+   * A denial met after the intent was recorded, while acting: the real path
+   * a file turned out to have when opened, an address a host name resolved
+   * to. The invocation's request and decision are then this one's.
+   */
+  readonly denial?: { readonly request: Request; readonly decision: Denied };
+}
+
 /**
- * Where audit events go. `write` must not return before the event is durable
- * (or must reject): a sink that throws or rejects fails the invocation closed.
+ * Where audit events go. Record, then act: resources and the dispatcher call
+ * `intend` before an allowed invocation does anything and act only once it
+ * has resolved, then `complete` it; an invocation that never acts (a denial,
+ * input refused after the decision, a failure before the first effect) is
+ * one `write`. A sink that throws or rejects fails the invocation closed:
+ * from `intend`, nothing happens; from `complete` or `write`, the caller gets
+ * AuditFailure instead of the result.
  */
 export interface AuditSink {
+  /** Must not resolve before the intent is durable (in the sink's configured mode), and must reject when it cannot record it. */
+  intend(intent: AuditIntent): void | Promise<void>;
+  /** Completes an intent; may resolve before the completion is durable (a crash in between leaves an intent without an outcome, which the log shows). */
+  complete(completion: AuditCompletion): void | Promise<void>;
+  /** Records an invocation that did not act, whole; must not resolve before it is durable. */
   write(event: AuditEvent): void | Promise<void>;
+}
+
+/** Whether `value` has the three methods of an AuditSink. */
+export function isAuditSink(value: unknown): value is AuditSink {
+  if (typeof value !== "object" || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return typeof v.intend === "function" && typeof v.complete === "function" && typeof v.write === "function";
+}
+
+/**
+ * An in-memory AuditSink that hands `onEvent` each invocation whole, once it
+ * has ended: intents are held until completed (a completion's denial
+ * becoming the event's request and decision). For demonstrations and tests:
+ * it keeps nothing durable, so it is no audit log (see `agentcap/audit`).
+ */
+export function eventSink(onEvent: (event: AuditEvent) => void | Promise<void>): AuditSink {
+  const open = new Map<string, AuditIntent>();
+  return Object.freeze({
+    intend: (intent: AuditIntent) => {
+      open.set(intent.id, intent);
+    },
+    complete: (c: AuditCompletion) => {
+      const intent = open.get(c.id);
+      if (intent === undefined) throw new InvalidInput(`no intent ${c.id} is waiting for its outcome`);
+      open.delete(c.id);
+      return onEvent(Object.freeze({ ...intent, ...(c.denial ?? {}), durationMs: c.durationMs, outcome: c.outcome }));
+    },
+    write: (event: AuditEvent) => onEvent(event),
+  });
 }
 
 /** The subject part of an audit event for a capability. */

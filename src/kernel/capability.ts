@@ -9,6 +9,7 @@ import {
   makeNode,
   NO_LABELS,
   parseLabels,
+  RESERVED_LABELS,
   summaryOf,
   type NodeOrigin,
   type LinkSummary,
@@ -184,13 +185,34 @@ export interface Revocable<R> {
 
 /**
  * Wraps `cap` in a revocable forwarder (the articles' caretaker). `labels`
- * name the forwarder in audit records (for example `{ session, task }`).
+ * name the forwarder in audit records. The names `session`, `task`, `tool`
+ * and `agent` are reserved for the runtime's and the gateway's own
+ * caretakers, which attribute every audit event: a label that claims one of
+ * them here is refused with InvalidInput, so code holding a capability cannot
+ * file its actions under another session.
  */
 export function revocable<R>(cap: Capability<R>, options?: { readonly labels?: Readonly<Record<string, string>> }): Revocable<R> {
   const node = nodeOf(cap);
   // Own property only: a label inherited from a polluted prototype would put words in the audit log.
   const given = options !== undefined && Object.hasOwn(options, "labels") ? options.labels : undefined;
   const labels = given === undefined ? NO_LABELS : parseLabels(given);
+  const reserved = RESERVED_LABELS.find((name) => Object.hasOwn(labels, name));
+  if (reserved !== undefined) {
+    throw new InvalidInput(`labels.${reserved} is reserved for agentcap's own caretakers (session, task, tool, agent attribute audit events); choose another label name`);
+  }
+  return forwarder(node, labels);
+}
+
+/**
+ * Kernel and agentcap's own layers only (kernel/internal): a revocable
+ * forwarder whose labels may include the reserved names. The runtime labels
+ * sessions, tasks and agents, the dispatcher tools, the gateway its sessions.
+ */
+export function caretaker<R>(cap: Capability<R>, labels: Readonly<Record<string, string>>): Revocable<R> {
+  return forwarder(nodeOf(cap), parseLabels(labels));
+}
+
+function forwarder<R>(node: Node, labels: Readonly<Record<string, string>>): Revocable<R> {
   const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true, labels);
   const cell = child.cell as RevocationCell;
   return Object.freeze({
@@ -276,6 +298,16 @@ export function expiresAt(cap: Capability): number | null {
 export function deadDenial(cap: Capability): Denied | null {
   const node = nodeOf(cap);
   return lifeDenial(node) ?? limitDenial(node, 0);
+}
+
+/**
+ * Why `cap` may no longer act at all: revoked or expired anywhere up the
+ * chain (uses and budgets are not looked at, so a use just charged does not
+ * count against it). Null while it is live. Resources ask again after
+ * waiting for the audit log, just before acting.
+ */
+export function liveDenial(cap: Capability): Denied | null {
+  return lifeDenial(nodeOf(cap));
 }
 
 /** Like `authorize`, but throws the typed denial error (CapabilityDenied, Expired, Revoked, BudgetExhausted). */

@@ -85,5 +85,5 @@ export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./
 export type { MintSubject, RevocationList } from "./ledger.js";
 
 /** Audit events: one per invocation, with the lineage and mint record of the authority used. */
-export { auditSubject } from "./audit-sink.js";
-export type { AuditEvent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";
+export { auditSubject, eventSink } from "./audit-sink.js";
+export type { AuditCompletion, AuditEvent, AuditIntent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";

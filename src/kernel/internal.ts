@@ -4,9 +4,10 @@
  */
 export { classifyAddress, isIpLiteral, unbracket } from "./address.js";
 export type { AddressClass } from "./address.js";
-export { failureOutcome } from "./audit-sink.js";
+export { failureOutcome, isAuditSink } from "./audit-sink.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";
-export { deadDenial, innermostGrant, labelsOf, rootOf } from "./capability.js";
+export { caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf } from "./capability.js";
+export { isLinkSummary, RESERVED_LABELS } from "./node.js";
 export { monotonicClock } from "./clock.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";

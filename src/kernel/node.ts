@@ -93,16 +93,28 @@ export function hashOf(node: Node): string {
   return node.hash;
 }
 
+/** Every summary the kernel made: deep-frozen plain data, which the audit log can encode once and trust not to change. */
+const SUMMARIES = new WeakSet<object>();
+
 /** Made once per link, so every audit event of a link shares one summary object. */
 export function summaryOf(node: Node): LinkSummary {
-  return (node.summary ??= Object.freeze({
-    id: node.id,
-    hash: hashOf(node),
-    grant: node.grant,
-    conditions: node.conditions,
-    revocable: node.cell !== null,
-    labels: node.labels,
-  }));
+  if (node.summary === null) {
+    node.summary = Object.freeze({
+      id: node.id,
+      hash: hashOf(node),
+      grant: node.grant,
+      conditions: node.conditions,
+      revocable: node.cell !== null,
+      labels: node.labels,
+    });
+    SUMMARIES.add(node.summary);
+  }
+  return node.summary;
+}
+
+/** Whether `value` is a link summary the kernel made (its grant, conditions and labels are frozen plain data). */
+export function isLinkSummary(value: unknown): value is LinkSummary {
+  return typeof value === "object" && value !== null && SUMMARIES.has(value);
 }
 
 export function makeNode(
@@ -140,6 +152,9 @@ export function makeNode(
   Object.freeze(chain);
   return node;
 }
+
+/** Label names that attribute audit events; only agentcap's own caretakers set them (see `caretaker`). */
+export const RESERVED_LABELS: readonly string[] = Object.freeze(["session", "task", "tool", "agent"]);
 
 export const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 

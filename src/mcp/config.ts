@@ -68,10 +68,19 @@ const storeSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 
+/** Signed checkpoints of the audit log: the signing key's file (kept away from the database), the checkpoint file, and how often. */
+const checkpointsSchema = z.strictObject({
+  keyFile: nonEmpty,
+  createKeyIfMissing: z.boolean().optional(),
+  file: nonEmpty.optional(),
+  everyEntries: z.number().int().min(1).optional(),
+  everySeconds: z.number().min(0.01).max(2_000_000).optional(),
+});
+
 /** The audit store may trade the fsync of every commit for speed: "normal" keeps the log consistent after a crash but may lose its last events on power loss. */
 const auditSchema = z.union([
-  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty, synchronous: z.enum(["full", "normal"]).optional() }),
-  storeSchema.options[1],
+  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty, synchronous: z.enum(["full", "normal"]).optional(), checkpoints: checkpointsSchema.optional() }),
+  storeSchema.options[1].extend({ checkpoints: checkpointsSchema.optional() }),
 ]);
 
 const principalSchema = z.strictObject({
@@ -190,10 +199,19 @@ type Parsed = z.output<typeof configSchema>;
 /** Where a store lives, with paths absolute and the Postgres URL read. */
 export type StoreConfig = { readonly kind: "sqlite"; readonly path: string } | { readonly kind: "postgres"; readonly url: string; readonly schema?: string };
 
-/** Where the audit log lives; a SQLite log may choose its synchronous mode. */
+/** Where the audit log's checkpoints are signed and written; paths absolute. */
+export interface CheckpointConfig {
+  readonly keyFile: string;
+  readonly createKeyIfMissing: boolean;
+  readonly file: string;
+  readonly everyEntries?: number;
+  readonly everySeconds?: number;
+}
+
+/** Where the audit log lives; a SQLite log may choose its synchronous mode; either may sign checkpoints. */
 export type AuditConfig =
-  | { readonly kind: "sqlite"; readonly path: string; readonly synchronous?: "full" | "normal" }
-  | { readonly kind: "postgres"; readonly url: string; readonly schema?: string };
+  | { readonly kind: "sqlite"; readonly path: string; readonly synchronous?: "full" | "normal"; readonly checkpoints?: CheckpointConfig }
+  | { readonly kind: "postgres"; readonly url: string; readonly schema?: string; readonly checkpoints?: CheckpointConfig };
 
 /** One upstream MCP server, as validated. */
 export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
@@ -267,6 +285,23 @@ function store(s: Parsed["audit"] | Parsed["tokenStore"], dir: string, where: st
   return { kind: "postgres", url, ...defined({ schema: s.schema }) };
 }
 
+function auditStore(s: Parsed["audit"], dir: string, env: NodeJS.ProcessEnv): AuditConfig {
+  const where = store(s, dir, "audit", env);
+  const c = s.checkpoints;
+  if (c === undefined) return where;
+  const file = c.file ?? (where.kind === "sqlite" && where.path !== ":memory:" ? `${where.path}.checkpoints` : undefined);
+  if (file === undefined) throw new InvalidInput("invalid gateway config:\n  audit.checkpoints.file: name the file checkpoints are written to; only a SQLite file has a default beside it");
+  return {
+    ...where,
+    checkpoints: {
+      keyFile: path.resolve(dir, c.keyFile),
+      createKeyIfMissing: c.createKeyIfMissing ?? false,
+      file: path.resolve(dir, file),
+      ...defined({ everyEntries: c.everyEntries, everySeconds: c.everySeconds }),
+    },
+  };
+}
+
 /**
  * `value` with every relative `fs` path in the policy's grants resolved
  * against `dir`, so a configuration can grant its own workspace folder
@@ -325,7 +360,7 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
       publicKeys: c.keys.publicKeys ?? {},
     },
     tokenStore: store(c.tokenStore, dir, "tokenStore", env),
-    audit: store(c.audit, dir, "audit", env),
+    audit: auditStore(c.audit, dir, env),
     policy: {
       roles: Object.fromEntries(Object.entries(c.policy.roles).map(([k, g]) => [k, parseGrant(g)])),
       principals: Object.fromEntries(

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type Database from "better-sqlite3";
-import { openAuditStore, type AuditStore } from "../audit/index.js";
+import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit/index.js";
 import { expiresAt, InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined, requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
@@ -38,7 +38,7 @@ import {
   type Verifier,
 } from "../token/index.js";
 import { inspectVerified } from "../token/internal.js";
-import type { AuditConfig, GatewayConfig, StoreConfig } from "./config.js";
+import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
 import { configuredPolicy } from "./policy.js";
 import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
@@ -117,11 +117,26 @@ export async function openTokenStore(s: StoreConfig, audit: AuditSink): Promise<
   return openSqliteTokenStore(s.path, { audit });
 }
 
-/** The gateway's audit store. */
-export async function openAudit(s: AuditConfig): Promise<AuditStore> {
-  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }) });
+/** The checkpoint signing key in `c.keyFile`, made (for the log named after the issuer) when missing and allowed to. */
+function checkpointKey(c: CheckpointConfig, issuer: string): string {
+  if (!existsSync(c.keyFile)) {
+    if (!c.createKeyIfMissing) throw new InvalidInput(`audit checkpoint key file ${c.keyFile} does not exist; create it with \`agentcap audit keygen --name <log name> --out ${c.keyFile}\``);
+    mkdirSync(path.dirname(c.keyFile), { recursive: true });
+    writeFileSync(c.keyFile, `${generateCheckpointKey(`${issuer.replace(/[\s+]/g, "-")}/audit`).signerKey}\n`, { mode: 0o600 });
+  }
+  return readFileSync(c.keyFile, "utf8").trim();
+}
+
+/** The gateway's audit store, signing its checkpoints when the configuration names a key. */
+export async function openAudit(s: AuditConfig, issuer: string): Promise<AuditStore> {
+  const c = s.checkpoints;
+  const checkpoints =
+    c === undefined
+      ? {}
+      : { checkpoints: { key: checkpointKey(c, issuer), sink: c.file, ...defined({ everyEntries: c.everyEntries, everyMs: c.everySeconds === undefined ? undefined : Math.round(c.everySeconds * 1000) }) } };
+  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }), ...checkpoints });
   if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
-  return openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }) });
+  return openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }), ...checkpoints });
 }
 
 /**
@@ -165,7 +180,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
   };
   try {
     const keys = readKeys(config.keys);
-    const audit = await openAudit(config.audit);
+    const audit = await openAudit(config.audit, config.issuer);
     cleanup.push(() => audit.close());
     const tokenStore = await openTokenStore(config.tokenStore, audit);
     cleanup.push(() => tokenStore.close());
@@ -179,7 +194,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
-      const g = await guard(u, defined({ resolver: options.resolver }));
+      const g = await guard(u, { audit, ...defined({ resolver: options.resolver }) });
       upstreams.push(g);
       cleanup.push(() => g.close());
     }

@@ -12,8 +12,8 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { AgentcapError, denialError, InvalidInput, isDenial, revocable, type Capability } from "../kernel/index.js";
-import { deadDenial } from "../kernel/internal.js";
+import { AgentcapError, denialError, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
+import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
@@ -190,9 +190,9 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     if (auth === null) return;
     const parsed = await body(req, res);
     if (parsed === null) return;
-    // The id is chosen before the session exists, so its capability can carry it: a caretaker link labelled with the session.
+    // The gateway names the session before it exists, so its capability carries the name: a caretaker link labelled with it.
     const id = randomUUID();
-    const capability = revocable(auth.capability, { labels: { session: id } }).capability;
+    const capability = caretaker(auth.capability, { session: id }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => id,
       onsessioninitialized: () => {

@@ -23,9 +23,12 @@ function toolResult(value: unknown): CallToolResult {
 }
 
 /**
- * An MCP server for one session under `capability`. Refusals (denied,
- * revoked, expired, bad input) are tool results with `isError`, so the model
- * can read why and the session keeps serving.
+ * An MCP server for one session under `capability`, which the gateway has
+ * put behind a caretaker link `{ session: id }` of its own, so every event of
+ * the session is filed under the id the gateway gave it and no token can
+ * claim another. Refusals (denied, revoked, expired, bad input)
+ * are tool results with `isError`, so the model can read why and the session
+ * keeps serving.
  */
 export function sessionServer(gateway: Gateway, capability: Capability): McpServer {
   const mcp = new McpServer({ name: "agentcap", version: "0.1.0" }, { capabilities: { tools: { listChanged: false } } });

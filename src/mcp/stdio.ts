@@ -4,6 +4,8 @@
  * transport starts, so a bad one ends the process with a clear error instead
  * of a session that refuses everything.
  */
+import { randomUUID } from "node:crypto";
+import { caretaker } from "../kernel/internal.js";
 import type { Gateway } from "./gateway.js";
 import { sessionServer } from "./session.js";
 import { StdioServerTransport } from "./sdk.js";
@@ -11,7 +13,7 @@ import { StdioServerTransport } from "./sdk.js";
 /** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {
   const capability = await gateway.authenticate(token, { fresh: true });
-  const server = sessionServer(gateway, capability);
+  const server = sessionServer(gateway, caretaker(capability, { session: randomUUID() }).capability);
   const closed = new Promise<void>((resolve) => {
     server.server.onclose = () => {
       resolve();

@@ -5,8 +5,10 @@
  * request its value stands for (a path like the `fs` domain, a URL like the
  * `http` domain); the dispatcher authorizes those requests before the handler
  * runs, so a denied call never reaches the upstream. The handler authorizes
- * the same requests again on its narrowed capability and sends the
- * canonical values, so the upstream acts on exactly what was authorized.
+ * the same requests again on its narrowed capability, records each as a
+ * resource access (its intent before the upstream is called, so a query by
+ * resource finds what an upstream touched), and sends the canonical values,
+ * so the upstream acts on exactly what was authorized and recorded.
  *
  * A URL argument is confined by the HTTP resource's own code: its host name
  * is resolved with the gateway's resolver and every address is checked, so a
@@ -22,10 +24,11 @@
 import path from "node:path";
 import { z } from "zod";
 import { canonicalHttpUrl, defined, isIpLiteral } from "../kernel/internal.js";
-import { assertAuthorized, InvalidInput, type FsRequest, type HttpRequest } from "../kernel/index.js";
+import { authorize, denialError, InvalidInput, type AuditSink, type Capability, type FsRequest, type HttpRequest } from "../kernel/index.js";
 import { lexicalPath, realPath } from "../resources/fs/internal.js";
 import { systemResolver, type Resolver } from "../resources/http/index.js";
 import { authorizeUrl } from "../resources/http/internal.js";
+import { audited, jsonBytes, type Access } from "../resources/internal.js";
 import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
 import type { ArgumentKind, UpstreamConfig } from "./config.js";
 import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type Transport } from "./sdk.js";
@@ -120,6 +123,27 @@ export interface GuardOptions {
   readonly transport?: Transport;
   /** Resolves host names of URL arguments, as the gateway's HTTP resource does; the system resolver by default. */
   readonly resolver?: Resolver;
+  /**
+   * Where each confined argument's access is recorded, as a resource records
+   * its own: one resource event per argument, its intent before the upstream
+   * is called. Without it, only the tool call is recorded (by the dispatcher).
+   */
+  readonly audit?: AuditSink;
+}
+
+/**
+ * Authorizes one confined argument's request on `access`, recording its
+ * intent; a URL's host is resolved and every address checked first (the
+ * upstream still resolves it again itself: see the note at the top).
+ */
+async function admitNeed(access: Access, cap: Capability, need: Need, resolver: Resolver, signal: AbortSignal): Promise<void> {
+  if (need.action === "http.request") {
+    await authorizeUrl(access, cap, need, resolver, signal);
+    return;
+  }
+  const decision = access.decided(need, authorize(cap, need));
+  if (!decision.allowed) throw denialError(decision);
+  await access.proceed();
 }
 
 /**
@@ -154,12 +178,22 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
           // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
           const { needs, args } = constrainArguments(exposed, constraints, input, config);
           const tenant = ctx.tenant === null ? {} : { tenant: ctx.tenant };
-          for (const need of needs) {
-            // A URL's host is resolved and every address checked; the upstream still resolves it again itself (see the note at the top).
-            if (need.action === "http.request") await authorizeUrl(cap, { ...need, ...tenant }, resolver, ctx.signal);
-            else assertAuthorized(cap, { ...need, ...tenant });
-          }
-          return (await client.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult;
+          const call = async () => (await client.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult;
+          // One access per confined argument, nested so that every intent is recorded before the upstream is called, and each completed with its outcome.
+          const through = (i: number): Promise<CallToolResult> => {
+            const need = needs[i];
+            if (need === undefined) return call();
+            return audited(
+              options.audit,
+              cap,
+              async (access) => {
+                await admitNeed(access, cap, { ...need, ...tenant }, resolver, ctx.signal);
+                return through(i + 1);
+              },
+              jsonBytes,
+            );
+          };
+          return through(0);
         },
       );
       tools.push(tool);

@@ -5,11 +5,14 @@ import {
   BudgetExhausted,
   CapabilityDenied,
   clockTime,
+  denialError,
   Expired,
   InvalidInput,
   isCapability,
   Revoked,
+  type AuditCompletion,
   type AuditEvent,
+  type AuditIntent,
   type AuditOutcome,
   type AuditSink,
   type Capability,
@@ -17,49 +20,92 @@ import {
   type Denied,
   type Request,
 } from "../kernel/index.js";
-import { failureOutcome, labelsOf } from "../kernel/internal.js";
+import { failureOutcome, isAuditSink, labelsOf, liveDenial } from "../kernel/internal.js";
 
 /*
- * The one place where a resource access is timed, decided, acted on and
- * recorded. Every resource wraps each of its methods in `audited`, and tells
- * the Access it is given which canonical request it is about and what the
- * kernel decided; `audited` writes the one event of the access and fails the
- * call closed when the sink cannot take it.
- *
- * The outcome of an access (its result size, or its error) is only known
- * after acting, so the event is written afterwards. If the store fails at
- * that point, a side effect (a file written, a request sent, a row changed,
- * a program run) may already have happened: the caller still gets
- * AuditFailure and never the result, so no action is reported as a silent
- * success, but the action itself cannot be undone. Writing a second,
- * "intent" event before acting would double the events per access and
- * invariant 7 asks for exactly one.
+ * The one place where a resource access is timed, decided, recorded and
+ * acted on. Every resource wraps each of its methods in `audited`, and tells
+ * the Access it is given which canonical request it is about, what the
+ * kernel decided, and when it is about to act: `proceed` records the intent
+ * (durable in the sink's configured mode) and only then lets the resource
+ * act, so no effect happens that the log does not hold. If the intent
+ * cannot be recorded, or the event cannot be encoded, the access fails with
+ * AuditFailure before anything happened. The outcome completes the intent
+ * afterwards. An access that never reaches `proceed` (a denial, input
+ * refused after the decision) acted on nothing and is written as one event.
  */
 
-/** What a resource tells the audit about one access while it runs. Both methods are cheap and never throw. */
+/** What a resource tells the audit about one access while it runs. */
 export interface Access {
   /** Names the canonical request of this access as soon as it is known; the first one named is the event's request unless a denial is recorded. */
   about(request: Request): void;
   /**
    * Records the kernel's decision on `request` (the access's own, or one it
-   * needed on the way: a redirect hop, a parent directory, the real path that
-   * was opened) and returns `decision`. The first denial recorded becomes the
-   * event's request and decision.
+   * needed on the way: a parent directory, the real path that was opened)
+   * and returns `decision`. The first denial recorded becomes the event's
+   * request and decision.
    */
   decided(request: Request, decision: Decision): Decision;
+  /**
+   * Called once, after the access was allowed and right before its first
+   * effect: resolves once the intent is recorded and the capability is still
+   * live (not revoked or expired while the log was written). Rejects with
+   * AuditFailure when the intent cannot be recorded, or with the denial when
+   * the capability died meanwhile; then the resource must not act.
+   */
+  proceed(): Promise<void>;
 }
 
-/** The Access of an unaudited resource: it records nothing. */
-const UNAUDITED: Access = Object.freeze({
-  about: () => undefined,
-  decided: (_request: Request, decision: Decision) => decision,
-});
+/** Throws the denial if `cap` was revoked or expired; reported to `access`. */
+function stillLive(access: Access, cap: Capability, request: Request | null): void {
+  const dead = liveDenial(cap);
+  if (dead === null) return;
+  if (request !== null) access.decided(request, dead);
+  throw denialError(dead);
+}
 
-/** Collects what one access told its Access, and works out the request and decision of its event. */
+/** The Access of an unaudited resource: it records nothing, but still refuses to act for a capability that died. */
+class Unaudited implements Access {
+  #request: Request | null = null;
+  readonly #cap: Capability;
+
+  constructor(cap: Capability) {
+    this.#cap = cap;
+  }
+
+  about(request: Request): void {
+    this.#request ??= request;
+  }
+
+  decided(request: Request, decision: Decision): Decision {
+    this.#request ??= request;
+    return decision;
+  }
+
+  proceed(): Promise<void> {
+    return new Promise((resolve) => {
+      stillLive(this, this.#cap, this.#request);
+      resolve();
+    });
+  }
+}
+
+/** Collects what one access told its Access, records its intent when it proceeds, and works out the request and decision of its event. */
 class Recorder implements Access {
   private subject: Request | null = null;
   private allowed: Decision | null = null;
   private denial: { readonly request: Request; readonly decision: Denied } | null = null;
+  /** The intent recorded by `proceed`, once it is. */
+  intent: AuditIntent | null = null;
+  readonly #sink: AuditSink;
+  readonly #cap: Capability;
+  readonly #at: number;
+
+  constructor(sink: AuditSink, cap: Capability, at: number) {
+    this.#sink = sink;
+    this.#cap = cap;
+    this.#at = at;
+  }
 
   about(request: Request): void {
     this.subject ??= request;
@@ -72,11 +118,39 @@ class Recorder implements Access {
     return decision;
   }
 
+  async proceed(): Promise<void> {
+    const [request, decision] = [this.subject, this.allowed];
+    if (this.intent !== null || request === null || decision === null || this.denial !== null) {
+      throw new AuditFailure("a resource asked to act without one allowed decision to record; it was refused");
+    }
+    const intent: AuditIntent = Object.freeze({
+      id: randomUUID(),
+      at: this.#at,
+      kind: "resource",
+      tool: toolOf(this.#cap),
+      request,
+      decision,
+      subject: auditSubject(this.#cap),
+    });
+    try {
+      await this.#sink.intend(intent);
+    } catch (e) {
+      throw new AuditFailure(`the audit sink could not record the intent of the ${describe(request)}, so it was not done: ${message(e)}`, { cause: e });
+    }
+    this.intent = intent;
+    stillLive(this, this.#cap, request);
+  }
+
+  /** The denial recorded after the intent, if any: it completes the intent. */
+  laterDenial(): { readonly request: Request; readonly decision: Denied } | null {
+    return this.intent === null ? null : this.denial;
+  }
+
   /**
-   * The request and decision of the event, or null when the kernel decided
-   * nothing: then there is no invocation to record (see `audited`). A denial
-   * thrown as an error before any decision was recorded (a row scope the
-   * schema cannot enforce, for one) is the decision.
+   * The request and decision of an event that never acted, or null when the
+   * kernel decided nothing: then there is no invocation to record (see
+   * `audited`). A denial thrown as an error before any decision was recorded
+   * (a row scope the schema cannot enforce, for one) is the decision.
    */
   outcomeOf(error: unknown): { readonly request: Request; readonly decision: Decision } | null {
     if (this.denial !== null) return this.denial;
@@ -85,6 +159,14 @@ class Recorder implements Access {
     const denied = deniedBy(error);
     return denied === null ? null : { request: this.subject, decision: denied };
   }
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** The tool whose call a capability was made for, from its caretaker's label. */
+function toolOf(cap: Capability): string | null {
+  const labels = labelsOf(cap);
+  return Object.hasOwn(labels, "tool") ? (labels.tool ?? null) : null;
 }
 
 /** The Denied decision a denial error stands for, or null for any other error. */
@@ -134,10 +216,8 @@ export function auditOption(options: unknown, factory: string): AuditSink | unde
   if (typeof options !== "object" || options === null || !Object.hasOwn(options, "audit")) return undefined;
   const sink: unknown = (options as { audit: unknown }).audit;
   if (sink === undefined) return undefined;
-  if (typeof sink !== "object" || sink === null || typeof (sink as { write?: unknown }).write !== "function") {
-    throw new InvalidInput(`${factory}: audit must be an AuditSink, an object with a write(event) method`);
-  }
-  return sink as AuditSink;
+  if (!isAuditSink(sink)) throw new InvalidInput(`${factory}: audit must be an AuditSink, an object with intend, complete and write methods`);
+  return sink;
 }
 
 /** `options` without its `audit` member, for validators that accept plain data only; `options` itself when it has none. */
@@ -150,26 +230,28 @@ export function withoutAudit<T>(options: T): T {
 
 /**
  * Runs one resource access. Without a sink it only runs `act`, turning a
- * throw into a rejection. With one, it times the access, runs it, and writes
- * exactly one AuditEvent of kind "resource", allowed or denied, before the
- * returned promise settles: the request and decision `act` reported through
- * its Access, the outcome (`size(result)` bytes, or the error's code and
- * message), the duration, the capability's subject, and the tool whose call
- * the capability was made for, if any.
+ * throw into a rejection. With one, it times the access and records it:
+ * when `act` proceeds, an intent before the effect and its completion
+ * (`size(result)` bytes, or the error's code and message; a denial met after
+ * the intent) before the returned promise settles; when it never proceeds,
+ * one whole event, allowed or denied. Each names the request and decision
+ * `act` reported through its Access, the capability's subject, and the tool
+ * whose call the capability was made for, if any.
  *
- * No event is written when the kernel decided nothing: for something that is
+ * Nothing is written when the kernel decided nothing: for something that is
  * not a capability, or input that failed validation or canonicalization
  * before a request could be decided (the caller gets InvalidInput). There is
  * no invocation of authority to record in that case.
  *
- * If the sink throws or rejects, the promise rejects with AuditFailure (the
- * sink's error as its cause) and the result, or the access's own error, is
- * withheld. See the note at the top of this file about side effects.
+ * If the sink cannot record the intent, nothing is done and the promise
+ * rejects with AuditFailure. If it cannot record the completion or the whole
+ * event, the promise rejects with AuditFailure (the sink's error as its
+ * cause) and the result, or the access's own error, is withheld.
  */
 export function audited<T>(sink: AuditSink | undefined, cap: Capability, act: (access: Access) => T | Promise<T>, size: (result: T) => number | null): Promise<T> {
   if (sink === undefined || !isCapability(cap)) {
     return new Promise<T>((resolve) => {
-      resolve(act(UNAUDITED));
+      resolve(act(new Unaudited(cap)));
     });
   }
   return record(sink, cap, act, size);
@@ -178,7 +260,7 @@ export function audited<T>(sink: AuditSink | undefined, cap: Capability, act: (a
 async function record<T>(sink: AuditSink, cap: Capability, act: (access: Access) => T | Promise<T>, size: (result: T) => number | null): Promise<T> {
   const at = clockTime(cap);
   const started = performance.now();
-  const recorder = new Recorder();
+  const recorder = new Recorder(sink, cap, at);
   let outcome: AuditOutcome;
   let result: { readonly value: T } | null = null;
   let thrown: unknown;
@@ -190,29 +272,42 @@ async function record<T>(sink: AuditSink, cap: Capability, act: (access: Access)
     thrown = e;
     outcome = failureOutcome(e);
   }
-  const decided = recorder.outcomeOf(thrown);
-  if (decided !== null) {
-    const labels = labelsOf(cap);
-    const event: AuditEvent = Object.freeze({
-      id: randomUUID(),
-      at,
-      durationMs: performance.now() - started,
-      kind: "resource",
-      tool: Object.hasOwn(labels, "tool") ? (labels.tool ?? null) : null,
-      request: decided.request,
-      decision: decided.decision,
-      outcome,
-      subject: auditSubject(cap),
-    });
+  // The intent's own failure to be recorded is the error; there is nothing more to write.
+  if (thrown instanceof AuditFailure && recorder.intent === null) throw thrown;
+  const intent = recorder.intent;
+  if (intent !== null) {
+    const denial = recorder.laterDenial();
+    const completion: AuditCompletion = Object.freeze({ id: intent.id, durationMs: performance.now() - started, outcome, ...(denial === null ? {} : { denial }) });
     try {
-      await sink.write(event);
+      await sink.complete(completion);
     } catch (e) {
-      const what = outcome.ok ? "its result is withheld" : `it had failed with ${outcome.errorCode}`;
-      const effect = decided.decision.allowed ? " (it was allowed, so it may have taken effect)" : "";
-      const cause = e instanceof Error ? e.message : String(e);
-      throw new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${what}${effect}: ${cause}`, { cause: e });
+      throw new AuditFailure(`the ${describe(intent.request)} was done and its intent recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
+    }
+  } else {
+    const decided = recorder.outcomeOf(thrown);
+    if (decided !== null) {
+      const event: AuditEvent = Object.freeze({
+        id: randomUUID(),
+        at,
+        durationMs: performance.now() - started,
+        kind: "resource",
+        tool: toolOf(cap),
+        request: decided.request,
+        decision: decided.decision,
+        outcome,
+        subject: auditSubject(cap),
+      });
+      try {
+        await sink.write(event);
+      } catch (e) {
+        throw new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
+      }
     }
   }
   if (result === null) throw thrown;
   return result.value;
+}
+
+function withheld(outcome: AuditOutcome): string {
+  return outcome.ok ? "its result is withheld" : `its error (${outcome.errorCode}) is withheld`;
 }

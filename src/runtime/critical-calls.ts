@@ -6,12 +6,12 @@ import {
   InvalidInput,
   narrow,
   restrict,
-  revocable,
   type Capability,
   type Grant,
   type MintRecord,
   type Request,
 } from "../kernel/index.js";
+import { caretaker } from "../kernel/internal.js";
 import type { CallPlan, Dispatcher } from "../tools/index.js";
 import { tenantFor } from "../tools/internal.js";
 import type { RoutedTool } from "./executor.js";
@@ -150,7 +150,7 @@ export function criticalRoutes(t: CriticalTask): RoutedTool[] {
       if (e instanceof CapabilityDenied) return refuse(tool, input, `the mint refused a fresh capability (${e.message})`);
       throw e;
     }
-    const once = revocable(oneCallOf(narrow(fresh, t.grant), plan, critical.seconds), { labels: t.labels });
+    const once = caretaker(oneCallOf(narrow(fresh, t.grant), plan, critical.seconds), t.labels);
     lifetime.onEnd(() => {
       once.revoke(`task ${taskId} has ended`);
     });

@@ -1,9 +1,8 @@
 import type { LanguageModel } from "ai";
 import type { z } from "zod";
-import { revocable } from "../kernel/index.js";
 import { defineTool, type Tool, type ToolSpec } from "../tools/index.js";
 import { createExecutor, type CallRecord } from "./executor.js";
-import { defined } from "../kernel/internal.js";
+import { caretaker, defined } from "../kernel/internal.js";
 
 /** The sub-agent a delegation call starts. */
 export interface SubAgent {
@@ -36,7 +35,7 @@ export function delegationTool<S extends z.ZodObject>(
   return defineTool(toolSpec, async (input, capability, ctx) => {
     const sub = agent(input);
     // A caretaker link names the sub-agent in the lineage of everything it does.
-    const named = revocable(capability, { labels: { agent: sub.name } });
+    const named = caretaker(capability, { agent: sub.name });
     const result = await createExecutor({
       name: sub.name,
       model: sub.model,

@@ -1,9 +1,9 @@
 import type * as Ai from "ai";
 import type { LanguageModel, ToolSet } from "ai";
-import { callerMessage, InvalidInput, isCapability, isDenial, narrow, NotACapability, revocable, type Capability, type Grant } from "../kernel/index.js";
+import { callerMessage, InvalidInput, isCapability, isDenial, narrow, NotACapability, type Capability, type Grant } from "../kernel/index.js";
 import { aiSdk } from "./ai-sdk.js";
 import type { CatalogEntry, Dispatcher } from "../tools/index.js";
-import { defined } from "../kernel/internal.js";
+import { caretaker, defined } from "../kernel/internal.js";
 
 /** How one tool call the model made ended: ran, refused by a capability, or failed otherwise. */
 export type CallVerdict = "allowed" | "denied" | "failed";
@@ -147,7 +147,7 @@ export function createExecutor(options: ExecutorOptions): Executor {
     run,
     delegate: async (d: DelegateOptions): Promise<ExecutorResult> => {
       if (typeof d.name !== "string" || d.name.length === 0) throw new InvalidInput("delegate needs a name for the sub-agent");
-      const lease = revocable(narrow(o.capability, d.grant), { labels: { agent: d.name } });
+      const lease = caretaker(narrow(o.capability, d.grant), { agent: d.name });
       try {
         const sub = createExecutor({
           name: d.name,

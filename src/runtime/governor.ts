@@ -5,11 +5,11 @@ import {
   isCapability,
   narrow,
   restrict,
-  revocable,
   SessionClosed,
   type Capability,
   type Grant,
 } from "../kernel/index.js";
+import { caretaker } from "../kernel/internal.js";
 import type { Dispatcher } from "../tools/index.js";
 import {
   checkSeconds,
@@ -104,7 +104,7 @@ export function createGovernor(options: GovernorOptions): Governor {
         `tool ${tool} reaches critical tool ${reached} through its needs (as a sub-tool call); it runs only under a fresh re-mint after the policy check, never by escalation`,
       );
     }
-    const lease = revocable(oneCallOf(session.capability, plan, seconds), { labels });
+    const lease = caretaker(oneCallOf(session.capability, plan, seconds), labels);
     onRevoke(() => {
       lease.revoke("the task that asked for the escalation has ended");
     });
@@ -117,7 +117,7 @@ export function createGovernor(options: GovernorOptions): Governor {
     const id = `${name}-${randomUUID().slice(0, 8)}`;
     const labels = { session: session.id, task: id };
     const base = narrow(session.capability, withoutCritical(grant, critical.tools));
-    const lease = revocable(restrict(base, { expiresAt: Math.floor(clockTime(base) + timeoutMs) }), { labels });
+    const lease = caretaker(restrict(base, { expiresAt: Math.floor(clockTime(base) + timeoutMs) }), labels);
     const lifetime = startTaskLifetime<T>(id, lease, timeoutMs);
     const criticalTools = criticalRoutes({ session, dispatcher, critical, taskId: id, grant, capability: lease.capability, labels, lifetime });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { InvalidInput, revocable, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.js";
-import { defined } from "../kernel/internal.js";
+import { InvalidInput, SessionClosed, type Capability, type Mint, type MintRecord, type Principal } from "../kernel/index.js";
+import { caretaker, defined } from "../kernel/internal.js";
 
 /** One authenticated user's session: the root of every capability the runtime hands out for them. */
 export interface Session {
@@ -60,7 +60,7 @@ function sessionId(id: unknown): string {
 function sessionFor(mint: Mint<unknown>, id: string, root: Capability): Session {
   const principal = root.mint;
   const labels = { session: id };
-  const main = revocable(root, { labels });
+  const main = caretaker(root, labels);
   const revokers: ((reason: string) => void)[] = [main.revoke];
   let closed = false;
   return Object.freeze({
@@ -73,7 +73,7 @@ function sessionFor(mint: Mint<unknown>, id: string, root: Capability): Session 
         { id: principal.principal, tenants: principal.tenants, roles: principal.roles },
         defined({ requestId: options?.requestId }),
       );
-      const forwarder = revocable(fresh, { labels });
+      const forwarder = caretaker(fresh, labels);
       revokers.push(forwarder.revoke);
       return forwarder.capability;
     },

@@ -15,7 +15,7 @@
  */
 import { z } from "zod";
 import { InvalidInput, InvalidToken, parseConditions, parseGrant, type Grant, type LinkConditions, type MintRecord } from "../kernel/index.js";
-import { canonicalJson } from "../kernel/internal.js";
+import { canonicalJson, RESERVED_LABELS } from "../kernel/internal.js";
 import { compileLinkChecks, type CheckKind } from "./compile.js";
 import { renderBlock, type DatalogCode } from "./biscuit.js";
 
@@ -36,11 +36,12 @@ export type BlockData =
   | { readonly v: 1; readonly kind: "revocable"; readonly id: string; readonly labels: Readonly<Record<string, string>> };
 
 /**
- * Labels the runtime and the gateway give their own caretakers; they attribute
- * events to a session, task, tool call or agent, so a token block never
- * carries them (a holder could otherwise file its calls under another session).
+ * Labels the runtime and the gateway give their own caretakers (the kernel's
+ * list); they attribute events to a session, task, tool call or agent, so a
+ * token block never carries them (a holder could otherwise file its calls
+ * under another session).
  */
-export const RESERVED_LABELS: readonly string[] = Object.freeze(["session", "task", "tool", "agent"]);
+export { RESERVED_LABELS };
 
 const labels = z.record(z.string(), z.string().min(1).max(256)).superRefine((given, ctx) => {
   for (const name of Object.keys(given)) {

@@ -3,6 +3,7 @@ import {
   AuditFailure,
   auditSubject,
   type AuditEvent,
+  type AuditIntent,
   type AuditOutcome,
   type AuditSink,
   type Capability,
@@ -12,45 +13,81 @@ import {
 } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 
-/** What the dispatcher knows about one invocation when it ends. */
-export interface InvocationRecord {
+/*
+ * A tool call's audit record. Record, then act: an allowed call's intent is
+ * durable before its handler runs, and its outcome completes it afterwards;
+ * a call that never runs its handler (denied, unknown tool, bad input) is one
+ * event.
+ */
+
+/** What the dispatcher knows about one invocation before its handler runs. */
+export interface InvocationStart {
   readonly at: number;
-  readonly startedMs: number;
   readonly tool: string;
   /** How the tool's code runs, when it was loaded from a tool module. */
   readonly toolCode: ToolCode | undefined;
   readonly request: Request;
   readonly decision: Decision;
-  readonly outcome: AuditOutcome;
   readonly capability: Capability;
 }
 
-/**
- * Writes the one event of an invocation and waits until the sink has it.
- * Throws AuditFailure if the sink throws or rejects, so the caller can fail
- * the call closed.
- */
-export async function writeToolEvent(sink: AuditSink, r: InvocationRecord): Promise<void> {
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** Records the intent of a call about to run its handler; throws AuditFailure (nothing has run) when the sink cannot take it. */
+export async function intendToolCall(sink: AuditSink, s: InvocationStart): Promise<AuditIntent> {
+  const intent: AuditIntent = Object.freeze({
+    id: randomUUID(),
+    at: s.at,
+    kind: "tool",
+    tool: s.tool,
+    ...defined({ toolCode: s.toolCode }),
+    request: s.request,
+    decision: s.decision,
+    subject: auditSubject(s.capability),
+  });
+  try {
+    await sink.intend(intent);
+  } catch (e) {
+    throw new AuditFailure(`the audit sink could not record the intent of the call to tool ${s.tool}, so it was not run: ${message(e)}`, { cause: e });
+  }
+  return intent;
+}
+
+/** Completes an intent with the call's outcome; throws AuditFailure (the result or error withheld) when the sink cannot take it. */
+export async function completeToolCall(sink: AuditSink, intent: AuditIntent, startedMs: number, outcome: AuditOutcome): Promise<void> {
+  try {
+    await sink.complete(Object.freeze({ id: intent.id, durationMs: performance.now() - startedMs, outcome }));
+  } catch (e) {
+    throw new AuditFailure(
+      `the call to tool ${String(intent.tool)} ran and its intent was recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`,
+      { cause: e },
+    );
+  }
+}
+
+/** Records a call that never ran its handler, whole; throws AuditFailure when the sink cannot take it. */
+export async function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): Promise<void> {
   const event: AuditEvent = Object.freeze({
     id: randomUUID(),
-    at: r.at,
-    durationMs: performance.now() - r.startedMs,
+    at: s.at,
+    durationMs: performance.now() - startedMs,
     kind: "tool",
-    tool: r.tool,
-    ...defined({ toolCode: r.toolCode }),
-    request: r.request,
-    decision: r.decision,
-    outcome: r.outcome,
-    subject: auditSubject(r.capability),
+    tool: s.tool,
+    ...defined({ toolCode: s.toolCode }),
+    request: s.request,
+    decision: s.decision,
+    outcome,
+    subject: auditSubject(s.capability),
   });
   try {
     await sink.write(event);
   } catch (e) {
-    const what = r.outcome.ok ? "its result is withheld" : `it had failed with ${r.outcome.errorCode}`;
-    throw new AuditFailure(`the audit sink could not record the call to tool ${r.tool}, so ${what}: ${e instanceof Error ? e.message : String(e)}`, {
-      cause: e,
-    });
+    throw new AuditFailure(`the audit sink could not record the call to tool ${s.tool}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
   }
+}
+
+function withheld(outcome: AuditOutcome): string {
+  return outcome.ok ? "its result is withheld" : `its error (${outcome.errorCode}) is withheld`;
 }
 
 /** The outcome of a call that returned `result`: its size as JSON, never its content. */

@@ -1,4 +1,4 @@
-import { failureOutcome } from "../kernel/internal.js";
+import { caretaker, failureOutcome, isAuditSink, liveDenial } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -9,7 +9,6 @@ import {
   isCapability,
   narrow,
   NotACapability,
-  revocable,
   revocationSignal,
   type AuditOutcome,
   type AuditSink,
@@ -18,7 +17,7 @@ import {
   type Request,
   type ToolRequest,
 } from "../kernel/index.js";
-import { succeeded, writeToolEvent } from "./audit.js";
+import { completeToolCall, intendToolCall, succeeded, writeToolEvent } from "./audit.js";
 import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.js";
 import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.js";
 
@@ -40,10 +39,12 @@ export interface Dispatcher {
   /**
    * Calls a registered tool with `capability`: checks `tool.call`, validates
    * the input, narrows the capability to exactly the tool's needs (checking
-   * each first), charges the call, runs the handler with the narrowed
-   * capability, and records exactly one audit event, allowed or denied.
-   * The handler's capability is revoked when the call settles. If the audit
-   * sink fails, the call fails with AuditFailure.
+   * each first), charges the call, records its intent, runs the handler with
+   * the narrowed capability, and completes the intent with the outcome; a
+   * call refused before its handler runs is recorded as one event. The
+   * handler's capability is revoked when the call settles. If the intent
+   * cannot be recorded, the handler never runs and the call fails with
+   * AuditFailure; if the outcome cannot, the call fails with AuditFailure.
    */
   readonly call: SubCall;
   /** The tools `capability` reaches (checked without charging): others are not listed at all. */
@@ -60,7 +61,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const [tools, sink] = [own("tools"), own("audit")];
   if (!Array.isArray(tools)) throw new InvalidInput("createDispatcher needs tools: an array of tools made by defineTool");
   if (!isAuditSink(sink)) {
-    throw new InvalidInput("createDispatcher needs audit: an AuditSink with a write(event) method; every invocation is recorded there");
+    throw new InvalidInput("createDispatcher needs audit: an AuditSink with intend, complete and write methods; every invocation is recorded there");
   }
   const registry = new Map<string, AnyTool>();
   for (const [i, tool] of tools.entries()) {
@@ -88,9 +89,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     // Until this decision exists there is no invocation to record: a call that cannot name a tool (or a tenant) is refused without an event.
     let request: Request = toolRequest;
     let decision: Decision = check(capability, toolRequest);
-    let outcome: AuditOutcome;
-    let result: unknown;
-    let thrown: { error: unknown } | null = null;
+    let ready: { readonly tool: AnyTool; readonly plan: CallPlan };
     try {
       if (!decision.allowed) throw denialError(decision);
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
@@ -104,13 +103,27 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       decision = authorize(capability, toolRequest);
       if (!decision.allowed) throw denialError(decision);
-      result = await runHandler(registered, plan, capability, tenant, dispatcher);
+      ready = { tool: registered, plan };
+    } catch (e) {
+      // Refused before the handler ran: nothing acted, so the call is one event.
+      await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
+      throw ForeignFailure.of(e);
+    }
+    // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live.
+    const intent = await intendToolCall(sink, { at, tool: name, toolCode, request, decision, capability });
+    let outcome: AuditOutcome;
+    let result: unknown;
+    let thrown: { error: unknown } | null = null;
+    try {
+      const dead = liveDenial(capability);
+      if (dead !== null) throw denialError(dead);
+      result = await runHandler(ready.tool, ready.plan, capability, tenant, dispatcher);
       outcome = succeeded(result);
     } catch (e) {
       thrown = { error: e };
       outcome = failureOutcome(e);
     }
-    await writeToolEvent(sink, { at, startedMs, tool: name, toolCode, request, decision, outcome, capability });
+    await completeToolCall(sink, intent, startedMs, outcome);
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
     if (thrown !== null) throw ForeignFailure.of(thrown.error);
     return result;
@@ -143,7 +156,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
  * handler that keeps its capability past the call holds nothing.
  */
 async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability, tenant: string | null, dispatcher: Dispatcher): Promise<unknown> {
-  const lease = revocable(narrow(capability, plan.grant), { labels: { tool: tool.name } });
+  const lease = caretaker(narrow(capability, plan.grant), { tool: tool.name });
   const watcher: { current: ReturnType<typeof revocationSignal> | null } = { current: null };
   const context: ToolContext = Object.freeze({
     tenant,
@@ -161,8 +174,4 @@ async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability,
     lease.revoke(`the call to tool ${tool.name} has returned`);
     watcher.current?.dispose();
   }
-}
-
-function isAuditSink(value: unknown): value is AuditSink {
-  return typeof value === "object" && value !== null && typeof (value as { write?: unknown }).write === "function";
 }

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Command, CommanderError } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditFailure } from "../../src/kernel/errors.ts";
+import { generateCheckpointKey } from "../../src/audit/checkpoint.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
 import { registerAuditCommand } from "../../src/cli/audit-command.ts";
 import { parseTimeArgument } from "../../src/cli/time-argument.ts";
@@ -43,12 +44,15 @@ const fail = (...args: string[]) => cli(...args).then(
 describe("agentcap audit (SQLite)", () => {
   const dir = mkdtempSync(join(tmpdir(), "agentcap-audit-cli-"));
   const path = join(dir, "audit.db");
+  const checkpoints = `${path}.checkpoints`;
+  const key = generateCheckpointKey("audit.test/cli");
   const nameOf = new Map<string, string>();
   let s: ReturnType<typeof scenario>;
 
   beforeAll(async () => {
     s = scenario();
-    const store = await openAuditStore({ kind: "sqlite", path });
+    // A checkpoint every 4 entries (at 4 and 8), and one more when the store closes (at 11), in the default file beside the log.
+    const store = await openAuditStore({ kind: "sqlite", path, checkpoints: { key: key.signerKey, everyEntries: 4 } });
     for (const [name, event] of s.named) {
       nameOf.set(event.id, name);
       await store.write(event);
@@ -72,10 +76,10 @@ describe("agentcap audit (SQLite)", () => {
     const { out, exitCode } = await cli("audit", "query", "--store", path, "--principal", "alice", "--denied");
     expect(exitCode).toBeUndefined();
     const lines = out.trimEnd().split("\n");
-    expect(lines[0]).toMatch(/^seq\s+time \(UTC\)\s+principal\s+tool\s+action\s+target\s+decision\s+capability$/);
+    expect(lines[0]).toMatch(/^seq\s+time \(UTC\)\s+principal\s+tool\s+action\s+target\s+decision\s+outcome\s+capability$/);
     expect(lines).toHaveLength(2 + 3);
     expect(lines[2]).toMatch(/^3\s+2025-01-15 11:00:00\s+alice\s+search\s+http\.request\s+GET https:\/\/api\.example\.com\/v2\/admin\s+DENIED ERR_CAPABILITY_DENIED at link 3/);
-    expect(lines[4]).toMatch(/DENIED ERR_REVOKED at link 2\s+\w{8} \(depth 3\)$/);
+    expect(lines[4]).toMatch(/DENIED ERR_REVOKED at link 2\s+ERR_REVOKED\s+\w{8} \(depth 3\)$/);
   });
 
   it("says so when nothing matches", async () => {
@@ -125,20 +129,21 @@ describe("agentcap audit (SQLite)", () => {
     expect(await fail("audit", "query", "--store", join(dir, "missing.db"))).toBeInstanceOf(AuditFailure);
   });
 
-  it("verifies an intact log and prints the head to anchor the next run with", async () => {
-    const { out, exitCode } = await cli("audit", "verify", "--store", path);
+  it("verifies an intact log against its signed checkpoints", async () => {
+    const { out, exitCode } = await cli("audit", "verify", "--store", path, "--checkpoints", checkpoints, "--public-key", key.verifierKey);
     expect(exitCode).toBeUndefined();
-    expect(out).toMatch(/^ok: 11 events verified\nhead: seq 11 hash [0-9a-f]{64} \(note it, and pass --anchor 11:[0-9a-f]{64} next time/);
-    const head = /--anchor (\S+)/.exec(out)?.[1] ?? "";
-    expect((await cli("audit", "verify", "--store", path, "--anchor", head)).exitCode).toBeUndefined();
+    expect(out).toMatch(/^ok: 11 entries verified\ntree: 11 entries, root \S+\ncheckpoints: 3 signed checkpoint\(s\) checked, the latest covering 11 entries\n$/);
     const json = JSON.parse((await cli("audit", "verify", "--store", path, "--json")).out) as { ok: boolean; events: number };
     expect(json).toMatchObject({ ok: true, events: 11 });
+    // Without checkpoints it says what it cannot see.
+    expect((await cli("audit", "verify", "--store", path)).out).toMatch(/checkpoints: none given, so a rewrite with recomputed hashes, a truncated end or a replaced database would go unseen/);
   });
 
-  it("refuses a malformed --anchor", async () => {
-    const error = await fail("audit", "verify", "--store", path, "--anchor", "11");
-    expect(error).toBeInstanceOf(CommanderError);
-    expect((error as Error).message).toMatch(/must be <seq>:<hash>/);
+  it("takes the public key from a file, and refuses --checkpoints without it", async () => {
+    const keyFile = join(dir, "audit.pub");
+    writeFileSync(keyFile, `${key.verifierKey}\n`);
+    expect((await cli("audit", "verify", "--store", path, "--checkpoints", checkpoints, "--public-key", keyFile)).exitCode).toBeUndefined();
+    expect(await fail("audit", "verify", "--store", path, "--checkpoints", checkpoints)).toBeInstanceOf(InvalidInput);
   });
 
   it("reports a tampered log, says which event, and exits with 1", async () => {
@@ -152,7 +157,47 @@ describe("agentcap audit (SQLite)", () => {
     db.close();
     const { out, exitCode } = await cli("audit", "verify", "--store", tampered);
     expect(exitCode).toBe(1);
-    expect(out).toMatch(/^TAMPERED: 1 problem\(s\) in 10 events checked\n {2}missing {5}seq {6}4 {2}event seq 4 is missing: deleted from the log\nlast event checked: seq 11\n$/);
+    expect(out).toMatch(/^TAMPERED: 1 problem\(s\) in 10 entries checked\n {2}missing {5}seq {6}4 {2}event seq 4 is missing: deleted from the log\n/);
+  });
+
+  it("catches a truncated end only with the checkpoints", async () => {
+    const truncated = join(dir, "truncated.db");
+    const source = new Database(path);
+    await source.backup(truncated);
+    source.close();
+    const db = new Database(truncated);
+    db.exec("DROP TRIGGER audit_events_no_delete; DROP TRIGGER audit_event_links_no_delete");
+    db.exec("DELETE FROM audit_events WHERE seq > 9; DELETE FROM audit_event_links WHERE event_seq > 9");
+    db.close();
+    expect((await cli("audit", "verify", "--store", truncated)).exitCode).toBeUndefined();
+    const { out, exitCode } = await cli("audit", "verify", "--store", truncated, "--checkpoints", checkpoints, "--public-key", key.verifierKey);
+    expect(exitCode).toBe(1);
+    expect(out).toMatch(/truncated .* the log ends at seq 9, but a signed checkpoint covers 11 entries/);
+  });
+
+  it("proves an event, and the proof verifies with the public key alone", async () => {
+    const [a3] = [...nameOf.entries()].filter(([, n]) => n === "a3").map(([id]) => id);
+    const proofFile = join(dir, "a3.proof.json");
+    await cli("audit", "prove", a3 ?? "", "--store", path, "--checkpoints", checkpoints, "--public-key", key.verifierKey, "--out", proofFile);
+    const { out, exitCode } = await cli("audit", "verify-proof", proofFile, "--public-key", key.verifierKey);
+    expect(exitCode).toBeUndefined();
+    expect(out).toMatch(/^ok: 1 entry proved in the tree of 11 signed by audit\.test\/cli\n/);
+    expect(out).toContain(a3);
+    // Another key, or an edited proof, proves nothing.
+    const other = generateCheckpointKey("audit.test/cli");
+    expect((await cli("audit", "verify-proof", proofFile, "--public-key", other.verifierKey)).out).toMatch(/^NOT PROVED: the checkpoint carries no signature by audit\.test\/cli/);
+    writeFileSync(proofFile, readFileSync(proofFile, "utf8").replace("v2/admin", "v1/admin"));
+    const edited = await cli("audit", "verify-proof", proofFile, "--public-key", key.verifierKey);
+    expect(edited.exitCode).toBe(1);
+    expect(edited.out).toMatch(/^NOT PROVED: entries\.0 \(index 2\) is not in the tree of 11 entries the checkpoint signed/);
+  });
+
+  it("makes a checkpoint key, never overwriting one", async () => {
+    const keyFile = join(dir, "signing.key");
+    const { out } = await cli("audit", "keygen", "--name", "example.com/audit", "--out", keyFile);
+    expect(out).toMatch(/^example\.com\/audit\+[0-9a-f]{8}\+\S+\n$/);
+    expect(readFileSync(keyFile, "utf8")).toMatch(/^PRIVATE\+KEY\+example\.com\/audit\+[0-9a-f]{8}\+/);
+    expect(await fail("audit", "keygen", "--name", "example.com/audit", "--out", keyFile)).toBeInstanceOf(InvalidInput);
   });
 });
 
@@ -178,7 +223,7 @@ describePostgres("agentcap audit (Postgres)", () => {
     const { out } = await cli("audit", "query", "--database-url", url, "--schema", schema, "--tenant", "initech", "--format", "jsonl");
     expect(out.trim().split("\n")).toHaveLength(2);
     const verified = await cli("audit", "verify", "--database-url", url, "--schema", schema);
-    expect(verified.out).toMatch(/^ok: 11 events verified/);
+    expect(verified.out).toMatch(/^ok: 11 entries verified/);
   });
 });
 

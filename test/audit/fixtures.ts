@@ -7,9 +7,10 @@ import pg from "pg";
 import { describe } from "vitest";
 import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
-import { auditSubject, type AuditEvent } from "../../src/kernel/audit-sink.ts";
+import { auditSubject, type AuditEvent, type AuditIntent } from "../../src/kernel/audit-sink.ts";
+import { caretaker } from "../../src/kernel/internal.ts";
 import { databaseUrl, describePostgres } from "../support/postgres.ts";
-import { check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../../src/index.ts";
+import { check, createManualClock, createMint, narrow, type Capability, type Grant, type Request } from "../../src/index.ts";
 
 /** 2025-01-15 09:00 UTC: the tests' "today". */
 export const T0 = Date.UTC(2025, 0, 15, 9);
@@ -32,9 +33,7 @@ export function world() {
   const clock = createManualClock(T0);
   const mint = createMint({ issuer: "test-app", clock, policy: () => rootGrant });
   const alice = mint.issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-alice" });
-  const session = revocable(narrow(alice, { tools: ["search", "fetch_page"], http: rootGrant.http ?? [], fs: rootGrant.fs ?? [] }), {
-    labels: { session: "sess-1", task: "task-1" },
-  });
+  const session = caretaker(narrow(alice, { tools: ["search", "fetch_page"], http: rootGrant.http ?? [], fs: rootGrant.fs ?? [] }), { session: "sess-1", task: "task-1" });
   const searchTool = narrow(session.capability, { tools: ["search"], http: [{ origin: "https://api.example.com", methods: ["GET"], pathPrefix: "/v1/" }] });
   const bob = mint.issue({ id: "bob", tenants: ["globex", "initech"] }, { requestId: "req-bob" });
   const report = narrow(bob, { tools: ["run_report"], db: [{ model: "Customer", ops: ["read"] }], exec: rootGrant.exec ?? [] });
@@ -55,6 +54,11 @@ export function eventFor(cap: Capability, request: Request, options: { at?: numb
     outcome: decision.allowed ? { ok: true, resultBytes: 128 } : { ok: false, errorCode: decision.code, message: decision.reason },
     subject: auditSubject(cap),
   };
+}
+
+/** The intent part of an event: everything but how it ended. */
+export function intentOf(event: AuditEvent): AuditIntent {
+  return Object.fromEntries(Object.entries(event).filter(([k]) => k !== "durationMs" && k !== "outcome")) as unknown as AuditIntent;
 }
 
 /** Eleven named events from Alice (tenant acme, a session with a search tool) and Bob (tenants globex and initech). */
@@ -130,7 +134,7 @@ function sqliteKit(): StoreKit {
       return [];
     },
     async unlock() {
-      for (const t of ["audit_events", "audit_links", "audit_event_links"]) {
+      for (const t of ["audit_events", "audit_links", "audit_event_links", "audit_tree"]) {
         await this.raw(`DROP TRIGGER IF EXISTS ${t}_no_update`);
         await this.raw(`DROP TRIGGER IF EXISTS ${t}_no_delete`);
       }
@@ -171,7 +175,7 @@ function postgresKit(url: string): StoreKit {
       return result.rows as Row[];
     },
     async unlock() {
-      for (const t of ["audit_events", "audit_links", "audit_event_links"]) await this.raw(`DROP TRIGGER IF EXISTS ${t}_append_only ON ${t}`);
+      for (const t of ["audit_events", "audit_links", "audit_event_links", "audit_tree"]) await this.raw(`DROP TRIGGER IF EXISTS ${t}_append_only ON ${t}`);
     },
     async cleanup() {
       for (const s of stores) await s.close();

@@ -20,6 +20,7 @@ function recordFor(path: string): AuditRecord {
     seq: 1,
     hash: "0".repeat(64),
     prevHash: "0".repeat(64),
+    outcomeSeq: 1,
     event: {
       id: "e1",
       at: 0,

@@ -82,7 +82,7 @@ eachKit("audit store: the query primitive", ({ make }) => {
     const [a2] = await store.query({ action: "http.request", limit: 1 });
     expect(a2?.event.request).toMatchObject({ url: "https://api.example.com/v1/search?q=[redacted]&token=[redacted]" });
     const [b3] = await store.query({ action: "exec" });
-    expect(b3?.event.request).toMatchObject({ argv: ["/usr/bin/curl", "-H", "Authorization: [redacted]", "https://x.test/a?k=[redacted]"] });
+    expect(b3?.event.request).toMatchObject({ argv: ["/usr/bin/curl", "-H", "Authorization: Bearer [redacted]", "https://x.test/a?k=[redacted]"] });
   });
 
   it.each<[string, unknown, RegExp]>([

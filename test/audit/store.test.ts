@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditFailure } from "../../src/kernel/errors.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
@@ -198,6 +199,23 @@ describe("opening a store", () => {
 
   it("fails with AuditFailure when a read-only log does not exist", async () => {
     await expect(openAuditStore({ kind: "sqlite", path: "/nonexistent/dir/audit.db", readOnly: true })).rejects.toBeInstanceOf(AuditFailure);
+  });
+
+  it("refuses a log written by an earlier agentcap (no intents, no Merkle tree), saying to start a new one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "agentcap-audit-old-"));
+    try {
+      const path = join(dir, "old.db");
+      const old = new Database(path);
+      old.exec("CREATE TABLE audit_events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)");
+      old.close();
+      for (const readOnly of [false, true]) {
+        const error = await openAuditStore({ kind: "sqlite", path, readOnly }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(AuditFailure);
+        expect((error as Error).message).toMatch(/was written by an earlier version of agentcap.*start a new log/);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("fails with AuditFailure when Postgres cannot be reached", async () => {

@@ -35,7 +35,7 @@ import {
   type ManualClock,
   type Request,
 } from "../../src/index.ts";
-import { classifyAddress, type AddressClass } from "../../src/kernel/internal.ts";
+import { caretaker, classifyAddress, type AddressClass } from "../../src/kernel/internal.ts";
 import { monotonicClock } from "../../src/kernel/clock.ts";
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -697,14 +697,22 @@ describe("content hash and lineage", () => {
 
   it("revocable links carry their caretaker's labels, which are part of the content", () => {
     const root = mintWith(grant);
-    const labelled = revocable(root, { labels: { session: "s-1", task: "summarize" } }).capability;
-    expect(labelled.lineage.at(-1)?.labels).toEqual({ session: "s-1", task: "summarize" });
+    const labelled = revocable(root, { labels: { purpose: "s-1", step: "summarize" } }).capability;
+    expect(labelled.lineage.at(-1)?.labels).toEqual({ purpose: "s-1", step: "summarize" });
     expect(labelled.lineage.at(-1)?.revocable).toBe(true);
     expect(root.lineage[0]?.labels).toEqual({});
     expect(labelled.hash).not.toBe(revocable(root).capability.hash);
-    expect(labelled.hash).not.toBe(revocable(root, { labels: { session: "s-2", task: "summarize" } }).capability.hash);
+    expect(labelled.hash).not.toBe(revocable(root, { labels: { purpose: "s-2", step: "summarize" } }).capability.hash);
     // Labels grant nothing.
     expect(allows(labelled, { action: "tool.call", tool: "summarize" })).toBe(false);
+  });
+
+  it.each(["session", "task", "tool", "agent"])("refuses the reserved label %s through the public revocable, which only agentcap's own caretakers set", (name) => {
+    const root = mintWith(grant);
+    expect(() => revocable(root, { labels: { [name]: "sess-of-alice-42" } })).toThrow(InvalidInput);
+    expect(() => revocable(root, { labels: { purpose: "x", [name]: "y" } })).toThrow(new RegExp(`labels\\.${name} is reserved for agentcap's own caretakers`));
+    const attributed = caretaker(root, { [name]: "s-1" }).capability;
+    expect(attributed.lineage.at(-1)?.labels).toEqual({ [name]: "s-1" });
   });
 
   it("differs across different chains", () => {

@@ -352,8 +352,8 @@ describe("malformed options and helper arguments", () => {
   });
   it("revocable labels that are not strings", () => {
     expectInvalid(() => revocable(root(), { labels: bad({ task: 5 }) }), /labels\.task/);
-    expectInvalid(() => revocable(root(), { labels: bad({ task: "x".repeat(257) }) }), /labels\.task/);
-    expectInvalid(() => revocable(root(), { labels: bad({ task: "" }) }), /labels\.task/);
+    expectInvalid(() => revocable(root(), { labels: bad({ step: "x".repeat(257) }) }), /labels\.step/);
+    expectInvalid(() => revocable(root(), { labels: bad({ step: "" }) }), /labels\.step/);
     expectInvalid(() => revocable(root(), { labels: bad({ "": "x" }) }), /label names/);
     expectInvalid(() => revocable(root(), { labels: bad("session-1") }), /labels/);
     expectInvalid(() => revocable(root(), { labels: bad({ task: () => "t" }) }), /labels\.task.*function/);

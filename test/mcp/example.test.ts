@@ -25,7 +25,7 @@ const customers = { name: "db_query", arguments: { model: "Customer", fields: ["
 
 describe("the example gateway", () => {
   it("creates its key, stores and shop database on first start, and mints a token for alice", () => {
-    for (const f of ["keys.json", "tokens.db", "audit.db", "shop.db"]) expect(existsSync(path.join(state, f)), f).toBe(true);
+    for (const f of ["keys.json", "tokens.db", "audit.db", "audit-checkpoint.key", "shop.db"]) expect(existsSync(path.join(state, f)), f).toBe(true);
     expect(handle.devToken).toMatch(/^[A-Za-z0-9_=-]{100,}$/);
     expect(handle.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
   });

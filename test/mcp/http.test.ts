@@ -193,7 +193,7 @@ describe("tools over a session", () => {
       expect(textOf(ungranted)).toMatch(/^ERR_CAPABILITY_DENIED/);
 
       const events = await gateway.audit.query({ tool: "read_file" });
-      expect(events.some((e) => e.event.outcome.ok && e.event.request.action === "tool.call")).toBe(true);
+      expect(events.some((e) => e.event.outcome?.ok === true && e.event.request.action === "tool.call")).toBe(true);
       expect(events.some((e) => !e.event.decision.allowed && e.event.request.action === "fs.read")).toBe(true);
     } finally {
       await client.close();

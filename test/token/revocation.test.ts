@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { authorize, check, narrow, revocable } from "../../src/kernel/capability.ts";
+import { authorize, caretaker, check, narrow, revocable } from "../../src/kernel/capability.ts";
 import { createManualClock } from "../../src/kernel/clock.ts";
 import { BudgetExhausted, Expired, InvalidInput, Revoked } from "../../src/kernel/errors.ts";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
@@ -87,7 +87,7 @@ describe("revocation store (SQLite)", () => {
   it("revokes by block revocation id and by any ancestor capability id, also a link made in-process before serializing", async () => {
     const store = openSqliteTokenStore(shared);
     const root = mint.issue({ id: "bob" });
-    const forwarder = revocable(root, { labels: { purpose: "t1", task: "reserved, stays here" } }).capability;
+    const forwarder = caretaker(root, { purpose: "t1", task: "reserved, stays here" }).capability;
     const token = toToken(narrow(forwarder, { tools: ["a"] }));
     const cap = verify(token, { publicKeys, store, clock });
     expect(cap.lineage[1]?.labels).toEqual({ purpose: "t1" });

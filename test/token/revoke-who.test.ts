@@ -4,9 +4,9 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { authorize, check, narrow, revocable, revocationSignal, type Capability } from "../../src/kernel/capability.ts";
 import { createManualClock, systemClock } from "../../src/kernel/clock.ts";
+import { caretaker } from "../../src/kernel/internal.ts";
 import { CapabilityDenied, InvalidInput, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
 import { generateKeyPair } from "../../src/token/biscuit.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
@@ -81,9 +81,10 @@ describe("revoking by who", () => {
   it("a session label refuses every chain under the caretaker that carries it; a root id refuses its subtree", async () => {
     const { store, mint } = setup("session");
     const root = mint.issue({ id: "gus" });
-    const session = revocable(root, { labels: { session: "s-42" } }).capability;
+    // As the runtime and the gateway label their sessions: through the kernel's own caretaker.
+    const session = caretaker(root, { session: "s-42" }).capability;
     const deep = narrow(narrow(session, { tools: ["a"] }), { tools: ["a"] });
-    const sibling = revocable(root, { labels: { session: "s-43" } }).capability;
+    const sibling = caretaker(root, { session: "s-43" }).capability;
     await store.revoke({ session: "s-42" }, { reason: "logged out" });
     expect(check(deep, call)).toMatchObject({ allowed: false, code: "ERR_REVOKED", link: 1 });
     expect(check(sibling, call).allowed).toBe(true);
@@ -197,7 +198,7 @@ describe("who may revoke, and the audit log", () => {
     expect(check(own, call).allowed).toBe(false);
 
     const records = await audit.query({ action: "revoke" });
-    const events: AuditEvent[] = records.map((r) => r.event);
+    const events = records.map((r) => r.event);
     expect(events.map((e) => [e.kind, e.subject.mint.principal, e.request, e.decision.allowed])).toEqual([
       ["revocation", "root-admin", { action: "revoke", target: "principal", id: "rae" }, false],
       ["revocation", "root-admin", { action: "revoke", target: "session", id: "s-2" }, false],

@@ -182,12 +182,14 @@ export function createExec(config: ExecConfig = {}): Exec {
     inspectProgram(program, shownProgram);
     requireDirectory(listRequest.path, written.list.path);
 
-    // From the decision to the spawn inside runJob nothing awaits, so no
-    // revocation or expiry can slip between the decision and the start.
     // The checks above charge nothing; this authorization charges one use.
+    // Recording the intent is the one wait before the spawn, and proceed
+    // asks again whether the capability is live once it is over, so no
+    // revocation or expiry can slip between the decision and the start.
     const decision = authorize(cap, execRequest);
     if (!decision.allowed) throwDenied(access, execRequest, decision, written);
     access.decided(execRequest, decision);
+    await access.proceed();
     const cwd = listRequest.path;
     const watch = watchAuthority(cap);
     try {

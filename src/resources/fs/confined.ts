@@ -251,12 +251,13 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   };
 
   /** Runs one method's access through the audit; methods that return nothing report 0 bytes. */
-  const run = <T>(cap: Capability, act: (access: Access) => T, size: (result: T) => number | null = () => 0): Promise<T> => audited(sink, cap, act, size);
+  const run = <T>(cap: Capability, act: (access: Access) => Promise<T>, size: (result: T) => number | null = () => 0): Promise<T> => audited(sink, cap, act, size);
 
-  const put = (access: Access, cap: Capability, input: unknown, data: unknown, options: unknown, append: boolean): void => {
+  const put = async (access: Access, cap: Capability, input: unknown, data: unknown, options: unknown, append: boolean): Promise<void> => {
     const verb = append ? "append to" : "write";
     const bytes = bytesOf(data, verb);
     const t = target(access, cap, "fs.write", input, options);
+    await access.proceed();
     io(verb, t.shown, () => {
       inParent(access, cap, t, verb, (entry) => {
         withOpen(entry + t.slash, WRITE_FLAGS | (append ? O_APPEND : O_TRUNC), (fd) => {
@@ -274,9 +275,10 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     read(cap, input, options) {
       return run(
         cap,
-        (access) => {
+        async (access) => {
           const t = target(access, cap, "fs.read", input, options);
           const { req, shown } = t;
+          await access.proceed();
           return io("read", shown, () =>
             withOpen(req.path + t.slash, READ_FLAGS, (fd) => {
               verify(access, cap, t, anchor.realPathOf(fd, req.path));
@@ -294,23 +296,20 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     },
 
     write(cap, input, data, options) {
-      return run(cap, (access) => {
-        put(access, cap, input, data, options, false);
-      });
+      return run(cap, (access) => put(access, cap, input, data, options, false));
     },
 
     append(cap, input, data, options) {
-      return run(cap, (access) => {
-        put(access, cap, input, data, options, true);
-      });
+      return run(cap, (access) => put(access, cap, input, data, options, true));
     },
 
     list(cap, input, options) {
       return run(
         cap,
-        (access) => {
+        async (access) => {
           const t = target(access, cap, "fs.list", input, options);
           const { req, shown } = t;
+          await access.proceed();
           return io("list", shown, () =>
             withOpen(req.path, DIR_FLAGS, (fd) => {
               verify(access, cap, t, anchor.realPathOf(fd, req.path));
@@ -338,8 +337,9 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     stat(cap, input, options) {
       return run(
         cap,
-        (access) => {
+        async (access) => {
           const t = target(access, cap, "fs.list", input, options);
+          await access.proceed();
           return io("stat", t.shown, () =>
             inParent(access, cap, t, "stat", (entry): FileInfo => {
               const st = fs.lstatSync(entry + t.slash);
@@ -352,7 +352,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     },
 
     mkdir(cap, input, options) {
-      return run(cap, (access) => {
+      return run(cap, async (access) => {
         const recursive = option(options, "recursive") ?? false;
         if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
         const t = resolvedTarget(access, cap, "fs.write", input, options, baseDir, false);
@@ -371,6 +371,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           access.decided(req, decision);
         }
         charge(access, cap, t);
+        await access.proceed();
         io("create directory", t.shown, () => {
           for (const level of levels) {
             inParent(access, cap, atLevel(level), "create directory", (entry) => {
@@ -386,8 +387,9 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     },
 
     delete(cap, input, options) {
-      return run(cap, (access) => {
+      return run(cap, async (access) => {
         const t = target(access, cap, "fs.delete", input, options, true);
+        await access.proceed();
         io("delete", t.shown, () => {
           inParent(access, cap, t, "delete", (entry) => {
             if (fs.lstatSync(entry).isDirectory()) fs.rmdirSync(entry + t.slash);

@@ -3,8 +3,8 @@ import { canonicalHttpUrl } from "../../kernel/internal.js";
 import { audited, auditOption, withoutAudit, type Access } from "../audited.js";
 import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./options.js";
 import { redirectFrom, type Outgoing } from "./redirect.js";
-import { authorizeHop, kernelRequest } from "./resolve.js";
-import { createTransport } from "./transport.js";
+import { authorizeHop, kernelRequest, type HopRequest } from "./resolve.js";
+import { createTransport, type RawResponse } from "./transport.js";
 
 export type { HttpClientOptions, HttpInit } from "./options.js";
 export { systemResolver, type Resolver } from "./resolve.js";
@@ -35,9 +35,9 @@ export interface HttpClient {
    * again and charged as a use. Rejects with the kernel's denial errors,
    * InvalidInput, LimitExceeded (timeoutMs, maxResponseBytes, maxRedirects),
    * Revoked as soon as the capability is revoked mid-flight, or
-   * HttpRequestFailed when the network fails. With an audit sink, the call
-   * (redirects included) is recorded as one event before it settles; a
-   * redirect hop that is denied is the event's request.
+   * HttpRequestFailed when the network fails. With an audit sink, every hop
+   * is recorded as its own event, its intent before anything is looked up or
+   * sent (a redirect followed is a second request, with its own URL).
    */
   request<M extends HttpMethod = "GET">(cap: Capability<{ readonly http: NoInfer<M> }>, url: string, init?: HttpInit<M>): Promise<HttpResponse>;
   /** Closes the pooled connections; calls made afterwards open new ones. */
@@ -75,17 +75,29 @@ export function createHttpClient(options?: HttpClientOptions): HttpClient {
   const settings = parseClientOptions(withoutAudit(options));
   const transport = createTransport(settings.ca);
 
-  const send = async (access: Access, cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> => {
+  /** One hop: authorized, recorded, sent; one audit event each, so every request that left the process is in the log under its own URL. */
+  const sendHop = (cap: Capability, hop: Outgoing, tenant: string | undefined, signal: AbortSignal): Promise<RawResponse> =>
+    audited(
+      sink,
+      cap,
+      async (access: Access) => {
+        const request: HopRequest = { method: hop.method, url: hop.url, tenant };
+        access.about(kernelRequest(request, null));
+        const addresses = await authorizeHop(access, cap, request, settings.resolver, signal);
+        return transport.send({ ...hop, addresses }, settings.maxResponseBytes, signal);
+      },
+      (res) => res.body.byteLength,
+    );
+
+  const request = async (cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> => {
     if (typeof url !== "string") throw new InvalidInput(`url must be a string such as "https://api.example.com/v1/items"; got ${typeof url}`);
     const input = parseInit(init);
     let hop: Outgoing = { url: canonicalHttpUrl(url), method: input.method, headers: input.headers, body: input.body };
-    access.about(kernelRequest({ method: hop.method, url: hop.url, tenant: input.tenant }, null));
     const call = callSignal(cap, settings.timeoutMs, `${input.method} ${hop.url.href}`);
     try {
       const redirects: string[] = [];
       for (;;) {
-        const addresses = await authorizeHop(access, cap, { method: hop.method, url: hop.url, tenant: input.tenant }, settings.resolver, call.signal);
-        const res = await transport.send({ ...hop, addresses }, settings.maxResponseBytes, call.signal);
+        const res = await sendHop(cap, hop, input.tenant, call.signal);
         const next = redirectFrom(hop, res.status, res.headers.location);
         if (next === null) {
           return Object.freeze({ url: hop.url.href, status: res.status, headers: res.headers, body: res.body, redirects: Object.freeze(redirects) });
@@ -100,9 +112,6 @@ export function createHttpClient(options?: HttpClientOptions): HttpClient {
       call.dispose();
     }
   };
-
-  const request = (cap: Capability, url: string, init?: HttpInit): Promise<HttpResponse> =>
-    audited(sink, cap, (access) => send(access, cap, url, init), (res) => res.body.byteLength);
 
   return Object.freeze({
     request,

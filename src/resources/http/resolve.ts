@@ -11,7 +11,7 @@ import {
   type HttpMethod,
   type HttpRequest,
 } from "../../kernel/index.js";
-import { audited, type Access } from "../audited.js";
+import type { Access } from "../audited.js";
 
 /**
  * Maps a host name to the IP addresses it answers with, preferred first.
@@ -93,7 +93,9 @@ async function resolve(resolver: Resolver, host: string, signal: AbortSignal): P
  * authorized (charged once for the hop). The caller connects only to these
  * checked addresses, and never looks the name up again, so there is no
  * second answer an attacker could rebind. Every decision is reported to
- * `access`, so a denied hop or address is what the audit event records.
+ * `access`, so a denied hop or address is what the audit event records, and
+ * the intent is recorded (`access.proceed`) once the URL is allowed, before
+ * the name is looked up or anything is sent.
  */
 export async function authorizeHop(access: Access, cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
   const decide = (request: HttpRequest, charge: boolean): void => {
@@ -103,9 +105,12 @@ export async function authorizeHop(access: Access, cap: Capability, hop: HopRequ
   const host = unbracket(hop.url.hostname);
   if (isIpLiteral(host)) {
     decide(kernelRequest(hop, host), true);
+    await access.proceed();
     return [host];
   }
   decide(kernelRequest(hop, null), false);
+  // Recorded before the name is looked up: a DNS query already tells the network where the request goes.
+  await access.proceed();
   const answers = await resolve(resolver, host, signal);
   const [first, ...rest] = answers;
   for (const address of rest) decide(kernelRequest(hop, address), false);
@@ -119,11 +124,14 @@ export async function authorizeHop(access: Access, cap: Capability, hop: HopRequ
  * userinfo, default ports, dot segments removed; InvalidInput otherwise),
  * the capability asked before any DNS query, every address `resolver`
  * answers checked (loopback, private and link-local ones need a grant that
- * names them), and one use charged. Resolves to the canonical URL and the
- * checked addresses. Unlike the client, nothing here can make the other
- * program connect to those addresses; the caller says what that leaves open.
+ * names them), and one use charged. Every decision is reported to `access`,
+ * which records the intent once the URL is allowed (before the name is
+ * looked up). Resolves to the canonical URL and the checked addresses.
+ * Unlike the client, nothing here can make the other program connect to
+ * those addresses; the caller says what that leaves open.
  */
 export async function authorizeUrl(
+  access: Access,
   cap: Capability,
   request: { readonly method: HttpMethod; readonly url: string; readonly tenant?: string },
   resolver: Resolver,
@@ -131,7 +139,7 @@ export async function authorizeUrl(
 ): Promise<{ readonly url: string; readonly addresses: readonly string[] }> {
   const url = canonicalHttpUrl(request.url);
   const hop: HopRequest = { method: request.method, url, tenant: request.tenant };
-  // Not recorded as a resource event: the caller's own tool event records the decision.
-  const addresses = await audited(undefined, cap, (access) => authorizeHop(access, cap, hop, resolver, signal), () => null);
+  access.about(kernelRequest(hop, null));
+  const addresses = await authorizeHop(access, cap, hop, resolver, signal);
   return { url: url.href, addresses };
 }

@@ -340,9 +340,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     audited(
       sink,
       cap,
-      (access) => {
+      async (access) => {
         const q = parse();
         const { prepared, params } = admit(access, cap, q);
+        await access.proceed();
         const outcome = prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
         return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
       },
@@ -355,9 +356,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       audited(
         sink,
         cap,
-        (access) => {
+        async (access) => {
           const q = parseRead(schema, query, limits);
           const { prepared, params } = admit(access, cap, q);
+          await access.proceed();
           const rows = prepared.statement.read(params);
           return rows instanceof Promise ? rows.then((r) => finishRead(q, prepared, r)) : finishRead(q, prepared, rows);
         },
