@@ -80,7 +80,7 @@ export type { FullReach, Meet, Reach, ReachOf, ReachOfRequests } from "./reach.j
 export { forSeconds, narrowToRow, onlyTool, readOnly, singleUse } from "./attenuation.js";
 
 /** The mint: the application side, and the only source of root capabilities. */
-export { createMint } from "./mint.js";
+export { createMint, keyMintId } from "./mint.js";
 export type { Authenticator, Mint, MintOptions, MintPolicy, Principal } from "./mint.js";
 export type { MintSubject, RevocationList } from "./ledger.js";
 

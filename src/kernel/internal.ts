@@ -12,7 +12,7 @@ export { monotonicClock } from "./clock.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";
 export type { ExternalLedger, ExternalLink, LedgerCharge, MintSubject, RevocationList, RootGuard } from "./ledger.js";
-export { createKeyedMint } from "./mint.js";
+export { createKeyedMint, keyMintId } from "./mint.js";
 export { deepFreeze, snapshotPlainData } from "./plain-data.js";
 export type { PlainData } from "./plain-data.js";
 export { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
@@ -24,3 +24,5 @@ export { ancestorAt, appendTokenLink, createTokenRoot, guardOf, moveToLedger, wa
 export type { TokenLinkContent, TokenLinkIdentity } from "./token-links.js";
 export { importOptional, requireOptional, resolveOptional } from "./optional.js";
 export { defined } from "./defined.js";
+export { authorizeTrusted, checkTrusted, trustedMintsOption, untrustedMint } from "./mint-trust.js";
+export type { TrustedMints } from "./mint-trust.js";

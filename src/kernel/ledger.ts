@@ -58,7 +58,7 @@ export interface RevocationList {
   /** As ExternalLedger.refresh: called once per decision, before the questions below. */
   refresh?(): void;
   /** Why a chain minted as `mint` (signed under root key `keyId`, if any) is revoked as a whole, or null. */
-  mintRevokedReason(mint: MintRecord, keyId: number | null): string | null;
+  mintRevokedReason(mint: Omit<MintRecord, "mintId">, keyId: number | null): string | null;
   /** Why one link is revoked, by its id or by the session its labels name, or null. */
   linkRevokedReason(linkId: string, labels: Readonly<Record<string, string>>): string | null;
   /** Why a mint may not issue for `principal` now (revoked and not reinstated, or its key revoked), or null. */

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { z } from "zod";
 import { createRoot, type Capability } from "./capability.js";
 import type { MintRecord } from "./node.js";
@@ -46,6 +46,12 @@ export interface MintOptions<In> {
 /** The application side: the only place root capabilities come from. */
 export interface Mint<In> {
   readonly issuer: string;
+  /**
+   * This mint's identity, recorded as `mintId` in every root it issues: what
+   * a resource or dispatcher told to trust only the application's mints
+   * (`mints: [mint.id]`) checks, so a root minted by any other code is refused.
+   */
+  readonly id: string;
   /** Mints a root capability for an already-authenticated principal. Throws CapabilityDenied when the policy refuses. */
   issue(principal: Principal, options?: { readonly requestId?: string }): Capability<FullReach>;
   /** Authenticates `incoming` with the configured authenticator, then issues. */
@@ -58,13 +64,24 @@ const principalSchema = z.strictObject({
   roles: z.array(z.string().min(1).max(256)).max(1024).optional(),
 });
 
-/** Creates the mint for one issuer and policy. */
+/** Creates the mint for one issuer and policy; its `id` is new and random. */
 export function createMint<In = unknown>(options: MintOptions<In>): Mint<In> {
   return createKeyedMint(options, null);
 }
 
-/** Kernel and token layer: a mint whose roots are signed under root key `keyId` (null for none), which its revocation list may revoke. */
-export function createKeyedMint<In>(options: MintOptions<In>, keyId: number | null): Mint<In> {
+/**
+ * The mint identity of roots signed under Biscuit root key `keyId` whose
+ * public key is `publicKey`: the same for the token mint holding the key and
+ * for every process verifying its tokens.
+ */
+export function keyMintId(keyId: number, publicKey: string): string {
+  return `key:${keyId}:${createHash("sha256").update(publicKey).digest("hex").slice(0, 16)}`;
+}
+
+/** Kernel and token layer: a mint whose roots are signed under a root key (null for none), which its revocation list may revoke. */
+export function createKeyedMint<In>(options: MintOptions<In>, key: { readonly keyId: number; readonly publicKey: string } | null): Mint<In> {
+  const keyId = key?.keyId ?? null;
+  const id = key === null ? `mint:${randomUUID()}` : keyMintId(key.keyId, key.publicKey);
   // Own properties only: a polluted Object.prototype must not supply a clock, an authenticator or a policy.
   const own = <K extends keyof MintOptions<In>>(k: K): MintOptions<In>[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
   const [issuer, policy, authenticator] = [own("issuer"), own("policy"), own("authenticator")];
@@ -110,7 +127,7 @@ export function createKeyedMint<In>(options: MintOptions<In>, keyId: number | nu
         because: "the mint's policy grants nothing to this principal",
       });
     }
-    const record: MintRecord = { principal: p.id, tenants: p.tenants, roles: p.roles, requestId, issuedAt: clock.now(), issuer };
+    const record: MintRecord = { principal: p.id, tenants: p.tenants, roles: p.roles, requestId, issuedAt: clock.now(), issuer, mintId: id };
     const root = createRoot(grant, record, clock, { guard });
     guard?.list.minted?.(root);
     return root;
@@ -118,6 +135,7 @@ export function createKeyedMint<In>(options: MintOptions<In>, keyId: number | nu
 
   return Object.freeze({
     issuer,
+    id,
     issue,
     authenticate: async (incoming: In, opts?: { readonly requestId?: string }) => {
       if (authenticator === undefined) throw new InvalidInput("this mint has no authenticator; pass one to createMint or call issue()");

@@ -21,6 +21,13 @@ export interface MintRecord {
   readonly requestId: string;
   readonly issuedAt: number;
   readonly issuer: string;
+  /**
+   * Which mint issued the root: `mint:<random id>` for a mint made in this
+   * process (its `id`), `key:<key id>:<key fingerprint>` for a root signed
+   * under a Biscuit key (a token mint's, and every token verified with that
+   * key). Unlike `issuer`, free text any mint may claim, code cannot choose it.
+   */
+  readonly mintId: string;
 }
 
 /** One link of a lineage, safe to log: ids, hashes and data, never a capability. */

@@ -220,12 +220,13 @@ export function auditOption(options: unknown, factory: string): AuditSink | unde
   return sink;
 }
 
-/** `options` without its `audit` member, for validators that accept plain data only; `options` itself when it has none. */
-export function withoutAudit<T>(options: T): T {
-  if (typeof options !== "object" || options === null || !Object.hasOwn(options, "audit")) return options;
-  const rest: Record<string, unknown> = { ...(options as Record<string, unknown>) };
-  delete rest.audit;
-  return rest as T;
+/** The options every resource factory reads itself, before its own settings: where it records, and whose roots it accepts. */
+const SHARED_OPTIONS = ["audit", "mints"];
+
+/** `options` without the shared options (`audit`, `mints`), for a factory's own settings schema; `options` itself when it has none. */
+export function ownSettings<T>(options: T): T {
+  if (typeof options !== "object" || options === null || !SHARED_OPTIONS.some((k) => Object.hasOwn(options, k))) return options;
+  return Object.fromEntries(Object.entries(options).filter(([k]) => !SHARED_OPTIONS.includes(k))) as T;
 }
 
 /**

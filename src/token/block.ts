@@ -28,7 +28,8 @@ export type BlockData =
       readonly keyId: number;
       /** The id of the token store the token was minted under: it verifies only against that store. */
       readonly store: string;
-      readonly mint: MintRecord;
+      /** The mint record without its mintId, which a verifier derives from the key that signed the token. */
+      readonly mint: Omit<MintRecord, "mintId">;
       readonly grant: Grant;
     }
   | { readonly v: 1; readonly kind: "narrow"; readonly id: string; readonly grant: Grant }

@@ -110,7 +110,7 @@ export class RevocationBook {
   }
 
   /** RevocationList: a root's principal, tenants or roles revoked after it was minted, or its signing key. */
-  mintRevokedReason(mint: MintRecord, keyId: number | null): string | null {
+  mintRevokedReason(mint: Omit<MintRecord, "mintId">, keyId: number | null): string | null {
     if (this.#failure !== null) return this.#failure;
     if (this.#entries.size === 0) return null;
     if (keyId !== null) {

@@ -12,6 +12,7 @@ import {
   appendTokenLink,
   compileConditions,
   createKeyedMint,
+  keyMintId,
   createTokenRoot,
   deadDenial,
   defined,
@@ -36,7 +37,6 @@ import {
   type LinkSummary,
   type Mint,
   type MintOptions,
-  type MintRecord,
 } from "../kernel/index.js";
 import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
 import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
@@ -106,7 +106,7 @@ export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): To
   const publicKey = publicKeyOf(signingKey);
   const store = checkStore(Object.hasOwn(options, "store") ? options.store : undefined, "createTokenMint");
   // The kernel mint never sees the key; only the roots it issues are remembered here.
-  const mint = createKeyedMint<In>({ ...options, signingKey: undefined, keyId: undefined, store: undefined, revocations: store } as MintOptions<In>, keyId);
+  const mint = createKeyedMint<In>({ ...options, signingKey: undefined, keyId: undefined, store: undefined, revocations: store } as MintOptions<In>, { keyId, publicKey });
   const signing: SigningRoot = Object.freeze({ signingKey, keyId, publicKey, store });
   const remember = <C extends Capability>(cap: C): C => {
     signingRoots.set(cap, signing);
@@ -114,6 +114,7 @@ export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): To
   };
   const tokenMint: TokenMint<In> = {
     issuer: mint.issuer,
+    id: mint.id,
     publicKey,
     keyId,
     issue: (principal, opts) => remember(mint.issue(principal, opts)),
@@ -204,7 +205,10 @@ export function toToken(cap: Capability, options?: { readonly seal?: boolean }):
       throw new InvalidInput("this capability's root was not minted with a signing key; mint it with createTokenMint, or verify it from a token");
     }
     const first = lineage[0] as LinkSummary;
-    const authority = compiled({ v: 1, kind: "root", id: first.id, keyId: signing.keyId, store: signing.store.id, mint: cap.mint, grant: first.grant as Grant });
+    // The mint's identity is the key's, which every verifier derives from the key itself: the block does not claim it.
+    const { principal, tenants, roles, requestId, issuedAt, issuer } = cap.mint;
+    const mint = { principal, tenants, roles, requestId, issuedAt, issuer };
+    const authority = compiled({ v: 1, kind: "root", id: first.id, keyId: signing.keyId, store: signing.store.id, mint, grant: first.grant as Grant });
     const issued = issueAuthority(signing.signingKey, signing.keyId, authority);
     prefix = { ...issued, keys: new Map([[signing.keyId, signing.publicKey]]), store: signing.store };
     carry(cap, 0, first, prefix);
@@ -332,9 +336,12 @@ function verified(token: string, options: VerifyOptions): { readonly cap: Capabi
   const identity = (b: VerifiedBlock) => ({ id: b.data.id, link: { ledger: options.store, key: b.revocationId } });
   const [first, ...rest] = blocks as [VerifiedBlock, ...VerifiedBlock[]];
   if (first.data.kind !== "root") throw new InvalidToken("authority block is not a root link");
-  const { principal, tenants, roles, requestId, issuedAt, issuer }: MintRecord = first.data.mint;
-  const guard = { list: options.store, keyId: first.data.keyId };
-  const root = createTokenRoot(first.data.grant, { principal, tenants, roles, requestId, issuedAt, issuer }, clock, identity(first), guard);
+  const { principal, tenants, roles, requestId, issuedAt, issuer } = first.data.mint;
+  const keyId = first.data.keyId;
+  // readToken checked the signatures with this very key, so the root is the key's mint's, whatever its block says of itself.
+  const mintId = keyMintId(keyId, publicKeyMap(options.publicKeys).get(keyId) ?? "");
+  const guard = { list: options.store, keyId };
+  const root = createTokenRoot(first.data.grant, { principal, tenants, roles, requestId, issuedAt, issuer, mintId }, clock, identity(first), guard);
   let cap: Capability = root;
   for (const b of rest) {
     const d = b.data;

@@ -1,4 +1,4 @@
-import { caretaker, failureOutcome, isAuditSink, liveDenial } from "../kernel/internal.js";
+import { caretaker, checkTrusted, failureOutcome, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -32,6 +32,12 @@ export interface CatalogEntry {
 export interface DispatcherOptions {
   readonly tools: readonly AnyTool[];
   readonly audit: AuditSink;
+  /**
+   * The mints whose roots this dispatcher accepts (their `Mint.id`s): a
+   * capability another mint issued is denied, and recorded, before its tool's
+   * needs are worked out. Without it, any mint's roots are accepted.
+   */
+  readonly mints?: readonly string[];
 }
 
 /** Runs tool calls under capabilities. Holds no authority of its own: every call brings its capability. */
@@ -59,6 +65,7 @@ export interface Dispatcher {
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const own = <K extends keyof DispatcherOptions>(k: K): DispatcherOptions[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
   const [tools, sink] = [own("tools"), own("audit")];
+  const trusted = trustedMintsOption(options, "createDispatcher");
   if (!Array.isArray(tools)) throw new InvalidInput("createDispatcher needs tools: an array of tools made by defineTool");
   if (!isAuditSink(sink)) {
     throw new InvalidInput("createDispatcher needs audit: an AuditSink with intend, complete and write methods; every invocation is recorded there");
@@ -88,7 +95,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     // Deciding `tool.call` first means a tool the capability does not reach is denied whatever its input: designation is authorization.
     // Until this decision exists there is no invocation to record: a call that cannot name a tool (or a tenant) is refused without an event.
     let request: Request = toolRequest;
-    let decision: Decision = check(capability, toolRequest);
+    let decision: Decision = checkTrusted(trusted, capability, toolRequest);
     let ready: { readonly tool: AnyTool; readonly plan: CallPlan };
     try {
       if (!decision.allowed) throw denialError(decision);
@@ -134,13 +141,16 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     catalog: (capability: Capability, callOptions?: CallOptions): readonly CatalogEntry[] => {
       const tenant = tenantFor(capability, callOptions);
       const reached = [...registry.values()].filter(
-        (t) => check(capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) }).allowed,
+        (t) => checkTrusted(trusted, capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) }).allowed,
       );
       return Object.freeze(reached.map((t) => Object.freeze({ name: t.name, description: t.description, inputSchema: t.inputSchema })));
     },
     tool: (name: string) => registry.get(name),
     plan: async (ref: AnyTool | string, input: unknown, capability: Capability, callOptions?: CallOptions) => {
       if (!isCapability(capability)) throw new NotACapability("planning a call needs the capability it would run under");
+      // Working out needs looks at resources: a root from an untrusted mint gets no further than its denial.
+      const untrusted = untrustedMint(capability, trusted);
+      if (untrusted !== null) throw denialError(untrusted);
       const name = resolve(ref);
       const tool = registry.get(name);
       if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);

@@ -627,7 +627,7 @@ describe("createMint", () => {
     const cap = mint.issue({ id: "bob" }, { requestId: "r-9" });
     expect(seen).toEqual([{ id: "bob", tenants: [], roles: [] }]);
     expect(Object.isFrozen(seen[0])).toBe(true);
-    expect(cap.mint).toEqual({ principal: "bob", tenants: [], roles: [], requestId: "r-9", issuedAt: T0, issuer: "app" });
+    expect(cap.mint).toEqual({ principal: "bob", tenants: [], roles: [], requestId: "r-9", issuedAt: T0, issuer: "app", mintId: mint.id });
     expect(cap.depth).toBe(0);
     expect(cap.parentId).toBeNull();
     expect(clockTime(cap)).toBe(T0);
@@ -688,8 +688,11 @@ describe("content hash and lineage", () => {
   });
 
   it("depends on content, not on object identity or key order", () => {
-    const a = mintWith({ tools: ["a", "b"], fs: [{ path: "/data", ops: ["read"] }] });
-    const b = mintWith({ fs: [{ ops: ["read"], path: "/data" }], tools: ["a", "b"] });
+    // One mint (the root's record names it), handing out the same grant written two ways.
+    const grants: Grant[] = [{ tools: ["a", "b"], fs: [{ path: "/data", ops: ["read"] }] }, { fs: [{ ops: ["read"], path: "/data" }], tools: ["a", "b"] }];
+    const mint = createMint({ issuer: "behaviour", clock: createManualClock(T0), policy: () => grants.shift() ?? {} });
+    const a = mint.issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-1" });
+    const b = mint.issue({ id: "alice", tenants: ["acme"] }, { requestId: "req-1" });
     expect(a.id).not.toBe(b.id);
     expect(a.hash).toBe(b.hash);
     expect(narrow(a, { tools: ["a"] }).hash).toBe(narrow(b, { tools: ["a"] }).hash);

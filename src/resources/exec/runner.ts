@@ -19,6 +19,7 @@ import { parseCall, type ExecLimits, type OutputEncoding, type RunOptions } from
 import { canWatchMemory } from "./memory.js";
 import { runJob, type Exit } from "./process.js";
 import { watchAuthority } from "./watch.js";
+import { checkTrusted, trustedMintsOption } from "../../kernel/internal.js";
 
 export type { ExecLimits, OutputEncoding, RunOptions } from "./input.js";
 
@@ -54,6 +55,12 @@ export interface ExecConfig {
    * AuditFailure (the program has run by then). Without it, nothing is recorded.
    */
   readonly audit?: AuditSink;
+  /**
+   * The mints whose roots this resource accepts (their `Mint.id`s). A
+   * capability another mint issued is denied at its first decision, before
+   * anything is done. Without it, any mint's roots are accepted.
+   */
+  readonly mints?: readonly string[];
 }
 
 /** The confined subprocess resource. */
@@ -145,9 +152,10 @@ export function createExec(config: ExecConfig = {}): Exec {
   if (process.platform === "win32") throw new InvalidInput("the exec resource needs POSIX process groups and does not run on Windows");
   if (typeof config !== "object" || (config as unknown) === null || Array.isArray(config)) throw new InvalidInput("invalid exec config: expected an object");
   for (const key of Object.keys(config)) {
-    if (key !== "env" && key !== "limits" && key !== "audit") throw new InvalidInput(`invalid exec config: ${key}: is not a setting (settings are env, limits, audit)`);
+    if (key !== "env" && key !== "limits" && key !== "audit" && key !== "mints") throw new InvalidInput(`invalid exec config: ${key}: is not a setting (settings are env, limits, audit, mints)`);
   }
   const sink = auditOption(config, "createExec");
+  const trusted = trustedMintsOption(config, "createExec");
   const source = envSource(config.env);
   const ceilings = configLimits(config.limits);
   rejectMemoryLimitIfUnsupported(ceilings);
@@ -160,7 +168,7 @@ export function createExec(config: ExecConfig = {}): Exec {
     const env = scrubbedEnv(source, call.env);
     const written = writtenRun({ argv: call.argv, cwd: call.cwd, env: call.env, tenant: call.tenant });
     const decide = (request: ExecRequest | FsRequest): void => {
-      const decision = check(cap, request);
+      const decision = checkTrusted(trusted, cap, request);
       if (!decision.allowed) throwDenied(access, request, decision, written);
     };
 

@@ -11,6 +11,7 @@ import {
   type Denied,
   type FsRequest,
 } from "../../kernel/index.js";
+import { checkTrusted, type TrustedMints } from "../../kernel/internal.js";
 import { audited, jsonBytes, type Access } from "../audited.js";
 import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
@@ -75,12 +76,13 @@ function deny(access: Access, req: FsRequest, decision: Denied, shown: string): 
  * capability allows. Nothing is charged: `charge` authorizes the real path.
  * Every denial names the caller's path, never what it resolved to.
  */
-function resolvedTarget(access: Access, cap: Capability, action: Action, input: unknown, options: unknown, baseDir: string, entry: boolean): Target {
+function resolvedTarget(access: Access, cap: Capability, trusted: TrustedMints, action: Action, input: unknown, options: unknown, baseDir: string, entry: boolean): Target {
   const tenant = tenantOf(options);
   const shown = lexicalPath(input, baseDir);
   const slash = namesDirectory(input as string) ? "/" : "";
   const asked = request(action, shown, tenant);
-  const first = check(cap, asked);
+  // The first decision of every call, so a root from a mint this file system does not trust is denied before anything is looked at.
+  const first = checkTrusted(trusted, cap, asked);
   if (!first.allowed) deny(access, asked, first, shown);
   const refuse = (p: string) => {
     const req = request(action, p, tenant);
@@ -209,7 +211,7 @@ function missingLevels(target: string): string[] {
  * files with `anchor`. `createFileSystem` is the public way in; this one lets
  * tests choose the anchor.
  */
-export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: AuditSink): FileSystem {
+export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: AuditSink, trusted: TrustedMints = null): FileSystem {
   const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries } = settings;
 
   /** Opens the parent directory of `t.req.path`, verifies it, and acts on the last name inside that open directory. */
@@ -245,7 +247,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
 
   /** Validates the call, decides the path as written, resolves it, then authorizes (and charges) its real path. */
   const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false): Target => {
-    const t = resolvedTarget(access, cap, action, input, options, baseDir, entry);
+    const t = resolvedTarget(access, cap, trusted, action, input, options, baseDir, entry);
     charge(access, cap, t);
     return t;
   };
@@ -355,7 +357,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(cap, async (access) => {
         const recursive = option(options, "recursive") ?? false;
         if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
-        const t = resolvedTarget(access, cap, "fs.write", input, options, baseDir, false);
+        const t = resolvedTarget(access, cap, trusted, "fs.write", input, options, baseDir, false);
         // The event is about the target, whichever level is decided first.
         access.about(t.req);
         // Decided before the levels are looked for: a target outside the grant has no parents worth looking at.

@@ -2,8 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { InvalidInput, type AuditSink, type Capability } from "../../kernel/index.js";
-import { describeIssues, snapshotPlainData } from "../../kernel/internal.js";
-import { auditOption, withoutAudit } from "../audited.js";
+import { describeIssues, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
+import { auditOption, ownSettings } from "../audited.js";
 import { detectAnchor } from "./anchor.js";
 import { confinedFileSystem } from "./confined.js";
 
@@ -92,6 +92,12 @@ export interface FileSystemOptions {
    * with AuditFailure. Without it, nothing is recorded.
    */
   readonly audit?: AuditSink;
+  /**
+   * The mints whose roots this file system accepts (their `Mint.id`s). A
+   * capability another mint issued is denied at its first decision, before
+   * any path is looked at. Without it, any mint's roots are accepted.
+   */
+  readonly mints?: readonly string[];
 }
 
 /** Options after validation, with defaults applied and `baseDir` made real. */
@@ -113,7 +119,7 @@ const optionsSchema = z.strictObject({
 
 /** Validates `options` and resolves `baseDir` to an existing directory's real path; throws InvalidInput naming the bad field. */
 export function parseFileSystemOptions(options: FileSystemOptions): FsSettings {
-  const parsed = optionsSchema.safeParse(snapshotPlainData(withoutAudit(options), "file system options"));
+  const parsed = optionsSchema.safeParse(snapshotPlainData(ownSettings(options), "file system options"));
   if (!parsed.success) throw new InvalidInput(describeIssues("file system options", parsed.error));
   const { baseDir, ...limits } = parsed.data;
   let real: string;
@@ -134,6 +140,7 @@ export function parseFileSystemOptions(options: FileSystemOptions): FsSettings {
  */
 export function createFileSystem(options: FileSystemOptions): FileSystem {
   const sink = auditOption(options, "createFileSystem");
+  const trusted = trustedMintsOption(options, "createFileSystem");
   const settings = parseFileSystemOptions(options);
-  return confinedFileSystem(settings, detectAnchor(settings.baseDir), sink);
+  return confinedFileSystem(settings, detectAnchor(settings.baseDir), sink, trusted);
 }

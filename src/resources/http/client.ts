@@ -1,10 +1,11 @@
 import { InvalidInput, LimitExceeded, revocationSignal, type Capability, type HttpMethod } from "../../kernel/index.js";
 import { canonicalHttpUrl } from "../../kernel/internal.js";
-import { audited, auditOption, withoutAudit, type Access } from "../audited.js";
+import { audited, auditOption, ownSettings, type Access } from "../audited.js";
 import { parseClientOptions, parseInit, type HttpClientOptions, type HttpInit } from "./options.js";
 import { redirectFrom, type Outgoing } from "./redirect.js";
 import { authorizeHop, kernelRequest, type HopRequest } from "./resolve.js";
 import { createTransport, type RawResponse } from "./transport.js";
+import { trustedMintsOption } from "../../kernel/internal.js";
 
 export type { HttpClientOptions, HttpInit } from "./options.js";
 export { systemResolver, type Resolver } from "./resolve.js";
@@ -72,7 +73,8 @@ function callSignal(cap: Capability, timeoutMs: number, what: string): { signal:
  */
 export function createHttpClient(options?: HttpClientOptions): HttpClient {
   const sink = auditOption(options, "createHttpClient");
-  const settings = parseClientOptions(withoutAudit(options));
+  const trusted = trustedMintsOption(options, "createHttpClient");
+  const settings = parseClientOptions(ownSettings(options));
   const transport = createTransport(settings.ca);
 
   /** One hop: authorized, recorded, sent; one audit event each, so every request that left the process is in the log under its own URL. */
@@ -83,7 +85,7 @@ export function createHttpClient(options?: HttpClientOptions): HttpClient {
       async (access: Access) => {
         const request: HopRequest = { method: hop.method, url: hop.url, tenant };
         access.about(kernelRequest(request, null));
-        const addresses = await authorizeHop(access, cap, request, settings.resolver, signal);
+        const addresses = await authorizeHop(access, cap, request, settings.resolver, signal, trusted);
         return transport.send({ ...hop, addresses }, settings.maxResponseBytes, signal);
       },
       (res) => res.body.byteLength,

@@ -20,6 +20,12 @@ export interface HttpClientOptions {
    * sink fails the call with AuditFailure. Without it, nothing is recorded.
    */
   readonly audit?: AuditSink;
+  /**
+   * The mints whose roots this resource accepts (their `Mint.id`s). A
+   * capability another mint issued is denied at its first decision, before
+   * anything is done. Without it, any mint's roots are accepted.
+   */
+  readonly mints?: readonly string[];
 }
 
 /** The validated form of HttpClientOptions. */

@@ -1,10 +1,8 @@
 import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
-import { canonicalHttpUrl, defined, isIpLiteral, unbracket } from "../../kernel/internal.js";
+import { authorizeTrusted, canonicalHttpUrl, checkTrusted, defined, isIpLiteral, unbracket, type TrustedMints } from "../../kernel/internal.js";
 import {
   AgentcapError,
-  authorize,
-  check,
   denialError,
   HttpRequestFailed,
   type Capability,
@@ -97,9 +95,16 @@ async function resolve(resolver: Resolver, host: string, signal: AbortSignal): P
  * the intent is recorded (`access.proceed`) once the URL is allowed, before
  * the name is looked up or anything is sent.
  */
-export async function authorizeHop(access: Access, cap: Capability, hop: HopRequest, resolver: Resolver, signal: AbortSignal): Promise<readonly string[]> {
+export async function authorizeHop(
+  access: Access,
+  cap: Capability,
+  hop: HopRequest,
+  resolver: Resolver,
+  signal: AbortSignal,
+  trusted: TrustedMints = null,
+): Promise<readonly string[]> {
   const decide = (request: HttpRequest, charge: boolean): void => {
-    const decision = access.decided(request, charge ? authorize(cap, request) : check(cap, request));
+    const decision = access.decided(request, charge ? authorizeTrusted(trusted, cap, request) : checkTrusted(trusted, cap, request));
     if (!decision.allowed) throw denialError(decision);
   };
   const host = unbracket(hop.url.hostname);

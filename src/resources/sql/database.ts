@@ -1,8 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { Pool } from "pg";
 import {
-  authorize,
-  check,
   denialError,
   InvalidInput,
   isCapability,
@@ -34,7 +32,7 @@ import {
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
 import { confinementOf } from "./scope.js";
 import { sqliteEngine } from "./sqlite.js";
-import { defined } from "../../kernel/internal.js";
+import { authorizeTrusted, checkTrusted, defined, trustedMintsOption } from "../../kernel/internal.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach
@@ -78,6 +76,12 @@ export type SqlDatabaseOptions = SqlConnection & {
    * the call with AuditFailure. Without it, nothing is recorded.
    */
   readonly audit?: AuditSink;
+  /**
+   * The mints whose roots this resource accepts (their `Mint.id`s). A
+   * capability another mint issued is denied at its first decision, before
+   * anything is done. Without it, any mint's roots are accepted.
+   */
+  readonly mints?: readonly string[];
 };
 
 /** A row as returned: field name to value. */
@@ -203,6 +207,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const limits = limitsOf(Object.hasOwn(options, "limits") ? options.limits : undefined);
   const engine = engineOf(options);
   const sink = auditOption(options, "createSqlDatabase");
+  const trusted = trustedMintsOption(options, "createSqlDatabase");
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
 
@@ -299,11 +304,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const after = pinnedScope(plan, q.writes, scope ?? base);
       if (after !== null) {
         const moved = withTenant(plan.request, after, q.tenant);
-        const decision = access.decided(moved, check(cap, moved));
+        const decision = access.decided(moved, checkTrusted(trusted, cap, moved));
         if (!decision.allowed) throw denialError(decision);
       }
     }
-    const decision = access.decided(request, authorize(cap, request));
+    const decision = access.decided(request, authorizeTrusted(trusted, cap, request));
     if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
     const slots = prepared.shape.params;
