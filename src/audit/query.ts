@@ -81,6 +81,7 @@ const ACTIONS: Readonly<Record<Action, true>> = {
   "db.delete": true,
   exec: true,
   revoke: true,
+  "audit.read": true,
 };
 
 /** The actions a query can name. */

@@ -23,6 +23,7 @@ const MAX_VALUES = 4096;
 const FS_OPS: ReadonlySet<unknown> = new Set(["read", "write", "list", "delete"]);
 const HTTP_METHODS: ReadonlySet<unknown> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delete"]);
+const AUDIT_OPS: ReadonlySet<unknown> = new Set(["read"]);
 const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(["block", "link", "principal", "tenant", "role", "session", "key"]);
 
 type KeyTest = (key: string) => boolean;
@@ -33,7 +34,7 @@ const only = (...keys: string[]): KeyTest => {
 const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
 const KEYS = {
   conditions: only(...CONDITION_KEYS),
-  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke"),
+  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke", "audit"),
   budget: only("calls", "cost"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
@@ -207,6 +208,7 @@ export function fastParseGrant(value: unknown): Grant | null {
     optional(out, v, "db", (x) => r.list(x, 0, (y) => dbRule(r, y)));
     optional(out, v, "exec", (x) => r.list(x, 0, (y) => execRule(r, y)));
     optional(out, v, "revoke", (x) => r.list(x, 0, (y) => revokeRule(r, y)));
+    optional(out, v, "audit", (x) => r.list(x, 1, member(AUDIT_OPS)));
     return Object.freeze(out);
   });
 }

@@ -15,6 +15,10 @@ export type HttpMethod = (typeof HTTP_METHODS)[number];
 export const DB_OPS = Object.freeze(["read", "create", "update", "delete"] as const);
 export type DbOp = (typeof DB_OPS)[number];
 
+/** What a grant can allow on the audit log: reading its events, checkpoints and lineage (the explorer asks for it). */
+export const AUDIT_OPS = Object.freeze(["read"] as const);
+export type AuditOp = (typeof AUDIT_OPS)[number];
+
 /**
  * What a revocation can name: a token block, a link (and its subtree), a
  * principal, tenant, role or session, or a root signing key.
@@ -96,6 +100,8 @@ export interface Grant extends LinkConditions {
   readonly exec?: readonly ExecRule[];
   /** Revocations the holder may record in the application's token store (an administrator's grant; the gateway's revoke route asks for it). */
   readonly revoke?: readonly RevokeRule[];
+  /** Operations on the audit log; with `tenants`, only events of those tenants. */
+  readonly audit?: readonly AuditOp[];
 }
 
 const absolutePath = z.string().superRefine((p, ctx) => {
@@ -171,6 +177,7 @@ const grantSchema = z.strictObject({
   db: z.array(dbRuleSchema).max(1024).optional(),
   exec: z.array(execRuleSchema).max(1024).optional(),
   revoke: z.array(revokeRuleSchema).max(1024).optional(),
+  audit: nonEmptyList(z.enum(AUDIT_OPS)).optional(),
 });
 
 /** Turns zod issues into one message a person can act on, naming each field. */

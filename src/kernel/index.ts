@@ -36,12 +36,12 @@ export { createManualClock, systemClock } from "./clock.js";
 export type { Clock, ManualClock } from "./clock.js";
 
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
-export { DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant, REVOCATION_TARGETS } from "./grant.js";
-export type { ArgPattern, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RevocationKind, RevokeRule, Scalar } from "./grant.js";
+export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant, REVOCATION_TARGETS } from "./grant.js";
+export type { ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */
 export { requestTarget } from "./request.js";
-export type { Action, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, RevokeRequest, ToolRequest } from "./request.js";
+export type { Action, AuditRequest, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, RevokeRequest, ToolRequest } from "./request.js";
 
 /** What a model or an MCP client is shown for an error: a code and words that name no link, principal or secret. */
 export { callerMessage } from "./caller-text.js";

@@ -1,4 +1,4 @@
-import type { DbOp, FsOp, HttpMethod } from "./grant.js";
+import type { AuditOp, DbOp, FsOp, HttpMethod } from "./grant.js";
 
 /**
  * The type-level reach of a capability: for each domain, the operations it
@@ -11,6 +11,7 @@ export interface Reach {
   readonly exec?: "run";
   readonly tools?: "call";
   readonly revoke?: "record";
+  readonly audit?: AuditOp;
 }
 
 /** Every operation of every domain: the reach of a capability whose grant is only known at run time. */
@@ -21,6 +22,7 @@ export interface FullReach {
   readonly exec: "run";
   readonly tools: "call";
   readonly revoke: "record";
+  readonly audit: AuditOp;
 }
 
 type Domain = keyof FullReach;
@@ -54,6 +56,7 @@ export type ReachOf<G> = {
   readonly exec: G extends { readonly exec?: infer L } ? Present<L, "run"> : never;
   readonly tools: G extends { readonly tools?: infer L } ? Present<L, "call"> : never;
   readonly revoke: G extends { readonly revoke?: infer L } ? Present<L, "record"> : never;
+  readonly audit: G extends { readonly audit?: infer L } ? (NonNullable<L> extends readonly (infer O)[] ? O : never) : never;
 };
 
 /** The reach two links allow together: per domain, the operations both allow. */
@@ -71,4 +74,5 @@ export type ReachOfRequests<Q> = {
   readonly exec: Q extends { readonly action: "exec" } ? "run" : never;
   readonly tools: Q extends { readonly action: "tool.call" } ? "call" : never;
   readonly revoke: Q extends { readonly action: "revoke" } ? "record" : never;
+  readonly audit: Q extends { readonly action: `audit.${infer Op}` } ? Op & AuditOp : never;
 };

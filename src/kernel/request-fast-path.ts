@@ -22,6 +22,7 @@ const KEYS = {
   http: new Set(["action", "method", "url", "tenant"]),
   db: new Set(["action", "model", "fields", "scope", "tenant"]),
   exec: new Set(["action", "argv", "cwd", "env", "tenant"]),
+  audit: new Set(["action", "tenant"]),
 };
 
 type Fields = Record<string, unknown>;
@@ -85,6 +86,7 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     if (!onlyKeys(value, KEYS.tool) || !isName(tool)) return null;
     return { action, tool, ...t };
   }
+  if (action === "audit.read") return onlyKeys(value, KEYS.audit) ? { action, ...t } : null;
   if (typeof action !== "string") return null;
   if (FS_ACTIONS.has(action)) {
     const path = own(value, "path");

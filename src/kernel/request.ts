@@ -54,8 +54,13 @@ export interface RevokeRequest extends Tenanted {
   readonly id: string;
 }
 
+/** Reading the audit log: its events, checkpoints and lineage, for the tenant named (every tenant's when none is). */
+export interface AuditRequest extends Tenanted {
+  readonly action: "audit.read";
+}
+
 /** The canonical description of one action, as DESIGN.md defines it. */
-export type Request = ToolRequest | FsRequest | HttpRequest | DbRequest | ExecRequest | RevokeRequest;
+export type Request = ToolRequest | FsRequest | HttpRequest | DbRequest | ExecRequest | RevokeRequest | AuditRequest;
 
 /** The action names a Request can carry. */
 export type Action = Request["action"];
@@ -99,6 +104,8 @@ const revokeSchema = z.object({
     tenant,
   });
 
+const auditSchema = z.object({ action: z.literal("audit.read"), tenant });
+
 interface Shape {
   readonly schema: z.ZodType;
   readonly keys: readonly string[];
@@ -111,6 +118,7 @@ const HTTP = shape(httpSchema);
 const DB = shape(dbSchema);
 const EXEC = shape(execSchema);
 const REVOKE = shape(revokeSchema);
+const AUDIT = shape(auditSchema);
 
 /** The schema and field names of each action, looked up by own property only. */
 const SHAPES: Readonly<Record<string, Shape>> = Object.freeze(
@@ -127,6 +135,7 @@ const SHAPES: Readonly<Record<string, Shape>> = Object.freeze(
     "db.delete": DB,
     exec: EXEC,
     revoke: REVOKE,
+    "audit.read": AUDIT,
   }),
 );
 
@@ -163,7 +172,8 @@ export type ParsedRequest =
   | z.infer<typeof httpSchema>
   | z.infer<typeof dbSchema>
   | z.infer<typeof execSchema>
-  | z.infer<typeof revokeSchema>;
+  | z.infer<typeof revokeSchema>
+  | z.infer<typeof auditSchema>;
 
 /**
  * A validated request in the form the matcher reads: every key present as an
@@ -197,7 +207,8 @@ export type CheckedRequest =
       readonly cwd: string;
       readonly env: readonly string[];
     }
-  | { readonly kind: "revoke"; readonly action: "revoke"; readonly tenant: string | null; readonly target: RevocationKind; readonly id: string };
+  | { readonly kind: "revoke"; readonly action: "revoke"; readonly tenant: string | null; readonly target: RevocationKind; readonly id: string }
+  | { readonly kind: "audit"; readonly action: "audit.read"; readonly tenant: string | null; readonly op: "read" };
 
 /** Validates a request with its zod schema; throws InvalidInput naming the bad field. */
 export function parseRequest(value: unknown): ParsedRequest {
@@ -254,6 +265,8 @@ function toChecked(r: ParsedRequest): CheckedRequest {
     }
     case "revoke":
       return { kind: "revoke", action: r.action, tenant: t, target: r.target, id: r.id };
+    case "audit.read":
+      return { kind: "audit", action: r.action, tenant: t, op: "read" };
   }
 }
 
@@ -278,5 +291,7 @@ export function requestTarget(r: Request): string {
       return r.argv.join(" ");
     case "revoke":
       return `${r.target} ${r.id}`;
+    case "audit.read":
+      return r.tenant === undefined ? "audit log" : `audit log of ${r.tenant}`;
   }
 }

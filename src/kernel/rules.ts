@@ -47,6 +47,7 @@ export interface CompiledDomains {
   readonly db: readonly CompiledDbRule[] | null;
   readonly exec: readonly CompiledExecRule[] | null;
   readonly revoke: readonly CompiledRevokeRule[] | null;
+  readonly audit: readonly string[] | null;
 }
 
 export interface CompiledConditions {
@@ -81,6 +82,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
   const db = own(grant, "db");
   const exec = own(grant, "exec");
   const revoke = own(grant, "revoke");
+  const audit = own(grant, "audit");
   return Object.freeze({
     tools: tools ? new Set(tools) : null,
     fs: fs
@@ -121,6 +123,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
           return { target: r.target, ids: ids ? new Set(ids) : null };
         })
       : null,
+    audit: audit ?? null,
   });
 }
 
@@ -158,6 +161,9 @@ export function domainDenial(d: CompiledDomains, r: CheckedRequest): { rule: str
       if (d.revoke === null) return { rule: "revoke", reason: "grants no revocations" };
       for (const rule of d.revoke) if (rule.target === r.target && (rule.ids === null || rule.ids.has(r.id))) return null;
       return { rule: "revoke", reason: `does not grant revoking ${r.target} ${JSON.stringify(r.id)}` };
+    case "audit":
+      if (d.audit === null) return { rule: "audit", reason: "grants no audit access" };
+      return d.audit.includes(r.op) ? null : { rule: "audit", reason: `does not grant ${r.op} on the audit log` };
   }
 }
 

@@ -191,6 +191,8 @@ function describe(request: Request): string {
       return `call to ${request.tool}`;
     case "revoke":
       return `revocation of ${request.target} ${request.id}`;
+    case "audit.read":
+      return "read of the audit log";
     default:
       return `${request.action} of ${request.path}`;
   }

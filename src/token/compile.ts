@@ -145,6 +145,8 @@ function domainBodies(params: Params, grant: Grant): string[] {
   for (const r of own(grant, "db") ?? []) bodies.push(dbBody(params, r));
   for (const r of own(grant, "exec") ?? []) bodies.push(execBody(params, r));
   for (const r of own(grant, "revoke") ?? []) bodies.push(revokeBody(r));
+  const audit = own(grant, "audit");
+  if (audit !== undefined) bodies.push(`audit_op($o), ${oneOf("$o", audit)}`);
   return bodies;
 }
 
@@ -219,6 +221,9 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
     }
     case "revoke":
       facts.push(`revoke_target("${req.target}")`, `revoke_id(${nameSet([wellFormed(req.id, "id")])})`);
+      break;
+    case "audit":
+      facts.push(`audit_op("${req.op}")`);
       break;
   }
   return { source: facts.map((f) => `${f};`).join("\n"), params };

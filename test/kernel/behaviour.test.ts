@@ -294,6 +294,36 @@ describe("exec matching", () => {
   });
 });
 
+describe("audit matching", () => {
+  it("an audit grant allows reading the log; a grant without one does not", () => {
+    expect(allows(mintWith({ audit: ["read"] }), { action: "audit.read" })).toBe(true);
+    const d = denied(check(mintWith({ tools: ["x"] }), { action: "audit.read" }));
+    expect(d.rule).toBe("audit");
+    expect(d.reason).toContain("grants no audit access");
+  });
+
+  it("with tenants, reads only those tenants' events: another tenant, or every tenant at once, is denied", () => {
+    const cap = mintWith({ audit: ["read"], tenants: ["acme"] });
+    expect(allows(cap, { action: "audit.read", tenant: "acme" })).toBe(true);
+    expect(allows(cap, { action: "audit.read", tenant: "globex" })).toBe(false);
+    expect(allows(cap, { action: "audit.read" })).toBe(false);
+  });
+
+  it("narrowing never adds audit access, and a narrowed tenant list confines it further", () => {
+    const root = mintWith({ audit: ["read"], tools: ["x"] });
+    expect(allows(narrow(root, { tools: ["x"] }), { action: "audit.read" })).toBe(false);
+    expect(allows(narrow(mintWith({ tools: ["x"] }), { audit: ["read"] }), { action: "audit.read" })).toBe(false);
+    const acme = narrow(root, { audit: ["read"], tenants: ["acme"] });
+    expect(allows(acme, { action: "audit.read", tenant: "acme" })).toBe(true);
+    expect(allows(acme, { action: "audit.read", tenant: "globex" })).toBe(false);
+  });
+
+  it("refuses an audit grant that names an operation it does not know, or none", () => {
+    expect(thrown(() => mintWith({ audit: ["write"] } as unknown as Grant))).toBeInstanceOf(InvalidInput);
+    expect(thrown(() => mintWith({ audit: [] }))).toBeInstanceOf(InvalidInput);
+  });
+});
+
 describe("tools and tenants", () => {
   it("allows exactly the named tools; an absent or empty tools list allows none", () => {
     const cap = mintWith({ tools: ["search", "read_file"] });

@@ -55,7 +55,7 @@ const conditions = {
   tenants: maybe(list(text)),
 };
 const edgyGrant = fc.record(
-  { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), extra: sometimesExtra },
+  { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), audit: maybe(list(fc.constantFrom("read", "write", "READ"))), extra: sometimesExtra },
   { requiredKeys: [] },
 );
 
@@ -74,7 +74,7 @@ const mutatedGrant = fc
     const domains = Object.keys(RULE_KEYS).filter((d) => Array.isArray(copy[d]) && (copy[d] as unknown[]).length > 0);
     const domain = domains[where % (domains.length + 1)];
     if (domain === undefined) {
-      const keys = ["expiresAt", "maxUses", "budget", "tenants", "tools", "fs", "http", "db", "exec", "extra"];
+      const keys = ["expiresAt", "maxUses", "budget", "tenants", "tools", "fs", "http", "db", "exec", "audit", "extra"];
       copy[keys[which % keys.length] ?? "extra"] = value;
     } else {
       const rule = (copy[domain] as Record<string, unknown>[])[0] as Record<string, unknown>;

@@ -106,6 +106,7 @@ const domainsArb = fc.record(
     http: fc.array(httpRuleArb, { maxLength: 3 }),
     db: fc.array(dbRuleArb, { maxLength: 3 }),
     exec: fc.array(execRuleArb, { maxLength: 2 }),
+    audit: fc.constant(["read" as const]),
   },
   opt,
 );
@@ -156,6 +157,7 @@ const requestArb: fc.Arbitrary<Request> = fc.oneof(
     .map(({ program, args, cwd, env, tenant }): Request =>
       withTenant({ action: "exec", argv: [program, ...args], cwd, ...(env === undefined ? {} : { env }) }, tenant),
     ),
+  tenantArb.map((tenant): Request => withTenant({ action: "audit.read" }, tenant)),
 );
 
 /** Requests aimed at what `g` grants (most of them allowed by it), mixed with arbitrary ones. */
@@ -184,6 +186,7 @@ function requestsFor(g: Grant): fc.Arbitrary<Request[]> {
     const args = (r.args ?? []).map((p) => (typeof p === "string" ? p : "prefix" in p ? `${p.prefix}v` : "anything"));
     aimed.push(fc.constant<Request>({ action: "exec", argv: [r.program, ...args], cwd: r.cwd ?? "/", env: [...(r.env ?? [])] }));
   }
+  if (g.audit !== undefined) aimed.push(fc.constant<Request>({ action: "audit.read" }));
   const one = aimed.length === 0 ? requestArb : fc.oneof({ arbitrary: fc.oneof(...aimed), weight: 3 }, { arbitrary: requestArb, weight: 1 });
   return fc.array(one.map((r) => withTenant(r, tenant)), { minLength: 1, maxLength: 8 });
 }

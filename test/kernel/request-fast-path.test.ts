@@ -50,6 +50,7 @@ const request = fc.oneof(
     },
     { requiredKeys: ["action"] },
   ),
+  fc.record({ action: fc.constantFrom("audit.read", "audit.write"), tenant: maybe(text), extra: maybe(fc.constant(1)) }, { requiredKeys: ["action"] }),
 );
 
 function schemaVerdict(value: unknown): unknown {

@@ -77,6 +77,7 @@ export const grant: fc.Arbitrary<Grant> = fc
       ),
     ),
     revoke: opt(fc.array(fc.record({ target: fc.constantFrom(...revocationTargets), ids: opt(sub(revocationIds, 1)) }).map(strip), { maxLength: 2 })),
+    audit: opt(fc.constant(["read" as const])),
   })
   .chain((domains) => conditions.map((c) => strip({ ...domains, ...c }) as Grant));
 
@@ -116,6 +117,7 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     tenant,
   }).map(strip),
   fc.record({ action: fc.constant("revoke" as const), target: fc.constantFrom(...revocationTargets, "key"), id: fc.constantFrom(...revocationIds, "carol"), tenant }).map(strip),
+  fc.record({ action: fc.constant("audit.read" as const), tenant }).map(strip),
 ) as fc.Arbitrary<Request>;
 
 /**
