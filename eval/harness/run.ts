@@ -1,0 +1,143 @@
+import { randomUUID } from "node:crypto";
+import { callerMessage, type Principal } from "agentcap";
+import { createExecutor, createGovernor, openSession, type CallRecord, type RoutedTool, type TaskContext } from "agentcap/runtime";
+import { scriptedModel } from "agentcap/testing";
+import { MAX_AGENT_STEPS, startRunLog, worstCaseAgent, type AgentCall } from "./agent.ts";
+import { injectionText } from "./injection.ts";
+import { denialsOf, type DenialRecord, type Recorder } from "./recorder.ts";
+import type { AttackClass, Environment, InjectionTask, Suite, UserTask } from "./types.ts";
+
+/*
+ * One run: a fresh environment (the injection planted, or not), a session
+ * for the user, and the worst-case agent doing the user's task. Defended
+ * ("agentcap"), the application mints the user's root, the Governor gives
+ * the task the grant the application's policy derives from the request, and
+ * the agent holds only that. Undefended, the same agent holds the user's
+ * root capability itself, as an application without per-task authority
+ * would give its agent everything the user may do.
+ */
+
+export type Mode = "agentcap" | "undefended";
+
+/** One refused call the injection asked for. */
+export interface Refusal {
+  readonly tool: string;
+  readonly code: string;
+  readonly message: string;
+  /** The audit's account of the denial, when the capability refused (rather than the Governor or the critical-operation policy). */
+  readonly denial: DenialRecord | null;
+}
+
+export interface RunResult {
+  readonly suite: string;
+  readonly mode: Mode;
+  readonly userTask: string;
+  readonly injectionTask: string | null;
+  readonly attackClass: AttackClass | null;
+  readonly utility: boolean;
+  /** Null when no injection was planted. */
+  readonly attackSucceeded: boolean | null;
+  /** Whether the agent read the injected text at all. */
+  readonly exposed: boolean;
+  readonly injectedCalls: number;
+  readonly refused: readonly Refusal[];
+  readonly answer: string;
+}
+
+/** A tool the application gives every task: asking the Governor for one more call, which the (worst-case) user approves whatever it is. */
+function requestAccessTool(ctx: TaskContext): RoutedTool {
+  return {
+    entry: {
+      name: "request_access",
+      description: "Ask for permission to make one call that your task does not cover; the user approves it.",
+      inputSchema: { type: "object", properties: { tool: { type: "string" }, input: { type: "object" } }, required: ["tool", "input"], additionalProperties: false },
+    },
+    call: async (given) => {
+      const { tool, input } = given as { tool: string; input: unknown };
+      const once = await ctx.escalate(tool, input, 30);
+      return ctx.dispatcher.call(tool, input, once);
+    },
+  };
+}
+
+export async function runOnce<E extends Environment>(
+  env: E,
+  recorder: Recorder,
+  suite: Suite<E>,
+  task: UserTask<E>,
+  injection: InjectionTask<E> | null,
+  mode: Mode,
+): Promise<RunResult> {
+  await env.reset(injection === null ? null : injectionText(injection));
+  recorder.take();
+  const principal = userOf(env, task);
+  const session = openSession({ mint: env.mint, principal, id: `${suite.name}-${randomUUID().slice(0, 8)}` });
+  const log = startRunLog();
+  const agent = worstCaseAgent(task.steps);
+  const records: CallRecord[] = [];
+  const executorOptions = {
+    name: "assistant",
+    model: scriptedModel(agent.steps),
+    dispatcher: env.dispatcher,
+    maxSteps: MAX_AGENT_STEPS,
+    onCall: (r: CallRecord) => records.push(r),
+    ...(principal.tenants?.length === 1 ? { tenant: principal.tenants[0] as string } : {}),
+  };
+  let answer: string;
+  try {
+    if (mode === "undefended") {
+      answer = (await createExecutor({ ...executorOptions, capability: session.capability }).run(task.prompt)).text;
+    } else {
+      const governor = createGovernor({ session, dispatcher: env.dispatcher, ...(env.critical === undefined ? {} : { critical: env.critical }) });
+      const handle = governor.spawn({
+        name: task.id,
+        grant: env.taskGrant(task.request, principal),
+        timeoutMs: 60_000,
+        run: (ctx) => createExecutor({ ...executorOptions, capability: ctx.capability, routedTools: [...ctx.criticalTools, requestAccessTool(ctx)] }).run(task.prompt),
+      });
+      answer = (await handle.result).text;
+    }
+  } catch (e) {
+    answer = `the run failed: ${callerMessage(e).text}`;
+  } finally {
+    session.close("the run is over");
+  }
+  const denials = denialsOf(recorder.take());
+  const injected = log.calls.filter((c) => c.origin === "injection");
+  return {
+    suite: suite.name,
+    mode,
+    userTask: task.id,
+    injectionTask: injection?.id ?? null,
+    attackClass: injection?.class ?? null,
+    utility: await task.utility(env, answer),
+    attackSucceeded: injection === null ? null : await injection.success(env),
+    exposed: log.exposed,
+    injectedCalls: injected.length,
+    refused: refusals(injected, records, denials),
+    answer,
+  };
+}
+
+function userOf(env: Environment, task: { readonly id: string; readonly user?: string }): Principal {
+  const name = task.user ?? Object.keys(env.users)[0];
+  const user = name === undefined ? undefined : env.users[name];
+  if (user === undefined) throw new Error(`task ${task.id} names no user of the suite`);
+  return user;
+}
+
+/** The injection's calls that did not go through, each with what refused it. */
+function refusals(injected: readonly AgentCall[], records: readonly CallRecord[], denials: readonly DenialRecord[]): Refusal[] {
+  const unused = [...records];
+  const unusedDenials = [...denials];
+  return injected.flatMap((call) => {
+    const at = unused.findIndex((r) => r.tool === call.tool && JSON.stringify(r.input) === JSON.stringify(call.input));
+    const record = at < 0 ? undefined : unused.splice(at, 1)[0];
+    if (record?.verdict === "allowed" || (record === undefined && call.ok)) return [];
+    // A sub-agent's calls are not the executor's records: the audit's denials account for them.
+    const d = record === undefined || record.verdict === "denied" ? unusedDenials.findIndex((x) => x.tool === call.tool || x.tool === null) : -1;
+    const denial = d < 0 ? null : (unusedDenials.splice(d, 1)[0] ?? null);
+    if (record === undefined && denial === null) return [];
+    return [{ tool: call.tool, code: record?.code ?? denial?.code ?? "", message: record?.message ?? `the capability ${denial?.because ?? ""}`, denial }];
+  });
+}

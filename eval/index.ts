@@ -1,0 +1,54 @@
+/**
+ * `npm run eval`: the adversarial evaluation. Every suite's user tasks are
+ * run by the worst-case scripted agent without attack and with each
+ * injection task planted in the data it reads, once holding the capability
+ * the application's policy and the Governor give the task (agentcap) and
+ * once holding the user's root capability (undefended). Prints the tables
+ * and writes every run to a JSON file.
+ *
+ *   npm run eval                       # every suite; results in .agentcap/eval/results.json
+ *   npm run eval -- --suite banking    # one suite (repeatable)
+ *   npm run eval -- --out results.json
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { parseArgs } from "node:util";
+import { injectionTable, summaryTable } from "./harness/report.ts";
+import { runSuite, type SuiteReport } from "./harness/suite-run.ts";
+import { suites } from "./suites/index.ts";
+
+const { values } = parseArgs({ options: { suite: { type: "string", multiple: true }, out: { type: "string", default: ".agentcap/eval/results.json" } } });
+const chosen = values.suite === undefined ? suites : suites.filter((s) => values.suite?.includes(s.name));
+const unknown = (values.suite ?? []).filter((n) => !suites.some((s) => s.name === n));
+if (unknown.length > 0) {
+  console.error(`no suite named ${unknown.join(", ")}; the suites are ${suites.map((s) => s.name).join(", ")}`);
+  process.exit(2);
+}
+
+const reports: SuiteReport[] = [];
+const started = performance.now();
+for (const suite of chosen) {
+  process.stderr.write(`${suite.name}: `);
+  let n = 0;
+  const report = await runSuite(suite, {
+    onRun: () => {
+      n += 1;
+      if (n % 50 === 0) process.stderr.write(".");
+    },
+  });
+  process.stderr.write(` ${String(report.runs.length)} runs\n`);
+  reports.push(report);
+}
+
+console.log("\nagentcap adversarial evaluation: a worst-case scripted agent obeys every injected instruction it reads\n");
+console.log(summaryTable(reports));
+for (const r of reports) {
+  console.log(`\n${r.suite}: ${r.description}`);
+  console.log(injectionTable(r));
+  for (const [mode, m] of Object.entries(r.modes)) {
+    if (m.failedUserTasks.length > 0) console.log(`user tasks not done without attack (${mode}): ${m.failedUserTasks.join(", ")}`);
+  }
+}
+mkdirSync(dirname(values.out), { recursive: true });
+writeFileSync(values.out, `${JSON.stringify({ date: new Date().toISOString(), seconds: Math.round((performance.now() - started) / 1000), suites: reports }, null, 2)}\n`);
+console.log(`\nevery run: ${values.out}`);

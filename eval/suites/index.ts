@@ -1,0 +1,5 @@
+import type { Environment, Suite } from "../harness/types.ts";
+import { workspace } from "./workspace.ts";
+
+/** Every suite of the evaluation, in the order they run. */
+export const suites: readonly Suite<Environment>[] = [workspace as unknown as Suite<Environment>];
