@@ -125,6 +125,26 @@ function httpLimits(given: z.output<typeof limitsSchema> | undefined): HttpLimit
   };
 }
 
+/** Bounds on the sessions the HTTP gateway keeps and the calls it runs at once; see `SessionLimits` for each. */
+const sessionsSchema = z.strictObject({
+  idleTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
+  max: wholeNumber(1, 1_000_000, "sessions").optional(),
+  maxPerPrincipal: wholeNumber(1, 1_000_000, "sessions").optional(),
+  maxPerToken: wholeNumber(1, 1_000_000, "sessions").optional(),
+  maxConcurrentCalls: wholeNumber(1, 100_000, "calls").optional(),
+  maxQueuedCalls: wholeNumber(0, 1_000_000, "calls").optional(),
+});
+
+/** The session bounds a gateway has when its configuration names none. */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
+  idleTimeoutMs: 10 * 60_000,
+  max: 1000,
+  maxPerPrincipal: 100,
+  maxPerToken: 20,
+  maxConcurrentCalls: 64,
+  maxQueuedCalls: 1024,
+});
+
 /** A Host the gateway also answers to, such as a reverse proxy's name. */
 const allowedHost = z.string().refine((h) => parseHost(h) !== null, 'must be a host name or IP address, optionally with a port, such as "mcp.example.com" or "127.0.0.1:3333"');
 /** An origin whose pages may call the gateway, in the form browsers send it. */
@@ -170,6 +190,7 @@ const configSchema = z
       })
       .optional(),
     upstreams: z.array(upstreamSchema).optional(),
+    sessions: sessionsSchema.optional(),
   })
   .superRefine((config, ctx) => {
     const limits = httpLimits(config.listen?.limits);
@@ -228,6 +249,25 @@ export interface HttpLimits {
   readonly maxBodyBytes: number;
 }
 
+/**
+ * Bounds on the sessions of the HTTP gateway and on the tool calls of every
+ * session, so that no token holder can make the gateway keep unbounded state.
+ */
+export interface SessionLimits {
+  /** A session with no request for this long is closed; its client's next request gets 404 and it initializes again. */
+  readonly idleTimeoutMs: number;
+  /** Sessions open at once in all; an initialize beyond it gets 503. */
+  readonly max: number;
+  /** Sessions open at once for one principal; a new one closes that principal's least recently used idle session (429 when none is idle). */
+  readonly maxPerPrincipal: number;
+  /** Sessions open at once for one token; a new one closes that token's least recently used idle session (429 when none is idle). */
+  readonly maxPerToken: number;
+  /** Tool calls running at once, across every session; later ones wait their turn. */
+  readonly maxConcurrentCalls: number;
+  /** Tool calls waiting for a turn; one beyond it is refused with LimitExceeded (maxQueuedCalls). */
+  readonly maxQueuedCalls: number;
+}
+
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
 export interface GatewayConfig {
   readonly issuer: string;
@@ -249,6 +289,7 @@ export interface GatewayConfig {
   };
   readonly tools: NonNullable<Parsed["tools"]>;
   readonly upstreams: readonly UpstreamConfig[];
+  readonly sessions: SessionLimits;
 }
 
 /**
@@ -374,6 +415,7 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
       ...defined({ commands: tools.commands }),
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
+    sessions: { ...DEFAULT_SESSION_LIMITS, ...defined(c.sessions ?? {}) },
   };
 }
 

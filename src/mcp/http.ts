@@ -12,14 +12,16 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { AgentcapError, denialError, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
+import { AgentcapError, denialError, expiresAt, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
+import { callLimiter } from "./call-limit.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
 import { requestSources, type RequestSources } from "./http-hosts.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
+import { sessionTable } from "./session-table.js";
 import { tokenRefusal } from "./token-refusal.js";
 
 /** The path MCP clients connect to. */
@@ -38,6 +40,8 @@ const METADATA_PATH = "/.well-known/oauth-protected-resource";
 export interface HttpGateway {
   /** The MCP endpoint, such as http://127.0.0.1:3333/mcp. */
   readonly url: string;
+  /** How many sessions are open now: never more than the configuration's `sessions.max`. */
+  openSessions(): number;
   /** Stops accepting connections, closes every session, and waits for the server to stop. */
   close(): Promise<void>;
 }
@@ -53,7 +57,8 @@ interface Session {
   /** The token's capability under this session's caretaker link (labelled with the session id), so `{ session }` revokes it. */
   readonly capability: Capability;
   readonly transport: StreamableHTTPServerTransport;
-  readonly unwatch: () => void;
+  /** Stops watching the token store for revocations of the session; set once it is watched. */
+  unwatch: () => void;
 }
 
 function bearer(req: IncomingMessage): string | null {
@@ -90,7 +95,12 @@ function revokeBody(value: unknown): { readonly target?: RevocationTarget; reado
  * headers 431, a POST /mcp body over the limit 413.
  */
 export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
-  const sessions = new Map<string, Session>();
+  // A closed session's id is unknown from then on; its client's next request gets 404, or 401 when its token was refused.
+  const sessions = sessionTable<Session>(gateway.config.sessions, (_id, session) => {
+    session.unwatch();
+    void session.transport.close();
+  });
+  const calls = callLimiter(gateway.config.sessions.maxConcurrentCalls, gateway.config.sessions.maxQueuedCalls);
   const limits = gateway.config.listen.limits;
   // Known once listening, before any request can arrive.
   let origin = "";
@@ -156,8 +166,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const handleMcp = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const sessionId = req.headers["mcp-session-id"];
     if (typeof sessionId === "string") {
-      const session = sessions.get(sessionId);
-      if (session === undefined) {
+      const entry = sessions.get(sessionId);
+      if (entry === undefined) {
         // A session closed because its token or principal was revoked answers its client with 401, as any refused token is.
         const token = bearer(req);
         try {
@@ -170,15 +180,22 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
         send(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "session not found; initialize a new one" }, id: null });
         return;
       }
+      const session = entry.value;
       const auth = await authenticate(req, res, false);
       if (auth === null) return;
       if (auth.token !== session.token) {
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
       }
+      /*
+       * A request keeps its session busy (neither idle nor replaceable) until it is answered. The event
+       * stream a client holds open with GET does not: SDK clients hold one for the whole session, so a
+       * session nobody sends requests to would otherwise never end.
+       */
+      if (req.method !== "GET") res.once("close", sessions.begin(sessionId));
       // A session whose token, principal or session was revoked (here or in another process), or whose token expired, is over.
       const dead = deadDenial(session.capability);
       if (dead !== null && (dead.code === "ERR_REVOKED" || dead.code === "ERR_EXPIRED")) {
-        await endSession(sessionId);
+        sessions.remove(sessionId, dead.reason);
         challenge(req, res, denialError(dead));
         return;
       }
@@ -193,36 +210,30 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     // The gateway names the session before it exists, so its capability carries the name: a caretaker link labelled with it.
     const id = randomUUID();
     const capability = caretaker(auth.capability, { session: id }).capability;
-    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
-      sessionIdGenerator: () => id,
-      onsessioninitialized: () => {
-        // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
-        const unwatch = gateway.tokenStore.watchSession(capability, (reason) => {
-          log(`session ${id} closed: ${reason}`);
-          void endSession(id);
-        });
-        sessions.set(id, { token: auth.token, capability, transport, unwatch });
-      },
+    const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
+    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined };
+    // In the table before the initialize is answered, so initializes sent at once cannot overshoot its limits.
+    const refused = sessions.open(id, capability.mint.principal, auth.token, session, expiresAt(capability));
+    if (refused !== null) {
+      const status = refused.kind === "total" ? 503 : 429;
+      send(res, status, { jsonrpc: "2.0", error: { code: -32000, message: refused.message }, id: null }, { "retry-after": "5" });
+      return;
+    }
+    res.once("close", sessions.begin(id));
+    // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
+    session.unwatch = gateway.tokenStore.watchSession(capability, (reason) => {
+      log(`session ${id} closed: ${reason}`);
+      sessions.remove(id, reason);
     });
+    // Ended by its client (DELETE) or by the table: either way it leaves the table.
     transport.onclose = () => {
-      const s = transport.sessionId === undefined ? undefined : sessions.get(transport.sessionId);
-      s?.unwatch();
-      if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
+      sessions.remove(id, "closed");
     };
-    const server = sessionServer(gateway, capability);
+    const server = sessionServer(gateway, capability, { limit: calls });
     await server.connect(transport);
     await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
-    if (transport.sessionId === undefined) await server.close();
-  };
-
-  /** Closes a session whose authority is gone; a closed session's id is unknown from then on. */
-  const endSession = async (id: string): Promise<void> => {
-    const s = sessions.get(id);
-    if (s === undefined) return;
-    s.unwatch();
-    sessions.delete(id);
-    await s.transport.close();
+    if (transport.sessionId === undefined) sessions.remove(id, "not initialized");
   };
 
   const handleRevoke = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -309,8 +320,9 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   sources = requestSources(address, listen.host, gateway.config.listen);
   return {
     url: `${origin}${MCP_PATH}`,
+    openSessions: () => sessions.size,
     close: async () => {
-      await Promise.all([...sessions.keys()].map(endSession));
+      for (const id of sessions.ids()) sessions.remove(id, "the gateway is stopping");
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => { resolve(); }));
     },

@@ -5,6 +5,7 @@
  * only; nothing the client or the model receives contains it or its token.
  */
 import { callerMessage, type Capability } from "../kernel/index.js";
+import type { CallLimiter } from "./call-limit.js";
 import type { Gateway } from "./gateway.js";
 import { CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
 
@@ -28,12 +29,19 @@ function toolResult(value: unknown): CallToolResult {
  * the session is filed under the id the gateway gave it and no token can
  * claim another. Refusals (denied, revoked, expired, bad input)
  * are tool results with `isError`, so the model can read why and the session
- * keeps serving.
+ * keeps serving. Calls run through `options.limit`, the gateway's bound on
+ * calls at once, when given.
  */
-export function sessionServer(gateway: Gateway, capability: Capability): McpServer {
-  const mcp = new McpServer({ name: "agentcap", version: "0.1.0" }, { capabilities: { tools: { listChanged: false } } });
+export function sessionServer(gateway: Gateway, capability: Capability, options: { readonly limit?: CallLimiter } = {}): McpServer {
+  const limit = options.limit ?? ((call) => call());
+  const mcp = new McpServer({ name: "agentcap", version: "0.1.0" });
   // The low-level handlers, not registerTool: tool schemas here are JSON schemas already, and the list differs per capability.
   const server = mcp.server;
+  /*
+   * Declared on the low-level server: McpServer, given a tools capability, installs handlers of its own that
+   * claim listChanged. A session's tools never change while it lasts (revocation or expiry ends the session).
+   */
+  server.registerCapabilities({ tools: { listChanged: false } });
   server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: gateway.dispatcher.catalog(capability).map(
       (entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: (gateway.displaySchemas.get(entry.name) ?? entry.inputSchema) as McpTool["inputSchema"] }),
@@ -42,7 +50,7 @@ export function sessionServer(gateway: Gateway, capability: Capability): McpServ
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const { name, arguments: args } = request.params;
     try {
-      const result = await gateway.dispatcher.call(name, args ?? {}, capability);
+      const result = await limit(() => gateway.dispatcher.call(name, args ?? {}, capability));
       return gateway.passthrough.has(name) ? (result as CallToolResult) : toolResult(result);
     } catch (e) {
       return errorResult(e);

@@ -6,6 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { caretaker } from "../kernel/internal.js";
+import { callLimiter } from "./call-limit.js";
 import type { Gateway } from "./gateway.js";
 import { sessionServer } from "./session.js";
 import { StdioServerTransport } from "./sdk.js";
@@ -13,7 +14,8 @@ import { StdioServerTransport } from "./sdk.js";
 /** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {
   const capability = await gateway.authenticate(token, { fresh: true });
-  const server = sessionServer(gateway, caretaker(capability, { session: randomUUID() }).capability);
+  const { maxConcurrentCalls, maxQueuedCalls } = gateway.config.sessions;
+  const server = sessionServer(gateway, caretaker(capability, { session: randomUUID() }).capability, { limit: callLimiter(maxConcurrentCalls, maxQueuedCalls) });
   const closed = new Promise<void>((resolve) => {
     server.server.onclose = () => {
       resolve();

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { DEFAULT_HTTP_LIMITS, loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { DEFAULT_HTTP_LIMITS, DEFAULT_SESSION_LIMITS, loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway } from "../../src/mcp/gateway.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { makeFixture } from "./support.ts";
@@ -53,6 +53,12 @@ describe("gateway configuration", () => {
     [{ ...base, listen: { limits: { headersTimeoutMs: 60_000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (30000)"],
     [{ ...base, listen: { limits: { bodyTimeoutMs: 1 } } }, 'Unrecognized key: "bodyTimeoutMs"'],
     [{ ...base, listen: { limits: "fast" } }, "listen.limits"],
+    [{ ...base, sessions: { idleTimeoutMs: 0 } }, "sessions.idleTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, sessions: { max: 0 } }, "sessions.max: must be a whole number of sessions from 1 to 1000000"],
+    [{ ...base, sessions: { maxPerToken: 2.5 } }, "sessions.maxPerToken: must be a whole number of sessions"],
+    [{ ...base, sessions: { maxConcurrentCalls: 0 } }, "sessions.maxConcurrentCalls: must be a whole number of calls from 1 to 100000"],
+    [{ ...base, sessions: { maxQueuedCalls: -1 } }, "sessions.maxQueuedCalls: must be a whole number of calls from 0 to 1000000"],
+    [{ ...base, sessions: { ttl: 5 } }, 'Unrecognized key: "ttl"'],
     [{ ...base, listen: { allowedHosts: "mcp.example.com" } }, "listen.allowedHosts: Invalid input: expected array"],
     ...["", "http://mcp.example.com", "mcp.example.com/mcp", "user@mcp.example.com", "mcp example.com", "mcp.example.com:", "mcp.example.com:99999", "::1", "[::1"].map(
       (h) => [{ ...base, listen: { allowedHosts: ["ok.example", h] } }, 'listen.allowedHosts.1: must be a host name or IP address, optionally with a port, such as "mcp.example.com"'] as [unknown, string],
@@ -93,6 +99,11 @@ describe("gateway configuration", () => {
   it("fills defaults for the request limits not given", () => {
     expect(parseGatewayConfig({ ...base, listen: { limits: { maxBodyBytes: 1 } } }, "/srv").listen.limits).toEqual({ ...DEFAULT_HTTP_LIMITS, maxBodyBytes: 1 });
     expect(DEFAULT_HTTP_LIMITS).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxBodyBytes: 4_194_304 });
+  });
+
+  it("fills defaults for the session limits not given", () => {
+    expect(parseGatewayConfig(base, "/srv").sessions).toEqual(DEFAULT_SESSION_LIMITS);
+    expect(parseGatewayConfig({ ...base, sessions: { maxPerToken: 3 } }, "/srv").sessions).toEqual({ ...DEFAULT_SESSION_LIMITS, maxPerToken: 3 });
   });
 
   it("lists every bad field at once", () => {

@@ -154,6 +154,15 @@ describe("bearer authentication", () => {
 });
 
 describe("tools over a session", () => {
+  it("advertises tools without listChanged: a session's tools never change while it lasts (revocation or expiry ends it)", async () => {
+    const { client } = await httpClient(http.url, gateway.issueToken("alice"));
+    try {
+      expect(client.getServerCapabilities()?.tools).toEqual({ listChanged: false });
+    } finally {
+      await client.close();
+    }
+  });
+
   it("lists only the tools the session's capability reaches", async () => {
     const alice = await httpClient(http.url, gateway.issueToken("alice"));
     const bob = await httpClient(http.url, gateway.issueToken("bob"));
