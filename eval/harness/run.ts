@@ -75,6 +75,7 @@ export async function runOnce<E extends Environment>(
   const log = startRunLog();
   const agent = worstCaseAgent(task.steps);
   const records: CallRecord[] = [];
+  const policyRefusals: PolicyRefusal[] = [];
   const executorOptions = {
     name: "assistant",
     model: scriptedModel(agent.steps),
@@ -93,8 +94,10 @@ export async function runOnce<E extends Environment>(
         name: task.id,
         grant: env.taskGrant(task.request, principal),
         timeoutMs: 60_000,
-        run: (ctx) => createExecutor({ ...executorOptions, capability: ctx.capability, routedTools: [...ctx.criticalTools, requestAccessTool(ctx)] }).run(task.prompt),
+        run: (ctx) =>
+          createExecutor({ ...executorOptions, capability: ctx.capability, routedTools: [...ctx.criticalTools.map((r) => watched(r, policyRefusals)), requestAccessTool(ctx)] }).run(task.prompt),
       });
+      env.onTask?.(handle.id, task.request);
       answer = (await handle.result).text;
     }
   } catch (e) {
@@ -114,7 +117,7 @@ export async function runOnce<E extends Environment>(
     attackSucceeded: injection === null ? null : await injection.success(env),
     exposed: log.exposed,
     injectedCalls: injected.length,
-    refused: refusals(injected, records, denials),
+    refused: refusals(injected, records, denials, policyRefusals),
     answer,
   };
 }
@@ -126,8 +129,32 @@ function userOf(env: Environment, task: { readonly id: string; readonly user?: s
   return user;
 }
 
+/** A critical call the application's policy refused: the runtime then dispatches it with the task's own capability, which denies it. */
+interface PolicyRefusal {
+  readonly tool: string;
+  readonly input: string;
+}
+
+const POLICY_REFUSED = "the critical-operation policy refused it";
+
+/** A critical tool's route that notes the calls its policy refused. */
+function watched(route: RoutedTool, refused: PolicyRefusal[]): RoutedTool {
+  return {
+    entry: route.entry,
+    call: async (input) => {
+      try {
+        return await route.call(input);
+      } catch (e) {
+        if (e instanceof Error && e.message.includes(POLICY_REFUSED)) refused.push({ tool: route.entry.name, input: JSON.stringify(input) });
+        throw e;
+      }
+    },
+  };
+}
+
 /** The injection's calls that did not go through, each with what refused it. */
-function refusals(injected: readonly AgentCall[], records: readonly CallRecord[], denials: readonly DenialRecord[]): Refusal[] {
+function refusals(injected: readonly AgentCall[], records: readonly CallRecord[], denials: readonly DenialRecord[], byPolicy: readonly PolicyRefusal[]): Refusal[] {
+  const policyRefused = [...byPolicy];
   const unused = [...records];
   const unusedDenials = [...denials];
   return injected.flatMap((call) => {
@@ -136,7 +163,10 @@ function refusals(injected: readonly AgentCall[], records: readonly CallRecord[]
     if (record?.verdict === "allowed" || (record === undefined && call.ok)) return [];
     // A sub-agent's calls are not the executor's records: the audit's denials account for them.
     const d = record === undefined || record.verdict === "denied" ? unusedDenials.findIndex((x) => x.tool === call.tool || x.tool === null) : -1;
-    const denial = d < 0 ? null : (unusedDenials.splice(d, 1)[0] ?? null);
+    const found = d < 0 ? null : (unusedDenials.splice(d, 1)[0] ?? null);
+    const p = policyRefused.findIndex((x) => x.tool === call.tool && x.input === JSON.stringify(call.input));
+    const denial = p >= 0 && found !== null ? { ...found, link: "critical-operation policy (no re-mint)", rule: "policy", because: POLICY_REFUSED } : found;
+    if (p >= 0) policyRefused.splice(p, 1);
     if (record === undefined && denial === null) return [];
     return [{ tool: call.tool, code: record?.code ?? denial?.code ?? "", message: record?.message ?? `the capability ${denial?.because ?? ""}`, denial }];
   });

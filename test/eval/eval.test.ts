@@ -13,6 +13,7 @@ import { suites } from "../../eval/suites/index.ts";
 
 const SLICE: Readonly<Record<string, readonly string[]>> = {
   workspace: ["ws-reply-vendor", "ws-follow-up", "ws-tidy-shared", "ws-research"],
+  banking: ["bk-alice-rent", "bk-pay-bob", "bk-spending", "bk-bob-phone"],
 };
 
 describe.each(suites.map((s) => [s.name, s] as const))("eval suite %s", (name, suite) => {
