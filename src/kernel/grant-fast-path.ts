@@ -1,6 +1,7 @@
 import { types } from "node:util";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
+import { MASK_PATTERN } from "./field-actions.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 
 /*
@@ -24,6 +25,7 @@ const FS_OPS: ReadonlySet<unknown> = new Set(["read", "write", "list", "delete"]
 const HTTP_METHODS: ReadonlySet<unknown> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delete"]);
 const AUDIT_OPS: ReadonlySet<unknown> = new Set(["read"]);
+const FIELD_ACTIONS: ReadonlySet<unknown> = new Set(["allow", "hash", "redact", "deny"]);
 const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(["block", "link", "principal", "tenant", "role", "session", "key"]);
 
 type KeyTest = (key: string) => boolean;
@@ -38,8 +40,9 @@ const KEYS = {
   budget: only("calls", "cost"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
-  db: only("model", "ops", "fields", "scope"),
+  db: only("model", "ops", "fields", "scope", "fieldActions"),
   scope: (key: string) => IDENTIFIER.test(key),
+  mask: only("mask"),
   exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
   argPattern: only("prefix", "any"),
   revoke: only("target", "ids"),
@@ -148,6 +151,12 @@ function httpRule(r: Reader, x: unknown): HttpRule {
   return Object.freeze(out) as unknown as HttpRule;
 }
 
+function fieldAction(r: Reader, x: unknown): unknown {
+  if (typeof x === "string") return member(FIELD_ACTIONS)(x);
+  const v = r.object(x, KEYS.mask);
+  return Object.freeze({ mask: check(typeof v.mask === "string" && MASK_PATTERN.test(v.mask), v.mask as string) });
+}
+
 function dbRule(r: Reader, x: unknown): DbRule {
   const v = r.object(x, KEYS.db);
   const out: Fields = { model: identifier(v.model), ops: r.list(v.ops, 1, member(DB_OPS)) };
@@ -156,6 +165,11 @@ function dbRule(r: Reader, x: unknown): DbRule {
     const scope = r.object(s, KEYS.scope);
     for (const key of Object.keys(scope)) scalar(scope[key]);
     return Object.freeze(scope);
+  });
+  optional(out, v, "fieldActions", (a) => {
+    const actions = r.object(a, KEYS.scope);
+    for (const key of Object.keys(actions)) actions[key] = fieldAction(r, actions[key]);
+    return Object.freeze(actions);
   });
   return Object.freeze(out) as unknown as DbRule;
 }

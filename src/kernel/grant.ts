@@ -2,6 +2,7 @@ import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import { fastParseConditions, fastParseGrant } from "./grant-fast-path.js";
+import { MASK_PATTERN, type FieldAction } from "./field-actions.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 
@@ -57,6 +58,13 @@ export interface DbRule {
   readonly ops: readonly DbOp[];
   readonly fields?: readonly string[];
   readonly scope?: Readonly<Record<string, Scalar>>;
+  /**
+   * How fields are shown (a field not named here: "allow"). A field that is
+   * not "allow" can only be returned in that form (or a less revealing one),
+   * never whole, filtered on, ordered by, aggregated or written; "deny"
+   * removes it as if `fields` left it out.
+   */
+  readonly fieldActions?: Readonly<Record<string, FieldAction>>;
 }
 
 /**
@@ -129,11 +137,17 @@ const httpRuleSchema = z.strictObject({
   allowPrivateNetwork: z.boolean().optional(),
 });
 
+const fieldActionSchema = z.union([
+  z.enum(["allow", "hash", "redact", "deny"]),
+  z.strictObject({ mask: z.string().regex(MASK_PATTERN, "must be 1 to 64 characters, with {firstN} or {lastN} (N from 1 to 9) as the only braces") }),
+]);
+
 const dbRuleSchema = z.strictObject({
   model: identifier,
   ops: nonEmptyList(z.enum(DB_OPS)),
   fields: z.array(identifier).max(1024).optional(),
   scope: z.record(identifier, scalar).optional(),
+  fieldActions: z.record(identifier, fieldActionSchema).optional(),
 });
 
 const argPatternSchema = z.union([

@@ -37,6 +37,7 @@ export type { Clock, ManualClock } from "./clock.js";
 
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
 export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant, REVOCATION_TARGETS } from "./grant.js";
+export type { FieldAction, FieldView } from "./field-actions.js";
 export type { ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */

@@ -1,5 +1,6 @@
 import { absolutePathProblem } from "./canonical-forms.js";
 import type { Scalar } from "./grant.js";
+import { MASK_PATTERN, type FieldView } from "./field-actions.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
 import type { ParsedRequest } from "./request.js";
 import { defined } from "./defined.js";
@@ -20,7 +21,7 @@ const KEYS = {
   tool: new Set(["action", "tool", "tenant"]),
   fs: new Set(["action", "path", "tenant"]),
   http: new Set(["action", "method", "url", "tenant"]),
-  db: new Set(["action", "model", "fields", "scope", "tenant"]),
+  db: new Set(["action", "model", "fields", "scope", "views", "tenant"]),
   exec: new Set(["action", "argv", "cwd", "env", "tenant"]),
   audit: new Set(["action", "tenant"]),
 };
@@ -74,6 +75,19 @@ function copyScope(v: unknown): Record<string, Scalar> | null {
   return out;
 }
 
+function copyViews(v: unknown): Record<string, FieldView> | null {
+  if (!plainObject(v)) return null;
+  const out: Record<string, FieldView> = {};
+  for (const k of Object.keys(v)) {
+    const x = v[k];
+    if (!IDENTIFIER.test(k)) return null;
+    if (x === "hash" || x === "redact") out[k] = x;
+    else if (plainObject(x) && Object.keys(x).length === 1 && Object.hasOwn(x, "mask") && typeof x.mask === "string" && MASK_PATTERN.test(x.mask)) out[k] = { mask: x.mask };
+    else return null;
+  }
+  return out;
+}
+
 /** The parsed request when `value` is well-formed and simple; null means "ask the schema". */
 export function fastParseRequest(value: unknown): ParsedRequest | null {
   if (!plainObject(value)) return null;
@@ -98,8 +112,10 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     if (!onlyKeys(value, KEYS.db) || !isIdentifier(model)) return null;
     const fields = copyArray(own(value, "fields"), REQUEST_LIMITS.fields, isIdentifier);
     const scope = copyScope(own(value, "scope"));
-    if (fields === null || scope === null) return null;
-    return { action: action as "db.read", model, fields, scope, ...t };
+    const rawViews = own(value, "views");
+    const views = rawViews === undefined ? undefined : copyViews(rawViews);
+    if (fields === null || scope === null || views === null) return null;
+    return { action: action as "db.read", model, fields, scope, ...defined({ views }), ...t };
   }
   if (action === "http.request") {
     // Requests carrying a resolved address go to the schema, whose IP grammar is the reference.

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
 import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
+import { actionKey, MASK_PATTERN, type FieldView } from "./field-actions.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { fastParseRequest } from "./request-fast-path.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
@@ -31,12 +32,17 @@ export interface HttpRequest extends Tenanted {
   readonly address?: string;
 }
 
-/** One structured database operation: the fields it reads or writes (filters and ordering included) and the row scope it is confined to. */
+/**
+ * One structured database operation: the fields it uses whole (read, written,
+ * filtered on, ordered by), the fields it returns only masked, hashed or
+ * redacted (`views`), and the row scope it is confined to.
+ */
 export interface DbRequest extends Tenanted {
   readonly action: "db.read" | "db.create" | "db.update" | "db.delete";
   readonly model: string;
   readonly fields: readonly string[];
   readonly scope: Readonly<Record<string, Scalar>>;
+  readonly views?: Readonly<Record<string, FieldView>>;
 }
 
 /** Running one program: `argv[0]` is its absolute path; `env` names the variables passed through. */
@@ -87,6 +93,9 @@ const dbSchema = z.object({
     model: identifier,
     fields: z.array(identifier).max(REQUEST_LIMITS.fields),
     scope: z.record(identifier, z.union([z.string(), z.number(), z.boolean(), z.null()])),
+    views: z
+      .record(identifier, z.union([z.enum(["hash", "redact"]), z.strictObject({ mask: z.string().regex(MASK_PATTERN, "must be a mask pattern") })]))
+      .optional(),
     tenant,
   });
 const execSchema = z.object({
@@ -198,6 +207,8 @@ export type CheckedRequest =
       readonly model: string;
       readonly fields: readonly string[];
       readonly scope: ReadonlyMap<string, Scalar>;
+      /** Fields returned other than whole, each with its view as actionKey writes it. */
+      readonly views: ReadonlyMap<string, string>;
     }
   | {
       readonly kind: "exec";
@@ -256,6 +267,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         model: r.model,
         fields: r.fields,
         scope: new Map(Object.entries(r.scope)),
+        views: new Map(Object.entries(optional(r, "views") ?? {}).map(([f, v]) => [f, actionKey(v)])),
       };
     case "exec": {
       const program = r.argv[0] ?? "";

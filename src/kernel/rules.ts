@@ -1,5 +1,6 @@
 import { classifyAddress, isIpLiteral, unbracket } from "./address.js";
 import { isWithin, pathHasPrefix } from "./canonical-forms.js";
+import { actionKey, actionPermits } from "./field-actions.js";
 import type { ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
 import type { CheckedRequest } from "./request.js";
 
@@ -27,6 +28,8 @@ interface CompiledDbRule {
   readonly ops: readonly string[];
   readonly fields: ReadonlySet<string> | null;
   readonly scope: readonly (readonly [string, Scalar])[];
+  /** Fields whose action is not "allow", with the action as actionKey writes it; null when there are none. */
+  readonly actions: ReadonlyMap<string, string> | null;
 }
 interface CompiledRevokeRule {
   readonly target: string;
@@ -100,11 +103,15 @@ export function compileDomains(grant: Grant): CompiledDomains {
     db: db
       ? db.map((r) => {
           const fields = own(r, "fields");
+          const actions = Object.entries(own(r, "fieldActions") ?? {})
+            .map(([f, a]) => [f, actionKey(a)] as const)
+            .filter(([, a]) => a !== "allow");
           return {
             model: r.model,
             ops: r.ops,
             fields: fields ? new Set(fields) : null,
             scope: Object.entries(own(r, "scope") ?? {}),
+            actions: actions.length > 0 ? new Map(actions) : null,
           };
         })
       : null,
@@ -192,10 +199,9 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
   let closest: string | null = null;
   for (const rule of d.db) {
     if (rule.model !== r.model || !rule.ops.includes(r.op)) continue;
-    const fields = rule.fields;
-    const hidden = fields === null ? undefined : r.fields.find((f) => !fields.has(f));
-    if (hidden !== undefined) {
-      closest = `does not grant field ${r.model}.${hidden}`;
+    const problem = fieldProblem(rule, r);
+    if (problem !== null) {
+      closest = problem;
       continue;
     }
     const unscoped = rule.scope.find(([k, v]) => !r.scope.has(k) || r.scope.get(k) !== v);
@@ -206,6 +212,31 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
     return null;
   }
   return { rule: "db", reason: closest ?? `does not grant ${r.op} on model ${r.model}` };
+}
+
+/** The action a rule takes on a field it reaches, "deny" when it does not reach it. */
+function actionOn(rule: CompiledDbRule, field: string): string {
+  if (rule.fields !== null && !rule.fields.has(field)) return "deny";
+  return rule.actions?.get(field) ?? "allow";
+}
+
+const showAction = (a: string) => (a.startsWith("mask:") ? `masked as ${JSON.stringify(a.slice(5))}` : a === "hash" ? "hashed" : "redacted");
+
+/** Why a rule does not let the request use its fields as it says it will, or null. */
+function fieldProblem(rule: CompiledDbRule, r: Extract<CheckedRequest, { kind: "db" }>): string | null {
+  for (const f of r.fields) {
+    const action = actionOn(rule, f);
+    if (action === "allow") continue;
+    if (action === "deny") return `does not grant field ${r.model}.${f}`;
+    return `grants ${r.model}.${f} only ${showAction(action)}: it cannot be read whole, filtered on, ordered by, aggregated or written`;
+  }
+  for (const [f, view] of r.views) {
+    const action = actionOn(rule, f);
+    if (actionPermits(action, view)) continue;
+    if (action === "deny") return `does not grant field ${r.model}.${f}`;
+    return `grants ${r.model}.${f} only ${showAction(action)}, not ${showAction(view)}`;
+  }
+  return null;
 }
 
 function argMatches(pattern: ArgPattern, arg: string): boolean {

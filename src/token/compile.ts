@@ -14,7 +14,7 @@
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
  */
-import { classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
+import { actionKey, classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
 import {
   InvalidInput,
   type ArgPattern,
@@ -40,11 +40,22 @@ function param(params: Params, value: string | number | boolean): string {
   return `{${name}}`;
 }
 
-/** A set of names as a literal set of byte strings (their UTF-8, in hex). */
+/** One name as a byte string literal (its UTF-8, in hex). */
+function nameItem(value: string): string {
+  return `hex:${Buffer.from(value, "utf8").toString("hex")}`;
+}
+
+/** A set of names as a literal set of byte strings. */
 function nameSet(values: Iterable<string>): string {
-  const items = [...new Set(values)].map((v) => `hex:${Buffer.from(v, "utf8").toString("hex")}`);
+  const items = [...new Set(values)].map(nameItem);
   // The spaces keep `{hex:…}` from reading as a parameter named "hex:…".
   return items.length === 0 ? "{,}" : `{ ${items.join(", ")} }`;
+}
+
+/** A set literal of items already written as literals. */
+function setOf(items: readonly string[]): string {
+  const unique = [...new Set(items)];
+  return unique.length === 0 ? "{,}" : `{ ${unique.join(", ")} }`;
 }
 
 /** A scalar's JSON text as a bytes literal: hex digits only, safe to write into the source. */
@@ -92,10 +103,47 @@ function httpBody(params: Params, r: HttpRule): string {
   return parts.join(", ");
 }
 
-function dbBody(params: Params, r: DbRule): string {
-  const parts = [`db_op($o), ${oneOf("$o", r.ops)}`, `model(${param(params, r.model)})`];
+/** One byte string naming a field and how it is shown, as a request's `db_views` set holds them. */
+function viewItem(field: string, key: string): string {
+  return nameItem(`${field}\0${key}`);
+}
+
+/**
+ * The field conditions of a db rule. Fields used whole (`db_fields`) must be
+ * reached with action "allow"; fields returned otherwise (`db_viewed`, each
+ * with its view in `db_views`) must be reached with an action at or above
+ * their view, written out per field whose action is not "allow" (a rule
+ * names finitely many), as the kernel's matcher checks them.
+ */
+function dbFieldParts(r: DbRule): string[] {
   const fields = own(r, "fields");
-  if (fields !== undefined) parts.push(`db_fields($f), ${nameSet(fields)}.contains($f)`);
+  const actions = Object.entries(own(r, "fieldActions") ?? {})
+    .map(([f, a]) => [f, actionKey(a)] as const)
+    .filter(([f, a]) => a !== "allow" && (fields === undefined || fields.includes(f)));
+  if (fields === undefined && actions.length === 0) return [];
+  const notAllowed = new Set(actions.map(([f]) => f));
+  const denied = new Set(actions.filter(([, a]) => a === "deny").map(([f]) => f));
+  const parts: string[] = [];
+  if (fields !== undefined) {
+    parts.push(`db_fields($f), ${nameSet(fields.filter((f) => !notAllowed.has(f)))}.contains($f)`);
+    parts.push(`db_viewed($v), ${nameSet(fields.filter((f) => !denied.has(f)))}.contains($v)`);
+  } else {
+    parts.push(`db_fields($f)`, ...[...notAllowed].map((f) => `!$f.contains(${nameItem(f)})`));
+    parts.push(`db_viewed($v)`, ...[...denied].map((f) => `!$v.contains(${nameItem(f)})`));
+  }
+  const shown = actions.filter(([, a]) => a !== "deny");
+  if (shown.length > 0) {
+    parts.push("db_views($w)");
+    for (const [f, a] of shown) {
+      const views = a === "redact" ? [a] : [a, "redact"];
+      parts.push(`(!$v.contains(${nameItem(f)}) || ${views.map((view) => `$w.contains(${viewItem(f, view)})`).join(" || ")})`);
+    }
+  }
+  return parts;
+}
+
+function dbBody(params: Params, r: DbRule): string {
+  const parts = [`db_op($o), ${oneOf("$o", r.ops)}`, `model(${param(params, r.model)})`, ...dbFieldParts(r)];
   for (const [k, v] of Object.entries(own(r, "scope") ?? {})) {
     // Scope values are compared as the bytes of their JSON text (equal exactly when the scalars are strictly equal); bytes, since a string's JSON holds quotes.
     parts.push(`db_scope(${param(params, k)}, ${jsonBytes(v)})`);
@@ -210,6 +258,7 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
     }
     case "db":
       facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${nameSet(req.fields)})`);
+      facts.push(`db_viewed(${nameSet(req.views.keys())})`, `db_views(${setOf([...req.views].map(([f, v]) => viewItem(f, v)))})`);
       for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${jsonBytes(v)})`);
       break;
     case "exec": {

@@ -9,7 +9,7 @@ import {
   type HttpRule,
   type Request,
 } from "../kernel/index.js";
-import { checkRequest, type CheckedRequest } from "../kernel/internal.js";
+import { checkRequest, viewOfKey, type CheckedRequest } from "../kernel/internal.js";
 
 /**
  * Automatic attenuation: the grant that allows exactly the requests a call
@@ -84,7 +84,13 @@ function addNeed(r: CheckedRequest, d: Domains): void {
     }
     case "db":
       // The rule names exactly the fields and pins exactly the scope of the need: a request may use fewer fields and a tighter scope.
-      d.db.push({ model: r.model, ops: [r.op as DbRule["ops"][number]], fields: [...r.fields], scope: Object.fromEntries(r.scope) });
+      d.db.push({
+        model: r.model,
+        ops: [r.op as DbRule["ops"][number]],
+        fields: [...r.fields, ...r.views.keys()],
+        scope: Object.fromEntries(r.scope),
+        ...(r.views.size > 0 ? { fieldActions: Object.fromEntries([...r.views].map(([f, v]) => [f, viewOfKey(v)])) } : {}),
+      });
       return;
     case "exec": {
       const [program = "", ...args] = r.argv;

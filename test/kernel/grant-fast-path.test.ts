@@ -39,8 +39,18 @@ const httpRule = fc.record(
   { requiredKeys: [] },
 );
 const scalar = fc.oneof(fc.string({ maxLength: 4 }), number, fc.boolean(), fc.constant(null), fc.constant(undefined), fc.constant([1]));
+const fieldAction = fc.oneof(
+  fc.constantFrom<unknown>("allow", "hash", "redact", "deny", "mask", "ALLOW", { mask: "***-**-{last4}" }, { mask: "{first1}" }, { mask: "" }, { mask: "{last10}" }, { mask: "{middle2}" }, { mask: "x".repeat(65) }, { mask: 4 }, { mask: "a", extra: 1 }, {}),
+  fc.string({ maxLength: 6 }).map((mask) => ({ mask })),
+);
 const dbRule = fc.record(
-  { model: text, ops: list(fc.constantFrom("read", "create", "update", "delete", "drop")), fields: maybe(list(text)), scope: maybe(fc.dictionary(text, scalar, { maxKeys: 3 })) },
+  {
+    model: text,
+    ops: list(fc.constantFrom("read", "create", "update", "delete", "drop")),
+    fields: maybe(list(text)),
+    scope: maybe(fc.dictionary(text, scalar, { maxKeys: 3 })),
+    fieldActions: maybe(fc.dictionary(text, fieldAction, { maxKeys: 3 })),
+  },
   { requiredKeys: [] },
 );
 const argPattern = fc.oneof(text, fc.record({ prefix: text }), fc.constant({ any: true }), fc.constant({ any: false }), fc.constant({ prefix: "a", any: true }));
@@ -62,7 +72,7 @@ const edgyGrant = fc.record(
 const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
   fs: ["path", "ops", "subtree", "extra"],
   http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork"],
-  db: ["model", "ops", "fields", "scope"],
+  db: ["model", "ops", "fields", "scope", "fieldActions"],
   exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
 };
 

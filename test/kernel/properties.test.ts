@@ -1,4 +1,5 @@
 import fc from "fast-check";
+import type { FieldView } from "../../src/kernel/field-actions.ts";
 import { describe, expect, it } from "vitest";
 import {
   assertAuthorized,
@@ -60,6 +61,9 @@ const TENANTS = ["t1", "t2"] as const;
 
 const opt = { requiredKeys: [] as [] };
 const scopeArb = fc.dictionary(fc.constantFrom(...SCOPE_KEYS), fc.constantFrom(...SCOPE_VALUES), { maxKeys: 2 });
+const MASKS = [{ mask: "***{last4}" }, { mask: "{first1}***" }] as const;
+const fieldActionsArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.constantFrom("allow" as const, "hash" as const, "redact" as const, "deny" as const, ...MASKS), { maxKeys: 3 });
+const viewsArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.constantFrom("hash" as const, "redact" as const, ...MASKS), { maxKeys: 3 });
 
 const fsRuleArb: fc.Arbitrary<FsRule> = fc.record(
   { path: fc.constantFrom(...PATHS), ops: fc.subarray([...FS_OPS], { minLength: 1 }), subtree: fc.boolean() },
@@ -80,6 +84,7 @@ const dbRuleArb: fc.Arbitrary<DbRule> = fc.record(
     ops: fc.subarray([...DB_OPS], { minLength: 1 }),
     fields: fc.subarray([...FIELDS]),
     scope: scopeArb,
+    fieldActions: fieldActionsArb,
   },
   { requiredKeys: ["model", "ops"] },
 );
@@ -144,8 +149,10 @@ const requestArb: fc.Arbitrary<Request> = fc.oneof(
       ),
     ),
   fc
-    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, tenant: tenantArb })
-    .map(({ op, model, fields, scope, tenant }): Request => withTenant({ action: `db.${op}`, model, fields, scope }, tenant)),
+    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, views: fc.option(viewsArb, { nil: undefined }), tenant: tenantArb })
+    .map(({ op, model, fields, scope, views, tenant }): Request =>
+      withTenant({ action: `db.${op}`, model, fields, scope, ...(views === undefined ? {} : { views }) }, tenant),
+    ),
   fc
     .record({
       program: fc.constantFrom(...PROGRAMS),
@@ -179,7 +186,17 @@ function requestsFor(g: Grant): fc.Arbitrary<Request[]> {
   }
   for (const r of g.db ?? []) {
     aimed.push(
-      fc.constantFrom(...r.ops).map((op): Request => ({ action: `db.${op}`, model: r.model, fields: r.fields ?? ["id"], scope: { ...r.scope } })),
+      fc.constantFrom(...r.ops).map((op): Request => {
+        // The fields the rule shows whole are asked for whole, the others as the rule shows them.
+        const actions = r.fieldActions ?? {};
+        const reached = (r.fields ?? ["id"]).filter((f) => actions[f] !== "deny");
+        const views: Record<string, FieldView> = {};
+        for (const f of reached) {
+          const a = actions[f];
+          if (a !== undefined && a !== "allow" && a !== "deny") views[f] = a;
+        }
+        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views };
+      }),
     );
   }
   for (const r of g.exec ?? []) {

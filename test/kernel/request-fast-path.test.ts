@@ -25,6 +25,10 @@ const request = fc.oneof(
       model: text,
       fields: fc.oneof(fc.array(text, { maxLength: 4 }), fc.constant("name"), fc.constant([1])),
       scope: fc.oneof(fc.dictionary(text, scalar, { maxKeys: 3 }), fc.constant([]), fc.constant(null)),
+      views: fc.oneof(
+        fc.dictionary(text, fc.constantFrom<unknown>("hash", "redact", "allow", "deny", { mask: "{last4}" }, { mask: "{last0}" }, { mask: "a", b: 1 }, {}, null), { maxKeys: 3 }),
+        fc.constant(null),
+      ),
       tenant: maybe(text),
       extra: maybe(fc.constant(1)),
     },

@@ -17,6 +17,9 @@ const argValues = ["-l", "/srv", "/srv/a", "x"];
 const envNames = ["HOME", "PATH"];
 const tenants = ["t1", "t2"];
 const scopeValues = [42, "42", true, null, 1.5];
+const masks = [{ mask: "{last1}" }, { mask: "*{first1}" }];
+const fieldAction = fc.constantFrom("allow" as const, "hash" as const, "redact" as const, "deny" as const, ...masks);
+const fieldView = fc.constantFrom("hash" as const, "redact" as const, ...masks);
 const revocationTargets = ["principal", "session", "link"] as const;
 const revocationIds = ["alice", "bob", "s-1", 'q"uote\\'];
 
@@ -60,6 +63,7 @@ export const grant: fc.Arbitrary<Grant> = fc
           ops: sub(["read", "update"] as const, 1),
           fields: opt(sub(fields)),
           scope: opt(fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 })),
+          fieldActions: opt(fc.dictionary(fc.constantFrom(...fields), fieldAction, { maxKeys: 2 })),
         }).map(strip),
         { maxLength: 2 },
       ),
@@ -107,6 +111,7 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     model: fc.constantFrom(...models),
     fields: sub(fields),
     scope: fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 }),
+    views: opt(fc.dictionary(fc.constantFrom(...fields), fieldView, { maxKeys: 2 })),
     tenant,
   }).map(strip),
   fc.record({

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type BetterSqlite3 from "better-sqlite3";
 import type { Pool } from "pg";
 import {
@@ -11,6 +12,7 @@ import {
   type DbOp,
   type DbRequest,
   type Denied,
+  type FieldView,
   type Scalar,
 } from "../../kernel/index.js";
 import { audited, auditOption, jsonBytes, type Access } from "../audited.js";
@@ -30,7 +32,8 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
-import { confinementOf } from "./scope.js";
+import { confinementOf, fieldUse } from "./scope.js";
+import { viewTransform } from "./views.js";
 import { sqliteEngine } from "./sqlite.js";
 import { authorizeTrusted, checkTrusted, defined, trustedMintsOption } from "../../kernel/internal.js";
 
@@ -76,6 +79,14 @@ export type SqlDatabaseOptions = SqlConnection & {
    * the call with AuditFailure. Without it, nothing is recorded.
    */
   readonly audit?: AuditSink;
+  /**
+   * The key of the keyed hash that fields granted as "hash" are shown as (at
+   * least 16 bytes). Keep it stable to keep hashes comparable across
+   * restarts; without it, a random key is made for this database, so hashes
+   * match only within its lifetime. It must stay secret: with it, anyone can
+   * test guesses against a hash.
+   */
+  readonly hashKey?: Uint8Array;
   /**
    * The mints whose roots this resource accepts (their `Mint.id`s). A
    * capability another mint issued is denied at its first decision, before
@@ -124,6 +135,8 @@ interface Plan {
   readonly scopeIndex: ReadonlyMap<Field, number>;
   /** Fields a read returns. */
   readonly select: readonly Field[];
+  /** Returned fields the capability shows other than whole, with what each value becomes. */
+  readonly transforms: readonly (readonly [string, (v: Scalar) => Scalar])[];
   /** The kernel request for a call that pins nothing differently from the scope. */
   readonly request: DbRequest;
   readonly statementKey: string;
@@ -143,6 +156,13 @@ function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
     limits[key as keyof SqlLimits] = value as number;
   }
   return limits;
+}
+
+function hashKeyOf(options: SqlDatabaseOptions): Buffer {
+  const key: unknown = Object.hasOwn(options, "hashKey") ? options.hashKey : undefined;
+  if (key === undefined) return randomBytes(32);
+  if (!(key instanceof Uint8Array) || key.length < 16) throw new InvalidInput("hashKey must be a Uint8Array (or Buffer) of at least 16 bytes");
+  return Buffer.from(key);
 }
 
 /** The engine for the connection given; options are read as own properties, so a polluted Object.prototype cannot supply a database. */
@@ -208,6 +228,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const engine = engineOf(options);
   const sink = auditOption(options, "createSqlDatabase");
   const trusted = trustedMintsOption(options, "createSqlDatabase");
+  const hashKey = hashKeyOf(options);
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
 
@@ -239,23 +260,28 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       .sort((a, b) => a.field.position - b.field.position);
     const scope = entries.map((e) => e.field);
     let select: readonly Field[] = [];
+    let use = { fields: fieldNames(q.named), views: {} as Record<string, FieldView> };
     if (q.op === "read") {
-      const reachable = confinement.reachable;
-      const visible = reachable === null ? model.fields : model.fields.filter((f) => reachable.has(f.name));
+      const { reachable, actions } = confinement;
+      const visible = model.fields.filter((f) => (reachable === null || reachable.has(f.name)) && actions.get(f.name) !== "deny");
       // With nothing visible, ask for everything and let the kernel's denial name a field the capability lacks.
       select = q.select ?? (visible.length === 0 ? model.fields : visible);
+      use = fieldUse(confinement, fieldNames(select), fieldNames(q.used));
     }
+    const viewed = Object.entries(use.views);
     const request: DbRequest = Object.freeze({
       action: `db.${q.op}` as const,
       model: model.name,
-      fields: Object.freeze(fieldNames(sortByPosition([...select, ...q.named]))),
+      fields: Object.freeze(fieldNames(sortByPosition(use.fields.map((f) => model.byName.get(f) as Field)))),
       scope: Object.freeze(Object.fromEntries(entries.map((e) => [e.field.name, e.value]))),
+      ...(viewed.length > 0 ? { views: Object.freeze(use.views) } : {}),
     });
     return {
       scope,
       scopeValues: entries.map((e) => e.value),
       scopeIndex: new Map(scope.map((f, i) => [f, i])),
       select,
+      transforms: viewed.map(([f, view]) => [f, viewTransform(view, hashKey)] as const),
       request,
       statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}`,
       prepared: null,
@@ -323,8 +349,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return { plan, prepared, params };
   };
 
-  /** Checks a read's result against the limits and decodes it. */
-  const finishRead = (q: ParsedRead, prepared: Prepared, rows: DriverRow[]): Row[] => {
+  /** Checks a read's result against the limits, decodes it, and shows each field as the capability allows. */
+  const finishRead = (q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
     if (!q.limitGiven && rows.length > limits.maxRows) {
       throw new LimitExceeded(`more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`, "maxRows");
     }
@@ -338,7 +364,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     if (size > limits.maxResultSize) {
       throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
     }
-    return decode(rows, prepared);
+    const decoded = decode(rows, prepared);
+    if (plan.transforms.length > 0) {
+      for (const row of decoded) for (const [name, show] of plan.transforms) row[name] = show(row[name] as Scalar);
+    }
+    return decoded;
   };
 
   const write = (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> =>
@@ -363,10 +393,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         cap,
         async (access) => {
           const q = parseRead(schema, query, limits);
-          const { prepared, params } = admit(access, cap, q);
+          const { plan, prepared, params } = admit(access, cap, q);
           await access.proceed();
           const rows = prepared.statement.read(params);
-          return rows instanceof Promise ? rows.then((r) => finishRead(q, prepared, r)) : finishRead(q, prepared, rows);
+          return rows instanceof Promise ? rows.then((r) => finishRead(q, plan, prepared, r)) : finishRead(q, plan, prepared, rows);
         },
         jsonBytes,
       ),

@@ -1,2 +1,2 @@
 /** What agentcap's own higher layers use of the SQL resource beyond its entry: the row scope a chain confines a query to. */
-export { confinementOfLineage } from "./scope.js";
+export { confinementOfLineage, fieldUse } from "./scope.js";

@@ -106,6 +106,8 @@ interface ParsedBase {
 
 export interface ParsedRead extends ParsedBase {
   readonly op: "read";
+  /** Fields it filters on or orders by: these are used whole, whatever the capability shows of them. */
+  readonly used: readonly Field[];
   /** null: every field the capability may read. */
   readonly select: readonly Field[] | null;
   readonly conditions: readonly Condition[];
@@ -366,11 +368,13 @@ function names(fields: readonly Field[]): string {
 export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): ParsedRead {
   const q = queryRecord(input, READ_KEYS);
   const model = modelNamed(schema, q.model);
-  const named: Field[] = [];
+  const used: Field[] = [];
   const pins: [Field, Scalar][] = [];
-  const select = q.fields === undefined ? null : fieldList(model, q.fields, "fields", named);
-  const filters = parseWhere(model, q.where, named, pins, limits);
-  const order = parseOrder(model, q.orderBy, named);
+  const select = q.fields === undefined ? null : fieldList(model, q.fields, "fields", []);
+  const filters = parseWhere(model, q.where, used, pins, limits);
+  const order = parseOrder(model, q.orderBy, used);
+  const named = [...(select ?? [])];
+  for (const f of used) addName(named, f);
   const limitGiven = q.limit !== undefined;
   const limit = limitGiven ? count(q.limit, "limit") : limits.maxRows + 1;
   if (limitGiven && limit === 0) throw new InvalidInput("limit must be at least 1");
@@ -390,6 +394,7 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
     pins,
     writes: [],
     tenant: tenantOf(q),
+    used: inSchemaOrder(used),
     select,
     conditions: filters.conditions,
     order,

@@ -1,4 +1,5 @@
-import type { Capability, DbOp, DbRule, LinkSummary, Scalar } from "../../kernel/index.js";
+import type { Capability, DbOp, DbRule, FieldView, LinkSummary, Scalar } from "../../kernel/index.js";
+import { actionKey, meetActions, viewOfKey } from "../../kernel/internal.js";
 
 /*
  * The row scope a query is confined to, read from the capability's chain.
@@ -21,6 +22,38 @@ export interface ScopeEntry {
 export interface Confinement {
   readonly scope: readonly ScopeEntry[];
   readonly reachable: ReadonlySet<string> | null;
+  /**
+   * Fields some link shows other than whole, each with the most every link
+   * allows of it (actionKey form: "deny", "redact", "hash", "mask:…"): where
+   * links disagree, the meet of their actions.
+   */
+  readonly actions: ReadonlyMap<string, string>;
+}
+
+/** How a query uses its fields, as the kernel request names them. */
+export interface FieldUse {
+  /** Fields used whole: returned as they are, filtered on, ordered by, written. */
+  readonly fields: string[];
+  /** Fields returned only in a view, and which. */
+  readonly views: Record<string, FieldView>;
+}
+
+/**
+ * The request's fields for a query that returns `returned` and otherwise uses
+ * `used`: a returned field some link shows other than whole is asked for in
+ * that view; everything else, a denied field too (so the kernel names it in
+ * its denial), is asked for whole.
+ */
+export function fieldUse(confinement: Confinement, returned: readonly string[], used: readonly string[]): FieldUse {
+  const fields: string[] = [];
+  const views: Record<string, FieldView> = {};
+  for (const f of returned) {
+    const action = confinement.actions.get(f);
+    if (action === undefined || action === "deny" || used.includes(f)) fields.push(f);
+    else views[f] = viewOfKey(action);
+  }
+  for (const f of used) if (!fields.includes(f)) fields.push(f);
+  return { fields, views };
 }
 
 // Grants are read as own properties, as the kernel reads them, so a polluted Object.prototype proposes nothing.
@@ -30,7 +63,8 @@ const scopeOf = (rule: DbRule) => Object.entries(own(rule, "scope") ?? {});
 
 const covers = (rule: DbRule, fields: readonly string[]) => {
   const granted = fieldsOf(rule);
-  return granted === undefined || fields.every((f) => granted.includes(f));
+  const actions = own(rule, "fieldActions");
+  return fields.every((f) => (granted === undefined || granted.includes(f)) && (actions === undefined || !Object.hasOwn(actions, f) || actions[f] !== "deny"));
 };
 
 const consistent = (rule: DbRule, scope: ReadonlyMap<string, ScopeEntry>) =>
@@ -53,6 +87,7 @@ export function confinementOf(cap: Capability, model: string, op: DbOp, fields: 
 export function confinementOfLineage(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Confinement {
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
+  const actions = new Map<string, string>();
   lineage.forEach((link, index) => {
     const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
@@ -65,6 +100,10 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
       const granted = new Set(listed);
       reachable = reachable === null ? granted : new Set([...reachable].filter((f) => granted.has(f)));
     }
+    for (const [field, action] of Object.entries(own(rule, "fieldActions") ?? {})) {
+      actions.set(field, meetActions(actions.get(field) ?? "allow", actionKey(action)));
+    }
   });
-  return { scope: [...scope.values()], reachable };
+  for (const [field, action] of actions) if (action === "allow") actions.delete(field);
+  return { scope: [...scope.values()], reachable, actions };
 }

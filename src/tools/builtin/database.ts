@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../kernel/index.js";
 import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
-import { confinementOfLineage } from "../../resources/sql/internal.js";
+import { confinementOfLineage, fieldUse } from "../../resources/sql/internal.js";
 import { defineTool, type NeedsContext, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
 
@@ -82,7 +82,18 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
 
   return Object.freeze({
     query: defineTool(
-      { name: `${prefix}query`, description: `Read rows of one model. Models: ${catalog}.`, input: input.query, needs: (q, ctx) => [need("read", q.model, [...q.fields, ...whereFields(q.where), ...(q.orderBy ?? []).map((o) => o.field)], pins(q.where), ctx)] },
+      {
+        name: `${prefix}query`,
+        description: `Read rows of one model. Models: ${catalog}.`,
+        input: input.query,
+        needs: (q, ctx) => {
+          const used = [...whereFields(q.where), ...(q.orderBy ?? []).map((o) => o.field)];
+          const request = need("read", q.model, [...q.fields, ...used], pins(q.where), ctx);
+          // Returned fields the caller's chain shows masked, hashed or redacted are needed in that view, as the resource will ask.
+          const use = fieldUse(confinementOfLineage(ctx.lineage, q.model, "read", request.fields), q.fields, used);
+          return [{ ...request, fields: use.fields, ...(Object.keys(use.views).length > 0 ? { views: use.views } : {}) }];
+        },
+      },
       (q, c, ctx) =>
         db.read(cap(c), {
           model: q.model,
