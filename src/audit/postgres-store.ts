@@ -45,8 +45,12 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
     // Sequence numbers and times are bigint columns well inside 2^53: read them as numbers, on this pool only.
     types: { getTypeParser: (oid, format): unknown => (oid === driver.types.builtins.INT8 ? Number : driver.types.getTypeParser(oid, format) as unknown) },
   });
-  // An idle client losing its connection must not crash the process; the next query reports the failure.
+  // A client losing its connection must not crash the process, idle or checked out between the queries of a batch (the pool
+  // listens only to idle ones); the query waiting on it, or the next, reports the failure, and the pool connects anew.
   pool.on("error", () => undefined);
+  pool.on("connect", (client) => {
+    client.on("error", () => undefined);
+  });
   const db = new Kysely<AuditDb>({ dialect: new PostgresDialect({ pool }) }).withSchema(schema);
   try {
     const columns = await sql<{ column_name: string }>`SELECT column_name FROM information_schema.columns WHERE table_schema = ${schema} AND table_name = 'audit_events'`.execute(db);

@@ -105,8 +105,13 @@ const HEARTBEATS_TO_DEATH = 5;
  * revocation is never missed. After catching up a store records how far it
  * has read; `revoke` resolves once every other live store of the schema has
  * read its revocation (or `ackTimeoutMs` passed), so from then on no process
- * allows what it revoked. If the store cannot read at all, it fails closed:
- * everything it guards reads as revoked until it is reopened.
+ * allows what it revoked. If the store cannot read at all (its connections
+ * ended, Postgres restarted), it fails closed: everything it guards reads as
+ * revoked, and sessions watching it are told so. Meanwhile it reconnects
+ * every `pollIntervalMs`; once it has listened again and read every
+ * revocation committed while it was away, it answers again, as a new
+ * process would: what it had leased is given up as a dead process's lease is
+ * (its armed units count as spent, the rest comes back after expiry).
  *
  * Uses and budgets are exact across processes through leases (see
  * lease-book.ts). A limited block's allowance lives in `token_allowance`; a
@@ -142,7 +147,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   if (!Number.isInteger(ackTimeout) || ackTimeout < 0) throw new InvalidInput("ackTimeoutMs must be a whole number of milliseconds, zero or more");
   const heartbeatMs = Math.max(5, Math.min(1000, Math.floor(ttl / 3)));
   const channel = `${schema}_token_events`;
-  const origin = randomUUID();
+  // Who this store is to the others (listener and lease rows); a store that recovers from a lost connection takes a new name.
+  let origin = randomUUID();
   const { Client } = requireOptional("pg", "the Postgres token store") as typeof pg;
   // Named, so an operator (or a test) can tell the notification connection in pg_stat_activity.
   const connect = async (role = "store"): Promise<pg.Client> => {
@@ -150,8 +156,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     await client.connect();
     return client;
   };
-  const writer = await connect();
-  const leaser = await connect();
+  let writer = await connect();
+  let leaser = await connect();
   let listener: pg.Client | null = await connect("listener");
 
   const book = new RevocationBook();
@@ -161,7 +167,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
   let closed = false;
   const pending = new Set<Promise<unknown>>();
   const fail = (why: string) => {
-    book.failClosed(`the token store lost its connection to Postgres (${why}); reopen it`);
+    book.failClosed(`the token store lost its connection to Postgres (${why})`);
+    recoverLater();
   };
   const track = (p: Promise<unknown>) => {
     const done = p.catch((e: unknown) => {
@@ -281,12 +288,73 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     }, pollInterval);
     poll.unref();
   };
-  writer.on("error", (e) => {
-    fail(e.message);
-  });
-  leaser.on("error", (e) => {
-    fail(e.message);
-  });
+  /** A lost writer or leaser fails the store closed; one already replaced is let go quietly. */
+  const guard = (client: pg.Client): void => {
+    client.on("error", (e) => {
+      if (client === writer || client === leaser) fail(e.message);
+    });
+  };
+  guard(writer);
+  guard(leaser);
+
+  /*
+   * Recovery: new connections, listening before reading what was committed
+   * meanwhile, under a new name (nothing this store leased before can be
+   * trusted to be its own any more), then answering again.
+   */
+  let recovery: NodeJS.Timeout | null = null;
+  let recovering = false;
+  const recoverLater = (): void => {
+    if (closed || recovery !== null) return;
+    recovery = setInterval(() => {
+      if (recovering) return;
+      recovering = true;
+      void recover().finally(() => {
+        recovering = false;
+      });
+    }, pollInterval);
+    recovery.unref();
+  };
+  const recover = async (): Promise<void> => {
+    const fresh: pg.Client[] = [];
+    try {
+      for (const role of ["store", "store", "listener"]) fresh.push(await connect(role));
+    } catch {
+      await Promise.all(fresh.map((c) => c.end().catch(() => undefined)));
+      return;
+    }
+    const [w, s, l] = fresh as [pg.Client, pg.Client, pg.Client];
+    const old = [writer, leaser, listener];
+    if (poll !== null) clearInterval(poll);
+    poll = null;
+    listener = null;
+    writer = w;
+    leaser = s;
+    writes = Promise.resolve();
+    queue = Promise.resolve();
+    guard(w);
+    guard(s);
+    origin = randomUUID();
+    leases.clear();
+    try {
+      await write(`INSERT INTO ${schema}.token_listeners (owner, seen) VALUES ($1, $2)`, [origin, seen]);
+      await listen(l);
+      listener = l;
+      await sync();
+    } catch {
+      // Still down: these connections are dropped, the store stays closed, and the next attempt starts over.
+      await Promise.all(fresh.map((c) => c.end().catch(() => undefined)));
+      return;
+    }
+    for (const c of old) {
+      c?.removeAllListeners("notification");
+      c?.removeAllListeners("end");
+      void c?.end().catch(() => undefined);
+    }
+    if (recovery !== null) clearInterval(recovery);
+    recovery = null;
+    if (!closed) book.recover();
+  };
   // Listen before loading, so nothing revoked in between is missed.
   await write(`INSERT INTO ${schema}.token_listeners (owner, seen) VALUES ($1, 0)`, [origin]);
   await listen(listener);
@@ -527,6 +595,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
       if (closed) return;
       clearInterval(renewal);
       if (poll !== null) clearInterval(poll);
+      if (recovery !== null) clearInterval(recovery);
       await Promise.all([...pending, ...toppingUp.values()]);
       if (book.failure === null) await release().catch(() => undefined);
       await write(`DELETE FROM ${schema}.token_listeners WHERE owner = $1`, [origin]).catch(() => undefined);

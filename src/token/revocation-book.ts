@@ -52,6 +52,11 @@ export class RevocationBook {
     this.#notify();
   }
 
+  /** The store can tell again: questions are answered from the list once more. */
+  recover(): void {
+    this.#failure = null;
+  }
+
   get failure(): string | null {
     return this.#failure;
   }
