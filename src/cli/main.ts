@@ -6,6 +6,7 @@
 import { Command } from "commander";
 import { AgentcapError } from "../kernel/index.js";
 import { registerAuditCommand } from "./audit-command.js";
+import { registerExploreCommand } from "./explore-command.js";
 import { registerRevokeCommand } from "./revoke-command.js";
 import { registerServeCommand } from "./serve-command.js";
 import { registerTokenCommand } from "./token-command.js";
@@ -14,7 +15,7 @@ import { registerTokenCommand } from "./token-command.js";
 export function createProgram(): Command {
   const program = new Command("agentcap").description("capability-secure tools for AI agents").showHelpAfterError();
   registerTokenCommand(program);
-  registerAuditCommand(program);
+  registerExploreCommand(registerAuditCommand(program));
   registerServeCommand(program);
   registerRevokeCommand(program);
   return program;

@@ -15,7 +15,9 @@ import type { AddressInfo } from "node:net";
 import { AgentcapError, denialError, expiresAt, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
+import { EXPLORE_PATH } from "../web/index.js";
 import { callLimiter } from "./call-limit.js";
+import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
 import { requestSources, type RequestSources } from "./http-hosts.js";
@@ -111,6 +113,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const log = (line: string) => {
     write(line.replace(/\p{Cc}+/gu, " "));
   };
+  const explorer = gatewayExplorer(gateway, log);
 
   const challenge = (req: IncomingMessage, res: ServerResponse, error: AgentcapError | null): void => {
     const parts = [`realm="agentcap"`, `resource_metadata=${quoted(`${origin}${METADATA_PATH}`)}`];
@@ -300,6 +303,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       if (from !== undefined && !sources.originAllowed(from)) { refuse(req, res, "Origin", from); return; }
       if (url.pathname === MCP_PATH) await handleMcp(req, res);
       else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
+      else if (url.pathname === EXPLORE_PATH || url.pathname.startsWith(`${EXPLORE_PATH}/`)) await explorer.handle(req, res, url);
       else if (url.pathname === METADATA_PATH && req.method === "GET") {
         send(res, 200, { resource: `${origin}${MCP_PATH}`, bearer_methods_supported: ["header"], resource_name: "agentcap gateway" });
       } else send(res, 404, { error: "not found" });
@@ -322,6 +326,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     url: `${origin}${MCP_PATH}`,
     openSessions: () => sessions.size,
     close: async () => {
+      explorer.close();
       for (const id of sessions.ids()) sessions.remove(id, "the gateway is stopping");
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => { resolve(); }));

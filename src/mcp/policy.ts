@@ -30,6 +30,7 @@ export function configuredPolicy(policy: GatewayConfig["policy"]): MintPolicy {
     const grants: Grant[] = [...declared.roles.flatMap((r) => (Object.hasOwn(policy.roles, r) ? [policy.roles[r] as Grant] : [])), ...(declared.grant === undefined ? [] : [declared.grant])];
     const tenants = declared.tenants;
     const revoke = grants.flatMap((g) => g.revoke ?? []);
+    const audit = [...new Set(grants.flatMap((g) => g.audit ?? []))];
     return {
       tools: [...new Set(grants.flatMap((g) => g.tools ?? []))],
       fs: grants.flatMap((g) => g.fs ?? []),
@@ -38,6 +39,8 @@ export function configuredPolicy(policy: GatewayConfig["policy"]): MintPolicy {
       db: grants.flatMap((g) => g.db ?? []).flatMap((rule) => forTenants(rule, tenants)),
       // Only an administrator's roles grant revocations; everyone else's root says nothing of them.
       ...(revoke.length === 0 ? {} : { revoke }),
+      // Likewise reading the audit log (the explorer): confined, as everything else, to the principal's tenants.
+      ...(audit.length === 0 ? {} : { audit }),
       ...(tenants.length === 0 ? {} : { tenants }),
     };
   };

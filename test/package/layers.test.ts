@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
  * internal.ts (what agentcap's own higher layers may use).
  */
 const src = fileURLToPath(new URL("../../src/", import.meta.url));
-const RANK: Readonly<Record<string, number>> = { kernel: 0, resources: 1, tools: 2, audit: 3, token: 4, sandbox: 5, runtime: 6, testing: 6, mcp: 7, cli: 8 };
+const RANK: Readonly<Record<string, number>> = { kernel: 0, resources: 1, tools: 2, audit: 3, token: 4, sandbox: 5, runtime: 6, testing: 6, web: 6, mcp: 7, cli: 8 };
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
