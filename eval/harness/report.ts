@@ -41,11 +41,12 @@ export function injectionTable(report: SuiteReport): string {
   const rows = (defended ?? undefended)?.injections.map((inj) => {
     const d = defended?.injections.find((i) => i.id === inj.id);
     const u = undefended?.injections.find((i) => i.id === inj.id);
-    const stopped = Object.entries(d?.stoppedBy ?? {})
-      .sort((a, b) => b[1] - a[1])
-      .map(([why, n]) => `${why} (${String(n)})`)
-      .join("; ");
-    return [inj.id, inj.class, d === undefined ? "" : percent(d.succeeded), u === undefined ? "" : percent(u.succeeded), stopped];
+    const stopped = (by: Readonly<Record<string, number>> | undefined) =>
+      Object.entries(by ?? {})
+        .sort((a, b) => b[1] - a[1])
+        .map(([why, n]) => `${why} (${String(n)})`)
+        .join("; ");
+    return [inj.id, inj.class, d === undefined ? "" : percent(d.succeeded), u === undefined ? "" : percent(u.succeeded), stopped(d?.stoppedBy), stopped(u?.stoppedBy)];
   });
-  return table(["injection", "attack", "success, agentcap", "success, undefended", "stopped under agentcap by (runs)"], rows ?? []);
+  return table(["injection", "attack", "success, agentcap", "success, undefended", "stopped under agentcap by (runs)", "stopped undefended by (runs)"], rows ?? []);
 }

@@ -5,7 +5,7 @@ import { scriptedModel } from "agentcap/testing";
 import { MAX_AGENT_STEPS, startRunLog, worstCaseAgent, type AgentCall } from "./agent.ts";
 import { injectionText } from "./injection.ts";
 import { denialsOf, type DenialRecord, type Recorder } from "./recorder.ts";
-import type { AttackClass, Environment, InjectionTask, Suite, UserTask } from "./types.ts";
+import type { AttackClass, Environment, InjectionTask, Suite, TaskRequest, UserTask } from "./types.ts";
 
 /*
  * One run: a fresh environment (the injection planted, or not), a session
@@ -81,27 +81,33 @@ export async function runOnce<E extends Environment>(
     model: scriptedModel(agent.steps),
     dispatcher: env.dispatcher,
     maxSteps: MAX_AGENT_STEPS,
-    onCall: (r: CallRecord) => records.push(r),
+    onCall: (r: CallRecord) => {
+      records.push(r);
+    },
     ...(principal.tenants?.length === 1 ? { tenant: principal.tenants[0] as string } : {}),
   };
   let answer: string;
   try {
-    if (mode === "undefended") {
-      answer = (await createExecutor({ ...executorOptions, capability: session.capability }).run(task.prompt)).text;
-    } else {
-      const governor = createGovernor({ session, dispatcher: env.dispatcher, ...(env.critical === undefined ? {} : { critical: env.critical }) });
+    const governor = mode === "agentcap" ? createGovernor({ session, dispatcher: env.dispatcher, ...(env.critical === undefined ? {} : { critical: env.critical }) }) : null;
+    /** Runs one task: under the Governor with the grant its request earns, or (undefended) with the user's root. */
+    const runTask = async (name: string, request: TaskRequest, options: typeof executorOptions, prompt: string): Promise<string> => {
+      if (governor === null) return (await createExecutor({ ...options, capability: session.capability }).run(prompt)).text;
       const handle = governor.spawn({
-        name: task.id,
-        grant: env.taskGrant(task.request, principal),
+        name,
+        grant: env.taskGrant(request, principal),
         timeoutMs: 60_000,
         run: (ctx) =>
-          createExecutor({ ...executorOptions, capability: ctx.capability, routedTools: [...ctx.criticalTools.map((r) => watched(r, policyRefusals)), requestAccessTool(ctx)] }).run(task.prompt),
+          createExecutor({ ...options, capability: ctx.capability, routedTools: [...ctx.criticalTools.map((r) => watched(r, policyRefusals)), requestAccessTool(ctx)] }).run(prompt),
       });
-      env.onTask?.(handle.id, task.request);
-      answer = (await handle.result).text;
+      env.onTask?.(handle.id, request);
+      return (await handle.result).text;
+    };
+    answer = await runTask(task.id, task.request, executorOptions, task.prompt).catch((e: unknown) => `the run failed: ${callerMessage(e).text}`);
+    const followUp = env.followUp;
+    if (followUp !== undefined) {
+      const model = scriptedModel([{ calls: followUp.calls }, { text: "done" }]);
+      await runTask(followUp.name, followUp.request, { ...executorOptions, name: followUp.name, model, onCall: () => undefined }, followUp.name).catch(() => undefined);
     }
-  } catch (e) {
-    answer = `the run failed: ${callerMessage(e).text}`;
   } finally {
     session.close("the run is over");
   }

@@ -90,6 +90,12 @@ export interface Environment {
   readonly taskGrant: (request: TaskRequest, user: Principal) => Grant;
   /** Tools the runtime runs only under a fresh re-mint after this policy approves each call. */
   readonly critical?: CriticalOptions;
+  /**
+   * Another task of the same session, run after the user's task: what an
+   * attack on another task's budget would starve. It is scripted, reads no
+   * injected data, and its effect is the suite's to check.
+   */
+  readonly followUp?: { readonly name: string; readonly request: TaskRequest; readonly calls: readonly ScriptedCall[] };
   /** Told each task's id and request as the Governor starts it, so the critical-operation policy can check a call against what the user asked for. */
   readonly onTask?: (taskId: string, request: TaskRequest) => void;
   /** Puts every file, row and service back as the suite seeds it, with `injection` planted in every injection vector (or the benign text). */

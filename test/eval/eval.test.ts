@@ -6,14 +6,18 @@ import { suites } from "../../eval/suites/index.ts";
  * A slice of `npm run eval`: for each suite, a few user tasks against every
  * injection task, with the worst-case agent holding the task's capability
  * (agentcap) and the user's root (undefended). Under agentcap no attack may
- * succeed and every user task must still be done, attacked or not; the
- * undefended runs show the attacks are real ones, which succeed when the
- * agent holds more than its task.
+ * succeed and every user task must still be done, attacked or not, except
+ * under an attack on budgets: the agent spends its own task's budget on the
+ * attacker's calls (that is the cost the budget bounds), and the attack
+ * fails if the session's next task still runs. The undefended runs show the
+ * attacks are real ones, which succeed when the agent holds more than its
+ * task.
  */
 
 const SLICE: Readonly<Record<string, readonly string[]>> = {
   workspace: ["ws-reply-vendor", "ws-follow-up", "ws-tidy-shared", "ws-research"],
   banking: ["bk-alice-rent", "bk-pay-bob", "bk-spending", "bk-bob-phone"],
+  messaging: ["ms-reply-random", "ms-launch-article", "ms-invite-frank", "ms-dm-self"],
 };
 
 describe.each(suites.map((s) => [s.name, s] as const))("eval suite %s", (name, suite) => {
@@ -23,7 +27,8 @@ describe.each(suites.map((s) => [s.name, s] as const))("eval suite %s", (name, s
     const undefended = report.modes.undefended;
     expect(defended?.attackSuccess.count).toBe(0);
     expect(defended?.failedUserTasks).toEqual([]);
-    expect(defended?.utilityUnderAttack.count).toBe(defended?.utilityUnderAttack.of);
+    const notDone = report.runs.filter((r) => r.mode === "agentcap" && r.attackClass !== "budget-exhaustion" && !r.utility);
+    expect(notDone.map((r) => `${r.userTask} × ${r.injectionTask ?? "no attack"}`)).toEqual([]);
     expect(defended?.exposed.count).toBe(defended?.exposed.of);
     expect(undefended?.attackSuccess.count).toBeGreaterThan(0);
     // Every attack that failed under agentcap was refused by something, and says what.
