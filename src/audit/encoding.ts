@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AuditFailure, InvalidInput, type AuditCompletion, type AuditEvent, type AuditIntent, type AuditOutcome, type Denied, type Request, type ToolCode } from "../kernel/index.js";
+import { AuditFailure, InvalidInput, type ApprovalRecord, type AuditCompletion, type AuditEvent, type AuditIntent, type AuditOutcome, type Denied, type Request, type ToolCode } from "../kernel/index.js";
 import { checkRequest, describeIssues, isLinkSummary, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 import { canonical } from "./canonical.js";
 import type { Redactor } from "./redaction.js";
@@ -86,7 +86,7 @@ const outcomeSchema = z.discriminatedUnion("ok", [
 const intentFields = {
   id: name,
   at: count.max(Number.MAX_SAFE_INTEGER),
-  kind: z.enum(["tool", "resource", "revocation"]),
+  kind: z.enum(["tool", "resource", "revocation", "approval"]),
   tool: name.nullable(),
   toolCode: z.enum(["sandboxed", "trusted"]).optional(),
   request: z.looseObject({ action: z.string() }),
@@ -94,6 +94,15 @@ const intentFields = {
     z.strictObject({ allowed: z.literal(true), capabilityId: name }),
     deniedSchema,
   ]),
+  approval: z
+    .strictObject({
+      id: name,
+      stage: z.enum(["proposed", "approved", "denied", "expired", "cancelled", "executed"]),
+      by: name.optional(),
+      reason: z.string().max(1000).optional(),
+      argsHash: hex64.nullable(),
+    })
+    .optional(),
   subject: z.looseObject({
     capabilityId: name,
     capabilityHash: hex64,
@@ -330,6 +339,8 @@ export interface LoggedEvent {
   readonly subject: AuditEvent["subject"];
   readonly durationMs: number | null;
   readonly outcome: AuditOutcome | null;
+  /** Only on events of kind "approval": the step of the approval. */
+  readonly approval?: ApprovalRecord;
 }
 
 /**

@@ -35,6 +35,21 @@ export type AuditOutcome =
  */
 export type ToolCode = "sandboxed" | "trusted";
 
+/** The steps of an approval (see `createApprovals`), each recorded as an event of kind "approval". */
+export type ApprovalStage = "proposed" | "approved" | "denied" | "expired" | "cancelled" | "executed";
+
+/** What the event of one approval step adds to an ordinary event. */
+export interface ApprovalRecord {
+  readonly id: string;
+  readonly stage: ApprovalStage;
+  /** The approver, for "approved" and "denied". */
+  readonly by?: string;
+  /** The approver's reason for a denial, or what cancelled the request. */
+  readonly reason?: string;
+  /** SHA-256 of the call's arguments in canonical JSON, or null when approval was asked without them. */
+  readonly argsHash: string | null;
+}
+
 /**
  * What is known of an invocation before it acts: a tool call, or one access
  * to a resource, and the kernel's decision that allowed it.
@@ -43,8 +58,12 @@ export interface AuditIntent {
   readonly id: string;
   /** Milliseconds since the epoch when the invocation began. */
   readonly at: number;
-  /** A tool call, one access to a resource, or a revocation recorded in the token store (its request says what, its subject who). */
-  readonly kind: "tool" | "resource" | "revocation";
+  /**
+   * A tool call, one access to a resource, a revocation recorded in the token
+   * store (its request says what, its subject who), or one step of an
+   * approval (its subject the caller, or for "executed" the approved capability).
+   */
+  readonly kind: "tool" | "resource" | "revocation" | "approval";
   /** The tool's name for tool events; for resource events, the tool on whose behalf it ran, if known. */
   readonly tool: string | null;
   /** Tool events of a tool loaded from a tool module: how its code runs. Absent for tools the application defines in-process. */
@@ -53,6 +72,8 @@ export interface AuditIntent {
   readonly request: Request;
   readonly decision: Decision;
   readonly subject: AuditSubject;
+  /** Only on events of kind "approval". */
+  readonly approval?: ApprovalRecord;
 }
 
 /** One whole invocation, allowed or denied: its intent and how it ended. */

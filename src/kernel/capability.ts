@@ -1,7 +1,7 @@
 import type { Clock } from "./clock.js";
 import { denialError, type Decision, type Denied } from "./decision.js";
 import { InvalidInput, NotACapability } from "./errors.js";
-import { charge, costOf, deny, evaluate, lifeDenial, limitDenial, type UseOptions } from "./evaluation.js";
+import { argsOf, charge, costOf, deny, evaluate, lifeDenial, limitDenial, matchingApprovalRules, type CheckOptions, type UseOptions } from "./evaluation.js";
 import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.js";
 import {
   conditionsOf,
@@ -11,6 +11,7 @@ import {
   parseLabels,
   RESERVED_LABELS,
   summaryOf,
+  type ApprovalStamp,
   type NodeOrigin,
   type LinkSummary,
   type MintRecord,
@@ -18,6 +19,7 @@ import {
 } from "./node.js";
 import type { FullReach, Meet, ReachOf, ReachVariance } from "./reach.js";
 import { checkRequest, type Request } from "./request.js";
+import type { CompiledApprovalRule } from "./rules.js";
 import { RevocationCell, signalForLinks } from "./revocation.js";
 
 const CONSTRUCT = Symbol("agentcap.construct");
@@ -151,9 +153,9 @@ export function restrict<R>(cap: Capability<R>, conditions: LinkConditions): Cap
   return wrap(makeNode(node, null, parseConditions(conditions), node.mint, node.clock, false));
 }
 
-/** Whether `request` would be allowed now; nothing is charged. Throws InvalidInput for a malformed request. */
-export function check(cap: Capability, request: Request): Decision {
-  return evaluate(nodeOf(cap), checkRequest(request), 0);
+/** Whether `request` would be allowed now; nothing is charged. Throws InvalidInput for a malformed request or arguments. */
+export function check(cap: Capability, request: Request, options?: CheckOptions): Decision {
+  return evaluate(nodeOf(cap), checkRequest(request), 0, argsOf(options));
 }
 
 /**
@@ -166,10 +168,11 @@ export function authorize(cap: Capability, request: Request, options?: UseOption
   const node = nodeOf(cap);
   const cost = costOf(options);
   const req = checkRequest(request);
-  const decision = evaluate(node, req, cost);
+  const args = argsOf(options);
+  const decision = evaluate(node, req, cost, args);
   if (!decision.allowed || charge(node, cost)) return decision;
   // Another process spent the room between the check and the charge; a fresh decision says where.
-  const again = evaluate(node, req, cost);
+  const again = evaluate(node, req, cost, args);
   return again.allowed ? deny(node, node, "ERR_BUDGET_EXHAUSTED", "budget", "had its remaining uses spent concurrently elsewhere") : again;
 }
 
@@ -314,6 +317,25 @@ export function liveDenial(cap: Capability): Denied | null {
 export function assertAuthorized(cap: Capability, request: Request, options?: UseOptions): void {
   const decision = authorize(cap, request, options);
   if (!decision.allowed) throw denialError(decision);
+}
+
+/**
+ * Kernel and agentcap's own layers only (kernel/internal): the approval rules
+ * of `cap`'s chain that `request` (made with `options.args`, if known)
+ * matches, with the index of the link that states each.
+ */
+export function approvalRulesFor(cap: Capability, request: Request, options?: CheckOptions): readonly { readonly link: number; readonly rule: CompiledApprovalRule }[] {
+  return matchingApprovalRules(nodeOf(cap), checkRequest(request), argsOf(options));
+}
+
+/**
+ * Kernel only (the approval flow): appends a link carrying `stamp`, which
+ * approves exactly the requests it binds, under `conditions` (a use count
+ * and an expiry). Only code that checked the approvers makes one.
+ */
+export function stampApproval<R>(cap: Capability<R>, stamp: ApprovalStamp, conditions: LinkConditions): Capability<R> {
+  const node = nodeOf(cap);
+  return wrap(makeNode(node, null, parseConditions(conditions), node.mint, node.clock, false, NO_LABELS, { stamp }));
 }
 
 /** True only for a capability made by this kernel. */

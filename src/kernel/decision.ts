@@ -1,4 +1,4 @@
-import { BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.js";
+import { ApprovalRequired, BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.js";
 
 /** The request was allowed by every link of the chain. */
 export interface Allowed {
@@ -25,10 +25,11 @@ const ERRORS = {
   ERR_EXPIRED: Expired,
   ERR_REVOKED: Revoked,
   ERR_BUDGET_EXHAUSTED: BudgetExhausted,
+  ERR_APPROVAL_REQUIRED: ApprovalRequired,
 } as const;
 
 /** The typed error that stands for a denial. */
-export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted {
+export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted | ApprovalRequired {
   const { capabilityId, link, linkId, rule, because } = d;
   return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule, because });
 }

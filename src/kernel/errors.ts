@@ -23,7 +23,8 @@ export type AgentcapErrorCode =
   | "ERR_SESSION_CLOSED"
   | "ERR_SANDBOX_VIOLATION"
   | "ERR_SANDBOX_TIMEOUT"
-  | "ERR_SANDBOX_STOPPED";
+  | "ERR_SANDBOX_STOPPED"
+  | "ERR_APPROVAL_REFUSED";
 
 /** The base class: a stable `code`, a message a person can act on, and the underlying `cause` when there is one. */
 export class AgentcapError extends Error {
@@ -55,7 +56,7 @@ export interface DenialDetails {
 }
 
 /** The denial codes a Decision can carry, one per denial class. */
-export type DenialCode = "ERR_CAPABILITY_DENIED" | "ERR_EXPIRED" | "ERR_REVOKED" | "ERR_BUDGET_EXHAUSTED";
+export type DenialCode = "ERR_CAPABILITY_DENIED" | "ERR_EXPIRED" | "ERR_REVOKED" | "ERR_BUDGET_EXHAUSTED" | "ERR_APPROVAL_REQUIRED";
 
 /** The base of the four denials: the capability did not allow the request; `details` say which link and rule. */
 export abstract class DenialError extends AgentcapError {
@@ -88,7 +89,16 @@ export class BudgetExhausted extends DenialError {
   override readonly code = "ERR_BUDGET_EXHAUSTED";
 }
 
-/** True for the four denials: CapabilityDenied, Expired, Revoked, BudgetExhausted. */
+/**
+ * Every link allows the request, but one of them requires human approval of
+ * the exact call and the chain holds none: an approval flow (`createApprovals`)
+ * can ask for it.
+ */
+export class ApprovalRequired extends DenialError {
+  override readonly code = "ERR_APPROVAL_REQUIRED";
+}
+
+/** True for the denials: CapabilityDenied, Expired, Revoked, BudgetExhausted, ApprovalRequired. */
 export function isDenial(error: unknown): error is DenialError {
   return error instanceof DenialError;
 }
@@ -180,6 +190,21 @@ export class FileSystemError extends AgentcapError {
  */
 export class HttpRequestFailed extends AgentcapError {
   override readonly code = "ERR_HTTP_REQUEST_FAILED";
+}
+
+/**
+ * A call waiting for human approval will not run: an approver denied it
+ * (`status` "denied"), or it was not approved in time ("expired"). The
+ * message says which, and, for a denial, the approver's reason.
+ */
+export class ApprovalRefused extends AgentcapError {
+  override readonly code = "ERR_APPROVAL_REFUSED";
+  readonly status: "denied" | "expired";
+
+  constructor(message: string, status: "denied" | "expired", options?: ErrorOptions) {
+    super(message, options);
+    this.status = status;
+  }
 }
 
 /** A task ran past its deadline; its capabilities were revoked at that moment. */

@@ -7,12 +7,29 @@ import { InvalidInput, type DenialCode } from "./errors.js";
 import type { ExternalLink, LedgerCharge } from "./ledger.js";
 import type { Node } from "./node.js";
 import type { CheckedRequest } from "./request.js";
-import { domainDenial, tenantDenial } from "./rules.js";
+import { argumentsHash } from "./arguments-hash.js";
+import { approvalMatches, domainDenial, isApproverOf, NO_ARGS, requestKey, tenantDenial, type CompiledApprovalRule } from "./rules.js";
+
+/** What a decision may know of the call besides its request. */
+export interface CheckOptions {
+  /**
+   * The call's arguments (plain data): approval rules with argument patterns
+   * match them, and an approval bound to arguments holds only for the same
+   * ones. Without them, every argument pattern counts as matched and no
+   * approval bound to arguments applies.
+   */
+  readonly args?: unknown;
+}
 
 /** Options for a request that is about to be acted on. */
-export interface UseOptions {
+export interface UseOptions extends CheckOptions {
   /** Cost units charged to every budget up the chain (default 0). */
   readonly cost?: number;
+}
+
+/** The arguments of `options`, or NO_ARGS. */
+export function argsOf(options: CheckOptions | undefined): unknown {
+  return options !== undefined && Object.hasOwn(options, "args") ? options.args : NO_ARGS;
 }
 
 export function deny(node: Node, at: Node, code: DenialCode, rule: string, because: string, detail = ""): Denied {
@@ -86,8 +103,66 @@ export function limitDenial(node: Node, cost: number): Denied | null {
   return null;
 }
 
-/** Walks the whole chain; charges nothing. Conditions first, so a dead capability says so before anything else. */
-export function evaluate(node: Node, req: CheckedRequest, cost: number): Decision {
+/** Lazily hashed arguments, so a chain without approvals never hashes them. */
+class Args {
+  #hash: string | null = null;
+  constructor(readonly value: unknown) {}
+  get hash(): string | null {
+    if (this.value === NO_ARGS) return null;
+    this.#hash ??= argumentsHash(this.value);
+    return this.#hash;
+  }
+}
+
+/** Whether a link after `from` holds an approval of `req` (with these arguments) by enough of `rule`'s approvers, none of them the caller. */
+function approvedAfter(node: Node, from: number, rule: CompiledApprovalRule, req: CheckedRequest, args: Args): boolean {
+  let key: string | null = null;
+  for (let i = from + 1; i < node.chain.length; i++) {
+    const stamp = (node.chain[i] as Node).stamp;
+    if (stamp === null) continue;
+    key ??= requestKey(req);
+    const bound = stamp.bindings.some((b) => b.request === key && (b.args === null || b.args === args.hash));
+    if (!bound) continue;
+    const agreeing = new Set<string>();
+    for (const a of stamp.approvers) {
+      if (a.principal !== node.mint.principal && isApproverOf(rule, a.principal, a.roles)) agreeing.add(a.principal);
+    }
+    if (agreeing.size >= rule.quorum) return true;
+  }
+  return false;
+}
+
+/** A denial for an approval rule anywhere in the chain that `req` matches and no later link's approval satisfies, or null. */
+export function approvalDenial(node: Node, req: CheckedRequest, rawArgs: unknown): Denied | null {
+  let args: Args | null = null;
+  for (const n of node.chain) {
+    if (n.approvals === null) continue;
+    for (const rule of n.approvals) {
+      args ??= new Args(rawArgs);
+      if (!approvalMatches(rule, req, args.value)) continue;
+      if (approvedAfter(node, n.index, rule, req, args)) continue;
+      // The approvers' names are the application's business, not the caller's: the denial says how many must agree.
+      return deny(node, n, "ERR_APPROVAL_REQUIRED", "approval", `requires human approval of this exact call (${rule.quorum} approver${rule.quorum === 1 ? "" : "s"})`);
+    }
+  }
+  return null;
+}
+
+/** The approval rules of the chain that `req` (made with `args`, or NO_ARGS) matches, by link, whether or not they are satisfied. */
+export function matchingApprovalRules(node: Node, req: CheckedRequest, args: unknown): { readonly link: number; readonly rule: CompiledApprovalRule }[] {
+  const out: { link: number; rule: CompiledApprovalRule }[] = [];
+  for (const n of node.chain) {
+    for (const rule of n.approvals ?? []) if (approvalMatches(rule, req, args)) out.push({ link: n.index, rule });
+  }
+  return out;
+}
+
+/**
+ * Walks the whole chain; charges nothing. Conditions first, so a dead
+ * capability says so before anything else; approval last, so a request
+ * that waits for approval is one every link would otherwise allow now.
+ */
+export function evaluate(node: Node, req: CheckedRequest, cost: number, args: unknown = NO_ARGS): Decision {
   const dead = lifeDenial(node);
   if (dead !== null) return dead;
   for (const n of node.chain) {
@@ -98,7 +173,7 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number): Decisio
       if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
     }
   }
-  return limitDenial(node, cost) ?? { allowed: true, capabilityId: node.id };
+  return limitDenial(node, cost) ?? approvalDenial(node, req, args) ?? { allowed: true, capabilityId: node.id };
 }
 
 /**

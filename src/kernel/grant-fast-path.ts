@@ -1,6 +1,6 @@
 import { types } from "node:util";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
-import type { ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
+import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
 import { MASK_PATTERN } from "./field-actions.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 
@@ -27,6 +27,22 @@ const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delet
 const AUDIT_OPS: ReadonlySet<unknown> = new Set(["read"]);
 const FIELD_ACTIONS: ReadonlySet<unknown> = new Set(["allow", "hash", "redact", "deny"]);
 const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(["block", "link", "principal", "tenant", "role", "session", "key"]);
+const REQUEST_ACTIONS: ReadonlySet<unknown> = new Set([
+  "tool.call",
+  "fs.read",
+  "fs.write",
+  "fs.list",
+  "fs.delete",
+  "http.request",
+  "db.read",
+  "db.create",
+  "db.update",
+  "db.delete",
+  "exec",
+  "revoke",
+  "audit.read",
+]);
+const MAX_QUORUM = 16;
 
 type KeyTest = (key: string) => boolean;
 const only = (...keys: string[]): KeyTest => {
@@ -36,7 +52,7 @@ const only = (...keys: string[]): KeyTest => {
 const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
 const KEYS = {
   conditions: only(...CONDITION_KEYS),
-  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke", "audit"),
+  grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke", "audit", "approval"),
   budget: only("calls", "cost"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
@@ -46,6 +62,8 @@ const KEYS = {
   exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
   argPattern: only("prefix", "any"),
   revoke: only("target", "ids"),
+  // Argument patterns (`input`) are rare: a rule with them is left to the schema.
+  approval: only("tools", "actions", "approvers", "quorum"),
 };
 
 /** Signals "leave this grant to the schema"; one instance, made once, and it never escapes this module. */
@@ -201,6 +219,20 @@ function revokeRule(r: Reader, x: unknown): RevokeRule {
   return Object.freeze(out) as unknown as RevokeRule;
 }
 
+function approvalRule(r: Reader, x: unknown): ApprovalRule {
+  const v = r.object(x, KEYS.approval);
+  const out: Fields = {};
+  optional(out, v, "tools", (t) => r.list(t, 1, name));
+  optional(out, v, "actions", (a) => r.list(a, 1, member(REQUEST_ACTIONS)));
+  const approvers = r.list(v.approvers, 1, name);
+  out.approvers = approvers;
+  optional(out, v, "quorum", (q) => check(safeInteger(q, 1) <= MAX_QUORUM, q as number));
+  // The schema words these refusals: a rule that names nothing to approve, or more approvers than it could ever find.
+  if (out.tools === undefined && out.actions === undefined) throw GIVE_UP;
+  if (((out.quorum as number | undefined) ?? 1) > approvers.length && !approvers.some((a) => a.startsWith("role:"))) throw GIVE_UP;
+  return Object.freeze(out) as unknown as ApprovalRule;
+}
+
 function attempt<T>(parse: (r: Reader) => T): T | null {
   try {
     return parse(new Reader());
@@ -223,6 +255,7 @@ export function fastParseGrant(value: unknown): Grant | null {
     optional(out, v, "exec", (x) => r.list(x, 0, (y) => execRule(r, y)));
     optional(out, v, "revoke", (x) => r.list(x, 0, (y) => revokeRule(r, y)));
     optional(out, v, "audit", (x) => r.list(x, 1, member(AUDIT_OPS)));
+    optional(out, v, "approval", (x) => r.list(x, 0, (y) => approvalRule(r, y)));
     return Object.freeze(out);
   });
 }

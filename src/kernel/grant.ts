@@ -84,6 +84,45 @@ export interface ExecRule {
   readonly env?: readonly string[];
 }
 
+/** The actions a request can carry, as approval rules name them. */
+export const REQUEST_ACTIONS = Object.freeze([
+  "tool.call",
+  "fs.read",
+  "fs.write",
+  "fs.list",
+  "fs.delete",
+  "http.request",
+  "db.read",
+  "db.create",
+  "db.update",
+  "db.delete",
+  "exec",
+  "revoke",
+  "audit.read",
+] as const);
+export type RequestAction = (typeof REQUEST_ACTIONS)[number];
+
+/** The most approvers an approval rule can ask to agree. */
+export const MAX_QUORUM = 16;
+
+/**
+ * Requests this rule matches are allowed only once `quorum` (default 1)
+ * distinct approvers named in `approvers` (principal ids, or `role:<name>`
+ * for anyone minted with that role) approved that exact call; the caller
+ * never counts as an approver of its own call. A rule matches calls of the
+ * `tools` named and requests with one of the `actions` named; with `input`,
+ * only those whose arguments have every field named, each a string matching
+ * its pattern (`{ any: true }`: any value). A decision made without the
+ * arguments counts the patterns as matched, so it asks for approval.
+ */
+export interface ApprovalRule {
+  readonly tools?: readonly string[];
+  readonly actions?: readonly RequestAction[];
+  readonly input?: Readonly<Record<string, ArgPattern>>;
+  readonly approvers: readonly string[];
+  readonly quorum?: number;
+}
+
 /** Conditions of one link: they hold for the link and everything derived from it. */
 export interface LinkConditions {
   /** Milliseconds since the epoch after which the link denies everything. */
@@ -110,6 +149,12 @@ export interface Grant extends LinkConditions {
   readonly revoke?: readonly RevokeRule[];
   /** Operations on the audit log; with `tenants`, only events of those tenants. */
   readonly audit?: readonly AuditOp[];
+  /**
+   * Requests that need human approval of the exact call. Unlike the domains,
+   * a grant without `approval` requires none; each link's rules hold for
+   * everything derived from it, so a narrowing can add rules, never drop one.
+   */
+  readonly approval?: readonly ApprovalRule[];
 }
 
 const absolutePath = z.string().superRefine((p, ctx) => {
@@ -169,6 +214,24 @@ const revokeRuleSchema = z.strictObject({
   ids: z.array(z.string().min(1).max(256)).min(1).max(1024).optional(),
 });
 
+const approvalRuleSchema = z
+  .strictObject({
+    tools: nonEmptyList(name).optional(),
+    actions: nonEmptyList(z.enum(REQUEST_ACTIONS)).optional(),
+    input: z.record(name, argPatternSchema).optional(),
+    approvers: nonEmptyList(name),
+    quorum: z.number().int().min(1).max(MAX_QUORUM).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.tools === undefined && r.actions === undefined) {
+      ctx.addIssue({ code: "custom", message: "must name the tools or the actions that need approval" });
+    }
+    const quorum = r.quorum ?? 1;
+    if (quorum > r.approvers.length && !r.approvers.some((a) => a.startsWith("role:"))) {
+      ctx.addIssue({ code: "custom", path: ["quorum"], message: `asks ${quorum} approvers to agree but names only ${r.approvers.length} principals and no role` });
+    }
+  });
+
 const conditionShape = {
   expiresAt: z.number().int().nonnegative().optional(),
   maxUses: z.number().int().positive().optional(),
@@ -192,6 +255,7 @@ const grantSchema = z.strictObject({
   exec: z.array(execRuleSchema).max(1024).optional(),
   revoke: z.array(revokeRuleSchema).max(1024).optional(),
   audit: nonEmptyList(z.enum(AUDIT_OPS)).optional(),
+  approval: z.array(approvalRuleSchema).max(1024).optional(),
 });
 
 /** Turns zod issues into one message a person can act on, naming each field. */

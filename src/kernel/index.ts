@@ -7,6 +7,8 @@
 /** Typed errors: one base class, a stable `code` on each; denials carry the link that denied. */
 export {
   AgentcapError,
+  ApprovalRefused,
+  ApprovalRequired,
   AuditFailure,
   BudgetExhausted,
   CapabilityDenied,
@@ -36,9 +38,9 @@ export { createManualClock, systemClock } from "./clock.js";
 export type { Clock, ManualClock } from "./clock.js";
 
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
-export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, parseConditions, parseGrant, REVOCATION_TARGETS } from "./grant.js";
+export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, parseConditions, parseGrant, REQUEST_ACTIONS, REVOCATION_TARGETS } from "./grant.js";
 export type { FieldAction, FieldView } from "./field-actions.js";
-export type { ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RevocationKind, RevokeRule, Scalar } from "./grant.js";
+export type { ApprovalRule, ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */
 export { requestTarget } from "./request.js";
@@ -71,7 +73,7 @@ export {
   revocationSignal,
 } from "./capability.js";
 export type { Revocable } from "./capability.js";
-export type { UseOptions } from "./evaluation.js";
+export type { CheckOptions, UseOptions } from "./evaluation.js";
 export type { LinkSummary, MintRecord } from "./node.js";
 
 /** Type-level reach: what a capability can possibly allow, checked at compile time. */
@@ -87,4 +89,12 @@ export type { MintSubject, RevocationList } from "./ledger.js";
 
 /** Audit events: one per invocation, with the lineage and mint record of the authority used. */
 export { auditSubject, eventSink } from "./audit-sink.js";
-export type { AuditCompletion, AuditEvent, AuditIntent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";
+export type { ApprovalRecord, ApprovalStage, AuditCompletion, AuditEvent, AuditIntent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";
+
+/**
+ * Human approval bound to the exact call: a request an approval rule matches
+ * waits for its approvers, then runs once under a capability that approves
+ * exactly it, its arguments and needs, for at most 60 seconds.
+ */
+export { createApprovals, MAX_APPROVED_SECONDS } from "./approvals.js";
+export type { ApprovalAsk, ApprovalRequirement, Approvals, ApprovalsOptions, ApprovalStatus, ApprovalView } from "./approvals.js";

@@ -8,9 +8,9 @@ import { canonicalJson, sha256Hex } from "./content-hash.js";
 import { InvalidInput } from "./errors.js";
 import type { Grant, LinkConditions } from "./grant.js";
 import type { ExternalLink, RootGuard } from "./ledger.js";
-import { snapshotPlainData } from "./plain-data.js";
+import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { RevocationCell } from "./revocation.js";
-import { compileConditions, compileDomains, type CompiledConditions, type CompiledDomains } from "./rules.js";
+import { compileApprovals, compileConditions, compileDomains, type CompiledApprovalRule, type CompiledConditions, type CompiledDomains } from "./rules.js";
 import { defined } from "./defined.js";
 
 /** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
@@ -30,6 +30,23 @@ export interface MintRecord {
   readonly mintId: string;
 }
 
+/** One approver of a call: the principal and roles of the capability they approved with. */
+export interface Approver {
+  readonly principal: string;
+  readonly roles: readonly string[];
+}
+
+/**
+ * An approval as the link it made carries it: its id, who approved, and the
+ * exact requests approved, each by its canonical key and, for a call, the
+ * hash of its arguments (null: the request alone is approved).
+ */
+export interface ApprovalStamp {
+  readonly id: string;
+  readonly approvers: readonly Approver[];
+  readonly bindings: readonly { readonly request: string; readonly args: string | null }[];
+}
+
 /** One link of a lineage, safe to log: ids, hashes and data, never a capability. */
 export interface LinkSummary {
   readonly id: string;
@@ -40,6 +57,8 @@ export interface LinkSummary {
   readonly revocable: boolean;
   /** Names the caretaker gave the link, such as `{ session, task }`; they grant nothing. */
   readonly labels: Readonly<Record<string, string>>;
+  /** Only on a link made by an approval: its id and the principals who approved. */
+  readonly approval?: { readonly id: string; readonly approvers: readonly string[] };
 }
 
 export interface Node {
@@ -51,6 +70,10 @@ export interface Node {
   readonly grant: Grant | null;
   readonly conditions: LinkConditions;
   readonly domains: CompiledDomains | null;
+  /** The grant's approval rules, or null when it has none. */
+  readonly approvals: readonly CompiledApprovalRule[] | null;
+  /** Set on a link an approval made: the exact calls it approves. */
+  readonly stamp: ApprovalStamp | null;
   readonly cond: CompiledConditions;
   readonly mint: MintRecord;
   readonly clock: Clock;
@@ -81,6 +104,8 @@ export interface NodeOrigin {
   readonly identity?: LinkIdentity | null;
   /** Only for a root. */
   readonly guard?: RootGuard | null;
+  /** Only for a link an approval makes (kernel only). */
+  readonly stamp?: ApprovalStamp;
 }
 
 export function hashOf(node: Node): string {
@@ -94,6 +119,7 @@ export function hashOf(node: Node): string {
         conditions: node.conditions,
         revocable: node.cell !== null,
         labels: node.labels,
+        ...(node.stamp === null ? {} : { approval: node.stamp }),
       }),
     );
   }
@@ -113,6 +139,7 @@ export function summaryOf(node: Node): LinkSummary {
       conditions: node.conditions,
       revocable: node.cell !== null,
       labels: node.labels,
+      ...(node.stamp === null ? {} : { approval: deepFreeze({ id: node.stamp.id, approvers: node.stamp.approvers.map((a) => a.principal) }) }),
     });
     SUMMARIES.add(node.summary);
   }
@@ -144,6 +171,8 @@ export function makeNode(
     grant,
     conditions,
     domains: grant === null ? null : compileDomains(grant),
+    approvals: grant === null ? null : compileApprovals(grant),
+    stamp: origin.stamp ?? null,
     cond: compileConditions(conditions),
     mint,
     clock,

@@ -1,7 +1,7 @@
 import { classifyAddress, isIpLiteral, unbracket } from "./address.js";
 import { isWithin, pathHasPrefix } from "./canonical-forms.js";
 import { actionKey, actionPermits } from "./field-actions.js";
-import type { ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
+import type { ApprovalRule, ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
 import type { CheckedRequest } from "./request.js";
 
 /*
@@ -51,6 +51,17 @@ export interface CompiledDomains {
   readonly exec: readonly CompiledExecRule[] | null;
   readonly revoke: readonly CompiledRevokeRule[] | null;
   readonly audit: readonly string[] | null;
+}
+
+/** One approval rule as the matcher reads it. */
+export interface CompiledApprovalRule {
+  readonly tools: ReadonlySet<string> | null;
+  readonly actions: ReadonlySet<string> | null;
+  readonly input: readonly (readonly [string, ArgPattern])[] | null;
+  readonly approvers: ReadonlySet<string>;
+  readonly quorum: number;
+  /** The rule as the grant states it, for approvers to read. */
+  readonly rule: ApprovalRule;
 }
 
 export interface CompiledConditions {
@@ -132,6 +143,69 @@ export function compileDomains(grant: Grant): CompiledDomains {
       : null,
     audit: audit ?? null,
   });
+}
+
+/** A grant's approval rules, compiled; null when it has none. */
+export function compileApprovals(grant: Grant): readonly CompiledApprovalRule[] | null {
+  const rules = own(grant, "approval");
+  if (rules === undefined || rules.length === 0) return null;
+  return Object.freeze(
+    rules.map((r) => {
+      const tools = own(r, "tools");
+      const actions = own(r, "actions");
+      const input = own(r, "input");
+      return Object.freeze({
+        tools: tools ? new Set(tools) : null,
+        actions: actions ? new Set<string>(actions) : null,
+        input: input ? Object.entries(input) : null,
+        approvers: new Set(r.approvers),
+        quorum: own(r, "quorum") ?? 1,
+        rule: r,
+      });
+    }),
+  );
+}
+
+/** Marks a decision made without the call's arguments. */
+export const NO_ARGS: unique symbol = Symbol("agentcap.noArgs");
+
+/** Whether `rule` asks for approval of `r` made with `args` (NO_ARGS: not known, so every argument pattern counts as matched). */
+export function approvalMatches(rule: CompiledApprovalRule, r: CheckedRequest, args: unknown): boolean {
+  const named = (rule.tools !== null && r.kind === "tool" && rule.tools.has(r.tool)) || (rule.actions !== null && rule.actions.has(r.action));
+  if (!named) return false;
+  if (rule.input === null || args === NO_ARGS) return true;
+  if (typeof args !== "object" || args === null || Array.isArray(args)) return false;
+  return rule.input.every(([field, pattern]) => {
+    if (!Object.hasOwn(args, field)) return false;
+    const value: unknown = (args as Record<string, unknown>)[field];
+    if (typeof pattern === "object" && Object.hasOwn(pattern, "any")) return true;
+    return typeof value === "string" && argMatches(pattern, value);
+  });
+}
+
+/** Whether a principal with `roles` is one of the rule's approvers, by name or by role. */
+export function isApproverOf(rule: CompiledApprovalRule, principal: string, roles: readonly string[]): boolean {
+  return rule.approvers.has(principal) || roles.some((role) => rule.approvers.has(`role:${role}`));
+}
+
+/** A canonical request as one string: two requests have the same key exactly when they ask for the same action on the same thing. */
+export function requestKey(r: CheckedRequest): string {
+  switch (r.kind) {
+    case "tool":
+      return JSON.stringify([r.action, r.tenant, r.tool]);
+    case "fs":
+      return JSON.stringify([r.action, r.tenant, r.path]);
+    case "http":
+      return JSON.stringify([r.action, r.tenant, r.method, r.url.href, r.address]);
+    case "db":
+      return JSON.stringify([r.action, r.tenant, r.model, [...r.fields].sort(), [...r.scope].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+    case "exec":
+      return JSON.stringify([r.action, r.tenant, r.argv, r.cwd, [...r.env].sort()]);
+    case "revoke":
+      return JSON.stringify([r.action, r.tenant, r.target, r.id]);
+    case "audit":
+      return JSON.stringify([r.action, r.tenant, r.op]);
+  }
 }
 
 export function compileConditions(c: LinkConditions): CompiledConditions {

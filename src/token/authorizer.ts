@@ -24,9 +24,13 @@ export function biscuitDecision(token: string, options: { readonly publicKeys: P
     return compileBlock(json, decodeBlock(json, i)).checks;
   });
   const failures = result.failed.map((f) => ({ link: f.block, rule: kinds[f.block]?.[f.check] ?? "domains" }));
-  // The kernel reports an expired link before any other denial, then the first link that refuses, tenants before domains.
-  const expired = failures.filter((f) => f.rule === "expiresAt").sort((a, b) => a.link - b.link)[0];
-  const first = [...failures].sort((a, b) => a.link - b.link || (a.rule === "tenants" ? -1 : 1) - (b.rule === "tenants" ? -1 : 1))[0];
-  const chosen = expired ?? first;
+  // The kernel reports an expired link before any other denial, then the first link that refuses, tenants before domains,
+  // and a need for approval only when every link would otherwise allow the request.
+  const byLink = (a: { link: number }, b: { link: number }) => a.link - b.link;
+  const expired = failures.filter((f) => f.rule === "expiresAt").sort(byLink)[0];
+  const refusals = failures.filter((f) => f.rule !== "approval");
+  const first = [...refusals].sort((a, b) => a.link - b.link || (a.rule === "tenants" ? -1 : 1) - (b.rule === "tenants" ? -1 : 1))[0];
+  const approval = failures.filter((f) => f.rule === "approval").sort(byLink)[0];
+  const chosen = expired ?? first ?? approval;
   return chosen === undefined ? { allowed: false, link: 0, rule: "domains" } : { allowed: false, link: chosen.link, rule: chosen.rule };
 }

@@ -17,6 +17,7 @@
 import { actionKey, classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
 import {
   InvalidInput,
+  type ApprovalRule,
   type ArgPattern,
   type DbRule,
   type ExecRule,
@@ -29,7 +30,7 @@ import {
 import type { DatalogCode } from "./biscuit.js";
 
 /** What one compiled check enforces: the kernel rule name a failure of it stands for. */
-export type CheckKind = "expiresAt" | "tenants" | "domains";
+export type CheckKind = "expiresAt" | "tenants" | "domains" | "approval";
 
 type Params = Record<string, string | number | boolean>;
 
@@ -198,9 +199,40 @@ function domainBodies(params: Params, grant: Grant): string[] {
   return bodies;
 }
 
+/** What each action an approval rule names looks like in a request's facts. */
+const ACTION_FACTS: Readonly<Record<string, string>> = {
+  "tool.call": "tool($x)",
+  "fs.read": 'fs_op("read")',
+  "fs.write": 'fs_op("write")',
+  "fs.list": 'fs_op("list")',
+  "fs.delete": 'fs_op("delete")',
+  "http.request": "http_method($x)",
+  "db.read": 'db_op("read")',
+  "db.create": 'db_op("create")',
+  "db.update": 'db_op("update")',
+  "db.delete": 'db_op("delete")',
+  exec: "exec_program($x)",
+  revoke: "revoke_target($x)",
+  "audit.read": 'audit_op("read")',
+};
+
+/**
+ * The requests an approval rule asks approval for, as bodies of `reject if`:
+ * a token carries no approval (one is made in the verifying process, bound to
+ * one call, and never serialized), so Biscuit refuses every request a rule
+ * names. Argument patterns are not in a request's facts: a rule with them
+ * refuses as the kernel does when it decides without the arguments.
+ */
+function approvalBodies(params: Params, rule: ApprovalRule): string[] {
+  const bodies = (own(rule, "tools") ?? []).map((tool) => `tool(${param(params, tool)})`);
+  for (const action of new Set(own(rule, "actions") ?? [])) bodies.push(ACTION_FACTS[action] as string);
+  return bodies;
+}
+
 /**
  * Appends to `lines` the checks of one link: expiry, tenants, then (for a link
- * with a grant) one check whose alternatives are the grant's rules. Returns
+ * with a grant) one check whose alternatives are the grant's rules, and one
+ * `reject if` per request kind its approval rules name. Returns
  * what each check enforces. `maxUses` and `budget` are stateful and are
  * enforced against the revocation store, not here.
  */
@@ -221,6 +253,12 @@ export function compileLinkChecks(grant: Grant | null, conditions: LinkCondition
     // A grant that names no rule allows nothing.
     lines.push(`check if ${bodies.length === 0 ? "false" : bodies.join(" or ")};`);
     kinds.push("domains");
+    for (const rule of own(grant, "approval") ?? []) {
+      for (const body of approvalBodies(params, rule)) {
+        lines.push(`reject if ${body};`);
+        kinds.push("approval");
+      }
+    }
   }
   return kinds;
 }

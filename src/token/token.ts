@@ -135,6 +135,9 @@ function compiled(data: BlockData): DatalogCode {
 }
 
 function linkBlock(link: LinkSummary): BlockData {
+  if (link.approval !== undefined) {
+    throw new InvalidInput("an approved capability is bound to one call in this process and cannot become a token; make the token before the approval, and ask for approval where the call runs");
+  }
   if (link.grant !== null) return { v: 1, kind: "narrow", id: link.id, grant: link.grant };
   if (link.revocable) {
     // Reserved labels attribute events inside this process; the process that verifies the token labels its own caretakers.

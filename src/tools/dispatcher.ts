@@ -10,6 +10,7 @@ import {
   narrow,
   NotACapability,
   revocationSignal,
+  type Approvals,
   type AuditOutcome,
   type AuditSink,
   type Capability,
@@ -38,6 +39,13 @@ export interface DispatcherOptions {
    * needs are worked out. Without it, any mint's roots are accepted.
    */
   readonly mints?: readonly string[];
+  /**
+   * The approval flow for calls an approval rule of the caller's chain
+   * matches: such a call waits for its approvers and then runs once under a
+   * capability bound to exactly its tool, arguments and needs. Without it,
+   * such a call is denied (ApprovalRequired) and such tools are not listed.
+   */
+  readonly approvals?: Approvals;
 }
 
 /** Runs tool calls under capabilities. Holds no authority of its own: every call brings its capability. */
@@ -64,7 +72,13 @@ export interface Dispatcher {
 /** Creates a dispatcher over a fixed set of tools; throws InvalidInput for a duplicate name or a non-tool. */
 export function createDispatcher(options: DispatcherOptions): Dispatcher {
   const own = <K extends keyof DispatcherOptions>(k: K): DispatcherOptions[K] | undefined => (Object.hasOwn(options, k) ? options[k] : undefined);
-  const [tools, sink] = [own("tools"), own("audit")];
+  const [tools, sink, approvals] = [own("tools"), own("audit"), own("approvals")];
+  const flow: unknown = approvals;
+  if (flow !== undefined && (typeof flow !== "object" || flow === null || typeof (flow as { run?: unknown }).run !== "function")) {
+    throw new InvalidInput("createDispatcher: approvals must be an approval flow made by createApprovals");
+  }
+  /** Whether a decision only waits for an approval that this dispatcher can ask for. */
+  const asksApproval = (d: Decision) => !d.allowed && d.code === "ERR_APPROVAL_REQUIRED" && approvals !== undefined;
   const trusted = trustedMintsOption(options, "createDispatcher");
   if (!Array.isArray(tools)) throw new InvalidInput("createDispatcher needs tools: an array of tools made by defineTool");
   if (!isAuditSink(sink)) {
@@ -83,7 +97,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     throw new InvalidInput("call expects a tool registered with this dispatcher, or its name");
   };
 
-  const call = (async (ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions): Promise<unknown> => {
+  /** A call; `mayAsk` is false for the call an approval resumes, which must not ask again. */
+  const dispatch = async (ref: unknown, input: unknown, capability: Capability, callOptions: CallOptions | undefined, mayAsk: boolean): Promise<unknown> => {
     if (!isCapability(capability)) throw new NotACapability("a tool call needs the caller's capability; nothing else carries authority");
     const name = resolve(ref);
     const registered = registry.get(name);
@@ -96,25 +111,38 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     // Until this decision exists there is no invocation to record: a call that cannot name a tool (or a tenant) is refused without an event.
     let request: Request = toolRequest;
     let decision: Decision = checkTrusted(trusted, capability, toolRequest);
-    let ready: { readonly tool: AnyTool; readonly plan: CallPlan };
+    let ready: { readonly tool: AnyTool; readonly plan: CallPlan; readonly approval: Approvals | null };
     try {
-      if (!decision.allowed) throw denialError(decision);
+      // A call waiting only for approval is worked out first: approvers are shown its exact arguments and needs.
+      if (!decision.allowed && !asksApproval(decision)) throw denialError(decision);
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
       const plan = await planCall(registered, input, needsContext(capability, tenant));
       for (const need of plan.needs) {
         const d = check(capability, need);
-        if (!d.allowed) {
+        if (!d.allowed && !asksApproval(d)) {
           [request, decision] = [need, d];
           throw denialError(d);
         }
       }
-      decision = authorize(capability, toolRequest);
-      if (!decision.allowed) throw denialError(decision);
-      ready = { tool: registered, plan };
+      const args = { args: plan.input };
+      const now = check(capability, toolRequest, args);
+      const needApproval = plan.needs.some((need) => !check(capability, need).allowed);
+      if (mayAsk && approvals !== undefined && (asksApproval(now) || needApproval)) {
+        ready = { tool: registered, plan, approval: approvals };
+      } else {
+        decision = authorize(capability, toolRequest, args);
+        if (!decision.allowed) throw denialError(decision);
+        ready = { tool: registered, plan, approval: null };
+      }
     } catch (e) {
       // Refused before the handler ran: nothing acted, so the call is one event.
       await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
       throw ForeignFailure.of(e);
+    }
+    if (ready.approval !== null) {
+      // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
+      const { plan } = ready;
+      return ready.approval.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs }, (approved) => dispatch(ref, input, approved, callOptions, false));
     }
     // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live.
     const intent = await intendToolCall(sink, { at, tool: name, toolCode, request, decision, capability });
@@ -134,15 +162,18 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
     if (thrown !== null) throw ForeignFailure.of(thrown.error);
     return result;
-  }) as SubCall;
+  };
+
+  const call = ((ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions) => dispatch(ref, input, capability, callOptions, true)) as SubCall;
 
   const dispatcher: Dispatcher = Object.freeze({
     call,
     catalog: (capability: Capability, callOptions?: CallOptions): readonly CatalogEntry[] => {
       const tenant = tenantFor(capability, callOptions);
-      const reached = [...registry.values()].filter(
-        (t) => checkTrusted(trusted, capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) }).allowed,
-      );
+      const reached = [...registry.values()].filter((t) => {
+        const d = checkTrusted(trusted, capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) });
+        return d.allowed || asksApproval(d);
+      });
       return Object.freeze(reached.map((t) => Object.freeze({ name: t.name, description: t.description, inputSchema: t.inputSchema })));
     },
     tool: (name: string) => registry.get(name),

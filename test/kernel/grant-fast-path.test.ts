@@ -58,6 +58,16 @@ const execRule = fc.record(
   { program: path, args: maybe(list(argPattern)), allowExtraArgs: maybe(fc.boolean()), cwd: maybe(path), env: maybe(list(fc.constantFrom("HOME", "LD_PRELOAD", "1BAD", "A-B", ""))) },
   { requiredKeys: [] },
 );
+const approvalRule = fc.record(
+  {
+    tools: maybe(list(text)),
+    actions: maybe(list(fc.constantFrom("tool.call", "db.create", "fs.write", "http.request", "db.drop", "exec"))),
+    input: maybe(fc.dictionary(text, argPattern, { maxKeys: 2 })),
+    approvers: maybe(list(fc.constantFrom("alice", "bob", "role:admin", "role:", "", "a\0b"))),
+    quorum: maybe(fc.oneof(number, fc.constantFrom(1, 2, 3, 16, 17))),
+  },
+  { requiredKeys: [] },
+);
 const conditions = {
   expiresAt: maybe(number),
   maxUses: maybe(number),
@@ -65,7 +75,7 @@ const conditions = {
   tenants: maybe(list(text)),
 };
 const edgyGrant = fc.record(
-  { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), audit: maybe(list(fc.constantFrom("read", "write", "READ"))), extra: sometimesExtra },
+  { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), audit: maybe(list(fc.constantFrom("read", "write", "READ"))), approval: maybe(list(approvalRule)), extra: sometimesExtra },
   { requiredKeys: [] },
 );
 
@@ -74,6 +84,7 @@ const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
   http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork"],
   db: ["model", "ops", "fields", "scope", "fieldActions"],
   exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
+  approval: ["tools", "actions", "approvers", "quorum", "input"],
 };
 
 /** A well-formed grant with one value, at the top or in one rule, replaced by a value near an edge. */
@@ -84,7 +95,7 @@ const mutatedGrant = fc
     const domains = Object.keys(RULE_KEYS).filter((d) => Array.isArray(copy[d]) && (copy[d] as unknown[]).length > 0);
     const domain = domains[where % (domains.length + 1)];
     if (domain === undefined) {
-      const keys = ["expiresAt", "maxUses", "budget", "tenants", "tools", "fs", "http", "db", "exec", "audit", "extra"];
+      const keys = ["expiresAt", "maxUses", "budget", "tenants", "tools", "fs", "http", "db", "exec", "audit", "approval", "extra"];
       copy[keys[which % keys.length] ?? "extra"] = value;
     } else {
       const rule = (copy[domain] as Record<string, unknown>[])[0] as Record<string, unknown>;

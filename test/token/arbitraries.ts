@@ -1,6 +1,6 @@
 /** fast-check generators over a small universe, so grants and requests overlap often enough to exercise every rule. */
 import fc from "fast-check";
-import type { ArgPattern, Grant, LinkConditions } from "../../src/kernel/grant.ts";
+import type { ApprovalRule, ArgPattern, Grant, LinkConditions } from "../../src/kernel/grant.ts";
 import type { Request } from "../../src/kernel/request.ts";
 
 export const NOW = 1_000_000;
@@ -32,6 +32,20 @@ const argPattern: fc.Arbitrary<ArgPattern> = fc.oneof(
   fc.constantFrom(...argValues).map((p) => ({ prefix: p.slice(0, 3) })),
   fc.constant({ any: true } as const),
 );
+
+/** Approval rules over the same tools and actions; `input` patterns too, which a decision without arguments counts as matched. */
+export const approvalRule: fc.Arbitrary<ApprovalRule> = fc
+  .record({
+    tools: opt(sub(tools, 1)),
+    actions: opt(sub(["tool.call", "fs.write", "fs.read", "http.request", "db.update", "db.delete", "exec", "revoke"] as const, 1)),
+    input: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(undefined) },
+      { weight: 1, arbitrary: fc.dictionary(fc.constantFrom("to", "amount"), argPattern, { minKeys: 1, maxKeys: 2 }) },
+    ),
+    approvers: sub(["alice", "bob", "role:admin"], 1),
+    quorum: opt(fc.constantFrom(1)),
+  })
+  .map((r) => strip(r.tools === undefined && r.actions === undefined ? { ...r, tools: ["a"] } : r) as ApprovalRule);
 
 export const conditions: fc.Arbitrary<LinkConditions> = fc
   .record({
@@ -82,6 +96,7 @@ export const grant: fc.Arbitrary<Grant> = fc
     ),
     revoke: opt(fc.array(fc.record({ target: fc.constantFrom(...revocationTargets), ids: opt(sub(revocationIds, 1)) }).map(strip), { maxLength: 2 })),
     audit: opt(fc.constant(["read" as const])),
+    approval: fc.oneof({ weight: 2, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: fc.array(approvalRule, { maxLength: 2 }) }),
   })
   .chain((domains) => conditions.map((c) => strip({ ...domains, ...c }) as Grant));
 

@@ -32,7 +32,7 @@ function mintFor(g: Grant) {
 /** A kernel decision in the token's terms: allowed, or the link and the kind of check that denied. */
 function kernelTerms(d: Decision): TokenDecision {
   if (d.allowed) return { allowed: true };
-  const rule = d.rule === "expiresAt" || d.rule === "tenants" ? d.rule : "domains";
+  const rule = d.rule === "expiresAt" || d.rule === "tenants" || d.rule === "approval" ? d.rule : "domains";
   return { allowed: false, link: d.link, rule };
 }
 
