@@ -6,7 +6,7 @@ import { LeaseBook, type LeasePlan } from "./lease-book.js";
 import { createSchema, IDENTIFIER } from "./postgres-schema.js";
 import { RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
-import { reinstateKey, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
+import { droppableBefore, reinstateKey, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
 /** Options of the Postgres token store. */
 export interface PostgresStoreOptions {
@@ -201,7 +201,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     for (const row of rows) book.add(entryOf(row));
     const last = rows.at(-1);
     if (last !== undefined) seen = Number(last.seq);
-    book.prune(systemClock.now());
+    book.prune(droppableBefore(systemClock.now()));
     await write(`UPDATE ${schema}.token_listeners SET seen = $2, heartbeat = now() WHERE owner = $1`, [origin, seen]);
   };
   // One read at a time; a request made during a read gets another read after it.
@@ -573,7 +573,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
            SELECT seq, pg_notify($6, '{"revoke":true}') FROM up`,
           [entry.kind, entry.id, entry.reason, entry.revokedAt, entry.expiresAt, channel],
         );
-        await write(`DELETE FROM ${schema}.token_revoked WHERE expires_at IS NOT NULL AND expires_at <= $1`, [systemClock.now()]);
+        await write(`DELETE FROM ${schema}.token_revoked WHERE expires_at IS NOT NULL AND expires_at <= $1`, [droppableBefore(systemClock.now())]);
         await awaitAcks(Number(rows[0]?.seq ?? 0));
       }),
     async reinstate(target: ReinstateTarget): Promise<void> {

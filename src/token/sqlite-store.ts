@@ -4,7 +4,7 @@ import { InvalidInput, systemClock, type AuditSink, type Capability } from "../k
 import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
-import { reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
+import { droppableBefore, reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS agentcap_store (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,7 +107,7 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
     book.replace(selectRevoked.all().map(entryOf));
   };
   let closed = false;
-  pruneRows.run(systemClock.now());
+  pruneRows.run(droppableBefore(systemClock.now()));
   refresh();
 
   // While something waits to hear of a revocation (a session, a signal of work in flight), look for other processes' commits between decisions too.
@@ -151,10 +151,10 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
       performRevocation(book, target, opts, audit, (entry) => {
         const now = systemClock.now();
         db.transaction(() => {
-          pruneRows.run(now);
+          pruneRows.run(droppableBefore(now));
           upsertRevoked.run(entry.kind, entry.id, entry.reason, entry.revokedAt, entry.expiresAt);
         }).immediate();
-        book.prune(now);
+        book.prune(droppableBefore(now));
         return undefined;
       }),
     // Async so that a bad target rejects rather than throwing at the call.

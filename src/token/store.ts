@@ -36,9 +36,23 @@ export interface RevokeOptions {
   readonly by?: Capability;
   /**
    * The time after which everything this revocation refuses has expired anyway
-   * (ms since the epoch), when known: the entry is dropped from the list then.
+   * (ms since the epoch), when known: the entry is dropped from the list
+   * `REVOCATION_KEPT_AFTER_EXPIRY_MS` after it.
    */
   readonly expiresAt?: number | null;
+}
+
+/**
+ * How long a revocation is kept after everything it refuses has expired:
+ * one day. Each process drops entries by its own wall clock; one whose clock
+ * runs ahead by less than this cannot drop a revocation that a process with
+ * a right clock still needs (the token is live there).
+ */
+export const REVOCATION_KEPT_AFTER_EXPIRY_MS = 24 * 60 * 60 * 1000;
+
+/** Entries whose expiry is at or before this may be dropped now. */
+export function droppableBefore(now: number): number {
+  return now - REVOCATION_KEPT_AFTER_EXPIRY_MS;
 }
 
 /** What a revocation reached in this process, besides every other process sharing the store. */
