@@ -106,7 +106,12 @@ export async function runOnce<E extends Environment>(
     const followUp = env.followUp;
     if (followUp !== undefined) {
       const model = scriptedModel([{ calls: followUp.calls }, { text: "done" }]);
-      await runTask(followUp.name, followUp.request, { ...executorOptions, name: followUp.name, model, onCall: () => undefined }, followUp.name).catch(() => undefined);
+      let allowed = 0;
+      const count = (r: CallRecord) => {
+        if (r.verdict === "allowed") allowed += 1;
+      };
+      await runTask(followUp.name, followUp.request, { ...executorOptions, name: followUp.name, model, onCall: count }, followUp.name).catch(() => undefined);
+      followUp.done(allowed === followUp.calls.length);
     }
   } finally {
     session.close("the run is over");

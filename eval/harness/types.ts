@@ -93,9 +93,10 @@ export interface Environment {
   /**
    * Another task of the same session, run after the user's task: what an
    * attack on another task's budget would starve. It is scripted, reads no
-   * injected data, and its effect is the suite's to check.
+   * injected data; the runner tells `done` whether every one of its calls
+   * went through.
    */
-  readonly followUp?: { readonly name: string; readonly request: TaskRequest; readonly calls: readonly ScriptedCall[] };
+  readonly followUp?: { readonly name: string; readonly request: TaskRequest; readonly calls: readonly ScriptedCall[]; done(ok: boolean): void };
   /** Told each task's id and request as the Governor starts it, so the critical-operation policy can check a call against what the user asked for. */
   readonly onTask?: (taskId: string, request: TaskRequest) => void;
   /** Puts every file, row and service back as the suite seeds it, with `injection` planted in every injection vector (or the benign text). */
