@@ -2,7 +2,7 @@ import fs from "node:fs";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { InvalidInput, isCapability, narrow, NotACapability, type Capability, type Request } from "../kernel/index.js";
-import { describeIssues, resolveOptional, snapshotPlainData } from "../kernel/internal.js";
+import { defined, describeIssues, resolveOptional, snapshotPlainData } from "../kernel/internal.js";
 import type { AnyTool, ToolContext } from "../tools/index.js";
 import { defineModuleTool } from "../tools/internal.js";
 import { compileAllowedModule, compileToolModule, type ToolModuleSource } from "./compile.js";
@@ -73,22 +73,39 @@ export async function loadToolModule(from: string | ToolModuleSource, options: L
     if (options.allow !== undefined || options.limits !== undefined) throw new InvalidInput("allow and limits apply to sandboxed modules; a trusted module runs unconfined");
     return loadTrusted(source.path, endowments);
   }
-  const { shapes, remotes } = splitEndowments(endowments);
-  const ses = resolveOptional("ses", "loading a tool module sandboxed");
-  const compiled = await compileToolModule(source);
-  const allow = [...new Set(["zod", ...(options.allow ?? [])])];
-  const modules = await Promise.all(allow.map(async (specifier) => ({ specifier, code: await compileAllowedModule(specifier, compiled.dir) })));
-  const limits = { ...DEFAULT_SANDBOX_LIMITS, ...(parsed.data.limits ?? {}) } as SandboxLimits;
-  const sandbox = new ModuleSandbox({ ses, tool: { code: compiled.code, filename: compiled.filename }, modules, endowments: shapes }, limits, compiled.filename, remotes);
-  const infos = await sandbox.start();
+  const { sandbox, infos } = await startSandbox(source, endowments, options.allow ?? [], parsed.data.limits ?? {});
   try {
-    if (infos.length === 0) throw new InvalidInput(`tool module ${compiled.filename} exports no tools made by defineTool`);
-    const tools = infos.map((info) => sandboxedTool(info, sandbox));
-    return Object.freeze({ tools: Object.freeze(tools), close: () => sandbox.close() });
+    return Object.freeze({ tools: Object.freeze(infos.map((info) => sandboxedTool(info, sandbox))), close: () => sandbox.close() });
   } catch (e) {
     await sandbox.close();
     throw e;
   }
+}
+
+/**
+ * A started sandbox running the module `source` with `endowments`, and the
+ * tools it defines (at least one). Within the sandbox layer only: the
+ * built-in tools start theirs here too.
+ */
+export async function startSandbox(
+  source: ToolModuleSource,
+  endowments: Endowments,
+  allowed: readonly string[],
+  limits: { readonly [K in keyof SandboxLimits]?: number | undefined },
+): Promise<{ sandbox: ModuleSandbox; infos: readonly ToolInfo[] }> {
+  const { shapes, remotes } = splitEndowments(endowments);
+  const ses = resolveOptional("ses", "loading a tool module sandboxed");
+  const compiled = await compileToolModule(source);
+  const allow = [...new Set(["zod", ...allowed])];
+  const modules = await Promise.all(allow.map(async (specifier) => ({ specifier, code: await compileAllowedModule(specifier, compiled.dir) })));
+  const settings = { ...DEFAULT_SANDBOX_LIMITS, ...defined(limits) };
+  const sandbox = new ModuleSandbox({ ses, tool: { code: compiled.code, filename: compiled.filename }, modules, endowments: shapes }, settings, compiled.filename, remotes);
+  const infos = await sandbox.start();
+  if (infos.length === 0) {
+    await sandbox.close();
+    throw new InvalidInput(`tool module ${compiled.filename} exports no tools made by defineTool`);
+  }
+  return { sandbox, infos };
 }
 
 /** Options are read once, own properties only; endowments are checked on their own, as they hold objects. */

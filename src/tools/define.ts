@@ -118,6 +118,16 @@ export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandl
   return makeTool(spec, handler, code);
 }
 
+/**
+ * The same tool (name, description, input, needs) with another handler and a
+ * record of how that handler's code runs: the sandbox layer runs the
+ * handlers of agentcap's built-in tools in a sandbox this way, while their
+ * needs stay agentcap's own. For the sandbox layer only.
+ */
+export function rehostTool(tool: AnyTool, code: ToolCode, handler: ToolHandler<unknown, unknown> = implementationOf(tool).handler): AnyTool {
+  return makeTool({ name: tool.name, description: tool.description, input: tool.input, needs: implementationOf(tool).needs }, handler, code);
+}
+
 function makeTool<S extends z.ZodObject, Out, Q extends Request>(
   spec: ToolSpec<S, Q>,
   handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,

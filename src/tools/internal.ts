@@ -4,4 +4,4 @@
  * events record how their code runs.
  */
 export { tenantFor } from "./plan.js";
-export { defineModuleTool } from "./define.js";
+export { defineModuleTool, rehostTool } from "./define.js";
