@@ -8,10 +8,11 @@
  * and the audit log shows each decision and whose authority it was.
  *
  * Everything is real except the model: the file system, HTTP client and
- * SQLite database are agentcap's confined resources, and the agent loop is
- * the Vercel AI SDK's. Nothing touches the network.
+ * SQLite database are agentcap's confined resources, the tools' handlers run
+ * sandboxed, and the agent loop is the Vercel AI SDK's. Nothing touches the
+ * network.
  *
- * Run it with `npx tsx examples/agent-demo.ts`.
+ * Run it with `npm run example:agent`.
  */
 import Database from "better-sqlite3";
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
@@ -23,7 +24,8 @@ import { createHttpClient } from "agentcap/http";
 import { createExecutor, createGovernor, openSession } from "agentcap/runtime";
 import { createSqlDatabase } from "agentcap/sql";
 import { scriptedModel } from "agentcap/testing";
-import { createDispatcher, databaseTools, fetchTool, fileTools } from "agentcap/tools";
+import { loadBuiltinTools } from "agentcap/sandbox";
+import { createDispatcher } from "agentcap/tools";
 
 // 1. Alice's workspace: an uploaded report with an injected instruction, and her SSH key.
 const workspace = realpathSync(mkdtempSync(join(tmpdir(), "agentcap-demo-")));
@@ -43,18 +45,7 @@ writeFileSync(
   ].join("\n"),
 );
 
-// 2. The application's confined resources, and the tools over them.
-const sqlite = new Database(":memory:");
-sqlite.exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL);
-  INSERT INTO customers VALUES (1, 'acme', 'Ada'), (2, 'globex', 'Linus');`);
-const schema = { Customer: { table: "customers", primaryKey: "id", fields: { id: { type: "integer" }, tenantId: { type: "text", column: "tenant_id" }, name: { type: "text" } } } } as const;
-const files = fileTools(createFileSystem({ baseDir: workspace }));
-const db = databaseTools(createSqlDatabase({ sqlite, schema }), schema);
-const events: AuditEvent[] = [];
-const audit: AuditSink = eventSink((e) => void events.push(e));
-const dispatcher = createDispatcher({ tools: [files.read, files.write, files.list, fetchTool(createHttpClient()), db.query], audit });
-
-// 3. The application's mint: what Alice may do at all.
+// 2. The application's mint: what Alice may do at all.
 const alicePolicy: Grant = {
   tenants: ["acme"],
   tools: ["read_file", "write_file", "list_files", "fetch_url", "db_query"],
@@ -63,6 +54,22 @@ const alicePolicy: Grant = {
   db: [{ model: "Customer", ops: ["read"], scope: { tenantId: "acme" } }],
 };
 const mint = createMint({ issuer: "demo-app", policy: (p) => (p.id === "alice" ? alicePolicy : null) });
+
+// 3. The application's confined resources, which accept only its own mint's capabilities, and the built-in
+//    tools over them, whose handlers run in a sandbox (SES in a worker) holding nothing but each call's capability.
+const sqlite = new Database(":memory:");
+sqlite.exec(`CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL);
+  INSERT INTO customers VALUES (1, 'acme', 'Ada'), (2, 'globex', 'Linus');`);
+const schema = { Customer: { table: "customers", primaryKey: "id", fields: { id: { type: "integer" }, tenantId: { type: "text", column: "tenant_id" }, name: { type: "text" } } } } as const;
+const events: AuditEvent[] = [];
+const audit: AuditSink = eventSink((e) => void events.push(e));
+const mints = [mint.id];
+const builtins = await loadBuiltinTools({
+  files: createFileSystem({ baseDir: workspace, mints }),
+  http: createHttpClient({ mints }),
+  database: { db: createSqlDatabase({ sqlite, schema, mints }), schema },
+});
+const dispatcher = createDispatcher({ tools: builtins.tools, audit, mints });
 
 // 4. Alice's session; the Governor gives the summarizer a read-only slice of it for this one task.
 const session = openSession({ mint, principal: { id: "alice", tenants: ["acme"] }, id: "session-1", requestId: "req-42" });
@@ -145,5 +152,8 @@ lineage.forEach((l, i) => {
 console.log(`\nsummary: ${result.text}`);
 console.log(`task status: ${task.status}; its capability is now revoked, and alice's session is untouched.`);
 console.log(`every event names mint request ${events[0]?.subject.mint.requestId ?? "?"} (issuer ${events[0]?.subject.mint.issuer ?? "?"}) and task ${events[0]?.subject.taskId ?? "?"}`);
+const ran = [...new Set(events.flatMap((e) => (e.kind === "tool" && e.toolCode !== undefined ? [e.toolCode] : [])))];
+console.log(`the tools' handlers ran ${ran.join(", ")}: tool code held nothing but each call's capability`);
 
 session.close("demo finished");
+await builtins.close();

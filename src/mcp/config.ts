@@ -68,6 +68,28 @@ const storeSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 
+/** The gateway's resources a tool module may be endowed with, by the name it sees them under. */
+export const ENDOWABLE = Object.freeze(["files", "http", "database", "exec"] as const);
+
+/**
+ * A tool module the gateway serves: loaded sandboxed (SES in a worker, see
+ * agentcap/sandbox), endowed with the acting methods of the named resources
+ * (which must be configured) and plain `data`; `trusted: true` loads it in
+ * this process instead, recorded in every event of its tools.
+ */
+const toolModuleSchema = z
+  .strictObject({
+    path: nonEmpty,
+    endow: z.array(z.enum(ENDOWABLE)).optional(),
+    data: z.record(z.string().regex(/^[A-Za-z_$][\w$]{0,63}$/, "must be an identifier"), z.json()).optional(),
+    allow: z.array(z.string().min(1).max(214)).max(64).optional(),
+    timeoutMs: z.number().int().positive().max(3_600_000).optional(),
+    memoryMb: z.number().int().min(16).max(16_384).optional(),
+    trusted: z.boolean().optional(),
+  })
+  .refine((m) => m.trusted !== true || (m.allow === undefined && m.timeoutMs === undefined && m.memoryMb === undefined), "allow, timeoutMs and memoryMb apply to sandboxed modules; a trusted module runs unconfined")
+  .refine((m) => Object.keys(m.data ?? {}).every((k) => !(ENDOWABLE as readonly string[]).includes(k)), "data must not use the names of endowed resources (files, http, database, exec)");
+
 /** Signed checkpoints of the audit log: the signing key's file (kept away from the database), the checkpoint file, and how often. */
 const checkpointsSchema = z.strictObject({
   keyFile: nonEmpty,
@@ -187,12 +209,23 @@ const configSchema = z
         http: z.strictObject({ timeoutMs: z.number().int().positive().optional() }).optional(),
         database: z.strictObject({ sqlite: nonEmpty, schema: z.record(nonEmpty, z.unknown()) }).optional(),
         commands: z.strictObject({ env: z.record(z.string(), z.string()).optional() }).optional(),
+        /** The opt-out for the built-in tools above: their handlers run in this process instead of a sandbox (recorded in every event). */
+        trusted: z.boolean().optional(),
+        modules: z.array(toolModuleSchema).max(64).optional(),
       })
       .optional(),
     upstreams: z.array(upstreamSchema).optional(),
     sessions: sessionsSchema.optional(),
   })
   .superRefine((config, ctx) => {
+    const configured = { files: config.tools?.files, http: config.tools?.http, database: config.tools?.database, exec: config.tools?.commands };
+    for (const [i, m] of (config.tools?.modules ?? []).entries()) {
+      for (const name of m.endow ?? []) {
+        if (configured[name] === undefined) {
+          ctx.addIssue({ code: "custom", path: ["tools", "modules", i, "endow"], message: `endows ${name}, which is not configured (tools.${name === "exec" ? "commands" : name})` });
+        }
+      }
+    }
     const limits = httpLimits(config.listen?.limits);
     if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
       ctx.addIssue({
@@ -412,7 +445,8 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
       ...(tools.files === undefined ? {} : { files: { root: path.resolve(dir, tools.files.root) } }),
       ...defined({ http: tools.http }),
       ...(tools.database === undefined ? {} : { database: { ...tools.database, sqlite: path.resolve(dir, tools.database.sqlite) } }),
-      ...defined({ commands: tools.commands }),
+      ...defined({ commands: tools.commands, trusted: tools.trusted }),
+      ...(tools.modules === undefined ? {} : { modules: tools.modules.map((m) => ({ ...m, path: path.resolve(dir, m.path) })) }),
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
     sessions: { ...DEFAULT_SESSION_LIMITS, ...defined(c.sessions ?? {}) },

@@ -6,24 +6,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type Database from "better-sqlite3";
 import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit/index.js";
-import { expiresAt, InvalidInput, type AuditSink, type Capability } from "../kernel/index.js";
-import { defined, requireOptional } from "../kernel/internal.js";
-import { createExec } from "../resources/exec/index.js";
-import { createFileSystem } from "../resources/fs/index.js";
-import { createHttpClient, type Resolver } from "../resources/http/index.js";
-import { createSqlDatabase, type SchemaSpec } from "../resources/sql/index.js";
-import {
-  commandTool,
-  createDispatcher,
-  databaseTools,
-  fetchTool,
-  fileTools,
-  type AnyTool,
-  type Dispatcher,
-  type JsonSchema,
-} from "../tools/index.js";
+import { expiresAt, InvalidInput, keyMintId, type AuditSink, type Capability } from "../kernel/index.js";
+import { defined } from "../kernel/internal.js";
+import type { Resolver } from "../resources/http/index.js";
+import { createDispatcher, type Dispatcher, type JsonSchema } from "../tools/index.js";
 import {
   createTokenMint,
   createVerifier,
@@ -39,6 +26,7 @@ import {
 } from "../token/index.js";
 import { inspectVerified } from "../token/internal.js";
 import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
+import { openGatewayTools } from "./gateway-tools.js";
 import { configuredPolicy } from "./policy.js";
 import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
@@ -140,35 +128,6 @@ export async function openAudit(s: AuditConfig, issuer: string): Promise<AuditSt
 }
 
 /**
- * The built-in confined tools the configuration enables, and what to close
- * with them. Their resources record every access in `audit`, the store the
- * dispatcher records tool calls in, so one lineage query finds both.
- */
-function builtinTools(config: GatewayConfig["tools"], audit: AuditSink, resolver: Resolver | undefined): { tools: AnyTool[]; close: () => void } {
-  const tools: AnyTool[] = [];
-  const closers: (() => void)[] = [];
-  if (config.files !== undefined) {
-    const f = fileTools(createFileSystem({ baseDir: config.files.root, audit }));
-    tools.push(f.read, f.write, f.list);
-  }
-  if (config.http !== undefined) {
-    const timeout = defined({ timeoutMs: config.http.timeoutMs });
-    tools.push(fetchTool(createHttpClient({ audit, ...timeout, ...defined({ resolver }) })));
-  }
-  if (config.database !== undefined) {
-    if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
-    const Driver = requireOptional("better-sqlite3", "the gateway's SQLite database tools") as typeof Database;
-    const sqlite = new Driver(config.database.sqlite, { fileMustExist: true });
-    closers.push(() => sqlite.close());
-    const schema = config.database.schema as SchemaSpec;
-    const d = databaseTools(createSqlDatabase({ sqlite, schema, audit }), schema);
-    tools.push(d.query, d.create, d.update, d.delete);
-  }
-  if (config.commands !== undefined) tools.push(commandTool(createExec({ audit, ...defined({ env: config.commands.env }) })));
-  return { tools, close: () => { closers.forEach((c) => { c(); }); } };
-}
-
-/**
  * Opens a gateway from `config`. Throws InvalidInput for a missing key file,
  * a missing database, an upstream tool that does not exist, and the like;
  * whatever was opened before the failure is closed again.
@@ -189,8 +148,10 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         ? null
         : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store: tokenStore });
     const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
-    const builtin = builtinTools(config.tools, audit, options.resolver);
-    cleanup.push(builtin.close);
+    // The gateway's resources and dispatcher accept only roots its own keys signed: a capability minted in this process by any other mint is refused.
+    const mints = Object.entries(publicKeys).map(([keyId, publicKey]) => keyMintId(Number(keyId), publicKey));
+    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver });
+    cleanup.push(() => own.close());
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
@@ -198,7 +159,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       upstreams.push(g);
       cleanup.push(() => g.close());
     }
-    const dispatcher = createDispatcher({ tools: [...builtin.tools, ...upstreams.flatMap((u) => u.tools)], audit });
+    const dispatcher = createDispatcher({ tools: [...own.tools, ...upstreams.flatMap((u) => u.tools)], audit, mints });
     const verifyOptions = { publicKeys, store: tokenStore };
     const verifier: Verifier = createVerifier(verifyOptions);
     return Object.freeze({
