@@ -8,7 +8,7 @@ import type { AuditSink } from "../src/kernel/audit-sink.ts";
 import { createMint } from "../src/kernel/mint.ts";
 import { createFileSystem } from "../src/resources/fs/index.ts";
 import { compileToolModule } from "../src/sandbox/compile.ts";
-import { loadToolModule } from "../src/sandbox/index.ts";
+import { loadBuiltinTools, loadToolModule } from "../src/sandbox/index.ts";
 import { createDispatcher } from "../src/tools/dispatcher.ts";
 import { measureAsync, report, type Measurement } from "./harness.ts";
 
@@ -97,6 +97,25 @@ export async function runSandboxBench(): Promise<void> {
         ITER / 2,
       );
       report("sandbox: the same, recording tool and file events in the SQLite audit store", baseAudited as Measurement, [sandboxedAuditedRow as Measurement]);
+      const builtinTrusted = await loadBuiltinTools({ files: plain }, { trusted: true });
+      const builtinSandboxed = await loadBuiltinTools({ files: plain });
+      try {
+        const builtinCap = createMint({ issuer: "bench", policy: () => ({ tools: ["read_file"], fs: [{ path: dir, ops: ["read"] }] }) }).issue({ id: "bench-user" });
+        const read = (tools: typeof trusted.tools) => {
+          const dispatcher = createDispatcher({ tools, audit: discard });
+          return () => dispatcher.call("read_file", { path: path.join(dir, "report.txt") }, builtinCap);
+        };
+        const [builtinBase, builtinRow] = await interleaved(
+          [
+            ["built-in read_file, handler in-process, 4 KiB (baseline)", read(builtinTrusted.tools)],
+            ["built-in read_file, handler sandboxed, 4 KiB", read(builtinSandboxed.tools)],
+          ],
+          ITER,
+        );
+        report("sandbox: the built-in read_file, handler sandboxed against in-process", builtinBase as Measurement, [builtinRow as Measurement]);
+      } finally {
+        await builtinSandboxed.close();
+      }
     } finally {
       await sandboxed.close();
       await sandboxedAudited.close();
