@@ -99,7 +99,8 @@ function grantSummary(g: Grant): string[] {
   if (g.tools !== undefined) lines.push(`tools: ${g.tools.length === 0 ? "(none)" : g.tools.join(", ")}`);
   for (const r of g.fs ?? []) lines.push(`fs: ${r.ops.join(",")} ${r.path}${r.subtree === false ? "" : " and below"}`);
   for (const r of g.http ?? []) {
-    lines.push(`http: ${r.methods.join(",")} ${r.origin}${r.pathPrefix ?? "/"}…${r.allowPrivateNetwork === true ? " (private network allowed)" : ""}`);
+    const reach = r.addresses !== undefined ? ` (resolving into ${r.addresses.join(", ")})` : r.allowPrivateNetwork === true ? " (private network allowed)" : "";
+    lines.push(`http: ${r.methods.join(",")} ${r.origin}${r.pathPrefix ?? "/"}…${reach}`);
   }
   for (const r of g.db ?? []) {
     const scope = Object.entries(r.scope ?? {}).map(([k, v]) => `${k} = ${JSON.stringify(v)}`);

@@ -87,3 +87,58 @@ export function isIpLiteral(host: string): boolean {
 export function unbracket(host: string): string {
   return host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
 }
+
+/*
+ * Address ranges a grant names (CIDR). An address and a range are compared
+ * as bit strings: "4:" or "6:" followed by the address's bits, and a range is
+ * the family tag followed by its first `prefix` bits, so "in the range" is
+ * "starts with", which Biscuit's Datalog can say too (src/token/compile.ts).
+ * An IPv6 form that embeds an IPv4 address (mapped, compatible, NAT64, 6to4)
+ * is written as that IPv4 address, as `classifyAddress` judges it, so
+ * `::ffff:169.254.169.254` is inside 169.254.0.0/16 and inside no IPv6 range.
+ */
+
+function bitsOf(groups: readonly number[], width: number): string {
+  return groups.map((g) => g.toString(2).padStart(width, "0")).join("");
+}
+
+function ipv4Bits(address: string): string {
+  return bitsOf(address.split(".").map(Number), 8);
+}
+
+/** The bit string of an IP address (see above), or null when `address` is not one (a zone id makes it not one). */
+export function addressBits(address: string): string | null {
+  const bare = unbracket(address);
+  if (isIPv4(bare)) return `4:${ipv4Bits(bare)}`;
+  if (!isIPv6(bare) || bare.includes("%")) return null;
+  const v4 = embeddedIPv4(bare);
+  return v4 === undefined ? `6:${bitsOf(ipv6Groups(bare), 16)}` : `4:${ipv4Bits(v4)}`;
+}
+
+const PREFIX_LENGTH = /^(0|[1-9][0-9]{0,2})$/;
+
+/** Why `range` is not an address range a grant can name, or undefined when it is one. */
+export function addressRangeProblem(range: string): string | undefined {
+  const form = "must be an address range such as 10.0.0.0/8 or fd00::/8 (one address is 10.0.0.5/32 or fd00::5/128)";
+  const slash = range.indexOf("/");
+  if (slash < 0) return form;
+  const network = range.slice(0, slash);
+  const length = range.slice(slash + 1);
+  const v4 = isIPv4(network);
+  if ((!v4 && !isIPv6(network)) || network.includes("%") || !PREFIX_LENGTH.test(length)) return form;
+  const max = v4 ? 32 : 128;
+  if (Number(length) > max) return `has a prefix longer than ${max} bits`;
+  if (!v4 && embeddedIPv4(network) !== undefined) {
+    return "names IPv6 forms of IPv4 addresses (mapped, NAT64, 6to4), which are matched as the IPv4 address they carry: name the IPv4 range instead";
+  }
+  const bits = v4 ? ipv4Bits(network) : bitsOf(ipv6Groups(network), 16);
+  if (bits.includes("1", Number(length))) return `has bits set beyond its /${length} prefix: name the range by its first address`;
+  return undefined;
+}
+
+/** The bit-string prefix of a well-formed range (see `addressRangeProblem`): an address is in it when its bits start with this. */
+export function addressRangeBits(range: string): string {
+  const [network = "", length = "0"] = range.split("/");
+  const bits = isIPv4(network) ? `4:${ipv4Bits(network)}` : `6:${bitsOf(ipv6Groups(network), 16)}`;
+  return bits.slice(0, 2 + Number(length));
+}

@@ -1,4 +1,5 @@
 import { types } from "node:util";
+import { addressRangeProblem } from "./address.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
 import { MASK_PATTERN } from "./field-actions.js";
@@ -55,7 +56,7 @@ const KEYS = {
   grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke", "audit", "approval"),
   budget: only("calls", "cost"),
   fs: only("path", "ops", "subtree"),
-  http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork"),
+  http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
   db: only("model", "ops", "fields", "scope", "fieldActions"),
   scope: (key: string) => IDENTIFIER.test(key),
   mask: only("mask"),
@@ -166,6 +167,8 @@ function httpRule(r: Reader, x: unknown): HttpRule {
   const out: Fields = { origin, methods: r.list(v.methods, 1, member(HTTP_METHODS)) };
   optional(out, v, "pathPrefix", (p) => check(typeof p === "string" && p.startsWith("/"), p as string));
   optional(out, v, "allowPrivateNetwork", bool);
+  optional(out, v, "addresses", (a) => r.list(a, 1, (y) => check(typeof y === "string" && addressRangeProblem(y) === undefined, y as string)));
+  if (Object.hasOwn(out, "addresses") && Object.hasOwn(out, "allowPrivateNetwork")) throw GIVE_UP;
   return Object.freeze(out) as unknown as HttpRule;
 }
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.js";
+import { addressRangeProblem } from "./address.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import { fastParseConditions, fastParseGrant } from "./grant-fast-path.js";
 import { MASK_PATTERN, type FieldAction } from "./field-actions.js";
@@ -50,6 +51,14 @@ export interface HttpRule {
   readonly pathPrefix?: string;
   /** Lets a host name resolve to a loopback, private or link-local address. An IP-literal origin names its address already. */
   readonly allowPrivateNetwork?: boolean;
+  /**
+   * The address ranges (CIDR, such as `10.1.0.0/16` or `fd00::/8`) the host
+   * may resolve to, public or not: an address outside every range is denied,
+   * an IP-literal origin's own included. IPv6 forms of IPv4 addresses are
+   * matched as the IPv4 address they carry. Replaces `allowPrivateNetwork`;
+   * a rule cannot have both.
+   */
+  readonly addresses?: readonly string[];
 }
 
 /** Allows `ops` on one model, on `fields` only (all fields when absent), on rows matching every pair of `scope`. */
@@ -172,15 +181,27 @@ const fsRuleSchema = z.strictObject({
   subtree: z.boolean().optional(),
 });
 
-const httpRuleSchema = z.strictObject({
-  origin: z.string().superRefine((o, ctx) => {
-    const problem = originProblem(o);
-    if (problem) ctx.addIssue({ code: "custom", message: `origin ${JSON.stringify(o)} ${problem}` });
-  }),
-  methods: nonEmptyList(z.enum(HTTP_METHODS)),
-  pathPrefix: z.string().startsWith("/", "must start with /").optional(),
-  allowPrivateNetwork: z.boolean().optional(),
+const addressRange = z.string().superRefine((r, ctx) => {
+  const problem = addressRangeProblem(r);
+  if (problem) ctx.addIssue({ code: "custom", message: `${JSON.stringify(r)} ${problem}` });
 });
+
+const httpRuleSchema = z
+  .strictObject({
+    origin: z.string().superRefine((o, ctx) => {
+      const problem = originProblem(o);
+      if (problem) ctx.addIssue({ code: "custom", message: `origin ${JSON.stringify(o)} ${problem}` });
+    }),
+    methods: nonEmptyList(z.enum(HTTP_METHODS)),
+    pathPrefix: z.string().startsWith("/", "must start with /").optional(),
+    allowPrivateNetwork: z.boolean().optional(),
+    addresses: nonEmptyList(addressRange).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.addresses !== undefined && r.allowPrivateNetwork !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["allowPrivateNetwork"], message: "cannot be set with addresses, which already say which addresses the host may resolve to" });
+    }
+  });
 
 const fieldActionSchema = z.union([
   z.enum(["allow", "hash", "redact", "deny"]),

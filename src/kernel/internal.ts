@@ -2,7 +2,7 @@
  * What agentcap's own layers use of the kernel beyond its public entry. Not
  * part of the package's exports: applications never see these.
  */
-export { classifyAddress, isIpLiteral, unbracket } from "./address.js";
+export { addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket } from "./address.js";
 export type { AddressClass } from "./address.js";
 export { failureOutcome, isAuditSink } from "./audit-sink.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";

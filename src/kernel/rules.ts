@@ -1,4 +1,4 @@
-import { classifyAddress, isIpLiteral, unbracket } from "./address.js";
+import { addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket } from "./address.js";
 import { isWithin, pathHasPrefix } from "./canonical-forms.js";
 import { actionKey, actionPermits } from "./field-actions.js";
 import type { ApprovalRule, ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
@@ -22,6 +22,8 @@ interface CompiledHttpRule {
   readonly pathPrefix: string;
   readonly allowPrivateNetwork: boolean;
   readonly literalAddress: string | null;
+  /** The bit-string prefixes of the rule's address ranges (see address.ts), or null when it names none. */
+  readonly ranges: readonly string[] | null;
 }
 interface CompiledDbRule {
   readonly model: string;
@@ -89,6 +91,19 @@ function literalAddressOf(origin: string): string | null {
   return address;
 }
 
+/** The bit-string prefixes of a rule's ranges, remembered per range: a grant names a few, in every narrowing. */
+const rangePrefixes = new Map<string, string>();
+
+function rangePrefix(range: string): string {
+  let prefix = rangePrefixes.get(range);
+  if (prefix === undefined) {
+    prefix = addressRangeBits(range);
+    if (rangePrefixes.size >= 1024) rangePrefixes.clear();
+    rangePrefixes.set(range, prefix);
+  }
+  return prefix;
+}
+
 export function compileDomains(grant: Grant): CompiledDomains {
   const tools = own(grant, "tools");
   const fs = own(grant, "fs");
@@ -103,13 +118,17 @@ export function compileDomains(grant: Grant): CompiledDomains {
       ? fs.map((r) => ({ path: r.path, ops: r.ops, subtree: own(r, "subtree") ?? true }))
       : null,
     http: http
-      ? http.map((r) => ({
-          origin: r.origin,
-          methods: r.methods,
-          pathPrefix: own(r, "pathPrefix") ?? "/",
-          allowPrivateNetwork: own(r, "allowPrivateNetwork") ?? false,
-          literalAddress: literalAddressOf(r.origin),
-        }))
+      ? http.map((r) => {
+          const addresses = own(r, "addresses");
+          return {
+            origin: r.origin,
+            methods: r.methods,
+            pathPrefix: own(r, "pathPrefix") ?? "/",
+            allowPrivateNetwork: own(r, "allowPrivateNetwork") ?? false,
+            literalAddress: literalAddressOf(r.origin),
+            ranges: addresses ? addresses.map(rangePrefix) : null,
+          };
+        })
       : null,
     db: db
       ? db.map((r) => {
@@ -253,13 +272,27 @@ function httpDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "http
   const host = unbracket(r.url.hostname);
   const target = r.address ?? (isIpLiteral(host) ? host : null);
   const targetClass = target === null ? "public" : classifyAddress(target);
-  let sawPrivateBlock = false;
+  // Computed at most once, for the first rule with ranges; "" when the target is not an address, which no range holds.
+  let bits: string | undefined;
+  let blocked: "class" | "ranges" | null = null;
   for (const rule of d.http) {
     if (rule.origin !== r.url.origin || !rule.methods.includes(r.method) || !pathHasPrefix(r.url.pathname, rule.pathPrefix)) continue;
+    if (rule.ranges !== null) {
+      // A name not yet resolved has no address to place: the check made once it is resolved decides.
+      if (target === null) return null;
+      bits ??= addressBits(target) ?? "";
+      const b = bits;
+      if (rule.ranges.some((prefix) => b.startsWith(prefix))) return null;
+      blocked = "ranges";
+      continue;
+    }
     if (targetClass === "public" || rule.allowPrivateNetwork || rule.literalAddress === target) return null;
-    sawPrivateBlock = true;
+    blocked ??= "class";
   }
-  if (sawPrivateBlock) {
+  if (blocked === "ranges") {
+    return { rule: "http.address", reason: `${r.url.host} resolves to ${target ?? "?"}, outside the address ranges the grant names` };
+  }
+  if (blocked === "class") {
     return {
       rule: "http.address",
       reason: `${r.url.host} resolves to ${target ?? "?"} (${targetClass}), which the grant does not name; set allowPrivateNetwork or grant the address itself`,

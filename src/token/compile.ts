@@ -14,7 +14,7 @@
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
  */
-import { actionKey, classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
+import { actionKey, addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
 import {
   InvalidInput,
   type ApprovalRule,
@@ -97,7 +97,12 @@ function httpBody(params: Params, r: HttpRule): string {
     "url_path($u)",
     hasPrefix(params, "$u", own(r, "pathPrefix") ?? "/"),
   ];
-  if (!(own(r, "allowPrivateNetwork") ?? false)) {
+  const addresses = own(r, "addresses");
+  if (addresses !== undefined) {
+    // An address is in a range when its bit string starts with the range's (see kernel address.ts); "" stands for a name not yet resolved.
+    const ranges = addresses.map((range) => `$b.starts_with(${param(params, addressRangeBits(range))})`);
+    parts.push(`http_bits($b), $b == "" || ${ranges.join(" || ")}`);
+  } else if (!(own(r, "allowPrivateNetwork") ?? false)) {
     const host = unbracket(new URL(r.origin).hostname);
     parts.push(isIpLiteral(host) ? `http_public($pub), http_address($a), $pub || $a == ${param(params, host)}` : "http_public(true)");
   }
@@ -291,6 +296,8 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
         `url_path(${s(req.url.pathname, "path")})`,
         `http_public(${String(isPublic)})`,
         `http_address(${s(target ?? "", "address")})`,
+        // A target that is not an address gets bits no range starts with.
+        `http_bits(${s(target === null ? "" : (addressBits(target) ?? "-"), "address")})`,
       );
       break;
     }

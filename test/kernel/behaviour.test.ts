@@ -1,3 +1,5 @@
+import { BlockList } from "node:net";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   AgentcapError,
@@ -35,7 +37,8 @@ import {
   type ManualClock,
   type Request,
 } from "../../src/index.ts";
-import { caretaker, classifyAddress, type AddressClass } from "../../src/kernel/internal.ts";
+import { addressBits, addressRangeBits, caretaker, classifyAddress, type AddressClass } from "../../src/kernel/internal.ts";
+import { addressRangeProblem } from "../../src/kernel/address.ts";
 import { monotonicClock } from "../../src/kernel/clock.ts";
 
 const T0 = Date.UTC(2030, 0, 1);
@@ -180,6 +183,78 @@ describe("http matching", () => {
     expect(allows(cap, get("http://[::1]:3000/"))).toBe(true);
     expect(allows(cap, get("http://127.0.0.1:8081/"))).toBe(false);
     expect(allows(cap, get("http://localhost:8080/"))).toBe(false);
+  });
+
+  describe("address ranges", () => {
+    const ranged = mintWith({
+      http: [
+        { origin: "https://internal.example.com", methods: ["GET"], addresses: ["10.1.0.0/16", "fd00:1::/32"] },
+        { origin: "http://10.1.2.3:8080", methods: ["GET"], addresses: ["10.1.0.0/16"] },
+        { origin: "http://10.9.9.9:8080", methods: ["GET"], addresses: ["10.1.0.0/16"] },
+      ],
+    });
+    const internal = (address?: string) => get("https://internal.example.com/x", address);
+
+    it("allow exactly the addresses inside one of the ranges, public or not", () => {
+      for (const address of ["10.1.0.0", "10.1.255.255", "10.1.2.3", "fd00:1::5", "FD00:1:FFFF::1", "::ffff:10.1.2.3", "::ffff:a01:203"]) {
+        expect(allows(ranged, internal(address)), address).toBe(true);
+      }
+      for (const address of ["10.2.0.1", "10.0.255.255", "93.184.216.34", "169.254.169.254", "::ffff:169.254.169.254", "127.0.0.1", "::1", "fd00:2::1", "0.0.0.0", "::"]) {
+        const d = denied(check(ranged, internal(address)));
+        expect(d.rule, address).toBe("http.address");
+        expect(d.reason).toContain("outside the address ranges");
+      }
+    });
+
+    it("place an address in a range exactly as Node's BlockList does, for addresses that embed no IPv4 one (generated)", () => {
+      const v4 = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((o) => o.join("."));
+      // Leading groups kept away from the forms that embed IPv4 (::/96, ::ffff:0:0/96, 64:ff9b::/96, 2002::/16), which are matched as IPv4.
+      const v6 = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 }).map(([a = 0, ...rest]) => [(a % 0x1000) + 0x3000, ...rest].map((g) => g.toString(16)).join(":"));
+      /** `base` with the bits past the prefix cleared: the range's first address, which is how a grant must name it. */
+      const networkOf = (base: string, bits: number, family: "ipv4" | "ipv6"): string => {
+        const [width, groups, radix] = family === "ipv4" ? [8n, base.split("."), 10] : [16n, base.split(":"), 16];
+        const total = width * BigInt(groups.length);
+        const value = groups.reduce((a, g) => (a << width) | BigInt(parseInt(g, radix)), 0n);
+        const host = total - BigInt(bits);
+        const network = (value >> host) << host;
+        const mask = (1n << width) - 1n;
+        return groups.map((_, i) => ((network >> (width * BigInt(groups.length - 1 - i))) & mask).toString(radix)).join(family === "ipv4" ? "." : ":");
+      };
+      fc.assert(
+        fc.property(fc.oneof(fc.tuple(v4, v4, fc.nat(32)).map((t) => [...t, "ipv4"] as const), fc.tuple(v6, v6, fc.nat(128)).map((t) => [...t, "ipv6"] as const)), ([address, base, bits, family]) => {
+          const list = new BlockList();
+          list.addSubnet(base, bits, family);
+          const network = networkOf(base, bits, family);
+          expect(addressRangeProblem(`${network}/${bits}`)).toBeUndefined();
+          const inside = (addressBits(address) ?? "").startsWith(addressRangeBits(`${network}/${bits}`));
+          expect(inside, `${address} in ${network}/${bits}`).toBe(list.check(address, family));
+        }),
+      );
+    });
+
+    it("leave a name not yet resolved to the check made with its address", () => {
+      expect(allows(ranged, internal())).toBe(true);
+    });
+
+    it("hold an IP-literal origin's own address to them", () => {
+      expect(allows(ranged, get("http://10.1.2.3:8080/"))).toBe(true);
+      expect(denied(check(ranged, get("http://10.9.9.9:8080/"))).rule).toBe("http.address");
+    });
+
+    it("narrow like every grant: a child's ranges only shrink what its parent allows", () => {
+      const child = narrow(ranged, { http: [{ origin: "https://internal.example.com", methods: ["GET"], addresses: ["10.1.2.0/24", "10.2.0.0/16"] }] });
+      expect(allows(child, internal("10.1.2.9"))).toBe(true);
+      expect(allows(child, internal("10.1.3.9"))).toBe(false);
+      expect(allows(child, internal("10.2.0.1"))).toBe(false);
+      const anyPrivate = narrow(ranged, { http: [{ origin: "https://internal.example.com", methods: ["GET"], allowPrivateNetwork: true }] });
+      expect(allows(anyPrivate, internal("10.1.0.1"))).toBe(true);
+      expect(allows(anyPrivate, internal("192.168.0.1"))).toBe(false);
+      const all = narrow(mintWith({ http: [{ origin: "https://internal.example.com", methods: ["GET"] }] }), {
+        http: [{ origin: "https://internal.example.com", methods: ["GET"], addresses: ["0.0.0.0/0", "::/0"] }],
+      });
+      expect(allows(all, internal("93.184.216.34"))).toBe(true);
+      expect(allows(all, internal("10.1.0.1"))).toBe(false);
+    });
   });
 
   it("a URL that spells an IP literal differently is canonicalized first", () => {

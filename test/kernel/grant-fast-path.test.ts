@@ -35,6 +35,7 @@ const httpRule = fc.record(
     methods: list(fc.constantFrom("GET", "POST", "get", "TRACE")),
     pathPrefix: maybe(fc.constantFrom("/", "/v1/", "v1", "")),
     allowPrivateNetwork: maybe(fc.boolean()),
+    addresses: maybe(list(fc.constantFrom("10.0.0.0/8", "10.0.0.1/8", "10.0.0.1", "fd00::/8", "::ffff:0:0/96", "0.0.0.0/0", "::/0", "10.0.0.0/33", "FD00::/8", "", 7))),
   },
   { requiredKeys: [] },
 );
@@ -81,7 +82,7 @@ const edgyGrant = fc.record(
 
 const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
   fs: ["path", "ops", "subtree", "extra"],
-  http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork"],
+  http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"],
   db: ["model", "ops", "fields", "scope", "fieldActions"],
   exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
   approval: ["tools", "actions", "approvers", "quorum", "input"],

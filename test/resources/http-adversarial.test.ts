@@ -18,7 +18,7 @@ import {
 } from "../../src/index.ts";
 import { createHttpClient, type HttpClient } from "../../src/resources/http/client.ts";
 import { HttpRequestFailed } from "../../src/index.ts";
-import { capWith, installNetworkGuard, startServers, tableResolver, type TestServer } from "./http-fixtures.ts";
+import { capWith, installNetworkGuard, startServers, tableResolver, text, type TestServer } from "./http-fixtures.ts";
 
 /*
  * Bypass attempts against the confined HTTP client, each with the typed error
@@ -56,7 +56,29 @@ const resolver = tableResolver({
   "bogus.example.test": ["not-an-ip"],
   "zoned.example.test": ["fe80::1%lo"],
   "rebind.example.test": (call) => (call === 1 ? [PUBLIC_IP] : ["127.0.0.3"]),
+  "ranged.example.test": ["127.0.0.3"],
+  "rangedmixed.example.test": ["127.0.0.3", "127.0.0.2"],
+  "rangedpublic.example.test": [PUBLIC_IP],
+  "rangedmeta.example.test": ["169.254.169.254"],
+  "rangedmappedmeta.example.test": ["::ffff:169.254.169.254"],
+  "rangedmappedother.example.test": ["::ffff:127.0.0.2"],
+  "rangedsixtofour.example.test": ["2002:a9fe:a9fe::1"],
+  "rangednat64.example.test": ["64:ff9b::7f00:2"],
+  "rangedzero.example.test": ["0.0.0.0"],
+  "rangedula.example.test": ["fd00:2::1"],
 });
+
+/** Names granted with address ranges: each may resolve only to 127.0.0.3, or to fd00:1::/32, and nothing else (IPv4 or IPv6). */
+const RANGED = ["ranged", "rangedmixed", "rangedpublic", "rangedmeta", "rangedmappedmeta", "rangedmappedother", "rangedsixtofour", "rangednat64", "rangedzero", "rangedula"];
+const rangedCap = () =>
+  capWith({
+    http: [
+      ...RANGED.map((n) => ({ origin: `http://${n}.example.test:${P}`, methods: ["GET" as const], addresses: ["127.0.0.3/32", "fd00:1::/32", "2000::/3"] })),
+      { origin: `http://api.example.test:${P}`, methods: ["GET" as const], addresses: ["127.0.0.2/32"] },
+      { origin: `http://127.0.0.2:${P}`, methods: ["GET" as const], addresses: ["127.0.0.0/8"] },
+      { origin: `http://127.0.0.3:${P}`, methods: ["GET" as const], addresses: ["127.0.0.2/32"] },
+    ],
+  });
 
 const apiUrl = (path: string) => `http://api.example.test:${P}${path}`;
 const named = (name: string, path = "/v1/ok") => `http://${name}.example.test:${P}${path}`;
@@ -180,6 +202,32 @@ const attempts: Attempt[] = [
     says: /rebind\.example\.test:\d+ resolves to 127\.0\.0\.3/,
     io: { untouched: () => [internal, api] },
   },
+  // Address ranges: a name may resolve only into the ranges its rule names
+  { name: "ranges: answers mixing an address inside the ranges and one outside", call: () => client.request(rangedCap(), named("rangedmixed")), error: CapabilityDenied, says: /resolves to 127\.0\.0\.2, outside the address ranges/, io: "dns only" },
+  { name: "ranges: a public answer outside them", call: () => client.request(rangedCap(), named("rangedpublic")), error: CapabilityDenied, says: /outside the address ranges/, io: "dns only" },
+  { name: "ranges: the metadata address", call: () => client.request(rangedCap(), named("rangedmeta")), error: CapabilityDenied, says: /169\.254\.169\.254, outside/, io: "dns only" },
+  { name: "ranges: the metadata address as IPv4-mapped IPv6 (not in 2000::/3 or any IPv6 range)", call: () => client.request(rangedCap(), named("rangedmappedmeta")), error: CapabilityDenied, says: /::ffff:169\.254\.169\.254, outside/, io: "dns only" },
+  { name: "ranges: another loopback address as IPv4-mapped IPv6", call: () => client.request(rangedCap(), named("rangedmappedother")), error: CapabilityDenied, says: /outside the address ranges/, io: "dns only" },
+  { name: "ranges: 6to4 form of the metadata address, inside 2000::/3 as IPv6", call: () => client.request(rangedCap(), named("rangedsixtofour")), error: CapabilityDenied, says: /outside the address ranges/, io: "dns only" },
+  { name: "ranges: NAT64 form of another loopback address", call: () => client.request(rangedCap(), named("rangednat64")), error: CapabilityDenied, says: /outside the address ranges/, io: "dns only" },
+  { name: "ranges: 0.0.0.0 (this host on Linux)", call: () => client.request(rangedCap(), named("rangedzero")), error: CapabilityDenied, says: /0\.0\.0\.0, outside/, io: "dns only" },
+  { name: "ranges: an IPv6 unique-local address in another /32", call: () => client.request(rangedCap(), named("rangedula")), error: CapabilityDenied, says: /fd00:2::1, outside/, io: "dns only" },
+  { name: "ranges: an IP-literal origin outside its own rule's ranges", call: () => client.request(rangedCap(), `http://127.0.0.3:${P}/v1/ok`), error: CapabilityDenied, says: /127\.0\.0\.3:\d+ resolves to 127\.0\.0\.3, outside/, io: "none" },
+  {
+    name: "ranges: a narrowing to a smaller range than the parent's",
+    call: () => client.request(narrow(rangedCap(), { http: [{ origin: `http://ranged.example.test:${P}`, methods: ["GET"], addresses: ["127.0.0.2/32"] }] }), named("ranged")),
+    error: CapabilityDenied,
+    says: /link 1.*outside the address ranges/,
+    io: "dns only",
+  },
+  {
+    name: "ranges: a narrowing to allowPrivateNetwork does not widen the parent's ranges",
+    call: () => client.request(narrow(rangedCap(), { http: [{ origin: `http://rangedmixed.example.test:${P}`, methods: ["GET"], allowPrivateNetwork: true }] }), named("rangedmixed")),
+    error: CapabilityDenied,
+    says: /root capability .*outside the address ranges/,
+    io: "dns only",
+  },
+  { name: "ranges: a redirect to a granted name whose answer is outside them", call: () => client.request(rangedCap(), `http://127.0.0.2:${P}/v1/redirect?to=${encodeURIComponent(named("rangedmeta"))}`), error: CapabilityDenied, says: /169\.254\.169\.254, outside/, io: { untouched: () => [internal] } },
   // Redirects
   { name: "redirect to a non-granted origin", call: () => client.request(cap, apiUrl(`/v1/redirect?to=${encodeURIComponent(named("internal"))}`)), error: CapabilityDenied, says: /does not grant GET http:\/\/internal/, io: { untouched: () => [internal] } },
   { name: "redirect from a public name to a granted name that resolves to a private address", call: () => client.request(cap, named("public", `/v1/redirect?to=${encodeURIComponent(named("sneaky"))}`)), error: CapabilityDenied, says: /sneaky\.example\.test:\d+ resolves to 127\.0\.0\.3/, io: { untouched: () => [internal] } },
@@ -298,6 +346,19 @@ describe("confined HTTP client: bypass attempts", () => {
 
   it("sent the internet stand-in only what the rows allowed", () => {
     expect(publicHost.requests.map((r) => r.headers.host)).toEqual([`rebind.example.test:${P}`, `public.example.test:${P}`]);
+  });
+});
+
+describe("address ranges let through exactly what they name", () => {
+  it("a name resolving inside its rule's ranges is reached at the checked address, and a range held by every link is enough", async () => {
+    const before = internal.requests.length;
+    const response = await client.request(rangedCap(), named("ranged"));
+    expect(response.status).toBe(200);
+    expect(text(response.body)).toBe("hello from 127.0.0.3/v1/ok");
+    const narrowed = narrow(rangedCap(), { http: [{ origin: `http://ranged.example.test:${P}`, methods: ["GET"], addresses: ["127.0.0.0/30"] }] });
+    expect((await client.request(narrowed, named("ranged"))).status).toBe(200);
+    expect(internal.requests.length).toBe(before + 2);
+    expect((await client.request(rangedCap(), `http://127.0.0.2:${P}/v1/ok`)).status).toBe(200);
   });
 });
 

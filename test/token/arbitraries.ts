@@ -9,6 +9,8 @@ const tools = ["a", "b", "c", "back\\slash\nnewline"];
 const paths = ["/", "/srv", "/srv/a", "/srv/ab", "/srv/a/b", "/tmp"];
 const origins = ["https://a.com", "http://a.com", "http://10.0.0.1", "http://[::1]"];
 const prefixes = ["/", "/v1", "/v1/", "/v1/x"];
+const ranges = ["10.0.0.0/8", "10.0.0.0/16", "10.0.0.1/32", "169.254.0.0/16", "127.0.0.0/8", "93.184.216.0/24", "0.0.0.0/0", "::1/128", "fd00::/8", "::/0"];
+const addresses = ["10.0.0.1", "10.1.2.3", "93.184.216.34", "::1", "127.0.0.1", "169.254.169.254", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "fd00::1", "0.0.0.0"];
 const urlPaths = ["/", "/v1", "/v1/", "/v1x", "/v1/x", "/v1/x/y", "/v2"];
 const models = ["C", "D"];
 const fields = ["x", "y", "z"];
@@ -65,8 +67,12 @@ export const grant: fc.Arbitrary<Grant> = fc
           origin: fc.constantFrom(...origins),
           methods: sub(["GET", "POST"] as const, 1),
           pathPrefix: opt(fc.constantFrom(...prefixes)),
-          allowPrivateNetwork: opt(fc.boolean()),
-        }).map(strip),
+          // A rule names address ranges or says whether private addresses are allowed, never both.
+          reach: fc.oneof(
+            fc.record({ allowPrivateNetwork: opt(fc.boolean()) }),
+            fc.record({ addresses: sub(ranges, 1).map((a) => a.slice(0, 3)) }),
+          ),
+        }).map(({ reach, ...rule }) => strip({ ...rule, ...reach })),
         { maxLength: 2 },
       ),
     ),
@@ -118,7 +124,7 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     action: fc.constant("http.request" as const),
     method: fc.constantFrom("GET", "POST", "PUT"),
     url: fc.tuple(fc.constantFrom(...origins, "https://b.com", "https://a.com:443"), fc.constantFrom(...urlPaths)).map(([o, p]) => `${o}${p}`),
-    address: opt(fc.constantFrom("10.0.0.1", "93.184.216.34", "::1", "127.0.0.1")),
+    address: opt(fc.constantFrom(...addresses)),
     tenant,
   }).map(strip),
   fc.record({
@@ -139,6 +145,28 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
   fc.record({ action: fc.constant("revoke" as const), target: fc.constantFrom(...revocationTargets, "key"), id: fc.constantFrom(...revocationIds, "carol"), tenant }).map(strip),
   fc.record({ action: fc.constant("audit.read" as const), tenant }).map(strip),
 ) as fc.Arbitrary<Request>;
+
+const httpRule = fc
+  .record({
+    origin: fc.constantFrom(...origins),
+    methods: sub(["GET", "POST"] as const, 1),
+    pathPrefix: opt(fc.constantFrom(...prefixes)),
+    reach: fc.oneof(fc.record({ allowPrivateNetwork: opt(fc.boolean()) }), fc.record({ addresses: sub(ranges, 1).map((a) => a.slice(0, 3)) })),
+  })
+  .map(({ reach, ...rule }) => strip({ ...rule, ...reach }));
+
+/** Grants of HTTP rules alone, half of them naming address ranges: the address checks see many more cases than in `grant`. */
+export const httpGrant: fc.Arbitrary<Grant> = fc.array(httpRule, { minLength: 1, maxLength: 3 }).map((http) => ({ http }) as Grant);
+
+/** HTTP requests to the origins `httpGrant` names, usually with an address (which one connection would go to). */
+export const httpRequest: fc.Arbitrary<Request> = fc
+  .record({
+    action: fc.constant("http.request" as const),
+    method: fc.constantFrom("GET", "POST"),
+    url: fc.tuple(fc.constantFrom(...origins), fc.constantFrom("/", "/v1/x")).map(([o, p]) => `${o}${p}`),
+    address: fc.option(fc.constantFrom(...addresses), { nil: undefined, freq: 6 }),
+  })
+  .map(strip) as fc.Arbitrary<Request>;
 
 /**
  * How a holder might craft a block that Biscuit's printing shows as a real

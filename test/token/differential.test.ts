@@ -10,7 +10,7 @@ import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block
 import { InvalidToken } from "../../src/kernel/errors.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, readToken, toToken, verify } from "../../src/token/token.ts";
-import { crafting, grant, link, NOW, request, type Crafting, type Link } from "./arbitraries.ts";
+import { crafting, grant, httpGrant, httpRequest, link, NOW, request, type Crafting, type Link } from "./arbitraries.ts";
 
 const keys = generateKeyPair();
 const publicKeys = { 7: keys.publicKey };
@@ -57,6 +57,18 @@ describe("a token decides exactly as the capability it came from", () => {
         }
       }),
       { numRuns: 60 },
+    );
+  });
+
+  it("address ranges, allowPrivateNetwork and IP-literal origins decide alike in the kernel and in Biscuit, through narrowings (generated)", () => {
+    fc.assert(
+      fc.property(httpGrant, fc.array(httpGrant, { maxLength: 2 }), fc.array(httpRequest, { minLength: 6, maxLength: 16 }), (rootGrant, narrowings, requests) => {
+        const cap = chain(rootGrant, narrowings.map((g) => ({ kind: "narrow" as const, grant: g })));
+        clock.set(NOW);
+        const token = toToken(cap);
+        for (const r of requests) expect(biscuitDecision(token, { publicKeys, clock }, r), JSON.stringify(r)).toEqual(kernelTerms(check(cap, r)));
+      }),
+      { numRuns: 40 },
     );
   });
 
