@@ -169,6 +169,11 @@ function requireRegularFile(st: fs.Stats, verb: string, p: string): void {
   if (!st.isFile()) throw fileSystemError(verb, p, st.isDirectory() ? "EISDIR" : "EFTYPE");
 }
 
+/** Refuses a regular file with a second name, which may lie outside the grant, when the file system refuses hard links. */
+function refuseLinked(refuse: boolean, st: fs.Stats, verb: string, p: string): void {
+  if (refuse && st.isFile() && st.nlink > 1) throw fileSystemError(verb, p, "EMLINK");
+}
+
 function readAll(fd: number, size: number): Buffer {
   // Unpooled, so the caller's Buffer shares no memory with anything else; every byte returned was read.
   const buf = Buffer.allocUnsafeSlow(size);
@@ -212,7 +217,9 @@ function missingLevels(target: string): string[] {
  * tests choose the anchor.
  */
 export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: AuditSink, trusted: TrustedMints = null): FileSystem {
-  const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries } = settings;
+  const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries, refuseHardLinks } = settings;
+  // Refusing hard links, a write cannot truncate at open (O_TRUNC acts before the link count can be read): it truncates the checked descriptor.
+  const replaceFlags = refuseHardLinks ? 0 : O_TRUNC;
 
   /** Opens the parent directory of `t.req.path`, verifies it, and acts on the last name inside that open directory. */
   const inParent = <T>(access: Access, cap: Capability, t: Target, verb: string, act: (entry: string) => T): T => {
@@ -262,8 +269,11 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     await access.proceed();
     io(verb, t.shown, () => {
       inParent(access, cap, t, verb, (entry) => {
-        withOpen(entry + t.slash, WRITE_FLAGS | (append ? O_APPEND : O_TRUNC), (fd) => {
-          requireRegularFile(fs.fstatSync(fd), verb, t.shown);
+        withOpen(entry + t.slash, WRITE_FLAGS | (append ? O_APPEND : replaceFlags), (fd) => {
+          const st = fs.fstatSync(fd);
+          requireRegularFile(st, verb, t.shown);
+          refuseLinked(refuseHardLinks, st, verb, t.shown);
+          if (!append && replaceFlags === 0) fs.ftruncateSync(fd, 0);
           writeAll(fd, bytes);
         });
       });
@@ -286,6 +296,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
               verify(access, cap, t, anchor.realPathOf(fd, req.path));
               const st = fs.fstatSync(fd);
               requireRegularFile(st, "read", shown);
+              refuseLinked(refuseHardLinks, st, "read", shown);
               if (st.size > maxReadBytes) {
                 throw new LimitExceeded(`cannot read ${shown}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
               }
@@ -345,6 +356,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           return io("stat", t.shown, () =>
             inParent(access, cap, t, "stat", (entry): FileInfo => {
               const st = fs.lstatSync(entry + t.slash);
+              refuseLinked(refuseHardLinks, st, "stat", t.shown);
               return Object.freeze({ type: typeOf(st), size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 });
             }),
           );

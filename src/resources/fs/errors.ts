@@ -14,6 +14,7 @@ const MEANINGS: ReadonlyMap<string, string> = new Map([
   ["EROFS", "the file system is read-only"],
   ["ENAMETOOLONG", "a file name is too long"],
   ["EFTYPE", "it is not a regular file (a device, FIFO or socket)"],
+  ["EMLINK", "it has more than one hard link, and this file system refuses such files (refuseHardLinks)"],
 ]);
 
 function errnoOf(error: unknown): string | undefined {

@@ -87,6 +87,16 @@ export interface FileSystemOptions {
   /** Most entries `list` returns (default 10 000). */
   readonly maxListEntries?: number;
   /**
+   * Refuses to read, write, append to or stat a regular file that has more
+   * than one hard link (FileSystemError, EMLINK). A hard link is a second
+   * name for the same file: one inside the granted tree to a file outside it
+   * makes the outside file readable and writable through the grant, and no
+   * path check can see it. The link count is read from the opened
+   * descriptor (the entry itself for stat), the file acted on, so a link
+   * made in between cannot slip past. Default false.
+   */
+  readonly refuseHardLinks?: boolean;
+  /**
    * Where every call is recorded: one resource event per call, allowed or
    * denied, written before the call settles; a failing sink fails the call
    * with AuditFailure. Without it, nothing is recorded.
@@ -106,6 +116,7 @@ export interface FsSettings {
   readonly maxReadBytes: number;
   readonly maxWriteBytes: number;
   readonly maxListEntries: number;
+  readonly refuseHardLinks: boolean;
 }
 
 const MIB = 1024 * 1024;
@@ -115,6 +126,7 @@ const optionsSchema = z.strictObject({
   maxReadBytes: limit.default(8 * MIB),
   maxWriteBytes: limit.default(8 * MIB),
   maxListEntries: limit.default(10_000),
+  refuseHardLinks: z.boolean().default(false),
 });
 
 /** Validates `options` and resolves `baseDir` to an existing directory's real path; throws InvalidInput naming the bad field. */
