@@ -72,6 +72,7 @@ const deniedSchema = z.strictObject({
   rule: z.string().max(256),
   because: z.string(),
   reason: z.string(),
+  retryAt: count.max(Number.MAX_SAFE_INTEGER).optional(),
 });
 const outcomeSchema = z.discriminatedUnion("ok", [
   z.strictObject({
@@ -224,7 +225,7 @@ export function encodeCompletion(completion: AuditCompletion, intent: EncodedInt
     const redacted = redact.request(c.denial.request as Data);
     const both = (text: string) => redacted.scrub(intent.scrub(text));
     scrub = both;
-    denial = { request: redacted.request, decision: { ...c.denial.decision, because: both(c.denial.decision.because), reason: both(c.denial.decision.reason) } };
+    denial = { request: redacted.request, decision: { ...c.denial.decision, because: both(c.denial.decision.because), reason: both(c.denial.decision.reason) } as Data };
   }
   const outcome = c.outcome.ok ? c.outcome : { ...c.outcome, message: scrub(c.outcome.message).slice(0, MAX_MESSAGE) };
   const stored = { entry: "outcome", id: c.id, durationMs: c.durationMs, outcome, ...(denial === undefined ? {} : { denial }) };

@@ -170,7 +170,7 @@ export function authorize(cap: Capability, request: Request, options?: UseOption
   const req = checkRequest(request);
   const args = argsOf(options);
   const decision = evaluate(node, req, cost, args);
-  if (!decision.allowed || charge(node, cost)) return decision;
+  if (!decision.allowed || charge(node, cost, req)) return decision;
   // Another process spent the room between the check and the charge; a fresh decision says where.
   const again = evaluate(node, req, cost, args);
   return again.allowed ? deny(node, node, "ERR_BUDGET_EXHAUSTED", "budget", "had its remaining uses spent concurrently elsewhere") : again;

@@ -31,5 +31,6 @@ const ERRORS = {
 /** The typed error that stands for a denial. */
 export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted | ApprovalRequired {
   const { capabilityId, link, linkId, rule, because } = d;
-  return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule, because });
+  const retry = d.retryAt === undefined ? {} : { retryAt: d.retryAt };
+  return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule, because, ...retry });
 }

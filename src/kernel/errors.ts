@@ -53,6 +53,8 @@ export interface DenialDetails {
    * capability (a model, an MCP client), such as "does not allow fs.read of /x".
    */
   readonly because: string;
+  /** For a windowed rate with no room left: when (ms since the epoch) the request would fit, if it ever can. */
+  readonly retryAt?: number;
 }
 
 /** The denial codes a Decision can carry, one per denial class. */

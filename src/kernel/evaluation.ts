@@ -8,7 +8,8 @@ import type { ExternalLink, LedgerCharge } from "./ledger.js";
 import type { Node } from "./node.js";
 import type { CheckedRequest } from "./request.js";
 import { argumentsHash } from "./arguments-hash.js";
-import { approvalMatches, domainDenial, isApproverOf, NO_ARGS, requestKey, tenantDenial, type CompiledApprovalRule } from "./rules.js";
+import type { RateLog } from "./rate-window.js";
+import { approvalMatches, domainDenial, isApproverOf, NO_ARGS, rateCounts, requestKey, tenantDenial, type CompiledApprovalRule, type CompiledRate } from "./rules.js";
 
 /** What a decision may know of the call besides its request. */
 export interface CheckOptions {
@@ -157,6 +158,26 @@ export function matchingApprovalRules(node: Node, req: CheckedRequest, args: unk
   return out;
 }
 
+/** A denial for a windowed rate anywhere in the chain without room for `req` of `cost` now, saying when it would fit; or null. */
+export function rateDenial(node: Node, req: CheckedRequest, cost: number): Denied | null {
+  let now: number | null = null;
+  for (const n of node.chain) {
+    const rates = n.cond.rates;
+    if (rates === null) continue;
+    for (let i = 0; i < rates.length; i++) {
+      const rate = rates[i] as CompiledRate;
+      if (!rateCounts(rate, req)) continue;
+      now ??= node.clock.now();
+      const refusal = (n.rateLogs as readonly RateLog[])[i]?.refusal(rate, now, cost);
+      if (refusal === null || refusal === undefined) continue;
+      const when = refusal.retryAt === null ? "; it never will" : `; retry after ${new Date(refusal.retryAt).toISOString()} (in ${Math.ceil((refusal.retryAt - now) / 1000)} s)`;
+      const denied = deny(node, n, "ERR_BUDGET_EXHAUSTED", `rates.${i}`, `${refusal.because}${when}`);
+      return refusal.retryAt === null ? denied : Object.freeze({ ...denied, retryAt: refusal.retryAt });
+    }
+  }
+  return null;
+}
+
 /**
  * Walks the whole chain; charges nothing. Conditions first, so a dead
  * capability says so before anything else; approval last, so a request
@@ -173,17 +194,26 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
       if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
     }
   }
-  return limitDenial(node, cost) ?? approvalDenial(node, req, args) ?? { allowed: true, capabilityId: node.id };
+  return limitDenial(node, cost) ?? rateDenial(node, req, cost) ?? approvalDenial(node, req, args) ?? { allowed: true, capabilityId: node.id };
 }
 
 /**
  * Charges one use and `cost` to every link of the chain: the shared ledgers
- * first (all or none per ledger), then the in-process counters. False, with
+ * first (all or none per ledger), then the in-process counters and the
+ * windows of the rates that count `req`. False, with
  * nothing charged in process, when a ledger had no room left.
  */
-export function charge(node: Node, cost: number): boolean {
+export function charge(node: Node, cost: number, req: CheckedRequest): boolean {
   if (!chargeExternal(node.chain, cost)) return false;
+  let now: number | null = null;
   for (const n of node.chain) {
+    const rates = n.cond.rates;
+    if (rates !== null) {
+      now ??= node.clock.now();
+      rates.forEach((rate, i) => {
+        if (rateCounts(rate, req)) (n.rateLogs as readonly RateLog[])[i]?.add(rate, now as number, cost);
+      });
+    }
     if (n.external !== null) continue;
     n.usage.calls += 1;
     n.usage.cost += cost;

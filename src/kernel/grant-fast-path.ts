@@ -1,7 +1,7 @@
 import { types } from "node:util";
 import { addressRangeProblem } from "./address.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
-import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RevokeRule, Scalar } from "./grant.js";
+import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RateRule, RevokeRule, Scalar } from "./grant.js";
 import { MASK_PATTERN } from "./field-actions.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 
@@ -44,17 +44,19 @@ const REQUEST_ACTIONS: ReadonlySet<unknown> = new Set([
   "audit.read",
 ]);
 const MAX_QUORUM = 16;
+const MAX_RATE_WINDOW = 31 * 24 * 3600;
 
 type KeyTest = (key: string) => boolean;
 const only = (...keys: string[]): KeyTest => {
   const allowed = new Set(keys);
   return (key) => allowed.has(key);
 };
-const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants"];
+const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants", "rates"];
 const KEYS = {
   conditions: only(...CONDITION_KEYS),
   grant: only(...CONDITION_KEYS, "tools", "fs", "http", "db", "exec", "revoke", "audit", "approval"),
   budget: only("calls", "cost"),
+  rate: only("per", "calls", "cost", "tools", "actions"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
   db: only("model", "ops", "fields", "scope", "fieldActions"),
@@ -152,6 +154,22 @@ function conditionsInto(r: Reader, out: Fields, v: Fields): void {
     return Object.freeze(budget);
   });
   optional(out, v, "tenants", (x) => r.list(x, 1, name));
+  optional(out, v, "rates", (x) => {
+    const rates = r.list(x, 1, (y) => rateRule(r, y));
+    return check(rates.length <= 16, rates);
+  });
+}
+
+function rateRule(r: Reader, x: unknown): RateRule {
+  const v = r.object(x, KEYS.rate);
+  const out: Fields = { per: check(safeInteger(v.per, 1) <= MAX_RATE_WINDOW, v.per) };
+  optional(out, v, "calls", (y) => safeInteger(y, 0));
+  optional(out, v, "cost", nonNegative);
+  optional(out, v, "tools", (t) => r.list(t, 1, name));
+  optional(out, v, "actions", (a) => r.list(a, 1, member(REQUEST_ACTIONS)));
+  // The schema words the refusal of a rate that limits nothing.
+  if (out.calls === undefined && out.cost === undefined) throw GIVE_UP;
+  return Object.freeze(out) as unknown as RateRule;
 }
 
 function fsRule(r: Reader, x: unknown): FsRule {

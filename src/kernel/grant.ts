@@ -142,6 +142,25 @@ export interface LinkConditions {
   readonly budget?: { readonly calls?: number; readonly cost?: number };
   /** Requests must name one of these tenants. */
   readonly tenants?: readonly string[];
+  /** Limits over a sliding window of time, for the link and its descendants together. */
+  readonly rates?: readonly RateRule[];
+}
+
+/** The longest window a rate can count over: 31 days, in seconds. */
+export const MAX_RATE_WINDOW = 31 * 24 * 3600;
+
+/**
+ * At most `calls` allowed requests and `cost` units within any `per` seconds
+ * (a sliding window), counting only calls of the `tools` named and requests
+ * with one of the `actions` named, or every request when it names neither.
+ * A refusal says when the next request would fit.
+ */
+export interface RateRule {
+  readonly per: number;
+  readonly calls?: number;
+  readonly cost?: number;
+  readonly tools?: readonly string[];
+  readonly actions?: readonly RequestAction[];
 }
 
 /**
@@ -253,6 +272,16 @@ const approvalRuleSchema = z
     }
   });
 
+const rateRuleSchema = z
+  .strictObject({
+    per: z.number().int().min(1).max(MAX_RATE_WINDOW),
+    calls: z.number().int().nonnegative().optional(),
+    cost: z.number().nonnegative().optional(),
+    tools: nonEmptyList(name).optional(),
+    actions: nonEmptyList(z.enum(REQUEST_ACTIONS)).optional(),
+  })
+  .refine((r) => r.calls !== undefined || r.cost !== undefined, "must limit calls, cost or both");
+
 const conditionShape = {
   expiresAt: z.number().int().nonnegative().optional(),
   maxUses: z.number().int().positive().optional(),
@@ -263,6 +292,7 @@ const conditionShape = {
     })
     .optional(),
   tenants: nonEmptyList(name).optional(),
+  rates: z.array(rateRuleSchema).min(1).max(16).optional(),
 };
 
 const conditionsSchema = z.strictObject(conditionShape);

@@ -9,6 +9,7 @@ import { InvalidInput } from "./errors.js";
 import type { Grant, LinkConditions } from "./grant.js";
 import type { ExternalLink, RootGuard } from "./ledger.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
+import { RateLog } from "./rate-window.js";
 import { RevocationCell } from "./revocation.js";
 import { compileApprovals, compileConditions, compileDomains, type CompiledApprovalRule, type CompiledConditions, type CompiledDomains } from "./rules.js";
 import { defined } from "./defined.js";
@@ -81,6 +82,8 @@ export interface Node {
   readonly labels: Readonly<Record<string, string>>;
   /** Allowed requests made through this link or any descendant, and the cost they were charged. */
   readonly usage: { calls: number; cost: number };
+  /** One log per rate of the link's conditions, or null when it has none. */
+  readonly rateLogs: readonly RateLog[] | null;
   /**
    * Set for a link that came from a verified token, or whose limits moved to
    * the token store when it was serialized: its usage (and, for a token's
@@ -162,6 +165,7 @@ export function makeNode(
   origin: NodeOrigin = {},
 ): Node {
   const identity = origin.identity ?? null;
+  const cond = compileConditions(conditions);
   const chain: Node[] = parent === null ? [] : [...parent.chain];
   const node: Node = {
     id: identity?.id ?? randomUUID(),
@@ -173,7 +177,8 @@ export function makeNode(
     domains: grant === null ? null : compileDomains(grant),
     approvals: grant === null ? null : compileApprovals(grant),
     stamp: origin.stamp ?? null,
-    cond: compileConditions(conditions),
+    cond,
+    rateLogs: cond.rates === null ? null : cond.rates.map(() => new RateLog()),
     mint,
     clock,
     cell: revocable ? new RevocationCell() : null,
@@ -210,9 +215,9 @@ export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
 export function conditionsOf(grant: Grant): LinkConditions {
   // Own properties only: a key inherited from a polluted Object.prototype is not part of the grant.
   const own = <K extends keyof LinkConditions>(k: K): Grant[K] | undefined => (Object.hasOwn(grant, k) ? grant[k] : undefined);
-  const [expiresAt, maxUses, budget, tenants] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants")];
+  const [expiresAt, maxUses, budget, tenants, rates] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants"), own("rates")];
   return Object.freeze({
-    ...defined({ expiresAt, maxUses, budget, tenants }),
+    ...defined({ expiresAt, maxUses, budget, tenants, rates }),
   });
 }
 

@@ -72,6 +72,16 @@ export interface CompiledConditions {
   readonly budgetCalls: number | null;
   readonly budgetCost: number | null;
   readonly tenants: ReadonlySet<string> | null;
+  readonly rates: readonly CompiledRate[] | null;
+}
+
+/** One rate as the window counter reads it. */
+export interface CompiledRate {
+  readonly perMs: number;
+  readonly calls: number | null;
+  readonly cost: number | null;
+  readonly tools: ReadonlySet<string> | null;
+  readonly actions: ReadonlySet<string> | null;
 }
 
 const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined =>
@@ -236,7 +246,31 @@ export function compileConditions(c: LinkConditions): CompiledConditions {
     budgetCalls: budget ? (own(budget, "calls") ?? null) : null,
     budgetCost: budget ? (own(budget, "cost") ?? null) : null,
     tenants: tenants ? new Set(tenants) : null,
+    rates: compileRates(own(c, "rates")),
   });
+}
+
+function compileRates(rates: LinkConditions["rates"]): readonly CompiledRate[] | null {
+  if (rates === undefined) return null;
+  return Object.freeze(
+    rates.map((r) => {
+      const tools = own(r, "tools");
+      const actions = own(r, "actions");
+      return Object.freeze({
+        perMs: r.per * 1000,
+        calls: own(r, "calls") ?? null,
+        cost: own(r, "cost") ?? null,
+        tools: tools ? new Set(tools) : null,
+        actions: actions ? new Set<string>(actions) : null,
+      });
+    }),
+  );
+}
+
+/** Whether a rate counts `r`: every request when it names no tool and no action. */
+export function rateCounts(rate: CompiledRate, r: CheckedRequest): boolean {
+  if (rate.tools === null && rate.actions === null) return true;
+  return (rate.tools !== null && r.kind === "tool" && rate.tools.has(r.tool)) || (rate.actions !== null && rate.actions.has(r.action));
 }
 
 /** Why a link's domains do not allow the request, or null when they do. */

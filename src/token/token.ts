@@ -39,7 +39,7 @@ import {
   type MintOptions,
 } from "../kernel/index.js";
 import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
-import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, hasRates, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
 import type { RevocationReport, TokenStore } from "./store.js";
 
@@ -124,6 +124,9 @@ export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): To
 }
 
 function compiled(data: BlockData): DatalogCode {
+  if (hasRates(data)) {
+    throw new InvalidInput("windowed rates are counted in the process that holds the capability and cannot travel in a token (each verification would count afresh); make the token from a link above the rates, and apply them where it is verified");
+  }
   const json = encodeBlock(data);
   const code = compileBlock(json, decodeBlock(json, data.kind === "root" ? 0 : 1)).code;
   for (const value of Object.values(code.params)) {

@@ -74,6 +74,21 @@ const conditions = {
   maxUses: maybe(number),
   budget: maybe(fc.record({ calls: maybe(number), cost: maybe(number), extra: sometimesExtra }, { requiredKeys: [] })),
   tenants: maybe(list(text)),
+  rates: maybe(
+    list(
+      fc.record(
+        {
+          per: maybe(fc.oneof(number, fc.constantFrom(1, 60, 86400, 31 * 86400, 31 * 86400 + 1))),
+          calls: maybe(number),
+          cost: maybe(number),
+          tools: maybe(list(text)),
+          actions: maybe(list(fc.constantFrom("tool.call", "db.create", "db.drop"))),
+          extra: sometimesExtra,
+        },
+        { requiredKeys: [] },
+      ),
+    ),
+  ),
 };
 const edgyGrant = fc.record(
   { ...conditions, tools: maybe(list(text)), fs: maybe(list(fsRule)), http: maybe(list(httpRule)), db: maybe(list(dbRule)), exec: maybe(list(execRule)), audit: maybe(list(fc.constantFrom("read", "write", "READ"))), approval: maybe(list(approvalRule)), extra: sometimesExtra },
