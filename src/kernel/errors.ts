@@ -12,6 +12,7 @@ export type AgentcapErrorCode =
   | "ERR_INVALID_INPUT"
   | "ERR_NOT_A_CAPABILITY"
   | "ERR_INVALID_TOKEN"
+  | "ERR_INSUFFICIENT_SCOPE"
   | "ERR_LIMIT_EXCEEDED"
   | "ERR_AUDIT_FAILURE"
   | "ERR_MISSING_DEPENDENCY"
@@ -118,6 +119,18 @@ export class NotACapability extends InvalidInput {
 /** A serialized capability token failed to parse or verify. */
 export class InvalidToken extends AgentcapError {
   override readonly code = "ERR_INVALID_TOKEN";
+}
+
+/** A valid access token lacks a scope the server requires; `scopes` lists what it needs (RFC 6750 insufficient_scope). */
+export class InsufficientScope extends AgentcapError {
+  override readonly code = "ERR_INSUFFICIENT_SCOPE";
+  /** Every scope a token needs here. */
+  readonly scopes: readonly string[];
+
+  constructor(message: string, scopes: readonly string[], options?: ErrorOptions) {
+    super(message, options);
+    this.scopes = Object.freeze([...scopes]);
+  }
 }
 
 /** A size, count or time limit of a resource was reached; `limit` names which. */

@@ -17,6 +17,7 @@ export {
   FileSystemError,
   ForeignFailure,
   HttpRequestFailed,
+  InsufficientScope,
   InvalidInput,
   InvalidToken,
   isDenial,

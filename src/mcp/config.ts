@@ -167,6 +167,32 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
   maxQueuedCalls: 1024,
 });
 
+/** JWS algorithms an access token may be signed with: asymmetric only, so a key from the provider's JWKS can never double as a shared secret. */
+export const ACCESS_TOKEN_ALGORITHMS = Object.freeze(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const);
+
+const httpUrl = (what: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL (${what})` });
+const claimName = z.string().min(1).max(256);
+
+/**
+ * The operator's identity provider, whose access tokens (JWTs) open sessions
+ * besides Biscuit tokens: see `OAuthConfig` for each field.
+ */
+const oauthSchema = z.strictObject({
+  issuer: httpUrl("the provider's issuer identifier, as its tokens' iss claim names it"),
+  jwksUri: httpUrl("where the provider publishes its signing keys").optional(),
+  resource: httpUrl("this gateway's MCP endpoint as clients reach it, such as https://mcp.example.com/mcp").optional(),
+  scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, "must be a scope token (printable ASCII, no spaces, quotes or backslashes)")).optional(),
+  algorithms: z.array(z.enum(ACCESS_TOKEN_ALGORITHMS)).min(1).optional(),
+  clockToleranceSeconds: wholeNumber(0, 300, "seconds").optional(),
+  claims: z
+    .strictObject({
+      principal: claimName.optional(),
+      roles: claimName.optional(),
+      tenants: claimName.optional(),
+    })
+    .optional(),
+});
+
 /** A Host the gateway also answers to, such as a reverse proxy's name. */
 const allowedHost = z.string().refine((h) => parseHost(h) !== null, 'must be a host name or IP address, optionally with a port, such as "mcp.example.com" or "127.0.0.1:3333"');
 /** An origin whose pages may call the gateway, in the form browsers send it. */
@@ -216,6 +242,7 @@ const configSchema = z
       .optional(),
     upstreams: z.array(upstreamSchema).optional(),
     sessions: sessionsSchema.optional(),
+    oauth: oauthSchema.optional(),
   })
   .superRefine((config, ctx) => {
     const configured = { files: config.tools?.files, http: config.tools?.http, database: config.tools?.database, exec: config.tools?.commands };
@@ -301,6 +328,35 @@ export interface SessionLimits {
   readonly maxQueuedCalls: number;
 }
 
+/**
+ * Access tokens from the operator's identity provider (an OAuth 2.1
+ * authorization server). A JWT bearer is verified against the provider's
+ * keys, then the gateway's own mint issues the session's capability for the
+ * principal its claims name.
+ */
+export interface OAuthConfig {
+  /** The provider's issuer identifier; a token's `iss` must equal it, and the protected resource metadata names it. */
+  readonly issuer: string;
+  /** Where the provider's JWKS is; found in its metadata (OpenID or RFC 8414) when not given. */
+  readonly jwksUri?: string;
+  /** This gateway's resource URI (RFC 8707): a token's `aud` must include it. The listen address's /mcp URL when not given. */
+  readonly resource?: string;
+  /** Scopes every token needs; one lacking any gets 403 insufficient_scope. Listed as scopes_supported. */
+  readonly scopes: readonly string[];
+  /** The signature algorithms accepted. */
+  readonly algorithms: readonly (typeof ACCESS_TOKEN_ALGORITHMS)[number][];
+  /** Leeway for `exp` and `nbf`, for clocks that disagree a little. */
+  readonly clockToleranceSeconds: number;
+  /**
+   * Which claims say who the caller is: `principal` (default `sub`) names a
+   * principal; one listed in `policy.principals` gets exactly its configured
+   * tenants and roles. Any other gets the roles its `roles` claim names
+   * (only those `policy.roles` defines) and the tenants its `tenants` claim
+   * names; without a `roles` claim configured, such a principal gets nothing.
+   */
+  readonly claims: { readonly principal: string; readonly roles?: string; readonly tenants?: string };
+}
+
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
 export interface GatewayConfig {
   readonly issuer: string;
@@ -323,6 +379,8 @@ export interface GatewayConfig {
   readonly tools: NonNullable<Parsed["tools"]>;
   readonly upstreams: readonly UpstreamConfig[];
   readonly sessions: SessionLimits;
+  /** Access tokens from the operator's identity provider; without it, only Biscuit tokens open sessions. */
+  readonly oauth?: OAuthConfig;
 }
 
 /**
@@ -450,6 +508,18 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
     sessions: { ...DEFAULT_SESSION_LIMITS, ...defined(c.sessions ?? {}) },
+    ...(c.oauth === undefined
+      ? {}
+      : {
+          oauth: {
+            ...defined({ issuer: c.oauth.issuer, jwksUri: c.oauth.jwksUri, resource: c.oauth.resource }),
+            issuer: c.oauth.issuer,
+            scopes: c.oauth.scopes ?? [],
+            algorithms: c.oauth.algorithms ?? [...ACCESS_TOKEN_ALGORITHMS],
+            clockToleranceSeconds: c.oauth.clockToleranceSeconds ?? 0,
+            claims: { principal: c.oauth.claims?.principal ?? "sub", ...defined({ roles: c.oauth.claims?.roles, tenants: c.oauth.claims?.tenants }) },
+          },
+        }),
   };
 }
 

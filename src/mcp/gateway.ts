@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit/index.js";
-import { expiresAt, InvalidInput, keyMintId, type AuditSink, type Capability } from "../kernel/index.js";
+import { expiresAt, InvalidInput, InvalidToken, keyMintId, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import type { Resolver } from "../resources/http/index.js";
 import { createDispatcher, type Dispatcher, type JsonSchema } from "../tools/index.js";
@@ -27,6 +27,7 @@ import {
 import { inspectVerified } from "../token/internal.js";
 import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
 import { openGatewayTools } from "./gateway-tools.js";
+import { accessTokens, looksLikeJwt } from "./oauth.js";
 import { configuredPolicy } from "./policy.js";
 import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
@@ -45,8 +46,15 @@ export interface Gateway {
    * giving the session's capability. For a new session it also waits until a
    * shared store can charge the token's limited blocks, so the first call is
    * not refused for want of a lease. Rejects with InvalidToken, Revoked or Expired.
+   *
+   * A JWT is an access token of the identity provider `oauth` configures:
+   * verified for `resource` (this gateway's resource URI; `oauth.resource`
+   * when not given), it gives a capability from the gateway's own mint for
+   * the principal its claims name. It may also reject with
+   * InsufficientScope, or CapabilityDenied when the policy grants that
+   * principal nothing.
    */
-  authenticate(token: string, options?: { readonly fresh?: boolean }): Promise<Capability>;
+  authenticate(token: string, options?: { readonly fresh?: boolean; readonly resource?: string }): Promise<Capability>;
   /**
    * A revocation asked for by the holder of `token` (verified first): with no
    * target, the token itself (and everything derived from it), which any
@@ -58,6 +66,8 @@ export interface Gateway {
   revoke(token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }): Promise<RevocationReport>;
   /** Checks a token's signature, store, revocation and expiry, as `authenticate` does for a new session; throws InvalidToken, Revoked or Expired. */
   inspect(token: string): void;
+  /** The ids of the mints whose roots this gateway's tools accept: those of its signing and verification keys and, with `oauth`, the mint of identity-provider sessions. */
+  readonly mints: readonly string[];
   /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
   issueToken(principal: string): string;
   /** Closes upstream connections, then the stores. */
@@ -149,7 +159,9 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         : createTokenMint({ issuer: config.issuer, policy: configuredPolicy(config.policy), signingKey: keys.privateKey, keyId: keys.keyId, store: tokenStore });
     const publicKeys: Record<string, string> = { ...config.keys.publicKeys, ...(mint === null ? {} : { [String(mint.keyId)]: mint.publicKey }) };
     // The gateway's resources and dispatcher accept only roots its own keys signed: a capability minted in this process by any other mint is refused.
-    const mints = Object.entries(publicKeys).map(([keyId, publicKey]) => keyMintId(Number(keyId), publicKey));
+    // Sessions opened with an identity provider's access token have roots from the gateway's own mint for them, trusted likewise.
+    const oauth = config.oauth === undefined ? null : accessTokens(config.oauth, config.policy, config.issuer, tokenStore);
+    const mints = [...Object.entries(publicKeys).map(([keyId, publicKey]) => keyMintId(Number(keyId), publicKey)), ...(oauth === null ? [] : [oauth.mintId])];
     const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver });
     cleanup.push(() => own.close());
     const guard = options.guard ?? guardUpstream;
@@ -169,13 +181,21 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       audit,
       displaySchemas: new Map(upstreams.flatMap((u) => [...u.schemas])),
       passthrough: new Set(upstreams.flatMap((u) => u.tools.map((t) => t.name))),
-      authenticate: async (token: string, opts?: { readonly fresh?: boolean }) => {
+      mints,
+      authenticate: async (token: string, opts?: { readonly fresh?: boolean; readonly resource?: string }) => {
+        if (looksLikeJwt(token)) {
+          if (oauth === null) throw new InvalidToken("token is a JWT, but this gateway takes no identity-provider tokens (no oauth in its configuration)");
+          const resource = opts?.resource ?? config.oauth?.resource;
+          if (resource === undefined) throw new InvalidToken("an identity-provider token needs the gateway's resource URI to check its audience; set oauth.resource");
+          return oauth.authenticate(token, resource);
+        }
         // A new session looks at revocation and expiry before it exists; later requests reuse the verified capability, whose every check consults the store.
         if (opts?.fresh !== true) return verifier.verify(token);
         inspectVerified(token, verifyOptions);
         return verifier.verifyShared(token);
       },
       revoke: async (token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }) => {
+        if (looksLikeJwt(token)) throw new InvalidInput("revocations are asked for with a Biscuit token; an identity provider's access token is revoked at the provider, and its principal with a token that has a revoke grant");
         inspectVerified(token, verifyOptions);
         const by = verifier.verify(token);
         const reason = request?.reason ?? "revoked by its holder through the gateway";

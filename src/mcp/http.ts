@@ -1,18 +1,23 @@
 /**
  * The gateway over Streamable HTTP. Every request carries a bearer token in
- * `Authorization`; a missing or bad one gets 401 with `WWW-Authenticate:
- * Bearer …` (and `error="invalid_token"` when one was given), pointing at the
- * protected resource metadata as the MCP authorization spec asks. Why a token
- * was refused goes to the server's log; the client learns only the kind of
- * refusal (see token-refusal.ts). A request whose Host or Origin the gateway
- * does not answer to gets 403 before anything else (see http-hosts.ts). A session
- * is bound at `initialize` to the capability of the token that opened it,
- * and later requests of the session must present that same token.
+ * `Authorization`: a Biscuit token, or (with `oauth` configured) an access
+ * token of the operator's identity provider (see oauth.ts). A missing or bad
+ * one gets 401 with `WWW-Authenticate: Bearer …` (and `error="invalid_token"`
+ * when one was given), pointing at the protected resource metadata (RFC
+ * 9728, served at both of its locations) as the MCP authorization spec asks;
+ * a valid one lacking a required scope gets 403 `insufficient_scope`. Why a
+ * token was refused goes to the server's log; the client learns only the
+ * kind of refusal (see token-refusal.ts). A request whose Host or Origin the
+ * gateway does not answer to gets 403 before anything else (see
+ * http-hosts.ts). A session is bound at `initialize` to the capability of
+ * the token that opened it, and later requests of the session must present
+ * that same token. Sessions are bounded (see session-table.ts), and so are
+ * the tool calls running at once (see call-limit.ts).
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { AgentcapError, denialError, expiresAt, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
+import { AgentcapError, CapabilityDenied, denialError, expiresAt, InsufficientScope, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import { EXPLORE_PATH } from "../web/index.js";
@@ -21,6 +26,7 @@ import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
 import { requestSources, type RequestSources } from "./http-hosts.js";
+import { looksLikeJwt } from "./oauth.js";
 import { StreamableHTTPServerTransport } from "./sdk.js";
 import { sessionServer } from "./session.js";
 import { sessionTable } from "./session-table.js";
@@ -108,6 +114,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   let origin = "";
   let originHost = "";
   let sources: RequestSources = { hostAllowed: () => false, originAllowed: () => false };
+  // This gateway's resource URI (RFC 8707: the audience of identity-provider tokens) and where its metadata is.
+  let resource = "";
+  let metadataPath = "";
+  let metadataUrl = "";
   const write = options.log ?? ((line: string) => process.stderr.write(`agentcap serve: ${line}\n`));
   // Control characters could forge or split log lines; request data and error texts reach the log.
   const log = (line: string) => {
@@ -116,7 +126,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const explorer = gatewayExplorer(gateway, log);
 
   const challenge = (req: IncomingMessage, res: ServerResponse, error: AgentcapError | null): void => {
-    const parts = [`realm="agentcap"`, `resource_metadata=${quoted(`${origin}${METADATA_PATH}`)}`];
+    const parts = [`realm="agentcap"`, `resource_metadata=${quoted(metadataUrl)}`, ...scopeParam()];
     let message = "this MCP server needs a bearer token in the Authorization header";
     if (error !== null) {
       const refusal = tokenRefusal(error);
@@ -127,7 +137,22 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     send(res, 401, { jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { "www-authenticate": `Bearer ${parts.join(", ")}` });
   };
 
-  /** The capability of the request's token, or null after answering 401. */
+  /** The scopes a token needs, as a challenge's scope parameter (none when the configuration names none). */
+  const scopeParam = (): string[] => {
+    const scopes = gateway.config.oauth?.scopes ?? [];
+    return scopes.length === 0 ? [] : [`scope=${quoted(scopes.join(" "))}`];
+  };
+
+  /** 403 for a valid token that cannot open a session: it lacks a scope (RFC 6750 insufficient_scope), or the policy grants its principal nothing. */
+  const forbid = (req: IncomingMessage, res: ServerResponse, error: InsufficientScope | CapabilityDenied): void => {
+    log(`403 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${error.code}: ${error.message}`);
+    if (error instanceof InsufficientScope) {
+      const parts = [`realm="agentcap"`, `error="insufficient_scope"`, ...scopeParam(), `resource_metadata=${quoted(metadataUrl)}`, `error_description="the token lacks a scope this server requires"`];
+      send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: `${error.code}: the token lacks a scope this server requires` }, id: null }, { "www-authenticate": `Bearer ${parts.join(", ")}` });
+    } else send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: `${error.code}: this server grants the token's principal nothing` }, id: null });
+  };
+
+  /** The capability of the request's token, or null after answering 401 (or 403 for a token that can open no session). */
   const authenticate = async (req: IncomingMessage, res: ServerResponse, fresh: boolean): Promise<{ token: string; capability: Capability } | null> => {
     const token = bearer(req);
     if (token === null) {
@@ -135,8 +160,12 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       return null;
     }
     try {
-      return { token, capability: await gateway.authenticate(token, { fresh }) };
+      return { token, capability: await gateway.authenticate(token, { fresh, resource }) };
     } catch (e) {
+      if (e instanceof InsufficientScope || e instanceof CapabilityDenied) {
+        forbid(req, res, e);
+        return null;
+      }
       if (!(e instanceof AgentcapError)) throw e;
       challenge(req, res, e);
       return null;
@@ -174,7 +203,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
         // A session closed because its token or principal was revoked answers its client with 401, as any refused token is.
         const token = bearer(req);
         try {
-          if (token !== null && token !== "") gateway.inspect(token);
+          // An identity provider's token is only checked by the provider's keys, fetched asynchronously: its client just initializes again.
+          if (token !== null && token !== "" && !looksLikeJwt(token)) gateway.inspect(token);
         } catch (e) {
           if (!(e instanceof AgentcapError)) throw e;
           challenge(req, res, e);
@@ -184,9 +214,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
         return;
       }
       const session = entry.value;
-      const auth = await authenticate(req, res, false);
-      if (auth === null) return;
-      if (auth.token !== session.token) {
+      // The token that opened the session was verified then; what may have happened to it since (revocation, expiry) the check below sees.
+      if (bearer(req) !== session.token) {
+        const auth = await authenticate(req, res, false);
+        if (auth === null) return;
         send(res, 403, { jsonrpc: "2.0", error: { code: -32003, message: "this session is bound to the token that opened it; present that token, or initialize a new session" }, id: null }); return;
       }
       /*
@@ -250,7 +281,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const asked = revokeBody(parsed?.value);
     if (typeof asked === "string") { send(res, 400, { error: asked }); return; }
     try {
-      inspectToken(token);
+      // An identity provider's token is refused by gateway.revoke with what to do instead.
+      if (!looksLikeJwt(token)) inspectToken(token);
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
       challenge(req, res, e); return;
@@ -271,6 +303,18 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   /** Refuses a bad bearer token before the body's request is looked at (401, as for /mcp). */
   const inspectToken = (token: string): void => {
     gateway.inspect(token);
+  };
+
+  /** The protected resource metadata (RFC 9728): what this resource is, and which authorization servers issue tokens for it. */
+  const metadata = (): Record<string, unknown> => {
+    const oauth = gateway.config.oauth;
+    return {
+      resource,
+      ...(oauth === undefined ? {} : { authorization_servers: [oauth.issuer] }),
+      ...(oauth === undefined || oauth.scopes.length === 0 ? {} : { scopes_supported: oauth.scopes }),
+      bearer_methods_supported: ["header"],
+      resource_name: "agentcap gateway",
+    };
   };
 
   const refuse = (req: IncomingMessage, res: ServerResponse, what: "Host" | "Origin", value: string | undefined): void => {
@@ -304,9 +348,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       if (url.pathname === MCP_PATH) await handleMcp(req, res);
       else if (url.pathname === REVOKE_PATH && req.method === "POST") await handleRevoke(req, res);
       else if (url.pathname === EXPLORE_PATH || url.pathname.startsWith(`${EXPLORE_PATH}/`)) await explorer.handle(req, res, url);
-      else if (url.pathname === METADATA_PATH && req.method === "GET") {
-        send(res, 200, { resource: `${origin}${MCP_PATH}`, bearer_methods_supported: ["header"], resource_name: "agentcap gateway" });
-      } else send(res, 404, { error: "not found" });
+      else if ((url.pathname === METADATA_PATH || url.pathname === metadataPath) && req.method === "GET") send(res, 200, metadata());
+      else send(res, 404, { error: "not found" });
     };
     route().catch((e: unknown) => {
       log(`500 for ${req.method ?? "?"} ${req.url ?? "?"}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
@@ -321,6 +364,11 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const address = server.address() as AddressInfo;
   origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
   originHost = new URL(origin).host;
+  resource = gateway.config.oauth?.resource ?? `${origin}${MCP_PATH}`;
+  // RFC 9728 §3.1: the metadata of https://host/mcp is at https://host/.well-known/oauth-protected-resource/mcp.
+  const publicResource = new URL(resource);
+  metadataPath = `${METADATA_PATH}${publicResource.pathname === "/" ? "" : publicResource.pathname}`;
+  metadataUrl = `${publicResource.origin}${metadataPath}`;
   sources = requestSources(address, listen.host, gateway.config.listen);
   return {
     url: `${origin}${MCP_PATH}`,

@@ -24,15 +24,17 @@ export interface TokenRefusal {
  * falls back to the generic sentence, which reveals no more.
  */
 const UNKNOWN_KEY = /^token was signed with root key id \d+, which this verifier does not know/;
+/** An identity provider's token for another audience, or from another issuer (see oauth.ts). */
+const NOT_FOR_US = /^access token was not issued for this resource/;
 
 /** The client's view of `error`, a refusal of a token. */
 export function tokenRefusal(error: AgentcapError): TokenRefusal {
   if (error instanceof Revoked) return { code: error.code, description: "the token has been revoked" };
   if (error instanceof Expired) return { code: error.code, description: "the token has expired" };
   if (error instanceof InvalidToken) {
-    return UNKNOWN_KEY.test(error.message)
-      ? { code: error.code, description: "the token is signed by a key this server does not trust" }
-      : { code: error.code, description: "the token is malformed or its signature does not verify" };
+    if (UNKNOWN_KEY.test(error.message)) return { code: error.code, description: "the token is signed by a key this server does not trust" };
+    if (NOT_FOR_US.test(error.message)) return { code: error.code, description: "the token was not issued for this server" };
+    return { code: error.code, description: "the token is malformed or its signature does not verify" };
   }
   return { code: error.code, description: "the token is not accepted" };
 }

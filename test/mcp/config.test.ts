@@ -59,6 +59,13 @@ describe("gateway configuration", () => {
     [{ ...base, sessions: { maxConcurrentCalls: 0 } }, "sessions.maxConcurrentCalls: must be a whole number of calls from 1 to 100000"],
     [{ ...base, sessions: { maxQueuedCalls: -1 } }, "sessions.maxQueuedCalls: must be a whole number of calls from 0 to 1000000"],
     [{ ...base, sessions: { ttl: 5 } }, 'Unrecognized key: "ttl"'],
+    [{ ...base, oauth: {} }, "oauth.issuer"],
+    [{ ...base, oauth: { issuer: "idp.example.com" } }, "oauth.issuer: must be an http(s) URL (the provider's issuer identifier"],
+    [{ ...base, oauth: { issuer: "https://idp.example", jwksUri: "ftp://idp.example/keys" } }, "oauth.jwksUri: must be an http(s) URL"],
+    [{ ...base, oauth: { issuer: "https://idp.example", algorithms: ["HS256"] } }, "oauth.algorithms.0"],
+    [{ ...base, oauth: { issuer: "https://idp.example", algorithms: ["none"] } }, "oauth.algorithms.0"],
+    [{ ...base, oauth: { issuer: "https://idp.example", scopes: ["two words"] } }, "oauth.scopes.0: must be a scope token"],
+    [{ ...base, oauth: { issuer: "https://idp.example", claims: { email: "email" } } }, 'Unrecognized key: "email"'],
     [{ ...base, listen: { allowedHosts: "mcp.example.com" } }, "listen.allowedHosts: Invalid input: expected array"],
     ...["", "http://mcp.example.com", "mcp.example.com/mcp", "user@mcp.example.com", "mcp example.com", "mcp.example.com:", "mcp.example.com:99999", "::1", "[::1"].map(
       (h) => [{ ...base, listen: { allowedHosts: ["ok.example", h] } }, 'listen.allowedHosts.1: must be a host name or IP address, optionally with a port, such as "mcp.example.com"'] as [unknown, string],
@@ -104,6 +111,17 @@ describe("gateway configuration", () => {
   it("fills defaults for the session limits not given", () => {
     expect(parseGatewayConfig(base, "/srv").sessions).toEqual(DEFAULT_SESSION_LIMITS);
     expect(parseGatewayConfig({ ...base, sessions: { maxPerToken: 3 } }, "/srv").sessions).toEqual({ ...DEFAULT_SESSION_LIMITS, maxPerToken: 3 });
+  });
+
+  it("fills defaults for an identity provider: sub names the principal, asymmetric algorithms only, no leeway", () => {
+    expect(parseGatewayConfig({ ...base, oauth: { issuer: "https://idp.example" } }, "/srv").oauth).toEqual({
+      issuer: "https://idp.example",
+      scopes: [],
+      algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"],
+      clockToleranceSeconds: 0,
+      claims: { principal: "sub" },
+    });
+    expect(parseGatewayConfig(base, "/srv").oauth).toBeUndefined();
   });
 
   it("lists every bad field at once", () => {

@@ -44,7 +44,7 @@ describe("bearer authentication", () => {
     expect(res.status).toBe(401);
     const challenge = res.headers.get("www-authenticate") ?? "";
     expect(challenge).toMatch(/^Bearer /);
-    expect(challenge).toContain(`resource_metadata="${new URL(http.url).origin}/.well-known/oauth-protected-resource"`);
+    expect(challenge).toContain(`resource_metadata="${new URL(http.url).origin}/.well-known/oauth-protected-resource/mcp"`);
     expect(challenge).not.toContain("invalid_token");
     const meta = (await (await fetch(`${new URL(http.url).origin}/.well-known/oauth-protected-resource`)).json()) as { resource: string };
     expect(meta.resource).toBe(http.url);

@@ -1,0 +1,203 @@
+import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth-extensions.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createMint } from "../../src/kernel/mint.ts";
+import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
+import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { CLIENTS, SCOPE, signingKeys, startIdentityProvider, type IdentityProvider } from "./idp.ts";
+import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
+
+/*
+ * The gateway as an OAuth 2.1 resource server in front of a real
+ * authorization server (oidc-provider on 127.0.0.1): MCP clients that do
+ * OAuth find the provider through the protected resource metadata, and the
+ * provider's access tokens open sessions whose capabilities the gateway's
+ * own policy decides.
+ */
+
+let idp: IdentityProvider;
+let impostor: IdentityProvider;
+let fixture: Fixture;
+let gateway: Gateway;
+let http: HttpGateway;
+const logged: string[] = [];
+
+beforeAll(async () => {
+  const keys = await signingKeys();
+  idp = await startIdentityProvider(keys);
+  // The same signing key under another issuer name: its tokens verify, but are not the configured issuer's.
+  impostor = await startIdentityProvider(keys);
+  fixture = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], claims: { roles: "roles", tenants: "tenants" } } });
+  const config = await loadGatewayConfig(fixture.configFile);
+  const principals = { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] }, short: { roles: ["reader"], tenants: [] } };
+  gateway = await openGateway({ ...config, policy: { ...config.policy, principals } });
+  http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: (line) => logged.push(line) });
+});
+
+afterAll(async () => {
+  await http.close();
+  await gateway.close();
+  await Promise.all([idp.close(), impostor.close()]);
+  fixture.cleanup();
+});
+
+const origin = () => new URL(http.url).origin;
+
+/** An initialize with `token` as bearer: status, challenge and body. */
+async function initialize(token: string): Promise<{ status: number; challenge: string; body: string }> {
+  const res = await fetch(http.url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
+  });
+  return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "", body: await res.text() };
+}
+
+describe("protected resource metadata (RFC 9728)", () => {
+  it("names the resource and the configured authorization server, at the root and the path-suffixed location", async () => {
+    for (const path of ["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"]) {
+      const res = await fetch(`${origin()}${path}`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({
+        resource: http.url,
+        authorization_servers: [idp.issuer],
+        scopes_supported: [SCOPE],
+        bearer_methods_supported: ["header"],
+        resource_name: "agentcap gateway",
+      });
+    }
+  });
+
+  it("is what a 401 points to, with the scope a token needs", async () => {
+    const res = await fetch(http.url, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toBe(`Bearer realm="agentcap", resource_metadata="${origin()}/.well-known/oauth-protected-resource/mcp", scope="${SCOPE}"`);
+  });
+});
+
+describe("access tokens from the identity provider", () => {
+  it("open a session for a listed principal with exactly its configured roles", async () => {
+    const { client } = await httpClient(http.url, await idp.token("ci-agent", http.url));
+    try {
+      expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(["list_files", "read_file"]);
+      expect(textOf(await client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }))).toContain("hello from the workspace");
+      const denied = (await client.callTool({ name: "read_file", arguments: { path: "private/secret.txt" } })) as CallToolResult;
+      expect(denied.isError).toBe(true);
+      const events = await gateway.audit.query({ principal: "ci-agent" });
+      expect(events.length).toBeGreaterThan(0);
+      // The gateway's own mint issued the root, for the principal the token names, under the session the gateway named.
+      expect(events[0]?.event.subject.mint).toMatchObject({ principal: "ci-agent", issuer: "test-gateway", mintId: expect.stringMatching(/^mint:/) as unknown });
+      expect(gateway.mints).toContain(events[0]?.event.subject.mint.mintId);
+      expect(events[0]?.event.subject.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("give an unlisted principal the roles its claims name that the policy defines, and nothing else", async () => {
+    const { client } = await httpClient(http.url, await idp.token("contractor", http.url));
+    try {
+      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["list_files"]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("refuse a principal the policy grants nothing with 403", async () => {
+    const r = await initialize(await idp.token("intruder", http.url));
+    expect(r.status).toBe(403);
+    expect(r.body).toContain("ERR_CAPABILITY_DENIED: this server grants the token's principal nothing");
+  });
+
+  it("refuse a token without the required scope with 403 insufficient_scope", async () => {
+    const r = await initialize(await idp.token("ci-agent", http.url, ""));
+    expect(r.status).toBe(403);
+    expect(r.challenge).toContain('error="insufficient_scope"');
+    expect(r.challenge).toContain(`scope="${SCOPE}"`);
+    expect(r.challenge).toContain(`resource_metadata="${origin()}/.well-known/oauth-protected-resource/mcp"`);
+  });
+
+  const refusals: readonly (readonly [string, () => Promise<string>, string])[] = [
+    [
+      "a tampered token (its subject changed)",
+      async () => {
+        const [h, p, sig] = (await idp.token("contractor", http.url)).split(".") as [string, string, string];
+        const claims = JSON.parse(Buffer.from(p, "base64url").toString()) as Record<string, unknown>;
+        return [h, Buffer.from(JSON.stringify({ ...claims, sub: "ci-agent" })).toString("base64url"), sig].join(".");
+      },
+      "the token is malformed or its signature does not verify",
+    ],
+    ["a token for another resource (audience)", () => idp.token("ci-agent", "http://127.0.0.2:9/mcp"), "the token was not issued for this server"],
+    ["a token of another issuer signed with the same key", () => impostor.token("ci-agent", http.url), "the token was not issued for this server"],
+    [
+      "an expired token",
+      async () => {
+        const token = await idp.token("short", http.url);
+        await new Promise((resolve) => setTimeout(resolve, 2100));
+        return token;
+      },
+      "the token has expired",
+    ],
+    ["a JWT signed with no algorithm", () => Promise.resolve(`${Buffer.from('{"alg":"none"}').toString("base64url")}.${Buffer.from(JSON.stringify({ iss: idp.issuer, sub: "ci-agent", aud: http.url, exp: 9e9, scope: SCOPE })).toString("base64url")}.x`), "the token is malformed or its signature does not verify"],
+  ];
+
+  it.each(refusals)("refuse %s with 401 invalid_token, saying only what kind of refusal", async (_name, make, description) => {
+    const r = await initialize(await make());
+    expect(r.status).toBe(401);
+    expect(r.challenge).toContain('error="invalid_token"');
+    expect(r.challenge).toContain(`error_description="${description}"`);
+    expect(r.challenge).toContain(`resource_metadata="${origin()}/.well-known/oauth-protected-resource/mcp"`);
+    expect(r.body).not.toMatch(/ERR_JW|claim|"iss"|"aud"|jose/);
+  }, 15_000);
+
+  it("end the session when the principal is revoked, and open none for it until reinstated", async () => {
+    const token = await idp.token("ci-agent", http.url);
+    const { client } = await httpClient(http.url, token);
+    try {
+      expect((await client.listTools()).tools.length).toBe(2);
+      const admin = createMint({ issuer: "test-operator", policy: () => ({ revoke: [{ target: "principal" }] }), revocations: gateway.tokenStore }).issue({ id: "operator" });
+      await gateway.tokenStore.revoke({ principal: "ci-agent" }, { reason: "key leaked", by: admin });
+      await expect(client.listTools()).rejects.toThrow(/401|revoked|session not found/);
+      expect((await initialize(token)).status).toBe(401);
+      await gateway.tokenStore.reinstate({ principal: "ci-agent" });
+      expect((await initialize(token)).status).toBe(200);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("are refused by a gateway without oauth, and Biscuit tokens still work beside them", async () => {
+    expect((await initialize(gateway.issueToken("alice"))).status).toBe(200);
+    const plain = makeFixture();
+    const g = await openGateway(await loadGatewayConfig(plain.configFile));
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    try {
+      const r = await fetch(h.url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${await idp.token("ci-agent", h.url)}` }, body: "{}" });
+      expect(r.status).toBe(401);
+      const meta = (await (await fetch(`${new URL(h.url).origin}/.well-known/oauth-protected-resource`)).json()) as Record<string, unknown>;
+      expect(meta).not.toHaveProperty("authorization_servers");
+    } finally {
+      await h.close();
+      await g.close();
+      plain.cleanup();
+    }
+  });
+});
+
+describe("the official MCP SDK client doing OAuth", () => {
+  it("finds the provider through the metadata, gets a client-credentials token and calls a tool", async () => {
+    const authProvider = new ClientCredentialsProvider({ clientId: "ci-agent", clientSecret: CLIENTS["ci-agent"], scope: SCOPE, expectedIssuer: idp.issuer });
+    const transport = new StreamableHTTPClientTransport(new URL(http.url), { authProvider });
+    const client = new Client({ name: "oauth-client", version: "0.0.0" });
+    await client.connect(transport);
+    try {
+      expect(authProvider.tokens()?.access_token).toMatch(/^ey/);
+      expect(textOf(await client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }))).toContain("hello from the workspace");
+    } finally {
+      await client.close();
+    }
+  });
+});
