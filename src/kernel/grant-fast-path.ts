@@ -59,7 +59,11 @@ const KEYS = {
   rate: only("per", "calls", "cost", "tools", "actions"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
-  db: only("model", "ops", "fields", "scope", "fieldActions"),
+  db: only("model", "ops", "fields", "scope", "fieldActions", "rows"),
+  comparison: only("field", "op", "value"),
+  all: only("all"),
+  any: only("any"),
+  not: only("not"),
   scope: (key: string) => IDENTIFIER.test(key),
   mask: only("mask"),
   exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
@@ -196,6 +200,35 @@ function fieldAction(r: Reader, x: unknown): unknown {
   return Object.freeze({ mask: check(typeof v.mask === "string" && MASK_PATTERN.test(v.mask), v.mask as string) });
 }
 
+const ROW_OPS: ReadonlySet<unknown> = new Set(["eq", "ne", "lt", "lte", "gt", "gte", "in", "startsWith", "contains"]);
+const ORDERED = new Set(["lt", "lte", "gt", "gte"]);
+
+/** A row rule the schema would accept unchanged (at most 4 deep, 16 comparisons: well inside the schema's own bounds), with its depth and comparisons counted. */
+function rowRule(r: Reader, x: unknown, depth: number, count: { comparisons: number }): unknown {
+  if (depth > 4) throw GIVE_UP;
+  if (typeof x !== "object" || x === null) throw GIVE_UP;
+  const keys = Object.keys(x);
+  if (keys.length === 1 && (keys[0] === "all" || keys[0] === "any")) {
+    const v = r.object(x, keys[0] === "all" ? KEYS.all : KEYS.any);
+    const list = r.list(v[keys[0]], 1, (y) => rowRule(r, y, depth + 1, count));
+    if (list.length > 16) throw GIVE_UP;
+    return Object.freeze({ [keys[0]]: list });
+  }
+  if (keys.length === 1 && keys[0] === "not") return Object.freeze({ not: rowRule(r, r.object(x, KEYS.not).not, depth + 1, count) });
+  const v = r.object(x, KEYS.comparison);
+  if (++count.comparisons > 16) throw GIVE_UP;
+  const op = member(ROW_OPS)(v.op) as string;
+  let value: unknown;
+  if (op === "in") {
+    value = r.list(v.value, 1, (y) => scalar(check(y !== null, y)));
+    if ((value as unknown[]).length > 100) throw GIVE_UP;
+  } else {
+    value = scalar(v.value);
+    if ((ORDERED.has(op) && value === null) || ((op === "startsWith" || op === "contains") && typeof value !== "string")) throw GIVE_UP;
+  }
+  return Object.freeze({ field: identifier(v.field), op, value });
+}
+
 function dbRule(r: Reader, x: unknown): DbRule {
   const v = r.object(x, KEYS.db);
   const out: Fields = { model: identifier(v.model), ops: r.list(v.ops, 1, member(DB_OPS)) };
@@ -210,6 +243,7 @@ function dbRule(r: Reader, x: unknown): DbRule {
     for (const key of Object.keys(actions)) actions[key] = fieldAction(r, actions[key]);
     return Object.freeze(actions);
   });
+  optional(out, v, "rows", (x) => rowRule(r, x, 1, { comparisons: 0 }));
   return Object.freeze(out) as unknown as DbRule;
 }
 

@@ -4,6 +4,7 @@ import { addressRangeProblem } from "./address.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import { fastParseConditions, fastParseGrant } from "./grant-fast-path.js";
 import { MASK_PATTERN, type FieldAction } from "./field-actions.js";
+import { rowRuleSchema, type RowRule } from "./row-rules.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 
@@ -74,6 +75,13 @@ export interface DbRule {
    * removes it as if `fields` left it out.
    */
   readonly fieldActions?: Readonly<Record<string, FieldAction>>;
+  /**
+   * Confines the rule to rows satisfying this condition: reads, updates and
+   * deletes see only such rows, a create must make one, and an update may
+   * not change a field the condition names. Conditions of several links all
+   * apply.
+   */
+  readonly rows?: RowRule;
 }
 
 /**
@@ -233,6 +241,7 @@ const dbRuleSchema = z.strictObject({
   fields: z.array(identifier).max(1024).optional(),
   scope: z.record(identifier, scalar).optional(),
   fieldActions: z.record(identifier, fieldActionSchema).optional(),
+  rows: rowRuleSchema.optional(),
 });
 
 const argPatternSchema = z.union([

@@ -41,6 +41,8 @@ export type { Clock, ManualClock } from "./clock.js";
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
 export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, parseConditions, parseGrant, REQUEST_ACTIONS, REVOCATION_TARGETS } from "./grant.js";
 export type { FieldAction, FieldView } from "./field-actions.js";
+export { ROW_OPS } from "./row-rules.js";
+export type { RowOp, RowRule } from "./row-rules.js";
 export type { ApprovalRule, ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */

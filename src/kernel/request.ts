@@ -4,6 +4,7 @@ import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
 import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
 import { actionKey, MASK_PATTERN, type FieldView } from "./field-actions.js";
 import { snapshotPlainData } from "./plain-data.js";
+import { ruleKey, rowRuleSchema, type RowRule } from "./row-rules.js";
 import { fastParseRequest } from "./request-fast-path.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
 
@@ -43,6 +44,8 @@ export interface DbRequest extends Tenanted {
   readonly fields: readonly string[];
   readonly scope: Readonly<Record<string, Scalar>>;
   readonly views?: Readonly<Record<string, FieldView>>;
+  /** The row rules the operation is confined by: every one a link of the chain sets must be among them. */
+  readonly rows?: readonly RowRule[];
 }
 
 /** Running one program: `argv[0]` is its absolute path; `env` names the variables passed through. */
@@ -96,6 +99,7 @@ const dbSchema = z.object({
     views: z
       .record(identifier, z.union([z.enum(["hash", "redact"]), z.strictObject({ mask: z.string().regex(MASK_PATTERN, "must be a mask pattern") })]))
       .optional(),
+    rows: z.array(rowRuleSchema).max(64).optional(),
     tenant,
   });
 const execSchema = z.object({
@@ -209,6 +213,8 @@ export type CheckedRequest =
       readonly scope: ReadonlyMap<string, Scalar>;
       /** Fields returned other than whole, each with its view as actionKey writes it. */
       readonly views: ReadonlyMap<string, string>;
+      /** The row rules it is confined by, each as ruleKey writes it. */
+      readonly rows: ReadonlySet<string>;
     }
   | {
       readonly kind: "exec";
@@ -268,6 +274,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         fields: r.fields,
         scope: new Map(Object.entries(r.scope)),
         views: new Map(Object.entries(optional(r, "views") ?? {}).map(([f, v]) => [f, actionKey(v)])),
+        rows: new Set((optional(r, "rows") ?? []).map(ruleKey)),
       };
     case "exec": {
       const program = r.argv[0] ?? "";

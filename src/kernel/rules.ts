@@ -1,6 +1,7 @@
 import { addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket } from "./address.js";
 import { isWithin, pathHasPrefix } from "./canonical-forms.js";
 import { actionKey, actionPermits } from "./field-actions.js";
+import { describeRule, ruleKey } from "./row-rules.js";
 import type { ApprovalRule, ArgPattern, Grant, LinkConditions, Scalar } from "./grant.js";
 import type { CheckedRequest } from "./request.js";
 
@@ -32,6 +33,8 @@ interface CompiledDbRule {
   readonly scope: readonly (readonly [string, Scalar])[];
   /** Fields whose action is not "allow", with the action as actionKey writes it; null when there are none. */
   readonly actions: ReadonlyMap<string, string> | null;
+  /** The row rule as ruleKey writes it, and as a person reads it; null without one. */
+  readonly rows: { readonly key: string; readonly text: string } | null;
 }
 interface CompiledRevokeRule {
   readonly target: string;
@@ -143,6 +146,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
     db: db
       ? db.map((r) => {
           const fields = own(r, "fields");
+          const rows = own(r, "rows");
           const actions = Object.entries(own(r, "fieldActions") ?? {})
             .map(([f, a]) => [f, actionKey(a)] as const)
             .filter(([, a]) => a !== "allow");
@@ -152,6 +156,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
             fields: fields ? new Set(fields) : null,
             scope: Object.entries(own(r, "scope") ?? {}),
             actions: actions.length > 0 ? new Map(actions) : null,
+            rows: rows === undefined ? null : { key: ruleKey(rows), text: describeRule(rows) },
           };
         })
       : null,
@@ -348,6 +353,10 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
     const unscoped = rule.scope.find(([k, v]) => !r.scope.has(k) || r.scope.get(k) !== v);
     if (unscoped !== undefined) {
       closest = `confines ${r.model} to rows where ${unscoped[0]} = ${JSON.stringify(unscoped[1])}`;
+      continue;
+    }
+    if (rule.rows !== null && !r.rows.has(rule.rows.key)) {
+      closest = `confines ${r.model} to rows where ${rule.rows.text}`;
       continue;
     }
     return null;

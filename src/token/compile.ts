@@ -14,7 +14,7 @@
  * Time is an integer count of milliseconds since the epoch, the kernel's unit,
  * so `time($t)` expiry agrees with the kernel to the millisecond.
  */
-import { actionKey, addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
+import { actionKey, addressBits, addressRangeBits, classifyAddress, ruleKey, isIpLiteral, unbracket, type CheckedRequest } from "../kernel/internal.js";
 import {
   InvalidInput,
   type ApprovalRule,
@@ -154,6 +154,9 @@ function dbBody(params: Params, r: DbRule): string {
     // Scope values are compared as the bytes of their JSON text (equal exactly when the scalars are strictly equal); bytes, since a string's JSON holds quotes.
     parts.push(`db_scope(${param(params, k)}, ${jsonBytes(v)})`);
   }
+  const rows = own(r, "rows");
+  // A row rule travels as the bytes of its canonical JSON, as the request's db_rows set holds the rules it is confined by.
+  if (rows !== undefined) parts.push(`db_rows($r), $r.contains(${nameItem(ruleKey(rows))})`);
   return parts.join(", ");
 }
 
@@ -303,7 +306,7 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
     }
     case "db":
       facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${nameSet(req.fields)})`);
-      facts.push(`db_viewed(${nameSet(req.views.keys())})`, `db_views(${setOf([...req.views].map(([f, v]) => viewItem(f, v)))})`);
+      facts.push(`db_rows(${nameSet(req.rows)})`, `db_viewed(${nameSet(req.views.keys())})`, `db_views(${setOf([...req.views].map(([f, v]) => viewItem(f, v)))})`);
       for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${jsonBytes(v)})`);
       break;
     case "exec": {

@@ -63,6 +63,7 @@ const opt = { requiredKeys: [] as [] };
 const scopeArb = fc.dictionary(fc.constantFrom(...SCOPE_KEYS), fc.constantFrom(...SCOPE_VALUES), { maxKeys: 2 });
 const MASKS = [{ mask: "***{last4}" }, { mask: "{first1}***" }] as const;
 const fieldActionsArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.constantFrom("allow" as const, "hash" as const, "redact" as const, "deny" as const, ...MASKS), { maxKeys: 3 });
+const ROW_RULES = [{ field: "name", op: "ne", value: "x" }, { any: [{ field: "id", op: "lt", value: 3 }, { not: { field: "email", op: "eq", value: null } }] }] as const;
 const viewsArb = fc.dictionary(fc.constantFrom(...FIELDS), fc.constantFrom("hash" as const, "redact" as const, ...MASKS), { maxKeys: 3 });
 
 const fsRuleArb: fc.Arbitrary<FsRule> = fc.record(
@@ -85,6 +86,7 @@ const dbRuleArb: fc.Arbitrary<DbRule> = fc.record(
     fields: fc.subarray([...FIELDS]),
     scope: scopeArb,
     fieldActions: fieldActionsArb,
+    rows: fc.constantFrom(...ROW_RULES),
   },
   { requiredKeys: ["model", "ops"] },
 );
@@ -149,9 +151,9 @@ const requestArb: fc.Arbitrary<Request> = fc.oneof(
       ),
     ),
   fc
-    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, views: fc.option(viewsArb, { nil: undefined }), tenant: tenantArb })
-    .map(({ op, model, fields, scope, views, tenant }): Request =>
-      withTenant({ action: `db.${op}`, model, fields, scope, ...(views === undefined ? {} : { views }) }, tenant),
+    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, views: fc.option(viewsArb, { nil: undefined }), rows: fc.subarray([...ROW_RULES]), tenant: tenantArb })
+    .map(({ op, model, fields, scope, views, rows, tenant }): Request =>
+      withTenant({ action: `db.${op}`, model, fields, scope, rows, ...(views === undefined ? {} : { views }) }, tenant),
     ),
   fc
     .record({
@@ -195,7 +197,7 @@ function requestsFor(g: Grant): fc.Arbitrary<Request[]> {
           const a = actions[f];
           if (a !== undefined && a !== "allow" && a !== "deny") views[f] = a;
         }
-        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views };
+        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views, rows: r.rows === undefined ? [] : [r.rows] };
       }),
     );
   }

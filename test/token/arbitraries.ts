@@ -21,6 +21,13 @@ const tenants = ["t1", "t2"];
 const scopeValues = [42, "42", true, null, 1.5];
 const masks = [{ mask: "{last1}" }, { mask: "*{first1}" }];
 const fieldAction = fc.constantFrom("allow" as const, "hash" as const, "redact" as const, "deny" as const, ...masks);
+const rowRules = [
+  { field: "x", op: "ne", value: "draft" },
+  { any: [{ field: "x", op: "eq", value: 1 }, { field: "y", op: "in", value: ["a", "b"] }] },
+  { not: { field: "z", op: "eq", value: null } },
+] as const;
+// The first rule with its keys in another order: the same rule.
+const rowRulesAsWritten = [...rowRules, { value: "draft", op: "ne", field: "x" } as const];
 const fieldView = fc.constantFrom("hash" as const, "redact" as const, ...masks);
 const revocationTargets = ["principal", "session", "link"] as const;
 const revocationIds = ["alice", "bob", "s-1", 'q"uote\\'];
@@ -84,6 +91,7 @@ export const grant: fc.Arbitrary<Grant> = fc
           fields: opt(sub(fields)),
           scope: opt(fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 })),
           fieldActions: opt(fc.dictionary(fc.constantFrom(...fields), fieldAction, { maxKeys: 2 })),
+          rows: opt(fc.constantFrom(...rowRules)),
         }).map(strip),
         { maxLength: 2 },
       ),
@@ -133,6 +141,7 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     fields: sub(fields),
     scope: fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 }),
     views: opt(fc.dictionary(fc.constantFrom(...fields), fieldView, { maxKeys: 2 })),
+    rows: opt(sub(rowRulesAsWritten)),
     tenant,
   }).map(strip),
   fc.record({

@@ -104,4 +104,16 @@ describe("database tools", () => {
     const withTool = createMint({ issuer: "t", policy: () => ({ ...GRANT, tools: ["db_query", "customer_overview"] }) }).issue({ id: "alice" });
     await expect(dispatcher.call(overview, { id: 7 }, withTool)).resolves.toEqual({ customer: [{ name: "Ada" }], orders: "CapabilityDenied", other: "CapabilityDenied" });
   });
+
+  it("through a chain that masks a field and confines rows by a rule, the tools ask for exactly what the resource will use", async () => {
+    const { dispatcher, cap } = setup();
+    const masked = narrow(cap, {
+      tools: ["db_query", "db_update"],
+      db: [{ model: "Customer", ops: ["read", "update"], fieldActions: { name: { mask: "{first1}***" } }, rows: { field: "id", op: "ne", value: 8 } }],
+    });
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["id", "name"], orderBy: [{ field: "id" }] }, masked)).resolves.toEqual([{ id: 7, name: "A***" }]);
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["id"], where: { name: "Ada" } }, masked)).rejects.toThrow(/grants Customer\.name only masked/);
+    await expect(dispatcher.call("db_update", { model: "Customer", set: { tenantId: 42 }, where: {} }, masked)).resolves.toMatchObject({ count: 1 });
+    await expect(dispatcher.call("db_update", { model: "Customer", set: { id: 8 }, where: { id: 7 } }, masked)).rejects.toThrow(/row rule on id/);
+  });
 });

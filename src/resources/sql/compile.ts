@@ -15,6 +15,7 @@ import {
 } from "kysely";
 import { AgentcapError, type Scalar } from "../../kernel/index.js";
 import type { Condition, ParsedQuery } from "./query.js";
+import type { RuleNode } from "./row-rules.js";
 import type { Field, Model } from "./schema.js";
 
 /*
@@ -110,10 +111,34 @@ function conditionSql(dialect: Dialect, model: Model, eb: Builder, c: Condition,
   }
 }
 
-/** Where clause: the row scope's equalities, then the query's conditions; `next` is the slot of the first condition value. */
-function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], conditions: readonly Condition[], next: number) {
+/** A row rule's expression; `at.next` is the slot of its first value, advanced past the values it binds. */
+function ruleSql(dialect: Dialect, model: Model, eb: Builder, node: RuleNode, at: { next: number }): Expression<SqlBool> {
+  switch (node.kind) {
+    case "compare": {
+      const c = node.condition;
+      const slots = Array.from({ length: c.arity }, (_, k) => new Slot(at.next + k, c.field));
+      at.next += c.arity;
+      return conditionSql(dialect, model, eb, c, slots);
+    }
+    case "not":
+      return eb.not(ruleSql(dialect, model, eb, node.child, at));
+    case "all":
+      return eb.and(node.children.map((c) => ruleSql(dialect, model, eb, c, at)));
+    case "any":
+      return eb.or(node.children.map((c) => ruleSql(dialect, model, eb, c, at)));
+  }
+}
+
+/**
+ * Where clause: the row scope's equalities, the capability's row rules (their
+ * values right after the scope's), then the query's conditions; `next` is
+ * the slot of the first condition value.
+ */
+function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], rules: readonly RuleNode[], conditions: readonly Condition[], next: number) {
   return (eb: Builder): Expression<SqlBool> => {
     const parts: Expression<SqlBool>[] = scope.map((f, i) => eb(eb.ref(column(model, f)), "=", bind(new Slot(i, f))));
+    const ruleSlots = { next: scope.length };
+    for (const rule of rules) parts.push(ruleSql(dialect, model, eb, rule, ruleSlots));
     let at = next;
     for (const c of conditions) {
       const slots = Array.from({ length: c.arity }, (_, k) => new Slot(at + k, c.field));
@@ -136,20 +161,28 @@ function toShape(compiled: { readonly sql: string; readonly parameters: readonly
 }
 
 /**
- * Compiles one shape. `scope` lists the row-scope fields (slots 0 …), `select`
- * the fields a read returns. Everything in the SQL text comes from the
- * schema or from this module; the query's values are all slots.
+ * Compiles one shape. `scope` lists the row-scope fields (slots 0 …), `rules`
+ * the row rules (their `ruleValueCount` values next), `select` the fields a
+ * read returns. Everything in the SQL text comes from the schema or from
+ * this module; the values are all slots.
  */
-export function compileShape(dialect: Dialect, q: ParsedQuery, scope: readonly Field[], select: readonly Field[]): CompiledShape {
+export function compileShape(
+  dialect: Dialect,
+  q: ParsedQuery,
+  scope: readonly Field[],
+  rules: readonly RuleNode[],
+  ruleValueCount: number,
+  select: readonly Field[],
+): CompiledShape {
   const db = builders[dialect];
   const { model } = q;
-  const base = scope.length;
+  const base = scope.length + ruleValueCount;
   switch (q.op) {
     case "read": {
       let query = db
         .selectFrom(model.table)
         .select(aliased(select))
-        .where(whereSql(dialect, model, scope, q.conditions, base));
+        .where(whereSql(dialect, model, scope, rules, q.conditions, base));
       for (const o of q.order) query = query.orderBy(sql.ref(column(model, o.field)), o.descending ? "desc" : "asc");
       // A literal: SQLite re-prepares a statement whose LIMIT is a bound parameter on every call (the planner uses it).
       query = query.limit(sql.lit(q.limit));
@@ -174,10 +207,10 @@ export function compileShape(dialect: Dialect, q: ParsedQuery, scope: readonly F
       const query = db
         .updateTable(model.table)
         .set(set)
-        .where(whereSql(dialect, model, scope, q.conditions, base + q.set.length));
+        .where(whereSql(dialect, model, scope, rules, q.conditions, base + q.set.length));
       return toShape((q.returning.length === 0 ? query : query.returning(aliased(q.returning))).compile(), q.returning);
     }
     case "delete":
-      return toShape(db.deleteFrom(model.table).where(whereSql(dialect, model, scope, q.conditions, base)).compile(), []);
+      return toShape(db.deleteFrom(model.table).where(whereSql(dialect, model, scope, rules, q.conditions, base)).compile(), []);
   }
 }

@@ -32,10 +32,11 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
-import { confinementOf, fieldUse } from "./scope.js";
+import { confinementOf, fieldUse, type RowEntry } from "./scope.js";
+import { ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { sqliteEngine } from "./sqlite.js";
-import { authorizeTrusted, checkTrusted, defined, trustedMintsOption } from "../../kernel/internal.js";
+import { authorizeTrusted, checkTrusted, defined, describeRule, trustedMintsOption } from "../../kernel/internal.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach
@@ -132,6 +133,11 @@ interface Plan {
   /** Row-scope fields in schema order; their values are slots 0 … of every statement. */
   readonly scope: readonly Field[];
   readonly scopeValues: readonly Scalar[];
+  /** The capability's row rules, with the links that set them; for all but a create, their values follow the scope's. */
+  readonly rules: readonly RuleNode[];
+  readonly ruleLinks: readonly RowEntry[];
+  /** Values every call of the plan binds first: the scope's, then the rules'. */
+  readonly constants: readonly Scalar[];
   readonly scopeIndex: ReadonlyMap<Field, number>;
   /** Fields a read returns. */
   readonly select: readonly Field[];
@@ -232,6 +238,13 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
 
+  /** Refuses a call the capability confines in a way this resource cannot honour, or that its row rules forbid: recorded, and thrown as the denial. */
+  const refuse = (access: Access, cap: Capability, q: ParsedQuery, at: { link: number; linkId: string }, rule: string, reason: string, because: string): never => {
+    const refused: Denied = { allowed: false, code: "ERR_CAPABILITY_DENIED", reason: `link ${at.link} ${reason}`, because, capabilityId: cap.id, link: at.link, linkId: at.linkId, rule };
+    const request: DbRequest = { action: `db.${q.op}`, model: q.model.name, fields: fieldNames(q.named), scope: {}, ...defined({ tenant: q.tenant }) };
+    throw denialError(access.decided(request, refused) as Denied);
+  };
+
   const makePlan = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
     if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
     const { model } = q;
@@ -242,22 +255,38 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         const problem = field === undefined ? `${model.name} has no field ${entry.field}` : valueProblem(field, entry.value);
         if (problem !== null || field === undefined) {
           // A scope the schema cannot express cannot be enforced: fail closed, naming the link.
-          const refused: Denied = {
-            allowed: false,
-            code: "ERR_CAPABILITY_DENIED",
-            reason: `link ${entry.link} confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`,
-            because: `confines ${model.name} to a row scope on ${entry.field} that cannot be enforced`,
-            capabilityId: cap.id,
-            link: entry.link,
-            linkId: entry.linkId,
-            rule: "db.scope",
-          };
-          const request: DbRequest = { action: `db.${q.op}`, model: model.name, fields: fieldNames(q.named), scope: {}, ...defined({ tenant: q.tenant }) };
-          throw denialError(access.decided(request, refused) as Denied);
+          return refuse(
+            access,
+            cap,
+            q,
+            entry,
+            "db.scope",
+            `confines ${model.name} to rows where ${entry.field} = ${JSON.stringify(entry.value)}, which cannot be enforced: ${problem ?? ""}`,
+            `confines ${model.name} to a row scope on ${entry.field} that cannot be enforced`,
+          );
         }
         return { field, value: entry.value };
       })
       .sort((a, b) => a.field.position - b.field.position);
+    const rules = confinement.rows.map((entry) => {
+      try {
+        return ruleNode(model, entry.rule);
+      } catch (e) {
+        if (!(e instanceof UnenforceableRule)) throw e;
+        return refuse(access, cap, q, entry, "db.rows", `confines ${model.name} by a row rule that cannot be enforced: ${e.message}`, `confines ${model.name} by a row rule that cannot be enforced`);
+      }
+    });
+    if (q.op === "update") {
+      // The rows an update leaves must satisfy the rules too; changing a field a rule names could move them out, so it is refused.
+      confinement.rows.forEach((entry, i) => {
+        const named = ruleFields(rules[i] as RuleNode);
+        const moved = q.set.find((f) => named.has(f));
+        if (moved !== undefined) {
+          refuse(access, cap, q, entry, "db.rows", `confines ${model.name} by a row rule on ${moved.name}, which an update may not change`, `confines ${model.name} by a row rule on ${moved.name}`);
+        }
+      });
+    }
+    const scopeValues = entries.map((e) => e.value);
     const scope = entries.map((e) => e.field);
     let select: readonly Field[] = [];
     let use = { fields: fieldNames(q.named), views: {} as Record<string, FieldView> };
@@ -275,15 +304,19 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       fields: Object.freeze(fieldNames(sortByPosition(use.fields.map((f) => model.byName.get(f) as Field)))),
       scope: Object.freeze(Object.fromEntries(entries.map((e) => [e.field.name, e.value]))),
       ...(viewed.length > 0 ? { views: Object.freeze(use.views) } : {}),
+      ...(rules.length > 0 ? { rows: Object.freeze(confinement.rows.map((e) => e.rule)) } : {}),
     });
     return {
       scope,
-      scopeValues: entries.map((e) => e.value),
+      scopeValues,
+      rules,
+      ruleLinks: confinement.rows,
+      constants: q.op === "create" ? scopeValues : [...scopeValues, ...rules.flatMap((r) => ruleValues(r))],
       scopeIndex: new Map(scope.map((f, i) => [f, i])),
       select,
       transforms: viewed.map(([f, view]) => [f, viewTransform(view, hashKey)] as const),
       request,
-      statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}`,
+      statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}|${q.op === "create" ? "" : JSON.stringify(request.rows ?? [])}`,
       prepared: null,
     };
   };
@@ -301,7 +334,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const prepare = (plan: Plan, q: ParsedQuery): Prepared => {
     const cached = statements.get(plan.statementKey);
     if (cached !== undefined) return (plan.prepared = cached);
-    const shape = compileShape(engine.dialect, q, plan.scope, plan.select);
+    const rules = q.op === "create" ? [] : plan.rules;
+    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, plan.select);
     const prepared: Prepared = {
       shape,
       statement: engine.prepare(shape.sql, q.op === "read" && q.limit === 1),
@@ -319,6 +353,28 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   /** Authorizes the call, reporting each decision to `access` (throwing the kernel's typed denial), and returns its prepared statement and bound parameters. */
   const admit = (access: Access, cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
     const plan = planFor(access, cap, q);
+    if (q.op === "create" && plan.rules.length > 0) {
+      // A new row must satisfy every rule, with the scope's values for the fields it leaves to the scope.
+      const row = new Map<Field, Scalar>(q.writes);
+      plan.scope.forEach((f, i) => {
+        if (!row.has(f)) row.set(f, plan.scopeValues[i] as Scalar);
+      });
+      plan.rules.forEach((rule, i) => {
+        const verdict = rowSatisfies(rule, row);
+        if (verdict === true) return;
+        const entry = plan.ruleLinks[i] as RowEntry;
+        const text = describeRule(entry.rule);
+        refuse(
+          access,
+          cap,
+          q,
+          entry,
+          "db.rows",
+          verdict === null ? `confines ${q.model.name} to rows where ${text}: give every field it names` : `confines ${q.model.name} to rows where ${text}, and the new row is not one`,
+          `confines ${q.model.name} to rows where ${text}`,
+        );
+      });
+    }
     const base = plan.request.scope;
     // A create's scope is the new row's; other calls are confined by the plan's scope and whatever their filters pin.
     const scope = pinnedScope(plan, q.op === "create" ? q.writes : q.pins, base);
@@ -339,10 +395,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const prepared = plan.prepared ?? prepare(plan, q);
     const slots = prepared.shape.params;
     const params = new Array<unknown>(slots.length);
-    const offset = plan.scopeValues.length;
+    const offset = plan.constants.length;
     for (let i = 0; i < slots.length; i++) {
       const at = (slots[i] as { index: number }).index;
-      const value = (at < offset ? plan.scopeValues[at] : q.args[at - offset]) as Scalar;
+      const value = (at < offset ? plan.constants[at] : q.args[at - offset]) as Scalar;
       const encode = prepared.encoders[i];
       params[i] = encode == null ? value : encode(value);
     }

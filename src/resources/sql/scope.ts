@@ -1,5 +1,5 @@
-import type { Capability, DbOp, DbRule, FieldView, LinkSummary, Scalar } from "../../kernel/index.js";
-import { actionKey, meetActions, viewOfKey } from "../../kernel/internal.js";
+import type { Capability, DbOp, DbRule, FieldView, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
+import { actionKey, meetActions, ruleKey, viewOfKey } from "../../kernel/internal.js";
 
 /*
  * The row scope a query is confined to, read from the capability's chain.
@@ -28,6 +28,15 @@ export interface Confinement {
    * links disagree, the meet of their actions.
    */
   readonly actions: ReadonlyMap<string, string>;
+  /** The row rules of the chosen rules, each once, with the first link that sets it. */
+  readonly rows: readonly RowEntry[];
+}
+
+/** One row rule the query is confined by, with the link that sets it (for denial details). */
+export interface RowEntry {
+  readonly rule: RowRule;
+  readonly link: number;
+  readonly linkId: string;
 }
 
 /** How a query uses its fields, as the kernel request names them. */
@@ -88,6 +97,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
   const actions = new Map<string, string>();
+  const rows = new Map<string, RowEntry>();
   lineage.forEach((link, index) => {
     const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
@@ -100,10 +110,15 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
       const granted = new Set(listed);
       reachable = reachable === null ? granted : new Set([...reachable].filter((f) => granted.has(f)));
     }
+    const rowRule = own(rule, "rows");
+    if (rowRule !== undefined) {
+      const key = ruleKey(rowRule);
+      if (!rows.has(key)) rows.set(key, { rule: rowRule, link: index, linkId: link.id });
+    }
     for (const [field, action] of Object.entries(own(rule, "fieldActions") ?? {})) {
       actions.set(field, meetActions(actions.get(field) ?? "allow", actionKey(action)));
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()] };
 }

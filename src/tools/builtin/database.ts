@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { Capability, DbOp, DbRequest, LinkSummary, Scalar } from "../../kernel/index.js";
+import type { Capability, DbOp, DbRequest, Scalar } from "../../kernel/index.js";
 import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
 import { confinementOfLineage, fieldUse } from "../../resources/sql/internal.js";
 import { defineTool, type NeedsContext, type Tool } from "../define.js";
@@ -132,7 +132,11 @@ type WhereInput = Readonly<Record<string, Scalar | Readonly<Record<string, unkno
 
 function need(op: DbOp, model: string, fields: readonly string[], pinned: Readonly<Record<string, Scalar>>, ctx: NeedsContext): DbRequest {
   const named = [...new Set(fields)];
-  return { action: `db.${op}`, model, fields: named, scope: { ...chainScope(ctx.lineage, model, op, named), ...pinned } };
+  const confinement = confinementOfLineage(ctx.lineage, model, op, named);
+  const scope = Object.fromEntries(confinement.scope.map((e) => [e.field, e.value]));
+  // The row rules the caller's chain confines the model by, as the resource will name them.
+  const rows = confinement.rows.map((e) => e.rule);
+  return { action: `db.${op}`, model, fields: named, scope: { ...scope, ...pinned }, ...(rows.length > 0 ? { rows } : {}) };
 }
 
 const whereFields = (w: WhereInput): string[] => Object.keys(w ?? {});
@@ -153,9 +157,4 @@ function pick(values: Readonly<Record<string, Scalar>>, keys: readonly string[])
 
 function sameScope(a: DbRequest, b: DbRequest): boolean {
   return Object.keys(a.scope).every((k) => a.scope[k] === b.scope[k]);
-}
-
-/** The row scope the caller's chain confines `model` to, worked out by the SQL resource's own rule, so the need names the scope the resource will request. */
-function chainScope(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Record<string, Scalar> {
-  return Object.fromEntries(confinementOfLineage(lineage, model, op, fields).scope.map((e) => [e.field, e.value]));
 }
