@@ -1,0 +1,295 @@
+/**
+ * `npm run load`: many MCP sessions at once against real gateway processes
+ * (the built `agentcap serve`), loopback only, bounded in count and time.
+ * Each session has its own token (its own principal) and makes its calls
+ * one after another, a quarter of them asking for a file its capability
+ * does not reach. Prints throughput, latency, errors and the gateways'
+ * memory, then checks what the audit log holds against the driver's own
+ * log: per session, exactly one tool event per call with the decision the
+ * driver expected, one file read per allowed call, no intent left without
+ * an outcome, and the whole log verifying against its signed checkpoints.
+ *
+ *   npm run load                                # 200 sessions × 20 calls: SQLite, then Postgres (DATABASE_URL) with two gateways
+ *   npm run load -- --full                      # 1,000 sessions × 100 calls (the figure a security team asks for; long on 2 cores)
+ *   npm run load -- --sessions 50 --calls 20 --engine sqlite --max-seconds 120
+ *
+ * Exits 1 when a check fails or a bound is reached.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import pg from "pg";
+import { parseSignerKey, splitNotes } from "../src/audit/checkpoint.ts";
+import { openAuditStore } from "../src/audit/open.ts";
+import type { Grant } from "../src/kernel/index.ts";
+import { generateKeyPair } from "../src/token/biscuit.ts";
+import { openPostgresTokenStore } from "../src/token/postgres-store.ts";
+import { openSqliteTokenStore } from "../src/token/sqlite-store.ts";
+import { createTokenMint, toToken } from "../src/token/token.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    sessions: { type: "string" },
+    calls: { type: "string" },
+    full: { type: "boolean", default: false },
+    engine: { type: "string" },
+    "max-seconds": { type: "string", default: "3600" },
+  },
+});
+
+const SESSIONS = Number(args.sessions ?? (args.full ? 1000 : 200));
+const CALLS = Number(args.calls ?? (args.full ? 100 : 20));
+const MAX_MS = Number(args["max-seconds"]) * 1000;
+const databaseUrl = process.env.DATABASE_URL === "" ? undefined : process.env.DATABASE_URL;
+const engines = args.engine === undefined ? (databaseUrl === undefined ? ["sqlite"] : ["sqlite", "postgres"]) : [args.engine];
+for (const [name, n] of [["--sessions", SESSIONS], ["--calls", CALLS], ["--max-seconds", MAX_MS]] as const) {
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new Error(`${name} must be a whole number from 1 to 1,000,000`);
+}
+if (engines.some((e) => e !== "sqlite" && e !== "postgres")) throw new Error("--engine is sqlite or postgres");
+if (engines.includes("postgres") && databaseUrl === undefined) throw new Error("--engine postgres needs DATABASE_URL");
+
+const FILES = 64;
+const started = Date.now();
+const bounded = () => {
+  if (Date.now() - started > MAX_MS) throw new Error(`stopped: the run took longer than --max-seconds ${MAX_MS / 1000}`);
+};
+
+interface Gateway {
+  readonly process: ChildProcess;
+  readonly url: string;
+  /** Resident memory now, and its peak over the process's life, in bytes (from /proc). */
+  memory(): { readonly rss: number; readonly peak: number };
+  stop(): Promise<void>;
+}
+
+function procMemory(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? "0") * 1024;
+  return { rss: kb("VmRSS"), peak: kb("VmHWM") };
+}
+
+/** Starts the built `agentcap serve` on a free loopback port. */
+function startGateway(configFile: string): Promise<Gateway> {
+  const proc = spawn(process.execPath, [path.resolve("bin/agentcap.js"), "serve", "--config", configFile, "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let errors = "";
+  proc.stderr.setEncoding("utf8");
+  proc.stderr.on("data", (chunk: string) => {
+    errors = (errors + chunk).slice(-20_000);
+  });
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => { resolve(); }));
+  return new Promise((resolve, reject) => {
+    void exited.then(() => { reject(new Error(`agentcap serve exited before listening:\n${errors}`)); });
+    createInterface({ input: proc.stdout }).on("line", (line) => {
+      const m = /^agentcap gateway listening on (\S+)$/.exec(line);
+      if (m === null) return;
+      resolve({
+        process: proc,
+        url: m[1] as string,
+        memory: () => procMemory(proc.pid as number),
+        stop: async () => {
+          proc.kill("SIGTERM");
+          await exited;
+        },
+      });
+    });
+  });
+}
+
+interface Setup {
+  readonly dir: string;
+  readonly configFile: string;
+  readonly tokens: readonly string[];
+  readonly audit: () => ReturnType<typeof openAuditStore>;
+  readonly checkpointFile: string;
+  cleanup(): Promise<void>;
+}
+
+async function setup(engine: "sqlite" | "postgres"): Promise<Setup> {
+  const dir = mkdtempSync(path.join(tmpdir(), "agentcap-load-"));
+  const workspace = path.join(dir, "workspace");
+  mkdirSync(path.join(workspace, "public"), { recursive: true });
+  mkdirSync(path.join(workspace, "private"), { recursive: true });
+  for (let i = 0; i < FILES; i++) writeFileSync(path.join(workspace, "public", `f${i}.txt`), `file ${i}\n`);
+  writeFileSync(path.join(workspace, "private", "secret.txt"), "secret\n");
+  const keys = { keyId: 1, ...generateKeyPair() };
+  writeFileSync(path.join(dir, "keys.json"), JSON.stringify(keys));
+  const schema = `agentcap_load_${randomBytes(5).toString("hex")}`;
+  const checkpointFile = path.join(dir, "state", "audit.checkpoints");
+  const checkpoints = { keyFile: "secrets/audit.key", createKeyIfMissing: true, file: checkpointFile, everyEntries: 1000 };
+  const stores =
+    engine === "sqlite"
+      ? { tokenStore: { kind: "sqlite", path: "state/tokens.db" }, audit: { kind: "sqlite", path: "state/audit.db", checkpoints } }
+      : { tokenStore: { kind: "postgres", url: databaseUrl, schema: `${schema}_tokens` }, audit: { kind: "postgres", url: databaseUrl, schema, checkpoints } };
+  const reader: Grant = { tools: ["read_file", "list_files"], fs: [{ path: path.join(workspace, "public"), ops: ["read", "list"] }] };
+  const config = {
+    issuer: "load",
+    keys: { file: "keys.json" },
+    ...stores,
+    policy: { roles: { reader }, principals: {} },
+    tools: { files: { root: "workspace" } },
+    // Room for every session of the run in one gateway, and a call of each in flight at once.
+    sessions: { max: SESSIONS + 10, maxConcurrentCalls: 64, maxQueuedCalls: SESSIONS + 10 },
+  };
+  const configFile = path.join(dir, "agentcap.json");
+  writeFileSync(configFile, JSON.stringify(config, null, 2));
+  // The driver mints each session's token itself, under the gateway's key and token store.
+  const store = engine === "sqlite" ? (mkdirSync(path.join(dir, "state"), { recursive: true }), openSqliteTokenStore(path.join(dir, "state", "tokens.db"))) : await openPostgresTokenStore({ connectionString: databaseUrl as string, schema: `${schema}_tokens` });
+  const mint = createTokenMint({ issuer: "load", signingKey: keys.privateKey, keyId: keys.keyId, policy: () => reader, store });
+  const tokens = Array.from({ length: SESSIONS }, (_, i) => toToken(mint.issue({ id: `user-${i}` })));
+  await store.close();
+  return {
+    dir,
+    configFile,
+    tokens,
+    checkpointFile,
+    audit: () =>
+      engine === "sqlite"
+        ? openAuditStore({ kind: "sqlite", path: path.join(dir, "state", "audit.db"), readOnly: true })
+        : openAuditStore({ kind: "postgres", url: databaseUrl as string, schema, readOnly: true }),
+    cleanup: async () => {
+      rmSync(dir, { recursive: true, force: true });
+      if (engine !== "postgres") return;
+      const admin = new pg.Client({ connectionString: databaseUrl });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema}_tokens CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+/** What the driver saw of one session: its id, and per call whether the gateway allowed it. */
+interface SessionLog {
+  id: string;
+  allowed: number;
+  denied: number;
+  /** Calls answered with a decision other than the one expected. */
+  wrong: number;
+  /** Calls that failed outright (no answer, or not an MCP result). */
+  errors: number;
+  readonly latencies: number[];
+}
+
+async function runSession(url: string, token: string, index: number): Promise<SessionLog> {
+  const log: SessionLog = { id: "", allowed: 0, denied: 0, wrong: 0, errors: 0, latencies: [] };
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  const client = new Client({ name: "load", version: "0" });
+  try {
+    await client.connect(transport);
+  } catch {
+    log.errors += CALLS;
+    return log;
+  }
+  log.id = transport.sessionId ?? "";
+  for (let k = 0; k < CALLS; k++) {
+    bounded();
+    // A quarter of the calls ask for what the capability does not reach.
+    const deny = k % 4 === 3;
+    const file = deny ? "private/secret.txt" : `public/f${(index + k) % FILES}.txt`;
+    const t0 = performance.now();
+    try {
+      const result = (await client.callTool({ name: "read_file", arguments: { path: file } }, undefined, { timeout: 60_000 })) as CallToolResult;
+      log.latencies.push(performance.now() - t0);
+      const refused = result.isError === true;
+      if (refused) log.denied++;
+      else log.allowed++;
+      const content = result.content[0];
+      const text = content?.type === "text" ? content.text : "";
+      if (refused !== deny || (deny ? !text.startsWith("ERR_CAPABILITY_DENIED") : !text.includes(`file ${(index + k) % FILES}`))) log.wrong++;
+    } catch {
+      log.errors++;
+    }
+  }
+  // Ends the session on the gateway (DELETE), as a well-behaved client does.
+  await transport.terminateSession().catch(() => undefined);
+  await client.close();
+  return log;
+}
+
+const percentile = (sorted: readonly number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
+  const gateways = engine === "sqlite" ? 1 : 2;
+  console.log(`\n== ${engine}: ${gateways} gateway${gateways === 1 ? "" : "s"}, ${SESSIONS} concurrent sessions × ${CALLS} calls (a quarter denied), loopback ==`);
+  const s = await setup(engine);
+  const running: Gateway[] = [];
+  try {
+    for (let g = 0; g < gateways; g++) running.push(await startGateway(s.configFile));
+    // Warm up: one session per gateway, so the baseline has every module loaded.
+    for (const [g, gw] of running.entries()) {
+      if ((await runSession(gw.url, s.tokens[g] as string, g)).errors > 0) throw new Error("the warm-up session failed");
+    }
+    await settle(1000);
+    const baseline = running.map((g) => g.memory().rss);
+    let peak = baseline.slice();
+    const sampler = setInterval(() => {
+      peak = running.map((g, i) => Math.max(peak[i] as number, g.memory().rss));
+    }, 100);
+    const t0 = performance.now();
+    const logs = await Promise.all(s.tokens.map((token, i) => runSession((running[i % gateways] as Gateway).url, token, i)));
+    const seconds = (performance.now() - t0) / 1000;
+    clearInterval(sampler);
+    await settle(3000);
+    const after = running.map((g) => g.memory().rss);
+
+    const latencies = logs.flatMap((l) => l.latencies).sort((a, b) => a - b);
+    const calls = SESSIONS * CALLS;
+    const errors = logs.reduce((n, l) => n + l.errors, 0);
+    const wrong = logs.reduce((n, l) => n + l.wrong, 0);
+    console.log(`calls:        ${calls} in ${seconds.toFixed(1)} s = ${(latencies.length / seconds).toFixed(0)} calls/s answered`);
+    console.log(`latency:      p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${(latencies.at(-1) ?? NaN).toFixed(1)} ms`);
+    console.log(`errors:       ${errors} calls without an answer, ${wrong} answers with a decision other than expected`);
+    for (const [i, g] of running.entries()) {
+      console.log(`memory (gw ${i}): RSS ${mb(baseline[i] as number)} before, peak ${mb(peak[i] as number)} (VmHWM ${mb(g.memory().peak)}), ${mb(after[i] as number)} 3 s after the sessions ended`);
+    }
+
+    for (const g of running) await g.stop();
+    running.length = 0;
+    // The audit log against the driver's own log.
+    const audit = await s.audit();
+    let missing = 0;
+    let extra = 0;
+    let misdecided = 0;
+    try {
+      for (const l of logs) {
+        bounded();
+        if (l.id === "") continue;
+        // An allowed call is a tool event and the file read under it; a denied one is a single event naming what it asked for.
+        const events = (await audit.query({ sessionId: l.id, limit: 10_000 })).map((r) => r.event);
+        const allowedEvents = events.filter((e) => e.request.action === "tool.call" && e.decision.allowed).length;
+        const deniedEvents = events.filter((e) => !e.decision.allowed).length;
+        const reads = events.filter((e) => e.request.action === "fs.read" && e.decision.allowed).length;
+        const recorded = allowedEvents + deniedEvents;
+        const answered = l.allowed + l.denied;
+        // A call that got no answer may or may not have been recorded; every answered one must be, once.
+        if (recorded < answered || reads < l.allowed) missing += Math.max(answered - recorded, l.allowed - reads);
+        if (recorded > answered + l.errors || reads > allowedEvents) extra += Math.max(recorded - answered - l.errors, reads - allowedEvents);
+        if (l.errors === 0 && (allowedEvents !== l.allowed || deniedEvents !== l.denied)) misdecided++;
+      }
+      const keyFile = readFileSync(path.join(s.dir, "secrets", "audit.key"), "utf8");
+      const report = await audit.verify({ checkpoints: splitNotes(readFileSync(s.checkpointFile, "utf8")), verifierKey: parseSignerKey(keyFile).verifierKey });
+      console.log(`audit:        ${report.events} entries; ${missing} calls without their record, ${extra} records without a call, ${misdecided} sessions whose recorded decisions differ from the driver's`);
+      console.log(`verify:       ${report.ok ? "ok" : "FAILED"} against ${report.checkpoints.checked} signed checkpoints; ${report.openIntentCount} intents without an outcome; ${report.problems.length} problems`);
+      return errors === 0 && wrong === 0 && missing === 0 && extra === 0 && misdecided === 0 && report.ok && report.openIntentCount === 0;
+    } finally {
+      await audit.close();
+    }
+  } finally {
+    for (const g of running) await g.stop();
+    await s.cleanup();
+  }
+}
+
+let ok = true;
+for (const engine of engines) ok = (await run(engine as "sqlite" | "postgres")) && ok;
+console.log(`\n${ok ? "all checks passed" : "CHECKS FAILED"} (${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
+process.exitCode = ok ? 0 : 1;
