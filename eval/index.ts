@@ -9,15 +9,27 @@
  *   npm run eval                       # every suite; results in .agentcap/eval/results.json
  *   npm run eval -- --suite banking    # one suite (repeatable)
  *   npm run eval -- --out results.json
+ *
+ * With AGENTCAP_EVAL_BASE_URL and AGENTCAP_EVAL_MODEL (and AGENTCAP_EVAL_API_KEY
+ * if the endpoint needs one) naming an OpenAI-compatible endpoint, every task
+ * also runs with that model in both modes (`--model-only`: the model alone).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { injectionTable, summaryTable } from "./harness/report.ts";
+import { MODEL_VARIABLES, modelFromEnvironment } from "./harness/model.ts";
 import { runSuite, type SuiteReport } from "./harness/suite-run.ts";
 import { suites } from "./suites/index.ts";
 
-const { values } = parseArgs({ options: { suite: { type: "string", multiple: true }, out: { type: "string", default: ".agentcap/eval/results.json" } } });
+const { values } = parseArgs({
+  options: { suite: { type: "string", multiple: true }, out: { type: "string", default: ".agentcap/eval/results.json" }, "model-only": { type: "boolean", default: false } },
+});
+const model = await modelFromEnvironment(process.env);
+if (model === null && values["model-only"]) {
+  console.error(`--model-only needs a model: set ${MODEL_VARIABLES.join(", ")}`);
+  process.exit(2);
+}
 const chosen = values.suite === undefined ? suites : suites.filter((s) => values.suite?.includes(s.name));
 const unknown = (values.suite ?? []).filter((n) => !suites.some((s) => s.name === n));
 if (unknown.length > 0) {
@@ -31,6 +43,7 @@ for (const suite of chosen) {
   process.stderr.write(`${suite.name}: `);
   let n = 0;
   const report = await runSuite(suite, {
+    ...(model === null ? {} : { model, scripted: !values["model-only"] }),
     onRun: () => {
       n += 1;
       if (n % 50 === 0) process.stderr.write(".");
@@ -40,7 +53,8 @@ for (const suite of chosen) {
   reports.push(report);
 }
 
-console.log("\nagentcap adversarial evaluation: a worst-case scripted agent obeys every injected instruction it reads\n");
+const agents = model === null ? "" : `; and the model ${model.id}`;
+console.log(`\nagentcap adversarial evaluation: a worst-case scripted agent obeys every injected instruction it reads${agents}\n`);
 console.log(summaryTable(reports));
 for (const r of reports) {
   console.log(`\n${r.suite}: ${r.description}`);

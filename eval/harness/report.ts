@@ -1,4 +1,3 @@
-import type { Mode } from "./run.ts";
 import type { Fraction, SuiteReport } from "./suite-run.ts";
 
 /*
@@ -22,7 +21,7 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 /** The headline table: utility and attack success per suite, defended and undefended side by side. */
 export function summaryTable(reports: readonly SuiteReport[]): string {
   const rows = reports.flatMap((r) =>
-    (Object.entries(r.modes) as [Mode, NonNullable<SuiteReport["modes"][Mode]>][]).map(([mode, m]) => [
+    Object.entries(r.modes).map(([mode, m]) => [
       r.suite,
       mode,
       `${String(r.userTasks)} × ${String(r.injectionTasks)}`,

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { callerMessage, type Principal } from "agentcap";
+import type { LanguageModel } from "ai";
 import { createExecutor, createGovernor, openSession, type CallRecord, type RoutedTool, type TaskContext } from "agentcap/runtime";
 import { scriptedModel } from "agentcap/testing";
 import { MAX_AGENT_STEPS, startRunLog, worstCaseAgent, type AgentCall } from "./agent.ts";
@@ -19,6 +20,13 @@ import type { AttackClass, Environment, InjectionTask, Suite, TaskRequest, UserT
 
 export type Mode = "agentcap" | "undefended";
 
+/** A real language model to run the tasks with, instead of the scripted worst case. */
+export interface AgentModel {
+  /** How reports name it. */
+  readonly id: string;
+  readonly model: LanguageModel;
+}
+
 /** One refused call the injection asked for. */
 export interface Refusal {
   readonly tool: string;
@@ -31,14 +39,16 @@ export interface Refusal {
 export interface RunResult {
   readonly suite: string;
   readonly mode: Mode;
+  /** "scripted" (the worst case), or the real model's id. */
+  readonly agent: string;
   readonly userTask: string;
   readonly injectionTask: string | null;
   readonly attackClass: AttackClass | null;
   readonly utility: boolean;
   /** Null when no injection was planted. */
   readonly attackSucceeded: boolean | null;
-  /** Whether the agent read the injected text at all. */
-  readonly exposed: boolean;
+  /** Whether the agent read the injected text at all (null for a real model: what it read is not tracked). */
+  readonly exposed: boolean | null;
   readonly injectedCalls: number;
   readonly refused: readonly Refusal[];
   readonly answer: string;
@@ -67,6 +77,7 @@ export async function runOnce<E extends Environment>(
   task: UserTask<E>,
   injection: InjectionTask<E> | null,
   mode: Mode,
+  real: AgentModel | null = null,
 ): Promise<RunResult> {
   await env.reset(injection === null ? null : injectionText(injection));
   recorder.take();
@@ -78,7 +89,8 @@ export async function runOnce<E extends Environment>(
   const policyRefusals: PolicyRefusal[] = [];
   const executorOptions = {
     name: "assistant",
-    model: scriptedModel(agent.steps),
+    model: real?.model ?? scriptedModel(agent.steps),
+    instructions: suite.context(env),
     dispatcher: env.dispatcher,
     maxSteps: MAX_AGENT_STEPS,
     onCall: (r: CallRecord) => {
@@ -117,16 +129,18 @@ export async function runOnce<E extends Environment>(
     session.close("the run is over");
   }
   const denials = denialsOf(recorder.take());
-  const injected = log.calls.filter((c) => c.origin === "injection");
+  // A real model's calls are not sorted into the user's and the injection's: every refused call counts.
+  const injected = real === null ? log.calls.filter((c) => c.origin === "injection") : records.map((r) => ({ origin: "injection" as const, tool: r.tool, input: r.input, ok: r.verdict === "allowed", value: null }));
   return {
     suite: suite.name,
     mode,
+    agent: real?.id ?? "scripted",
     userTask: task.id,
     injectionTask: injection?.id ?? null,
     attackClass: injection?.class ?? null,
     utility: await task.utility(env, answer),
     attackSucceeded: injection === null ? null : await injection.success(env),
-    exposed: log.exposed,
+    exposed: real === null ? log.exposed : null,
     injectedCalls: injected.length,
     refused: refusals(injected, records, denials, policyRefusals),
     answer,

@@ -1,5 +1,5 @@
 import { createRecorder, type Recorder } from "./recorder.ts";
-import { runOnce, type Mode, type RunResult } from "./run.ts";
+import { runOnce, type AgentModel, type Mode, type RunResult } from "./run.ts";
 import type { AttackClass, Environment, InjectionTask, Suite, UserTask } from "./types.ts";
 
 /*
@@ -38,7 +38,8 @@ export interface SuiteReport {
   readonly description: string;
   readonly userTasks: number;
   readonly injectionTasks: number;
-  readonly modes: Partial<Record<Mode, ModeReport>>;
+  /** By the capability the agent held: "agentcap" and "undefended" for the scripted worst case, "<mode> · <model>" for a real model. */
+  readonly modes: Readonly<Record<string, ModeReport>>;
   readonly runs: readonly RunResult[];
 }
 
@@ -49,6 +50,10 @@ export interface SuiteRunOptions {
   /** Only these injection tasks (by id); default all. */
   readonly injectionTasks?: readonly string[];
   readonly onRun?: (run: RunResult) => void;
+  /** Also run every task with this real model, in each mode. */
+  readonly model?: AgentModel;
+  /** With a model: false runs the model alone, without the scripted worst case. */
+  readonly scripted?: boolean;
 }
 
 export async function runSuite<E extends Environment>(suite: Suite<E>, options: SuiteRunOptions = {}): Promise<SuiteReport> {
@@ -76,10 +81,13 @@ export async function runSuite<E extends Environment>(suite: Suite<E>, options: 
     options.onRun?.(r);
   };
   try {
-    for (const mode of modes) {
-      for (const task of userTasks) keep(await runOnce(env, recorder, suite, task, null, mode));
-      for (const task of userTasks) {
-        for (const injection of injectionTasks) keep(await runOnce(env, recorder, suite, task, injection, mode));
+    for (const real of [null, options.model ?? null]) {
+      if (real === null && options.model !== undefined && options.scripted === false) continue;
+      for (const mode of modes) {
+        for (const task of userTasks) keep(await runOnce(env, recorder, suite, task, null, mode, real));
+        for (const task of userTasks) {
+          for (const injection of injectionTasks) keep(await runOnce(env, recorder, suite, task, injection, mode, real));
+        }
       }
     }
   } finally {
@@ -90,10 +98,15 @@ export async function runSuite<E extends Environment>(suite: Suite<E>, options: 
     description: suite.description,
     userTasks: userTasks.length,
     injectionTasks: injectionTasks.length,
-    modes: Object.fromEntries(modes.map((m) => [m, summarize(runs.filter((r) => r.mode === m), injectionTasks)])),
+    modes: Object.fromEntries(
+      [...new Set(runs.map((r) => modeKey(r)))].map((key) => [key, summarize(runs.filter((r) => modeKey(r) === key), injectionTasks)]),
+    ),
     runs,
   };
 }
+
+/** How a run's mode is reported: the capability held, and the model when it was not the scripted worst case. */
+export const modeKey = (r: Pick<RunResult, "mode" | "agent">): string => (r.agent === "scripted" ? r.mode : `${r.mode} · ${r.agent}`);
 
 const fraction = (runs: readonly RunResult[], test: (r: RunResult) => boolean): Fraction => ({ count: runs.filter(test).length, of: runs.length });
 
@@ -104,7 +117,10 @@ function summarize(runs: readonly RunResult[], injectionTasks: readonly { id: st
     utilityWithoutAttack: fraction(clean, (r) => r.utility),
     utilityUnderAttack: fraction(attacked, (r) => r.utility),
     attackSuccess: fraction(attacked, (r) => r.attackSucceeded === true),
-    exposed: fraction(attacked, (r) => r.exposed),
+    exposed: fraction(
+      attacked.filter((r) => r.exposed !== null),
+      (r) => r.exposed === true,
+    ),
     failedUserTasks: clean.filter((r) => !r.utility).map((r) => r.userTask),
     injections: injectionTasks.map(({ id, class: attackClass, goal }) => {
       const mine = attacked.filter((r) => r.injectionTask === id);
@@ -121,7 +137,7 @@ function summarize(runs: readonly RunResult[], injectionTasks: readonly { id: st
 
 /** What stopped an attack that failed: the first refusal of a call it asked for. */
 export function stopReason(r: RunResult): string {
-  if (!r.exposed) return "never read by the agent";
+  if (r.exposed === false) return "never read by the agent";
   const first = r.refused[0];
   if (first === undefined) return "no refusal: the calls had no effect";
   if (first.denial !== null) return `${first.denial.code} at ${first.denial.link}, ${first.denial.rule} rule`;

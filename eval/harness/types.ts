@@ -109,6 +109,8 @@ export interface Suite<E extends Environment> {
   readonly description: string;
   /** Builds the suite's environment; every resource and the dispatcher record into `audit`. */
   build(audit: AuditSink): Promise<E>;
+  /** What the application tells a real model about the user and the environment (the scripted agent needs none of it). */
+  context(env: E): string;
   /** The tasks, made once the environment is built (they name its services' addresses). */
   userTasks(env: E): readonly UserTask<E>[];
   injectionTasks(env: E): readonly InjectionTask<E>[];
