@@ -46,10 +46,11 @@ const { values: args } = parseArgs({
 
 const SESSIONS = Number(args.sessions ?? (args.full ? 1000 : 200));
 const CALLS = Number(args.calls ?? (args.full ? 100 : 20));
-const MAX_MS = Number(args["max-seconds"]) * 1000;
+const MAX_SECONDS = Number(args["max-seconds"]);
+const MAX_MS = MAX_SECONDS * 1000;
 const databaseUrl = process.env.DATABASE_URL === "" ? undefined : process.env.DATABASE_URL;
 const engines = args.engine === undefined ? (databaseUrl === undefined ? ["sqlite"] : ["sqlite", "postgres"]) : [args.engine];
-for (const [name, n] of [["--sessions", SESSIONS], ["--calls", CALLS], ["--max-seconds", MAX_MS]] as const) {
+for (const [name, n] of [["--sessions", SESSIONS], ["--calls", CALLS], ["--max-seconds", MAX_SECONDS]] as const) {
   if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw new Error(`${name} must be a whole number from 1 to 1,000,000`);
 }
 if (engines.some((e) => e !== "sqlite" && e !== "postgres")) throw new Error("--engine is sqlite or postgres");
@@ -58,7 +59,7 @@ if (engines.includes("postgres") && databaseUrl === undefined) throw new Error("
 const FILES = 64;
 const started = Date.now();
 const bounded = () => {
-  if (Date.now() - started > MAX_MS) throw new Error(`stopped: the run took longer than --max-seconds ${MAX_MS / 1000}`);
+  if (Date.now() - started > MAX_MS) throw new Error(`stopped: the run took longer than --max-seconds ${MAX_SECONDS}`);
 };
 
 interface Gateway {
