@@ -3,46 +3,23 @@
  *
  * Serves the example configuration (examples/mcp/agentcap.json) over
  * Streamable HTTP on 127.0.0.1: a workspace folder, a small SQLite database
- * of customers and orders for two tenants (created on first start), audit
- * and revocations in SQLite. Prints the address, a development token for
- * the demo principal alice (tenant acme), and how to connect an MCP client.
- * Stops cleanly on SIGINT or SIGTERM.
+ * of customers and orders for two tenants (created on first start from
+ * examples/mcp/shop.sql), audit and revocations in SQLite. Prints the
+ * address, a development token for the demo principal alice (tenant acme,
+ * also written to .agentcap/example/alice.token), and how to connect an MCP
+ * client. `npm start -- --port 4000` or `PORT=4000 npm start` picks the
+ * port. Stops cleanly on SIGINT or SIGTERM.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import Database from "better-sqlite3";
+import { parseArgs } from "node:util";
+import { AgentcapError, InvalidInput } from "agentcap";
 import { listenHttp, openGateway, parseGatewayConfig, type Gateway } from "agentcap/mcp";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The example's configuration file. */
 export const EXAMPLE_CONFIG = path.join(here, "mcp", "agentcap.json");
-
-/** Creates the example shop database at `file` unless it exists: customers and orders of tenants acme and globex. */
-export function createExampleDatabase(file: string): void {
-  if (existsSync(file)) return;
-  mkdirSync(path.dirname(file), { recursive: true });
-  const db = new Database(file);
-  try {
-    db.exec(`
-      CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL);
-      CREATE TABLE orders (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, customer_id INTEGER NOT NULL REFERENCES customers(id), total REAL NOT NULL, status TEXT NOT NULL);
-      INSERT INTO customers VALUES
-        (1, 'acme', 'Ada Lovelace', 'ada@acme.example'),
-        (2, 'acme', 'Charles Babbage', 'charles@acme.example'),
-        (3, 'globex', 'Grace Hopper', 'grace@globex.example'),
-        (4, 'globex', 'Alan Turing', 'alan@globex.example');
-      INSERT INTO orders VALUES
-        (101, 'acme', 1, 120.5, 'shipped'),
-        (102, 'acme', 1, 35.0, 'open'),
-        (103, 'acme', 2, 990.0, 'open'),
-        (201, 'globex', 3, 42.0, 'shipped'),
-        (202, 'globex', 4, 7.25, 'refunded');
-    `);
-  } finally {
-    db.close();
-  }
-}
 
 /** Options of the example: where its state lives (default .agentcap/example in the repository) and the port. */
 export interface ExampleOptions {
@@ -74,7 +51,6 @@ export async function startExample(options: ExampleOptions = {}): Promise<Exampl
           tools: { ...raw.tools, database: { ...(raw.tools?.database as object), sqlite: path.join(state, "shop.db") } },
         };
   const config = parseGatewayConfig(moved, path.dirname(EXAMPLE_CONFIG));
-  if (config.tools.database !== undefined) createExampleDatabase(config.tools.database.sqlite);
   const gateway = await openGateway(config);
   try {
     const http = await listenHttp(gateway, { host: config.listen.host, port: options.port ?? config.listen.port });
@@ -105,14 +81,42 @@ function instructions(url: string, token: string): string {
     `  any mcp.json:     { "mcpServers": { "agentcap": { "type": "http", "url": "${url}", "headers": { "Authorization": "Bearer <token>" } } } }`,
     ``,
     `alice sees read_file, list_files, db_query (acme's rows only) and write_file (workspace/notes only).`,
+    `The token is also in ${path.relative(process.cwd(), TOKEN_FILE)} (for --token @file).`,
     `Mint other tokens with: npm run agentcap -- token mint --help. Audit log: npm run agentcap -- audit query --help;`,
     `its signed checkpoints are written beside it (audit verify --checkpoints <file> --public-key <key>, audit prove <event>).`,
     `Press Ctrl-C to stop.`,
   ].join("\n");
 }
 
+/** Where `npm start` writes alice's development token, for recipes that read it (`--token @file`). */
+const TOKEN_FILE = path.join(here, "..", ".agentcap", "example", "alice.token");
+
+/** The port `npm start` listens on: `--port N`, else the PORT environment variable, else the configuration's. */
+export function examplePort(args: readonly string[], env: NodeJS.ProcessEnv): number | undefined {
+  let given: string | undefined;
+  try {
+    given = parseArgs({ args: [...args], options: { port: { type: "string" } }, strict: true }).values.port ?? env.PORT;
+  } catch (e) {
+    throw new InvalidInput(`${e instanceof Error ? e.message : String(e)}; the one option is --port N (npm start -- --port 4000)`);
+  }
+  if (given === undefined || given === "") return undefined;
+  if (!/^\d{1,5}$/.test(given) || Number(given) > 65535) throw new InvalidInput(`the port must be a number from 0 to 65535, not ${JSON.stringify(given)}`);
+  return Number(given);
+}
+
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const handle = await startExample();
+  let handle: ExampleHandle;
+  try {
+    const port = examplePort(process.argv.slice(2), process.env);
+    handle = await startExample(port === undefined ? {} : { port });
+  } catch (e) {
+    // One line a person can act on (a busy port, a bad option), not a stack trace.
+    if (!(e instanceof AgentcapError)) throw e;
+    process.stderr.write(`npm start: ${e.message}\n`);
+    process.exit(1);
+  }
+  mkdirSync(path.dirname(TOKEN_FILE), { recursive: true });
+  writeFileSync(TOKEN_FILE, `${handle.devToken}\n`, { mode: 0o600 });
   process.stdout.write(`${instructions(handle.url, handle.devToken)}\n`);
   const stop = () => {
     process.off("SIGINT", stop);

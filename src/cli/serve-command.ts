@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { InvalidInput } from "../kernel/index.js";
 import { listenHttp, loadGatewayConfig, openGateway, serveStdio, type Gateway, type GatewayConfig, type HttpGateway } from "../mcp/index.js";
 import { defined } from "../kernel/internal.js";
+import { tokenArg } from "./token-command.js";
 
 /** What `serve` is started with; the command line fills it in, and the example start script too. */
 export interface ServeOptions {
@@ -75,13 +76,13 @@ export function registerServeCommand(program: Command): void {
     .description("serve confined tools and guarded upstream MCP servers to MCP clients, each session bound to a capability token")
     .requiredOption("--config <file>", "gateway configuration (JSON, or a .ts module whose default export is the configuration)")
     .option("--stdio", "serve one session on stdin/stdout instead of HTTP")
-    .option("--token <token>", "over stdio: the session's capability token (default: the AGENTCAP_TOKEN environment variable)")
+    .option("--token <token>", "over stdio: the session's capability token, or @file (default: the AGENTCAP_TOKEN environment variable)")
     .option("--host <host>", "over HTTP: the address to listen on (default from the configuration, else 127.0.0.1)")
     .option("--port <port>", "over HTTP: the port (0 picks a free one)", port)
     .option("--dev-token <principal>", "over HTTP: mint and print a development token for this configured principal")
     .action(async (opts: { config: string; stdio?: boolean; token?: string; host?: string; port?: number; devToken?: string }) => {
       if (opts.stdio === true) {
-        const token = opts.token ?? process.env.AGENTCAP_TOKEN;
+        const token = opts.token === undefined ? process.env.AGENTCAP_TOKEN : tokenArg(opts.token);
         if (token === undefined || token.trim() === "") throw new InvalidInput("serve --stdio needs the session's token: pass --token or set AGENTCAP_TOKEN");
         const gateway = await openGateway(await loadGatewayConfig(opts.config));
         try {

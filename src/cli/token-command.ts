@@ -52,9 +52,14 @@ function readJson(path: string, what: string): unknown {
   }
 }
 
-/** A token given literally, or as @file. */
-function tokenArg(value: string): string {
-  return value.startsWith("@") ? readFileSync(value.slice(1), "utf8").trim() : value.trim();
+/** A token given literally, or as @file (the file's content, trimmed); InvalidInput for a file that cannot be read. */
+export function tokenArg(value: string): string {
+  if (!value.startsWith("@")) return value.trim();
+  try {
+    return readFileSync(value.slice(1), "utf8").trim();
+  } catch (e) {
+    throw new InvalidInput(`cannot read the token file ${value.slice(1)}: ${e instanceof Error ? e.message : String(e)}`);
+  }
 }
 
 function keyFile(path: string): { keyId: number; privateKey: string } {

@@ -233,7 +233,8 @@ const configSchema = z
       .strictObject({
         files: z.strictObject({ root: nonEmpty }).optional(),
         http: z.strictObject({ timeoutMs: z.number().int().positive().optional() }).optional(),
-        database: z.strictObject({ sqlite: nonEmpty, schema: z.record(nonEmpty, z.unknown()) }).optional(),
+        /** `seed`: an SQL file that creates the database when its file does not exist yet. */
+        database: z.strictObject({ sqlite: nonEmpty, schema: z.record(nonEmpty, z.unknown()), seed: nonEmpty.optional() }).optional(),
         commands: z.strictObject({ env: z.record(z.string(), z.string()).optional() }).optional(),
         /** The opt-out for the built-in tools above: their handlers run in this process instead of a sandbox (recorded in every event). */
         trusted: z.boolean().optional(),
@@ -502,7 +503,9 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     tools: {
       ...(tools.files === undefined ? {} : { files: { root: path.resolve(dir, tools.files.root) } }),
       ...defined({ http: tools.http }),
-      ...(tools.database === undefined ? {} : { database: { ...tools.database, sqlite: path.resolve(dir, tools.database.sqlite) } }),
+      ...(tools.database === undefined
+        ? {}
+        : { database: { ...tools.database, sqlite: path.resolve(dir, tools.database.sqlite), ...(tools.database.seed === undefined ? {} : { seed: path.resolve(dir, tools.database.seed) }) } }),
       ...defined({ commands: tools.commands, trusted: tools.trusted }),
       ...(tools.modules === undefined ? {} : { modules: tools.modules.map((m) => ({ ...m, path: path.resolve(dir, m.path) })) }),
     },

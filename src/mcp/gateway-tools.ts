@@ -5,7 +5,8 @@
  * tools records. Every resource records its accesses in the gateway's audit
  * store and accepts roots only from the gateway's mints.
  */
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import path from "node:path";
 import type Database from "better-sqlite3";
 import { InvalidInput, type AuditSink } from "../kernel/index.js";
 import { defined, requireOptional } from "../kernel/internal.js";
@@ -17,6 +18,31 @@ import { loadBuiltinTools, loadToolModule, type BuiltinResources, type ToolModul
 import { actingMethods } from "../sandbox/internal.js";
 import type { AnyTool } from "../tools/index.js";
 import type { GatewayConfig } from "./config.js";
+
+/**
+ * Creates the database file `file` from the SQL file `seed` (how an example
+ * or a development setup starts from nothing); InvalidInput without a seed.
+ * A seed that fails leaves no database behind, so the next start tries again.
+ */
+function seedDatabase(Driver: typeof Database, file: string, seed: string | undefined): void {
+  if (seed === undefined) throw new InvalidInput(`tools.database.sqlite: database file ${file} does not exist (tools.database.seed names an SQL file that creates it)`);
+  let sql: string;
+  try {
+    sql = readFileSync(seed, "utf8");
+  } catch (e) {
+    throw new InvalidInput(`tools.database.seed: cannot read ${seed}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Driver(file);
+  try {
+    db.exec(sql);
+  } catch (e) {
+    db.close();
+    rmSync(file, { force: true });
+    throw new InvalidInput(`tools.database.seed: ${seed} failed: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  db.close();
+}
 
 /** The gateway's own tools, and how to stop their sandboxes and close their resources. */
 export interface GatewayTools {
@@ -78,8 +104,8 @@ function openResources(config: GatewayConfig["tools"], { audit, mints, resolver 
     resources.http = http;
   }
   if (config.database !== undefined) {
-    if (!existsSync(config.database.sqlite)) throw new InvalidInput(`tools.database.sqlite: database file ${config.database.sqlite} does not exist`);
     const Driver = requireOptional("better-sqlite3", "the gateway's SQLite database tools") as typeof Database;
+    if (!existsSync(config.database.sqlite)) seedDatabase(Driver, config.database.sqlite, config.database.seed);
     const sqlite = new Driver(config.database.sqlite, { fileMustExist: true });
     closers.push(() => sqlite.close());
     const schema = config.database.schema as SchemaSpec;

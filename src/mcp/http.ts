@@ -97,7 +97,8 @@ function revokeBody(value: unknown): { readonly target?: RevocationTarget; reado
 
 /**
  * Serves `gateway` on `host:port` (port 0 picks a free one). Resolves once
- * listening. Only the gateway's own routes answer: /mcp, /revoke and the
+ * listening; rejects with InvalidInput when the port is in use or the
+ * address cannot be listened on. Only the gateway's own routes answer: /mcp, /revoke and the
  * protected resource metadata. Every request is bounded by the
  * configuration's `listen.limits`: slow headers or bodies get 408, large
  * headers 431, a POST /mcp body over the limit 413.
@@ -358,7 +359,12 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (e: NodeJS.ErrnoException) => {
+      // The one thing a person starting a gateway most often meets: say it in one line, with what to do.
+      if (e.code === "EADDRINUSE") reject(new InvalidInput(`cannot listen on ${listen.host}:${listen.port}: the port is in use (another gateway?); choose another port`, { cause: e }));
+      else if (e.code === "EACCES" || e.code === "EADDRNOTAVAIL") reject(new InvalidInput(`cannot listen on ${listen.host}:${listen.port}: ${e.code === "EACCES" ? "permission denied" : "no such address on this machine"}`, { cause: e }));
+      else reject(e);
+    });
     server.listen(listen.port, listen.host, () => { resolve(); });
   });
   const address = server.address() as AddressInfo;
