@@ -1,4 +1,4 @@
-import { authorize, check, createManualClock, createMint, narrow, revocable, type Capability, type Grant, type Request } from "../src/index.ts";
+import { authorize, check, createManualClock, createMint, narrow, revocable, shadow, type Capability, type Grant, type Request } from "../src/index.ts";
 import { heapPerItem, measure, report } from "./harness.ts";
 
 const ITER = 200_000;
@@ -38,6 +38,14 @@ export function runKernelBench(): void {
   });
   const depth4 = chainOfDepth(root, 4);
   rows.push(measure("authorize (charging) tool.call, depth 4", () => authorize(depth4, toolCall), ITER));
+  // Depth 4 with the fourth link attached in shadow (a tighter grant that agrees, and one that would deny): the shadow decision's cost is the difference.
+  const enforced3 = chainOfDepth(root, 3);
+  const agreeing = shadow(enforced3, grant);
+  const disagreeing = shadow(enforced3, { ...grant, fs: [{ path: "/srv/out", ops: ["write"] }] });
+  rows.push(measure("check fs.read, depth 4, last link in shadow (agrees)", () => check(agreeing, fsRead), ITER));
+  rows.push(measure("check fs.read, depth 4, last link in shadow (would deny)", () => check(disagreeing, fsRead), ITER));
+  const windowed = narrow(chainOfDepth(root, 3), { ...grant, rates: [{ per: 60, calls: 1_000_000_000 }] });
+  rows.push(measure("authorize tool.call, depth 4, a windowed rate in process", () => authorize(windowed, toolCall), ITER));
   rows.push(measure("narrow (append a link)", () => narrow(root, grant), ITER / 10));
   rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
   report("kernel: authorization", baseline, rows);

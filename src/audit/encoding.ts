@@ -74,6 +74,12 @@ const deniedSchema = z.strictObject({
   reason: z.string(),
   retryAt: count.max(Number.MAX_SAFE_INTEGER).optional(),
 });
+// What a grant attached in shadow would have denied of an allowed request.
+const allowedSchema = z.strictObject({
+  allowed: z.literal(true),
+  capabilityId: name,
+  shadow: z.strictObject({ link: count, linkId: z.string().max(256), rule: z.string().max(256), because: z.string() }).optional(),
+});
 const outcomeSchema = z.discriminatedUnion("ok", [
   z.strictObject({
     ok: z.literal(true),
@@ -91,10 +97,7 @@ const intentFields = {
   tool: name.nullable(),
   toolCode: z.enum(["sandboxed", "trusted"]).optional(),
   request: z.looseObject({ action: z.string() }),
-  decision: z.discriminatedUnion("allowed", [
-    z.strictObject({ allowed: z.literal(true), capabilityId: name }),
-    deniedSchema,
-  ]),
+  decision: z.discriminatedUnion("allowed", [allowedSchema, deniedSchema]),
   approval: z
     .strictObject({
       id: name,
@@ -115,7 +118,7 @@ const intentFields = {
   }),
 };
 const eventSchema = z.strictObject({ ...intentFields, durationMs: z.number().nonnegative(), outcome: outcomeSchema });
-const intentSchema = z.strictObject({ ...intentFields, decision: z.strictObject({ allowed: z.literal(true), capabilityId: name }) });
+const intentSchema = z.strictObject({ ...intentFields, decision: allowedSchema });
 const completionSchema = z.strictObject({
   id: name,
   durationMs: z.number().nonnegative(),

@@ -102,3 +102,47 @@ export function formatVerifyReport(report: VerifyReport): string {
         ];
   return [verdict, ...lines, tree, against, ...open].join("\n") + "\n";
 }
+
+/** One group of shadow disagreements: a tool and the rule its shadow grant would have denied by. */
+export interface ShadowGroup {
+  readonly tool: string;
+  readonly rule: string;
+  readonly count: number;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  /** What the shadow grant found, for the first event of the group. */
+  readonly example: string;
+}
+
+/**
+ * The allowed events a grant attached in shadow would have denied, grouped
+ * by tool (or action, for a resource event without one) and by the rule that
+ * would have denied, most frequent first.
+ */
+export function shadowGroups(records: readonly AuditRecord[]): ShadowGroup[] {
+  const groups = new Map<string, { tool: string; rule: string; count: number; firstSeq: number; lastSeq: number; example: string }>();
+  for (const { seq, event } of records) {
+    const d = event.decision;
+    if (!d.allowed || d.shadow === undefined) continue;
+    const tool = event.tool ?? event.request.action;
+    const key = JSON.stringify([tool, d.shadow.rule]);
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, { tool, rule: d.shadow.rule, count: 1, firstSeq: seq, lastSeq: seq, example: d.shadow.because });
+    else {
+      g.count += 1;
+      g.firstSeq = Math.min(g.firstSeq, seq);
+      g.lastSeq = Math.max(g.lastSeq, seq);
+    }
+  }
+  return [...groups.values()].sort((a, b) => b.count - a.count || (a.tool < b.tool ? -1 : a.tool > b.tool ? 1 : 0));
+}
+
+/** Shadow groups as an aligned text table. */
+export function formatShadowGroups(groups: readonly ShadowGroup[]): string {
+  if (groups.length === 0) return "no shadow disagreements\n";
+  const header = ["tool", "rule", "events", "first seq", "last seq", "would deny because"];
+  const rows = groups.map((g) => [g.tool, g.rule, String(g.count), String(g.firstSeq), String(g.lastSeq), g.example].map(cell));
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) => `${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd()}\n`;
+  return [line(header), ...rows.map(line)].join("");
+}

@@ -167,9 +167,19 @@ type Data = Record<string, unknown>;
 const isRecord = (v: unknown): v is Data => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** A link summary with its grant's row scopes and command arguments redacted like a request's. */
-function redactLink(link: unknown, policy: { readonly dbScope: "values" | "keep"; readonly execArgs: "secrets" | "all" | "keep" }, m: Masker): unknown {
-  if (!isRecord(link) || !isRecord(link.grant)) return link;
-  const grant: Data = { ...link.grant };
+type LinkPolicy = { readonly dbScope: "values" | "keep"; readonly execArgs: "secrets" | "all" | "keep" };
+
+/** A link with its grant redacted, and the grant it observes in shadow, if any. */
+function redactLink(link: unknown, policy: LinkPolicy, m: Masker): unknown {
+  if (!isRecord(link)) return link;
+  const out: Data = { ...link };
+  if (isRecord(link.grant)) out.grant = redactGrant(link.grant, policy, m);
+  if (isRecord(link.shadow)) out.shadow = redactGrant(link.shadow, policy, m);
+  return out;
+}
+
+function redactGrant(given: Data, policy: LinkPolicy, m: Masker): Data {
+  const grant: Data = { ...given };
   if (policy.dbScope === "values" && Array.isArray(grant.db)) {
     grant.db = grant.db.map((rule: unknown) => (isRecord(rule) && rule.scope !== undefined ? { ...rule, scope: redactScope(rule.scope as PlainData, m) } : rule));
   }
@@ -184,7 +194,7 @@ function redactLink(link: unknown, policy: { readonly dbScope: "values" | "keep"
       return { ...rule, args };
     });
   }
-  return { ...link, grant };
+  return grant;
 }
 
 function redactScope(scope: PlainData | undefined, m: Masker): PlainData {

@@ -7,7 +7,17 @@
  */
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH, formatJsonLines, formatTable, formatVerifyReport, MAX_LIMIT } from "../audit/internal.js";
+import {
+  DEFAULT_POSTGRES_SCHEMA,
+  DEFAULT_SQLITE_PATH,
+  formatJsonLines,
+  formatShadowGroups,
+  formatTable,
+  formatVerifyReport,
+  MAX_LIMIT,
+  printable,
+  shadowGroups,
+} from "../audit/internal.js";
 import {
   AUDIT_ACTIONS,
   generateCheckpointKey,
@@ -117,6 +127,7 @@ interface QueryOptions extends StoreOptions {
   readonly after?: number;
   readonly desc?: boolean;
   readonly all?: boolean;
+  readonly shadowDiff?: boolean;
   readonly format: "table" | "jsonl";
 }
 
@@ -237,9 +248,27 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .option("--after <seq>", "continue after this sequence number", integer)
     .option("--desc", "newest first")
     .option("--all", "every matching event, page after page, not just the first page")
+    .option("--shadow-diff", "the allowed events a grant attached in shadow would have denied, grouped by tool and rule (reads every matching event)")
     .addOption(new Option("--format <format>", "table for people, jsonl for machines").choices(["table", "jsonl"]).default("table"))
     .action(async (opts: QueryOptions) => {
       const query = queryOf(opts);
+      if (opts.shadowDiff === true) {
+        if (opts.denied === true) throw new InvalidInput("--shadow-diff lists allowed events a shadow grant would have denied; it cannot be combined with --denied");
+        await withStore(opts, async (store) => {
+          const seen: AuditRecord[] = [];
+          let after = query.after;
+          for (;;) {
+            const page = await store.query({ ...query, ...defined({ after }) });
+            seen.push(...page.filter((r) => r.event.decision.allowed && r.event.decision.shadow !== undefined));
+            const last = page.at(-1);
+            if (last === undefined || page.length < opts.limit) break;
+            after = last.seq;
+          }
+          const groups = shadowGroups(seen);
+          io.out(opts.format === "jsonl" ? groups.map((g) => `${printable(JSON.stringify(g))}\n`).join("") : formatShadowGroups(groups));
+        });
+        return;
+      }
       await withStore(opts, async (store) => {
         const table: AuditRecord[] = [];
         let after = query.after;

@@ -320,6 +320,19 @@ export function assertAuthorized(cap: Capability, request: Request, options?: Us
 }
 
 /**
+ * Attaches `grant` in shadow: the result decides exactly as `cap` does and
+ * acts as `cap` would, and an allowed decision that `grant` (its domains,
+ * tenants and expiry) would have denied carries the disagreement in
+ * `decision.shadow`, which audit events record (`agentcap audit query
+ * --shadow-diff` lists them by tool and rule). For trying a tighter policy
+ * on real traffic before enforcing it. Throws InvalidInput for a bad grant.
+ */
+export function shadow<R>(cap: Capability<R>, grant: Grant): Capability<R> {
+  const node = nodeOf(cap);
+  return wrap(makeNode(node, null, Object.freeze({}), node.mint, node.clock, false, NO_LABELS, { shadow: parseGrant(grant) }));
+}
+
+/**
  * Kernel and agentcap's own layers only (kernel/internal): the approval rules
  * of `cap`'s chain that `request` (made with `options.args`, if known)
  * matches, with the index of the link that states each.

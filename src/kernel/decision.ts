@@ -1,9 +1,19 @@
 import { ApprovalRequired, BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.js";
 
+/** What a grant attached in shadow would have decided instead: the shadow link, and the rule that would have denied. */
+export interface ShadowDenial {
+  readonly link: number;
+  readonly linkId: string;
+  readonly rule: string;
+  readonly because: string;
+}
+
 /** The request was allowed by every link of the chain. */
 export interface Allowed {
   readonly allowed: true;
   readonly capabilityId: string;
+  /** Present when a grant attached in shadow (`shadow`) would have denied the request: the disagreement, for the audit log. */
+  readonly shadow?: ShadowDenial;
 }
 
 /**

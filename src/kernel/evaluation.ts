@@ -2,7 +2,7 @@
  * Deciding a request against a chain, and charging it: a request is allowed
  * only if every link allows it, so appending a link can never widen.
  */
-import type { Decision, Denied } from "./decision.js";
+import type { Decision, Denied, ShadowDenial } from "./decision.js";
 import { InvalidInput, type DenialCode } from "./errors.js";
 import type { ExternalLink, LedgerCharge } from "./ledger.js";
 import type { Node } from "./node.js";
@@ -158,6 +158,26 @@ export function matchingApprovalRules(node: Node, req: CheckedRequest, args: unk
   return out;
 }
 
+/**
+ * What the first link attached in shadow would deny of an allowed request:
+ * its tenants, expiry or domains. A shadow grant narrows, so it can only
+ * disagree by denying what the chain allows.
+ */
+function shadowDenial(node: Node, req: CheckedRequest): ShadowDenial | null {
+  for (const n of node.chain) {
+    const shadow = n.shadow;
+    if (shadow === null) continue;
+    // In the kernel's own order: expiry, then tenants, then domains.
+    const e = shadow.cond.expiresAt;
+    if (e !== null && node.clock.now() >= e) return Object.freeze({ link: n.index, linkId: n.id, rule: "expiresAt", because: `expired at ${new Date(e).toISOString()}` });
+    const tenants = tenantDenial(shadow.cond, req);
+    if (tenants !== null) return Object.freeze({ link: n.index, linkId: n.id, rule: "tenants", because: tenants });
+    const d = domainDenial(shadow.domains, req);
+    if (d !== null) return Object.freeze({ link: n.index, linkId: n.id, rule: d.rule, because: d.reason });
+  }
+  return null;
+}
+
 /** A denial for a windowed rate anywhere in the chain without room for `req` of `cost` now, saying when it would fit; or null. */
 export function rateDenial(node: Node, req: CheckedRequest, cost: number): Denied | null {
   let now: number | null = null;
@@ -194,7 +214,10 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
       if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
     }
   }
-  return limitDenial(node, cost) ?? rateDenial(node, req, cost) ?? approvalDenial(node, req, args) ?? { allowed: true, capabilityId: node.id };
+  const denied = limitDenial(node, cost) ?? rateDenial(node, req, cost) ?? approvalDenial(node, req, args);
+  if (denied !== null) return denied;
+  const shadow = shadowDenial(node, req);
+  return shadow === null ? { allowed: true, capabilityId: node.id } : Object.freeze({ allowed: true, capabilityId: node.id, shadow });
 }
 
 /**

@@ -55,7 +55,7 @@ export type { CallerMessage } from "./caller-text.js";
 
 /** Decisions: allowed, or denied with the link that denied and why. */
 export { denialError } from "./decision.js";
-export type { Allowed, Decision, Denied } from "./decision.js";
+export type { Allowed, Decision, Denied, ShadowDenial } from "./decision.js";
 
 /**
  * Capabilities: unforgeable, immutable, attenuable only downwards, revocable
@@ -74,6 +74,7 @@ export {
   restrict,
   revocable,
   revocationSignal,
+  shadow,
 } from "./capability.js";
 export type { Revocable } from "./capability.js";
 export type { CheckOptions, UseOptions } from "./evaluation.js";

@@ -58,6 +58,8 @@ export interface LinkSummary {
   readonly revocable: boolean;
   /** Names the caretaker gave the link, such as `{ session, task }`; they grant nothing. */
   readonly labels: Readonly<Record<string, string>>;
+  /** Only on a link attached in shadow: the grant observed, which decides nothing. */
+  readonly shadow?: Grant;
   /** Only on a link made by an approval: its id and the principals who approved. */
   readonly approval?: { readonly id: string; readonly approvers: readonly string[] };
 }
@@ -75,6 +77,8 @@ export interface Node {
   readonly approvals: readonly CompiledApprovalRule[] | null;
   /** Set on a link an approval made: the exact calls it approves. */
   readonly stamp: ApprovalStamp | null;
+  /** Set on a link attached in shadow: the grant it observes, compiled. */
+  readonly shadow: { readonly grant: Grant; readonly domains: CompiledDomains; readonly cond: CompiledConditions } | null;
   readonly cond: CompiledConditions;
   readonly mint: MintRecord;
   readonly clock: Clock;
@@ -109,6 +113,8 @@ export interface NodeOrigin {
   readonly guard?: RootGuard | null;
   /** Only for a link an approval makes (kernel only). */
   readonly stamp?: ApprovalStamp;
+  /** Only for a link attached in shadow. */
+  readonly shadow?: Grant;
 }
 
 export function hashOf(node: Node): string {
@@ -123,6 +129,7 @@ export function hashOf(node: Node): string {
         revocable: node.cell !== null,
         labels: node.labels,
         ...(node.stamp === null ? {} : { approval: node.stamp }),
+        ...(node.shadow === null ? {} : { shadow: node.shadow.grant }),
       }),
     );
   }
@@ -143,6 +150,7 @@ export function summaryOf(node: Node): LinkSummary {
       revocable: node.cell !== null,
       labels: node.labels,
       ...(node.stamp === null ? {} : { approval: deepFreeze({ id: node.stamp.id, approvers: node.stamp.approvers.map((a) => a.principal) }) }),
+      ...(node.shadow === null ? {} : { shadow: node.shadow.grant }),
     });
     SUMMARIES.add(node.summary);
   }
@@ -177,6 +185,7 @@ export function makeNode(
     domains: grant === null ? null : compileDomains(grant),
     approvals: grant === null ? null : compileApprovals(grant),
     stamp: origin.stamp ?? null,
+    shadow: origin.shadow === undefined ? null : { grant: origin.shadow, domains: compileDomains(origin.shadow), cond: compileConditions(origin.shadow) },
     cond,
     rateLogs: cond.rates === null ? null : cond.rates.map(() => new RateLog()),
     mint,

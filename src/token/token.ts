@@ -138,6 +138,9 @@ function compiled(data: BlockData): DatalogCode {
 }
 
 function linkBlock(link: LinkSummary): BlockData {
+  if (link.shadow !== undefined) {
+    throw new InvalidInput("a link attached in shadow is observed in this process and cannot become a token; make the token from the link above it, and attach the shadow where the token is verified");
+  }
   if (link.approval !== undefined) {
     throw new InvalidInput("an approved capability is bound to one call in this process and cannot become a token; make the token before the approval, and ask for approval where the call runs");
   }

@@ -16,6 +16,7 @@ import {
   type Capability,
   type Decision,
   type Request,
+  type ShadowDenial,
   type ToolRequest,
 } from "../kernel/index.js";
 import { completeToolCall, intendToolCall, succeeded, writeToolEvent } from "./audit.js";
@@ -117,12 +118,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (!decision.allowed && !asksApproval(decision)) throw denialError(decision);
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
       const plan = await planCall(registered, input, needsContext(capability, tenant));
+      let needShadow: ShadowDenial | undefined;
       for (const need of plan.needs) {
         const d = check(capability, need);
         if (!d.allowed && !asksApproval(d)) {
           [request, decision] = [need, d];
           throw denialError(d);
         }
+        if (d.allowed) needShadow ??= d.shadow;
       }
       const args = { args: plan.input };
       const now = check(capability, toolRequest, args);
@@ -132,6 +135,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       } else {
         decision = authorize(capability, toolRequest, args);
         if (!decision.allowed) throw denialError(decision);
+        // A grant attached in shadow is asked about the whole call: the first need it would deny is the call's disagreement.
+        if (decision.shadow === undefined && needShadow !== undefined) decision = { ...decision, shadow: needShadow };
         ready = { tool: registered, plan, approval: null };
       }
     } catch (e) {
