@@ -10,7 +10,7 @@ import { databaseTools } from "../../src/tools/builtin/database.ts";
 import { defineTool, subToolNeeds } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink } from "./memory-sink.ts";
-import { narrow } from "../../src/index.ts";
+import { ApprovalRefused, createApprovals, narrow } from "../../src/index.ts";
 
 const SCHEMA: SchemaSpec = {
   Customer: {
@@ -115,5 +115,43 @@ describe("database tools", () => {
     await expect(dispatcher.call("db_query", { model: "Customer", fields: ["id"], where: { name: "Ada" } }, masked)).rejects.toThrow(/grants Customer\.name only masked/);
     await expect(dispatcher.call("db_update", { model: "Customer", set: { tenantId: 42 }, where: {} }, masked)).resolves.toMatchObject({ count: 1 });
     await expect(dispatcher.call("db_update", { model: "Customer", set: { id: 8 }, where: { id: 7 } }, masked)).rejects.toThrow(/row rule on id/);
+  });
+
+  it("a write that needs approval is suspended, and runs once approved, on exactly the rows approved", async () => {
+    const sqlite = new Database(":memory:");
+    sqlite.exec(`
+      CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT NOT NULL, note TEXT);
+      INSERT INTO customers VALUES (7, 42, 'Ada', 'vip'), (8, 42, 'Grace', NULL), (9, 43, 'Linus', 'competitor');
+    `);
+    const tools = databaseTools(createSqlDatabase({ sqlite, schema: SCHEMA }), SCHEMA);
+    const sink = memorySink();
+    const mint = createMint({
+      issuer: "t",
+      policy: (p) => (p.id === "alice" ? { ...GRANT, approval: [{ actions: ["db.delete", "db.update"], approvers: ["bob"] }] } : { tools: [] }),
+    });
+    const approvals = createApprovals({ audit: sink, mints: [mint.id] });
+    const dispatcher = createDispatcher({ tools: [tools.query, tools.delete, tools.update], audit: sink, approvals });
+    const alice = mint.issue({ id: "alice" });
+    const bob = mint.issue({ id: "bob" });
+    const pending = async () => {
+      for (let i = 0; i < 500; i++) {
+        const [first] = approvals.list();
+        if (first !== undefined) return first;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      throw new Error("no pending approval");
+    };
+    const deleting = dispatcher.call("db_delete", { model: "Customer", where: { id: 8 } }, alice);
+    const request = await pending();
+    expect(sqlite.prepare("SELECT count(*) AS n FROM customers").get()).toEqual({ n: 3 });
+    await approvals.approve(request.id, bob);
+    await expect(deleting).resolves.toMatchObject({ count: 1 });
+    expect(sqlite.prepare("SELECT id FROM customers ORDER BY id").all()).toEqual([{ id: 7 }, { id: 9 }]);
+    // Reads need no approval; a denied approval leaves the rows as they were.
+    await expect(dispatcher.call("db_query", { model: "Customer", fields: ["id"] }, alice)).resolves.toEqual([{ id: 7 }]);
+    const updating = dispatcher.call("db_update", { model: "Customer", set: { name: "Eve" }, where: { id: 7 } }, alice);
+    await approvals.deny((await pending()).id, bob, "no");
+    await expect(updating).rejects.toThrow(ApprovalRefused);
+    expect(sqlite.prepare("SELECT name FROM customers WHERE id = 7").get()).toEqual({ name: "Ada" });
   });
 });
