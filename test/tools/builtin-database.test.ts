@@ -22,7 +22,7 @@ const SCHEMA: SchemaSpec = {
 };
 
 const GRANT: Grant = {
-  tools: ["db_query", "db_create", "db_update", "db_delete"],
+  tools: ["db_query", "db_create", "db_update", "db_delete", "db_aggregate"],
   db: [
     { model: "Customer", ops: ["read", "create", "update", "delete"], fields: ["id", "tenantId", "name"], scope: { tenantId: 42 } },
     { model: "Order", ops: ["read"], scope: { tenantId: 42 } },
@@ -153,5 +153,13 @@ describe("database tools", () => {
     await approvals.deny((await pending()).id, bob, "no");
     await expect(updating).rejects.toThrow(ApprovalRefused);
     expect(sqlite.prepare("SELECT name FROM customers WHERE id = 7").get()).toEqual({ name: "Ada" });
+  });
+
+  it("aggregates inside the caller's scope, with the tool's needs naming every field it uses", async () => {
+    const { tools, cap, sink } = setup();
+    const dispatcher = createDispatcher({ tools: [tools.aggregate], audit: sink });
+    const withTool = narrow(cap, { tools: ["db_aggregate"], db: [{ model: "Order", ops: ["read"] }, { model: "Customer", ops: ["read"], fields: ["id", "tenantId"] }] });
+    await expect(dispatcher.call("db_aggregate", { model: "Order", aggregates: { n: { fn: "count" }, s: { fn: "sum", field: "total" } } }, withTool)).resolves.toEqual([{ n: 1, s: 9.5 }]);
+    await expect(dispatcher.call("db_aggregate", { model: "Customer", groupBy: ["name"], aggregates: { n: { fn: "count" } } }, withTool)).rejects.toThrow(CapabilityDenied);
   });
 });

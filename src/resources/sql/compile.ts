@@ -14,7 +14,7 @@ import {
   type SqlBool,
 } from "kysely";
 import { AgentcapError, type Scalar } from "../../kernel/index.js";
-import type { Condition, ParsedQuery } from "./query.js";
+import type { Aggregate, Condition, ParsedQuery } from "./query.js";
 import type { RuleNode } from "./row-rules.js";
 import type { Field, Model } from "./schema.js";
 
@@ -151,6 +151,29 @@ function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], rules
 
 const aliased = (fields: readonly Field[]) => (eb: Builder) => fields.map((f) => eb.ref(f.column).as(f.name));
 
+/** The field an aggregate's result is returned as: its type decides how it is decoded. */
+export function aggregateOutput(a: Aggregate, position: number): Field {
+  const type = a.fn === "count" ? "integer" : a.fn === "avg" ? "real" : (a.field as Field).type;
+  return { name: a.name, column: a.name, type, nullable: a.fn !== "count", generated: false, position };
+}
+
+function aggregateSql(model: Model, eb: Builder, a: Aggregate) {
+  if (a.field === null) return eb.fn.countAll().as(a.name);
+  const ref = eb.ref(column(model, a.field));
+  switch (a.fn) {
+    case "count":
+      return eb.fn.count(ref).as(a.name);
+    case "sum":
+      return eb.fn.sum(ref).as(a.name);
+    case "avg":
+      return eb.fn.avg(ref).as(a.name);
+    case "min":
+      return eb.fn.min(ref).as(a.name);
+    case "max":
+      return eb.fn.max(ref).as(a.name);
+  }
+}
+
 function toShape(compiled: { readonly sql: string; readonly parameters: readonly unknown[] }, output: readonly Field[]): CompiledShape {
   const params = compiled.parameters.map((p) => {
     // Kysely placed a value of its own among the parameters: a defect in agentcap's query building, never a caller's input.
@@ -179,6 +202,18 @@ export function compileShape(
   const base = scope.length + ruleValueCount;
   switch (q.op) {
     case "read": {
+      const aggregates = q.aggregates;
+      if (aggregates !== null) {
+        const groups = select.map((f) => sql.ref(column(model, f)));
+        let query = db
+          .selectFrom(model.table)
+          .select((eb) => [...select.map((f) => eb.ref(column(model, f)).as(f.name)), ...aggregates.map((a) => aggregateSql(model, eb, a))])
+          .where(whereSql(dialect, model, scope, rules, q.conditions, base));
+        if (groups.length > 0) query = query.groupBy(groups);
+        for (const g of groups) query = query.orderBy(g, "asc");
+        const output = [...select, ...aggregates.map((a, i) => aggregateOutput(a, select.length + i))];
+        return toShape(query.limit(sql.lit(q.limit)).compile(), output);
+      }
       let query = db
         .selectFrom(model.table)
         .select(aliased(select))

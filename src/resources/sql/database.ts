@@ -20,10 +20,12 @@ import { compileShape, type CompiledShape } from "./compile.js";
 import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
 import { postgresEngine } from "./postgres.js";
 import {
+  parseAggregate,
   parseCreate,
   parseDelete,
   parseRead,
   parseUpdate,
+  type AggregateQuery,
   type CreateQuery,
   type DeleteQuery,
   type ParsedQuery,
@@ -112,6 +114,8 @@ export type DbCapability<Op extends DbOp> = Capability<{ readonly db: Op }>;
 export interface SqlDatabase {
   /** Rows of one model, confined to the capability's row scope. */
   read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]>;
+  /** Counts, sums, averages, least and greatest values over the rows in scope, by group; a read of every field it names. */
+  aggregate(cap: DbCapability<"read">, query: AggregateQuery): Promise<Row[]>;
   /** Inserts one row inside the capability's row scope. */
   create(cap: DbCapability<"create">, query: CreateQuery): Promise<WriteResult>;
   /** Changes rows in scope; a change that would move a row out of scope is denied. */
@@ -290,7 +294,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const scope = entries.map((e) => e.field);
     let select: readonly Field[] = [];
     let use = { fields: fieldNames(q.named), views: {} as Record<string, FieldView> };
-    if (q.op === "read") {
+    if (q.op === "read" && q.aggregates !== null) {
+      // Groups and aggregated fields are used whole: nothing is returned in a view.
+      select = q.select ?? [];
+    } else if (q.op === "read") {
       const { reachable, actions } = confinement;
       const visible = model.fields.filter((f) => (reachable === null || reachable.has(f.name)) && actions.get(f.name) !== "deny");
       // With nothing visible, ask for everything and let the kernel's denial name a field the capability lacks.
@@ -408,7 +415,12 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   /** Checks a read's result against the limits, decodes it, and shows each field as the capability allows. */
   const finishRead = (q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
     if (!q.limitGiven && rows.length > limits.maxRows) {
-      throw new LimitExceeded(`more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`, "maxRows");
+      throw new LimitExceeded(
+        q.aggregates === null
+          ? `more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`
+          : `more than ${limits.maxRows} groups of ${q.model.name} (maxRows); group by fewer fields or narrow the filter`,
+        "maxRows",
+      );
     }
     let size = 0;
     for (const row of rows) {
@@ -449,6 +461,19 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         cap,
         async (access) => {
           const q = parseRead(schema, query, limits);
+          const { plan, prepared, params } = admit(access, cap, q);
+          await access.proceed();
+          const rows = prepared.statement.read(params);
+          return rows instanceof Promise ? rows.then((r) => finishRead(q, plan, prepared, r)) : finishRead(q, plan, prepared, rows);
+        },
+        jsonBytes,
+      ),
+    aggregate: (cap: DbCapability<"read">, query: AggregateQuery) =>
+      audited(
+        sink,
+        cap,
+        async (access) => {
+          const q = parseAggregate(schema, query, limits);
           const { plan, prepared, params } = admit(access, cap, q);
           await access.proceed();
           const rows = prepared.statement.read(params);

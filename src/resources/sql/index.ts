@@ -5,5 +5,5 @@
  */
 export { createSqlDatabase } from "./database.js";
 export type { DbCapability, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
-export type { CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
+export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
 export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";

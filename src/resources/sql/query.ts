@@ -49,6 +49,26 @@ export interface ReadQuery extends Tenanted {
   readonly offset?: number;
 }
 
+/** What an aggregate computes: a count of rows (no field) or of a field's non-null values, or the sum, average, least or greatest of a field. */
+export interface AggregateSpec {
+  readonly fn: "count" | "sum" | "avg" | "min" | "max";
+  readonly field?: string;
+}
+
+/**
+ * Aggregates over the rows in scope that match `where`, grouped by the
+ * `groupBy` fields: one row per group, holding the group's fields and each
+ * aggregate under its name. Every field it names is used whole, so a field
+ * the capability masks, hashes, redacts or denies can be neither aggregated
+ * nor grouped by.
+ */
+export interface AggregateQuery extends Tenanted {
+  readonly model: string;
+  readonly aggregates: Readonly<Record<string, AggregateSpec>>;
+  readonly where?: Where;
+  readonly groupBy?: readonly string[];
+}
+
 /** Inserts one row; fields of the capability's row scope that `values` leaves out are set to the scope's values. */
 export interface CreateQuery extends Tenanted {
   readonly model: string;
@@ -104,8 +124,17 @@ interface ParsedBase {
   readonly tenant: string | undefined;
 }
 
+/** One aggregate of a parsed aggregate query: its output name, function, and field (null: every row). */
+export interface Aggregate {
+  readonly name: string;
+  readonly fn: AggregateSpec["fn"];
+  readonly field: Field | null;
+}
+
 export interface ParsedRead extends ParsedBase {
   readonly op: "read";
+  /** For an aggregate query: what it computes (select then lists the group fields); null for a read of rows. */
+  readonly aggregates: readonly Aggregate[] | null;
   /** Fields it filters on or orders by: these are used whole, whatever the capability shows of them. */
   readonly used: readonly Field[];
   /** null: every field the capability may read. */
@@ -395,12 +424,77 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
     writes: [],
     tenant: tenantOf(q),
     used: inSchemaOrder(used),
+    aggregates: null,
     select,
     conditions: filters.conditions,
     order,
     limit,
     limitGiven,
     hasOffset,
+  };
+}
+
+const AGGREGATE_KEYS = parts("model", "aggregates", "where", "groupBy", "tenant");
+const AGGREGATE_FNS: ReadonlySet<unknown> = new Set(["count", "sum", "avg", "min", "max"]);
+const MAX_AGGREGATES = 16;
+
+function parseAggregates(model: Model, value: unknown, groups: readonly Field[], used: Field[]): Aggregate[] {
+  const { keys, object } = objectKeys(value, "aggregates");
+  if (keys.length === 0) throw new InvalidInput("aggregates must name at least one aggregate, as in { orders: { fn: \"count\" } }");
+  if (keys.length > MAX_AGGREGATES) throw new InvalidInput(`aggregates names ${keys.length}; at most ${MAX_AGGREGATES} are allowed`);
+  return keys
+    .map((name) => {
+      const where = `aggregates.${name}`;
+      if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name) || name === "__proto__") throw new InvalidInput(`${where}: the name must be an identifier`);
+      if (groups.some((g) => g.name === name)) throw new InvalidInput(`${where}: the name is also a groupBy field`);
+      const spec = objectKeys(object[name], where);
+      const extra = spec.keys.find((k) => k !== "fn" && k !== "field");
+      if (extra !== undefined) throw new InvalidInput(`${where}.${extra} is not part of an aggregate; expected fn, field`);
+      const fn = spec.keys.includes("fn") ? spec.object.fn : undefined;
+      if (!AGGREGATE_FNS.has(fn)) throw new InvalidInput(`${where}.fn must be one of count, sum, avg, min, max, got ${showValue(fn)}`);
+      const rawField = spec.keys.includes("field") ? spec.object.field : undefined;
+      if (rawField === undefined) {
+        if (fn !== "count") throw new InvalidInput(`${where}: ${String(fn)} needs a field`);
+        return { name, fn: "count" as const, field: null };
+      }
+      const field = fieldNamed(model, rawField, `${where}.field`);
+      if ((fn === "sum" || fn === "avg") && field.type !== "integer" && field.type !== "real") throw new InvalidInput(`${where}: ${String(fn)} needs a number field; ${field.name} is ${field.type}`);
+      // Postgres has no least or greatest boolean; both engines answer alike only without them.
+      if ((fn === "min" || fn === "max") && field.type === "boolean") throw new InvalidInput(`${where}: ${String(fn)} needs a number or text field; ${field.name} is boolean`);
+      addName(used, field);
+      return { name, fn: fn as AggregateSpec["fn"], field };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Parses an aggregate query into a read of groups; throws InvalidInput naming the bad part. */
+export function parseAggregate(schema: Schema, input: unknown, limits: QueryLimits): ParsedRead {
+  const q = queryRecord(input, AGGREGATE_KEYS);
+  const model = modelNamed(schema, q.model);
+  const used: Field[] = [];
+  const pins: [Field, Scalar][] = [];
+  const groups = q.groupBy === undefined ? [] : fieldList(model, q.groupBy, "groupBy", used);
+  if (q.aggregates === undefined) throw new InvalidInput("query.aggregates is required: what to compute, as in { orders: { fn: \"count\" } }");
+  const aggregates = parseAggregates(model, q.aggregates, groups, used);
+  const filters = parseWhere(model, q.where, used, pins, limits);
+  const named = inSchemaOrder(used);
+  return {
+    op: "read",
+    model,
+    key: `aggregate:${model.name}:${names(groups)}:${aggregates.map((a) => `${a.name}=${a.fn}(${a.field?.name ?? "*"})`).join(",")}:${filters.key}`,
+    args: filters.values,
+    named,
+    pins,
+    writes: [],
+    tenant: tenantOf(q),
+    used: named,
+    aggregates,
+    select: groups,
+    conditions: filters.conditions,
+    order: groups.map((field) => ({ field, descending: false })),
+    limit: limits.maxRows + 1,
+    limitGiven: false,
+    hasOffset: false,
   };
 }
 

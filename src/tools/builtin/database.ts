@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { Capability, DbOp, DbRequest, Scalar } from "../../kernel/index.js";
-import type { OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
+import type { AggregateSpec, OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
 import { confinementOfLineage, fieldUse } from "../../resources/sql/internal.js";
 import { defineTool, type NeedsContext, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
@@ -47,22 +47,31 @@ function inputs(models: [string, ...string[]]) {
     create: z.object({ model, values: z.record(z.string(), scalar), returning: fieldList.optional() }),
     update: z.object({ model, set: z.record(z.string(), scalar), where, returning: fieldList.optional() }),
     delete: z.object({ model, where }),
+    aggregate: z.object({
+      model,
+      aggregates: z
+        .record(z.string(), z.object({ fn: z.enum(["count", "sum", "avg", "min", "max"]), field: z.string().optional() }))
+        .describe("Results by name: count (of rows, or of a field's non-null values), sum, avg, min or max of a field."),
+      where,
+      groupBy: fieldList.optional().describe("Fields to group by: one result row per group."),
+    }),
   };
 }
 
 type Inputs = ReturnType<typeof inputs>;
 
-/** The four database tools. */
+/** The database tools. */
 export interface DatabaseTools {
   readonly query: Tool<z.input<Inputs["query"]>, Row[]>;
   readonly create: Tool<z.input<Inputs["create"]>, WriteResult>;
   readonly update: Tool<z.input<Inputs["update"]>, WriteResult>;
   readonly delete: Tool<z.input<Inputs["delete"]>, WriteResult>;
+  readonly aggregate: Tool<z.input<Inputs["aggregate"]>, Row[]>;
 }
 
 /** Options of the database tools. */
 export interface DatabaseToolOptions {
-  /** Prefix of the tool names (default "db_": db_query, db_create, db_update, db_delete). */
+  /** Prefix of the tool names (default "db_": db_query, db_create, db_update, db_delete, db_aggregate). */
   readonly prefix?: string;
 }
 
@@ -120,6 +129,23 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
       },
       (q, c, ctx) =>
         db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
+    ),
+    aggregate: defineTool(
+      {
+        name: `${prefix}aggregate`,
+        description: `Count, sum, average, least or greatest values of one model's rows, optionally by group. Models: ${catalog}.`,
+        input: input.aggregate,
+        needs: (q, ctx) => {
+          const fields = [...(q.groupBy ?? []), ...Object.values(q.aggregates).flatMap((a) => (a.field === undefined ? [] : [a.field])), ...whereFields(q.where)];
+          return [need("read", q.model, fields, pins(q.where), ctx)];
+        },
+      },
+      (q, c, ctx) =>
+        db.aggregate(cap(c), {
+          model: q.model,
+          aggregates: q.aggregates as Readonly<Record<string, AggregateSpec>>,
+          ...defined({ where: q.where as Where | undefined, groupBy: q.groupBy, tenant: ctx.tenant ?? undefined }),
+        }),
     ),
     delete: defineTool(
       { name: `${prefix}delete`, description: `Delete the rows that match a filter. Models: ${catalog}.`, input: input.delete, needs: (q, ctx) => [need("delete", q.model, whereFields(q.where), pins(q.where), ctx)] },
