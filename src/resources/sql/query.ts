@@ -450,19 +450,20 @@ function parseAggregates(model: Model, value: unknown, groups: readonly Field[],
       const spec = objectKeys(object[name], where);
       const extra = spec.keys.find((k) => k !== "fn" && k !== "field");
       if (extra !== undefined) throw new InvalidInput(`${where}.${extra} is not part of an aggregate; expected fn, field`);
-      const fn = spec.keys.includes("fn") ? spec.object.fn : undefined;
-      if (!AGGREGATE_FNS.has(fn)) throw new InvalidInput(`${where}.fn must be one of count, sum, avg, min, max, got ${showValue(fn)}`);
+      const rawFn = spec.keys.includes("fn") ? spec.object.fn : undefined;
+      if (!AGGREGATE_FNS.has(rawFn)) throw new InvalidInput(`${where}.fn must be one of count, sum, avg, min, max, got ${showValue(rawFn)}`);
+      const fn = rawFn as AggregateSpec["fn"];
       const rawField = spec.keys.includes("field") ? spec.object.field : undefined;
       if (rawField === undefined) {
-        if (fn !== "count") throw new InvalidInput(`${where}: ${String(fn)} needs a field`);
+        if (fn !== "count") throw new InvalidInput(`${where}: ${fn} needs a field`);
         return { name, fn: "count" as const, field: null };
       }
       const field = fieldNamed(model, rawField, `${where}.field`);
-      if ((fn === "sum" || fn === "avg") && field.type !== "integer" && field.type !== "real") throw new InvalidInput(`${where}: ${String(fn)} needs a number field; ${field.name} is ${field.type}`);
+      if ((fn === "sum" || fn === "avg") && field.type !== "integer" && field.type !== "real") throw new InvalidInput(`${where}: ${fn} needs a number field; ${field.name} is ${field.type}`);
       // Postgres has no least or greatest boolean; both engines answer alike only without them.
-      if ((fn === "min" || fn === "max") && field.type === "boolean") throw new InvalidInput(`${where}: ${String(fn)} needs a number or text field; ${field.name} is boolean`);
+      if ((fn === "min" || fn === "max") && field.type === "boolean") throw new InvalidInput(`${where}: ${fn} needs a number or text field; ${field.name} is boolean`);
       addName(used, field);
-      return { name, fn: fn as AggregateSpec["fn"], field };
+      return { name, fn, field };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
