@@ -20,10 +20,8 @@ export interface AgentCall extends SeenCall {
 }
 
 export interface WorstCaseAgent {
-  /** The steps to give `scriptedModel`. */
+  /** The steps to give `scriptedModel`; what the agent did goes to the run's log (startRunLog). */
   readonly steps: readonly ScriptStep[];
-  /** Every call made, in order, once the run is over. */
-  readonly calls: readonly AgentCall[];
 }
 
 /** What every worst-case agent of one run did, sub-agents included (they are started by tools, out of the runner's sight). */
@@ -105,7 +103,6 @@ export function worstCaseAgent(userSteps: readonly UserStep[], prompt = ""): Wor
 
   return {
     steps: Array.from({ length: MAX_AGENT_STEPS }, () => step),
-    calls,
   };
 }
 
