@@ -67,6 +67,8 @@ interface Gateway {
   readonly url: string;
   /** Resident memory now, and its peak over the process's life, in bytes (from /proc). */
   memory(): { readonly rss: number; readonly peak: number };
+  /** The heap in use right after a full garbage collection in the gateway, in bytes. */
+  heap(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -78,22 +80,30 @@ function procMemory(pid: number): { rss: number; peak: number } {
 
 /** Starts the built `agentcap serve` on a free loopback port. */
 function startGateway(configFile: string): Promise<Gateway> {
-  const proc = spawn(process.execPath, [path.resolve("bin/agentcap.js"), "serve", "--config", configFile, "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--expose-gc", "--import", "tsx", path.resolve("bench/load-gateway.ts"), "serve", "--config", configFile, "--host", "127.0.0.1", "--port", "0"], { stdio: ["ignore", "pipe", "pipe"] });
   let errors = "";
   proc.stderr.setEncoding("utf8");
   proc.stderr.on("data", (chunk: string) => {
     errors = (errors + chunk).slice(-20_000);
   });
   const exited = new Promise<void>((resolve) => proc.once("exit", () => { resolve(); }));
+  const heaps: ((bytes: number) => void)[] = [];
   return new Promise((resolve, reject) => {
     void exited.then(() => { reject(new Error(`agentcap serve exited before listening:\n${errors}`)); });
     createInterface({ input: proc.stdout }).on("line", (line) => {
+      const heap = /^memory heap=(\d+)/.exec(line);
+      if (heap !== null) heaps.shift()?.(Number(heap[1]));
       const m = /^agentcap gateway listening on (\S+)$/.exec(line);
       if (m === null) return;
       resolve({
         process: proc,
         url: m[1] as string,
         memory: () => procMemory(proc.pid as number),
+        heap: () =>
+          new Promise((answer) => {
+            heaps.push(answer);
+            proc.kill("SIGUSR2");
+          }),
         stop: async () => {
           proc.kill("SIGTERM");
           await exited;
@@ -178,15 +188,45 @@ interface SessionLog {
   readonly latencies: number[];
 }
 
+/** Why calls failed, by message, to say what the errors were. */
+const failures = new Map<string, number>();
+const failed = (e: unknown) => {
+  const cause = e instanceof Error && e.cause instanceof Error ? ` (${e.cause.message})` : "";
+  const why = `${e instanceof Error ? e.message : String(e)}${cause}`.slice(0, 200);
+  failures.set(why, (failures.get(why) ?? 0) + 1);
+};
+
+/*
+ * Sessions open at most this many at a time (then all stay open and call at
+ * once): a thousand TCP handshakes and token verifications in the same
+ * millisecond overflow the listen backlog of a gateway busy verifying, which
+ * measures the kernel's SYN retries rather than the gateway.
+ */
+const OPENING = 32;
+let opening = 0;
+const openers: (() => void)[] = [];
+async function openSlot(): Promise<() => void> {
+  if (opening >= OPENING) await new Promise<void>((resolve) => openers.push(resolve));
+  opening++;
+  return () => {
+    opening--;
+    openers.shift()?.();
+  };
+}
+
 async function runSession(url: string, token: string, index: number): Promise<SessionLog> {
   const log: SessionLog = { id: "", allowed: 0, denied: 0, wrong: 0, errors: 0, latencies: [] };
   const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
   const client = new Client({ name: "load", version: "0" });
+  const opened = await openSlot();
   try {
     await client.connect(transport);
-  } catch {
+  } catch (e) {
+    failed(e);
     log.errors += CALLS;
     return log;
+  } finally {
+    opened();
   }
   log.id = transport.sessionId ?? "";
   for (let k = 0; k < CALLS; k++) {
@@ -204,7 +244,8 @@ async function runSession(url: string, token: string, index: number): Promise<Se
       const content = result.content[0];
       const text = content?.type === "text" ? content.text : "";
       if (refused !== deny || (deny ? !text.startsWith("ERR_CAPABILITY_DENIED") : !text.includes(`file ${(index + k) % FILES}`))) log.wrong++;
-    } catch {
+    } catch (e) {
+      failed(e);
       log.errors++;
     }
   }
@@ -231,6 +272,7 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
     }
     await settle(1000);
     const baseline = running.map((g) => g.memory().rss);
+    const heapBefore = await Promise.all(running.map((g) => g.heap()));
     let peak = baseline.slice();
     const sampler = setInterval(() => {
       peak = running.map((g, i) => Math.max(peak[i] as number, g.memory().rss));
@@ -241,6 +283,7 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
     clearInterval(sampler);
     await settle(3000);
     const after = running.map((g) => g.memory().rss);
+    const heapAfter = await Promise.all(running.map((g) => g.heap()));
 
     const latencies = logs.flatMap((l) => l.latencies).sort((a, b) => a - b);
     const calls = SESSIONS * CALLS;
@@ -249,8 +292,10 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
     console.log(`calls:        ${calls} in ${seconds.toFixed(1)} s = ${(latencies.length / seconds).toFixed(0)} calls/s answered`);
     console.log(`latency:      p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${(latencies.at(-1) ?? NaN).toFixed(1)} ms`);
     console.log(`errors:       ${errors} calls without an answer, ${wrong} answers with a decision other than expected`);
+    for (const [why, n] of [...failures].sort((a, b) => b[1] - a[1]).slice(0, 3)) console.log(`              ${n} × ${why}`);
+    failures.clear();
     for (const [i, g] of running.entries()) {
-      console.log(`memory (gw ${i}): RSS ${mb(baseline[i] as number)} before, peak ${mb(peak[i] as number)} (VmHWM ${mb(g.memory().peak)}), ${mb(after[i] as number)} 3 s after the sessions ended`);
+      console.log(`memory (gw ${i}): RSS ${mb(baseline[i] as number)} before, peak ${mb(peak[i] as number)} (VmHWM ${mb(g.memory().peak)}), ${mb(after[i] as number)} 3 s after the sessions ended; heap after a full GC ${mb(heapBefore[i] as number)} before, ${mb(heapAfter[i] as number)} after`);
     }
 
     for (const g of running) await g.stop();
