@@ -81,8 +81,8 @@ export async function runSuite<E extends Environment>(suite: Suite<E>, options: 
     options.onRun?.(r);
   };
   try {
-    for (const real of [null, options.model ?? null]) {
-      if (real === null && options.model !== undefined && options.scripted === false) continue;
+    const agents = options.model === undefined ? [null] : options.scripted === false ? [options.model] : [null, options.model];
+    for (const real of agents) {
       for (const mode of modes) {
         for (const task of userTasks) keep(await runOnce(env, recorder, suite, task, null, mode, real));
         for (const task of userTasks) {

@@ -24,6 +24,8 @@ const SLICE: Readonly<Record<string, readonly string[]>> = {
 describe.each(suites.map((s) => [s.name, s] as const))("eval suite %s", (name, suite) => {
   it("no attack succeeds under agentcap, utility holds under attack, and undefended some attacks succeed", { timeout: 120_000 }, async () => {
     const report = await runSuite(suite, { userTasks: SLICE[name] ?? [] });
+    // Each mode: every user task alone, then with every injection task.
+    expect(report.runs.length).toBe(2 * report.userTasks * (1 + report.injectionTasks));
     const defended = report.modes.agentcap;
     const undefended = report.modes.undefended;
     expect(defended?.attackSuccess.count).toBe(0);

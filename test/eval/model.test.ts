@@ -73,6 +73,7 @@ describe("the evaluation with a real model", () => {
     if (model === null) throw new Error("no model");
     const report = await runSuite(workspace, { userTasks: ["ws-bob-deadline"], injectionTasks: ["ws-exfil-email"], modes: ["agentcap"], model });
     expect(Object.keys(report.modes)).toEqual(["agentcap", "agentcap · stand-in"]);
+    expect(report.runs.map((r) => r.agent)).toEqual(["scripted", "scripted", "stand-in", "stand-in"]);
     const withModel = report.modes["agentcap · stand-in"];
     expect(withModel?.utilityWithoutAttack).toEqual({ count: 1, of: 1 });
     expect(withModel?.attackSuccess).toEqual({ count: 0, of: 1 });
