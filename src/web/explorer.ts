@@ -201,11 +201,20 @@ function revocationAsked(body: unknown): { readonly target: RevocationTarget; re
   return { target: { [key]: value } as unknown as RevocationTarget, ...(b.reason === undefined ? {} : { reason: b.reason }) };
 }
 
+/**
+ * The page built into the package, beside this module (dist/web/page); when
+ * agentcap runs from its source (tests, examples), the repository's build.
+ */
+function builtPage(): string {
+  const beside = fileURLToPath(new URL("./page/", import.meta.url));
+  return existsSync(beside) ? beside : fileURLToPath(new URL("../../dist/web/page/", import.meta.url));
+}
+
 /** Creates the explorer over `options.audit`. */
 export function createExplorer(options: ExplorerOptions): Explorer {
   const clock = options.clock ?? systemClock;
   const pollMs = options.pollMs ?? 1000;
-  const pageDir = options.pageDir ?? fileURLToPath(new URL("./page/", import.meta.url));
+  const pageDir = options.pageDir ?? builtPage();
   const log = (line: string) => {
     options.log?.(line.replace(/\p{Cc}+/gu, " "));
   };
