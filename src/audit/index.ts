@@ -10,7 +10,7 @@
  */
 export { openAuditStore } from "./open.js";
 export type { AuditStoreOptions, CheckpointOptions } from "./open.js";
-export type { AuditStore } from "./store.js";
+export type { AuditStore, ExportOptions } from "./store.js";
 export { AUDIT_ACTIONS } from "./query.js";
 export type { AuditQuery, AuditRecord } from "./query.js";
 export type { LoggedEvent } from "./encoding.js";
@@ -22,5 +22,5 @@ export type { ChainHead } from "./chain.js";
 export { fileCheckpointSink, generateCheckpointKey, memoryCheckpointSink, splitNotes } from "./checkpoint.js";
 export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
 /** Checking a proof needs nothing but this module and the log's public key. */
-export { parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyInclusion, verifyProof } from "./proof-verifier.js";
-export type { Checkpoint, ProofBundle, ProvedEntry, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";
+export { EXPORT_FORMAT, parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyExport, verifyInclusion, verifyProof } from "./proof-verifier.js";
+export type { Checkpoint, ExportLine, ProofBundle, ProvedEntry, VerifiedExport, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

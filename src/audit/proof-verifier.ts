@@ -257,3 +257,87 @@ export function verifyProof(bundle: unknown, key: VerifierKey | string): Verdict
   }
   return accept({ checkpoint: { origin: checkpoint.origin, size: checkpoint.size, rootHash: checkpoint.rootHash.toString("base64") }, entries });
 }
+
+/** The format `agentcap audit export --format jsonl` writes, one JSON object per line. */
+export const EXPORT_FORMAT = "agentcap.audit.export/v1";
+
+/**
+ * One line of an export: the header (the signed checkpoint every entry is
+ * proved against, and the range of sequence numbers that follows), one line
+ * per entry, and the trailer (how many entries, and how many newer ones no
+ * checkpoint covered yet).
+ */
+export type ExportLine =
+  | { readonly format: typeof EXPORT_FORMAT; readonly checkpoint: string; readonly from: number; readonly to: number }
+  | { readonly seq: number; readonly leaf: string; readonly proof: readonly string[] }
+  | { readonly end: true; readonly entries: number; readonly uncovered: number };
+
+/** What a verified export holds: the checkpoint, the range, and each entry's body and links. */
+export interface VerifiedExport {
+  readonly checkpoint: { readonly origin: string; readonly size: number };
+  readonly from: number;
+  readonly to: number;
+  readonly entries: number;
+}
+
+/**
+ * Checks an export with the log's public key alone: the header's checkpoint
+ * is signed by `key`, every entry's leaf is in the tree it signed at its
+ * sequence number, the sequence numbers run from `from` to `to` without a
+ * gap, a repeat or a reordering, and the trailer is there and agrees. Calls
+ * `onEntry` with each entry that checked out, in order.
+ */
+export function verifyExport(lines: Iterable<string>, key: VerifierKey | string, onEntry?: (entry: { readonly seq: number; readonly body: unknown; readonly links: readonly unknown[] }) => void): Verdict<VerifiedExport> {
+  let header: { checkpoint: Checkpoint; from: number; to: number } | null = null;
+  let next = 0;
+  let count = 0;
+  let ended = false;
+  let lineNo = 0;
+  for (const text of lines) {
+    lineNo += 1;
+    if (text.trim() === "") continue;
+    const where = `line ${String(lineNo)}`;
+    if (ended) return refuse(`${where} follows the trailer: the export has lines appended after its end`);
+    let line: unknown;
+    try {
+      line = JSON.parse(text);
+    } catch {
+      return refuse(`${where} is not JSON`);
+    }
+    if (typeof line !== "object" || line === null) return refuse(`${where} is not an export line`);
+    const l = line as Record<string, unknown>;
+    if (header === null) {
+      if (l.format !== EXPORT_FORMAT || typeof l.checkpoint !== "string") return refuse(`${where} must be the header, with format "${EXPORT_FORMAT}" and the signed checkpoint`);
+      const from = l.from;
+      const to = l.to;
+      if (typeof from !== "number" || typeof to !== "number" || !Number.isSafeInteger(from) || !Number.isSafeInteger(to) || from < 1 || to < from - 1) return refuse(`${where}: the header's range is malformed`);
+      const checked = verifyCheckpoint(l.checkpoint, key);
+      if (!checked.ok) return checked;
+      if (to > checked.value.size) return refuse(`${where}: the range ends at ${String(to)}, beyond the ${String(checked.value.size)} entries the checkpoint signed`);
+      header = { checkpoint: checked.value, from, to };
+      next = from;
+      continue;
+    }
+    if (l.end === true) {
+      if (l.entries !== count) return refuse(`${where}: the trailer counts ${String(l.entries)} entries, the export holds ${String(count)}`);
+      if (next !== header.to + 1) return refuse(`${where}: the export ends at ${String(next - 1)}, before ${String(header.to)}: entries are missing`);
+      ended = true;
+      continue;
+    }
+    if (typeof l.seq !== "number" || typeof l.leaf !== "string") return refuse(`${where} needs a seq and a leaf`);
+    if (l.seq !== next) return refuse(`${where} has seq ${String(l.seq)} where ${String(next)} was due: an entry is missing, repeated or out of order`);
+    const proof = hashes(l.proof);
+    if (proof === null) return refuse(`${where}: proof must be a list of 32-byte base64 hashes`);
+    if (!verifyInclusion(l.seq - 1, header.checkpoint.size, leafHash(l.leaf), proof, header.checkpoint.rootHash)) {
+      return refuse(`${where} (seq ${String(l.seq)}) is not the entry the checkpoint signed at that place: it was edited`);
+    }
+    const leaf = parseLeaf(l.leaf);
+    if (!leaf.ok) return leaf;
+    onEntry?.({ seq: l.seq, ...leaf.value });
+    next += 1;
+    count += 1;
+  }
+  if (header === null) return refuse("the export is empty: it has no header");
+  if (!ended) return refuse(`the export has no trailer: it was cut short after seq ${String(next - 1)}`);
+  return accept({ checkpoint: { origin: header.checkpoint.origin, size: header.checkpoint.size }, from: header.from, to: header.to, entries: count });
+}

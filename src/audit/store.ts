@@ -5,7 +5,7 @@ import { Checkpointer, type CheckpointSchedule, type CheckpointSigner, type Chec
 import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, type EncodedEvent, type EncodedIntent } from "./encoding.js";
 import { GroupCommit } from "./group-commit.js";
 import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
-import { verifyCheckpoint, type ProofBundle } from "./proof-verifier.js";
+import { EXPORT_FORMAT, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
 import { loadLinks, runQuery, type AuditQuery, type AuditRecord } from "./query.js";
 import type { Redactor } from "./redaction.js";
 import type { AuditDb } from "./schema.js";
@@ -50,9 +50,33 @@ export interface AuditStore extends AuditSink {
    * checkpoint covers the event yet; InvalidInput for an unknown event.
    */
   prove(id: string, options?: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string }): Promise<ProofBundle>;
+  /**
+   * The log's entries from the first one at or after `since` (ms since the
+   * epoch; default the first) to the last one before `until` that the latest
+   * signed checkpoint covers, as export lines (see ExportLine): a header with
+   * the checkpoint and the range, one line per entry with its sequence
+   * number, leaf and inclusion proof, and a trailer with the count and how
+   * many newer entries no checkpoint covers yet. With the public key alone,
+   * `verifyExport` then finds any gap, edit, reordering or truncation.
+   * AuditFailure when no checkpoint covers any entry yet.
+   */
+  exportEntries(options?: ExportOptions): AsyncGenerator<ExportLine>;
   /** Waits for pending writes, writes a last checkpoint, then closes the store; later writes reject with AuditFailure. */
   close(): Promise<void>;
 }
+
+/** Which entries `exportEntries` writes, and against which checkpoints. */
+export interface ExportOptions {
+  readonly since?: number;
+  readonly until?: number;
+  /** Signed checkpoint notes to prove against (default: the store's own). */
+  readonly checkpoints?: readonly string[];
+  /** Use only checkpoints that verify with this key (default: the store's own key, if it has one). */
+  readonly verifierKey?: string;
+}
+
+/** Entries read from the log per query while exporting. */
+const EXPORT_PAGE = 500;
 
 /** What one appended batch did: per entry null (written) or the error that refused it alone, and the tree it left. */
 export interface Appended {
@@ -167,6 +191,45 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     return { format: "agentcap.audit.proof/v1", checkpoint: covering, entries };
   };
 
+  const exportEntries = async function* (given: ExportOptions = {}): AsyncGenerator<ExportLine> {
+    const time = (v: unknown, name: string): number | undefined => {
+      if (v === undefined) return undefined;
+      if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new InvalidInput(`export: ${name} must be a time in milliseconds since the epoch`);
+      return v;
+    };
+    const since = time(given.since, "since");
+    const until = time(given.until, "until");
+    let notes = given.checkpoints ?? (cp === undefined ? [] : await cp.sink.read());
+    const key = given.verifierKey ?? cp?.signer.verifierKey;
+    if (key !== undefined) notes = notes.filter((n) => verifyCheckpoint(n, key).ok);
+    const latest = [...notes].sort((a, b) => noteSize(b) - noteSize(a))[0];
+    if (latest === undefined || noteSize(latest) === 0) throw new AuditFailure("no signed checkpoint covers any entry of the log yet; export after the next checkpoint, or write one now (checkpoint())");
+    const size = noteSize(latest);
+    const head = await backend.db.selectFrom("audit_events").select("seq").orderBy("seq", "desc").limit(1).executeTakeFirst();
+    // The range is by sequence number, so a copy can be checked for gaps: from the first entry at or after `since` to the last before `until`.
+    const first = since === undefined ? 1 : ((await backend.db.selectFrom("audit_events").select("seq").where("at", ">=", since).orderBy("seq").limit(1).executeTakeFirst())?.seq ?? size + 1);
+    let last = size;
+    if (until !== undefined) {
+      const before = await backend.db.selectFrom("audit_events").select("seq").where("at", "<", until).where("seq", "<=", size).orderBy("seq", "desc").limit(1).executeTakeFirst();
+      last = before?.seq ?? 0;
+    }
+    const to = Math.max(first - 1, last);
+    yield { format: EXPORT_FORMAT, checkpoint: latest, from: first, to };
+    const lookup = storedSubtrees(backend.db);
+    let count = 0;
+    for (let from = first; from <= to; from += EXPORT_PAGE) {
+      const rows = await backend.db.selectFrom("audit_events").select(["seq", "body"]).where("seq", ">=", from).where("seq", "<=", Math.min(to, from + EXPORT_PAGE - 1)).orderBy("seq").execute();
+      const links = await loadLinks(backend.db, rows.flatMap((r) => lineageIdsOf(JSON.parse(r.body) as unknown)));
+      for (const r of rows) {
+        const texts = lineageIdsOf(JSON.parse(r.body) as unknown).map((l) => links.get(l)?.text ?? "");
+        const proof = await inclusionProof(r.seq - 1, 0, size, lookup);
+        count += 1;
+        yield { seq: r.seq, leaf: leafText(r.body, texts), proof: proof.map((h) => h.toString("base64")) };
+      }
+    }
+    yield { end: true, entries: count, uncovered: Math.max(0, (head?.seq ?? 0) - size) };
+  };
+
   return Object.freeze({
     kind: backend.kind,
     intend: async (intent: AuditIntent) => {
@@ -226,6 +289,7 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
         if (checkpointError !== null) throw checkpointError;
       }),
     prove: (id: string, given?: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string }) => reading("prove the event", () => prove(id, given)),
+    exportEntries: (given?: ExportOptions) => exportEntries(given),
     close: async () => {
       if (closed) return;
       closed = true;

@@ -1,11 +1,11 @@
 /**
- * `agentcap audit verify | query | prove | verify-proof | keygen`: the audit
+ * `agentcap audit verify | query | prove | verify-proof | export | verify-export | keygen`: the audit
  * log from the command line. verify, query and prove open the log
  * read-only: the SQLite file (default `.agentcap/audit.db`), or with
  * --database-url a Postgres schema. verify-proof needs no log at all, only
  * the proof and the public key.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
   DEFAULT_POSTGRES_SCHEMA,
@@ -23,6 +23,7 @@ import {
   generateCheckpointKey,
   openAuditStore,
   splitNotes,
+  verifyExport,
   verifyProof,
   type AuditQuery,
   type AuditRecord,
@@ -156,7 +157,7 @@ function queryOf(o: QueryOptions): AuditQuery {
   };
 }
 
-/** Registers the `audit` command group (`verify`, `query`, `prove`, `verify-proof`, `keygen`) on `program` and returns the group. */
+/** Registers the `audit` command group (`verify`, `query`, `prove`, `verify-proof`, `export`, `verify-export`, `keygen`) on `program` and returns the group. */
 export function registerAuditCommand(program: Command, io: AuditCommandIo = defaultIo): Command {
   const audit = program.command("audit").description("the capability-aware audit log: verify it against its signed checkpoints, query it by lineage, principal, resource…, prove an event to a third party");
 
@@ -189,6 +190,55 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
         if (opts.out === undefined) io.out(proof);
         else writeFileSync(opts.out, proof);
       });
+    });
+
+  storeOptions(audit.command("export"))
+    .description("write the log's entries as JSON lines, each with its sequence number and inclusion proof against the latest signed checkpoint, for a copy elsewhere (a SIEM) that anyone holding the public key can check for gaps and edits")
+    .option("--since <time>", "from the first entry at or after this time (same forms as audit query)", time)
+    .option("--until <time>", "up to the last entry before this time", time)
+    .option("--checkpoints <file>", "the log's checkpoint file (default: the one beside the SQLite log)")
+    .option("--public-key <key|file>", "use only checkpoints that verify with this key", verifierKey)
+    .option("--out <file>", "write the export here instead of standard output")
+    .addOption(new Option("--format <format>", "jsonl: one JSON object per line").choices(["jsonl"]).default("jsonl"))
+    .action(async (opts: StoreOptions & { since?: number; until?: number; checkpoints?: string; publicKey?: string; out?: string }) => {
+      const notes = opts.checkpoints ?? (opts.databaseUrl === undefined ? `${opts.store}.checkpoints` : undefined);
+      if (notes === undefined) throw new InvalidInput("give --checkpoints: the Postgres log's checkpoint file");
+      const checkpoints = checkpointNotes(notes);
+      await withStore(opts, async (store) => {
+        const out = opts.out;
+        const write =
+          out === undefined
+            ? io.out
+            : (text: string) => {
+                appendFileSync(out, text);
+              };
+        if (out !== undefined) writeFileSync(out, "", { flag: "wx" });
+        let batch = "";
+        for await (const line of store.exportEntries({ checkpoints, ...defined({ since: opts.since, until: opts.until, verifierKey: opts.publicKey }) })) {
+          batch += `${JSON.stringify(line)}\n`;
+          if (batch.length > 1 << 20) {
+            write(batch);
+            batch = "";
+          }
+        }
+        write(batch);
+      });
+    });
+
+  audit
+    .command("verify-export")
+    .description("check an export written by audit export with the log's public key alone: every entry proved at its place, no gap, repeat, reordering or truncation; exit code 1 when it does not hold")
+    .argument("<export-file>", "the export, as audit export wrote it")
+    .requiredOption("--public-key <key|file>", "the log's verifier key, or a file holding it", verifierKey)
+    .action((file: string, opts: { publicKey: string }) => {
+      const verdict = verifyExport(readText(file, "export-file").split("\n"), opts.publicKey);
+      if (!verdict.ok) {
+        io.out(`NOT VERIFIED: ${verdict.reason}\n`);
+        io.setExitCode(1);
+        return;
+      }
+      const v = verdict.value;
+      io.out(`ok: entries ${String(v.from)} to ${String(v.to)} (${String(v.entries)}) proved in the tree of ${String(v.checkpoint.size)} signed by ${v.checkpoint.origin}\n`);
     });
 
   audit
