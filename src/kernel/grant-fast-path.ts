@@ -3,7 +3,7 @@ import { addressRangeProblem } from "./address.js";
 import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RateRule, RevokeRule, Scalar } from "./grant.js";
 import { MASK_PATTERN } from "./field-actions.js";
-import { ENV_NAME, IDENTIFIER } from "./names.js";
+import { ENV_NAME, isIdentifierText } from "./names.js";
 
 /*
  * Every narrowing validates its grant, and the zod schemas cost tens of
@@ -64,7 +64,7 @@ const KEYS = {
   all: only("all"),
   any: only("any"),
   not: only("not"),
-  scope: (key: string) => IDENTIFIER.test(key),
+  scope: isIdentifierText,
   mask: only("mask"),
   exec: only("program", "args", "allowExtraArgs", "cwd", "env"),
   argPattern: only("prefix", "any"),
@@ -127,6 +127,17 @@ function canonicalOrigin(origin: string): boolean {
   return true;
 }
 
+/** Paths already found canonical, for the same reason. */
+const canonicalPaths = new Set<string>();
+
+function canonicalPath(p: string): boolean {
+  if (canonicalPaths.has(p)) return true;
+  if (absolutePathProblem(p) !== undefined) return false;
+  if (canonicalPaths.size >= 1024) canonicalPaths.clear();
+  canonicalPaths.add(p);
+  return true;
+}
+
 function check<T>(ok: boolean, value: T): T {
   if (!ok) throw GIVE_UP;
   return value;
@@ -137,8 +148,8 @@ const safeInteger = (x: unknown, min: number): number => check(Number.isSafeInte
 const nonNegative = (x: unknown): number => check(isFinite(x) && x >= 0, x as number);
 const bool = (x: unknown): boolean => check(typeof x === "boolean", x as boolean);
 const name = (x: unknown): string => check(typeof x === "string" && x.length >= 1 && x.length <= 256 && !x.includes("\0"), x as string);
-const identifier = (x: unknown): string => check(typeof x === "string" && IDENTIFIER.test(x), x as string);
-const absolutePath = (x: unknown): string => check(typeof x === "string" && absolutePathProblem(x) === undefined, x as string);
+const identifier = (x: unknown): string => check(typeof x === "string" && isIdentifierText(x), x as string);
+const absolutePath = (x: unknown): string => check(typeof x === "string" && canonicalPath(x), x as string);
 const member = (set: ReadonlySet<unknown>) => (x: unknown): never => check(set.has(x), x as never);
 const scalar = (x: unknown): Scalar => check(x === null || typeof x === "string" || typeof x === "boolean" || isFinite(x), x as Scalar);
 

@@ -12,7 +12,6 @@ import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { RateLog } from "./rate-window.js";
 import { RevocationCell } from "./revocation.js";
 import { compileApprovals, compileConditions, compileDomains, type CompiledApprovalRule, type CompiledConditions, type CompiledDomains } from "./rules.js";
-import { defined } from "./defined.js";
 
 /** Who the root capability was minted for, and by whom: carried unchanged by every descendant. */
 export interface MintRecord {
@@ -221,12 +220,12 @@ export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
   return Object.freeze(out);
 }
 
+const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants", "rates"] as const;
+
 export function conditionsOf(grant: Grant): LinkConditions {
+  const out: Record<string, unknown> = {};
   // Own properties only: a key inherited from a polluted Object.prototype is not part of the grant.
-  const own = <K extends keyof LinkConditions>(k: K): Grant[K] | undefined => (Object.hasOwn(grant, k) ? grant[k] : undefined);
-  const [expiresAt, maxUses, budget, tenants, rates] = [own("expiresAt"), own("maxUses"), own("budget"), own("tenants"), own("rates")];
-  return Object.freeze({
-    ...defined({ expiresAt, maxUses, budget, tenants, rates }),
-  });
+  for (const k of CONDITION_KEYS) if (Object.hasOwn(grant, k) && grant[k] !== undefined) out[k] = grant[k];
+  return Object.freeze(out);
 }
 

@@ -1,7 +1,7 @@
 import { absolutePathProblem } from "./canonical-forms.js";
 import type { Scalar } from "./grant.js";
 import { MASK_PATTERN, type FieldView } from "./field-actions.js";
-import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
+import { ENV_NAME, isIdentifierText, REQUEST_LIMITS } from "./names.js";
 import type { ParsedRequest } from "./request.js";
 import { defined } from "./defined.js";
 
@@ -58,7 +58,7 @@ function copyArray<T>(v: unknown, max: number, ok: (x: unknown) => x is T): T[] 
   return out;
 }
 
-const isIdentifier = (x: unknown): x is string => typeof x === "string" && IDENTIFIER.test(x);
+const isIdentifier = (x: unknown): x is string => typeof x === "string" && isIdentifierText(x);
 const isEnvName = (x: unknown): x is string => typeof x === "string" && ENV_NAME.test(x);
 const isArg = (x: unknown): x is string => typeof x === "string" && !x.includes("\0");
 const isScalar = (x: unknown): x is Scalar =>
@@ -69,7 +69,7 @@ function copyScope(v: unknown): Record<string, Scalar> | null {
   const out: Record<string, Scalar> = {};
   for (const k of Object.keys(v)) {
     const x = v[k];
-    if (!IDENTIFIER.test(k) || !isScalar(x)) return null;
+    if (!isIdentifierText(k) || !isScalar(x)) return null;
     out[k] = x;
   }
   return out;
@@ -80,12 +80,18 @@ function copyViews(v: unknown): Record<string, FieldView> | null {
   const out: Record<string, FieldView> = {};
   for (const k of Object.keys(v)) {
     const x = v[k];
-    if (!IDENTIFIER.test(k)) return null;
+    if (!isIdentifierText(k)) return null;
     if (x === "hash" || x === "redact") out[k] = x;
     else if (plainObject(x) && Object.keys(x).length === 1 && Object.hasOwn(x, "mask") && typeof x.mask === "string" && MASK_PATTERN.test(x.mask)) out[k] = { mask: x.mask };
     else return null;
   }
   return out;
+}
+
+/** `parsed` with `tenant` set when the request names one (an absent key, never an undefined one, as the schema leaves it). */
+function withTenant<T extends ParsedRequest>(parsed: T, tenant: string | undefined): T {
+  if (tenant !== undefined) (parsed as { tenant?: string }).tenant = tenant;
+  return parsed;
 }
 
 /** The parsed request when `value` is well-formed and simple; null means "ask the schema". */
@@ -94,18 +100,17 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
   const action = own(value, "action");
   const tenant = own(value, "tenant");
   if (tenant !== undefined && !isName(tenant)) return null;
-  const t = defined({ tenant });
   if (action === "tool.call") {
     const tool = own(value, "tool");
     if (!onlyKeys(value, KEYS.tool) || !isName(tool)) return null;
-    return { action, tool, ...t };
+    return withTenant({ action, tool }, tenant);
   }
-  if (action === "audit.read") return onlyKeys(value, KEYS.audit) ? { action, ...t } : null;
+  if (action === "audit.read") return onlyKeys(value, KEYS.audit) ? withTenant({ action }, tenant) : null;
   if (typeof action !== "string") return null;
   if (FS_ACTIONS.has(action)) {
     const path = own(value, "path");
     if (!onlyKeys(value, KEYS.fs) || typeof path !== "string" || absolutePathProblem(path) !== undefined) return null;
-    return { action: action as "fs.read", path, ...t };
+    return withTenant({ action: action as "fs.read", path }, tenant);
   }
   if (DB_ACTIONS.has(action)) {
     const model = own(value, "model");
@@ -115,7 +120,9 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     const rawViews = own(value, "views");
     const views = rawViews === undefined ? undefined : copyViews(rawViews);
     if (fields === null || scope === null || views === null) return null;
-    return { action: action as "db.read", model, fields, scope, ...defined({ views }), ...t };
+    const parsed: ParsedRequest & { views?: Record<string, FieldView> } = { action: action as "db.read", model, fields, scope };
+    if (views !== undefined) parsed.views = views;
+    return withTenant(parsed, tenant);
   }
   if (action === "http.request") {
     // Requests carrying a resolved address go to the schema, whose IP grammar is the reference.
@@ -123,7 +130,7 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     const url = own(value, "url");
     if (!onlyKeys(value, KEYS.http) || typeof method !== "string" || !HTTP_METHOD_SET.has(method)) return null;
     if (typeof url !== "string" || url.length > REQUEST_LIMITS.url) return null;
-    return { action, method: method as "GET", url, ...t };
+    return withTenant({ action, method: method as "GET", url }, tenant);
   }
   if (action === "exec") {
     const cwd = own(value, "cwd");
@@ -133,7 +140,7 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     const rawEnv = own(value, "env");
     const env = rawEnv === undefined ? undefined : copyArray(rawEnv, Number.MAX_SAFE_INTEGER, isEnvName);
     if (env === null) return null;
-    return { action, argv, cwd, ...defined({ env }), ...t };
+    return withTenant({ action, argv, cwd, ...defined({ env }) }, tenant);
   }
   return null;
 }

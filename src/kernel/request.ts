@@ -249,6 +249,13 @@ function optional<T extends object, K extends keyof T>(r: T, key: K): T[K] | und
   return Object.hasOwn(r, key) ? r[key] : undefined;
 }
 
+/** The views of a request that names none: most name none, and nothing writes to a checked request's maps. */
+const NO_VIEWS: ReadonlyMap<string, string> = new Map();
+
+function viewsOf(views: Readonly<Record<string, FieldView>> | undefined): ReadonlyMap<string, string> {
+  return views === undefined ? NO_VIEWS : new Map(Object.entries(views).map(([f, v]) => [f, actionKey(v)]));
+}
+
 function toChecked(r: ParsedRequest): CheckedRequest {
   const t = optional(r, "tenant") ?? null;
   switch (r.action) {
@@ -273,7 +280,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         model: r.model,
         fields: r.fields,
         scope: new Map(Object.entries(r.scope)),
-        views: new Map(Object.entries(optional(r, "views") ?? {}).map(([f, v]) => [f, actionKey(v)])),
+        views: viewsOf(optional(r, "views")),
         rows: new Set((optional(r, "rows") ?? []).map(ruleKey)),
       };
     case "exec": {
