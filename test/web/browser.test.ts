@@ -7,6 +7,9 @@ import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
 import { httpClient, makeFixture, type Fixture } from "../mcp/support.ts";
+import { narrow } from "../../src/index.ts";
+import { eventFor } from "../audit/fixtures.ts";
+import { explorerWorld } from "./world.ts";
 
 /*
  * The explorer page in a real browser (Debian's chromium, driven by
@@ -180,5 +183,31 @@ describe("the explorer page in chromium", () => {
   it("ran under its Content-Security-Policy with no violation, no error and no request elsewhere", async () => {
     expect(await page.evaluate("window.__csp")).toEqual([]);
     expect(problems.filter((p) => !p.includes("401") && !p.includes("403"))).toEqual([]);
+  });
+});
+
+describe("a delegation tree of 10,000 capabilities in chromium", () => {
+  it("renders only what is open: a hundred children at a time, the rest a click away", async () => {
+    const world = await explorerWorld({ pageDir: path.join(repo, "dist/web/page") });
+    closers.push(() => world.close());
+    const parent = narrow(world.w.alice, { tools: ["search"] });
+    await Promise.all(Array.from({ length: 10_000 }, (_, i) => world.audit.write(eventFor(narrow(parent, { tools: ["search"] }), { action: "tool.call", tool: i % 10 === 0 ? "fetch_page" : "search" }))));
+    const tab = await browser.newPage();
+    await tab.goto(world.url);
+    await tab.getByLabel("Token with an audit read grant").fill(world.token("admin"));
+    await tab.getByRole("button", { name: "Open" }).click();
+    await tab.getByRole("heading", { name: "Timeline" }).waitFor();
+    await tab.getByRole("button", { name: "Delegation tree", exact: true }).click();
+    await tab.getByLabel("Root capability").fill(world.w.alice.id);
+    await tab.getByRole("button", { name: "Open tree" }).click();
+    await tab.getByRole("tree").waitFor();
+    expect(await tab.locator("p", { hasText: "Minted for" }).textContent()).toMatch(/10,?00[0-9] capabilities/);
+    // Root, the narrowed parent, its first hundred children; not ten thousand rows.
+    await expect.poll(() => tab.getByRole("treeitem").count()).toBeLessThan(150);
+    const more = tab.getByRole("button", { name: /^Show 100 more of 99\d\d$/ });
+    await more.click();
+    await expect.poll(() => tab.getByRole("treeitem").count()).toBeGreaterThan(200);
+    expect(await tab.locator(".denied-count").count()).toBeGreaterThan(0);
+    await tab.close();
   });
 });
