@@ -215,7 +215,19 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     }
     const to = Math.max(first - 1, last);
     yield { format: EXPORT_FORMAT, checkpoint: latest, from: first, to };
-    const lookup = storedSubtrees(backend.db);
+    // Neighbouring entries' proofs share most of their subtrees: each is read from the log once per export (a bounded cache).
+    const stored = storedSubtrees(backend.db);
+    const subtrees = new Map<string, Buffer>();
+    const lookup = async (level: number, index: number): Promise<Buffer> => {
+      const key = `${String(level)}:${String(index)}`;
+      let hash = subtrees.get(key);
+      if (hash === undefined) {
+        hash = await stored(level, index);
+        if (subtrees.size >= 65_536) subtrees.clear();
+        subtrees.set(key, hash);
+      }
+      return hash;
+    };
     let count = 0;
     for (let from = first; from <= to; from += EXPORT_PAGE) {
       const rows = await backend.db.selectFrom("audit_events").select(["seq", "body"]).where("seq", ">=", from).where("seq", "<=", Math.min(to, from + EXPORT_PAGE - 1)).orderBy("seq").execute();
