@@ -1,5 +1,5 @@
 import { authorize, check, createManualClock, createMint, narrow, revocable, shadow, type Capability, type Grant, type Request } from "../src/index.ts";
-import { heapPerItem, measure, report } from "./harness.ts";
+import { cpuPerCall, heapPerItem, measure, report, reportTarget } from "./harness.ts";
 
 const ITER = 200_000;
 
@@ -20,7 +20,7 @@ function chainOfDepth(root: Capability, depth: number): Capability {
 }
 
 /** Authorization against chains of depth 1, 4 and 16; narrowing; memory per capability. */
-export function runKernelBench(): void {
+export async function runKernelBench(): Promise<void> {
   const mint = createMint({ issuer: "bench", clock: createManualClock(0), policy: () => grant });
   const root = mint.issue({ id: "bench-user" });
   const fsRead: Request = { action: "fs.read", path: "/srv/data/reports/q3.csv" };
@@ -49,6 +49,7 @@ export function runKernelBench(): void {
   rows.push(measure("narrow (append a link)", () => narrow(root, grant), ITER / 10));
   rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
   report("kernel: authorization", baseline, rows);
+  reportTarget("narrow", await cpuPerCall(() => narrow(root, grant), ITER / 10), 3_000);
 
   const bytes = heapPerItem(() => narrow(root, grant), 20_000);
   console.log(

@@ -3,7 +3,7 @@ import { assertAuthorized, createMint, type Capability } from "../src/index.ts";
 import type { AuditSink } from "../src/kernel/audit-sink.ts";
 import { defineTool, subToolNeeds, type ToolContext } from "../src/tools/define.ts";
 import { createDispatcher } from "../src/tools/dispatcher.ts";
-import { measureAsync, report } from "./harness.ts";
+import { cpuPerCall, measureAsync, report, reportTarget } from "./harness.ts";
 
 const ITER = 5_000;
 
@@ -42,4 +42,7 @@ export async function runToolsBench(): Promise<void> {
     await measureAsync("dispatcher.catalog (3 tools)", () => Promise.resolve(dispatcher.catalog(cap)), ITER),
   ];
   report("tools: dispatcher overhead per call", baseline, rows);
+  const direct = await cpuPerCall(() => readHandler(args, cap), ITER * 10);
+  const dispatched = await cpuPerCall(() => dispatcher.call(read, args, cap), ITER);
+  reportTarget("dispatcher overhead (one fs.read need, minus the handler called directly)", dispatched - direct, 3_000);
 }
