@@ -15,6 +15,7 @@ import {
 import { createSqlDatabase, type DbCapability, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import type { DeleteQuery, ReadQuery, UpdateQuery } from "../../src/resources/sql/query.ts";
 import { REDACTED } from "../../src/resources/sql/views.ts";
+import { memorySink } from "../tools/memory-sink.ts";
 import { ENGINES, SCHEMA, type Harness } from "./sql-fixture.ts";
 
 /*
@@ -153,6 +154,20 @@ describe.each(ENGINES)("field actions on $name", (engine) => {
       expect(denial(["id"], { email: "hash" })).toMatch(/only masked as .* not hashed/);
       expect(denial(["id"], { name: { mask: "{last1}" } })).toMatch(/only hashed/);
       expect(denial(["id"], { secretNote: "redact" })).toMatch(/does not grant field Customer\.secretNote/);
+    });
+
+    it("the audit event of a masked read names the fields and their views, and holds none of their values", async () => {
+      const sink = memorySink();
+      const audited = createSqlDatabase({ schema: SCHEMA, ...h.connection, hashKey: KEY, audit: sink });
+      const { agent } = world();
+      await audited.read(agent as DbCapability<"read">, { model: C, where: { id: { in: [1, 7] } } });
+      await audited.read(agent as DbCapability<"read">, { model: C, fields: ["id"], where: { email: "ada@example.com" } }).catch(() => null);
+      const recorded = JSON.stringify(sink.events);
+      expect(sink.events.map((e) => e.request)).toMatchObject([
+        { action: "db.read", views: { name: "hash", email: { mask: "{first2}***{last4}" }, vip: "redact" } },
+        { action: "db.read", fields: ["id", "email"] },
+      ]);
+      for (const hidden of ["owes us money", "board member", "ada@example.com", "grace@example.com", "Ada", "Grace"]) expect(recorded).not.toContain(hidden);
     });
 
     it("refuses a hash key that is too short", () => {
