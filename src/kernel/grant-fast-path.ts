@@ -59,7 +59,7 @@ const KEYS = {
   rate: only("per", "calls", "cost", "tools", "actions"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
-  db: only("model", "ops", "fields", "scope", "fieldActions", "rows"),
+  db: only("model", "ops", "fields", "scope", "fieldActions", "rows", "maxRows"),
   comparison: only("field", "op", "value"),
   all: only("all"),
   any: only("any"),
@@ -255,6 +255,7 @@ function dbRule(r: Reader, x: unknown): DbRule {
     return Object.freeze(actions);
   });
   optional(out, v, "rows", (x) => rowRule(r, x, 1, { comparisons: 0 }));
+  optional(out, v, "maxRows", (x) => safeInteger(x, 1));
   return Object.freeze(out) as unknown as DbRule;
 }
 

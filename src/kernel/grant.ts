@@ -82,6 +82,8 @@ export interface DbRule {
    * apply.
    */
   readonly rows?: RowRule;
+  /** The most rows one call may read (or group into) or change; the request must name a limit at or below it. */
+  readonly maxRows?: number;
 }
 
 /**
@@ -242,6 +244,7 @@ const dbRuleSchema = z.strictObject({
   scope: z.record(identifier, scalar).optional(),
   fieldActions: z.record(identifier, fieldActionSchema).optional(),
   rows: rowRuleSchema.optional(),
+  maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 const argPatternSchema = z.union([

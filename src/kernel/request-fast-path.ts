@@ -21,7 +21,7 @@ const KEYS = {
   tool: new Set(["action", "tool", "tenant"]),
   fs: new Set(["action", "path", "tenant"]),
   http: new Set(["action", "method", "url", "tenant"]),
-  db: new Set(["action", "model", "fields", "scope", "views", "tenant"]),
+  db: new Set(["action", "model", "fields", "scope", "views", "limit", "tenant"]),
   exec: new Set(["action", "argv", "cwd", "env", "tenant"]),
   audit: new Set(["action", "tenant"]),
 };
@@ -119,9 +119,12 @@ export function fastParseRequest(value: unknown): ParsedRequest | null {
     const scope = copyScope(own(value, "scope"));
     const rawViews = own(value, "views");
     const views = rawViews === undefined ? undefined : copyViews(rawViews);
+    const limit = own(value, "limit");
     if (fields === null || scope === null || views === null) return null;
-    const parsed: ParsedRequest & { views?: Record<string, FieldView> } = { action: action as "db.read", model, fields, scope };
+    if (limit !== undefined && !(Number.isSafeInteger(limit) && (limit as number) >= 1)) return null;
+    const parsed: ParsedRequest & { views?: Record<string, FieldView>; limit?: number } = { action: action as "db.read", model, fields, scope };
     if (views !== undefined) parsed.views = views;
+    if (limit !== undefined) parsed.limit = limit as number;
     return withTenant(parsed, tenant);
   }
   if (action === "http.request") {

@@ -46,6 +46,8 @@ export interface DbRequest extends Tenanted {
   readonly views?: Readonly<Record<string, FieldView>>;
   /** The row rules the operation is confined by: every one a link of the chain sets must be among them. */
   readonly rows?: readonly RowRule[];
+  /** The most rows the operation reads (or groups into) or changes; links with maxRows require it. */
+  readonly limit?: number;
 }
 
 /** Running one program: `argv[0]` is its absolute path; `env` names the variables passed through. */
@@ -100,6 +102,7 @@ const dbSchema = z.object({
       .record(identifier, z.union([z.enum(["hash", "redact"]), z.strictObject({ mask: z.string().regex(MASK_PATTERN, "must be a mask pattern") })]))
       .optional(),
     rows: z.array(rowRuleSchema).max(64).optional(),
+    limit: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
     tenant,
   });
 const execSchema = z.object({
@@ -215,6 +218,7 @@ export type CheckedRequest =
       readonly views: ReadonlyMap<string, string>;
       /** The row rules it is confined by, each as ruleKey writes it. */
       readonly rows: ReadonlySet<string>;
+      readonly limit: number | null;
     }
   | {
       readonly kind: "exec";
@@ -282,6 +286,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         scope: new Map(Object.entries(r.scope)),
         views: viewsOf(optional(r, "views")),
         rows: new Set((optional(r, "rows") ?? []).map(ruleKey)),
+        limit: optional(r, "limit") ?? null,
       };
     case "exec": {
       const program = r.argv[0] ?? "";

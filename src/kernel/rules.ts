@@ -35,6 +35,7 @@ interface CompiledDbRule {
   readonly actions: ReadonlyMap<string, string> | null;
   /** The row rule as ruleKey writes it, and as a person reads it; null without one. */
   readonly rows: { readonly key: string; readonly text: string } | null;
+  readonly maxRows: number | null;
 }
 interface CompiledRevokeRule {
   readonly target: string;
@@ -157,6 +158,7 @@ export function compileDomains(grant: Grant): CompiledDomains {
             scope: Object.entries(own(r, "scope") ?? {}),
             actions: actions.length > 0 ? new Map(actions) : null,
             rows: rows === undefined ? null : { key: ruleKey(rows), text: describeRule(rows) },
+            maxRows: own(r, "maxRows") ?? null,
           };
         })
       : null,
@@ -357,6 +359,10 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
     }
     if (rule.rows !== null && !r.rows.has(rule.rows.key)) {
       closest = `confines ${r.model} to rows where ${rule.rows.text}`;
+      continue;
+    }
+    if (rule.maxRows !== null && (r.limit === null || r.limit > rule.maxRows)) {
+      closest = `lets one call reach at most ${rule.maxRows} ${r.model} rows${r.limit === null ? ", and the request names no limit" : `, not ${r.limit}`}`;
       continue;
     }
     return null;

@@ -157,6 +157,9 @@ function dbBody(params: Params, r: DbRule): string {
   const rows = own(r, "rows");
   // A row rule travels as the bytes of its canonical JSON, as the request's db_rows set holds the rules it is confined by.
   if (rows !== undefined) parts.push(`db_rows($r), $r.contains(${nameItem(ruleKey(rows))})`);
+  const maxRows = own(r, "maxRows");
+  // A request without a limit has no db_limit fact, so a rule with maxRows refuses it, as the kernel does.
+  if (maxRows !== undefined) parts.push(`db_limit($n), $n <= ${param(params, maxRows)}`);
   return parts.join(", ");
 }
 
@@ -306,6 +309,7 @@ export function requestFacts(req: CheckedRequest, now: number): DatalogCode {
     }
     case "db":
       facts.push(`db_op("${req.op}")`, `model(${s(req.model, "model")})`, `db_fields(${nameSet(req.fields)})`);
+      if (req.limit !== null) facts.push(`db_limit(${param(params, req.limit)})`);
       facts.push(`db_rows(${nameSet(req.rows)})`, `db_viewed(${nameSet(req.views.keys())})`, `db_views(${setOf([...req.views].map(([f, v]) => viewItem(f, v)))})`);
       for (const [k, v] of req.scope) facts.push(`db_scope(${s(k, "scope key")}, ${jsonBytes(v)})`);
       break;

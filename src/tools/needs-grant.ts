@@ -90,6 +90,7 @@ function addNeed(r: CheckedRequest, d: Domains): void {
         fields: [...r.fields, ...r.views.keys()],
         scope: Object.fromEntries(r.scope),
         ...(r.views.size > 0 ? { fieldActions: Object.fromEntries([...r.views].map(([f, v]) => [f, viewOfKey(v)])) } : {}),
+        ...(r.limit === null ? {} : { maxRows: r.limit }),
       });
       return;
     case "exec": {

@@ -51,6 +51,7 @@ const dbRule = fc.record(
     fields: maybe(list(text)),
     scope: maybe(fc.dictionary(text, scalar, { maxKeys: 3 })),
     fieldActions: maybe(fc.dictionary(text, fieldAction, { maxKeys: 3 })),
+    maxRows: maybe(number),
     rows: maybe(fc.constantFrom<unknown>({ field: "a", op: "eq", value: 1 }, { field: "a", op: "in", value: 1 }, { any: [] }, { not: { field: "9", op: "eq", value: 1 } })),
   },
   { requiredKeys: [] },
@@ -99,7 +100,7 @@ const edgyGrant = fc.record(
 const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
   fs: ["path", "ops", "subtree", "extra"],
   http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"],
-  db: ["model", "ops", "fields", "scope", "fieldActions", "rows"],
+  db: ["model", "ops", "fields", "scope", "fieldActions", "rows", "maxRows"],
   exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
   approval: ["tools", "actions", "approvers", "quorum", "input"],
 };

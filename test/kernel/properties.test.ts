@@ -87,6 +87,7 @@ const dbRuleArb: fc.Arbitrary<DbRule> = fc.record(
     scope: scopeArb,
     fieldActions: fieldActionsArb,
     rows: fc.constantFrom(...ROW_RULES),
+    maxRows: fc.constantFrom(1, 10),
   },
   { requiredKeys: ["model", "ops"] },
 );
@@ -151,9 +152,9 @@ const requestArb: fc.Arbitrary<Request> = fc.oneof(
       ),
     ),
   fc
-    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, views: fc.option(viewsArb, { nil: undefined }), rows: fc.subarray([...ROW_RULES]), tenant: tenantArb })
-    .map(({ op, model, fields, scope, views, rows, tenant }): Request =>
-      withTenant({ action: `db.${op}`, model, fields, scope, rows, ...(views === undefined ? {} : { views }) }, tenant),
+    .record({ op: fc.constantFrom(...DB_OPS), model: fc.constantFrom(...MODELS), fields: fc.subarray([...FIELDS]), scope: scopeArb, views: fc.option(viewsArb, { nil: undefined }), rows: fc.subarray([...ROW_RULES]), limit: fc.option(fc.constantFrom(1, 10, 11), { nil: undefined }), tenant: tenantArb })
+    .map(({ op, model, fields, scope, views, rows, limit, tenant }): Request =>
+      withTenant({ action: `db.${op}`, model, fields, scope, rows, ...(views === undefined ? {} : { views }), ...(limit === undefined ? {} : { limit }) }, tenant),
     ),
   fc
     .record({
@@ -197,7 +198,7 @@ function requestsFor(g: Grant): fc.Arbitrary<Request[]> {
           const a = actions[f];
           if (a !== undefined && a !== "allow" && a !== "deny") views[f] = a;
         }
-        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views, rows: r.rows === undefined ? [] : [r.rows] };
+        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views, rows: r.rows === undefined ? [] : [r.rows], ...(r.maxRows === undefined ? {} : { limit: r.maxRows }) };
       }),
     );
   }

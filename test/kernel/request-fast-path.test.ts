@@ -29,6 +29,7 @@ const request = fc.oneof(
         fc.dictionary(text, fc.constantFrom<unknown>("hash", "redact", "allow", "deny", { mask: "{last4}" }, { mask: "{last0}" }, { mask: "a", b: 1 }, {}, null), { maxKeys: 3 }),
         fc.constant(null),
       ),
+      limit: maybe(fc.constantFrom<unknown>(1, 0, -1, 1.5, 2 ** 53, "5", null)),
       tenant: maybe(text),
       extra: maybe(fc.constant(1)),
     },

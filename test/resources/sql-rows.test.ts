@@ -187,5 +187,23 @@ describe.each(ENGINES)("row rules on $name", (engine) => {
         { numRuns: 25 },
       );
     });
+  
+    it("a grant's maxRows bounds every call, the least of the chain's applying", async () => {
+      const root = createMint({ issuer: "rows", policy: () => ({ db: [{ model: "Customer", ops: ["read", "delete"], scope: { tenantId: 42 }, maxRows: 2 }] }) }).issue({ id: "a" });
+      const wider = narrow(root, { db: [{ model: "Customer", ops: ["read", "delete"], maxRows: 50 }] });
+      for (const cap of [root, wider]) {
+        await expect(db.read(cap, { model: "Customer", fields: ["id"] })).rejects.toThrow(/more than 2 Customer rows match/);
+        await expect(db.read(cap, { model: "Customer", fields: ["id"], limit: 2 })).resolves.toHaveLength(2);
+        const over = await db.read(cap, { model: "Customer", fields: ["id"], limit: 3 }).catch((e: unknown) => e);
+        expect(over).toBeInstanceOf(CapabilityDenied);
+        expect((over as Error).message).toMatch(/at most 2 Customer rows, not 3/);
+      }
+      const before = await h.rows("customers");
+      await expect(db.delete(wider, { model: "Customer", where: {} })).rejects.toThrow(/at most 2/);
+      expect(await h.rows("customers")).toEqual(before);
+      await expect(db.delete(wider, { model: "Customer", where: { id: { in: [1, 2] } } })).resolves.toMatchObject({ count: 2 });
+      const refused = authorize(root, { action: "db.read", model: "Customer", fields: ["id"], scope: { tenantId: 42 } });
+      expect(refused.allowed ? "" : refused.reason).toMatch(/at most 2 Customer rows, and the request names no limit/);
+    });
   });
 });

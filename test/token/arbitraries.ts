@@ -92,6 +92,7 @@ export const grant: fc.Arbitrary<Grant> = fc
           scope: opt(fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 })),
           fieldActions: opt(fc.dictionary(fc.constantFrom(...fields), fieldAction, { maxKeys: 2 })),
           rows: opt(fc.constantFrom(...rowRules)),
+          maxRows: opt(fc.constantFrom(1, 5)),
         }).map(strip),
         { maxLength: 2 },
       ),
@@ -142,6 +143,7 @@ export const request: fc.Arbitrary<Request> = fc.oneof(
     scope: fc.dictionary(fc.constantFrom("t", "id"), fc.constantFrom(...scopeValues), { maxKeys: 2 }),
     views: opt(fc.dictionary(fc.constantFrom(...fields), fieldView, { maxKeys: 2 })),
     rows: opt(sub(rowRulesAsWritten)),
+    limit: opt(fc.constantFrom(1, 5, 6)),
     tenant,
   }).map(strip),
   fc.record({

@@ -142,6 +142,8 @@ interface Plan {
   readonly ruleLinks: readonly RowEntry[];
   /** Values every call of the plan binds first: the scope's, then the rules'. */
   readonly constants: readonly Scalar[];
+  /** The most rows a read without a limit may return, or an update or delete change: the resource's limit or the chain's maxRows, whichever is less. */
+  readonly maxRows: number;
   readonly scopeIndex: ReadonlyMap<Field, number>;
   /** Fields a read returns. */
   readonly select: readonly Field[];
@@ -305,6 +307,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       use = fieldUse(confinement, fieldNames(select), fieldNames(q.used));
     }
     const viewed = Object.entries(use.views);
+    const chainMax = confinement.maxRows;
+    const resourceMax = q.op === "read" ? limits.maxRows : limits.maxWriteRows;
+    // The limit the request names for links with maxRows: the caller's own, a create's one row, or the chain's.
+    const limit = chainMax === null ? undefined : q.op === "read" && q.limitGiven ? q.limit : q.op === "create" ? 1 : chainMax;
     const request: DbRequest = Object.freeze({
       action: `db.${q.op}` as const,
       model: model.name,
@@ -312,12 +318,14 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       scope: Object.freeze(Object.fromEntries(entries.map((e) => [e.field.name, e.value]))),
       ...(viewed.length > 0 ? { views: Object.freeze(use.views) } : {}),
       ...(rules.length > 0 ? { rows: Object.freeze(confinement.rows.map((e) => e.rule)) } : {}),
+      ...defined({ limit }),
     });
     return {
       scope,
       scopeValues,
       rules,
       ruleLinks: confinement.rows,
+      maxRows: chainMax === null ? resourceMax : Math.min(chainMax, resourceMax),
       constants: q.op === "create" ? scopeValues : [...scopeValues, ...rules.flatMap((r) => ruleValues(r))],
       scopeIndex: new Map(scope.map((f, i) => [f, i])),
       select,
@@ -414,11 +422,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
 
   /** Checks a read's result against the limits, decodes it, and shows each field as the capability allows. */
   const finishRead = (q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
-    if (!q.limitGiven && rows.length > limits.maxRows) {
+    if (!q.limitGiven && rows.length > plan.maxRows) {
       throw new LimitExceeded(
         q.aggregates === null
-          ? `more than ${limits.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`
-          : `more than ${limits.maxRows} groups of ${q.model.name} (maxRows); group by fewer fields or narrow the filter`,
+          ? `more than ${plan.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`
+          : `more than ${plan.maxRows} groups of ${q.model.name} (maxRows); group by fewer fields or narrow the filter`,
         "maxRows",
       );
     }
@@ -445,9 +453,9 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       cap,
       async (access) => {
         const q = parse();
-        const { prepared, params } = admit(access, cap, q);
+        const { plan, prepared, params } = admit(access, cap, q);
         await access.proceed();
-        const outcome = prepared.statement.write(params, q.op === "create" ? null : limits.maxWriteRows);
+        const outcome = prepared.statement.write(params, q.op === "create" ? null : plan.maxRows);
         return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
       },
       jsonBytes,

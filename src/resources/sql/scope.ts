@@ -30,6 +30,8 @@ export interface Confinement {
   readonly actions: ReadonlyMap<string, string>;
   /** The row rules of the chosen rules, each once, with the first link that sets it. */
   readonly rows: readonly RowEntry[];
+  /** The least maxRows of the chosen rules: the most rows one call may reach; null when none sets one. */
+  readonly maxRows: number | null;
 }
 
 /** One row rule the query is confined by, with the link that sets it (for denial details). */
@@ -98,6 +100,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   let reachable: Set<string> | null = null;
   const actions = new Map<string, string>();
   const rows = new Map<string, RowEntry>();
+  let maxRows: number | null = null;
   lineage.forEach((link, index) => {
     const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
@@ -110,6 +113,8 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
       const granted = new Set(listed);
       reachable = reachable === null ? granted : new Set([...reachable].filter((f) => granted.has(f)));
     }
+    const max = own(rule, "maxRows");
+    if (max !== undefined) maxRows = maxRows === null ? max : Math.min(maxRows, max);
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -120,5 +125,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()] };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows };
 }

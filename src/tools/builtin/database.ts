@@ -97,7 +97,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
         input: input.query,
         needs: (q, ctx) => {
           const used = [...whereFields(q.where), ...(q.orderBy ?? []).map((o) => o.field)];
-          const request = need("read", q.model, [...q.fields, ...used], pins(q.where), ctx);
+          const request = need("read", q.model, [...q.fields, ...used], pins(q.where), ctx, q.limit);
           // Returned fields the caller's chain shows masked, hashed or redacted are needed in that view, as the resource will ask.
           const use = fieldUse(confinementOfLineage(ctx.lineage, q.model, "read", request.fields), q.fields, used);
           return [{ ...request, fields: use.fields, ...(Object.keys(use.views).length > 0 ? { views: use.views } : {}) }];
@@ -156,13 +156,14 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
 
 type WhereInput = Readonly<Record<string, Scalar | Readonly<Record<string, unknown>>>> | undefined;
 
-function need(op: DbOp, model: string, fields: readonly string[], pinned: Readonly<Record<string, Scalar>>, ctx: NeedsContext): DbRequest {
+function need(op: DbOp, model: string, fields: readonly string[], pinned: Readonly<Record<string, Scalar>>, ctx: NeedsContext, limit?: number): DbRequest {
   const named = [...new Set(fields)];
   const confinement = confinementOfLineage(ctx.lineage, model, op, named);
   const scope = Object.fromEntries(confinement.scope.map((e) => [e.field, e.value]));
-  // The row rules the caller's chain confines the model by, as the resource will name them.
+  // The row rules and row limit the caller's chain confines the model by, as the resource will name them.
   const rows = confinement.rows.map((e) => e.rule);
-  return { action: `db.${op}`, model, fields: named, scope: { ...scope, ...pinned }, ...(rows.length > 0 ? { rows } : {}) };
+  const max = confinement.maxRows === null ? undefined : op === "create" ? 1 : (limit ?? confinement.maxRows);
+  return { action: `db.${op}`, model, fields: named, scope: { ...scope, ...pinned }, ...(rows.length > 0 ? { rows } : {}), ...defined({ limit: max }) };
 }
 
 const whereFields = (w: WhereInput): string[] => Object.keys(w ?? {});
