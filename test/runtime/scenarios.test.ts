@@ -194,7 +194,8 @@ describe("scenario 4: a task timeout revokes an Executor's tools mid-run", () =>
     const task = governor.spawn({
       name: "slow-task",
       grant: { tools: ["read_file", "slow_read"], fs: [{ path: "/srv/uploads", ops: ["read"] }] },
-      timeoutMs: 30,
+      // Long enough for the first call to come well before it on a loaded machine.
+      timeoutMs: 200,
       run: (ctx) => {
         deadline = ctx.signal;
         // This Executor is not given the task's signal: it keeps running past its deadline.
@@ -206,14 +207,17 @@ describe("scenario 4: a task timeout revokes an Executor's tools mid-run", () =>
     await expect(task.result).rejects.toThrow(TaskTimedOut);
     expect(task.status).toBe("timed-out");
     const late = await (executorRun as unknown as Promise<{ calls: readonly CallRecord[] }>);
+    // Past the deadline the task's capability is both revoked (by the Governor's timer) and expired (its deadline
+    // link): which denial a call meets depends on whether the timer ran before the check, so either is right.
+    const afterDeadline = expect.stringMatching(/^ERR_(REVOKED|EXPIRED)$/) as unknown as string;
     expect(late.calls.map((c) => [c.tool, c.verdict, c.code])).toEqual([
       ["read_file", "allowed", null],
-      ["slow_read", "denied", "ERR_REVOKED"],
-      ["read_file", "denied", "ERR_REVOKED"],
+      ["slow_read", "denied", afterDeadline],
+      ["read_file", "denied", afterDeadline],
     ]);
-    expect(inFlight).toMatch(/timed out after 30 ms/);
+    expect(inFlight).toMatch(/timed out after 200 ms/);
     const last = world.sink.toolEvents().at(-1);
-    expect(last?.decision).toMatchObject({ allowed: false, code: "ERR_REVOKED", reason: expect.stringContaining(`task ${task.id} timed out`) as string });
+    expect(last?.decision).toMatchObject({ allowed: false, code: afterDeadline });
   });
 });
 
