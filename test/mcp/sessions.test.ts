@@ -201,7 +201,7 @@ describe("sessions end", () => {
 
 describe("idle sessions", () => {
   it("are closed after idleTimeoutMs without a request; a session in use is kept", async () => {
-    const f = makeFixture({ sessions: { idleTimeoutMs: 300 } });
+    const f = makeFixture({ sessions: { idleTimeoutMs: 1500 } });
     const g = await openGateway(await loadGatewayConfig(f.configFile));
     const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
     try {
