@@ -21,6 +21,7 @@ import { createDispatcher } from "../src/tools/dispatcher.ts";
 import { z } from "zod";
 import { caretaker } from "../src/kernel/internal.ts";
 import { check, createManualClock, createMint, narrow, type Capability, type Grant, type Request } from "../src/index.ts";
+import { explorerRequests } from "./explorer.ts";
 import { measure, measureAsync, report } from "./harness.ts";
 
 /*
@@ -349,6 +350,7 @@ async function largeLog(dir: string, total: number): Promise<void> {
       await q("time range alone, last hour", { since: NOW - 3_600_000, limit: 100 }),
     ];
     report("audit: query time over the large log (20 queries per round)", baseline, rows);
+    await explorerRequests(store, { root: p.root, session: p.session, principal: p.root.mint.principal, tenant: p.root.mint.tenants[0] ?? "" });
   } finally {
     await store.close();
   }
