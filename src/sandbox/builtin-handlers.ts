@@ -25,6 +25,7 @@ interface Rows {
   create(capability: ModuleCapability, query: object): Promise<unknown>;
   update(capability: ModuleCapability, query: object): Promise<unknown>;
   delete(capability: ModuleCapability, query: object): Promise<unknown>;
+  aggregate(capability: ModuleCapability, query: object): Promise<unknown>;
 }
 
 interface Runs {
@@ -78,6 +79,10 @@ export const dbQuery = tool("db_query", (i, cap, { database }, tenant) => databa
 export const dbCreate = tool("db_create", (i, cap, { database }, tenant) => database.create(cap, { model: i.model, values: i.values, ...present(i, ["returning"]), ...tenant }));
 
 export const dbUpdate = tool("db_update", (i, cap, { database }, tenant) => database.update(cap, { model: i.model, set: i.set, ...present(i, ["where", "returning"]), ...tenant }));
+
+export const dbAggregate = tool("db_aggregate", (i, cap, { database }, tenant) =>
+  database.aggregate(cap, { model: i.model, aggregates: i.aggregates, ...present(i, ["where", "groupBy"]), ...tenant }),
+);
 
 export const dbDelete = tool("db_delete", (i, cap, { database }, tenant) => database.delete(cap, { model: i.model, ...present(i, ["where"]), ...tenant }));
 

@@ -17,8 +17,8 @@ import type { SandboxLimits } from "./module-sandbox.js";
  * call's authority (input schema, needs, narrowing) is agentcap's own code
  * and runs here; the handlers, the code that acts, run in a worker locked
  * down with SES, holding only each call's capability and the methods of the
- * resources that act (read/write/list, request, read/create/update/delete,
- * run): not `close`, not the resource objects themselves.
+ * resources that act (read/write/list, request,
+ * read/create/update/delete/aggregate, run): not `close`, not the resource objects themselves.
  */
 
 /** The resources whose built-in tools to load: each one given enables its tools. */
@@ -27,7 +27,7 @@ export interface BuiltinResources {
   readonly files?: FileSystem;
   /** fetch_url. */
   readonly http?: HttpClient;
-  /** db_query, db_create, db_update, db_delete, described from `schema` (the schema `db` was created with). */
+  /** db_query, db_create, db_update, db_delete, db_aggregate, described from `schema` (the schema `db` was created with). */
   readonly database?: { readonly db: SqlDatabase; readonly schema: SchemaSpec };
   /** run_command. */
   readonly exec?: Exec;
@@ -78,7 +78,7 @@ function hostTools({ files, http, database, exec }: BuiltinResources): AnyTool[]
   if (http !== undefined) tools.push(fetchTool(http));
   if (database !== undefined) {
     const d = databaseTools(database.db, database.schema);
-    tools.push(d.query, d.create, d.update, d.delete);
+    tools.push(d.query, d.create, d.update, d.delete, d.aggregate);
   }
   if (exec !== undefined) tools.push(commandTool(exec));
   return tools;
@@ -99,6 +99,7 @@ export function actingMethods({ files, http, database, exec }: BuiltinResources)
             create: database.db.create.bind(database.db),
             update: database.db.update.bind(database.db),
             delete: database.db.delete.bind(database.db),
+            aggregate: database.db.aggregate.bind(database.db),
           },
         }),
     ...(exec === undefined ? {} : { exec: { run: exec.run.bind(exec) } }),

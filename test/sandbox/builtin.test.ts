@@ -71,7 +71,7 @@ beforeAll(async () => {
   const d = databaseTools(r.database?.db as never, SCHEMA);
   sides.inProcess = {
     sink: inProcessSink,
-    dispatcher: createDispatcher({ tools: [f.read, f.write, f.list, fetchTool(r.http as never), d.query, d.create, d.update, d.delete, commandTool(r.exec as never)], audit: inProcessSink }),
+    dispatcher: createDispatcher({ tools: [f.read, f.write, f.list, fetchTool(r.http as never), d.query, d.create, d.update, d.delete, d.aggregate, commandTool(r.exec as never)], audit: inProcessSink }),
     close: () => Promise.resolve(),
   };
   for (const side of ["sandboxed", "trusted"] as const) {
@@ -88,7 +88,7 @@ afterAll(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const TOOLS = ["read_file", "write_file", "list_files", "fetch_url", "db_query", "db_create", "db_update", "db_delete", "run_command"];
+const TOOLS = ["read_file", "write_file", "list_files", "fetch_url", "db_query", "db_create", "db_update", "db_delete", "db_aggregate", "run_command"];
 
 function grant(): Grant {
   return {
@@ -121,6 +121,8 @@ function calls(): readonly [string, unknown][] {
     ["db_create", { model: "Customer", values: { id: 3, tenantId: 42, name: "Grace" }, returning: ["id"] }],
     ["db_update", { model: "Customer", set: { name: "Ada L." }, where: { id: 1 } }],
     ["db_delete", { model: "Customer", where: { id: 1 } }],
+    ["db_aggregate", { model: "Customer", aggregates: { n: { fn: "count" } } }],
+    ["db_aggregate", { model: "Customer", aggregates: { n: { fn: "count" } }, where: { tenantId: 43 } }],
     ["run_command", { argv: ["/usr/bin/echo", "hi"], cwd: docs }],
     ["run_command", { argv: ["/bin/cat", "/etc/hostname"], cwd: docs }],
   ];
@@ -166,7 +168,7 @@ describe("the built-in tools with sandboxed handlers", () => {
     }
     // The table holds allowed calls and each kind of refusal: the grant, the input schema, the file system.
     const [ok, denied] = ["ok", "ERR_CAPABILITY_DENIED"];
-    expect(seen).toEqual([ok, denied, denied, "ERR_FILE_SYSTEM", "ERR_INVALID_INPUT", ok, denied, ok, denied, ok, denied, denied, ok, denied, ok, ok, denied, ok, denied]);
+    expect(seen).toEqual([ok, denied, denied, "ERR_FILE_SYSTEM", "ERR_INVALID_INPUT", ok, denied, ok, denied, ok, denied, denied, ok, denied, ok, ok, denied, ok, denied, ok, denied]);
   });
 
   it("record in every tool event how the handler ran", async () => {
