@@ -4,6 +4,7 @@ import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import type { ApprovalRule, ArgPattern, DbRule, ExecRule, FsRule, Grant, HttpRule, LinkConditions, RateRule, RevokeRule, Scalar } from "./grant.js";
 import { MASK_PATTERN } from "./field-actions.js";
 import { ENV_NAME, isIdentifierText } from "./names.js";
+import * as words from "./vocabulary.js";
 
 /*
  * Every narrowing validates its grant, and the zod schemas cost tens of
@@ -22,28 +23,14 @@ const MAX_LIST = 1024;
 /** Values read before giving up and leaving the grant to the schema (whose own limit is far higher). */
 const MAX_VALUES = 4096;
 
-const FS_OPS: ReadonlySet<unknown> = new Set(["read", "write", "list", "delete"]);
-const HTTP_METHODS: ReadonlySet<unknown> = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-const DB_OPS: ReadonlySet<unknown> = new Set(["read", "create", "update", "delete"]);
-const AUDIT_OPS: ReadonlySet<unknown> = new Set(["read"]);
+const FS_OPS: ReadonlySet<unknown> = new Set(words.FS_OPS);
+const HTTP_METHODS: ReadonlySet<unknown> = new Set(words.HTTP_METHODS);
+const DB_OPS: ReadonlySet<unknown> = new Set(words.DB_OPS);
+const AUDIT_OPS: ReadonlySet<unknown> = new Set(words.AUDIT_OPS);
 const FIELD_ACTIONS: ReadonlySet<unknown> = new Set(["allow", "hash", "redact", "deny"]);
-const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(["block", "link", "principal", "tenant", "role", "session", "key"]);
-const REQUEST_ACTIONS: ReadonlySet<unknown> = new Set([
-  "tool.call",
-  "fs.read",
-  "fs.write",
-  "fs.list",
-  "fs.delete",
-  "http.request",
-  "db.read",
-  "db.create",
-  "db.update",
-  "db.delete",
-  "exec",
-  "revoke",
-  "audit.read",
-]);
-const MAX_QUORUM = 16;
+const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(words.REVOCATION_TARGETS);
+const REQUEST_ACTIONS: ReadonlySet<unknown> = new Set(words.REQUEST_ACTIONS);
+const { MAX_QUORUM } = words;
 const MAX_RATE_WINDOW = 31 * 24 * 3600;
 
 type KeyTest = (key: string) => boolean;

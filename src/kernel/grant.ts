@@ -7,27 +7,10 @@ import { MASK_PATTERN, type FieldAction } from "./field-actions.js";
 import { rowRuleSchema, type RowRule } from "./row-rules.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
+import { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, REQUEST_ACTIONS, REVOCATION_TARGETS, type AuditOp, type DbOp, type FsOp, type HttpMethod, type RequestAction, type RevocationKind } from "./vocabulary.js";
 
-/** File operations a grant can allow. `stat` needs `list`; `append` and `mkdir` need `write`. */
-export const FS_OPS = Object.freeze(["read", "write", "list", "delete"] as const);
-export type FsOp = (typeof FS_OPS)[number];
-
-export const HTTP_METHODS = Object.freeze(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const);
-export type HttpMethod = (typeof HTTP_METHODS)[number];
-
-export const DB_OPS = Object.freeze(["read", "create", "update", "delete"] as const);
-export type DbOp = (typeof DB_OPS)[number];
-
-/** What a grant can allow on the audit log: reading its events, checkpoints and lineage (the explorer asks for it). */
-export const AUDIT_OPS = Object.freeze(["read"] as const);
-export type AuditOp = (typeof AUDIT_OPS)[number];
-
-/**
- * What a revocation can name: a token block, a link (and its subtree), a
- * principal, tenant, role or session, or a root signing key.
- */
-export const REVOCATION_TARGETS = Object.freeze(["block", "link", "principal", "tenant", "role", "session", "key"] as const);
-export type RevocationKind = (typeof REVOCATION_TARGETS)[number];
+export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, REQUEST_ACTIONS, REVOCATION_TARGETS } from "./vocabulary.js";
+export type { AuditOp, DbOp, FsOp, HttpMethod, RequestAction, RevocationKind } from "./vocabulary.js";
 
 /** Allows revoking targets of one kind: those named in `ids`, or any when `ids` is absent. */
 export interface RevokeRule {
@@ -103,26 +86,6 @@ export interface ExecRule {
   readonly env?: readonly string[];
 }
 
-/** The actions a request can carry, as approval rules name them. */
-export const REQUEST_ACTIONS = Object.freeze([
-  "tool.call",
-  "fs.read",
-  "fs.write",
-  "fs.list",
-  "fs.delete",
-  "http.request",
-  "db.read",
-  "db.create",
-  "db.update",
-  "db.delete",
-  "exec",
-  "revoke",
-  "audit.read",
-] as const);
-export type RequestAction = (typeof REQUEST_ACTIONS)[number];
-
-/** The most approvers an approval rule can ask to agree. */
-export const MAX_QUORUM = 16;
 
 /**
  * Requests this rule matches are allowed only once `quorum` (default 1)
