@@ -86,7 +86,9 @@ describe("a call past its time limit", () => {
 
   it("catches a microtask flood left behind by a call that returned, at the next call", async () => {
     await expect(dispatcher.call("flood", {}, cap)).resolves.toBe("returned");
-    await expect(dispatcher.call("count", {}, cap)).rejects.toThrow(SandboxTimeout);
+    // The flood allocates as it spins: on a fast machine it meets the memory ceiling before the time limit. Either stops it.
+    const error = await dispatcher.call("count", {}, cap).catch((e: unknown) => e);
+    expect(error instanceof SandboxTimeout || (error instanceof SandboxStopped && error.reason === "memory"), String(error)).toBe(true);
     await expect(dispatcher.call("count", {}, cap)).resolves.toBe(1);
   });
 
