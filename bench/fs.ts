@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { createMint, narrow, revocable, type Capability, type FullReach } from "../src/index.ts";
 import { createFileSystem } from "../src/resources/fs/file-system.ts";
-import { measureAsync, report, type Measurement } from "./harness.ts";
+import { interleaved, report } from "./harness.ts";
 
 const READ_ITER = 20_000;
 const WRITE_ITER = 5_000;
@@ -15,22 +15,6 @@ function chainOfDepth(root: Capability<FullReach>, dir: string, depth: number): 
   return cap;
 }
 
-/**
- * Measures every case `passes` times, taking turns, and keeps each case's
- * fastest median: a burst of load on a shared machine then slows one pass of
- * every case alike instead of skewing the ratio between them.
- */
-async function interleaved(cases: readonly (readonly [string, () => Promise<unknown>])[], iterations: number, passes = 3): Promise<Measurement[]> {
-  const best = cases.map(([name]) => ({ name, nsPerOp: Number.POSITIVE_INFINITY }));
-  for (let pass = 0; pass < passes; pass++) {
-    for (const [i, [name, fn]] of cases.entries()) {
-      const m = await measureAsync(name, fn, iterations);
-      const b = best[i];
-      if (b !== undefined && m.nsPerOp < b.nsPerOp) b.nsPerOp = m.nsPerOp;
-    }
-  }
-  return best;
-}
 
 /**
  * A confined 4 KiB read against a direct `readFileSync` of the same file, and

@@ -39,6 +39,23 @@ export async function measureAsync(name: string, fn: () => Promise<unknown>, ite
 }
 
 /**
+ * Measures every case `passes` times, taking turns, and keeps each case's
+ * fastest median: a burst of load on a shared machine then slows one pass of
+ * every case alike instead of skewing the ratio between them.
+ */
+export async function interleaved(cases: readonly (readonly [string, () => Promise<unknown>])[], iterations: number, passes = 3): Promise<Measurement[]> {
+  const best = cases.map(([name]) => ({ name, nsPerOp: Number.POSITIVE_INFINITY }));
+  for (let pass = 0; pass < passes; pass++) {
+    for (const [i, [name, fn]] of cases.entries()) {
+      const m = await measureAsync(name, fn, iterations);
+      const b = best[i];
+      if (b !== undefined && m.nsPerOp < b.nsPerOp) b.nsPerOp = m.nsPerOp;
+    }
+  }
+  return best;
+}
+
+/**
  * Median CPU time (this process's user and system time) per call of `fn`,
  * awaited in turn. Unlike wall time, it does not count the time other
  * processes hold the CPU, so an absolute target can be checked on a busy

@@ -10,24 +10,12 @@ import { createFileSystem } from "../src/resources/fs/index.ts";
 import { compileToolModule } from "../src/sandbox/compile.ts";
 import { loadBuiltinTools, loadToolModule } from "../src/sandbox/index.ts";
 import { createDispatcher } from "../src/tools/dispatcher.ts";
-import { measureAsync, report, type Measurement } from "./harness.ts";
+import { interleaved, report, type Measurement } from "./harness.ts";
 
 const ITER = 2_000;
 const LOADS = 5;
 const MODULE = fileURLToPath(new URL("./sandbox/read-tool.ts", import.meta.url));
 
-/** Measures each case in turns, `passes` times, keeping each one's fastest median, so a burst of load on a shared machine skews no ratio. */
-async function interleaved(cases: readonly (readonly [string, () => Promise<unknown>])[], iterations: number, passes = 3): Promise<Measurement[]> {
-  const best = cases.map(([name]) => ({ name, nsPerOp: Number.POSITIVE_INFINITY }));
-  for (let pass = 0; pass < passes; pass++) {
-    for (const [i, [name, fn]] of cases.entries()) {
-      const m = await measureAsync(name, fn, iterations);
-      const b = best[i];
-      if (b !== undefined && m.nsPerOp < b.nsPerOp) b.nsPerOp = m.nsPerOp;
-    }
-  }
-  return best;
-}
 
 /** A worker thread that only says it is ready: the floor under every sandbox's start. */
 async function startBareWorker(): Promise<void> {
