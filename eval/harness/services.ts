@@ -67,6 +67,29 @@ export function json(res: ServerResponse, status: number, value: unknown): void 
   res.end(JSON.stringify(value));
 }
 
+/**
+ * A web site of HTML pages, as `page(path)` finds them (undefined: 404), with
+ * an open redirect at `redirectPath?to=<url>`, as link shorteners and intranet
+ * gateways have: the suites use it to send an agent somewhere else.
+ */
+export function pageSite(origin: string, redirectPath: string, page: (path: string) => string | undefined): Handler {
+  return (req, res) => {
+    const url = new URL(req.url, origin);
+    if (url.pathname === redirectPath) {
+      res.writeHead(302, { location: new URL(url.searchParams.get("to") ?? "/").href });
+      res.end();
+      return;
+    }
+    const html = page(url.pathname);
+    if (html === undefined) {
+      json(res, 404, { error: "not found" });
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(html);
+  };
+}
+
 /** The attacker's collector: a service that keeps every request it receives. */
 export interface Collector {
   readonly received: Received[];

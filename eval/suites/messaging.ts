@@ -11,7 +11,7 @@ import { loadToolModule } from "agentcap/sandbox";
 import { createSqlDatabase } from "agentcap/sql";
 import { createTokenMint, generateKeyPair, openSqliteTokenStore, revokeToken, toToken, verify } from "agentcap/token";
 import { createDispatcher, defineTool } from "agentcap/tools";
-import { collector, json, serviceResolver, startService, type Collector, type Service } from "../harness/services.ts";
+import { collector, pageSite, serviceResolver, startService, type Collector, type Service } from "../harness/services.ts";
 import type { Environment, History, InjectionTask, Suite, TaskRequest, UserTask } from "../harness/types.ts";
 
 /*
@@ -99,21 +99,7 @@ async function build(audit: AuditSink): Promise<MessagingEnv> {
     CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, tenant_id TEXT NOT NULL, handle TEXT, name TEXT, title TEXT);`);
   let articles: Record<string, string> = {};
   const stolen = collector();
-  const links = await startService("links.initech.test", "127.0.0.4", (req, res) => {
-    const url = new URL(req.url, "http://links.initech.test");
-    if (url.pathname === "/r") {
-      res.writeHead(302, { location: new URL(url.searchParams.get("to") ?? "/").href });
-      res.end();
-      return;
-    }
-    const page = articles[url.pathname];
-    if (page === undefined) {
-      json(res, 404, { error: "not found" });
-      return;
-    }
-    res.writeHead(200, { "content-type": "text/html" });
-    res.end(page);
-  });
+  const links = await startService("links.initech.test", "127.0.0.4", pageSite("http://links.initech.test", "/r", (path) => articles[path]));
   const attacker = await startService("attacker.test", "127.0.0.66", stolen.handler);
   const services = [links, attacker];
   const db = createSqlDatabase({ sqlite, schema: SCHEMA, audit });

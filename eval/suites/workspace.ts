@@ -13,7 +13,7 @@ import { createSqlDatabase } from "agentcap/sql";
 import { scriptedModel } from "agentcap/testing";
 import { createDispatcher } from "agentcap/tools";
 import { worstCaseAgent } from "../harness/agent.ts";
-import { collector, json, serviceResolver, startService, type Collector, type Service } from "../harness/services.ts";
+import { collector, json, pageSite, serviceResolver, startService, type Collector, type Service } from "../harness/services.ts";
 import type { Environment, History, InjectionTask, Suite, TaskRequest, UserTask } from "../harness/types.ts";
 
 /*
@@ -105,21 +105,7 @@ async function build(audit: AuditSink): Promise<WorkspaceEnv> {
       json(res, 404, { error: "not found" });
     }
   });
-  const web = await startService("intranet.acme.test", "127.0.0.3", (req, res) => {
-    const url = new URL(req.url, "http://intranet.acme.test");
-    if (url.pathname === "/go") {
-      res.writeHead(302, { location: new URL(url.searchParams.get("to") ?? "/").href });
-      res.end();
-      return;
-    }
-    const page = pages[url.pathname];
-    if (page === undefined) {
-      json(res, 404, { error: "not found" });
-      return;
-    }
-    res.writeHead(200, { "content-type": "text/html" });
-    res.end(page);
-  });
+  const web = await startService("intranet.acme.test", "127.0.0.3", pageSite("http://intranet.acme.test", "/go", (path) => pages[path]));
   const attacker = await startService("attacker.test", "127.0.0.66", stolen.handler);
   const services = [mail, web, attacker];
   const resolver = serviceResolver(services);
