@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import { AgentcapError, InvalidInput, systemClock, type AuditSink, type Capability } from "../kernel/index.js";
+import { AgentcapError, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
 import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { LeaseBook, type LeasePlan } from "./lease-book.js";
 import { createSchema, IDENTIFIER } from "./postgres-schema.js";
-import { RevocationBook } from "./revocation-book.js";
+import { bookAnswers, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
 import { droppableBefore, reinstateKey, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
@@ -518,18 +518,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
 
   return Object.freeze({
     id,
-    revokedReason: (key: string, linkId: string) => book.revokedReason(key, linkId),
-    mintRevokedReason: (mint: Parameters<TokenStore["mintRevokedReason"]>[0], keyId: number | null) => book.mintRevokedReason(mint, keyId),
-    linkRevokedReason: (linkId: string, labels: Readonly<Record<string, string>>) => book.linkRevokedReason(linkId, labels),
-    mintRefusal: (p: Parameters<TokenStore["mintRefusal"]>[0], keyId: number | null) => book.mintRefusal(p, keyId),
-    subscribe: (listener: () => void) => book.subscribe(listener),
-    minted: (root: Capability) => {
-      book.track(root, "capability");
-    },
-    verified: (root: Capability) => {
-      book.track(root, "token");
-    },
-    watchSession: (capability: Capability, onRevoked: (reason: string) => void) => book.watchSession(capability, onRevoked),
+    ...bookAnswers(book),
     usage(key: string): Usage {
       return usage.get(key) ?? { calls: 0, cost: 0 };
     },

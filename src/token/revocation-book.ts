@@ -8,7 +8,7 @@
  */
 import type { Capability, MintRecord } from "../kernel/index.js";
 import { deadDenial, type MintSubject } from "../kernel/internal.js";
-import type { RevocationEntry, RevocationReach, TargetKind } from "./store.js";
+import type { RevocationEntry, RevocationReach, TargetKind, TokenStore } from "./store.js";
 
 interface Tracked {
   readonly ref: WeakRef<Capability>;
@@ -222,4 +222,25 @@ export class RevocationBook {
     }
     for (const l of [...this.#listeners]) l();
   }
+}
+
+/** The questions a token store answers from its revocation book, and what it tells the book: the same for every store. */
+export type BookAnswers = Pick<TokenStore, "revokedReason" | "mintRevokedReason" | "linkRevokedReason" | "mintRefusal" | "subscribe" | "minted" | "verified" | "watchSession">;
+
+/** A token store's answers from `book`. */
+export function bookAnswers(book: RevocationBook): BookAnswers {
+  return {
+    revokedReason: (key, linkId) => book.revokedReason(key, linkId),
+    mintRevokedReason: (mint, keyId) => book.mintRevokedReason(mint, keyId),
+    linkRevokedReason: (linkId, labels) => book.linkRevokedReason(linkId, labels),
+    mintRefusal: (p, keyId) => book.mintRefusal(p, keyId),
+    subscribe: (listener) => book.subscribe(listener),
+    minted: (root) => {
+      book.track(root, "capability");
+    },
+    verified: (root) => {
+      book.track(root, "token");
+    },
+    watchSession: (capability, onRevoked) => book.watchSession(capability, onRevoked),
+  };
 }

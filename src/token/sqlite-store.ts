@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
-import { InvalidInput, systemClock, type AuditSink, type Capability } from "../kernel/index.js";
+import { InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
 import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
-import { RevocationBook } from "./revocation-book.js";
+import { bookAnswers, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
 import { droppableBefore, reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
@@ -129,18 +129,7 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
   return Object.freeze({
     id,
     refresh,
-    revokedReason: (key: string, linkId: string) => book.revokedReason(key, linkId),
-    mintRevokedReason: (mint: Parameters<TokenStore["mintRevokedReason"]>[0], keyId: number | null) => book.mintRevokedReason(mint, keyId),
-    linkRevokedReason: (linkId: string, labels: Readonly<Record<string, string>>) => book.linkRevokedReason(linkId, labels),
-    mintRefusal: (p: Parameters<TokenStore["mintRefusal"]>[0], keyId: number | null) => book.mintRefusal(p, keyId),
-    subscribe: (listener: () => void) => book.subscribe(listener),
-    minted: (root: Capability) => {
-      book.track(root, "capability");
-    },
-    verified: (root: Capability) => {
-      book.track(root, "token");
-    },
-    watchSession: (capability: Capability, onRevoked: (reason: string) => void) => book.watchSession(capability, onRevoked),
+    ...bookAnswers(book),
     usage(key: string): UsageRow {
       return selectUsage.get(key) ?? { calls: 0, cost: 0 };
     },
