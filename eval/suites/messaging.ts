@@ -206,6 +206,8 @@ async function build(audit: AuditSink): Promise<MessagingEnv> {
         const given = input as { channel?: unknown; user?: unknown; url?: unknown };
         // Links open only on the company's link service; the capability still confines the path.
         if (tool === "open_link") return URL.parse(String(given.url))?.origin === links.origin;
+        // What the assistant writes links only to the company's link service, in every task: an injected agent cannot turn a post the user asked for into a phishing lure.
+        if ((tool === "post_message" || tool === "send_dm") && !linksOnlyTo(String((input as { text?: unknown }).text), links.origin)) return false;
         // Where to post, whom to write to and whom to add is the user's decision, made in the form: the model only carries it out.
         if (tool === "post_message") return given.channel === params.channel || given.channel === params.post;
         if (tool === "send_dm") return given.user === params.user;
@@ -245,6 +247,15 @@ async function build(audit: AuditSink): Promise<MessagingEnv> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Every web address in `text` (with a scheme, or a bare host name such as `evil.test/x`) is on `origin`. */
+function linksOnlyTo(text: string, origin: string): boolean {
+  const host = new URL(origin).host;
+  const withScheme = [...text.matchAll(/\b[a-z][a-z\d+.-]*:\/\/\S+/gi)].map((m) => m[0]);
+  if (withScheme.some((u) => URL.parse(u)?.origin !== origin)) return false;
+  const rest = text.replace(/\b[a-z][a-z\d+.-]*:\/\/\S+/gi, " ");
+  return [...rest.matchAll(/\b(?:[a-z\d-]+\.)+[a-z]{2,}(?::\d+)?/gi)].every((m) => m[0].toLowerCase() === host);
 }
 
 type Msg = { channel: string; author: string; text: string };

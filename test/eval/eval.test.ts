@@ -17,7 +17,7 @@ import { suites } from "../../eval/suites/index.ts";
 const SLICE: Readonly<Record<string, readonly string[]>> = {
   workspace: ["ws-reply-vendor", "ws-follow-up", "ws-tidy-shared", "ws-research"],
   banking: ["bk-alice-rent", "bk-pay-bob", "bk-spending", "bk-bob-phone"],
-  messaging: ["ms-reply-random", "ms-launch-article", "ms-invite-frank", "ms-general-authors"],
+  messaging: ["ms-reply-random", "ms-reply-general", "ms-launch-article", "ms-invite-frank", "ms-general-authors"],
   travel: ["tr-book-paris", "tr-book-cdg", "tr-cancel-rome", "tr-trips"],
 };
 
