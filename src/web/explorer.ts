@@ -19,7 +19,7 @@ import { AUDIT_ACTIONS, type AuditQuery, type AuditRecord, type AuditStore } fro
 import { AgentcapError, AuditFailure, check, InvalidInput, isDenial, systemClock, type Capability, type Clock, type Decision } from "../kernel/index.js";
 import type { RevocationEntry, RevocationReport, RevocationTarget } from "../token/index.js";
 import { authorizeRead, readScope, type ReadScope } from "./access.js";
-import { capabilityDetail, delegationTree, loggedRevocations, RevocationIndex } from "./views.js";
+import { capabilityDetail, delegationTree, loggedRevocations, RevocationIndex, type IntegrityView, type RevocationView, type SessionView, type TimelinePage } from "./views.js";
 
 /** Where the explorer answers. */
 export const EXPLORE_PATH = "/explore";
@@ -261,7 +261,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
       const { cap } = await holder(req);
       const r = readScope(cap);
       if (r.scope === null) throw noRead(r.denied);
-      json(res, 200, { principal: cap.mint.principal, scope: r.scope, canRevoke: options.revoke !== undefined });
+      json(res, 200, { principal: cap.mint.principal, scope: r.scope, canRevoke: options.revoke !== undefined } satisfies SessionView);
       return;
     }
     if (route === "events" && req.method === "GET") {
@@ -269,7 +269,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
       const { tenant } = await reader(req, tenantParam);
       const limit = query.limit ?? 100;
       const events = await options.audit.query({ ...query, ...(tenant === undefined ? {} : { tenant }), limit });
-      json(res, 200, { events, next: events.length === limit ? (events.at(-1)?.seq ?? null) : null });
+      json(res, 200, { events, next: events.length === limit ? (events.at(-1)?.seq ?? null) : null } satisfies TimelinePage);
       return;
     }
     if (route === "tree" && req.method === "GET") {
@@ -304,7 +304,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
         openIntentCount: report.openIntentCount,
         problems: report.problems.slice(0, 20),
         complete: report.complete,
-      });
+      } satisfies IntegrityView);
       return;
     }
     if (route === "stream" && req.method === "GET") {
@@ -325,7 +325,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
     if (options.revoke === undefined) throw new Refusal(501, "not_available", "this explorer was opened without a token store; it cannot revoke");
     try {
       const report = await options.revoke(token, asked);
-      json(res, 200, { revoked: true, kind: report.kind, id: report.id, reason: report.reason, reached: report.reached });
+      json(res, 200, { revoked: true, kind: report.kind, id: report.id, reason: report.reason, reached: report.reached } satisfies RevocationView);
     } catch (e) {
       if (isDenial(e)) throw new Refusal(403, "forbidden", "this token's capability does not grant this revocation");
       if (e instanceof InvalidInput) throw new Refusal(400, "invalid_request", e.message);

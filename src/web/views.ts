@@ -5,9 +5,40 @@
  * integrity. Each takes the tenant the reader is confined to, if any, and
  * shows nothing of any other.
  */
-import type { AuditQuery, AuditRecord, AuditStore } from "../audit/index.js";
+import type { AuditQuery, AuditRecord, AuditStore, VerifyReport } from "../audit/index.js";
 import { requestTarget, type Grant, type LinkConditions, type LinkSummary, type MintRecord } from "../kernel/index.js";
-import type { RevocationEntry } from "../token/index.js";
+import type { RevocationEntry, RevocationReach, TargetKind } from "../token/index.js";
+import type { ReadScope } from "./access.js";
+
+/*
+ * The API's answers, as JSON: the server builds them and the page (src/web/ui)
+ * reads them with these same types.
+ */
+
+/** GET api/session: who the token reads as, and whether this explorer can revoke. */
+export interface SessionView {
+  readonly principal: string;
+  readonly scope: ReadScope;
+  readonly canRevoke: boolean;
+}
+
+/** GET api/events: a page of the timeline, newest or oldest first; `next` is the `after` of the next page, null at the end. */
+export interface TimelinePage {
+  readonly events: readonly AuditRecord[];
+  readonly next: number | null;
+}
+
+/** GET api/integrity: the log's verification and its latest signed checkpoint. */
+export type IntegrityView = Omit<VerifyReport, "head"> & { readonly latestCheckpoint: { readonly size: number; readonly note: string } | null };
+
+/** POST api/revoke: what was revoked and what it reached. */
+export interface RevocationView {
+  readonly revoked: true;
+  readonly kind: TargetKind;
+  readonly id: string;
+  readonly reason: string;
+  readonly reached: RevocationReach;
+}
 
 /** Whether a capability can still act: live, expired, or revoked (itself, an ancestor, its session, principal, tenant, role or key). */
 export type CapabilityStatus = "live" | "expired" | "revoked";

@@ -3,115 +3,13 @@
  * memory only: it is sent in the Authorization header, never put in a URL,
  * in storage or in the document.
  */
+import type { AuditRecord } from "../../audit/index";
+import type { RevocationTarget } from "../../token/index";
+import type { CapabilityDetail, DelegationTree, IntegrityView, RevocationView, SessionView, TimelinePage } from "../views";
 
-export interface Scope {
-  readonly all: boolean;
-  readonly tenants?: readonly string[];
-}
-
-export interface Session {
-  readonly principal: string;
-  readonly scope: Scope;
-  readonly canRevoke: boolean;
-}
-
-export interface LinkSummary {
-  readonly id: string;
-  readonly hash: string;
-  readonly grant: Record<string, unknown> | null;
-  readonly conditions: Record<string, unknown>;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly summary?: string;
-}
-
-export interface MintRecord {
-  readonly principal: string;
-  readonly tenants: readonly string[];
-  readonly roles: readonly string[];
-  readonly requestId: string;
-  readonly issuedAt: number;
-  readonly issuer: string;
-  readonly mintId: string;
-}
-
-export interface LoggedEvent {
-  readonly id: string;
-  readonly at: number;
-  readonly kind: string;
-  readonly tool: string | null;
-  readonly request: { readonly action: string; readonly [key: string]: unknown };
-  readonly decision: { readonly allowed: true } | { readonly allowed: false; readonly code: string; readonly reason: string; readonly linkId: string };
-  readonly subject: { readonly capabilityId: string; readonly lineage: readonly LinkSummary[]; readonly mint: MintRecord; readonly sessionId: string | null };
-  readonly durationMs: number | null;
-  readonly outcome: { readonly ok: true } | { readonly ok: false; readonly errorCode: string; readonly message: string } | null;
-}
-
-export interface AuditRecord {
-  readonly seq: number;
-  readonly event: LoggedEvent;
-}
-
-export type Status = "live" | "expired" | "revoked";
-
-export interface CallSummary {
-  readonly seq: number;
-  readonly id: string;
-  readonly at: number;
-  readonly tool: string | null;
-  readonly action: string;
-  readonly target: string;
-  readonly allowed: boolean;
-  readonly reason: string | null;
-  readonly open: boolean;
-}
-
-export interface TreeNode {
-  readonly id: string;
-  readonly parent: string | null;
-  readonly depth: number;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly summary: string;
-  readonly status: Status;
-  readonly statusReason: string | null;
-  readonly calls: { readonly allowed: number; readonly denied: number };
-  readonly recent: readonly CallSummary[];
-}
-
-export interface DelegationTree {
-  readonly root: string;
-  readonly mint: MintRecord;
-  readonly nodes: readonly TreeNode[];
-  readonly events: number;
-  readonly truncated: boolean;
-}
-
-export interface CapabilityDetail {
-  readonly id: string;
-  readonly lineage: readonly (LinkSummary & { readonly summary: string })[];
-  readonly mint: MintRecord;
-  readonly status: Status;
-  readonly statusReason: string | null;
-  readonly recent: readonly CallSummary[];
-}
-
-export interface Integrity {
-  readonly ok: boolean;
-  readonly events: number;
-  readonly checkpoints: { readonly checked: number; readonly latest: number | null };
-  readonly latestCheckpoint: { readonly size: number; readonly note: string } | null;
-  readonly openIntents: readonly { readonly seq: number; readonly id: string }[];
-  readonly openIntentCount: number;
-  readonly problems: readonly { readonly kind: string; readonly message: string }[];
-}
-
-export interface RevocationResult {
-  readonly kind: string;
-  readonly id: string;
-  readonly reason: string;
-  readonly reached: { readonly capabilities: number; readonly tokens: number; readonly sessions: number };
-}
-
-export type RevocationTarget = { readonly capabilityId: string } | { readonly session: string } | { readonly principal: string };
+export type { AuditRecord } from "../../audit/index";
+export type { RevocationTarget } from "../../token/index";
+export type { CapabilityDetail, DelegationTree, IntegrityView as Integrity, RevocationView as RevocationResult, SessionView as Session, TreeNode } from "../views";
 
 /** An answer other than 2xx: its status and the explorer's message. */
 export class ApiError extends Error {
@@ -153,13 +51,13 @@ async function get<T>(route: string, params: Record<string, string | undefined> 
 }
 
 export const api = {
-  session: () => get<Session>("session"),
-  events: (filters: Record<string, string | undefined>) => get<{ events: AuditRecord[]; next: number | null }>("events", filters),
+  session: () => get<SessionView>("session"),
+  events: (filters: Record<string, string | undefined>) => get<TimelinePage>("events", filters),
   tree: (root: string, tenant?: string) => get<DelegationTree>("tree", { root, tenant }),
   capability: (id: string, tenant?: string) => get<CapabilityDetail>("capability", { id, tenant }),
-  integrity: () => get<Integrity>("integrity"),
-  revoke: async (target: RevocationTarget, reason: string): Promise<RevocationResult> =>
-    answer<RevocationResult>(
+  integrity: () => get<IntegrityView>("integrity"),
+  revoke: async (target: RevocationTarget, reason: string): Promise<RevocationView> =>
+    answer<RevocationView>(
       await fetch(new URL("revoke", base), { method: "POST", headers: headers({ "content-type": "application/json" }), body: JSON.stringify({ target, reason }), credentials: "omit" }),
     ),
 };

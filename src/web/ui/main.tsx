@@ -56,7 +56,7 @@ function App() {
       <SignIn
         onSession={(s) => {
           setSession(s);
-          setTenant(s.scope.all ? undefined : s.scope.tenants?.[0]);
+          setTenant(s.scope.all ? undefined : s.scope.tenants[0]);
         }}
       />
     );
@@ -78,7 +78,7 @@ function App() {
             <label>
               tenant{" "}
               <select value={tenant} onChange={(e) => { setTenant(e.currentTarget.value); }}>
-                {(session.scope.tenants ?? []).map((t) => <option key={t} value={t}>{visible(t)}</option>)}
+                {session.scope.tenants.map((t) => <option key={t} value={t}>{visible(t)}</option>)}
               </select>
             </label>
           )}

@@ -19,8 +19,9 @@ function iso(local: string | undefined): string | undefined {
   return Number.isNaN(ms) ? undefined : new Date(ms).toISOString();
 }
 
+/** What a request acts on, by the fields its kinds have (the server's requestTarget needs the kernel, which the page does not bundle). */
 function target(r: AuditRecord): string {
-  const q = r.event.request;
+  const q: Readonly<Record<string, unknown>> = Object.fromEntries(Object.entries(r.event.request));
   for (const key of ["tool", "path", "url", "model", "id"]) {
     const value = q[key];
     if (typeof value === "string") return value;
@@ -51,7 +52,7 @@ export function Timeline(props: { tenant: string | undefined; openTree: (root: s
     try {
       setError(null);
       const page = await api.events({ ...query(f), order: "desc", limit: "50", after: after === null ? undefined : String(after) });
-      setEvents((old) => (after === null ? page.events : [...old, ...page.events]));
+      setEvents((old) => (after === null ? [...page.events] : [...old, ...page.events]));
       setNext(page.next);
     } catch (e) {
       setError(e instanceof ApiError ? e.message : String(e));
