@@ -67,7 +67,14 @@ interface Session {
   readonly transport: StreamableHTTPServerTransport;
   /** Stops watching the token store for revocations of the session; set once it is watched. */
   unwatch: () => void;
+  /** Requests of the session being answered now (not its event stream): their answers are written before the transport closes. */
+  answering: number;
+  /** Open; closing once it has left the table (the transport closes when the last answer is written); then closed. */
+  state: "open" | "closing" | "closed";
 }
+
+/** How long a closed session's requests in progress may still take to be answered before its transport closes anyway. */
+const CLOSING_GRACE_MS = 30_000;
 
 function bearer(req: IncomingMessage): string | null {
   const header = req.headers.authorization;
@@ -105,10 +112,32 @@ function revokeBody(value: unknown): { readonly target?: RevocationTarget; reado
  */
 export async function listenHttp(gateway: Gateway, listen: { readonly host: string; readonly port: number }, options: HttpGatewayOptions = {}): Promise<HttpGateway> {
   // A closed session's id is unknown from then on; its client's next request gets 404, or 401 when its token was refused.
+  /*
+   * A session closed while a call of it is in progress (revoked, or the token
+   * store lost, mid-call) still answers that call: the call meets the
+   * revocation at its next check and says so. Closing the transport at once
+   * would drop the answer, and the client would wait for it until its own
+   * timeout.
+   */
+  const closeTransport = (session: Session) => {
+    if (session.state === "closed") return;
+    session.state = "closed";
+    void session.transport.close();
+  };
   const sessions = sessionTable<Session>(gateway.config.sessions, (_id, session) => {
     session.unwatch();
-    void session.transport.close();
+    session.state = "closing";
+    if (session.answering === 0) closeTransport(session);
+    else setTimeout(() => { closeTransport(session); }, CLOSING_GRACE_MS).unref();
   });
+  /** Counts `res` as an answer of `session` in progress until it is written, or its connection ends. */
+  const answering = (session: Session, res: ServerResponse) => {
+    session.answering += 1;
+    res.once("close", () => {
+      session.answering -= 1;
+      if (session.state === "closing" && session.answering === 0) closeTransport(session);
+    });
+  };
   const calls = callLimiter(gateway.config.sessions.maxConcurrentCalls, gateway.config.sessions.maxQueuedCalls);
   const limits = gateway.config.listen.limits;
   // Known once listening, before any request can arrive.
@@ -226,7 +255,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
        * stream a client holds open with GET does not: SDK clients hold one for the whole session, so a
        * session nobody sends requests to would otherwise never end.
        */
-      if (req.method !== "GET") res.once("close", sessions.begin(sessionId));
+      if (req.method !== "GET") {
+        res.once("close", sessions.begin(sessionId));
+        answering(session, res);
+      }
       // A session whose token, principal or session was revoked (here or in another process), or whose token expired, is over.
       const dead = deadDenial(session.capability);
       if (dead !== null && (dead.code === "ERR_REVOKED" || dead.code === "ERR_EXPIRED")) {
@@ -246,7 +278,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const id = randomUUID();
     const capability = caretaker(auth.capability, { session: id }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
-    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined };
+    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined, answering: 0, state: "open" };
     // In the table before the initialize is answered, so initializes sent at once cannot overshoot its limits.
     const refused = sessions.open(id, capability.mint.principal, auth.token, session, expiresAt(capability));
     if (refused !== null) {
@@ -255,6 +287,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       return;
     }
     res.once("close", sessions.begin(id));
+    answering(session, res);
     // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
     session.unwatch = gateway.tokenStore.watchSession(capability, (reason) => {
       log(`session ${id} closed: ${reason}`);

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import path from "node:path";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createMint } from "../../src/kernel/mint.ts";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
@@ -317,6 +317,36 @@ describe("revocation in a live session", () => {
       await client.close();
     }
   });
+
+  it("still answers a call in progress when its session is closed by a revocation, then refuses the next", async () => {
+    const sleep = "/usr/bin/sleep";
+    const own = makeFixture({
+      policy: { roles: { worker: { tools: ["run_command"], fs: [{ path: "workspace", ops: ["list"] }], exec: [{ program: sleep, args: [{ any: true }] }] } }, principals: { dave: { roles: ["worker"] } } },
+      tools: { files: { root: "workspace" }, commands: {} },
+    });
+    const g = await openGateway(await loadGatewayConfig(own.configFile));
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    const token = g.issueToken("dave");
+    const { client } = await httpClient(h.url, token);
+    try {
+      // The program would run for a second; the client waits up to 20 s for the answer.
+      const inProgress = client.callTool({ name: "run_command", arguments: { argv: [sleep, "1"], cwd: own.workspace } }, undefined, { timeout: 20_000 });
+      await vi.waitFor(async () => {
+        expect((await g.audit.query({ action: "exec" })).length).toBeGreaterThan(0);
+      }, { timeout: 10_000, interval: 20 });
+      expect((await g.revoke(token)).reached.sessions).toBe(1);
+      // The revocation stops the program; the call says so to its client, which would otherwise wait until its timeout.
+      const answer = (await inProgress) as CallToolResult;
+      expect(answer.isError).toBe(true);
+      expect(textOf(answer)).toMatch(/^ERR_REVOKED: /);
+      await expect(client.callTool({ name: "run_command", arguments: { argv: [sleep, "0"], cwd: own.workspace } })).rejects.toThrow(/ERR_REVOKED: the token has been revoked/);
+    } finally {
+      await client.close();
+      await h.close();
+      await g.close();
+      own.cleanup();
+    }
+  }, 30_000);
 });
 
 describe("malformed requests", () => {
