@@ -67,6 +67,13 @@ export interface DbRule {
   readonly rows?: RowRule;
   /** The most rows one call may read (or group into) or change; the request must name a limit at or below it. */
   readonly maxRows?: number;
+  /**
+   * The most rows this link and everything derived from it may read of the
+   * model in total, summed over calls. Counted by the database resource that
+   * serves the reads (in its process), charged to every link of the chain
+   * that sets one; a read that would pass any link's total returns nothing.
+   */
+  readonly maxRowsRead?: number;
 }
 
 /**
@@ -208,6 +215,7 @@ const dbRuleSchema = z.strictObject({
   fieldActions: z.record(identifier, fieldActionSchema).optional(),
   rows: rowRuleSchema.optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  maxRowsRead: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
 const argPatternSchema = z.union([

@@ -129,12 +129,22 @@ function ruleSql(dialect: Dialect, model: Model, eb: Builder, node: RuleNode, at
   }
 }
 
+/** What a WHERE clause is built from besides the query's own conditions. */
+interface WhereParts {
+  readonly dialect: Dialect;
+  readonly model: Model;
+  readonly scope: readonly Field[];
+  readonly rules: readonly RuleNode[];
+  /** The engine's per-row condition (SQL text from the engine, never from a query), or null. */
+  readonly guard: string | null;
+}
+
 /**
  * Where clause: the row scope's equalities, the capability's row rules (their
- * values right after the scope's), then the query's conditions; `next` is
- * the slot of the first condition value.
+ * values right after the scope's), then the query's conditions, all after
+ * the engine's guard; `next` is the slot of the first condition value.
  */
-function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], rules: readonly RuleNode[], conditions: readonly Condition[], next: number) {
+function whereSql({ dialect, model, scope, rules, guard }: WhereParts, conditions: readonly Condition[], next: number) {
   return (eb: Builder): Expression<SqlBool> => {
     const parts: Expression<SqlBool>[] = scope.map((f, i) => eb(eb.ref(column(model, f)), "=", bind(new Slot(i, f))));
     const ruleSlots = { next: scope.length };
@@ -145,6 +155,8 @@ function whereSql(dialect: Dialect, model: Model, scope: readonly Field[], rules
       at += c.arity;
       parts.push(conditionSql(dialect, model, eb, c, slots));
     }
+    // First: SQLite evaluates the terms in order and stops at the first false one, so a guard after a filter no row passes would never run.
+    if (guard !== null) parts.unshift(sql<SqlBool>`${sql.raw(guard)}`);
     return eb.and(parts);
   };
 }
@@ -186,8 +198,9 @@ function toShape(compiled: { readonly sql: string; readonly parameters: readonly
 /**
  * Compiles one shape. `scope` lists the row-scope fields (slots 0 …), `rules`
  * the row rules (their `ruleValueCount` values next), `select` the fields a
- * read returns. Everything in the SQL text comes from the schema or from
- * this module; the values are all slots.
+ * read returns, `guard` the engine's per-row condition. Everything in the
+ * SQL text comes from the schema, the engine or this module; the values are
+ * all slots.
  */
 export function compileShape(
   dialect: Dialect,
@@ -196,9 +209,11 @@ export function compileShape(
   rules: readonly RuleNode[],
   ruleValueCount: number,
   select: readonly Field[],
+  guard: string | null,
 ): CompiledShape {
   const db = builders[dialect];
   const { model } = q;
+  const where: WhereParts = { dialect, model, scope, rules, guard };
   const base = scope.length + ruleValueCount;
   switch (q.op) {
     case "read": {
@@ -208,7 +223,7 @@ export function compileShape(
         let query = db
           .selectFrom(model.table)
           .select((eb) => [...select.map((f) => eb.ref(column(model, f)).as(f.name)), ...aggregates.map((a) => aggregateSql(model, eb, a))])
-          .where(whereSql(dialect, model, scope, rules, q.conditions, base));
+          .where(whereSql(where, q.conditions, base));
         if (groups.length > 0) query = query.groupBy(groups);
         for (const g of groups) query = query.orderBy(g, "asc");
         const output = [...select, ...aggregates.map((a, i) => aggregateOutput(a, select.length + i))];
@@ -217,7 +232,7 @@ export function compileShape(
       let query = db
         .selectFrom(model.table)
         .select(aliased(select))
-        .where(whereSql(dialect, model, scope, rules, q.conditions, base));
+        .where(whereSql(where, q.conditions, base));
       for (const o of q.order) query = query.orderBy(sql.ref(column(model, o.field)), o.descending ? "desc" : "asc");
       // A literal: SQLite re-prepares a statement whose LIMIT is a bound parameter on every call (the planner uses it).
       query = query.limit(sql.lit(q.limit));
@@ -242,10 +257,10 @@ export function compileShape(
       const query = db
         .updateTable(model.table)
         .set(set)
-        .where(whereSql(dialect, model, scope, rules, q.conditions, base + q.set.length));
+        .where(whereSql(where, q.conditions, base + q.set.length));
       return toShape((q.returning.length === 0 ? query : query.returning(aliased(q.returning))).compile(), q.returning);
     }
     case "delete":
-      return toShape(db.deleteFrom(model.table).where(whereSql(dialect, model, scope, rules, q.conditions, base)).compile(), []);
+      return toShape(db.deleteFrom(model.table).where(whereSql(where, q.conditions, base)).compile(), []);
   }
 }

@@ -34,7 +34,8 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
-import { confinementOf, fieldUse, type RowEntry } from "./scope.js";
+import { confinementOf, fieldUse, type RowBudget, type RowEntry } from "./scope.js";
+import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { sqliteEngine } from "./sqlite.js";
@@ -66,9 +67,21 @@ export interface SqlLimits {
   readonly maxWriteRows: number;
   /** Values one `in` filter may list (default 100). */
   readonly maxInList: number;
+  /** Distinct fields one call may return, filter on, order by, aggregate or write (default 64). */
+  readonly maxFields: number;
+  /** The highest complexity score one call may have (default 200; see complexityOf in ./budgets.ts). */
+  readonly maxComplexity: number;
+  /**
+   * How long one statement may run, in milliseconds, stopped by the engine
+   * itself: Postgres's statement_timeout (set for the call's transaction);
+   * on SQLite, a check inside the statement every 64 rows it examines (see
+   * ./sqlite-deadline.ts). Without it, statements run unbounded in time.
+   */
+  readonly statementTimeoutMs?: number;
 }
 
-const DEFAULT_LIMITS: SqlLimits = { maxRows: 1000, maxResultSize: 1_000_000, maxWriteRows: 1000, maxInList: 100 };
+const DEFAULT_LIMITS: SqlLimits = { maxRows: 1000, maxResultSize: 1_000_000, maxWriteRows: 1000, maxInList: 100, maxFields: 64, maxComplexity: 200 };
+const LIMIT_NAMES = [...Object.keys(DEFAULT_LIMITS), "statementTimeoutMs"];
 
 /** The database to confine: an open better-sqlite3 database or a node-postgres pool, which stays the application's. */
 export type SqlConnection = { readonly sqlite: BetterSqlite3.Database } | { readonly postgres: Pool };
@@ -151,6 +164,8 @@ interface Plan {
   readonly transforms: readonly (readonly [string, (v: Scalar) => Scalar])[];
   /** The kernel request for a call that pins nothing differently from the scope. */
   readonly request: DbRequest;
+  /** Links of the chain that bound the rows read of the model in total. */
+  readonly rowBudgets: readonly RowBudget[];
   readonly statementKey: string;
   prepared: Prepared | null;
 }
@@ -162,10 +177,10 @@ const MAX_STATEMENTS = 1024;
 function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
   const limits = { ...DEFAULT_LIMITS };
   for (const key of Object.keys(given ?? {})) {
-    if (!Object.hasOwn(DEFAULT_LIMITS, key)) throw new InvalidInput(`limits.${key} is not a limit; expected ${Object.keys(DEFAULT_LIMITS).join(", ")}`);
+    if (!LIMIT_NAMES.includes(key)) throw new InvalidInput(`limits.${key} is not a limit; expected ${LIMIT_NAMES.join(", ")}`);
     const value = (given as Record<string, unknown>)[key];
     if (!Number.isSafeInteger(value) || (value as number) < 1) throw new InvalidInput(`limits.${key} must be a whole number, 1 or more`);
-    limits[key as keyof SqlLimits] = value as number;
+    (limits as Record<string, number>)[key] = value as number;
   }
   return limits;
 }
@@ -178,7 +193,7 @@ function hashKeyOf(options: SqlDatabaseOptions): Buffer {
 }
 
 /** The engine for the connection given; options are read as own properties, so a polluted Object.prototype cannot supply a database. */
-function engineOf(options: SqlDatabaseOptions): Engine {
+function engineOf(options: SqlDatabaseOptions, timeoutMs: number | null): Engine {
   const sqlite: unknown = Object.hasOwn(options, "sqlite") ? (options as { sqlite: unknown }).sqlite : undefined;
   const postgres: unknown = Object.hasOwn(options, "postgres") ? (options as { postgres: unknown }).postgres : undefined;
   const has = (value: unknown, ...methods: string[]) =>
@@ -186,11 +201,11 @@ function engineOf(options: SqlDatabaseOptions): Engine {
   if (sqlite !== undefined && postgres !== undefined) throw new InvalidInput("createSqlDatabase takes one database: sqlite or postgres, not both");
   if (sqlite !== undefined) {
     if (!has(sqlite, "prepare", "transaction")) throw new InvalidInput("sqlite must be an open better-sqlite3 Database");
-    return sqliteEngine(sqlite as BetterSqlite3.Database);
+    return sqliteEngine(sqlite as BetterSqlite3.Database, timeoutMs);
   }
   if (postgres !== undefined) {
     if (!has(postgres, "query", "connect")) throw new InvalidInput("postgres must be a node-postgres (pg) Pool");
-    return postgresEngine(postgres as Pool);
+    return postgresEngine(postgres as Pool, timeoutMs);
   }
   throw new InvalidInput("createSqlDatabase needs a database: { sqlite: <better-sqlite3 Database> } or { postgres: <pg Pool> }");
 }
@@ -222,6 +237,20 @@ function finishWrite(prepared: Prepared, outcome: WriteOutcome): WriteResult {
   return { count: outcome.count, rows: decode(outcome.rows, prepared) };
 }
 
+/** The denial of a read whose rows would pass a link's total of rows read (maxRowsRead); the rows are not returned. */
+function rowBudgetDenial(cap: Capability, model: string, rows: number, budget: RowBudget, left: number): Denied {
+  return {
+    allowed: false,
+    code: "ERR_BUDGET_EXHAUSTED",
+    reason: `link ${budget.link} lets its chain read ${budget.max} ${model} rows in total (maxRowsRead); ${left} are left and this read found ${rows}: nothing was returned`,
+    because: `lets its chain read at most ${budget.max} ${model} rows in total`,
+    capabilityId: cap.id,
+    link: budget.link,
+    linkId: budget.linkId,
+    rule: "db.maxRowsRead",
+  };
+}
+
 function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
   if (scope === null && tenant === undefined) return request;
   return { ...request, ...(scope === null ? {} : { scope }), ...defined({ tenant }) };
@@ -237,7 +266,8 @@ function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> 
 export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const schema = parseSchema((Object.hasOwn(options, "schema") ? options.schema : undefined) as SchemaSpec);
   const limits = limitsOf(Object.hasOwn(options, "limits") ? options.limits : undefined);
-  const engine = engineOf(options);
+  const engine = engineOf(options, limits.statementTimeoutMs ?? null);
+  const rowsRead = new RowsReadLedger();
   const sink = auditOption(options, "createSqlDatabase");
   const trusted = trustedMintsOption(options, "createSqlDatabase");
   const hashKey = hashKeyOf(options);
@@ -306,6 +336,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       select = q.select ?? (visible.length === 0 ? model.fields : visible);
       use = fieldUse(confinement, fieldNames(select), fieldNames(q.used));
     }
+    checkCallCost(q, q.op === "read" ? select : q.op === "delete" ? [] : q.returning, limits.maxFields, limits.maxComplexity);
     const viewed = Object.entries(use.views);
     const chainMax = confinement.maxRows;
     const resourceMax = q.op === "read" ? limits.maxRows : limits.maxWriteRows;
@@ -331,6 +362,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       select,
       transforms: viewed.map(([f, view]) => [f, viewTransform(view, hashKey)] as const),
       request,
+      rowBudgets: confinement.rowBudgets,
       statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}|${q.op === "create" ? "" : JSON.stringify(request.rows ?? [])}`,
       prepared: null,
     };
@@ -350,7 +382,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const cached = statements.get(plan.statementKey);
     if (cached !== undefined) return (plan.prepared = cached);
     const rules = q.op === "create" ? [] : plan.rules;
-    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, plan.select);
+    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, plan.select, engine.guard);
     const prepared: Prepared = {
       shape,
       statement: engine.prepare(shape.sql, q.op === "read" && q.limit === 1),
@@ -420,8 +452,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return { plan, prepared, params };
   };
 
-  /** Checks a read's result against the limits, decodes it, and shows each field as the capability allows. */
-  const finishRead = (q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
+  /** Checks a read's result against the limits and the chain's totals (charging them), decodes it, and shows each field as the capability allows. */
+  const finishRead = (access: Access, cap: Capability, q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
     if (!q.limitGiven && rows.length > plan.maxRows) {
       throw new LimitExceeded(
         q.aggregates === null
@@ -439,6 +471,10 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     }
     if (size > limits.maxResultSize) {
       throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
+    }
+    if (plan.rowBudgets.length > 0) {
+      const short = rowsRead.charge(q.model.name, plan.rowBudgets, rows.length);
+      if (short !== null) throw denialError(access.decided(plan.request, rowBudgetDenial(cap, q.model.name, rows.length, short.budget, short.left)) as Denied);
     }
     const decoded = decode(rows, prepared);
     if (plan.transforms.length > 0) {
@@ -472,7 +508,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
           const { plan, prepared, params } = admit(access, cap, q);
           await access.proceed();
           const rows = prepared.statement.read(params);
-          return rows instanceof Promise ? rows.then((r) => finishRead(q, plan, prepared, r)) : finishRead(q, plan, prepared, rows);
+          return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
         },
         jsonBytes,
       ),
@@ -485,7 +521,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
           const { plan, prepared, params } = admit(access, cap, q);
           await access.proceed();
           const rows = prepared.statement.read(params);
-          return rows instanceof Promise ? rows.then((r) => finishRead(q, plan, prepared, r)) : finishRead(q, plan, prepared, rows);
+          return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
         },
         jsonBytes,
       ),

@@ -1,4 +1,4 @@
-import { InvalidInput, type Scalar } from "../../kernel/index.js";
+import { InvalidInput, LimitExceeded, type Scalar } from "../../kernel/index.js";
 import type { Dialect } from "./compile.js";
 import type { FieldType } from "./schema.js";
 
@@ -33,6 +33,12 @@ export interface Statement {
 /** A database the resource can run compiled statements on. */
 export interface Engine {
   readonly dialect: Dialect;
+  /**
+   * A condition every compiled WHERE clause includes, evaluated by the
+   * engine for each row it examines, or null. SQLite uses it to stop a
+   * statement past its time limit (see ./statement-timeout.ts).
+   */
+  readonly guard: string | null;
   /** Prepares `sql` once; the text comes only from the compiler. `singleRow`: a read that returns at most one row. */
   prepare(sql: string, singleRow: boolean): Statement;
   /** Turns a field's value into what the driver binds, or null when it binds the value as is. */
@@ -59,4 +65,9 @@ const REFUSALS: Record<Refusal, string> = {
  */
 export function refused(kind: Refusal, cause: unknown): InvalidInput {
   return new InvalidInput(`the database refused the values given: ${REFUSALS[kind]}`, { cause });
+}
+
+/** The typed error for a statement the engine stopped at the call's time limit; nothing it would have changed was kept. */
+export function timedOut(ms: number, cause?: unknown): LimitExceeded {
+  return new LimitExceeded(`the statement ran longer than ${ms} ms (statementTimeoutMs) and was stopped; narrow the filter or ask for fewer rows`, "statementTimeoutMs", { cause });
 }

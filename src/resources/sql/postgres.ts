@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
 import { LimitExceeded, type Scalar } from "../../kernel/index.js";
-import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import { refused, timedOut, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 import { defined } from "../../kernel/internal.js";
 
 /*
@@ -23,10 +23,18 @@ const REFUSALS: Readonly<Record<string, Refusal>> = {
   "23514": "check",
 };
 
-/** The typed error for a refusal caused by the values given (SQLSTATE classes 22 and 23, such as a number out of a column's range); anything else unchanged. */
-function mapped(e: unknown): unknown {
+/** SQLSTATE query_canceled: what Postgres reports for a statement stopped by statement_timeout. */
+const CANCELED = "57014";
+
+/**
+ * The typed error for a refusal caused by the values given (SQLSTATE classes
+ * 22 and 23, such as a number out of a column's range), or for a statement
+ * stopped at the call's time limit; anything else unchanged.
+ */
+function mapped(e: unknown, timeoutMs: number | null): unknown {
   const code = typeof e === "object" && e !== null && "code" in e ? e.code : undefined;
   if (typeof code !== "string") return e;
+  if (code === CANCELED && timeoutMs !== null) return timedOut(timeoutMs, e);
   if (Object.hasOwn(REFUSALS, code)) return refused(REFUSALS[code] as Refusal, e);
   if (code.startsWith("23")) return refused("check", e);
   if (code.startsWith("22")) return refused("value", e);
@@ -37,20 +45,28 @@ function tooMany(count: number, max: number): LimitExceeded {
   return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
 }
 
-/** An engine over a node-postgres pool. The pool stays the application's: the engine never ends it. */
-export function postgresEngine(pool: Pool): Engine {
+/**
+ * An engine over a node-postgres pool. The pool stays the application's: the
+ * engine never ends it. With `timeoutMs`, every statement runs in a
+ * transaction whose `statement_timeout` is set to it (SET LOCAL, so the
+ * pooled connection keeps the application's own setting afterwards), and
+ * Postgres cancels it there: two more round trips per call.
+ */
+export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
   const named = new Set<string>();
 
-  const bounded = async (config: QueryConfig, max: number): Promise<WriteOutcome> => {
+  /** Runs `config` in a transaction, under the time limit if there is one; `max`: the most rows it may change, or null. */
+  const transaction = async (config: QueryConfig, max: number | null): Promise<WriteOutcome> => {
     const client = await pool.connect();
     // A connection whose ROLLBACK failed is in an unknown state: it is destroyed rather than returned to the pool.
     let broken: Error | undefined;
     try {
       await client.query("BEGIN");
       try {
+        if (timeoutMs !== null) await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
         const result = await client.query<DriverRow>(config);
         const count = result.rowCount ?? 0;
-        if (count > max) throw tooMany(count, max);
+        if (max !== null && count > max) throw tooMany(count, max);
         await client.query("COMMIT");
         return { count, rows: result.rows };
       } catch (e) {
@@ -66,6 +82,7 @@ export function postgresEngine(pool: Pool): Engine {
 
   const engine: Engine = {
     dialect: "postgres",
+    guard: null,
     prepare(sql: string): Statement {
       // Named by the text's hash, so a shape prepared again (after the resource's cache let it go) reuses its name.
       const hash = `agentcap_${createHash("sha256").update(sql).digest("hex").slice(0, 32)}`;
@@ -75,18 +92,19 @@ export function postgresEngine(pool: Pool): Engine {
       return Object.freeze({
         read: async (params: readonly unknown[]) => {
           try {
+            if (timeoutMs !== null) return (await transaction(config(params), null)).rows;
             return (await pool.query<DriverRow>(config(params))).rows;
           } catch (e) {
-            throw mapped(e);
+            throw mapped(e, timeoutMs);
           }
         },
         write: async (params: readonly unknown[], maxChanges: number | null): Promise<WriteOutcome> => {
           try {
-            if (maxChanges !== null) return await bounded(config(params), maxChanges);
+            if (maxChanges !== null || timeoutMs !== null) return await transaction(config(params), maxChanges);
             const result = await pool.query<DriverRow>(config(params));
             return { count: result.rowCount ?? 0, rows: result.rows };
           } catch (e) {
-            throw mapped(e);
+            throw mapped(e, timeoutMs);
           }
         },
       });

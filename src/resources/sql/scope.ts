@@ -32,6 +32,15 @@ export interface Confinement {
   readonly rows: readonly RowEntry[];
   /** The least maxRows of the chosen rules: the most rows one call may reach; null when none sets one. */
   readonly maxRows: number | null;
+  /** The totals of rows read that links of the chain set on their chosen rules (maxRowsRead), each with its link. */
+  readonly rowBudgets: readonly RowBudget[];
+}
+
+/** A link's total of rows it and its descendants may read of one model. */
+export interface RowBudget {
+  readonly max: number;
+  readonly link: number;
+  readonly linkId: string;
 }
 
 /** One row rule the query is confined by, with the link that sets it (for denial details). */
@@ -101,6 +110,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   const actions = new Map<string, string>();
   const rows = new Map<string, RowEntry>();
   let maxRows: number | null = null;
+  const rowBudgets: RowBudget[] = [];
   lineage.forEach((link, index) => {
     const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
     const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
@@ -115,6 +125,8 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
     const max = own(rule, "maxRows");
     if (max !== undefined) maxRows = maxRows === null ? max : Math.min(maxRows, max);
+    const total = own(rule, "maxRowsRead");
+    if (total !== undefined) rowBudgets.push({ max: total, link: index, linkId: link.id });
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -125,5 +137,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets };
 }

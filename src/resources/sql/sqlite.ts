@@ -1,5 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import { LimitExceeded } from "../../kernel/index.js";
+import { sqliteDeadline } from "./sqlite-deadline.js";
 import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 
 /*
@@ -36,8 +37,13 @@ function tooMany(count: number, max: number): LimitExceeded {
   return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
 }
 
-/** An engine over an open better-sqlite3 database. SQLite has no boolean type, so booleans are stored as 1 and 0. */
-export function sqliteEngine(db: BetterSqlite3.Database): Engine {
+/**
+ * An engine over an open better-sqlite3 database. SQLite has no boolean type,
+ * so booleans are stored as 1 and 0. With `timeoutMs`, every statement runs
+ * under that time limit (see ./sqlite-deadline.ts for what it stops).
+ */
+export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | null): Engine {
+  const deadline = timeoutMs === null ? null : sqliteDeadline(db, timeoutMs);
   const execute = (stmt: Prepared, params: readonly unknown[]): WriteOutcome => {
     if (stmt.reader) {
       const rows = stmt.all(...params);
@@ -54,9 +60,10 @@ export function sqliteEngine(db: BetterSqlite3.Database): Engine {
 
   const engine: Engine = {
     dialect: "sqlite",
+    guard: deadline?.guard ?? null,
     prepare(sql: string, singleRow: boolean): Statement {
       const stmt: Prepared = db.prepare<unknown[], DriverRow>(sql);
-      return Object.freeze({
+      const statement: Statement = {
         // get() skips building the result array that all() needs: measurable on a one-row read.
         read: singleRow
           ? (params: readonly unknown[]) => {
@@ -66,6 +73,11 @@ export function sqliteEngine(db: BetterSqlite3.Database): Engine {
           : (params: readonly unknown[]) => stmt.all(...params),
         write: (params: readonly unknown[], maxChanges: number | null) =>
           mapped(() => (maxChanges === null ? execute(stmt, params) : bounded(stmt, params, maxChanges))),
+      };
+      if (deadline === null) return Object.freeze(statement);
+      return Object.freeze({
+        read: (params: readonly unknown[]) => deadline.run(() => statement.read(params) as DriverRow[]),
+        write: (params: readonly unknown[], maxChanges: number | null) => deadline.run(() => statement.write(params, maxChanges) as WriteOutcome),
       });
     },
     encoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v === true ? 1 : 0) : null),
