@@ -9,15 +9,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { splitNotes, type AuditStore } from "../audit/index.js";
 import { InvalidInput } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
-import { createVerifier } from "../token/index.js";
+import { createVerifier, type PublicKeySet, type TokenStore } from "../token/index.js";
 import { inspectVerified, publicKeyOf } from "../token/internal.js";
-import { createExplorer, type Explorer } from "../web/index.js";
-import type { CheckpointConfig, GatewayConfig } from "./config.js";
+import { createExplorer, type Explorer, type ExplorerOptions } from "../web/index.js";
+import type { GatewayConfig } from "./config.js";
 import { openAudit, openTokenStore, type Gateway } from "./gateway.js";
 
-/** The signed checkpoints in the configured checkpoint file (none before the first is written). */
-function checkpointReader(cp: CheckpointConfig | undefined): { readonly checkpoints?: () => Promise<readonly string[]> } {
-  return defined({ checkpoints: cp === undefined ? undefined : () => Promise.resolve(existsSync(cp.file) ? splitNotes(readFileSync(cp.file, "utf8")) : []) });
+/** The signed checkpoints in a checkpoint file (none before the first is written). */
+function checkpointReader(file: string | undefined): { readonly checkpoints?: () => Promise<readonly string[]> } {
+  return defined({ checkpoints: file === undefined ? undefined : () => Promise.resolve(existsSync(file) ? splitNotes(readFileSync(file, "utf8")) : []) });
 }
 
 /** The explorer over `gateway`; `log` takes the operator's lines. */
@@ -28,7 +28,7 @@ export function gatewayExplorer(gateway: Gateway, log: (line: string) => void): 
     revoke: (token, request) => gateway.revoke(token, request),
     revocations: () => gateway.tokenStore.list(),
     log,
-    ...checkpointReader(gateway.config.audit.checkpoints),
+    ...checkpointReader(gateway.config.audit.checkpoints?.file),
   });
 }
 
@@ -56,6 +56,37 @@ export interface ConfiguredExplorer {
   close(): Promise<void>;
 }
 
+/** What an explorer over an audit log and a token store reads. */
+export interface TokenStoreExplorerOptions {
+  readonly audit: AuditStore;
+  /** The keys of the tokens it accepts; a token must also have been minted under `store`. */
+  readonly publicKeys: PublicKeySet;
+  readonly store: TokenStore;
+  /** Whether the page may revoke (recorded in `store`, which records into the log when it was opened with it). */
+  readonly revoke: boolean;
+  /** The log's checkpoint file, when it has one. */
+  readonly checkpointFile?: string;
+  readonly log: (line: string) => void;
+}
+
+/** The explorer over `options.audit`, for bearers of tokens signed by `publicKeys` and live in `store`. */
+export function tokenStoreExplorer(options: TokenStoreExplorerOptions): Explorer {
+  const { publicKeys, store } = options;
+  const verifier = createVerifier({ publicKeys, store });
+  const verified = (token: string) => {
+    inspectVerified(token, { publicKeys, store });
+    return verifier.verify(token);
+  };
+  return createExplorer({
+    audit: options.audit,
+    authenticate: (token) => Promise.resolve(verified(token)),
+    ...(options.revoke ? { revoke: (token: string, request: Parameters<NonNullable<ExplorerOptions["revoke"]>>[1]) => store.revoke(request.target, { by: verified(token), reason: request.reason ?? "revoked from the audit explorer" }) } : {}),
+    revocations: () => store.list(),
+    log: options.log,
+    ...checkpointReader(options.checkpointFile),
+  });
+}
+
 /**
  * Opens the audit log and token store `config` names, and the explorer over
  * them: tokens are verified with the gateway's keys against its store, and
@@ -66,20 +97,7 @@ export async function openConfiguredExplorer(config: GatewayConfig, log: (line: 
   const audit = await openAudit(config.audit, config.issuer);
   try {
     const store = await openTokenStore(config.tokenStore, audit);
-    const options = { publicKeys, store };
-    const verifier = createVerifier(options);
-    const verified = (token: string) => {
-      inspectVerified(token, options);
-      return verifier.verify(token);
-    };
-    const explorer = createExplorer({
-      audit,
-      authenticate: (token) => Promise.resolve(verified(token)),
-      revoke: (token, request) => store.revoke(request.target, { by: verified(token), reason: request.reason ?? "revoked from the audit explorer" }),
-      revocations: () => store.list(),
-      log,
-      ...checkpointReader(config.audit.checkpoints),
-    });
+    const explorer = tokenStoreExplorer({ audit, publicKeys, store, revoke: true, log, ...defined({ checkpointFile: config.audit.checkpoints?.file }) });
     return {
       explorer,
       audit,
