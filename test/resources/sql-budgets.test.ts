@@ -45,7 +45,10 @@ const ENGINES: readonly Engine[] = [
         connection: { sqlite },
         sizes: () => Promise.resolve((sqlite.prepare("SELECT sum(size) AS s FROM items").get() as { s: number }).s),
         sessionTimeout: () => Promise.resolve(null),
-        close: () => Promise.resolve(sqlite.close()),
+        close: () => {
+          sqlite.close();
+          return Promise.resolve();
+        },
       });
     },
   },
