@@ -286,12 +286,7 @@ export function labelsOf(cap: Capability): Readonly<Record<string, string>> {
 
 /** The earliest `expiresAt` anywhere in the chain, or null when nothing in it expires. */
 export function expiresAt(cap: Capability): number | null {
-  let earliest: number | null = null;
-  for (const n of nodeOf(cap).chain) {
-    const e = n.cond.expiresAt;
-    if (e !== null && (earliest === null || e < earliest)) earliest = e;
-  }
-  return earliest;
+  return nodeOf(cap).chainExpiresAt;
 }
 
 /**

@@ -5,7 +5,7 @@
 import type { Decision, Denied, ShadowDenial } from "./decision.js";
 import { InvalidInput, type DenialCode } from "./errors.js";
 import type { ExternalLink, LedgerCharge } from "./ledger.js";
-import type { Node } from "./node.js";
+import { CHAIN_APPROVALS, CHAIN_LIMITED, CHAIN_RATED, CHAIN_SHADOW, type Node } from "./node.js";
 import type { CheckedRequest } from "./request.js";
 import { argumentsHash } from "./arguments-hash.js";
 import type { RateLog } from "./rate-window.js";
@@ -76,7 +76,11 @@ export function lifeDenial(node: Node): Denied | null {
     const revokedReason = external.ledger.revokedReason(external.key, n.id);
     if (revokedReason !== null) return deny(node, n, "ERR_REVOKED", "revoked", "was revoked", `: ${revokedReason}`);
   }
+  // The chain's earliest expiry says whether any link has expired; only then is the first such link looked for.
+  const earliest = node.chainExpiresAt;
+  if (earliest === null) return null;
   const now = node.clock.now();
+  if (now < earliest) return null;
   for (const n of node.chain) {
     const e = n.cond.expiresAt;
     if (e !== null && now >= e) return deny(node, n, "ERR_EXPIRED", "expiresAt", `expired at ${new Date(e).toISOString()}`);
@@ -214,9 +218,14 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
       if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
     }
   }
-  const denied = limitDenial(node, cost) ?? rateDenial(node, req, cost) ?? approvalDenial(node, req, args);
+  // Each of these walks the chain; the chain's traits say which could deny at all.
+  const traits = node.traits;
+  const denied =
+    ((traits & CHAIN_LIMITED) !== 0 ? limitDenial(node, cost) : null) ??
+    ((traits & CHAIN_RATED) !== 0 ? rateDenial(node, req, cost) : null) ??
+    ((traits & CHAIN_APPROVALS) !== 0 ? approvalDenial(node, req, args) : null);
   if (denied !== null) return denied;
-  const shadow = shadowDenial(node, req);
+  const shadow = (traits & CHAIN_SHADOW) !== 0 ? shadowDenial(node, req) : null;
   return shadow === null ? { allowed: true, capabilityId: node.id } : Object.freeze({ allowed: true, capabilityId: node.id, shadow });
 }
 
@@ -227,10 +236,12 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
  * nothing charged in process, when a ledger had no room left.
  */
 export function charge(node: Node, cost: number, req: CheckedRequest): boolean {
-  if (!chargeExternal(node.chain, cost)) return false;
+  // Only limited links are kept in shared ledgers' counts, and only a chain with rates has windows to add to.
+  if ((node.traits & CHAIN_LIMITED) !== 0 && !chargeExternal(node.chain, cost)) return false;
+  const rated = (node.traits & CHAIN_RATED) !== 0;
   let now: number | null = null;
   for (const n of node.chain) {
-    const rates = n.cond.rates;
+    const rates = rated ? n.cond.rates : null;
     if (rates !== null) {
       now ??= node.clock.now();
       rates.forEach((rate, i) => {

@@ -97,7 +97,20 @@ export interface Node {
   readonly guard: RootGuard | null;
   hash: string | null;
   summary: LinkSummary | null;
+  /** What the chain up to this link holds anywhere (CHAIN_* bits), so a decision skips the walks that cannot deny. */
+  readonly traits: number;
+  /** The earliest `expiresAt` of the chain, or null when nothing in it expires. */
+  readonly chainExpiresAt: number | null;
 }
+
+/** A link of the chain limits uses or budget. */
+export const CHAIN_LIMITED = 1;
+/** A link of the chain has windowed rates. */
+export const CHAIN_RATED = 2;
+/** A link of the chain states approval rules. */
+export const CHAIN_APPROVALS = 4;
+/** A link of the chain is attached in shadow. */
+export const CHAIN_SHADOW = 8;
 
 /** Where a link's id and state come from when it is rebuilt from a verified token block. */
 export interface LinkIdentity {
@@ -174,6 +187,12 @@ export function makeNode(
   const identity = origin.identity ?? null;
   const cond = compileConditions(conditions);
   const chain: Node[] = parent === null ? [] : [...parent.chain];
+  const approvals = grant === null ? null : compileApprovals(grant);
+  const own =
+    (cond.maxUses !== null || cond.budgetCalls !== null || cond.budgetCost !== null ? CHAIN_LIMITED : 0) |
+    (cond.rates !== null ? CHAIN_RATED : 0) |
+    (approvals !== null ? CHAIN_APPROVALS : 0) |
+    (origin.shadow !== undefined ? CHAIN_SHADOW : 0);
   const node: Node = {
     id: identity?.id ?? randomUUID(),
     index: chain.length,
@@ -182,7 +201,7 @@ export function makeNode(
     grant,
     conditions,
     domains: grant === null ? null : compileDomains(grant),
-    approvals: grant === null ? null : compileApprovals(grant),
+    approvals,
     stamp: origin.stamp ?? null,
     shadow: origin.shadow === undefined ? null : { grant: origin.shadow, domains: compileDomains(origin.shadow), cond: compileConditions(origin.shadow) },
     cond,
@@ -196,10 +215,16 @@ export function makeNode(
     guard: parent === null ? (origin.guard ?? null) : null,
     hash: null,
     summary: null,
+    traits: (parent === null ? 0 : parent.traits) | own,
+    chainExpiresAt: earlier(parent === null ? null : parent.chainExpiresAt, cond.expiresAt),
   };
   chain.push(node);
   Object.freeze(chain);
   return node;
+}
+
+function earlier(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null || a <= b ? a : b;
 }
 
 /** Label names that attribute audit events; only agentcap's own caretakers set them (see `caretaker`). */

@@ -5,7 +5,7 @@ import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMeth
 import { actionKey, MASK_PATTERN, type FieldView } from "./field-actions.js";
 import { snapshotPlainData } from "./plain-data.js";
 import { ruleKey, rowRuleSchema, type RowRule } from "./row-rules.js";
-import { fastParseRequest } from "./request-fast-path.js";
+import { fastCheckRequest, NO_ROWS, NO_VIEWS } from "./request-fast-path.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
 
 interface Tenanted {
@@ -245,7 +245,12 @@ export function parseRequest(value: unknown): ParsedRequest {
  * judged by the schema, which also writes the error message.
  */
 export function checkRequest(value: unknown): CheckedRequest {
-  return toChecked(fastParseRequest(value) ?? parseRequest(value));
+  return fastCheckRequest(value) ?? checkRequestBySchema(value);
+}
+
+/** `checkRequest` without the fast path: what the fast path must agree with. */
+export function checkRequestBySchema(value: unknown): CheckedRequest {
+  return toChecked(parseRequest(value));
 }
 
 /** An optional key's own value: a key inherited from a polluted prototype is not part of the request. */
@@ -253,8 +258,9 @@ function optional<T extends object, K extends keyof T>(r: T, key: K): T[K] | und
   return Object.hasOwn(r, key) ? r[key] : undefined;
 }
 
-/** The views of a request that names none: most name none, and nothing writes to a checked request's maps. */
-const NO_VIEWS: ReadonlyMap<string, string> = new Map();
+function rowsOf(rows: readonly RowRule[] | undefined): ReadonlySet<string> {
+  return rows === undefined ? NO_ROWS : new Set(rows.map(ruleKey));
+}
 
 function viewsOf(views: Readonly<Record<string, FieldView>> | undefined): ReadonlyMap<string, string> {
   return views === undefined ? NO_VIEWS : new Map(Object.entries(views).map(([f, v]) => [f, actionKey(v)]));
@@ -285,7 +291,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         fields: r.fields,
         scope: new Map(Object.entries(r.scope)),
         views: viewsOf(optional(r, "views")),
-        rows: new Set((optional(r, "rows") ?? []).map(ruleKey)),
+        rows: rowsOf(optional(r, "rows")),
         limit: optional(r, "limit") ?? null,
       };
     case "exec": {

@@ -352,8 +352,8 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
       closest = problem;
       continue;
     }
-    const unscoped = rule.scope.find(([k, v]) => !r.scope.has(k) || r.scope.get(k) !== v);
-    if (unscoped !== undefined) {
+    const unscoped = unscopedPair(rule, r);
+    if (unscoped !== null) {
       closest = `confines ${r.model} to rows where ${unscoped[0]} = ${JSON.stringify(unscoped[1])}`;
       continue;
     }
@@ -368,6 +368,15 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
     return null;
   }
   return { rule: "db", reason: closest ?? `does not grant ${r.op} on model ${r.model}` };
+}
+
+/** The first pair of the rule's scope that the request's scope does not pin, or null. */
+function unscopedPair(rule: CompiledDbRule, r: Extract<CheckedRequest, { kind: "db" }>): readonly [string, Scalar] | null {
+  for (const pair of rule.scope) {
+    const [k, v] = pair;
+    if (!r.scope.has(k) || r.scope.get(k) !== v) return pair;
+  }
+  return null;
 }
 
 /** The action a rule takes on a field it reaches, "deny" when it does not reach it. */
