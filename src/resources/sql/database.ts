@@ -38,8 +38,9 @@ import { confinementOf, fieldUse, type RowBudget, type RowEntry } from "./scope.
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
+import { createCursors } from "./cursors.js";
 import { sqliteEngine } from "./sqlite.js";
-import { authorizeTrusted, checkTrusted, defined, describeRule, trustedMintsOption } from "../../kernel/internal.js";
+import { authorizeTrusted, checkTrusted, defined, describeRule, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach
@@ -104,6 +105,13 @@ export type SqlDatabaseOptions = SqlConnection & {
    */
   readonly hashKey?: Uint8Array;
   /**
+   * The key pagination cursors are signed with (HMAC-SHA-256, at least 16
+   * bytes). Without it, a random key is made for this database, so cursors
+   * stop working when it is created again. Keep it secret and apart from
+   * hashKey.
+   */
+  readonly cursorKey?: Uint8Array;
+  /**
    * The mints whose roots this resource accepts (their `Mint.id`s). A
    * capability another mint issued is denied at its first decision, before
    * anything is done. Without it, any mint's roots are accepted.
@@ -120,6 +128,19 @@ export interface WriteResult {
   readonly rows: readonly Row[];
 }
 
+/** A read of one page: a read query without offset, with the rows per page, and the cursor of the page after the first. */
+export type PageQuery = Omit<ReadQuery, "offset"> & {
+  readonly limit: number;
+  /** The `next` of the previous page, exactly as returned; absent for the first page. */
+  readonly cursor?: string;
+};
+
+/** One page of rows, and the signed cursor of the next page (null once a page comes back short). */
+export interface Page {
+  readonly rows: readonly Row[];
+  readonly next: string | null;
+}
+
 /** A capability that can reach operation `Op` of the db domain. */
 export type DbCapability<Op extends DbOp> = Capability<{ readonly db: Op }>;
 
@@ -127,6 +148,13 @@ export type DbCapability<Op extends DbOp> = Capability<{ readonly db: Op }>;
 export interface SqlDatabase {
   /** Rows of one model, confined to the capability's row scope. */
   read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]>;
+  /**
+   * Reads one page of rows. The cursor it returns is signed by the database
+   * and bound to this capability and this exact query: it cannot be edited,
+   * nor used with another capability or query. Give `orderBy` ending in a
+   * unique field for pages that do not shift as rows change.
+   */
+  page(cap: DbCapability<"read">, query: PageQuery): Promise<Page>;
   /** Counts, sums, averages, least and greatest values over the rows in scope, by group; a read of every field it names. */
   aggregate(cap: DbCapability<"read">, query: AggregateQuery): Promise<Row[]>;
   /** Inserts one row inside the capability's row scope. */
@@ -185,10 +213,10 @@ function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
   return limits;
 }
 
-function hashKeyOf(options: SqlDatabaseOptions): Buffer {
-  const key: unknown = Object.hasOwn(options, "hashKey") ? options.hashKey : undefined;
+function keyOf(options: SqlDatabaseOptions, name: "hashKey" | "cursorKey"): Buffer {
+  const key: unknown = Object.hasOwn(options, name) ? options[name] : undefined;
   if (key === undefined) return randomBytes(32);
-  if (!(key instanceof Uint8Array) || key.length < 16) throw new InvalidInput("hashKey must be a Uint8Array (or Buffer) of at least 16 bytes");
+  if (!(key instanceof Uint8Array) || key.length < 16) throw new InvalidInput(`${name} must be a Uint8Array (or Buffer) of at least 16 bytes`);
   return Buffer.from(key);
 }
 
@@ -270,7 +298,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const rowsRead = new RowsReadLedger();
   const sink = auditOption(options, "createSqlDatabase");
   const trusted = trustedMintsOption(options, "createSqlDatabase");
-  const hashKey = hashKeyOf(options);
+  const hashKey = keyOf(options, "hashKey");
+  const cursors = createCursors(keyOf(options, "cursorKey"));
   const plans = new WeakMap<object, Map<string, Plan>>();
   const statements = new Map<string, Prepared>();
 
@@ -497,21 +526,38 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       jsonBytes,
     );
 
+  const read = (cap: DbCapability<"read">, query: ReadQuery) =>
+    audited(
+      sink,
+      cap,
+      async (access) => {
+        const q = parseRead(schema, query, limits);
+        const { plan, prepared, params } = admit(access, cap, q);
+        await access.proceed();
+        const rows = prepared.statement.read(params);
+        return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
+      },
+      jsonBytes,
+    );
+
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
   return Object.freeze({
-    read: (cap: DbCapability<"read">, query: ReadQuery) =>
-      audited(
-        sink,
-        cap,
-        async (access) => {
-          const q = parseRead(schema, query, limits);
-          const { plan, prepared, params } = admit(access, cap, q);
-          await access.proceed();
-          const rows = prepared.statement.read(params);
-          return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
-        },
-        jsonBytes,
-      ),
+    read,
+    page: async (cap: DbCapability<"read">, query: PageQuery): Promise<Page> => {
+      if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
+      // One copy, read once: the cursor is checked against exactly the query that is then run.
+      const copy: unknown = snapshotPlainData(query, "query");
+      if (typeof copy !== "object" || copy === null || Array.isArray(copy)) throw new InvalidInput("query must be an object");
+      const q = copy as Record<string, unknown>;
+      if (Object.hasOwn(q, "offset")) throw new InvalidInput("query.offset is not part of a page query: pages move by their cursor");
+      const limit = q.limit;
+      if (!Number.isSafeInteger(limit)) throw new InvalidInput("query.limit is required in a page query: the rows per page, a whole number");
+      const offset = Object.hasOwn(q, "cursor") ? cursors.open(q.cursor, cap.id, q) : 0;
+      const rest: Record<string, unknown> = { ...q, ...(offset > 0 ? { offset } : {}) };
+      delete rest.cursor;
+      const rows = await read(cap, rest as unknown as ReadQuery);
+      return { rows, next: rows.length === limit ? cursors.sign(cap.id, q, offset + rows.length) : null };
+    },
     aggregate: (cap: DbCapability<"read">, query: AggregateQuery) =>
       audited(
         sink,
