@@ -27,11 +27,11 @@ export async function explorerRequests(store: AuditStore, probe: ExplorerProbe):
     const get = async (path: string, token = "reader") => {
       const res = await fetch(`${origin}/explore/api/${path}`, { headers: { authorization: `Bearer ${token}` } });
       if (!res.ok) throw new Error(`explorer ${path}: ${String(res.status)} ${await res.text()}`);
-      return (await res.json()) as { events?: unknown[]; nodes?: unknown[] };
+      return (await res.json()) as { events?: unknown[]; nodes?: unknown[]; series?: unknown[] };
     };
     const r = async (name: string, path: string, token?: string) => {
       const body = await get(path, token);
-      const size = body.events?.length ?? body.nodes?.length ?? 0;
+      const size = body.events?.length ?? body.nodes?.length ?? body.series?.length ?? 0;
       return measureAsync(`${name} (${String(size)})`, () => get(path, token), 10);
     };
     const baseline = await r("timeline, newest first, no filter (baseline)", "events?order=desc&limit=50");
@@ -43,6 +43,7 @@ export async function explorerRequests(store: AuditStore, probe: ExplorerProbe):
       await r("timeline, next page (after)", "events?order=desc&limit=50&after=500000"),
       await r("timeline, a reader confined to its tenant", "events?order=desc&limit=50", "confined"),
       await r("delegation tree of a session (nodes)", `tree?root=${probe.session.id}`),
+      await r("chart by tool of one principal's events (series)", `chart?by=tool&principal=${probe.principal}`),
     ];
     report("explorer: API requests over HTTP on the large log (target: a timeline request under 100 ms)", baseline, rows);
   } finally {

@@ -19,7 +19,20 @@ import { AUDIT_ACTIONS, type AuditQuery, type AuditRecord, type AuditStore } fro
 import { AgentcapError, AuditFailure, check, InvalidInput, isDenial, systemClock, type Capability, type Clock, type Decision } from "../kernel/index.js";
 import type { RevocationEntry, RevocationReport, RevocationTarget } from "../token/index.js";
 import { authorizeRead, readScope, type ReadScope } from "./access.js";
-import { capabilityDetail, delegationTree, loggedRevocations, RevocationIndex, type IntegrityView, type RevocationView, type SessionView, type TimelinePage } from "./views.js";
+import {
+  activityChart,
+  capabilityDetail,
+  CHART_DIMENSIONS,
+  delegationTree,
+  loggedRevocations,
+  MAX_CHART_BUCKETS,
+  RevocationIndex,
+  type ChartDimension,
+  type IntegrityView,
+  type RevocationView,
+  type SessionView,
+  type TimelinePage,
+} from "./views.js";
 
 /** Where the explorer answers. */
 export const EXPLORE_PATH = "/explore";
@@ -270,6 +283,21 @@ export function createExplorer(options: ExplorerOptions): Explorer {
       const limit = query.limit ?? 100;
       const events = await options.audit.query({ ...query, ...(tenant === undefined ? {} : { tenant }), limit });
       json(res, 200, { events, next: events.length === limit ? (events.at(-1)?.seq ?? null) : null } satisfies TimelinePage);
+      return;
+    }
+    if (route === "chart" && req.method === "GET") {
+      const rest = new URLSearchParams(params);
+      const by = rest.get("by") ?? "principal";
+      const buckets = rest.get("buckets") ?? "24";
+      rest.delete("by");
+      rest.delete("buckets");
+      if (!(CHART_DIMENSIONS as readonly string[]).includes(by)) throw new Refusal(400, "invalid_request", `by must be one of ${CHART_DIMENSIONS.join(", ")}`);
+      const n = whole("buckets", buckets);
+      if (n < 1 || n > MAX_CHART_BUCKETS) throw new Refusal(400, "invalid_request", `buckets must be from 1 to ${String(MAX_CHART_BUCKETS)}`);
+      const query = timelineQuery(rest);
+      if (query.order !== undefined || query.limit !== undefined || query.after !== undefined) throw new Refusal(400, "invalid_request", "a chart counts every matching event; leave out order, limit and after");
+      const { tenant } = await reader(req, tenantParam);
+      json(res, 200, await activityChart(options.audit, { ...query, ...(tenant === undefined ? {} : { tenant }) }, by as ChartDimension, n));
       return;
     }
     if (route === "tree" && req.method === "GET") {

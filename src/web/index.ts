@@ -10,4 +10,4 @@ export { listenExplorer } from "./listen.js";
 export type { ListeningExplorer } from "./listen.js";
 export { readScope } from "./access.js";
 export type { ReadScope } from "./access.js";
-export type { CallSummary, CapabilityDetail, CapabilityStatus, DelegationTree, IntegrityView, RevocationView, SessionView, TimelinePage, TreeNode } from "./views.js";
+export type { ActivityChart, CallSummary, CapabilityDetail, ChartDimension, ChartSeries, CapabilityStatus, DelegationTree, IntegrityView, RevocationView, SessionView, TimelinePage, TreeNode } from "./views.js";

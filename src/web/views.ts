@@ -313,3 +313,83 @@ export async function capabilityDetail(audit: AuditStore, id: string, tenant: st
     recent: recent.filter((r) => r.event.subject.capabilityId === id).slice(0, RECENT_CALLS).map(callSummary),
   };
 }
+
+/** What a chart groups events by. */
+export const CHART_DIMENSIONS = ["principal", "tool", "tenant"] as const;
+export type ChartDimension = (typeof CHART_DIMENSIONS)[number];
+
+/** One group's calls over time: allowed and denied counts per bucket, oldest bucket first. */
+export interface ChartSeries {
+  /** The principal, tool or tenant; "(none)" for events without one, "(others)" for the groups past MAX_CHART_SERIES. */
+  readonly key: string;
+  readonly allowed: readonly number[];
+  readonly denied: readonly number[];
+  readonly total: number;
+}
+
+/** GET api/chart: calls and denials over time, by principal, tool or tenant, of the events the timeline's filters match. */
+export interface ActivityChart {
+  readonly by: ChartDimension;
+  /** The first bucket's start, each bucket's width (ms) and their number. */
+  readonly from: number;
+  readonly bucketMs: number;
+  readonly buckets: number;
+  /** The largest groups first. */
+  readonly series: readonly ChartSeries[];
+  readonly events: number;
+  /** True when more events matched than one chart reads (MAX_CHART_EVENTS): the newest were counted. */
+  readonly truncated: boolean;
+}
+
+export const MAX_CHART_EVENTS = 100_000;
+export const MAX_CHART_SERIES = 8;
+export const MAX_CHART_BUCKETS = 120;
+
+/** The group an event belongs to; its tenant as the log indexes it: the request's, else its root's only tenant. */
+function groupOf(r: AuditRecord, by: ChartDimension): string {
+  const e = r.event;
+  if (by === "principal") return e.subject.mint.principal;
+  if (by === "tool") return e.tool ?? "(none)";
+  const asked = "tenant" in e.request ? e.request.tenant : undefined;
+  return asked ?? (e.subject.mint.tenants.length === 1 ? (e.subject.mint.tenants[0] as string) : "(none)");
+}
+
+/**
+ * Counts the events `query` matches (newest first, up to MAX_CHART_EVENTS)
+ * into `buckets` equal spans of [since, until), or of the span the counted
+ * events cover when the query leaves either end open.
+ */
+export async function activityChart(audit: AuditStore, query: AuditQuery, by: ChartDimension, buckets: number): Promise<ActivityChart> {
+  const records: AuditRecord[] = [];
+  let truncated = false;
+  for await (const r of everyRecord(audit, { ...query, order: "desc" }, MAX_CHART_EVENTS)) {
+    if (records.length === MAX_CHART_EVENTS) {
+      truncated = true;
+      break;
+    }
+    records.push(r);
+  }
+  const times = records.map((r) => r.event.at);
+  const ms = (t: number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
+  const from = ms(query.since) ?? (times.length === 0 ? 0 : times.reduce((a, b) => Math.min(a, b)));
+  const to = ms(query.until) ?? (times.length === 0 ? from + 1 : times.reduce((a, b) => Math.max(a, b)) + 1);
+  const bucketMs = Math.max(1, Math.ceil((to - from) / buckets));
+  const groups = new Map<string, { allowed: number[]; denied: number[]; total: number }>();
+  for (const r of records) {
+    const key = groupOf(r, by);
+    let g = groups.get(key);
+    if (g === undefined) groups.set(key, (g = { allowed: new Array<number>(buckets).fill(0), denied: new Array<number>(buckets).fill(0), total: 0 }));
+    const i = Math.min(buckets - 1, Math.max(0, Math.floor((r.event.at - from) / bucketMs)));
+    const counts = r.event.decision.allowed ? g.allowed : g.denied;
+    counts[i] = (counts[i] ?? 0) + 1;
+    g.total++;
+  }
+  const ranked = [...groups.entries()].map(([key, g]) => ({ key, ...g })).sort((a, b) => b.total - a.total || (a.key < b.key ? -1 : 1));
+  const series: ChartSeries[] = ranked.slice(0, MAX_CHART_SERIES);
+  const rest = ranked.slice(MAX_CHART_SERIES);
+  if (rest.length > 0) {
+    const sum = (pick: (s: ChartSeries) => readonly number[]) => Array.from({ length: buckets }, (_, i) => rest.reduce((n, s) => n + (pick(s)[i] ?? 0), 0));
+    series.push({ key: "(others)", allowed: sum((s) => s.allowed), denied: sum((s) => s.denied), total: rest.reduce((n, s) => n + s.total, 0) });
+  }
+  return { by, from, bucketMs, buckets, series, events: records.length, truncated };
+}

@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMint } from "../../src/index.ts";
 import type { AuditRecord } from "../../src/audit/index.ts";
-import type { CapabilityDetail, DelegationTree } from "../../src/web/index.ts";
-import { eventFor, intentOf, T0 } from "../audit/fixtures.ts";
+import type { ActivityChart, CapabilityDetail, DelegationTree } from "../../src/web/index.ts";
+import { eventFor, HOUR, intentOf, T0 } from "../audit/fixtures.ts";
 import { explorerWorld, fakePage, type ExplorerWorld } from "./world.ts";
 
 let world: ExplorerWorld;
@@ -38,7 +38,7 @@ const idOf = (name: string): string => world.named.find(([n]) => n === name)?.[1
 const revokeBody = (target: Record<string, string>) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ target, reason: "incident 42" }) });
 
 describe("explorer API: who may read", () => {
-  const READS = ["session", "events", "tree?root=x", "capability?id=x", "integrity", "stream"];
+  const READS = ["session", "events", "chart", "tree?root=x", "capability?id=x", "integrity", "stream"];
 
   it.each(READS)("GET %s without a token is 401 with a Bearer challenge, and names no event", async (route) => {
     const res = await api(route);
@@ -156,6 +156,64 @@ describe("explorer API: the timeline", () => {
     const res = await api(`events?${query}`, { token: world.token("admin") });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { message: string }).message.length).toBeGreaterThan(5);
+  });
+});
+
+describe("explorer API: charts", () => {
+  const chart = async (query: string, token: string): Promise<ActivityChart> => {
+    const res = await api(`chart?${query}`, { token });
+    expect(res.status, await res.clone().text()).toBe(200);
+    return (await res.json()) as ActivityChart;
+  };
+  const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0);
+
+  it.each(["principal", "tool", "tenant"])("counts every event the timeline shows, by %s, each in one bucket as allowed or denied", async (by) => {
+    const token = world.token("admin");
+    const all = await events("order=asc&limit=1000", token);
+    const c = await chart(`by=${by}&buckets=7`, token);
+    expect(c.by).toBe(by);
+    expect(c.events).toBe(all.length);
+    expect(c.series.every((s) => s.allowed.length === 7 && s.denied.length === 7 && sum(s.allowed) + sum(s.denied) === s.total)).toBe(true);
+    expect(sum(c.series.map((s) => s.total))).toBe(all.length);
+    expect(sum(c.series.map((s) => sum(s.denied)))).toBe(all.filter((r) => !r.event.decision.allowed).length);
+  });
+
+  it("groups by principal, tool and tenant, and counts within the timeline's filters and time range", async () => {
+    const token = world.token("admin");
+    const alice = (await chart("by=principal&principal=alice", token)).series;
+    expect(alice.map((s) => [s.key, s.total, sum(s.denied)])).toEqual([["alice", 7, 3]]);
+    const tools = await chart("by=tool&requestId=req-bob", token);
+    expect(tools.series.map((s) => [s.key, s.total])).toEqual([["run_report", 4]]);
+    const tenants = await chart("by=tenant&requestId=req-bob", token);
+    expect(Object.fromEntries(tenants.series.map((s) => [s.key, s.total]))).toEqual({ globex: 2, initech: 2 });
+    const denied = await chart("by=principal&decision=denied", token);
+    expect(denied.series.every((s) => sum(s.allowed) === 0)).toBe(true);
+    // Six hour-wide buckets from T0: alice's call at T0 + 1 h is in the second, her denied one at T0 + 2 h in the third.
+    const day = await chart(`by=principal&principal=alice&since=${String(T0)}&until=${String(T0 + 6 * HOUR)}&buckets=6`, token);
+    expect([day.from, day.bucketMs, day.buckets]).toEqual([T0, HOUR, 6]);
+    expect(day.series[0]?.allowed).toEqual([0, 1, 0, 1, 1, 0]);
+    expect(day.series[0]?.denied).toEqual([0, 0, 1, 0, 0, 1]);
+  });
+
+  it("shows a confined reader only its tenant's events", async () => {
+    const c = await chart("by=tenant", world.token("acme"));
+    expect(c.series.map((s) => s.key)).toEqual(["acme"]);
+    expect((await chart("by=principal", world.token("acme"))).series.map((s) => s.key)).toEqual(["alice"]);
+    expect((await api("chart?tenant=globex", { token: world.token("acme") })).status).toBe(403);
+  });
+
+  it.each([
+    ["by=capability", /by must be one of principal, tool, tenant/],
+    ["buckets=0", /buckets must be from 1 to 120/],
+    ["buckets=121", /buckets must be from 1 to 120/],
+    ["buckets=x", /whole number/],
+    ["limit=5", /leave out order, limit and after/],
+    ["order=desc", /leave out order, limit and after/],
+    ["colour=red", /unknown filter/],
+  ])("refuses %s with a message", async (query, message) => {
+    const res = await api(`chart?${query}`, { token: world.token("admin") });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { message: string }).message).toMatch(message);
   });
 });
 

@@ -107,14 +107,14 @@ describe("the explorer page in chromium", () => {
   it("signs in, lists the gateway's calls, and filters them like the query primitive", async () => {
     await signIn(gateway.issueToken("auditor"));
     await page.getByRole("heading", { name: "Timeline" }).waitFor();
-    await expect.poll(() => page.locator("tbody tr").count()).toBeGreaterThanOrEqual(6);
-    expect(await page.locator("tbody").textContent()).toContain("bob");
+    await expect.poll(() => page.locator("table.events tbody tr").count()).toBeGreaterThanOrEqual(6);
+    expect(await page.locator("table.events tbody").textContent()).toContain("bob");
 
     await page.getByLabel("Principal").fill("alice");
     await page.getByLabel("Decision").selectOption("denied");
     await page.getByRole("button", { name: "Filter" }).click();
-    await expect.poll(async () => (await page.locator("tbody").textContent()) ?? "").not.toContain("bob");
-    const rows = page.locator("tbody tr");
+    await expect.poll(async () => (await page.locator("table.events tbody").textContent()) ?? "").not.toContain("bob");
+    const rows = page.locator("table.events tbody tr");
     await expect.poll(() => rows.count()).toBeGreaterThan(0);
     for (const text of await rows.allTextContents()) {
       expect(text).toContain("alice");
@@ -124,20 +124,48 @@ describe("the explorer page in chromium", () => {
   });
 
   it("shows what an agent planted as text: nothing it wrote runs, and escape sequences are visible", async () => {
-    await expect.poll(async () => (await page.locator("tbody").textContent()) ?? "").toContain('<img src=x onerror="window.__pwned=1">');
-    expect(await page.locator("tbody").textContent()).toContain("javascript:window.__pwned=2");
+    await expect.poll(async () => (await page.locator("table.events tbody").textContent()) ?? "").toContain('<img src=x onerror="window.__pwned=1">');
+    expect(await page.locator("table.events tbody").textContent()).toContain("javascript:window.__pwned=2");
     // ESC and BEL show as the control pictures ␛ and ␇.
-    expect(await page.locator("tbody").textContent()).toContain("\u241b[31mred\u241b]8;;javascript:window.__pwned=3\u2407click");
-    expect(await page.locator("tbody img").count()).toBe(0);
-    expect(await page.locator('tbody a[href^="javascript:"]').count()).toBe(0);
+    expect(await page.locator("table.events tbody").textContent()).toContain("\u241b[31mred\u241b]8;;javascript:window.__pwned=3\u2407click");
+    expect(await page.locator("main img").count()).toBe(0);
+    expect(await page.locator('main a[href^="javascript:"]').count()).toBe(0);
     expect(await page.evaluate("typeof window.__pwned")).toBe("undefined");
     expect(dialogs).toEqual([]);
+  });
+
+  it("charts calls and denials over time by principal, tool and tenant, with the timeline's filters and a table for reading", async () => {
+    const charts = page.getByRole("region", { name: "Calls and denials over time" });
+    // One labelled SVG chart per principal, drawn from the page's own script: alice made calls, some denied; bob made one (refused).
+    await expect.poll(() => charts.getByRole("img", { name: /^alice: \d+ calls, [1-9]\d* denied, from / }).count()).toBe(1);
+    await expect.poll(() => charts.getByRole("img", { name: /^bob: 1 call, 1 denied, from / }).count()).toBe(1);
+    expect(await charts.locator("svg .bar-denied").count()).toBeGreaterThan(0);
+
+    await charts.getByLabel("Group by").selectOption("tool");
+    await expect.poll(() => charts.getByRole("img", { name: /^read_file: \d+ calls/ }).count()).toBe(1);
+    await charts.getByLabel("Group by").selectOption("principal");
+
+    // The same filters as the timeline: alice only.
+    await page.getByLabel("Principal").fill("alice");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await expect.poll(() => charts.getByRole("img").count()).toBe(1);
+    await expect.poll(() => charts.getByRole("img", { name: /^alice: / }).count()).toBe(1);
+
+    // The text alternative: every span's counts, per principal.
+    await charts.getByText("The charts as a table").click();
+    const table = charts.getByRole("table", { name: /Calls \(denied in brackets\) per span, by principal/ });
+    await table.waitFor();
+    expect(await table.getByRole("row").count()).toBe(25);
+    expect(await table.getByRole("columnheader").allTextContents()).toEqual(["From (UTC)", "alice"]);
+    mkdirSync(artifacts, { recursive: true });
+    await page.screenshot({ path: path.join(artifacts, "explorer-charts.png"), fullPage: true });
+    await page.getByRole("button", { name: "Clear" }).click();
   });
 
   it("opens a delegation tree from the timeline, works with the keyboard, and keeps a screenshot", async () => {
     await page.getByLabel("Principal").fill("alice");
     await page.getByRole("button", { name: "Filter" }).click();
-    await expect.poll(async () => (await page.locator("tbody").textContent()) ?? "").not.toContain("bob");
+    await expect.poll(async () => (await page.locator("table.events tbody").textContent()) ?? "").not.toContain("bob");
     await page.getByRole("button", { name: /^Delegation tree of root/ }).first().click();
     await page.getByRole("heading", { name: "Delegation tree" }).waitFor();
     const tree = page.getByRole("tree");

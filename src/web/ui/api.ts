@@ -5,11 +5,11 @@
  */
 import type { AuditRecord } from "../../audit/index";
 import type { RevocationTarget } from "../../token/index";
-import type { CapabilityDetail, DelegationTree, IntegrityView, RevocationView, SessionView, TimelinePage } from "../views";
+import type { ActivityChart, CapabilityDetail, DelegationTree, IntegrityView, RevocationView, SessionView, TimelinePage } from "../views";
 
 export type { AuditRecord } from "../../audit/index";
 export type { RevocationTarget } from "../../token/index";
-export type { CapabilityDetail, DelegationTree, IntegrityView as Integrity, RevocationView as RevocationResult, SessionView as Session, TreeNode } from "../views";
+export type { ActivityChart, CapabilityDetail, ChartDimension, ChartSeries, DelegationTree, IntegrityView as Integrity, RevocationView as RevocationResult, SessionView as Session, TreeNode } from "../views";
 
 /** An answer other than 2xx: its status and the explorer's message. */
 export class ApiError extends Error {
@@ -53,6 +53,7 @@ async function get<T>(route: string, params: Record<string, string | undefined> 
 export const api = {
   session: () => get<SessionView>("session"),
   events: (filters: Record<string, string | undefined>) => get<TimelinePage>("events", filters),
+  chart: (filters: Record<string, string | undefined>) => get<ActivityChart>("chart", filters),
   tree: (root: string, tenant?: string) => get<DelegationTree>("tree", { root, tenant }),
   capability: (id: string, tenant?: string) => get<CapabilityDetail>("capability", { id, tenant }),
   integrity: () => get<IntegrityView>("integrity"),

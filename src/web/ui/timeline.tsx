@@ -1,5 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, follow, type AuditRecord } from "./api";
+import { ActivityCharts } from "./chart";
 import { short, visible, when } from "./text";
 
 const ACTIONS = ["", "tool.call", "fs.read", "fs.write", "fs.list", "fs.delete", "http.request", "db.read", "db.create", "db.update", "db.delete", "exec", "revoke", "audit.read"];
@@ -126,8 +127,9 @@ export function Timeline(props: { tenant: string | undefined; openTree: (root: s
         </div>
       </form>
       {error !== null && <p role="alert" class="error">{visible(error)}</p>}
+      <ActivityCharts filters={query(filters)} />
       <p class="count" aria-live="polite">{events.length} event{events.length === 1 ? "" : "s"} shown</p>
-      <table>
+      <table class="events">
         <thead>
           <tr>
             <th scope="col">Time (UTC)</th>
