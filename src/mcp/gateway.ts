@@ -10,7 +10,7 @@ import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit
 import { expiresAt, InvalidInput, InvalidToken, keyMintId, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import type { Resolver } from "../resources/http/index.js";
-import { createDispatcher, type Dispatcher, type JsonSchema } from "../tools/index.js";
+import { createDispatcher, type CatalogEntry, type Dispatcher } from "../tools/index.js";
 import {
   createTokenMint,
   createVerifier,
@@ -37,8 +37,14 @@ export interface Gateway {
   readonly dispatcher: Dispatcher;
   readonly tokenStore: TokenStore;
   readonly audit: AuditStore;
-  /** Schemas shown instead of the dispatcher's, for upstream tools (the upstream's own). */
-  readonly displaySchemas: ReadonlyMap<string, JsonSchema>;
+  /**
+   * The tools `capability` reaches now, as clients are shown them: the
+   * dispatcher's catalog, less the upstream tools their upstream does not
+   * offer now, with each upstream tool's own description and input schema.
+   */
+  catalog(capability: Capability): readonly GatewayTool[];
+  /** Calls `listener` after the tools the gateway offers changed (an upstream's tool list changed); returns the unsubscriber. */
+  onToolsChanged(listener: () => void): () => void;
   /** Names of upstream tools, whose results are MCP results already and pass through unchanged. */
   readonly passthrough: ReadonlySet<string>;
   /**
@@ -72,6 +78,11 @@ export interface Gateway {
   issueToken(principal: string): string;
   /** Closes upstream connections, then the stores. */
   close(): Promise<void>;
+}
+
+/** A tool as the gateway shows it to a client; `revision` grows whenever what is shown of it changes. */
+export interface GatewayTool extends CatalogEntry {
+  readonly revision: number;
 }
 
 /** Options for tests and embedders. */
@@ -171,6 +182,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       upstreams.push(g);
       cleanup.push(() => g.close());
     }
+    const upstreamOf = new Map(upstreams.flatMap((u) => u.tools.map((t) => [t.name, u] as const)));
     const dispatcher = createDispatcher({ tools: [...own.tools, ...upstreams.flatMap((u) => u.tools)], audit, mints });
     const verifyOptions = { publicKeys, store: tokenStore };
     const verifier: Verifier = createVerifier(verifyOptions);
@@ -179,7 +191,19 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       dispatcher,
       tokenStore,
       audit,
-      displaySchemas: new Map(upstreams.flatMap((u) => [...u.schemas])),
+      catalog: (capability: Capability) =>
+        dispatcher.catalog(capability).flatMap((entry): GatewayTool[] => {
+          const upstream = upstreamOf.get(entry.name);
+          if (upstream === undefined) return [{ ...entry, revision: 0 }];
+          const shown = upstream.listing(entry.name);
+          return shown === undefined ? [] : [{ name: entry.name, ...shown }];
+        }),
+      onToolsChanged: (listener: () => void) => {
+        const unsubscribe = upstreams.map((u) => u.onChanged(listener));
+        return () => {
+          for (const u of unsubscribe) u();
+        };
+      },
       passthrough: new Set(upstreams.flatMap((u) => u.tools.map((t) => t.name))),
       mints,
       authenticate: async (token: string, opts?: { readonly fresh?: boolean; readonly resource?: string }) => {

@@ -65,7 +65,7 @@ interface Session {
   /** The token's capability under this session's caretaker link (labelled with the session id), so `{ session }` revokes it. */
   readonly capability: Capability;
   readonly transport: StreamableHTTPServerTransport;
-  /** Stops watching the token store for revocations of the session; set once it is watched. */
+  /** Stops watching the token store for revocations of the session, and the gateway's tools for changes; set once they are watched. */
   unwatch: () => void;
   /** Requests of the session being answered now (not its event stream): their answers are written before the transport closes. */
   answering: number;
@@ -288,17 +288,24 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     }
     res.once("close", sessions.begin(id));
     answering(session, res);
+    const server = sessionServer(gateway, capability, { limit: calls });
+    session.unwatch = server.dispose;
     // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
-    session.unwatch = gateway.tokenStore.watchSession(capability, (reason) => {
+    const unwatchStore = gateway.tokenStore.watchSession(capability, (reason) => {
       log(`session ${id} closed: ${reason}`);
       sessions.remove(id, reason);
     });
+    if (session.state === "open") {
+      session.unwatch = () => {
+        unwatchStore();
+        server.dispose();
+      };
+    }
     // Ended by its client (DELETE) or by the table: either way it leaves the table.
     transport.onclose = () => {
       sessions.remove(id, "closed");
     };
-    const server = sessionServer(gateway, capability, { limit: calls });
-    await server.connect(transport);
+    await server.mcp.connect(transport);
     await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
     if (transport.sessionId === undefined) sessions.remove(id, "not initialized");

@@ -10,10 +10,11 @@ import type * as ServerMcp from "@modelcontextprotocol/sdk/server/mcp.js";
 import type * as ServerStdio from "@modelcontextprotocol/sdk/server/stdio.js";
 import type * as ServerHttp from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type * as Types from "@modelcontextprotocol/sdk/types.js";
+import type * as ValidationAjv from "@modelcontextprotocol/sdk/validation/ajv";
 import { importOptional } from "../kernel/internal.js";
 
 const NEEDED_FOR = "agentcap/mcp (the MCP gateway)";
-const [clientIndex, clientStdio, clientHttp, serverMcp, serverStdio, serverHttp, types] = await Promise.all([
+const [clientIndex, clientStdio, clientHttp, serverMcp, serverStdio, serverHttp, types, validationAjv] = await Promise.all([
   importOptional<typeof ClientIndex>("@modelcontextprotocol/sdk/client/index.js", NEEDED_FOR),
   importOptional<typeof ClientStdio>("@modelcontextprotocol/sdk/client/stdio.js", NEEDED_FOR),
   importOptional<typeof ClientHttp>("@modelcontextprotocol/sdk/client/streamableHttp.js", NEEDED_FOR),
@@ -21,6 +22,7 @@ const [clientIndex, clientStdio, clientHttp, serverMcp, serverStdio, serverHttp,
   importOptional<typeof ServerStdio>("@modelcontextprotocol/sdk/server/stdio.js", NEEDED_FOR),
   importOptional<typeof ServerHttp>("@modelcontextprotocol/sdk/server/streamableHttp.js", NEEDED_FOR),
   importOptional<typeof Types>("@modelcontextprotocol/sdk/types.js", NEEDED_FOR),
+  importOptional<typeof ValidationAjv>("@modelcontextprotocol/sdk/validation/ajv", NEEDED_FOR),
 ]);
 
 export const Client = clientIndex.Client;
@@ -33,5 +35,6 @@ export const StdioServerTransport = serverStdio.StdioServerTransport;
 export const StreamableHTTPServerTransport = serverHttp.StreamableHTTPServerTransport;
 export type StreamableHTTPServerTransport = ServerHttp.StreamableHTTPServerTransport;
 export const { CallToolRequestSchema, ListToolsRequestSchema } = types;
+export const AjvJsonSchemaValidator = validationAjv.AjvJsonSchemaValidator;
 export type { CallToolResult, Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
 export type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";

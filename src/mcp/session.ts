@@ -5,9 +5,10 @@
  * only; nothing the client or the model receives contains it or its token.
  */
 import { callerMessage, type Capability } from "../kernel/index.js";
+import { deadDenial } from "../kernel/internal.js";
 import type { CallLimiter } from "./call-limit.js";
-import type { Gateway } from "./gateway.js";
-import { CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
+import type { Gateway, GatewayTool } from "./gateway.js";
+import { AjvJsonSchemaValidator, CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
 
 /** The text a refused or failed call returns to the client: the error's stable code and the caller's words for it. */
 export function errorResult(e: unknown): CallToolResult {
@@ -23,6 +24,22 @@ function toolResult(value: unknown): CallToolResult {
   return { content: [{ type: "text", text }], ...structured };
 }
 
+/** One session's MCP server, and what stops it watching for changes to its tools. */
+export interface SessionServer {
+  readonly mcp: McpServer;
+  /** Stops watching the gateway's tools for the session; call it when the session ends. */
+  dispose(): void;
+  /** Looks whether the session's tools changed, and tells its client if they did (for changes the session cannot see itself, such as a revocation). */
+  recheck(): void;
+}
+
+/*
+ * SDK servers validate elicitation answers with a JSON Schema validator,
+ * which costs each one an Ajv instance (time and memory per session); one
+ * shared instance does for every session of the process.
+ */
+const validator = new AjvJsonSchemaValidator();
+
 /**
  * An MCP server for one session under `capability`, which the gateway has
  * put behind a caretaker link `{ session: id }` of its own, so every event of
@@ -31,22 +48,37 @@ function toolResult(value: unknown): CallToolResult {
  * are tool results with `isError`, so the model can read why and the session
  * keeps serving. Calls run through `options.limit`, the gateway's bound on
  * calls at once, when given.
+ *
+ * The server advertises `tools.listChanged` and sends
+ * `notifications/tools/list_changed` when the tools the session reaches
+ * differ from those its client was last shown: after a call that spent the
+ * last of a use count or budget (it leaves no tool reachable), when an
+ * upstream's tool list changed, and when the owner calls `recheck` (the
+ * stdio session does when its token is revoked or expires). A client that
+ * never listed the tools is not told.
  */
-export function sessionServer(gateway: Gateway, capability: Capability, options: { readonly limit?: CallLimiter } = {}): McpServer {
+export function sessionServer(gateway: Gateway, capability: Capability, options: { readonly limit?: CallLimiter } = {}): SessionServer {
   const limit = options.limit ?? ((call) => call());
-  const mcp = new McpServer({ name: "agentcap", version: "0.1.0" });
+  const mcp = new McpServer({ name: "agentcap", version: "0.1.0" }, { jsonSchemaValidator: validator });
   // The low-level handlers, not registerTool: tool schemas here are JSON schemas already, and the list differs per capability.
   const server = mcp.server;
-  /*
-   * Declared on the low-level server: McpServer, given a tools capability, installs handlers of its own that
-   * claim listChanged. A session's tools never change while it lasts (revocation or expiry ends the session).
-   */
-  server.registerCapabilities({ tools: { listChanged: false } });
-  server.setRequestHandler(ListToolsRequestSchema, () => ({
-    tools: gateway.dispatcher.catalog(capability).map(
-      (entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: (gateway.displaySchemas.get(entry.name) ?? entry.inputSchema) as McpTool["inputSchema"] }),
-    ),
-  }));
+  server.registerCapabilities({ tools: { listChanged: true } });
+  /** What the client was last shown (names and revisions), or null before it listed the tools. */
+  let shown: string | null = null;
+  const keyOf = (tools: readonly GatewayTool[]) => tools.map((t) => `${t.name}#${t.revision}`).join(" ");
+  const recheck = () => {
+    if (shown === null) return;
+    const now = keyOf(gateway.catalog(capability));
+    if (now === shown) return;
+    shown = now;
+    // A session whose transport is gone has no one to tell.
+    server.sendToolListChanged().catch(() => undefined);
+  };
+  server.setRequestHandler(ListToolsRequestSchema, () => {
+    const tools = gateway.catalog(capability);
+    shown = keyOf(tools);
+    return { tools: tools.map((entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: entry.inputSchema as McpTool["inputSchema"] })) };
+  });
   server.setRequestHandler(CallToolRequestSchema, async (request) => {
     const { name, arguments: args } = request.params;
     try {
@@ -54,7 +86,10 @@ export function sessionServer(gateway: Gateway, capability: Capability, options:
       return gateway.passthrough.has(name) ? (result as CallToolResult) : toolResult(result);
     } catch (e) {
       return errorResult(e);
+    } finally {
+      // Only a call that left the capability with nothing (its last use or budget spent) can have changed what it reaches.
+      if (deadDenial(capability) !== null) recheck();
     }
   });
-  return mcp;
+  return { mcp, dispose: gateway.onToolsChanged(recheck), recheck };
 }

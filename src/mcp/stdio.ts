@@ -5,17 +5,35 @@
  * of a session that refuses everything.
  */
 import { randomUUID } from "node:crypto";
+import { expiresAt, systemClock } from "../kernel/index.js";
 import { caretaker } from "../kernel/internal.js";
 import { callLimiter } from "./call-limit.js";
 import type { Gateway } from "./gateway.js";
 import { sessionServer } from "./session.js";
 import { StdioServerTransport } from "./sdk.js";
 
-/** Serves one session on stdin/stdout; resolves when the client closes it. Throws InvalidToken, Revoked or Expired for a bad token. */
+/** setTimeout's limit: a later expiry is seen at the session's next request instead. */
+const MAX_DELAY_MS = 2_147_483_647;
+
+/**
+ * Serves one session on stdin/stdout; resolves when the client closes it.
+ * Throws InvalidToken, Revoked or Expired for a bad token. The session lasts
+ * as long as the process: when its token is revoked or expires, it reaches
+ * no tool any more, and its client is sent `notifications/tools/list_changed`.
+ */
 export async function serveStdio(gateway: Gateway, token: string): Promise<void> {
-  const capability = await gateway.authenticate(token, { fresh: true });
+  const capability = caretaker(await gateway.authenticate(token, { fresh: true }), { session: randomUUID() }).capability;
   const { maxConcurrentCalls, maxQueuedCalls } = gateway.config.sessions;
-  const server = sessionServer(gateway, caretaker(capability, { session: randomUUID() }).capability, { limit: callLimiter(maxConcurrentCalls, maxQueuedCalls) });
+  const session = sessionServer(gateway, capability, { limit: callLimiter(maxConcurrentCalls, maxQueuedCalls) });
+  const unwatch = gateway.tokenStore.watchSession(capability, () => {
+    session.recheck();
+  });
+  const end = expiresAt(capability);
+  // A moment past the expiry, so the capability reads as expired when the tools are looked at.
+  const delay = end === null ? null : Math.max(0, end - systemClock.now()) + 10;
+  const expiry = delay === null || delay > MAX_DELAY_MS ? null : setTimeout(session.recheck, delay);
+  expiry?.unref();
+  const server = session.mcp;
   const closed = new Promise<void>((resolve) => {
     server.server.onclose = () => {
       resolve();
@@ -25,7 +43,13 @@ export async function serveStdio(gateway: Gateway, token: string): Promise<void>
       resolve();
     });
   });
-  await server.connect(new StdioServerTransport());
-  await closed;
-  await server.close();
+  try {
+    await server.connect(new StdioServerTransport());
+    await closed;
+    await server.close();
+  } finally {
+    unwatch();
+    if (expiry !== null) clearTimeout(expiry);
+    session.dispose();
+  }
 }

@@ -22,6 +22,7 @@
  * leaves the upstream nothing to resolve.
  */
 import path from "node:path";
+import { isDeepStrictEqual } from "node:util";
 import { z } from "zod";
 import { canonicalHttpUrl, defined, isIpLiteral } from "../kernel/internal.js";
 import { authorize, denialError, InvalidInput, type AuditSink, type Capability, type FsRequest, type HttpRequest } from "../kernel/index.js";
@@ -31,17 +32,28 @@ import { authorizeUrl } from "../resources/http/internal.js";
 import { audited, jsonBytes, type Access } from "../resources/internal.js";
 import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
 import type { ArgumentKind, UpstreamConfig } from "./config.js";
-import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type Transport } from "./sdk.js";
+import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type McpTool, type Transport } from "./sdk.js";
 
 /** Separates an upstream's name from its tool's name in the exposed name. */
 export const UPSTREAM_SEPARATOR = "__";
 
-/** An upstream behind the guard: its exposed tools, the schemas to show for them, and how to disconnect. */
+/** What clients are shown of one exposed upstream tool: the upstream's own description and input schema, in place of the guard's loose one. */
+export interface UpstreamListing {
+  readonly description: string;
+  readonly inputSchema: JsonSchema;
+  /** Grows each time the upstream changes what this tool shows, or stops or starts offering it. */
+  readonly revision: number;
+}
+
+/** An upstream behind the guard: its exposed tools, what to show of each, and how to disconnect. */
 export interface GuardedUpstream {
   readonly name: string;
+  /** Every tool the configuration exposes; those the upstream does not offer now refuse calls (InvalidInput). */
   readonly tools: readonly AnyTool[];
-  /** The upstream's own input schema for each exposed tool name, shown to clients in place of the guard's loose one. */
-  readonly schemas: ReadonlyMap<string, JsonSchema>;
+  /** What to show for an exposed tool name now; undefined while the upstream does not offer it. */
+  listing(name: string): UpstreamListing | undefined;
+  /** Calls `listener` after the upstream's tool list changed in a way clients see (one of its exposed tools appeared, vanished or changed); returns the unsubscriber. */
+  onChanged(listener: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -154,27 +166,70 @@ async function admitNeed(access: Access, cap: Capability, need: Need, resolver: 
 export async function guardUpstream(config: UpstreamConfig, options: GuardOptions = {}): Promise<GuardedUpstream> {
   const transport = options.transport ?? upstreamTransport(config);
   const resolver = options.resolver ?? systemResolver;
-  const client = new Client({ name: "agentcap-gateway", version: "0.1.0" });
+  const exposedName = (upstreamName: string) => `${config.name}${UPSTREAM_SEPARATOR}${upstreamName}`;
+  const listings = new Map<string, UpstreamListing>();
+  const listeners = new Set<() => void>();
+  /** Takes the upstream's current tool list; true when what clients are shown of the exposed tools changed. */
+  const take = (offered: readonly McpTool[]): boolean => {
+    const byName = new Map(offered.map((t) => [t.name, t]));
+    let changed = false;
+    for (const upstreamName of Object.keys(config.tools)) {
+      const name = exposedName(upstreamName);
+      const before = listings.get(name);
+      const listed = byName.get(upstreamName);
+      if (listed === undefined) {
+        changed ||= before !== undefined;
+        listings.delete(name);
+        continue;
+      }
+      const description = `${listed.description ?? upstreamName} (via agentcap from upstream ${config.name})`;
+      if (before !== undefined && before.description === description && isDeepStrictEqual(before.inputSchema, listed.inputSchema)) continue;
+      changed = true;
+      listings.set(name, { description, inputSchema: listed.inputSchema, revision: (before?.revision ?? 0) + 1 });
+    }
+    return changed;
+  };
+  // The upstream announces changes to its list (when it advertises tools.listChanged); the client then lists its tools again.
+  const client = new Client(
+    { name: "agentcap-gateway", version: "0.1.0" },
+    {
+      listChanged: {
+        tools: {
+          onChanged: (error, offered) => {
+            if (error !== null || offered === null || !take(offered)) return;
+            for (const listener of [...listeners]) listener();
+          },
+        },
+      },
+    },
+  );
   await client.connect(transport);
   try {
-    const offered = new Map((await client.listTools()).tools.map((t) => [t.name, t]));
+    const offered = (await client.listTools()).tools;
+    take(offered);
     const tools: AnyTool[] = [];
-    const schemas = new Map<string, JsonSchema>();
     for (const [upstreamName, constraints] of Object.entries(config.tools)) {
-      const listed = offered.get(upstreamName);
-      if (listed === undefined) {
-        throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${[...offered.keys()].join(", ") || "no tools"}`);
+      if (!offered.some((t) => t.name === upstreamName)) {
+        throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${offered.map((t) => t.name).join(", ") || "no tools"}`);
       }
-      const exposed = `${config.name}${UPSTREAM_SEPARATOR}${upstreamName}`;
+      const exposed = exposedName(upstreamName);
+      // A tool the upstream stopped offering is refused before anything is authorized or sent.
+      const offeredNow = () => {
+        if (!listings.has(exposed)) throw new InvalidInput(`upstream ${config.name} no longer offers tool ${upstreamName}`);
+      };
       const tool = defineTool(
         {
           name: exposed,
-          description: `${listed.description ?? upstreamName} (via agentcap from upstream ${config.name})`,
+          description: listings.get(exposed)?.description ?? upstreamName,
           // The upstream validates the rest itself; the constrained arguments are checked in needs.
           input: z.looseObject({}),
-          needs: (input) => constrainArguments(exposed, constraints, input, config).needs,
+          needs: (input) => {
+            offeredNow();
+            return constrainArguments(exposed, constraints, input, config).needs;
+          },
         },
         async (input, cap, ctx): Promise<CallToolResult> => {
+          offeredNow();
           // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
           const { needs, args } = constrainArguments(exposed, constraints, input, config);
           const tenant = ctx.tenant === null ? {} : { tenant: ctx.tenant };
@@ -197,9 +252,17 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
         },
       );
       tools.push(tool);
-      schemas.set(exposed, listed.inputSchema);
     }
-    return { name: config.name, tools, schemas, close: () => client.close() };
+    return {
+      name: config.name,
+      tools,
+      listing: (name) => listings.get(name),
+      onChanged: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+      close: () => client.close(),
+    };
   } catch (e) {
     await client.close();
     throw e;

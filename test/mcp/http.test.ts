@@ -154,10 +154,10 @@ describe("bearer authentication", () => {
 });
 
 describe("tools over a session", () => {
-  it("advertises tools without listChanged: a session's tools never change while it lasts (revocation or expiry ends it)", async () => {
+  it("advertises tools with listChanged: it says when a session's tools change (see tools-changed.test.ts)", async () => {
     const { client } = await httpClient(http.url, gateway.issueToken("alice"));
     try {
-      expect(client.getServerCapabilities()?.tools).toEqual({ listChanged: false });
+      expect(client.getServerCapabilities()?.tools).toEqual({ listChanged: true });
     } finally {
       await client.close();
     }
