@@ -28,9 +28,9 @@ function toolResult(value: unknown): CallToolResult {
 export interface SessionServer {
   readonly mcp: McpServer;
   /** Stops watching the gateway's tools for the session; call it when the session ends. */
-  dispose(): void;
+  readonly dispose: () => void;
   /** Looks whether the session's tools changed, and tells its client if they did (for changes the session cannot see itself, such as a revocation). */
-  recheck(): void;
+  readonly recheck: () => void;
 }
 
 /*
