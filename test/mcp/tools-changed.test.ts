@@ -174,7 +174,8 @@ describe("a session's capability changes what it reaches", () => {
   });
 
   it("over stdio: a token that expires leaves no tool, and the client is told", async () => {
-    const token = attenuate(gateway.issueToken("alice"), { ...aliceGrant(), expiresAt: Date.now() + 2000 }, { publicKeys });
+    // Time for a loaded machine to start the process before the token expires (it would refuse to start then).
+    const token = attenuate(gateway.issueToken("alice"), { ...aliceGrant(), expiresAt: Date.now() + 8000 }, { publicKeys });
     const lists: string[][] = [];
     const client = new Client(
       { name: "stdio-watcher", version: "0" },
@@ -183,9 +184,9 @@ describe("a session's capability changes what it reaches", () => {
     await client.connect(new StdioClientTransport({ command: process.execPath, args: [path.resolve("bin/agentcap.js"), "serve", "--stdio", "--config", fixture.configFile, "--token", token], env: { PATH: process.env.PATH ?? "" }, stderr: "pipe" }));
     try {
       expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["read_file", "list_files"]);
-      await vi.waitFor(() => { expect(lists).toEqual([[]]); }, { timeout: 15_000 });
+      await vi.waitFor(() => { expect(lists).toEqual([[]]); }, { timeout: 20_000 });
     } finally {
       await client.close();
     }
-  });
+  }, 30_000);
 });
