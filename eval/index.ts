@@ -59,6 +59,8 @@ console.log(summaryTable(reports));
 for (const r of reports) {
   console.log(`\n${r.suite}: ${r.description}`);
   console.log(injectionTable(r));
+  const ran = (code: string) => Object.entries(r.toolCode).filter(([, c]) => c === code).map(([t]) => t);
+  console.log(`tools run sandboxed: ${ran("sandboxed").join(", ") || "none"}; in this process: ${[...ran("trusted"), ...ran("in process")].join(", ") || "none"}`);
   for (const [mode, m] of Object.entries(r.modes)) {
     if (m.failedUserTasks.length > 0) console.log(`user tasks not done without attack (${mode}): ${m.failedUserTasks.join(", ")}`);
   }

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { callerMessage, type Principal } from "agentcap";
+import { callerMessage, type AuditEvent, type Principal } from "agentcap";
 import type { LanguageModel } from "ai";
 import { createExecutor, createGovernor, openSession, type CallRecord, type RoutedTool, type TaskContext } from "agentcap/runtime";
 import { scriptedModel } from "agentcap/testing";
@@ -52,7 +52,12 @@ export interface RunResult {
   readonly injectedCalls: number;
   readonly refused: readonly Refusal[];
   readonly answer: string;
+  /** How each tool called in the run ran, as its audit events record it: "sandboxed", "trusted", or "in process" (an ordinary tool of the application). */
+  readonly toolCode: Readonly<Record<string, ToolRun>>;
 }
+
+/** Where a tool's handler ran. */
+export type ToolRun = "sandboxed" | "trusted" | "in process";
 
 /** A tool the application gives every task: asking the Governor for one more call, which the (worst-case) user approves whatever it is. */
 function requestAccessTool(ctx: TaskContext): RoutedTool {
@@ -128,7 +133,8 @@ export async function runOnce<E extends Environment>(
   } finally {
     session.close("the run is over");
   }
-  const denials = denialsOf(recorder.take());
+  const events = recorder.take();
+  const denials = denialsOf(events);
   // A real model's calls are not sorted into the user's and the injection's: every refused call counts.
   const injected = real === null ? log.calls.filter((c) => c.origin === "injection") : records.map((r) => ({ origin: "injection" as const, tool: r.tool, input: r.input, ok: r.verdict === "allowed", value: null }));
   return {
@@ -144,7 +150,15 @@ export async function runOnce<E extends Environment>(
     injectedCalls: injected.length,
     refused: refusals(injected, records, denials, policyRefusals),
     answer,
+    toolCode: toolRuns(events),
   };
+}
+
+/** How each tool that was called ran, from the dispatcher's events of the calls it allowed. */
+function toolRuns(events: readonly AuditEvent[]): Record<string, ToolRun> {
+  const runs: Record<string, ToolRun> = {};
+  for (const e of events) if (e.request.action === "tool.call" && e.decision.allowed && e.tool !== null) runs[e.tool] = e.toolCode ?? "in process";
+  return runs;
 }
 
 function userOf(env: Environment, task: { readonly id: string; readonly user?: string }): Principal {

@@ -1,5 +1,5 @@
 import { createRecorder, type Recorder } from "./recorder.ts";
-import { runOnce, type AgentModel, type Mode, type RunResult } from "./run.ts";
+import { runOnce, type AgentModel, type Mode, type RunResult, type ToolRun } from "./run.ts";
 import type { AttackClass, Environment, InjectionTask, Suite, UserTask } from "./types.ts";
 
 /*
@@ -40,6 +40,8 @@ export interface SuiteReport {
   readonly injectionTasks: number;
   /** By the capability the agent held: "agentcap" and "undefended" for the scripted worst case, "<mode> · <model>" for a real model. */
   readonly modes: Readonly<Record<string, ModeReport>>;
+  /** Every tool the agents called, by where its handler ran (the audit events' account). */
+  readonly toolCode: Readonly<Record<string, ToolRun>>;
   readonly runs: readonly RunResult[];
 }
 
@@ -101,6 +103,7 @@ export async function runSuite<E extends Environment>(suite: Suite<E>, options: 
     modes: Object.fromEntries(
       [...new Set(runs.map((r) => modeKey(r)))].map((key) => [key, summarize(runs.filter((r) => modeKey(r) === key), injectionTasks)]),
     ),
+    toolCode: Object.fromEntries(runs.flatMap((r) => Object.entries(r.toolCode)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
     runs,
   };
 }

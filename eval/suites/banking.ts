@@ -5,9 +5,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createMint, type AuditSink, type Grant, type Scalar } from "agentcap";
 import { createFileSystem } from "agentcap/fs";
-import { loadToolModule } from "agentcap/sandbox";
+import { loadBuiltinTools, loadToolModule } from "agentcap/sandbox";
 import { createSqlDatabase } from "agentcap/sql";
-import { createDispatcher, databaseTools } from "agentcap/tools";
+import { createDispatcher } from "agentcap/tools";
 import type { Environment, History, InjectionTask, Suite, TaskRequest, UserTask } from "../harness/types.ts";
 
 /*
@@ -86,9 +86,9 @@ async function build(audit: AuditSink): Promise<BankingEnv> {
   const files = createFileSystem({ baseDir: dir, audit });
   const db = createSqlDatabase({ sqlite, schema: SCHEMA, audit });
   const module = await loadToolModule(fileURLToPath(new URL("../tools/banking.ts", import.meta.url)), { endowments: { files, db, today: TODAY } });
-  // The bank's reporting tool: structured queries over every model, agentcap's built-in (not sandboxed: it is agentcap's own code).
-  const reporting = databaseTools(db, SCHEMA);
-  const dispatcher = createDispatcher({ tools: [...module.tools, reporting.query], audit });
+  // The bank's reporting tool: structured queries over every model, agentcap's built-in db_query, sandboxed as the gateway loads it.
+  const builtins = await loadBuiltinTools({ database: { db, schema: SCHEMA } });
+  const dispatcher = createDispatcher({ tools: [...module.tools, ...builtins.tools.filter((t) => t.name === "db_query")], audit });
   const ALL_TOOLS = ["read_file", "list_files", "get_balance", "list_transactions", "list_payees", "send_money", "add_payee", "update_profile", "db_query"];
   const mint = createMint({
     issuer: "bank-app",
@@ -174,6 +174,7 @@ async function build(audit: AuditSink): Promise<BankingEnv> {
     },
     close: async () => {
       await module.close();
+      await builtins.close();
       sqlite.close();
       rmSync(dir, { recursive: true, force: true });
     },
