@@ -127,6 +127,23 @@ describe.each(ENGINES)("row rules on $name", (engine) => {
       expect(h.executed()).toBe(0);
     });
 
+    it("refuses a create under a rule ordering a text field (the database's collation decides it), and still filters reads by it", async () => {
+      const { agent } = world({ field: "status", op: "gt", value: "o" });
+      // Both engines compare text by their own collation; "open" and "paid" sort after "o" in every one.
+      expect(ids(await db.read(agent, { model: O, fields: ["id"], orderBy: [{ field: "id" }] }))).toEqual([10, 11]);
+      h.clearCounts();
+      for (const status of ["zzz", "Open", "a"]) {
+        const err = await db.create(agent, { model: O, values: { customerId: 1, total: 1, status } }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(CapabilityDenied);
+        expect((err as Error).message).toMatch(/row rule ordering the text field status .* depends on the database's collation.* must use eq, ne, in, startsWith or contains/);
+      }
+      expect(h.executed()).toBe(0);
+      // An order comparison on a number is checked here, as before.
+      const { agent: numeric } = world({ field: "total", op: "gt", value: 5 });
+      await expect(db.create(numeric, { model: O, values: { customerId: 1, total: 6, status: "open" } })).resolves.toMatchObject({ count: 1 });
+      await expect(db.create(numeric, { model: O, values: { customerId: 1, total: 4, status: "open" } })).rejects.toThrow(/the new row is not one/);
+    });
+
     it("refuses, without SQL, a rule the schema cannot express", async () => {
       const { agent } = world({ field: "region", op: "eq", value: "eu" });
       const err = await db.read(agent, { model: O, fields: ["id"] }).catch((e: unknown) => e);
@@ -199,7 +216,10 @@ describe.each(ENGINES)("row rules on $name", (engine) => {
         expect((over as Error).message).toMatch(/at most 2 Customer rows, not 3/);
       }
       const before = await h.rows("customers");
-      await expect(db.delete(wider, { model: "Customer", where: {} })).rejects.toThrow(/at most 2/);
+      // The refusal names the limit that applied: the capability's maxRows, not the resource's maxWriteRows.
+      const tooMany = await db.delete(wider, { model: "Customer", where: {} }).catch((e: unknown) => e);
+      expect(tooMany).toMatchObject({ name: "LimitExceeded", limit: "maxRows" });
+      expect((tooMany as Error).message).toMatch(/would affect 4 rows; one call may change at most 2 \(the capability's maxRows\); nothing was changed/);
       expect(await h.rows("customers")).toEqual(before);
       await expect(db.delete(wider, { model: "Customer", where: { id: { in: [1, 2] } } })).resolves.toMatchObject({ count: 2 });
       const refused = authorize(root, { action: "db.read", model: "Customer", fields: ["id"], scope: { tenantId: 42 } });

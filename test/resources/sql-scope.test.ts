@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { createManualClock, createMint, narrow, narrowToRow, revocable, type Grant } from "../../src/index.ts";
+import { createManualClock, createMint, narrow, narrowToRow, revocable, type Capability, type Grant } from "../../src/index.ts";
 import { confinementOf } from "../../src/resources/sql/scope.ts";
 
 /* The row scope proposed for a query, read from the capability's chain (the kernel then checks every link). */
@@ -50,6 +50,22 @@ describe("row scope from the capability chain", () => {
       ],
     });
     expect(confinementOf(cap, "Customer", "read", []).scope.map((e) => e.value)).toEqual([1]);
+  });
+
+  it("chooses, among a link's rules, one that agrees with the query's own equality filters and the other links", () => {
+    const two = root({
+      db: [
+        { model: "Customer", ops: ["read"], scope: { tenantId: 1 } },
+        { model: "Customer", ops: ["read"], scope: { tenantId: 2 }, rows: { field: "vip", op: "eq", value: true } },
+      ],
+    });
+    const tenant = (cap: Capability, pins: [string, string | number | boolean][]) => confinementOf(cap, "Customer", "read", [], new Map(pins)).scope.map((e) => e.value);
+    expect(tenant(two, [["tenantId", 2]])).toEqual([2]);
+    expect(confinementOf(two, "Customer", "read", [], new Map([["tenantId", 2]])).rows.map((e) => e.rule)).toEqual([{ field: "vip", op: "eq", value: true }]);
+    // A filter that rules out a rule's rows rules out the rule; none fits, so the first is proposed for the kernel to deny.
+    expect(tenant(two, [["tenantId", 2], ["vip", false]])).toEqual([1]);
+    // A later link keeping only the second rule makes the first link's choice the second too.
+    expect(tenant(narrow(two, { db: [{ model: "Customer", ops: ["read"], scope: { tenantId: 2 } }] }), [])).toEqual([2]);
   });
 
   it("reaches only the fields every link's rule grants", () => {

@@ -17,7 +17,7 @@ import {
 } from "../../kernel/index.js";
 import { audited, auditOption, jsonBytes, type Access } from "../audited.js";
 import { compileShape, type CompiledShape } from "./compile.js";
-import type { DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
+import type { ChangeLimit, DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
 import { postgresEngine } from "./postgres.js";
 import {
   parseAggregate,
@@ -34,9 +34,9 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
-import { confinementOf, fieldUse, type RowBudget, type RowEntry } from "./scope.js";
+import { choiceFields, confinementOf, fieldUse, type RowBudget, type RowEntry } from "./scope.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
-import { ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
+import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { createCursors } from "./cursors.js";
 import { sqliteEngine } from "./sqlite.js";
@@ -185,6 +185,8 @@ interface Plan {
   readonly constants: readonly Scalar[];
   /** The most rows a read without a limit may return, or an update or delete change: the resource's limit or the chain's maxRows, whichever is less. */
   readonly maxRows: number;
+  /** That bound as an update's or delete's limit, naming which of the two sets it. */
+  readonly changeLimit: ChangeLimit;
   readonly scopeIndex: ReadonlyMap<Field, number>;
   /** Fields a read returns. */
   readonly select: readonly Field[];
@@ -300,7 +302,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const trusted = trustedMintsOption(options, "createSqlDatabase");
   const hashKey = keyOf(options, "hashKey");
   const cursors = createCursors(keyOf(options, "cursorKey"));
-  const plans = new WeakMap<object, Map<string, Plan>>();
+  // Per capability: plans by key, and by "model|op" the fields that choose between a link's rules.
+  const plans = new WeakMap<object, Map<string, Plan | readonly string[]>>();
   const statements = new Map<string, Prepared>();
 
   /** Refuses a call the capability confines in a way this resource cannot honour, or that its row rules forbid: recorded, and thrown as the denial. */
@@ -311,9 +314,9 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   };
 
   const makePlan = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
-    if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
     const { model } = q;
-    const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named));
+    const pins = new Map((q.op === "create" ? q.writes : q.pins).map(([f, v]) => [f.name, v] as const));
+    const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named), pins);
     const entries = confinement.scope
       .map((entry) => {
         const field = model.byName.get(entry.field);
@@ -341,6 +344,22 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         return refuse(access, cap, q, entry, "db.rows", `confines ${model.name} by a row rule that cannot be enforced: ${e.message}`, `confines ${model.name} by a row rule that cannot be enforced`);
       }
     });
+    if (q.op === "create") {
+      confinement.rows.forEach((entry, i) => {
+        const text = orderedText(rules[i] as RuleNode);
+        if (text !== null) {
+          refuse(
+            access,
+            cap,
+            q,
+            entry,
+            "db.rows",
+            `confines ${model.name} by a row rule ordering the text field ${text.name} (<, <=, >, >=), which depends on the database's collation, so a new row cannot be checked against it; to let creates through, its rules on text must use eq, ne, in, startsWith or contains`,
+            `confines ${model.name} by a row rule ordering the text field ${text.name}, which a create cannot be checked against`,
+          );
+        }
+      });
+    }
     if (q.op === "update") {
       // The rows an update leaves must satisfy the rules too; changing a field a rule names could move them out, so it is refused.
       confinement.rows.forEach((entry, i) => {
@@ -371,6 +390,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const resourceMax = q.op === "read" ? limits.maxRows : limits.maxWriteRows;
     // The limit the request names for links with maxRows: the caller's own, a create's one row, or the chain's.
     const limit = chainMax === null ? undefined : q.op === "read" && q.limitGiven ? q.limit : q.op === "create" ? 1 : chainMax;
+    const changeLimit: ChangeLimit = chainMax !== null && chainMax < resourceMax ? { max: chainMax, name: "maxRows" } : { max: resourceMax, name: q.op === "read" ? "maxRows" : "maxWriteRows" };
     const request: DbRequest = Object.freeze({
       action: `db.${q.op}` as const,
       model: model.name,
@@ -385,7 +405,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       scopeValues,
       rules,
       ruleLinks: confinement.rows,
-      maxRows: chainMax === null ? resourceMax : Math.min(chainMax, resourceMax),
+      maxRows: changeLimit.max,
+      changeLimit,
       constants: q.op === "create" ? scopeValues : [...scopeValues, ...rules.flatMap((r) => ruleValues(r))],
       scopeIndex: new Map(scope.map((f, i) => [f, i])),
       select,
@@ -397,13 +418,32 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     };
   };
 
+  /**
+   * A plan is remembered by the query's shape and, where a link grants the
+   * model by several rules, by the values its filters (a create: its values)
+   * pin on the fields that choose between them.
+   */
+  const planKey = (cap: Capability, perCap: Map<string, Plan | readonly string[]>, q: ParsedQuery): string => {
+    const choiceKey = `\0choice|${q.model.name}|${q.op}`;
+    let fields = perCap.get(choiceKey) as readonly string[] | undefined;
+    if (fields === undefined) perCap.set(choiceKey, (fields = choiceFields(cap.lineage, q.model.name, q.op)));
+    if (fields.length === 0) return q.key;
+    const pins = q.op === "create" ? q.writes : q.pins;
+    return `${q.key}|${JSON.stringify(fields.map((name) => pins.find(([f]) => f.name === name)?.[1]))}`;
+  };
+
   const planFor = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
     let perCap = plans.get(cap);
-    const known = perCap?.get(q.key);
+    if (perCap === undefined) {
+      // Nothing of a look-alike is read, its lineage included.
+      if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
+      plans.set(cap, (perCap = new Map<string, Plan | readonly string[]>()));
+    }
+    const key = planKey(cap, perCap, q);
+    const known = perCap.get(key) as Plan | undefined;
     if (known !== undefined) return known;
     const plan = makePlan(access, cap, q);
-    if (perCap === undefined) plans.set(cap, (perCap = new Map<string, Plan>()));
-    if (perCap.size < MAX_PLANS_PER_CAPABILITY) perCap.set(q.key, plan);
+    if (perCap.size < MAX_PLANS_PER_CAPABILITY) perCap.set(key, plan);
     return plan;
   };
 
@@ -520,7 +560,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         const q = parse();
         const { plan, prepared, params } = admit(access, cap, q);
         await access.proceed();
-        const outcome = prepared.statement.write(params, q.op === "create" ? null : plan.maxRows);
+        const outcome = prepared.statement.write(params, q.op === "create" ? null : plan.changeLimit);
         return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
       },
       jsonBytes,

@@ -18,16 +18,28 @@ export interface WriteOutcome {
   readonly rows: DriverRow[];
 }
 
+/** The most rows one write may change, and the limit that sets it: the resource's maxWriteRows, or a db rule's maxRows when that is lower. */
+export interface ChangeLimit {
+  readonly max: number;
+  readonly name: "maxWriteRows" | "maxRows";
+}
+
+/** The typed error for a write that would change more rows than its limit; the engine has rolled it back. */
+export function tooMany(count: number, limit: ChangeLimit): LimitExceeded {
+  const source = limit.name === "maxRows" ? "the capability's maxRows" : "maxWriteRows";
+  return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${limit.max} (${source}); nothing was changed`, limit.name);
+}
+
 /** One prepared statement, reused for every call of its shape. */
 export interface Statement {
   /** Runs a SELECT and returns its rows. */
   read(params: readonly unknown[]): DriverRow[] | Promise<DriverRow[]>;
   /**
-   * Runs an INSERT, UPDATE or DELETE. With `maxChanges`, it runs in a
+   * Runs an INSERT, UPDATE or DELETE. With `limit`, it runs in a
    * transaction that is rolled back, and LimitExceeded thrown, when more rows
    * than that would change.
    */
-  write(params: readonly unknown[], maxChanges: number | null): WriteOutcome | Promise<WriteOutcome>;
+  write(params: readonly unknown[], limit: ChangeLimit | null): WriteOutcome | Promise<WriteOutcome>;
 }
 
 /** A database the resource can run compiled statements on. */

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
-import { LimitExceeded, type Scalar } from "../../kernel/index.js";
-import { refused, timedOut, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import type { Scalar } from "../../kernel/index.js";
+import { refused, timedOut, tooMany, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 import { defined } from "../../kernel/internal.js";
 
 /*
@@ -41,10 +41,6 @@ function mapped(e: unknown, timeoutMs: number | null): unknown {
   return e;
 }
 
-function tooMany(count: number, max: number): LimitExceeded {
-  return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
-}
-
 /**
  * An engine over a node-postgres pool. The pool stays the application's: the
  * engine never ends it. With `timeoutMs`, every statement runs in a
@@ -55,8 +51,8 @@ function tooMany(count: number, max: number): LimitExceeded {
 export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
   const named = new Set<string>();
 
-  /** Runs `config` in a transaction, under the time limit if there is one; `max`: the most rows it may change, or null. */
-  const transaction = async (config: QueryConfig, max: number | null): Promise<WriteOutcome> => {
+  /** Runs `config` in a transaction, under the time limit if there is one; `limit`: the most rows it may change, or null. */
+  const transaction = async (config: QueryConfig, limit: ChangeLimit | null): Promise<WriteOutcome> => {
     const client = await pool.connect();
     // A connection whose ROLLBACK failed is in an unknown state: it is destroyed rather than returned to the pool.
     let broken: Error | undefined;
@@ -66,7 +62,7 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
         if (timeoutMs !== null) await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
         const result = await client.query<DriverRow>(config);
         const count = result.rowCount ?? 0;
-        if (max !== null && count > max) throw tooMany(count, max);
+        if (limit !== null && count > limit.max) throw tooMany(count, limit);
         await client.query("COMMIT");
         return { count, rows: result.rows };
       } catch (e) {
@@ -98,9 +94,9 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
             throw mapped(e, timeoutMs);
           }
         },
-        write: async (params: readonly unknown[], maxChanges: number | null): Promise<WriteOutcome> => {
+        write: async (params: readonly unknown[], limit: ChangeLimit | null): Promise<WriteOutcome> => {
           try {
-            if (maxChanges !== null || timeoutMs !== null) return await transaction(config(params), maxChanges);
+            if (limit !== null || timeoutMs !== null) return await transaction(config(params), limit);
             const result = await pool.query<DriverRow>(config(params));
             return { count: result.rowCount ?? 0, rows: result.rows };
           } catch (e) {

@@ -57,6 +57,24 @@ export function ruleFields(node: RuleNode, out: Set<Field> = new Set()): Set<Fie
   return out;
 }
 
+const ORDER_OPS: ReadonlySet<string> = new Set(["lt", "lte", "gt", "gte"]);
+
+/**
+ * A text field the rule compares by order (<, <=, >, >=), or null. Text is
+ * ordered by the database's collation (Postgres: the column's or the
+ * database's locale; SQLite: the column's collating function), which a check
+ * made here cannot know, so a new row cannot be checked against such a rule.
+ */
+export function orderedText(node: RuleNode): Field | null {
+  if (node.kind === "compare") return node.condition.field.type === "text" && ORDER_OPS.has(node.condition.op) ? node.condition.field : null;
+  if (node.kind === "not") return orderedText(node.child);
+  for (const c of node.children) {
+    const found = orderedText(c);
+    if (found !== null) return found;
+  }
+  return null;
+}
+
 function compare(op: Condition["op"], value: Scalar, wanted: readonly Scalar[]): boolean {
   const [w] = wanted;
   if (op === "isNull") return value === null;

@@ -1,5 +1,5 @@
 import type { Capability, DbOp, DbRule, FieldView, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
-import { actionKey, meetActions, ruleKey, viewOfKey } from "../../kernel/internal.js";
+import { actionKey, meetActions, ruleChildren, ruleKey, viewOfKey } from "../../kernel/internal.js";
 
 /*
  * The row scope a query is confined to, read from the capability's chain.
@@ -87,34 +87,132 @@ const covers = (rule: DbRule, fields: readonly string[]) => {
   return fields.every((f) => (granted === undefined || granted.includes(f)) && (actions === undefined || !Object.hasOwn(actions, f) || actions[f] !== "deny"));
 };
 
-const consistent = (rule: DbRule, scope: ReadonlyMap<string, ScopeEntry>) =>
+/** Whether `rule` pins no field to a value other than `scope`'s. */
+const agrees = (rule: DbRule, scope: ReadonlyMap<string, Scalar>) =>
   scopeOf(rule).every(([k, v]) => {
     const pinned = scope.get(k);
-    return pinned === undefined || pinned.value === v;
+    return pinned === undefined || pinned === v;
   });
 
 /**
- * The confinement of a query on `model` with operation `op` naming `fields`.
- * Where one link grants the model by several rules, the first that allows the
- * fields and agrees with the scope gathered so far is used: a query runs in
- * one row scope, never in the union of several.
+ * Whether a row whose fields `pins` holds satisfies `rule`: null when the
+ * pinned values do not decide it. Text is ordered by the database's
+ * collation, so an order comparison on text decides nothing here.
  */
-export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[]): Confinement {
-  return confinementOfLineage(cap.lineage, model, op, fields);
+function verdict(rule: RowRule, pins: ReadonlyMap<string, Scalar>): boolean | null {
+  const children = ruleChildren(rule);
+  if (children === null) {
+    const { field, op, value } = rule as Extract<RowRule, { field: string }>;
+    if (!pins.has(field)) return null;
+    const v = pins.get(field) as Scalar;
+    if (op === "eq") return v === value;
+    if (op === "ne") return value === null ? v !== null : v !== null && v !== value;
+    if (op === "in") return v !== null && (value as readonly Scalar[]).includes(v);
+    if (typeof v !== "number" || typeof value !== "number") return null;
+    return op === "lt" ? v < value : op === "lte" ? v <= value : op === "gt" ? v > value : op === "gte" ? v >= value : null;
+  }
+  const results = children.map((c) => verdict(c, pins));
+  if (Object.hasOwn(rule, "not")) return results[0] === null || results[0] === undefined ? null : !results[0];
+  const any = Object.hasOwn(rule, "any");
+  if (results.includes(any)) return any;
+  return results.includes(null) ? null : !any;
+}
+
+/** How many rule combinations the choice below tries before settling for the first rule of each link. */
+const MAX_CHOICES = 4096;
+
+/**
+ * One rule per link granting `model` and `op`, chosen so that the query
+ * runs in the scope of rules that all allow it: each covers the fields,
+ * pins no field to a value other than the query's own equality filters
+ * (`pins`) or another chosen rule, and has a row rule those filters do not
+ * rule out. Rules that cost the query no rows (no row rule, or one its
+ * filters already satisfy) are preferred, then earlier rules. When no combination
+ * fits, the first rule covering the fields (or the first) of each link is
+ * taken, and the kernel's denial names what does not fit.
+ */
+function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonly string[], pins: ReadonlyMap<string, Scalar>): (DbRule | undefined)[] {
+  const rank = (rule: DbRule) => {
+    const rows = own(rule, "rows");
+    const holds = rows === undefined ? true : verdict(rows, pins);
+    return holds === true ? 0 : holds === null ? 1 : 2;
+  };
+  const ranked = candidates.map((rules) => rules.map((rule) => ({ rule, rank: rank(rule) })).filter((r) => r.rank < 2).sort((a, b) => a.rank - b.rank).map((r) => r.rule));
+  const chosen: DbRule[] = [];
+  let steps = 0;
+  const search = (i: number, scope: ReadonlyMap<string, Scalar>): boolean => {
+    if (i === ranked.length) return true;
+    for (const rule of ranked[i] as readonly DbRule[]) {
+      if (++steps > MAX_CHOICES) return false;
+      if (!covers(rule, fields) || !agrees(rule, scope)) continue;
+      const next = new Map(scope);
+      for (const [k, v] of scopeOf(rule)) next.set(k, v);
+      chosen[i] = rule;
+      if (search(i + 1, next)) return true;
+    }
+    return false;
+  };
+  if (search(0, pins)) return chosen;
+  return candidates.map((rules) => rules.find((r) => covers(r, fields)) ?? rules[0]);
+}
+
+/**
+ * The confinement of a query on `model` with operation `op` naming `fields`
+ * and pinning fields to values by its equality filters (a create: by the
+ * values it writes). Where a link grants the model by several rules, one is
+ * chosen for it (see chooseRules): a query runs in the scope of the rules
+ * that allow it, never in the union of several.
+ */
+export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[], pins: ReadonlyMap<string, Scalar> = new Map()): Confinement {
+  return confinementOfLineage(cap.lineage, model, op, fields, pins);
+}
+
+/** The rules of `link` that grant `op` on `model`. */
+const rulesOf = (link: LinkSummary, model: string, op: DbOp) => ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
+
+/**
+ * The fields whose pinned values can change which rule a query on `model`
+ * is confined by: those some link with several rules for it names in a
+ * scope or row rule. Empty (the common case) when every link has one rule.
+ */
+export function choiceFields(lineage: readonly LinkSummary[], model: string, op: DbOp): string[] {
+  const out = new Set<string>();
+  for (const link of lineage) {
+    const rules = rulesOf(link, model, op);
+    if (rules.length < 2) continue;
+    for (const rule of rules) {
+      for (const [k] of scopeOf(rule)) out.add(k);
+      const rows = own(rule, "rows");
+      if (rows !== undefined) ruleFieldNames(rows, out);
+    }
+  }
+  return [...out].sort();
+}
+
+function ruleFieldNames(rule: RowRule, out: Set<string>): void {
+  const children = ruleChildren(rule);
+  if (children === null) out.add((rule as { field: string }).field);
+  else for (const c of children) ruleFieldNames(c, out);
 }
 
 /** The same, from a lineage given as data: for code that sees a capability's links but holds no capability, such as a tool's needs. */
-export function confinementOfLineage(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[]): Confinement {
+export function confinementOfLineage(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[], pins: ReadonlyMap<string, Scalar> = new Map()): Confinement {
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
   const actions = new Map<string, string>();
   const rows = new Map<string, RowEntry>();
   let maxRows: number | null = null;
   const rowBudgets: RowBudget[] = [];
-  lineage.forEach((link, index) => {
-    const rules = ((link.grant === null ? undefined : own(link.grant, "db")) ?? []).filter((r) => r.model === model && r.ops.includes(op));
-    const rule = rules.find((r) => covers(r, fields) && consistent(r, scope)) ?? rules.find((r) => covers(r, fields)) ?? rules[0];
-    if (rule === undefined) return; // This link grants nothing here; the kernel will say so.
+  // Links that grant nothing here are left out of the choice; the kernel will deny them.
+  const granting = lineage.map((link, index) => ({ link, index, rules: rulesOf(link, model, op) })).filter((l) => l.rules.length > 0);
+  const chosen = chooseRules(
+    granting.map((l) => l.rules),
+    fields,
+    pins,
+  );
+  granting.forEach(({ link, index }, at) => {
+    const rule = chosen[at];
+    if (rule === undefined) return;
     for (const [field, value] of scopeOf(rule)) {
       if (!scope.has(field)) scope.set(field, { field, value, link: index, linkId: link.id });
     }

@@ -1,7 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
-import { LimitExceeded } from "../../kernel/index.js";
 import { sqliteDeadline } from "./sqlite-deadline.js";
-import { refused, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import { refused, tooMany, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 
 /*
  * The embedded engine: better-sqlite3, synchronous. Each compiled shape
@@ -33,10 +32,6 @@ function mapped<T>(fn: () => T): T {
   }
 }
 
-function tooMany(count: number, max: number): LimitExceeded {
-  return new LimitExceeded(`the change would affect ${count} rows; one call may change at most ${max} (maxWriteRows); nothing was changed`, "maxWriteRows");
-}
-
 /**
  * An engine over an open better-sqlite3 database. SQLite has no boolean type,
  * so booleans are stored as 1 and 0. With `timeoutMs`, every statement runs
@@ -52,9 +47,9 @@ export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | nul
     return { count: stmt.run(...params).changes, rows: [] };
   };
   // Rolled back by better-sqlite3 when the check throws.
-  const bounded = db.transaction((stmt: Prepared, params: readonly unknown[], max: number): WriteOutcome => {
+  const bounded = db.transaction((stmt: Prepared, params: readonly unknown[], limit: ChangeLimit): WriteOutcome => {
     const outcome = execute(stmt, params);
-    if (outcome.count > max) throw tooMany(outcome.count, max);
+    if (outcome.count > limit.max) throw tooMany(outcome.count, limit);
     return outcome;
   });
 
@@ -71,13 +66,13 @@ export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | nul
               return row === undefined ? [] : [row];
             }
           : (params: readonly unknown[]) => stmt.all(...params),
-        write: (params: readonly unknown[], maxChanges: number | null) =>
-          mapped(() => (maxChanges === null ? execute(stmt, params) : bounded(stmt, params, maxChanges))),
+        write: (params: readonly unknown[], limit: ChangeLimit | null) =>
+          mapped(() => (limit === null ? execute(stmt, params) : bounded(stmt, params, limit))),
       };
       if (deadline === null) return Object.freeze(statement);
       return Object.freeze({
         read: (params: readonly unknown[]) => deadline.run(() => statement.read(params) as DriverRow[]),
-        write: (params: readonly unknown[], maxChanges: number | null) => deadline.run(() => statement.write(params, maxChanges) as WriteOutcome),
+        write: (params: readonly unknown[], limit: ChangeLimit | null) => deadline.run(() => statement.write(params, limit) as WriteOutcome),
       });
     },
     encoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v === true ? 1 : 0) : null),
