@@ -5,7 +5,7 @@
  * --database-url a Postgres schema. verify-proof needs no log at all, only
  * the proof and the public key.
  */
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import {
   DEFAULT_POSTGRES_SCHEMA,
@@ -30,6 +30,7 @@ import {
   type AuditStore,
 } from "../audit/index.js";
 import { InvalidInput, type Action } from "../kernel/index.js";
+import { appendOutputFile, readInputFile, writeOutputFile } from "./files.js";
 import { parseTimeArgument } from "./time-argument.js";
 import { defined } from "../kernel/internal.js";
 
@@ -89,11 +90,7 @@ function time(value: string): number {
 
 /** A file's text, or InvalidInput naming the option and the file. */
 function readText(path: string, option: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (e) {
-    throw new InvalidInput(`${option}: cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  return readInputFile(path, `${option} file`);
 }
 
 /** A verifier key given as itself or as a file holding it. */
@@ -188,7 +185,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
       await withStore(opts, async (store) => {
         const proof = `${JSON.stringify(await store.prove(id, { checkpoints: notes, ...defined({ verifierKey: opts.publicKey }) }), null, 2)}\n`;
         if (opts.out === undefined) io.out(proof);
-        else writeFileSync(opts.out, proof);
+        else writeOutputFile(opts.out, proof, "--out");
       });
     });
 
@@ -210,9 +207,9 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
           out === undefined
             ? io.out
             : (text: string) => {
-                appendFileSync(out, text);
+                appendOutputFile(out, text, "--out");
               };
-        if (out !== undefined) writeFileSync(out, "", { flag: "wx" });
+        if (out !== undefined) writeOutputFile(out, "", "--out", { flag: "wx" });
         let batch = "";
         for await (const line of store.exportEntries({ checkpoints, ...defined({ since: opts.since, until: opts.until, verifierKey: opts.publicKey }) })) {
           batch += `${JSON.stringify(line)}\n`;
@@ -273,7 +270,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .action((opts: { name: string; out: string }) => {
       if (existsSync(opts.out)) throw new InvalidInput(`--out: ${opts.out} exists; agentcap never overwrites a signing key`);
       const pair = generateCheckpointKey(opts.name);
-      writeFileSync(opts.out, `${pair.signerKey}\n`, { mode: 0o600, flag: "wx" });
+      writeOutputFile(opts.out, `${pair.signerKey}\n`, "--out", { mode: 0o600, flag: "wx" });
       io.out(`${pair.verifierKey}\n`);
     });
 

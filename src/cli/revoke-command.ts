@@ -6,13 +6,13 @@
  * store refuses what is revoked from its next decision.
  */
 import { userInfo } from "node:os";
-import { dirname } from "node:path";
-import { mkdirSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import { createMint, InvalidInput, REVOCATION_TARGETS } from "../kernel/index.js";
 import { loadGatewayConfig } from "../mcp/index.js";
 import { openAudit, openTokenStore } from "../mcp/internal.js";
 import { openPostgresTokenStore, openSqliteTokenStore, type ReinstateTarget, type RevocationTarget, type TokenStore } from "../token/index.js";
+import { printable } from "../audit/internal.js";
+import { makeParentDirectory } from "./files.js";
 
 /** Where the commands write; the default is the process's standard output. */
 export interface RevokeCommandIo {
@@ -65,7 +65,7 @@ async function openStores(o: StoreOptions): Promise<{ readonly store: TokenStore
     return { store, audited: false, close: () => store.close() };
   }
   const path = o.store ?? DEFAULT_STORE;
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") makeParentDirectory(path, "the token store");
   const store = openSqliteTokenStore(path);
   return { store, audited: false, close: () => store.close() };
 }
@@ -83,7 +83,7 @@ function withStoreOptions(cmd: Command): Command {
 }
 
 /** Registers `revoke` and `reinstate` on `program`. */
-export function registerRevokeCommand(program: Command, io: RevokeCommandIo = { out: (line) => process.stdout.write(`${line}\n`) }): void {
+export function registerRevokeCommand(program: Command, io: RevokeCommandIo = { out: (line) => process.stdout.write(`${printable(line)}\n`) }): void {
   withStoreOptions(
     program
       .command("revoke")

@@ -3,8 +3,6 @@
  * tokens from the command line. Files hold JSON: a key file from keygen, a
  * public key set `{ "<key id>": "ed25519/<hex>" }`, grants, requests.
  */
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
 import { printable } from "../audit/internal.js";
 import { check, createManualClock, InvalidInput, systemClock, type Clock, type Grant, type LinkConditions, type Request } from "../kernel/index.js";
@@ -21,6 +19,7 @@ import {
   type BlockData,
   type TokenStore,
 } from "../token/index.js";
+import { makeParentDirectory, readInputFile, writeOutputFile } from "./files.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface TokenCommandIo {
@@ -37,14 +36,11 @@ const defaultIo: TokenCommandIo = {
 };
 
 const DEFAULT_STORE = ".agentcap/tokens.db";
+/** Far above the 256 KiB a token may be, so a longer one is refused by the token's own check, and a device that never ends is not read for ever. */
+const MAX_TOKEN_FILE_BYTES = 1024 * 1024;
 
 function readJson(path: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new InvalidInput(`cannot read ${what} file ${path}: ${(e as Error).message}`);
-  }
+  const text = readInputFile(path, `${what} file`);
   try {
     return JSON.parse(text) as unknown;
   } catch {
@@ -55,11 +51,7 @@ function readJson(path: string, what: string): unknown {
 /** A token given literally, or as @file (the file's content, trimmed); InvalidInput for a file that cannot be read. */
 export function tokenArg(value: string): string {
   if (!value.startsWith("@")) return value.trim();
-  try {
-    return readFileSync(value.slice(1), "utf8").trim();
-  } catch (e) {
-    throw new InvalidInput(`cannot read the token file ${value.slice(1)}: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  return readInputFile(value.slice(1), "the token file", MAX_TOKEN_FILE_BYTES).trim();
 }
 
 function keyFile(path: string): { keyId: number; privateKey: string } {
@@ -77,7 +69,7 @@ function publicKeys(path: string): Readonly<Record<string, string>> {
 async function openStore(options: { store?: string; databaseUrl?: string }): Promise<TokenStore> {
   if (options.databaseUrl !== undefined) return openPostgresTokenStore({ connectionString: options.databaseUrl });
   const path = options.store ?? DEFAULT_STORE;
-  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  if (path !== ":memory:") makeParentDirectory(path, "the token store");
   return openSqliteTokenStore(path);
 }
 
@@ -143,7 +135,7 @@ export function registerTokenCommand(program: Command, io: TokenCommandIo = defa
     .option("--key-id <n>", "root key id written into tokens (for rotation)", integer, 1)
     .action((opts: { out: string; keyId: number }) => {
       const pair = generateKeyPair();
-      writeFileSync(opts.out, `${JSON.stringify({ keyId: opts.keyId, privateKey: pair.privateKey, publicKey: pair.publicKey }, null, 2)}\n`, { mode: 0o600 });
+      writeOutputFile(opts.out, `${JSON.stringify({ keyId: opts.keyId, privateKey: pair.privateKey, publicKey: pair.publicKey }, null, 2)}\n`, "--out", { mode: 0o600 });
       io.out(JSON.stringify({ [opts.keyId]: pair.publicKey }, null, 2));
     });
 

@@ -11,6 +11,7 @@ export { argumentsHash } from "./arguments-hash.js";
 export type { ApprovalStamp, Approver } from "./node.js";
 export { isLinkSummary, RESERVED_LABELS } from "./node.js";
 export { monotonicClock } from "./clock.js";
+export { readBoundedText } from "./bounded-file.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";
 export { actionKey, actionPermits, meetActions, viewOfKey } from "./field-actions.js";

@@ -5,12 +5,11 @@
  * in the policy's grants) are resolved against the file's folder, so
  * a configuration means the same thing from any working directory.
  */
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { InvalidInput, parseGrant, type Grant } from "../kernel/index.js";
-import { defined, originProblem } from "../kernel/internal.js";
+import { defined, originProblem, readBoundedText } from "../kernel/internal.js";
 import { parseHost } from "./http-hosts.js";
 
 const nonEmpty = z.string().min(1, "must not be empty");
@@ -526,10 +525,14 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
   };
 }
 
+/** The largest JSON configuration file read: far beyond any real one, and bounded, since the path may name a device that never ends. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
 /**
- * Loads and validates the configuration at `file`: JSON, or a `.ts`/`.js`
- * module whose default export is the configuration object. Throws
- * InvalidInput when the file cannot be read or parsed, or a field is bad.
+ * Loads and validates the configuration at `file`: JSON (at most
+ * MAX_CONFIG_BYTES), or a `.ts`/`.js` module whose default export is the
+ * configuration object. Throws InvalidInput when the file cannot be read
+ * or parsed, or a field is bad.
  */
 export async function loadGatewayConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<GatewayConfig> {
   const absolute = path.resolve(file);
@@ -541,12 +544,7 @@ export async function loadGatewayConfig(file: string, env: NodeJS.ProcessEnv = p
       throw new InvalidInput(`cannot load gateway config module ${absolute}: ${e instanceof Error ? e.message : String(e)}`);
     }
   } else {
-    let text: string;
-    try {
-      text = readFileSync(absolute, "utf8");
-    } catch (e) {
-      throw new InvalidInput(`cannot read gateway config ${absolute}: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    const text = readBoundedText(absolute, MAX_CONFIG_BYTES, "gateway config");
     try {
       value = JSON.parse(text) as unknown;
     } catch (e) {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
-import { AgentcapError, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
+import { AgentcapError, ForeignFailure, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
 import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { LeaseBook, type LeasePlan } from "./lease-book.js";
 import { createSchema, IDENTIFIER } from "./postgres-schema.js";
@@ -156,9 +156,21 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     await client.connect();
     return client;
   };
-  let writer = await connect();
-  let leaser = await connect();
-  let listener: pg.Client | null = await connect("listener");
+  // A server that cannot be reached, or a URL that names none, is the caller's to fix: say which store could not open.
+  const opening: pg.Client[] = [];
+  const openingFailed = async (e: unknown): Promise<never> => {
+    await Promise.all(opening.map((c) => c.end().catch(() => undefined)));
+    if (e instanceof AgentcapError) throw e;
+    throw new ForeignFailure(`cannot open the Postgres token store in schema ${schema}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  };
+  const connectOpening = (role?: string) =>
+    connect(role).then((c) => {
+      opening.push(c);
+      return c;
+    }, openingFailed);
+  let writer = await connectOpening();
+  let leaser = await connectOpening();
+  let listener: pg.Client | null = await connectOpening("listener");
 
   const book = new RevocationBook();
   const audit = options.audit ?? null;
@@ -178,7 +190,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     void done.finally(() => pending.delete(done));
   };
 
-  const id = await createSchema(writer, schema, randomUUID());
+  const id = await createSchema(writer, schema, randomUUID()).catch(openingFailed);
 
   // Writes after opening go one at a time (pg warns about overlapping queries on one client).
   let writes: Promise<unknown> = Promise.resolve();

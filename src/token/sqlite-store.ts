@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
-import { InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
+import { ForeignFailure, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
 import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
 import { bookAnswers, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
@@ -73,12 +73,20 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
   const watchInterval = options.watchIntervalMs ?? 50;
   if (!Number.isInteger(watchInterval) || watchInterval < 1) throw new InvalidInput("watchIntervalMs must be a whole number of milliseconds, at least 1");
   const Driver = requireOptional("better-sqlite3", "the SQLite token store") as typeof Database;
-  const db = new Driver(path);
-  db.pragma("journal_mode = WAL");
-  db.pragma("busy_timeout = 5000");
-  db.exec(SCHEMA);
-  db.prepare("INSERT OR IGNORE INTO agentcap_store (name, value) VALUES ('id', ?)").run(randomUUID());
-  const id = db.prepare<[], string>("SELECT value FROM agentcap_store WHERE name = 'id'").pluck().get() as string;
+  // A path that cannot hold a database (a directory, a file of something else, a read-only place) is the caller's to fix: say which.
+  let db: Database.Database | null = null;
+  let id: string;
+  try {
+    db = new Driver(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("busy_timeout = 5000");
+    db.exec(SCHEMA);
+    db.prepare("INSERT OR IGNORE INTO agentcap_store (name, value) VALUES ('id', ?)").run(randomUUID());
+    id = db.prepare<[], string>("SELECT value FROM agentcap_store WHERE name = 'id'").pluck().get() as string;
+  } catch (e) {
+    db?.close();
+    throw new ForeignFailure(`cannot open the SQLite token store ${JSON.stringify(path)}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
 
   const selectRevoked = db.prepare<[], RevokedRow>("SELECT kind, id, reason, revoked_at, reinstated_at, expires_at FROM agentcap_revoked");
   const upsertRevoked = db.prepare(

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { DEFAULT_HTTP_LIMITS, DEFAULT_SESSION_LIMITS, loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { DEFAULT_HTTP_LIMITS, DEFAULT_SESSION_LIMITS, loadGatewayConfig, MAX_CONFIG_BYTES, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway } from "../../src/mcp/gateway.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { makeFixture } from "./support.ts";
@@ -143,6 +143,11 @@ describe("gateway configuration", () => {
       await expect(loadGatewayConfig(path.join(f.dir, "missing.json"))).rejects.toThrow(/cannot read gateway config .*missing\.json/);
       writeFileSync(path.join(f.dir, "bad.json"), "{ nope");
       await expect(loadGatewayConfig(path.join(f.dir, "bad.json"))).rejects.toThrow(/bad\.json is not valid JSON/);
+      // Bounded: a file past MAX_CONFIG_BYTES, a device that never ends, a directory.
+      writeFileSync(path.join(f.dir, "huge.json"), " ".repeat(MAX_CONFIG_BYTES + 1));
+      await expect(loadGatewayConfig(path.join(f.dir, "huge.json"))).rejects.toThrow(new RegExp(`huge\\.json" is larger than ${MAX_CONFIG_BYTES} bytes`));
+      await expect(loadGatewayConfig("/dev/zero")).rejects.toThrow(/"\/dev\/zero" is larger than/);
+      await expect(loadGatewayConfig(f.dir)).rejects.toThrow(InvalidInput);
       writeFileSync(path.join(f.dir, "agentcap.config.ts"), `export default ${JSON.stringify({ ...base, issuer: "from-ts" })};\n`);
       expect((await loadGatewayConfig(path.join(f.dir, "agentcap.config.ts"))).issuer).toBe("from-ts");
     } finally {
