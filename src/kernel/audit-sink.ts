@@ -14,6 +14,13 @@ export interface AuditSubject {
   /** From the nearest link labelled by its caretaker, if any. */
   readonly sessionId: string | null;
   readonly taskId: string | null;
+  /**
+   * On events of resources that report one (the database): SHA-256 of the
+   * policy that decided, the chain's grants and conditions and the
+   * resource's own configuration, without ids or times of issue, so events
+   * decided under the same policy share it and a changed policy shows.
+   */
+  readonly policyHash?: string;
 }
 
 /** How an invocation ended. `resultBytes` is the size of what was returned, never its content. */

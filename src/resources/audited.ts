@@ -15,6 +15,7 @@ import {
   type AuditIntent,
   type AuditOutcome,
   type AuditSink,
+  type AuditSubject,
   type Capability,
   type Decision,
   type Denied,
@@ -100,11 +101,13 @@ class Recorder implements Access {
   readonly #sink: AuditSink;
   readonly #cap: Capability;
   readonly #at: number;
+  readonly #subject: () => AuditSubject;
 
-  constructor(sink: AuditSink, cap: Capability, at: number) {
+  constructor(sink: AuditSink, cap: Capability, at: number, subject: () => AuditSubject) {
     this.#sink = sink;
     this.#cap = cap;
     this.#at = at;
+    this.#subject = subject;
   }
 
   about(request: Request): void {
@@ -130,7 +133,7 @@ class Recorder implements Access {
       tool: toolOf(this.#cap),
       request,
       decision,
-      subject: auditSubject(this.#cap),
+      subject: this.#subject(),
     });
     try {
       await this.#sink.intend(intent);
@@ -250,20 +253,37 @@ export function ownSettings<T>(options: T): T {
  * rejects with AuditFailure. If it cannot record the completion or the whole
  * event, the promise rejects with AuditFailure (the sink's error as its
  * cause) and the result, or the access's own error, is withheld.
+ *
+ * With `policyHash`, every event's subject carries the hash it gives for
+ * the capability (the policy that decided).
  */
-export function audited<T>(sink: AuditSink | undefined, cap: Capability, act: (access: Access) => T | Promise<T>, size: (result: T) => number | null): Promise<T> {
+export function audited<T>(
+  sink: AuditSink | undefined,
+  cap: Capability,
+  act: (access: Access) => T | Promise<T>,
+  size: (result: T) => number | null,
+  policyHash?: (cap: Capability) => string,
+): Promise<T> {
   if (sink === undefined || !isCapability(cap)) {
     return new Promise<T>((resolve) => {
       resolve(act(new Unaudited(cap)));
     });
   }
-  return record(sink, cap, act, size);
+  return record(sink, cap, act, size, policyHash);
 }
 
-async function record<T>(sink: AuditSink, cap: Capability, act: (access: Access) => T | Promise<T>, size: (result: T) => number | null): Promise<T> {
+async function record<T>(
+  sink: AuditSink,
+  cap: Capability,
+  act: (access: Access) => T | Promise<T>,
+  size: (result: T) => number | null,
+  policyHash: ((cap: Capability) => string) | undefined,
+): Promise<T> {
   const at = clockTime(cap);
   const started = performance.now();
-  const recorder = new Recorder(sink, cap, at);
+  // The event's subject, with the policy's hash when the resource reports one.
+  const subject = (): AuditSubject => (policyHash === undefined ? auditSubject(cap) : { ...auditSubject(cap), policyHash: policyHash(cap) });
+  const recorder = new Recorder(sink, cap, at, subject);
   let outcome: AuditOutcome;
   let result: { readonly value: T } | null = null;
   let thrown: unknown;
@@ -298,7 +318,7 @@ async function record<T>(sink: AuditSink, cap: Capability, act: (access: Access)
         request: decided.request,
         decision: decided.decision,
         outcome,
-        subject: auditSubject(cap),
+        subject: subject(),
       });
       try {
         await sink.write(event);

@@ -39,6 +39,7 @@ import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { createCursors } from "./cursors.js";
+import { policyHasher } from "./policy-hash.js";
 import { sqliteEngine } from "./sqlite.js";
 import { authorizeTrusted, checkTrusted, defined, describeRule, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
 
@@ -302,6 +303,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const trusted = trustedMintsOption(options, "createSqlDatabase");
   const hashKey = keyOf(options, "hashKey");
   const cursors = createCursors(keyOf(options, "cursorKey"));
+  const policyHash = policyHasher({ schema: options.schema, limits });
   // Per capability: plans by key, and by "model|op" the fields that choose between a link's rules.
   const plans = new WeakMap<object, Map<string, Plan | readonly string[]>>();
   const statements = new Map<string, Prepared>();
@@ -564,6 +566,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
       },
       jsonBytes,
+      policyHash,
     );
 
   const read = (cap: DbCapability<"read">, query: ReadQuery) =>
@@ -578,6 +581,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
       },
       jsonBytes,
+      policyHash,
     );
 
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
@@ -610,6 +614,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
           return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
         },
         jsonBytes,
+        policyHash,
       ),
     create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
     update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
