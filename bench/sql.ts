@@ -62,6 +62,7 @@ export async function runSqlBench(): Promise<void> {
   const rows = [
     await measureAsync("confined read, tenant capability (depth 1)", () => resource.read(tenant, query), ITER),
     await measureAsync("confined read, narrowed to the row (depth 2)", () => resource.read(customer, query), ITER),
+    measure("confined readSync, narrowed to the row (depth 2)", () => resource.readSync(customer, query), ITER),
     measure("  of which: kernel check of the db.read request (depth 2)", () => check(customer, request), ITER),
     await measureAsync("  an awaited raw statement (the async interface)", () => Promise.resolve(raw.get(7, 7)), ITER),
   ];

@@ -119,6 +119,14 @@ export interface AuditSink {
   complete(completion: AuditCompletion): void | Promise<void>;
   /** Records an invocation that did not act, whole; must not resolve before it is durable. */
   write(event: AuditEvent): void | Promise<void>;
+  /**
+   * True for a sink whose three methods finish their work (durable as
+   * above) before they return, and return nothing: resources then offer
+   * their synchronous methods (a SQLite `readSync`) audited by it, with no
+   * promise per call. A method of such a sink that returns a promise anyway
+   * fails its access closed.
+   */
+  readonly synchronous?: boolean;
 }
 
 /** Whether `value` has the three methods of an AuditSink. */

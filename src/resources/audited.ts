@@ -55,6 +55,12 @@ export interface Access {
    * the capability died meanwhile; then the resource must not act.
    */
   proceed(): Promise<void>;
+  /**
+   * `proceed` for an access that runs synchronously (see `auditedSync`):
+   * returns once the intent is recorded by the synchronous sink and the
+   * capability is still live, and throws as `proceed` rejects.
+   */
+  proceedSync(): void;
 }
 
 /** Throws the denial if `cap` was revoked or expired; reported to `access`. */
@@ -85,9 +91,13 @@ class Unaudited implements Access {
 
   proceed(): Promise<void> {
     return new Promise((resolve) => {
-      stillLive(this, this.#cap, this.#request);
+      this.proceedSync();
       resolve();
     });
+  }
+
+  proceedSync(): void {
+    stillLive(this, this.#cap, this.#request);
   }
 }
 
@@ -122,11 +132,32 @@ class Recorder implements Access {
   }
 
   async proceed(): Promise<void> {
+    const intent = this.intentToRecord();
+    try {
+      await this.#sink.intend(intent);
+    } catch (e) {
+      throw intentFailure(intent, e);
+    }
+    this.recorded(intent);
+  }
+
+  proceedSync(): void {
+    const intent = this.intentToRecord();
+    try {
+      synchronously(this.#sink.intend(intent));
+    } catch (e) {
+      throw intentFailure(intent, e);
+    }
+    this.recorded(intent);
+  }
+
+  /** The intent of the one allowed decision; refuses to act on anything else. */
+  private intentToRecord(): AuditIntent {
     const [request, decision] = [this.subject, this.allowed];
     if (this.intent !== null || request === null || decision === null || this.denial !== null) {
       throw new AuditFailure("a resource asked to act without one allowed decision to record; it was refused");
     }
-    const intent: AuditIntent = Object.freeze({
+    return Object.freeze({
       id: randomUUID(),
       at: this.#at,
       kind: "resource",
@@ -135,13 +166,12 @@ class Recorder implements Access {
       decision,
       subject: this.#subject(),
     });
-    try {
-      await this.#sink.intend(intent);
-    } catch (e) {
-      throw new AuditFailure(`the audit sink could not record the intent of the ${describe(request)}, so it was not done: ${message(e)}`, { cause: e });
-    }
+  }
+
+  /** Once the intent is recorded: the resource may act, unless the capability died while it was written. */
+  private recorded(intent: AuditIntent): void {
     this.intent = intent;
-    stillLive(this, this.#cap, request);
+    stillLive(this, this.#cap, intent.request);
   }
 
   /** The denial recorded after the intent, if any: it completes the intent. */
@@ -165,6 +195,21 @@ class Recorder implements Access {
 }
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function intentFailure(intent: AuditIntent, e: unknown): AuditFailure {
+  return new AuditFailure(`the audit sink could not record the intent of the ${describe(intent.request)}, so it was not done: ${message(e)}`, { cause: e });
+}
+
+/**
+ * Checks that a synchronous sink's call finished its work: one that returns
+ * a promise after all may not have recorded anything yet, so the access
+ * fails closed (the promise's own outcome is let go, never left unhandled).
+ */
+function synchronously(returned: void | Promise<void>): void {
+  if (returned === undefined) return;
+  Promise.resolve(returned).catch(() => undefined);
+  throw new AuditFailure("the audit sink says it is synchronous but returned a promise, so nothing is known to be recorded");
+}
 
 /** The tool whose call a capability was made for, from its caretaker's label. */
 function toolOf(cap: Capability): string | null {
@@ -272,6 +317,100 @@ export function audited<T>(
   return record(sink, cap, act, size, policyHash);
 }
 
+/** The subject of `cap`'s events, with the policy's hash when the resource reports one. */
+function subjectOf(cap: Capability, policyHash: ((cap: Capability) => string) | undefined): () => AuditSubject {
+  return () => (policyHash === undefined ? auditSubject(cap) : { ...auditSubject(cap), policyHash: policyHash(cap) });
+}
+
+/**
+ * One audited access from start to end: what `act` returned or threw, and
+ * writing what is left once it ended (the completion of its intent, or one
+ * whole event; nothing when the kernel decided nothing).
+ */
+class Run<T> {
+  readonly at: number;
+  readonly started = performance.now();
+  readonly recorder: Recorder;
+  #result: { readonly value: T } | null = null;
+  #thrown: unknown;
+  #outcome: AuditOutcome | null = null;
+
+  constructor(
+    private readonly sink: AuditSink,
+    private readonly cap: Capability,
+    private readonly size: (result: T) => number | null,
+    private readonly subject: () => AuditSubject,
+  ) {
+    this.at = clockTime(cap);
+    this.recorder = new Recorder(sink, cap, this.at, subject);
+  }
+
+  ended(value: T): void {
+    this.#result = { value };
+    this.#outcome = { ok: true, resultBytes: this.size(value) };
+  }
+
+  failed(e: unknown): void {
+    this.#thrown = e;
+    this.#outcome = failureOutcome(e);
+  }
+
+  /** Writes what is left; a sink's failure to is AuditFailure. `sync`: the sink's call must have finished its work on return. */
+  close(sync: boolean): void | Promise<void> {
+    const thrown = this.#thrown;
+    // The intent's own failure to be recorded is the error; there is nothing more to write.
+    if (thrown instanceof AuditFailure && this.recorder.intent === null) throw thrown;
+    const closing = this.closing(this.#outcome as AuditOutcome, thrown);
+    if (closing === null) return;
+    try {
+      const pending = closing.write();
+      if (sync) {
+        synchronously(pending);
+        return;
+      }
+      return pending === undefined ? undefined : Promise.resolve(pending).catch((e: unknown) => Promise.reject(closing.failure(e)));
+    } catch (e) {
+      throw closing.failure(e);
+    }
+  }
+
+  /** The result, or what `act` threw. */
+  result(): T {
+    if (this.#result === null) throw this.#thrown;
+    return this.#result.value;
+  }
+
+  private closing(outcome: AuditOutcome, thrown: unknown): { write(): void | Promise<void>; failure(e: unknown): AuditFailure } | null {
+    const intent = this.recorder.intent;
+    if (intent !== null) {
+      const denial = this.recorder.laterDenial();
+      const completion: AuditCompletion = Object.freeze({ id: intent.id, durationMs: performance.now() - this.started, outcome, ...(denial === null ? {} : { denial }) });
+      return {
+        write: () => this.sink.complete(completion),
+        failure: (e) =>
+          new AuditFailure(`the ${describe(intent.request)} was done and its intent recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`, { cause: e }),
+      };
+    }
+    const decided = this.recorder.outcomeOf(thrown);
+    if (decided === null) return null;
+    const event: AuditEvent = Object.freeze({
+      id: randomUUID(),
+      at: this.at,
+      durationMs: performance.now() - this.started,
+      kind: "resource",
+      tool: toolOf(this.cap),
+      request: decided.request,
+      decision: decided.decision,
+      outcome,
+      subject: this.subject(),
+    });
+    return {
+      write: () => this.sink.write(event),
+      failure: (e) => new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e }),
+    };
+  }
+}
+
 async function record<T>(
   sink: AuditSink,
   cap: Capability,
@@ -279,56 +418,43 @@ async function record<T>(
   size: (result: T) => number | null,
   policyHash: ((cap: Capability) => string) | undefined,
 ): Promise<T> {
-  const at = clockTime(cap);
-  const started = performance.now();
-  // The event's subject, with the policy's hash when the resource reports one.
-  const subject = (): AuditSubject => (policyHash === undefined ? auditSubject(cap) : { ...auditSubject(cap), policyHash: policyHash(cap) });
-  const recorder = new Recorder(sink, cap, at, subject);
-  let outcome: AuditOutcome;
-  let result: { readonly value: T } | null = null;
-  let thrown: unknown;
+  const run = new Run(sink, cap, size, subjectOf(cap, policyHash));
   try {
-    const value = await act(recorder);
-    result = { value };
-    outcome = { ok: true, resultBytes: size(value) };
+    run.ended(await act(run.recorder));
   } catch (e) {
-    thrown = e;
-    outcome = failureOutcome(e);
+    run.failed(e);
   }
-  // The intent's own failure to be recorded is the error; there is nothing more to write.
-  if (thrown instanceof AuditFailure && recorder.intent === null) throw thrown;
-  const intent = recorder.intent;
-  if (intent !== null) {
-    const denial = recorder.laterDenial();
-    const completion: AuditCompletion = Object.freeze({ id: intent.id, durationMs: performance.now() - started, outcome, ...(denial === null ? {} : { denial }) });
-    try {
-      await sink.complete(completion);
-    } catch (e) {
-      throw new AuditFailure(`the ${describe(intent.request)} was done and its intent recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
-    }
-  } else {
-    const decided = recorder.outcomeOf(thrown);
-    if (decided !== null) {
-      const event: AuditEvent = Object.freeze({
-        id: randomUUID(),
-        at,
-        durationMs: performance.now() - started,
-        kind: "resource",
-        tool: toolOf(cap),
-        request: decided.request,
-        decision: decided.decision,
-        outcome,
-        subject: subject(),
-      });
-      try {
-        await sink.write(event);
-      } catch (e) {
-        throw new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
-      }
-    }
+  await run.close(false);
+  return run.result();
+}
+
+/**
+ * `audited` for an access that runs synchronously start to end (a SQLite
+ * read): `act` calls `proceedSync`, and the result or error is returned or
+ * thrown, with no promise made. With a sink, the sink must declare itself
+ * `synchronous` (InvalidInput otherwise, before anything is decided); it is
+ * used exactly as `audited` uses a sink (`policyHash` too), and a call of it
+ * that returns a promise anyway fails the access closed with AuditFailure.
+ */
+export function auditedSync<T>(
+  sink: AuditSink | undefined,
+  cap: Capability,
+  act: (access: Access) => T,
+  size: (result: T) => number | null,
+  policyHash?: (cap: Capability) => string,
+): T {
+  if (sink === undefined || !isCapability(cap)) return act(new Unaudited(cap));
+  if (sink.synchronous !== true) {
+    throw new InvalidInput("this resource's audit sink is asynchronous, so it cannot record a synchronous call; use the asynchronous method, or a sink that declares synchronous: true");
   }
-  if (result === null) throw thrown;
-  return result.value;
+  const run = new Run(sink, cap, size, subjectOf(cap, policyHash));
+  try {
+    run.ended(act(run.recorder));
+  } catch (e) {
+    run.failed(e);
+  }
+  void run.close(true);
+  return run.result();
 }
 
 function withheld(outcome: AuditOutcome): string {

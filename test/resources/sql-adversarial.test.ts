@@ -48,9 +48,14 @@ function world() {
 }
 type World = ReturnType<typeof world>;
 
-/** Untyped entry points: the attempts send what a model might, not what the types allow. */
-const api = (db: SqlDatabase) => ({
-  read: (cap: Capability, q: unknown) => db.read(cap as DbCapability<"read">, q as ReadQuery),
+/** Untyped entry points: the attempts send what a model might, not what the types allow. `sync`: reads go through readSync. */
+const api = (db: SqlDatabase, sync = false) => ({
+  read: (cap: Capability, q: unknown) =>
+    sync
+      ? new Promise((resolve) => {
+          resolve(db.readSync(cap as DbCapability<"read">, q as ReadQuery));
+        })
+      : db.read(cap as DbCapability<"read">, q as ReadQuery),
   create: (cap: Capability, q: unknown) => db.create(cap as DbCapability<"create">, q as CreateQuery),
   update: (cap: Capability, q: unknown) => db.update(cap as DbCapability<"update">, q as UpdateQuery),
   delete: (cap: Capability, q: unknown) => db.delete(cap as DbCapability<"delete">, q as DeleteQuery),
@@ -162,11 +167,14 @@ describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
   describe.skipIf(engine.skipReason !== null)(engine.skipReason ?? "each is refused with its typed error, and runs no SQL", () => {
     let h: Harness;
     let db: Api;
+    let syncDb: Api;
 
     beforeAll(async () => {
       h = await engine.open();
       await h.reset();
-      db = api(createSqlDatabase({ schema: SCHEMA, ...h.connection, limits: { maxRows: 5 } }));
+      const resource = createSqlDatabase({ schema: SCHEMA, ...h.connection, limits: { maxRows: 5 } });
+      db = api(resource);
+      syncDb = api(resource, true);
     });
     afterAll(async () => {
       await h.close();
@@ -196,13 +204,13 @@ describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
       }
     });
 
-    it.each(ATTEMPTS)("$name", async (attempt) => {
+    const refused = async (through: Api, attempt: Attempt) => {
       const w = world();
       const tables = async () => [await h.rows("customers"), await h.rows("orders"), await h.rows("tasks")];
       const before = await tables();
-      await attempt.before?.(db, w);
+      await attempt.before?.(through, w);
       h.clearCounts();
-      const err = await attempt.run(db, w).then(
+      const err = await attempt.run(through, w).then(
         () => null,
         (e: unknown) => e,
       );
@@ -210,7 +218,12 @@ describe.each(ENGINES)("SQL bypass attempts on $name", (engine) => {
       expect(err).toBeInstanceOf(attempt.error);
       expect((err as Error).message).toMatch(attempt.message);
       expect(await tables()).toEqual(before);
-    });
+    };
+
+    it.each(ATTEMPTS)("$name", (attempt) => refused(db, attempt));
+
+    // SQLite reads also run synchronously; every attempt is refused the same way through readSync.
+    it.skipIf(engine.name !== "sqlite").each(ATTEMPTS)("$name, reads through readSync", (attempt) => refused(syncDb, attempt));
 
     it("property: a denied call runs no SQL, and no call changes a row outside the grant", async () => {
       const w = world();

@@ -15,7 +15,7 @@ import {
   type FieldView,
   type Scalar,
 } from "../../kernel/index.js";
-import { audited, auditOption, jsonBytes, type Access } from "../audited.js";
+import { audited, auditedSync, auditOption, jsonBytes, type Access } from "../audited.js";
 import { compileShape, type CompiledShape } from "./compile.js";
 import type { ChangeLimit, DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
 import { postgresEngine } from "./postgres.js";
@@ -156,6 +156,13 @@ export interface SqlDatabase {
    * unique field for pages that do not shift as rows change.
    */
   page(cap: DbCapability<"read">, query: PageQuery): Promise<Page>;
+  /**
+   * `read`, returning the rows (or throwing) with no promise made: the same
+   * checks, decisions and limits, the same audit events. SQLite only, and
+   * only with no audit sink or a synchronous one (see AuditSink.synchronous);
+   * InvalidInput otherwise.
+   */
+  readSync(cap: DbCapability<"read">, query: ReadQuery): Row[];
   /** Counts, sums, averages, least and greatest values over the rows in scope, by group; a read of every field it names. */
   aggregate(cap: DbCapability<"read">, query: AggregateQuery): Promise<Row[]>;
   /** Inserts one row inside the capability's row scope. */
@@ -601,6 +608,21 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       delete rest.cursor;
       const rows = await read(cap, rest as unknown as ReadQuery);
       return { rows, next: rows.length === limit ? cursors.sign(cap.id, q, offset + rows.length) : null };
+    },
+    readSync: (cap: DbCapability<"read">, query: ReadQuery): Row[] => {
+      if (!engine.synchronous) throw new InvalidInput("readSync needs a SQLite database, whose statements run synchronously; use read");
+      return auditedSync(
+        sink,
+        cap,
+        (access) => {
+          const q = parseRead(schema, query, limits);
+          const { plan, prepared, params } = admit(access, cap, q);
+          access.proceedSync();
+          return finishRead(access, cap, q, plan, prepared, prepared.statement.read(params) as DriverRow[]);
+        },
+        jsonBytes,
+        policyHash,
+      );
     },
     aggregate: (cap: DbCapability<"read">, query: AggregateQuery) =>
       audited(

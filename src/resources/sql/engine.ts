@@ -45,6 +45,8 @@ export interface Statement {
 /** A database the resource can run compiled statements on. */
 export interface Engine {
   readonly dialect: Dialect;
+  /** Whether statements run synchronously (their read and write never return a promise), so the resource can offer `readSync`. */
+  readonly synchronous: boolean;
   /**
    * A condition every compiled WHERE clause includes, evaluated by the
    * engine for each row it examines, or null. SQLite uses it to stop a

@@ -78,6 +78,7 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
 
   const engine: Engine = {
     dialect: "postgres",
+    synchronous: false,
     guard: null,
     prepare(sql: string): Statement {
       // Named by the text's hash, so a shape prepared again (after the resource's cache let it go) reuses its name.

@@ -55,6 +55,7 @@ export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | nul
 
   const engine: Engine = {
     dialect: "sqlite",
+    synchronous: true,
     guard: deadline?.guard ?? null,
     prepare(sql: string, singleRow: boolean): Statement {
       const stmt: Prepared = db.prepare<unknown[], DriverRow>(sql);
