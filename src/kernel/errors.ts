@@ -11,6 +11,7 @@ export type AgentcapErrorCode =
   | DenialCode
   | "ERR_INVALID_INPUT"
   | "ERR_NOT_A_CAPABILITY"
+  | "ERR_GRANT_SCHEMA_MISMATCH"
   | "ERR_INVALID_TOKEN"
   | "ERR_INSUFFICIENT_SCOPE"
   | "ERR_LIMIT_EXCEEDED"
@@ -108,7 +109,18 @@ export function isDenial(error: unknown): error is DenialError {
 
 /** A grant, request, principal, option or argument is malformed; the message names the field. */
 export class InvalidInput extends AgentcapError {
-  override readonly code: "ERR_INVALID_INPUT" | "ERR_NOT_A_CAPABILITY" = "ERR_INVALID_INPUT";
+  override readonly code: "ERR_INVALID_INPUT" | "ERR_NOT_A_CAPABILITY" | "ERR_GRANT_SCHEMA_MISMATCH" = "ERR_INVALID_INPUT";
+}
+
+/** Grants name models or fields a database's schema does not have; `problems` lists every one, each naming where it is. */
+export class GrantSchemaMismatch extends InvalidInput {
+  override readonly code = "ERR_GRANT_SCHEMA_MISMATCH";
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`the grants do not fit the database's schema (${problems.length} problem${problems.length === 1 ? "" : "s"}): ${problems.join("; ")}`);
+    this.problems = Object.freeze([...problems]);
+  }
 }
 
 /** Something that is not a capability made by this kernel was passed where a capability is required. */

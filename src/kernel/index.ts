@@ -16,6 +16,7 @@ export {
   Expired,
   FileSystemError,
   ForeignFailure,
+  GrantSchemaMismatch,
   HttpRequestFailed,
   InsufficientScope,
   InvalidInput,

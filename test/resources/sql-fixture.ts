@@ -81,6 +81,8 @@ export interface Harness {
   readonly connection: SqlConnection;
   /** Puts the fixture rows back. */
   reset(): Promise<void>;
+  /** Runs SQL of the test's own directly (to add tables). */
+  exec(sql: string): Promise<void>;
   /** Every row of a table, read directly, ordered by id. */
   rows(table: keyof Tables): Promise<Record<string, unknown>[]>;
   /** Statements run (SQLite) or connections checked out (Postgres) since the last `clearCounts`. */
@@ -151,6 +153,10 @@ const sqliteFixture: EngineFixture = {
     return {
       connection: { sqlite: database },
       reset: () => fill(db, booleans),
+      exec: (text) => {
+        database.exec(text);
+        return Promise.resolve();
+      },
       rows: (table) => db.selectFrom(table).selectAll().orderBy("id").execute(),
       executed: () => executed,
       prepared: () => prepare.mock.calls.length,
@@ -181,6 +187,9 @@ const postgresFixture: EngineFixture = {
     return {
       connection: { postgres: pool },
       reset: () => fill(db, (v) => v),
+      exec: async (text) => {
+        await pool.query(text);
+      },
       rows: (table) => db.selectFrom(table).selectAll().orderBy("id").execute(),
       // Every statement, pooled or in a transaction, first checks a connection out of the pool.
       executed: () => connect.mock.calls.length,

@@ -13,6 +13,7 @@ import {
   type DbRequest,
   type Denied,
   type FieldView,
+  type Grant,
   type Scalar,
 } from "../../kernel/index.js";
 import { audited, auditedSync, auditOption, jsonBytes, type Access } from "../audited.js";
@@ -39,6 +40,7 @@ import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { createCursors } from "./cursors.js";
+import { checkParsedGrants } from "./grant-check.js";
 import { policyHasher } from "./policy-hash.js";
 import { sqliteEngine } from "./sqlite.js";
 import { authorizeTrusted, checkTrusted, defined, describeRule, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
@@ -112,6 +114,12 @@ export type SqlDatabaseOptions = SqlConnection & {
    * hashKey.
    */
   readonly cursorKey?: Uint8Array;
+  /**
+   * Grants this database will serve (the mint's roots, say), checked against
+   * the schema when it is created: GrantSchemaMismatch lists every unknown
+   * model or field and every scope the schema cannot enforce.
+   */
+  readonly grants?: readonly Grant[];
   /**
    * The mints whose roots this resource accepts (their `Mint.id`s). A
    * capability another mint issued is denied at its first decision, before
@@ -303,6 +311,7 @@ function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> 
  */
 export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const schema = parseSchema((Object.hasOwn(options, "schema") ? options.schema : undefined) as SchemaSpec);
+  checkParsedGrants(schema, (Object.hasOwn(options, "grants") ? options.grants : undefined) ?? []);
   const limits = limitsOf(Object.hasOwn(options, "limits") ? options.limits : undefined);
   const engine = engineOf(options, limits.statementTimeoutMs ?? null);
   const rowsRead = new RowsReadLedger();

@@ -4,6 +4,11 @@
  * SQLite (better-sqlite3) or PostgreSQL (pg), loaded only when used.
  */
 export { createSqlDatabase } from "./database.js";
+/** Grants checked against the schema before use: GrantSchemaMismatch lists every unknown model or field and every scope it cannot enforce. */
+export { checkGrants, schemaCheckedPolicy } from "./grant-check.js";
+/** The schema read from the live database (SQLite, Postgres); what it cannot express is listed as skipped, never guessed. */
+export { introspectSchema } from "./introspect.js";
+export type { IntrospectedSchema, Skipped } from "./introspect.js";
 export type { DbCapability, Page, PageQuery, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
 export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
 export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
