@@ -7,6 +7,7 @@ import {
   conditionsOf,
   hashOf,
   makeNode,
+  NO_CONDITIONS,
   NO_LABELS,
   parseLabels,
   RESERVED_LABELS,
@@ -216,7 +217,7 @@ export function caretaker<R>(cap: Capability<R>, labels: Readonly<Record<string,
 }
 
 function forwarder<R>(node: Node, labels: Readonly<Record<string, string>>): Revocable<R> {
-  const child = makeNode(node, null, Object.freeze({}), node.mint, node.clock, true, labels);
+  const child = makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, true, labels);
   const cell = child.cell as RevocationCell;
   return Object.freeze({
     capability: wrap<R>(child),
@@ -324,7 +325,7 @@ export function assertAuthorized(cap: Capability, request: Request, options?: Us
  */
 export function shadow<R>(cap: Capability<R>, grant: Grant): Capability<R> {
   const node = nodeOf(cap);
-  return wrap(makeNode(node, null, Object.freeze({}), node.mint, node.clock, false, NO_LABELS, { shadow: parseGrant(grant) }));
+  return wrap(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, false, NO_LABELS, { shadow: parseGrant(grant) }));
 }
 
 /**

@@ -232,6 +232,9 @@ export const RESERVED_LABELS: readonly string[] = Object.freeze(["session", "tas
 
 export const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 
+/** The conditions of a link that adds none (a forwarder, a shadow link): one shared, frozen value. */
+export const NO_CONDITIONS: LinkConditions = Object.freeze({});
+
 export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
   const data = snapshotPlainData(labels, "labels");
   if (typeof data !== "object" || data === null || Array.isArray(data)) throw new InvalidInput("labels must be an object of strings");

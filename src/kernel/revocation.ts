@@ -7,7 +7,8 @@ import { Revoked } from "./errors.js";
 export class RevocationCell {
   #revoked = false;
   #reason = "";
-  readonly #watchers = new Set<(reason: string) => void>();
+  /** Made on the first watch: most cells (a tool call's lease) are never watched. */
+  #watchers: Set<(reason: string) => void> | null = null;
 
   get revoked(): boolean {
     return this.#revoked;
@@ -21,13 +22,15 @@ export class RevocationCell {
     if (this.#revoked) return;
     this.#revoked = true;
     this.#reason = reason;
-    for (const watcher of [...this.#watchers]) watcher(reason);
-    this.#watchers.clear();
+    const watchers = this.#watchers;
+    this.#watchers = null;
+    if (watchers !== null) for (const watcher of [...watchers]) watcher(reason);
   }
 
   watch(watcher: (reason: string) => void): () => void {
-    this.#watchers.add(watcher);
-    return () => this.#watchers.delete(watcher);
+    const watchers = (this.#watchers ??= new Set());
+    watchers.add(watcher);
+    return () => watchers.delete(watcher);
   }
 }
 

@@ -244,7 +244,11 @@ export function requestKey(r: CheckedRequest): string {
   }
 }
 
+/** What a link without conditions compiles to (most links: forwarders, a tool call's narrowing): one shared, frozen value. */
+const NO_CONDITIONS: CompiledConditions = Object.freeze({ expiresAt: null, maxUses: null, budgetCalls: null, budgetCost: null, tenants: null, rates: null });
+
 export function compileConditions(c: LinkConditions): CompiledConditions {
+  if (Object.keys(c).length === 0) return NO_CONDITIONS;
   const budget = own(c, "budget");
   const tenants = own(c, "tenants");
   return Object.freeze({
