@@ -103,3 +103,6 @@ export type { ApprovalRecord, ApprovalStage, AuditCompletion, AuditEvent, AuditI
  */
 export { createApprovals, MAX_APPROVED_SECONDS } from "./approvals.js";
 export type { ApprovalAsk, ApprovalRequirement, Approvals, ApprovalsOptions, ApprovalStatus, ApprovalView } from "./approvals.js";
+/** Where approval requests are kept: in this process by default; every change is made against the version it read, so processes can share a store. */
+export { isApprovalStore, memoryApprovalStore } from "./approval-store.js";
+export type { ApprovalEntry, ApprovalStore } from "./approval-store.js";

@@ -26,3 +26,7 @@ export { openSqliteTokenStore } from "./sqlite-store.js";
 export type { SqliteStoreOptions } from "./sqlite-store.js";
 export { openPostgresTokenStore } from "./postgres-store.js";
 export type { PostgresStoreOptions } from "./postgres-store.js";
+/** Approval requests kept in the token store's database (SQLite file or Postgres schema), shared by every process that opens it. */
+export { openSqliteApprovalStore } from "./approval-sqlite.js";
+export { openPostgresApprovalStore } from "./approval-postgres.js";
+export type { PostgresApprovalStoreOptions } from "./approval-postgres.js";

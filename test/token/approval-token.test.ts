@@ -24,8 +24,8 @@ describe("approvals and tokens", () => {
       expect(check(cap, { action: "tool.call", tool: "pay" }, { args: {} }).allowed).toBe(true);
       return (() => toToken(cap))();
     });
-    for (let i = 0; i < 100 && approvals.list().length === 0; i++) await new Promise((r) => setTimeout(r, 1));
-    await approvals.approve((approvals.list()[0] as { id: string }).id, bob);
+    for (let i = 0; i < 100 && (await approvals.list()).length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    await approvals.approve(((await approvals.list())[0] as { id: string }).id, bob);
     const error = await flow.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(InvalidInput);
     expect((error as Error).message).toMatch(/approved capability is bound to one call/);

@@ -70,7 +70,7 @@ function world(grant: Grant = APPROVED_TOOLS, options: { waitSeconds?: number; g
     call: (input, cap = alice) => dispatcher.call("transfer", input, cap),
     pending: async (n = 1) => {
       for (let i = 0; i < 200; i++) {
-        const list = approvals.list();
+        const list = await approvals.list();
         if (list.length >= n) return (list[0] as { id: string }).id;
         await new Promise((r) => setTimeout(r, 1));
       }
@@ -86,7 +86,7 @@ describe("approval bound to the exact call", () => {
     const w = world();
     const running = w.call({ to: "mallory", amount: "100" });
     const id = await w.pending();
-    const view = w.approvals.show(id);
+    const view = await w.approvals.show(id);
     expect(view).toMatchObject({
       status: "pending",
       tool: "transfer",
@@ -99,10 +99,10 @@ describe("approval bound to the exact call", () => {
     expect(view.argsHash).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(view)).not.toMatch(/hunter|token/i);
     await w.approvals.approve(id, w.bob);
-    expect(w.approvals.show(id).status).toBe("pending");
+    expect((await w.approvals.show(id)).status).toBe("pending");
     await w.approvals.approve(id, w.dave);
     await expect(running).resolves.toBe("sent");
-    expect(w.approvals.show(id).status).toBe("executed");
+    expect((await w.approvals.show(id)).status).toBe("executed");
     expect(stages(w.sink)).toEqual(["proposed", "approved:bob", "approved:dave", "executed"]);
     const executed = w.sink.events.find((e) => e.approval?.stage === "executed");
     expect(executed?.subject.lineage.some((l) => l.approval?.id === id && l.approval.approvers.join() === "bob,dave")).toBe(true);
@@ -156,7 +156,7 @@ describe("approval bound to the exact call", () => {
     const id = await w.pending();
     session.revoke("session closed");
     await expect(running).rejects.toBeInstanceOf(Revoked);
-    expect(w.approvals.show(id).status).toBe("cancelled");
+    expect((await w.approvals.show(id)).status).toBe("cancelled");
     await expect(w.approvals.approve(id, w.bob)).rejects.toThrow(/no longer pending: it was cancelled/);
   });
 
@@ -199,7 +199,7 @@ describe("approval bound to the exact call", () => {
       gone.revoke();
       await expect(w.approvals.approve(id, gone.capability)).rejects.toBeInstanceOf(Revoked);
       await expect(w.approvals.approve(id, { mint: { principal: "bob" } } as unknown as Capability)).rejects.toThrow(/own capability/);
-      expect(w.approvals.show(id).approvals).toEqual([]);
+      expect((await w.approvals.show(id)).approvals).toEqual([]);
       await w.approvals.deny(id, w.bob, "no");
       await expect(running).rejects.toBeInstanceOf(ApprovalRefused);
     });
@@ -235,7 +235,7 @@ describe("approval bound to the exact call", () => {
       await running;
       const kept = stolen[0] as Capability;
       await expect(w.call({ to: "mallory", amount: "5000" }, kept)).rejects.toBeInstanceOf(Revoked);
-      expect(w.approvals.list()).toEqual([]);
+      expect(await w.approvals.list()).toEqual([]);
     });
 
     it("the approval expires 60 seconds after it is granted at the latest", async () => {
@@ -269,13 +269,13 @@ describe("approval bound to the exact call", () => {
       const stricter = narrow(w.alice, { tools: ["transfer"], approval: [{ tools: ["transfer"], approvers: ["role:treasurer"], quorum: 1 }] });
       const flow = w.approvals.run(stricter, { action: "tool.call", tool: "transfer" }, { args: { to: "bob", amount: "5" } }, () => "ran");
       const id = await w.pending();
-      expect(w.approvals.show(id).requirements).toEqual([
+      expect((await w.approvals.show(id)).requirements).toEqual([
         { approvers: ["bob", "carol", "role:treasurer"], quorum: 2 },
         { approvers: ["role:treasurer"], quorum: 1 },
       ]);
       await w.approvals.approve(id, w.bob);
       await w.approvals.approve(id, w.carol);
-      expect(w.approvals.show(id).status).toBe("pending");
+      expect((await w.approvals.show(id)).status).toBe("pending");
       await w.approvals.approve(id, w.dave);
       await expect(flow).resolves.toBe("ran");
     });
@@ -294,7 +294,7 @@ describe("approval bound to the exact call", () => {
     it("a request the capability does not allow at all is denied, not sent for approval", async () => {
       const w = world();
       await expect(w.approvals.run(w.bob, { action: "tool.call", tool: "transfer" }, {}, () => "ran")).rejects.toBeInstanceOf(CapabilityDenied);
-      expect(w.approvals.list({ all: true })).toEqual([]);
+      expect(await w.approvals.list({ all: true })).toEqual([]);
       const expired = narrow(w.alice, { tools: ["transfer"], expiresAt: 1 });
       await expect(w.approvals.run(expired, { action: "tool.call", tool: "transfer" }, {}, () => "ran")).rejects.toBeInstanceOf(Expired);
     });
@@ -320,7 +320,7 @@ describe("approval bound to the exact call", () => {
     const grant: Grant = { ...APPROVED_TOOLS, approval: [{ tools: ["transfer"], input: { to: { prefix: "ext:" } }, approvers: ["bob"] }] };
     const w = world(grant);
     await expect(w.call({ to: "int:savings", amount: "5" })).resolves.toBe("sent");
-    expect(w.approvals.list({ all: true })).toEqual([]);
+    expect(await w.approvals.list({ all: true })).toEqual([]);
     const running = w.call({ to: "ext:mallory", amount: "5" });
     const id = await w.pending();
     await w.approvals.approve(id, w.bob);
@@ -331,13 +331,13 @@ describe("approval bound to the exact call", () => {
     const w = world();
     w.sink.failWith(new Error("disk full"), "write");
     await expect(w.call({ to: "bob", amount: "5" })).rejects.toThrow(/could not record the proposed step/);
-    expect(w.approvals.list({ all: true })).toEqual([]);
+    expect(await w.approvals.list({ all: true })).toEqual([]);
     w.sink.failWith(null);
     const running = w.call({ to: "bob", amount: "5" });
     const id = await w.pending();
     w.sink.failWith(new Error("disk full"), "write");
     await expect(w.approvals.approve(id, w.bob)).rejects.toThrow(/could not record the approved step/);
-    expect(w.approvals.show(id).approvals).toEqual([]);
+    expect((await w.approvals.show(id)).approvals).toEqual([]);
     w.sink.failWith(null);
     await w.approvals.approve(id, w.bob);
     await w.approvals.approve(id, w.carol);

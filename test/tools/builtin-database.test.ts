@@ -135,7 +135,7 @@ describe("database tools", () => {
     const bob = mint.issue({ id: "bob" });
     const pending = async () => {
       for (let i = 0; i < 500; i++) {
-        const [first] = approvals.list();
+        const [first] = await approvals.list();
         if (first !== undefined) return first;
         await new Promise((r) => setTimeout(r, 2));
       }
