@@ -3,6 +3,7 @@ import { denialError, type Decision, type Denied } from "./decision.js";
 import { InvalidInput, NotACapability } from "./errors.js";
 import { argsOf, charge, costOf, deny, evaluate, lifeDenial, limitDenial, matchingApprovalRules, type CheckOptions, type UseOptions } from "./evaluation.js";
 import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.js";
+import { bindPrincipal } from "./principal-refs.js";
 import {
   conditionsOf,
   hashOf,
@@ -123,7 +124,7 @@ export function wrap<R>(node: Node): Capability<R> {
 
 /** Kernel only: a root capability. The Mint is its sole caller. */
 export function createRoot(grant: unknown, mint: MintRecord, clock: Clock, origin: NodeOrigin = {}): Capability<FullReach> {
-  const parsed = parseGrant(grant);
+  const parsed = bindPrincipal(parseGrant(grant), mint);
   return wrap(makeNode(null, parsed, conditionsOf(parsed), Object.freeze({ ...mint }), clock, false, NO_LABELS, origin));
 }
 
@@ -141,7 +142,7 @@ export function rootOf(cap: Capability): Capability {
  */
 export function narrow<R, const G extends Grant>(cap: Capability<R>, grant: G): Capability<Meet<R, ReachOf<G>>> {
   const node = nodeOf(cap);
-  const parsed = parseGrant(grant);
+  const parsed = bindPrincipal(parseGrant(grant), node.mint);
   return wrap(makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, false));
 }
 
@@ -325,7 +326,7 @@ export function assertAuthorized(cap: Capability, request: Request, options?: Us
  */
 export function shadow<R>(cap: Capability<R>, grant: Grant): Capability<R> {
   const node = nodeOf(cap);
-  return wrap(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, false, NO_LABELS, { shadow: parseGrant(grant) }));
+  return wrap(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, false, NO_LABELS, { shadow: bindPrincipal(parseGrant(grant), node.mint) }));
 }
 
 /**

@@ -5,6 +5,7 @@ import { absolutePathProblem, originProblem } from "./canonical-forms.js";
 import { fastParseConditions, fastParseGrant } from "./grant-fast-path.js";
 import { MASK_PATTERN, type FieldAction } from "./field-actions.js";
 import { rowRuleSchema, type RowRule } from "./row-rules.js";
+import { principalRefSchema, type RuleValue } from "./principal-refs.js";
 import { ENV_NAME, IDENTIFIER } from "./names.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, REQUEST_ACTIONS, REVOCATION_TARGETS, type AuditOp, type DbOp, type FsOp, type HttpMethod, type RequestAction, type RevocationKind } from "./vocabulary.js";
@@ -50,7 +51,8 @@ export interface DbRule {
   readonly model: string;
   readonly ops: readonly DbOp[];
   readonly fields?: readonly string[];
-  readonly scope?: Readonly<Record<string, Scalar>>;
+  /** Each field pinned to a value, or to the principal's (`{ principal: "user" }`, `{ principal: "tenant" }`, bound when the link is made). */
+  readonly scope?: Readonly<Record<string, RuleValue>>;
   /**
    * How fields are shown (a field not named here: "allow"). A field that is
    * not "allow" can only be returned in that form (or a less revealing one),
@@ -211,7 +213,7 @@ const dbRuleSchema = z.strictObject({
   model: identifier,
   ops: nonEmptyList(z.enum(DB_OPS)),
   fields: z.array(identifier).max(1024).optional(),
-  scope: z.record(identifier, scalar).optional(),
+  scope: z.record(identifier, z.union([scalar, principalRefSchema])).optional(),
   fieldActions: z.record(identifier, fieldActionSchema).optional(),
   rows: rowRuleSchema.optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),

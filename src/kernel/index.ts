@@ -45,6 +45,8 @@ export type { FieldAction, FieldView } from "./field-actions.js";
 export { ROW_OPS } from "./row-rules.js";
 export type { RowOp, RowRule } from "./row-rules.js";
 export type { ApprovalRule, ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
+/** A db rule value taken from the principal a chain is minted for (`{ principal: "user" }`, `{ principal: "tenant" }`), bound when each link is made. */
+export type { PrincipalRef, RuleValue } from "./principal-refs.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */
 export { requestTarget } from "./request.js";

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { canonicalJson } from "./content-hash.js";
 import type { Scalar } from "./grant.js";
 import { IDENTIFIER } from "./names.js";
+import { isPrincipalRef, principalRefSchema, type RuleValue } from "./principal-refs.js";
 
 /*
  * Row rules: conditions on a row, written in agentcap's structured filter
@@ -23,7 +24,7 @@ export type RowOp = (typeof ROW_OPS)[number];
  * none of other conditions.
  */
 export type RowRule =
-  | { readonly field: string; readonly op: RowOp; readonly value: Scalar | readonly Scalar[] }
+  | { readonly field: string; readonly op: RowOp; readonly value: RuleValue | readonly Scalar[] }
   | { readonly all: readonly RowRule[] }
   | { readonly any: readonly RowRule[] }
   | { readonly not: RowRule };
@@ -35,13 +36,13 @@ const MAX_COMPARISONS = 64;
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 const comparison = z
-  .strictObject({ field: z.string().regex(IDENTIFIER, "must be an identifier"), op: z.enum(ROW_OPS), value: z.union([scalar, z.array(scalar).min(1).max(100)]) })
+  .strictObject({ field: z.string().regex(IDENTIFIER, "must be an identifier"), op: z.enum(ROW_OPS), value: z.union([scalar, principalRefSchema, z.array(scalar).min(1).max(100)]) })
   .superRefine((c, ctx) => {
     const list = Array.isArray(c.value);
     if (c.op === "in" && !list) ctx.addIssue({ code: "custom", message: "in takes a list of values" });
     if (c.op !== "in" && list) ctx.addIssue({ code: "custom", message: `${c.op} takes one value, not a list` });
     if (["lt", "lte", "gt", "gte", "startsWith", "contains"].includes(c.op) && c.value === null) ctx.addIssue({ code: "custom", message: `${c.op} cannot compare with null` });
-    if (["startsWith", "contains"].includes(c.op) && typeof c.value !== "string") ctx.addIssue({ code: "custom", message: `${c.op} takes a string` });
+    if (["startsWith", "contains"].includes(c.op) && typeof c.value !== "string" && !isPrincipalRef(c.value)) ctx.addIssue({ code: "custom", message: `${c.op} takes a string` });
     if (list && (c.value as readonly Scalar[]).includes(null)) ctx.addIssue({ code: "custom", message: "null never matches in a list" });
   });
 
@@ -87,7 +88,7 @@ export function describeRule(rule: RowRule): string {
   const children = ruleChildren(rule);
   if (children === null) {
     const c = rule as Extract<RowRule, { field: string }>;
-    return `${c.field} ${SHOWN_OPS[c.op]} ${JSON.stringify(c.value)}`;
+    return `${c.field} ${SHOWN_OPS[c.op]} ${isPrincipalRef(c.value) ? `principal.${c.value.principal}` : JSON.stringify(c.value)}`;
   }
   if (Object.hasOwn(rule, "not")) return `not (${describeRule(children[0] as RowRule)})`;
   const parts = children.map((r) => (ruleChildren(r) === null ? describeRule(r) : `(${describeRule(r)})`));

@@ -155,7 +155,8 @@ export function compileDomains(grant: Grant): CompiledDomains {
             model: r.model,
             ops: r.ops,
             fields: fields ? new Set(fields) : null,
-            scope: Object.entries(own(r, "scope") ?? {}),
+            // Principal references were bound when the link was made; one left unbound (an object) equals no request's value, so it allows nothing.
+            scope: Object.entries(own(r, "scope") ?? {}) as [string, Scalar][],
             actions: actions.length > 0 ? new Map(actions) : null,
             rows: rows === undefined ? null : { key: ruleKey(rows), text: describeRule(rows) },
             maxRows: own(r, "maxRows") ?? null,

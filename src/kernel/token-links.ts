@@ -6,6 +6,7 @@
 import { createRoot, nodeOf, wrap, type Capability } from "./capability.js";
 import type { Clock } from "./clock.js";
 import { parseConditions, parseGrant } from "./grant.js";
+import { bindPrincipal } from "./principal-refs.js";
 import { InvalidInput } from "./errors.js";
 import type { ExternalLink, RootGuard } from "./ledger.js";
 import { conditionsOf, makeNode, NO_LABELS, parseLabels, type LinkIdentity, type MintRecord, type Node } from "./node.js";
@@ -51,7 +52,7 @@ export function moveToLedger(cap: Capability, index: number, link: ExternalLink)
 export function appendTokenLink(cap: Capability, content: TokenLinkContent, identity: LinkIdentity): Capability {
   const node = nodeOf(cap);
   if (content.kind === "narrow") {
-    const parsed = parseGrant(content.grant);
+    const parsed = bindPrincipal(parseGrant(content.grant), node.mint);
     return wrap(makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, false, NO_LABELS, { identity }));
   }
   if (content.kind === "restrict") return wrap(makeNode(node, null, parseConditions(content.conditions), node.mint, node.clock, false, NO_LABELS, { identity }));

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import type { FieldView } from "../../src/kernel/field-actions.ts";
+import type { Scalar } from "../../src/kernel/grant.ts";
 import { describe, expect, it } from "vitest";
 import {
   assertAuthorized,
@@ -198,7 +199,7 @@ function requestsFor(g: Grant): fc.Arbitrary<Request[]> {
           const a = actions[f];
           if (a !== undefined && a !== "allow" && a !== "deny") views[f] = a;
         }
-        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...r.scope }, views, rows: r.rows === undefined ? [] : [r.rows], ...(r.maxRows === undefined ? {} : { limit: r.maxRows }) };
+        return { action: `db.${op}`, model: r.model, fields: reached.filter((f) => !Object.hasOwn(views, f)), scope: { ...(r.scope as Record<string, Scalar>) }, views, rows: r.rows === undefined ? [] : [r.rows], ...(r.maxRows === undefined ? {} : { limit: r.maxRows }) };
       }),
     );
   }

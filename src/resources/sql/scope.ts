@@ -79,7 +79,8 @@ export function fieldUse(confinement: Confinement, returned: readonly string[], 
 // Grants are read as own properties, as the kernel reads them, so a polluted Object.prototype proposes nothing.
 const own = <T extends object, K extends keyof T>(o: T, k: K): T[K] | undefined => (Object.hasOwn(o, k) ? o[k] : undefined);
 const fieldsOf = (rule: DbRule) => own(rule, "fields");
-const scopeOf = (rule: DbRule) => Object.entries(own(rule, "scope") ?? {});
+// Principal references are bound to plain values when a link is made; one left unbound is an object, which no field's value check accepts, so the call is refused.
+const scopeOf = (rule: DbRule) => Object.entries(own(rule, "scope") ?? {}) as [string, Scalar][];
 
 const covers = (rule: DbRule, fields: readonly string[]) => {
   const granted = fieldsOf(rule);
