@@ -153,6 +153,7 @@ const sessionsSchema = z.strictObject({
   maxPerPrincipal: wholeNumber(1, 1_000_000, "sessions").optional(),
   maxPerToken: wholeNumber(1, 1_000_000, "sessions").optional(),
   maxConcurrentCalls: wholeNumber(1, 100_000, "calls").optional(),
+  maxCallsPerSession: wholeNumber(1, 100_000, "calls").optional(),
   maxQueuedCalls: wholeNumber(0, 1_000_000, "calls").optional(),
 });
 
@@ -163,6 +164,7 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
   maxPerPrincipal: 100,
   maxPerToken: 20,
   maxConcurrentCalls: 64,
+  maxCallsPerSession: 16,
   maxQueuedCalls: 1024,
 });
 
@@ -324,7 +326,13 @@ export interface SessionLimits {
   readonly maxPerToken: number;
   /** Tool calls running at once, across every session; later ones wait their turn. */
   readonly maxConcurrentCalls: number;
-  /** Tool calls waiting for a turn; one beyond it is refused with LimitExceeded (maxQueuedCalls). */
+  /**
+   * Tool calls of one session running (or waiting for a turn of the
+   * gateway's) at once; its later ones wait behind them, so one session
+   * cannot take every turn of `maxConcurrentCalls` from the others.
+   */
+  readonly maxCallsPerSession: number;
+  /** Tool calls waiting for a turn, of the gateway's and of each session's; one beyond it is refused with LimitExceeded (maxQueuedCalls). */
   readonly maxQueuedCalls: number;
 }
 

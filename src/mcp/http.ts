@@ -21,7 +21,7 @@ import { AgentcapError, CapabilityDenied, denialError, expiresAt, InsufficientSc
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import { EXPLORE_PATH } from "../web/index.js";
-import { callLimiter } from "./call-limit.js";
+import { callLimiter, chainLimiters } from "./call-limit.js";
 import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
@@ -71,6 +71,8 @@ interface Session {
   answering: number;
   /** Open; closing once it has left the table (the transport closes when the last answer is written); then closed. */
   state: "open" | "closing" | "closed";
+  /** While closing: the timer that closes the transport anyway after CLOSING_GRACE_MS (cleared once closed, so it holds nothing). */
+  grace: NodeJS.Timeout | null;
 }
 
 /** How long a closed session's requests in progress may still take to be answered before its transport closes anyway. */
@@ -122,13 +124,18 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   const closeTransport = (session: Session) => {
     if (session.state === "closed") return;
     session.state = "closed";
+    if (session.grace !== null) clearTimeout(session.grace);
+    session.grace = null;
     void session.transport.close();
   };
   const sessions = sessionTable<Session>(gateway.config.sessions, (_id, session) => {
     session.unwatch();
     session.state = "closing";
     if (session.answering === 0) closeTransport(session);
-    else setTimeout(() => { closeTransport(session); }, CLOSING_GRACE_MS).unref();
+    else {
+      session.grace = setTimeout(() => { closeTransport(session); }, CLOSING_GRACE_MS);
+      session.grace.unref();
+    }
   });
   /** Counts `res` as an answer of `session` in progress until it is written, or its connection ends. */
   const answering = (session: Session, res: ServerResponse) => {
@@ -278,7 +285,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const id = randomUUID();
     const capability = caretaker(auth.capability, { session: id }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
-    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined, answering: 0, state: "open" };
+    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined, answering: 0, state: "open", grace: null };
     // In the table before the initialize is answered, so initializes sent at once cannot overshoot its limits.
     const refused = sessions.open(id, capability.mint.principal, auth.token, session, expiresAt(capability));
     if (refused !== null) {
@@ -288,7 +295,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     }
     res.once("close", sessions.begin(id));
     answering(session, res);
-    const server = sessionServer(gateway, capability, { limit: calls });
+    const { maxCallsPerSession, maxQueuedCalls } = gateway.config.sessions;
+    const server = sessionServer(gateway, capability, { limit: chainLimiters(callLimiter(maxCallsPerSession, maxQueuedCalls, "this session"), calls) });
     session.unwatch = server.dispose;
     // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
     const unwatchStore = gateway.tokenStore.watchSession(capability, (reason) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { LimitExceeded } from "../../src/kernel/errors.ts";
-import { callLimiter } from "../../src/mcp/call-limit.ts";
+import { callLimiter, chainLimiters } from "../../src/mcp/call-limit.ts";
 
 /** A call that finishes when told to, recording when it started. */
 function gate(started: number[], n: number) {
@@ -43,6 +43,35 @@ describe("callLimiter", () => {
     expect(await Promise.all(admitted)).toEqual([0, 1, 2]);
     // Room again: the next call runs.
     expect(await limit(() => Promise.resolve(7))).toBe(7);
+  });
+
+  it("behind a session's own limiter, runs at most maxCallsPerSession of one session, leaving the gateway's other turns to other sessions", async () => {
+    const gateway = callLimiter(4, 100);
+    const sessionA = chainLimiters(callLimiter(2, 100, "this session"), gateway);
+    const sessionB = chainLimiters(callLimiter(2, 100, "this session"), gateway);
+    const started: number[] = [];
+    const a = [0, 1, 2, 3, 4, 5].map((n) => gate(started, n));
+    const b = [10, 11].map((n) => gate(started, n));
+    const results = [...a.map((g) => sessionA(g.run)), ...b.map((g) => sessionB(g.run))];
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    // Session A asked for six at once and got two; B, asking later, got its two of the gateway's four.
+    expect(started).toEqual([0, 1, 10, 11]);
+    a[0]?.open();
+    await results[0];
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(started).toEqual([0, 1, 10, 11, 2]);
+    for (const g of [...a, ...b]) g.open();
+    expect(await Promise.all(results)).toEqual([0, 1, 2, 3, 4, 5, 10, 11]);
+  });
+
+  it("says whose calls are queued when a session's queue is full", async () => {
+    const session = callLimiter(1, 0, "this session");
+    const started: number[] = [];
+    const g = gate(started, 0);
+    const running = session(g.run);
+    await expect(session(() => Promise.resolve(1))).rejects.toThrow(/^this session is running 1 calls and 0 more are waiting/);
+    g.open();
+    expect(await running).toBe(0);
   });
 
   it("frees a turn when a call fails", async () => {

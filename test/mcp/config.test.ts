@@ -58,6 +58,7 @@ describe("gateway configuration", () => {
     [{ ...base, sessions: { maxPerToken: 2.5 } }, "sessions.maxPerToken: must be a whole number of sessions"],
     [{ ...base, sessions: { maxConcurrentCalls: 0 } }, "sessions.maxConcurrentCalls: must be a whole number of calls from 1 to 100000"],
     [{ ...base, sessions: { maxQueuedCalls: -1 } }, "sessions.maxQueuedCalls: must be a whole number of calls from 0 to 1000000"],
+    [{ ...base, sessions: { maxCallsPerSession: 0 } }, "sessions.maxCallsPerSession: must be a whole number of calls from 1 to 100000"],
     [{ ...base, sessions: { ttl: 5 } }, 'Unrecognized key: "ttl"'],
     [{ ...base, oauth: {} }, "oauth.issuer"],
     [{ ...base, oauth: { issuer: "idp.example.com" } }, "oauth.issuer: must be an http(s) URL (the provider's issuer identifier"],

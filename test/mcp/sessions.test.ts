@@ -257,6 +257,35 @@ describe("memory", () => {
 });
 
 describe("calls at once", () => {
+  it("runs at most maxCallsPerSession calls of one session at a time, while another session's call is served", async () => {
+    const sleep = "/usr/bin/sleep";
+    const own = makeFixture({
+      sessions: { ...LIMITS, maxCallsPerSession: 1 },
+      policy: { roles: { worker: { tools: ["run_command"], fs: [{ path: "workspace", ops: ["list"] }], exec: [{ program: sleep, args: [{ any: true }] }] } }, principals: { dave: { roles: ["worker"] }, erin: { roles: ["worker"] } } },
+      tools: { files: { root: "workspace" }, commands: {} },
+    });
+    const g = await openGateway(await loadGatewayConfig(own.configFile));
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    const dave = await httpClient(h.url, g.issueToken("dave"));
+    const erin = await httpClient(h.url, g.issueToken("erin"));
+    try {
+      const run = (c: typeof dave, seconds: string) => c.client.callTool({ name: "run_command", arguments: { argv: [sleep, seconds], cwd: own.workspace } }, undefined, { timeout: 60_000 }) as Promise<CallToolResult>;
+      const daves = [run(dave, "0.3"), run(dave, "0.3"), run(dave, "0.3")];
+      const erins = run(erin, "0");
+      expect((await Promise.all([...daves, erins])).filter((r) => r.isError === true)).toEqual([]);
+      // Dave's programs ran one after another: none began before the one before it had ended.
+      const spans = (await g.audit.query({ action: "exec", principal: "dave" })).map((r) => [r.event.at, r.event.at + (r.event.durationMs ?? Infinity)] as const).sort((a, b) => a[0] - b[0]);
+      expect(spans).toHaveLength(3);
+      for (let i = 1; i < spans.length; i++) expect(spans[i]?.[0]).toBeGreaterThanOrEqual(spans[i - 1]?.[1] ?? Infinity);
+    } finally {
+      await dave.client.close();
+      await erin.client.close();
+      await h.close();
+      await g.close();
+      own.cleanup();
+    }
+  }, 60_000);
+
   it("runs 200 concurrent calls of one session through maxConcurrentCalls turns, every one answered", async () => {
     const { client } = await httpClient(http.url, gateway.issueToken("alice"));
     try {
