@@ -9,6 +9,8 @@ export { checkGrants, schemaCheckedPolicy } from "./grant-check.js";
 /** The schema read from the live database (SQLite, Postgres); what it cannot express is listed as skipped, never guessed. */
 export { introspectSchema } from "./introspect.js";
 export type { IntrospectedSchema, Skipped } from "./introspect.js";
+/** Model definitions from the application's Prisma schema (needs the optional @mrleebo/prisma-ast). */
+export { schemaFromPrisma } from "./prisma-import.js";
 export type { DbCapability, Page, PageQuery, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
 export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
 export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
