@@ -67,6 +67,10 @@ export interface DbRule {
    * apply.
    */
   readonly rows?: RowRule;
+  /** Fields an update may not set; every link's list applies. Enforced by the database resource. */
+  readonly immutable?: readonly string[];
+  /** Fields a create must give, not null; every link's list applies. Enforced by the database resource. */
+  readonly required?: readonly string[];
   /** The most rows one call may read (or group into) or change; the request must name a limit at or below it. */
   readonly maxRows?: number;
   /**
@@ -216,6 +220,8 @@ const dbRuleSchema = z.strictObject({
   scope: z.record(identifier, z.union([scalar, principalRefSchema])).optional(),
   fieldActions: z.record(identifier, fieldActionSchema).optional(),
   rows: rowRuleSchema.optional(),
+  immutable: z.array(identifier).max(1024).optional(),
+  required: z.array(identifier).max(1024).optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   maxRowsRead: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });

@@ -35,7 +35,7 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
-import { choiceFields, confinementOf, fieldUse, type RowBudget, type RowEntry } from "./scope.js";
+import { choiceFields, confinementOf, fieldUse, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
@@ -212,6 +212,8 @@ interface Plan {
   readonly request: DbRequest;
   /** Links of the chain that bound the rows read of the model in total. */
   readonly rowBudgets: readonly RowBudget[];
+  /** For a create: fields it must give, not null, with the links that require them (checked per call, as values differ). */
+  readonly required: ReadonlyMap<string, LinkAt>;
   readonly statementKey: string;
   prepared: Prepared | null;
 }
@@ -379,6 +381,21 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       });
     }
     if (q.op === "update") {
+      const fixed = q.set.find((f) => confinement.immutable.has(f.name));
+      if (fixed !== undefined) {
+        const settable = q.model.fields.filter((f) => !confinement.immutable.has(f.name) && (confinement.reachable === null || confinement.reachable.has(f.name)) && !confinement.actions.has(f.name));
+        refuse(
+          access,
+          cap,
+          q,
+          confinement.immutable.get(fixed.name) as LinkAt,
+          "db.immutable",
+          `makes ${model.name}.${fixed.name} immutable: an update may not set it (it may set ${fieldNames(settable).join(", ") || "no field"})`,
+          `makes ${model.name}.${fixed.name} immutable`,
+        );
+      }
+    }
+    if (q.op === "update") {
       // The rows an update leaves must satisfy the rules too; changing a field a rule names could move them out, so it is refused.
       confinement.rows.forEach((entry, i) => {
         const named = ruleFields(rules[i] as RuleNode);
@@ -431,6 +448,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       transforms: viewed.map(([f, view]) => [f, viewTransform(view, hashKey)] as const),
       request,
       rowBudgets: confinement.rowBudgets,
+      required: confinement.required,
       statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}|${q.op === "create" ? "" : JSON.stringify(request.rows ?? [])}`,
       prepared: null,
     };
@@ -487,6 +505,15 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   /** Authorizes the call, reporting each decision to `access` (throwing the kernel's typed denial), and returns its prepared statement and bound parameters. */
   const admit = (access: Access, cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
     const plan = planFor(access, cap, q);
+    if (q.op === "create" && plan.required.size > 0) {
+      for (const [name, at] of plan.required) {
+        const given = q.writes.find(([f]) => f.name === name);
+        // A field of the row scope is set by the scope when the create leaves it out.
+        if (given === undefined ? !plan.scope.some((f) => f.name === name) : given[1] === null) {
+          refuse(access, cap, q, at, "db.required", `requires ${q.model.name}.${name} on every create: give it a value (not null)`, `requires ${q.model.name}.${name} on every create`);
+        }
+      }
+    }
     if (q.op === "create" && plan.rules.length > 0) {
       // A new row must satisfy every rule, with the scope's values for the fields it leaves to the scope.
       const row = new Map<Field, Scalar>(q.writes);

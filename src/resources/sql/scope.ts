@@ -32,8 +32,18 @@ export interface Confinement {
   readonly rows: readonly RowEntry[];
   /** The least maxRows of the chosen rules: the most rows one call may reach; null when none sets one. */
   readonly maxRows: number | null;
+  /** Fields an update may not set (the chosen rules' `immutable`), each with the first link that names it. */
+  readonly immutable: ReadonlyMap<string, LinkAt>;
+  /** Fields a create must give, not null (the chosen rules' `required`), each with the first link that names it. */
+  readonly required: ReadonlyMap<string, LinkAt>;
   /** The totals of rows read that links of the chain set on their chosen rules (maxRowsRead), each with its link. */
   readonly rowBudgets: readonly RowBudget[];
+}
+
+/** A link of the chain, for denial details. */
+export interface LinkAt {
+  readonly link: number;
+  readonly linkId: string;
 }
 
 /** A link's total of rows it and its descendants may read of one model. */
@@ -204,6 +214,8 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   const rows = new Map<string, RowEntry>();
   let maxRows: number | null = null;
   const rowBudgets: RowBudget[] = [];
+  const immutable = new Map<string, LinkAt>();
+  const required = new Map<string, LinkAt>();
   // Links that grant nothing here are left out of the choice; the kernel will deny them.
   const granting = lineage.map((link, index) => ({ link, index, rules: rulesOf(link, model, op) })).filter((l) => l.rules.length > 0);
   const chosen = chooseRules(
@@ -226,6 +238,12 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     if (max !== undefined) maxRows = maxRows === null ? max : Math.min(maxRows, max);
     const total = own(rule, "maxRowsRead");
     if (total !== undefined) rowBudgets.push({ max: total, link: index, linkId: link.id });
+    for (const [list, into] of [
+      [own(rule, "immutable"), immutable],
+      [own(rule, "required"), required],
+    ] as const) {
+      for (const f of list ?? []) if (!into.has(f)) into.set(f, { link: index, linkId: link.id });
+    }
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -236,5 +254,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required };
 }
