@@ -195,6 +195,9 @@ export function extendToken(token: string, keys: PublicKeys, block: DatalogCode)
 function withBlocks(token: BiscuitWasm.Biscuit, blocks: readonly DatalogCode[]): string {
   let current = token;
   try {
+    if (current.countBlocks() + blocks.length > MAX_TOKEN_BLOCKS) {
+      throw new InvalidToken(`attenuating would make a token of ${current.countBlocks() + blocks.length} blocks; the limit is ${MAX_TOKEN_BLOCKS}`);
+    }
     for (const code of blocks) {
       const builder = new B.BlockBuilder();
       addCode(builder, code);
@@ -228,6 +231,15 @@ export interface OpenedToken {
 /** Largest token accepted, in base64 characters: bigger input is refused before parsing. */
 export const MAX_TOKEN_LENGTH = 256 * 1024;
 
+/**
+ * Most blocks a token may have, authority block included: every block is
+ * Datalog the authorizer runs on each first verification, so a chain of
+ * hundreds (which fits in MAX_TOKEN_LENGTH) would make every request with a
+ * fresh token cost a second of CPU. Real delegation chains are a few links
+ * deep; attenuating past the limit is refused too.
+ */
+export const MAX_TOKEN_BLOCKS = 64;
+
 const BASE64URL = /^[A-Za-z0-9_-]+={0,2}$/;
 
 /** Public keys by root key id. */
@@ -259,6 +271,11 @@ function parse(token: string, keys: PublicKeys): { readonly t: BiscuitWasm.Biscu
   if (typeof asked !== "number" || !keys.has(asked)) {
     parsed.free();
     throw unknownKey(asked ?? undefined, keys) ?? new InvalidToken("token names no root key id");
+  }
+  const count = parsed.countBlocks();
+  if (count > MAX_TOKEN_BLOCKS) {
+    parsed.free();
+    throw new InvalidToken(`token has ${count} blocks; the limit is ${MAX_TOKEN_BLOCKS}`);
   }
   return { t: parsed, keyId: asked };
 }

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createManualClock } from "../../src/kernel/clock.ts";
 import { Expired, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
-import { appendBlocks, generateKeyPair, issueToken, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
+import { appendBlocks, generateKeyPair, issueToken, MAX_TOKEN_BLOCKS, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
 import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
@@ -164,6 +164,14 @@ describe("bad tokens each get their typed error", () => {
     expect(thrown).toBeInstanceOf(type);
     expect((thrown as Error).message).toMatch(message);
   });
+
+  it(`a token holds at most MAX_TOKEN_BLOCKS (${MAX_TOKEN_BLOCKS}) blocks: one at the limit verifies, attenuating it further is refused`, () => {
+    let token = toToken(mint.issue({ id: "deep" }));
+    for (let i = 1; i < MAX_TOKEN_BLOCKS; i++) token = attenuate(token, { tools: ["a"] }, { publicKeys });
+    expect(check(verify(token, { publicKeys, store, clock }), { action: "tool.call", tool: "a" }).allowed).toBe(true);
+    expect(() => attenuate(token, { tools: ["a"] }, { publicKeys })).toThrow(new RegExp(`${MAX_TOKEN_BLOCKS + 1} blocks; the limit is ${MAX_TOKEN_BLOCKS}`));
+    expect(() => attenuate(token, { tools: ["a"] }, { publicKeys })).toThrow(InvalidToken);
+  }, 60_000);
 
   it("a sealed token verifies but cannot be attenuated", () => {
     const sealed = toToken(narrow(mint.issue({ id: "dave" }), { tools: ["a"] }), { seal: true });
