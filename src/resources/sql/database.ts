@@ -40,6 +40,7 @@ import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
 import { createCursors } from "./cursors.js";
+import { EXPORT_FORMATS, formatRows, type ExportFormat } from "./export.js";
 import { checkParsedGrants } from "./grant-check.js";
 import { policyHasher } from "./policy-hash.js";
 import { sqliteEngine } from "./sqlite.js";
@@ -164,6 +165,12 @@ export interface SqlDatabase {
    * unique field for pages that do not shift as rows change.
    */
   page(cap: DbCapability<"read">, query: PageQuery): Promise<Page>;
+  /**
+   * The rows a read returns, written as CSV (with a header of the fields,
+   * text that a spreadsheet would take as a formula prefixed by ') or JSON
+   * lines: the same read, decided, confined, shown and recorded as `read`.
+   */
+  export(cap: DbCapability<"read">, query: ReadQuery, format: ExportFormat): Promise<string>;
   /**
    * `read`, returning the rows (or throwing) with no promise made: the same
    * checks, decisions and limits, the same audit events. SQLite only, and
@@ -659,6 +666,15 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         jsonBytes,
         policyHash,
       );
+    },
+    export: async (cap: DbCapability<"read">, query: ReadQuery, format: ExportFormat): Promise<string> => {
+      if (!EXPORT_FORMATS.includes(format)) throw new InvalidInput(`format must be one of ${EXPORT_FORMATS.join(", ")}`);
+      const rows = await read(cap, query);
+      // The header is the fields the read returned; with no rows, the fields it asked for.
+      const first = rows[0];
+      const asked = (query as { fields?: unknown }).fields;
+      const columns = first !== undefined ? Object.keys(first) : Array.isArray(asked) ? asked.filter((f): f is string => typeof f === "string") : [];
+      return formatRows(rows, columns, format);
     },
     aggregate: (cap: DbCapability<"read">, query: AggregateQuery) =>
       audited(

@@ -12,5 +12,6 @@ export type { IntrospectedSchema, Skipped } from "./introspect.js";
 /** Model definitions from the application's Prisma schema (needs the optional @mrleebo/prisma-ast). */
 export { schemaFromPrisma } from "./prisma-import.js";
 export type { DbCapability, Page, PageQuery, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
+export type { ExportFormat } from "./export.js";
 export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
 export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
