@@ -7,6 +7,7 @@
 import { Command } from "commander";
 import { printable } from "../audit/internal.js";
 import { AgentcapError } from "../kernel/index.js";
+import { registerApprovalsCommand } from "./approvals-command.js";
 import { registerAuditCommand } from "./audit-command.js";
 import { registerExploreCommand } from "./explore-command.js";
 import { registerRevokeCommand } from "./revoke-command.js";
@@ -37,6 +38,7 @@ export function createProgram(): Command {
   registerExploreCommand(registerAuditCommand(program));
   registerServeCommand(program);
   registerRevokeCommand(program);
+  registerApprovalsCommand(program);
   return program;
 }
 

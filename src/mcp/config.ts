@@ -245,6 +245,15 @@ const configSchema = z
     upstreams: z.array(upstreamSchema).optional(),
     sessions: sessionsSchema.optional(),
     oauth: oauthSchema.optional(),
+    approvals: z
+      .strictObject({
+        /** Told of every new approval request: a POST of what approvers see, never a capability or a token. */
+        webhook: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+        waitSeconds: wholeNumber(1, 86_400, "seconds").optional(),
+        /** How long a call over MCP waits for approval before its client is told it is pending (default 0: at once, unless the client answers elicitation). */
+        holdSeconds: wholeNumber(0, 3600, "seconds").optional(),
+      })
+      .optional(),
   })
   .superRefine((config, ctx) => {
     const configured = { files: config.tools?.files, http: config.tools?.http, database: config.tools?.database, exec: config.tools?.commands };
@@ -389,6 +398,19 @@ export interface GatewayConfig {
   readonly sessions: SessionLimits;
   /** Access tokens from the operator's identity provider; without it, only Biscuit tokens open sessions. */
   readonly oauth?: OAuthConfig;
+  /**
+   * Human approval of calls an approval rule matches, kept in the token
+   * store's database (shared with `agentcap approvals` and other gateway
+   * processes); without it, such calls are refused with ApprovalRequired.
+   */
+  readonly approvals?: ApprovalsConfig;
+}
+
+/** How the gateway asks for approval. */
+export interface ApprovalsConfig {
+  readonly webhook?: string;
+  readonly waitSeconds?: number;
+  readonly holdSeconds: number;
 }
 
 /**
@@ -518,6 +540,7 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
     sessions: { ...DEFAULT_SESSION_LIMITS, ...defined(c.sessions ?? {}) },
+    ...(c.approvals === undefined ? {} : { approvals: { holdSeconds: c.approvals.holdSeconds ?? 0, ...defined({ webhook: c.approvals.webhook, waitSeconds: c.approvals.waitSeconds }) } }),
     ...(c.oauth === undefined
       ? {}
       : {

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit/index.js";
-import { expiresAt, InvalidInput, InvalidToken, keyMintId, type AuditSink, type Capability } from "../kernel/index.js";
+import { createApprovals, expiresAt, InvalidInput, InvalidToken, keyMintId, type Approvals, type ApprovalStore, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import type { Resolver } from "../resources/http/index.js";
 import { createDispatcher, type CatalogEntry, type Dispatcher } from "../tools/index.js";
@@ -15,7 +15,9 @@ import {
   createTokenMint,
   createVerifier,
   generateKeyPair,
+  openPostgresApprovalStore,
   openPostgresTokenStore,
+  openSqliteApprovalStore,
   openSqliteTokenStore,
   toToken,
   type RevocationReport,
@@ -25,6 +27,7 @@ import {
   type Verifier,
 } from "../token/index.js";
 import { inspectVerified } from "../token/internal.js";
+import { approvalWebhook } from "./approval-webhook.js";
 import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
 import { openGatewayTools } from "./gateway-tools.js";
 import { accessTokens, looksLikeJwt } from "./oauth.js";
@@ -37,6 +40,8 @@ export interface Gateway {
   readonly dispatcher: Dispatcher;
   readonly tokenStore: TokenStore;
   readonly audit: AuditStore;
+  /** The approval flow, when the configuration has `approvals`: requests kept in the token store's database. */
+  readonly approvals: Approvals | null;
   /**
    * The tools `capability` reaches now, as clients are shown them: the
    * dispatcher's catalog, less the upstream tools their upstream does not
@@ -126,6 +131,13 @@ export async function openTokenStore(s: StoreConfig, audit: AuditSink): Promise<
   return openSqliteTokenStore(s.path, { audit });
 }
 
+/** The approval requests of the gateway whose token store is `s`: a table in the same SQLite file or Postgres schema. */
+export async function openApprovalStore(s: StoreConfig): Promise<ApprovalStore> {
+  if (s.kind === "postgres") return openPostgresApprovalStore({ connectionString: s.url, ...defined({ schema: s.schema }) });
+  if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
+  return openSqliteApprovalStore(s.path);
+}
+
 /** The checkpoint signing key in `c.keyFile`, made (for the log named after the issuer) when missing and allowed to. */
 function checkpointKey(c: CheckpointConfig, issuer: string): string {
   if (!existsSync(c.keyFile)) {
@@ -183,7 +195,14 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       cleanup.push(() => g.close());
     }
     const upstreamOf = new Map(upstreams.flatMap((u) => u.tools.map((t) => [t.name, u] as const)));
-    const dispatcher = createDispatcher({ tools: [...own.tools, ...upstreams.flatMap((u) => u.tools)], audit, mints });
+    let approvals: Approvals | null = null;
+    if (config.approvals !== undefined) {
+      const store = await openApprovalStore(config.tokenStore);
+      cleanup.push(() => store.close());
+      const { webhook, waitSeconds } = config.approvals;
+      approvals = createApprovals({ audit, store, mints, ...defined({ waitSeconds, notify: webhook === undefined ? undefined : approvalWebhook(webhook) }) });
+    }
+    const dispatcher = createDispatcher({ tools: [...own.tools, ...upstreams.flatMap((u) => u.tools)], audit, mints, ...(approvals === null ? {} : { approvals }) });
     const verifyOptions = { publicKeys, store: tokenStore };
     const verifier: Verifier = createVerifier(verifyOptions);
     return Object.freeze({
@@ -191,6 +210,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       dispatcher,
       tokenStore,
       audit,
+      approvals,
       catalog: (capability: Capability) =>
         dispatcher.catalog(capability).flatMap((entry): GatewayTool[] => {
           const upstream = upstreamOf.get(entry.name);

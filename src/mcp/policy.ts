@@ -22,6 +22,7 @@ function grantOf(policy: GatewayConfig["policy"], roles: readonly string[], tena
   const grants: Grant[] = [...roles.flatMap((r) => (Object.hasOwn(policy.roles, r) ? [policy.roles[r] as Grant] : [])), ...(own === undefined ? [] : [own])];
   const revoke = grants.flatMap((g) => g.revoke ?? []);
   const audit = [...new Set(grants.flatMap((g) => g.audit ?? []))];
+  const approval = grants.flatMap((g) => g.approval ?? []);
   return {
     tools: [...new Set(grants.flatMap((g) => g.tools ?? []))],
     fs: grants.flatMap((g) => g.fs ?? []),
@@ -32,6 +33,8 @@ function grantOf(policy: GatewayConfig["policy"], roles: readonly string[], tena
     ...(revoke.length === 0 ? {} : { revoke }),
     // Likewise reading the audit log (the explorer): confined, as everything else, to the principal's tenants.
     ...(audit.length === 0 ? {} : { audit }),
+    // An approval rule of any of the principal's roles holds: a role that adds tools cannot take away another's need for approval.
+    ...(approval.length === 0 ? {} : { approval }),
     ...(tenants.length === 0 ? {} : { tenants }),
   };
 }

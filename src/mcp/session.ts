@@ -6,6 +6,7 @@
  */
 import { callerMessage, type Capability } from "../kernel/index.js";
 import { deadDenial } from "../kernel/internal.js";
+import { approvalWaiter } from "./approval-wait.js";
 import type { CallLimiter } from "./call-limit.js";
 import type { Gateway, GatewayTool } from "./gateway.js";
 import { AjvJsonSchemaValidator, CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
@@ -79,10 +80,9 @@ export function sessionServer(gateway: Gateway, capability: Capability, options:
     shown = keyOf(tools);
     return { tools: tools.map((entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: entry.inputSchema as McpTool["inputSchema"] })) };
   });
-  server.setRequestHandler(CallToolRequestSchema, async (request) => {
-    const { name, arguments: args } = request.params;
+  const run = async (name: string, args: Record<string, unknown>, approval?: Parameters<typeof gateway.dispatcher.call>[3]): Promise<CallToolResult> => {
     try {
-      const result = await limit(() => gateway.dispatcher.call(name, args ?? {}, capability));
+      const result = await limit(() => gateway.dispatcher.call(name, args, capability, approval));
       return gateway.passthrough.has(name) ? (result as CallToolResult) : toolResult(result);
     } catch (e) {
       return errorResult(e);
@@ -90,6 +90,16 @@ export function sessionServer(gateway: Gateway, capability: Capability, options:
       // Only a call that left the capability with nothing (its last use or budget spent) can have changed what it reaches.
       if (deadDenial(capability) !== null) recheck();
     }
+  };
+  const approvals = gateway.approvals === null ? null : approvalWaiter(server, gateway.config.approvals?.holdSeconds ?? 0);
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    const { name, arguments: args } = request.params;
+    return approvals === null ? run(name, args ?? {}) : approvals.call(name, args ?? {}, (options) => run(name, args ?? {}, options));
   });
-  return { mcp, dispose: gateway.onToolsChanged(recheck), recheck };
+  const stopWatching = gateway.onToolsChanged(recheck);
+  const dispose = () => {
+    stopWatching();
+    approvals?.close();
+  };
+  return { mcp, dispose, recheck };
 }

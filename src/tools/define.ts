@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { InvalidInput, type Capability, type LinkSummary, type ReachOfRequests, type Request, type ToolCode } from "../kernel/index.js";
+import { InvalidInput, type ApprovalView, type Capability, type LinkSummary, type ReachOfRequests, type Request, type ToolCode } from "../kernel/index.js";
 import { deepFreeze, describeIssues } from "../kernel/internal.js";
 import type { Dispatcher } from "./dispatcher.js";
 
@@ -22,6 +22,12 @@ export interface CallOptions {
    * stamped with it.
    */
   readonly tenant?: string;
+  /**
+   * For a call that waits for human approval (the dispatcher has an
+   * approval flow): `onPending` is told once its request is recorded, and
+   * aborting `signal` stops waiting, cancels the request and fails the call.
+   */
+  readonly approval?: { readonly onPending?: (request: ApprovalView) => void; readonly signal?: AbortSignal };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { caretaker, checkTrusted, failureOutcome, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
+import { caretaker, checkTrusted, defined, failureOutcome, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -147,7 +147,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (ready.approval !== null) {
       // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
       const { plan } = ready;
-      return ready.approval.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs }, (approved) => dispatch(ref, input, approved, callOptions, false));
+      const waiting = callOptions?.approval;
+      return ready.approval.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
+        dispatch(ref, input, approved, callOptions, false),
+      );
     }
     // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live.
     const intent = await intendToolCall(sink, { at, tool: name, toolCode, request, decision, capability });
