@@ -9,7 +9,7 @@ import { openAuditStore } from "../../src/audit/open.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "../mcp/support.ts";
 import { databaseUrl, describePostgres } from "../support/postgres.ts";
-import { killHard, startGateway, stopGently, type GatewayProcess } from "./processes.ts";
+import { killHard, startGateway, stopGently, until, type GatewayProcess } from "./processes.ts";
 
 /*
  * kill -9 of a gateway in the middle of a burst of tool calls, with one call
@@ -75,14 +75,6 @@ function readLog(fixture: Fixture, engine: Engine): Promise<AuditStore> {
     : openAuditStore({ kind: "postgres", url: engine.url, schema: engine.schema, readOnly: true, poolSize: 1 });
 }
 
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 interface Burst {
   /** Public files whose content the client received. */
   readonly read: string[];
@@ -128,8 +120,8 @@ async function burstThenKill(fixture: Fixture, engine: Engine, gateway: GatewayP
     }
   };
   const killer = (async () => {
-    await until("a program running under a tool call", async () => (await log.query({ action: "exec" })).length > 0);
-    await until("a third of the burst answered", () => Promise.resolve(burst.read.length + burst.denied.length >= FILES / 3));
+    await until("a program running under a tool call", async () => (await log.query({ action: "exec" })).length > 0, 15_000, 25);
+    await until("a third of the burst answered", () => Promise.resolve(burst.read.length + burst.denied.length >= FILES / 3), 15_000, 25);
     await killHard(gateway);
     // What was on the wire has arrived by now; a call whose stream died with the gateway would wait for its answer until the client's own timeout.
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -9,7 +9,7 @@ import type { TokenStore } from "../../src/token/store.ts";
 import { createTokenMint, toToken } from "../../src/token/token.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "../mcp/support.ts";
 import { databaseUrl, describePostgres } from "../support/postgres.ts";
-import { startGateway, stopGently, type GatewayProcess } from "./processes.ts";
+import { startGateway, stopGently, until, type GatewayProcess } from "./processes.ts";
 
 /*
  * Postgres goes away under a running gateway. The audit log and the token
@@ -32,14 +32,6 @@ let admin: pg.Client;
 let fixture: Fixture;
 let gateway: GatewayProcess;
 let adminStore: TokenStore;
-
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 /** The test database's URL, connecting as `role`. */
 function as(role: string): string {

@@ -9,7 +9,7 @@ import { openPostgresTokenStore } from "../../src/token/postgres-store.ts";
 import { createTokenMint, toToken } from "../../src/token/token.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "../mcp/support.ts";
 import { privatePostgresSkipReason, startPrivatePostgres, type PrivatePostgres } from "../support/private-postgres.ts";
-import { startGateway, stopGently, type GatewayProcess } from "./processes.ts";
+import { startGateway, stopGently, until, type GatewayProcess } from "./processes.ts";
 
 /*
  * The Postgres server itself restarted under a running gateway: a private
@@ -31,14 +31,6 @@ const TOKEN_SCHEMA = "agentcap_tokens";
 let server: PrivatePostgres;
 let fixture: Fixture;
 let gateway: GatewayProcess;
-
-async function until(what: string, condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const read = (client: Client) =>
   client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }, undefined, { timeout: CALL_TIMEOUT_MS }) as Promise<CallToolResult>;

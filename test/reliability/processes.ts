@@ -63,3 +63,12 @@ export async function stopGently(g: GatewayProcess): Promise<void> {
   g.process.kill("SIGTERM");
   await g.exited;
 }
+
+/** Waits until `condition` holds, checking every `everyMs`; throws naming `what` after `timeoutMs`. */
+export async function until(what: string, condition: () => Promise<boolean>, timeoutMs = 15_000, everyMs = 100): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, everyMs));
+  }
+}
