@@ -12,6 +12,9 @@ interface Waiting<T> {
 /** How many transactions a deferred item may fail in before it is given up. */
 const DEFERRED_ATTEMPTS = 3;
 
+/** How long a deferred item waits for a batch to ride with before it is flushed on its own (default). */
+export const DEFERRED_FLUSH_MS = 25;
+
 /**
  * Group commit: concurrent writers share one transaction (and one sync to
  * disk), and each one's promise settles only when the transaction that holds
@@ -19,25 +22,33 @@ const DEFERRED_ATTEMPTS = 3;
  * a caller go on before its item is durable.
  *
  * A deferred item (an outcome completing an intent) has no waiter: it rides
- * with the next batch, or is flushed on the next turn of the event loop if
- * none comes first, so a call costs one transaction, not two. A deferred item
- * in a batch that fails is tried again with the next one, a few times.
+ * with the next batch someone waits for, or is flushed on its own once it has
+ * waited `deferMs` with none coming, so a call costs one transaction, not two.
+ * A deferred item in a batch that fails is tried again with the next one, a
+ * few times.
  */
 export class GroupCommit<T> {
   readonly #flush: FlushBatch<T>;
   readonly #maxBatch: number;
+  readonly #deferMs: number;
   readonly #queue: Waiting<T>[] = [];
+  /** How many items in the queue have a waiter. */
+  #waiters = 0;
+  /** Set while deferred items alone are to be flushed too (their time is up, or `idle` asked). */
+  #everything = false;
   #draining: Promise<void> | null = null;
-  #later: NodeJS.Immediate | null = null;
+  #later: NodeJS.Timeout | null = null;
 
-  constructor(flush: FlushBatch<T>, maxBatch: number) {
+  constructor(flush: FlushBatch<T>, maxBatch: number, deferMs = DEFERRED_FLUSH_MS) {
     this.#flush = flush;
     this.#maxBatch = maxBatch;
+    this.#deferMs = deferMs;
   }
 
   /** Resolves once `item` is committed; rejects with the flush's error otherwise. */
   submit(item: T): Promise<void> {
     const done = new Promise<void>((resolve, reject) => this.#queue.push({ item, resolve, reject, attempts: 0 }));
+    this.#waiters += 1;
     this.#draining ??= this.#drain();
     return done;
   }
@@ -45,31 +56,45 @@ export class GroupCommit<T> {
   /** Queues `item` for the next transaction without waiting for it. */
   defer(item: T): void {
     this.#queue.push({ item, attempts: 0 });
-    if (this.#draining === null) {
-      this.#later ??= setImmediate(() => {
-        this.#later = null;
-        this.#draining ??= this.#drain();
-      });
-    }
+    this.#schedule();
   }
 
   /** Resolves when every item submitted or deferred so far has settled (deferred items left from a failed batch get one more try). */
   async idle(): Promise<void> {
-    if (this.#later !== null) {
-      clearImmediate(this.#later);
-      this.#later = null;
+    this.#cancelTimer();
+    if (this.#queue.length > 0) {
+      this.#everything = true;
+      this.#draining ??= this.#drain();
     }
-    if (this.#queue.length > 0) this.#draining ??= this.#drain();
     while (this.#draining !== null) await this.#draining;
+  }
+
+  /** Flushes the deferred items on their own once they have waited long enough, unless a batch takes them first. */
+  #schedule(): void {
+    if (this.#later !== null || this.#draining !== null) return;
+    this.#later = setTimeout(() => {
+      this.#later = null;
+      this.#everything = true;
+      this.#draining ??= this.#drain();
+    }, this.#deferMs);
+  }
+
+  #cancelTimer(): void {
+    if (this.#later === null) return;
+    clearTimeout(this.#later);
+    this.#later = null;
   }
 
   async #drain(): Promise<void> {
     // Writers submitted in the same synchronous run (e.g. a Promise.all) join the first
     // batch; a lone writer is flushed at once, with no wait for a later turn of the event
-    // loop. Writers arriving while a flush runs form the next batch.
+    // loop. Writers arriving while a flush runs form the next batch. Deferred items ride
+    // along; left alone, they wait for the next writer or their time.
     await Promise.resolve();
-    while (this.#queue.length > 0) {
+    this.#cancelTimer();
+    while (this.#waiters > 0 || (this.#everything && this.#queue.length > 0)) {
       const batch = this.#queue.splice(0, this.#maxBatch);
+      for (const w of batch) if (w.resolve !== undefined) this.#waiters -= 1;
       try {
         const results = await this.#flush(batch.map((w) => w.item));
         batch.forEach((w, i) => {
@@ -80,13 +105,15 @@ export class GroupCommit<T> {
       } catch (error) {
         const retry = batch.filter((w) => w.resolve === undefined && w.attempts + 1 < DEFERRED_ATTEMPTS).map((w) => ({ ...w, attempts: w.attempts + 1 }));
         for (const w of batch) w.reject?.(error);
-        // Kept for the next batch, which someone's write will bring; none is started for them alone.
+        // Kept for the next batch someone's write brings, or their own once their time is up again.
         if (retry.length > 0) {
           this.#queue.unshift(...retry);
-          if (this.#queue.every((w) => w.resolve === undefined)) break;
+          if (this.#waiters === 0) break;
         }
       }
     }
+    this.#everything = false;
     this.#draining = null;
+    if (this.#queue.length > 0) this.#schedule();
   }
 }

@@ -5,6 +5,7 @@
 export { addressBits, addressRangeBits, classifyAddress, isIpLiteral, unbracket } from "./address.js";
 export type { AddressClass } from "./address.js";
 export { failureOutcome, isAuditSink } from "./audit-sink.js";
+export { heldIntentPending, heldIntents, holdIntent } from "./held-intents.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";
 export { approvalRulesFor, caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf, stampApproval } from "./capability.js";
 export { argumentsHash } from "./arguments-hash.js";

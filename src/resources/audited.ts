@@ -21,7 +21,7 @@ import {
   type Denied,
   type Request,
 } from "../kernel/index.js";
-import { failureOutcome, isAuditSink, labelsOf, liveDenial } from "../kernel/internal.js";
+import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial } from "../kernel/internal.js";
 
 /*
  * The one place where a resource access is timed, decided, recorded and
@@ -63,6 +63,22 @@ export interface Access {
   proceedSync(): void;
 }
 
+/** Waits for the intents held up the chain of the call `cap` acts under (see holdIntent); AuditFailure when one could not be recorded. */
+async function callRecorded(held: Promise<void>, request: Request | null): Promise<void> {
+  try {
+    await held;
+  } catch (e) {
+    throw new AuditFailure(`the intent of the tool call the ${request === null ? "access" : describe(request)} runs under could not be recorded, so it was not done: ${message(e)}`, { cause: e });
+  }
+}
+
+/** A synchronous access cannot wait for the intent of the tool call it runs under: while that is not durable, it fails closed. */
+function refuseWhileHeld(cap: Capability, request: Request | null): void {
+  if (!heldIntentPending(cap)) return;
+  heldIntents(cap);
+  throw new AuditFailure(`the ${request === null ? "access" : describe(request)} runs under a tool call whose intent is not recorded yet, and a synchronous access cannot wait for it; use the asynchronous method`);
+}
+
 /** Throws the denial if `cap` was revoked or expired; reported to `access`. */
 function stillLive(access: Access, cap: Capability, request: Request | null): void {
   const dead = liveDenial(cap);
@@ -89,14 +105,15 @@ class Unaudited implements Access {
     return decision;
   }
 
-  proceed(): Promise<void> {
-    return new Promise((resolve) => {
-      this.proceedSync();
-      resolve();
-    });
+  async proceed(): Promise<void> {
+    // Nothing records this access, but the tool call it runs under is recorded before it acts.
+    const held = isCapability(this.#cap) ? heldIntents(this.#cap) : null;
+    if (held !== null) await callRecorded(held, this.#request);
+    stillLive(this, this.#cap, this.#request);
   }
 
   proceedSync(): void {
+    if (isCapability(this.#cap)) refuseWhileHeld(this.#cap, this.#request);
     stillLive(this, this.#cap, this.#request);
   }
 }
@@ -133,15 +150,23 @@ class Recorder implements Access {
 
   async proceed(): Promise<void> {
     const intent = this.intentToRecord();
+    // The intent of the tool call this access runs under, if still held, goes first: the store writes both in one transaction.
+    const held = heldIntents(this.#cap);
     try {
       await this.#sink.intend(intent);
     } catch (e) {
       throw intentFailure(intent, e);
     }
+    if (held !== null) {
+      // Recorded, so completed with the failure below if the call's own intent was not.
+      this.intent = intent;
+      await callRecorded(held, intent.request);
+    }
     this.recorded(intent);
   }
 
   proceedSync(): void {
+    refuseWhileHeld(this.#cap, this.subject);
     const intent = this.intentToRecord();
     try {
       synchronously(this.#sink.intend(intent));
@@ -405,7 +430,11 @@ class Run<T> {
       subject: this.subject(),
     });
     return {
-      write: () => this.sink.write(event),
+      write: () => {
+        // Filed after the intent of the tool call it ran under, if that is still held (the dispatcher awaits that one): one transaction.
+        heldIntents(this.cap);
+        return this.sink.write(event);
+      },
       failure: (e) => new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e }),
     };
   }

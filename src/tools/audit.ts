@@ -11,7 +11,7 @@ import {
   type Request,
   type ToolCode,
 } from "../kernel/index.js";
-import { defined } from "../kernel/internal.js";
+import { defined, heldIntents } from "../kernel/internal.js";
 
 /*
  * A tool call's audit record. Record, then act: an allowed call's intent is
@@ -33,9 +33,9 @@ export interface InvocationStart {
 
 const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-/** Records the intent of a call about to run its handler; throws AuditFailure (nothing has run) when the sink cannot take it. */
-export async function intendToolCall(sink: AuditSink, s: InvocationStart): Promise<AuditIntent> {
-  const intent: AuditIntent = Object.freeze({
+/** The intent of a call about to run its handler, not recorded yet. */
+export function toolIntent(s: InvocationStart): AuditIntent {
+  return Object.freeze({
     id: randomUUID(),
     at: s.at,
     kind: "tool",
@@ -45,12 +45,24 @@ export async function intendToolCall(sink: AuditSink, s: InvocationStart): Promi
     decision: s.decision,
     subject: auditSubject(s.capability),
   });
+}
+
+/**
+ * Records `intent`, made for a call under `capability`, after the intents
+ * still held up its chain (a sub-call of a built-in tool's call): resolves
+ * once all are durable; throws AuditFailure when the sink cannot take them,
+ * and then the call must not act. `held` says the handler may have run
+ * already (its intent was held until its first access), and acted on nothing.
+ */
+export async function recordToolIntent(sink: AuditSink, intent: AuditIntent, capability: Capability, held: boolean): Promise<void> {
+  const before = heldIntents(capability);
   try {
     await sink.intend(intent);
+    if (before !== null) await before;
   } catch (e) {
-    throw new AuditFailure(`the audit sink could not record the intent of the call to tool ${s.tool}, so it was not run: ${message(e)}`, { cause: e });
+    const what = held ? "nothing it asked for was done" : "it was not run";
+    throw new AuditFailure(`the audit sink could not record the intent of the call to tool ${String(intent.tool)}, so ${what}: ${message(e)}`, { cause: e });
   }
-  return intent;
 }
 
 /** Completes an intent with the call's outcome; throws AuditFailure (the result or error withheld) when the sink cannot take it. */

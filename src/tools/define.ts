@@ -97,6 +97,12 @@ export interface ToolImplementation {
   readonly handler: ToolHandler<unknown, unknown>;
   /** How the code of a tool loaded from a tool module runs; undefined for a tool the application defines in-process. */
   readonly code: ToolCode | undefined;
+  /**
+   * Whether the handler acts only through the agentcap resources it is given
+   * (agentcap's built-in tools): then the call's intent need only be durable
+   * before the handler's first resource access, and is written with it.
+   */
+  readonly confined: boolean;
 }
 
 const implementations = new WeakMap<AnyTool, ToolImplementation>();
@@ -113,7 +119,18 @@ export function defineTool<S extends z.ZodObject, Out, Q extends Request = Reque
   spec: ToolSpec<S, Q>,
   handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
 ): Tool<z.input<S>, Out> {
-  return makeTool(spec, handler, undefined);
+  return makeTool(spec, handler, undefined, false);
+}
+
+/**
+ * Defines one of agentcap's built-in tools, whose handler acts only through
+ * the resources it is given (see ToolImplementation.confined).
+ */
+export function defineBuiltinTool<S extends z.ZodObject, Out, Q extends Request = Request>(
+  spec: ToolSpec<S, Q>,
+  handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
+): Tool<z.input<S>, Out> {
+  return makeTool(spec, handler, undefined, true);
 }
 
 /**
@@ -121,7 +138,7 @@ export function defineTool<S extends z.ZodObject, Out, Q extends Request = Reque
  * that every audit event of the tool says so. For the sandbox layer only.
  */
 export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandler<unknown, unknown>, code: ToolCode): AnyTool {
-  return makeTool(spec, handler, code);
+  return makeTool(spec, handler, code, false);
 }
 
 /**
@@ -131,13 +148,15 @@ export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandl
  * needs stay agentcap's own. For the sandbox layer only.
  */
 export function rehostTool(tool: AnyTool, code: ToolCode, handler: ToolHandler<unknown, unknown> = implementationOf(tool).handler): AnyTool {
-  return makeTool({ name: tool.name, description: tool.description, input: tool.input, needs: implementationOf(tool).needs }, handler, code);
+  const impl = implementationOf(tool);
+  return makeTool({ name: tool.name, description: tool.description, input: tool.input, needs: impl.needs }, handler, code, impl.confined);
 }
 
 function makeTool<S extends z.ZodObject, Out, Q extends Request>(
   spec: ToolSpec<S, Q>,
   handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
   code: ToolCode | undefined,
+  confined: boolean,
 ): Tool<z.input<S>, Out> {
   const own = <K extends keyof ToolSpec<S, Q>>(k: K): ToolSpec<S, Q>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
   const [name, description, input, needs] = [own("name"), own("description"), own("input"), own("needs")];
@@ -151,7 +170,7 @@ function makeTool<S extends z.ZodObject, Out, Q extends Request>(
   if (typeof needs !== "function") throw new InvalidInput(`tool ${name}: needs must be a function from input to the requests the call makes`);
   if (typeof handler !== "function") throw new InvalidInput(`tool ${name}: handler must be a function (input, capability) => result`);
   const tool: Tool<z.input<S>, Out> = Object.freeze({ name, description, input, inputSchema: inputJsonSchema(name, input) });
-  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown>, code }));
+  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown>, code, confined }));
   return tool;
 }
 

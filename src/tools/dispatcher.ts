@@ -1,4 +1,4 @@
-import { caretaker, checkTrusted, defined, failureOutcome, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
+import { caretaker, checkTrusted, defined, failureOutcome, holdIntent, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -19,7 +19,7 @@ import {
   type ShadowDenial,
   type ToolRequest,
 } from "../kernel/index.js";
-import { completeToolCall, intendToolCall, succeeded, writeToolEvent } from "./audit.js";
+import { completeToolCall, recordToolIntent, succeeded, toolIntent, writeToolEvent } from "./audit.js";
 import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.js";
 import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.js";
 
@@ -152,20 +152,28 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         dispatch(ref, input, approved, callOptions, false),
       );
     }
-    // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live.
-    const intent = await intendToolCall(sink, { at, tool: name, toolCode, request, decision, capability });
+    // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live. A built-in
+    // tool acts only through resources, so its intent is held on the handler's capability and written with the first access's
+    // (one transaction, not two in turn); it is durable before the call answers either way.
+    const intent = toolIntent({ at, tool: name, toolCode, request, decision, capability });
+    const confined = implementationOf(ready.tool).confined;
+    const record = () => recordToolIntent(sink, intent, capability, confined);
+    if (!confined) await record();
+    const held: { flush: () => Promise<void> } = { flush: record };
+    const hold = confined ? (lease: Capability) => (held.flush = holdIntent(lease, record)) : null;
     let outcome: AuditOutcome;
     let result: unknown;
     let thrown: { error: unknown } | null = null;
     try {
       const dead = liveDenial(capability);
       if (dead !== null) throw denialError(dead);
-      result = await runHandler(ready.tool, ready.plan, capability, tenant, dispatcher);
+      result = await runHandler(ready.tool, ready.plan, capability, tenant, dispatcher, hold);
       outcome = succeeded(result);
     } catch (e) {
       thrown = { error: e };
       outcome = failureOutcome(e);
     }
+    if (confined) await held.flush();
     await completeToolCall(sink, intent, startedMs, outcome);
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
     if (thrown !== null) throw ForeignFailure.of(thrown.error);
@@ -202,10 +210,19 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
 /**
  * Runs the handler with a capability narrowed to the plan's grant, behind a
  * revocable forwarder that is revoked as soon as the call settles, so a
- * handler that keeps its capability past the call holds nothing.
+ * handler that keeps its capability past the call holds nothing. `hold`
+ * gets that capability first, to hold the call's intent on it.
  */
-async function runHandler(tool: AnyTool, plan: CallPlan, capability: Capability, tenant: string | null, dispatcher: Dispatcher): Promise<unknown> {
+async function runHandler(
+  tool: AnyTool,
+  plan: CallPlan,
+  capability: Capability,
+  tenant: string | null,
+  dispatcher: Dispatcher,
+  hold: ((lease: Capability) => unknown) | null,
+): Promise<unknown> {
   const lease = caretaker(narrow(capability, plan.grant), { tool: tool.name });
+  hold?.(lease.capability);
   const watcher: { current: ReturnType<typeof revocationSignal> | null } = { current: null };
   const context: ToolContext = Object.freeze({
     tenant,

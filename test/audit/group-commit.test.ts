@@ -20,16 +20,36 @@ describe("group commit", () => {
     expect(batches).toEqual([["a", "b"], ["outcome-of-a", "c"]]);
   });
 
-  it("flushes a deferred item on its own on the next turn when nothing else comes", async () => {
+  it("flushes a deferred item on its own once it has waited its time with nothing else coming", async () => {
     const batches: string[][] = [];
     const commit = new GroupCommit<string>((items) => {
       batches.push([...items]);
       return Promise.resolve(items.map(() => null));
-    }, 100);
+    }, 100, 20);
     commit.defer("alone");
     await new Promise((resolve) => setImmediate(resolve));
-    await commit.idle();
+    // Not on the next turn: a writer coming soon takes it along.
+    expect(batches).toEqual([]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
     expect(batches).toEqual([["alone"]]);
+  });
+
+  it("keeps a deferred item that arrives while a batch is written for the next writer, not a transaction of its own", async () => {
+    const batches: string[][] = [];
+    const commit = new GroupCommit<string>((items) => {
+      batches.push([...items]);
+      return Promise.resolve(items.map(() => null));
+    }, 100, 10_000);
+    // The caller's outcome is deferred as soon as its intent is committed, while the drain still runs.
+    await commit.submit("intent-1").then(() => {
+      commit.defer("outcome-1");
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    await commit.submit("intent-2");
+    expect(batches).toEqual([["intent-1"], ["outcome-1", "intent-2"]]);
+    commit.defer("outcome-2");
+    await commit.idle();
+    expect(batches).toEqual([["intent-1"], ["outcome-1", "intent-2"], ["outcome-2"]]);
   });
 
   it("rejects the waiters of a failed batch and tries its deferred items again with the next one", async () => {

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Capability } from "../../kernel/index.js";
 import { lineageReaches, resolvedRun, writtenRun } from "../../resources/exec/internal.js";
 import type { Exec, ExecReach, ExecResult } from "../../resources/exec/index.js";
-import { defineTool, type Tool } from "../define.js";
+import { defineBuiltinTool, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
 
 const input = z.object({
@@ -33,7 +33,7 @@ export interface CommandToolOptions {
  * written and denied before anything is looked at.
  */
 export function commandTool(exec: Exec, options: CommandToolOptions = {}): Tool<z.input<typeof input>, ExecResult> {
-  return defineTool(
+  return defineBuiltinTool(
     {
       name: options.name ?? "run_command",
       description: "Run one program with arguments, without a shell, and return its exit code, stdout and stderr.",

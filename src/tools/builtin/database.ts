@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Capability, DbOp, DbRequest, Scalar } from "../../kernel/index.js";
 import type { AggregateSpec, OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
 import { confinementOfLineage, fieldUse } from "../../resources/sql/internal.js";
-import { defineTool, type NeedsContext, type Tool } from "../define.js";
+import { defineBuiltinTool, type NeedsContext, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
 
 /*
@@ -90,7 +90,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
   const cap = (c: Capability) => c as Capability<{ readonly db: DbOp }>;
 
   return Object.freeze({
-    query: defineTool(
+    query: defineBuiltinTool(
       {
         name: `${prefix}query`,
         description: `Read rows of one model. Models: ${catalog}.`,
@@ -110,11 +110,11 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
           ...defined({ where: q.where as Where | undefined, orderBy: q.orderBy as readonly OrderBy[] | undefined, limit: q.limit, offset: q.offset, tenant: ctx.tenant ?? undefined }),
         }),
     ),
-    create: defineTool(
+    create: defineBuiltinTool(
       { name: `${prefix}create`, description: `Insert one row. Models: ${catalog}.`, input: input.create, needs: (q, ctx) => [need("create", q.model, [...Object.keys(q.values), ...(q.returning ?? [])], q.values, ctx)] },
       (q, c, ctx) => db.create(cap(c), { model: q.model, values: q.values, ...defined({ returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
     ),
-    update: defineTool(
+    update: defineBuiltinTool(
       {
         name: `${prefix}update`,
         description: `Change the rows that match a filter. Models: ${catalog}.`,
@@ -130,7 +130,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
       (q, c, ctx) =>
         db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
     ),
-    aggregate: defineTool(
+    aggregate: defineBuiltinTool(
       {
         name: `${prefix}aggregate`,
         description: `Count, sum, average, least or greatest values of one model's rows, optionally by group. Models: ${catalog}.`,
@@ -147,7 +147,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
           ...defined({ where: q.where as Where | undefined, groupBy: q.groupBy, tenant: ctx.tenant ?? undefined }),
         }),
     ),
-    delete: defineTool(
+    delete: defineBuiltinTool(
       { name: `${prefix}delete`, description: `Delete the rows that match a filter. Models: ${catalog}.`, input: input.delete, needs: (q, ctx) => [need("delete", q.model, whereFields(q.where), pins(q.where), ctx)] },
       (q, c, ctx) => db.delete(cap(c), { model: q.model, ...defined({ where: q.where as Where | undefined, tenant: ctx.tenant ?? undefined }) }),
     ),

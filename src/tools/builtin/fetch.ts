@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { HTTP_METHODS } from "../../kernel/index.js";
 import type { HttpClient } from "../../resources/http/index.js";
-import { defineTool, type Tool } from "../define.js";
+import { defineBuiltinTool, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
 
 const input = z.object({
@@ -32,7 +32,7 @@ export interface FetchToolOptions {
  * since every hop is authorized again against the narrowed capability.
  */
 export function fetchTool(http: HttpClient, options: FetchToolOptions = {}): Tool<z.input<typeof input>, FetchResult> {
-  return defineTool(
+  return defineBuiltinTool(
     {
       name: options.name ?? "fetch_url",
       description: "Send one HTTP request and return the status and the response body as text.",

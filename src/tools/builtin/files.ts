@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { FsOp } from "../../kernel/index.js";
 import { lexicalPath, lineageReaches, realPathWithin } from "../../resources/fs/internal.js";
 import type { DirEntry, FileSystem } from "../../resources/fs/index.js";
-import { defineTool, type NeedsContext, type Tool } from "../define.js";
+import { defineBuiltinTool, type NeedsContext, type Tool } from "../define.js";
 
 /*
  * File tools over the confined file system. Each call needs the requests the
@@ -46,18 +46,18 @@ export function fileTools(files: FileSystem, options: FileToolOptions = {}): Fil
   };
   const on = (tenant: string | null) => (tenant === null ? {} : { tenant });
   return Object.freeze({
-    read: defineTool(
+    read: defineBuiltinTool(
       { name: options.names?.read ?? "read_file", description: "Read a text file.", input: readInput, needs: (i, ctx) => need("read", i.path, ctx) },
       async (i, cap, ctx) => ({ path: i.path, text: (await files.read(cap, i.path, on(ctx.tenant))).toString("utf8") }),
     ),
-    write: defineTool(
+    write: defineBuiltinTool(
       { name: options.names?.write ?? "write_file", description: "Create or replace a text file.", input: writeInput, needs: (i, ctx) => need("write", i.path, ctx) },
       async (i, cap, ctx) => {
         await files.write(cap, i.path, i.content, on(ctx.tenant));
         return { path: i.path, bytes: Buffer.byteLength(i.content) };
       },
     ),
-    list: defineTool(
+    list: defineBuiltinTool(
       { name: options.names?.list ?? "list_files", description: "List the entries of a directory.", input: listInput, needs: (i, ctx) => need("list", i.path, ctx) },
       async (i, cap, ctx) => ({ path: i.path, entries: await files.list(cap, i.path, on(ctx.tenant)) }),
     ),
