@@ -75,7 +75,8 @@ async function callRecorded(held: Promise<void>, request: Request | null): Promi
 /** A synchronous access cannot wait for the intent of the tool call it runs under: while that is not durable, it fails closed. */
 function refuseWhileHeld(cap: Capability, request: Request | null): void {
   if (!heldIntentPending(cap)) return;
-  heldIntents(cap);
+  // Started all the same, so the store has it; its failure is handled where it is awaited.
+  void heldIntents(cap);
   throw new AuditFailure(`the ${request === null ? "access" : describe(request)} runs under a tool call whose intent is not recorded yet, and a synchronous access cannot wait for it; use the asynchronous method`);
 }
 
@@ -432,7 +433,7 @@ class Run<T> {
     return {
       write: () => {
         // Filed after the intent of the tool call it ran under, if that is still held (the dispatcher awaits that one): one transaction.
-        heldIntents(this.cap);
+        void heldIntents(this.cap);
         return this.sink.write(event);
       },
       failure: (e) => new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e }),

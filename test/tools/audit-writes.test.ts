@@ -12,6 +12,10 @@ import { fileTools } from "../../src/tools/builtin/files.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { z } from "zod";
+import { holdIntent } from "../../src/kernel/held-intents.ts";
+import { caretaker } from "../../src/kernel/internal.ts";
+import { createSqlDatabase } from "../../src/resources/sql/database.ts";
+import { capabilities, ENGINES, SCHEMA } from "../resources/sql-fixture.ts";
 import { memorySink } from "./memory-sink.ts";
 
 /*
@@ -164,5 +168,30 @@ describe("a built-in tool's intent held until its first access", () => {
     // The access's own intent was recorded before the tool's failed: it is completed with the failure, not left open.
     expect(sink.pending()).toEqual([]);
     expect(sink.events.map((e) => [e.request.action, e.outcome.ok])).toEqual([["fs.write", false]]);
+  });
+});
+
+describe("a synchronous access under a held intent", () => {
+  it("fails closed until the intent is durable, without reading, then reads", async () => {
+    const sqlite = ENGINES.find((e) => e.name === "sqlite");
+    if (sqlite === undefined) throw new Error("the SQLite fixture is missing");
+    const h = await sqlite.open();
+    try {
+      await h.reset();
+      const db = createSqlDatabase({ schema: SCHEMA, ...h.connection });
+      const lease = caretaker(capabilities().agent, { tool: "report" });
+      let durable!: () => void;
+      const flush = holdIntent(lease.capability, () => new Promise<void>((resolve) => (durable = resolve)));
+      h.clearCounts();
+      expect(() => db.readSync(lease.capability, { model: "Customer", fields: ["id"], where: { id: 1 } })).toThrow(/whose intent is not recorded yet/);
+      expect(h.executed()).toBe(0);
+      // The refused access started the write; once it is durable, reads go ahead.
+      durable();
+      await flush();
+      await Promise.resolve();
+      expect(db.readSync(lease.capability, { model: "Customer", fields: ["id"], where: { id: 1 } })).toEqual([{ id: 1 }]);
+    } finally {
+      await h.close();
+    }
   });
 });
