@@ -6,8 +6,9 @@
  * of customers and orders for two tenants (created on first start from
  * examples/mcp/shop.sql), audit and revocations in SQLite. Prints the
  * address, a development token for the demo principal alice (tenant acme,
- * also written to .agentcap/example/alice.token), and how to connect an MCP
- * client. `npm start -- --port 4000` or `PORT=4000 npm start` picks the
+ * also written to .agentcap/example/alice.token), the gateway's public keys
+ * (written to .agentcap/example/public-keys.json, for the token commands'
+ * --public-keys), and how to connect an MCP client. `npm start -- --port 4000` or `PORT=4000 npm start` picks the
  * port. Stops cleanly on SIGINT or SIGTERM.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -21,17 +22,24 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The example's configuration file. */
 export const EXAMPLE_CONFIG = path.join(here, "mcp", "agentcap.json");
 
+/** Where the example keeps its state by default: keys, stores, alice's token and the public keys. */
+const STATE_DIR = path.join(here, "..", ".agentcap", "example");
+
 /** Options of the example: where its state lives (default .agentcap/example in the repository) and the port. */
 export interface ExampleOptions {
   readonly stateDir?: string;
   readonly port?: number;
 }
 
-/** The running example: its endpoint, alice's development token, and how to stop it. */
+/** The running example: its endpoint, alice's development token, the files it wrote, and how to stop it. */
 export interface ExampleHandle {
   readonly url: string;
   readonly gateway: Gateway;
   readonly devToken: string;
+  /** alice's token, for recipes that read it (`--token @file`). */
+  readonly tokenFile: string;
+  /** The gateway's public key set, for the token commands' `--public-keys`. */
+  readonly publicKeysFile: string;
   close(): Promise<void>;
 }
 
@@ -58,14 +66,22 @@ export async function startExample(options: ExampleOptions = {}): Promise<Exampl
       await http.close();
       await gateway.close();
     };
-    return { url: http.url, gateway, devToken: gateway.issueToken("alice"), close };
+    const dir = state ?? STATE_DIR;
+    const devToken = gateway.issueToken("alice");
+    const tokenFile = path.join(dir, "alice.token");
+    const publicKeysFile = path.join(dir, "public-keys.json");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(tokenFile, `${devToken}\n`, { mode: 0o600 });
+    writeFileSync(publicKeysFile, `${JSON.stringify(gateway.publicKeys, null, 2)}\n`);
+    return { url: http.url, gateway, devToken, tokenFile, publicKeysFile, close };
   } catch (e) {
     await gateway.close();
     throw e;
   }
 }
 
-function instructions(url: string, token: string): string {
+function instructions(handle: ExampleHandle): string {
+  const { url, devToken: token } = handle;
   return [
     `agentcap gateway (example configuration ${path.relative(process.cwd(), EXAMPLE_CONFIG)})`,
     ``,
@@ -81,15 +97,13 @@ function instructions(url: string, token: string): string {
     `  any mcp.json:     { "mcpServers": { "agentcap": { "type": "http", "url": "${url}", "headers": { "Authorization": "Bearer <token>" } } } }`,
     ``,
     `alice sees read_file, list_files, db_query (acme's rows only) and write_file (workspace/notes only).`,
-    `The token is also in ${path.relative(process.cwd(), TOKEN_FILE)} (for --token @file).`,
-    `Mint other tokens with: npm run agentcap -- token mint --help. Audit log: npm run agentcap -- audit query --help;`,
+    `The token is also in ${path.relative(process.cwd(), handle.tokenFile)} (for --token @file), the gateway's public keys in`,
+    `${path.relative(process.cwd(), handle.publicKeysFile)} (for --public-keys). The token, revoke and audit commands act on this gateway's stores`,
+    `with --config ${path.relative(process.cwd(), EXAMPLE_CONFIG)}: npm run agentcap -- token mint --help. Audit log: npm run agentcap -- audit query --help;`,
     `its signed checkpoints are written beside it (audit verify --checkpoints <file> --public-key <key>, audit prove <event>).`,
     `Press Ctrl-C to stop.`,
   ].join("\n");
 }
-
-/** Where `npm start` writes alice's development token, for recipes that read it (`--token @file`). */
-const TOKEN_FILE = path.join(here, "..", ".agentcap", "example", "alice.token");
 
 /** The port `npm start` listens on: `--port N`, else the PORT environment variable, else the configuration's. */
 export function examplePort(args: readonly string[], env: NodeJS.ProcessEnv): number | undefined {
@@ -115,9 +129,7 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLTo
     process.stderr.write(`npm start: ${e.message}\n`);
     process.exit(1);
   }
-  mkdirSync(path.dirname(TOKEN_FILE), { recursive: true });
-  writeFileSync(TOKEN_FILE, `${handle.devToken}\n`, { mode: 0o600 });
-  process.stdout.write(`${instructions(handle.url, handle.devToken)}\n`);
+  process.stdout.write(`${instructions(handle)}\n`);
   const stop = () => {
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);

@@ -4,3 +4,4 @@ export type { ShadowGroup } from "./format.js";
 export { MAX_LIMIT } from "./query.js";
 export { DEFAULT_SQLITE_PATH } from "./sqlite-store.js";
 export { DEFAULT_POSTGRES_SCHEMA } from "./schema.js";
+export { parseSignerKey } from "./checkpoint.js";

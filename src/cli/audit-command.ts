@@ -1,9 +1,10 @@
 /**
  * `agentcap audit verify | query | prove | verify-proof | export | verify-export | keygen`: the audit
- * log from the command line. verify, query and prove open the log
- * read-only: the SQLite file (default `.agentcap/audit.db`), or with
- * --database-url a Postgres schema. verify-proof needs no log at all, only
- * the proof and the public key.
+ * log from the command line. verify, query, prove and export open the log
+ * read-only: the SQLite file (default `.agentcap/audit.db`), with
+ * --database-url a Postgres schema, or with --config the log of that gateway
+ * (and its checkpoints). verify-proof needs no log at all, only the proof
+ * and the public key.
  */
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -33,6 +34,7 @@ import { InvalidInput, type Action } from "../kernel/index.js";
 import { appendOutputFile, readInputFile, writeOutputFile } from "./files.js";
 import { parseTimeArgument } from "./time-argument.js";
 import { defined } from "../kernel/internal.js";
+import { gatewayAuditLog } from "./gateway-stores.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface AuditCommandIo {
@@ -48,19 +50,32 @@ const defaultIo: AuditCommandIo = {
 };
 
 interface StoreOptions {
+  readonly config?: string;
+  readonly store?: string;
+  readonly databaseUrl?: string;
+  readonly schema?: string;
+}
+
+/** A log as the options name it: a SQLite file or a Postgres schema, with the checkpoints of a gateway's log named by --config. */
+interface Log {
   readonly store: string;
   readonly databaseUrl?: string;
   readonly schema: string;
+  readonly checkpoints?: { readonly file: string; readonly publicKey: string };
 }
 
-function openReadOnly(opts: StoreOptions): Promise<AuditStore> {
-  return opts.databaseUrl === undefined
-    ? openAuditStore({ kind: "sqlite", path: opts.store, readOnly: true })
-    : openAuditStore({ kind: "postgres", url: opts.databaseUrl, schema: opts.schema, readOnly: true });
+/** The log the options name: the one of the gateway --config names, or --store / --database-url. */
+async function logOf(opts: StoreOptions): Promise<Log> {
+  if (opts.config === undefined) return { store: opts.store ?? DEFAULT_SQLITE_PATH, schema: opts.schema ?? DEFAULT_POSTGRES_SCHEMA, ...defined({ databaseUrl: opts.databaseUrl }) };
+  if (opts.store !== undefined || opts.databaseUrl !== undefined || opts.schema !== undefined) throw new InvalidInput("--config names the gateway's audit log; leave out --store, --database-url and --schema");
+  const log = await gatewayAuditLog(opts.config);
+  return { store: log.store ?? DEFAULT_SQLITE_PATH, schema: log.schema ?? DEFAULT_POSTGRES_SCHEMA, ...defined({ databaseUrl: log.databaseUrl, checkpoints: log.checkpoints }) };
 }
 
-async function withStore(opts: StoreOptions, run: (store: AuditStore) => Promise<void>): Promise<void> {
-  const store = await openReadOnly(opts);
+async function withStore(log: Log, run: (store: AuditStore) => Promise<void>): Promise<void> {
+  const store = await (log.databaseUrl === undefined
+    ? openAuditStore({ kind: "sqlite", path: log.store, readOnly: true })
+    : openAuditStore({ kind: "postgres", url: log.databaseUrl, schema: log.schema, readOnly: true }));
   try {
     await run(store);
   } finally {
@@ -70,9 +85,10 @@ async function withStore(opts: StoreOptions, run: (store: AuditStore) => Promise
 
 function storeOptions(cmd: Command): Command {
   return cmd
-    .option("--store <file>", "the SQLite audit log", DEFAULT_SQLITE_PATH)
+    .option("--config <file>", "the audit log of the gateway of this configuration (and its checkpoint file and key, when it signs checkpoints)")
+    .option("--store <file>", `the SQLite audit log (default ${DEFAULT_SQLITE_PATH})`)
     .option("--database-url <url>", "use the Postgres audit log at this connection string instead")
-    .option("--schema <name>", "the Postgres schema holding the log", DEFAULT_POSTGRES_SCHEMA);
+    .option("--schema <name>", `the Postgres schema holding the log (default ${DEFAULT_POSTGRES_SCHEMA})`);
 }
 
 function integer(value: string): number {
@@ -160,14 +176,16 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
 
   storeOptions(audit.command("verify"))
     .description("walk the whole log against its signed checkpoints and report every edited, deleted, reordered, inserted or truncated entry; exit code 1 when tampered")
-    .option("--checkpoints <file>", "the log's checkpoint file (signed notes, as the store writes them)")
-    .option("--public-key <key|file>", "the checkpoints' verifier key, <name>+<id>+<base64 key>, or a file holding it", verifierKey)
+    .option("--checkpoints <file>", "the log's checkpoint file (signed notes, as the store writes them; default with --config: the gateway's)")
+    .option("--public-key <key|file>", "the checkpoints' verifier key, <name>+<id>+<base64 key>, or a file holding it (default with --config: the gateway's)", verifierKey)
     .option("--max-problems <n>", "stop after this many problems", integer, 100)
     .option("--json", "print the report as JSON")
     .action(async (opts: StoreOptions & { checkpoints?: string; publicKey?: string; maxProblems: number; json?: boolean }) => {
       if ((opts.checkpoints === undefined) !== (opts.publicKey === undefined)) throw new InvalidInput("give --checkpoints and --public-key together");
-      const signed = opts.checkpoints === undefined ? {} : { checkpoints: checkpointNotes(opts.checkpoints), ...defined({ verifierKey: opts.publicKey }) };
-      await withStore(opts, async (store) => {
+      const log = await logOf(opts);
+      const against = opts.checkpoints === undefined ? log.checkpoints : { file: opts.checkpoints, publicKey: opts.publicKey ?? "" };
+      const signed = against === undefined ? {} : { checkpoints: checkpointNotes(against.file), verifierKey: against.publicKey };
+      await withStore(log, async (store) => {
         const report = await store.verify({ maxProblems: opts.maxProblems, ...signed });
         io.out(opts.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatVerifyReport(report));
         if (!report.ok) io.setExitCode(1);
@@ -177,13 +195,17 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
   storeOptions(audit.command("prove"))
     .description("export an event (its entries) with inclusion proofs against the latest signed checkpoint covering it, for anyone holding the public key to verify")
     .argument("<event-id>", "the event's id, as audit query shows it")
-    .requiredOption("--checkpoints <file>", "the log's checkpoint file")
-    .option("--public-key <key|file>", "use only checkpoints that verify with this key", verifierKey)
+    .option("--checkpoints <file>", "the log's checkpoint file (default with --config: the gateway's)")
+    .option("--public-key <key|file>", "use only checkpoints that verify with this key (default with --config: the gateway's)", verifierKey)
     .option("--out <file>", "write the proof here instead of standard output")
-    .action(async (id: string, opts: StoreOptions & { checkpoints: string; publicKey?: string; out?: string }) => {
-      const notes = checkpointNotes(opts.checkpoints);
-      await withStore(opts, async (store) => {
-        const proof = `${JSON.stringify(await store.prove(id, { checkpoints: notes, ...defined({ verifierKey: opts.publicKey }) }), null, 2)}\n`;
+    .action(async (id: string, opts: StoreOptions & { checkpoints?: string; publicKey?: string; out?: string }) => {
+      const log = await logOf(opts);
+      const file = opts.checkpoints ?? log.checkpoints?.file;
+      if (file === undefined) throw new InvalidInput("give --checkpoints: the log's checkpoint file");
+      const notes = checkpointNotes(file);
+      const key = opts.publicKey ?? (opts.checkpoints === undefined ? log.checkpoints?.publicKey : undefined);
+      await withStore(log, async (store) => {
+        const proof = `${JSON.stringify(await store.prove(id, { checkpoints: notes, ...defined({ verifierKey: key }) }), null, 2)}\n`;
         if (opts.out === undefined) io.out(proof);
         else writeOutputFile(opts.out, proof, "--out");
       });
@@ -193,15 +215,17 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .description("write the log's entries as JSON lines, each with its sequence number and inclusion proof against the latest signed checkpoint, for a copy elsewhere (a SIEM) that anyone holding the public key can check for gaps and edits")
     .option("--since <time>", "from the first entry at or after this time (same forms as audit query)", time)
     .option("--until <time>", "up to the last entry before this time", time)
-    .option("--checkpoints <file>", "the log's checkpoint file (default: the one beside the SQLite log)")
+    .option("--checkpoints <file>", "the log's checkpoint file (default: the gateway's with --config, else the one beside the SQLite log)")
     .option("--public-key <key|file>", "use only checkpoints that verify with this key", verifierKey)
     .option("--out <file>", "write the export here instead of standard output")
     .addOption(new Option("--format <format>", "jsonl: one JSON object per line").choices(["jsonl"]).default("jsonl"))
     .action(async (opts: StoreOptions & { since?: number; until?: number; checkpoints?: string; publicKey?: string; out?: string }) => {
-      const notes = opts.checkpoints ?? (opts.databaseUrl === undefined ? `${opts.store}.checkpoints` : undefined);
+      const log = await logOf(opts);
+      const notes = opts.checkpoints ?? log.checkpoints?.file ?? (log.databaseUrl === undefined ? `${log.store}.checkpoints` : undefined);
       if (notes === undefined) throw new InvalidInput("give --checkpoints: the Postgres log's checkpoint file");
       const checkpoints = checkpointNotes(notes);
-      await withStore(opts, async (store) => {
+      const key = opts.publicKey ?? (opts.checkpoints === undefined ? log.checkpoints?.publicKey : undefined);
+      await withStore(log, async (store) => {
         const out = opts.out;
         const write =
           out === undefined
@@ -211,7 +235,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
               };
         if (out !== undefined) writeOutputFile(out, "", "--out", { flag: "wx" });
         let batch = "";
-        for await (const line of store.exportEntries({ checkpoints, ...defined({ since: opts.since, until: opts.until, verifierKey: opts.publicKey }) })) {
+        for await (const line of store.exportEntries({ checkpoints, ...defined({ since: opts.since, until: opts.until, verifierKey: key }) })) {
           batch += `${JSON.stringify(line)}\n`;
           if (batch.length > 1 << 20) {
             write(batch);
@@ -299,9 +323,10 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .addOption(new Option("--format <format>", "table for people, jsonl for machines").choices(["table", "jsonl"]).default("table"))
     .action(async (opts: QueryOptions) => {
       const query = queryOf(opts);
+      const log = await logOf(opts);
       if (opts.shadowDiff === true) {
         if (opts.denied === true) throw new InvalidInput("--shadow-diff lists allowed events a shadow grant would have denied; it cannot be combined with --denied");
-        await withStore(opts, async (store) => {
+        await withStore(log, async (store) => {
           const seen: AuditRecord[] = [];
           let after = query.after;
           for (;;) {
@@ -316,7 +341,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
         });
         return;
       }
-      await withStore(opts, async (store) => {
+      await withStore(log, async (store) => {
         const table: AuditRecord[] = [];
         let after = query.after;
         for (;;) {

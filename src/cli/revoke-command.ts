@@ -5,11 +5,9 @@
  * by `--by`), or on a token store given directly. Every process sharing the
  * store refuses what is revoked from its next decision.
  */
-import { userInfo } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
-import { createMint, InvalidInput, REVOCATION_TARGETS } from "../kernel/index.js";
-import { loadGatewayConfig } from "../mcp/index.js";
-import { openAudit, openTokenStore } from "../mcp/internal.js";
+import { InvalidInput } from "../kernel/index.js";
+import { openGatewayTokenStore, operator } from "./gateway-stores.js";
 import { openPostgresTokenStore, openSqliteTokenStore, type ReinstateTarget, type RevocationTarget, type TokenStore } from "../token/index.js";
 import { printable } from "../audit/internal.js";
 import { makeParentDirectory } from "./files.js";
@@ -50,15 +48,8 @@ function targetOf(o: TargetOptions, allowed: readonly (keyof TargetOptions)[]): 
 async function openStores(o: StoreOptions): Promise<{ readonly store: TokenStore; readonly audited: boolean; readonly close: () => Promise<void> }> {
   if (o.config !== undefined) {
     if (o.store !== undefined || o.databaseUrl !== undefined) throw new InvalidInput("--config names the gateway's stores; leave out --store and --database-url");
-    const config = await loadGatewayConfig(o.config);
-    const audit = await openAudit(config.audit, config.issuer);
-    try {
-      const store = await openTokenStore(config.tokenStore, audit);
-      return { store, audited: true, close: async () => { await store.close(); await audit.close(); } };
-    } catch (e) {
-      await audit.close();
-      throw e;
-    }
+    const { store, close } = await openGatewayTokenStore(o.config);
+    return { store, audited: true, close };
   }
   if (o.databaseUrl !== undefined) {
     const store = await openPostgresTokenStore({ connectionString: o.databaseUrl });
@@ -101,10 +92,7 @@ export function registerRevokeCommand(program: Command, io: RevokeCommandIo = { 
     const target = targetOf(opts, ["principal", "tenant", "role", "session", "capabilityId", "revocationId", "keyId"]);
     const { store, audited, close } = await openStores(opts);
     try {
-      // The operator acts with an explicit revoke grant of every kind, minted for the name it gives.
-      const by = audited
-        ? createMint({ issuer: "agentcap-cli", policy: () => ({ revoke: REVOCATION_TARGETS.map((t) => ({ target: t })) }), revocations: store }).issue({ id: opts.by ?? `cli:${userInfo().username}` })
-        : undefined;
+      const by = audited ? operator(store, opts.by) : undefined;
       const report = await store.revoke(target, { reason: opts.reason, ...(by === undefined ? {} : { by }) });
       io.out(`revoked ${report.kind} ${report.id}: every process sharing the store refuses it from its next decision`);
     } finally {

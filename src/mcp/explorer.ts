@@ -7,13 +7,12 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { splitNotes, type AuditStore } from "../audit/index.js";
-import { InvalidInput } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import { createVerifier, type PublicKeySet, type TokenStore } from "../token/index.js";
-import { inspectVerified, publicKeyOf } from "../token/internal.js";
+import { inspectVerified } from "../token/internal.js";
 import { createExplorer, type Explorer, type ExplorerOptions } from "../web/index.js";
 import type { GatewayConfig } from "./config.js";
-import { openAudit, openTokenStore, type Gateway } from "./gateway.js";
+import { configuredPublicKeys, openAudit, openTokenStore, type Gateway } from "./gateway.js";
 
 /** The signed checkpoints in a checkpoint file (none before the first is written). */
 function checkpointReader(file: string | undefined): { readonly checkpoints?: () => Promise<readonly string[]> } {
@@ -30,23 +29,6 @@ export function gatewayExplorer(gateway: Gateway, log: (line: string) => void): 
     log,
     ...checkpointReader(gateway.config.audit.checkpoints?.file),
   });
-}
-
-/** The public keys a gateway of `config` verifies tokens with: those configured, and its key file's own. */
-function publicKeysOf(config: GatewayConfig): Record<string, string> {
-  const keys: Record<string, string> = { ...config.keys.publicKeys };
-  const file = config.keys.file;
-  if (file === undefined || !existsSync(file)) return keys;
-  let data: unknown;
-  try {
-    data = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    throw new InvalidInput(`key file ${file} cannot be read as JSON: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const k = data as { keyId?: unknown; privateKey?: unknown } | null;
-  if (typeof k?.keyId !== "number" || typeof k.privateKey !== "string") throw new InvalidInput(`key file ${file} must hold { "keyId": <number>, "privateKey": "ed25519-private/<hex>" }`);
-  keys[String(k.keyId)] = publicKeyOf(k.privateKey);
-  return keys;
 }
 
 /** An explorer opened from a gateway's configuration, and what closes its stores. */
@@ -93,7 +75,7 @@ export function tokenStoreExplorer(options: TokenStoreExplorerOptions): Explorer
  * revocations are recorded there (and in the log) as the gateway records them.
  */
 export async function openConfiguredExplorer(config: GatewayConfig, log: (line: string) => void): Promise<ConfiguredExplorer> {
-  const publicKeys = publicKeysOf(config);
+  const publicKeys = configuredPublicKeys(config);
   const audit = await openAudit(config.audit, config.issuer);
   try {
     const store = await openTokenStore(config.tokenStore, audit);

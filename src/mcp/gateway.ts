@@ -26,7 +26,7 @@ import {
   type TokenStore,
   type Verifier,
 } from "../token/index.js";
-import { inspectVerified } from "../token/internal.js";
+import { inspectVerified, publicKeyOf } from "../token/internal.js";
 import { approvalWebhook } from "./approval-webhook.js";
 import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
 import { openGatewayTools } from "./gateway-tools.js";
@@ -77,6 +77,8 @@ export interface Gateway {
   revoke(token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }): Promise<RevocationReport>;
   /** Checks a token's signature, store, revocation and expiry, as `authenticate` does for a new session; throws InvalidToken, Revoked or Expired. */
   inspect(token: string): void;
+  /** The public key set the gateway verifies tokens with, by key id (its own key's and those configured), as `token --public-keys` files hold it. */
+  readonly publicKeys: Readonly<Record<string, string>>;
   /** The ids of the mints whose roots this gateway's tools accept: those of its signing and verification keys and, with `oauth`, the mint of identity-provider sessions. */
   readonly mints: readonly string[];
   /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
@@ -98,14 +100,17 @@ export interface OpenGatewayOptions {
   readonly resolver?: Resolver;
 }
 
-interface KeyFile {
+/** A key file as `agentcap token keygen` writes it. */
+export interface KeyFile {
   readonly keyId: number;
   readonly privateKey: string;
 }
 
-function readKeys(config: GatewayConfig["keys"]): KeyFile | null {
+/** The key in the configuration's key file, or null when it names none (or, with `create` false, when the file does not exist yet). */
+function readKeys(config: GatewayConfig["keys"], create = true): KeyFile | null {
   if (config.file === undefined) return null;
   if (!existsSync(config.file)) {
+    if (!create) return null;
     if (!config.createIfMissing) throw new InvalidInput(`key file ${config.file} does not exist; create it with \`agentcap token keygen --out ${config.file}\``);
     mkdirSync(path.dirname(config.file), { recursive: true });
     const pair = generateKeyPair();
@@ -122,6 +127,19 @@ function readKeys(config: GatewayConfig["keys"]): KeyFile | null {
     throw new InvalidInput(`key file ${config.file} must hold { "keyId": <number>, "privateKey": "ed25519-private/<hex>" } as agentcap token keygen writes it`);
   }
   return { keyId: k.keyId, privateKey: k.privateKey };
+}
+
+/** The public keys a gateway of `config` verifies tokens with: those configured, and its key file's own. */
+export function configuredPublicKeys(config: GatewayConfig): Record<string, string> {
+  const keys = readKeys(config.keys, false);
+  return { ...config.keys.publicKeys, ...(keys === null ? {} : { [String(keys.keyId)]: publicKeyOf(keys.privateKey) }) };
+}
+
+/** The signing key a gateway of `config` mints with (its key file, created when missing and allowed to); InvalidInput when it has none. */
+export function configuredSigningKey(config: GatewayConfig): KeyFile {
+  const keys = readKeys(config.keys);
+  if (keys === null) throw new InvalidInput("this gateway has no signing key (keys.file); it can verify tokens but not mint them");
+  return keys;
 }
 
 /** The gateway's token store, recording every revocation in `audit`. */
@@ -226,6 +244,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       },
       passthrough: new Set(upstreams.flatMap((u) => u.tools.map((t) => t.name))),
       mints,
+      publicKeys: Object.freeze({ ...publicKeys }),
       authenticate: async (token: string, opts?: { readonly fresh?: boolean; readonly resource?: string }) => {
         if (looksLikeJwt(token)) {
           if (oauth === null) throw new InvalidToken("token is a JWT, but this gateway takes no identity-provider tokens (no oauth in its configuration)");

@@ -1,15 +1,16 @@
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ServeHandle } from "../../src/cli/serve-command.ts";
-import { startExample } from "../../examples/mcp-gateway.ts";
+import { Command } from "commander";
+import { registerTokenCommand } from "../../src/cli/token-command.ts";
+import { startExample, type ExampleHandle } from "../../examples/mcp-gateway.ts";
 import { httpClient, textOf } from "./support.ts";
 
 /* The `npm start` gateway, with its state in a folder of its own: two tenants, each sees only its rows. */
 
 let state: string;
-let handle: ServeHandle;
+let handle: ExampleHandle;
 
 beforeAll(async () => {
   state = mkdtempSync(path.join(tmpdir(), "agentcap-example-"));
@@ -30,8 +31,19 @@ describe("the example gateway", () => {
     expect(handle.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
   });
 
+  it("writes alice's token and the gateway's public keys, as the token commands read them", async () => {
+    expect(handle.tokenFile).toBe(path.join(state, "alice.token"));
+    expect(handle.publicKeysFile).toBe(path.join(state, "public-keys.json"));
+    expect(readFileSync(handle.tokenFile, "utf8")).toBe(`${handle.devToken}\n`);
+    const lines: string[] = [];
+    const program = new Command("agentcap").exitOverride();
+    registerTokenCommand(program, { out: (text) => lines.push(text), setExitCode: () => undefined });
+    await program.parseAsync(["token", "inspect", "--token", `@${handle.tokenFile}`, "--public-keys", handle.publicKeysFile], { from: "user" });
+    expect(lines.join("\n")).toMatch(/^block 0: root link \S+\n {2}minted for alice by agentcap-example \(key id 1\)/);
+  });
+
   it("shows alice her tools and only acme's customers; bob only globex's", async () => {
-    const alice = await httpClient(handle.url, handle.devToken ?? "");
+    const alice = await httpClient(handle.url, handle.devToken);
     const bob = await httpClient(handle.url, handle.gateway.issueToken("bob"));
     try {
       expect((await alice.client.listTools()).tools.map((t) => t.name).sort()).toEqual(["db_query", "list_files", "read_file", "write_file"]);
