@@ -11,8 +11,8 @@
 export { openAuditStore } from "./open.js";
 export type { AuditStoreOptions, CheckpointOptions } from "./open.js";
 export type { AuditStore, ExportOptions } from "./store.js";
-export { AUDIT_ACTIONS } from "./query.js";
-export type { AuditQuery, AuditRecord } from "./query.js";
+export { AUDIT_ACTIONS, MAX_HISTOGRAM_BUCKETS } from "./query.js";
+export type { AuditQuery, AuditRecord, Histogram, HistogramKey, HistogramOptions, HistogramRow } from "./query.js";
 export type { LoggedEvent } from "./encoding.js";
 export type { OpenIntent, VerifyOptions as AuditVerifyOptions, VerifyReport } from "./verify.js";
 export type { TamperKind, TamperProblem } from "./chain-walker.js";

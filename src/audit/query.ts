@@ -1,4 +1,4 @@
-import { sql, type Kysely } from "kysely";
+import { sql, type Expression, type ExpressionBuilder, type Kysely, type SqlBool } from "kysely";
 import { z } from "zod";
 import { InvalidInput, type Action } from "../kernel/index.js";
 import { defined, describeIssues } from "../kernel/internal.js";
@@ -162,6 +162,33 @@ export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{
   return link === undefined ? [] : buildSelect(db, q, link.num).execute();
 }
 
+/** The events table as the queries name it. */
+type Events = ExpressionBuilder<AuditDb & { e: AuditDb["audit_events"] }, "e">;
+
+/** The query's filters as conditions on `e` (but not `descendantsOf`, `after` and the page): each is a column comparison an index serves. */
+function filterConditions(eb: Events, q: ParsedQuery): Expression<SqlBool>[] {
+  // Each event matches once: by its intent or whole entry, or, for denials, by the entry holding the final decision (a whole event, or an outcome).
+  const c: Expression<SqlBool>[] = [q.decision === "denied" ? eb("e.phase", "<>", sql.lit(PHASE.intent)) : eb("e.phase", "<>", sql.lit(PHASE.outcome))];
+  if (q.principal !== undefined) c.push(eb("e.principal", "=", q.principal));
+  if (q.requestId !== undefined) c.push(eb("e.request_id", "=", q.requestId));
+  if (q.capabilityHash !== undefined) c.push(eb("e.capability_hash", "=", q.capabilityHash));
+  if (q.tool !== undefined) c.push(eb("e.tool", "=", q.tool));
+  if (q.action !== undefined) c.push(eb("e.action", "=", q.action));
+  if (q.tenant !== undefined) c.push(eb("e.tenant", "=", q.tenant));
+  if (q.sessionId !== undefined) c.push(eb("e.session_id", "=", q.sessionId));
+  if (q.taskId !== undefined) c.push(eb("e.task_id", "=", q.taskId));
+  if (q.since !== undefined) c.push(eb("e.at", ">=", q.since));
+  if (q.until !== undefined) c.push(eb("e.at", "<", q.until));
+  // A literal, not a parameter, so the planner can use the partial indexes on denied events.
+  if (q.decision !== undefined) c.push(eb("e.allowed", "=", sql.lit(q.decision === "allowed" ? 1 : 0)));
+  if (q.resourcePrefix !== undefined) {
+    const upper = prefixSuccessor(q.resourcePrefix);
+    c.push(eb("e.resource", ">=", q.resourcePrefix));
+    if (upper !== null) c.push(eb("e.resource", "<", upper));
+  }
+  return c;
+}
+
 /**
  * The SELECT for a query; `linkNum` is the lineage key of `descendantsOf`.
  * Every filter is a column comparison an index serves (test/audit checks the
@@ -169,26 +196,10 @@ export async function selectRows(db: Kysely<AuditDb>, q: ParsedQuery): Promise<{
  */
 export function buildSelect(db: Kysely<AuditDb>, q: ParsedQuery, linkNum: number | null) {
   const cmp = q.order === "asc" ? ">" : "<";
-  let qb = db.selectFrom("audit_events as e").select(["e.seq", "e.id", "e.phase", "e.body", "e.prev_hash", "e.hash"]);
-  // Each event matches once: by its intent or whole entry, or, for denials, by the entry holding the final decision (a whole event, or an outcome).
-  qb = q.decision === "denied" ? qb.where("e.phase", "<>", sql.lit(PHASE.intent)) : qb.where("e.phase", "<>", sql.lit(PHASE.outcome));
-  if (q.principal !== undefined) qb = qb.where("e.principal", "=", q.principal);
-  if (q.requestId !== undefined) qb = qb.where("e.request_id", "=", q.requestId);
-  if (q.capabilityHash !== undefined) qb = qb.where("e.capability_hash", "=", q.capabilityHash);
-  if (q.tool !== undefined) qb = qb.where("e.tool", "=", q.tool);
-  if (q.action !== undefined) qb = qb.where("e.action", "=", q.action);
-  if (q.tenant !== undefined) qb = qb.where("e.tenant", "=", q.tenant);
-  if (q.sessionId !== undefined) qb = qb.where("e.session_id", "=", q.sessionId);
-  if (q.taskId !== undefined) qb = qb.where("e.task_id", "=", q.taskId);
-  if (q.since !== undefined) qb = qb.where("e.at", ">=", q.since);
-  if (q.until !== undefined) qb = qb.where("e.at", "<", q.until);
-  // A literal, not a parameter, so the planner can use the partial indexes on denied events.
-  if (q.decision !== undefined) qb = qb.where("e.allowed", "=", sql.lit(q.decision === "allowed" ? 1 : 0));
-  if (q.resourcePrefix !== undefined) {
-    const upper = prefixSuccessor(q.resourcePrefix);
-    qb = qb.where("e.resource", ">=", q.resourcePrefix);
-    if (upper !== null) qb = qb.where("e.resource", "<", upper);
-  }
+  let qb = db
+    .selectFrom("audit_events as e")
+    .select(["e.seq", "e.id", "e.phase", "e.body", "e.prev_hash", "e.hash"])
+    .where((eb) => eb.and(filterConditions(eb, q)));
   const { after } = q;
   if (linkNum !== null) {
     // Driven by the lineage index, whose key order is (link, seq): the page is read in order, never sorted.
@@ -246,4 +257,104 @@ export async function runQuery(db: Kysely<AuditDb>, query: unknown): Promise<Aud
     const outcomeBody = outcome === undefined || outcome === intent ? null : (JSON.parse(outcome.body) as unknown);
     return [{ seq: row.seq, hash: row.hash, prevHash: row.prev_hash, outcomeSeq: outcome?.seq ?? null, event: decodeEvent(bodies[i], links, outcomeBody) }];
   });
+}
+
+/** What a histogram groups events by: the principal of their root, their tool, or their tenant (as `tenant` filters it). */
+export type HistogramKey = "principal" | "tool" | "tenant";
+
+/** How to count: by which key, in how many equal spans of time. */
+export interface HistogramOptions {
+  readonly by: HistogramKey;
+  /** The spans [since, until) is cut into; without since or until, the span the matching events cover. At most MAX_HISTOGRAM_BUCKETS. */
+  readonly buckets: number;
+}
+
+/** One key's events in one span: how many were allowed, how many denied (at the decision, or while acting). */
+export interface HistogramRow {
+  /** Null for events without one (a call with no tool, an event of no single tenant). */
+  readonly key: string | null;
+  readonly bucket: number;
+  readonly allowed: number;
+  readonly denied: number;
+}
+
+/** The events a query matches, counted by key and span of time. */
+export interface Histogram {
+  /** The first span's start, each span's width (ms) and their number. */
+  readonly from: number;
+  readonly bucketMs: number;
+  readonly buckets: number;
+  /** Rows only for keys and spans with events. */
+  readonly rows: readonly HistogramRow[];
+}
+
+export const MAX_HISTOGRAM_BUCKETS = 1000;
+
+const HISTOGRAM_COLUMNS = { principal: "e.principal", tool: "e.tool", tenant: "e.tenant" } as const;
+const histogramSchema = z.strictObject({ by: z.enum(["principal", "tool", "tenant"]), buckets: z.number().int().min(1).max(MAX_HISTOGRAM_BUCKETS) });
+
+/**
+ * Counts the events `query` matches (its filters; it takes no page) in one
+ * aggregate query, each by its final decision: denied when it was refused,
+ * or when a denial was met while acting. Throws InvalidInput for a bad
+ * query or options.
+ */
+export async function runHistogram(db: Kysely<AuditDb>, query: unknown, options: HistogramOptions): Promise<Histogram> {
+  const parsedOptions = histogramSchema.safeParse(options);
+  if (!parsedOptions.success) throw new InvalidInput(describeIssues("histogram options", parsedOptions.error));
+  const { by, buckets } = parsedOptions.data;
+  const q = parseQuery(query);
+  const paged = ["limit", "order", "after"].filter((k) => Object.hasOwn(query as object, k));
+  if (paged.length > 0) throw new InvalidInput(`a histogram counts every matching event: leave out ${paged.join(", ")}`);
+  let linkNum: number | null = null;
+  if (q.descendantsOf !== undefined) {
+    const link = await db.selectFrom("audit_links").select("num").where("id", "=", q.descendantsOf).executeTakeFirst();
+    if (link === undefined) return { from: q.since ?? 0, bucketMs: 1, buckets, rows: [] };
+    linkNum = link.num;
+  }
+  const matching = () => {
+    const qb = db.selectFrom("audit_events as e").where((eb) => eb.and(filterConditions(eb, q)));
+    return linkNum === null ? qb : qb.where("e.seq", "in", db.selectFrom("audit_event_links").select("event_seq").where("link_num", "=", linkNum));
+  };
+  let from = q.since;
+  let to = q.until;
+  if (from === undefined || to === undefined) {
+    const span = await matching()
+      .select((eb) => [eb.fn.min<number | null>("e.at").as("lo"), eb.fn.max<number | null>("e.at").as("hi")])
+      .executeTakeFirst();
+    // Both are null when nothing matches.
+    const [lo, hi] = [span?.lo ?? null, span?.hi ?? null];
+    if (lo === null || hi === null) return { from: from ?? 0, bucketMs: 1, buckets, rows: [] };
+    from ??= lo;
+    to ??= hi + 1;
+  }
+  const bucketMs = Math.max(1, Math.ceil((to - from) / buckets));
+  // An outcome with allowed = 0 met a denial while acting: its event counts as denied. Such outcomes are few (a partial index holds the denied).
+  const deniedWhileActing = db.selectFrom("audit_events").select("id").where("phase", "=", sql.lit(PHASE.outcome)).where("allowed", "=", sql.lit(0));
+  const rows = await matching()
+    .select((eb) => [
+      eb.ref(HISTOGRAM_COLUMNS[by]).as("key"),
+      // Both numbers are whole and computed here: literals, so the division is an integer one in both engines.
+      sql<number>`(${eb.ref("e.at")} - ${sql.lit(from)}) / ${sql.lit(bucketMs)}`.as("bucket"),
+      eb.fn.countAll<number>().as("n"),
+      eb.fn
+        .sum<number>(
+          eb
+            .case()
+            .when(eb.and([eb("e.allowed", "=", sql.lit(1)), eb("e.id", "not in", deniedWhileActing)]))
+            .then(sql.lit(1))
+            .else(sql.lit(0))
+            .end(),
+        )
+        .as("allowed"),
+    ])
+    .groupBy(["key", "bucket"])
+    .execute();
+  return {
+    from,
+    bucketMs,
+    buckets,
+    // Both engines give whole numbers here (Postgres's bigints are read as numbers on the store's pool).
+    rows: rows.map((r) => ({ key: r.key, bucket: Math.min(buckets - 1, Math.max(0, r.bucket)), allowed: r.allowed, denied: r.n - r.allowed })),
+  };
 }

@@ -6,7 +6,7 @@ import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, ty
 import { GroupCommit } from "./group-commit.js";
 import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
 import { EXPORT_FORMAT, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
-import { loadLinks, runQuery, type AuditQuery, type AuditRecord } from "./query.js";
+import { loadLinks, runHistogram, runQuery, type AuditQuery, type AuditRecord, type Histogram, type HistogramOptions } from "./query.js";
 import type { Redactor } from "./redaction.js";
 import type { AuditDb } from "./schema.js";
 import { storedSubtrees, verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
@@ -37,6 +37,8 @@ export interface AuditStore extends AuditSink {
   write(event: AuditEvent): Promise<void>;
   /** The events matching every filter, in log order; InvalidInput for a bad filter. */
   query(query?: AuditQuery): Promise<AuditRecord[]>;
+  /** The events `query` matches (its filters; no page), counted by principal, tool or tenant and span of time, allowed and denied, in one aggregate query. */
+  histogram(query: AuditQuery, options: HistogramOptions): Promise<Histogram>;
   /** Walks the whole log against its signed checkpoints and reports every problem; see VerifyOptions. Uses the store's own checkpoint sink and key unless told otherwise. */
   verify(options?: VerifyOptions): Promise<VerifyReport>;
   /** The last entry's sequence number and chain hash, or null for an empty log. */
@@ -278,6 +280,7 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
       await commit.submit(encodeEvent(event, redact));
     },
     query: (query: AuditQuery = {}) => reading("run the query", () => runQuery(backend.db, query)),
+    histogram: (query: AuditQuery, options: HistogramOptions) => reading("count the events", () => runHistogram(backend.db, query, options)),
     verify: (options: VerifyOptions = {}) =>
       reading("verify the log", async () => {
         const own = options.checkpoints === undefined && cp !== undefined ? { checkpoints: await cp.sink.read(), verifierKey: cp.signer.verifierKey } : {};

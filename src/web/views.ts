@@ -337,53 +337,22 @@ export interface ActivityChart {
   /** The largest groups first. */
   readonly series: readonly ChartSeries[];
   readonly events: number;
-  /** True when more events matched than one chart reads (MAX_CHART_EVENTS): the newest were counted. */
-  readonly truncated: boolean;
 }
 
-/** Charts count events read back in full (the log has no aggregate query yet), so one chart reads at most this many. */
-export const MAX_CHART_EVENTS = 20_000;
 export const MAX_CHART_SERIES = 8;
 export const MAX_CHART_BUCKETS = 120;
 
-/** The group an event belongs to; its tenant as the log indexes it: the request's, else its root's only tenant. */
-function groupOf(r: AuditRecord, by: ChartDimension): string {
-  const e = r.event;
-  if (by === "principal") return e.subject.mint.principal;
-  if (by === "tool") return e.tool ?? "(none)";
-  const asked = "tenant" in e.request ? e.request.tenant : undefined;
-  return asked ?? (e.subject.mint.tenants.length === 1 ? (e.subject.mint.tenants[0] as string) : "(none)");
-}
-
-/**
- * Counts the events `query` matches (newest first, up to MAX_CHART_EVENTS)
- * into `buckets` equal spans of [since, until), or of the span the counted
- * events cover when the query leaves either end open.
- */
+/** Every event `query` matches, counted by the log in `buckets` equal spans of [since, until) (or of the span the events cover), by `by`. */
 export async function activityChart(audit: AuditStore, query: AuditQuery, by: ChartDimension, buckets: number): Promise<ActivityChart> {
-  const records: AuditRecord[] = [];
-  let truncated = false;
-  for await (const r of everyRecord(audit, { ...query, order: "desc" }, MAX_CHART_EVENTS)) {
-    if (records.length === MAX_CHART_EVENTS) {
-      truncated = true;
-      break;
-    }
-    records.push(r);
-  }
-  const times = records.map((r) => r.event.at);
-  const ms = (t: number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
-  const from = ms(query.since) ?? (times.length === 0 ? 0 : times.reduce((a, b) => Math.min(a, b)));
-  const to = ms(query.until) ?? (times.length === 0 ? from + 1 : times.reduce((a, b) => Math.max(a, b)) + 1);
-  const bucketMs = Math.max(1, Math.ceil((to - from) / buckets));
+  const h = await audit.histogram(query, { by, buckets });
   const groups = new Map<string, { allowed: number[]; denied: number[]; total: number }>();
-  for (const r of records) {
-    const key = groupOf(r, by);
+  for (const row of h.rows) {
+    const key = row.key ?? "(none)";
     let g = groups.get(key);
     if (g === undefined) groups.set(key, (g = { allowed: new Array<number>(buckets).fill(0), denied: new Array<number>(buckets).fill(0), total: 0 }));
-    const i = Math.min(buckets - 1, Math.max(0, Math.floor((r.event.at - from) / bucketMs)));
-    const counts = r.event.decision.allowed ? g.allowed : g.denied;
-    counts[i] = (counts[i] ?? 0) + 1;
-    g.total++;
+    g.allowed[row.bucket] = (g.allowed[row.bucket] ?? 0) + row.allowed;
+    g.denied[row.bucket] = (g.denied[row.bucket] ?? 0) + row.denied;
+    g.total += row.allowed + row.denied;
   }
   const ranked = [...groups.entries()].map(([key, g]) => ({ key, ...g })).sort((a, b) => b.total - a.total || (a.key < b.key ? -1 : 1));
   const series: ChartSeries[] = ranked.slice(0, MAX_CHART_SERIES);
@@ -392,5 +361,5 @@ export async function activityChart(audit: AuditStore, query: AuditQuery, by: Ch
     const sum = (pick: (s: ChartSeries) => readonly number[]) => Array.from({ length: buckets }, (_, i) => rest.reduce((n, s) => n + (pick(s)[i] ?? 0), 0));
     series.push({ key: "(others)", allowed: sum((s) => s.allowed), denied: sum((s) => s.denied), total: rest.reduce((n, s) => n + s.total, 0) });
   }
-  return { by, from, bucketMs, buckets, series, events: records.length, truncated };
+  return { by, from: h.from, bucketMs: h.bucketMs, buckets, series, events: ranked.reduce((n, g) => n + g.total, 0) };
 }

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { prefixSuccessor, type AuditQuery } from "../../src/audit/query.ts";
+import { prefixSuccessor, type AuditQuery, type HistogramKey, type HistogramOptions } from "../../src/audit/query.ts";
 import type { AuditStore } from "../../src/audit/store.ts";
 import { InvalidInput } from "../../src/index.ts";
-import { eachKit, HOUR, scenario, T0, type StoreKit } from "./fixtures.ts";
+import { eachKit, eventFor, HOUR, intentOf, scenario, T0, type StoreKit } from "./fixtures.ts";
 
 eachKit("audit store: the query primitive", ({ make }) => {
   let kit: StoreKit;
@@ -108,6 +108,93 @@ eachKit("audit store: the query primitive", ({ make }) => {
   it("ignores filters inherited from a polluted prototype", async () => {
     const query = Object.create({ principal: "nobody" }) as AuditQuery;
     expect(await names(query)).toHaveLength(11);
+  });
+});
+
+eachKit("audit store: histograms", ({ make }) => {
+  let kit: StoreKit;
+  let store: AuditStore;
+  let s: ReturnType<typeof scenario>;
+
+  beforeAll(async () => {
+    kit = make();
+    store = await kit.open();
+    s = scenario();
+    for (const [, event] of s.named) await store.write(event);
+    // An intent whose outcome met a denial while acting: allowed at the decision, denied in the end.
+    const intent = intentOf(eventFor(s.w.alice, { action: "fs.read", path: "/srv/data/link" }, { at: T0 + 7 * HOUR, tool: "fetch_page" }));
+    await store.intend(intent);
+    const denial = { allowed: false as const, code: "ERR_CAPABILITY_DENIED" as const, capabilityId: s.w.alice.id, link: 0, linkId: s.w.alice.id, rule: "fs", because: "does not grant read on /etc/shadow", reason: "root does not grant read on /etc/shadow" };
+    await store.complete({ id: intent.id, durationMs: 1, outcome: { ok: false, errorCode: "ERR_CAPABILITY_DENIED", message: "denied" }, denial: { request: { action: "fs.read", path: "/etc/shadow" }, decision: denial } });
+    // And one still in flight: allowed so far.
+    await store.intend(intentOf(eventFor(s.w.alice, { action: "fs.read", path: "/srv/data/slow" }, { at: T0 + 8 * HOUR, tool: "fetch_page" })));
+  });
+  afterAll(async () => {
+    await kit.cleanup();
+  });
+
+  /** What the histogram must say, counted from the query's own records. */
+  const expected = async (query: AuditQuery, by: HistogramKey, buckets: number) => {
+    const records = await store.query({ ...query, limit: 1000 });
+    const times = records.map((r) => r.event.at);
+    const ms = (t: number | Date | undefined) => (t instanceof Date ? t.getTime() : t);
+    const from = ms(query.since) ?? Math.min(...times);
+    const to = ms(query.until) ?? Math.max(...times) + 1;
+    const bucketMs = Math.max(1, Math.ceil((to - from) / buckets));
+    const cells = new Map<string, { key: string | null; bucket: number; allowed: number; denied: number }>();
+    for (const r of records) {
+      const e = r.event;
+      const asked = "tenant" in e.request ? e.request.tenant : undefined;
+      const key = by === "principal" ? e.subject.mint.principal : by === "tool" ? e.tool : (asked ?? (e.subject.mint.tenants.length === 1 ? (e.subject.mint.tenants[0] ?? null) : null));
+      const bucket = Math.floor((e.at - from) / bucketMs);
+      const cell = cells.get(`${String(key)}|${String(bucket)}`) ?? { key, bucket, allowed: 0, denied: 0 };
+      if (e.decision.allowed) cell.allowed++;
+      else cell.denied++;
+      cells.set(`${String(key)}|${String(bucket)}`, cell);
+    }
+    return { from, bucketMs, rows: [...cells.values()] };
+  };
+  const sorted = <T extends { key: string | null; bucket: number }>(rows: readonly T[]) => [...rows].sort((a, b) => String(a.key).localeCompare(String(b.key)) || a.bucket - b.bucket);
+
+  it.each<[string, () => AuditQuery]>([
+    ["the whole log", () => ({})],
+    ["one principal", () => ({ principal: "alice" })],
+    ["a time range", () => ({ since: T0, until: T0 + 9 * HOUR })],
+    ["denied only", () => ({ decision: "denied" })],
+    ["allowed only", () => ({ decision: "allowed" })],
+    ["descendants of the session link", () => ({ descendantsOf: s.w.session.capability.id })],
+    ["a tenant", () => ({ tenant: "globex" })],
+    ["a resource prefix", () => ({ resourcePrefix: "/srv/data/" })],
+  ])("counts what the query lists, by principal, tool and tenant, each event by its final decision: %s", async (_name, query) => {
+    for (const by of ["principal", "tool", "tenant"] as const) {
+      for (const buckets of [1, 5, 24]) {
+        const h = await store.histogram(query(), { by, buckets });
+        const want = await expected(query(), by, buckets);
+        expect({ from: h.from, bucketMs: h.bucketMs, rows: sorted(h.rows) }).toEqual({ from: want.from, bucketMs: want.bucketMs, rows: sorted(want.rows) });
+      }
+    }
+  });
+
+  it("counts the denial met while acting as denied, and nothing for an unknown capability", async () => {
+    const h = await store.histogram({ principal: "alice", since: T0 + 7 * HOUR, until: T0 + 9 * HOUR }, { by: "tool", buckets: 2 });
+    expect(sorted(h.rows)).toEqual([
+      { key: "fetch_page", bucket: 0, allowed: 0, denied: 1 },
+      { key: "fetch_page", bucket: 1, allowed: 1, denied: 0 },
+    ]);
+    expect((await store.histogram({ descendantsOf: "no-such-capability" }, { by: "tool", buckets: 3 })).rows).toEqual([]);
+  });
+
+  it.each<[string, unknown, unknown, RegExp]>([
+    ["an unknown key", {}, { by: "resource", buckets: 3 }, /by/],
+    ["no buckets", {}, { by: "tool", buckets: 0 }, /buckets/],
+    ["too many buckets", {}, { by: "tool", buckets: 1001 }, /buckets/],
+    ["a page", { limit: 5 }, { by: "tool", buckets: 3 }, /leave out limit/],
+    ["a cursor", { after: 3, order: "desc" }, { by: "tool", buckets: 3 }, /leave out order, after/],
+    ["a bad filter", { decision: "maybe" }, { by: "tool", buckets: 3 }, /decision/],
+  ])("refuses %s with InvalidInput", async (_name, query, options, message) => {
+    const error = await store.histogram(query as AuditQuery, options as HistogramOptions).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInput);
+    expect((error as Error).message).toMatch(message);
   });
 });
 

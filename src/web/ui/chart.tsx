@@ -91,7 +91,6 @@ export function ActivityCharts(props: { filters: Record<string, string | undefin
         <>
           <p class="count">
             {chart.events} event{chart.events === 1 ? "" : "s"} in {chart.buckets} spans of {duration(chart.bucketMs)} from {when(chart.from)}
-            {chart.truncated ? " (the newest of more events)" : ""}
           </p>
           <ul class="chart-list">
             {chart.series.map((s) => (
