@@ -1,3 +1,4 @@
+import { runApprovalsBench } from "./approvals.ts";
 import { runAuditBench } from "./audit.ts";
 import { runExecBench } from "./exec.ts";
 import { runFsBench } from "./fs.ts";
@@ -20,6 +21,7 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   sql: runSqlBench,
   exec: runExecBench,
   tools: runToolsBench,
+  approvals: runApprovalsBench,
   token: runTokenBench,
   revocation: runRevocationBench,
   audit: runAuditBench,

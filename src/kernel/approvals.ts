@@ -241,6 +241,15 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
     return entryOf(id);
   };
 
+  /** Stops waiting on `id` here; the poller stops with the last waiting call. */
+  const forget = (id: string) => {
+    waiting.delete(id);
+    if (waiting.size === 0 && poller !== null) {
+      clearInterval(poller);
+      poller = null;
+    }
+  };
+
   /** What the store's word on a request means for the call waiting on it: run (the entry), fail (an error), or wait (null). */
   const verdict = (id: string, entry: ApprovalEntry | null): ApprovalEntry | Error | null => {
     if (entry === null) return new ApprovalRefused(`approval request ${id} is no longer in the approval store`, "denied");
@@ -270,11 +279,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       return;
     }
     if (waiting.get(id) !== w) return;
-    waiting.delete(id);
-    if (waiting.size === 0 && poller !== null) {
-      clearInterval(poller);
-      poller = null;
-    }
+    forget(id);
     if (outcome instanceof Error) w.reject(outcome);
     else w.resolve(outcome);
   };
@@ -286,10 +291,9 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       poller = setInterval(() => {
         for (const key of [...waiting.keys()]) void look(key).catch(() => undefined);
       }, pollMs);
-      poller.unref();
     }
+    // Neither timer is unref'd: a process with a call waiting for approval stays up until the call is settled.
     const timer = setTimeout(() => void look(id).catch(() => undefined), Math.max(0, expiresAt - clock.now()));
-    timer.unref();
     return () => {
       clearTimeout(timer);
     };
@@ -383,7 +387,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       const watched = revocationSignal(cap);
       const stop = (reason: unknown) => {
         if (waiting.get(id) !== waiter) return;
-        waiting.delete(id);
+        forget(id);
         waiter.reject(reason);
         void cancel(id, reason instanceof Error ? reason.message : "the caller stopped waiting").catch(() => undefined);
       };
