@@ -1,11 +1,13 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { createMint, narrow, revocable, type Capability, type FullReach } from "../src/index.ts";
-import { createFileSystem } from "../src/resources/fs/file-system.ts";
+import type { Capability, FullReach } from "../src/index.ts";
+import { fsEntry, kernel } from "./built.ts";
 import { interleaved, report } from "./harness.ts";
 
 const READ_ITER = 20_000;
+const { createMint, narrow, revocable } = kernel;
+const { createFileSystem } = fsEntry;
 const WRITE_ITER = 5_000;
 const DATA = Buffer.alloc(4096, 97);
 

@@ -1,7 +1,9 @@
-import { authorize, check, createManualClock, createMint, narrow, revocable, shadow, type Capability, type Grant, type Request } from "../src/index.ts";
+import type { Capability, Grant, Request } from "../src/index.ts";
+import { kernel } from "./built.ts";
 import { cpuPerCall, heapPerItem, measure, report, reportTarget } from "./harness.ts";
 
 const ITER = 200_000;
+const { authorize, check, createManualClock, createMint, narrow, revocable, shadow } = kernel;
 
 const grant: Grant = {
   tools: ["read_file", "search"],

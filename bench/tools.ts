@@ -1,11 +1,12 @@
 import { z } from "zod";
-import { assertAuthorized, createMint, type Capability } from "../src/index.ts";
-import type { AuditSink } from "../src/kernel/audit-sink.ts";
-import { defineTool, subToolNeeds, type ToolContext } from "../src/tools/define.ts";
-import { createDispatcher } from "../src/tools/dispatcher.ts";
+import type { AuditSink, Capability } from "../src/index.ts";
+import type { ToolContext } from "../src/tools/index.ts";
+import { kernel, toolsEntry } from "./built.ts";
 import { cpuPerCall, measureAsync, report, reportTarget } from "./harness.ts";
 
 const ITER = 5_000;
+const { assertAuthorized, createMint } = kernel;
+const { createDispatcher, defineTool, subToolNeeds } = toolsEntry;
 
 /** A handler that does what a resource does for one read: authorize it on the capability it was given. */
 function readHandler(input: { path: string }, cap: Capability): { path: string } {
@@ -45,4 +46,6 @@ export async function runToolsBench(): Promise<void> {
   const direct = await cpuPerCall(() => readHandler(args, cap), ITER * 10);
   const dispatched = await cpuPerCall(() => dispatcher.call(read, args, cap), ITER);
   reportTarget("dispatcher overhead (one fs.read need, minus the handler called directly)", dispatched - direct, 3_000);
+  const bare = await cpuPerCall(() => dispatcher.call(noop, {}, cap), ITER);
+  reportTarget("dispatcher overhead (no needs, a handler that does nothing)", bare, 3_000);
 }
