@@ -9,6 +9,7 @@ import { runPackageBench } from "./package.ts";
 import { runRevocationBench } from "./revocation.ts";
 import { runSandboxBench } from "./sandbox.ts";
 import { runSqlBench } from "./sql.ts";
+import { runSqlMaskedBench } from "./sql-masked.ts";
 import { runTokenBench } from "./token.ts";
 import { runToolsBench } from "./tools.ts";
 
@@ -19,6 +20,7 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   fs: runFsBench,
   http: runHttpBench,
   sql: runSqlBench,
+  "sql-masked": runSqlMaskedBench,
   exec: runExecBench,
   tools: runToolsBench,
   approvals: runApprovalsBench,
