@@ -8,6 +8,7 @@ import { callerMessage, type Capability } from "../kernel/index.js";
 import { deadDenial } from "../kernel/internal.js";
 import { approvalWaiter } from "./approval-wait.js";
 import type { CallLimiter } from "./call-limit.js";
+import { resultText } from "../tools/internal.js";
 import type { Gateway, GatewayTool } from "./gateway.js";
 import { AjvJsonSchemaValidator, CallToolRequestSchema, ListToolsRequestSchema, McpServer, type CallToolResult, type McpTool } from "./sdk.js";
 
@@ -19,8 +20,8 @@ export function errorResult(e: unknown): CallToolResult {
 
 /** A result from a built-in tool as MCP content: JSON text, and the object itself as structured content when it is one. */
 function toolResult(value: unknown): CallToolResult {
-  // JSON.stringify gives undefined for undefined; a tool that returns nothing says so.
-  const text = value === undefined ? "null" : JSON.stringify(value);
+  // A tool that returns nothing says so; the text is the one the dispatcher made when it sized the result.
+  const text = resultText(value) ?? "null";
   const structured = typeof value === "object" && value !== null && !Array.isArray(value) ? { structuredContent: value as Record<string, unknown> } : {};
   return { content: [{ type: "text", text }], ...structured };
 }

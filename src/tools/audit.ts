@@ -107,14 +107,24 @@ export function succeeded(result: unknown): AuditOutcome {
   return { ok: true, resultBytes: sizeOf(result) };
 }
 
+/** The JSON text of results sized by `succeeded`, so that whoever sends a result as JSON next need not serialize it again. */
+const texts = new WeakMap<object, string>();
+
 function sizeOf(result: unknown): number | null {
   if (result === undefined) return 0;
   if (result instanceof Uint8Array) return result.byteLength;
   try {
     const json = JSON.stringify(result) as string | undefined;
-    return json === undefined ? null : Buffer.byteLength(json);
+    if (json === undefined) return null;
+    if (typeof result === "object" && result !== null) texts.set(result, json);
+    return Buffer.byteLength(json);
   } catch {
     // A result that cannot be sized (cyclic, BigInt, holds a capability) is still audited, without a size.
     return null;
   }
+}
+
+/** JSON.stringify(result), taken from when the dispatcher sized it if it did. */
+export function resultText(result: unknown): string | undefined {
+  return (typeof result === "object" && result !== null ? texts.get(result) : undefined) ?? (JSON.stringify(result));
 }
