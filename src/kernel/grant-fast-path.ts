@@ -46,7 +46,7 @@ const KEYS = {
   rate: only("per", "calls", "cost", "tools", "actions"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
-  db: only("model", "ops", "fields", "scope", "fieldActions", "rows", "immutable", "required", "maxRows", "maxRowsRead"),
+  db: only("model", "ops", "fields", "scope", "fieldActions", "rows", "immutable", "required", "requireFilter", "maxRows", "maxRowsRead"),
   comparison: only("field", "op", "value"),
   all: only("all"),
   any: only("any"),
@@ -244,6 +244,7 @@ function dbRule(r: Reader, x: unknown): DbRule {
   optional(out, v, "rows", (x) => rowRule(r, x, 1, { comparisons: 0 }));
   optional(out, v, "immutable", (f) => r.list(f, 0, identifier));
   optional(out, v, "required", (f) => r.list(f, 0, identifier));
+  optional(out, v, "requireFilter", bool);
   optional(out, v, "maxRows", (x) => safeInteger(x, 1));
   optional(out, v, "maxRowsRead", (x) => safeInteger(x, 1));
   return Object.freeze(out) as unknown as DbRule;

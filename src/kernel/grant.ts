@@ -71,6 +71,12 @@ export interface DbRule {
   readonly immutable?: readonly string[];
   /** Fields a create must give, not null; every link's list applies. Enforced by the database resource. */
   readonly required?: readonly string[];
+  /**
+   * Refuses an update or delete with no filter, and a read or aggregate with
+   * neither a filter nor a limit: a call must say which rows it means.
+   * Enforced by the database resource.
+   */
+  readonly requireFilter?: boolean;
   /** The most rows one call may read (or group into) or change; the request must name a limit at or below it. */
   readonly maxRows?: number;
   /**
@@ -222,6 +228,7 @@ const dbRuleSchema = z.strictObject({
   rows: rowRuleSchema.optional(),
   immutable: z.array(identifier).max(1024).optional(),
   required: z.array(identifier).max(1024).optional(),
+  requireFilter: z.boolean().optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   maxRowsRead: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CapabilityDenied, createManualClock, createMint, InvalidInput, narrow, parseGrant, type Capability, type Grant } from "../../src/index.ts";
 import { createSqlDatabase, type DbCapability, type SqlDatabase } from "../../src/resources/sql/database.ts";
-import type { CreateQuery, UpdateQuery } from "../../src/resources/sql/query.ts";
+import type { AggregateQuery, CreateQuery, ReadQuery, UpdateQuery } from "../../src/resources/sql/query.ts";
 import { NOTES_ENGINES, NOTES_SCHEMA, type NotesHarness } from "./sql-notes-fixture.ts";
 
 /*
@@ -27,6 +27,8 @@ const POLICY: Grant = {
 const alice = createMint({ issuer: "writes", clock: createManualClock(0), policy: () => POLICY }).issue({ id: "alice", tenants: ["t1"] });
 
 const api = (db: SqlDatabase) => ({
+  read: (cap: Capability, q: unknown) => db.read(cap as DbCapability<"read">, q as ReadQuery),
+  aggregate: (cap: Capability, q: unknown) => db.aggregate(cap as DbCapability<"read">, q as AggregateQuery),
   create: (cap: Capability, q: unknown) => db.create(cap as DbCapability<"create">, q as CreateQuery),
   update: (cap: Capability, q: unknown) => db.update(cap as DbCapability<"update">, q as UpdateQuery),
 });
@@ -36,7 +38,8 @@ describe("write policies in grants", () => {
     const rule = (extra: unknown) => () => parseGrant({ db: [{ model: N, ops: ["update"], ...(extra as object) }] });
     expect(rule({ immutable: "projectId" })).toThrow(InvalidInput);
     expect(rule({ required: ["title; DROP"] })).toThrow(InvalidInput);
-    expect(rule({ immutable: ["projectId"], required: ["title"] })()).toBeTruthy();
+    expect(rule({ requireFilter: "yes" })).toThrow(InvalidInput);
+    expect(rule({ immutable: ["projectId"], required: ["title"], requireFilter: true })()).toBeTruthy();
   });
 });
 
@@ -87,6 +90,24 @@ describe.each(NOTES_ENGINES)("write policies on $name", (engine) => {
       // The same shape as an allowed create, with null: checked per call, not once per shape.
       await expect(db.create(child, { model: N, values: { id: 25, owner: "alice", projectId: 1, status: "draft", title: "t", ssn: "1" } })).resolves.toMatchObject({ count: 1 });
       await expect(db.create(child, { model: N, values: { id: 26, owner: "alice", projectId: 1, status: "draft", title: "t", ssn: null } })).rejects.toThrow(/link 1 requires Note\.ssn on every create: give it a value \(not null\)/);
+    });
+
+    it("with requireFilter, refuses unfiltered updates and deletes, and reads with neither filter nor limit", async () => {
+      const guarded = narrow(alice, { db: [{ model: N, ops: ["read", "update"], requireFilter: true }] });
+      for (const call of [
+        () => db.update(guarded, { model: N, set: { title: "all" }, where: {} }),
+        () => db.update(guarded, { model: N, set: { title: "all" } }),
+        () => db.read(guarded, { model: N, fields: ["id"] }),
+        () => db.aggregate(guarded, { model: N, aggregates: { n: { fn: "count" } } }),
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(CapabilityDenied);
+        expect((err as CapabilityDenied).message).toMatch(/link 1 requires every (update|read) of Note to give a filter/);
+        expect((err as CapabilityDenied).details.rule).toBe("db.requireFilter");
+      }
+      expect(h.executed()).toBe(0);
+      await expect(db.read(guarded, { model: N, fields: ["id"], limit: 2 })).resolves.toEqual([]);
+      await expect(db.update(guarded, { model: N, set: { title: "one" }, where: { id: 1 } })).resolves.toMatchObject({ count: 0 });
     });
 
     it("bounds the rows one write may change by the rule's maxRows, naming it", async () => {

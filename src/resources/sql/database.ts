@@ -387,6 +387,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         }
       });
     }
+    const guard = confinement.requireFilter;
+    if (guard !== null && q.op !== "create" && q.conditions.length === 0 && (q.op !== "read" || !q.limitGiven)) {
+      const needs = q.op === "read" ? "a filter (where) or a limit" : "a filter (where) naming the rows it changes";
+      refuse(access, cap, q, guard, "db.requireFilter", `requires every ${q.op} of ${model.name} to give ${needs}`, `requires every ${q.op} of ${model.name} to give ${needs}`);
+    }
     if (q.op === "update") {
       const fixed = q.set.find((f) => confinement.immutable.has(f.name));
       if (fixed !== undefined) {

@@ -36,6 +36,8 @@ export interface Confinement {
   readonly immutable: ReadonlyMap<string, LinkAt>;
   /** Fields a create must give, not null (the chosen rules' `required`), each with the first link that names it. */
   readonly required: ReadonlyMap<string, LinkAt>;
+  /** The first link whose chosen rule sets requireFilter, or null. */
+  readonly requireFilter: LinkAt | null;
   /** The totals of rows read that links of the chain set on their chosen rules (maxRowsRead), each with its link. */
   readonly rowBudgets: readonly RowBudget[];
 }
@@ -216,6 +218,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   const rowBudgets: RowBudget[] = [];
   const immutable = new Map<string, LinkAt>();
   const required = new Map<string, LinkAt>();
+  let requireFilter: LinkAt | null = null;
   // Links that grant nothing here are left out of the choice; the kernel will deny them.
   const granting = lineage.map((link, index) => ({ link, index, rules: rulesOf(link, model, op) })).filter((l) => l.rules.length > 0);
   const chosen = chooseRules(
@@ -244,6 +247,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     ] as const) {
       for (const f of list ?? []) if (!into.has(f)) into.set(f, { link: index, linkId: link.id });
     }
+    if (own(rule, "requireFilter") === true) requireFilter ??= { link: index, linkId: link.id };
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -254,5 +258,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required, requireFilter };
 }
