@@ -34,7 +34,7 @@ function violations(): string[] {
     const text = readFileSync(file, "utf8");
     for (const m of text.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
       // The page's sources are bundled by Vite and name their imports without an extension.
-      const target = path.resolve(path.dirname(file), (m[1] ?? "").replace(/\.js$/, "").concat(".ts"));
+      const target = path.resolve(path.dirname(file), (m[1] ?? "").replace(/(\.js|\.ts)?$/, ".ts"));
       const [from, to] = [unitOf(file), unitOf(target)];
       const where = `${path.relative(src, file)} imports ${path.relative(src, target)}`;
       if (from === to || from === "root" || (from.startsWith("resources/") && to === "resources")) continue;
