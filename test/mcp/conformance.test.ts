@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer, request, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -18,14 +19,18 @@ import { makeFixture, type Fixture } from "./support.ts";
  * gateway answers to the proxy's address as it would to a reverse proxy's
  * name (listen.allowedHosts).
  *
- * Scenarios left out, and why (also in the README): logging-set-level,
- * completion-complete, resources-*, prompts-* (the gateway offers tools
- * only); tools-call-* other than listing, elicitation-*, server-sse-polling
- * (they call test tools of the suite's reference server, such as
- * test_simple_text, which a gateway serving its configuration's tools does
- * not have).
+ * Scenarios left out, and why, are listed in the README; the first test
+ * checks that its two lists hold every server scenario the suite has.
  */
 const APPLY = ["server-initialize", "ping", "tools-list", "server-sse-multiple-streams", "dns-rebinding-protection"];
+
+/** The scenario names in the README's block after `<!-- conformance: name -->`. */
+function readmeScenarios(name: string): string[] {
+  const readme = readFileSync(path.resolve("README.md"), "utf8");
+  const at = readme.indexOf(`<!-- conformance: ${name} -->`);
+  const block = readme.slice(at, readme.indexOf("\n\n", readme.indexOf("\n", at) + 1));
+  return [...block.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1] as string);
+}
 
 const bin = path.resolve("node_modules/@modelcontextprotocol/conformance/dist/index.js");
 let fixture: Fixture;
@@ -63,6 +68,17 @@ afterAll(async () => {
 });
 
 describe("the MCP conformance suite", () => {
+  it("README lists every server scenario of the installed suite: those run here as passing, the rest as not applying", async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, "list", "--server"]);
+    const listed = [...stdout.matchAll(/^\s*- ([a-z0-9-]+) \[/gm)].map((m) => m[1] as string);
+    expect(listed.length).toBeGreaterThan(20);
+    const pass = readmeScenarios("pass");
+    const notApplicable = readmeScenarios("not applicable");
+    expect(pass).toEqual(APPLY);
+    expect([...pass, ...notApplicable].sort()).toEqual([...listed].sort());
+  });
+
+
   it.each(APPLY)("passes %s", async (scenario) => {
     const run = await promisify(execFile)(process.execPath, [bin, "server", "--url", url, "--scenario", scenario], { timeout: 60_000 }).catch((e: unknown) => e as { stdout: string; code: number });
     const out = run.stdout;

@@ -86,6 +86,30 @@ describe("the README's client configurations", () => {
   });
 });
 
+describe("the README's MCP Inspector command line", () => {
+  it("connects as the Inspector's CLI sets its client up: Streamable HTTP, its headers and the bearer, then tools/list", async () => {
+    const words = [...snippet("inspector").matchAll(/"([^"]*)"|(\S+)/g)].map((m) => m[1] ?? m[2] ?? "");
+    expect(words.slice(0, 2)).toEqual(["npx", "@modelcontextprotocol/inspector"]);
+    const after = (flag: string) => words[words.indexOf(flag) + 1];
+    expect(after("--cli")).toBe(README_URL);
+    expect(after("--transport")).toBe("http");
+    expect(after("--method")).toBe("tools/list");
+    const tokenFile = path.join(fixture.dir, "alice.token");
+    writeFileSync(tokenFile, `${token}\n`);
+    const header = (after("--header") ?? "").replace("$(cat .agentcap/example/alice.token)", readFileSync(tokenFile, "utf8").trim());
+    const colon = header.indexOf(":");
+    // The Inspector's CLI (cli/src/transport.ts) gives its Streamable HTTP transport these headers, then the --header ones.
+    const headers = { Accept: "application/json, text/event-stream", "Content-Type": "application/json", [header.slice(0, colon).trim()]: header.slice(colon + 1).trim() };
+    const client = new Client({ name: "inspector-cli", version: "0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(http.url), { requestInit: { headers } }));
+    try {
+      expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["read_file", "list_files"]);
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe("npm start's port", () => {
   it("is --port N, else PORT, else the configuration's", () => {
     expect(examplePort(["--port", "4000"], { PORT: "5000" })).toBe(4000);
