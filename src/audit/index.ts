@@ -22,5 +22,7 @@ export type { ChainHead } from "./chain.js";
 export { fileCheckpointSink, generateCheckpointKey, memoryCheckpointSink, splitNotes } from "./checkpoint.js";
 export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
 /** Checking a proof needs nothing but this module and the log's public key. */
+/** Audit exports as OpenTelemetry logs (OTLP JSON): each record's body an export line, unchanged, so verify-export checks it with the public key alone. */
+export { isOtlpLine, linesFromOtlp, OTLP_BATCH, otlpRequest } from "./otlp.js";
 export { EXPORT_FORMAT, parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyExport, verifyInclusion, verifyProof } from "./proof-verifier.js";
 export type { Checkpoint, ExportLine, ProofBundle, ProvedEntry, VerifiedExport, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

@@ -22,12 +22,17 @@ import {
 import {
   AUDIT_ACTIONS,
   generateCheckpointKey,
+  isOtlpLine,
+  linesFromOtlp,
   openAuditStore,
+  OTLP_BATCH,
+  otlpRequest,
   splitNotes,
   verifyExport,
   verifyProof,
   type AuditQuery,
   type AuditRecord,
+  type ExportLine,
   type AuditStore,
 } from "../audit/index.js";
 import { InvalidInput, type Action } from "../kernel/index.js";
@@ -218,8 +223,8 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .option("--checkpoints <file>", "the log's checkpoint file (default: the gateway's with --config, else the one beside the SQLite log)")
     .option("--public-key <key|file>", "use only checkpoints that verify with this key", verifierKey)
     .option("--out <file>", "write the export here instead of standard output")
-    .addOption(new Option("--format <format>", "jsonl: one JSON object per line").choices(["jsonl"]).default("jsonl"))
-    .action(async (opts: StoreOptions & { since?: number; until?: number; checkpoints?: string; publicKey?: string; out?: string }) => {
+    .addOption(new Option("--format <format>", "jsonl: one JSON object per line; otlp: OpenTelemetry logs (OTLP JSON, one request per line), each record's body an export line").choices(["jsonl", "otlp"]).default("jsonl"))
+    .action(async (opts: StoreOptions & { since?: number; until?: number; checkpoints?: string; publicKey?: string; out?: string; format: "jsonl" | "otlp" }) => {
       const log = await logOf(opts);
       const notes = opts.checkpoints ?? log.checkpoints?.file ?? (log.databaseUrl === undefined ? `${log.store}.checkpoints` : undefined);
       if (notes === undefined) throw new InvalidInput("give --checkpoints: the Postgres log's checkpoint file");
@@ -235,13 +240,22 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
               };
         if (out !== undefined) writeOutputFile(out, "", "--out", { flag: "wx" });
         let batch = "";
+        let otlp: ExportLine[] = [];
+        const flushOtlp = () => {
+          if (otlp.length > 0) batch += `${otlpRequest(otlp, Date.now())}\n`;
+          otlp = [];
+        };
         for await (const line of store.exportEntries({ checkpoints, ...defined({ since: opts.since, until: opts.until, verifierKey: key }) })) {
-          batch += `${JSON.stringify(line)}\n`;
+          if (opts.format === "otlp") {
+            otlp.push(line);
+            if (otlp.length >= OTLP_BATCH) flushOtlp();
+          } else batch += `${JSON.stringify(line)}\n`;
           if (batch.length > 1 << 20) {
             write(batch);
             batch = "";
           }
         }
+        flushOtlp();
         write(batch);
       });
     });
@@ -252,7 +266,8 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
     .argument("<export-file>", "the export, as audit export wrote it")
     .requiredOption("--public-key <key|file>", "the log's verifier key, or a file holding it", verifierKey)
     .action((file: string, opts: { publicKey: string }) => {
-      const verdict = verifyExport(readText(file, "export-file").split("\n"), opts.publicKey);
+      const text = readText(file, "export-file").split("\n");
+      const verdict = verifyExport(isOtlpLine(text[0] ?? "") ? linesFromOtlp(text) : text, opts.publicKey);
       if (!verdict.ok) {
         io.out(`NOT VERIFIED: ${verdict.reason}\n`);
         io.setExitCode(1);

@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateCheckpointKey } from "../../src/audit/checkpoint.ts";
 import { openAuditStore } from "../../src/audit/open.ts";
+import { linesFromOtlp } from "../../src/audit/otlp.ts";
 import { EXPORT_FORMAT, verifyExport } from "../../src/audit/proof-verifier.ts";
 import { registerAuditCommand } from "../../src/cli/audit-command.ts";
 import { HOUR, scenario, T0 } from "./fixtures.ts";
@@ -78,5 +79,26 @@ describe("agentcap audit export: a copy anyone holding the public key can check"
 
   it("is refused under another key", () => {
     expect(verifyExport(lines, generateCheckpointKey("audit.test/export").verifierKey).ok).toBe(false);
+  });
+
+  it("as OpenTelemetry logs (OTLP JSON): every record carries its sequence number and its export line, and verify-export checks the file with the public key alone", async () => {
+    const out = join(dir, "export.otlp.jsonl");
+    await cli("audit", "export", "--store", path, "--public-key", key.verifierKey, "--format", "otlp", "--out", out);
+    const text = readFileSync(out, "utf8");
+    const request = JSON.parse(text.split("\n")[0] ?? "") as { resourceLogs: { scopeLogs: { logRecords: { body: { stringValue: string }; attributes: { key: string; value: { intValue?: string } }[] }[] }[] }[] };
+    const records = request.resourceLogs[0]?.scopeLogs[0]?.logRecords ?? [];
+    expect(records.map((r) => r.body.stringValue)).toEqual(lines);
+    expect(records.flatMap((r) => r.attributes.filter((a) => a.key === "agentcap.seq").map((a) => Number(a.value.intValue)))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(linesFromOtlp(text.split("\n"))).toEqual(lines);
+    expect((await cli("audit", "verify-export", out, "--public-key", key.verifierKey)).out).toMatch(/^ok: entries 1 to 11 \(11\) proved/);
+    // A record edited or dropped in the SIEM's copy is caught.
+    const copyOf = (logRecords: readonly unknown[]) => JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] });
+    const edited = copyOf(records.map((r, i) => (i === 3 ? { ...r, body: { stringValue: r.body.stringValue.replace(/"leaf":"./, '"leaf":"~') } } : r)));
+    const dropped = copyOf(records.filter((_, i) => i !== 5));
+    for (const [name, copy] of [["edited", edited], ["dropped", dropped]] as const) {
+      const file = join(dir, `${name}.otlp.jsonl`);
+      writeFileSync(file, copy);
+      expect({ name, ...(await cli("audit", "verify-export", file, "--public-key", key.verifierKey)) }).toMatchObject({ name, out: expect.stringMatching(/^NOT VERIFIED/) as unknown, exitCode: 1 });
+    }
   });
 });
