@@ -9,6 +9,8 @@ export type { AnyTool, CallOptions, JsonSchema, NeedsContext, NeedsFunction, Sub
 export { createDispatcher } from "./dispatcher.js";
 export type { CatalogEntry, Dispatcher, DispatcherOptions } from "./dispatcher.js";
 export type { CallPlan } from "./plan.js";
+/** The catalog in the tool formats of OpenAI, Anthropic, the Vercel AI SDK and LangChain.js: plain JSON, from the same entries. */
+export { anthropicTools, langChainTools, openAiTools, vercelAiTools } from "./sdk-formats.js";
 export { grantForNeeds } from "./needs-grant.js";
 export { fileTools } from "./builtin/files.js";
 export type { FileToolOptions, FileTools } from "./builtin/files.js";
