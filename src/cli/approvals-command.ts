@@ -7,6 +7,7 @@
  * tokens; each step is recorded in the gateway's audit log.
  */
 import { readFileSync } from "node:fs";
+import { readInputFile } from "./files.js";
 import { Command } from "commander";
 import { InvalidInput, type Approvals, type ApprovalView } from "../kernel/index.js";
 import { loadGatewayConfig, openGateway, type Gateway } from "../mcp/index.js";
@@ -36,7 +37,7 @@ async function withApprovals<T>(file: string, act: (a: { readonly gateway: Gatew
 }
 
 function readToken(file: string, io: ApprovalsCommandIo): string {
-  const text = file === "-" ? (io.stdin ?? (() => readFileSync(0, "utf8")))() : readFileSync(file, "utf8");
+  const text = file === "-" ? (io.stdin ?? (() => readFileSync(0, "utf8")))() : readInputFile(file, "--token-file", 1024 * 1024);
   const token = text.trim();
   if (token.length === 0) throw new InvalidInput(`--token-file ${file} holds no token`);
   return token;

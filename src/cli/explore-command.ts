@@ -4,7 +4,7 @@
  * not), or over any audit log: a SQLite file or a Postgres schema. The page
  * asks for a token with an audit read grant; the URL never holds one.
  */
-import { readFileSync } from "node:fs";
+import { readInputFile } from "./files.js";
 import { Command, InvalidArgumentError } from "commander";
 import { openAuditStore, type AuditStore } from "../audit/index.js";
 import { DEFAULT_POSTGRES_SCHEMA, DEFAULT_SQLITE_PATH } from "../audit/internal.js";
@@ -59,7 +59,7 @@ interface Opened {
 function readPublicKeys(file: string): PublicKeySet {
   let data: unknown;
   try {
-    data = JSON.parse(readFileSync(file, "utf8"));
+    data = JSON.parse(readInputFile(file, "--public-keys file"));
   } catch (e) {
     throw new InvalidInput(`--public-keys: cannot read ${file} as JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
