@@ -624,12 +624,12 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       policyHash,
     );
 
-  const read = (cap: DbCapability<"read">, query: ReadQuery) =>
+  const rowsOf = (cap: Capability, parse: () => ParsedRead): Promise<Row[]> =>
     audited(
       sink,
       cap,
       async (access) => {
-        const q = parseRead(schema, query, limits);
+        const q = parse();
         const { plan, prepared, params } = admit(access, cap, q);
         await access.proceed();
         const rows = prepared.statement.read(params);
@@ -638,6 +638,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       jsonBytes,
       policyHash,
     );
+  const read = (cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]> => rowsOf(cap, () => parseRead(schema, query, limits));
 
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
   return Object.freeze({
@@ -681,20 +682,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const columns = first !== undefined ? Object.keys(first) : Array.isArray(asked) ? asked.filter((f): f is string => typeof f === "string") : [];
       return formatRows(rows, columns, format);
     },
-    aggregate: (cap: DbCapability<"read">, query: AggregateQuery) =>
-      audited(
-        sink,
-        cap,
-        async (access) => {
-          const q = parseAggregate(schema, query, limits);
-          const { plan, prepared, params } = admit(access, cap, q);
-          await access.proceed();
-          const rows = prepared.statement.read(params);
-          return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
-        },
-        jsonBytes,
-        policyHash,
-      ),
+    aggregate: (cap: DbCapability<"read">, query: AggregateQuery): Promise<Row[]> => rowsOf(cap, () => parseAggregate(schema, query, limits)),
     create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
     update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
     delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, () => parseDelete(schema, query, limits)),
