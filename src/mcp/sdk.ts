@@ -11,6 +11,7 @@ import type * as ServerStdio from "@modelcontextprotocol/sdk/server/stdio.js";
 import type * as ServerHttp from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type * as Types from "@modelcontextprotocol/sdk/types.js";
 import type * as ValidationAjv from "@modelcontextprotocol/sdk/validation/ajv";
+import type { jsonSchemaValidator as JsonSchemaValidatorInstance } from "@modelcontextprotocol/sdk/validation";
 import { importOptional } from "../kernel/internal.js";
 
 const NEEDED_FOR = "agentcap/mcp (the MCP gateway)";
@@ -35,6 +36,8 @@ export const StdioServerTransport = serverStdio.StdioServerTransport;
 export const StreamableHTTPServerTransport = serverHttp.StreamableHTTPServerTransport;
 export type StreamableHTTPServerTransport = ServerHttp.StreamableHTTPServerTransport;
 export const { CallToolRequestSchema, ListToolsRequestSchema } = types;
-export const AjvJsonSchemaValidator = validationAjv.AjvJsonSchemaValidator;
+// Typed by the SDK's validator interface, not its Ajv class: the class's declarations name Ajv in a
+// form a strict NodeNext consumer cannot compile with skipLibCheck off.
+export const AjvJsonSchemaValidator: new () => JsonSchemaValidatorInstance = validationAjv.AjvJsonSchemaValidator;
 export type { CallToolResult, Tool as McpTool } from "@modelcontextprotocol/sdk/types.js";
 export type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
