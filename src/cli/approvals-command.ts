@@ -3,20 +3,17 @@
  * gateway, from its `--config`. They live in the gateway's token store
  * database, so this process sees and settles calls that a gateway process
  * (any of them, sharing the store) holds. An approver proves who they are
- * with their own token (`--token-file`), verified as the gateway verifies
+ * with their own token (`--token`, or `--token @file`), verified as the gateway verifies
  * tokens; each step is recorded in the gateway's audit log.
  */
-import { readFileSync } from "node:fs";
-import { readInputFile } from "./files.js";
 import { Command } from "commander";
 import { InvalidInput, type Approvals, type ApprovalView } from "../kernel/index.js";
 import { loadGatewayConfig, openGateway, type Gateway } from "../mcp/index.js";
+import { tokenArg } from "./token-command.js";
 
 /** Where the commands write; the default is the process's standard output. */
 export interface ApprovalsCommandIo {
   readonly out: (line: string) => void;
-  /** Reads standard input, for `--token-file -`. */
-  readonly stdin?: () => string;
 }
 
 /** The gateway's stores and approval flow, without its tools or upstreams (nothing is served from here). */
@@ -36,10 +33,9 @@ async function withApprovals<T>(file: string, act: (a: { readonly gateway: Gatew
   }
 }
 
-function readToken(file: string, io: ApprovalsCommandIo): string {
-  const text = file === "-" ? (io.stdin ?? (() => readFileSync(0, "utf8")))() : readInputFile(file, "--token-file", 1024 * 1024);
-  const token = text.trim();
-  if (token.length === 0) throw new InvalidInput(`--token-file ${file} holds no token`);
+function approverToken(value: string): string {
+  const token = tokenArg(value);
+  if (token.length === 0) throw new InvalidInput(`--token ${value} holds no token`);
   return token;
 }
 
@@ -79,10 +75,10 @@ export function registerApprovalsCommand(program: Command, io: ApprovalsCommandI
       .description(verb === "approve" ? "approve a request as the principal of your token; the call runs once every rule has its quorum" : "deny a request as the principal of your token; the call fails at once")
       .argument("<id>", "the request's id")
       .requiredOption("--config <file>", "the gateway configuration")
-      .requiredOption("--token-file <file>", "a file holding your own token (- for standard input): it says who approves");
+      .requiredOption("--token <token>", "your own token, or @file holding it: it says who approves");
     if (verb === "deny") cmd.option("--reason <text>", "why, told to the caller and recorded (at most 1000 characters)");
-    cmd.action(async (id: string, o: { config: string; tokenFile: string; reason?: string }) => {
-      const token = readToken(o.tokenFile, io);
+    cmd.action(async (id: string, o: { config: string; token: string; reason?: string }) => {
+      const token = approverToken(o.token);
       await withApprovals(o.config, async ({ gateway, approvals }) => {
         const approver = await gateway.authenticate(token, { fresh: true });
         const view = verb === "approve" ? await approvals.approve(id, approver) : await approvals.deny(id, approver, o.reason);

@@ -98,9 +98,9 @@ describe("approval over MCP, from the command line and a webhook", () => {
     expect(JSON.parse(await agentcap("approvals", "show", id))).toMatchObject({ id, status: "pending", tool: "read_file" });
     // Asked again before approval: still pending, and the same request.
     expect(idIn(textOf(await read(alice, "public/hello.txt")))).toBe(id);
-    await expect(agentcap("approvals", "approve", id, "--token-file", tokenFile("alice"))).rejects.toThrow(/may not approve or deny a call of their own/);
-    expect(await agentcap("approvals", "approve", id, "--token-file", tokenFile("bob"))).toMatch(/^approved by bob: .* approved /);
-    await expect(agentcap("approvals", "approve", id, "--token-file", tokenFile("carol"))).rejects.toThrow(/no longer pending/);
+    await expect(agentcap("approvals", "approve", id, "--token", `@${tokenFile("alice")}`)).rejects.toThrow(/may not approve or deny a call of their own/);
+    expect(await agentcap("approvals", "approve", id, "--token", `@${tokenFile("bob")}`)).toMatch(/^approved by bob: .* approved /);
+    await expect(agentcap("approvals", "approve", id, "--token", `@${tokenFile("carol")}`)).rejects.toThrow(/no longer pending/);
     const done = await until(() => read(alice, "public/hello.txt"), (r) => r.isError !== true);
     expect(textOf(done)).toContain("hello from the workspace");
     expect(JSON.parse(await agentcap("approvals", "show", id))).toMatchObject({ status: "executed", approvals: [{ principal: "bob" }] });
@@ -108,7 +108,7 @@ describe("approval over MCP, from the command line and a webhook", () => {
     const again = await read(alice, "public/hello.txt");
     expect(textOf(again)).toMatch(/ERR_APPROVAL_PENDING/);
     expect(idIn(textOf(again))).not.toBe(id);
-    await agentcap("approvals", "deny", idIn(textOf(again)), "--token-file", tokenFile("carol"), "--reason", "once is enough");
+    await agentcap("approvals", "deny", idIn(textOf(again)), "--token", `@${tokenFile("carol")}`, "--reason", "once is enough");
     const refused = await until(() => read(alice, "public/hello.txt"), (r) => !textOf(r).includes("PENDING"));
     expect(textOf(refused)).toMatch(/^ERR_APPROVAL_REFUSED: .*carol denied the call: once is enough/);
     await alice.close();
@@ -121,7 +121,7 @@ describe("approval over MCP, from the command line and a webhook", () => {
     expect(other).not.toBe(first);
     const views = (await agentcap("approvals", "list", "--json")).trim().split("\n").map((l) => JSON.parse(l) as { id: string; args: unknown });
     expect(views.find((v) => v.id === other)?.args).toEqual({ path: "public/other.txt" });
-    for (const id of [first, other]) await agentcap("approvals", "deny", id, "--token-file", tokenFile("bob"));
+    for (const id of [first, other]) await agentcap("approvals", "deny", id, "--token", `@${tokenFile("bob")}`);
     await alice.close();
   });
 
@@ -143,7 +143,7 @@ describe("approval over MCP, from the command line and a webhook", () => {
       async () => (await agentcap("approvals", "list", "--json")).trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { id: string }),
       (v) => v.length > 0,
     );
-    await agentcap("approvals", "approve", view?.id ?? "", "--token-file", tokenFile("carol"));
+    await agentcap("approvals", "approve", view?.id ?? "", "--token", `@${tokenFile("carol")}`);
     expect(textOf(await call)).toContain("hello from the workspace");
     await accepting.close();
   });
@@ -156,9 +156,9 @@ describe("approval over MCP, from the command line and a webhook", () => {
       plain.cleanup();
     }
     writeFileSync(path.join(fixture.dir, "empty.token"), "\n");
-    await expect(agentcap("approvals", "approve", "x", "--token-file", path.join(fixture.dir, "empty.token"))).rejects.toThrow(/holds no token/);
+    await expect(agentcap("approvals", "approve", "x", "--token", `@${path.join(fixture.dir, "empty.token")}`)).rejects.toThrow(/holds no token/);
     writeFileSync(path.join(fixture.dir, "bad.token"), "not-a-token");
-    await expect(agentcap("approvals", "approve", "x", "--token-file", path.join(fixture.dir, "bad.token"))).rejects.toThrow(/token/i);
+    await expect(agentcap("approvals", "approve", "x", "--token", `@${path.join(fixture.dir, "bad.token")}`)).rejects.toThrow(/token/i);
     await expect(agentcap("approvals", "show", "no-such-id")).rejects.toThrow(/no approval request/);
   });
 });
