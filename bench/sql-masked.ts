@@ -1,7 +1,6 @@
-import Database from "better-sqlite3";
-import { createManualClock, createMint } from "../src/index.ts";
-import { createSqlDatabase } from "../src/resources/sql/database.ts";
+import { kernel, sqlEntry } from "./built.ts";
 import { interleaved, report } from "./harness.ts";
+import { database } from "./sql.ts";
 
 /*
  * A masked, scoped, 100-row read through the confined database against the
@@ -12,17 +11,14 @@ import { interleaved, report } from "./harness.ts";
  */
 
 const ITER = 5_000;
-const ROWS = 10_000;
+const { createManualClock, createMint } = kernel;
+const { createSqlDatabase } = sqlEntry;
 
 /** The confined masked, scoped 100-row read vs the raw prepared query. */
 export async function runSqlMaskedBench(): Promise<void> {
-  const db = new Database(":memory:");
-  db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT NOT NULL, email TEXT NOT NULL)");
-  db.exec("CREATE INDEX customers_tenant ON customers (tenant_id, id)");
-  const insert = db.prepare("INSERT INTO customers VALUES (?, ?, ?, ?)");
-  db.transaction(() => {
-    for (let i = 1; i <= ROWS; i++) insert.run(i, i % 50, `customer ${i}`, `c${i}@example.com`);
-  })();
+  const db = database();
+  // A page of one tenant in id order is read straight from this index.
+  db.exec("CREATE INDEX customers_tenant_id ON customers (tenant_id, id)");
   const resource = createSqlDatabase({
     sqlite: db,
     schema: {

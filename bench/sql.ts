@@ -15,7 +15,8 @@ const { check, createManualClock, createMint, narrowToRow } = kernel;
 const { createSqlDatabase } = sqlEntry;
 const ROWS = 10_000;
 
-function database(): Database.Database {
+/** The customers table both SQL sections read: 10,000 rows over 50 tenants. */
+export function database(): Database.Database {
   const db = new Database(":memory:");
   db.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT NOT NULL, email TEXT)");
   db.exec("CREATE INDEX customers_tenant ON customers (tenant_id)");
