@@ -109,5 +109,31 @@ describe.each(ENGINES)("introspection on $name", (engine) => {
         /customers has no field tenantId/,
       );
     });
+
+    it("turns each one-column foreign key into a relation each way, and lists the keys it cannot", async () => {
+      await h.exec("CREATE TABLE authors (id integer PRIMARY KEY, name text NOT NULL)");
+      await h.exec("CREATE TABLE books (id integer PRIMARY KEY, author_id integer NOT NULL REFERENCES authors (id), editor_id integer REFERENCES authors, title text NOT NULL)");
+      await h.exec("CREATE TABLE notes (id integer PRIMARY KEY, pa integer, pb integer, book integer REFERENCES books (id), FOREIGN KEY (pa, pb) REFERENCES pairs (a, b))");
+      const { schema, skipped } = await introspectSchema(h.connection);
+      expect(schema.books?.relations).toEqual({
+        author: { model: "authors", from: "author_id", to: "id" },
+        editor: { model: "authors", from: "editor_id", to: "id" },
+        notes: { model: "notes", from: "id", to: "book", many: true },
+      });
+      expect(schema.authors?.relations).toEqual({
+        books_by_author_id: { model: "books", from: "id", to: "author_id", many: true },
+        books_by_editor_id: { model: "books", from: "id", to: "editor_id", many: true },
+      });
+      // A column named as the relation it would make keeps its name; that side of the key is listed as skipped.
+      expect(schema.notes?.relations).toBeUndefined();
+      expect(skipped).toContainEqual({ table: "notes", column: "book", reason: "its foreign key would make a relation book of notes, a name already taken" });
+      // The key over two columns reaches pairs, which is no model: nothing to relate.
+      expect(skipped.filter((s) => s.table === "notes")).toHaveLength(1);
+      // The relations make a valid schema that serves includes.
+      expect(() => createSqlDatabase({ schema, ...h.connection })).not.toThrow();
+      await h.exec("DROP TABLE notes");
+      await h.exec("DROP TABLE books");
+      await h.exec("DROP TABLE authors");
+    });
   });
 });

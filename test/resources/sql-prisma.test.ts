@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import Database from "better-sqlite3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createManualClock, createMint, InvalidInput, type Grant } from "../../src/index.ts";
 import { createSqlDatabase, type DbCapability } from "../../src/resources/sql/database.ts";
@@ -34,18 +35,20 @@ const DDL = {
 };
 
 describe("a Prisma schema's models", () => {
-  it("become models on their tables and columns; relations are left out, what cannot be expressed is listed", async () => {
+  it("become models on their tables and columns with their relations; what cannot be expressed is listed", async () => {
     const { schema, skipped } = await schemaFromPrisma(SOURCE);
     expect(schema).toEqual({
       Customer: {
         table: "shop_customers",
         primaryKey: "id",
         fields: { id: { type: "integer", generated: true }, tenantId: { type: "integer", column: "tenant_id" }, name: { type: "text" }, email: { type: "text", nullable: true }, vip: { type: "boolean" } },
+        relations: { orders: { model: "Order", from: "id", to: "customerId", many: true } },
       },
       Order: {
         table: "shop_orders",
         primaryKey: "id",
         fields: { id: { type: "integer", generated: true }, tenantId: { type: "integer", column: "tenant_id" }, customerId: { type: "integer", column: "customer_id" }, total: { type: "real" }, status: { type: "text" } },
+        relations: { customer: { model: "Customer", from: "customerId", to: "id" } },
       },
     });
     expect(skipped).toEqual([
@@ -54,6 +57,46 @@ describe("a Prisma schema's models", () => {
       { table: "LineItem", reason: "its primary key spans several columns (@@id)" },
     ]);
     await expect(schemaFromPrisma("model {")).rejects.toThrow(InvalidInput);
+  });
+
+  it("relate by the relation's name where two relations join the same models, and list a relation over several fields or to a model left out", async () => {
+    const source = `
+model User {
+  id       Int    @id
+  written  Post[] @relation("author")
+  reviewed Post[] @relation(name: "reviewer")
+  profile  Profile?
+  lines    Line[]
+}
+model Post {
+  id         Int  @id
+  authorId   Int
+  reviewerId Int
+  author     User @relation("author", fields: [authorId], references: [id])
+  reviewer   User @relation(name: "reviewer", fields: [reviewerId], references: [id])
+}
+model Profile {
+  id     Int  @id
+  userId Int  @unique
+  user   User @relation(fields: [userId], references: [id])
+}
+model Line {
+  a    Int
+  b    Int
+  userId Int
+  user User @relation(fields: [userId], references: [id])
+  @@id([a, b])
+}`;
+    const { schema, skipped } = await schemaFromPrisma(source);
+    expect(schema.User?.relations).toEqual({
+      written: { model: "Post", from: "id", to: "authorId", many: true },
+      reviewed: { model: "Post", from: "id", to: "reviewerId", many: true },
+      profile: { model: "Profile", from: "id", to: "userId" },
+    });
+    expect(schema.Post?.relations).toEqual({ author: { model: "User", from: "authorId", to: "id" }, reviewer: { model: "User", from: "reviewerId", to: "id" } });
+    expect(skipped).toContainEqual({ table: "User", column: "lines", reason: "it relates to Line, which was left out" });
+    // The imported relations are a valid schema.
+    expect(() => createSqlDatabase({ schema, sqlite: new Database(":memory:") })).not.toThrow();
   });
 });
 

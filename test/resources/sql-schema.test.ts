@@ -14,6 +14,7 @@ afterAll(() => {
 const customer = { table: "customers", primaryKey: "id", fields: { id: { type: "integer" }, name: { type: "text" } } } as const;
 const withModel = (model: unknown): SchemaSpec => ({ Customer: model }) as SchemaSpec;
 const withField = (field: unknown): SchemaSpec => withModel({ ...customer, fields: { ...customer.fields, extra: field } });
+const withRelation = (relation: unknown): SchemaSpec => withModel({ ...customer, relations: { self: relation } });
 
 const BAD: readonly { readonly name: string; readonly options: unknown; readonly message: RegExp }[] = [
   { name: "no models", options: { sqlite, schema: {} }, message: /declare at least one model/ },
@@ -39,6 +40,14 @@ const BAD: readonly { readonly name: string; readonly options: unknown; readonly
   { name: "a path instead of a database", options: { sqlite: "/tmp/app.db", schema: { Customer: customer } }, message: /sqlite must be an open better-sqlite3 Database/ },
   { name: "a connection string instead of a pool", options: { postgres: "postgres://localhost/app", schema: { Customer: customer } }, message: /postgres must be a node-postgres \(pg\) Pool/ },
   { name: "no schema", options: { sqlite }, message: /models must be an object/ },
+  { name: "relation to an unknown model", options: { sqlite, schema: withRelation({ model: "Order", from: "id", to: "id" }) }, message: /relations\.self\.model names Order, which is not a model/ },
+  { name: "relation from an unknown field", options: { sqlite, schema: withRelation({ model: "Customer", from: "parentId", to: "id" }) }, message: /relations\.self\.from names parentId, which is not a field of Customer/ },
+  { name: "relation to an unknown field", options: { sqlite, schema: withRelation({ model: "Customer", from: "id", to: "parentId" }) }, message: /relations\.self\.to names parentId, which is not a field of Customer/ },
+  { name: "relation between fields of different types", options: { sqlite, schema: withRelation({ model: "Customer", from: "id", to: "name" }) }, message: /relates Customer\.id \(integer\) to Customer\.name \(text\); the types must be the same/ },
+  { name: "relation named as a field", options: { sqlite, schema: withModel({ ...customer, relations: { name: { model: "Customer", from: "id", to: "id" } } }) }, message: /relations\.name: Customer has a field of that name/ },
+  { name: "relation with an unknown setting", options: { sqlite, schema: withRelation({ model: "Customer", from: "id", to: "id", on: "id = id" }) }, message: /relations\.self\.on is not a setting/ },
+  { name: "relation whose many is not a boolean", options: { sqlite, schema: withRelation({ model: "Customer", from: "id", to: "id", many: "yes" }) }, message: /relations\.self\.many must be a boolean/ },
+  { name: "relation named __proto__", options: { sqlite, schema: withModel(JSON.parse('{"table":"t","primaryKey":"id","fields":{"id":{"type":"integer"}},"relations":{"__proto__":{"model":"Customer","from":"id","to":"id"}}}')) }, message: /must not be __proto__/ },
 ];
 
 describe("SQL resource configuration", () => {

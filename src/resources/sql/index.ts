@@ -14,4 +14,4 @@ export { schemaFromPrisma } from "./prisma-import.js";
 export type { DbCapability, Page, PageQuery, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
 export type { ExportFormat } from "./export.js";
 export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
-export type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
+export type { FieldSpec, FieldType, ModelSpec, RelationSpec, SchemaSpec } from "./schema.js";

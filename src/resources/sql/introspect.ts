@@ -1,7 +1,7 @@
 import type BetterSqlite3 from "better-sqlite3";
 import type { Pool } from "pg";
 import { InvalidInput } from "../../kernel/index.js";
-import type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
+import type { FieldSpec, FieldType, ModelSpec, RelationSpec, SchemaSpec } from "./schema.js";
 
 /*
  * The schema read from the live database, for applications that would
@@ -11,6 +11,14 @@ import type { FieldSpec, FieldType, ModelSpec, SchemaSpec } from "./schema.js";
  * column. What agentcap cannot express is skipped and listed, never guessed:
  * a column of a type outside integer, real, text and boolean, a name that is
  * not an identifier, a table without a one-column primary key.
+ *
+ * Each one-column foreign key between two models becomes a pair of
+ * relations: on the referencing model, to one row, named as its column
+ * without an `Id`/`_id` ending (`customerId`: `customer`); on the referenced
+ * model, to many rows, named as the referencing table (`orders`), or
+ * `orders_by_<column>` when that table has several keys to it. A foreign key
+ * over several columns, or whose relation name is taken, is skipped and
+ * listed.
  */
 
 /** A table or column the introspection left out, and why. */
@@ -95,7 +103,80 @@ async function postgresColumns(pool: Pool): Promise<Column[]> {
   }));
 }
 
-function modelsOf(columns: readonly Column[], typeOf: (declared: string) => FieldType | null): IntrospectedSchema {
+/** A one-column foreign key: `table.column` references `target.targetColumn` (null: the target's primary key). */
+interface ForeignKey {
+  readonly table: string;
+  readonly column: string;
+  readonly target: string;
+  readonly targetColumn: string | null;
+  readonly columns: number;
+}
+
+function sqliteForeignKeys(db: BetterSqlite3.Database, tables: readonly string[]): ForeignKey[] {
+  return tables.flatMap((table) => {
+    const rows = db.prepare<[string], { id: number; table: string; from: string; to: string | null }>('SELECT id, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq').all(table);
+    return [...new Set(rows.map((r) => r.id))].map((id) => {
+      const parts = rows.filter((r) => r.id === id);
+      const first = parts[0] as (typeof parts)[number];
+      return { table, column: first.from, target: first.table, targetColumn: first.to, columns: parts.length };
+    });
+  });
+}
+
+async function postgresForeignKeys(pool: Pool): Promise<ForeignKey[]> {
+  const keys = await pool.query<{ table_name: string; column_name: string; target: string; target_column: string; columns: number }>(
+    `SELECT cl.relname AS table_name, a.attname AS column_name, fcl.relname AS target, fa.attname AS target_column, cardinality(c.conkey) AS columns
+       FROM pg_constraint c
+       JOIN pg_class cl ON cl.oid = c.conrelid
+       JOIN pg_class fcl ON fcl.oid = c.confrelid
+       JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+       JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1]
+      WHERE c.contype = 'f' AND cl.relnamespace = current_schema()::regnamespace AND fcl.relnamespace = cl.relnamespace
+      ORDER BY cl.relname, c.conname`,
+  );
+  return keys.rows.map((k) => ({ table: k.table_name, column: k.column_name, target: k.target, targetColumn: k.target_column, columns: k.columns }));
+}
+
+/** The relation name a foreign key's column gives its model: the column without an id ending, if anything is left. */
+function toOneName(column: string): string {
+  const stripped = column.replace(/_?[Ii][Dd]$/, "");
+  return stripped.length > 0 ? stripped : column;
+}
+
+/** Adds the relations the foreign keys give to the models both ends of which were kept; what does not fit is listed in `skipped`. */
+function addRelations(schema: Record<string, ModelSpec>, keys: readonly ForeignKey[], skipped: Skipped[]): void {
+  const relations = new Map<string, Record<string, RelationSpec>>();
+  const add = (model: string, name: string, spec: RelationSpec, key: ForeignKey): void => {
+    const taken = relations.get(model) ?? {};
+    const m = schema[model] as ModelSpec;
+    if (Object.hasOwn(m.fields, name) || Object.hasOwn(taken, name) || !IDENTIFIER.test(name) || name === "__proto__") {
+      skipped.push({ table: key.table, column: key.column, reason: `its foreign key would make a relation ${name} of ${model}, a name already taken` });
+      return;
+    }
+    relations.set(model, { ...taken, [name]: spec });
+  };
+  for (const key of keys) {
+    if (!Object.hasOwn(schema, key.table) || !Object.hasOwn(schema, key.target)) continue;
+    const from = schema[key.table] as ModelSpec;
+    const to = schema[key.target] as ModelSpec;
+    const targetColumn = key.targetColumn ?? to.primaryKey;
+    if (key.columns !== 1) {
+      skipped.push({ table: key.table, column: key.column, reason: "its foreign key spans several columns" });
+      continue;
+    }
+    if (!Object.hasOwn(from.fields, key.column) || !Object.hasOwn(to.fields, targetColumn)) continue;
+    if (from.fields[key.column]?.type !== to.fields[targetColumn]?.type) {
+      skipped.push({ table: key.table, column: key.column, reason: `its foreign key relates columns of different types` });
+      continue;
+    }
+    const siblings = keys.filter((k) => k.table === key.table && k.target === key.target).length;
+    add(key.table, toOneName(key.column), { model: key.target, from: key.column, to: targetColumn }, key);
+    add(key.target, siblings > 1 ? `${key.table}_by_${key.column}` : key.table, { model: key.table, from: targetColumn, to: key.column, many: true }, key);
+  }
+  for (const [model, specs] of relations) schema[model] = { ...(schema[model] as ModelSpec), relations: specs };
+}
+
+function modelsOf(columns: readonly Column[], typeOf: (declared: string) => FieldType | null, keys: readonly ForeignKey[]): IntrospectedSchema {
   const schema: Record<string, ModelSpec> = {};
   const skipped: Skipped[] = [];
   const tables = [...new Set(columns.map((c) => c.table))];
@@ -124,6 +205,7 @@ function modelsOf(columns: readonly Column[], typeOf: (declared: string) => Fiel
     }
     schema[table] = { table, primaryKey: key.name, fields };
   }
+  addRelations(schema, keys, skipped);
   return { schema, skipped };
 }
 
@@ -134,7 +216,14 @@ function modelsOf(columns: readonly Column[], typeOf: (declared: string) => Fiel
  * mark keys `generated`).
  */
 export async function introspectSchema(connection: { readonly sqlite: BetterSqlite3.Database } | { readonly postgres: Pool }): Promise<IntrospectedSchema> {
-  if (Object.hasOwn(connection, "sqlite")) return modelsOf(sqliteColumns((connection as { sqlite: BetterSqlite3.Database }).sqlite), sqliteType);
-  if (Object.hasOwn(connection, "postgres")) return modelsOf(await postgresColumns((connection as { postgres: Pool }).postgres), (t) => (Object.hasOwn(POSTGRES_TYPES, t) ? (POSTGRES_TYPES[t] as FieldType) : null));
+  if (Object.hasOwn(connection, "sqlite")) {
+    const db = (connection as { sqlite: BetterSqlite3.Database }).sqlite;
+    const columns = sqliteColumns(db);
+    return modelsOf(columns, sqliteType, sqliteForeignKeys(db, [...new Set(columns.map((c) => c.table))]));
+  }
+  if (Object.hasOwn(connection, "postgres")) {
+    const pool = (connection as { postgres: Pool }).postgres;
+    return modelsOf(await postgresColumns(pool), (t) => (Object.hasOwn(POSTGRES_TYPES, t) ? (POSTGRES_TYPES[t] as FieldType) : null), await postgresForeignKeys(pool));
+  }
   throw new InvalidInput("introspectSchema needs a database: { sqlite: <better-sqlite3 Database> } or { postgres: <pg Pool> }");
 }

@@ -27,11 +27,25 @@ export interface FieldSpec {
   readonly generated?: boolean;
 }
 
-/** One model: the table it lives in, its fields, and the field that identifies a row. */
+/**
+ * A relation from one model's rows to another's: the rows of `model` whose
+ * field `to` equals this row's field `from`. With `many`, every such row (a
+ * list, possibly empty); without, the first (or null).
+ */
+export interface RelationSpec {
+  readonly model: string;
+  readonly from: string;
+  readonly to: string;
+  readonly many?: boolean;
+}
+
+/** One model: the table it lives in, its fields, the field that identifies a row, and its relations to other models. */
 export interface ModelSpec {
   readonly table: string;
   readonly primaryKey: string;
   readonly fields: Readonly<Record<string, FieldSpec>>;
+  /** Relations by name; a name cannot also be a field's, as included rows are returned under it. */
+  readonly relations?: Readonly<Record<string, RelationSpec>>;
 }
 
 /** Models by name, as the application declares them. */
@@ -49,6 +63,15 @@ export interface Field {
   readonly position: number;
 }
 
+/** A validated relation: its name, the model it reaches, and the two fields whose equal values relate rows. */
+export interface Relation {
+  readonly name: string;
+  readonly model: Model;
+  readonly from: Field;
+  readonly to: Field;
+  readonly many: boolean;
+}
+
 /** A validated model. */
 export interface Model {
   readonly name: string;
@@ -57,6 +80,8 @@ export interface Model {
   /** Fields in declaration order. */
   readonly fields: readonly Field[];
   readonly byName: ReadonlyMap<string, Field>;
+  /** Relations by name (filled in once every model is parsed, as they may reach each other). */
+  readonly relations: ReadonlyMap<string, Relation>;
 }
 
 /** A validated schema: models looked up by name only through a Map, so no inherited key can name one. */
@@ -118,7 +143,7 @@ function parseField(name: string, raw: unknown, where: string, position: number)
 function parseModel(name: string, raw: unknown): Model {
   const where = `models.${name}`;
   const spec = record(raw, where);
-  onlyKeys(spec, ["table", "primaryKey", "fields"], where);
+  onlyKeys(spec, ["table", "primaryKey", "fields", "relations"], where);
   const table = identifier(own(spec, "table"), `${where}.table`);
   const rawFields = record(own(spec, "fields"), `${where}.fields`);
   const fields = Object.keys(rawFields).map((f, i) => parseField(identifier(f, `${where}.fields key`), rawFields[f], `${where}.fields.${f}`, i));
@@ -132,7 +157,28 @@ function parseModel(name: string, raw: unknown): Model {
   const pkName = identifier(own(spec, "primaryKey"), `${where}.primaryKey`);
   const primaryKey = byName.get(pkName);
   if (primaryKey === undefined) throw new InvalidInput(`invalid schema: ${where}.primaryKey names ${pkName}, which is not one of its fields`);
-  return Object.freeze({ name, table, primaryKey, fields: Object.freeze(fields), byName });
+  return Object.freeze({ name, table, primaryKey, fields: Object.freeze(fields), byName, relations: new Map<string, Relation>() });
+}
+
+function parseRelation(models: ReadonlyMap<string, Model>, model: Model, name: string, raw: unknown): Relation {
+  const where = `models.${model.name}.relations.${name}`;
+  if (model.byName.has(name)) throw new InvalidInput(`invalid schema: ${where}: ${model.name} has a field of that name; included rows are returned under the relation's name`);
+  const spec = record(raw, where);
+  onlyKeys(spec, ["model", "from", "to", "many"], where);
+  const targetName = identifier(own(spec, "model"), `${where}.model`);
+  const target = models.get(targetName);
+  if (target === undefined) throw new InvalidInput(`invalid schema: ${where}.model names ${targetName}, which is not a model of the schema`);
+  const fromName = identifier(own(spec, "from"), `${where}.from`);
+  const from = model.byName.get(fromName);
+  if (from === undefined) throw new InvalidInput(`invalid schema: ${where}.from names ${fromName}, which is not a field of ${model.name}`);
+  const toName = identifier(own(spec, "to"), `${where}.to`);
+  const to = target.byName.get(toName);
+  if (to === undefined) throw new InvalidInput(`invalid schema: ${where}.to names ${toName}, which is not a field of ${target.name}`);
+  // Related rows are matched by the values' equality, which holds across types on neither engine alike.
+  if (from.type !== to.type) throw new InvalidInput(`invalid schema: ${where} relates ${model.name}.${from.name} (${from.type}) to ${target.name}.${to.name} (${to.type}); the types must be the same`);
+  const many = own(spec, "many");
+  if (many !== undefined && typeof many !== "boolean") throw new InvalidInput(`invalid schema: ${where}.many must be a boolean`);
+  return Object.freeze({ name, model: target, from, to, many: many ?? false });
 }
 
 /** Validates the application's schema; throws InvalidInput naming the bad setting. The result is immutable. */
@@ -141,6 +187,13 @@ export function parseSchema(spec: SchemaSpec): Schema {
   const names = Object.keys(raw);
   if (names.length === 0) throw new InvalidInput("invalid schema: declare at least one model");
   const models = new Map(names.map((name) => [name, parseModel(identifier(name, "model name"), raw[name])]));
+  for (const model of models.values()) {
+    const relations = own(record(raw[model.name], `models.${model.name}`), "relations");
+    if (relations === undefined) continue;
+    const specs = record(relations, `models.${model.name}.relations`);
+    const parsed = model.relations as Map<string, Relation>;
+    for (const name of Object.keys(specs)) parsed.set(name, parseRelation(models, model, identifier(name, `models.${model.name}.relations key`), specs[name]));
+  }
   return Object.freeze({ models });
 }
 
