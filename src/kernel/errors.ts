@@ -26,7 +26,10 @@ export type AgentcapErrorCode =
   | "ERR_SANDBOX_VIOLATION"
   | "ERR_SANDBOX_TIMEOUT"
   | "ERR_SANDBOX_STOPPED"
-  | "ERR_APPROVAL_REFUSED";
+  | "ERR_APPROVAL_REFUSED"
+  | "ERR_VAULT_KEY_MISSING"
+  | "ERR_VAULT_KEY_MISMATCH"
+  | "ERR_UNKNOWN_PRINCIPAL";
 
 /** The base class: a stable `code`, a message a person can act on, and the underlying `cause` when there is one. */
 export class AgentcapError extends Error {
@@ -231,6 +234,35 @@ export class ApprovalRefused extends AgentcapError {
   constructor(message: string, status: "denied" | "expired", options?: ErrorOptions) {
     super(message, options);
     this.status = status;
+  }
+}
+
+/**
+ * The credential vault has no key to encrypt or decrypt with: none is
+ * configured, or the key file or environment variable it names is missing
+ * or empty. The message names where the key was looked for.
+ */
+export class VaultKeyMissing extends AgentcapError {
+  override readonly code = "ERR_VAULT_KEY_MISSING";
+}
+
+/**
+ * The vault's key is not the one a stored credential was encrypted with, so
+ * it cannot be decrypted. The message names the principal and origin, never
+ * the ciphertext or either key.
+ */
+export class VaultKeyMismatch extends AgentcapError {
+  override readonly code = "ERR_VAULT_KEY_MISMATCH";
+}
+
+/** A principal the configuration does not know was named (a credential set for a mistyped user, for example); `principal` says which. */
+export class UnknownPrincipal extends AgentcapError {
+  override readonly code = "ERR_UNKNOWN_PRINCIPAL";
+  readonly principal: string;
+
+  constructor(message: string, principal: string, options?: ErrorOptions) {
+    super(message, options);
+    this.principal = principal;
   }
 }
 

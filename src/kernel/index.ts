@@ -32,6 +32,9 @@ export {
   SessionClosed,
   TaskCancelled,
   TaskTimedOut,
+  UnknownPrincipal,
+  VaultKeyMismatch,
+  VaultKeyMissing,
 } from "./errors.js";
 export type { AgentcapErrorCode, DenialCode, DenialDetails, SandboxStopReason } from "./errors.js";
 
@@ -108,3 +111,6 @@ export type { ApprovalAsk, ApprovalRequirement, Approvals, ApprovalsOptions, App
 /** Where approval requests are kept: in this process by default; every change is made against the version it read, so processes can share a store. */
 export { isApprovalStore, memoryApprovalStore } from "./approval-store.js";
 export type { ApprovalEntry, ApprovalStore } from "./approval-store.js";
+
+/** Credentials a resource attaches to a request at the moment it is sent, per principal and origin; the caller never sees them. */
+export type { CredentialSource } from "./credentials.js";

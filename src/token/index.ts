@@ -30,3 +30,16 @@ export type { PostgresStoreOptions } from "./postgres-store.js";
 export { openSqliteApprovalStore } from "./approval-sqlite.js";
 export { openPostgresApprovalStore } from "./approval-postgres.js";
 export type { PostgresApprovalStoreOptions } from "./approval-postgres.js";
+/**
+ * The credential vault: each principal's own secret per origin, sealed with
+ * AES-256-GCM under a key kept outside the database (bound to its principal
+ * and origin, so it opens nowhere else), attached by a resource when it
+ * sends; a revoked principal's credentials are not opened.
+ */
+export { openSqliteVault } from "./vault-sqlite.js";
+export { openPostgresVault } from "./vault-postgres.js";
+export type { PostgresVaultOptions } from "./vault-postgres.js";
+export type { CredentialEntry, CredentialVault, VaultOptions } from "./vault.js";
+/** The vault's key: loaded from a file or an environment variable, shown only by its id. */
+export { generateVaultKey, loadVaultKey, parseVaultKey } from "./vault-key.js";
+export type { VaultKey, VaultKeySource } from "./vault-key.js";

@@ -86,7 +86,10 @@ export function createHttpClient(options?: HttpClientOptions): HttpClient {
         const request: HopRequest = { method: hop.method, url: hop.url, tenant };
         access.about(kernelRequest(request, null));
         const addresses = await authorizeHop(access, cap, request, settings.resolver, signal, trusted);
-        return transport.send({ ...hop, addresses }, settings.maxResponseBytes, signal);
+        // Looked up only now, for this hop's own origin, and put on the outgoing hop alone: nothing the caller holds carries it.
+        const authorization = settings.credentials === null ? null : await settings.credentials.authorization(cap, hop.url.origin, signal);
+        const headers = authorization === null ? hop.headers : { ...hop.headers, authorization };
+        return transport.send({ ...hop, headers, addresses }, settings.maxResponseBytes, signal);
       },
       (res) => res.body.byteLength,
     );

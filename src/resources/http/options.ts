@@ -1,5 +1,5 @@
 import { validateHeaderName, validateHeaderValue } from "node:http";
-import { HTTP_METHODS, InvalidInput, type AuditSink, type HttpMethod } from "../../kernel/index.js";
+import { HTTP_METHODS, InvalidInput, type AuditSink, type CredentialSource, type HttpMethod } from "../../kernel/index.js";
 import { systemResolver, type Resolver } from "./resolve.js";
 
 /** How a confined HTTP client is set up; every field is optional and validated. */
@@ -26,6 +26,15 @@ export interface HttpClientOptions {
    * anything is done. Without it, any mint's roots are accepted.
    */
   readonly mints?: readonly string[];
+  /**
+   * Each user's own credential per origin (a vault of agentcap/token, or a
+   * token exchange): asked after a hop is authorized, with the capability
+   * whose principal makes the request and the hop's origin, and sent as its
+   * Authorization header (replacing one the caller gave). It is never part
+   * of the response, the audit events or an error; a redirect to another
+   * origin gets that origin's credential, never this one's.
+   */
+  readonly credentials?: CredentialSource;
 }
 
 /** The validated form of HttpClientOptions. */
@@ -35,6 +44,7 @@ export interface ClientSettings {
   readonly maxResponseBytes: number;
   readonly maxRedirects: number;
   readonly ca: readonly string[] | null;
+  readonly credentials: CredentialSource | null;
 }
 
 /** What one call sends besides its URL. */
@@ -63,7 +73,7 @@ export interface CallInput {
   readonly tenant: string | undefined;
 }
 
-const CLIENT_KEYS = new Set(["resolver", "timeoutMs", "maxResponseBytes", "maxRedirects", "ca"]);
+const CLIENT_KEYS = new Set(["resolver", "timeoutMs", "maxResponseBytes", "maxRedirects", "ca", "credentials"]);
 const INIT_KEYS = new Set(["method", "headers", "body", "tenant"]);
 const MAX_TIMEOUT_MS = 2_147_483_647; // setTimeout's limit
 const MAX_BODY_BYTES = 2 ** 31 - 1;
@@ -116,7 +126,12 @@ export function parseClientOptions(options: unknown): ClientSettings {
   if (ca !== undefined && (!Array.isArray(ca) || ca.length === 0 || !ca.every((c) => typeof c === "string" && c.includes("-----BEGIN CERTIFICATE-----")))) {
     throw new InvalidInput("createHttpClient: ca must be a non-empty array of PEM certificates (-----BEGIN CERTIFICATE-----)");
   }
+  const credentials = own(options, "credentials");
+  if (credentials !== undefined && (typeof credentials !== "object" || credentials === null || typeof (credentials as { authorization?: unknown }).authorization !== "function")) {
+    throw new InvalidInput("createHttpClient: credentials must be a credential source, an object with an authorization(capability, origin) method, such as a vault");
+  }
   return Object.freeze({
+    credentials: (credentials as CredentialSource | undefined) ?? null,
     resolver: resolver as Resolver,
     timeoutMs: integer(own(options, "timeoutMs"), "timeoutMs", 1, MAX_TIMEOUT_MS, 30_000),
     maxResponseBytes: integer(own(options, "maxResponseBytes"), "maxResponseBytes", 0, MAX_BODY_BYTES, 10 * 1024 * 1024),
