@@ -182,6 +182,11 @@ function shadowDenial(node: Node, req: CheckedRequest): ShadowDenial | null {
   return null;
 }
 
+/** The ledger entry of rate `i` of a link kept in a shared store: the rate's own key under the link's. */
+function rateEntry(key: string, i: number, rate: CompiledRate): LedgerCharge {
+  return { key: `${key}/rates.${i}`, maxCalls: rate.calls, maxCost: rate.cost, perMs: rate.perMs };
+}
+
 /** A denial for a windowed rate anywhere in the chain without room for `req` of `cost` now, saying when it would fit; or null. */
 export function rateDenial(node: Node, req: CheckedRequest, cost: number): Denied | null {
   let now: number | null = null;
@@ -192,9 +197,10 @@ export function rateDenial(node: Node, req: CheckedRequest, cost: number): Denie
       const rate = rates[i] as CompiledRate;
       if (!rateCounts(rate, req)) continue;
       now ??= node.clock.now();
-      const refusal = (n.rateLogs as readonly RateLog[])[i]?.refusal(rate, now, cost);
+      // A link whose state lives in a shared store counts its window there, for every process at once.
+      const refusal = n.external === null ? (n.rateLogs as readonly RateLog[])[i]?.refusal(rate, now, cost) : n.external.ledger.rateRefusal(rateEntry(n.external.key, i, rate), now, cost);
       if (refusal === null || refusal === undefined) continue;
-      const when = refusal.retryAt === null ? "; it never will" : `; retry after ${new Date(refusal.retryAt).toISOString()} (in ${Math.ceil((refusal.retryAt - now) / 1000)} s)`;
+      const when = refusal.retryAt === null ? "; it never will" : `; retry after ${new Date(refusal.retryAt).toISOString()} (in ${Math.max(1, Math.ceil((refusal.retryAt - now) / 1000))} s)`;
       const denied = deny(node, n, "ERR_BUDGET_EXHAUSTED", `rates.${i}`, `${refusal.because}${when}`);
       return refusal.retryAt === null ? denied : Object.freeze({ ...denied, retryAt: refusal.retryAt });
     }
@@ -231,23 +237,31 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
 
 /**
  * Charges one use and `cost` to every link of the chain: the shared ledgers
- * first (all or none per ledger), then the in-process counters and the
- * windows of the rates that count `req`. False, with
+ * first (all or none per ledger: uses, budgets and the windows of the rates
+ * that count `req`), then the in-process counters and windows. False, with
  * nothing charged in process, when a ledger had no room left.
  */
 export function charge(node: Node, cost: number, req: CheckedRequest): boolean {
-  // Only limited links are kept in shared ledgers' counts, and only a chain with rates has windows to add to.
-  if ((node.traits & CHAIN_LIMITED) !== 0 && !chargeExternal(node.chain, cost)) return false;
+  // Only limited and rated links are kept in shared ledgers' accounts, and only a chain with rates has windows to add to.
   const rated = (node.traits & CHAIN_RATED) !== 0;
-  let now: number | null = null;
-  for (const n of node.chain) {
-    const rates = rated ? n.cond.rates : null;
-    if (rates !== null) {
-      now ??= node.clock.now();
+  if ((node.traits & CHAIN_LIMITED) !== 0 || rated) {
+    const now = rated ? node.clock.now() : 0;
+    if (!chargeExternal(node.chain, cost, req, rated, now)) return false;
+    if (!rated) return chargeInProcess(node.chain, cost);
+    for (const n of node.chain) {
+      const rates = n.cond.rates;
+      if (rates === null || n.external !== null) continue;
       rates.forEach((rate, i) => {
-        if (rateCounts(rate, req)) (n.rateLogs as readonly RateLog[])[i]?.add(rate, now as number, cost);
+        if (rateCounts(rate, req)) (n.rateLogs as readonly RateLog[])[i]?.add(rate, now, cost);
       });
     }
+  }
+  return chargeInProcess(node.chain, cost);
+}
+
+/** Counts one use and `cost` on every link whose usage this process keeps. */
+function chargeInProcess(chain: readonly Node[], cost: number): true {
+  for (const n of chain) {
     if (n.external !== null) continue;
     n.usage.calls += 1;
     n.usage.cost += cost;
@@ -263,21 +277,29 @@ export function costOf(options: UseOptions | undefined): number {
   return cost;
 }
 
-/** Charges the limited links kept in shared ledgers, all or none per ledger; true when charged. */
-function chargeExternal(chain: readonly Node[], cost: number): boolean {
+/** Charges the limited and rated links kept in shared ledgers, all or none per ledger; true when charged. */
+function chargeExternal(chain: readonly Node[], cost: number, req: CheckedRequest, rated: boolean, now: number): boolean {
   const byLedger = new Map<ExternalLink["ledger"], LedgerCharge[]>();
+  const add = (ledger: ExternalLink["ledger"], entry: LedgerCharge) => {
+    const entries = byLedger.get(ledger);
+    if (entries === undefined) byLedger.set(ledger, [entry]);
+    else entries.push(entry);
+  };
   for (const n of chain) {
     if (n.external === null) continue;
-    const { maxUses, budgetCalls, budgetCost } = n.cond;
-    if (maxUses === null && budgetCalls === null && budgetCost === null) continue;
-    const maxCalls = maxUses === null ? budgetCalls : budgetCalls === null ? maxUses : Math.min(maxUses, budgetCalls);
-    const entries = byLedger.get(n.external.ledger) ?? [];
-    entries.push({ key: n.external.key, maxCalls, maxCost: budgetCost });
-    byLedger.set(n.external.ledger, entries);
+    const { maxUses, budgetCalls, budgetCost, rates } = n.cond;
+    if (maxUses !== null || budgetCalls !== null || budgetCost !== null) {
+      const maxCalls = maxUses === null ? budgetCalls : budgetCalls === null ? maxUses : Math.min(maxUses, budgetCalls);
+      add(n.external.ledger, { key: n.external.key, maxCalls, maxCost: budgetCost });
+    }
+    if (!rated || rates === null) continue;
+    for (let i = 0; i < rates.length; i++) {
+      const rate = rates[i] as CompiledRate;
+      if (rateCounts(rate, req)) add(n.external.ledger, rateEntry(n.external.key, i, rate));
+    }
   }
   for (const [ledger, entries] of byLedger) {
-    if (!ledger.charge(entries, cost)) return false;
+    if (!ledger.charge(entries, cost, now)) return false;
   }
   return true;
 }
-

@@ -19,6 +19,8 @@ export { actionKey, actionPermits, meetActions, viewOfKey } from "./field-action
 export { describeRule, ruleChildren, ruleKey } from "./row-rules.js";
 export type { ExternalLedger, ExternalLink, LedgerCharge, MintSubject, RevocationList, RootGuard } from "./ledger.js";
 export { createKeyedMint, keyMintId } from "./mint.js";
+export { windowRefusal } from "./rate-window.js";
+export type { WindowEntry, WindowLimits, WindowRefusal } from "./rate-window.js";
 export { deepFreeze, snapshotPlainData } from "./plain-data.js";
 export type { PlainData } from "./plain-data.js";
 export { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";

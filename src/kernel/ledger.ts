@@ -6,12 +6,18 @@
  */
 import type { Capability } from "./capability.js";
 import type { MintRecord } from "./node.js";
+import type { WindowRefusal } from "./rate-window.js";
 
-/** One external link's limits, as the kernel asks the ledger to charge them. */
+/**
+ * One external link's limits, as the kernel asks the ledger to charge them:
+ * its uses and budget in total, or (with `perMs`) one of its windowed rates,
+ * whose limits hold within any window of that many milliseconds.
+ */
 export interface LedgerCharge {
   readonly key: string;
   readonly maxCalls: number | null;
   readonly maxCost: number | null;
+  readonly perMs?: number;
 }
 
 export interface ExternalLedger {
@@ -26,10 +32,18 @@ export interface ExternalLedger {
   /** Calls made and cost spent so far through the link keyed `key` and its descendants. */
   usage(key: string): { readonly calls: number; readonly cost: number };
   /**
-   * Atomically charges one call and `cost` to every entry if every limit still
-   * has room, and returns true; otherwise charges nothing and returns false.
+   * For a windowed rate (`perMs` set): null when one more request of `cost`
+   * fits its window now, else why not and when it would (`now` is the
+   * capability's clock, which a store shared between processes may answer
+   * by its own).
    */
-  charge(entries: readonly LedgerCharge[], cost: number): boolean;
+  rateRefusal(entry: LedgerCharge, now: number, cost: number): WindowRefusal | null;
+  /**
+   * Atomically charges one call and `cost` to every entry (totals and windows
+   * alike, windows at `now`) if every limit still has room, and returns true;
+   * otherwise charges nothing and returns false.
+   */
+  charge(entries: readonly LedgerCharge[], cost: number, now: number): boolean;
 }
 
 /** Where one link keeps its external state. */

@@ -31,18 +31,23 @@ export function guardOf(cap: Capability): RootGuard | null {
 }
 
 /**
- * Moves the uses and budget of link `index` of `cap`'s chain to `link` (the
- * token store, under the revocation id of the block that now carries it), so
- * that the link and every token made from it spend one account. Returns
- * null when moved (or already kept there), else why not: a link already used
- * in this process cannot move, since the store would not know what it spent.
+ * Moves the uses, budget and rate windows of link `index` of `cap`'s chain to
+ * `link` (the token store, under the revocation id of the block that now
+ * carries it), so that the link and every token made from it spend one
+ * account. Returns null when moved (or already kept there), else why not: a
+ * link already used in this process cannot move, since the store would not
+ * know what it spent.
  */
 export function moveToLedger(cap: Capability, index: number, link: ExternalLink): string | null {
   const node = nodeOf(cap).chain[index];
   if (node === undefined) throw new InvalidInput(`capability has no link ${index}`);
   if (node.external !== null) return null;
-  if (node.usage.calls > 0 || node.usage.cost > 0) {
+  const limited = node.cond.maxUses !== null || node.cond.budgetCalls !== null || node.cond.budgetCost !== null;
+  if (limited && (node.usage.calls > 0 || node.usage.cost > 0)) {
     return `link ${index} (${node.id}) has a use count or budget and was already used in this process, so its remaining uses cannot move into the token store; serialize a fresh limited link before using it`;
+  }
+  if (node.rateLogs?.some((log) => !log.empty) === true) {
+    return `link ${index} (${node.id}) has windowed rates that already counted requests in this process, so its windows cannot move into the token store; serialize a fresh rated link before using it`;
   }
   node.external = link;
   return null;

@@ -82,12 +82,6 @@ function malformedString(value: unknown): string | null {
   return null;
 }
 
-/** Whether a link's data has windowed rates, which are counted in one process and so cannot travel in a token. */
-export function hasRates(data: BlockData): boolean {
-  const conditions = data.kind === "root" || data.kind === "narrow" ? data.grant : data.kind === "restrict" ? data.conditions : {};
-  return Object.hasOwn(conditions, "rates");
-}
-
 /** Encodes a link's data as the canonical JSON its block carries; throws InvalidInput for a string Biscuit cannot carry exactly. */
 export function encodeBlock(data: BlockData): string {
   const bad = malformedString(data);
@@ -134,8 +128,6 @@ export function decodeBlock(json: string, index: number): BlockData {
     if (e instanceof InvalidInput) throw new InvalidToken(`${where}: ${e.message}`);
     throw e;
   }
-  // A rate's window lives in the process that counts it: every verification of a token would start a fresh one.
-  if (hasRates(data)) throw new InvalidToken(`${where} carries windowed rates, which tokens cannot carry`);
   return data;
 }
 

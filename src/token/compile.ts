@@ -244,8 +244,8 @@ function approvalBodies(params: Params, rule: ApprovalRule): string[] {
  * Appends to `lines` the checks of one link: expiry, tenants, then (for a link
  * with a grant) one check whose alternatives are the grant's rules, and one
  * `reject if` per request kind its approval rules name. Returns
- * what each check enforces. `maxUses` and `budget` are stateful and are
- * enforced against the revocation store, not here.
+ * what each check enforces. `maxUses`, `budget` and `rates` are stateful and
+ * are enforced against the token store, not here.
  */
 export function compileLinkChecks(grant: Grant | null, conditions: LinkConditions, params: Params, lines: string[]): CheckKind[] {
   const kinds: CheckKind[] = [];

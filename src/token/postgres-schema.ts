@@ -31,6 +31,11 @@ export function schemaStatements(schema: string): readonly string[] {
       calls_held BIGINT NOT NULL, cost_held DOUBLE PRECISION NOT NULL,
       calls_armed BIGINT NOT NULL, cost_armed DOUBLE PRECISION NOT NULL,
       expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (key, owner))`,
+    `CREATE TABLE IF NOT EXISTS ${schema}.token_rate_keys (key TEXT PRIMARY KEY)`,
+    `CREATE TABLE IF NOT EXISTS ${schema}.token_rate_slots (
+      id BIGSERIAL PRIMARY KEY, key TEXT NOT NULL REFERENCES ${schema}.token_rate_keys (key), owner TEXT NOT NULL,
+      calls BIGINT, cost DOUBLE PRECISION, until TIMESTAMPTZ NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS token_rate_slots_key ON ${schema}.token_rate_slots (key, until)`,
   ];
 }
 

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type pg from "pg";
 import { AgentcapError, ForeignFailure, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
-import { monotonicClock, requireOptional, type LedgerCharge } from "../kernel/internal.js";
+import { monotonicClock, requireOptional, type LedgerCharge, type WindowRefusal } from "../kernel/internal.js";
 import { LeaseBook, type LeasePlan } from "./lease-book.js";
+import { RateBook, type Reservation, type WindowCharge } from "./rate-book.js";
 import { createSchema, IDENTIFIER } from "./postgres-schema.js";
 import { bookAnswers, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
@@ -128,6 +129,11 @@ const HEARTBEATS_TO_DEATH = 5;
  * is leased whole: exactly one process can ever use it. A process that dies
  * loses its armed units for good (fail closed); the rest of its lease comes
  * back after expiry.
+ *
+ * Windowed rates are reserved likewise (see rate-book.ts): a process charges
+ * a rate only from room it reserved in the window, with the rate's row
+ * locked, and a reservation stays counted for a window after its lease, so
+ * the processes together never exceed the rate.
  */
 export async function openPostgresTokenStore(options: PostgresStoreOptions): Promise<TokenStore> {
   const schema = options.schema ?? "agentcap";
@@ -348,6 +354,7 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     guard(s);
     origin = randomUUID();
     leases.clear();
+    windows.clear();
     try {
       await write(`INSERT INTO ${schema}.token_listeners (owner, seen) VALUES ($1, $2)`, [origin, seen]);
       await listen(l);
@@ -475,12 +482,59 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
       }),
     );
 
+  /*
+   * Windowed rates: room is reserved in a window with its key's row locked
+   * (see rate-book.ts), on the same connection and queue as leases.
+   */
+  const windows = new RateBook({ ttlMs: ttl, share });
+  /** Stops counting the rows of reservations that will charge nothing more beyond a window from now: what they did not use is given back. */
+  const giveBack = (perMs: number, done: readonly Reservation[], query: (text: string, values: unknown[]) => Promise<unknown>): Promise<unknown> =>
+    Promise.all(
+      done.map((r) =>
+        query(`UPDATE ${schema}.token_rate_slots SET calls = $2, cost = $3, until = least(until, now() + make_interval(secs => $4)) WHERE id = $1`, [
+          r.id,
+          r.calls === null ? null : r.usedCalls,
+          r.cost === null ? null : r.usedCost,
+          perMs / 1000,
+        ]),
+      ),
+    );
+  const reserveWindow = (entry: WindowCharge, needCost: number): Promise<void> =>
+    serial(() =>
+      transaction(async () => {
+        const { key, perMs } = entry;
+        const sentAt = monotonicClock.now();
+        await leaser.query(`INSERT INTO ${schema}.token_rate_keys (key) VALUES ($1) ON CONFLICT (key) DO NOTHING`, [key]);
+        await leaser.query(`SELECT 1 FROM ${schema}.token_rate_keys WHERE key = $1 FOR UPDATE`, [key]);
+        await giveBack(perMs, windows.expire(key, sentAt), (t, v) => leaser.query(t, v));
+        await leaser.query(`DELETE FROM ${schema}.token_rate_slots WHERE key = $1 AND until <= now()`, [key]);
+        const { rows } = await leaser.query<{ calls: string | null; cost: number | null; until: string }>(
+          `SELECT calls, cost, extract(epoch FROM until) * 1000 AS until FROM ${schema}.token_rate_slots WHERE key = $1`,
+          [key],
+        );
+        const plan = windows.plan(
+          entry,
+          rows.map((r) => ({ calls: r.calls === null ? null : Number(r.calls), cost: r.cost, until: Number(r.until) })),
+          needCost,
+        );
+        if ("retryAt" in plan) {
+          windows.full(entry, plan.retryAt);
+          return;
+        }
+        const inserted = await leaser.query<{ id: string }>(
+          `INSERT INTO ${schema}.token_rate_slots (key, owner, calls, cost, until) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING id`,
+          [key, origin, plan.calls, plan.cost, (ttl + perMs) / 1000],
+        );
+        windows.add(entry, { id: (inserted.rows[0] as { id: string }).id, calls: plan.calls, cost: plan.cost }, sentAt);
+      }),
+    );
+
   // One top-up per key at a time, in the background; a failure fails the store closed.
   const toppingUp = new Map<string, Promise<void>>();
   const topUp = (limits: LedgerCharge, needCost: number): Promise<void> => {
     const running = toppingUp.get(limits.key);
     if (running !== undefined) return running;
-    const p = reserve(limits, needCost)
+    const p = (limits.perMs === undefined ? reserve(limits, needCost) : reserveWindow({ ...limits, perMs: limits.perMs }, needCost))
       .catch((e: unknown) => {
         fail(e instanceof Error ? e.message : String(e));
       })
@@ -525,6 +579,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
           );
         }
         leases.clear();
+        for (const w of windows.entries()) await giveBack(w.perMs, w.reservations, (t, v) => leaser.query(t, v));
+        windows.clear();
       }),
     );
 
@@ -537,15 +593,35 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
     async prepare(entries: readonly LedgerCharge[]): Promise<void> {
       if (closed || book.failure !== null) return;
       const now = monotonicClock.now();
-      await Promise.all(entries.map((e) => (leases.needsLease(e.key, now) ? topUp(e, 0) : Promise.resolve())));
+      await Promise.all(
+        entries.map((e) => ((e.perMs === undefined ? leases.needsLease(e.key, now) : windows.needs(e.key, 0, now)) ? topUp(e, 0) : Promise.resolve())),
+      );
+    },
+    rateRefusal(entry: LedgerCharge, _now: number, cost: number): WindowRefusal | null {
+      // Windows shared between processes run on Postgres's clock (the wall clock), not the capability's.
+      return entry.perMs === undefined ? null : windows.refusal({ ...entry, perMs: entry.perMs }, cost, monotonicClock.now(), systemClock.now());
     },
     charge(entries: readonly LedgerCharge[], cost: number): boolean {
       if (book.failure !== null || closed) return false;
+      const now = monotonicClock.now();
+      const totals = entries.filter((e) => e.perMs === undefined);
+      const rated = totals.length === entries.length ? [] : entries.filter((e): e is WindowCharge => e.perMs !== undefined);
+      // Only room reserved here may be spent: without it the charge fails, closed, and more is asked for. Windows are looked at first, as their charge cannot be undone.
+      if (rated.some((e) => windows.needs(e.key, cost, now))) {
+        for (const e of rated) if (windows.needs(e.key, cost, now)) void topUp(e, cost);
+        return false;
+      }
       // Only units held (and armed) here may be spent: without them the charge fails, closed, and more are asked for.
-      const { charged, topUp: more } = leases.charge(entries, cost, monotonicClock.now());
+      const { charged, topUp: more } = leases.charge(totals, cost, now);
       for (const e of more) void topUp(e, cost);
       if (!charged) return false;
-      for (const e of entries) {
+      if (rated.length > 0) {
+        const windowCharge = windows.charge(rated, cost, now);
+        for (const e of windowCharge.more) void topUp(e, cost);
+        // A used-up reservation is counted only for a window after its last request.
+        for (const s of windowCharge.spent) track(giveBack(s.perMs, [s.reservation], write));
+      }
+      for (const e of totals) {
         const u = usage.get(e.key) ?? { calls: 0, cost: 0 };
         u.calls += 1;
         u.cost += cost;

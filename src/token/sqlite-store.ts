@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
 import { ForeignFailure, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
-import { requireOptional, type LedgerCharge } from "../kernel/internal.js";
+import { requireOptional, windowRefusal, type LedgerCharge, type WindowEntry, type WindowRefusal } from "../kernel/internal.js";
 import { bookAnswers, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
 import { droppableBefore, reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
@@ -22,6 +22,12 @@ const SCHEMA = `
     calls INTEGER NOT NULL,
     cost REAL NOT NULL
   );
+  CREATE TABLE IF NOT EXISTS agentcap_rate_events (
+    key TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    cost REAL NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS agentcap_rate_events_key_at ON agentcap_rate_events (key, at);
 `;
 
 interface UsageRow {
@@ -64,8 +70,8 @@ const entryOf = (r: RevokedRow): RevocationEntry => ({
  * list is cached in memory and reloaded at the first decision after another
  * connection committed a change to the file (`PRAGMA data_version`, probed
  * once per decision, no clock involved); charges run in an immediate
- * transaction, so processes sharing the file never overspend a budget
- * between them. The file holds the store's identity: tokens minted under it
+ * transaction, so processes sharing the file never overspend a budget or a
+ * windowed rate between them (a window is counted by the capability's clock). The file holds the store's identity: tokens minted under it
  * verify only against it.
  */
 export function openSqliteTokenStore(path: string, options: SqliteStoreOptions = {}): TokenStore {
@@ -102,6 +108,12 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
     "INSERT INTO agentcap_usage (key, calls, cost) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET calls = calls + 1, cost = cost + excluded.cost",
   );
   const dataVersion = db.prepare<[], number>("PRAGMA data_version").pluck();
+  const pruneWindow = db.prepare("DELETE FROM agentcap_rate_events WHERE key = ? AND at <= ?");
+  const windowTotals = db.prepare<[string, number], { readonly calls: number; readonly cost: number }>(
+    "SELECT count(*) AS calls, total(cost) AS cost FROM agentcap_rate_events WHERE key = ? AND at > ?",
+  );
+  const windowEntries = db.prepare<[string, number], WindowEntry>("SELECT at, cost FROM agentcap_rate_events WHERE key = ? AND at > ? ORDER BY at, rowid");
+  const addWindow = db.prepare("INSERT INTO agentcap_rate_events (key, at, cost) VALUES (?, ?, ?)");
 
   const book = new RevocationBook();
   const audit = options.audit ?? null;
@@ -124,13 +136,30 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
   }, watchInterval);
   watch.unref();
 
-  const charge = db.transaction((entries: readonly LedgerCharge[], cost: number): boolean => {
+  /** Why one more request of `cost` does not fit the window of `e` ending at `now`, or null; the totals answer the common case without reading the log. */
+  const windowRefused = (e: LedgerCharge & { readonly perMs: number }, now: number, cost: number): WindowRefusal | null => {
+    const from = now - e.perMs;
+    const totals = windowTotals.get(e.key, from) ?? { calls: 0, cost: 0 };
+    if ((e.maxCalls === null || totals.calls + 1 <= e.maxCalls) && (e.maxCost === null || totals.cost + cost <= e.maxCost)) return null;
+    return windowRefusal({ perMs: e.perMs, calls: e.maxCalls, cost: e.maxCost }, windowEntries.all(e.key, from), cost);
+  };
+  // Windows are counted in the file, in the same immediate transaction as uses and budgets, so connections and processes sharing it count one window.
+  const charge = db.transaction((entries: readonly LedgerCharge[], cost: number, now: number): boolean => {
     for (const e of entries) {
+      if (e.perMs !== undefined) {
+        pruneWindow.run(e.key, now - e.perMs);
+        if (windowRefused({ ...e, perMs: e.perMs }, now, cost) !== null) return false;
+        continue;
+      }
       const used = selectUsage.get(e.key) ?? { calls: 0, cost: 0 };
       if (e.maxCalls !== null && used.calls >= e.maxCalls) return false;
       if (e.maxCost !== null && used.cost + cost > e.maxCost) return false;
     }
-    for (const e of entries) addUsage.run(e.key, cost);
+    for (const e of entries) {
+      if (e.perMs === undefined) addUsage.run(e.key, cost);
+      // A window of cost alone needs no record of a request that cost nothing.
+      else if (e.maxCalls !== null || cost > 0) addWindow.run(e.key, now, cost);
+    }
     return true;
   });
 
@@ -141,8 +170,11 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
     usage(key: string): UsageRow {
       return selectUsage.get(key) ?? { calls: 0, cost: 0 };
     },
-    charge(entries: readonly LedgerCharge[], cost: number): boolean {
-      return charge.immediate(entries, cost);
+    rateRefusal(entry: LedgerCharge, now: number, cost: number): WindowRefusal | null {
+      return entry.perMs === undefined ? null : windowRefused({ ...entry, perMs: entry.perMs }, now, cost);
+    },
+    charge(entries: readonly LedgerCharge[], cost: number, now: number): boolean {
+      return charge.immediate(entries, cost, now);
     },
     revoke: (target: RevocationTarget, opts?: RevokeOptions) =>
       performRevocation(book, target, opts, audit, (entry) => {

@@ -39,7 +39,7 @@ import {
   type MintOptions,
 } from "../kernel/index.js";
 import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
-import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, hasRates, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
+import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
 import type { RevocationReport, TokenStore } from "./store.js";
 
@@ -124,9 +124,6 @@ export function createTokenMint<In = unknown>(options: TokenMintOptions<In>): To
 }
 
 function compiled(data: BlockData): DatalogCode {
-  if (hasRates(data)) {
-    throw new InvalidInput("windowed rates are counted in the process that holds the capability and cannot travel in a token (each verification would count afresh); make the token from a link above the rates, and apply them where it is verified");
-  }
   const json = encodeBlock(data);
   const code = compileBlock(json, decodeBlock(json, data.kind === "root" ? 0 : 1)).code;
   for (const value of Object.values(code.params)) {
@@ -153,12 +150,20 @@ function linkBlock(link: LinkSummary): BlockData {
   return { v: 1, kind: "restrict", id: link.id, conditions: link.conditions };
 }
 
-/** The use count and budget of a link as one ledger entry, or null when it has neither. */
-function limitsOfConditions(conditions: LinkConditions, key: string): LedgerCharge | null {
+/**
+ * The use count and budget of a link as one ledger entry, and each of its
+ * windowed rates as one more (keyed under the link's key, as the kernel
+ * charges them); empty when it has none of these.
+ */
+function limitsOfConditions(conditions: LinkConditions, key: string): LedgerCharge[] {
   const c = compileConditions(conditions);
-  if (c.maxUses === null && c.budgetCalls === null && c.budgetCost === null) return null;
-  const maxCalls = c.maxUses === null ? c.budgetCalls : c.budgetCalls === null ? c.maxUses : Math.min(c.maxUses, c.budgetCalls);
-  return { key, maxCalls, maxCost: c.budgetCost };
+  const out: LedgerCharge[] = [];
+  if (c.maxUses !== null || c.budgetCalls !== null || c.budgetCost !== null) {
+    const maxCalls = c.maxUses === null ? c.budgetCalls : c.budgetCalls === null ? c.maxUses : Math.min(c.maxUses, c.budgetCalls);
+    out.push({ key, maxCalls, maxCost: c.budgetCost });
+  }
+  (c.rates ?? []).forEach((rate, i) => out.push({ key: `${key}/rates.${i}`, maxCalls: rate.calls, maxCost: rate.cost, perMs: rate.perMs }));
+  return out;
 }
 
 /**
@@ -168,9 +173,9 @@ function limitsOfConditions(conditions: LinkConditions, key: string): LedgerChar
  * move there (spending it here or through any token is one account).
  */
 function carry(cap: Capability, index: number, link: LinkSummary, prefix: Prefix): void {
-  const limits = limitsOfConditions(link.grant ?? link.conditions, prefix.revocationIds[index] ?? "");
-  if (limits !== null) {
-    const refused = moveToLedger(cap, index, { ledger: prefix.store, key: limits.key });
+  const key = prefix.revocationIds[index] ?? "";
+  if (limitsOfConditions(link.grant ?? link.conditions, key).length > 0) {
+    const refused = moveToLedger(cap, index, { ledger: prefix.store, key });
     // No lease is taken here: making a token is no sign that this process will spend it (a shared store leases on the first charge).
     if (refused !== null) throw new InvalidInput(`cannot make a token of this capability: ${refused}`);
   }
@@ -368,12 +373,11 @@ function verified(token: string, options: VerifyOptions): { readonly cap: Capabi
   return { cap, limits: limitsOf(blocks) };
 }
 
-/** The limits (uses and budgets) of a token's blocks, as the kernel charges them to the store: only limited blocks. */
+/** The limits (uses, budgets and windowed rates) of a token's blocks, as the kernel charges them to the store: only limited and rated blocks. */
 function limitsOf(blocks: readonly VerifiedBlock[]): LedgerCharge[] {
   return blocks.flatMap((b) => {
     const d = b.data;
-    const limits = limitsOfConditions(d.kind === "root" || d.kind === "narrow" ? d.grant : d.kind === "restrict" ? d.conditions : {}, b.revocationId);
-    return limits === null ? [] : [limits];
+    return limitsOfConditions(d.kind === "root" || d.kind === "narrow" ? d.grant : d.kind === "restrict" ? d.conditions : {}, b.revocationId);
   });
 }
 
