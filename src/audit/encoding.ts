@@ -80,10 +80,14 @@ const allowedSchema = z.strictObject({
   capabilityId: name,
   shadow: z.strictObject({ link: count, linkId: z.string().max(256), rule: z.string().max(256), because: z.string() }).optional(),
 });
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const rows = z.array(z.record(z.string(), scalar));
 const outcomeSchema = z.discriminatedUnion("ok", [
   z.strictObject({
     ok: z.literal(true),
     resultBytes: count.nullable(),
+    // A database write's rows, before and after, as its capability may see them.
+    changes: z.strictObject({ before: rows, after: rows }).optional(),
     // A revocation's outcome: why, and what it reached in the revoking process.
     reason: z.string().max(1000).optional(),
     reached: z.strictObject({ capabilities: count, tokens: count, sessions: count }).optional(),
@@ -107,6 +111,7 @@ const intentFields = {
       argsHash: hex64.nullable(),
     })
     .optional(),
+  reason: z.string().min(1).max(1000).optional(),
   subject: z.looseObject({
     capabilityId: name,
     capabilityHash: hex64,
@@ -204,7 +209,7 @@ function encodeEntry(phase: "event" | "intent", event: AuditIntent | AuditEvent,
   const ids = subject.lineage.map((l) => l.id);
   const { request, scrub } = redact.request(event.request as unknown as Data);
   const decision = event.decision.allowed ? event.decision : { ...event.decision, because: scrub(event.decision.because), reason: scrub(event.decision.reason) };
-  const outcome = "outcome" in event && !event.outcome.ok ? { ...event.outcome, message: scrub(event.outcome.message).slice(0, MAX_MESSAGE) } : undefined;
+  const outcome = "outcome" in event ? storedOutcome(event.outcome, scrub, redact) : undefined;
   const stored = { ...event, entry: phase, request, decision, ...(outcome === undefined ? {} : { outcome }), subject: { ...subject, lineage: ids } };
   const columns = columnsOf(stored);
   if (columns === null) throw new InvalidInput(`invalid audit ${phase}: its columns cannot be derived`);
@@ -230,9 +235,15 @@ export function encodeCompletion(completion: AuditCompletion, intent: EncodedInt
     scrub = both;
     denial = { request: redacted.request, decision: { ...c.denial.decision, because: both(c.denial.decision.because), reason: both(c.denial.decision.reason) } as Data };
   }
-  const outcome = c.outcome.ok ? c.outcome : { ...c.outcome, message: scrub(c.outcome.message).slice(0, MAX_MESSAGE) };
+  const outcome = storedOutcome(c.outcome as AuditOutcome, scrub, redact);
   const stored = { entry: "outcome", id: c.id, durationMs: c.durationMs, outcome, ...(denial === undefined ? {} : { denial }) };
   return { columns: outcomeColumns(intent.columns, stored), body: canonical(stored), links: [] };
+}
+
+/** An outcome as the log stores it: a failure's message scrubbed and bounded, a write's rows redacted by the policy. */
+function storedOutcome(outcome: AuditOutcome, scrub: (text: string) => string, redact: Redactor): AuditOutcome {
+  if (!outcome.ok) return { ...outcome, message: scrub(outcome.message).slice(0, MAX_MESSAGE) };
+  return outcome.changes === undefined ? outcome : { ...outcome, changes: redact.changes(outcome.changes) };
 }
 
 /** An outcome entry's columns: its intent's, with `allowed` saying whether a denial was met while acting. */
@@ -345,6 +356,8 @@ export interface LoggedEvent {
   readonly outcome: AuditOutcome | null;
   /** Only on events of kind "approval": the step of the approval. */
   readonly approval?: ApprovalRecord;
+  /** A database write's reason, as its caller gave it. */
+  readonly reason?: string;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createHmac } from "node:crypto";
 import { z } from "zod";
-import { AgentcapError, AuditFailure, InvalidInput, type Request } from "../kernel/index.js";
+import { AgentcapError, AuditFailure, InvalidInput, type Request, type RowChanges, type Scalar } from "../kernel/index.js";
 import { describeIssues, isLinkSummary, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 import { canonical } from "./canonical.js";
 
@@ -26,6 +26,13 @@ export interface RedactionPolicy {
   readonly httpQuery?: "values" | "drop" | "keep";
   /** Database row-scope values. `"values"` (default): column names stay, values become `[redacted]`. `"keep"`: logged as requested. */
   readonly dbScope?: "values" | "keep";
+  /**
+   * Values of the rows a database write changed (recorded before and after,
+   * already limited to what the writing capability may see). `"values"`
+   * (default): field names stay, values become `[redacted]` (null stays
+   * null). `"keep"`: logged as the capability sees them.
+   */
+  readonly dbRows?: "values" | "keep";
   /**
    * Command arguments after the program. `"secrets"` (default): values of
    * secret-looking flags (`--token=…`, `--password …`), headers
@@ -63,6 +70,8 @@ export interface Redactor {
   readonly request: (request: Record<string, PlainData>) => Redacted;
   /** A link summary's canonical encoding with its grant redacted by the same rules (row-scope values, command arguments). */
   readonly linkText: (link: unknown) => string;
+  /** A database write's changed rows, redacted by `dbRows`. */
+  readonly changes: (changes: RowChanges) => RowChanges;
 }
 
 const SECRET_NAME = /pass|pwd|secret|token|key|auth|credential|cookie|signature|bearer|session|private/i;
@@ -70,6 +79,7 @@ const SECRET_NAME = /pass|pwd|secret|token|key|auth|credential|cookie|signature|
 const policySchema = z.strictObject({
   httpQuery: z.enum(["values", "drop", "keep"]).optional(),
   dbScope: z.enum(["values", "keep"]).optional(),
+  dbRows: z.enum(["values", "keep"]).optional(),
   execArgs: z.enum(["secrets", "all", "keep"]).optional(),
   execEnv: z.enum(["keep", "drop"]).optional(),
   custom: z.custom<(request: Request) => Request>((v) => typeof v === "function", "must be a function").optional(),
@@ -94,7 +104,7 @@ const LINK_TEXTS = 10_000;
 export function compileRedaction(policy: RedactionPolicy = {}): Redactor {
   const parsed = policySchema.safeParse(policy);
   if (!parsed.success) throw new InvalidInput(describeIssues("redaction policy", parsed.error));
-  const { httpQuery = "values", dbScope = "values", execArgs = "secrets", execEnv = "keep", custom, valueKey } = parsed.data;
+  const { httpQuery = "values", dbScope = "values", dbRows = "values", execArgs = "secrets", execEnv = "keep", custom, valueKey } = parsed.data;
   const key = valueKey === undefined ? null : Buffer.from(valueKey);
   const mask = key === null ? () => REDACTED : (value: string) => `[redacted:${createHmac("sha256", key).update(value).digest("hex").slice(0, 16)}]`;
   const masker = (): Masker => ({ mask, removed: [], httpQuery });
@@ -145,7 +155,9 @@ export function compileRedaction(policy: RedactionPolicy = {}): Redactor {
     }
     return text;
   };
-  return Object.freeze({ request, linkText });
+  const hideRow = (row: Readonly<Record<string, Scalar>>) => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, v === null ? null : mask(typeof v === "string" ? v : JSON.stringify(v))]));
+  const changes = (c: RowChanges): RowChanges => (dbRows === "keep" ? c : { before: c.before.map(hideRow), after: c.after.map(hideRow) });
+  return Object.freeze({ request, linkText, changes });
 }
 
 function applyCustom(custom: (request: Request) => Request, request: Record<string, PlainData>): Record<string, PlainData> {

@@ -1,5 +1,6 @@
 import { labelsOf, type Capability } from "./capability.js";
 import type { LinkSummary, MintRecord } from "./node.js";
+import type { Scalar } from "./grant.js";
 import type { Decision, Denied } from "./decision.js";
 import { ForeignFailure, InvalidInput } from "./errors.js";
 import type { Request } from "./request.js";
@@ -23,11 +24,25 @@ export interface AuditSubject {
   readonly policyHash?: string;
 }
 
+/**
+ * The rows a database write changed, as the capability that wrote them may
+ * see them: only the fields its grant for that write reaches, each in the
+ * form it is shown (masked, hashed, redacted), a denied field never.
+ */
+export interface RowChanges {
+  /** The rows an update or delete matched, before it ran (empty for a create). */
+  readonly before: readonly Readonly<Record<string, Scalar>>[];
+  /** The rows a create or update left (empty for a delete). */
+  readonly after: readonly Readonly<Record<string, Scalar>>[];
+}
+
 /** How an invocation ended. `resultBytes` is the size of what was returned, never its content. */
 export type AuditOutcome =
   | {
       readonly ok: true;
       readonly resultBytes: number | null;
+      /** For a database write: the rows it changed, before and after, limited by the grant (see RowChanges). */
+      readonly changes?: RowChanges;
       /** For a revocation: what this process's live capabilities, tokens and sessions it reached (other processes see it too). */
       readonly reached?: { readonly capabilities: number; readonly tokens: number; readonly sessions: number };
       /** For a revocation: why, as recorded in the token store. */
@@ -81,6 +96,8 @@ export interface AuditIntent {
   readonly subject: AuditSubject;
   /** Only on events of kind "approval". */
   readonly approval?: ApprovalRecord;
+  /** Why the caller says it acts, as it gave it: a database write's `reason`. */
+  readonly reason?: string;
 }
 
 /** One whole invocation, allowed or denied: its intent and how it ended. */

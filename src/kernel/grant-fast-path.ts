@@ -30,6 +30,7 @@ const AUDIT_OPS: ReadonlySet<unknown> = new Set(words.AUDIT_OPS);
 const FIELD_ACTIONS: ReadonlySet<unknown> = new Set(["allow", "hash", "redact", "deny"]);
 const REVOCATION_TARGETS: ReadonlySet<unknown> = new Set(words.REVOCATION_TARGETS);
 const REQUEST_ACTIONS: ReadonlySet<unknown> = new Set(words.REQUEST_ACTIONS);
+const AUTO_SET: ReadonlySet<unknown> = new Set(["principal.user", "principal.tenant"]);
 const { MAX_QUORUM } = words;
 const MAX_RATE_WINDOW = 31 * 24 * 3600;
 
@@ -46,7 +47,7 @@ const KEYS = {
   rate: only("per", "calls", "cost", "tools", "actions"),
   fs: only("path", "ops", "subtree"),
   http: only("origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"),
-  db: only("model", "ops", "fields", "scope", "fieldActions", "rows", "immutable", "required", "requireFilter", "maxRows", "maxRowsRead"),
+  db: only("model", "ops", "fields", "scope", "fieldActions", "rows", "immutable", "required", "requireFilter", "requireReason", "autoSet", "maxRows", "maxRowsRead"),
   comparison: only("field", "op", "value"),
   all: only("all"),
   any: only("any"),
@@ -245,6 +246,12 @@ function dbRule(r: Reader, x: unknown): DbRule {
   optional(out, v, "immutable", (f) => r.list(f, 0, identifier));
   optional(out, v, "required", (f) => r.list(f, 0, identifier));
   optional(out, v, "requireFilter", bool);
+  optional(out, v, "requireReason", bool);
+  optional(out, v, "autoSet", (a) => {
+    const sources = r.object(a, KEYS.scope);
+    for (const key of Object.keys(sources)) check(AUTO_SET.has(sources[key]), sources[key]);
+    return Object.freeze(sources);
+  });
   optional(out, v, "maxRows", (x) => safeInteger(x, 1));
   optional(out, v, "maxRowsRead", (x) => safeInteger(x, 1));
   return Object.freeze(out) as unknown as DbRule;

@@ -46,6 +46,9 @@ export interface HttpRule {
   readonly addresses?: readonly string[];
 }
 
+/** Where an auto-set field's value comes from: the principal's id, or its one tenant. */
+export type AutoSetSource = "principal.user" | "principal.tenant";
+
 /** Allows `ops` on one model, on `fields` only (all fields when absent), on rows matching every pair of `scope`. */
 export interface DbRule {
   readonly model: string;
@@ -77,6 +80,20 @@ export interface DbRule {
    * Enforced by the database resource.
    */
   readonly requireFilter?: boolean;
+  /**
+   * Refuses a create, update or delete that gives no `reason` (a sentence
+   * saying why, recorded in the write's audit event). Enforced by the
+   * database resource.
+   */
+  readonly requireReason?: boolean;
+  /**
+   * Fields a create sets from the principal the chain was minted for
+   * (`"principal.user"`: its id; `"principal.tenant"`: its one tenant):
+   * left out, they are set; given, they must hold that value. An update may
+   * not set them. Unlike `scope`, they do not confine which rows are read,
+   * changed or deleted. Every link's apply. Enforced by the database resource.
+   */
+  readonly autoSet?: Readonly<Record<string, AutoSetSource>>;
   /** The most rows one call may read (or group into) or change; the request must name a limit at or below it. */
   readonly maxRows?: number;
   /**
@@ -219,6 +236,9 @@ const fieldActionSchema = z.union([
   z.strictObject({ mask: z.string().regex(MASK_PATTERN, "must be 1 to 64 characters, with {firstN} or {lastN} (N from 1 to 9) as the only braces") }),
 ]);
 
+/** The sources an auto-set field can take its value from. */
+export const AUTO_SET_SOURCES = ["principal.user", "principal.tenant"] as const;
+
 const dbRuleSchema = z.strictObject({
   model: identifier,
   ops: nonEmptyList(z.enum(DB_OPS)),
@@ -229,6 +249,8 @@ const dbRuleSchema = z.strictObject({
   immutable: z.array(identifier).max(1024).optional(),
   required: z.array(identifier).max(1024).optional(),
   requireFilter: z.boolean().optional(),
+  requireReason: z.boolean().optional(),
+  autoSet: z.record(identifier, z.enum(AUTO_SET_SOURCES)).optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   maxRowsRead: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });

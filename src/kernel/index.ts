@@ -47,7 +47,7 @@ export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, parseConditions, p
 export type { FieldAction, FieldView } from "./field-actions.js";
 export { ROW_OPS } from "./row-rules.js";
 export type { RowOp, RowRule } from "./row-rules.js";
-export type { ApprovalRule, ArgPattern, AuditOp, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
+export type { ApprovalRule, ArgPattern, AuditOp, AutoSetSource, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 /** A db rule value taken from the principal a chain is minted for (`{ principal: "user" }`, `{ principal: "tenant" }`), bound when each link is made. */
 export type { PrincipalRef, RuleValue } from "./principal-refs.js";
 
@@ -99,7 +99,7 @@ export type { MintSubject, RevocationList } from "./ledger.js";
 
 /** Audit events: one per invocation, with the lineage and mint record of the authority used. */
 export { auditSubject, eventSink } from "./audit-sink.js";
-export type { ApprovalRecord, ApprovalStage, AuditCompletion, AuditEvent, AuditIntent, AuditOutcome, AuditSink, AuditSubject, ToolCode } from "./audit-sink.js";
+export type { ApprovalRecord, ApprovalStage, AuditCompletion, AuditEvent, AuditIntent, AuditOutcome, AuditSink, AuditSubject, RowChanges, ToolCode } from "./audit-sink.js";
 
 /**
  * Human approval bound to the exact call: a request an approval rule matches

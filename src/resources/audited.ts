@@ -20,6 +20,7 @@ import {
   type Decision,
   type Denied,
   type Request,
+  type RowChanges,
 } from "../kernel/index.js";
 import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial } from "../kernel/internal.js";
 
@@ -61,6 +62,10 @@ export interface Access {
    * capability is still live, and throws as `proceed` rejects.
    */
   proceedSync(): void;
+  /** The caller's reason for this access (a database write's), recorded in its intent or event; said before `proceed`. */
+  explain(reason: string): void;
+  /** The rows the access changed, recorded with its outcome once it succeeds. */
+  changed(changes: RowChanges): void;
 }
 
 /** Waits for the intents held up the chain of the call `cap` acts under (see holdIntent); AuditFailure when one could not be recorded. */
@@ -117,6 +122,14 @@ class Unaudited implements Access {
     if (isCapability(this.#cap)) refuseWhileHeld(this.#cap, this.#request);
     stillLive(this, this.#cap, this.#request);
   }
+
+  explain(): void {
+    // Nothing records it.
+  }
+
+  changed(): void {
+    // Nothing records them.
+  }
 }
 
 /** Collects what one access told its Access, records its intent when it proceeds, and works out the request and decision of its event. */
@@ -126,6 +139,10 @@ class Recorder implements Access {
   private denial: { readonly request: Request; readonly decision: Denied } | null = null;
   /** The intent recorded by `proceed`, once it is. */
   intent: AuditIntent | null = null;
+  /** The caller's reason, if it gave one. */
+  reason: string | null = null;
+  /** The rows the access changed, once it did. */
+  changes: RowChanges | null = null;
   readonly #sink: AuditSink;
   readonly #cap: Capability;
   readonly #at: number;
@@ -140,6 +157,14 @@ class Recorder implements Access {
 
   about(request: Request): void {
     this.subject ??= request;
+  }
+
+  explain(reason: string): void {
+    this.reason = reason;
+  }
+
+  changed(changes: RowChanges): void {
+    this.changes = changes;
   }
 
   decided(request: Request, decision: Decision): Decision {
@@ -191,6 +216,7 @@ class Recorder implements Access {
       request,
       decision,
       subject: this.#subject(),
+      ...(this.reason === null ? {} : { reason: this.reason }),
     });
   }
 
@@ -373,7 +399,8 @@ class Run<T> {
 
   ended(value: T): void {
     this.#result = { value };
-    this.#outcome = { ok: true, resultBytes: this.size(value) };
+    const changes = this.recorder.changes;
+    this.#outcome = changes === null ? { ok: true, resultBytes: this.size(value) } : { ok: true, resultBytes: this.size(value), changes };
   }
 
   failed(e: unknown): void {
@@ -429,6 +456,7 @@ class Run<T> {
       decision: decided.decision,
       outcome,
       subject: this.subject(),
+      ...(this.recorder.reason === null ? {} : { reason: this.recorder.reason }),
     });
     return {
       write: () => {

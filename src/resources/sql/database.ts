@@ -18,7 +18,7 @@ import {
 } from "../../kernel/index.js";
 import { audited, auditedSync, auditOption, jsonBytes, type Access } from "../audited.js";
 import { compileShape, type CompiledShape } from "./compile.js";
-import type { ChangeLimit, DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
+import type { BoundRead, ChangeLimit, DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
 import { postgresEngine } from "./postgres.js";
 import {
   parseAggregate,
@@ -30,10 +30,14 @@ import {
   type CreateQuery,
   type DeleteQuery,
   type ParsedQuery,
+  type ParsedCreate,
+  type ParsedDelete,
   type ParsedRead,
+  type ParsedUpdate,
   type ReadQuery,
   type UpdateQuery,
 } from "./query.js";
+import { priorRead, conditionArgs, returned, returningSnapshot, shown, snapshotView, type SnapshotView } from "./snapshots.js";
 import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
 import { choiceFields, confinementOf, fieldUse, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
@@ -221,8 +225,30 @@ interface Plan {
   readonly rowBudgets: readonly RowBudget[];
   /** For a create: fields it must give, not null, with the links that require them (checked per call, as values differ). */
   readonly required: ReadonlyMap<string, LinkAt>;
+  /** For a write: the first link that requires a reason, or null. */
+  readonly requireReason: LinkAt | null;
+  /** For a create: fields set from the principal, with their values and links (a value given must be the same). */
+  readonly autoSet: readonly AutoSet[];
+  /** For a write: the fields its audit event's snapshots hold, or null when the grant shows it none. */
+  readonly snapshot: SnapshotView | null;
   readonly statementKey: string;
   prepared: Prepared | null;
+  /** For a write with an audit sink: its statement returning the snapshot's fields, and the read of the rows it will change. */
+  audited: AuditedWrite | null;
+}
+
+/** A field a create sets from the principal. */
+interface AutoSet {
+  readonly field: Field;
+  readonly value: Scalar;
+  readonly at: LinkAt;
+  readonly source: string;
+}
+
+/** The statements of a write whose changes are recorded. */
+interface AuditedWrite {
+  readonly write: Prepared;
+  readonly prior: Prepared | null;
 }
 
 /** Shapes remembered per capability, and statements kept per database; beyond these, the oldest go. */
@@ -306,6 +332,13 @@ function rowBudgetDenial(cap: Capability, model: string, rows: number, budget: R
   };
 }
 
+/** The principal's value an auto-set field takes: its id, or its one tenant (null when it has none or several). */
+function principalValue(cap: Capability, source: string): string | null {
+  const { principal, tenants } = cap.mint;
+  if (source === "principal.user") return principal;
+  return tenants.length === 1 ? (tenants[0] as string) : null;
+}
+
 function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
   if (scope === null && tenant === undefined) return request;
   return { ...request, ...(scope === null ? {} : { scope }), ...defined({ tenant }) };
@@ -363,6 +396,33 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         return { field, value: entry.value };
       })
       .sort((a, b) => a.field.position - b.field.position);
+    // Only a create takes their values (a principal with several tenants can still read); an update may not set them.
+    const autoSet = (q.op === "create" ? [...confinement.autoSet] : []).map(([name, entry]): AutoSet => {
+      const field = model.byName.get(name);
+      const value = principalValue(cap, entry.source);
+      const problem = field === undefined ? `${model.name} has no field ${name}` : value === null ? `the principal ${cap.mint.principal} has ${cap.mint.tenants.length} tenants, not one` : valueProblem(field, value);
+      if (problem !== null || field === undefined || value === null) {
+        return refuse(access, cap, q, entry, "db.autoSet", `sets ${model.name}.${name} from ${entry.source}, which cannot be done: ${problem ?? ""}`, `sets ${model.name}.${name} from ${entry.source}, which cannot be done`);
+      }
+      return { field, value, at: entry, source: entry.source };
+    });
+    if (q.op === "create") {
+      for (const a of autoSet) {
+        const pinned = entries.find((e) => e.field === a.field);
+        if (pinned === undefined) entries.push({ field: a.field, value: a.value });
+        else if (pinned.value !== a.value) {
+          refuse(access, cap, q, a.at, "db.autoSet", `sets ${model.name}.${a.field.name} from ${a.source}, and a row scope pins it to another value`, `sets ${model.name}.${a.field.name} from ${a.source}`);
+        }
+      }
+      entries.sort((a, b) => a.field.position - b.field.position);
+    }
+    if (q.op === "update") {
+      const fixed = q.set.find((f) => confinement.autoSet.has(f.name));
+      const entry = fixed === undefined ? undefined : confinement.autoSet.get(fixed.name);
+      if (fixed !== undefined && entry !== undefined) {
+        refuse(access, cap, q, entry, "db.autoSet", `sets ${model.name}.${fixed.name} from ${entry.source} on create: an update may not set it`, `sets ${model.name}.${fixed.name} from ${entry.source}`);
+      }
+    }
     const rules = confinement.rows.map((entry) => {
       try {
         return ruleNode(model, entry.rule);
@@ -461,8 +521,12 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       request,
       rowBudgets: confinement.rowBudgets,
       required: confinement.required,
+      requireReason: q.op === "read" ? null : confinement.requireReason,
+      autoSet: q.op === "create" ? autoSet : [],
+      snapshot: q.op === "read" ? null : snapshotView(model, confinement, hashKey),
       statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}|${q.op === "create" ? "" : JSON.stringify(request.rows ?? [])}`,
       prepared: null,
+      audited: null,
     };
   };
 
@@ -495,11 +559,12 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return plan;
   };
 
-  const prepare = (plan: Plan, q: ParsedQuery): Prepared => {
-    const cached = statements.get(plan.statementKey);
-    if (cached !== undefined) return (plan.prepared = cached);
+  /** The prepared statement of `q` under `plan`, from the cache by `key` or compiled now. */
+  const prepareAs = (key: string, plan: Plan, q: ParsedQuery, select: readonly Field[]): Prepared => {
+    const cached = statements.get(key);
+    if (cached !== undefined) return cached;
     const rules = q.op === "create" ? [] : plan.rules;
-    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, plan.select, engine.guard);
+    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, select, engine.guard);
     const prepared: Prepared = {
       shape,
       statement: engine.prepare(shape.sql, q.op === "read" && q.limit === 1),
@@ -510,13 +575,55 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       }),
     };
     if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value as string);
-    statements.set(plan.statementKey, prepared);
-    return (plan.prepared = prepared);
+    statements.set(key, prepared);
+    return prepared;
+  };
+
+  const prepare = (plan: Plan, q: ParsedQuery): Prepared => (plan.prepared = prepareAs(plan.statementKey, plan, q, plan.select));
+
+  /** The statements of a write whose changes go to the audit log: it returns the snapshot's fields too, and an update or delete reads its rows first. */
+  const prepareAudited = (plan: Plan, q: ParsedCreate | ParsedUpdate | ParsedDelete, view: SnapshotView): AuditedWrite => {
+    const fields = view.fields.map((f) => f.name).join(",");
+    const write = q.op === "delete" ? (plan.prepared ?? prepare(plan, q)) : prepareAs(`${plan.statementKey}|returning:${fields}`, plan, returningSnapshot(q, view), []);
+    const prior = q.op === "create" ? null : prepareAs(`${plan.statementKey}|before:${fields}`, plan, priorRead(q, view, plan.changeLimit.max + 1), view.fields);
+    return (plan.audited = { write, prior });
+  };
+
+  /** The values `prepared` binds: the plan's constants, then `args`, each encoded for its field. */
+  const bind = (plan: Plan, prepared: Prepared, args: readonly Scalar[]): unknown[] => {
+    const slots = prepared.shape.params;
+    const params = new Array<unknown>(slots.length);
+    const offset = plan.constants.length;
+    for (let i = 0; i < slots.length; i++) {
+      const at = (slots[i] as { index: number }).index;
+      const value = (at < offset ? plan.constants[at] : args[at - offset]) as Scalar;
+      const encode = prepared.encoders[i];
+      params[i] = encode == null ? value : encode(value);
+    }
+    return params;
   };
 
   /** Authorizes the call, reporting each decision to `access` (throwing the kernel's typed denial), and returns its prepared statement and bound parameters. */
   const admit = (access: Access, cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+    if (q.reason !== undefined) access.explain(q.reason);
     const plan = planFor(access, cap, q);
+    if (plan.requireReason !== null && q.reason === undefined) {
+      refuse(
+        access,
+        cap,
+        q,
+        plan.requireReason,
+        "db.requireReason",
+        `requires a reason on every ${q.op} of ${q.model.name}: give query.reason, a sentence saying why (it is recorded in the audit log)`,
+        `requires a reason on every ${q.op} of ${q.model.name}`,
+      );
+    }
+    for (const a of plan.autoSet) {
+      const given = q.writes.find(([f]) => f === a.field);
+      if (given !== undefined && given[1] !== a.value) {
+        refuse(access, cap, q, a.at, "db.autoSet", `sets ${q.model.name}.${a.field.name} from ${a.source} on every create: leave it out, or give the principal's own value`, `sets ${q.model.name}.${a.field.name} from ${a.source}`);
+      }
+    }
     if (q.op === "create" && plan.required.size > 0) {
       for (const [name, at] of plan.required) {
         const given = q.writes.find(([f]) => f.name === name);
@@ -566,16 +673,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     const decision = access.decided(request, authorizeTrusted(trusted, cap, request));
     if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
-    const slots = prepared.shape.params;
-    const params = new Array<unknown>(slots.length);
-    const offset = plan.constants.length;
-    for (let i = 0; i < slots.length; i++) {
-      const at = (slots[i] as { index: number }).index;
-      const value = (at < offset ? plan.constants[at] : q.args[at - offset]) as Scalar;
-      const encode = prepared.encoders[i];
-      params[i] = encode == null ? value : encode(value);
-    }
-    return { plan, prepared, params };
+    return { plan, prepared, params: bind(plan, prepared, q.args) };
   };
 
   /** Checks a read's result against the limits and the chain's totals (charging them), decodes it, and shows each field as the capability allows. */
@@ -609,7 +707,18 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return decoded;
   };
 
-  const write = (cap: Capability, parse: () => ParsedQuery): Promise<WriteResult> =>
+  /** Runs an admitted write whose changes are recorded: the rows it changes, before and after, as `view` shows them, told to `access`. */
+  const recordedWrite = async (access: Access, plan: Plan, q: ParsedCreate | ParsedUpdate | ParsedDelete, view: SnapshotView): Promise<WriteResult> => {
+    const { write: prepared, prior } = plan.audited ?? prepareAudited(plan, q, view);
+    const before: BoundRead | null = prior === null || q.op === "create" ? null : { statement: prior.statement, params: bind(plan, prior, conditionArgs(q)) };
+    const outcome = await prepared.statement.write(bind(plan, prepared, q.args), q.op === "create" ? null : plan.changeLimit, before);
+    const rows = decode(outcome.rows, prepared);
+    const priorRows = prior === null ? [] : decode(outcome.before ?? [], prior);
+    access.changed({ before: shown(priorRows, view), after: q.op === "delete" ? [] : shown(rows, view) });
+    return { count: outcome.count, rows: q.op === "delete" || q.returning.length === 0 ? [] : returned(rows, q.returning) };
+  };
+
+  const write = (cap: Capability, parse: () => ParsedCreate | ParsedUpdate | ParsedDelete): Promise<WriteResult> =>
     audited(
       sink,
       cap,
@@ -617,6 +726,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         const q = parse();
         const { plan, prepared, params } = admit(access, cap, q);
         await access.proceed();
+        if (sink !== undefined && plan.snapshot !== null) return recordedWrite(access, plan, q, plan.snapshot);
         const outcome = prepared.statement.write(params, q.op === "create" ? null : plan.changeLimit);
         return outcome instanceof Promise ? outcome.then((o) => finishWrite(prepared, o)) : finishWrite(prepared, outcome);
       },

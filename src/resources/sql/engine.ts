@@ -16,6 +16,14 @@ export type DriverRow = Record<string, unknown>;
 export interface WriteOutcome {
   readonly count: number;
   readonly rows: DriverRow[];
+  /** The rows the read run before it returned, when it was given one. */
+  readonly before?: DriverRow[];
+}
+
+/** A read to run in a write's transaction, right before the write: a statement of the same engine and its bound values. */
+export interface BoundRead {
+  readonly statement: Statement;
+  readonly params: readonly unknown[];
 }
 
 /** The most rows one write may change, and the limit that sets it: the resource's maxWriteRows, or a db rule's maxRows when that is lower. */
@@ -37,9 +45,10 @@ export interface Statement {
   /**
    * Runs an INSERT, UPDATE or DELETE. With `limit`, it runs in a
    * transaction that is rolled back, and LimitExceeded thrown, when more rows
-   * than that would change.
+   * than that would change. With `before` (only with a limit), that read runs
+   * first in the same transaction, and its rows are returned as `before`.
    */
-  write(params: readonly unknown[], limit: ChangeLimit | null): WriteOutcome | Promise<WriteOutcome>;
+  write(params: readonly unknown[], limit: ChangeLimit | null, before?: BoundRead | null): WriteOutcome | Promise<WriteOutcome>;
 }
 
 /** A database the resource can run compiled statements on. */

@@ -28,6 +28,9 @@ function dbRuleProblems(schema: Schema, rule: DbRule, where: string): string[] {
   };
   unknown(own(rule, "fields") ?? [], "fields");
   unknown(Object.keys(own(rule, "fieldActions") ?? {}), "fieldActions");
+  unknown(own(rule, "immutable") ?? [], "immutable");
+  unknown(own(rule, "required") ?? [], "required");
+  unknown(Object.keys(own(rule, "autoSet") ?? {}), "autoSet", ", so it cannot be set");
   const rows = own(rule, "rows");
   if (rows !== undefined) unknown(new Set(ruleFieldNames(rows, [])), "rows", ", so the row rule cannot be enforced");
   for (const [name, value] of Object.entries(own(rule, "scope") ?? {})) {

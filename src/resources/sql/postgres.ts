@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Pool, QueryConfig } from "pg";
 import type { Scalar } from "../../kernel/index.js";
-import { refused, timedOut, tooMany, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import { refused, timedOut, tooMany, type BoundRead, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 import { defined } from "../../kernel/internal.js";
 
 /*
@@ -50,9 +50,11 @@ function mapped(e: unknown, timeoutMs: number | null): unknown {
  */
 export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
   const named = new Set<string>();
+  // Each statement this engine made, by the object it handed out, with what runs it: a write's prior read runs on the write's connection.
+  const configs = new WeakMap<Statement, (values: readonly unknown[]) => QueryConfig>();
 
-  /** Runs `config` in a transaction, under the time limit if there is one; `limit`: the most rows it may change, or null. */
-  const transaction = async (config: QueryConfig, limit: ChangeLimit | null): Promise<WriteOutcome> => {
+  /** Runs `config` in a transaction, under the time limit if there is one; `limit`: the most rows it may change, or null; `before`: a read to run first. */
+  const transaction = async (config: QueryConfig, limit: ChangeLimit | null, before: BoundRead | null = null): Promise<WriteOutcome> => {
     const client = await pool.connect();
     // A connection whose ROLLBACK failed is in an unknown state: it is destroyed rather than returned to the pool.
     let broken: Error | undefined;
@@ -60,11 +62,12 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
       await client.query("BEGIN");
       try {
         if (timeoutMs !== null) await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
+        const prior = before === null ? null : await client.query<DriverRow>(configOf(before.statement)(before.params));
         const result = await client.query<DriverRow>(config);
         const count = result.rowCount ?? 0;
         if (limit !== null && count > limit.max) throw tooMany(count, limit);
         await client.query("COMMIT");
-        return { count, rows: result.rows };
+        return prior === null ? { count, rows: result.rows } : { count, rows: result.rows, before: prior.rows };
       } catch (e) {
         await client.query("ROLLBACK").catch((err: unknown) => {
           broken = err instanceof Error ? err : new Error(String(err));
@@ -74,6 +77,12 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
     } finally {
       client.release(broken);
     }
+  };
+
+  const configOf = (statement: Statement) => {
+    const config = configs.get(statement);
+    if (config === undefined) throw new TypeError("a statement of another engine was given to this Postgres engine");
+    return config;
   };
 
   const engine: Engine = {
@@ -86,7 +95,7 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
       const name = named.has(hash) || named.size < MAX_NAMED ? hash : undefined;
       if (name !== undefined) named.add(name);
       const config = (values: readonly unknown[]): QueryConfig => ({ text: sql, values: values as unknown[], ...defined({ name }) });
-      return Object.freeze({
+      const statement: Statement = Object.freeze({
         read: async (params: readonly unknown[]) => {
           try {
             if (timeoutMs !== null) return (await transaction(config(params), null)).rows;
@@ -95,9 +104,9 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
             throw mapped(e, timeoutMs);
           }
         },
-        write: async (params: readonly unknown[], limit: ChangeLimit | null): Promise<WriteOutcome> => {
+        write: async (params: readonly unknown[], limit: ChangeLimit | null, before: BoundRead | null = null): Promise<WriteOutcome> => {
           try {
-            if (limit !== null || timeoutMs !== null) return await transaction(config(params), limit);
+            if (limit !== null || timeoutMs !== null || before !== null) return await transaction(config(params), limit, before);
             const result = await pool.query<DriverRow>(config(params));
             return { count: result.rowCount ?? 0, rows: result.rows };
           } catch (e) {
@@ -105,6 +114,8 @@ export function postgresEngine(pool: Pool, timeoutMs: number | null): Engine {
           }
         },
       });
+      configs.set(statement, config);
+      return statement;
     },
     encoder: () => null,
     // int8 and numeric columns arrive as strings, so that no precision is lost silently; fields declared as numbers get numbers.

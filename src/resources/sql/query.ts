@@ -38,6 +38,14 @@ interface Tenanted {
   readonly tenant?: string;
 }
 
+/** The most characters a write's reason may have. */
+export const MAX_REASON = 1000;
+
+interface Reasoned {
+  /** Why the write is made (1 to 1000 characters), recorded in its audit event; required by a db rule with `requireReason`. */
+  readonly reason?: string;
+}
+
 /** Reads rows of one model. Without `fields`, every field the capability may read is returned. */
 export interface ReadQuery extends Tenanted {
   readonly model: string;
@@ -70,7 +78,7 @@ export interface AggregateQuery extends Tenanted {
 }
 
 /** Inserts one row; fields of the capability's row scope that `values` leaves out are set to the scope's values. */
-export interface CreateQuery extends Tenanted {
+export interface CreateQuery extends Tenanted, Reasoned {
   readonly model: string;
   readonly values: Readonly<Record<string, Scalar>>;
   /** Fields of the new row to return. */
@@ -78,7 +86,7 @@ export interface CreateQuery extends Tenanted {
 }
 
 /** Changes the rows in scope that match `where`. */
-export interface UpdateQuery extends Tenanted {
+export interface UpdateQuery extends Tenanted, Reasoned {
   readonly model: string;
   readonly set: Readonly<Record<string, Scalar>>;
   readonly where?: Where;
@@ -86,7 +94,7 @@ export interface UpdateQuery extends Tenanted {
 }
 
 /** Deletes the rows in scope that match `where`. */
-export interface DeleteQuery extends Tenanted {
+export interface DeleteQuery extends Tenanted, Reasoned {
   readonly model: string;
   readonly where?: Where;
 }
@@ -122,6 +130,8 @@ interface ParsedBase {
   /** Fields it writes, with their new values: a write to a row-scope field is checked against the scope too. */
   readonly writes: readonly (readonly [Field, Scalar])[];
   readonly tenant: string | undefined;
+  /** A write's reason, as given; undefined for reads and writes without one. */
+  readonly reason: string | undefined;
 }
 
 /** One aggregate of a parsed aggregate query: its output name, function, and field (null: every row). */
@@ -212,6 +222,15 @@ function ownArray(value: unknown, where: string, max: number): unknown[] {
     out[i] = value[i] as unknown;
   }
   return out;
+}
+
+function reasonOf(q: Record<string, unknown>): string | undefined {
+  const r = q.reason;
+  if (r === undefined) return r;
+  if (typeof r !== "string" || r.trim().length === 0 || r.length > MAX_REASON) {
+    throw new InvalidInput(`query.reason must be a sentence of 1 to ${MAX_REASON} characters saying why the write is made, got ${showValue(r)}`);
+  }
+  return r;
 }
 
 function tenantOf(q: Record<string, unknown>): string | undefined {
@@ -383,9 +402,9 @@ function parseValues(model: Model, value: unknown, where: string, names: Field[]
 }
 
 const READ_KEYS = parts("model", "fields", "where", "orderBy", "limit", "offset", "tenant");
-const CREATE_KEYS = parts("model", "values", "returning", "tenant");
-const UPDATE_KEYS = parts("model", "set", "where", "returning", "tenant");
-const DELETE_KEYS = parts("model", "where", "tenant");
+const CREATE_KEYS = parts("model", "values", "returning", "tenant", "reason");
+const UPDATE_KEYS = parts("model", "set", "where", "returning", "tenant", "reason");
+const DELETE_KEYS = parts("model", "where", "tenant", "reason");
 
 function names(fields: readonly Field[]): string {
   let key = "";
@@ -423,6 +442,7 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
     pins,
     writes: [],
     tenant: tenantOf(q),
+    reason: undefined,
     used: inSchemaOrder(used),
     aggregates: null,
     select,
@@ -488,6 +508,7 @@ export function parseAggregate(schema: Schema, input: unknown, limits: QueryLimi
     pins,
     writes: [],
     tenant: tenantOf(q),
+    reason: undefined,
     used: named,
     aggregates,
     select: groups,
@@ -516,6 +537,7 @@ export function parseCreate(schema: Schema, input: unknown): ParsedCreate {
     pins: [],
     writes,
     tenant: tenantOf(q),
+    reason: reasonOf(q),
     columns: fields,
     returning,
   };
@@ -541,6 +563,7 @@ export function parseUpdate(schema: Schema, input: unknown, limits: QueryLimits)
     pins,
     writes,
     tenant: tenantOf(q),
+    reason: reasonOf(q),
     set: fields,
     conditions: filters.conditions,
     returning,
@@ -563,6 +586,7 @@ export function parseDelete(schema: Schema, input: unknown, limits: QueryLimits)
     pins,
     writes: [],
     tenant: tenantOf(q),
+    reason: reasonOf(q),
     conditions: filters.conditions,
   };
 }

@@ -1,4 +1,4 @@
-import type { Capability, DbOp, DbRule, FieldView, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
+import type { AutoSetSource, Capability, DbOp, DbRule, FieldView, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
 import { actionKey, meetActions, ruleChildren, ruleKey, viewOfKey } from "../../kernel/internal.js";
 
 /*
@@ -38,6 +38,10 @@ export interface Confinement {
   readonly required: ReadonlyMap<string, LinkAt>;
   /** The first link whose chosen rule sets requireFilter, or null. */
   readonly requireFilter: LinkAt | null;
+  /** The first link whose chosen rule sets requireReason, or null. */
+  readonly requireReason: LinkAt | null;
+  /** Fields set from the principal (the chosen rules' `autoSet`), each with its source and the first link that names it. */
+  readonly autoSet: ReadonlyMap<string, AutoSetEntry>;
   /** The totals of rows read that links of the chain set on their chosen rules (maxRowsRead), each with its link. */
   readonly rowBudgets: readonly RowBudget[];
 }
@@ -46,6 +50,11 @@ export interface Confinement {
 export interface LinkAt {
   readonly link: number;
   readonly linkId: string;
+}
+
+/** An auto-set field's source, with the link that sets it. */
+export interface AutoSetEntry extends LinkAt {
+  readonly source: AutoSetSource;
 }
 
 /** A link's total of rows it and its descendants may read of one model. */
@@ -219,6 +228,8 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   const immutable = new Map<string, LinkAt>();
   const required = new Map<string, LinkAt>();
   let requireFilter: LinkAt | null = null;
+  let requireReason: LinkAt | null = null;
+  const autoSet = new Map<string, AutoSetEntry>();
   // Links that grant nothing here are left out of the choice; the kernel will deny them.
   const granting = lineage.map((link, index) => ({ link, index, rules: rulesOf(link, model, op) })).filter((l) => l.rules.length > 0);
   const chosen = chooseRules(
@@ -248,6 +259,10 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
       for (const f of list ?? []) if (!into.has(f)) into.set(f, { link: index, linkId: link.id });
     }
     if (own(rule, "requireFilter") === true) requireFilter ??= { link: index, linkId: link.id };
+    if (own(rule, "requireReason") === true) requireReason ??= { link: index, linkId: link.id };
+    for (const [field, source] of Object.entries(own(rule, "autoSet") ?? {})) {
+      if (!autoSet.has(field)) autoSet.set(field, { source, link: index, linkId: link.id });
+    }
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -258,5 +273,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required, requireFilter };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required, requireFilter, requireReason, autoSet };
 }

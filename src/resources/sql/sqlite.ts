@@ -1,6 +1,6 @@
 import type BetterSqlite3 from "better-sqlite3";
 import { sqliteDeadline } from "./sqlite-deadline.js";
-import { refused, tooMany, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
+import { refused, tooMany, type BoundRead, type ChangeLimit, type DriverRow, type Engine, type Refusal, type Statement, type WriteOutcome } from "./engine.js";
 
 /*
  * The embedded engine: better-sqlite3, synchronous. Each compiled shape
@@ -46,12 +46,20 @@ export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | nul
     }
     return { count: stmt.run(...params).changes, rows: [] };
   };
+  // Each statement this engine made, by the object it handed out: a write's prior read runs as the raw statement, inside the write's transaction and deadline.
+  const raw = new WeakMap<Statement, Prepared>();
   // Rolled back by better-sqlite3 when the check throws.
-  const bounded = db.transaction((stmt: Prepared, params: readonly unknown[], limit: ChangeLimit): WriteOutcome => {
+  const bounded = db.transaction((stmt: Prepared, params: readonly unknown[], limit: ChangeLimit, before: BoundRead | null): WriteOutcome => {
+    const prior = before === null ? null : rawOf(before.statement).all(...before.params);
     const outcome = execute(stmt, params);
     if (outcome.count > limit.max) throw tooMany(outcome.count, limit);
-    return outcome;
+    return prior === null ? outcome : { ...outcome, before: prior };
   });
+  const rawOf = (statement: Statement): Prepared => {
+    const stmt = raw.get(statement);
+    if (stmt === undefined) throw new TypeError("a statement of another engine was given to this SQLite engine");
+    return stmt;
+  };
 
   const engine: Engine = {
     dialect: "sqlite",
@@ -67,14 +75,18 @@ export function sqliteEngine(db: BetterSqlite3.Database, timeoutMs: number | nul
               return row === undefined ? [] : [row];
             }
           : (params: readonly unknown[]) => stmt.all(...params),
-        write: (params: readonly unknown[], limit: ChangeLimit | null) =>
-          mapped(() => (limit === null ? execute(stmt, params) : bounded(stmt, params, limit))),
+        write: (params: readonly unknown[], limit: ChangeLimit | null, before: BoundRead | null = null) =>
+          mapped(() => (limit === null ? execute(stmt, params) : bounded(stmt, params, limit, before))),
       };
-      if (deadline === null) return Object.freeze(statement);
-      return Object.freeze({
-        read: (params: readonly unknown[]) => deadline.run(() => statement.read(params) as DriverRow[]),
-        write: (params: readonly unknown[], limit: ChangeLimit | null) => deadline.run(() => statement.write(params, limit) as WriteOutcome),
-      });
+      const made: Statement =
+        deadline === null
+          ? Object.freeze(statement)
+          : Object.freeze({
+              read: (params: readonly unknown[]) => deadline.run(() => statement.read(params) as DriverRow[]),
+              write: (params: readonly unknown[], limit: ChangeLimit | null, before: BoundRead | null = null) => deadline.run(() => statement.write(params, limit, before) as WriteOutcome),
+            });
+      raw.set(made, stmt);
+      return made;
     },
     encoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v === true ? 1 : 0) : null),
     decoder: (type) => (type === "boolean" ? (v) => (v === null ? null : v !== 0) : null),
