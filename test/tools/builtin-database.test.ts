@@ -155,6 +155,22 @@ describe("database tools", () => {
     expect(sqlite.prepare("SELECT name FROM customers WHERE id = 7").get()).toEqual({ name: "Ada" });
   });
 
+  it("pass a write's reason to the database, which a rule can require and the audit records", async () => {
+    const sqlite = new Database(":memory:");
+    sqlite.exec("CREATE TABLE customers (id INTEGER PRIMARY KEY, tenant_id INTEGER NOT NULL, name TEXT NOT NULL, note TEXT); INSERT INTO customers VALUES (7, 42, 'Ada', 'vip'), (8, 42, 'Grace', NULL);");
+    const sink = memorySink();
+    const tools = databaseTools(createSqlDatabase({ sqlite, schema: SCHEMA, audit: sink }), SCHEMA);
+    const dispatcher = createDispatcher({ tools: [tools.delete], audit: sink });
+    const grant: Grant = { tools: ["db_delete"], db: [{ model: "Customer", ops: ["delete"], scope: { tenantId: 42 }, requireReason: true }] };
+    const cap = createMint({ issuer: "t", policy: () => grant }).issue({ id: "alice" });
+    await expect(dispatcher.call("db_delete", { model: "Customer", where: { id: 8 } }, cap)).rejects.toThrow(/requires a reason on every delete of Customer: give query\.reason/);
+    await expect(dispatcher.call("db_delete", { model: "Customer", where: { id: 8 }, reason: "duplicate of 7" }, cap)).resolves.toMatchObject({ count: 1 });
+    expect(sink.events.filter((e) => e.kind === "resource").map((e) => [e.decision.allowed, e.reason])).toEqual([
+      [false, undefined],
+      [true, "duplicate of 7"],
+    ]);
+  });
+
   it("aggregates inside the caller's scope, with the tool's needs naming every field it uses", async () => {
     const { tools, cap, sink } = setup();
     const dispatcher = createDispatcher({ tools: [tools.aggregate], audit: sink });

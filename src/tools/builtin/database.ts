@@ -32,6 +32,7 @@ const where = z
   .optional()
   .describe("Filters by field, all ANDed: a bare value means equality, or an object of operators (eq, ne, lt, lte, gt, gte, in, startsWith, contains).");
 const fieldList = z.array(z.string()).min(1);
+const reason = z.string().min(1).max(1000).optional().describe("Why this change is made, in a sentence; recorded in the audit log, and required where the policy says so.");
 
 function inputs(models: [string, ...string[]]) {
   const model = z.enum(models);
@@ -44,9 +45,9 @@ function inputs(models: [string, ...string[]]) {
       limit: z.number().int().positive().optional(),
       offset: z.number().int().nonnegative().optional(),
     }),
-    create: z.object({ model, values: z.record(z.string(), scalar), returning: fieldList.optional() }),
-    update: z.object({ model, set: z.record(z.string(), scalar), where, returning: fieldList.optional() }),
-    delete: z.object({ model, where }),
+    create: z.object({ model, values: z.record(z.string(), scalar), returning: fieldList.optional(), reason }),
+    update: z.object({ model, set: z.record(z.string(), scalar), where, returning: fieldList.optional(), reason }),
+    delete: z.object({ model, where, reason }),
     aggregate: z.object({
       model,
       aggregates: z
@@ -112,7 +113,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
     ),
     create: defineBuiltinTool(
       { name: `${prefix}create`, description: `Insert one row. Models: ${catalog}.`, input: input.create, needs: (q, ctx) => [need("create", q.model, [...Object.keys(q.values), ...(q.returning ?? [])], q.values, ctx)] },
-      (q, c, ctx) => db.create(cap(c), { model: q.model, values: q.values, ...defined({ returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
+      (q, c, ctx) => db.create(cap(c), { model: q.model, values: q.values, ...defined({ returning: q.returning, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
     ),
     update: defineBuiltinTool(
       {
@@ -128,7 +129,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
         },
       },
       (q, c, ctx) =>
-        db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, tenant: ctx.tenant ?? undefined }) }),
+        db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
     ),
     aggregate: defineBuiltinTool(
       {
@@ -149,7 +150,7 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
     ),
     delete: defineBuiltinTool(
       { name: `${prefix}delete`, description: `Delete the rows that match a filter. Models: ${catalog}.`, input: input.delete, needs: (q, ctx) => [need("delete", q.model, whereFields(q.where), pins(q.where), ctx)] },
-      (q, c, ctx) => db.delete(cap(c), { model: q.model, ...defined({ where: q.where as Where | undefined, tenant: ctx.tenant ?? undefined }) }),
+      (q, c, ctx) => db.delete(cap(c), { model: q.model, ...defined({ where: q.where as Where | undefined, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
     ),
   });
 }
