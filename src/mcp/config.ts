@@ -125,7 +125,17 @@ const limitsSchema = z.strictObject({
   requestTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
   maxHeaderBytes: wholeNumber(1024, 1024 * 1024, "bytes").optional(),
   maxBodyBytes: wholeNumber(1, 1024 * 1024 * 1024, "bytes").optional(),
+  keepAliveTimeoutMs: wholeNumber(1, MAX_TIMEOUT_MS, "milliseconds").optional(),
 });
+
+/**
+ * Connections queued before the gateway accepts them when the configuration
+ * names no backlog. Node's own default (511) overflowed under 1,000 sessions
+ * on one busy gateway, and a dropped connection waits 1, 3, 7 s for its SYN to
+ * be sent again; Linux caps what is asked at net.core.somaxconn (4,096 by
+ * default since 5.4).
+ */
+export const DEFAULT_BACKLOG = 4096;
 
 /** The limits a gateway has when its configuration names none. */
 export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
@@ -133,6 +143,7 @@ export const DEFAULT_HTTP_LIMITS: HttpLimits = Object.freeze({
   requestTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 4 * 1024 * 1024,
+  keepAliveTimeoutMs: 65_000,
 });
 
 /** The configured limits, with defaults for those not given. */
@@ -143,6 +154,7 @@ function httpLimits(given: z.output<typeof limitsSchema> | undefined): HttpLimit
     requestTimeoutMs: given?.requestTimeoutMs ?? d.requestTimeoutMs,
     maxHeaderBytes: given?.maxHeaderBytes ?? d.maxHeaderBytes,
     maxBodyBytes: given?.maxBodyBytes ?? d.maxBodyBytes,
+    keepAliveTimeoutMs: given?.keepAliveTimeoutMs ?? d.keepAliveTimeoutMs,
   };
 }
 
@@ -209,6 +221,7 @@ const configSchema = z
       .strictObject({
         host: nonEmpty.optional(),
         port: z.number().int().min(0).max(65535).optional(),
+        backlog: wholeNumber(1, 65_535, "connections").optional(),
         limits: limitsSchema.optional(),
         allowedHosts: z.array(allowedHost).optional(),
         allowedOrigins: z.array(allowedOrigin).optional(),
@@ -318,6 +331,13 @@ export interface HttpLimits {
   readonly maxHeaderBytes: number;
   /** Size of a POST /mcp body; larger gets 413 before the MCP transport parses it. */
   readonly maxBodyBytes: number;
+  /**
+   * Time an idle connection is kept open after its last answer (sent to
+   * clients as `Keep-Alive: timeout=`). Longer than the clients' own, so a
+   * client never sends its next request on a connection the gateway is
+   * closing, which fails a POST with no answer.
+   */
+  readonly keepAliveTimeoutMs: number;
 }
 
 /**
@@ -380,6 +400,8 @@ export interface GatewayConfig {
   readonly listen: {
     readonly host: string;
     readonly port: number;
+    /** Connections the kernel queues before the gateway accepts them (capped by its own net.core.somaxconn); past it, it drops them and clients send their SYN again. */
+    readonly backlog: number;
     readonly limits: HttpLimits;
     /** Host values answered besides the listen address (see http-hosts.ts), such as a reverse proxy's name. */
     readonly allowedHosts: readonly string[];
@@ -512,6 +534,7 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     listen: {
       host: c.listen?.host ?? "127.0.0.1",
       port: c.listen?.port ?? 3333,
+      backlog: c.listen?.backlog ?? DEFAULT_BACKLOG,
       limits: httpLimits(c.listen?.limits),
       allowedHosts: c.listen?.allowedHosts ?? [],
       allowedOrigins: c.listen?.allowedOrigins ?? [],

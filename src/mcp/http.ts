@@ -406,6 +406,16 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       else res.end();
     });
   });
+  /*
+   * An idle connection stays open longer than clients keep theirs (undici
+   * keeps one 4 s, or what this server's Keep-Alive header says less 2 s), so
+   * the client is the one to close it: with Node's 5 s, a client whose event
+   * loop ran a second late sent its next POST on a connection the gateway had
+   * just closed, and that call got no answer. An idle connection does not
+   * count against headersTimeout or requestTimeout (Node applies them only
+   * while a request is arriving), so these stay short.
+   */
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) => {
       // The one thing a person starting a gateway most often meets: say it in one line, with what to do.
@@ -413,7 +423,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       else if (e.code === "EACCES" || e.code === "EADDRNOTAVAIL") reject(new InvalidInput(`cannot listen on ${listen.host}:${listen.port}: ${e.code === "EACCES" ? "permission denied" : "no such address on this machine"}`, { cause: e }));
       else reject(e);
     });
-    server.listen(listen.port, listen.host, () => { resolve(); });
+    server.listen({ port: listen.port, host: listen.host, backlog: gateway.config.listen.backlog }, () => { resolve(); });
   });
   const address = server.address() as AddressInfo;
   origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;

@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/kernel/errors.ts";
-import { DEFAULT_HTTP_LIMITS, DEFAULT_SESSION_LIMITS, loadGatewayConfig, MAX_CONFIG_BYTES, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { DEFAULT_BACKLOG, DEFAULT_HTTP_LIMITS, DEFAULT_SESSION_LIMITS, loadGatewayConfig, MAX_CONFIG_BYTES, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway } from "../../src/mcp/gateway.ts";
 import { configuredPolicy } from "../../src/mcp/policy.ts";
 import { makeFixture } from "./support.ts";
@@ -28,7 +28,7 @@ function problems(value: unknown, env: NodeJS.ProcessEnv = {}): string {
 describe("gateway configuration", () => {
   it("resolves relative paths against the file's folder and fills defaults", () => {
     const c = parseGatewayConfig({ ...base, tools: { files: { root: "ws" } } }, "/srv/gw");
-    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, limits: DEFAULT_HTTP_LIMITS, allowedHosts: [], allowedOrigins: [] });
+    expect(c.listen).toEqual({ host: "127.0.0.1", port: 3333, backlog: DEFAULT_BACKLOG, limits: DEFAULT_HTTP_LIMITS, allowedHosts: [], allowedOrigins: [] });
     expect(c.keys.file).toBe("/srv/gw/keys.json");
     expect(c.tokenStore).toEqual({ kind: "sqlite", path: "/srv/gw/tokens.db" });
     expect(c.tools.files?.root).toBe("/srv/gw/ws");
@@ -52,6 +52,11 @@ describe("gateway configuration", () => {
     [{ ...base, listen: { limits: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (1000)"],
     [{ ...base, listen: { limits: { headersTimeoutMs: 60_000 } } }, "listen.limits.headersTimeoutMs: must not be more than requestTimeoutMs (30000)"],
     [{ ...base, listen: { limits: { bodyTimeoutMs: 1 } } }, 'Unrecognized key: "bodyTimeoutMs"'],
+    [{ ...base, listen: { limits: { keepAliveTimeoutMs: 0 } } }, "listen.limits.keepAliveTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
+    [{ ...base, listen: { limits: { keepAliveTimeoutMs: "65s" } } }, "listen.limits.keepAliveTimeoutMs: must be a whole number of milliseconds"],
+    [{ ...base, listen: { backlog: 0 } }, "listen.backlog: must be a whole number of connections from 1 to 65535"],
+    [{ ...base, listen: { backlog: 1e6 } }, "listen.backlog: must be a whole number of connections from 1 to 65535"],
+    [{ ...base, listen: { backlog: 10.5 } }, "listen.backlog: must be a whole number of connections"],
     [{ ...base, listen: { limits: "fast" } }, "listen.limits"],
     [{ ...base, sessions: { idleTimeoutMs: 0 } }, "sessions.idleTimeoutMs: must be a whole number of milliseconds from 1 to 2147483647"],
     [{ ...base, sessions: { max: 0 } }, "sessions.max: must be a whole number of sessions from 1 to 1000000"],
@@ -106,7 +111,8 @@ describe("gateway configuration", () => {
 
   it("fills defaults for the request limits not given", () => {
     expect(parseGatewayConfig({ ...base, listen: { limits: { maxBodyBytes: 1 } } }, "/srv").listen.limits).toEqual({ ...DEFAULT_HTTP_LIMITS, maxBodyBytes: 1 });
-    expect(DEFAULT_HTTP_LIMITS).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxBodyBytes: 4_194_304 });
+    expect(DEFAULT_HTTP_LIMITS).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, maxHeaderBytes: 16_384, maxBodyBytes: 4_194_304, keepAliveTimeoutMs: 65_000 });
+    expect(DEFAULT_BACKLOG).toBe(4096);
   });
 
   it("fills defaults for the session limits not given", () => {

@@ -1,3 +1,6 @@
+import { execFileSync } from "node:child_process";
+import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
@@ -10,14 +13,15 @@ import { httpClient, makeFixture, rawExchange, type Fixture } from "./support.ts
  * gateway keeps serving everyone else.
  */
 
-const limits = { headersTimeoutMs: 300, requestTimeoutMs: 600, maxHeaderBytes: 4096, maxBodyBytes: 2048 };
+const limits = { headersTimeoutMs: 300, requestTimeoutMs: 600, maxHeaderBytes: 4096, maxBodyBytes: 2048, keepAliveTimeoutMs: 30_000 };
+const backlog = 77;
 let fixture: Fixture;
 let gateway: Gateway;
 let http: HttpGateway;
 let token: string;
 
 beforeAll(async () => {
-  fixture = makeFixture({ listen: { limits } });
+  fixture = makeFixture({ listen: { limits, backlog } });
   gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
   http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
   token = gateway.issueToken("alice");
@@ -109,5 +113,42 @@ describe("huge requests", () => {
   it("answers headers larger than maxHeaderBytes with 431", async () => {
     expect((await rawExchange(http.url, post(`X-Pad: ${"a".repeat(limits.maxHeaderBytes)}`))).status).toBe("HTTP/1.1 431 Request Header Fields Too Large");
     await stillServing();
+  });
+});
+
+describe("idle connections", () => {
+  /** Sends `requests` one after another on one connection, `pause` ms apart once each answer has come, and returns the answers' heads. */
+  function onOneConnection(requests: number, pause: number): Promise<string[]> {
+    const { hostname, port } = new URL(http.url);
+    const request = `GET /.well-known/oauth-protected-resource HTTP/1.1\r\nHost: ${new URL(http.url).host}\r\n\r\n`;
+    return new Promise((resolve, reject) => {
+      const heads: string[] = [];
+      let buffered = "";
+      const socket = connect(Number(port), hostname, () => socket.write(request));
+      socket.setEncoding("latin1");
+      socket.on("error", reject);
+      socket.on("close", () => { resolve(heads); });
+      socket.on("data", (chunk: string) => {
+        buffered += chunk;
+        // The answer is chunked: it ends with the empty chunk.
+        if (!buffered.endsWith("\r\n0\r\n\r\n")) return;
+        heads.push(buffered.slice(0, buffered.indexOf("\r\n\r\n")));
+        buffered = "";
+        if (heads.length === requests) socket.end();
+        else void sleep(pause).then(() => socket.write(request));
+      });
+    });
+  }
+
+  it("keeps a connection idle longer than headersTimeoutMs and requestTimeoutMs open for the next request, and tells the client for how long", async () => {
+    const heads = await onOneConnection(2, limits.requestTimeoutMs * 2);
+    expect(heads.map((h) => h.split("\r\n")[0])).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]);
+    expect(heads[0]).toMatch(/^Keep-Alive: timeout=30$/im);
+  });
+
+  it.skipIf(process.platform !== "linux")("listens with the configured backlog", () => {
+    // ss shows a listening socket's backlog as its Send-Q.
+    const line = execFileSync("ss", ["-ltnH", `sport = :${new URL(http.url).port}`], { encoding: "utf8" }).trim();
+    expect(line.split(/\s+/)[2]).toBe(String(backlog));
   });
 });
