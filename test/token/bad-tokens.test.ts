@@ -7,7 +7,7 @@ import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
 import { blockFieldIndexes, joinToken, splitToken, type Field } from "./protobuf-fields.ts";
-import { check, narrow, restrict } from "../../src/index.ts";
+import { check, narrow, restrict, type Capability } from "../../src/index.ts";
 
 const keys = generateKeyPair();
 const other = generateKeyPair();
@@ -171,6 +171,22 @@ describe("bad tokens each get their typed error", () => {
     expect(check(verify(token, { publicKeys, store, clock }), { action: "tool.call", tool: "a" }).allowed).toBe(true);
     expect(() => attenuate(token, { tools: ["a"] }, { publicKeys })).toThrow(new RegExp(`${MAX_TOKEN_BLOCKS + 1} blocks; the limit is ${MAX_TOKEN_BLOCKS}`));
     expect(() => attenuate(token, { tools: ["a"] }, { publicKeys })).toThrow(InvalidToken);
+  }, 60_000);
+
+  it(`the verifier refuses a token of more than MAX_TOKEN_BLOCKS (${MAX_TOKEN_BLOCKS}) blocks, as another Biscuit implementation could make`, () => {
+    // toToken of a capability narrowed in process appends a block per link without the limit attenuate has, so it makes one here.
+    let cap: Capability = mint.issue({ id: "deeper" });
+    for (let i = 1; i <= MAX_TOKEN_BLOCKS; i++) cap = narrow(cap, { tools: ["a"] });
+    const token = toToken(cap);
+    let thrown: unknown;
+    try {
+      verify(token, { publicKeys, store, clock });
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(InvalidToken);
+    expect((thrown as InvalidToken).code).toBe("ERR_INVALID_TOKEN");
+    expect((thrown as Error).message).toBe(`token has ${MAX_TOKEN_BLOCKS + 1} blocks; the limit is ${MAX_TOKEN_BLOCKS}`);
   }, 60_000);
 
   it("a sealed token verifies but cannot be attenuated", () => {
