@@ -31,6 +31,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import pg from "pg";
+import { Agent, setGlobalDispatcher } from "undici";
 import { parseSignerKey, splitNotes } from "../src/audit/checkpoint.ts";
 import { openAuditStore } from "../src/audit/open.ts";
 import type { Grant } from "../src/kernel/index.ts";
@@ -153,6 +154,28 @@ function procMemory(pid: number): { rss: number; peak: number } {
   return { rss: kb("VmRSS"), peak: kb("VmHWM") };
 }
 
+/**
+ * The gateway's sockets as the kernel holds them (/proc/net/tcp): how many
+ * connections wait in its listen queue to be accepted, and how many
+ * accepted connections hold request bytes it has not read yet. Either is
+ * time a request spends at the gateway before its HTTP parser sees it,
+ * which the gateway's own per-POST timing cannot include.
+ */
+function socketQueues(port: number): { readonly accept: number; readonly unread: number } {
+  const hex = port.toString(16).toUpperCase().padStart(4, "0");
+  let accept = 0;
+  let unread = 0;
+  for (const line of readFileSync("/proc/net/tcp", "utf8").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(`:${hex}`) !== true) continue;
+    const queued = Number.parseInt(f[4]?.split(":")[1] ?? "0", 16);
+    // State 0A is listening (its receive queue is the accept queue), 01 established.
+    if (f[3] === "0A") accept = queued;
+    else if (f[3] === "01" && queued > 0) unread++;
+  }
+  return { accept, unread };
+}
+
 /** Starts the built `agentcap serve` on a free loopback port. */
 function startGateway(configFile: string): Promise<Gateway> {
   const env = { ...process.env, AGENTCAP_LOAD_SNAPSHOTS: args["heap-snapshots"] ?? "" };
@@ -254,6 +277,52 @@ async function setup(engine: "sqlite" | "postgres"): Promise<Setup> {
   };
 }
 
+/*
+ * The clients' connections: kept at most 30 s when idle, well under the
+ * gateway's keep-alive (65 s), so a client never sends a request on a
+ * connection the gateway is closing. (undici's global dispatcher is the one
+ * Node's fetch uses.)
+ */
+setGlobalDispatcher(new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 30_000 }));
+
+/** Requests sent again, by why; printed with the errors, so a retry never hides what happened. */
+const retries = new Map<string, number>();
+
+/** Connection failures after which the request never left the client: sending it again cannot run anything twice. */
+const NEVER_SENT = new Set(["UND_ERR_CONNECT_TIMEOUT", "ECONNREFUSED"]);
+/** Connection failures after which the request may have reached the gateway. */
+const MAYBE_SENT = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+
+/**
+ * Whether a request that failed with `code` may be sent again. A tool call
+ * only when it never left: once it may have reached the gateway it may have
+ * run, so it is counted as an error instead. Anything else the MCP client
+ * sends also when its connection broke: opening the event stream (GET),
+ * ending the session (DELETE), notifications, and initialize, whose only
+ * effect, a session the client never learns of, the gateway ends when idle.
+ */
+function mayRetry(init: RequestInit | undefined, code: string): boolean {
+  if (NEVER_SENT.has(code)) return true;
+  if (!MAYBE_SENT.has(code)) return false;
+  const body = typeof init?.body === "string" ? init.body : "";
+  return !body.includes('"method":"tools/call"');
+}
+
+/** fetch, sending a request again (at most 3 times) only when mayRetry says so. */
+const loadFetch = async (url: string | URL, init?: RequestInit): Promise<Response> => {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      const code = (e instanceof Error && e.cause instanceof Error ? (e.cause as NodeJS.ErrnoException).code : undefined) ?? "";
+      if (attempt === 3 || !mayRetry(init, code)) throw e;
+      const why = `${init?.method ?? "GET"} after ${code}`;
+      retries.set(why, (retries.get(why) ?? 0) + 1);
+      await new Promise((resolve) => setTimeout(resolve, 100 * (attempt + 1)));
+    }
+  }
+};
+
 /** What the driver saw of one session: its id, and per call whether the gateway allowed it. */
 interface SessionLog {
   id: string;
@@ -299,7 +368,7 @@ async function openSlot(): Promise<() => void> {
 
 async function runSession(url: string, token: string, index: number, roundStart = performance.now()): Promise<SessionLog> {
   const log: SessionLog = { id: "", allowed: 0, denied: 0, wrong: 0, errors: 0, unmade: 0, latencies: [], starts: [], indexes: [] };
-  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: loadFetch, requestInit: { headers: { Authorization: `Bearer ${token}` } } });
   const client = new Client({ name: "load", version: "0" });
   const opened = await openSlot();
   try {
@@ -392,12 +461,24 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
       const sampler = setInterval(() => {
         peak = running.map((g, i) => Math.max(peak[i] as number, g.memory().rss));
       }, 100);
+      const queues = running.map(() => ({ samples: 0, acceptMax: 0, unreadMax: 0, unreadSum: 0 }));
+      const queueSampler = setInterval(() => {
+        for (const [i, g] of running.entries()) {
+          const q = socketQueues(Number(new URL(g.url).port));
+          const seen = queues[i] as { samples: number; acceptMax: number; unreadMax: number; unreadSum: number };
+          seen.samples++;
+          seen.acceptMax = Math.max(seen.acceptMax, q.accept);
+          seen.unreadMax = Math.max(seen.unreadMax, q.unread);
+          seen.unreadSum += q.unread;
+        }
+      }, 500);
       driverLoop.reset();
       postPhases();
       const t0 = performance.now();
       const roundLogs = await Promise.all(s.tokens.map((token, i) => runSession((running[i % gateways] as Gateway).url, token, i, t0)));
       const seconds = (performance.now() - t0) / 1000;
       clearInterval(sampler);
+      clearInterval(queueSampler);
       logs.push(...roundLogs);
       // What the gateways saw of this round (their event loop, their requests), before the 3 s of quiet.
       const inside = await Promise.all(running.map((g) => g.report()));
@@ -422,9 +503,13 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
       console.log(`errors:       ${roundErrors} calls without an answer, ${roundWrong} answers with a decision other than expected`);
       for (const [why, n] of [...failures].sort((a, b) => b[1] - a[1]).slice(0, 3)) console.log(`              ${n} × ${why}`);
       failures.clear();
+      console.log(`retried:      ${retries.size === 0 ? "no request" : [...retries].map(([why, n]) => `${n} × ${why}`).join(", ")} (never a tool call that may have reached the gateway)`);
+      retries.clear();
       for (const [i, g] of running.entries()) {
         const r = inside[i] as GatewayReport;
         console.log(`inside gw ${i}:  event loop late p50 ${r.loop_p50} ms, p99 ${r.loop_p99} ms, max ${r.loop_max} ms; ${r.posts} POSTs took p50 ${r.post_p50} ms, p99 ${r.post_p99} ms, max ${r.post_max} ms from arrival to the end of the answer`);
+        const q = queues[i] as { samples: number; acceptMax: number; unreadMax: number; unreadSum: number };
+        console.log(`kernel (gw ${i}): up to ${q.acceptMax} connections waiting to be accepted; connections holding request bytes the gateway had not read: ${(q.unreadSum / Math.max(1, q.samples)).toFixed(1)} on average, up to ${q.unreadMax} (${q.samples} samples, every 0.5 s)`);
         console.log(`memory (gw ${i}): RSS ${mb(baseline[i] as number)} before, peak ${mb(peak[i] as number)} (VmHWM ${mb(g.memory().peak)}), ${mb(after[i] as number)} 3 s after the sessions ended; heap after a full GC ${mb(heapBefore[i] as number)} before the first round, ${mb(heapAfter[i] as number)} after this one`);
       }
     }
