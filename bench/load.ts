@@ -340,6 +340,9 @@ interface SessionLog {
   readonly indexes: number[];
 }
 
+/** What the answers with an unexpected decision said, by text. */
+const wrongAnswers = new Map<string, number>();
+
 /** Why calls failed, by message, to say what the errors were. */
 const failures = new Map<string, number>();
 const failed = (e: unknown) => {
@@ -400,7 +403,11 @@ async function runSession(url: string, token: string, index: number, roundStart 
       else log.allowed++;
       const content = result.content[0];
       const text = content?.type === "text" ? content.text : "";
-      if (refused !== deny || (deny ? !text.startsWith("ERR_CAPABILITY_DENIED") : !text.includes(`file ${(index + k) % FILES}`))) log.wrong++;
+      if (refused !== deny || (deny ? !text.startsWith("ERR_CAPABILITY_DENIED") : !text.includes(`file ${(index + k) % FILES}`))) {
+        log.wrong++;
+        const why = `${deny ? "denial expected" : "allowed expected"}, answered: ${text}`.slice(0, 200);
+        wrongAnswers.set(why, (wrongAnswers.get(why) ?? 0) + 1);
+      }
     } catch (e) {
       failed(e);
       log.errors++;
@@ -503,6 +510,8 @@ async function run(engine: "sqlite" | "postgres"): Promise<boolean> {
       console.log(`errors:       ${roundErrors} calls without an answer, ${roundWrong} answers with a decision other than expected`);
       for (const [why, n] of [...failures].sort((a, b) => b[1] - a[1]).slice(0, 3)) console.log(`              ${n} × ${why}`);
       failures.clear();
+      for (const [why, n] of [...wrongAnswers].sort((a, b) => b[1] - a[1]).slice(0, 3)) console.log(`              ${n} × ${why}`);
+      wrongAnswers.clear();
       console.log(`retried:      ${retries.size === 0 ? "no request" : [...retries].map(([why, n]) => `${n} × ${why}`).join(", ")} (never a tool call that may have reached the gateway)`);
       retries.clear();
       for (const [i, g] of running.entries()) {
