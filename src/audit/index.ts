@@ -24,5 +24,16 @@ export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
 /** Checking a proof needs nothing but this module and the log's public key. */
 /** Audit exports as OpenTelemetry logs (OTLP JSON): each record's body an export line, unchanged, so verify-export checks it with the public key alone. */
 export { isOtlpLine, linesFromOtlp, OTLP_BATCH, otlpRequest } from "./otlp.js";
+export type { StreamLine } from "./otlp.js";
+/**
+ * The log shipped to an OpenTelemetry collector as it is written (OTLP/HTTP
+ * JSON, batched, bounded queue, retries with backoff; never holds up or fails
+ * a call; drops counted): pass it as the store's `stream`. verifyStream checks
+ * what the collector kept against the signed checkpoints with the public key alone.
+ */
+export { otlpLogStream } from "./otlp-stream.js";
+export type { AuditStream, OtlpLogStream, OtlpStreamOptions, OtlpStreamStats } from "./otlp-stream.js";
+export { verifyStream } from "./stream-verifier.js";
+export type { VerifiedStream } from "./stream-verifier.js";
 export { EXPORT_FORMAT, parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyExport, verifyInclusion, verifyProof } from "./proof-verifier.js";
 export type { Checkpoint, ExportLine, ProofBundle, ProvedEntry, VerifiedExport, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

@@ -6,6 +6,7 @@ import { fileCheckpointSink, parseSignerKey, type CheckpointSink } from "./check
 import { compileRedaction, type RedactionPolicy } from "./redaction.js";
 import type { PostgresBackendOptions } from "./postgres-store.js";
 import { DEFAULT_SQLITE_PATH, openSqliteBackend, type SqliteBackendOptions } from "./sqlite-store.js";
+import type { AuditStream } from "./otlp-stream.js";
 import { createAuditStore, type AuditStore, type CommonStoreOptions, type StoreCheckpoints } from "./store.js";
 
 /** Signed checkpoints of the log's head, written outside the database as the log grows. */
@@ -48,6 +49,7 @@ const shared = {
     })
     .optional(),
   maxBatch: z.number().int().min(1).max(10_000).optional(),
+  stream: z.custom<AuditStream>((v) => typeof v === "object" && v !== null && typeof (v as AuditStream).push === "function", "must be a stream with push, such as otlpLogStream(...)").optional(),
   readOnly: z.boolean().optional(),
 };
 
@@ -80,9 +82,9 @@ const optionsSchema = z.discriminatedUnion("kind", [
 export async function openAuditStore(options: AuditStoreOptions = { kind: "sqlite" }): Promise<AuditStore> {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidInput(describeIssues("audit store options", parsed.error));
-  const { redaction, maxBatch, checkpoints, ...rest } = options;
+  const { redaction, maxBatch, checkpoints, stream, ...rest } = options;
   const redact = compileRedaction(redaction);
-  const common = defined({ maxBatch, checkpoints: checkpoints === undefined ? undefined : storeCheckpoints(checkpoints, rest) });
+  const common = defined({ maxBatch, stream, checkpoints: checkpoints === undefined ? undefined : storeCheckpoints(checkpoints, rest) });
   if (rest.kind === "sqlite") return createAuditStore(openSqliteBackend(rest), redact, common);
   // Loaded only when used, so an embedded SQLite log never loads the Postgres driver.
   const { openPostgresBackend } = await import("./postgres-store.js");

@@ -12,17 +12,25 @@ import type { ExportLine } from "./proof-verifier.js";
 /** Export lines per ExportLogsServiceRequest. */
 export const OTLP_BATCH = 1000;
 
+/**
+ * One line of a streamed log, as the OTLP sink ships it while the log is
+ * written: an entry with its sequence number and leaf (no proof yet: no
+ * checkpoint covers it when it is written), or a signed checkpoint of the
+ * log's head. `verifyStream` checks such lines with the public key alone.
+ */
+export type StreamLine = { readonly seq: number; readonly leaf: string } | { readonly checkpoint: string };
+
 type Attribute = { readonly key: string; readonly value: { readonly stringValue: string } | { readonly intValue: string } };
 
-function recordOf(line: ExportLine, observedNs: string): Record<string, unknown> {
-  const kind = "seq" in line ? "entry" : "end" in line ? "end" : "header";
+function recordOf(line: ExportLine | StreamLine, observedNs: string): Record<string, unknown> {
+  const kind = "seq" in line ? "entry" : "end" in line ? "end" : "checkpoint" in line ? "checkpoint" : "header";
   const attributes: Attribute[] = [{ key: "agentcap.export.kind", value: { stringValue: kind } }];
   if ("seq" in line) attributes.push({ key: "agentcap.seq", value: { intValue: String(line.seq) } });
   return { observedTimeUnixNano: observedNs, severityNumber: 9, severityText: "INFO", body: { stringValue: JSON.stringify(line) }, attributes };
 }
 
 /** One OTLP JSON ExportLogsServiceRequest holding `lines` in order. */
-export function otlpRequest(lines: readonly ExportLine[], observedAtMs: number): string {
+export function otlpRequest(lines: readonly (ExportLine | StreamLine)[], observedAtMs: number): string {
   const observedNs = `${String(Math.trunc(observedAtMs))}000000`;
   return JSON.stringify({
     resourceLogs: [

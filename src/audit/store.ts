@@ -4,6 +4,7 @@ import type { ChainHead } from "./chain.js";
 import { Checkpointer, type CheckpointSchedule, type CheckpointSigner, type CheckpointSink } from "./checkpoint.js";
 import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, type EncodedEvent, type EncodedIntent } from "./encoding.js";
 import { GroupCommit } from "./group-commit.js";
+import type { AuditStream } from "./otlp-stream.js";
 import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
 import { EXPORT_FORMAT, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
 import { loadLinks, runHistogram, runQuery, type AuditQuery, type AuditRecord, type Histogram, type HistogramOptions } from "./query.js";
@@ -109,6 +110,8 @@ export interface StoreCheckpoints {
 export interface CommonStoreOptions {
   /** Most entries one transaction holds (default 1000). */
   readonly maxBatch?: number;
+  /** Told of every entry this store writes (sequence number and leaf) and every checkpoint it signs, once committed; see otlpLogStream. */
+  readonly stream?: AuditStream;
 }
 
 /** The columns an audit log of this version has; an older log lacks some. */
@@ -136,7 +139,22 @@ function noteSize(note: string): number {
 /** Builds the store over an engine. */
 export function createAuditStore(backend: AuditBackend, redact: Redactor, options: CommonStoreOptions & { readonly checkpoints?: StoreCheckpoints } = {}): AuditStore {
   let closed = false;
-  const cp = options.checkpoints;
+  const stream = options.stream;
+  const given = options.checkpoints;
+  // A streamed copy needs the checkpoints too: each is pushed once its sink has it.
+  const cp =
+    given === undefined || stream === undefined
+      ? given
+      : {
+          ...given,
+          sink: {
+            append: async (note: string) => {
+              await given.sink.append(note);
+              stream.push([{ checkpoint: note }]);
+            },
+            read: () => given.sink.read(),
+          },
+        };
   // A failed checkpoint is tried again with the next one; the error is kept for close to report.
   let checkpointError: AuditFailure | null = null;
   const checkpointer =
@@ -154,6 +172,12 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
       appended = await backend.append(batch);
     } catch (e) {
       throw asAuditError(e, `the ${backend.kind} audit store could not write ${batch.length} entr${batch.length === 1 ? "y" : "ies"}, so their invocations fail closed`);
+    }
+    if (stream !== undefined) {
+      // The entries written (not refused) took the sequence numbers ending at the new size, in batch order.
+      const written = batch.filter((_, i) => appended.results[i] === null);
+      const first = appended.size - written.length + 1;
+      stream.push(written.map((e, i) => ({ seq: first + i, leaf: leafText(e.body, e.links.map((l) => l.text)) })));
     }
     checkpointer?.grew(appended.size, appended.root);
     return appended.results;

@@ -98,10 +98,18 @@ const checkpointsSchema = z.strictObject({
   everySeconds: z.number().min(0.01).max(2_000_000).optional(),
 });
 
+/** The audit log shipped to an OpenTelemetry collector as it is written (OTLP/HTTP JSON logs). */
+const otlpSchema = z.strictObject({
+  endpoint: z.url({ protocol: /^https?$/, error: "must be the collector's http(s) logs endpoint, such as http://127.0.0.1:4318/v1/logs" }),
+  headers: z.record(nonEmpty, z.string()).optional(),
+  maxQueue: z.number().int().min(1).max(10_000_000).optional(),
+  maxBatch: z.number().int().min(1).max(100_000).optional(),
+});
+
 /** The audit store may trade the fsync of every commit for speed: "normal" keeps the log consistent after a crash but may lose its last events on power loss. */
 const auditSchema = z.union([
-  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty, synchronous: z.enum(["full", "normal"]).optional(), checkpoints: checkpointsSchema.optional() }),
-  storeSchema.options[1].extend({ checkpoints: checkpointsSchema.optional() }),
+  z.strictObject({ kind: z.literal("sqlite"), path: nonEmpty, synchronous: z.enum(["full", "normal"]).optional(), checkpoints: checkpointsSchema.optional(), otlp: otlpSchema.optional() }),
+  storeSchema.options[1].extend({ checkpoints: checkpointsSchema.optional(), otlp: otlpSchema.optional() }),
 ]);
 
 const principalSchema = z.strictObject({
@@ -313,10 +321,18 @@ export interface CheckpointConfig {
   readonly everySeconds?: number;
 }
 
-/** Where the audit log lives; a SQLite log may choose its synchronous mode; either may sign checkpoints. */
+/** Where the audit log's OpenTelemetry stream goes. */
+export interface OtlpConfig {
+  readonly endpoint: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly maxQueue?: number;
+  readonly maxBatch?: number;
+}
+
+/** Where the audit log lives; a SQLite log may choose its synchronous mode; either may sign checkpoints and stream to a collector. */
 export type AuditConfig =
-  | { readonly kind: "sqlite"; readonly path: string; readonly synchronous?: "full" | "normal"; readonly checkpoints?: CheckpointConfig }
-  | { readonly kind: "postgres"; readonly url: string; readonly schema?: string; readonly checkpoints?: CheckpointConfig };
+  | { readonly kind: "sqlite"; readonly path: string; readonly synchronous?: "full" | "normal"; readonly checkpoints?: CheckpointConfig; readonly otlp?: OtlpConfig }
+  | { readonly kind: "postgres"; readonly url: string; readonly schema?: string; readonly checkpoints?: CheckpointConfig; readonly otlp?: OtlpConfig };
 
 /** One upstream MCP server, as validated. */
 export type UpstreamConfig = Readonly<Parsed["upstreams"] extends (infer U)[] | undefined ? U : never>;
@@ -470,7 +486,9 @@ function store(s: Parsed["audit"] | Parsed["tokenStore"], dir: string, where: st
 }
 
 function auditStore(s: Parsed["audit"], dir: string, env: NodeJS.ProcessEnv): AuditConfig {
-  const where = store(s, dir, "audit", env);
+  const o = s.otlp;
+  const otlp: OtlpConfig | undefined = o === undefined ? undefined : { endpoint: o.endpoint, ...defined({ headers: o.headers, maxQueue: o.maxQueue, maxBatch: o.maxBatch }) };
+  const where: AuditConfig = { ...store(s, dir, "audit", env), ...defined({ otlp }) };
   const c = s.checkpoints;
   if (c === undefined) return where;
   const file = c.file ?? (where.kind === "sqlite" && where.path !== ":memory:" ? `${where.path}.checkpoints` : undefined);

@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { generateCheckpointKey, openAuditStore, type AuditStore } from "../audit/index.js";
+import { generateCheckpointKey, openAuditStore, otlpLogStream, type AuditStore, type OtlpStreamStats } from "../audit/index.js";
 import { createApprovals, expiresAt, InvalidInput, InvalidToken, keyMintId, type Approvals, type ApprovalStore, type AuditSink, type Capability } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import type { Resolver } from "../resources/http/index.js";
@@ -83,6 +83,8 @@ export interface Gateway {
   readonly mints: readonly string[];
   /** Mints a token for a configured principal; InvalidInput when this process has no signing key. */
   issueToken(principal: string): string;
+  /** What the audit log's OpenTelemetry stream has sent, has queued and has dropped (its queue full while the collector was away); null when the configuration streams nowhere. */
+  auditStream(): OtlpStreamStats | null;
   /** Closes upstream connections, then the stores. */
   close(): Promise<void>;
 }
@@ -166,16 +168,37 @@ function checkpointKey(c: CheckpointConfig, issuer: string): string {
   return readFileSync(c.keyFile, "utf8").trim();
 }
 
-/** The gateway's audit store, signing its checkpoints when the configuration names a key. */
-export async function openAudit(s: AuditConfig, issuer: string): Promise<AuditStore> {
+/** The gateway's audit store, and what its OpenTelemetry stream has done (null when the configuration streams nowhere). */
+export type GatewayAudit = AuditStore & { streamStats(): OtlpStreamStats | null };
+
+/** The gateway's audit store, signing its checkpoints when the configuration names a key and streaming to a collector when it names one; closing it closes the stream after the last checkpoint. */
+export async function openAudit(s: AuditConfig, issuer: string): Promise<GatewayAudit> {
   const c = s.checkpoints;
   const checkpoints =
     c === undefined
       ? {}
       : { checkpoints: { key: checkpointKey(c, issuer), sink: c.file, ...defined({ everyEntries: c.everyEntries, everyMs: c.everySeconds === undefined ? undefined : Math.round(c.everySeconds * 1000) }) } };
-  if (s.kind === "postgres") return openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }), ...checkpoints });
-  if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
-  return openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }), ...checkpoints });
+  const stream = s.otlp === undefined ? null : otlpLogStream(s.otlp);
+  const streamed = stream === null ? {} : { stream };
+  let store: AuditStore;
+  try {
+    if (s.kind === "postgres") store = await openAuditStore({ kind: "postgres", url: s.url, ...defined({ schema: s.schema }), ...checkpoints, ...streamed });
+    else {
+      if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
+      store = await openAuditStore({ kind: "sqlite", path: s.path, ...defined({ synchronous: s.synchronous }), ...checkpoints, ...streamed });
+    }
+  } catch (e) {
+    await stream?.close();
+    throw e;
+  }
+  return Object.freeze({
+    ...store,
+    streamStats: () => stream?.stats() ?? null,
+    close: async () => {
+      await store.close();
+      await stream?.close();
+    },
+  });
 }
 
 /**
@@ -273,6 +296,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         const declared = config.policy.principals[principal];
         return toToken(mint.issue({ id: principal, tenants: declared?.tenants ?? [], roles: declared?.roles ?? [] }));
       },
+      auditStream: () => audit.streamStats(),
       close: closeAll,
     });
   } catch (e) {
