@@ -8,6 +8,7 @@ import type { ExternalLink, LedgerCharge } from "./ledger.js";
 import { CHAIN_APPROVALS, CHAIN_LIMITED, CHAIN_RATED, CHAIN_SHADOW, type Node } from "./node.js";
 import type { CheckedRequest } from "./request.js";
 import { argumentsHash } from "./arguments-hash.js";
+import { verdictsOf } from "./fixed-verdicts.js";
 import type { RateLog } from "./rate-window.js";
 import { approvalMatches, domainDenial, isApproverOf, NO_ARGS, rateCounts, requestKey, tenantDenial, type CompiledApprovalRule, type CompiledRate } from "./rules.js";
 
@@ -208,14 +209,17 @@ export function rateDenial(node: Node, req: CheckedRequest, cost: number): Denie
   return null;
 }
 
-/**
- * Walks the whole chain; charges nothing. Conditions first, so a dead
- * capability says so before anything else; approval last, so a request
- * that waits for approval is one every link would otherwise allow now.
- */
-export function evaluate(node: Node, req: CheckedRequest, cost: number, args: unknown = NO_ARGS): Decision {
-  const dead = lifeDenial(node);
-  if (dead !== null) return dead;
+/** The first link whose tenants or domains refuse `req`, or null: for a prepared request, worked out once per chain (see ./fixed-verdicts.ts). */
+function fixedDenial(node: Node, req: CheckedRequest): Denied | null {
+  const known = verdictsOf(req);
+  const remembered = known?.get(node);
+  if (remembered !== undefined) return remembered;
+  const denial = linkDenial(node, req);
+  known?.set(node, denial);
+  return denial;
+}
+
+function linkDenial(node: Node, req: CheckedRequest): Denied | null {
   for (const n of node.chain) {
     const t = tenantDenial(n.cond, req);
     if (t !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", "tenants", t);
@@ -224,6 +228,19 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
       if (d !== null) return deny(node, n, "ERR_CAPABILITY_DENIED", d.rule, d.reason);
     }
   }
+  return null;
+}
+
+/**
+ * Walks the whole chain; charges nothing. Conditions first, so a dead
+ * capability says so before anything else; approval last, so a request
+ * that waits for approval is one every link would otherwise allow now.
+ */
+export function evaluate(node: Node, req: CheckedRequest, cost: number, args: unknown = NO_ARGS): Decision {
+  const dead = lifeDenial(node);
+  if (dead !== null) return dead;
+  const fixed = fixedDenial(node, req);
+  if (fixed !== null) return fixed;
   // Each of these walks the chain; the chain's traits say which could deny at all.
   const traits = node.traits;
   const denied =

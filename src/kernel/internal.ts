@@ -24,7 +24,7 @@ export type { WindowEntry, WindowLimits, WindowRefusal } from "./rate-window.js"
 export { deepFreeze, snapshotPlainData } from "./plain-data.js";
 export type { PlainData } from "./plain-data.js";
 export { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
-export { checkRequest } from "./request.js";
+export { checkRequest, preparedRequest } from "./request.js";
 export type { CheckedRequest, ParsedRequest } from "./request.js";
 export { compileConditions, compileDomains, domainDenial, isApproverOf, requestKey } from "./rules.js";
 export type { CompiledApprovalRule, CompiledConditions, CompiledDomains } from "./rules.js";

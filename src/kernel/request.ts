@@ -3,9 +3,10 @@ import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
 import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
 import { actionKey, MASK_PATTERN, type FieldView } from "./field-actions.js";
-import { snapshotPlainData } from "./plain-data.js";
+import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { ruleKey, rowRuleSchema, type RowRule } from "./row-rules.js";
 import { fastCheckRequest, NO_ROWS, NO_VIEWS } from "./request-fast-path.js";
+import { rememberVerdicts } from "./fixed-verdicts.js";
 import { ENV_NAME, IDENTIFIER, REQUEST_LIMITS } from "./names.js";
 
 interface Tenanted {
@@ -240,12 +241,41 @@ export function parseRequest(value: unknown): ParsedRequest {
 }
 
 /**
+ * Requests made by preparedRequest, with their checked form. Each key is a
+ * deep-frozen copy only the kernel made, so what was checked is what every
+ * later decision on it reads; a resource asking the same question on every
+ * call validates it once. The decision itself is still made every time.
+ */
+const prepared = new WeakMap<object, CheckedRequest>();
+
+/**
  * Validates and snapshots a request; throws InvalidInput naming the bad field.
  * Well-formed requests take the fast path; anything it does not vouch for is
  * judged by the schema, which also writes the error message.
  */
 export function checkRequest(value: unknown): CheckedRequest {
-  return fastCheckRequest(value) ?? checkRequestBySchema(value);
+  return prepared.get(value as object) ?? fastCheckRequest(value) ?? checkRequestBySchema(value);
+}
+
+/**
+ * A deep-frozen copy of `request`, checked now, whose check `checkRequest`
+ * then remembers. A request that fails the check is returned as it is, so
+ * the decision on it refuses it with the usual InvalidInput. Kernel and
+ * resources only.
+ */
+export function preparedRequest<R extends Request>(request: R): R {
+  try {
+    checkRequest(request);
+  } catch (e) {
+    if (e instanceof InvalidInput) return request;
+    throw e;
+  }
+  // Copied once checked (a getter or a Proxy answers this once); the copy is checked again, as the copy is what is kept.
+  const copy = deepFreeze(structuredClone(request));
+  const checked = deepFreeze(checkRequest(copy));
+  rememberVerdicts(checked);
+  prepared.set(copy, checked);
+  return copy;
 }
 
 /** `checkRequest` without the fast path: what the fast path must agree with. */
