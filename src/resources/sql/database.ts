@@ -24,7 +24,6 @@ import {
   parseAggregate,
   parseCreate,
   parseDelete,
-  parseRead,
   parseUpdate,
   type AggregateQuery,
   type CreateQuery,
@@ -38,7 +37,7 @@ import {
   type UpdateQuery,
 } from "./query.js";
 import { priorRead, conditionArgs, returned, returningSnapshot, shown, snapshotView, type SnapshotView } from "./snapshots.js";
-import { parseSchema, valueProblem, type Field, type SchemaSpec } from "./schema.js";
+import { parseSchema, valueProblem, type Field, type Model, type SchemaSpec } from "./schema.js";
 import { choiceFields, confinementOf, fieldUse, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
@@ -47,8 +46,9 @@ import { createCursors } from "./cursors.js";
 import { EXPORT_FORMATS, formatRows, type ExportFormat } from "./export.js";
 import { checkParsedGrants } from "./grant-check.js";
 import { policyHasher } from "./policy-hash.js";
+import { readParser } from "./read-shapes.js";
 import { sqliteEngine } from "./sqlite.js";
-import { authorizeTrusted, checkTrusted, defined, describeRule, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
+import { authorizeTrusted, checkTrusted, defined, describeRule, preparedRequest, snapshotPlainData, trustedMintsOption } from "../../kernel/internal.js";
 
 /*
  * The confined database: the only way agentcap lets a model's query reach
@@ -57,10 +57,11 @@ import { authorizeTrusted, checkTrusted, defined, describeRule, snapshotPlainDat
  * charges uses and budgets), and only then runs the statement compiled for
  * the query's shape. A denied call runs no SQL at all.
  *
- * Two caches keep the per-call work small, and neither can widen anything:
- * per capability and query shape, the scope and the kernel request (grants
- * are immutable, and the kernel still decides every call); per SQL shape,
- * the prepared statement.
+ * Three caches keep the per-call work small, and none can widen anything:
+ * per database, the parsed shapes of reads (./read-shapes.ts; the schema's
+ * alone); per capability and query shape, the scope and the kernel request,
+ * prepared by the kernel (grants are immutable, and the kernel still decides
+ * every call); per SQL shape, the prepared statement.
  *
  * With an audit sink, every call writes one resource event before it
  * settles (see ../audited.ts); its result size is the rows' size as JSON.
@@ -251,6 +252,12 @@ interface AuditedWrite {
   readonly prior: Prepared | null;
 }
 
+/** What is remembered of one capability: plans by key, and per model and operation the fields that choose between a link's rules. */
+interface CapabilityPlans {
+  readonly plans: Map<string, Plan>;
+  readonly choices: Map<Model, Map<DbOp, readonly string[]>>;
+}
+
 /** Shapes remembered per capability, and statements kept per database; beyond these, the oldest go. */
 const MAX_PLANS_PER_CAPABILITY = 256;
 const MAX_STATEMENTS = 1024;
@@ -362,8 +369,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const hashKey = keyOf(options, "hashKey");
   const cursors = createCursors(keyOf(options, "cursorKey"));
   const policyHash = policyHasher({ schema: options.schema, limits });
-  // Per capability: plans by key, and by "model|op" the fields that choose between a link's rules.
-  const plans = new WeakMap<object, Map<string, Plan | readonly string[]>>();
+  const parseReadQuery = readParser(schema, limits);
+  const plans = new WeakMap<object, CapabilityPlans>();
   const statements = new Map<string, Prepared>();
 
   /** Refuses a call the capability confines in a way this resource cannot honour, or that its row rules forbid: recorded, and thrown as the denial. */
@@ -498,13 +505,14 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     // The limit the request names for links with maxRows: the caller's own, a create's one row, or the chain's.
     const limit = chainMax === null ? undefined : q.op === "read" && q.limitGiven ? q.limit : q.op === "create" ? 1 : chainMax;
     const changeLimit: ChangeLimit = chainMax !== null && chainMax < resourceMax ? { max: chainMax, name: "maxRows" } : { max: resourceMax, name: q.op === "read" ? "maxRows" : "maxWriteRows" };
-    const request: DbRequest = Object.freeze({
+    // Prepared by the kernel (a frozen copy, validated once): every call of the plan that pins nothing new asks exactly this.
+    const request = preparedRequest<DbRequest>({
       action: `db.${q.op}` as const,
       model: model.name,
-      fields: Object.freeze(fieldNames(sortByPosition(use.fields.map((f) => model.byName.get(f) as Field)))),
-      scope: Object.freeze(Object.fromEntries(entries.map((e) => [e.field.name, e.value]))),
-      ...(viewed.length > 0 ? { views: Object.freeze(use.views) } : {}),
-      ...(rules.length > 0 ? { rows: Object.freeze(confinement.rows.map((e) => e.rule)) } : {}),
+      fields: fieldNames(sortByPosition(use.fields.map((f) => model.byName.get(f) as Field))),
+      scope: Object.fromEntries(entries.map((e) => [e.field.name, e.value])),
+      ...(viewed.length > 0 ? { views: use.views } : {}),
+      ...(rules.length > 0 ? { rows: confinement.rows.map((e) => e.rule) } : {}),
       ...defined({ limit }),
     });
     return {
@@ -535,10 +543,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
    * model by several rules, by the values its filters (a create: its values)
    * pin on the fields that choose between them.
    */
-  const planKey = (cap: Capability, perCap: Map<string, Plan | readonly string[]>, q: ParsedQuery): string => {
-    const choiceKey = `\0choice|${q.model.name}|${q.op}`;
-    let fields = perCap.get(choiceKey) as readonly string[] | undefined;
-    if (fields === undefined) perCap.set(choiceKey, (fields = choiceFields(cap.lineage, q.model.name, q.op)));
+  const planKey = (cap: Capability, perCap: CapabilityPlans, q: ParsedQuery): string => {
+    let byOp = perCap.choices.get(q.model);
+    if (byOp === undefined) perCap.choices.set(q.model, (byOp = new Map<DbOp, readonly string[]>()));
+    let fields = byOp.get(q.op);
+    if (fields === undefined) byOp.set(q.op, (fields = choiceFields(cap.lineage, q.model.name, q.op)));
     if (fields.length === 0) return q.key;
     const pins = q.op === "create" ? q.writes : q.pins;
     return `${q.key}|${JSON.stringify(fields.map((name) => pins.find(([f]) => f.name === name)?.[1]))}`;
@@ -549,13 +558,13 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     if (perCap === undefined) {
       // Nothing of a look-alike is read, its lineage included.
       if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");
-      plans.set(cap, (perCap = new Map<string, Plan | readonly string[]>()));
+      plans.set(cap, (perCap = { plans: new Map<string, Plan>(), choices: new Map<Model, Map<DbOp, readonly string[]>>() }));
     }
     const key = planKey(cap, perCap, q);
-    const known = perCap.get(key) as Plan | undefined;
+    const known = perCap.plans.get(key);
     if (known !== undefined) return known;
     const plan = makePlan(access, cap, q);
-    if (perCap.size < MAX_PLANS_PER_CAPABILITY) perCap.set(key, plan);
+    if (perCap.plans.size < MAX_PLANS_PER_CAPABILITY) perCap.plans.set(key, plan);
     return plan;
   };
 
@@ -748,7 +757,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       jsonBytes,
       policyHash,
     );
-  const read = (cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]> => rowsOf(cap, () => parseRead(schema, query, limits));
+  const read = (cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]> => rowsOf(cap, () => parseReadQuery(query));
 
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
   return Object.freeze({
@@ -774,7 +783,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         sink,
         cap,
         (access) => {
-          const q = parseRead(schema, query, limits);
+          const q = parseReadQuery(query);
           const { plan, prepared, params } = admit(access, cap, q);
           access.proceedSync();
           return finishRead(access, cap, q, plan, prepared, prepared.statement.read(params) as DriverRow[]);
