@@ -9,6 +9,7 @@ import { printable } from "../audit/internal.js";
 import { AgentcapError } from "../kernel/index.js";
 import { registerApprovalsCommand } from "./approvals-command.js";
 import { registerAuditCommand } from "./audit-command.js";
+import { registerCredentialsCommand } from "./credentials-command.js";
 import { registerExploreCommand } from "./explore-command.js";
 import { registerRevokeCommand } from "./revoke-command.js";
 import { registerServeCommand } from "./serve-command.js";
@@ -39,6 +40,7 @@ export function createProgram(): Command {
   registerServeCommand(program);
   registerRevokeCommand(program);
   registerApprovalsCommand(program);
+  registerCredentialsCommand(program);
   return program;
 }
 

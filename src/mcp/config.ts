@@ -222,6 +222,18 @@ const allowedOrigin = z.string().superRefine((o, ctx) => {
   if (problem !== undefined) ctx.addIssue({ code: "custom", message: `${problem} (an origin is scheme, host and port only, such as "https://app.example.com")` });
 });
 
+/**
+ * Each user's own credentials for upstreams and HTTP origins: the vault's
+ * key, in a file or an environment variable (never in the database the
+ * vault is kept in, the token store's).
+ */
+const credentialsSchema = z
+  .strictObject({
+    keyFile: nonEmpty.optional(),
+    keyFromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").optional(),
+  })
+  .refine((c) => (c.keyFile === undefined) !== (c.keyFromEnv === undefined), "name the vault key's place: keyFile or keyFromEnv, exactly one");
+
 const configSchema = z
   .strictObject({
     issuer: nonEmpty,
@@ -264,6 +276,7 @@ const configSchema = z
       })
       .optional(),
     upstreams: z.array(upstreamSchema).optional(),
+    credentials: credentialsSchema.optional(),
     sessions: sessionsSchema.optional(),
     oauth: oauthSchema.optional(),
     approvals: z
@@ -436,12 +449,23 @@ export interface GatewayConfig {
   readonly sessions: SessionLimits;
   /** Access tokens from the operator's identity provider; without it, only Biscuit tokens open sessions. */
   readonly oauth?: OAuthConfig;
+  /** Each user's own credentials, in a vault in the token store's database; without it, no credential is attached. */
+  readonly credentials?: CredentialsConfig;
   /**
    * Human approval of calls an approval rule matches, kept in the token
    * store's database (shared with `agentcap approvals` and other gateway
    * processes); without it, such calls are refused with ApprovalRequired.
    */
   readonly approvals?: ApprovalsConfig;
+}
+
+/**
+ * Where the vault's key is (a file, its path absolute, or an environment
+ * variable). With it, the fetch tool attaches the caller's own credential
+ * for each origin it sends to.
+ */
+export interface CredentialsConfig {
+  readonly key: { readonly file: string } | { readonly fromEnv: string };
 }
 
 /** How the gateway asks for approval. */
@@ -581,6 +605,9 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
     },
     upstreams: (c.upstreams ?? []).map((u) => ({ ...u, ...(u.root === undefined ? {} : { root: path.resolve(dir, u.root) }) })),
     sessions: { ...DEFAULT_SESSION_LIMITS, ...defined(c.sessions ?? {}) },
+    ...(c.credentials === undefined
+      ? {}
+      : { credentials: { key: c.credentials.keyFile === undefined ? { fromEnv: c.credentials.keyFromEnv as string } : { file: path.resolve(dir, c.credentials.keyFile) } } }),
     ...(c.approvals === undefined ? {} : { approvals: { holdSeconds: c.approvals.holdSeconds ?? 0, ...defined({ webhook: c.approvals.webhook, waitSeconds: c.approvals.waitSeconds }) } }),
     ...(c.oauth === undefined
       ? {}

@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import type Database from "better-sqlite3";
-import { InvalidInput, type AuditSink } from "../kernel/index.js";
+import { InvalidInput, type AuditSink, type CredentialSource } from "../kernel/index.js";
 import { defined, requireOptional } from "../kernel/internal.js";
 import { createExec } from "../resources/exec/index.js";
 import { createFileSystem } from "../resources/fs/index.js";
@@ -56,6 +56,8 @@ export interface GatewayToolOptions {
   /** The mints whose roots the resources accept (see `mints` of the resource factories). */
   readonly mints: readonly string[];
   readonly resolver?: Resolver | undefined;
+  /** Each caller's own credentials, attached by the fetch tool's HTTP resource for each origin it sends to. */
+  readonly credentials?: CredentialSource | undefined;
 }
 
 /** Opens the configured tools; whatever was opened before a failure is closed again. */
@@ -92,12 +94,12 @@ export async function openGatewayTools(config: GatewayConfig["tools"], options: 
   }
 }
 
-function openResources(config: GatewayConfig["tools"], { audit, mints, resolver }: GatewayToolOptions, closers: (() => unknown)[]): BuiltinResources {
+function openResources(config: GatewayConfig["tools"], { audit, mints, resolver, credentials }: GatewayToolOptions, closers: (() => unknown)[]): BuiltinResources {
   const confined = { audit, mints };
   const resources: { -readonly [K in keyof BuiltinResources]: BuiltinResources[K] } = {};
   if (config.files !== undefined) resources.files = createFileSystem({ baseDir: config.files.root, ...confined });
   if (config.http !== undefined) {
-    const http = createHttpClient({ ...confined, ...defined({ timeoutMs: config.http.timeoutMs, resolver }) });
+    const http = createHttpClient({ ...confined, ...defined({ timeoutMs: config.http.timeoutMs, resolver, credentials }) });
     closers.push(() => {
       http.close();
     });

@@ -15,6 +15,10 @@ import {
   createTokenMint,
   createVerifier,
   generateKeyPair,
+  loadVaultKey,
+  openPostgresVault,
+  openSqliteVault,
+  type CredentialVault,
   openPostgresApprovalStore,
   openPostgresTokenStore,
   openSqliteApprovalStore,
@@ -158,6 +162,27 @@ export async function openApprovalStore(s: StoreConfig): Promise<ApprovalStore> 
   return openSqliteApprovalStore(s.path);
 }
 
+/**
+ * The credential vault of the gateway `config` describes: a table in its
+ * token store's database, sealed with the key `credentials` names.
+ * Credentials are set only for principals the policy lists, or any with an
+ * identity provider (whose users are not listed). Null without a
+ * credentials section; VaultKeyMissing when its key is not there.
+ */
+export async function openCredentialVault(config: GatewayConfig, revocations?: TokenStore): Promise<CredentialVault | null> {
+  if (config.credentials === undefined) return null;
+  const key = loadVaultKey(config.credentials.key);
+  const options = {
+    key,
+    knownPrincipal: (p: string) => Object.hasOwn(config.policy.principals, p) || config.oauth !== undefined,
+    ...defined({ revocations }),
+  };
+  const s = config.tokenStore;
+  if (s.kind === "postgres") return openPostgresVault({ connectionString: s.url, ...defined({ schema: s.schema }), ...options });
+  if (s.path !== ":memory:") mkdirSync(path.dirname(s.path), { recursive: true });
+  return openSqliteVault(s.path, options);
+}
+
 /** The checkpoint signing key in `c.keyFile`, made (for the log named after the issuer) when missing and allowed to. */
 function checkpointKey(c: CheckpointConfig, issuer: string): string {
   if (!existsSync(c.keyFile)) {
@@ -226,7 +251,9 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     // Sessions opened with an identity provider's access token have roots from the gateway's own mint for them, trusted likewise.
     const oauth = config.oauth === undefined ? null : accessTokens(config.oauth, config.policy, config.issuer, tokenStore);
     const mints = [...Object.entries(publicKeys).map(([keyId, publicKey]) => keyMintId(Number(keyId), publicKey)), ...(oauth === null ? [] : [oauth.mintId])];
-    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver });
+    const vault = await openCredentialVault(config, tokenStore);
+    if (vault !== null) cleanup.push(() => vault.close());
+    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver, credentials: vault ?? undefined });
     cleanup.push(() => own.close());
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];

@@ -4,7 +4,7 @@
  * servers guarded; served over Streamable HTTP or stdio.
  */
 export { loadGatewayConfig, parseGatewayConfig } from "./config.js";
-export type { ApprovalsConfig, ArgumentKind, AuditConfig, CheckpointConfig, GatewayConfig, HttpLimits, SessionLimits, StoreConfig, UpstreamConfig } from "./config.js";
+export type { ApprovalsConfig, ArgumentKind, AuditConfig, CheckpointConfig, CredentialsConfig, GatewayConfig, HttpLimits, SessionLimits, StoreConfig, UpstreamConfig } from "./config.js";
 export { openGateway } from "./gateway.js";
 export type { Gateway, OpenGatewayOptions } from "./gateway.js";
 export { listenHttp } from "./http.js";
