@@ -54,7 +54,12 @@ const upstreamCommon = {
 
 const upstreamSchema = z.union([
   z.strictObject({ ...upstreamCommon, command: nonEmpty, args: z.array(z.string()).optional(), env: z.record(z.string(), z.string()).optional() }),
-  z.strictObject({ ...upstreamCommon, url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }) }),
+  z.strictObject({
+    ...upstreamCommon,
+    url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+    /** "per-principal": each caller's own credential for the upstream's origin (from the vault) is the Authorization header of its calls, over a connection of that caller's own. */
+    credentials: z.literal("per-principal").optional(),
+  }),
 ]);
 
 const storeSchema = z.discriminatedUnion("kind", [
@@ -317,6 +322,9 @@ const configSchema = z
     for (const [i, u] of (config.upstreams ?? []).entries()) {
       if (names.has(u.name)) ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], message: `another upstream is already named ${u.name}` });
       names.add(u.name);
+      if ("credentials" in u && u.credentials !== undefined && config.credentials === undefined) {
+        ctx.addIssue({ code: "custom", path: ["upstreams", i, "credentials"], message: "needs the credentials section, which names the vault's key" });
+      }
     }
   });
 
@@ -461,8 +469,8 @@ export interface GatewayConfig {
 
 /**
  * Where the vault's key is (a file, its path absolute, or an environment
- * variable). With it, the fetch tool attaches the caller's own credential
- * for each origin it sends to.
+ * variable). With it, the fetch tool and `per-principal` upstreams attach
+ * the caller's own credential for each origin they send to.
  */
 export interface CredentialsConfig {
   readonly key: { readonly file: string } | { readonly fromEnv: string };

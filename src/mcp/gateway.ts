@@ -258,7 +258,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
-      const g = await guard(u, { audit, ...defined({ resolver: options.resolver }) });
+      const g = await guard(u, { audit, ...defined({ resolver: options.resolver, credentials: vault ?? undefined }) });
       upstreams.push(g);
       cleanup.push(() => g.close());
     }

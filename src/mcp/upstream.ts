@@ -25,13 +25,14 @@ import path from "node:path";
 import { isDeepStrictEqual } from "node:util";
 import { z } from "zod";
 import { canonicalHttpUrl, defined, isIpLiteral } from "../kernel/internal.js";
-import { authorize, denialError, InvalidInput, type AuditSink, type Capability, type FsRequest, type HttpRequest } from "../kernel/index.js";
+import { authorize, denialError, InvalidInput, type AuditSink, type Capability, type CredentialSource, type FsRequest, type HttpRequest } from "../kernel/index.js";
 import { lexicalPath, realPath } from "../resources/fs/internal.js";
 import { systemResolver, type Resolver } from "../resources/http/index.js";
 import { authorizeUrl } from "../resources/http/internal.js";
 import { audited, jsonBytes, type Access } from "../resources/internal.js";
 import { defineTool, type AnyTool, type JsonSchema } from "../tools/index.js";
 import type { ArgumentKind, UpstreamConfig } from "./config.js";
+import { principalClients, type PrincipalClients } from "./upstream-credentials.js";
 import { Client, getDefaultEnvironment, StdioClientTransport, StreamableHTTPClientTransport, type CallToolResult, type McpTool, type Transport } from "./sdk.js";
 
 /** Separates an upstream's name from its tool's name in the exposed name. */
@@ -141,6 +142,8 @@ export interface GuardOptions {
    * is called. Without it, only the tool call is recorded (by the dispatcher).
    */
   readonly audit?: AuditSink;
+  /** Each caller's own credential for the upstream's origin, for an upstream configured with `credentials: "per-principal"`. */
+  readonly credentials?: CredentialSource;
 }
 
 /**
@@ -203,6 +206,13 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
       },
     },
   );
+  // Calls to a per-principal upstream go over a connection of the caller's own; this client only lists the tools.
+  let perPrincipal: PrincipalClients | null = null;
+  if ("url" in config && config.credentials === "per-principal") {
+    if (options.credentials === undefined) throw new InvalidInput(`upstream ${config.name} takes each caller's own credential, and the gateway has no credentials section (the vault's key)`);
+    perPrincipal = principalClients(config.url, options.credentials);
+  }
+  const callAs = (cap: Capability, call: (c: Client) => Promise<CallToolResult>): Promise<CallToolResult> => (perPrincipal === null ? call(client) : perPrincipal.run(cap, call));
   await client.connect(transport);
   try {
     const offered = (await client.listTools()).tools;
@@ -233,7 +243,7 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
           // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
           const { needs, args } = constrainArguments(exposed, constraints, input, config);
           const tenant = ctx.tenant === null ? {} : { tenant: ctx.tenant };
-          const call = async () => (await client.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult;
+          const call = () => callAs(cap, async (c) => (await c.callTool({ name: upstreamName, arguments: args }, undefined, { signal: ctx.signal })) as CallToolResult);
           // One access per confined argument, nested so that every intent is recorded before the upstream is called, and each completed with its outcome.
           const through = (i: number): Promise<CallToolResult> => {
             const need = needs[i];
@@ -261,9 +271,13 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
         listeners.add(listener);
         return () => listeners.delete(listener);
       },
-      close: () => client.close(),
+      close: async () => {
+        await perPrincipal?.close();
+        await client.close();
+      },
     };
   } catch (e) {
+    await perPrincipal?.close();
     await client.close();
     throw e;
   }

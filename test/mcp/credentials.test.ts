@@ -1,6 +1,8 @@
 import { once } from "node:events";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { Command } from "commander";
@@ -29,6 +31,25 @@ let fixture: Fixture;
 let server: Server;
 let origin = "";
 const seen: IncomingHttpHeaders[] = [];
+/** Each JSON-RPC message the upstream received, with the request's Authorization header (null when none). */
+const upstreamSeen: { readonly method: string; readonly authorization: string | null }[] = [];
+
+/** A stateless MCP server (one per request), as an upstream behind the gateway: its tool answers without knowing who asked. */
+async function serveMcp(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const body = chunks.length === 0 ? undefined : (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { method?: string });
+  upstreamSeen.push({ method: body?.method ?? req.method ?? "", authorization: req.headers.authorization ?? null });
+  const mcp = new McpServer({ name: "api-upstream", version: "0.0.0" });
+  mcp.registerTool("whoami", { description: "Says who the upstream thinks is calling." }, () => ({ content: [{ type: "text", text: "you are whoever your token says" }] }));
+  const transport = new StreamableHTTPServerTransport({});
+  res.on("close", () => {
+    void transport.close();
+    void mcp.close();
+  });
+  await mcp.connect(transport);
+  await transport.handleRequest(req, res, body);
+}
 
 async function agentcap(...args: string[]): Promise<string> {
   let out = "";
@@ -49,6 +70,10 @@ function expectNoSecret(value: unknown): void {
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    if (req.url === "/mcp") {
+      void serveMcp(req, res);
+      return;
+    }
     seen.push(req.headers);
     res.end(`you asked for ${req.url ?? ""}`);
   });
@@ -74,8 +99,9 @@ for (const engine of ENGINES) {
         tokenStore: engine.tokenStore(),
         credentials: { keyFile: "secrets/vault.key" },
         tools: { http: { timeoutMs: 5000 } },
+        upstreams: [{ name: "api", url: `${origin}/mcp`, credentials: "per-principal", tools: { whoami: {} } }],
         policy: {
-          roles: { caller: { tools: ["fetch_url"], http: [{ origin, methods: ["GET"], allowPrivateNetwork: true }] } },
+          roles: { caller: { tools: ["fetch_url", "api__whoami"], http: [{ origin, methods: ["GET"], allowPrivateNetwork: true }] } },
           principals: { alice: { roles: ["caller"] }, bob: { roles: ["caller"] }, carol: { roles: ["caller"] } },
         },
       });
@@ -118,6 +144,30 @@ for (const engine of ENGINES) {
       expect(listed).toMatch(new RegExp(`^alice\\t${origin}\\tkey [0-9a-f]{16}\\t`, "m"));
       expect(listed).toMatch(/^bob\t/m);
       expectNoSecret(listed);
+    });
+
+    it("a per-principal upstream gets each caller's own credential on every request of a connection of that caller's own; the model's result never holds it", async () => {
+      upstreamSeen.length = 0;
+      const gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
+      try {
+        // Listing the upstream's tools, when the gateway opened, carried no one's credential.
+        expect(upstreamSeen.filter((m) => m.method === "tools/list").map((m) => m.authorization)).toEqual([null]);
+        const as = async (principal: string) => {
+          upstreamSeen.length = 0;
+          const cap = await gateway.authenticate(gateway.issueToken(principal), { fresh: true });
+          const result = await gateway.dispatcher.call("api__whoami", {}, cap);
+          expectNoSecret(result);
+          expect(JSON.stringify(result)).toMatch(/whoever your token says/);
+          // The call, and the initialize of the caller's connection when this call opened it.
+          return upstreamSeen.filter((m) => m.method === "tools/call" || m.method === "initialize").map((m) => `${m.method} ${m.authorization ?? "none"}`);
+        };
+        expect(await as("alice")).toEqual([`initialize ${ALICE}`, `tools/call ${ALICE}`]);
+        expect(await as("bob")).toEqual([`initialize ${BOB}`, `tools/call ${BOB}`]);
+        expect(await as("carol")).toEqual(["initialize none", "tools/call none"]);
+        expect(await as("alice")).toEqual([`tools/call ${ALICE}`]);
+      } finally {
+        await gateway.close();
+      }
     });
 
     it("the fetch tool sends each caller's own credential; the model's result and the audit log never hold it", async () => {
