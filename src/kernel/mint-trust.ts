@@ -1,7 +1,7 @@
 import { authorize, check, nodeOf, type Capability } from "./capability.js";
 import type { Decision, Denied } from "./decision.js";
 import { InvalidInput } from "./errors.js";
-import type { UseOptions } from "./evaluation.js";
+import type { CheckOptions, UseOptions } from "./evaluation.js";
 import type { Request } from "./request.js";
 
 /*
@@ -47,8 +47,8 @@ export function untrustedMint(cap: Capability, trusted: TrustedMints): Denied | 
 }
 
 /** `check`, refusing first a root from a mint outside `trusted`. */
-export function checkTrusted(trusted: TrustedMints, cap: Capability, request: Request): Decision {
-  return untrustedMint(cap, trusted) ?? check(cap, request);
+export function checkTrusted(trusted: TrustedMints, cap: Capability, request: Request, options?: CheckOptions): Decision {
+  return untrustedMint(cap, trusted) ?? check(cap, request, options);
 }
 
 /** `authorize`, refusing first (and charging nothing for) a root from a mint outside `trusted`. */

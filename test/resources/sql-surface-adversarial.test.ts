@@ -1,5 +1,20 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CapabilityDenied, createManualClock, createMint, InvalidInput, narrow, type Capability, type Grant } from "../../src/index.ts";
+import {
+  ApprovalRefused,
+  ApprovalRequired,
+  CapabilityDenied,
+  createApprovals,
+  createManualClock,
+  createMint,
+  eventSink,
+  Expired,
+  InvalidInput,
+  narrow,
+  Revoked,
+  type Capability,
+  type DbRequest,
+  type Grant,
+} from "../../src/index.ts";
 import { createSqlDatabase, type DbCapability, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import type { AggregateQuery, CreateQuery, DeleteQuery, ReadQuery, UpdateQuery } from "../../src/resources/sql/query.ts";
 import { NOTES_ENGINES, NOTES_SCHEMA, type NotesHarness } from "./sql-notes-fixture.ts";
@@ -9,8 +24,8 @@ import { NOTES_ENGINES, NOTES_SCHEMA, type NotesHarness } from "./sql-notes-fixt
  * probing a masked, hashed, redacted or denied field through filters,
  * order, aggregates and group by; unmasking by narrowing; leaving the
  * principal's rows through filters, writes, a second rule or a narrowing;
- * breaking the write policies. Each fails with its typed error before any
- * SQL runs, and no table changes.
+ * breaking the write policies; using an approval of one write for another.
+ * Each fails with its typed error before any SQL runs, and no table changes.
  */
 
 const N = "Note";
@@ -31,12 +46,25 @@ const POLICY: Grant = {
   ],
 };
 
+/** Deletes and updates of notes need bob's approval of the exact write. */
+const APPROVED_WRITES: Grant = { ...POLICY, approval: [{ actions: ["db.delete", "db.update"], approvers: ["bob"] }] };
+
 function world() {
-  const mint = createMint({ issuer: "surface", clock: createManualClock(0), policy: () => POLICY });
+  const clock = createManualClock(0);
+  const mint = createMint({ issuer: "surface", clock, policy: (p) => (p.id === "carol" ? { tools: [] } : p.id === "bob" ? POLICY : p.id === "alice" ? POLICY : APPROVED_WRITES) });
   const alice = mint.issue({ id: "alice", tenants: ["t1"] });
+  const approvals = createApprovals({ audit: eventSink(() => undefined), clock, waitSeconds: 60, pollMs: 2, mints: [mint.id] });
   return {
     mint,
     alice,
+    clock,
+    approvals,
+    /** Alice, under the policy whose deletes and updates need approval. */
+    asker: mint.issue({ id: "alice-approved", tenants: ["t1"] }),
+    bob: mint.issue({ id: "bob", tenants: ["t1"] }),
+    carol: mint.issue({ id: "carol", tenants: ["t1"] }),
+    /** The capability an approved call ran with, kept past its call. */
+    kept: [] as Capability[],
     own: narrow(alice, { db: [{ model: N, ops: ["read", "create", "update", "delete"], scope: { owner: USER } }] }),
     ordered: narrow(alice, { db: [{ model: N, ops: ["create"], rows: { field: "title", op: "gt", value: "m" } }] }),
   };
@@ -54,6 +82,8 @@ type Api = ReturnType<typeof api>;
 
 interface Attempt {
   readonly name: string;
+  /** What happens before the attempt (its SQL is not the attempt's). */
+  readonly setup?: (db: Api, w: World) => Promise<unknown>;
   readonly run: (db: Api, w: World) => Promise<unknown>;
   readonly error: abstract new (...args: never[]) => Error;
   readonly message: RegExp;
@@ -62,6 +92,35 @@ interface Attempt {
 const MASKED = /grants Note\.ssn only masked as "\*\*\*-\*\*-\{last4\}"/;
 const NO_CREATOR = /does not grant field Note\.createdBy/;
 const NEW = { owner: "alice", projectId: 1, status: "draft", title: "t" } as const;
+
+/** The request the database makes for a delete or update of one note filtered by id, as an approval is bound to it. */
+const noteRequest = (op: "delete" | "update", fields: readonly string[]): DbRequest => ({
+  action: `db.${op}`,
+  model: N,
+  fields,
+  scope: { tenant: "t1" },
+  rows: [{ any: [{ field: "status", op: "ne", value: "draft" }, { field: "owner", op: "eq", value: "alice-approved" }] }],
+});
+// Note 4 is a published note of t1; note 3 another.
+const DELETE_4 = { model: N, where: { id: 4 } } as const;
+const UPDATE_4 = { model: N, set: { title: "fixed" }, where: { id: 4 } } as const;
+
+/** The first pending approval request, once the call has made it. */
+async function pending(w: World) {
+  for (let i = 0; i < 1000; i++) {
+    const [first] = await w.approvals.list();
+    if (first !== undefined) return first;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error("no approval request was made");
+}
+
+/** Asks approval of `query` (bound to `request`), has bob approve it, then runs `act` with the approved capability. */
+async function approvedThen(w: World, request: DbRequest, query: object, act: (approved: Capability) => Promise<unknown>): Promise<unknown> {
+  const call = w.approvals.run(w.asker, request, { args: query }, act);
+  await w.approvals.approve((await pending(w)).id, w.bob);
+  return call;
+}
 
 const ATTEMPTS: readonly Attempt[] = [
   // A masked field: nothing but its mask comes out.
@@ -141,6 +200,102 @@ const ATTEMPTS: readonly Attempt[] = [
   { name: "change an immutable field through a narrowing that does not name it", run: (db, w) => db.update(w.own, { model: N, set: { projectId: 3 }, where: { id: 1 } }), error: CapabilityDenied, message: /link 0 makes Note\.projectId immutable/ },
   { name: "create without a required field", run: (db, w) => db.create(w.alice, { model: N, values: { id: 44, owner: "alice", projectId: 1, status: "draft" } }), error: CapabilityDenied, message: /requires Note\.title on every create/ },
   { name: "create under a rule ordering text (collation-dependent)", run: (db, w) => db.create(w.ordered, { model: N, values: { id: 45, ...NEW, title: "zebra" } }), error: CapabilityDenied, message: /ordering the text field title/ },
+  // Approval of the exact write: bound to its filters and values, single-use, short-lived, never the requester's own.
+  { name: "a write that needs approval, made without one", run: (db, w) => db.delete(w.asker, DELETE_4), error: ApprovalRequired, message: /requires human approval of this exact call \(1 approver\)/ },
+  {
+    name: "an approval replayed: the approved delete's capability used again after its call",
+    setup: (db, w) =>
+      approvedThen(w, noteRequest("delete", ["id"]), DELETE_4, async (approved) => {
+        w.kept.push(approved);
+        // The approved delete itself: its SQL is the setup's.
+        return db.delete(approved, DELETE_4);
+      }),
+    run: (db, w) => db.delete(w.kept[0] as Capability, { model: N, where: { id: 3 } }),
+    error: Revoked,
+    message: /was revoked: approved call .* has returned/,
+  },
+  {
+    name: "an approval replayed: the executed request approved again",
+    setup: (db, w) => approvedThen(w, noteRequest("delete", ["id"]), DELETE_4, (approved) => db.delete(approved, DELETE_4)),
+    run: async (_db, w) => w.approvals.approve((await w.approvals.list({ all: true }))[0]?.id ?? "", w.bob),
+    error: InvalidInput,
+    message: /is no longer pending: it was executed/,
+  },
+  {
+    name: "an approval of one row's delete used for another row",
+    run: (db, w) => approvedThen(w, noteRequest("delete", ["id"]), DELETE_4, (approved) => db.delete(approved, { model: N, where: { id: 3 } })),
+    error: ApprovalRequired,
+    message: /requires human approval of this exact call/,
+  },
+  {
+    name: "an approval of one update used with other values on the same row",
+    run: (db, w) => approvedThen(w, noteRequest("update", ["id", "title"]), UPDATE_4, (approved) => db.update(approved, { ...UPDATE_4, set: { title: "defaced" } })),
+    error: ApprovalRequired,
+    message: /requires human approval of this exact call/,
+  },
+  {
+    name: "an approval of an update used for a delete of the same row",
+    run: (db, w) => approvedThen(w, noteRequest("update", ["id", "title"]), UPDATE_4, (approved) => db.delete(approved, DELETE_4)),
+    error: ApprovalRequired,
+    message: /requires human approval of this exact call/,
+  },
+  {
+    name: "an approved capability used after its 60 seconds",
+    run: (db, w) =>
+      approvedThen(w, noteRequest("delete", ["id"]), DELETE_4, (approved) => {
+        w.clock.advance(61_000);
+        return db.delete(approved, DELETE_4);
+      }),
+    error: Expired,
+    message: /expired at/,
+  },
+  {
+    name: "an approval given after the request expired",
+    run: async (db, w) => {
+      const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
+      const request = await pending(w);
+      w.clock.advance(61_000);
+      const late = await w.approvals.approve(request.id, w.bob).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      await expect(call).rejects.toThrow(ApprovalRefused);
+      throw late;
+    },
+    error: InvalidInput,
+    message: /is no longer pending: it was expired/,
+  },
+  {
+    name: "an approval by the requester themselves",
+    run: async (db, w) => {
+      const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
+      const mine = w.mint.issue({ id: "alice-approved", tenants: ["t1"] });
+      const refused = await w.approvals.approve((await pending(w)).id, mine).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      await w.approvals.deny((await pending(w)).id, w.bob, "cleaning up");
+      await expect(call).rejects.toThrow(ApprovalRefused);
+      throw refused;
+    },
+    error: CapabilityDenied,
+    message: /alice-approved may not approve or deny a call of their own/,
+  },
+  {
+    name: "an approval by someone the rule does not name",
+    run: async (db, w) => {
+      const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
+      const refused = await w.approvals.approve((await pending(w)).id, w.carol).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      await w.approvals.deny((await pending(w)).id, w.bob, "cleaning up");
+      await expect(call).rejects.toThrow(ApprovalRefused);
+      throw refused;
+    },
+    error: CapabilityDenied,
+    message: /carol is not an approver of this call/,
+  },
 ];
 
 describe.each(NOTES_ENGINES)("policy bypass attempts on $name", (engine) => {
@@ -166,6 +321,8 @@ describe.each(NOTES_ENGINES)("policy bypass attempts on $name", (engine) => {
 
     it.each(ATTEMPTS)("$name", async (attempt) => {
       const w = world();
+      await h.reset();
+      await attempt.setup?.(db, w);
       const tables = async () => [await h.rows("projects"), await h.rows("notes")];
       const before = await tables();
       h.clearCounts();

@@ -612,8 +612,15 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return params;
   };
 
-  /** Authorizes the call, reporting each decision to `access` (throwing the kernel's typed denial), and returns its prepared statement and bound parameters. */
-  const admit = (access: Access, cap: Capability, q: ParsedQuery): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+  /**
+   * Authorizes the call, reporting each decision to `access` (throwing the
+   * kernel's typed denial), and returns its prepared statement and bound
+   * parameters. A write's query, as given, is the decision's arguments: an
+   * approval of a write holds for exactly that write (the same filters, the
+   * same values), and approval rules' `input` patterns match its fields.
+   */
+  const admit = (access: Access, cap: Capability, q: ParsedQuery, args?: unknown): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+    const options = args === undefined ? undefined : { args };
     if (q.reason !== undefined) access.explain(q.reason);
     const plan = planFor(access, cap, q);
     if (plan.requireReason !== null && q.reason === undefined) {
@@ -675,11 +682,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const after = pinnedScope(plan, q.writes, scope ?? base);
       if (after !== null) {
         const moved = withTenant(plan.request, after, q.tenant);
-        const decision = access.decided(moved, checkTrusted(trusted, cap, moved));
+        const decision = access.decided(moved, checkTrusted(trusted, cap, moved, options));
         if (!decision.allowed) throw denialError(decision);
       }
     }
-    const decision = access.decided(request, authorizeTrusted(trusted, cap, request));
+    const decision = access.decided(request, authorizeTrusted(trusted, cap, request, options));
     if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
     return { plan, prepared, params: bind(plan, prepared, q.args) };
@@ -727,13 +734,16 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return { count: outcome.count, rows: q.op === "delete" || q.returning.length === 0 ? [] : returned(rows, q.returning) };
   };
 
-  const write = (cap: Capability, parse: () => ParsedCreate | ParsedUpdate | ParsedDelete): Promise<WriteResult> =>
+  const write = (cap: Capability, query: unknown, parse: (query: unknown) => ParsedCreate | ParsedUpdate | ParsedDelete): Promise<WriteResult> =>
     audited(
       sink,
       cap,
       async (access) => {
-        const q = parse();
-        const { plan, prepared, params } = admit(access, cap, q);
+        // One copy, read once: what is parsed and run is what an approval was bound to. A part given as undefined is absent, as the parser reads it.
+        const given = typeof query === "object" && query !== null && !Array.isArray(query) ? Object.fromEntries(Object.entries(query).filter(([, v]) => v !== undefined)) : query;
+        const args = snapshotPlainData(given, "query");
+        const q = parse(args);
+        const { plan, prepared, params } = admit(access, cap, q, args);
         await access.proceed();
         if (sink !== undefined && plan.snapshot !== null) return recordedWrite(access, plan, q, plan.snapshot);
         const outcome = prepared.statement.write(params, q.op === "create" ? null : plan.changeLimit);
@@ -802,8 +812,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       return formatRows(rows, columns, format);
     },
     aggregate: (cap: DbCapability<"read">, query: AggregateQuery): Promise<Row[]> => rowsOf(cap, () => parseAggregate(schema, query, limits)),
-    create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, () => parseCreate(schema, query)),
-    update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, () => parseUpdate(schema, query, limits)),
-    delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, () => parseDelete(schema, query, limits)),
+    create: (cap: DbCapability<"create">, query: CreateQuery) => write(cap, query, (args) => parseCreate(schema, args)),
+    update: (cap: DbCapability<"update">, query: UpdateQuery) => write(cap, query, (args) => parseUpdate(schema, args, limits)),
+    delete: (cap: DbCapability<"delete">, query: DeleteQuery) => write(cap, query, (args) => parseDelete(schema, args, limits)),
   });
 }
