@@ -5,7 +5,7 @@ import { requireOptional } from "../kernel/internal.js";
 import { planAppend } from "./append-plan.js";
 import type { ChainHead } from "./chain.js";
 import { Frontier, frontierSlots } from "./merkle.js";
-import { AUDIT_TABLES, DEFAULT_POSTGRES_SCHEMA, INDEXES, type AuditDb } from "./schema.js";
+import { AUDIT_TABLES, DEFAULT_POSTGRES_SCHEMA, INDEXES, staleIndexes, type AuditDb } from "./schema.js";
 import { requireCurrentFormat, type AuditBackend } from "./store.js";
 
 /** Options of the shared Postgres log. */
@@ -106,6 +106,10 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
     )`.execute(trx);
     await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
     await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_tree (level integer NOT NULL, idx bigint NOT NULL, hash text NOT NULL, PRIMARY KEY (level, idx))`.execute(trx);
+    // An index an earlier version made under another condition is made again (Postgres prints the condition after WHERE).
+    const existing = await sql<{ name: string; def: string }>`SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = ${schema} AND tablename = 'audit_events'`.execute(trx);
+    const conditions = existing.rows.map((r) => ({ name: r.name, where: / WHERE (.*)$/s.exec(r.def)?.[1] ?? null }));
+    for (const name of staleIndexes(conditions)) await sql`DROP INDEX ${s}.${sql.id(name)}`.execute(trx);
     for (const i of INDEXES) {
       // Index definitions are constants of this module, never input.
       await sql`CREATE ${sql.raw(i.unique ? "UNIQUE " : "")}INDEX IF NOT EXISTS ${sql.id(i.name)} ON ${s}.audit_events (${sql.raw(i.columns)})${sql.raw(i.where ? ` WHERE ${i.where}` : "")}`.execute(trx);

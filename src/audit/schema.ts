@@ -1,4 +1,4 @@
-import type { EventColumns } from "./encoding.js";
+import { PHASE, type EventColumns } from "./encoding.js";
 
 /*
  * The log's three tables, the same in SQLite and Postgres:
@@ -91,6 +91,9 @@ export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
     c !== "seq" && c !== "body" && c !== "leaf" && c !== "prev_hash" && c !== "hash",
 );
 
+/** The entries a filter index holds: intents and whole events, never outcomes. */
+const DECIDED = `phase <> ${String(PHASE.outcome)}`;
+
 /**
  * Indexes, one per query filter, each ending with `seq` so that the matching
  * events come out in chain order and a page stops reading after `limit`
@@ -98,19 +101,43 @@ export const DERIVED_COLUMNS = EVENT_COLUMNS.filter(
  * another filter, the planner picks whichever index narrows more. Denied
  * events get two small partial indexes, since they are few and looked at
  * often: in chain order ("the latest denials") and by time.
+ *
+ * A query matches an event by its intent or whole entry (`phase <> 2`, see
+ * query.ts), and a denial by its outcome through the denied indexes, so the
+ * filter indexes leave outcomes out: an outcome, half the entries of a
+ * gateway's log, then updates the table and its id index only. `at` keeps
+ * every entry (an export starts at the first entry of any kind at a time),
+ * and so does `id` (an entry is found by id and phase). A log whose indexes
+ * were made with other conditions has them rebuilt when it is opened for
+ * writing (see `staleIndexes`).
  */
 export const INDEXES: readonly { readonly name: string; readonly columns: string; readonly unique?: true; readonly where?: string }[] = [
   { name: "audit_events_id", columns: "id, phase", unique: true },
   { name: "audit_events_at", columns: "at" },
-  { name: "audit_events_principal", columns: "principal, seq" },
-  { name: "audit_events_request_id", columns: "request_id, seq" },
-  { name: "audit_events_capability_hash", columns: "capability_hash, seq" },
-  { name: "audit_events_tool", columns: "tool, seq" },
-  { name: "audit_events_action", columns: "action, seq" },
-  { name: "audit_events_resource", columns: "resource" },
-  { name: "audit_events_tenant", columns: "tenant, seq" },
-  { name: "audit_events_session_id", columns: "session_id, seq" },
-  { name: "audit_events_task_id", columns: "task_id, seq" },
+  { name: "audit_events_principal", columns: "principal, seq", where: DECIDED },
+  { name: "audit_events_request_id", columns: "request_id, seq", where: DECIDED },
+  { name: "audit_events_capability_hash", columns: "capability_hash, seq", where: DECIDED },
+  { name: "audit_events_tool", columns: "tool, seq", where: DECIDED },
+  { name: "audit_events_action", columns: "action, seq", where: DECIDED },
+  { name: "audit_events_resource", columns: "resource", where: DECIDED },
+  { name: "audit_events_tenant", columns: "tenant, seq", where: DECIDED },
+  { name: "audit_events_session_id", columns: "session_id, seq", where: DECIDED },
+  { name: "audit_events_task_id", columns: "task_id, seq", where: DECIDED },
   { name: "audit_events_denied_seq", columns: "seq", where: "allowed = 0" },
   { name: "audit_events_denied_at", columns: "at", where: "allowed = 0" },
 ];
+
+/**
+ * The indexes of INDEXES that a log holds under another condition than this
+ * version's (`existing`: each index's name and its WHERE condition as the
+ * engine prints it, null for none), to be dropped and made again. Compared
+ * with spaces and parentheses left out, as each engine prints an expression
+ * its own way.
+ */
+export function staleIndexes(existing: readonly { readonly name: string; readonly where: string | null }[]): string[] {
+  const bare = (where: string | null | undefined) => (where ?? "").replace(/[\s()]/g, "").toLowerCase();
+  return INDEXES.filter((i) => {
+    const found = existing.find((e) => e.name === i.name);
+    return found !== undefined && bare(found.where) !== bare(i.where);
+  }).map((i) => i.name);
+}

@@ -8,7 +8,7 @@ import type { ChainHead } from "./chain.js";
 import type { EncodedEvent } from "./encoding.js";
 import { AuditFailure } from "../kernel/index.js";
 import { Frontier, frontierSlots } from "./merkle.js";
-import { AUDIT_TABLES, EVENT_COLUMNS, INDEXES, type AuditDb } from "./schema.js";
+import { AUDIT_TABLES, EVENT_COLUMNS, INDEXES, staleIndexes, type AuditDb } from "./schema.js";
 import { requireCurrentFormat, type AuditBackend, type Appended } from "./store.js";
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1000). */
@@ -98,7 +98,12 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
       // event. Durability is the WAL's at every commit either way; only the copy to the
       // main file is batched.
       db.pragma(`wal_autocheckpoint = ${String(WAL_CHECKPOINT_PAGES)}`);
-      db.exec(SCHEMA);
+      // Under the write lock, so that two processes opening one log at once neither race on
+      // the catalog nor see an index of an earlier version dropped and not yet made again.
+      db.transaction(() => {
+        for (const name of staleIndexes(indexConditions(db))) db.exec(`DROP INDEX ${name}`);
+        db.exec(SCHEMA);
+      }).immediate();
       // Refreshes the planner's statistics when they are missing or stale, so it picks the selective index.
       db.pragma("optimize = 0x10002");
     }
@@ -120,6 +125,13 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
       if (db.open) db.close();
     },
   });
+}
+
+/** The audit_events indexes the log holds, with the condition each was made with (null for none). */
+function indexConditions(db: Database.Database): { name: string; where: string | null }[] {
+  const rows = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events' AND sql IS NOT NULL").all() as { name: string; sql: string }[];
+  // SQLite keeps each CREATE INDEX as it was written; ours end with their condition, if any.
+  return rows.map((r) => ({ name: r.name, where: /\bWHERE\b(.*)$/is.exec(r.sql)?.[1] ?? null }));
 }
 
 // Committed links are immutable, so they can be remembered; most events share all but their last link.
