@@ -15,6 +15,11 @@ import { listenHttp } from "../src/mcp/http.ts";
 import { generateKeyPair } from "../src/token/biscuit.ts";
 import { measureAsync, report } from "./harness.ts";
 
+/** The session counts of the many-sessions rows. */
+const SESSIONS = [16, 200] as const;
+/** The SDK client's close sends no DELETE, so every session of the bench stays open until the end: the gateway's per-token and per-principal caps allow them all. */
+const SESSION_CAP = SESSIONS.reduce((a, b) => a + b, 0) + 2;
+
 const CALLS = 2_000;
 
 /** A plain MCP SDK server with the same read_file tool, no capability, no audit: the baseline. */
@@ -88,6 +93,21 @@ async function throughput(call: () => Promise<unknown>, concurrency: number, tot
   return (total / (performance.now() - start)) * 1000;
 }
 
+/** Calls per second with one call in flight on each of `clients` (its own session each), `total` calls in all (after a warm-up). */
+async function throughputAcross(clients: readonly Client[], call: (client: Client) => Promise<unknown>, total = 2_000): Promise<number> {
+  await Promise.all(clients.map(call));
+  let started = 0;
+  const worker = async (client: Client) => {
+    while (started < total) {
+      started += 1;
+      await call(client);
+    }
+  };
+  const start = performance.now();
+  await Promise.all(clients.map(worker));
+  return (total / (performance.now() - start)) * 1000;
+}
+
 /**
  * One read_file call through the gateway over Streamable HTTP (bearer token,
  * dispatcher, automatic attenuation, confined file system, audit in SQLite)
@@ -108,6 +128,7 @@ export async function runMcpBench(): Promise<void> {
         audit,
         policy: { roles: { reader: { tools: ["read_file"], fs: [{ path: "workspace", ops: ["read"] }] } }, principals: { bench: { roles: ["reader"] } } },
         tools: { files: { root: "workspace" } },
+        sessions: { maxPerToken: SESSION_CAP, maxPerPrincipal: SESSION_CAP },
       },
       dir,
     );
@@ -118,6 +139,8 @@ export async function runMcpBench(): Promise<void> {
     const capability = await gateway.authenticate(token);
     return {
       client,
+      /** `n` more clients with the same token, each in a session of its own. */
+      clients: (n: number) => Promise.all(Array.from({ length: n }, () => connect(served.url, token))),
       /** The same call straight to the gateway's dispatcher, with the token's capability: everything but MCP and HTTP. */
       dispatch: () => gateway.dispatcher.call("read_file", { path: "report.txt" }, capability),
       close: async () => {
@@ -160,7 +183,7 @@ export async function runMcpBench(): Promise<void> {
     console.log(`  dispatcher: p50 ${dispatched.p50.toFixed(3)} ms, p99 ${dispatched.p99.toFixed(3)} ms, ${dispatched.perSecond.toFixed(0)} calls/s`);
     console.log(`  through MCP: p50 ${(viaMcp.p50 / dispatched.p50).toFixed(2)}x, p99 ${(viaMcp.p99 / dispatched.p99).toFixed(2)}x the dispatcher's; MCP and HTTP add ${(viaMcp.p50 - dispatched.p50).toFixed(3)} ms at p50`);
 
-    // Throughput with many calls in flight on one session (the gateway's default maxConcurrentCalls is 64).
+    // Many calls in flight on one session: the gateway runs sessions.maxCallsPerSession (default 16) of them at once and queues the rest.
     console.log("\nmcp: calls/s with 16 and 200 calls in flight on one session");
     console.log(`  ${"server".padEnd(44)} ${"16 at once".padStart(12)} ${"ratio".padStart(7)} ${"200 at once".padStart(12)} ${"ratio".padStart(7)}`);
     const concurrent = [
@@ -173,6 +196,34 @@ export async function runMcpBench(): Promise<void> {
     const [, base16, base200] = measured[0] as [string, number, number];
     for (const [name, at16, at200] of measured) {
       console.log(`  ${name.padEnd(44)} ${at16.toFixed(0).padStart(12)} ${(at16 / base16).toFixed(2).padStart(7)} ${at200.toFixed(0).padStart(12)} ${(at200 / base200).toFixed(2).padStart(7)}`);
+    }
+    console.log("  target: the gateway's throughput at least 0.85 of the plain server's");
+
+    // Many sessions, one call in flight on each: the gateway's per-session queue (sessions.maxCallsPerSession) plays no part,
+    // its gateway-wide limit (sessions.maxConcurrentCalls, default 64) does.
+    console.log(`\nmcp: calls/s with ${SESSIONS.join(" and ")} sessions, one call in flight on each`);
+    console.log(`  ${"server".padEnd(44)} ${SESSIONS.map((n) => `${`${String(n)} sessions`.padStart(12)} ${"ratio".padStart(7)}`).join(" ")}`);
+    const fleets = [
+      ["plain MCP SDK server (baseline)", (n: number) => Promise.all(Array.from({ length: n }, () => connect(plain.url)))],
+      ["gateway, audit SQLite synchronous=full", full.clients],
+      ["gateway, audit SQLite synchronous=normal", normal.clients],
+    ] as const;
+    const across: [string, number[]][] = [];
+    for (const [name, open] of fleets) {
+      const rates: number[] = [];
+      for (const n of SESSIONS) {
+        const clients = await open(n);
+        try {
+          rates.push(await throughputAcross(clients, (c) => c.callTool(args)));
+        } finally {
+          await Promise.all(clients.map((c) => c.close()));
+        }
+      }
+      across.push([name, rates]);
+    }
+    const baseAcross = (across[0] as [string, number[]])[1];
+    for (const [name, rates] of across) {
+      console.log(`  ${name.padEnd(44)} ${rates.map((r, i) => `${r.toFixed(0).padStart(12)} ${(r / (baseAcross[i] ?? r)).toFixed(2).padStart(7)}`).join(" ")}`);
     }
     console.log("  target: the gateway's throughput at least 0.85 of the plain server's");
     report("mcp: median time per call over 7 rounds", await measureAsync("plain MCP SDK server (baseline)", () => direct.callTool(args), 500), [
