@@ -6,6 +6,7 @@ import { runHttpBench } from "./http.ts";
 import { runKernelBench } from "./kernel.ts";
 import { runMcpBench } from "./mcp.ts";
 import { runPackageBench } from "./package.ts";
+import { runRatesBench } from "./rates.ts";
 import { runRevocationBench } from "./revocation.ts";
 import { runSandboxBench } from "./sandbox.ts";
 import { runSqlBench } from "./sql.ts";
@@ -24,6 +25,7 @@ const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
   exec: runExecBench,
   tools: runToolsBench,
   approvals: runApprovalsBench,
+  rates: runRatesBench,
   token: runTokenBench,
   revocation: runRevocationBench,
   audit: runAuditBench,
