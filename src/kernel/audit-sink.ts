@@ -1,4 +1,4 @@
-import { labelsOf, type Capability } from "./capability.js";
+import { labelsOf, nodeOf, type Capability } from "./capability.js";
 import type { LinkSummary, MintRecord } from "./node.js";
 import type { Scalar } from "./grant.js";
 import type { Decision, Denied } from "./decision.js";
@@ -175,18 +175,26 @@ export function eventSink(onEvent: (event: AuditEvent) => void | Promise<void>):
   });
 }
 
-/** The subject part of an audit event for a capability. */
+/**
+ * The subject part of an audit event for a capability. Made once per link and
+ * frozen (everything in it is fixed when the link is made), so the events of a
+ * capability used over and over share one subject.
+ */
 export function auditSubject(cap: Capability): AuditSubject {
-  const lineage = cap.lineage;
-  const labels = labelsOf(cap);
-  return {
-    capabilityId: cap.id,
-    capabilityHash: cap.hash,
-    lineage,
-    mint: cap.mint,
-    sessionId: Object.hasOwn(labels, "session") ? (labels.session ?? null) : null,
-    taskId: Object.hasOwn(labels, "task") ? (labels.task ?? null) : null,
-  };
+  const node = nodeOf(cap);
+  if (node.subject === null) {
+    const lineage = cap.lineage;
+    const labels = labelsOf(cap);
+    node.subject = Object.freeze({
+      capabilityId: cap.id,
+      capabilityHash: cap.hash,
+      lineage,
+      mint: cap.mint,
+      sessionId: Object.hasOwn(labels, "session") ? (labels.session ?? null) : null,
+      taskId: Object.hasOwn(labels, "task") ? (labels.task ?? null) : null,
+    });
+  }
+  return node.subject;
 }
 
 /** The outcome of an invocation that threw `error`: its stable code (ERR_FOREIGN_FAILURE for anything not agentcap's) and message, never a stack. */

@@ -350,10 +350,20 @@ export function schemaParseGrant(value: unknown): Grant {
   return parseWith(grantSchema, value, "grant") as Grant;
 }
 
-/** Validates a grant; throws InvalidInput naming every bad field. The result is a frozen copy. */
+/** Every grant parseGrant returned: deep-frozen copies, so one handed back needs no second reading. */
+const PARSED_GRANTS = new WeakSet<object>();
+
+/**
+ * Validates a grant; throws InvalidInput naming every bad field. The result is
+ * a frozen copy, or `value` itself when it is already a result of parseGrant
+ * (deep-frozen, so it cannot have changed since it was read).
+ */
 // The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
 export function parseGrant(value: unknown): Grant {
-  return fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
+  if (typeof value === "object" && value !== null && PARSED_GRANTS.has(value)) return value;
+  const grant = fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
+  PARSED_GRANTS.add(grant);
+  return grant;
 }
 
 /** Validates link conditions alone; throws InvalidInput naming every bad field. */

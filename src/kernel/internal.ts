@@ -10,7 +10,7 @@ export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHas
 export { approvalRulesFor, caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf, stampApproval } from "./capability.js";
 export { argumentsHash } from "./arguments-hash.js";
 export type { ApprovalStamp, Approver } from "./node.js";
-export { isLinkSummary, RESERVED_LABELS } from "./node.js";
+export { isLinkSummary, parseLabels, RESERVED_LABELS } from "./node.js";
 export { monotonicClock } from "./clock.js";
 export { readBoundedText } from "./bounded-file.js";
 export { canonicalJson, sha256Hex } from "./content-hash.js";

@@ -3,6 +3,7 @@
  * A capability object is only a frozen handle on its Node.
  */
 import { randomUUID } from "node:crypto";
+import type { AuditSubject } from "./audit-sink.js";
 import type { Clock } from "./clock.js";
 import { canonicalJson, sha256Hex } from "./content-hash.js";
 import { InvalidInput } from "./errors.js";
@@ -97,6 +98,8 @@ export interface Node {
   readonly guard: RootGuard | null;
   hash: string | null;
   summary: LinkSummary | null;
+  /** The audit subject of a capability on this link, made on its first audited use and shared by every later event. */
+  subject: AuditSubject | null;
   /** What the chain up to this link holds anywhere (CHAIN_* bits), so a decision skips the walks that cannot deny. */
   readonly traits: number;
   /** The earliest `expiresAt` of the chain, or null when nothing in it expires. */
@@ -215,6 +218,7 @@ export function makeNode(
     guard: parent === null ? (origin.guard ?? null) : null,
     hash: null,
     summary: null,
+    subject: null,
     traits: (parent === null ? 0 : parent.traits) | own,
     chainExpiresAt: earlier(parent === null ? null : parent.chainExpiresAt, cond.expiresAt),
   };
@@ -235,7 +239,12 @@ export const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({});
 /** The conditions of a link that adds none (a forwarder, a shadow link): one shared, frozen value. */
 export const NO_CONDITIONS: LinkConditions = Object.freeze({});
 
+/** Every result of parseLabels: frozen objects of strings, so one handed back needs no second reading. */
+const PARSED_LABELS = new WeakSet<object>();
+
+/** Validates labels into a frozen copy; labels it already returned (a caretaker's, made once and reused) come back as they are. */
 export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
+  if (typeof labels === "object" && labels !== null && PARSED_LABELS.has(labels)) return labels as Readonly<Record<string, string>>;
   const data = snapshotPlainData(labels, "labels");
   if (typeof data !== "object" || data === null || Array.isArray(data)) throw new InvalidInput("labels must be an object of strings");
   const out: Record<string, string> = {};
@@ -245,7 +254,9 @@ export function parseLabels(labels: unknown): Readonly<Record<string, string>> {
     if (typeof v !== "string" || v.length === 0 || v.length > 256) throw new InvalidInput(`labels.${k} must be a string of 1 to 256 characters`);
     out[k] = v;
   }
-  return Object.freeze(out);
+  Object.freeze(out);
+  PARSED_LABELS.add(out);
+  return out;
 }
 
 const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants", "rates"] as const;
@@ -253,7 +264,14 @@ const CONDITION_KEYS = ["expiresAt", "maxUses", "budget", "tenants", "rates"] as
 export function conditionsOf(grant: Grant): LinkConditions {
   const out: Record<string, unknown> = {};
   // Own properties only: a key inherited from a polluted Object.prototype is not part of the grant.
-  for (const k of CONDITION_KEYS) if (Object.hasOwn(grant, k) && grant[k] !== undefined) out[k] = grant[k];
-  return Object.freeze(out);
+  let any = false;
+  for (const k of CONDITION_KEYS) {
+    if (Object.hasOwn(grant, k) && grant[k] !== undefined) {
+      out[k] = grant[k];
+      any = true;
+    }
+  }
+  // A grant without conditions (most narrowings) shares the one empty value instead of a fresh one per link.
+  return any ? Object.freeze(out) : NO_CONDITIONS;
 }
 

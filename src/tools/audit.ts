@@ -12,6 +12,7 @@ import {
   type ToolCode,
 } from "../kernel/index.js";
 import { defined, heldIntents } from "../kernel/internal.js";
+import { isPending } from "./pending.js";
 
 /*
  * A tool call's audit record. Record, then act: an allowed call's intent is
@@ -35,46 +36,75 @@ const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 /** The intent of a call about to run its handler, not recorded yet. */
 export function toolIntent(s: InvocationStart): AuditIntent {
-  return Object.freeze({
-    id: randomUUID(),
-    at: s.at,
-    kind: "tool",
-    tool: s.tool,
-    ...defined({ toolCode: s.toolCode }),
-    request: s.request,
-    decision: s.decision,
-    subject: auditSubject(s.capability),
-  });
+  const { at, tool, toolCode, request, decision } = s;
+  const subject = auditSubject(s.capability);
+  // Two literals rather than a spread of `defined(...)`: the same fields in the same order, without an object made only to be copied.
+  return Object.freeze(
+    toolCode === undefined
+      ? { id: randomUUID(), at, kind: "tool" as const, tool, request, decision, subject }
+      : { id: randomUUID(), at, kind: "tool" as const, tool, toolCode, request, decision, subject },
+  );
 }
 
 /**
  * Records `intent`, made for a call under `capability`, after the intents
- * still held up its chain (a sub-call of a built-in tool's call): resolves
- * once all are durable; throws AuditFailure when the sink cannot take them,
- * and then the call must not act. `held` says the handler may have run
- * already (its intent was held until its first access), and acted on nothing.
+ * still held up its chain (a sub-call of a built-in tool's call): returns
+ * once all are durable, or a promise that resolves then when something must
+ * be waited for; throws (or rejects with) AuditFailure when the sink cannot
+ * take them, and then the call must not act. `held` says the handler may have
+ * run already (its intent was held until its first access), and acted on nothing.
  */
-export async function recordToolIntent(sink: AuditSink, intent: AuditIntent, capability: Capability, held: boolean): Promise<void> {
+export function recordToolIntent(sink: AuditSink, intent: AuditIntent, capability: Capability, held: boolean): Promise<void> | undefined {
   const before = heldIntents(capability);
+  let written: unknown;
   try {
-    await sink.intend(intent);
-    if (before !== null) await before;
+    written = sink.intend(intent);
   } catch (e) {
-    const what = held ? "nothing it asked for was done" : "it was not run";
-    throw new AuditFailure(`the audit sink could not record the intent of the call to tool ${String(intent.tool)}, so ${what}: ${message(e)}`, { cause: e });
+    throw intentFailure(intent, held, e);
   }
+  if (before === null && !isPending(written)) return undefined;
+  return (async () => {
+    try {
+      await written;
+      if (before !== null) await before;
+    } catch (e) {
+      throw intentFailure(intent, held, e);
+    }
+  })();
 }
 
-/** Completes an intent with the call's outcome; throws AuditFailure (the result or error withheld) when the sink cannot take it. */
-export async function completeToolCall(sink: AuditSink, intent: AuditIntent, startedMs: number, outcome: AuditOutcome): Promise<void> {
+function intentFailure(intent: AuditIntent, held: boolean, e: unknown): AuditFailure {
+  const what = held ? "nothing it asked for was done" : "it was not run";
+  return new AuditFailure(`the audit sink could not record the intent of the call to tool ${String(intent.tool)}, so ${what}: ${message(e)}`, { cause: e });
+}
+
+/**
+ * Completes an intent with the call's outcome: returns once it is recorded, or
+ * a promise when the sink answers with one; throws (or rejects with)
+ * AuditFailure, the result or error withheld, when the sink cannot take it.
+ */
+export function completeToolCall(sink: AuditSink, intent: AuditIntent, startedMs: number, outcome: AuditOutcome): Promise<void> | undefined {
+  let done: unknown;
   try {
-    await sink.complete(Object.freeze({ id: intent.id, durationMs: performance.now() - startedMs, outcome }));
+    done = sink.complete(Object.freeze({ id: intent.id, durationMs: performance.now() - startedMs, outcome }));
   } catch (e) {
-    throw new AuditFailure(
-      `the call to tool ${String(intent.tool)} ran and its intent was recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`,
-      { cause: e },
-    );
+    throw completionFailure(intent, outcome, e);
   }
+  if (!isPending(done)) return undefined;
+  return (async () => {
+    try {
+      await done;
+    } catch (e) {
+      throw completionFailure(intent, outcome, e);
+    }
+  })();
+}
+
+function completionFailure(intent: AuditIntent, outcome: AuditOutcome, e: unknown): AuditFailure {
+  return new AuditFailure(
+    `the call to tool ${String(intent.tool)} ran and its intent was recorded (event ${intent.id}), but its outcome could not be recorded, so ${withheld(outcome)}: ${message(e)}`,
+    { cause: e },
+  );
 }
 
 /** Records a call that never ran its handler, whole; throws AuditFailure when the sink cannot take it. */

@@ -1,4 +1,4 @@
-import { caretaker, checkTrusted, defined, failureOutcome, holdIntent, isAuditSink, liveDenial, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
+import { caretaker, checkTrusted, defined, failureOutcome, holdIntent, isAuditSink, liveDenial, parseLabels, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -20,7 +20,8 @@ import {
   type ToolRequest,
 } from "../kernel/index.js";
 import { completeToolCall, recordToolIntent, succeeded, toolIntent, writeToolEvent } from "./audit.js";
-import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext } from "./define.js";
+import { implementationOf, isTool, type AnyTool, type CallOptions, type JsonSchema, type SubCall, type ToolContext, type ToolImplementation } from "./define.js";
+import { isPending } from "./pending.js";
 import { needsContext, planCall, tenantFor, type CallPlan } from "./plan.js";
 
 /** A tool as a model may see it: name, description and input schema, nothing else. */
@@ -85,40 +86,47 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   if (!isAuditSink(sink)) {
     throw new InvalidInput("createDispatcher needs audit: an AuditSink with intend, complete and write methods; every invocation is recorded there");
   }
-  const registry = new Map<string, AnyTool>();
+  const registry = new Map<string, Registered>();
   for (const [i, tool] of tools.entries()) {
     if (!isTool(tool)) throw new InvalidInput(`tools.${i} is not a tool made by defineTool`);
     if (registry.has(tool.name)) throw new InvalidInput(`tools.${i}: a tool named ${tool.name} is already registered`);
-    registry.set(tool.name, tool);
+    registry.set(tool.name, register(tool));
   }
 
   const resolve = (ref: unknown): string => {
     if (typeof ref === "string") return ref;
-    if (isTool(ref) && registry.get(ref.name) === ref) return ref.name;
+    if (isTool(ref) && registry.get(ref.name)?.tool === ref) return ref.name;
     throw new InvalidInput("call expects a tool registered with this dispatcher, or its name");
   };
 
-  /** A call; `mayAsk` is false for the call an approval resumes, which must not ask again. */
+  /**
+   * A call; `mayAsk` is false for the call an approval resumes, which must not ask again. Nothing in it waits
+   * unless something it calls (the tool's needs, the audit sink, the handler) answers with a promise.
+   */
   const dispatch = async (ref: unknown, input: unknown, capability: Capability, callOptions: CallOptions | undefined, mayAsk: boolean): Promise<unknown> => {
     if (!isCapability(capability)) throw new NotACapability("a tool call needs the caller's capability; nothing else carries authority");
     const name = resolve(ref);
     const registered = registry.get(name);
-    const toolCode = registered === undefined ? undefined : implementationOf(registered).code;
+    const toolCode = registered?.impl.code;
     const tenant = tenantFor(capability, callOptions);
     const startedMs = performance.now();
     const at = clockTime(capability);
-    const toolRequest: ToolRequest = { action: "tool.call", tool: name, ...(tenant === null ? {} : { tenant }) };
+    const toolRequest: ToolRequest =
+      registered !== undefined && tenant === null ? registered.request : { action: "tool.call", tool: name, ...(tenant === null ? {} : { tenant }) };
     // Deciding `tool.call` first means a tool the capability does not reach is denied whatever its input: designation is authorization.
     // Until this decision exists there is no invocation to record: a call that cannot name a tool (or a tenant) is refused without an event.
     let request: Request = toolRequest;
     let decision: Decision = checkTrusted(trusted, capability, toolRequest);
-    let ready: { readonly tool: AnyTool; readonly plan: CallPlan; readonly approval: Approvals | null };
+    let plan: CallPlan;
+    let asking = false;
     try {
       // A call waiting only for approval is worked out first: approvers are shown its exact arguments and needs.
       if (!decision.allowed && !asksApproval(decision)) throw denialError(decision);
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      const plan = await planCall(registered, input, needsContext(capability, tenant));
+      const planned = planCall(registered.tool, input, needsContext(capability, tenant));
+      plan = planned instanceof Promise ? await planned : planned;
       let needShadow: ShadowDenial | undefined;
+      let needApproval = false;
       for (const need of plan.needs) {
         const d = check(capability, need);
         if (!d.allowed && !asksApproval(d)) {
@@ -126,29 +134,27 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
           throw denialError(d);
         }
         if (d.allowed) needShadow ??= d.shadow;
+        else needApproval = true;
       }
       const args = { args: plan.input };
-      const now = check(capability, toolRequest, args);
-      const needApproval = plan.needs.some((need) => !check(capability, need).allowed);
-      if (mayAsk && approvals !== undefined && (asksApproval(now) || needApproval)) {
-        ready = { tool: registered, plan, approval: approvals };
+      // Only a dispatcher with an approval flow asks whether the call itself waits for one.
+      if (mayAsk && approvals !== undefined && (asksApproval(check(capability, toolRequest, args)) || needApproval)) {
+        asking = true;
       } else {
         decision = authorize(capability, toolRequest, args);
         if (!decision.allowed) throw denialError(decision);
         // A grant attached in shadow is asked about the whole call: the first need it would deny is the call's disagreement.
         if (decision.shadow === undefined && needShadow !== undefined) decision = { ...decision, shadow: needShadow };
-        ready = { tool: registered, plan, approval: null };
       }
     } catch (e) {
       // Refused before the handler ran: nothing acted, so the call is one event.
       await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
       throw ForeignFailure.of(e);
     }
-    if (ready.approval !== null) {
+    if (asking && approvals !== undefined) {
       // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
-      const { plan } = ready;
       const waiting = callOptions?.approval;
-      return ready.approval.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
+      return approvals.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
         dispatch(ref, input, approved, callOptions, false),
       );
     }
@@ -156,27 +162,47 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     // tool acts only through resources, so its intent is held on the handler's capability and written with the first access's
     // (one transaction, not two in turn); it is durable before the call answers either way.
     const intent = toolIntent({ at, tool: name, toolCode, request, decision, capability });
-    const confined = implementationOf(ready.tool).confined;
-    const record = () => recordToolIntent(sink, intent, capability, confined);
-    if (!confined) await record();
-    const held: { flush: () => Promise<void> } = { flush: record };
-    const hold = confined ? (lease: Capability) => (held.flush = holdIntent(lease, record)) : null;
+    const { impl } = registered;
+    let flush: (() => Promise<void>) | null = null;
+    if (impl.confined) {
+      flush = () => recordToolIntent(sink, intent, capability, true) ?? Promise.resolve();
+    } else {
+      const recording = recordToolIntent(sink, intent, capability, false);
+      if (recording !== undefined) await recording;
+    }
     let outcome: AuditOutcome;
     let result: unknown;
-    let thrown: { error: unknown } | null = null;
+    let failed = false;
+    let error: unknown;
     try {
       const dead = liveDenial(capability);
       if (dead !== null) throw denialError(dead);
-      result = await runHandler(ready.tool, ready.plan, capability, tenant, dispatcher, hold);
+      // The handler's capability: narrowed to exactly the needs, behind a forwarder revoked as soon as the call settles,
+      // so a handler that keeps it past the call holds nothing.
+      const lease = caretaker(narrow(capability, plan.grant), registered.labels);
+      if (flush !== null) {
+        const write = flush;
+        flush = holdIntent(lease.capability, write);
+      }
+      const context = new CallContext(tenant, dispatcher, lease.capability);
+      try {
+        result = impl.handler(plan.input, lease.capability, context);
+        if (isPending(result)) result = await result;
+      } finally {
+        lease.revoke(registered.returned);
+        disposeContext(context);
+      }
       outcome = succeeded(result);
     } catch (e) {
-      thrown = { error: e };
+      failed = true;
+      error = e;
       outcome = failureOutcome(e);
     }
-    if (confined) await held.flush();
-    await completeToolCall(sink, intent, startedMs, outcome);
+    if (flush !== null) await flush();
+    const completing = completeToolCall(sink, intent, startedMs, outcome);
+    if (completing !== undefined) await completing;
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
-    if (thrown !== null) throw ForeignFailure.of(thrown.error);
+    if (failed) throw ForeignFailure.of(error);
     return result;
   };
 
@@ -186,58 +212,79 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     call,
     catalog: (capability: Capability, callOptions?: CallOptions): readonly CatalogEntry[] => {
       const tenant = tenantFor(capability, callOptions);
-      const reached = [...registry.values()].filter((t) => {
+      const reached = [...registry.values()].map((r) => r.tool).filter((t) => {
         const d = checkTrusted(trusted, capability, { action: "tool.call", tool: t.name, ...(tenant === null ? {} : { tenant }) });
         return d.allowed || asksApproval(d);
       });
       return Object.freeze(reached.map((t) => Object.freeze({ name: t.name, description: t.description, inputSchema: t.inputSchema })));
     },
-    tool: (name: string) => registry.get(name),
+    tool: (name: string) => registry.get(name)?.tool,
     plan: async (ref: AnyTool | string, input: unknown, capability: Capability, callOptions?: CallOptions) => {
       if (!isCapability(capability)) throw new NotACapability("planning a call needs the capability it would run under");
       // Working out needs looks at resources: a root from an untrusted mint gets no further than its denial.
       const untrusted = untrustedMint(capability, trusted);
       if (untrusted !== null) throw denialError(untrusted);
       const name = resolve(ref);
-      const tool = registry.get(name);
-      if (tool === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      return planCall(tool, input, needsContext(capability, tenantFor(capability, callOptions)));
+      const registered = registry.get(name);
+      if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
+      return planCall(registered.tool, input, needsContext(capability, tenantFor(capability, callOptions)));
     },
   });
   return dispatcher;
 }
 
-/**
- * Runs the handler with a capability narrowed to the plan's grant, behind a
- * revocable forwarder that is revoked as soon as the call settles, so a
- * handler that keeps its capability past the call holds nothing. `hold`
- * gets that capability first, to hold the call's intent on it.
- */
-async function runHandler(
-  tool: AnyTool,
-  plan: CallPlan,
-  capability: Capability,
-  tenant: string | null,
-  dispatcher: Dispatcher,
-  hold: ((lease: Capability) => unknown) | null,
-): Promise<unknown> {
-  const lease = caretaker(narrow(capability, plan.grant), { tool: tool.name });
-  hold?.(lease.capability);
-  const watcher: { current: ReturnType<typeof revocationSignal> | null } = { current: null };
-  const context: ToolContext = Object.freeze({
-    tenant,
-    call: dispatcher.call,
-    dispatcher,
-    // Made on first use: most handlers never look at it, and watching costs one subscription per revocable link.
-    get signal() {
-      watcher.current ??= revocationSignal(lease.capability);
-      return watcher.current.signal;
-    },
+/** What a dispatcher works out once per tool, when it is registered, instead of on every call. */
+interface Registered {
+  readonly tool: AnyTool;
+  readonly impl: ToolImplementation;
+  /** The `tool.call` request of a call acting for no tenant. */
+  readonly request: ToolRequest;
+  /** The labels of the forwarder each call's handler gets. */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Why that forwarder is revoked. */
+  readonly returned: string;
+}
+
+function register(tool: AnyTool): Registered {
+  return Object.freeze({
+    tool,
+    impl: implementationOf(tool),
+    request: Object.freeze({ action: "tool.call", tool: tool.name }),
+    labels: parseLabels({ tool: tool.name }),
+    returned: `the call to tool ${tool.name} has returned`,
   });
-  try {
-    return await implementationOf(tool).handler(plan.input, lease.capability, context);
-  } finally {
-    lease.revoke(`the call to tool ${tool.name} has returned`);
-    watcher.current?.dispose();
+}
+
+let disposeContext: (context: CallContext) => void;
+
+/**
+ * A handler's context. A class rather than an object literal with a getter:
+ * V8 gives each such literal a map of its own, allocated in old space, which
+ * keeps every call's objects alive until a full collection.
+ */
+class CallContext implements ToolContext {
+  readonly call: SubCall;
+  readonly #lease: Capability;
+  #watcher: ReturnType<typeof revocationSignal> | null = null;
+
+  constructor(
+    readonly tenant: string | null,
+    readonly dispatcher: Dispatcher,
+    lease: Capability,
+  ) {
+    this.call = dispatcher.call;
+    this.#lease = lease;
+    Object.freeze(this);
+  }
+
+  // Made on first use: most handlers never look at it, and watching costs one subscription per revocable link.
+  get signal(): AbortSignal {
+    this.#watcher ??= revocationSignal(this.#lease);
+    return this.#watcher.signal;
+  }
+
+  static {
+    // Module-private: only the dispatcher ends a context's watch, when the call settles.
+    disposeContext = (context) => context.#watcher?.dispose();
   }
 }

@@ -1,5 +1,6 @@
 import {
   InvalidInput,
+  parseGrant,
   type DbRule,
   type ExecRule,
   type FsOp,
@@ -23,6 +24,7 @@ import { checkRequest, viewOfKey, type CheckedRequest } from "../kernel/internal
  * covers the URL's path (a path ending in `/` covers what is below it).
  */
 export function grantForNeeds(tool: string, needs: readonly Request[]): Grant {
+  if (needs.length === 0) return NOTHING;
   const checked = needs.map((need, i) => {
     try {
       return checkRequest(need);
@@ -55,6 +57,9 @@ export function grantForNeeds(tool: string, needs: readonly Request[]): Grant {
     ...(everyNeedNamesTenant && tenants.size > 0 ? { tenants: [...tenants] } : {}),
   };
 }
+
+/** The grant of a call that needs nothing: parsed once, so narrowing to it reads nothing again. */
+const NOTHING: Grant = parseGrant({});
 
 interface Domains {
   readonly tools: Set<string>;

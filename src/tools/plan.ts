@@ -1,4 +1,4 @@
-import { InvalidInput, type Capability, type Grant, type Request } from "../kernel/index.js";
+import { InvalidInput, type Capability, type Grant, type LinkSummary, type Request } from "../kernel/index.js";
 import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.js";
 import { grantForNeeds } from "./needs-grant.js";
 
@@ -13,14 +13,24 @@ export interface CallPlan {
 /**
  * Validates `input` (InvalidInput naming the field), asks the tool for its
  * needs, stamps the call's tenant on every need that names none, and builds
- * the grant for exactly those needs. Nothing is authorized or charged.
+ * the grant for exactly those needs. Nothing is authorized or charged. The
+ * plan comes back as it is when the tool's needs are not asynchronous, so a
+ * call that waits for nothing does not wait for a promise either.
  */
-export async function planCall(tool: AnyTool, input: unknown, context: NeedsContext): Promise<CallPlan> {
+export function planCall(tool: AnyTool, input: unknown, context: NeedsContext): CallPlan | Promise<CallPlan> {
   const parsed = parseToolInput(tool, input);
-  const declared: unknown = await implementationOf(tool).needs(parsed, context);
+  const declared: unknown = implementationOf(tool).needs(parsed, context);
+  if (Array.isArray(declared)) return finishPlan(tool, parsed, declared, context.tenant);
+  return (async () => finishPlan(tool, parsed, await declared, context.tenant))();
+}
+
+/** A frozen empty list, shared by every call that needs nothing. */
+const NO_NEEDS: readonly Request[] = Object.freeze([]);
+
+function finishPlan(tool: AnyTool, parsed: unknown, declared: unknown, tenant: string | null): CallPlan {
   if (!Array.isArray(declared)) throw new InvalidInput(`tool ${tool.name}: needs must return an array of requests, got ${typeof declared}`);
-  const needs = declared.map((need: unknown) => stampTenant(need, context.tenant)) as Request[];
-  return Object.freeze({ tool, input: parsed, needs: Object.freeze(needs), grant: grantForNeeds(tool.name, needs) });
+  const needs = declared.length === 0 ? NO_NEEDS : Object.freeze(declared.map((need: unknown) => stampTenant(need, tenant)) as Request[]);
+  return Object.freeze({ tool, input: parsed, needs, grant: grantForNeeds(tool.name, needs) });
 }
 
 function stampTenant(need: unknown, tenant: string | null): unknown {
@@ -30,12 +40,24 @@ function stampTenant(need: unknown, tenant: string | null): unknown {
 
 /** The context `needs` sees for a call under `capability`; its lineage is only computed if read. */
 export function needsContext(capability: Capability, tenant: string | null): NeedsContext {
-  return Object.freeze({
-    tenant,
-    get lineage() {
-      return capability.lineage;
-    },
-  });
+  return new CallNeedsContext(tenant, capability);
+}
+
+/** A class rather than an object literal with a getter, which V8 gives a map of its own per call, kept until a full collection. */
+class CallNeedsContext implements NeedsContext {
+  readonly #capability: Capability;
+
+  constructor(
+    readonly tenant: string | null,
+    capability: Capability,
+  ) {
+    this.#capability = capability;
+    Object.freeze(this);
+  }
+
+  get lineage(): readonly LinkSummary[] {
+    return this.#capability.lineage;
+  }
 }
 
 /**

@@ -857,6 +857,41 @@ describe("content hash and lineage", () => {
   });
 });
 
+describe("grants and labels read once", () => {
+  /** Whether every object and array inside `value` is frozen. */
+  const deepFrozen = (value: unknown): boolean =>
+    typeof value !== "object" || value === null || (Object.isFrozen(value) && Object.values(value).every(deepFrozen));
+
+  it.each([
+    ["an ordinary grant", { tools: ["a"], fs: [{ path: "/data", ops: ["read"] }], db: [{ model: "note", ops: ["read"], scope: { owner: "alice" } }] }],
+    // Argument patterns in an approval rule are left to the schemas, which build the copy themselves.
+    ["a grant only the schemas accept", { tools: ["a"], approval: [{ tools: ["a"], input: { to: { prefix: "acme" } }, approvers: ["bob"] }] }],
+  ] as [string, Grant][])("reuses %s a link already holds, which is deep-frozen and decides alike", (_label, grant) => {
+    const root = mintWith({ tools: ["a"], fs: [{ path: "/data", ops: ["read"] }], db: [{ model: "note", ops: ["read"] }] });
+    const first = narrow(root, grant);
+    const held = first.grant as Grant;
+    expect(held).not.toBe(grant);
+    expect(deepFrozen(held)).toBe(true);
+    const second = narrow(root, held);
+    expect(second.grant).toBe(held);
+    // Another link (its own id), with the same content: the same hash.
+    expect(second.id).not.toBe(first.id);
+    expect(second.hash).toBe(first.hash);
+    for (const r of [{ action: "tool.call", tool: "a" }, { action: "tool.call", tool: "b" }, { action: "fs.read", path: "/data/x" }] as Request[]) {
+      expect(check(second, r).allowed).toBe(check(first, r).allowed);
+    }
+  });
+
+  it("reuses a caretaker's labels a link already holds, and still refuses reserved names through the public revocable", () => {
+    const root = mintWith({ tools: ["a"] });
+    const labelled = caretaker(root, { tool: "a", step: "s" }).capability;
+    const labels = labelled.lineage.at(-1)?.labels ?? {};
+    expect(Object.isFrozen(labels)).toBe(true);
+    expect(caretaker(root, labels).capability.lineage.at(-1)?.labels).toBe(labels);
+    expect(() => revocable(root, { labels })).toThrow(/labels\.tool is reserved/);
+  });
+});
+
 describe("clocks and expiry helpers", () => {
   it("expiresAt is the earliest expiry in the chain, or null", () => {
     const root = mintWith({ tools: ["a"] });

@@ -4,7 +4,8 @@ import { assertAuthorized, check, narrow, restrict, revocable, type Capability }
 import { BudgetExhausted, CapabilityDenied, ForeignFailure, InvalidInput, NotACapability, Revoked } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
-import { defineModuleTool, defineTool, subToolNeeds } from "../../src/tools/define.ts";
+import { defineModuleTool, defineTool, subToolNeeds, type ToolContext } from "../../src/tools/define.ts";
+import type { AuditSink } from "../../src/kernel/audit-sink.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { AuditFailure } from "../../src/kernel/errors.ts";
 import { memorySink } from "./memory-sink.ts";
@@ -303,5 +304,83 @@ describe("dispatcher", () => {
     expect((held[0] as Capability).lineage.at(-2)?.grant).toMatchObject({ tenants: ["acme"] });
     await expect(d.call(readDoc, { path: "/data/a.txt" }, acme, { tenant: "globex" })).rejects.toThrow(/confined to tenants acme, not globex/);
     await expect(d.call(readDoc, { path: "/data/a.txt" }, acme, { tenant: "" })).rejects.toThrow(InvalidInput);
+  });
+});
+
+describe("a call that waits for nothing", () => {
+  /** A sink that records synchronously, noting each step. */
+  const syncSink = (steps: string[]): AuditSink => ({
+    intend: (intent) => {
+      steps.push(`intend ${String(intent.tool)}`);
+    },
+    complete: () => {
+      steps.push("complete");
+    },
+    write: (event) => {
+      steps.push(`write ${event.decision.allowed ? "allowed" : "denied"}`);
+    },
+  });
+
+  it("is recorded, run and completed before call() returns, when its needs, handler and sink all answer synchronously", async () => {
+    const { alice } = setup();
+    const steps: string[] = [];
+    const d = createDispatcher({ tools: [readDoc], audit: syncSink(steps) });
+    const answer = d.call(readDoc, { path: "/data/a.txt" }, alice);
+    expect(steps).toEqual(["intend read_doc", "complete"]);
+    await expect(answer).resolves.toEqual({ text: "alpha" });
+  });
+
+  it("still waits for needs, a handler and a sink that answer with thenables, recording the intent before the handler runs", async () => {
+    const { alice } = setup({ ...GRANT, tools: ["later"] });
+    const steps: string[] = [];
+    /** A thenable that is not a Promise, settling on a later turn of the event loop. */
+    const later = <T>(value: T, step: string) => ({
+      then: (resolve: (v: T) => void) => {
+        setTimeout(() => {
+          steps.push(step);
+          resolve(value);
+        }, 1);
+      },
+    });
+    const tool = defineTool(
+      { name: "later", description: "Answers later.", input: z.object({}), needs: () => later([{ action: "fs.read", path: "/data/a.txt" }] as const, "needs") as never },
+      (_input, cap) => later(readFile(cap, "/data/a.txt"), "handler") as never,
+    );
+    const sink: AuditSink = {
+      intend: () => later(undefined, "intent recorded") as never,
+      complete: () => later(undefined, "outcome recorded") as never,
+      write: () => undefined,
+    };
+    const d = createDispatcher({ tools: [tool], audit: sink });
+    await expect(d.call(tool, {}, alice)).resolves.toBe("alpha");
+    expect(steps).toEqual(["needs", "intent recorded", "handler", "outcome recorded"]);
+  });
+
+  it("shares one frozen audit subject among the events of calls under one capability", async () => {
+    const { alice, sink, dispatcher } = setup();
+    await dispatcher.call(readDoc, { path: "/data/a.txt" }, alice);
+    await expect(dispatcher.call(readDoc, { path: "/secret/key" }, alice)).rejects.toThrow(CapabilityDenied);
+    const [first, second] = sink.toolEvents();
+    expect(first?.subject).toBe(second?.subject);
+    expect(Object.isFrozen(first?.subject)).toBe(true);
+    expect(first?.subject).toMatchObject({ capabilityId: alice.id, capabilityHash: alice.hash, lineage: alice.lineage, sessionId: null, taskId: null });
+  });
+
+  it("gives the handler a frozen context with its tenant, call, dispatcher and signal, and no way to end the signal's watch", async () => {
+    const { alice } = setup({ ...GRANT, tools: ["look"] });
+    let seen: ToolContext | undefined;
+    const look = defineTool({ name: "look", description: "Looks at its context.", input: z.object({}), needs: () => [] }, (_input, _cap, ctx) => {
+      seen = ctx;
+      return ctx.signal.aborted;
+    });
+    const d = createDispatcher({ tools: [look], audit: memorySink() });
+    await expect(d.call(look, {}, alice)).resolves.toBe(false);
+    const ctx = seen as ToolContext;
+    expect(Object.keys(ctx).sort()).toEqual(["call", "dispatcher", "tenant"]);
+    expect(Object.isFrozen(ctx)).toBe(true);
+    expect("dispose" in ctx).toBe(false);
+    expect(ctx.call).toBe(d.call);
+    // The call has returned: its capability is revoked, and the signal says so.
+    expect(ctx.signal.aborted).toBe(true);
   });
 });
