@@ -85,6 +85,40 @@ describe.each(anchors)("with the %s anchor", (_kind, anchor) => {
     if (anchor.kind === "proc-fd") expect(await read()).toBe("F");
     else await expect(read()).rejects.toThrow(CapabilityDenied);
   });
+
+  describe("a file read before, whose path is not resolved again while the same file is there", () => {
+    const readText = async (p: string) => (await f.fsys.read(f.cap, p)).toString();
+
+    it("is read as it is now, and once replaced by a link inside the grant, the link is followed", async () => {
+      f = makeFixture(anchor);
+      expect(await readText("granted/a.txt")).toBe("A");
+      fs.writeFileSync(f.at("base/granted/a.txt"), "A2");
+      expect(await readText("granted/a.txt")).toBe("A2");
+      fs.unlinkSync(f.at("base/granted/a.txt"));
+      fs.symlinkSync("sub/file.txt", f.at("base/granted/a.txt"));
+      expect(await readText("granted/a.txt")).toBe("SUB");
+    });
+
+    it("is refused before anything is opened once a directory on its way leads outside, to a file of the same name", async () => {
+      f = makeFixture(anchor);
+      expect(await readText("granted/d/e/f.txt")).toBe("F");
+      dirToOutside();
+      const opens = vi.spyOn(fs, "openSync");
+      await expect(readText("granted/d/e/f.txt")).rejects.toThrow(CapabilityDenied);
+      expect(opens).not.toHaveBeenCalled();
+    });
+
+    it("is refused unread when its own directory was moved outside and linked back to its old place", async () => {
+      f = makeFixture(anchor);
+      expect(await readText("granted/d/e/f.txt")).toBe("F");
+      // The same file, at the same path as written, but really outside the grant now.
+      fs.renameSync(f.at("base/granted/d"), f.at("outside/moved-d"));
+      fs.symlinkSync(f.at("outside/moved-d"), f.at("base/granted/d"));
+      const reads = vi.spyOn(fs, "readSync");
+      await expect(readText("granted/d/e/f.txt")).rejects.toThrow(CapabilityDenied);
+      expect(reads).not.toHaveBeenCalled();
+    });
+  });
 });
 
 it.runIf(process.platform === "linux")("/proc/self/fd is available where these tests normally run", () => {

@@ -17,6 +17,7 @@ import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
 import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
+import { VerifiedFiles } from "./verified-files.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
 
 const { O_RDONLY, O_WRONLY, O_CREAT, O_TRUNC, O_APPEND, O_NOFOLLOW, O_DIRECTORY, O_NONBLOCK } = fs.constants;
@@ -76,7 +77,17 @@ function deny(access: Access, req: FsRequest, decision: Denied, shown: string): 
  * capability allows. Nothing is charged: `charge` authorizes the real path.
  * Every denial names the caller's path, never what it resolved to.
  */
-function resolvedTarget(access: Access, cap: Capability, trusted: TrustedMints, action: Action, input: unknown, options: unknown, baseDir: string, entry: boolean): Target {
+function resolvedTarget(
+  access: Access,
+  cap: Capability,
+  trusted: TrustedMints,
+  action: Action,
+  input: unknown,
+  options: unknown,
+  baseDir: string,
+  entry: boolean,
+  verified: VerifiedFiles | null,
+): Target {
   const tenant = tenantOf(options);
   const shown = lexicalPath(input, baseDir);
   const slash = namesDirectory(input as string) ? "/" : "";
@@ -84,6 +95,8 @@ function resolvedTarget(access: Access, cap: Capability, trusted: TrustedMints, 
   // The first decision of every call, so a root from a mint this file system does not trust is denied before anything is looked at.
   const first = checkTrusted(trusted, cap, asked);
   if (!first.allowed) deny(access, asked, first, shown);
+  // A regular file verified at this very path before, and still there, is its own real path (see VerifiedFiles).
+  if (verified !== null && slash === "" && verified.stillAt(shown)) return { req: asked, shown, slash };
   const refuse = (p: string) => {
     const req = request(action, p, tenant);
     const decision = check(cap, req);
@@ -220,6 +233,8 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   const { baseDir, maxReadBytes, maxWriteBytes, maxListEntries, refuseHardLinks } = settings;
   // Refusing hard links, a write cannot truncate at open (O_TRUNC acts before the link count can be read): it truncates the checked descriptor.
   const replaceFlags = refuseHardLinks ? 0 : O_TRUNC;
+  /** Files read and verified at their real path, which a later read of the same path need not resolve again. */
+  const verified = new VerifiedFiles();
 
   /** Opens the parent directory of `t.req.path`, verifies it, and acts on the last name inside that open directory. */
   const inParent = <T>(access: Access, cap: Capability, t: Target, verb: string, act: (entry: string) => T): T => {
@@ -253,8 +268,8 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     new LimitExceeded(`cannot ${verb} ${length} bytes: one call may write at most maxWriteBytes (${maxWriteBytes}) bytes`, "maxWriteBytes");
 
   /** Validates the call, decides the path as written, resolves it, then authorizes (and charges) its real path. */
-  const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false): Target => {
-    const t = resolvedTarget(access, cap, trusted, action, input, options, baseDir, entry);
+  const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false, known: VerifiedFiles | null = null): Target => {
+    const t = resolvedTarget(access, cap, trusted, action, input, options, baseDir, entry, known);
     charge(access, cap, t);
     return t;
   };
@@ -288,13 +303,15 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(
         cap,
         async (access) => {
-          const t = target(access, cap, "fs.read", input, options);
+          const t = target(access, cap, "fs.read", input, options, false, verified);
           const { req, shown } = t;
           await access.proceed();
           return io("read", shown, () =>
             withOpen(req.path + t.slash, READ_FLAGS, (fd) => {
-              verify(access, cap, t, anchor.realPathOf(fd, req.path));
+              const real = anchor.realPathOf(fd, req.path);
+              verify(access, cap, t, real);
               const st = fs.fstatSync(fd);
+              if (real === req.path) verified.remember(req.path, st);
               requireRegularFile(st, "read", shown);
               refuseLinked(refuseHardLinks, st, "read", shown);
               if (st.size > maxReadBytes) {
@@ -369,7 +386,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(cap, async (access) => {
         const recursive = option(options, "recursive") ?? false;
         if (typeof recursive !== "boolean") throw new InvalidInput(`options.recursive must be a boolean, got ${typeof recursive}`);
-        const t = resolvedTarget(access, cap, trusted, "fs.write", input, options, baseDir, false);
+        const t = resolvedTarget(access, cap, trusted, "fs.write", input, options, baseDir, false, null);
         // The event is about the target, whichever level is decided first.
         access.about(t.req);
         // Decided before the levels are looked for: a target outside the grant has no parents worth looking at.
