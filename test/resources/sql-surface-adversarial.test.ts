@@ -336,6 +336,21 @@ describe.each(NOTES_ENGINES)("policy bypass attempts on $name", (engine) => {
       expect(await tables()).toEqual(before);
     });
 
+    it("a refusal tells the model what the capability allows, naming nothing it withholds", async () => {
+      const { alice } = world();
+      const narrowed = narrow(alice, { db: [{ model: N, ops: ["read"], fieldActions: { owner: "deny", title: "deny" } }] });
+      const field = await db.read(narrowed, { model: N, fields: ["id", "title"] }).catch((e: unknown) => e);
+      expect(field).toBeInstanceOf(CapabilityDenied);
+      const message = (field as Error).message;
+      expect(message).toMatch(/does not grant field Note\.title; a read of Note may use id, tenant, projectId, status, and return only as shown ssn \(masked\)$/);
+      for (const withheld of ["owner", "createdBy", "Project"]) expect(message).not.toContain(withheld);
+      const op = await db.delete(narrowed, { model: N, where: { id: 1 } }).catch((e: unknown) => e);
+      expect((op as Error).message).toMatch(/does not grant delete on model Note; on Note this capability grants read$/);
+      const model = await db.read(narrow(alice, { db: [{ model: P, ops: ["read"] }] }), { model: N, fields: ["id"] }).catch((e: unknown) => e);
+      expect((model as Error).message).toMatch(/does not grant read on model Note; this capability grants no operation on Note$/);
+      expect(h.executed()).toBe(0);
+    });
+
     it("what the grant allows still works: the masked ssn comes out masked, the principal's rows only", async () => {
       const { alice } = world();
       expect(await db.read(alice, { model: N, fields: ["id", "ssn"], orderBy: [{ field: "id" }] })).toEqual([

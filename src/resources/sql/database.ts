@@ -42,6 +42,7 @@ import { choiceFields, confinementOf, fieldUse, type LinkAt, type RowBudget, typ
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
+import { withAllowance } from "./allowance.js";
 import { createCursors } from "./cursors.js";
 import { EXPORT_FORMATS, formatRows, type ExportFormat } from "./export.js";
 import { checkParsedGrants } from "./grant-check.js";
@@ -682,11 +683,11 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const after = pinnedScope(plan, q.writes, scope ?? base);
       if (after !== null) {
         const moved = withTenant(plan.request, after, q.tenant);
-        const decision = access.decided(moved, checkTrusted(trusted, cap, moved, options));
+        const decision = access.decided(moved, withAllowance(checkTrusted(trusted, cap, moved, options), cap.lineage, q.model, q.op));
         if (!decision.allowed) throw denialError(decision);
       }
     }
-    const decision = access.decided(request, authorizeTrusted(trusted, cap, request, options));
+    const decision = access.decided(request, withAllowance(authorizeTrusted(trusted, cap, request, options), cap.lineage, q.model, q.op));
     if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
     return { plan, prepared, params: bind(plan, prepared, q.args) };
