@@ -103,7 +103,28 @@ export interface DbRule {
    * that sets one; a read that would pass any link's total returns nothing.
    */
   readonly maxRowsRead?: number;
+  /**
+   * The relations of the model (as the database's schema names them) whose
+   * rows a read may include, each with the fields of the included model it
+   * may name (all its own grant allows, when `fields` is absent). Without
+   * it, a read includes nothing. The included rows obey their own model's
+   * grant as a read of it would: that model must be granted for read, and
+   * its scope, row rules, field actions and row limits apply. A read may
+   * include a relation only when every link's rule allows it. Enforced by
+   * the database resource.
+   */
+  readonly include?: Readonly<Record<string, IncludeRule>>;
+  /** How many levels of includes may nest below a read of the model (default 1); the least of the links' applies. */
+  readonly maxIncludeDepth?: number;
 }
+
+/** What a read may include through one relation: the included model's fields it may name (absent: all its grant allows). */
+export interface IncludeRule {
+  readonly fields?: readonly string[];
+}
+
+/** The deepest any grant may let includes nest. */
+export const MAX_INCLUDE_DEPTH = 8;
 
 /**
  * Matches one argument: exactly, by prefix, or anything. A prefix compares
@@ -253,6 +274,8 @@ const dbRuleSchema = z.strictObject({
   autoSet: z.record(identifier, z.enum(AUTO_SET_SOURCES)).optional(),
   maxRows: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   maxRowsRead: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  include: z.record(identifier, z.strictObject({ fields: z.array(identifier).max(1024).optional() })).optional(),
+  maxIncludeDepth: z.number().int().min(1).max(MAX_INCLUDE_DEPTH).optional(),
 });
 
 const argPatternSchema = z.union([

@@ -43,11 +43,11 @@ export { createManualClock, systemClock } from "./clock.js";
 export type { Clock, ManualClock } from "./clock.js";
 
 /** Grants: plain data describing what one link allows; parsing names every bad field (InvalidInput). */
-export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_QUORUM, parseConditions, parseGrant, REQUEST_ACTIONS, REVOCATION_TARGETS } from "./grant.js";
+export { AUDIT_OPS, DB_OPS, FS_OPS, HTTP_METHODS, MAX_INCLUDE_DEPTH, MAX_QUORUM, parseConditions, parseGrant, REQUEST_ACTIONS, REVOCATION_TARGETS } from "./grant.js";
 export type { FieldAction, FieldView } from "./field-actions.js";
 export { ROW_OPS } from "./row-rules.js";
 export type { RowOp, RowRule } from "./row-rules.js";
-export type { ApprovalRule, ArgPattern, AuditOp, AutoSetSource, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
+export type { ApprovalRule, ArgPattern, AuditOp, AutoSetSource, DbOp, DbRule, ExecRule, FsOp, FsRule, Grant, HttpMethod, HttpRule, IncludeRule, LinkConditions, RequestAction, RevocationKind, RevokeRule, Scalar } from "./grant.js";
 /** A db rule value taken from the principal a chain is minted for (`{ principal: "user" }`, `{ principal: "tenant" }`), bound when each link is made. */
 export type { PrincipalRef, RuleValue } from "./principal-refs.js";
 

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BudgetExhausted, createManualClock, createMint, LimitExceeded, narrow, type Capability, type Grant } from "../../src/index.ts";
-import { complexityOf } from "../../src/resources/sql/budgets.ts";
+import { checkCallCost, complexityOf } from "../../src/resources/sql/budgets.ts";
 import { createSqlDatabase, type DbCapability, type SqlConnection, type SqlDatabase, type SqlLimits } from "../../src/resources/sql/database.ts";
 import { parseRead, parseUpdate, type ReadQuery, type UpdateQuery } from "../../src/resources/sql/query.ts";
 import { parseSchema, type SchemaSpec } from "../../src/resources/sql/schema.ts";
@@ -21,6 +21,7 @@ const SCHEMA: SchemaSpec = {
     table: "items",
     primaryKey: "id",
     fields: { id: { type: "integer" }, tenantId: { type: "integer", column: "tenant_id" }, body: { type: "text" }, size: { type: "integer" } },
+    relations: { parent: { model: "Item", from: "size", to: "id" } },
   },
 };
 const GRANT: Grant = { db: [{ model: "Item", ops: ["read", "update"], scope: { tenantId: 1 } }] };
@@ -148,7 +149,7 @@ describe.each(ENGINES)("budgets on $name", (engine) => {
 
 describe("complexity score", () => {
   const schema = parseSchema(SCHEMA);
-  const limits = { maxRows: 100, maxInList: 100 };
+  const limits = { maxRows: 100, maxInList: 100, maxIncludeDepth: 3 };
   const model = schema.models.get("Item");
   it("counts returned fields, filters, list values, substring matches, orderings, offsets, groups and aggregates", () => {
     const score = (q: ReadQuery) => {
@@ -161,5 +162,26 @@ describe("complexity score", () => {
     expect(score({ model: "Item" })).toBe(4);
     const u = parseUpdate(schema, { model: "Item", set: { size: 1 }, where: { id: 1 }, returning: ["id"] }, limits);
     expect(complexityOf(u, u.returning)).toBe(1 + 1 + 1);
+  });
+
+  it("counts each include 4 per level it is nested at, plus its own fields, filters and orderings", () => {
+    const score = (q: ReadQuery) => {
+      const p = parseRead(schema, q, limits);
+      return complexityOf(p, p.select ?? model?.fields ?? []);
+    };
+    expect(score({ model: "Item", fields: ["id"], include: { parent: { fields: ["id", "body"] } } })).toBe(1 + 4 + 2);
+    expect(score({ model: "Item", fields: ["id"], include: { parent: { fields: ["id", "body"], where: { size: 1 }, include: { parent: { fields: ["id"] } } } } })).toBe(1 + (4 + 2 + 1) + (8 + 1));
+    // Without fields, an include counts every field of its model.
+    expect(score({ model: "Item", fields: ["id"], include: { parent: {} } })).toBe(1 + 4 + 4);
+  });
+
+  it("counts the fields of included models in maxFields, and refuses includes nested deeper than maxIncludeDepth", () => {
+    const p = parseRead(schema, { model: "Item", fields: ["id"], include: { parent: { fields: ["id", "body"] } } }, limits);
+    // The read touches id and size (which relates its rows to the included ones), the included read id and body.
+    expect(() => { checkCallCost(p, p.select ?? [], 3, 200); }).toThrow(/uses 4 fields \(2 of Item, 2 of the models it includes\); one call may use at most 3 \(maxFields\)/);
+    expect(() => { checkCallCost(p, p.select ?? [], 4, 200); }).not.toThrow();
+    const deep = { model: "Item", include: { parent: { include: { parent: { include: { parent: { include: { parent: {} } } } } } } } };
+    expect(() => parseRead(schema, deep, limits)).toThrow(LimitExceeded);
+    expect(() => parseRead(schema, deep, limits)).toThrow(/nests includes 4 levels deep; one read may nest at most 3 \(maxIncludeDepth\)/);
   });
 });

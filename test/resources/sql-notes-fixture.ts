@@ -1,6 +1,6 @@
 import Database from "better-sqlite3";
 import { vi } from "vitest";
-import type { SchemaSpec } from "../../src/resources/sql/schema.ts";
+import type { ModelSpec, SchemaSpec } from "../../src/resources/sql/schema.ts";
 import type { SqlConnection } from "../../src/resources/sql/database.ts";
 import { createTestSchema, databaseUrl, postgresSkipReason } from "../support/postgres.ts";
 
@@ -37,6 +37,12 @@ export const NOTES_SCHEMA: SchemaSpec = {
       createdBy: { type: "text", column: "created_by", nullable: true },
     },
   },
+};
+
+/** NOTES_SCHEMA with its relations: a note's project, and a project's notes. */
+export const NOTES_RELATED_SCHEMA: SchemaSpec = {
+  Project: { ...(NOTES_SCHEMA.Project as ModelSpec), relations: { notes: { model: "Note", from: "id", to: "projectId", many: true } } },
+  Note: { ...(NOTES_SCHEMA.Note as ModelSpec), relations: { project: { model: "Project", from: "projectId", to: "id" } } },
 };
 
 const DDL = [

@@ -14,7 +14,7 @@ import { SCHEMA } from "./sql-fixture.ts";
  */
 
 const schema = parseSchema(SCHEMA);
-const limits = { maxRows: 50, maxInList: 5 };
+const limits = { maxRows: 50, maxInList: 5, maxIncludeDepth: 3 };
 
 /** What parseRead does with `query`: its parse, or its error's class and message. */
 function outcome(parse: (q: unknown) => ParsedRead, query: unknown): unknown {

@@ -78,7 +78,7 @@ describe("row scope from the capability chain", () => {
 
   it("proposes nothing for links that do not grant the model or operation, leaving the denial to the kernel", () => {
     const cap = root({ db: [{ model: "Order", ops: ["read"], scope: { tenantId: 42 } }] });
-    expect(confinementOf(cap, "Customer", "read", [])).toEqual({ scope: [], reachable: null, actions: new Map(), rows: [], maxRows: null, rowBudgets: [], immutable: new Map(), required: new Map(), requireFilter: null, requireReason: null, autoSet: new Map() });
-    expect(confinementOf(cap, "Order", "delete", [])).toEqual({ scope: [], reachable: null, actions: new Map(), rows: [], maxRows: null, rowBudgets: [], immutable: new Map(), required: new Map(), requireFilter: null, requireReason: null, autoSet: new Map() });
+    expect(confinementOf(cap, "Customer", "read", [])).toEqual({ scope: [], reachable: null, actions: new Map(), rows: [], maxRows: null, rowBudgets: [], immutable: new Map(), required: new Map(), requireFilter: null, requireReason: null, autoSet: new Map(), includes: [] });
+    expect(confinementOf(cap, "Order", "delete", [])).toEqual({ scope: [], reachable: null, actions: new Map(), rows: [], maxRows: null, rowBudgets: [], immutable: new Map(), required: new Map(), requireFilter: null, requireReason: null, autoSet: new Map(), includes: [] });
   });
 });

@@ -9,22 +9,25 @@ import {
   eventSink,
   Expired,
   InvalidInput,
+  LimitExceeded,
   narrow,
   Revoked,
   type Capability,
   type DbRequest,
+  type DbRule,
   type Grant,
 } from "../../src/index.ts";
 import { createSqlDatabase, type DbCapability, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import type { AggregateQuery, CreateQuery, DeleteQuery, ReadQuery, UpdateQuery } from "../../src/resources/sql/query.ts";
-import { NOTES_ENGINES, NOTES_SCHEMA, type NotesHarness } from "./sql-notes-fixture.ts";
+import { NOTES_ENGINES, NOTES_RELATED_SCHEMA, type NotesHarness } from "./sql-notes-fixture.ts";
 
 /*
  * Bypass attempts against the database's policy surface, on both engines:
  * probing a masked, hashed, redacted or denied field through filters,
  * order, aggregates and group by; unmasking by narrowing; leaving the
  * principal's rows through filters, writes, a second rule or a narrowing;
- * breaking the write policies; using an approval of one write for another.
+ * breaking the write policies; using an approval of one write for another;
+ * escaping a model's grant through the rows a read includes from another.
  * Each fails with its typed error before any SQL runs, and no table changes.
  */
 
@@ -49,14 +52,24 @@ const POLICY: Grant = {
 /** Deletes and updates of notes need bob's approval of the exact write. */
 const APPROVED_WRITES: Grant = { ...POLICY, approval: [{ actions: ["db.delete", "db.update"], approvers: ["bob"] }] };
 
+/** POLICY with includes: a note's project (some fields, two levels below a note), a project's notes (one level). */
+const INCLUDING: Grant = {
+  db: [
+    { ...(POLICY.db?.[0] as DbRule), ops: ["read"], include: { project: { fields: ["id", "tenant", "name"] } }, maxIncludeDepth: 2 },
+    { ...(POLICY.db?.[1] as DbRule), include: { notes: {} } },
+  ],
+};
+
 function world() {
   const clock = createManualClock(0);
   const mint = createMint({ issuer: "surface", clock, policy: (p) => (p.id === "carol" ? { tools: [] } : p.id === "bob" ? POLICY : p.id === "alice" ? POLICY : APPROVED_WRITES) });
   const alice = mint.issue({ id: "alice", tenants: ["t1"] });
+  const includer = createMint({ issuer: "surface-includes", clock: createManualClock(0), policy: () => INCLUDING }).issue({ id: "alice", tenants: ["t1"] });
   const approvals = createApprovals({ audit: eventSink(() => undefined), clock, waitSeconds: 60, pollMs: 2, mints: [mint.id] });
   return {
     mint,
     alice,
+    includer,
     clock,
     approvals,
     /** Alice, under the policy whose deletes and updates need approval. */
@@ -296,6 +309,59 @@ const ATTEMPTS: readonly Attempt[] = [
     error: CapabilityDenied,
     message: /carol is not an approver of this call/,
   },
+  // Includes: the included rows obey their own model's grant, and the relation must be granted by every link.
+  {
+    name: "include a model the capability does not grant",
+    run: (db, w) => db.read(narrow(w.includer, { db: [{ model: N, ops: ["read"], include: { project: {} } }] }), { model: N, fields: ["id"], include: { project: {} } }),
+    error: CapabilityDenied,
+    message: /link 1 \([^)]+\) does not grant read on model Project/,
+  },
+  { name: "include a relation the grant does not name", run: (db, w) => db.read(w.alice, { model: P, fields: ["id"], include: { notes: {} } }), error: CapabilityDenied, message: /link 0 does not let a read of Project include notes; the capability lets it include no relation/ },
+  {
+    name: "a narrowing that adds a relation its parent does not allow",
+    run: (db, w) => db.read(narrow(w.alice, { db: [{ model: P, ops: ["read"], include: { notes: {} } }, { model: N, ops: ["read"] }] }), { model: P, fields: ["id"], include: { notes: {} } }),
+    error: CapabilityDenied,
+    message: /link 0 does not let a read of Project include notes/,
+  },
+  {
+    name: "include cycle note → project → notes → project, deeper than the grant allows",
+    run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { include: { notes: { include: { project: {} } } } } } }),
+    error: CapabilityDenied,
+    message: /link 0 lets includes nest at most 2 levels below a read of Note, and this include of project nests 3/,
+  },
+  {
+    name: "a narrowing that raises the include depth",
+    run: (db, w) =>
+      db.read(narrow(w.includer, { db: [{ model: N, ops: ["read"], include: { project: {} }, maxIncludeDepth: 8 }, { model: P, ops: ["read"], include: { notes: {} }, maxIncludeDepth: 8 }] }), {
+        model: N,
+        fields: ["id"],
+        include: { project: { include: { notes: { include: { project: {} } } } } },
+      }),
+    error: CapabilityDenied,
+    message: /link 0 lets includes nest at most 2 levels/,
+  },
+  {
+    name: "an include cycle deeper than the resource's maxIncludeDepth",
+    run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { include: { notes: { include: { project: { include: { notes: {} } } } } } } } }),
+    error: LimitExceeded,
+    message: /nests includes 4 levels deep; one read may nest at most 3 \(maxIncludeDepth\)/,
+  },
+  { name: "filter included notes on the denied creator", run: (db, w) => db.read(w.includer, { model: P, fields: ["id"], include: { notes: { fields: ["id"], where: { createdBy: "alice" } } } }), error: CapabilityDenied, message: NO_CREATOR },
+  { name: "return the denied creator of included notes", run: (db, w) => db.read(w.includer, { model: P, fields: ["id"], include: { notes: { fields: ["id", "createdBy"] } } }), error: CapabilityDenied, message: NO_CREATOR },
+  { name: "order included notes by the masked ssn", run: (db, w) => db.read(w.includer, { model: P, fields: ["id"], include: { notes: { fields: ["id"], orderBy: [{ field: "ssn" }] } } }), error: CapabilityDenied, message: MASKED },
+  { name: "filter included notes on the masked ssn", run: (db, w) => db.read(w.includer, { model: P, fields: ["id"], include: { notes: { fields: ["id"], where: { ssn: { startsWith: "1" } } } } }), error: CapabilityDenied, message: MASKED },
+  { name: "filter an included project by its hashed name", run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { fields: ["id"], where: { name: "Apollo" } } } }), error: CapabilityDenied, message: /grants Project\.name only hashed/ },
+  { name: "include another tenant's project by filtering on its tenant", run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { fields: ["id"], where: { tenant: "t2" } } } }), error: CapabilityDenied, message: /confines Project to rows where tenant = "t1"/ },
+  { name: "include another tenant's notes by filtering on their tenant", run: (db, w) => db.read(w.includer, { model: P, fields: ["id"], include: { notes: { fields: ["id"], where: { tenant: "t2" } } } }), error: CapabilityDenied, message: /confines Note to rows where tenant = "t1"/ },
+  {
+    name: "include a project outside a narrowing to one project",
+    run: (db, w) => db.read(narrow(w.includer, { db: [{ model: N, ops: ["read"], include: { project: {} } }, { model: P, ops: ["read"], scope: { id: 2 } }] }), { model: N, fields: ["id"], include: { project: { where: { id: 1 } } } }),
+    error: CapabilityDenied,
+    message: /confines Project to rows where id = 2/,
+  },
+  { name: "include a project field outside the relation's field list", run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { fields: ["id", "budget"] } } }), error: CapabilityDenied, message: /lets a read of Note include project naming only the fields id, tenant, name of Project, and this include names budget/ },
+  { name: "filter an included project on a field outside the relation's field list", run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { project: { fields: ["id"], where: { budget: { gt: 150 } } } } }), error: CapabilityDenied, message: /include project naming only the fields id, tenant, name of Project, and this include names budget/ },
+  { name: "include a relation the schema does not declare", run: (db, w) => db.read(w.includer, { model: N, fields: ["id"], include: { owner: {} } }), error: InvalidInput, message: /include: Note has no relation "owner"/ },
 ];
 
 describe.each(NOTES_ENGINES)("policy bypass attempts on $name", (engine) => {
@@ -306,7 +372,7 @@ describe.each(NOTES_ENGINES)("policy bypass attempts on $name", (engine) => {
     beforeAll(async () => {
       h = await engine.open();
       await h.reset();
-      db = api(createSqlDatabase({ schema: NOTES_SCHEMA, ...h.connection }));
+      db = api(createSqlDatabase({ schema: NOTES_RELATED_SCHEMA, ...h.connection }));
     });
     afterAll(async () => {
       await h.close();

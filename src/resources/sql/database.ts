@@ -28,6 +28,7 @@ import {
   type AggregateQuery,
   type CreateQuery,
   type DeleteQuery,
+  type ParsedInclude,
   type ParsedQuery,
   type ParsedCreate,
   type ParsedDelete,
@@ -38,7 +39,8 @@ import {
 } from "./query.js";
 import { priorRead, conditionArgs, returned, returningSnapshot, shown, snapshotView, type SnapshotView } from "./snapshots.js";
 import { parseSchema, valueProblem, type Field, type Model, type SchemaSpec } from "./schema.js";
-import { choiceFields, confinementOf, fieldUse, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
+import { choiceFields, confinementOf, fieldUse, type IncludeGrant, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
+import { includeAllowance, type IncludeAllowance } from "./include-grants.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
@@ -82,6 +84,8 @@ export interface SqlLimits {
   readonly maxFields: number;
   /** The highest complexity score one call may have (default 200; see complexityOf in ./budgets.ts). */
   readonly maxComplexity: number;
+  /** Levels of includes one read may nest (default 3); each level is a further statement per batch of rows. */
+  readonly maxIncludeDepth: number;
   /**
    * How long one statement may run, in milliseconds, stopped by the engine
    * itself: Postgres's statement_timeout (set for the call's transaction);
@@ -91,7 +95,7 @@ export interface SqlLimits {
   readonly statementTimeoutMs?: number;
 }
 
-const DEFAULT_LIMITS: SqlLimits = { maxRows: 1000, maxResultSize: 1_000_000, maxWriteRows: 1000, maxInList: 100, maxFields: 64, maxComplexity: 200 };
+const DEFAULT_LIMITS: SqlLimits = { maxRows: 1000, maxResultSize: 1_000_000, maxWriteRows: 1000, maxInList: 100, maxFields: 64, maxComplexity: 200, maxIncludeDepth: 3 };
 const LIMIT_NAMES = [...Object.keys(DEFAULT_LIMITS), "statementTimeoutMs"];
 
 /** The database to confine: an open better-sqlite3 database or a node-postgres pool, which stays the application's. */
@@ -135,8 +139,8 @@ export type SqlDatabaseOptions = SqlConnection & {
   readonly mints?: readonly string[];
 };
 
-/** A row as returned: field name to value. */
-export type Row = Record<string, Scalar>;
+/** A row as returned: field name to value, and relation name to the rows a read included (a list, or one row or null). */
+export type Row = { [field: string]: Scalar | Row | Row[] };
 
 /** What a write did: how many rows it changed, and the `returning` fields of those rows. */
 export interface WriteResult {
@@ -234,6 +238,10 @@ interface Plan {
   /** For a write: the fields its audit event's snapshots hold, or null when the grant shows it none. */
   readonly snapshot: SnapshotView | null;
   readonly statementKey: string;
+  /** What each link's chosen rule lets a read include. */
+  readonly includes: readonly IncludeGrant[];
+  /** Fields a read selects only to relate rows to included ones, removed from the rows it returns. */
+  readonly hidden: readonly string[];
   prepared: Prepared | null;
   /** For a write with an audit sink: its statement returning the snapshot's fields, and the read of the rows it will change. */
   audited: AuditedWrite | null;
@@ -258,6 +266,17 @@ interface CapabilityPlans {
   readonly plans: Map<string, Plan>;
   readonly choices: Map<Model, Map<DbOp, readonly string[]>>;
 }
+
+/** An include whose grants and confinement were decided before any SQL: its plan, and those of its own includes. */
+interface AdmittedInclude {
+  readonly include: ParsedInclude;
+  readonly query: ParsedRead;
+  readonly plan: Plan;
+  readonly nested: readonly AdmittedInclude[];
+}
+
+/** Rows up to this many parent values are related in one statement; lists are padded to a power of two, so few shapes are prepared. */
+const MAX_BATCH = 512;
 
 /** Shapes remembered per capability, and statements kept per database; beyond these, the oldest go. */
 const MAX_PLANS_PER_CAPABILITY = 256;
@@ -315,11 +334,11 @@ function pinnedScope(plan: Plan, pins: readonly (readonly [Field, Scalar])[], ba
 }
 
 /** Decodes the returned rows in place; most shapes have nothing to decode. */
-function decode(rows: DriverRow[], prepared: Prepared): Row[] {
+function decode(rows: DriverRow[], prepared: Prepared): Record<string, Scalar>[] {
   if (prepared.decoders.length > 0) {
     for (const row of rows) for (const [name, dec] of prepared.decoders) row[name] = dec(row[name]);
   }
-  return rows as Row[];
+  return rows as Record<string, Scalar>[];
 }
 
 function finishWrite(prepared: Prepared, outcome: WriteOutcome): WriteResult {
@@ -345,6 +364,17 @@ function principalValue(cap: Capability, source: string): string | null {
   const { principal, tenants } = cap.mint;
   if (source === "principal.user") return principal;
   return tenants.length === 1 ? (tenants[0] as string) : null;
+}
+
+/** Whether a query, as the caller gave it (anything at all), asks for includes. */
+function includes(query: unknown): boolean {
+  return typeof query === "object" && query !== null && Object.hasOwn(query, "include");
+}
+
+/** An included read bounded to the fields every link lets its relation show, when it names none. */
+function boundedInclude(query: ParsedRead, allowance: IncludeAllowance): ParsedRead {
+  if (allowance.within === null) return query;
+  return { ...query, within: allowance.within, key: `${query.key}|within:${[...allowance.within].sort().join(",")}` };
 }
 
 function withTenant(request: DbRequest, scope: Readonly<Record<string, Scalar>> | null, tenant: string | undefined): DbRequest {
@@ -494,12 +524,16 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       select = q.select ?? [];
     } else if (q.op === "read") {
       const { reachable, actions } = confinement;
-      const visible = model.fields.filter((f) => (reachable === null || reachable.has(f.name)) && actions.get(f.name) !== "deny");
+      const within = q.within;
+      const visible = model.fields.filter((f) => (reachable === null || reachable.has(f.name)) && actions.get(f.name) !== "deny" && (within === undefined || within.has(f.name)));
       // With nothing visible, ask for everything and let the kernel's denial name a field the capability lacks.
       select = q.select ?? (visible.length === 0 ? model.fields : visible);
       use = fieldUse(confinement, fieldNames(select), fieldNames(q.used));
     }
     checkCallCost(q, q.op === "read" ? select : q.op === "delete" ? [] : q.returning, limits.maxFields, limits.maxComplexity);
+    // Fields that relate rows to included ones are read too (whole: the request names them in use.fields), and returned only when asked for.
+    const hidden = q.op === "read" ? (q.links ?? []).filter((f) => !select.includes(f)) : [];
+    if (hidden.length > 0) select = sortByPosition([...select, ...hidden]);
     const viewed = Object.entries(use.views);
     const chainMax = confinement.maxRows;
     const resourceMax = q.op === "read" ? limits.maxRows : limits.maxWriteRows;
@@ -534,6 +568,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       autoSet: q.op === "create" ? autoSet : [],
       snapshot: q.op === "read" ? null : snapshotView(model, confinement, hashKey),
       statementKey: `${q.key}|${fieldNames(select).join(",")}|${fieldNames(scope).join(",")}|${q.op === "create" ? "" : JSON.stringify(request.rows ?? [])}`,
+      includes: confinement.includes,
+      hidden: fieldNames(hidden),
       prepared: null,
       audited: null,
     };
@@ -614,13 +650,31 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   };
 
   /**
+   * Decides the includes of a read before anything runs: the parent's links
+   * must allow each relation (see ./include-grants.ts), and each included
+   * read is planned and checked by the kernel as a read of its own model
+   * (charging nothing: the call is charged once, for its own request).
+   */
+  const admitIncludes = (access: Access, cap: Capability, parent: ParsedRead, grants: readonly IncludeGrant[]): AdmittedInclude[] =>
+    (parent.includes ?? []).map((include) => {
+      const allowance = includeAllowance(parent.model.name, grants, include);
+      if (!("within" in allowance)) return refuse(access, cap, parent, allowance.at, "db.include", allowance.reason, allowance.because);
+      const query = boundedInclude(include.query, allowance);
+      const plan = planFor(access, cap, query);
+      const request = withTenant(plan.request, pinnedScope(plan, query.pins, plan.request.scope), query.tenant);
+      const decision = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap.lineage, query.model, "read"));
+      if (!decision.allowed) throw denialError(decision);
+      return { include, query, plan, nested: admitIncludes(access, cap, query, plan.includes) };
+    });
+
+  /**
    * Authorizes the call, reporting each decision to `access` (throwing the
    * kernel's typed denial), and returns its prepared statement and bound
    * parameters. A write's query, as given, is the decision's arguments: an
    * approval of a write holds for exactly that write (the same filters, the
    * same values), and approval rules' `input` patterns match its fields.
    */
-  const admit = (access: Access, cap: Capability, q: ParsedQuery, args?: unknown): { plan: Plan; prepared: Prepared; params: unknown[] } => {
+  const admit = (access: Access, cap: Capability, q: ParsedQuery, args?: unknown): { plan: Plan; prepared: Prepared; params: unknown[]; included: readonly AdmittedInclude[] } => {
     const options = args === undefined ? undefined : { args };
     if (q.reason !== undefined) access.explain(q.reason);
     const plan = planFor(access, cap, q);
@@ -687,31 +741,41 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         if (!decision.allowed) throw denialError(decision);
       }
     }
+    let included: AdmittedInclude[] = [];
+    if (q.op === "read" && q.includes !== undefined) {
+      // The read itself is checked first (charging nothing), so a read its capability denies is refused as such, whatever it includes.
+      const own = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap.lineage, q.model, q.op));
+      if (!own.allowed) throw denialError(own);
+      included = admitIncludes(access, cap, q, plan.includes);
+    }
     const decision = access.decided(request, withAllowance(authorizeTrusted(trusted, cap, request, options), cap.lineage, q.model, q.op));
     if (!decision.allowed) throw denialError(decision);
     const prepared = plan.prepared ?? prepare(plan, q);
-    return { plan, prepared, params: bind(plan, prepared, q.args) };
+    return { plan, prepared, params: bind(plan, prepared, q.args), included };
   };
 
   /** Checks a read's result against the limits and the chain's totals (charging them), decodes it, and shows each field as the capability allows. */
-  const finishRead = (access: Access, cap: Capability, q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[]): Row[] => {
+  const finishRead = (access: Access, cap: Capability, q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[], spent = { size: 0 }, through?: string): Row[] => {
     if (!q.limitGiven && rows.length > plan.maxRows) {
       throw new LimitExceeded(
-        q.aggregates === null
-          ? `more than ${plan.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`
-          : `more than ${plan.maxRows} groups of ${q.model.name} (maxRows); group by fewer fields or narrow the filter`,
+        through !== undefined
+          ? `more than ${plan.maxRows} ${q.model.name} rows are included through ${through} (maxRows); filter the include (where) or read fewer rows`
+          : q.aggregates === null
+            ? `more than ${plan.maxRows} ${q.model.name} rows match (maxRows); narrow the filter, or page with limit and offset`
+            : `more than ${plan.maxRows} groups of ${q.model.name} (maxRows); group by fewer fields or narrow the filter`,
         "maxRows",
       );
     }
-    let size = 0;
+    let size = spent.size;
     for (const row of rows) {
       for (const f of prepared.shape.output) {
         const v = row[f.name];
         size += typeof v === "string" ? v.length : 8;
       }
     }
+    spent.size = size;
     if (size > limits.maxResultSize) {
-      throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows`, "maxResultSize");
+      throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows${through === undefined ? "" : ", or include fewer"}`, "maxResultSize");
     }
     if (plan.rowBudgets.length > 0) {
       const short = rowsRead.charge(q.model.name, plan.rowBudgets, rows.length);
@@ -754,15 +818,67 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       policyHash,
     );
 
+  /**
+   * Adds to each of `parents` the rows each admitted include relates to it,
+   * read in batches of parent values (`to in (...)`), each batch a
+   * statement confined as a read of the included model; then the fields
+   * read only to relate rows are removed from the included rows.
+   */
+  const includeRows = async (access: Access, cap: Capability, parents: Row[], admitted: readonly AdmittedInclude[], spent: { size: number }): Promise<void> => {
+    for (const { include, query, plan, nested } of admitted) {
+      const { relation } = include;
+      const values = [...new Set(parents.map((r) => r[relation.from.name]))].filter((v): v is Exclude<Scalar, null> => v !== null && v !== undefined && typeof v !== "object");
+      const raw: DriverRow[] = [];
+      let prepared: Prepared | null = null;
+      for (let i = 0; i < values.length; i += MAX_BATCH) {
+        const chunk = values.slice(i, i + MAX_BATCH);
+        let arity = 1;
+        while (arity < chunk.length) arity *= 2;
+        // Repeating a value changes no answer of `in`, and keeps the shapes prepared to one per power of two.
+        const padded: Scalar[] = [...chunk];
+        while (padded.length < arity) padded.push(chunk[chunk.length - 1] as Scalar);
+        const batch: ParsedRead = { ...query, conditions: [{ field: relation.to, op: "in", arity }, ...query.conditions], args: [...padded, ...query.args] };
+        prepared = prepareAs(`${plan.statementKey}|in${arity}`, plan, batch, plan.select);
+        const rows = prepared.statement.read(bind(plan, prepared, batch.args));
+        for (const row of rows instanceof Promise ? await rows : rows) raw.push(row);
+      }
+      const rows = prepared === null ? [] : finishRead(access, cap, query, plan, prepared, raw, spent, `${include.relation.name} of ${relation.from.name === relation.to.name ? relation.model.name : query.model.name}`);
+      if (nested.length > 0) await includeRows(access, cap, rows, nested, spent);
+      const related = new Map<unknown, Row[]>();
+      for (const row of rows) {
+        const key = row[relation.to.name];
+        const list = related.get(key);
+        if (list === undefined) related.set(key, [row]);
+        else list.push(row);
+      }
+      for (const row of rows) for (const name of plan.hidden) Reflect.deleteProperty(row, name);
+      for (const parent of parents) {
+        const found = related.get(parent[relation.from.name]) ?? [];
+        parent[relation.name] = relation.many ? [...found] : (found[0] ?? null);
+      }
+    }
+  };
+
+  /** A read's rows with their includes, and without the fields read only to relate them. */
+  const withIncludes = async (access: Access, cap: Capability, plan: Plan, rows: Row[], admitted: readonly AdmittedInclude[], spent: { size: number }): Promise<Row[]> => {
+    await includeRows(access, cap, rows, admitted, spent);
+    for (const row of rows) for (const name of plan.hidden) Reflect.deleteProperty(row, name);
+    return rows;
+  };
+
   const rowsOf = (cap: Capability, parse: () => ParsedRead): Promise<Row[]> =>
     audited(
       sink,
       cap,
       async (access) => {
         const q = parse();
-        const { plan, prepared, params } = admit(access, cap, q);
+        const { plan, prepared, params, included } = admit(access, cap, q);
         await access.proceed();
         const rows = prepared.statement.read(params);
+        if (included.length > 0) {
+          const spent = { size: 0 };
+          return withIncludes(access, cap, plan, finishRead(access, cap, q, plan, prepared, await rows, spent), included, spent);
+        }
         return rows instanceof Promise ? rows.then((r) => finishRead(access, cap, q, plan, prepared, r)) : finishRead(access, cap, q, plan, prepared, rows);
       },
       jsonBytes,
@@ -790,6 +906,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     },
     readSync: (cap: DbCapability<"read">, query: ReadQuery): Row[] => {
       if (!engine.synchronous) throw new InvalidInput("readSync needs a SQLite database, whose statements run synchronously; use read");
+      if (includes(query)) throw new InvalidInput("readSync reads no includes; use read for a query with include");
       return auditedSync(
         sink,
         cap,

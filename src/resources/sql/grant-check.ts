@@ -5,7 +5,7 @@ import { parseSchema, valueProblem, type Model, type Schema, type SchemaSpec } f
 /*
  * Grants checked against the database's schema before they are used: a
  * model the schema lacks, a field it lacks (listed, shown in a view, in a
- * row rule), or a scope the schema cannot enforce would otherwise surface
+ * row rule, in an include), a relation it lacks, or a scope the schema cannot enforce would otherwise surface
  * only as a denial at the first call. Every problem of every grant is
  * gathered, so one error lists them all.
  */
@@ -40,6 +40,11 @@ function dbRuleProblems(schema: Schema, rule: DbRule, where: string): string[] {
       const problem = valueProblem(field, value);
       if (problem !== null) problems.push(`${where}.scope: ${problem}`);
     }
+  }
+  for (const [name, include] of Object.entries(own(rule, "include") ?? {})) {
+    const relation = model.relations.get(name);
+    if (relation === undefined) problems.push(`${where}.include: ${model.name} has no relation ${name}`);
+    else for (const f of own(include, "fields") ?? []) if (!relation.model.byName.has(f)) problems.push(`${where}.include.${name}.fields: ${relation.model.name} has no field ${f}`);
   }
   return problems;
 }

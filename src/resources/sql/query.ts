@@ -1,5 +1,5 @@
 import { InvalidInput, LimitExceeded, type Scalar } from "../../kernel/index.js";
-import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Schema } from "./schema.js";
+import { fieldNamed, modelNamed, showValue, valueProblem, type Field, type Model, type Relation, type Schema } from "./schema.js";
 
 /*
  * The structured queries a model may send, and their parsing into a
@@ -46,6 +46,19 @@ interface Reasoned {
   readonly reason?: string;
 }
 
+/**
+ * The rows of a relation to return with each row, under the relation's
+ * name: a list for a relation to many rows, a row or null for one to one.
+ * Without `fields`, every field the capability may read of them through
+ * the relation. The included rows obey their own model's grant.
+ */
+export interface IncludeQuery {
+  readonly fields?: readonly string[];
+  readonly where?: Where;
+  readonly orderBy?: readonly OrderBy[];
+  readonly include?: Readonly<Record<string, IncludeQuery>>;
+}
+
 /** Reads rows of one model. Without `fields`, every field the capability may read is returned. */
 export interface ReadQuery extends Tenanted {
   readonly model: string;
@@ -55,6 +68,8 @@ export interface ReadQuery extends Tenanted {
   /** At most this many rows (1 … maxRows). Without it, more than maxRows matching rows is an error rather than a silent cut. */
   readonly limit?: number;
   readonly offset?: number;
+  /** Related rows to return with each row, by relation name (see IncludeQuery). */
+  readonly include?: Readonly<Record<string, IncludeQuery>>;
 }
 
 /** What an aggregate computes: a count of rows (no field) or of a field's non-null values, or the sum, average, least or greatest of a field. */
@@ -155,6 +170,12 @@ export interface ParsedRead extends ParsedBase {
   readonly limit: number;
   /** Whether the caller gave a limit; without one, more than maxRows rows is an error. */
   readonly limitGiven: boolean;
+  /** Relations whose rows are included with each row (absent: none). */
+  readonly includes?: readonly ParsedInclude[];
+  /** Fields read only to relate rows (the included relations' `from`; for an included read, its `to`): used whole, returned only when asked for. */
+  readonly links?: readonly Field[];
+  /** For an included read: when it names no fields, it returns only these (what every link lets the relation show); absent: no such bound. */
+  readonly within?: ReadonlySet<string>;
   readonly hasOffset: boolean;
 }
 
@@ -185,6 +206,17 @@ export interface QueryLimits {
   readonly maxRows: number;
   /** Values one `in` filter may list. */
   readonly maxInList: number;
+  /** Levels of includes one read may nest. */
+  readonly maxIncludeDepth: number;
+}
+
+/** One relation a read includes: its rows are read per batch of parent rows, each batch confined as a read of the related model. */
+export interface ParsedInclude {
+  readonly relation: Relation;
+  /** The read of the related rows, without the condition that relates them to their parent rows (added per batch). */
+  readonly query: ParsedRead;
+  /** Levels of includes at and below this one (1: it includes nothing itself). */
+  readonly height: number;
 }
 
 const MAX_ORDER = 8;
@@ -401,7 +433,8 @@ function parseValues(model: Model, value: unknown, where: string, names: Field[]
   return { fields: entries.map((e) => e[0]), values: entries.map((e) => e[1]), writes: entries };
 }
 
-const READ_KEYS = parts("model", "fields", "where", "orderBy", "limit", "offset", "tenant");
+const READ_KEYS = parts("model", "fields", "where", "orderBy", "limit", "offset", "tenant", "include");
+const INCLUDE_KEYS = parts("fields", "where", "orderBy", "include");
 const CREATE_KEYS = parts("model", "values", "returning", "tenant", "reason");
 const UPDATE_KEYS = parts("model", "set", "where", "returning", "tenant", "reason");
 const DELETE_KEYS = parts("model", "where", "tenant", "reason");
@@ -410,6 +443,78 @@ function names(fields: readonly Field[]): string {
   let key = "";
   for (const f of fields) key += `${f.name},`;
   return key;
+}
+
+function orderKeyOf(order: readonly Order[]): string {
+  let key = "";
+  for (const o of order) key += `${o.field.name}.${o.descending ? "d" : "a"},`;
+  return key;
+}
+
+/** A read's includes, in name order; `depth` is the level they are at (1: included by the read itself). */
+function parseIncludes(model: Model, value: unknown, tenant: string | undefined, limits: QueryLimits, depth: number): { includes: ParsedInclude[]; links: Field[]; key: string } {
+  if (value === undefined) return { includes: [], links: [], key: "" };
+  if (depth > limits.maxIncludeDepth) {
+    throw new LimitExceeded(`the read nests includes ${depth} levels deep; one read may nest at most ${limits.maxIncludeDepth} (maxIncludeDepth)`, "maxIncludeDepth");
+  }
+  const { keys, object } = objectKeys(value, "include");
+  const includes: ParsedInclude[] = [];
+  const links: Field[] = [];
+  let key = "";
+  for (const name of [...keys].sort()) {
+    const relation = model.relations.get(name);
+    if (relation === undefined) throw new InvalidInput(`include: ${model.name} has no relation ${showValue(name)}`);
+    let query: ParsedRead;
+    try {
+      query = parseIncluded(relation, object[name], tenant, limits, depth);
+    } catch (e) {
+      if (!(e instanceof InvalidInput)) throw e;
+      throw new InvalidInput(`include.${name}: ${e.message}`, { cause: e });
+    }
+    addName(links, relation.from);
+    const height = 1 + Math.max(0, ...(query.includes ?? []).map((i) => i.height));
+    includes.push({ relation, query, height });
+    key += `${name}(${query.key}),`;
+  }
+  return { includes, links, key };
+}
+
+/** The read of the rows one relation includes, before it is related to any parent row. */
+function parseIncluded(relation: Relation, value: unknown, tenant: string | undefined, limits: QueryLimits, depth: number): ParsedRead {
+  const q = queryRecord(value, INCLUDE_KEYS);
+  const model = relation.model;
+  const used: Field[] = [];
+  const pins: [Field, Scalar][] = [];
+  const select = q.fields === undefined ? null : fieldList(model, q.fields, "fields", []);
+  const filters = parseWhere(model, q.where, used, pins, limits);
+  const order = parseOrder(model, q.orderBy, used);
+  const nested = parseIncludes(model, q.include, tenant, limits, depth + 1);
+  const links = [relation.to];
+  for (const f of nested.links) addName(links, f);
+  for (const f of links) addName(used, f);
+  const named = [...(select ?? [])];
+  for (const f of used) addName(named, f);
+  return {
+    op: "read",
+    model,
+    key: `include:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKeyOf(order)}:${relation.to.name}:${nested.key}`,
+    args: filters.values,
+    named: inSchemaOrder(named),
+    pins,
+    writes: [],
+    tenant,
+    reason: undefined,
+    used: inSchemaOrder(used),
+    aggregates: null,
+    select,
+    conditions: filters.conditions,
+    order,
+    limit: limits.maxRows + 1,
+    limitGiven: false,
+    hasOffset: false,
+    includes: nested.includes,
+    links: inSchemaOrder(links),
+  };
 }
 
 /** Parses a read; throws InvalidInput naming the bad part, or LimitExceeded for a limit above maxRows. */
@@ -421,6 +526,9 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
   const select = q.fields === undefined ? null : fieldList(model, q.fields, "fields", []);
   const filters = parseWhere(model, q.where, used, pins, limits);
   const order = parseOrder(model, q.orderBy, used);
+  const tenant = tenantOf(q);
+  const nested = parseIncludes(model, q.include, tenant, limits, 1);
+  for (const f of nested.links) addName(used, f);
   const named = [...(select ?? [])];
   for (const f of used) addName(named, f);
   const limitGiven = q.limit !== undefined;
@@ -431,17 +539,15 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
   }
   const hasOffset = q.offset !== undefined;
   const args = hasOffset ? [...filters.values, count(q.offset, "offset")] : filters.values;
-  let orderKey = "";
-  for (const o of order) orderKey += `${o.field.name}.${o.descending ? "d" : "a"},`;
   return {
     op: "read",
     model,
-    key: `read:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKey}:${limit}:${hasOffset ? "o" : ""}`,
+    key: `read:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKeyOf(order)}:${limit}:${hasOffset ? "o" : ""}${nested.key === "" ? "" : `:${nested.key}`}`,
     args,
     named: inSchemaOrder(named),
     pins,
     writes: [],
-    tenant: tenantOf(q),
+    tenant,
     reason: undefined,
     used: inSchemaOrder(used),
     aggregates: null,
@@ -451,6 +557,7 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
     limit,
     limitGiven,
     hasOffset,
+    ...(nested.includes.length > 0 ? { includes: nested.includes, links: inSchemaOrder(nested.links) } : {}),
   };
 }
 

@@ -279,6 +279,8 @@ export function readParser(schema: Schema, limits: QueryLimits): (input: unknown
     const copy = copyOf(input, 0);
     if (typeof copy !== "object" || copy === null || Array.isArray(copy)) return parseRead(schema, input, limits);
     const shape = frozen(parseRead(schema, copy, limits));
+    // A read with includes is parsed in full each time: its included reads hold values and a tenant of their own, which a remembered shape would not refresh.
+    if (shape.includes !== undefined) return shape;
     const known = skeletonOf(copy as Record<string, unknown>, shape);
     if (known !== null && reproduces(known, copy)) {
       const list = byModel.get(shape.model.name) ?? [];

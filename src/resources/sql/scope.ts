@@ -1,4 +1,4 @@
-import type { AutoSetSource, Capability, DbOp, DbRule, FieldView, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
+import type { AutoSetSource, Capability, DbOp, DbRule, FieldView, IncludeRule, LinkSummary, RowRule, Scalar } from "../../kernel/index.js";
 import { actionKey, meetActions, ruleChildren, ruleKey, viewOfKey } from "../../kernel/internal.js";
 
 /*
@@ -44,6 +44,14 @@ export interface Confinement {
   readonly autoSet: ReadonlyMap<string, AutoSetEntry>;
   /** The totals of rows read that links of the chain set on their chosen rules (maxRowsRead), each with its link. */
   readonly rowBudgets: readonly RowBudget[];
+  /** What each link's chosen rule lets a read include, in chain order. */
+  readonly includes: readonly IncludeGrant[];
+}
+
+/** What one link's chosen rule lets a read of its model include: relations by name (undefined: none), nested at most `maxDepth` levels. */
+export interface IncludeGrant extends LinkAt {
+  readonly include: Readonly<Record<string, IncludeRule>> | undefined;
+  readonly maxDepth: number;
 }
 
 /** A link of the chain, for denial details. */
@@ -230,6 +238,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
   let requireFilter: LinkAt | null = null;
   let requireReason: LinkAt | null = null;
   const autoSet = new Map<string, AutoSetEntry>();
+  const includes: IncludeGrant[] = [];
   // Links that grant nothing here are left out of the choice; the kernel will deny them.
   const granting = lineage.map((link, index) => ({ link, index, rules: rulesOf(link, model, op) })).filter((l) => l.rules.length > 0);
   const chosen = chooseRules(
@@ -263,6 +272,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     for (const [field, source] of Object.entries(own(rule, "autoSet") ?? {})) {
       if (!autoSet.has(field)) autoSet.set(field, { source, link: index, linkId: link.id });
     }
+    includes.push({ link: index, linkId: link.id, include: own(rule, "include"), maxDepth: own(rule, "maxIncludeDepth") ?? 1 });
     const rowRule = own(rule, "rows");
     if (rowRule !== undefined) {
       const key = ruleKey(rowRule);
@@ -273,5 +283,5 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     }
   });
   for (const [field, action] of actions) if (action === "allow") actions.delete(field);
-  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required, requireFilter, requireReason, autoSet };
+  return { scope: [...scope.values()], reachable, actions, rows: [...rows.values()], maxRows, rowBudgets, immutable, required, requireFilter, requireReason, autoSet, includes };
 }
