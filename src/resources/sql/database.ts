@@ -278,8 +278,9 @@ interface AdmittedInclude {
 /** Rows up to this many parent values are related in one statement; lists are padded to a power of two, so few shapes are prepared. */
 const MAX_BATCH = 512;
 
-/** Shapes remembered per capability, and statements kept per database; beyond these, the oldest go. */
+/** Shapes remembered per capability: beyond this, a new shape is planned on every call and not kept. */
 const MAX_PLANS_PER_CAPABILITY = 256;
+/** Statements kept per database: beyond this, the oldest prepared statement goes. */
 const MAX_STATEMENTS = 1024;
 
 function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
