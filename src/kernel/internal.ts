@@ -17,6 +17,7 @@ export { canonicalJson, sha256Hex } from "./content-hash.js";
 export { describeIssues } from "./grant.js";
 export { actionKey, actionPermits, meetActions, viewOfKey } from "./field-actions.js";
 export { describeRule, ruleChildren, ruleKey } from "./row-rules.js";
+export { isPrincipalRef } from "./principal-refs.js";
 export type { ExternalLedger, ExternalLink, LedgerCharge, MintSubject, RevocationList, RootGuard } from "./ledger.js";
 export { createKeyedMint, keyMintId } from "./mint.js";
 export { windowRefusal } from "./rate-window.js";

@@ -46,6 +46,17 @@ describe("grants checked against the schema", () => {
     expect(() => { checkGrants(SCHEMA, [{ db: [{ model: "Customer", ops: ["fly"] }] } as unknown as Grant]); }).toThrow(InvalidInput);
   });
 
+  it("a scope bound to the principal fits a text field and is refused on a field of another type", () => {
+    const bound = (field: string) => ({ db: [{ model: "Customer", ops: ["read"], fields: ["id", "name"], scope: { [field]: { principal: "tenant" } } }] }) as unknown as Grant;
+    expect(() => { checkGrants(SCHEMA, [bound("name")]); }).not.toThrow();
+    expect(() => { checkGrants(SCHEMA, [bound("tenantId")]); }).toThrow(GrantSchemaMismatch);
+    try {
+      checkGrants(SCHEMA, [bound("tenantId")]);
+    } catch (e) {
+      expect((e as GrantSchemaMismatch).problems).toEqual(["grants.0.db.0.scope: tenantId is bound to the principal's tenant, a string, but Customer.tenantId holds integer values"]);
+    }
+  });
+
   it("at mint time: a policy wrapped by schemaCheckedPolicy mints nothing that does not fit", () => {
     const mint = createMint({ issuer: "checked", clock: createManualClock(0), policy: schemaCheckedPolicy(SCHEMA, (p) => (p.id === "bad" ? BAD : AGENT_GRANT)) });
     expect(mint.issue({ id: "good" }).grant).toEqual(AGENT_GRANT);

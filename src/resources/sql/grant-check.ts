@@ -1,5 +1,5 @@
 import { GrantSchemaMismatch, parseGrant, type DbRule, type Grant, type MintPolicy, type RowRule } from "../../kernel/index.js";
-import { ruleChildren } from "../../kernel/internal.js";
+import { isPrincipalRef, ruleChildren } from "../../kernel/internal.js";
 import { parseSchema, valueProblem, type Model, type Schema, type SchemaSpec } from "./schema.js";
 
 /*
@@ -36,7 +36,10 @@ function dbRuleProblems(schema: Schema, rule: DbRule, where: string): string[] {
   for (const [name, value] of Object.entries(own(rule, "scope") ?? {})) {
     const field = model.byName.get(name);
     if (field === undefined) problems.push(`${where}.scope: ${model.name} has no field ${name}, so the scope cannot be enforced`);
-    else {
+    else if (isPrincipalRef(value)) {
+      // The principal's user and tenant are strings, bound when the link is made.
+      if (field.type !== "text") problems.push(`${where}.scope: ${name} is bound to the principal's ${value.principal}, a string, but ${model.name}.${name} holds ${field.type} values`);
+    } else {
       const problem = valueProblem(field, value);
       if (problem !== null) problems.push(`${where}.scope: ${problem}`);
     }
