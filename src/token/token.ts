@@ -38,7 +38,7 @@ import {
   type Mint,
   type MintOptions,
 } from "../kernel/index.js";
-import { appendBlocks, extendToken, issueAuthority, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
+import { appendBlocks, extendToken, issueAuthority, MAX_TOKEN_BLOCKS, openToken, publicKeyOf, sealToken, type DatalogCode, type PublicKeys } from "./biscuit.js";
 import { blockJsonOf, compileBlock, decodeBlock, encodeBlock, printedBlock, RESERVED_LABELS, type BlockData } from "./block.js";
 import { checkKeyId, publicKeyMap, type PublicKeySet } from "./keys.js";
 import type { RevocationReport, TokenStore } from "./store.js";
@@ -198,12 +198,17 @@ function carry(cap: Capability, index: number, link: LinkSummary, prefix: Prefix
  * that is revoked, expired or spent. Revocable and limited links made in
  * this process are carried into the token store as they are serialized, so
  * nothing done to them here can be undone through a token: a limited link
- * already used in this process cannot be (InvalidInput).
+ * already used in this process cannot be (InvalidInput), nor can a chain of
+ * more links than a token holds blocks (InvalidInput).
  */
 export function toToken(cap: Capability, options?: { readonly seal?: boolean }): string {
   const dead = deadDenial(cap);
   if (dead !== null) throw denialError(dead);
   const lineage = cap.lineage;
+  // One block per link: a longer chain would make a token every verifier refuses.
+  if (lineage.length > MAX_TOKEN_BLOCKS) {
+    throw new InvalidInput(`this capability's chain has ${lineage.length} links; a token holds at most ${MAX_TOKEN_BLOCKS}, one block per link`);
+  }
   const leaf = lineage[lineage.length - 1] as LinkSummary;
   const seal = options?.seal === true;
   if (seal) {

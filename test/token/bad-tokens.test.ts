@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { createManualClock } from "../../src/kernel/clock.ts";
-import { Expired, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
-import { appendBlocks, generateKeyPair, issueToken, MAX_TOKEN_BLOCKS, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
+import { Expired, InvalidInput, InvalidToken, Revoked } from "../../src/kernel/errors.ts";
+import { appendBlocks, extendToken, generateKeyPair, issueToken, MAX_TOKEN_BLOCKS, MAX_TOKEN_LENGTH } from "../../src/token/biscuit.ts";
 import { compileBlock, encodeBlock, type BlockData } from "../../src/token/block.ts";
 import { openSqliteTokenStore } from "../../src/token/sqlite-store.ts";
 import { attenuate, createTokenMint, revokeToken, toToken, verify } from "../../src/token/token.ts";
@@ -174,10 +174,12 @@ describe("bad tokens each get their typed error", () => {
   }, 60_000);
 
   it(`the verifier refuses a token of more than MAX_TOKEN_BLOCKS (${MAX_TOKEN_BLOCKS}) blocks, as another Biscuit implementation could make`, () => {
-    // toToken of a capability narrowed in process appends a block per link without the limit attenuate has, so it makes one here.
+    // Every agentcap path that makes tokens refuses the 65th block, so the last one is appended below their checks.
     let cap: Capability = mint.issue({ id: "deeper" });
-    for (let i = 1; i <= MAX_TOKEN_BLOCKS; i++) cap = narrow(cap, { tools: ["a"] });
-    const token = toToken(cap);
+    for (let i = 1; i < MAX_TOKEN_BLOCKS; i++) cap = narrow(cap, { tools: ["a"] });
+    const full = toToken(cap);
+    const json = encodeBlock({ v: 1, kind: "narrow", id: "one-too-many", grant: { tools: ["a"] } });
+    const token = extendToken(full, new Map([[7, keys.publicKey]]), compileBlock(json, JSON.parse(json) as BlockData).code).token;
     let thrown: unknown;
     try {
       verify(token, { publicKeys, store, clock });
@@ -188,6 +190,13 @@ describe("bad tokens each get their typed error", () => {
     expect((thrown as InvalidToken).code).toBe("ERR_INVALID_TOKEN");
     expect((thrown as Error).message).toBe(`token has ${MAX_TOKEN_BLOCKS + 1} blocks; the limit is ${MAX_TOKEN_BLOCKS}`);
   }, 60_000);
+
+  it(`toToken refuses a capability whose chain is longer than a token may be (${MAX_TOKEN_BLOCKS} links)`, () => {
+    let cap: Capability = mint.issue({ id: "deepest" });
+    for (let i = 1; i <= MAX_TOKEN_BLOCKS; i++) cap = narrow(cap, { tools: ["a"] });
+    expect(() => toToken(cap)).toThrow(InvalidInput);
+    expect(() => toToken(cap)).toThrow(`this capability's chain has ${MAX_TOKEN_BLOCKS + 1} links; a token holds at most ${MAX_TOKEN_BLOCKS}, one block per link`);
+  });
 
   it("a sealed token verifies but cannot be attenuated", () => {
     const sealed = toToken(narrow(mint.issue({ id: "dave" }), { tools: ["a"] }), { seal: true });
