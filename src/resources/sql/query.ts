@@ -492,13 +492,27 @@ function parseIncluded(relation: Relation, value: unknown, tenant: string | unde
   const links = [relation.to];
   for (const f of nested.links) addName(links, f);
   for (const f of links) addName(used, f);
+  return rowRead(model, select, filters, order, used, pins, tenant, {
+    key: `include:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKeyOf(order)}:${relation.to.name}:${nested.key}`,
+    args: filters.values,
+    limit: limits.maxRows + 1,
+    limitGiven: false,
+    hasOffset: false,
+    includes: nested.includes,
+    links: inSchemaOrder(links),
+  });
+}
+
+/** What a read of rows is made of beyond its model, fields, filters and order: these differ between a top-level read and an included one. */
+type ReadParts = Pick<ParsedRead, "key" | "args" | "limit" | "limitGiven" | "hasOffset" | "includes" | "links">;
+
+/** A read of rows: every field it filters, orders or relates by is named with the fields it selects. */
+function rowRead(model: Model, select: readonly Field[] | null, filters: Filters, order: ParsedRead["order"], used: Field[], pins: [Field, Scalar][], tenant: string | undefined, parts: ReadParts): ParsedRead {
   const named = [...(select ?? [])];
   for (const f of used) addName(named, f);
   return {
     op: "read",
     model,
-    key: `include:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKeyOf(order)}:${relation.to.name}:${nested.key}`,
-    args: filters.values,
     named: inSchemaOrder(named),
     pins,
     writes: [],
@@ -509,11 +523,7 @@ function parseIncluded(relation: Relation, value: unknown, tenant: string | unde
     select,
     conditions: filters.conditions,
     order,
-    limit: limits.maxRows + 1,
-    limitGiven: false,
-    hasOffset: false,
-    includes: nested.includes,
-    links: inSchemaOrder(links),
+    ...parts,
   };
 }
 
@@ -529,8 +539,6 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
   const tenant = tenantOf(q);
   const nested = parseIncludes(model, q.include, tenant, limits, 1);
   for (const f of nested.links) addName(used, f);
-  const named = [...(select ?? [])];
-  for (const f of used) addName(named, f);
   const limitGiven = q.limit !== undefined;
   const limit = limitGiven ? count(q.limit, "limit") : limits.maxRows + 1;
   if (limitGiven && limit === 0) throw new InvalidInput("limit must be at least 1");
@@ -539,26 +547,14 @@ export function parseRead(schema: Schema, input: unknown, limits: QueryLimits): 
   }
   const hasOffset = q.offset !== undefined;
   const args = hasOffset ? [...filters.values, count(q.offset, "offset")] : filters.values;
-  return {
-    op: "read",
-    model,
+  return rowRead(model, select, filters, order, used, pins, tenant, {
     key: `read:${model.name}:${select === null ? "*" : names(select)}:${filters.key}:${orderKeyOf(order)}:${limit}:${hasOffset ? "o" : ""}${nested.key === "" ? "" : `:${nested.key}`}`,
     args,
-    named: inSchemaOrder(named),
-    pins,
-    writes: [],
-    tenant,
-    reason: undefined,
-    used: inSchemaOrder(used),
-    aggregates: null,
-    select,
-    conditions: filters.conditions,
-    order,
     limit,
     limitGiven,
     hasOffset,
     ...(nested.includes.length > 0 ? { includes: nested.includes, links: inSchemaOrder(nested.links) } : {}),
-  };
+  });
 }
 
 const AGGREGATE_KEYS = parts("model", "aggregates", "where", "groupBy", "tenant");
