@@ -128,6 +128,18 @@ async function pending(w: World) {
   throw new Error("no approval request was made");
 }
 
+/** Asks approval of deleting note 4, has `approver` try to approve it, and throws what that attempt threw once bob has denied the call. */
+async function approvalBy(db: Api, w: World, approver: Capability): Promise<never> {
+  const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
+  const refused = await w.approvals.approve((await pending(w)).id, approver).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  await w.approvals.deny((await pending(w)).id, w.bob, "cleaning up");
+  await expect(call).rejects.toThrow(ApprovalRefused);
+  throw refused;
+}
+
 /** Asks approval of `query` (bound to `request`), has bob approve it, then runs `act` with the approved capability. */
 async function approvedThen(w: World, request: DbRequest, query: object, act: (approved: Capability) => Promise<unknown>): Promise<unknown> {
   const call = w.approvals.run(w.asker, request, { args: query }, act);
@@ -280,32 +292,13 @@ const ATTEMPTS: readonly Attempt[] = [
   },
   {
     name: "an approval by the requester themselves",
-    run: async (db, w) => {
-      const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
-      const mine = w.mint.issue({ id: "alice-approved", tenants: ["t1"] });
-      const refused = await w.approvals.approve((await pending(w)).id, mine).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      await w.approvals.deny((await pending(w)).id, w.bob, "cleaning up");
-      await expect(call).rejects.toThrow(ApprovalRefused);
-      throw refused;
-    },
+    run: (db, w) => approvalBy(db, w, w.mint.issue({ id: "alice-approved", tenants: ["t1"] })),
     error: CapabilityDenied,
     message: /alice-approved may not approve or deny a call of their own/,
   },
   {
     name: "an approval by someone the rule does not name",
-    run: async (db, w) => {
-      const call = w.approvals.run(w.asker, noteRequest("delete", ["id"]), { args: DELETE_4 }, (approved) => db.delete(approved, DELETE_4));
-      const refused = await w.approvals.approve((await pending(w)).id, w.carol).then(
-        () => null,
-        (e: unknown) => e,
-      );
-      await w.approvals.deny((await pending(w)).id, w.bob, "cleaning up");
-      await expect(call).rejects.toThrow(ApprovalRefused);
-      throw refused;
-    },
+    run: (db, w) => approvalBy(db, w, w.carol),
     error: CapabilityDenied,
     message: /carol is not an approver of this call/,
   },
