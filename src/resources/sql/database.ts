@@ -40,7 +40,7 @@ import {
 import { priorRead, conditionArgs, returned, returningSnapshot, shown, snapshotView, type SnapshotView } from "./snapshots.js";
 import { parseSchema, valueProblem, type Field, type Model, type SchemaSpec } from "./schema.js";
 import { choiceFields, confinementOf, fieldUse, type IncludeGrant, type LinkAt, type RowBudget, type RowEntry } from "./scope.js";
-import { includeAllowance, type IncludeAllowance } from "./include-grants.js";
+import { includeAllowance, includeDemands, type IncludeAllowance } from "./include-grants.js";
 import { checkCallCost, RowsReadLedger } from "./budgets.js";
 import { orderedText, ruleFields, ruleNode, rowSatisfies, ruleValues, UnenforceableRule, type RuleNode } from "./row-rules.js";
 import { viewTransform } from "./views.js";
@@ -415,7 +415,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   const makePlan = (access: Access, cap: Capability, q: ParsedQuery): Plan => {
     const { model } = q;
     const pins = new Map((q.op === "create" ? q.writes : q.pins).map(([f, v]) => [f.name, v] as const));
-    const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named), pins);
+    const confinement = confinementOf(cap, model.name, q.op, fieldNames(q.named), pins, q.op === "read" ? includeDemands(q.includes) : []);
     const entries = confinement.scope
       .map((entry) => {
         const field = model.byName.get(entry.field);

@@ -1,6 +1,6 @@
 import type { IncludeRule } from "../../kernel/index.js";
 import type { ParsedInclude } from "./query.js";
-import type { IncludeGrant, LinkAt } from "./scope.js";
+import type { IncludeDemand, IncludeGrant, LinkAt } from "./scope.js";
 
 /*
  * Whether the links of a chain let a read include one relation: every link
@@ -13,7 +13,7 @@ import type { IncludeGrant, LinkAt } from "./scope.js";
  * what the parent's grants say about the relation.
  */
 
-/** A refusal: the link that refuses, what it says (for the caller, within the capability's authority), and the rule's short form. */
+/** A refusal: the link that refuses, what it says after "link N" (for the caller, within the capability's authority), and the rule's short form. */
 export interface IncludeRefusal {
   readonly at: LinkAt;
   readonly reason: string;
@@ -43,6 +43,17 @@ function intersect(within: ReadonlySet<string> | null, fields: readonly string[]
   return new Set(within === null ? fields : fields.filter((f) => within.has(f)));
 }
 
+/** The fields of its model an include names, without those read only to relate rows (which no include rule lists). */
+function includedFields(include: ParsedInclude): string[] {
+  const links = new Set(include.query.links ?? []);
+  return include.query.named.filter((f) => !links.has(f)).map((f) => f.name);
+}
+
+/** What a read's includes ask of the rule each link grants the read by, for the choice of that rule. */
+export function includeDemands(includes: readonly ParsedInclude[] | undefined): IncludeDemand[] {
+  return (includes ?? []).map((include) => ({ name: include.relation.name, height: include.height, fields: includedFields(include) }));
+}
+
 /**
  * Decides `include` of a read of `model` against the grants of the links'
  * chosen rules for that read: a refusal naming the first link that does
@@ -50,22 +61,21 @@ function intersect(within: ReadonlySet<string> | null, fields: readonly string[]
  */
 export function includeAllowance(model: string, grants: readonly IncludeGrant[], include: ParsedInclude): IncludeRefusal | IncludeAllowance {
   const name = include.relation.name;
-  const links = new Set(include.query.links ?? []);
-  const named = include.query.named.filter((f) => !links.has(f)).map((f) => f.name);
+  const named = includedFields(include);
   let within: ReadonlySet<string> | null = null;
   for (const grant of grants) {
     const rule = ruleOf(grant, name);
     if (rule === undefined) {
       return {
         at: grant,
-        reason: `link ${grant.link} does not let a read of ${model} include ${name}; the capability lets it include ${allowedText(grants)}`,
+        reason: `does not let a read of ${model} include ${name}; the capability lets it include ${allowedText(grants)}`,
         because: `does not let a read of ${model} include ${name}`,
       };
     }
     if (include.height > grant.maxDepth) {
       return {
         at: grant,
-        reason: `link ${grant.link} lets includes nest at most ${grant.maxDepth} level${grant.maxDepth === 1 ? "" : "s"} below a read of ${model}, and this include of ${name} nests ${include.height}`,
+        reason: `lets includes nest at most ${grant.maxDepth} level${grant.maxDepth === 1 ? "" : "s"} below a read of ${model}, and this include of ${name} nests ${include.height}`,
         because: `lets includes nest at most ${grant.maxDepth} levels below a read of ${model}`,
       };
     }
@@ -75,7 +85,7 @@ export function includeAllowance(model: string, grants: readonly IncludeGrant[],
     if (outside !== undefined) {
       return {
         at: grant,
-        reason: `link ${grant.link} lets a read of ${model} include ${name} naming only the fields ${fields.join(", ") || "(none)"} of ${include.relation.model.name}, and this include names ${outside}`,
+        reason: `lets a read of ${model} include ${name} naming only the fields ${fields.join(", ") || "(none)"} of ${include.relation.model.name}, and this include names ${outside}`,
         because: `lets a read of ${model} include ${name} with only some fields of ${include.relation.model.name}`,
       };
     }

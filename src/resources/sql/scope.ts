@@ -79,6 +79,17 @@ export interface RowEntry {
   readonly linkId: string;
 }
 
+/**
+ * One relation a read includes, as the choice of rules weighs it: its name,
+ * the levels of includes at and below it (1: it includes nothing itself),
+ * and the fields of the included model it names (those relating rows left out).
+ */
+export interface IncludeDemand {
+  readonly name: string;
+  readonly height: number;
+  readonly fields: readonly string[];
+}
+
 /** How a query uses its fields, as the kernel request names them. */
 export interface FieldUse {
   /** Fields used whole: returned as they are, filtered on, ordered by, written. */
@@ -115,6 +126,18 @@ const covers = (rule: DbRule, fields: readonly string[]) => {
   const granted = fieldsOf(rule);
   const actions = own(rule, "fieldActions");
   return fields.every((f) => (granted === undefined || granted.includes(f)) && (actions === undefined || !Object.hasOwn(actions, f) || actions[f] !== "deny"));
+};
+
+/** Whether `rule` lets a read include every relation of `demands`, as deep and with the fields each names (as ./include-grants.ts decides it per link). */
+const admits = (rule: DbRule, demands: readonly IncludeDemand[]) => {
+  if (demands.length === 0) return true;
+  const include = own(rule, "include");
+  const depth = own(rule, "maxIncludeDepth") ?? 1;
+  return demands.every((d) => {
+    if (include === undefined || !Object.hasOwn(include, d.name)) return false;
+    const listed = own(include[d.name] as IncludeRule, "fields");
+    return d.height <= depth && (listed === undefined || d.fields.every((f) => listed.includes(f)));
+  });
 };
 
 /** Whether `rule` pins no field to a value other than `scope`'s. */
@@ -157,11 +180,15 @@ const MAX_CHOICES = 4096;
  * pins no field to a value other than the query's own equality filters
  * (`pins`) or another chosen rule, and has a row rule those filters do not
  * rule out. Rules that cost the query no rows (no row rule, or one its
- * filters already satisfy) are preferred, then earlier rules. When no combination
- * fits, the first rule covering the fields (or the first) of each link is
- * taken, and the kernel's denial names what does not fit.
+ * filters already satisfy) are preferred, then earlier rules. A read's
+ * includes (`demands`) are part of what a rule must allow, so a read one
+ * rule lets include a relation is not refused because another rule of the
+ * same link was chosen first; the chosen rule alone then decides them. When
+ * no combination fits, the first rule covering the fields and includes (or
+ * the fields, or the first) of each link is taken, and the denial names
+ * what does not fit.
  */
-function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonly string[], pins: ReadonlyMap<string, Scalar>): (DbRule | undefined)[] {
+function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonly string[], pins: ReadonlyMap<string, Scalar>, demands: readonly IncludeDemand[]): (DbRule | undefined)[] {
   const rank = (rule: DbRule) => {
     const rows = own(rule, "rows");
     const holds = rows === undefined ? true : verdict(rows, pins);
@@ -174,7 +201,7 @@ function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonl
     if (i === ranked.length) return true;
     for (const rule of ranked[i] as readonly DbRule[]) {
       if (++steps > MAX_CHOICES) return false;
-      if (!covers(rule, fields) || !agrees(rule, scope)) continue;
+      if (!covers(rule, fields) || !agrees(rule, scope) || !admits(rule, demands)) continue;
       const next = new Map(scope);
       for (const [k, v] of scopeOf(rule)) next.set(k, v);
       chosen[i] = rule;
@@ -183,18 +210,23 @@ function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonl
     return false;
   };
   if (search(0, pins)) return chosen;
-  return candidates.map((rules) => rules.find((r) => covers(r, fields)) ?? rules[0]);
+  // The closest fit, so the denial names what is missing: fields and includes, then fields and the relations' names, then fields.
+  const names = demands.map((d) => ({ name: d.name, height: 1, fields: [] }));
+  return candidates.map(
+    (rules) => rules.find((r) => covers(r, fields) && admits(r, demands)) ?? rules.find((r) => covers(r, fields) && admits(r, names)) ?? rules.find((r) => covers(r, fields)) ?? rules[0],
+  );
 }
 
 /**
  * The confinement of a query on `model` with operation `op` naming `fields`
  * and pinning fields to values by its equality filters (a create: by the
- * values it writes). Where a link grants the model by several rules, one is
- * chosen for it (see chooseRules): a query runs in the scope of the rules
- * that allow it, never in the union of several.
+ * values it writes), and for a read including relations, `demands`. Where a
+ * link grants the model by several rules, one is chosen for it (see
+ * chooseRules): a query runs in the scope of the rules that allow it, never
+ * in the union of several.
  */
-export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[], pins: ReadonlyMap<string, Scalar> = new Map()): Confinement {
-  return confinementOfLineage(cap.lineage, model, op, fields, pins);
+export function confinementOf(cap: Capability, model: string, op: DbOp, fields: readonly string[], pins: ReadonlyMap<string, Scalar> = new Map(), demands: readonly IncludeDemand[] = []): Confinement {
+  return confinementOfLineage(cap.lineage, model, op, fields, pins, demands);
 }
 
 /** The rules of `link` that grant `op` on `model`. */
@@ -226,7 +258,14 @@ function ruleFieldNames(rule: RowRule, out: Set<string>): void {
 }
 
 /** The same, from a lineage given as data: for code that sees a capability's links but holds no capability, such as a tool's needs. */
-export function confinementOfLineage(lineage: readonly LinkSummary[], model: string, op: DbOp, fields: readonly string[], pins: ReadonlyMap<string, Scalar> = new Map()): Confinement {
+export function confinementOfLineage(
+  lineage: readonly LinkSummary[],
+  model: string,
+  op: DbOp,
+  fields: readonly string[],
+  pins: ReadonlyMap<string, Scalar> = new Map(),
+  demands: readonly IncludeDemand[] = [],
+): Confinement {
   const scope = new Map<string, ScopeEntry>();
   let reachable: Set<string> | null = null;
   const actions = new Map<string, string>();
@@ -245,6 +284,7 @@ export function confinementOfLineage(lineage: readonly LinkSummary[], model: str
     granting.map((l) => l.rules),
     fields,
     pins,
+    demands,
   );
   granting.forEach(({ link, index }, at) => {
     const rule = chosen[at];
