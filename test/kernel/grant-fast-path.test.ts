@@ -53,6 +53,14 @@ const dbRule = fc.record(
     fieldActions: maybe(fc.dictionary(text, fieldAction, { maxKeys: 3 })),
     maxRows: maybe(number),
     rows: maybe(fc.constantFrom<unknown>({ field: "a", op: "eq", value: 1 }, { field: "a", op: "in", value: 1 }, { any: [] }, { not: { field: "9", op: "eq", value: 1 } })),
+    immutable: maybe(list(text)),
+    required: maybe(list(text)),
+    requireFilter: maybe(fc.constantFrom<unknown>(true, false, "true", 1, 0)),
+    requireReason: maybe(fc.constantFrom<unknown>(true, false, "yes", 1, null)),
+    autoSet: maybe(fc.dictionary(text, fc.constantFrom<unknown>("principal.user", "principal.tenant", "principal", "principal.roles", "", 1), { maxKeys: 3 })),
+    maxRowsRead: maybe(number),
+    include: maybe(fc.dictionary(text, fc.constantFrom<unknown>({}, { fields: ["id"] }, { fields: [] }, { fields: ["9"] }, { limit: 1 }), { maxKeys: 2 })),
+    maxIncludeDepth: maybe(fc.oneof(number, fc.constantFrom(1, 8, 9))),
   },
   { requiredKeys: [] },
 );
@@ -100,14 +108,33 @@ const edgyGrant = fc.record(
 const RULE_KEYS: Readonly<Record<string, readonly string[]>> = {
   fs: ["path", "ops", "subtree", "extra"],
   http: ["origin", "methods", "pathPrefix", "allowPrivateNetwork", "addresses"],
-  db: ["model", "ops", "fields", "scope", "fieldActions", "rows", "maxRows"],
+  db: ["model", "ops", "fields", "scope", "fieldActions", "rows", "maxRows", "immutable", "required", "requireFilter", "requireReason", "autoSet", "maxRowsRead", "include", "maxIncludeDepth"],
   exec: ["program", "args", "allowExtraArgs", "cwd", "env"],
   approval: ["tools", "actions", "approvers", "quorum", "input"],
 };
 
+/** Well-formed write policies and row totals of a db rule, each present or not. */
+const policies = fc.record(
+  {
+    immutable: fc.array(fc.constantFrom("id", "t", "name"), { maxLength: 2 }),
+    required: fc.array(fc.constantFrom("id", "t", "name"), { maxLength: 2 }),
+    requireFilter: fc.boolean(),
+    requireReason: fc.boolean(),
+    autoSet: fc.dictionary(fc.constantFrom("t", "owner"), fc.constantFrom("principal.user", "principal.tenant"), { maxKeys: 2 }),
+    maxRowsRead: fc.integer({ min: 1, max: 1000 }),
+  },
+  { requiredKeys: [] },
+);
+
+/** A well-formed grant (as the token tests make them) whose db rules also carry write policies. */
+const wellFormed = fc.tuple(validGrant, fc.array(policies, { minLength: 2, maxLength: 2 })).map(([g, extra]) => {
+  const db = (g as { db?: readonly Record<string, unknown>[] }).db;
+  return db === undefined ? g : { ...g, db: db.map((rule, i) => ({ ...rule, ...extra[i % extra.length] })) };
+});
+
 /** A well-formed grant with one value, at the top or in one rule, replaced by a value near an edge. */
 const mutatedGrant = fc
-  .tuple(validGrant, fc.nat(), fc.nat(), fc.oneof(text, path, number, odd, fc.constantFrom<unknown>("GET", "chmod", "read", ["read"], [], { any: true }, { t: 1 })))
+  .tuple(wellFormed, fc.nat(), fc.nat(), fc.oneof(text, path, number, odd, fc.constantFrom<unknown>("GET", "chmod", "read", ["read"], [], { any: true }, { t: 1 })))
   .map(([g, where, which, value]) => {
     const copy = structuredClone(g) as Record<string, unknown>;
     const domains = Object.keys(RULE_KEYS).filter((d) => Array.isArray(copy[d]) && (copy[d] as unknown[]).length > 0);
@@ -123,8 +150,8 @@ const mutatedGrant = fc
     return copy;
   });
 
-/** Well-formed grants (as the token tests make them), the same with one value broken, and grants near the edges of every rule. */
-const grant = fc.oneof(validGrant, mutatedGrant, edgyGrant);
+/** Well-formed grants (as the token tests make them, and with write policies), the same with one value broken, and grants near the edges of every rule. */
+const grant = fc.oneof(validGrant, wellFormed, mutatedGrant, edgyGrant);
 
 /** Drops keys whose value is undefined, as a caller writing the object literal would; sometimes keeps one to test that too. */
 const written = (v: unknown, keepUndefined: boolean): unknown => {
@@ -150,12 +177,14 @@ function deeplyFrozen(v: unknown): boolean {
 describe("the grant fast path agrees with the schemas", () => {
   it("never accepts a grant the schema rejects, and builds exactly what the schema builds", () => {
     let fast = 0;
+    const options = new Set<string>();
     fc.assert(
       fc.property(grant, fc.boolean(), (g, keepUndefined) => {
         const value = written(g, keepUndefined);
         const quick = fastParseGrant(value);
         if (quick === null) return;
         fast += 1;
+        for (const rule of quick.db ?? []) for (const key of Object.keys(rule)) options.add(key);
         expect(verdict(schemaParseGrant, value)).toEqual({ ok: quick });
         expect(deeplyFrozen(quick)).toBe(true);
       }),
@@ -163,6 +192,8 @@ describe("the grant fast path agrees with the schemas", () => {
     );
     // A third of the grants are well-formed, and many one-value changes still are: they take the fast path.
     expect(fast).toBeGreaterThan(500);
+    // The write policies the fast path reads were among what it accepted, so its agreement on them was tested.
+    for (const option of ["immutable", "required", "requireFilter", "requireReason", "autoSet", "maxRowsRead"]) expect(options).toContain(option);
   });
 
   it("never accepts conditions the schema rejects", () => {
