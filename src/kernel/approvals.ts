@@ -15,7 +15,7 @@
  * the call, from what it proposed itself: a store says who approved, never
  * what runs.
  */
-import { randomUUID } from "node:crypto";
+import { timeOrderedId } from "./ids.js";
 import { argumentsHash } from "./arguments-hash.js";
 import { isApprovalStore, memoryApprovalStore, type ApprovalEntry, type ApprovalStore } from "./approval-store.js";
 import { auditSubject, failureOutcome, isAuditSink, type ApprovalRecord, type ApprovalStage, type AuditEvent, type AuditOutcome, type AuditSink, type AuditSubject } from "./audit-sink.js";
@@ -192,7 +192,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
   const record = async (entry: Pick<ApprovalEntry, "view" | "subject" | "proposal">, stage: ApprovalStage, outcome: AuditOutcome, extra: { by?: string; reason?: string; subject?: AuditSubject; decision?: Decision } = {}) => {
     const { subject = entry.subject, decision = entry.proposal, ...rest } = extra;
     const approval: ApprovalRecord = { id: entry.view.id, stage, argsHash: entry.view.argsHash, ...rest };
-    const event: AuditEvent = Object.freeze({ id: randomUUID(), at: clock.now(), durationMs: 0, kind: "approval", tool: entry.view.tool, request: entry.view.request, decision, outcome, subject, approval });
+    const event: AuditEvent = Object.freeze({ id: timeOrderedId(), at: clock.now(), durationMs: 0, kind: "approval", tool: entry.view.tool, request: entry.view.request, decision, outcome, subject, approval });
     try {
       await sink.write(event);
     } catch (e) {
@@ -328,7 +328,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
     const createdAt = clock.now();
     const mint = cap.mint;
     const view: ApprovalView = deepFreeze({
-      id: randomUUID(),
+      id: timeOrderedId(),
       status: "pending",
       createdAt,
       expiresAt: createdAt + waitMs,

@@ -35,3 +35,4 @@ export { importOptional, requireOptional, resolveOptional } from "./optional.js"
 export { defined } from "./defined.js";
 export { authorizeTrusted, checkTrusted, trustedMintsOption, untrustedMint } from "./mint-trust.js";
 export type { TrustedMints } from "./mint-trust.js";
+export { timeOrderedId } from "./ids.js";

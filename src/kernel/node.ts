@@ -2,7 +2,7 @@
  * One link of a capability's chain, as the kernel keeps it: never handed out.
  * A capability object is only a frozen handle on its Node.
  */
-import { randomUUID } from "node:crypto";
+import { timeOrderedId } from "./ids.js";
 import type { AuditSubject } from "./audit-sink.js";
 import type { Clock } from "./clock.js";
 import { canonicalJson, sha256Hex } from "./content-hash.js";
@@ -197,7 +197,7 @@ export function makeNode(
     (approvals !== null ? CHAIN_APPROVALS : 0) |
     (origin.shadow !== undefined ? CHAIN_SHADOW : 0);
   const node: Node = {
-    id: identity?.id ?? randomUUID(),
+    id: identity?.id ?? timeOrderedId(),
     index: chain.length,
     parent,
     chain,

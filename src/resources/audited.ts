@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import {
   AuditFailure,
   auditSubject,
@@ -22,7 +21,7 @@ import {
   type Request,
   type RowChanges,
 } from "../kernel/index.js";
-import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial } from "../kernel/internal.js";
+import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial, timeOrderedId } from "../kernel/internal.js";
 
 /*
  * The one place where a resource access is timed, decided, recorded and
@@ -209,7 +208,7 @@ class Recorder implements Access {
       throw new AuditFailure("a resource asked to act without one allowed decision to record; it was refused");
     }
     return Object.freeze({
-      id: randomUUID(),
+      id: timeOrderedId(),
       at: this.#at,
       kind: "resource",
       tool: toolOf(this.#cap),
@@ -447,7 +446,7 @@ class Run<T> {
     const decided = this.recorder.outcomeOf(thrown);
     if (decided === null) return null;
     const event: AuditEvent = Object.freeze({
-      id: randomUUID(),
+      id: timeOrderedId(),
       at: this.at,
       durationMs: performance.now() - this.started,
       kind: "resource",

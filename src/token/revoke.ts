@@ -3,8 +3,8 @@
  * revoker's capability, committed durably, only then applied in this
  * process (counting what it reached), and recorded in the audit log.
  */
-import { randomUUID } from "node:crypto";
 import { authorize, auditSubject, denialError, InvalidInput, systemClock, type AuditSink, type Capability } from "../kernel/index.js";
+import { timeOrderedId } from "../kernel/internal.js";
 import type { RevocationBook } from "./revocation-book.js";
 import { checkedTarget, revocationExpiry, revocationReason, type RevocationEntry, type RevocationReport, type RevocationTarget, type RevokeOptions, type TargetKind } from "./store.js";
 
@@ -72,7 +72,7 @@ function revocationEvent(
   report: RevocationReport | null,
 ): Parameters<AuditSink["write"]>[0] {
   return {
-    id: randomUUID(),
+    id: timeOrderedId(),
     at,
     durationMs: Math.max(0, systemClock.now() - at),
     kind: "revocation",

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import {
   AuditFailure,
   auditSubject,
@@ -11,7 +10,7 @@ import {
   type Request,
   type ToolCode,
 } from "../kernel/index.js";
-import { defined, heldIntents } from "../kernel/internal.js";
+import { defined, heldIntents, timeOrderedId } from "../kernel/internal.js";
 import { isPending } from "./pending.js";
 
 /*
@@ -41,8 +40,8 @@ export function toolIntent(s: InvocationStart): AuditIntent {
   // Two literals rather than a spread of `defined(...)`: the same fields in the same order, without an object made only to be copied.
   return Object.freeze(
     toolCode === undefined
-      ? { id: randomUUID(), at, kind: "tool" as const, tool, request, decision, subject }
-      : { id: randomUUID(), at, kind: "tool" as const, tool, toolCode, request, decision, subject },
+      ? { id: timeOrderedId(), at, kind: "tool" as const, tool, request, decision, subject }
+      : { id: timeOrderedId(), at, kind: "tool" as const, tool, toolCode, request, decision, subject },
   );
 }
 
@@ -110,7 +109,7 @@ function completionFailure(intent: AuditIntent, outcome: AuditOutcome, e: unknow
 /** Records a call that never ran its handler, whole; throws AuditFailure when the sink cannot take it. */
 export async function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): Promise<void> {
   const event: AuditEvent = Object.freeze({
-    id: randomUUID(),
+    id: timeOrderedId(),
     at: s.at,
     durationMs: performance.now() - startedMs,
     kind: "tool",
