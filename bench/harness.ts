@@ -55,27 +55,61 @@ export async function interleaved(cases: readonly (readonly [string, () => Promi
   return best;
 }
 
-/**
- * Median CPU time (this process's user and system time) per call of `fn`,
- * awaited in turn. Unlike wall time, it does not count the time other
- * processes hold the CPU, so an absolute target can be checked on a busy
- * machine; work on the process's helper threads (the garbage collector's)
- * is counted.
- */
-export async function cpuPerCall(fn: () => unknown, iterations: number): Promise<number> {
-  for (let i = 0; i < Math.min(iterations, 2_000); i++) await fn();
-  const rounds: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    const start = process.cpuUsage();
-    for (let i = 0; i < iterations; i++) await fn();
-    const used = process.cpuUsage(start);
-    rounds.push(((used.user + used.system) * 1000) / iterations);
-  }
-  rounds.sort((a, b) => a - b);
-  return rounds[Math.floor(ROUNDS / 2)] ?? Number.NaN;
+/** CPU time per call of each case measured in turns, and each case's ratio to the first. */
+export interface CpuTurns {
+  readonly name: string;
+  /** Median over the turns of this case's CPU time per call. */
+  readonly nsPerOp: number;
+  /** Median over the turns of this case's CPU time divided by the first case's in the same turn. */
+  readonly ratio: number;
 }
 
-/** Prints one absolute target against CPU time measured by `cpuPerCall`. */
+/**
+ * CPU time (this process's user and system time) per call of each case,
+ * measured in turns: every turn runs a batch of each case in order, with
+ * `process.cpuUsage` around each batch. A case returning a promise is awaited,
+ * one that does not is not (an await would add its own cost to a case of
+ * a microsecond). On a machine shared with other work, CPU time is not
+ * inflated by the time other processes hold a core, and a slower stretch
+ * (their caches, the frequency) falls on neighbouring batches of every case
+ * alike, so each turn's ratio to the first case is taken and the median of
+ * those ratios reported.
+ */
+export async function cpuInTurns(cases: readonly (readonly [string, () => unknown])[], batch: number, turns = 21): Promise<CpuTurns[]> {
+  const run = async (fn: () => unknown, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const r = fn();
+      if (r instanceof Promise) await r;
+    }
+  };
+  for (const [, fn] of cases) await run(fn, Math.min(batch * 2, 20_000));
+  const perCall = cases.map(() => [] as number[]);
+  for (let t = 0; t < turns; t++) {
+    for (const [i, [, fn]] of cases.entries()) {
+      const start = process.cpuUsage();
+      await run(fn, batch);
+      const used = process.cpuUsage(start);
+      perCall[i]?.push(((used.user + used.system) * 1000) / batch);
+    }
+  }
+  const median = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN;
+  const first = perCall[0] ?? [];
+  return cases.map(([name], i) => {
+    const own = perCall[i] ?? [];
+    return { name, nsPerOp: median(own), ratio: median(own.map((ns, t) => ns / (first[t] ?? Number.NaN))) };
+  });
+}
+
+/** Prints cases measured by `cpuInTurns`: CPU time per call and, unless `ratios` is false, the ratio to the first case. */
+export function reportCpuTurns(title: string, rows: readonly CpuTurns[], ratios = true): void {
+  console.log(`  ${title}`);
+  for (const [i, m] of rows.entries()) {
+    const ratio = !ratios ? "" : i === 0 ? "1.00 (base)" : m.ratio.toFixed(2);
+    console.log(`    ${m.name.padEnd(50)} ${formatNs(m.nsPerOp).padStart(12)} ${ratio.padStart(12)}`);
+  }
+}
+
+/** Prints one absolute target against CPU time measured by `cpuInTurns`. */
 export function reportTarget(what: string, ns: number, targetNs: number): void {
   console.log(`  ${what}: ${formatNs(ns)} of CPU per call (target ≤ ${formatNs(targetNs)}: ${ns <= targetNs ? "met" : "missed"})`);
 }

@@ -1,6 +1,6 @@
 import type { Capability, Grant, Request } from "../src/index.ts";
 import { kernel } from "./built.ts";
-import { cpuPerCall, heapPerItem, measure, report, reportTarget } from "./harness.ts";
+import { cpuInTurns, heapPerItem, measure, report, reportCpuTurns, reportTarget } from "./harness.ts";
 
 const ITER = 200_000;
 const { authorize, check, createManualClock, createMint, narrow, revocable, shadow } = kernel;
@@ -51,7 +51,16 @@ export async function runKernelBench(): Promise<void> {
   rows.push(measure("narrow (append a link)", () => narrow(root, grant), ITER / 10));
   rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
   report("kernel: authorization", baseline, rows);
-  reportTarget("narrow", await cpuPerCall(() => narrow(root, grant), ITER / 10), 3_000);
+  const cpu = await cpuInTurns(
+    [
+      ["narrow (append a link)", () => narrow(root, grant)],
+      ["check fs.read, depth 4", () => check(depth4, fsRead)],
+      ["check tool.call, depth 4", () => check(depth4, toolCall)],
+    ],
+    2_000,
+  );
+  reportCpuTurns("in CPU time, taking turns (median of 21 turns)", cpu, false);
+  reportTarget("narrow", cpu[0]?.nsPerOp ?? Number.NaN, 3_000);
 
   const bytes = heapPerItem(() => narrow(root, grant), 20_000);
   console.log(

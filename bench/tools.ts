@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { AuditSink, Capability } from "../src/index.ts";
 import type { ToolContext } from "../src/tools/index.ts";
 import { kernel, toolsEntry } from "./built.ts";
-import { cpuPerCall, measureAsync, report, reportTarget } from "./harness.ts";
+import { cpuInTurns, measureAsync, report, reportCpuTurns, reportTarget } from "./harness.ts";
 
 const ITER = 5_000;
 const { assertAuthorized, createMint } = kernel;
@@ -43,9 +43,18 @@ export async function runToolsBench(): Promise<void> {
     await measureAsync("dispatcher.catalog (3 tools)", () => Promise.resolve(dispatcher.catalog(cap)), ITER),
   ];
   report("tools: dispatcher overhead per call", baseline, rows);
-  const direct = await cpuPerCall(() => readHandler(args, cap), ITER * 10);
-  const dispatched = await cpuPerCall(() => dispatcher.call(read, args, cap), ITER);
-  reportTarget("dispatcher overhead (one fs.read need, minus the handler called directly)", dispatched - direct, 3_000);
-  const bare = await cpuPerCall(() => dispatcher.call(noop, {}, cap), ITER);
-  reportTarget("dispatcher overhead (no needs, a handler that does nothing)", bare, 3_000);
+  // The same calls in CPU time, taking turns in batches; the handler called directly is not awaited, as it returns no promise.
+  const cpu = await cpuInTurns(
+    [
+      ["handler called directly (baseline)", () => readHandler(args, cap)],
+      ["dispatcher.call, tool with no needs", () => dispatcher.call(noop, {}, cap)],
+      ["dispatcher.call, tool with one fs.read need", () => dispatcher.call(read, args, cap)],
+      ["dispatcher.call denied (need outside the grant)", () => dispatcher.call(read, { path: "/etc/passwd" }, cap).catch(() => undefined)],
+    ],
+    1_000,
+  );
+  reportCpuTurns("in CPU time, taking turns (median of 21 turns; ratio: median of each turn's ratio)", cpu);
+  const [direct, bare, dispatched] = cpu;
+  reportTarget("dispatcher overhead (one fs.read need, minus the handler called directly)", (dispatched?.nsPerOp ?? Number.NaN) - (direct?.nsPerOp ?? Number.NaN), 3_000);
+  reportTarget("dispatcher overhead (no needs, a handler that does nothing)", bare?.nsPerOp ?? Number.NaN, 3_000);
 }
