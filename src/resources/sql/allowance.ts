@@ -1,4 +1,4 @@
-import { DB_OPS, type DbOp, type Decision, type LinkSummary } from "../../kernel/index.js";
+import { DB_OPS, type Capability, type DbOp, type Decision, type LinkSummary } from "../../kernel/index.js";
 import type { Model } from "./schema.js";
 import { confinementOfLineage } from "./scope.js";
 
@@ -32,8 +32,12 @@ export function allowance(lineage: readonly LinkSummary[], model: Model, op: DbO
   return `a ${op} of ${model.name} may use ${uses}${views.length === 0 ? "" : `, and return only as shown ${views.join(", ")}`}`;
 }
 
-/** `decision`, when the kernel denied it for the db domain, with what the capability allows added to its reason. */
-export function withAllowance(decision: Decision, lineage: readonly LinkSummary[], model: Model, op: DbOp): Decision {
+/**
+ * `decision`, when the kernel denied it for the db domain, with what `cap`
+ * allows added to its reason. The lineage is read only then: an allowed call
+ * (nearly every one) does not make it.
+ */
+export function withAllowance(decision: Decision, cap: Capability, model: Model, op: DbOp): Decision {
   if (decision.allowed || decision.rule !== "db") return decision;
-  return { ...decision, reason: `${decision.reason}; ${allowance(lineage, model, op)}` };
+  return { ...decision, reason: `${decision.reason}; ${allowance(cap.lineage, model, op)}` };
 }

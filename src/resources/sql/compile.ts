@@ -137,6 +137,8 @@ interface WhereParts {
   readonly rules: readonly RuleNode[];
   /** The engine's per-row condition (SQL text from the engine, never from a query), or null. */
   readonly guard: string | null;
+  /** Positions of query conditions left out: each an equality the row scope states with the same value (see compileShape). */
+  readonly omit: ReadonlySet<number>;
 }
 
 /**
@@ -144,16 +146,17 @@ interface WhereParts {
  * values right after the scope's), then the query's conditions, all after
  * the engine's guard; `next` is the slot of the first condition value.
  */
-function whereSql({ dialect, model, scope, rules, guard }: WhereParts, conditions: readonly Condition[], next: number) {
+function whereSql({ dialect, model, scope, rules, guard, omit }: WhereParts, conditions: readonly Condition[], next: number) {
   return (eb: Builder): Expression<SqlBool> => {
     const parts: Expression<SqlBool>[] = scope.map((f, i) => eb(eb.ref(column(model, f)), "=", bind(new Slot(i, f))));
     const ruleSlots = { next: scope.length };
     for (const rule of rules) parts.push(ruleSql(dialect, model, eb, rule, ruleSlots));
     let at = next;
-    for (const c of conditions) {
+    for (const [i, c] of conditions.entries()) {
       const slots = Array.from({ length: c.arity }, (_, k) => new Slot(at + k, c.field));
+      // An omitted condition's value keeps its slot, so every later value binds where it would have.
       at += c.arity;
-      parts.push(conditionSql(dialect, model, eb, c, slots));
+      if (!omit.has(i)) parts.push(conditionSql(dialect, model, eb, c, slots));
     }
     // First: SQLite evaluates the terms in order and stops at the first false one, so a guard after a filter no row passes would never run.
     if (guard !== null) parts.unshift(sql<SqlBool>`${sql.raw(guard)}`);
@@ -195,12 +198,16 @@ function toShape(compiled: { readonly sql: string; readonly parameters: readonly
   return Object.freeze({ sql: compiled.sql, params: Object.freeze(params), output: Object.freeze([...output]) });
 }
 
+const OMIT_NONE: ReadonlySet<number> = new Set();
+
 /**
  * Compiles one shape. `scope` lists the row-scope fields (slots 0 …), `rules`
  * the row rules (their `ruleValueCount` values next), `select` the fields a
  * read returns, `guard` the engine's per-row condition. Everything in the
  * SQL text comes from the schema, the engine or this module; the values are
- * all slots.
+ * all slots. `omit` names query conditions to leave out of the WHERE clause:
+ * only for a statement run with values that make each of them repeat a
+ * scope equality (see scopeRepeats), which then says the same.
  */
 export function compileShape(
   dialect: Dialect,
@@ -210,10 +217,11 @@ export function compileShape(
   ruleValueCount: number,
   select: readonly Field[],
   guard: string | null,
+  omit: ReadonlySet<number> = OMIT_NONE,
 ): CompiledShape {
   const db = builders[dialect];
   const { model } = q;
-  const where: WhereParts = { dialect, model, scope, rules, guard };
+  const where: WhereParts = { dialect, model, scope, rules, guard, omit };
   const base = scope.length + ruleValueCount;
   switch (q.op) {
     case "read": {
@@ -263,4 +271,28 @@ export function compileShape(
     case "delete":
       return toShape(db.deleteFrom(model.table).where(whereSql(where, q.conditions, base)).compile(), []);
   }
+}
+
+/** A query condition `field = value` on a field of the row scope: the condition's position, its value's argument, and the scope value's position. */
+export interface ScopeRepeat {
+  readonly condition: number;
+  readonly arg: number;
+  readonly scope: number;
+}
+
+/**
+ * The conditions of `conditions` that test equality on a field of `scope`.
+ * With the call's value equal (===) to the scope's, such a condition is the
+ * scope's own term again, bound to the same value through the same encoder,
+ * so leaving it out selects exactly the same rows.
+ */
+export function scopeRepeats(conditions: readonly Condition[], scope: readonly Field[]): readonly ScopeRepeat[] {
+  const repeats: ScopeRepeat[] = [];
+  let arg = 0;
+  for (const [i, c] of conditions.entries()) {
+    const at = c.op === "eq" ? scope.indexOf(c.field) : -1;
+    if (at >= 0) repeats.push({ condition: i, arg, scope: at });
+    arg += c.arity;
+  }
+  return repeats;
 }

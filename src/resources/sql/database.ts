@@ -17,7 +17,7 @@ import {
   type Scalar,
 } from "../../kernel/index.js";
 import { audited, auditedSync, auditOption, jsonBytes, type Access } from "../audited.js";
-import { compileShape, type CompiledShape } from "./compile.js";
+import { compileShape, scopeRepeats, type CompiledShape, type ScopeRepeat } from "./compile.js";
 import type { BoundRead, ChangeLimit, DriverRow, Engine, Statement, WriteOutcome } from "./engine.js";
 import { postgresEngine } from "./postgres.js";
 import {
@@ -243,6 +243,10 @@ interface Plan {
   /** Fields a read selects only to relate rows to included ones, removed from the rows it returns. */
   readonly hidden: readonly string[];
   prepared: Prepared | null;
+  /** For a read: its filters that test equality on a field of the scope, which a call giving the scope's own value repeats. */
+  readonly repeats: readonly ScopeRepeat[];
+  /** For a read: its statement without those filters, for a call whose every one repeats the scope. */
+  lean: Prepared | null;
   /** For a write with an audit sink: its statement returning the snapshot's fields, and the read of the rows it will change. */
   audited: AuditedWrite | null;
 }
@@ -572,6 +576,8 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       includes: confinement.includes,
       hidden: fieldNames(hidden),
       prepared: null,
+      repeats: q.op === "read" ? scopeRepeats(q.conditions, scope) : [],
+      lean: null,
       audited: null,
     };
   };
@@ -606,12 +612,12 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
     return plan;
   };
 
-  /** The prepared statement of `q` under `plan`, from the cache by `key` or compiled now. */
-  const prepareAs = (key: string, plan: Plan, q: ParsedQuery, select: readonly Field[]): Prepared => {
+  /** The prepared statement of `q` under `plan`, from the cache by `key` or compiled now; `omit`: conditions left out (see compileShape). */
+  const prepareAs = (key: string, plan: Plan, q: ParsedQuery, select: readonly Field[], omit?: ReadonlySet<number>): Prepared => {
     const cached = statements.get(key);
     if (cached !== undefined) return cached;
     const rules = q.op === "create" ? [] : plan.rules;
-    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, select, engine.guard);
+    const shape = compileShape(engine.dialect, q, plan.scope, rules, plan.constants.length - plan.scopeValues.length, select, engine.guard, omit);
     const prepared: Prepared = {
       shape,
       statement: engine.prepare(shape.sql, q.op === "read" && q.limit === 1),
@@ -627,6 +633,26 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   };
 
   const prepare = (plan: Plan, q: ParsedQuery): Prepared => (plan.prepared = prepareAs(plan.statementKey, plan, q, plan.select));
+
+  /**
+   * The statement a call of `plan` with `args` runs. A read filtering a scope
+   * field by the value the scope already requires (a capability narrowed to
+   * one row, asked for that row) runs the statement without that filter:
+   * the same rows, one term fewer for the database to test. Any other value
+   * (Object.is, so 0 and -0 differ) runs the statement with every filter.
+   */
+  const statementFor = (plan: Plan, q: ParsedQuery, args: readonly Scalar[]): Prepared => {
+    const { repeats } = plan;
+    let same = repeats.length > 0;
+    for (let i = 0; same && i < repeats.length; i++) {
+      const r = repeats[i] as ScopeRepeat;
+      same = Object.is(args[r.arg], plan.scopeValues[r.scope]);
+    }
+    if (!same) return plan.prepared ?? prepare(plan, q);
+    if (plan.lean !== null) return plan.lean;
+    const omit = new Set(repeats.map((r) => r.condition));
+    return (plan.lean = prepareAs(`${plan.statementKey}|omit:${[...omit].join(",")}`, plan, q, plan.select, omit));
+  };
 
   /** The statements of a write whose changes go to the audit log: it returns the snapshot's fields too, and an update or delete reads its rows first. */
   const prepareAudited = (plan: Plan, q: ParsedCreate | ParsedUpdate | ParsedDelete, view: SnapshotView): AuditedWrite => {
@@ -663,7 +689,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const query = boundedInclude(include.query, allowance);
       const plan = planFor(access, cap, query);
       const request = withTenant(plan.request, pinnedScope(plan, query.pins, plan.request.scope), query.tenant);
-      const decision = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap.lineage, query.model, "read"));
+      const decision = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap, query.model, "read"));
       if (!decision.allowed) throw denialError(decision);
       return { include, query, plan, nested: admitIncludes(access, cap, query, plan.includes) };
     });
@@ -738,20 +764,20 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
       const after = pinnedScope(plan, q.writes, scope ?? base);
       if (after !== null) {
         const moved = withTenant(plan.request, after, q.tenant);
-        const decision = access.decided(moved, withAllowance(checkTrusted(trusted, cap, moved, options), cap.lineage, q.model, q.op));
+        const decision = access.decided(moved, withAllowance(checkTrusted(trusted, cap, moved, options), cap, q.model, q.op));
         if (!decision.allowed) throw denialError(decision);
       }
     }
     let included: AdmittedInclude[] = [];
     if (q.op === "read" && q.includes !== undefined) {
       // The read itself is checked first (charging nothing), so a read its capability denies is refused as such, whatever it includes.
-      const own = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap.lineage, q.model, q.op));
+      const own = access.decided(request, withAllowance(checkTrusted(trusted, cap, request), cap, q.model, q.op));
       if (!own.allowed) throw denialError(own);
       included = admitIncludes(access, cap, q, plan.includes);
     }
-    const decision = access.decided(request, withAllowance(authorizeTrusted(trusted, cap, request, options), cap.lineage, q.model, q.op));
+    const decision = access.decided(request, withAllowance(authorizeTrusted(trusted, cap, request, options), cap, q.model, q.op));
     if (!decision.allowed) throw denialError(decision);
-    const prepared = plan.prepared ?? prepare(plan, q);
+    const prepared = statementFor(plan, q, q.args);
     return { plan, prepared, params: bind(plan, prepared, q.args), included };
   };
 
