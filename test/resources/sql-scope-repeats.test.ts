@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
-import { CapabilityDenied, narrow, narrowToRow, type Capability, type Scalar } from "../../src/index.ts";
-import { createSqlDatabase, type SqlDatabase } from "../../src/resources/sql/database.ts";
+import { CapabilityDenied, narrow, narrowToRow, type Scalar } from "../../src/index.ts";
+import { createSqlDatabase, type DbCapability, type SqlDatabase } from "../../src/resources/sql/database.ts";
 import type { ReadQuery } from "../../src/resources/sql/query.ts";
 import { capabilities, ENGINES, SCHEMA, type Harness } from "./sql-fixture.ts";
 
@@ -20,7 +20,7 @@ type Filter = Scalar | Readonly<Record<string, Scalar | readonly Scalar[]>>;
 /** A capability with the row scope it confines Customer reads to. */
 interface Scoped {
   readonly name: string;
-  readonly cap: Capability;
+  readonly cap: DbCapability<"read">;
   readonly scope: Readonly<Record<string, Scalar>>;
 }
 
@@ -94,7 +94,7 @@ for (const engine of ENGINES) {
       h.clearCounts();
     });
 
-    const reads = (db: SqlDatabase): ((cap: Capability, q: ReadQuery) => Promise<unknown>)[] =>
+    const reads = (db: SqlDatabase): ((cap: DbCapability<"read">, q: ReadQuery) => Promise<unknown>)[] =>
       engine.name === "sqlite" ? [(cap, q) => db.read(cap, q), (cap, q) => Promise.resolve().then(() => db.readSync(cap, q))] : [(cap, q) => db.read(cap, q)];
 
     it("property: every read returns exactly the rows its scope and its filters select, and is refused only for a pin outside its scope", async () => {
@@ -105,18 +105,19 @@ for (const engine of ENGINES) {
       await fc.assert(
         fc.asyncProperty(fc.integer({ min: 0, max: caps.length - 1 }), where, fc.integer({ min: 0, max: readers.length - 1 }), fc.boolean(), async (c, w, r, limited) => {
           const { cap, scope } = caps[c] as Scoped;
-          const query: ReadQuery = { model: "Customer", fields: ["id", "name"], where: w as ReadQuery["where"], orderBy: [{ field: "id" }], ...(limited ? { limit: 2 } : {}) };
-          const outside = Object.entries(w).some(([field, filter]) => Object.hasOwn(scope, field) && pinned(filter).some((v) => v !== scope[field]));
-          const repeats = Object.entries(w).filter(([field]) => Object.hasOwn(scope, field));
+          const filtered = Object.entries(w) as [string, Filter][];
+          const query: ReadQuery = { model: "Customer", fields: ["id", "name"], where: w as NonNullable<ReadQuery["where"]>, orderBy: [{ field: "id" }], ...(limited ? { limit: 2 } : {}) };
+          const outside = filtered.some(([field, filter]) => Object.hasOwn(scope, field) && pinned(filter).some((v) => v !== scope[field]));
+          const repeats = filtered.filter(([field]) => Object.hasOwn(scope, field));
           if (!outside && repeats.length > 0 && repeats.every(([field, filter]) => pinned(filter).every((v) => Object.is(v, scope[field])))) lean++;
-          const outcome = await (readers[r] as (cap: Capability, q: ReadQuery) => Promise<unknown>)(cap, query).catch((e: unknown) => e);
+          const outcome = await (readers[r] as (cap: DbCapability<"read">, q: ReadQuery) => Promise<unknown>)(cap, query).catch((e: unknown) => e);
           if (outside) {
             expect(outcome).toBeInstanceOf(CapabilityDenied);
             return;
           }
           const expected = stored
             .filter((row) => Object.entries(scope).every(([field, v]) => fieldValue(row, field) === v))
-            .filter((row) => Object.entries(w).every(([field, filter]) => passes(fieldValue(row, field), filter)))
+            .filter((row) => filtered.every(([field, filter]) => passes(fieldValue(row, field), filter)))
             .map((row) => ({ id: row.id, name: row.name }))
             .slice(0, limited ? 2 : undefined);
           expect(outcome).toEqual(expected);
