@@ -65,9 +65,11 @@ export class ChainWalker {
   readonly #recent: Seen[] = [];
   #last: { seq: number; id: string; hash: string } | null = null;
 
-  constructor(lookup: HashLookup, report: (problem: TamperProblem) => void) {
+  /** `start`: where a log pruned by retention begins, the last pruned entry (its chain hash as the retention record signed it), which the first entry walked must follow. */
+  constructor(lookup: HashLookup, report: (problem: TamperProblem) => void, start: { readonly seq: number; readonly hash: string } | null = null) {
     this.#lookup = lookup;
     this.#report = report;
+    this.#last = start === null ? null : { seq: start.seq, id: "pruned by retention", hash: start.hash };
   }
 
   /** The last entry walked. */

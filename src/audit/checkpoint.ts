@@ -73,9 +73,9 @@ export function parseSignerKey(text: string): CheckpointSigner {
   return { name, keyId, key, verifierKey: verifierKeyOf(name, pub) };
 }
 
-/** A checkpoint of the tree of `size` entries with root `root`, signed as a note by `signer`. */
-export function signCheckpoint(signer: CheckpointSigner, origin: string, size: number, root: Buffer): string {
-  const text = `${origin}\n${String(size)}\n${root.toString("base64")}\n`;
+/** A checkpoint of the tree of `size` entries with root `root`, signed as a note by `signer`; `extensions` are extra lines of its text (C2SP allows them after the root). */
+export function signCheckpoint(signer: CheckpointSigner, origin: string, size: number, root: Buffer, extensions: readonly string[] = []): string {
+  const text = `${origin}\n${String(size)}\n${root.toString("base64")}\n${extensions.map((l) => `${l}\n`).join("")}`;
   const signature = sign(null, Buffer.from(text, "utf8"), signer.key);
   return `${text}\n\u2014 ${signer.name} ${Buffer.concat([signer.keyId, signature]).toString("base64")}\n`;
 }

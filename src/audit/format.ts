@@ -1,6 +1,7 @@
 import { requestTarget } from "../kernel/index.js";
 import type { LoggedEvent } from "./encoding.js";
 import type { AuditRecord } from "./query.js";
+import type { PruneReport } from "./retention.js";
 import type { VerifyReport } from "./verify.js";
 
 /*
@@ -93,6 +94,13 @@ export function formatVerifyReport(report: VerifyReport): string {
     c.checked === 0
       ? "checkpoints: none given, so a rewrite with recomputed hashes, a truncated end or a replaced database would go unseen (pass --checkpoints and --public-key)"
       : `checkpoints: ${c.checked} signed checkpoint(s) checked, the latest covering ${String(c.latest)} entries`;
+  const p = report.pruned;
+  const pruned =
+    p === null
+      ? []
+      : [
+          `pruned by retention: entries 1 to ${String(p.upTo)} (older than ${new Date(p.before).toISOString()}), on ${new Date(p.at).toISOString()}; ${p.signed ? "the signed retention checkpoint" : "the log's own record of it (unsigned: pass --checkpoints and --public-key)"} anchors what remains`,
+        ];
   const open =
     report.openIntentCount === 0
       ? []
@@ -100,7 +108,23 @@ export function formatVerifyReport(report: VerifyReport): string {
           `intents without an outcome (in flight, or their process stopped between acting and recording the outcome): ${report.openIntentCount}`,
           ...report.openIntents.map((o) => `  seq ${String(o.seq).padStart(6)}  event ${o.id}`),
         ];
-  return [verdict, ...lines, tree, against, ...open].join("\n") + "\n";
+  return [verdict, ...lines, tree, against, ...pruned, ...open].join("\n") + "\n";
+}
+
+/** What a prune did, in words. */
+export function formatPruneReport(report: PruneReport): string {
+  const cutoff = new Date(report.before).toISOString();
+  const done =
+    report.pruned === 0
+      ? `nothing to prune: no entry older than ${cutoff} can go${report.upTo > 0 ? ` (entries 1 to ${String(report.upTo)} were pruned before)` : ""}`
+      : `pruned ${String(report.pruned)} entries (${String(report.from)} to ${String(report.upTo)}) older than ${cutoff}; the signed retention checkpoint of size ${String(report.upTo)} records it`;
+  const held = report.heldBack === null ? [] : [`kept from entry ${String(report.heldBack.seq)}: ${printable(report.heldBack.message)}`];
+  return [done, ...held].join("\n") + "\n";
+}
+
+/** The line a table of query results ends with on a pruned log. */
+export function prunedNote(pruned: { readonly upTo: number; readonly before: number; readonly at: number }): string {
+  return `(entries 1 to ${String(pruned.upTo)}, older than ${new Date(pruned.before).toISOString()}, were pruned by retention on ${new Date(pruned.at).toISOString()})\n`;
 }
 
 /** One group of shadow disagreements: a tool and the rule its shadow grant would have denied by. */

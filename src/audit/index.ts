@@ -19,6 +19,14 @@ export type { TamperKind, TamperProblem } from "./chain-walker.js";
 export { REDACTED } from "./redaction.js";
 export type { RedactionPolicy } from "./redaction.js";
 export type { ChainHead } from "./chain.js";
+/**
+ * Retention by age (`store.prune({ before })`): deletes the oldest entries
+ * and signs the prune as a retention checkpoint, so what remains still
+ * verifies with the public key alone and a deletion without one is still
+ * reported. retentionCutoff reads an age (90d, 12h) or an ISO date.
+ */
+export { retentionCutoff } from "./retention.js";
+export type { HeldBack, PruneOptions, PruneReport } from "./retention.js";
 export { fileCheckpointSink, generateCheckpointKey, memoryCheckpointSink, splitNotes } from "./checkpoint.js";
 export type { CheckpointKeyPair, CheckpointSink } from "./checkpoint.js";
 /** Checking a proof needs nothing but this module and the log's public key. */
@@ -36,4 +44,4 @@ export type { AuditStream, OtlpLogStream, OtlpStreamOptions, OtlpStreamStats } f
 export { verifyStream } from "./stream-verifier.js";
 export type { VerifiedStream } from "./stream-verifier.js";
 export { EXPORT_FORMAT, parseVerifierKey, verifyCheckpoint, verifyConsistency, verifyExport, verifyInclusion, verifyProof } from "./proof-verifier.js";
-export type { Checkpoint, ExportLine, ProofBundle, ProvedEntry, VerifiedExport, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";
+export type { Checkpoint, ExportLine, ProofBundle, ProvedEntry, Retention, VerifiedExport, VerifiedProof, Verdict, VerifierKey } from "./proof-verifier.js";

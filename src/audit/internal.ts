@@ -1,5 +1,5 @@
 /** What agentcap's own command line uses of the audit layer beyond its entry: printing and the defaults it names in its help. */
-export { formatJsonLines, formatShadowGroups, formatTable, formatVerifyReport, printable, shadowGroups } from "./format.js";
+export { formatJsonLines, formatPruneReport, formatShadowGroups, formatTable, formatVerifyReport, printable, prunedNote, shadowGroups } from "./format.js";
 export type { ShadowGroup } from "./format.js";
 export { MAX_LIMIT } from "./query.js";
 export { DEFAULT_SQLITE_PATH } from "./sqlite-store.js";

@@ -49,6 +49,11 @@ export class Frontier {
     return this.#size;
   }
 
+  /** The complete subtrees of the right edge, largest first: those of `frontierSlots(size)`. */
+  get nodes(): readonly FrontierNode[] {
+    return this.#nodes;
+  }
+
   copy(): Frontier {
     return new Frontier(this.#size, this.#nodes);
   }
@@ -121,4 +126,11 @@ export async function consistencyProof(m: number, n: number, lookup: SubtreeLook
     return [...(await sub(m - k, a + k, b, false)), await rangeHash(a, a + k, lookup)];
   };
   return sub(m, 0, n, true);
+}
+
+/** The tree of `size` leaves rebuilt from its complete subtrees' hashes (largest first, as `frontierSlots(size)` names them), to grow it from there. */
+export function frontierFrom(size: number, hashes: readonly Buffer[]): Frontier {
+  const slots = frontierSlots(size);
+  if (slots.length !== hashes.length) throw new Error(`the tree of ${String(size)} leaves has ${String(slots.length)} complete subtrees on its right edge, not ${String(hashes.length)}`);
+  return new Frontier(size, slots.map((s, i) => ({ level: s.level, hash: hashes[i] as Buffer })));
 }

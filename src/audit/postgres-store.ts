@@ -64,9 +64,11 @@ export async function openPostgresBackend(options: PostgresBackendOptions): Prom
   return Object.freeze({
     kind: "postgres" as const,
     db,
+    writable: options.readOnly !== true,
     append: options.readOnly
       ? () => Promise.reject(new AuditFailure(`the Postgres audit log in schema ${schema} was opened read-only`))
       : appender(pool, schema),
+    prune: options.readOnly ? () => Promise.reject(new AuditFailure(`the Postgres audit log in schema ${schema} was opened read-only`)) : pruner(pool, schema),
     close: () => db.destroy(),
   });
 }
@@ -106,6 +108,7 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
     )`.execute(trx);
     await sql`CREATE INDEX IF NOT EXISTS audit_event_links_seq ON ${s}.audit_event_links (event_seq, position)`.execute(trx);
     await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_tree (level integer NOT NULL, idx bigint NOT NULL, hash text NOT NULL, PRIMARY KEY (level, idx))`.execute(trx);
+    await sql`CREATE TABLE IF NOT EXISTS ${s}.audit_retention (up_to bigint PRIMARY KEY, note text NOT NULL, at bigint NOT NULL)`.execute(trx);
     // An index an earlier version made under another condition is made again (Postgres prints the condition after WHERE).
     const existing = await sql<{ name: string; def: string }>`SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = ${schema} AND tablename = 'audit_events'`.execute(trx);
     const conditions = existing.rows.map((r) => ({ name: r.name, where: / WHERE (.*)$/s.exec(r.def)?.[1] ?? null }));
@@ -114,13 +117,49 @@ async function createSchema(db: Kysely<AuditDb>, schema: string): Promise<void> 
       // Index definitions are constants of this module, never input.
       await sql`CREATE ${sql.raw(i.unique ? "UNIQUE " : "")}INDEX IF NOT EXISTS ${sql.id(i.name)} ON ${s}.audit_events (${sql.raw(i.columns)})${sql.raw(i.where ? ` WHERE ${i.where}` : "")}`.execute(trx);
     }
+    // A prune by retention deletes with agentcap.audit_prune set for its own transaction only (see pruner).
     await sql`CREATE OR REPLACE FUNCTION ${s}.audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$`.execute(trx);
+      BEGIN
+        IF TG_OP = 'DELETE' AND TG_TABLE_NAME <> 'audit_retention' AND current_setting('agentcap.audit_prune', true) = 'on' THEN RETURN NULL; END IF;
+        RAISE EXCEPTION 'the audit log is append-only';
+      END $$`.execute(trx);
     for (const table of AUDIT_TABLES) {
       await sql`CREATE OR REPLACE TRIGGER ${sql.id(`${table}_append_only`)} BEFORE UPDATE OR DELETE OR TRUNCATE ON ${s}.${sql.id(table)}
         FOR EACH STATEMENT EXECUTE FUNCTION ${s}.audit_append_only()`.execute(trx);
     }
   });
+}
+
+/**
+ * Prunes in one transaction holding the writers' lock, with the setting the
+ * append-only trigger lets deletes through under set for that transaction
+ * alone.
+ */
+function pruner(pool: pg.Pool, schema: string): AuditBackend["prune"] {
+  const t = (table: string) => `"${schema}"."${table}"`;
+  return async (rows) => {
+    const client = await pool.connect();
+    let done = false;
+    try {
+      await client.query(`BEGIN; LOCK TABLE ${t("audit_events")} IN SHARE ROW EXCLUSIVE MODE; SET LOCAL agentcap.audit_prune = 'on'`);
+      await client.query(`INSERT INTO ${t("audit_retention")} (up_to, note, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [rows.record.up_to, rows.record.note, rows.record.at]);
+      if (rows.leaf !== null) await client.query(`INSERT INTO ${t("audit_tree")} (level, idx, hash) VALUES (0, $1, $2) ON CONFLICT DO NOTHING`, [rows.leaf.index, rows.leaf.hash]);
+      const deleted = (await client.query(`DELETE FROM ${t("audit_events")} WHERE seq <= $1`, [rows.upTo])).rowCount ?? 0;
+      await client.query(`DELETE FROM ${t("audit_event_links")} WHERE event_seq <= $1`, [rows.upTo]);
+      await client.query(
+        `DELETE FROM ${t("audit_tree")} WHERE level > 0 AND ((idx + 1) << level) <= $1 AND NOT ((level, idx) IN (SELECT * FROM unnest($2::int[], $3::bigint[])))`,
+        [rows.upTo, rows.keep.map((k) => k.level), rows.keep.map((k) => k.index)],
+      );
+      await client.query(`DELETE FROM ${t("audit_tree")} WHERE level = 0 AND idx < $1`, [rows.upTo - 1]);
+      await client.query(`DELETE FROM ${t("audit_links")} l WHERE NOT EXISTS (SELECT 1 FROM ${t("audit_event_links")} x WHERE x.link_num = l.num)`);
+      await client.query("COMMIT");
+      done = true;
+      return deleted;
+    } finally {
+      if (!done) await client.query("ROLLBACK").catch(() => undefined);
+      client.release(!done);
+    }
+  };
 }
 
 /** What the log holds that a batch must be planned against, read in one statement under the write lock. */

@@ -35,6 +35,29 @@ export interface Checkpoint {
   readonly rootHash: Buffer;
   /** The whole signed note, as given. */
   readonly note: string;
+  /** Present when the checkpoint also records a prune by retention: entries 1 to `size` were deleted from the log on purpose. */
+  readonly retention?: Retention;
+}
+
+/**
+ * A prune by retention, signed as extension lines of the checkpoint of the
+ * tree it cut at (size N): entries 1 to N were deleted because they began
+ * before `before`. It carries what the retained entries need to be checked
+ * without the pruned ones: the chain hash of entry N, and the hashes of the
+ * complete subtrees that make up the tree of N leaves (largest first), which
+ * hash to the checkpoint's root, so the tree can be grown from N.
+ */
+export interface Retention {
+  /** The last entry pruned: the checkpoint's size. */
+  readonly upTo: number;
+  /** The cutoff: every pruned entry began before it (ms since the epoch). */
+  readonly before: number;
+  /** When the prune was made (ms since the epoch). */
+  readonly at: number;
+  /** The chain hash of entry `upTo` (hex): entry `upTo + 1` must say it follows it. */
+  readonly chainHash: string;
+  /** The tree of `upTo` leaves as its complete subtrees, largest first. */
+  readonly frontier: readonly Buffer[];
 }
 
 /** An exported entry: its place in the log, its leaf text and the inclusion proof (base64 hashes, leaf to root). */
@@ -133,14 +156,60 @@ export function verifyCheckpoint(note: string, key: VerifierKey | string): Verdi
     verified = true;
   }
   if (!verified) return refuse(`the checkpoint carries no signature by ${k.name}`);
+  return readCheckpointText(text, note);
+}
+
+/**
+ * What a signed note's text says as a checkpoint, without checking any
+ * signature: for a log verified against itself only, and for the check
+ * above once a signature holds.
+ */
+export function readCheckpointText(text: string, note: string): Verdict<Checkpoint> {
   const lines = text.slice(0, -1).split("\n");
-  const [origin = "", sizeText = "", rootText = ""] = lines;
+  const [origin = "", sizeText = "", rootText = "", ...extensions] = lines;
   if (origin === "" || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText)) return refuse("a checkpoint's text is its origin, its tree size and its root hash, one per line");
   const rootHash = Buffer.from(rootText, "base64");
   if (rootHash.length !== 32 || rootHash.toString("base64") !== rootText) return refuse("a checkpoint's root hash must be 32 bytes in base64");
   const size = Number(sizeText);
   if (!Number.isSafeInteger(size)) return refuse("the checkpoint's tree size is too large");
-  return accept({ origin, size, rootHash, note });
+  if (!(extensions[0] ?? "").startsWith(RETENTION_TAG)) return accept({ origin, size, rootHash, note });
+  const retention = readRetention(extensions, size, rootHash);
+  return retention.ok ? accept({ origin, size, rootHash, note, retention: retention.value }) : retention;
+}
+
+/** The first extension line of a checkpoint that records a prune by retention. */
+export const RETENTION_TAG = "agentcap-retention/v1 ";
+
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** The extension lines of a retention checkpoint: what was pruned, then the chain hash and the subtrees of the tree it cut at. */
+export function retentionLines(r: Retention): string[] {
+  return [
+    `${RETENTION_TAG}pruned 1-${String(r.upTo)} before ${new Date(r.before).toISOString()} at ${new Date(r.at).toISOString()}`,
+    `chain ${r.chainHash}`,
+    `frontier ${r.frontier.map((h) => h.toString("base64")).join(" ")}`,
+  ];
+}
+
+function readRetention(lines: readonly string[], size: number, root: Buffer): Verdict<Retention> {
+  const bad = refuse("a retention checkpoint's extension lines are: agentcap-retention/v1 pruned 1-<size> before <time> at <time>, chain <hex>, frontier <base64 hashes>");
+  if (lines.length !== 3) return bad;
+  const what = new RegExp(`^${RETENTION_TAG}pruned 1-(\\d+) before (\\S+) at (\\S+)$`).exec(lines[0] ?? "");
+  const chain = /^chain ([0-9a-f]{64})$/.exec(lines[1] ?? "");
+  const frontierText = /^frontier ([A-Za-z0-9+/= ]+)$/.exec(lines[2] ?? "");
+  if (what === null || chain === null || frontierText === null) return bad;
+  const [, upToText = "", beforeText = "", atText = ""] = what;
+  if (Number(upToText) !== size || size === 0) return refuse("a retention checkpoint prunes entries 1 to its own size, at least one");
+  if (!ISO_TIME.test(beforeText) || !ISO_TIME.test(atText)) return bad;
+  const frontier = (frontierText[1] ?? "").split(" ").map((h) => Buffer.from(h, "base64"));
+  if (frontier.some((h) => h.length !== 32)) return bad;
+  // The tree of `size` leaves is one complete subtree per bit set in `size`; folded from the right they give its root.
+  let bits = 0;
+  for (let n = size; n > 0; n = Math.floor(n / 2)) bits += n % 2;
+  let acc: Buffer | undefined = frontier.at(-1);
+  for (let i = frontier.length - 2; i >= 0 && acc !== undefined; i--) acc = nodeHash(frontier[i] as Buffer, acc);
+  if (frontier.length !== bits || acc === undefined || !acc.equals(root)) return refuse("a retention checkpoint's subtrees do not hash to the root it signed");
+  return accept({ upTo: size, before: Date.parse(beforeText), at: Date.parse(atText), chainHash: chain[1] ?? "", frontier });
 }
 
 /** RFC 9162 2.1.3.2: whether `proof` shows the leaf at `index` in the tree of `size` leaves with root `root`. */
@@ -268,7 +337,7 @@ export const EXPORT_FORMAT = "agentcap.audit.export/v1";
  * checkpoint covered yet).
  */
 export type ExportLine =
-  | { readonly format: typeof EXPORT_FORMAT; readonly checkpoint: string; readonly from: number; readonly to: number }
+  | { readonly format: typeof EXPORT_FORMAT; readonly checkpoint: string; readonly from: number; readonly to: number; readonly pruned?: string }
   | { readonly seq: number; readonly leaf: string; readonly proof: readonly string[] }
   | { readonly end: true; readonly entries: number; readonly uncovered: number };
 
@@ -278,17 +347,22 @@ export interface VerifiedExport {
   readonly from: number;
   readonly to: number;
   readonly entries: number;
+  /** When the export starts where the log was pruned by retention: the signed record of that prune (entries 1 to `upTo`, older than `before`). */
+  readonly pruned?: { readonly upTo: number; readonly before: number; readonly at: number };
 }
 
 /**
  * Checks an export with the log's public key alone: the header's checkpoint
  * is signed by `key`, every entry's leaf is in the tree it signed at its
  * sequence number, the sequence numbers run from `from` to `to` without a
- * gap, a repeat or a reordering, and the trailer is there and agrees. Calls
- * `onEntry` with each entry that checked out, in order.
+ * gap, a repeat or a reordering, and the trailer is there and agrees. An
+ * export of a log pruned by retention may carry the signed record of the
+ * prune, which must end right before its first entry: the result then says
+ * which entries were pruned on purpose. Calls `onEntry` with each entry that
+ * checked out, in order.
  */
 export function verifyExport(lines: Iterable<string>, key: VerifierKey | string, onEntry?: (entry: { readonly seq: number; readonly body: unknown; readonly links: readonly unknown[] }) => void): Verdict<VerifiedExport> {
-  let header: { checkpoint: Checkpoint; from: number; to: number } | null = null;
+  let header: { checkpoint: Checkpoint; from: number; to: number; pruned?: Retention } | null = null;
   let next = 0;
   let count = 0;
   let ended = false;
@@ -314,7 +388,15 @@ export function verifyExport(lines: Iterable<string>, key: VerifierKey | string,
       const checked = verifyCheckpoint(l.checkpoint, key);
       if (!checked.ok) return checked;
       if (to > checked.value.size) return refuse(`${where}: the range ends at ${String(to)}, beyond the ${String(checked.value.size)} entries the checkpoint signed`);
-      header = { checkpoint: checked.value, from, to };
+      let pruned: Retention | undefined;
+      if (l.pruned !== undefined) {
+        // The pruned range is only claimed with the signed record of the prune, which must end right before the export.
+        const record = typeof l.pruned === "string" ? verifyCheckpoint(l.pruned, key) : refuse("pruned must be a signed retention checkpoint");
+        if (!record.ok) return refuse(`${where}: the header's retention record is refused: ${record.reason}`);
+        pruned = record.value.retention;
+        if (pruned === undefined || pruned.upTo !== from - 1) return refuse(`${where}: the header's retention record does not end right before the export's first entry (${String(from)})`);
+      }
+      header = { checkpoint: checked.value, from, to, ...(pruned === undefined ? {} : { pruned }) };
       next = from;
       continue;
     }
@@ -339,5 +421,6 @@ export function verifyExport(lines: Iterable<string>, key: VerifierKey | string,
   }
   if (header === null) return refuse("the export is empty: it has no header");
   if (!ended) return refuse(`the export has no trailer: it was cut short after seq ${String(next - 1)}`);
-  return accept({ checkpoint: { origin: header.checkpoint.origin, size: header.checkpoint.size }, from: header.from, to: header.to, entries: count });
+  const pruned = header.pruned === undefined ? {} : { pruned: { upTo: header.pruned.upTo, before: header.pruned.before, at: header.pruned.at } };
+  return accept({ checkpoint: { origin: header.checkpoint.origin, size: header.checkpoint.size }, from: header.from, to: header.to, entries: count, ...pruned });
 }

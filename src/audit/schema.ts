@@ -16,6 +16,11 @@ import { PHASE, type EventColumns } from "./encoding.js";
  *   lookup, and the index stays a few bytes per link.
  * - audit_tree: the hash of every complete, aligned subtree of the Merkle
  *   tree above the leaves (see merkle.ts), for roots and proofs of any size.
+ *   Once entries are pruned by retention, only the subtrees that make up the
+ *   tree of the pruned entries are kept of those below the cut (with the
+ *   last pruned leaf's hash at level 0 when it stands alone).
+ * - audit_retention: one row per prune by retention: the last entry pruned
+ *   and the signed checkpoint recording it (see retention.ts).
  */
 
 /** The Postgres schema the log's tables live in unless told otherwise. */
@@ -52,16 +57,27 @@ export interface EventLinksTable {
   readonly position: number;
 }
 
+/** A row of audit_retention: entries 1 to `up_to` were pruned at `at`, as the signed retention checkpoint `note` records. */
+export interface RetentionTable {
+  readonly up_to: number;
+  readonly note: string;
+  readonly at: number;
+}
+
 /** The tables as Kysely sees them. */
 export interface AuditDb {
   audit_events: EventsTable;
   audit_links: LinksTable;
   audit_event_links: EventLinksTable;
   audit_tree: TreeTable;
+  audit_retention: RetentionTable;
 }
 
-/** The tables that only ever grow: triggers refuse updates and deletes on each. */
-export const AUDIT_TABLES = ["audit_events", "audit_links", "audit_event_links", "audit_tree"] as const;
+/** The tables that only ever grow: triggers refuse updates and deletes on each (a prune by retention alone deletes, see retention.ts). */
+export const AUDIT_TABLES = ["audit_events", "audit_links", "audit_event_links", "audit_tree", "audit_retention"] as const;
+
+/** The tables a prune by retention deletes from. */
+export const PRUNED_TABLES = ["audit_events", "audit_links", "audit_event_links", "audit_tree"] as const;
 
 /** The columns of audit_events in insertion order. */
 export const EVENT_COLUMNS = [

@@ -8,8 +8,8 @@ import type { ChainHead } from "./chain.js";
 import type { EncodedEvent } from "./encoding.js";
 import { AuditFailure } from "../kernel/index.js";
 import { Frontier, frontierSlots } from "./merkle.js";
-import { AUDIT_TABLES, EVENT_COLUMNS, INDEXES, staleIndexes, type AuditDb } from "./schema.js";
-import { requireCurrentFormat, type AuditBackend, type Appended } from "./store.js";
+import { AUDIT_TABLES, EVENT_COLUMNS, INDEXES, PRUNED_TABLES, staleIndexes, type AuditDb } from "./schema.js";
+import { requireCurrentFormat, type AuditBackend, type Appended, type PruneRows } from "./store.js";
 
 /** WAL pages between automatic checkpoints (SQLite's default is 1000). */
 const WAL_CHECKPOINT_PAGES = 8000;
@@ -63,14 +63,15 @@ CREATE TABLE IF NOT EXISTS audit_event_links (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_event_links_seq ON audit_event_links (event_seq, position);
 CREATE TABLE IF NOT EXISTS audit_tree (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (level, idx)) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_retention (up_to INTEGER PRIMARY KEY, note TEXT NOT NULL, at INTEGER NOT NULL) STRICT;
 ${INDEXES.map((i) => `CREATE ${i.unique ? "UNIQUE " : ""}INDEX IF NOT EXISTS ${i.name} ON audit_events (${i.columns})${i.where ? ` WHERE ${i.where}` : ""};`).join("\n")}
-${AUDIT_TABLES
-  .map(
-    (t) => `CREATE TRIGGER IF NOT EXISTS ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS ${t}_no_delete BEFORE DELETE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`,
-  )
-  .join("\n")}
+${AUDIT_TABLES.map((t) => `CREATE TRIGGER IF NOT EXISTS ${t}_no_update BEFORE UPDATE ON ${t} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;\n${noDelete(t)}`).join("\n")}
 `;
+
+/** The trigger refusing deletes on `table`; a prune by retention drops it and makes it again within its own transaction. */
+function noDelete(table: string): string {
+  return `CREATE TRIGGER IF NOT EXISTS ${table}_no_delete BEFORE DELETE ON ${table} BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;`;
+}
 
 /**
  * Opens (creating if needed) the SQLite log: WAL mode, one write transaction
@@ -115,9 +116,11 @@ export function openSqliteBackend(options: SqliteBackendOptions = {}): AuditBack
   return Object.freeze({
     kind: "sqlite" as const,
     db: kysely,
+    writable: !readOnly,
     append: readOnly
       ? () => Promise.reject(new AuditFailure(`the SQLite audit log at ${path} was opened read-only`))
       : appender(db),
+    prune: readOnly ? () => Promise.reject(new AuditFailure(`the SQLite audit log at ${path} was opened read-only`)) : pruner(db),
     close: async () => {
       if (!readOnly) db.pragma("optimize");
       // Kysely closes the database it was given only once it has used it.
@@ -137,8 +140,37 @@ function indexConditions(db: Database.Database): { name: string; where: string |
 // Committed links are immutable, so they can be remembered; most events share all but their last link.
 const KNOWN_LINKS = 100_000;
 
+/**
+ * Prunes in one write transaction: the delete triggers are dropped and made
+ * again inside it, so no other connection ever sees the log without them.
+ */
+function pruner(db: Database.Database): AuditBackend["prune"] {
+  const run = db.transaction((rows: PruneRows): number => {
+    for (const t of PRUNED_TABLES) db.exec(`DROP TRIGGER IF EXISTS ${t}_no_delete`);
+    db.prepare("INSERT OR IGNORE INTO audit_retention (up_to, note, at) VALUES (?, ?, ?)").run(rows.record.up_to, rows.record.note, rows.record.at);
+    if (rows.leaf !== null) db.prepare("INSERT OR IGNORE INTO audit_tree (level, idx, hash) VALUES (0, ?, ?)").run(rows.leaf.index, rows.leaf.hash);
+    const deleted = db.prepare("DELETE FROM audit_events WHERE seq <= ?").run(rows.upTo).changes;
+    db.prepare("DELETE FROM audit_event_links WHERE event_seq <= ?").run(rows.upTo);
+    const keep = rows.keep.map(() => " AND NOT (level = ? AND idx = ?)").join("");
+    db.prepare(`DELETE FROM audit_tree WHERE level > 0 AND ((idx + 1) << level) <= ?${keep}`).run(rows.upTo, ...rows.keep.flatMap((k) => [k.level, k.index]));
+    db.prepare("DELETE FROM audit_tree WHERE level = 0 AND idx < ?").run(rows.upTo - 1);
+    db.prepare("DELETE FROM audit_links WHERE NOT EXISTS (SELECT 1 FROM audit_event_links x WHERE x.link_num = audit_links.num)").run();
+    for (const t of PRUNED_TABLES) db.exec(noDelete(t));
+    return deleted;
+  });
+  return (rows) => {
+    try {
+      return Promise.resolve(run.immediate(rows));
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new AuditFailure(`the SQLite audit store failed: ${String(e)}`));
+    }
+  };
+}
+
 function appender(db: Database.Database): AuditBackend["append"] {
   let statements: ReturnType<typeof prepare> | null = null;
+  // The last prune this process saw: a prune may delete links, so the links remembered are forgotten after one.
+  let prunedUpTo = 0;
   // The tree's right edge as this process last left it; reloaded when another process appended since.
   let frontier = new Frontier();
   const known = new Map<string, StoredLink>();
@@ -162,6 +194,11 @@ function appender(db: Database.Database): AuditBackend["append"] {
   const write = db.transaction((batch: readonly EncodedEvent[]): AppendPlan => {
     // Prepared on first use, not at open, so a schema broken after opening fails the write, not the open.
     const s = (statements ??= prepare(db));
+    const pruned = (s.pruned.get() as { upTo: number | null }).upTo ?? 0;
+    if (pruned !== prunedUpTo) {
+      known.clear();
+      prunedUpTo = pruned;
+    }
     const head = (s.head.get() as ChainHead | undefined) ?? null;
     const size = head?.seq ?? 0;
     const plan = planAppend(head, frontier.size === size ? frontier.copy() : load(s, size), batch, {
@@ -196,6 +233,7 @@ function appender(db: Database.Database): AuditBackend["append"] {
 function prepare(db: Database.Database) {
   return {
     head: db.prepare("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1"),
+    pruned: db.prepare("SELECT max(up_to) AS upTo FROM audit_retention"),
     hasEntry: db.prepare("SELECT 1 FROM audit_events WHERE id = ? AND phase = ?"),
     link: db.prepare("SELECT num, summary FROM audit_links WHERE id = ?"),
     lastLinkNum: db.prepare("SELECT max(num) AS num FROM audit_links"),

@@ -6,11 +6,12 @@ import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, ty
 import { GroupCommit } from "./group-commit.js";
 import type { AuditStream } from "./otlp-stream.js";
 import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
-import { EXPORT_FORMAT, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
+import { EXPORT_FORMAT, readCheckpointText, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
+import { pruneCutoff, pruneLog, type PruneOptions, type PruneReport } from "./retention.js";
 import { loadLinks, runHistogram, runQuery, type AuditQuery, type AuditRecord, type Histogram, type HistogramOptions } from "./query.js";
 import type { Redactor } from "./redaction.js";
-import type { AuditDb } from "./schema.js";
-import { storedSubtrees, verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
+import type { AuditDb, RetentionTable } from "./schema.js";
+import { retentionRows, storedSubtrees, verifyLog, type VerifyOptions, type VerifyReport } from "./verify.js";
 
 /**
  * The audit log: an AuditSink that resources and the dispatcher write to,
@@ -64,6 +65,21 @@ export interface AuditStore extends AuditSink {
    * AuditFailure when no checkpoint covers any entry yet.
    */
   exportEntries(options?: ExportOptions): AsyncGenerator<ExportLine>;
+  /**
+   * Retention by age: deletes the entries that began before `before`, up to
+   * the newest entry covered by a signed checkpoint, keeping every intent
+   * whose outcome is not pruned with it (see HeldBack) and the newest entry.
+   * The whole log must verify first (AuditFailure otherwise: pruning would
+   * delete the evidence); the prune is then signed as a retention checkpoint
+   * (written to the checkpoint sink before anything is deleted) from which
+   * verify, export and the stream verifier check what remains with the
+   * public key alone. Nothing due is a no-op report, not an error.
+   * InvalidInput for a bad or future cutoff, or a store without a checkpoint
+   * key; AuditFailure for a read-only store.
+   */
+  prune(options: PruneOptions): Promise<PruneReport>;
+  /** The latest prune by retention as the log records it (unverified: `verify` checks it against the key), or null when it was never pruned. */
+  retention(): Promise<{ readonly upTo: number; readonly before: number; readonly at: number } | null>;
   /** Waits for pending writes, writes a last checkpoint, then closes the store; later writes reject with AuditFailure. */
   close(): Promise<void>;
 }
@@ -93,9 +109,25 @@ export interface AuditBackend {
   readonly kind: AuditStore["kind"];
   /** For reads: queries, verification and proofs. */
   readonly db: Kysely<AuditDb>;
+  /** False when opened read-only: append and prune reject. */
+  readonly writable: boolean;
   /** Appends a batch in one transaction, onto the head the store holds under its write lock. Throws when nothing could be written. */
   append(batch: readonly EncodedEvent[]): Promise<Appended>;
+  /** Records a prune by retention and deletes what it prunes, in one transaction under the write lock; resolves with the number of entries deleted. */
+  prune(rows: PruneRows): Promise<number>;
   close(): Promise<void>;
+}
+
+/** What one prune by retention writes and deletes (see retention.ts). */
+export interface PruneRows {
+  /** Entries 1 to `upTo` go, with their lineage index rows, the links no remaining entry names, and the subtrees below `upTo` other than `keep`. */
+  readonly upTo: number;
+  /** The subtrees (level ≥ 1) that make up the tree of `upTo` leaves: kept, for proofs and appends. */
+  readonly keep: readonly { readonly level: number; readonly index: number }[];
+  /** The last pruned leaf, when it stands alone in that tree: kept at level 0 of audit_tree. */
+  readonly leaf: { readonly index: number; readonly hash: string } | null;
+  /** The row recording the prune, with its signed checkpoint. */
+  readonly record: RetentionTable;
 }
 
 /** Where and how a store signs its checkpoints. */
@@ -194,9 +226,21 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     }
   };
 
+  /** The latest prune as the log records it, read without checking its signature. */
+  const latestRetention = async (): Promise<{ upTo: number; before: number; at: number; note: string } | null> => {
+    const row = (await retentionRows(backend.db)).at(-1);
+    if (row === undefined) return null;
+    const read = readCheckpointText(row.note.slice(0, row.note.lastIndexOf("\n\n") + 1), row.note);
+    const r = read.ok ? read.value.retention : undefined;
+    return r === undefined ? null : { upTo: r.upTo, before: r.before, at: r.at, note: row.note };
+  };
+
   const prove = async (id: string, given: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string } = {}): Promise<ProofBundle> => {
     const rows = await backend.db.selectFrom("audit_events").select(["seq", "body"]).where("id", "=", id).orderBy("seq").execute();
-    if (rows.length === 0) throw new InvalidInput(`no audit event ${id} is in the log`);
+    if (rows.length === 0) {
+      const pruned = await latestRetention();
+      throw new InvalidInput(`no audit event ${id} is in the log${pruned === null ? "" : ` (entries 1 to ${String(pruned.upTo)}, older than ${new Date(pruned.before).toISOString()}, were pruned by retention)`}`);
+    }
     const last = (rows.at(-1) as { seq: number }).seq;
     let notes = given.checkpoints ?? (cp === undefined ? [] : await cp.sink.read());
     const key = given.verifierKey ?? cp?.signer.verifierKey;
@@ -232,15 +276,18 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     if (latest === undefined || noteSize(latest) === 0) throw new AuditFailure("no signed checkpoint covers any entry of the log yet; export after the next checkpoint, or write one now (checkpoint())");
     const size = noteSize(latest);
     const head = await backend.db.selectFrom("audit_events").select("seq").orderBy("seq", "desc").limit(1).executeTakeFirst();
-    // The range is by sequence number, so a copy can be checked for gaps: from the first entry at or after `since` to the last before `until`.
-    const first = since === undefined ? 1 : ((await backend.db.selectFrom("audit_events").select("seq").where("at", ">=", since).orderBy("seq").limit(1).executeTakeFirst())?.seq ?? size + 1);
+    const pruned = await latestRetention();
+    // The range is by sequence number, so a copy can be checked for gaps: from the first entry at or after `since` (or the first
+    // a prune by retention left) to the last before `until`. Entries missing without a prune then show as a gap in the copy.
+    const first = since === undefined ? (pruned?.upTo ?? 0) + 1 : ((await backend.db.selectFrom("audit_events").select("seq").where("at", ">=", since).orderBy("seq").limit(1).executeTakeFirst())?.seq ?? size + 1);
     let last = size;
     if (until !== undefined) {
       const before = await backend.db.selectFrom("audit_events").select("seq").where("at", "<", until).where("seq", "<=", size).orderBy("seq", "desc").limit(1).executeTakeFirst();
       last = before?.seq ?? 0;
     }
     const to = Math.max(first - 1, last);
-    yield { format: EXPORT_FORMAT, checkpoint: latest, from: first, to };
+    // An export starting where the log was pruned carries the signed record of the prune, so its copy tells retention from deletion.
+    yield { format: EXPORT_FORMAT, checkpoint: latest, from: first, to, ...(pruned !== null && pruned.upTo === first - 1 ? { pruned: pruned.note } : {}) };
     // Neighbouring entries' proofs share most of their subtrees: each is read from the log once per export (a bounded cache).
     const stored = storedSubtrees(backend.db);
     const subtrees = new Map<string, Buffer>();
@@ -266,6 +313,17 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
       }
     }
     yield { end: true, entries: count, uncovered: Math.max(0, (head?.seq ?? 0) - size) };
+  };
+
+  /** Signs a checkpoint of the head as the database has it now: another process may have appended since this one did. */
+  const signHead = async (checkpointer: Checkpointer): Promise<void> => {
+    const head = await backend.db.selectFrom("audit_events").select("seq").orderBy("seq", "desc").limit(1).executeTakeFirst();
+    const size = head?.seq ?? 0;
+    const lookup = storedSubtrees(backend.db);
+    const frontier = new Frontier(size, await Promise.all(frontierSlots(size).map(async ({ level, index }) => ({ level, hash: await lookup(level, index) }))));
+    checkpointer.grew(size, frontier.root());
+    await checkpointer.flush();
+    if (checkpointError !== null) throw checkpointError;
   };
 
   return Object.freeze({
@@ -318,17 +376,33 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
     checkpoint: () =>
       reading("write a checkpoint", async () => {
         if (checkpointer === null) throw new InvalidInput("this audit store has no checkpoint key (checkpoints.key); it cannot sign checkpoints");
-        // The head as the database has it now: another process may have appended since this one did.
-        const head = await backend.db.selectFrom("audit_events").select("seq").orderBy("seq", "desc").limit(1).executeTakeFirst();
-        const size = head?.seq ?? 0;
-        const lookup = storedSubtrees(backend.db);
-        const frontier = new Frontier(size, await Promise.all(frontierSlots(size).map(async ({ level, index }) => ({ level, hash: await lookup(level, index) }))));
-        checkpointer.grew(size, frontier.root());
-        await checkpointer.flush();
-        if (checkpointError !== null) throw checkpointError;
+        await signHead(checkpointer);
       }),
     prove: (id: string, given?: { readonly checkpoints?: readonly string[]; readonly verifierKey?: string }) => reading("prove the event", () => prove(id, given)),
     exportEntries: (given?: ExportOptions) => exportEntries(given),
+    prune: async (options: PruneOptions) => {
+      const before = pruneCutoff(options);
+      if (cp === undefined || checkpointer === null) throw new InvalidInput("this audit store has no checkpoint key (checkpoints.key): a prune must be signed, so that what remains can still be verified");
+      if (!backend.writable) throw new AuditFailure(`the ${backend.kind} audit store was opened read-only; open it for writing to prune it`);
+      return reading("prune the log", () =>
+        pruneLog(
+          {
+            db: backend.db,
+            prune: (rows) => backend.prune(rows),
+            signer: cp.signer,
+            origin: cp.origin,
+            sink: cp.sink,
+            checkpointHead: () => signHead(checkpointer),
+          },
+          before,
+        ),
+      );
+    },
+    retention: () =>
+      reading("read the log's retention", async () => {
+        const r = await latestRetention();
+        return r === null ? null : { upTo: r.upTo, before: r.before, at: r.at };
+      }),
     close: async () => {
       if (closed) return;
       closed = true;

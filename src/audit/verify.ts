@@ -7,8 +7,8 @@ import { chainHash, type ChainHead } from "./chain.js";
 import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker.js";
 import { verifiedCheckpoints } from "./checkpoint.js";
 import { columnsOf, leafText, lineageIdsOf, outcomeColumns, PHASE, type EventColumns } from "./encoding.js";
-import { consistencyProof, Frontier, type SubtreeLookup } from "./merkle.js";
-import { leafHash, verifyConsistency, type Checkpoint } from "./proof-verifier.js";
+import { consistencyProof, Frontier, frontierFrom, frontierSlots, type SubtreeLookup } from "./merkle.js";
+import { leafHash, readCheckpointText, verifyCheckpoint, verifyConsistency, type Checkpoint, type Retention } from "./proof-verifier.js";
 import { loadLinks } from "./query.js";
 import { DERIVED_COLUMNS, type AuditDb, type EventsTable } from "./schema.js";
 
@@ -47,6 +47,14 @@ export interface VerifyReport {
   readonly tree: { readonly size: number; readonly root: string };
   /** How many signed checkpoints the log was checked against, and the largest size among them (null when none). */
   readonly checkpoints: { readonly checked: number; readonly latest: number | null };
+  /**
+   * When the log was pruned by retention: entries 1 to `upTo` were deleted on
+   * purpose, by a prune whose record is a signed checkpoint (`signed` is
+   * false when verified without the key, from the record the log holds), and
+   * the entries after them were checked from that record. Null when nothing
+   * was pruned. Entries missing without such a record are reported as problems.
+   */
+  readonly pruned: { readonly upTo: number; readonly before: number; readonly at: number; readonly signed: boolean } | null;
   /** Intents without an outcome (at most 100 listed; `openIntentCount` has them all). Not tampering: see OpenIntent. */
   readonly openIntents: readonly OpenIntent[];
   readonly openIntentCount: number;
@@ -67,16 +75,49 @@ const optionsSchema = z.strictObject({
   maxProblems: z.number().int().min(1).max(10_000).optional(),
 });
 
-/** Stored subtree hashes, for consistency proofs. */
+/** Stored subtree hashes, for consistency proofs. A leaf pruned by retention is found in audit_tree when the prune kept it. */
 export function storedSubtrees(db: Kysely<AuditDb>): SubtreeLookup {
   return async (level, index) => {
-    const row =
-      level === 0
-        ? await db.selectFrom("audit_events").select("leaf as hash").where("seq", "=", index + 1).executeTakeFirst()
-        : await db.selectFrom("audit_tree").select("hash").where("level", "=", level).where("idx", "=", index).executeTakeFirst();
+    const tree = () => db.selectFrom("audit_tree").select("hash").where("level", "=", level).where("idx", "=", index).executeTakeFirst();
+    const row = level === 0 ? ((await db.selectFrom("audit_events").select("leaf as hash").where("seq", "=", index + 1).executeTakeFirst()) ?? (await tree())) : await tree();
     if (row === undefined) throw new InvalidInput(`the log's Merkle tree has no subtree at level ${String(level)}, index ${String(index)}`);
     return Buffer.from(row.hash, "hex");
   };
+}
+
+/** What a prune by retention learns from the walk it verifies the log with before pruning (see retention.ts). */
+export interface VerifyHooks {
+  /** Called once the walk has rebuilt the tree of `size` entries: that tree, and entry `size`'s chain hash. */
+  readonly reached?: { readonly size: number; readonly then: (tree: Frontier, chainHash: string) => void };
+}
+
+/**
+ * Where a log pruned by retention begins: the record (a retention
+ * checkpoint) of the latest prune before its first entry, from the
+ * checkpoints given or from those the log holds, verified with the key when
+ * there is one; the log's own records are read as they are otherwise.
+ */
+async function retentionAnchor(db: Kysely<AuditDb>, good: readonly Checkpoint[], verifierKey: string | undefined, report: (p: TamperProblem) => void): Promise<{ retention: Retention; signed: boolean } | null> {
+  const first = await db.selectFrom("audit_events").select("seq").orderBy("seq").limit(1).executeTakeFirst();
+  if (first === undefined || first.seq === 1) return null;
+  const records: { retention: Retention; signed: boolean }[] = good.flatMap((c) => (c.retention === undefined ? [] : [{ retention: c.retention, signed: true }]));
+  for (const row of await retentionRows(db)) {
+    const read = verifierKey === undefined ? readCheckpointText(row.note.slice(0, row.note.lastIndexOf("\n\n") + 1), row.note) : verifyCheckpoint(row.note, verifierKey);
+    if (read.ok && read.value.retention !== undefined) records.push({ retention: read.value.retention, signed: verifierKey !== undefined });
+    else report({ kind: "checkpoint", seq: row.up_to, eventId: null, message: `the log's record of a prune up to entry ${String(row.up_to)} is refused: ${read.ok ? "it records no prune" : read.reason}` });
+  }
+  const before = records.filter((r) => r.retention.upTo < first.seq);
+  return before.sort((a, b) => b.retention.upTo - a.retention.upTo)[0] ?? null;
+}
+
+/** The log's records of prunes, oldest first; none for a log made before retention existed (opened read-only, without the table). */
+export async function retentionRows(db: Kysely<AuditDb>): Promise<{ up_to: number; note: string; at: number }[]> {
+  try {
+    return await db.selectFrom("audit_retention").select(["up_to", "note", "at"]).orderBy("up_to").execute();
+  } catch {
+    // Without the table nothing was pruned; a log missing entries then fails verification as it should.
+    return [];
+  }
 }
 
 /**
@@ -88,7 +129,7 @@ export function storedSubtrees(db: Kysely<AuditDb>): SubtreeLookup {
  * It needs no snapshot: the log only grows, so rows appended while it runs
  * are simply checked too.
  */
-export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}, hooks: VerifyHooks = {}): Promise<VerifyReport> {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) throw new InvalidInput(describeIssues("verify options", parsed.error));
   const { checkpoints: notes = [], verifierKey, maxProblems = 100 } = parsed.data;
@@ -113,9 +154,12 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
     farLookups += 1;
     return (await db.selectFrom("audit_events").select(["seq", "id"]).where("hash", "=", hash).limit(1).executeTakeFirst()) ?? null;
   };
-  const walker = new ChainWalker(lookup, report);
+  const anchor = await retentionAnchor(db, good, verifierKey, report);
+  const walker = new ChainWalker(lookup, report, anchor === null ? null : { seq: anchor.retention.upTo, hash: anchor.retention.chainHash });
   const links = new Map<string, StoredLink>();
-  const tree = new Frontier();
+  // A pruned log's tree grows from the subtrees its retention record signed.
+  const tree = anchor === null ? new Frontier() : frontierFrom(anchor.retention.upTo, anchor.retention.frontier);
+  if (anchor !== null) await checkKeptSubtrees(db, anchor.retention, report);
   const open = new Map<string, { readonly seq: number; readonly columns: EventColumns }>();
   const compareRoot = () => {
     for (const c of bySize.get(tree.size) ?? []) {
@@ -162,6 +206,7 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
       });
       // The tree is rebuilt from what the entries say now, whatever their stored hashes claim.
       tree.push(leaf ?? leafHash(row.body), () => undefined);
+      if (hooks.reached?.size === tree.size) hooks.reached.then(tree.copy(), row.hash);
       compareRoot();
       events += 1;
       if (full()) break;
@@ -180,7 +225,8 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
         message: `the log ends at seq ${String(tree.size)}, but a signed checkpoint covers ${String(latest)} entries: entries were deleted from its end (or the database was replaced)`,
       });
     }
-    await checkConsistency(db, good, tree.size, report);
+    // Checkpoints below the prune cannot be proved consistent any more (their subtrees went with it); they were when it was made.
+    await checkConsistency(db, good.filter((c) => c.size >= (anchor?.retention.upTo ?? 0)), tree.size, report);
   }
   return {
     ok: problems.length === 0,
@@ -188,11 +234,34 @@ export async function verifyLog(db: Kysely<AuditDb>, options: VerifyOptions = {}
     head: walker.head,
     tree: { size: tree.size, root: tree.root().toString("base64") },
     checkpoints: { checked: good.length, latest },
+    pruned: anchor === null ? null : { upTo: anchor.retention.upTo, before: anchor.retention.before, at: anchor.retention.at, signed: anchor.signed },
     openIntents: [...open.entries()].slice(0, OPEN_LISTED).map(([id, o]) => ({ seq: o.seq, id })),
     openIntentCount: open.size,
     problems,
     complete,
   };
+}
+
+/** The subtrees a prune kept for the tree of the pruned entries must be those its record signed: later entries' proofs and appends are built on them. */
+async function checkKeptSubtrees(db: Kysely<AuditDb>, retention: Retention, report: (p: TamperProblem) => void): Promise<void> {
+  const lookup = storedSubtrees(db);
+  const slots = frontierSlots(retention.upTo);
+  for (const [i, slot] of slots.entries()) {
+    let stored: Buffer | null = null;
+    try {
+      stored = await lookup(slot.level, slot.index);
+    } catch (e) {
+      if (!(e instanceof InvalidInput)) throw e;
+    }
+    if (stored === null || !stored.equals(retention.frontier[i] as Buffer)) {
+      report({
+        kind: "rewritten",
+        seq: retention.upTo,
+        eventId: null,
+        message: `the subtree of the pruned entries at level ${String(slot.level)}, index ${String(slot.index)} is ${stored === null ? "missing from" : "not the one the retention record signed in"} the log: proofs of later entries against it would not hold`,
+      });
+    }
+  }
 }
 
 /** Successive signed checkpoints must describe one append-only log: an RFC 9162 consistency proof from each to the next must hold. */

@@ -1,7 +1,7 @@
 /**
- * `agentcap audit verify | query | prove | verify-proof | export | verify-export | keygen`: the audit
- * log from the command line. verify, query, prove and export open the log
- * read-only: the SQLite file (default `.agentcap/audit.db`), with
+ * `agentcap audit verify | query | prove | verify-proof | export | verify-export | prune | keygen`: the audit
+ * log from the command line. prune opens the log for writing, with its
+ * checkpoint key; verify, query, prove and export open it read-only: the SQLite file (default `.agentcap/audit.db`), with
  * --database-url a Postgres schema, or with --config the log of that gateway
  * (and its checkpoints). verify-proof needs no log at all, only the proof
  * and the public key.
@@ -12,11 +12,13 @@ import {
   DEFAULT_POSTGRES_SCHEMA,
   DEFAULT_SQLITE_PATH,
   formatJsonLines,
+  formatPruneReport,
   formatShadowGroups,
   formatTable,
   formatVerifyReport,
   MAX_LIMIT,
   printable,
+  prunedNote,
   shadowGroups,
 } from "../audit/internal.js";
 import {
@@ -27,6 +29,7 @@ import {
   openAuditStore,
   OTLP_BATCH,
   otlpRequest,
+  retentionCutoff,
   splitNotes,
   verifyExport,
   verifyProof,
@@ -39,7 +42,7 @@ import { InvalidInput, type Action } from "../kernel/index.js";
 import { appendOutputFile, readInputFile, writeOutputFile } from "./files.js";
 import { parseTimeArgument } from "./time-argument.js";
 import { defined } from "../kernel/internal.js";
-import { gatewayAuditLog } from "./gateway-stores.js";
+import { gatewayAuditLog, openGatewayAuditLog } from "./gateway-stores.js";
 
 /** Where the commands write, and how they set the exit code; the defaults are the process's. */
 export interface AuditCommandIo {
@@ -175,7 +178,7 @@ function queryOf(o: QueryOptions): AuditQuery {
   };
 }
 
-/** Registers the `audit` command group (`verify`, `query`, `prove`, `verify-proof`, `export`, `verify-export`, `keygen`) on `program` and returns the group. */
+/** Registers the `audit` command group (`verify`, `query`, `prove`, `verify-proof`, `export`, `verify-export`, `prune`, `keygen`) on `program` and returns the group. */
 export function registerAuditCommand(program: Command, io: AuditCommandIo = defaultIo): Command {
   const audit = program.command("audit").description("the capability-aware audit log: verify it against its signed checkpoints, query it by lineage, principal, resource…, prove an event to a third party");
 
@@ -275,6 +278,7 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
       }
       const v = verdict.value;
       io.out(`ok: entries ${String(v.from)} to ${String(v.to)} (${String(v.entries)}) proved in the tree of ${String(v.checkpoint.size)} signed by ${v.checkpoint.origin}\n`);
+      if (v.pruned !== undefined) io.out(`entries 1 to ${String(v.pruned.upTo)} were pruned by retention (older than ${new Date(v.pruned.before).toISOString()}, on ${new Date(v.pruned.at).toISOString()}), as a signed retention checkpoint records\n`);
     });
 
   audit
@@ -299,6 +303,38 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
       const { entries, checkpoint } = verdict.value;
       io.out(`ok: ${String(entries.length)} entr${entries.length === 1 ? "y" : "ies"} proved in the tree of ${String(checkpoint.size)} signed by ${checkpoint.origin}\n`);
       io.out(`${JSON.stringify(entries, null, 2)}\n`);
+    });
+
+  storeOptions(audit.command("prune"))
+    .description("retention by age: delete the entries older than --older-than, sign the prune as a retention checkpoint, and keep what remains verifiable with the public key alone; intents whose outcome is not pruned with them, and the newest entry, are kept")
+    .requiredOption("--older-than <age|date>", "an age (90d, 12h, 30m, 2w) or an ISO date or time (2025-01-15, 2025-01-15T09:00Z): entries that began before it go")
+    .option("--key <file>", "the checkpoint signing key (as audit keygen wrote it; default with --config: the gateway's)")
+    .option("--checkpoints <file>", "the log's checkpoint file (default: the gateway's with --config, else the one beside the SQLite log)")
+    .option("--json", "print the report as JSON")
+    .action(async (opts: StoreOptions & { olderThan: string; key?: string; checkpoints?: string; json?: boolean }) => {
+      const before = retentionCutoff(opts.olderThan);
+      let store: AuditStore;
+      if (opts.config !== undefined) {
+        if (opts.store !== undefined || opts.databaseUrl !== undefined || opts.schema !== undefined || opts.key !== undefined || opts.checkpoints !== undefined) {
+          throw new InvalidInput("--config names the gateway's audit log and its checkpoint key; leave out --store, --database-url, --schema, --key and --checkpoints");
+        }
+        store = await openGatewayAuditLog(opts.config);
+      } else {
+        if (opts.key === undefined) throw new InvalidInput("give --key: the checkpoint signing key file (a prune is signed, so what remains can be verified), or --config for a gateway's log");
+        const file = opts.store ?? DEFAULT_SQLITE_PATH;
+        if (opts.databaseUrl === undefined && !existsSync(file)) throw new InvalidInput(`--store: there is no audit log at ${file}`);
+        const checkpoints = { key: readText(opts.key, "--key").trim(), ...defined({ sink: opts.checkpoints }) };
+        if (opts.databaseUrl !== undefined && opts.checkpoints === undefined) throw new InvalidInput("give --checkpoints: the Postgres log's checkpoint file");
+        store = await (opts.databaseUrl === undefined
+          ? openAuditStore({ kind: "sqlite", path: file, checkpoints })
+          : openAuditStore({ kind: "postgres", url: opts.databaseUrl, schema: opts.schema ?? DEFAULT_POSTGRES_SCHEMA, checkpoints }));
+      }
+      try {
+        const report = await store.prune({ before });
+        io.out(opts.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatPruneReport(report));
+      } finally {
+        await store.close();
+      }
     });
 
   audit
@@ -368,7 +404,12 @@ export function registerAuditCommand(program: Command, io: AuditCommandIo = defa
           if (opts.all !== true || last === undefined || page.length < opts.limit) break;
           after = last.seq;
         }
-        if (opts.format === "table") io.out(formatTable(table));
+        if (opts.format === "table") {
+          io.out(formatTable(table));
+          // A person reading the table learns that older entries are gone on purpose, not that the log starts there.
+          const pruned = await store.retention();
+          if (pruned !== null) io.out(prunedNote(pruned));
+        }
       });
     });
 

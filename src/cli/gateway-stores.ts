@@ -6,6 +6,7 @@
  * decision, and a query reads the events it wrote.
  */
 import { userInfo } from "node:os";
+import type { AuditStore } from "../audit/index.js";
 import { parseSignerKey } from "../audit/internal.js";
 import { createMint, REVOCATION_TARGETS, type Capability } from "../kernel/index.js";
 import { loadGatewayConfig, type GatewayConfig } from "../mcp/index.js";
@@ -47,6 +48,12 @@ export async function openGatewayTokenStore(file: string): Promise<GatewayTokenS
  */
 export function operator(store: TokenStore, name: string | undefined): Capability {
   return createMint({ issuer: "agentcap-cli", policy: () => ({ revoke: REVOCATION_TARGETS.map((t) => ({ target: t })) }), revocations: store }).issue({ id: name ?? `cli:${userInfo().username}` });
+}
+
+/** The audit log of the gateway configuration in `file`, opened for writing with its checkpoint key, sink and stream, as `agentcap serve` opens it. */
+export async function openGatewayAuditLog(file: string): Promise<AuditStore> {
+  const config = await loadGatewayConfig(file);
+  return openAudit(config.audit, config.issuer);
 }
 
 /** Where a gateway's audit log is, in the terms of the `audit` commands' own options. */

@@ -327,6 +327,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
         events: report.events,
         tree: report.tree,
         checkpoints: report.checkpoints,
+        pruned: report.pruned,
         latestCheckpoint: await latestCheckpoint(),
         openIntents: report.openIntents,
         openIntentCount: report.openIntentCount,

@@ -1,7 +1,8 @@
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Command } from "commander";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { parseSignerKey } from "../../src/audit/checkpoint.ts";
 import { registerAuditCommand } from "../../src/cli/audit-command.ts";
 import { registerRevokeCommand } from "../../src/cli/revoke-command.ts";
 import { registerTokenCommand } from "../../src/cli/token-command.ts";
@@ -142,5 +143,31 @@ describe("agentcap audit --config", () => {
     const exported = path.join(fixture.dir, "export.jsonl");
     await agentcap("audit", "export", ...config(), "--out", exported);
     expect(existsSync(exported)).toBe(true);
+  });
+
+  it("prunes the running gateway's log by age, and the log still verifies and exports while the gateway keeps writing", async () => {
+    const call = async () => {
+      const { client, transport } = await httpClient(http.url, gateway.issueToken("carol"));
+      await client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } });
+      await transport.terminateSession();
+      await client.close();
+    };
+    await call();
+    const pruned = await agentcap("audit", "prune", ...config(), "--older-than", new Date().toISOString());
+    expect(pruned.out).toMatch(/^pruned \d+ entries \(1 to \d+\)/);
+    await expect(agentcap("audit", "prune", ...config(), "--store", "x.db", "--older-than", "1d")).rejects.toThrow(/--config names the gateway's audit log/);
+
+    await call();
+    const verified = await agentcap("audit", "verify", ...config());
+    expect(verified.code).toBe(0);
+    expect(verified.out).toMatch(/^ok: .*\n(.*\n)*pruned by retention: entries 1 to \d+ .*the signed retention checkpoint anchors what remains/);
+    expect((await agentcap("audit", "query", ...config())).out).toMatch(/\(entries 1 to \d+, older than .*, were pruned by retention on /);
+
+    const exported = path.join(fixture.dir, "pruned-export.jsonl");
+    await agentcap("audit", "export", ...config(), "--out", exported);
+    const publicKey = parseSignerKey(readFileSync(path.join(fixture.dir, "state/checkpoint.key"), "utf8")).verifierKey;
+    const checked = await agentcap("audit", "verify-export", exported, "--public-key", publicKey);
+    expect(checked.code).toBe(0);
+    expect(checked.out).toMatch(/^ok: entries (\d+) to \d+ .*\nentries 1 to \d+ were pruned by retention/);
   });
 });

@@ -21,6 +21,11 @@ export function Integrity() {
           <p class={`verdict ${report.ok ? "ok" : "bad"}`}>
             {report.ok ? "The log verifies" : "The log does not verify"}: {report.events} entries checked against {report.checkpoints.checked} signed checkpoint{report.checkpoints.checked === 1 ? "" : "s"}.
           </p>
+          {report.pruned !== null && (
+            <p class="pruned">
+              Entries 1 to {report.pruned.upTo} were pruned by retention on {new Date(report.pruned.at).toISOString()} (those older than {new Date(report.pruned.before).toISOString()}){report.pruned.signed ? ", as a signed checkpoint records" : ", as the log records (not checked against the key)"}; the entries after them were verified from that record.
+            </p>
+          )}
           {report.problems.length > 0 && (
             <ul>
               {report.problems.map((p, i) => <li key={i}>{visible(p.kind)}: {visible(p.message)}</li>)}
