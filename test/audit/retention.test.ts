@@ -197,6 +197,21 @@ eachKit("audit retention", ({ make }) => {
     expect((await store.verify()).ok).toBe(true);
   });
 
+  it("a writer that remembers links a prune deleted writes them again, so its next entries keep their lineage", async () => {
+    const { store, sink } = await openLog(kit);
+    const w = world();
+    // Bob's links appear only in entries the prune deletes; the writer remembers them.
+    await store.write(eventFor(w.report, { action: "tool.call", tool: "run_report", tenant: "globex" }, { at: T0 }));
+    await writeDays(store, 3, 1);
+    const pruner = await kit.open({ again: true, checkpoints: { key: KEY.signerKey, sink } });
+    expect(await pruner.prune({ before: T0 + DAY })).toMatchObject({ pruned: 1, upTo: 1 });
+    expect(await kit.raw("SELECT id FROM audit_links WHERE id = ?", [w.report.id])).toEqual([]);
+    await store.write(eventFor(w.report, { action: "tool.call", tool: "run_report", tenant: "globex" }, { at: T0 + 5 * DAY }));
+    await store.checkpoint();
+    expect((await store.verify()).problems).toEqual([]);
+    expect((await store.query({ principal: "bob" })).map((r) => r.event.subject.capabilityId)).toEqual([w.report.id]);
+  });
+
   it("keeps the newest entry, and says so", async () => {
     const { store } = await openLog(kit);
     await writeDays(store, 4);
