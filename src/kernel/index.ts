@@ -59,6 +59,14 @@ export type { Action, AuditRequest, DbRequest, ExecRequest, FsRequest, HttpReque
 export { callerMessage } from "./caller-text.js";
 export type { CallerMessage } from "./caller-text.js";
 
+/**
+ * The attribute names of the OpenTelemetry spans agentcap makes for each tool
+ * call and resource access, when the application registers a tracer
+ * provider: identifiers, names, depths and codes, never arguments, paths,
+ * values or credentials.
+ */
+export { SPAN_ATTRIBUTES } from "./tracing.js";
+
 /** Decisions: allowed, or denied with the link that denied and why. */
 export { denialError } from "./decision.js";
 export type { Allowed, Decision, Denied, ShadowDenial } from "./decision.js";

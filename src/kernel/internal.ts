@@ -36,3 +36,5 @@ export { defined } from "./defined.js";
 export { authorizeTrusted, checkTrusted, trustedMintsOption, untrustedMint } from "./mint-trust.js";
 export type { TrustedMints } from "./mint-trust.js";
 export { timeOrderedId } from "./ids.js";
+export { startAccessSpan, startToolSpan } from "./tracing.js";
+export type { TraceSpan } from "./tracing.js";

@@ -21,7 +21,7 @@ import {
   type Request,
   type RowChanges,
 } from "../kernel/index.js";
-import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial, timeOrderedId } from "../kernel/internal.js";
+import { failureOutcome, heldIntentPending, heldIntents, isAuditSink, labelsOf, liveDenial, startAccessSpan, timeOrderedId, type TraceSpan } from "../kernel/internal.js";
 
 /*
  * The one place where a resource access is timed, decided, recorded and
@@ -129,6 +129,48 @@ class Unaudited implements Access {
   changed(): void {
     // Nothing records them.
   }
+}
+
+/** An Access that also tells the access's span what it is about and what was decided. */
+class TracedAccess implements Access {
+  readonly #inner: Access;
+  readonly #span: TraceSpan;
+
+  constructor(inner: Access, span: TraceSpan) {
+    this.#inner = inner;
+    this.#span = span;
+  }
+
+  about(request: Request): void {
+    this.#span.about(request);
+    this.#inner.about(request);
+  }
+
+  decided(request: Request, decision: Decision): Decision {
+    this.#span.decided(request, decision);
+    return this.#inner.decided(request, decision);
+  }
+
+  proceed(): Promise<void> {
+    return this.#inner.proceed();
+  }
+
+  proceedSync(): void {
+    this.#inner.proceedSync();
+  }
+
+  explain(reason: string): void {
+    this.#inner.explain(reason);
+  }
+
+  changed(changes: RowChanges): void {
+    this.#inner.changed(changes);
+  }
+}
+
+/** `act`, run as a child of `span` and telling it what it decides. */
+function tracedAct<T>(span: TraceSpan, act: (access: Access) => T): (access: Access) => T {
+  return (access) => span.run(() => act(new TracedAccess(access, span)));
 }
 
 /** Collects what one access told its Access, records its intent when it proceeds, and works out the request and decision of its event. */
@@ -360,12 +402,26 @@ export function audited<T>(
   size: (result: T) => number | null,
   policyHash?: (cap: Capability) => string,
 ): Promise<T> {
+  // A span when the application records them (see kernel/tracing.ts), a child of the tool call the access runs under.
+  const span = startAccessSpan(cap);
+  if (span === null) return auditedAccess(sink, cap, act, size, policyHash, null);
+  return span.follow(auditedAccess(sink, cap, tracedAct(span, act), size, policyHash, span));
+}
+
+function auditedAccess<T>(
+  sink: AuditSink | undefined,
+  cap: Capability,
+  act: (access: Access) => T | Promise<T>,
+  size: (result: T) => number | null,
+  policyHash: ((cap: Capability) => string) | undefined,
+  span: TraceSpan | null,
+): Promise<T> {
   if (sink === undefined || !isCapability(cap)) {
     return new Promise<T>((resolve) => {
       resolve(act(new Unaudited(cap)));
     });
   }
-  return record(sink, cap, act, size, policyHash);
+  return record(sink, cap, act, size, policyHash, span);
 }
 
 /** The subject of `cap`'s events, with the policy's hash when the resource reports one. */
@@ -385,6 +441,8 @@ class Run<T> {
   #result: { readonly value: T } | null = null;
   #thrown: unknown;
   #outcome: AuditOutcome | null = null;
+  /** The id of the event (or intent) that records the access, once it is written. */
+  eventId: string | null = null;
 
   constructor(
     private readonly sink: AuditSink,
@@ -437,6 +495,7 @@ class Run<T> {
     if (intent !== null) {
       const denial = this.recorder.laterDenial();
       const completion: AuditCompletion = Object.freeze({ id: intent.id, durationMs: performance.now() - this.started, outcome, ...(denial === null ? {} : { denial }) });
+      this.eventId = intent.id;
       return {
         write: () => this.sink.complete(completion),
         failure: (e) =>
@@ -461,7 +520,9 @@ class Run<T> {
       write: () => {
         // Filed after the intent of the tool call it ran under, if that is still held (the dispatcher awaits that one): one transaction.
         void heldIntents(this.cap);
-        return this.sink.write(event);
+        const written = this.sink.write(event);
+        this.eventId = event.id;
+        return written;
       },
       failure: (e) => new AuditFailure(`the audit sink could not record the ${describe(decided.request)}, so ${withheld(outcome)}: ${message(e)}`, { cause: e }),
     };
@@ -474,6 +535,7 @@ async function record<T>(
   act: (access: Access) => T | Promise<T>,
   size: (result: T) => number | null,
   policyHash: ((cap: Capability) => string) | undefined,
+  span: TraceSpan | null,
 ): Promise<T> {
   const run = new Run(sink, cap, size, subjectOf(cap, policyHash));
   try {
@@ -482,6 +544,7 @@ async function record<T>(
     run.failed(e);
   }
   await run.close(false);
+  if (span !== null && run.eventId !== null) span.recorded(run.eventId);
   return run.result();
 }
 
@@ -500,6 +563,27 @@ export function auditedSync<T>(
   size: (result: T) => number | null,
   policyHash?: (cap: Capability) => string,
 ): T {
+  const span = startAccessSpan(cap);
+  if (span === null) return auditedSyncAccess(sink, cap, act, size, policyHash, null);
+  let result: T;
+  try {
+    result = auditedSyncAccess(sink, cap, tracedAct(span, act), size, policyHash, span);
+  } catch (e) {
+    span.end(e, true);
+    throw e;
+  }
+  span.end(undefined, false);
+  return result;
+}
+
+function auditedSyncAccess<T>(
+  sink: AuditSink | undefined,
+  cap: Capability,
+  act: (access: Access) => T,
+  size: (result: T) => number | null,
+  policyHash: ((cap: Capability) => string) | undefined,
+  span: TraceSpan | null,
+): T {
   if (sink === undefined || !isCapability(cap)) return act(new Unaudited(cap));
   if (sink.synchronous !== true) {
     throw new InvalidInput("this resource's audit sink is asynchronous, so it cannot record a synchronous call; use the asynchronous method, or a sink that declares synchronous: true");
@@ -511,6 +595,7 @@ export function auditedSync<T>(
     run.failed(e);
   }
   void run.close(true);
+  if (span !== null && run.eventId !== null) span.recorded(run.eventId);
   return run.result();
 }
 

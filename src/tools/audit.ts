@@ -106,8 +106,8 @@ function completionFailure(intent: AuditIntent, outcome: AuditOutcome, e: unknow
   );
 }
 
-/** Records a call that never ran its handler, whole; throws AuditFailure when the sink cannot take it. */
-export async function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): Promise<void> {
+/** Records a call that never ran its handler, whole, and returns its event's id; throws AuditFailure when the sink cannot take it. */
+export async function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): Promise<string> {
   const event: AuditEvent = Object.freeze({
     id: timeOrderedId(),
     at: s.at,
@@ -125,6 +125,7 @@ export async function writeToolEvent(sink: AuditSink, s: InvocationStart, starte
   } catch (e) {
     throw new AuditFailure(`the audit sink could not record the call to tool ${s.tool}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
   }
+  return event.id;
 }
 
 function withheld(outcome: AuditOutcome): string {

@@ -1,4 +1,17 @@
-import { caretaker, checkTrusted, defined, failureOutcome, holdIntent, isAuditSink, liveDenial, parseLabels, trustedMintsOption, untrustedMint } from "../kernel/internal.js";
+import {
+  caretaker,
+  checkTrusted,
+  defined,
+  failureOutcome,
+  holdIntent,
+  isAuditSink,
+  liveDenial,
+  parseLabels,
+  startToolSpan,
+  trustedMintsOption,
+  untrustedMint,
+  type TraceSpan,
+} from "../kernel/internal.js";
 import {
   authorize,
   check,
@@ -100,10 +113,19 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
   };
 
   /**
-   * A call; `mayAsk` is false for the call an approval resumes, which must not ask again. Nothing in it waits
-   * unless something it calls (the tool's needs, the audit sink, the handler) answers with a promise.
+   * A call, and its span when one is recorded (`parent`: the call an approval resumed). `mayAsk` is false for the call an
+   * approval resumes, which must not ask again.
    */
-  const dispatch = async (ref: unknown, input: unknown, capability: Capability, callOptions: CallOptions | undefined, mayAsk: boolean): Promise<unknown> => {
+  const traced = (ref: unknown, input: unknown, capability: Capability, callOptions: CallOptions | undefined, mayAsk: boolean, parent: TraceSpan | null) => {
+    const span = startToolSpan(typeof ref === "string" ? ref : isTool(ref) ? ref.name : "(not a tool)", capability, parent);
+    return span === null ? dispatch(ref, input, capability, callOptions, mayAsk, null) : span.follow(dispatch(ref, input, capability, callOptions, mayAsk, span));
+  };
+
+  /**
+   * A call. Nothing in it waits unless something it calls (the tool's needs, the audit sink, the handler) answers with a
+   * promise.
+   */
+  const dispatch = async (ref: unknown, input: unknown, capability: Capability, callOptions: CallOptions | undefined, mayAsk: boolean, span: TraceSpan | null): Promise<unknown> => {
     if (!isCapability(capability)) throw new NotACapability("a tool call needs the caller's capability; nothing else carries authority");
     const name = resolve(ref);
     const registered = registry.get(name);
@@ -148,20 +170,24 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
     } catch (e) {
       // Refused before the handler ran: nothing acted, so the call is one event.
-      await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
+      span?.decided(request, decision);
+      const id = await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
+      span?.recorded(id);
       throw ForeignFailure.of(e);
     }
     if (asking && approvals !== undefined) {
       // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
       const waiting = callOptions?.approval;
+      span?.suspended();
       return approvals.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
-        dispatch(ref, input, approved, callOptions, false),
+        traced(ref, input, approved, callOptions, false, span),
       );
     }
     // Record, then act: the handler runs only once the intent is durable, and only if the capability is still live. A built-in
     // tool acts only through resources, so its intent is held on the handler's capability and written with the first access's
     // (one transaction, not two in turn); it is durable before the call answers either way.
     const intent = toolIntent({ at, tool: name, toolCode, request, decision, capability });
+    span?.decided(request, decision);
     const { impl } = registered;
     let flush: (() => Promise<void>) | null = null;
     if (impl.confined) {
@@ -185,8 +211,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         flush = holdIntent(lease.capability, write);
       }
       const context = new CallContext(tenant, dispatcher, lease.capability);
+      span?.adopt(lease.capability);
       try {
-        result = impl.handler(plan.input, lease.capability, context);
+        result = span === null ? impl.handler(plan.input, lease.capability, context) : span.run(() => impl.handler(plan.input, lease.capability, context));
         if (isPending(result)) result = await result;
       } finally {
         lease.revoke(registered.returned);
@@ -199,6 +226,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       outcome = failureOutcome(e);
     }
     if (flush !== null) await flush();
+    span?.recorded(intent.id);
     const completing = completeToolCall(sink, intent, startedMs, outcome);
     if (completing !== undefined) await completing;
     // Whatever a handler threw reaches the caller as an AgentcapError (ForeignFailure keeps the original as its cause).
@@ -206,7 +234,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     return result;
   };
 
-  const call = ((ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions) => dispatch(ref, input, capability, callOptions, true)) as SubCall;
+  const call = ((ref: unknown, input: unknown, capability: Capability, callOptions?: CallOptions) => traced(ref, input, capability, callOptions, true, null)) as SubCall;
 
   const dispatcher: Dispatcher = Object.freeze({
     call,
