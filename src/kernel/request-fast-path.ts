@@ -18,14 +18,6 @@ import type { CheckedRequest } from "./request.js";
 const FS_OPS: Readonly<Record<string, string>> = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, { "fs.read": "read", "fs.write": "write", "fs.list": "list", "fs.delete": "delete" }));
 const DB_OPS: Readonly<Record<string, string>> = Object.freeze(Object.assign(Object.create(null) as Record<string, string>, { "db.read": "read", "db.create": "create", "db.update": "update", "db.delete": "delete" }));
 const HTTP_METHOD_SET = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
-const KEYS = {
-  tool: new Set(["action", "tool", "tenant"]),
-  fs: new Set(["action", "path", "tenant"]),
-  http: new Set(["action", "method", "url", "tenant"]),
-  db: new Set(["action", "model", "fields", "scope", "views", "limit", "tenant"]),
-  exec: new Set(["action", "argv", "cwd", "env", "tenant"]),
-  audit: new Set(["action", "tenant"]),
-};
 
 type Fields = Record<string, unknown>;
 
@@ -35,12 +27,7 @@ function plainObject(v: unknown): v is Fields {
   return proto === Object.prototype || proto === null;
 }
 
-function onlyKeys(v: Fields, allowed: ReadonlySet<string>): boolean {
-  for (const k of Object.keys(v)) if (!allowed.has(k)) return false;
-  return true;
-}
 
-const own = (v: Fields, k: string): unknown => (Object.hasOwn(v, k) ? v[k] : undefined);
 
 const isName = (v: unknown): v is string => typeof v === "string" && v.length >= 1 && v.length <= REQUEST_LIMITS.name;
 
@@ -94,54 +81,143 @@ function copyViews(v: unknown): Map<string, string> | null {
 export const NO_VIEWS: ReadonlyMap<string, string> = new Map();
 export const NO_ROWS: ReadonlySet<string> = new Set();
 
-/** The checked request when `value` is well-formed and simple; null means "ask the schema". */
+/** One bit per request field the fast path reads, so a pass over the keys notes which it saw. */
+const ACTION = 1;
+const TENANT = 2;
+const TOOL = 4;
+const PATH = 8;
+const METHOD = 16;
+const URL_FIELD = 32;
+const MODEL = 64;
+const FIELDS = 128;
+const SCOPE = 256;
+const VIEWS = 512;
+const LIMIT = 1024;
+const ARGV = 2048;
+const CWD = 4096;
+const ENV = 8192;
+
+/** The fields each kind of request may have on this path. */
+const TOOL_FIELDS = ACTION | TENANT | TOOL;
+const AUDIT_FIELDS = ACTION | TENANT;
+const FS_FIELDS = ACTION | TENANT | PATH;
+const DB_FIELDS = ACTION | TENANT | MODEL | FIELDS | SCOPE | VIEWS | LIMIT;
+const HTTP_FIELDS = ACTION | TENANT | METHOD | URL_FIELD;
+const EXEC_FIELDS = ACTION | TENANT | ARGV | CWD | ENV;
+
+/**
+ * The checked request when `value` is well-formed and simple; null means
+ * "ask the schema". One pass over the own enumerable keys reads each field
+ * once; a key it does not know (an unknown one, or one the schema alone
+ * checks: rows, address) sends the request to the schema, and so does an
+ * own property that is not enumerable, which the schema reads and the pass
+ * would not see.
+ */
 export function fastCheckRequest(value: unknown): CheckedRequest | null {
   if (!plainObject(value)) return null;
-  const action = own(value, "action");
-  const rawTenant = own(value, "tenant");
+  const keys = Object.keys(value);
+  let seen = 0;
+  let action: unknown, rawTenant: unknown, tool: unknown, path: unknown, method: unknown, url: unknown, model: unknown;
+  let rawFields: unknown, rawScope: unknown, rawViews: unknown, limit: unknown, rawArgv: unknown, cwd: unknown, rawEnv: unknown;
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string;
+    const x = value[k];
+    switch (k) {
+      case "action":
+        action = x;
+        seen |= ACTION;
+        break;
+      case "tenant":
+        rawTenant = x;
+        seen |= TENANT;
+        break;
+      case "tool":
+        tool = x;
+        seen |= TOOL;
+        break;
+      case "path":
+        path = x;
+        seen |= PATH;
+        break;
+      case "method":
+        method = x;
+        seen |= METHOD;
+        break;
+      case "url":
+        url = x;
+        seen |= URL_FIELD;
+        break;
+      case "model":
+        model = x;
+        seen |= MODEL;
+        break;
+      case "fields":
+        rawFields = x;
+        seen |= FIELDS;
+        break;
+      case "scope":
+        rawScope = x;
+        seen |= SCOPE;
+        break;
+      case "views":
+        rawViews = x;
+        seen |= VIEWS;
+        break;
+      case "limit":
+        limit = x;
+        seen |= LIMIT;
+        break;
+      case "argv":
+        rawArgv = x;
+        seen |= ARGV;
+        break;
+      case "cwd":
+        cwd = x;
+        seen |= CWD;
+        break;
+      case "env":
+        rawEnv = x;
+        seen |= ENV;
+        break;
+      default:
+        return null;
+    }
+  }
+  if (Object.getOwnPropertyNames(value).length !== keys.length) return null;
   if (rawTenant !== undefined && !isName(rawTenant)) return null;
   const tenant = rawTenant ?? null;
   if (action === "tool.call") {
-    const tool = own(value, "tool");
-    if (!onlyKeys(value, KEYS.tool) || !isName(tool)) return null;
+    if ((seen & ~TOOL_FIELDS) !== 0 || !isName(tool)) return null;
     return { kind: "tool", action, tenant, tool };
   }
-  if (action === "audit.read") return onlyKeys(value, KEYS.audit) ? { kind: "audit", action, tenant, op: "read" } : null;
+  if (action === "audit.read") return (seen & ~AUDIT_FIELDS) === 0 ? { kind: "audit", action, tenant, op: "read" } : null;
   if (typeof action !== "string") return null;
-  const fsOp = FS_OPS[action];
-  if (fsOp !== undefined) {
-    const path = own(value, "path");
-    if (!onlyKeys(value, KEYS.fs) || typeof path !== "string" || absolutePathProblem(path) !== undefined) return null;
-    return { kind: "fs", action: action as "fs.read", tenant, op: fsOp, path };
-  }
   const dbOp = DB_OPS[action];
   if (dbOp !== undefined) {
-    const model = own(value, "model");
-    if (!onlyKeys(value, KEYS.db) || !isIdentifier(model)) return null;
-    const fields = copyArray(own(value, "fields"), REQUEST_LIMITS.fields, isIdentifier);
-    const scope = copyScope(own(value, "scope"));
-    const rawViews = own(value, "views");
+    if ((seen & ~DB_FIELDS) !== 0 || !isIdentifier(model)) return null;
+    const fields = copyArray(rawFields, REQUEST_LIMITS.fields, isIdentifier);
+    const scope = copyScope(rawScope);
     const views = rawViews === undefined ? NO_VIEWS : copyViews(rawViews);
-    const limit = own(value, "limit");
     if (fields === null || scope === null || views === null) return null;
     if (limit !== undefined && !(Number.isSafeInteger(limit) && (limit as number) >= 1)) return null;
     return { kind: "db", action: action as "db.read", tenant, op: dbOp, model, fields, scope, views, rows: NO_ROWS, limit: (limit as number | undefined) ?? null };
   }
+  const fsOp = FS_OPS[action];
+  if (fsOp !== undefined) {
+    if ((seen & ~FS_FIELDS) !== 0 || typeof path !== "string" || absolutePathProblem(path) !== undefined) return null;
+    return { kind: "fs", action: action as "fs.read", tenant, op: fsOp, path };
+  }
   if (action === "http.request") {
     // Requests carrying a resolved address go to the schema, whose IP grammar is the reference.
-    const method = own(value, "method");
-    const url = own(value, "url");
-    if (!onlyKeys(value, KEYS.http) || typeof method !== "string" || !HTTP_METHOD_SET.has(method)) return null;
+    if ((seen & ~HTTP_FIELDS) !== 0 || typeof method !== "string" || !HTTP_METHOD_SET.has(method)) return null;
     if (typeof url !== "string" || url.length > REQUEST_LIMITS.url) return null;
     return { kind: "http", action, tenant, method: method as "GET", url: canonicalHttpUrl(url), address: null };
   }
   if (action === "exec") {
-    const cwd = own(value, "cwd");
-    if (!onlyKeys(value, KEYS.exec) || typeof cwd !== "string" || absolutePathProblem(cwd) !== undefined) return null;
-    const argv = copyArray(own(value, "argv"), REQUEST_LIMITS.argv, isArg);
+    if ((seen & ~EXEC_FIELDS) !== 0 || typeof cwd !== "string" || absolutePathProblem(cwd) !== undefined) return null;
+    const argv = copyArray(rawArgv, REQUEST_LIMITS.argv, isArg);
     // A program path that is not absolute is refused by the checked form, which words the error.
     if (argv === null || argv.length === 0 || absolutePathProblem(argv[0] as string) !== undefined) return null;
-    const rawEnv = own(value, "env");
     const env = rawEnv === undefined ? [] : copyArray(rawEnv, Number.MAX_SAFE_INTEGER, isEnvName);
     if (env === null) return null;
     return { kind: "exec", action, tenant, argv, cwd, env };

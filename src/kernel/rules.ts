@@ -378,8 +378,9 @@ function dbDenial(d: CompiledDomains, r: Extract<CheckedRequest, { kind: "db" }>
 /** The first pair of the rule's scope that the request's scope does not pin, or null. */
 function unscopedPair(rule: CompiledDbRule, r: Extract<CheckedRequest, { kind: "db" }>): readonly [string, Scalar] | null {
   for (const pair of rule.scope) {
-    const [k, v] = pair;
-    if (!r.scope.has(k) || r.scope.get(k) !== v) return pair;
+    // One lookup: a request's scope holds no undefined value (each is a Scalar), so undefined means the key is not pinned.
+    const pinned = r.scope.get(pair[0]);
+    if (pinned === undefined || pinned !== pair[1]) return pair;
   }
   return null;
 }
@@ -400,6 +401,8 @@ function fieldProblem(rule: CompiledDbRule, r: Extract<CheckedRequest, { kind: "
     if (action === "deny") return `does not grant field ${r.model}.${f}`;
     return `grants ${r.model}.${f} only ${showAction(action)}: it cannot be read whole, filtered on, ordered by, aggregated or written`;
   }
+  // Most requests name no views: their empty map is not iterated.
+  if (r.views.size === 0) return null;
   for (const [f, view] of r.views) {
     const action = actionOn(rule, f);
     if (actionPermits(action, view)) continue;

@@ -58,6 +58,26 @@ const request = fc.oneof(
   fc.record({ action: fc.constantFrom("audit.read", "audit.write"), tenant: maybe(text), extra: maybe(fc.constant(1)) }, { requiredKeys: ["action"] }),
 );
 
+/**
+ * The same requests in the forms a caller could also build: with no
+ * prototype, with one field turned into a getter, or into a property that is
+ * not enumerable (which the schema reads as an own property and a pass over
+ * the keys would not see), with a field only the schema checks (rows,
+ * address) hidden that way too.
+ */
+const exotic = fc.tuple(request, fc.constantFrom("plain", "null-prototype", "getter", "hidden", "hidden-extra"), fc.nat(), fc.constantFrom<[string, unknown]>(["rows", [{ field: "a", op: "eq", value: 1 }]], ["address", "127.0.0.1"], ["tenant", "t1"], ["limit", 1])).map(([r, form, pick, extra]) => {
+  const fields = Object.entries(r as Record<string, unknown>);
+  const target: Record<string, unknown> = form === "null-prototype" ? (Object.create(null) as Record<string, unknown>) : {};
+  const [chosen] = fields[pick % fields.length] ?? ["action"];
+  for (const [k, v] of fields) {
+    if (k === chosen && form === "getter") Object.defineProperty(target, k, { get: () => v, enumerable: true, configurable: true });
+    else if (k === chosen && form === "hidden") Object.defineProperty(target, k, { value: v, enumerable: false, configurable: true });
+    else target[k] = v;
+  }
+  if (form === "hidden-extra" && !Object.hasOwn(target, extra[0])) Object.defineProperty(target, extra[0], { value: extra[1], enumerable: false });
+  return target;
+});
+
 /** A checked request with its URL as text, which equality compares (a URL object's fields are accessors). */
 function comparable(checked: CheckedRequest): unknown {
   return checked.kind === "http" ? { ...checked, url: checked.url.href } : checked;
@@ -88,6 +108,31 @@ describe("request fast path", () => {
       { numRuns: 3000 },
     );
     expect(vouched).toBeGreaterThan(100);
+  });
+
+  it("accepts only what the schemas accept, with the same result, for objects with no prototype, getters and properties that are not enumerable", () => {
+    let vouched = 0;
+    fc.assert(
+      fc.property(exotic, (value) => {
+        const fast = verdict(fastCheckRequest, value);
+        if (fast === null) return;
+        vouched++;
+        expect(verdict(checkRequestBySchema, value)).toEqual(fast);
+      }),
+      { numRuns: 3000 },
+    );
+    expect(vouched).toBeGreaterThan(100);
+  });
+
+  it("leaves a request with a field that is not enumerable to the schema, which reads it", () => {
+    const request = { action: "db.read", model: "Customer", fields: ["name"], scope: { tenantId: 42 } };
+    for (const [key, value] of [["tenant", "t1"], ["limit", 1], ["rows", [{ field: "a", op: "eq", value: 1 }]], ["views", { name: "hash" }]] as const) {
+      const hidden = Object.defineProperty({ ...request }, key, { value, enumerable: false });
+      expect(fastCheckRequest(hidden)).toBeNull();
+    }
+    const http = Object.defineProperty({ action: "http.request", method: "GET", url: "https://a.b/" }, "address", { value: "10.0.0.1", enumerable: false });
+    expect(fastCheckRequest(http)).toBeNull();
+    expect(checkRequestBySchema(http)).toMatchObject({ address: "10.0.0.1" });
   });
 
   it("copies what it accepts, so later mutation of the caller's arrays changes nothing", () => {
