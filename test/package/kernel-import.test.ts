@@ -95,6 +95,31 @@ describe("a missing optional engine", () => {
   });
 });
 
+describe("tracing", () => {
+  it("importing any entry does not load @opentelemetry/api: it is looked for at the first tool call or resource access", () => {
+    for (const entry of ["agentcap", "agentcap/tools", "agentcap/fs"]) {
+      expect(importInFreshProcess(entry).packages.filter((p) => p.startsWith("@opentelemetry/"))).toEqual([]);
+    }
+  });
+
+  it("without @opentelemetry/api installed, tool calls and resource accesses run untraced, with no error", () => {
+    const body = `
+      const { createMint, eventSink } = await import("agentcap");
+      const { createDispatcher, defineTool } = await import("agentcap/tools");
+      const { createFileSystem } = await import("agentcap/fs");
+      const { z } = await import("zod");
+      const files = createFileSystem({ baseDir: process.cwd() });
+      const read = defineTool({ name: "read", description: "Reads package.json.", input: z.object({}), needs: () => [{ action: "fs.read", path: process.cwd() + "/package.json" }] },
+        async (_i, cap) => (await files.read(cap, process.cwd() + "/package.json")).length > 0);
+      const events = [];
+      const dispatcher = createDispatcher({ tools: [read], audit: eventSink((e) => { events.push(e); }) });
+      const cap = createMint({ issuer: "t", policy: () => ({ tools: ["read"], fs: [{ path: process.cwd(), ops: ["read"] }] }) }).issue({ id: "alice" });
+      process.stdout.write(JSON.stringify({ result: await dispatcher.call("read", {}, cap), events: events.length }));
+    `;
+    expect(JSON.parse(withoutPackage("@opentelemetry/api", body))).toEqual({ result: true, events: 1 });
+  });
+});
+
 describe("exported constants", () => {
   it("every exported array and object of every entry is frozen", async () => {
     const entries = ["agentcap", "agentcap/fs", "agentcap/http", "agentcap/sql", "agentcap/exec", "agentcap/tools", "agentcap/audit", "agentcap/token", "agentcap/runtime", "agentcap/sandbox", "agentcap/mcp", "agentcap/testing"];
