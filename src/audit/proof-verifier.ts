@@ -159,12 +159,15 @@ export function verifyCheckpoint(note: string, key: VerifierKey | string): Verdi
   return readCheckpointText(text, note);
 }
 
-/**
- * What a signed note's text says as a checkpoint, without checking any
- * signature: for a log verified against itself only, and for the check
- * above once a signature holds.
- */
-export function readCheckpointText(text: string, note: string): Verdict<Checkpoint> {
+/** What a signed note says as a checkpoint, its signatures not checked: for a log verified against itself only. */
+export function readUnsignedCheckpoint(note: string): Verdict<Checkpoint> {
+  const split = note.lastIndexOf("\n\n");
+  if (split < 0 || !note.endsWith("\n")) return refuse("a signed note is its text, a blank line, then signature lines");
+  return readCheckpointText(note.slice(0, split + 1), note);
+}
+
+/** What a signed note's text says as a checkpoint. */
+function readCheckpointText(text: string, note: string): Verdict<Checkpoint> {
   const lines = text.slice(0, -1).split("\n");
   const [origin = "", sizeText = "", rootText = "", ...extensions] = lines;
   if (origin === "" || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText)) return refuse("a checkpoint's text is its origin, its tree size and its root hash, one per line");

@@ -6,7 +6,7 @@ import { encodeCompletion, encodeEvent, encodeIntent, leafText, lineageIdsOf, ty
 import { GroupCommit } from "./group-commit.js";
 import type { AuditStream } from "./otlp-stream.js";
 import { Frontier, frontierSlots, inclusionProof } from "./merkle.js";
-import { EXPORT_FORMAT, readCheckpointText, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
+import { EXPORT_FORMAT, readUnsignedCheckpoint, verifyCheckpoint, type ExportLine, type ProofBundle } from "./proof-verifier.js";
 import { pruneCutoff, pruneLog, type PruneOptions, type PruneReport } from "./retention.js";
 import { loadLinks, runHistogram, runQuery, type AuditQuery, type AuditRecord, type Histogram, type HistogramOptions } from "./query.js";
 import type { Redactor } from "./redaction.js";
@@ -230,7 +230,7 @@ export function createAuditStore(backend: AuditBackend, redact: Redactor, option
   const latestRetention = async (): Promise<{ upTo: number; before: number; at: number; note: string } | null> => {
     const row = (await retentionRows(backend.db)).at(-1);
     if (row === undefined) return null;
-    const read = readCheckpointText(row.note.slice(0, row.note.lastIndexOf("\n\n") + 1), row.note);
+    const read = readUnsignedCheckpoint(row.note);
     const r = read.ok ? read.value.retention : undefined;
     return r === undefined ? null : { upTo: r.upTo, before: r.before, at: r.at, note: row.note };
   };

@@ -8,7 +8,7 @@ import { ChainWalker, type HashLookup, type TamperProblem } from "./chain-walker
 import { verifiedCheckpoints } from "./checkpoint.js";
 import { columnsOf, leafText, lineageIdsOf, outcomeColumns, PHASE, type EventColumns } from "./encoding.js";
 import { consistencyProof, Frontier, frontierFrom, frontierSlots, type SubtreeLookup } from "./merkle.js";
-import { leafHash, readCheckpointText, verifyCheckpoint, verifyConsistency, type Checkpoint, type Retention } from "./proof-verifier.js";
+import { leafHash, readUnsignedCheckpoint, verifyCheckpoint, verifyConsistency, type Checkpoint, type Retention } from "./proof-verifier.js";
 import { loadLinks } from "./query.js";
 import { DERIVED_COLUMNS, type AuditDb, type EventsTable } from "./schema.js";
 
@@ -102,7 +102,7 @@ async function retentionAnchor(db: Kysely<AuditDb>, good: readonly Checkpoint[],
   if (first === undefined || first.seq === 1) return null;
   const records: { retention: Retention; signed: boolean }[] = good.flatMap((c) => (c.retention === undefined ? [] : [{ retention: c.retention, signed: true }]));
   for (const row of await retentionRows(db)) {
-    const read = verifierKey === undefined ? readCheckpointText(row.note.slice(0, row.note.lastIndexOf("\n\n") + 1), row.note) : verifyCheckpoint(row.note, verifierKey);
+    const read = verifierKey === undefined ? readUnsignedCheckpoint(row.note) : verifyCheckpoint(row.note, verifierKey);
     if (read.ok && read.value.retention !== undefined) records.push({ retention: read.value.retention, signed: verifierKey !== undefined });
     else report({ kind: "checkpoint", seq: row.up_to, eventId: null, message: `the log's record of a prune up to entry ${String(row.up_to)} is refused: ${read.ok ? "it records no prune" : read.reason}` });
   }

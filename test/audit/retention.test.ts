@@ -86,6 +86,33 @@ describe("retentionCutoff", () => {
   });
 });
 
+describe("a retention checkpoint", () => {
+  const signer = parseSignerKey(KEY.signerKey);
+  const frontier = [Buffer.alloc(32, 1), Buffer.alloc(32, 2)];
+  const root = nodeHash(frontier[0] as Buffer, frontier[1] as Buffer);
+  const lines = retentionLines({ upTo: 5, before: T0, at: T0 + DAY, chainHash: "c".repeat(64), frontier });
+  const sign = (size: number, extensions: readonly string[], r = root) => signCheckpoint(signer, "audit.test/retention", size, r, extensions);
+
+  it("is a checkpoint of the size it pruned, which says what it pruned", () => {
+    expect(verifyCheckpoint(sign(5, lines), KEY.verifierKey)).toMatchObject({ ok: true, value: { size: 5, retention: { upTo: 5, before: T0, at: T0 + DAY, chainHash: "c".repeat(64) } } });
+    // A plain checkpoint has none.
+    expect(verifyCheckpoint(sign(5, []), KEY.verifierKey)).toMatchObject({ ok: true, value: { size: 5 } });
+    expect((verifyCheckpoint(sign(5, []), KEY.verifierKey) as { value: object }).value).not.toHaveProperty("retention");
+  });
+
+  it.each([
+    ["it has more subtrees than its size is made of", sign(4, retentionLines({ upTo: 4, before: T0, at: T0, chainHash: "c".repeat(64), frontier })), /subtrees do not hash/],
+    ["its range does not match its size", sign(5, [lines[0]?.replace("1-5", "1-4") ?? "", ...lines.slice(1)]), /its own size/],
+    ["a subtree is missing", sign(5, [...lines.slice(0, 2), `frontier ${(frontier[0] as Buffer).toString("base64")}`]), /subtrees do not hash/],
+    ["its subtrees hash to another root", sign(5, lines, Buffer.alloc(32, 9)), /subtrees do not hash/],
+    ["a line is missing", sign(5, lines.slice(0, 2)), /extension lines are/],
+    ["its cutoff is not a time", sign(5, [lines[0]?.replace(/before \S+/, "before soon") ?? "", ...lines.slice(1)]), /extension lines are/],
+    ["its chain hash is not hex", sign(5, [lines[0] ?? "", "chain xyz", lines[2] ?? ""]), /extension lines are/],
+  ])("is refused when %s", (_, note, reason) => {
+    expect(verifyCheckpoint(note, KEY.verifierKey)).toMatchObject({ ok: false, reason: expect.stringMatching(reason) as unknown });
+  });
+});
+
 eachKit("audit retention", ({ make }) => {
   let kit: StoreKit;
   beforeAll(() => {
