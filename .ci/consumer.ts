@@ -7,7 +7,7 @@ import { createHttpClient, type HttpClient } from "agentcap/http";
 import { listenHttp, openGateway, type Gateway, type GatewayConfig, type HttpGateway } from "agentcap/mcp";
 import { createExecutor, createGovernor, openSession, type Executor } from "agentcap/runtime";
 import { loadToolModule, type ToolModule } from "agentcap/sandbox";
-import { createSqlDatabase, type SqlDatabase } from "agentcap/sql";
+import { createSqlDatabase, schemaFromDrizzle, type DrizzleImportOptions, type SqlDatabase } from "agentcap/sql";
 import { scriptedModel } from "agentcap/testing";
 import { createDispatcher, defineTool, type Dispatcher } from "agentcap/tools";
 import { createTokenMint, generateKeyPair, openSqliteTokenStore, toToken, verify, type TokenStore } from "agentcap/token";
@@ -24,6 +24,7 @@ export const factories: readonly unknown[] = [
   createHttpClient,
   createExec,
   createSqlDatabase,
+  schemaFromDrizzle,
   openAuditStore,
   createDispatcher,
   defineTool,
@@ -40,5 +41,8 @@ export const factories: readonly unknown[] = [
   toToken,
   verify,
 ];
+
+// The Drizzle import's declarations name no drizzle-orm type: a consumer without drizzle-orm compiles them.
+export const drizzleOptions: DrizzleImportOptions = { casing: "snake_case", leaveOut: { notes: ["meta"] } };
 
 export type Everything = [FileSystem, HttpClient, Exec, SqlDatabase, AuditStore, Dispatcher, Executor, Gateway, GatewayConfig, HttpGateway, TokenStore, ToolModule];

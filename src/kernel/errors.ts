@@ -12,6 +12,7 @@ export type AgentcapErrorCode =
   | "ERR_INVALID_INPUT"
   | "ERR_NOT_A_CAPABILITY"
   | "ERR_GRANT_SCHEMA_MISMATCH"
+  | "ERR_UNMAPPABLE_SCHEMA"
   | "ERR_INVALID_TOKEN"
   | "ERR_INSUFFICIENT_SCOPE"
   | "ERR_LIMIT_EXCEEDED"
@@ -112,7 +113,7 @@ export function isDenial(error: unknown): error is DenialError {
 
 /** A grant, request, principal, option or argument is malformed; the message names the field. */
 export class InvalidInput extends AgentcapError {
-  override readonly code: "ERR_INVALID_INPUT" | "ERR_NOT_A_CAPABILITY" | "ERR_GRANT_SCHEMA_MISMATCH" = "ERR_INVALID_INPUT";
+  override readonly code: "ERR_INVALID_INPUT" | "ERR_NOT_A_CAPABILITY" | "ERR_GRANT_SCHEMA_MISMATCH" | "ERR_UNMAPPABLE_SCHEMA" = "ERR_INVALID_INPUT";
 }
 
 /** Grants name models or fields a database's schema does not have; `problems` lists every one, each naming where it is. */
@@ -122,6 +123,22 @@ export class GrantSchemaMismatch extends InvalidInput {
 
   constructor(problems: readonly string[]) {
     super(`the grants do not fit the database's schema (${problems.length} problem${problems.length === 1 ? "" : "s"}): ${problems.join("; ")}`);
+    this.problems = Object.freeze([...problems]);
+  }
+}
+
+/**
+ * An application's model definitions (such as Drizzle tables) hold what
+ * agentcap cannot express faithfully: a column type it does not read, a key
+ * over several columns, a relation it cannot follow. `problems` lists every
+ * one, each naming the table and column (or relation) and why.
+ */
+export class UnmappableSchema extends InvalidInput {
+  override readonly code = "ERR_UNMAPPABLE_SCHEMA";
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`the model definitions cannot be imported as they are (${problems.length} problem${problems.length === 1 ? "" : "s"}): ${problems.join("; ")}`);
     this.problems = Object.freeze([...problems]);
   }
 }

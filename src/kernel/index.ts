@@ -33,6 +33,7 @@ export {
   TaskCancelled,
   TaskTimedOut,
   UnknownPrincipal,
+  UnmappableSchema,
   VaultKeyMismatch,
   VaultKeyMissing,
 } from "./errors.js";

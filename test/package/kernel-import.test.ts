@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
  * and whether any global it could patch has changed afterwards.
  */
 const root = fileURLToPath(new URL("../../", import.meta.url));
-const ENGINES = ["better-sqlite3", "pg", "ai", "@modelcontextprotocol/sdk", "@biscuit-auth/biscuit-wasm", "ses", "esbuild"];
+const ENGINES = ["better-sqlite3", "pg", "ai", "@modelcontextprotocol/sdk", "@biscuit-auth/biscuit-wasm", "ses", "esbuild", "drizzle-orm"];
 
 function importInFreshProcess(entry: string): { readonly packages: string[]; readonly changedGlobals: string[] } {
   const script = `
@@ -88,6 +88,7 @@ describe("a missing optional engine", () => {
     ["ai", `await import("agentcap/testing");`],
     ["ses", `const { loadToolModule } = await import("agentcap/sandbox"); await loadToolModule({ source: "export const x = 1;" });`],
     ["esbuild", `const { loadToolModule } = await import("agentcap/sandbox"); await loadToolModule({ source: "export const x = 1;" });`],
+    ["drizzle-orm", `const { schemaFromDrizzle } = await import("agentcap/sql"); await schemaFromDrizzle({});`],
   ])("%s is a MissingDependency naming the package to install", (missing, body) => {
     const seen = JSON.parse(withoutPackage(missing, body)) as { name: string; code: string; message: string };
     expect(seen).toMatchObject({ name: "MissingDependency", code: "ERR_MISSING_DEPENDENCY" });

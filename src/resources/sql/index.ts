@@ -11,6 +11,12 @@ export { introspectSchema } from "./introspect.js";
 export type { IntrospectedSchema, Skipped } from "./introspect.js";
 /** Model definitions from the application's Prisma schema (needs the optional @mrleebo/prisma-ast). */
 export { schemaFromPrisma } from "./prisma-import.js";
+/**
+ * Model definitions from the application's Drizzle tables and relations() (needs the optional drizzle-orm):
+ * every column mapped to the values the database holds, or refused by table and column (UnmappableSchema).
+ */
+export { schemaFromDrizzle } from "./drizzle-import.js";
+export type { DrizzleImportOptions } from "./drizzle-import.js";
 export type { DbCapability, Page, PageQuery, Row, SqlConnection, SqlDatabase, SqlDatabaseOptions, SqlLimits, WriteResult } from "./database.js";
 export type { ExportFormat } from "./export.js";
 export type { AggregateQuery, AggregateSpec, CreateQuery, DeleteQuery, FilterOps, OrderBy, ReadQuery, UpdateQuery, Where } from "./query.js";
