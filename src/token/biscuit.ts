@@ -26,8 +26,20 @@ const Wasm = (globalThis as unknown as { readonly WebAssembly: WasmGlobal }).Web
 
 const entry = resolveOptional("@biscuit-auth/biscuit-wasm", "agentcap/token (Biscuit tokens)");
 
+/*
+ * The glue module keeps the instance it was given in a module variable, so two
+ * copies of this module (two builds or versions of agentcap in one process)
+ * sharing one glue would each install their own instance there, and the
+ * first one's objects would then be read from the second one's memory
+ * ("memory access out of bounds"). Each copy imports the glue under a URL of
+ * its own (the query names this module), which ES modules load as a module
+ * of its own.
+ */
+const ownCopy = `?agentcap=${encodeURIComponent(import.meta.url)}`;
+const glueModule = (name: string): string => `${new URL(name, entry).href}${ownCopy}`;
+
 async function load(): Promise<Glue> {
-  const glue = (await import(new URL("biscuit_bg.js", entry).href)) as Glue;
+  const glue = (await import(glueModule("biscuit_bg.js"))) as Glue;
   const module = new Wasm.Module(readFileSync(new URL("biscuit_bg.wasm", entry)));
   // The start function installs the panic hook and logs a banner through the glue's log imports; the banner is not for our users.
   let starting = true;
@@ -42,7 +54,7 @@ async function load(): Promise<Glue> {
     );
   const imports: Record<string, unknown> = {};
   for (const name of new Set(Wasm.Module.imports(module).map((i) => i.module))) {
-    imports[name] = quiet((await import(new URL(name, entry).href)) as Record<string, unknown>);
+    imports[name] = quiet((await import(glueModule(name))) as Record<string, unknown>);
   }
   const instance = new Wasm.Instance(module, imports);
   glue.__wbg_set_wasm(instance.exports);
