@@ -86,11 +86,15 @@ export class GroupCommit<T> {
   }
 
   async #drain(): Promise<void> {
-    // Writers submitted in the same synchronous run (e.g. a Promise.all) join the first
-    // batch; a lone writer is flushed at once, with no wait for a later turn of the event
-    // loop. Writers arriving while a flush runs form the next batch. Deferred items ride
-    // along; left alone, they wait for the next writer or their time.
-    await Promise.resolve();
+    // The flush waits for the end of this turn of the event loop (setImmediate runs once the
+    // I/O callbacks that are ready have run), not for a timer: a lone writer is flushed as
+    // soon as the process has nothing else ready, while the intents of calls whose requests
+    // have already arrived join its batch. An engine that writes synchronously (SQLite)
+    // blocks the process while it commits, so no writer can arrive during a flush: without
+    // this wait, concurrent calls over the network each committed alone. Writers arriving
+    // while an asynchronous flush runs form the next batch. Deferred items ride along; left
+    // alone, they wait for the next writer or their time.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     this.#cancelTimer();
     while (this.#waiters > 0 || (this.#everything && this.#queue.length > 0)) {
       const batch = this.#queue.splice(0, this.#maxBatch);
