@@ -1,36 +1,26 @@
-import { runApprovalsBench } from "./approvals.ts";
-import { runAuditBench } from "./audit.ts";
-import { runExecBench } from "./exec.ts";
-import { runFsBench } from "./fs.ts";
-import { runHttpBench } from "./http.ts";
-import { runKernelBench } from "./kernel.ts";
-import { runMcpBench } from "./mcp.ts";
-import { runPackageBench } from "./package.ts";
-import { runRatesBench } from "./rates.ts";
-import { runRevocationBench } from "./revocation.ts";
-import { runSandboxBench } from "./sandbox.ts";
-import { runSqlBench } from "./sql.ts";
-import { runSqlMaskedBench } from "./sql-masked.ts";
-import { runTokenBench } from "./token.ts";
-import { runToolsBench } from "./tools.ts";
-
-/** Every section, in layer order; each prints its own baseline from the same run. */
-const SECTIONS: Readonly<Record<string, () => void | Promise<void>>> = {
-  package: runPackageBench,
-  kernel: runKernelBench,
-  fs: runFsBench,
-  http: runHttpBench,
-  sql: runSqlBench,
-  "sql-masked": runSqlMaskedBench,
-  exec: runExecBench,
-  tools: runToolsBench,
-  approvals: runApprovalsBench,
-  rates: runRatesBench,
-  token: runTokenBench,
-  revocation: runRevocationBench,
-  audit: runAuditBench,
-  sandbox: runSandboxBench,
-  mcp: runMcpBench,
+/*
+ * Every section, in layer order; each prints its own baseline from the same
+ * run. A section's module is loaded only when it runs, so `npm run bench --
+ * mcp` loads the gateway and nothing the other sections measure.
+ */
+const SECTIONS: Readonly<Record<string, () => Promise<void>>> = {
+  package: async () => {
+    (await import("./package.ts")).runPackageBench();
+  },
+  kernel: async () => (await import("./kernel.ts")).runKernelBench(),
+  fs: async () => (await import("./fs.ts")).runFsBench(),
+  http: async () => (await import("./http.ts")).runHttpBench(),
+  sql: async () => (await import("./sql.ts")).runSqlBench(),
+  "sql-masked": async () => (await import("./sql-masked.ts")).runSqlMaskedBench(),
+  exec: async () => (await import("./exec.ts")).runExecBench(),
+  tools: async () => (await import("./tools.ts")).runToolsBench(),
+  approvals: async () => (await import("./approvals.ts")).runApprovalsBench(),
+  rates: async () => (await import("./rates.ts")).runRatesBench(),
+  token: async () => (await import("./token.ts")).runTokenBench(),
+  revocation: async () => (await import("./revocation.ts")).runRevocationBench(),
+  audit: async () => (await import("./audit.ts")).runAuditBench(),
+  sandbox: async () => (await import("./sandbox.ts")).runSandboxBench(),
+  mcp: async () => (await import("./mcp.ts")).runMcpBench(),
 };
 
 // `npm run bench -- kernel sql` runs only the sections named.

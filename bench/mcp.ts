@@ -9,11 +9,12 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { z } from "zod";
-import { parseGatewayConfig } from "../src/mcp/config.ts";
-import { openGateway } from "../src/mcp/gateway.ts";
-import { listenHttp } from "../src/mcp/http.ts";
-import { generateKeyPair } from "../src/token/biscuit.ts";
+import { lazyEntries } from "./built.ts";
 import { measureAsync, report } from "./harness.ts";
+
+// The built package, as users run the gateway.
+const { listenHttp, openGateway, parseGatewayConfig } = await lazyEntries.mcp();
+const { generateKeyPair } = await lazyEntries.token();
 
 /** The session counts of the many-sessions rows. */
 const SESSIONS = [16, 200] as const;
@@ -56,16 +57,50 @@ async function plainServer(workspace: string): Promise<{ url: string; close: () 
   };
 }
 
+/**
+ * Calls that failed, by error code (or name) and the server they were made
+ * to: a failed call is counted and the run goes on, so one reset connection
+ * on a loaded machine costs a row an error count, not the whole section.
+ */
+const failures = new Map<string, number>();
+
+function failed(server: string, e: unknown): void {
+  const code = (e as { code?: unknown } | null)?.code;
+  const kind = typeof code === "string" || typeof code === "number" ? String(code) : e instanceof Error ? e.name : typeof e;
+  const cause = (e as { cause?: { code?: unknown } } | null)?.cause?.code;
+  const key = `${server}: ${kind}${typeof cause === "string" ? ` (${cause})` : ""}${e instanceof Error ? `: ${e.message.slice(0, 120)}` : ""}`;
+  failures.set(key, (failures.get(key) ?? 0) + 1);
+}
+
+/** `call`, with a failure counted against `server` instead of thrown. */
+const counted =
+  <A extends unknown[]>(server: string, call: (...args: A) => Promise<unknown>) =>
+  async (...args: A): Promise<unknown> => {
+    try {
+      return await call(...args);
+    } catch (e) {
+      failed(server, e);
+      return undefined;
+    }
+  };
+
+/** CPU time (user and system, this process: the client and the server it calls) per call of what ran since `start`. */
+const cpuPerCall = (start: NodeJS.CpuUsage, calls: number): number => {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000 / calls;
+};
+
 async function connect(url: string, token?: string): Promise<Client> {
   const client = new Client({ name: "bench", version: "0" });
   await client.connect(new StreamableHTTPClientTransport(new URL(url), token === undefined ? {} : { requestInit: { headers: { Authorization: `Bearer ${token}` } } }));
   return client;
 }
 
-/** Latencies of `CALLS` sequential calls: calls per second, p50 and p99. */
-async function latencies(call: () => Promise<unknown>): Promise<{ perSecond: number; p50: number; p99: number }> {
+/** Latencies of `CALLS` sequential calls: calls per second, p50 and p99, and ms of CPU per call. */
+async function latencies(call: () => Promise<unknown>): Promise<{ perSecond: number; p50: number; p99: number; cpu: number }> {
   for (let i = 0; i < 200; i++) await call();
   const times: number[] = [];
+  const cpu = process.cpuUsage();
   const start = performance.now();
   for (let i = 0; i < CALLS; i++) {
     const t = performance.now();
@@ -73,13 +108,20 @@ async function latencies(call: () => Promise<unknown>): Promise<{ perSecond: num
     times.push(performance.now() - t);
   }
   const total = performance.now() - start;
+  const cpuMs = cpuPerCall(cpu, CALLS);
   times.sort((a, b) => a - b);
   const at = (q: number) => times[Math.min(times.length - 1, Math.floor(q * times.length))] ?? Number.NaN;
-  return { perSecond: (CALLS / total) * 1000, p50: at(0.5), p99: at(0.99) };
+  return { perSecond: (CALLS / total) * 1000, p50: at(0.5), p99: at(0.99), cpu: cpuMs };
+}
+
+/** A rate in calls per second and the CPU time per call (ms) it took. */
+interface Rate {
+  readonly perSecond: number;
+  readonly cpu: number;
 }
 
 /** Calls per second with `concurrency` calls in flight at once, `total` calls in all (after a warm-up). */
-async function throughput(call: () => Promise<unknown>, concurrency: number, total = 2_000): Promise<number> {
+async function throughput(call: () => Promise<unknown>, concurrency: number, total = 2_000): Promise<Rate> {
   await Promise.all(Array.from({ length: concurrency }, () => call()));
   let started = 0;
   const worker = async () => {
@@ -88,13 +130,14 @@ async function throughput(call: () => Promise<unknown>, concurrency: number, tot
       await call();
     }
   };
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return (total / (performance.now() - start)) * 1000;
+  return { perSecond: (total / (performance.now() - start)) * 1000, cpu: cpuPerCall(cpu, total) };
 }
 
 /** Calls per second with one call in flight on each of `clients` (its own session each), `total` calls in all (after a warm-up). */
-async function throughputAcross(clients: readonly Client[], call: (client: Client) => Promise<unknown>, total = 2_000): Promise<number> {
+async function throughputAcross(clients: readonly Client[], call: (client: Client) => Promise<unknown>, total = 2_000): Promise<Rate> {
   await Promise.all(clients.map(call));
   let started = 0;
   const worker = async (client: Client) => {
@@ -103,9 +146,10 @@ async function throughputAcross(clients: readonly Client[], call: (client: Clien
       await call(client);
     }
   };
+  const cpu = process.cpuUsage();
   const start = performance.now();
   await Promise.all(clients.map(worker));
-  return (total / (performance.now() - start)) * 1000;
+  return { perSecond: (total / (performance.now() - start)) * 1000, cpu: cpuPerCall(cpu, total) };
 }
 
 /**
@@ -160,76 +204,85 @@ export async function runMcpBench(): Promise<void> {
       const check = await g.client.callTool(args);
       if (check.isError === true) throw new Error(`the gateway refused the bench call: ${JSON.stringify(check.content)}`);
     }
-    const rows = [
-      ["plain MCP SDK server (baseline)", await latencies(() => direct.callTool(args))],
-      ["gateway, audit SQLite synchronous=full", await latencies(() => full.client.callTool(args))],
-      ["gateway, audit SQLite synchronous=normal", await latencies(() => normal.client.callTool(args))],
+    const PLAIN = "plain MCP SDK server (baseline)";
+    const FULL = "gateway, audit SQLite synchronous=full";
+    const NORMAL = "gateway, audit SQLite synchronous=normal";
+    const servers = [
+      [PLAIN, counted(PLAIN, () => direct.callTool(args))],
+      [FULL, counted(FULL, () => full.client.callTool(args))],
+      [NORMAL, counted(NORMAL, () => normal.client.callTool(args))],
     ] as const;
-    const base = rows[0][1];
+    const cpuNote = "  CPU/call: this process's CPU time per call, client and server together (the client's share is the same in every row)";
+    const rows = [];
+    for (const [name, call] of servers) rows.push([name, await latencies(call)] as const);
+    const base = (rows[0] as (typeof rows)[number])[1];
     console.log("\nmcp: one read_file call over Streamable HTTP, sequential, SDK client (token, dispatch, attenuation, confined fs, audit)");
-    console.log(`  ${"server".padEnd(44)} ${"calls/s".padStart(10)} ${"p50".padStart(10)} ${"p99".padStart(10)} ${"p50 overhead".padStart(13)}`);
+    console.log(`  ${"server".padEnd(44)} ${"calls/s".padStart(10)} ${"p50".padStart(10)} ${"p99".padStart(10)} ${"p50 overhead".padStart(13)} ${"CPU/call".padStart(10)} ${"ratio".padStart(6)}`);
     for (const [name, r] of rows) {
       const overhead = r === base ? "base" : `${(((r.p50 - base.p50) / base.p50) * 100).toFixed(1)}%`;
       console.log(
-        `  ${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(10)} ${`${r.p50.toFixed(3)} ms`.padStart(10)} ${`${r.p99.toFixed(3)} ms`.padStart(10)} ${overhead.padStart(13)}`,
+        `  ${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(10)} ${`${r.p50.toFixed(3)} ms`.padStart(10)} ${`${r.p99.toFixed(3)} ms`.padStart(10)} ${overhead.padStart(13)} ${`${r.cpu.toFixed(3)} ms`.padStart(10)} ${(r.cpu / base.cpu).toFixed(2).padStart(6)}`,
       );
     }
     console.log("  target: gateway overhead under 15% of the plain server's latency");
+    console.log(cpuNote);
 
     // What MCP and HTTP add to the dispatcher's own work, in the same process and audit store.
     const dispatched = await latencies(normal.dispatch);
-    const viaMcp = rows[2][1];
+    const viaMcp = (rows[2] as (typeof rows)[number])[1];
     console.log("\nmcp: the same call straight to the dispatcher (audit normal) against through MCP over HTTP");
-    console.log(`  dispatcher: p50 ${dispatched.p50.toFixed(3)} ms, p99 ${dispatched.p99.toFixed(3)} ms, ${dispatched.perSecond.toFixed(0)} calls/s`);
+    console.log(`  dispatcher: p50 ${dispatched.p50.toFixed(3)} ms, p99 ${dispatched.p99.toFixed(3)} ms, ${dispatched.perSecond.toFixed(0)} calls/s, ${dispatched.cpu.toFixed(3)} ms CPU per call`);
     console.log(`  through MCP: p50 ${(viaMcp.p50 / dispatched.p50).toFixed(2)}x, p99 ${(viaMcp.p99 / dispatched.p99).toFixed(2)}x the dispatcher's; MCP and HTTP add ${(viaMcp.p50 - dispatched.p50).toFixed(3)} ms at p50`);
 
+    const rateTable = (title: string, columns: readonly string[], measured: readonly (readonly [string, readonly Rate[]])[]) => {
+      console.log(`\n${title}`);
+      console.log(`  ${"server".padEnd(44)} ${columns.map((c) => `${c.padStart(12)} ${"ratio".padStart(6)} ${"CPU/call".padStart(10)} ${"ratio".padStart(6)}`).join(" ")}`);
+      const baseRates = (measured[0] as (typeof measured)[number])[1];
+      for (const [name, rates] of measured) {
+        const cells = rates.map((r, i) => {
+          const b = baseRates[i] ?? r;
+          return `${r.perSecond.toFixed(0).padStart(12)} ${(r.perSecond / b.perSecond).toFixed(2).padStart(6)} ${`${r.cpu.toFixed(3)} ms`.padStart(10)} ${(r.cpu / b.cpu).toFixed(2).padStart(6)}`;
+        });
+        console.log(`  ${name.padEnd(44)} ${cells.join(" ")}`);
+      }
+      console.log("  target: the gateway's throughput at least 0.85 of the plain server's");
+      console.log(cpuNote);
+    };
+
     // Many calls in flight on one session: the gateway runs sessions.maxCallsPerSession (default 16) of them at once and queues the rest.
-    console.log("\nmcp: calls/s with 16 and 200 calls in flight on one session");
-    console.log(`  ${"server".padEnd(44)} ${"16 at once".padStart(12)} ${"ratio".padStart(7)} ${"200 at once".padStart(12)} ${"ratio".padStart(7)}`);
-    const concurrent = [
-      ["plain MCP SDK server (baseline)", () => direct.callTool(args)],
-      ["gateway, audit SQLite synchronous=full", () => full.client.callTool(args)],
-      ["gateway, audit SQLite synchronous=normal", () => normal.client.callTool(args)],
-    ] as const;
-    const measured: [string, number, number][] = [];
-    for (const [name, call] of concurrent) measured.push([name, await throughput(call, 16), await throughput(call, 200)]);
-    const [, base16, base200] = measured[0] as [string, number, number];
-    for (const [name, at16, at200] of measured) {
-      console.log(`  ${name.padEnd(44)} ${at16.toFixed(0).padStart(12)} ${(at16 / base16).toFixed(2).padStart(7)} ${at200.toFixed(0).padStart(12)} ${(at200 / base200).toFixed(2).padStart(7)}`);
-    }
-    console.log("  target: the gateway's throughput at least 0.85 of the plain server's");
+    const concurrent: [string, Rate[]][] = [];
+    for (const [name, call] of servers) concurrent.push([name, [await throughput(call, 16), await throughput(call, 200)]]);
+    rateTable("mcp: calls/s with 16 and 200 calls in flight on one session", ["16 at once", "200 at once"], concurrent);
 
     // Many sessions, one call in flight on each: the gateway's per-session queue (sessions.maxCallsPerSession) plays no part,
     // its gateway-wide limit (sessions.maxConcurrentCalls, default 64) does.
-    console.log(`\nmcp: calls/s with ${SESSIONS.join(" and ")} sessions, one call in flight on each`);
-    console.log(`  ${"server".padEnd(44)} ${SESSIONS.map((n) => `${`${String(n)} sessions`.padStart(12)} ${"ratio".padStart(7)}`).join(" ")}`);
     const fleets = [
-      ["plain MCP SDK server (baseline)", (n: number) => Promise.all(Array.from({ length: n }, () => connect(plain.url)))],
-      ["gateway, audit SQLite synchronous=full", full.clients],
-      ["gateway, audit SQLite synchronous=normal", normal.clients],
+      [PLAIN, (n: number) => Promise.all(Array.from({ length: n }, () => connect(plain.url)))],
+      [FULL, full.clients],
+      [NORMAL, normal.clients],
     ] as const;
-    const across: [string, number[]][] = [];
+    const across: [string, Rate[]][] = [];
     for (const [name, open] of fleets) {
-      const rates: number[] = [];
+      const rates: Rate[] = [];
+      const call = counted(name, (c: Client) => c.callTool(args));
       for (const n of SESSIONS) {
         const clients = await open(n);
         try {
-          rates.push(await throughputAcross(clients, (c) => c.callTool(args)));
+          rates.push(await throughputAcross(clients, call));
         } finally {
           await Promise.all(clients.map((c) => c.close()));
         }
       }
       across.push([name, rates]);
     }
-    const baseAcross = (across[0] as [string, number[]])[1];
-    for (const [name, rates] of across) {
-      console.log(`  ${name.padEnd(44)} ${rates.map((r, i) => `${r.toFixed(0).padStart(12)} ${(r / (baseAcross[i] ?? r)).toFixed(2).padStart(7)}`).join(" ")}`);
-    }
-    console.log("  target: the gateway's throughput at least 0.85 of the plain server's");
-    report("mcp: median time per call over 7 rounds", await measureAsync("plain MCP SDK server (baseline)", () => direct.callTool(args), 500), [
-      await measureAsync("gateway, audit synchronous=full", () => full.client.callTool(args), 500),
-      await measureAsync("gateway, audit synchronous=normal", () => normal.client.callTool(args), 500),
+    rateTable(`mcp: calls/s with ${SESSIONS.join(" and ")} sessions, one call in flight on each`, SESSIONS.map((n) => `${String(n)} sessions`), across);
+    const [plainCall, fullCall, normalCall] = servers.map(([, call]) => call) as [() => Promise<unknown>, () => Promise<unknown>, () => Promise<unknown>];
+    report("mcp: median time per call over 7 rounds", await measureAsync(PLAIN, plainCall, 500), [
+      await measureAsync("gateway, audit synchronous=full", fullCall, 500),
+      await measureAsync("gateway, audit synchronous=normal", normalCall, 500),
     ]);
+    console.log(`\nmcp: failed calls (counted, not retried): ${failures.size === 0 ? "none" : ""}`);
+    for (const [what, n] of failures) console.log(`  ${String(n).padStart(6)}  ${what}`);
   } finally {
     await direct.close();
     await plain.close();
