@@ -106,19 +106,22 @@ function parentContext(otel: Api, owner: RecordingSpan | null): Otel.Context {
 }
 
 /**
- * Starts a span named `name` for an action under `cap` (anything else is
- * traced without capability attributes), a child of `parent`, of the tool
- * call `cap` was made for, or of the active span. Null when nothing records it.
+ * Starts a span for an action under `cap` (anything else is traced without
+ * capability attributes), a child of `parent`, of the tool call `cap` was
+ * made for, or of the active span. Null when nothing records it. Nothing is
+ * built for a span before the tracer says it records: the caller names it
+ * and sets its attributes after, so that with no provider a call costs one
+ * lookup and a no-op span.
  */
-function start(name: string, cap: unknown, parent: TraceSpan | null, attributes: Otel.Attributes, access: boolean): TraceSpan | null {
+function start(cap: unknown, parent: TraceSpan | null, access: boolean): RecordingSpan | null {
   api ??= loadApi();
   if (api === null) return null;
   const otel = api;
-  const capability = isCapability(cap) ? cap : null;
-  const context = parentContext(otel, (parent as RecordingSpan | null) ?? (capability === null ? null : ownerOf(capability)));
-  const span = currentTracer(otel).startSpan(name, { kind: otel.SpanKind.INTERNAL, attributes }, context);
+  const owner = (parent as RecordingSpan | null) ?? (adopted && isCapability(cap) ? ownerOf(cap) : null);
+  const context = parentContext(otel, owner);
+  const span = currentTracer(otel).startSpan("agentcap", undefined, context);
   if (!span.isRecording()) return null;
-  if (capability !== null) span.setAttributes(capabilityAttributes(capability, access));
+  if (isCapability(cap)) span.setAttributes(capabilityAttributes(cap, access));
   return new RecordingSpan(otel, span, context, access);
 }
 
@@ -147,18 +150,17 @@ function capabilityAttributes(cap: Capability, access: boolean): Otel.Attributes
  * span. `tool` is the name the caller gave. Null when nothing records it.
  */
 export function startToolSpan(tool: string, cap: unknown, parent: TraceSpan | null): TraceSpan | null {
-  return start(
-    `execute_tool ${tool}`,
-    cap,
-    parent,
-    { [SPAN_ATTRIBUTES.tool]: tool, [SPAN_ATTRIBUTES.genAiOperation]: "execute_tool", [SPAN_ATTRIBUTES.genAiTool]: tool },
-    false,
-  );
+  const span = start(cap, parent, false);
+  span?.begin(`execute_tool ${tool}`, { [SPAN_ATTRIBUTES.tool]: tool, [SPAN_ATTRIBUTES.genAiOperation]: "execute_tool", [SPAN_ATTRIBUTES.genAiTool]: tool });
+  return span;
 }
 
 /** The span of one resource access under `cap`, a child of the tool call it runs under, if any. Null when nothing records it. */
 export function startAccessSpan(cap: unknown): TraceSpan | null {
-  return start("agentcap.access", cap, null, {}, true);
+  const span = start(cap, null, true);
+  // Named for what it does once that is known: the resource has not canonicalized anything yet.
+  span?.begin("agentcap.access", {});
+  return span;
 }
 
 /** A span being recorded for a tool call or a resource access: what it decided and how it ended become its attributes and status. */
@@ -200,6 +202,12 @@ class RecordingSpan implements TraceSpan {
     this.#access = access;
     this.context = otel.trace.setSpan(parent, span);
     this.traceId = span.spanContext().traceId;
+  }
+
+  /** Names the span and sets the attributes known when it starts. */
+  begin(name: string, attributes: Otel.Attributes): void {
+    this.#span.updateName(name);
+    this.#span.setAttributes(attributes);
   }
 
   about(request: Request): void {
