@@ -30,7 +30,8 @@ export type AgentcapErrorCode =
   | "ERR_APPROVAL_REFUSED"
   | "ERR_VAULT_KEY_MISSING"
   | "ERR_VAULT_KEY_MISMATCH"
-  | "ERR_UNKNOWN_PRINCIPAL";
+  | "ERR_UNKNOWN_PRINCIPAL"
+  | "ERR_TOKEN_EXCHANGE_FAILED";
 
 /** The base class: a stable `code`, a message a person can act on, and the underlying `cause` when there is one. */
 export class AgentcapError extends Error {
@@ -280,6 +281,29 @@ export class UnknownPrincipal extends AgentcapError {
   constructor(message: string, principal: string, options?: ErrorOptions) {
     super(message, options);
     this.principal = principal;
+  }
+}
+
+/**
+ * The caller's identity-provider token could not be exchanged (RFC 8693)
+ * for the credential an upstream or an origin takes: the session has no
+ * such token to exchange (`reason` "no-subject-token", as for a session
+ * opened with a Biscuit token), the provider refused the exchange
+ * ("refused", its standard OAuth error code in `oauthError` when it gave
+ * one), or its token endpoint could not be reached or answered something
+ * unusable ("unavailable"). The message names the target, never a token or
+ * the provider's response body.
+ */
+export class TokenExchangeFailed extends AgentcapError {
+  override readonly code = "ERR_TOKEN_EXCHANGE_FAILED";
+  readonly reason: "no-subject-token" | "refused" | "unavailable";
+  /** The provider's error code (RFC 6749 §5.2, RFC 8693 §2.2.2), such as "invalid_target"; null when it gave none this module knows. */
+  readonly oauthError: string | null;
+
+  constructor(message: string, reason: TokenExchangeFailed["reason"], oauthError: string | null = null) {
+    super(message);
+    this.reason = reason;
+    this.oauthError = oauthError;
   }
 }
 

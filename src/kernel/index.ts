@@ -32,6 +32,7 @@ export {
   SessionClosed,
   TaskCancelled,
   TaskTimedOut,
+  TokenExchangeFailed,
   UnknownPrincipal,
   UnmappableSchema,
   VaultKeyMismatch,

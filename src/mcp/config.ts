@@ -33,6 +33,19 @@ const policyGrant = grant.superRefine((value, ctx) => {
   }
 });
 
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, "must be a scope token (printable ASCII, no spaces, quotes or backslashes)");
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name");
+
+/**
+ * What a token exchange asks the provider for (RFC 8693 §2.1): the target
+ * service by logical name (`audience`) and/or URI (`resource`), and scopes.
+ */
+const exchangeTargetSchema = z.strictObject({
+  audience: z.string().min(1).max(1024).optional(),
+  resource: z.url({ error: "must be an absolute URI naming the target service (RFC 8707), such as https://api.example.com/" }).optional(),
+  scopes: z.array(scopeToken).max(64).optional(),
+});
+
 /** A constraint on one argument of an upstream tool: the request its value stands for. */
 export const ARGUMENT_KINDS = Object.freeze(["fs.read", "fs.write", "fs.list", "fs.delete", "http.GET", "http.HEAD", "http.POST", "http.PUT", "http.PATCH", "http.DELETE"] as const);
 export type ArgumentKind = (typeof ARGUMENT_KINDS)[number];
@@ -57,8 +70,14 @@ const upstreamSchema = z.union([
   z.strictObject({
     ...upstreamCommon,
     url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
-    /** "per-principal": each caller's own credential for the upstream's origin (from the vault) is the Authorization header of its calls, over a connection of that caller's own. */
-    credentials: z.literal("per-principal").optional(),
+    /**
+     * Whose credential the upstream's requests carry, over a connection of each caller's own: "per-principal", the
+     * caller's own for the upstream's origin from the vault; "token-exchange", a token the identity provider issues
+     * for the upstream in exchange for the caller's access token (RFC 8693, oauth.tokenExchange).
+     */
+    credentials: z.enum(["per-principal", "token-exchange"]).optional(),
+    /** For "token-exchange": what the exchanged token is asked for; by default the upstream's URL as the resource. */
+    exchange: exchangeTargetSchema.optional(),
   }),
 ]);
 
@@ -198,6 +217,22 @@ export const ACCESS_TOKEN_ALGORITHMS = Object.freeze(["RS256", "RS384", "RS512",
 
 const httpUrl = (what: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL (${what})` });
 const claimName = z.string().min(1).max(256);
+/**
+ * Exchanging each caller's access token at the provider's token endpoint
+ * for a token of the upstream or origin it calls: see `TokenExchangeConfig`.
+ */
+const tokenExchangeSchema = z
+  .strictObject({
+    clientId: z.string().min(1).max(256),
+    clientSecretFile: nonEmpty.optional(),
+    clientSecretFromEnv: envName.optional(),
+    clientAuth: z.enum(["client_secret_basic", "client_secret_post"]).optional(),
+    tokenEndpoint: httpUrl("the provider's token endpoint; found in its metadata when not given").optional(),
+    refreshBeforeSeconds: wholeNumber(0, 3600, "seconds").optional(),
+    timeoutSeconds: wholeNumber(1, 120, "seconds").optional(),
+    origins: z.record(z.string(), exchangeTargetSchema).optional(),
+  })
+  .refine((c) => (c.clientSecretFile === undefined) !== (c.clientSecretFromEnv === undefined), "name the gateway's client secret at the provider: clientSecretFile or clientSecretFromEnv, exactly one (never the secret itself)");
 
 /**
  * The operator's identity provider, whose access tokens (JWTs) open sessions
@@ -207,7 +242,7 @@ const oauthSchema = z.strictObject({
   issuer: httpUrl("the provider's issuer identifier, as its tokens' iss claim names it"),
   jwksUri: httpUrl("where the provider publishes its signing keys").optional(),
   resource: httpUrl("this gateway's MCP endpoint as clients reach it, such as https://mcp.example.com/mcp").optional(),
-  scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, "must be a scope token (printable ASCII, no spaces, quotes or backslashes)")).optional(),
+  scopes: z.array(scopeToken).optional(),
   algorithms: z.array(z.enum(ACCESS_TOKEN_ALGORITHMS)).min(1).optional(),
   clockToleranceSeconds: wholeNumber(0, 300, "seconds").optional(),
   claims: z
@@ -217,6 +252,7 @@ const oauthSchema = z.strictObject({
       tenants: claimName.optional(),
     })
     .optional(),
+  tokenExchange: tokenExchangeSchema.optional(),
 });
 
 /** A Host the gateway also answers to, such as a reverse proxy's name. */
@@ -322,11 +358,43 @@ const configSchema = z
     for (const [i, u] of (config.upstreams ?? []).entries()) {
       if (names.has(u.name)) ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], message: `another upstream is already named ${u.name}` });
       names.add(u.name);
-      if ("credentials" in u && u.credentials !== undefined && config.credentials === undefined) {
+      if (!("url" in u)) continue;
+      if (u.credentials === "per-principal" && config.credentials === undefined) {
         ctx.addIssue({ code: "custom", path: ["upstreams", i, "credentials"], message: "needs the credentials section, which names the vault's key" });
+      }
+      if (u.credentials === "token-exchange" && config.oauth?.tokenExchange === undefined) {
+        ctx.addIssue({ code: "custom", path: ["upstreams", i, "credentials"], message: "needs oauth.tokenExchange, which names the gateway's client at the identity provider" });
+      }
+      if (u.exchange !== undefined && u.credentials !== "token-exchange") {
+        ctx.addIssue({ code: "custom", path: ["upstreams", i, "exchange"], message: 'applies only to an upstream with credentials "token-exchange"' });
+      }
+    }
+    const exchange = config.oauth?.tokenExchange;
+    if (config.oauth !== undefined && exchange !== undefined) {
+      // The exchange sends the caller's token and the gateway's secret: never in the clear beyond this machine.
+      const endpoint = exchange.tokenEndpoint ?? config.oauth.issuer;
+      if (!secureEndpoint(endpoint)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["oauth", exchange.tokenEndpoint === undefined ? "issuer" : "tokenExchange", ...(exchange.tokenEndpoint === undefined ? [] : ["tokenEndpoint"])],
+          message: "must be https for a token exchange, which sends each caller's token and the gateway's client secret (http only on a loopback address)",
+        });
+      }
+      for (const origin of Object.keys(exchange.origins ?? {})) {
+        const problem = originProblem(origin);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", path: ["oauth", "tokenExchange", "origins", origin], message: `${problem} (an origin is scheme, host and port only, such as "https://api.example.com")` });
       }
     }
   });
+
+/** True for an https URL, or an http one on a loopback address (a provider on the same machine). */
+function secureEndpoint(url: string): boolean {
+  const u = URL.parse(url);
+  if (u === null) return true;
+  if (u.protocol === "https:") return true;
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 type Parsed = z.output<typeof configSchema>;
 
@@ -429,6 +497,37 @@ export interface OAuthConfig {
    * names; without a `roles` claim configured, such a principal gets nothing.
    */
   readonly claims: { readonly principal: string; readonly roles?: string; readonly tenants?: string };
+  /** Exchanging callers' access tokens for tokens of the upstreams and origins behind the gateway; without it, none is exchanged. */
+  readonly tokenExchange?: TokenExchangeConfig;
+}
+
+/** What one token exchange asks for: the target's logical name, its URI, and scopes. */
+export interface ExchangeTarget {
+  readonly audience?: string;
+  readonly resource?: string;
+  readonly scopes?: readonly string[];
+}
+
+/**
+ * The gateway as an OAuth client of the identity provider, exchanging
+ * (RFC 8693) the access token a session came in with for a token of the
+ * upstream or origin a call goes to, at the moment it is sent.
+ */
+export interface TokenExchangeConfig {
+  /** The gateway's client id at the provider. */
+  readonly clientId: string;
+  /** Where the gateway's client secret is: a file (path absolute) or an environment variable; never in the configuration. */
+  readonly clientSecret: { readonly file: string } | { readonly fromEnv: string };
+  /** How the gateway authenticates at the token endpoint (RFC 6749 §2.3.1). */
+  readonly clientAuth: "client_secret_basic" | "client_secret_post";
+  /** The provider's token endpoint; found in its metadata when not given. */
+  readonly tokenEndpoint?: string;
+  /** An exchanged token is exchanged again this long before it expires. */
+  readonly refreshBeforeSeconds: number;
+  /** How long one exchange (or the metadata look-up) may take. */
+  readonly timeoutSeconds: number;
+  /** Origins the fetch tool sends an exchanged token to, each with what it is asked for (by default the origin as the resource). */
+  readonly origins: Readonly<Record<string, ExchangeTarget>>;
 }
 
 /** A validated gateway configuration: every path absolute, every grant checked by the kernel's own parser. */
@@ -627,9 +726,30 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
             algorithms: c.oauth.algorithms ?? [...ACCESS_TOKEN_ALGORITHMS],
             clockToleranceSeconds: c.oauth.clockToleranceSeconds ?? 0,
             claims: { principal: c.oauth.claims?.principal ?? "sub", ...defined({ roles: c.oauth.claims?.roles, tenants: c.oauth.claims?.tenants }) },
+            ...(c.oauth.tokenExchange === undefined ? {} : { tokenExchange: tokenExchange(c.oauth.tokenExchange, dir) }),
           },
         }),
   };
+}
+
+/** The token exchange section with defaults, the secret file's path absolute and each origin in its canonical form. */
+function tokenExchange(t: NonNullable<NonNullable<Parsed["oauth"]>["tokenExchange"]>, dir: string): TokenExchangeConfig {
+  return {
+    clientId: t.clientId,
+    clientSecret: t.clientSecretFile === undefined ? { fromEnv: t.clientSecretFromEnv as string } : { file: path.resolve(dir, t.clientSecretFile) },
+    clientAuth: t.clientAuth ?? "client_secret_basic",
+    ...defined({ tokenEndpoint: t.tokenEndpoint }),
+    refreshBeforeSeconds: t.refreshBeforeSeconds ?? 30,
+    timeoutSeconds: t.timeoutSeconds ?? 10,
+    origins: Object.fromEntries(Object.entries(t.origins ?? {}).map(([o, target]) => [new URL(o).origin, exchangeTargetOf(target, new URL(o).origin)])),
+  };
+}
+
+/** What an exchange asks for, as configured; naming neither audience nor resource, it asks for `defaultResource` as the resource. */
+export function exchangeTargetOf(t: { readonly audience?: string | undefined; readonly resource?: string | undefined; readonly scopes?: readonly string[] | undefined } | undefined, defaultResource: string): ExchangeTarget {
+  if (t === undefined) return { resource: defaultResource };
+  const named = t.audience !== undefined || t.resource !== undefined;
+  return { ...defined({ audience: t.audience, resource: named ? t.resource : defaultResource, scopes: t.scopes }) };
 }
 
 /** The largest JSON configuration file read: far beyond any real one, and bounded, since the path may name a device that never ends. */

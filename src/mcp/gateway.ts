@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { generateCheckpointKey, openAuditStore, otlpLogStream, type AuditStore, type OtlpStreamStats } from "../audit/index.js";
-import { createApprovals, expiresAt, InvalidInput, InvalidToken, keyMintId, type Approvals, type ApprovalStore, type AuditSink, type Capability } from "../kernel/index.js";
+import { createApprovals, expiresAt, InvalidInput, InvalidToken, keyMintId, systemClock, type Approvals, type ApprovalStore, type AuditSink, type Capability, type Clock, type CredentialSource } from "../kernel/index.js";
 import { defined } from "../kernel/internal.js";
 import type { Resolver } from "../resources/http/index.js";
 import { createDispatcher, type CatalogEntry, type Dispatcher } from "../tools/index.js";
@@ -32,10 +32,12 @@ import {
 } from "../token/index.js";
 import { inspectVerified, publicKeyOf } from "../token/internal.js";
 import { approvalWebhook } from "./approval-webhook.js";
-import type { AuditConfig, CheckpointConfig, GatewayConfig, StoreConfig } from "./config.js";
+import { exchangeTargetOf, type AuditConfig, type CheckpointConfig, type GatewayConfig, type StoreConfig, type UpstreamConfig } from "./config.js";
+import { credentialsByOrigin, exchangedCredentials, type ExchangedCredentials, type ExchangeStats } from "./exchanged-credentials.js";
 import { openGatewayTools } from "./gateway-tools.js";
 import { accessTokens, looksLikeJwt } from "./oauth.js";
 import { configuredPolicy } from "./policy.js";
+import { exchangeClientSecret, tokenExchanger } from "./token-exchange.js";
 import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
 /** A running gateway's state. It holds no authority of its own: every call brings the capability of its session. */
@@ -52,6 +54,13 @@ export interface Gateway {
    * offer now, with each upstream tool's own description and input schema.
    */
   catalog(capability: Capability): readonly GatewayTool[];
+  /**
+   * Lists, for `capability`'s caller, the upstreams whose tools are listed
+   * per caller (they take each caller's own credential) and that it
+   * reaches, so that `catalog` shows their tools; waits a bounded time, and
+   * never rejects (see GuardedUpstream.prepare).
+   */
+  prepareCatalog(capability: Capability): Promise<void>;
   /** Calls `listener` after the tools the gateway offers changed (an upstream's tool list changed); returns the unsubscriber. */
   onToolsChanged(listener: () => void): () => void;
   /** Names of upstream tools, whose results are MCP results already and pass through unchanged. */
@@ -89,6 +98,8 @@ export interface Gateway {
   issueToken(principal: string): string;
   /** What the audit log's OpenTelemetry stream has sent, has queued and has dropped (its queue full while the collector was away); null when the configuration streams nowhere. */
   auditStream(): OtlpStreamStats | null;
+  /** How many sessions' access tokens, and tokens exchanged for them, the token exchange holds now (never their values); null without oauth.tokenExchange. */
+  tokenExchange(): ExchangeStats | null;
   /** Closes upstream connections, then the stores. */
   close(): Promise<void>;
 }
@@ -104,6 +115,8 @@ export interface OpenGatewayOptions {
   readonly guard?: typeof guardUpstream;
   /** Resolves host names for the fetch tool and for URL arguments of upstream tools; the system resolver by default. */
   readonly resolver?: Resolver;
+  /** Tells when an exchanged token is due for renewal; the system clock by default. */
+  readonly clock?: Clock;
 }
 
 /** A key file as `agentcap token keygen` writes it. */
@@ -183,6 +196,29 @@ export async function openCredentialVault(config: GatewayConfig, revocations?: T
   return openSqliteVault(s.path, options);
 }
 
+/**
+ * The token exchange of the gateway `config` describes, its subject tokens
+ * dropped as `revocations` learns of revocations that reach them; null
+ * without oauth.tokenExchange. InvalidInput when the client secret is not
+ * where the configuration says.
+ */
+export function openTokenExchange(config: GatewayConfig, revocations: TokenStore, clock: Clock): ExchangedCredentials | null {
+  const oauth = config.oauth;
+  const te = oauth?.tokenExchange;
+  if (oauth === undefined || te === undefined) return null;
+  const exchanger = tokenExchanger(oauth.issuer, te, exchangeClientSecret(te));
+  return exchangedCredentials({ exchanger, revocations, clock, refreshBeforeMs: te.refreshBeforeSeconds * 1000 });
+}
+
+/** Whose credentials an upstream's requests carry: the vault's, tokens exchanged for it, or none. */
+function upstreamCredentials(u: UpstreamConfig, vault: CredentialSource | null, exchange: ExchangedCredentials | null): CredentialSource | null {
+  if (!("url" in u)) return null;
+  if (u.credentials === "token-exchange" && exchange !== null) {
+    return exchange.source(`upstream ${u.name}`, new URL(u.url).origin, exchangeTargetOf(u.exchange, u.url));
+  }
+  return u.credentials === "per-principal" ? vault : null;
+}
+
 /** The checkpoint signing key in `c.keyFile`, made (for the log named after the issuer) when missing and allowed to. */
 function checkpointKey(c: CheckpointConfig, issuer: string): string {
   if (!existsSync(c.keyFile)) {
@@ -253,12 +289,19 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
     const mints = [...Object.entries(publicKeys).map(([keyId, publicKey]) => keyMintId(Number(keyId), publicKey)), ...(oauth === null ? [] : [oauth.mintId])];
     const vault = await openCredentialVault(config, tokenStore);
     if (vault !== null) cleanup.push(() => vault.close());
-    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver, credentials: vault ?? undefined });
+    const exchange = openTokenExchange(config, tokenStore, options.clock ?? systemClock);
+    if (exchange !== null) cleanup.push(() => { exchange.close(); });
+    const exchangeOrigins = new Map(Object.entries(config.oauth?.tokenExchange?.origins ?? {}).flatMap(([origin, target]) =>
+      exchange === null ? [] : [[origin, exchange.source(`origin ${origin}`, origin, target)] as const],
+    ));
+    const fetchCredentials = credentialsByOrigin(exchangeOrigins, vault);
+    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver, credentials: fetchCredentials ?? undefined });
     cleanup.push(() => own.close());
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];
     for (const u of config.upstreams) {
-      const g = await guard(u, { audit, ...defined({ resolver: options.resolver, credentials: vault ?? undefined }) });
+      const credentials = upstreamCredentials(u, vault, exchange);
+      const g = await guard(u, { audit, ...defined({ resolver: options.resolver, credentials: credentials ?? undefined }) });
       upstreams.push(g);
       cleanup.push(() => g.close());
     }
@@ -283,9 +326,14 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         dispatcher.catalog(capability).flatMap((entry): GatewayTool[] => {
           const upstream = upstreamOf.get(entry.name);
           if (upstream === undefined) return [{ ...entry, revision: 0 }];
-          const shown = upstream.listing(entry.name);
+          const shown = upstream.listing(entry.name, capability);
           return shown === undefined ? [] : [{ name: entry.name, ...shown }];
         }),
+      prepareCatalog: async (capability: Capability) => {
+        // Only upstreams whose tools the capability reaches are asked, so no caller's credential goes to an upstream it may not use.
+        const reached = new Set(dispatcher.catalog(capability).map((entry) => entry.name));
+        await Promise.all(upstreams.filter((u) => u.tools.some((t) => reached.has(t.name))).map((u) => u.prepare(capability)));
+      },
       onToolsChanged: (listener: () => void) => {
         const unsubscribe = upstreams.map((u) => u.onChanged(listener));
         return () => {
@@ -300,7 +348,10 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
           if (oauth === null) throw new InvalidToken("token is a JWT, but this gateway takes no identity-provider tokens (no oauth in its configuration)");
           const resource = opts?.resource ?? config.oauth?.resource;
           if (resource === undefined) throw new InvalidToken("an identity-provider token needs the gateway's resource URI to check its audience; set oauth.resource");
-          return oauth.authenticate(token, resource);
+          const capability = await oauth.authenticate(token, resource);
+          // Kept for the token exchange of this session's calls, by its root, in that closure only.
+          exchange?.remember(capability, token);
+          return capability;
         }
         // A new session looks at revocation and expiry before it exists; later requests reuse the verified capability, whose every check consults the store.
         if (opts?.fresh !== true) return verifier.verify(token);
@@ -324,6 +375,7 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
         return toToken(mint.issue({ id: principal, tenants: declared?.tenants ?? [], roles: declared?.roles ?? [] }));
       },
       auditStream: () => audit.streamStats(),
+      tokenExchange: () => exchange?.stats() ?? null,
       close: closeAll,
     });
   } catch (e) {

@@ -76,7 +76,9 @@ export function sessionServer(gateway: Gateway, capability: Capability, options:
     // A session whose transport is gone has no one to tell.
     server.sendToolListChanged().catch(() => undefined);
   };
-  server.setRequestHandler(ListToolsRequestSchema, () => {
+  server.setRequestHandler(ListToolsRequestSchema, async () => {
+    // Upstreams listed per caller are listed for this one first, with its own credential.
+    await gateway.prepareCatalog(capability);
     const tools = gateway.catalog(capability);
     shown = keyOf(tools);
     return { tools: tools.map((entry): McpTool => ({ name: entry.name, description: entry.description, inputSchema: entry.inputSchema as McpTool["inputSchema"] })) };

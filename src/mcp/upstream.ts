@@ -46,17 +46,37 @@ export interface UpstreamListing {
   readonly revision: number;
 }
 
-/** An upstream behind the guard: its exposed tools, what to show of each, and how to disconnect. */
+/**
+ * An upstream behind the guard: its exposed tools, what to show of each, and
+ * how to disconnect. An upstream that takes each caller's own credential
+ * (`credentials` "per-principal" or "token-exchange") cannot be asked for
+ * its tools with no one's, so it is listed per principal, over that
+ * principal's own connection and with that caller's credential, when one of
+ * the principal's sessions first lists the tools or calls one; what one
+ * principal is shown is never shown to another.
+ */
 export interface GuardedUpstream {
   readonly name: string;
-  /** Every tool the configuration exposes; those the upstream does not offer now refuse calls (InvalidInput). */
+  /** Every tool the configuration exposes; those the upstream does not offer now (to that caller) refuse calls (InvalidInput). */
   readonly tools: readonly AnyTool[];
-  /** What to show for an exposed tool name now; undefined while the upstream does not offer it. */
-  listing(name: string): UpstreamListing | undefined;
-  /** Calls `listener` after the upstream's tool list changed in a way clients see (one of its exposed tools appeared, vanished or changed); returns the unsubscriber. */
+  /** What to show `capability`'s caller for an exposed tool name now; undefined while the upstream does not offer it (to that caller, or until listed for that caller). */
+  listing(name: string, capability: Capability): UpstreamListing | undefined;
+  /**
+   * Lists the upstream's tools for `capability`'s principal when they are
+   * listed per principal and not listed for it yet, waiting at most
+   * LISTING_WAIT_MS (a later answer still counts, announced through
+   * `onChanged`); resolves at once otherwise. Never rejects: a principal
+   * whose listing fails is shown none of the upstream's tools, and is
+   * listed again at its next try.
+   */
+  prepare(capability: Capability): Promise<void>;
+  /** Calls `listener` after the upstream's tool list changed in a way clients see (one of its exposed tools appeared, vanished or changed, for anyone); returns the unsubscriber. */
   onChanged(listener: () => void): () => void;
   close(): Promise<void>;
 }
+
+/** How long a session's tool listing waits for a per-principal upstream to answer its first listing. */
+export const LISTING_WAIT_MS = 10_000;
 
 /** The client transport for an upstream: a spawned command (stdio) or a Streamable HTTP URL. */
 export function upstreamTransport(config: UpstreamConfig): Transport {
@@ -142,7 +162,7 @@ export interface GuardOptions {
    * is called. Without it, only the tool call is recorded (by the dispatcher).
    */
   readonly audit?: AuditSink;
-  /** Each caller's own credential for the upstream's origin, for an upstream configured with `credentials: "per-principal"`. */
+  /** Each caller's own credential for the upstream's origin, for an upstream configured with `credentials` ("per-principal" or "token-exchange"). */
   readonly credentials?: CredentialSource;
 }
 
@@ -165,15 +185,36 @@ async function admitNeed(access: Access, cap: Capability, need: Need, resolver: 
  * Connects to one upstream, lists its tools, and wraps the configured ones.
  * Throws InvalidInput when the configuration names a tool the upstream does
  * not offer, or a name that would not be a valid tool name once prefixed.
+ * An upstream listed per principal is neither connected to nor listed here:
+ * each principal's first listing says what it is offered.
  */
 export async function guardUpstream(config: UpstreamConfig, options: GuardOptions = {}): Promise<GuardedUpstream> {
-  const transport = options.transport ?? upstreamTransport(config);
   const resolver = options.resolver ?? systemResolver;
   const exposedName = (upstreamName: string) => `${config.name}${UPSTREAM_SEPARATOR}${upstreamName}`;
-  const listings = new Map<string, UpstreamListing>();
   const listeners = new Set<() => void>();
-  /** Takes the upstream's current tool list; true when what clients are shown of the exposed tools changed. */
-  const take = (offered: readonly McpTool[]): boolean => {
+  const announce = () => {
+    for (const listener of [...listeners]) listener();
+  };
+  // Calls to an upstream that takes each caller's credential go over a connection of the caller's own, which also lists its tools for that caller.
+  let perPrincipal: PrincipalClients | null = null;
+  const byPrincipal = new Map<string, Map<string, UpstreamListing>>();
+  const listing = new Map<string, Promise<void>>();
+  if ("url" in config && config.credentials !== undefined) {
+    if (options.credentials === undefined) {
+      throw new InvalidInput(`upstream ${config.name} takes each caller's own credential, and the gateway has none to give (the credentials section for the vault, or oauth.tokenExchange)`);
+    }
+    perPrincipal = principalClients(config.url, options.credentials, {
+      toolsChanged: (principal, offered) => {
+        const own = byPrincipal.get(principal);
+        if (own !== undefined && take(own, offered)) announce();
+      },
+      forgotten: (principal) => {
+        byPrincipal.delete(principal);
+      },
+    });
+  }
+  /** Takes an upstream tool list into `listings`; true when what clients are shown of the exposed tools changed. */
+  const take = (listings: Map<string, UpstreamListing>, offered: readonly McpTool[]): boolean => {
     const byName = new Map(offered.map((t) => [t.name, t]));
     let changed = false;
     for (const upstreamName of Object.keys(config.tools)) {
@@ -192,54 +233,96 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
     }
     return changed;
   };
+  const shared = new Map<string, UpstreamListing>();
+  const listingsOf = (cap: Capability): Map<string, UpstreamListing> | undefined => (perPrincipal === null ? shared : byPrincipal.get(cap.mint.principal));
+  /** Lists the tools for `cap`'s principal over its own connection (one listing at a time per principal). */
+  const listFor = (clients: PrincipalClients, cap: Capability): Promise<void> => {
+    const principal = cap.mint.principal;
+    let pending = listing.get(principal);
+    if (pending === undefined) {
+      pending = clients
+        .run(cap, (c) => c.listTools())
+        .then(({ tools: offered }) => {
+          const own = new Map<string, UpstreamListing>();
+          take(own, offered);
+          byPrincipal.set(principal, own);
+          if (own.size > 0) announce();
+        })
+        .catch(() => undefined)
+        .finally(() => listing.delete(principal));
+      listing.set(principal, pending);
+    }
+    return pending;
+  };
+  const prepare = async (cap: Capability): Promise<void> => {
+    if (perPrincipal === null) return;
+    // A session looking at the principal's list is one its connection may speak for, when the upstream announces a change.
+    perPrincipal.touch(cap);
+    if (byPrincipal.has(cap.mint.principal)) return;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, LISTING_WAIT_MS);
+      timer.unref();
+    });
+    await Promise.race([listFor(perPrincipal, cap), waited]);
+    clearTimeout(timer);
+  };
+
   // The upstream announces changes to its list (when it advertises tools.listChanged); the client then lists its tools again.
-  const client = new Client(
-    { name: "agentcap-gateway", version: "0.1.0" },
-    {
-      listChanged: {
-        tools: {
-          onChanged: (error, offered) => {
-            if (error !== null || offered === null || !take(offered)) return;
-            for (const listener of [...listeners]) listener();
+  const client =
+    perPrincipal === null
+      ? new Client(
+          { name: "agentcap-gateway", version: "0.1.0" },
+          {
+            listChanged: {
+              tools: {
+                onChanged: (error, offered) => {
+                  if (error === null && offered !== null && take(shared, offered)) announce();
+                },
+              },
+            },
           },
-        },
-      },
-    },
-  );
-  // Calls to a per-principal upstream go over a connection of the caller's own; this client only lists the tools.
-  let perPrincipal: PrincipalClients | null = null;
-  if ("url" in config && config.credentials === "per-principal") {
-    if (options.credentials === undefined) throw new InvalidInput(`upstream ${config.name} takes each caller's own credential, and the gateway has no credentials section (the vault's key)`);
-    perPrincipal = principalClients(config.url, options.credentials);
-  }
-  const callAs = (cap: Capability, call: (c: Client) => Promise<CallToolResult>): Promise<CallToolResult> => (perPrincipal === null ? call(client) : perPrincipal.run(cap, call));
-  await client.connect(transport);
+        )
+      : null;
+  const callAs = (cap: Capability, call: (c: Client) => Promise<CallToolResult>): Promise<CallToolResult> => (perPrincipal === null ? call(client as Client) : perPrincipal.run(cap, call));
+  const closeAll = async () => {
+    await perPrincipal?.close();
+    await client?.close();
+  };
   try {
-    const offered = (await client.listTools()).tools;
-    take(offered);
+    if (client !== null) {
+      await client.connect(options.transport ?? upstreamTransport(config));
+      const offered = (await client.listTools()).tools;
+      take(shared, offered);
+      for (const upstreamName of Object.keys(config.tools)) {
+        if (!offered.some((t) => t.name === upstreamName)) {
+          throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${offered.map((t) => t.name).join(", ") || "no tools"}`);
+        }
+      }
+    }
     const tools: AnyTool[] = [];
     for (const [upstreamName, constraints] of Object.entries(config.tools)) {
-      if (!offered.some((t) => t.name === upstreamName)) {
-        throw new InvalidInput(`upstream ${config.name} has no tool named ${upstreamName}; it offers ${offered.map((t) => t.name).join(", ") || "no tools"}`);
-      }
       const exposed = exposedName(upstreamName);
-      // A tool the upstream stopped offering is refused before anything is authorized or sent.
-      const offeredNow = () => {
-        if (!listings.has(exposed)) throw new InvalidInput(`upstream ${config.name} no longer offers tool ${upstreamName}`);
+      // A tool the upstream stopped offering is refused before anything is authorized or sent; per principal, once the caller's listing says so.
+      const offeredNow = (cap: Capability | null) => {
+        const listings = cap === null ? (perPrincipal === null ? shared : undefined) : listingsOf(cap);
+        if (listings === undefined) return;
+        if (!listings.has(exposed)) throw new InvalidInput(`upstream ${config.name} ${perPrincipal === null ? "no longer offers" : "does not offer this caller"} tool ${upstreamName}`);
       };
       const tool = defineTool(
         {
           name: exposed,
-          description: listings.get(exposed)?.description ?? upstreamName,
+          description: shared.get(exposed)?.description ?? upstreamName,
           // The upstream validates the rest itself; the constrained arguments are checked in needs.
           input: z.looseObject({}),
           needs: (input) => {
-            offeredNow();
+            offeredNow(null);
             return constrainArguments(exposed, constraints, input, config).needs;
           },
         },
         async (input, cap, ctx): Promise<CallToolResult> => {
-          offeredNow();
+          await prepare(cap);
+          offeredNow(cap);
           // Canonicalized again and authorized on the narrowed capability, as a resource does: a link swapped since needs ran is refused here.
           const { needs, args } = constrainArguments(exposed, constraints, input, config);
           const tenant = ctx.tenant === null ? {} : { tenant: ctx.tenant };
@@ -266,19 +349,16 @@ export async function guardUpstream(config: UpstreamConfig, options: GuardOption
     return {
       name: config.name,
       tools,
-      listing: (name) => listings.get(name),
+      listing: (name, cap) => listingsOf(cap)?.get(name),
+      prepare,
       onChanged: (listener) => {
         listeners.add(listener);
         return () => listeners.delete(listener);
       },
-      close: async () => {
-        await perPrincipal?.close();
-        await client.close();
-      },
+      close: closeAll,
     };
   } catch (e) {
-    await perPrincipal?.close();
-    await client.close();
+    await closeAll();
     throw e;
   }
 }

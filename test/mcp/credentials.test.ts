@@ -150,20 +150,20 @@ for (const engine of ENGINES) {
       upstreamSeen.length = 0;
       const gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
       try {
-        // Listing the upstream's tools, when the gateway opened, carried no one's credential.
-        expect(upstreamSeen.filter((m) => m.method === "tools/list").map((m) => m.authorization)).toEqual([null]);
+        // The gateway opened without asking the upstream anything: it lists the upstream's tools per caller, with that caller's credential.
+        expect(upstreamSeen).toEqual([]);
         const as = async (principal: string) => {
           upstreamSeen.length = 0;
           const cap = await gateway.authenticate(gateway.issueToken(principal), { fresh: true });
           const result = await gateway.dispatcher.call("api__whoami", {}, cap);
           expectNoSecret(result);
           expect(JSON.stringify(result)).toMatch(/whoever your token says/);
-          // The call, and the initialize of the caller's connection when this call opened it.
-          return upstreamSeen.filter((m) => m.method === "tools/call" || m.method === "initialize").map((m) => `${m.method} ${m.authorization ?? "none"}`);
+          // The call, and the initialize and tool listing of the caller's connection when this call opened it.
+          return upstreamSeen.filter((m) => m.method === "tools/call" || m.method === "tools/list" || m.method === "initialize").map((m) => `${m.method} ${m.authorization ?? "none"}`);
         };
-        expect(await as("alice")).toEqual([`initialize ${ALICE}`, `tools/call ${ALICE}`]);
-        expect(await as("bob")).toEqual([`initialize ${BOB}`, `tools/call ${BOB}`]);
-        expect(await as("carol")).toEqual(["initialize none", "tools/call none"]);
+        expect(await as("alice")).toEqual([`initialize ${ALICE}`, `tools/list ${ALICE}`, `tools/call ${ALICE}`]);
+        expect(await as("bob")).toEqual([`initialize ${BOB}`, `tools/list ${BOB}`, `tools/call ${BOB}`]);
+        expect(await as("carol")).toEqual(["initialize none", "tools/list none", "tools/call none"]);
         expect(await as("alice")).toEqual([`tools/call ${ALICE}`]);
       } finally {
         await gateway.close();

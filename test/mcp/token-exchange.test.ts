@@ -1,0 +1,508 @@
+import { once } from "node:events";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { McpServer, type RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
+import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
+import Provider, { errors as oidcErrors, type KoaContextWithOIDC } from "oidc-provider";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createManualClock, type ManualClock } from "../../src/kernel/clock.ts";
+import { TokenExchangeFailed } from "../../src/kernel/errors.ts";
+import { createMint } from "../../src/kernel/mint.ts";
+import { caretaker } from "../../src/kernel/internal.ts";
+import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
+import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { signingKeys } from "./idp.ts";
+import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
+
+/*
+ * Token exchange (RFC 8693) against a real authorization server nobody here
+ * wrote: oidc-provider on 127.0.0.1, with the token-exchange grant
+ * registered by this test, whose policy decides what it issues (only to the
+ * gateway's client, only for a subject token the provider issued for the
+ * gateway, only for the upstream and the origin below). The upstream MCP
+ * server and the HTTP origin verify every bearer token with the provider's
+ * keys and their own audience, so a call that reached them with the
+ * caller's own token would be refused there. Every audit event, error and
+ * result is searched for each token that took part.
+ */
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
+const GATEWAY_CLIENT = "agentcap-gateway";
+const GATEWAY_SECRET = "gateway-exchange-secret-5b0e7c1d";
+/** The gateway's resource URI: what the callers' own tokens are issued for. */
+const RESOURCE = "https://gateway.test/mcp";
+/** What the provider says when its policy refuses, which must reach no one. */
+const REFUSAL_WORDS = "policy-says-no-7d1c2e";
+const USERS = { alice: "alice-secret-0123456789", bob: "bob-secret-0123456789", short: "short-secret-0123456789" } as const;
+type User = keyof typeof USERS;
+
+/** What the provider's exchange policy does now, and the exchanges it made. */
+const idpPolicy = { refuse: false, ttlSeconds: 300 };
+const exchanges: { readonly sub: string; readonly resource: string }[] = [];
+/** Every token that took part: the callers' own and those issued in exchange. */
+const tokensSeen = new Set<string>();
+
+let keys: JWK[];
+let issuer = "";
+let idpServer: Server;
+let upstreamServer: Server;
+let upstreamUrl = "";
+let origin = "";
+/** What the upstream and the origin saw: the verified subject and the token's audience per request, or a refusal. */
+const upstreamSeen: { readonly method: string; readonly sub: string | null; readonly aud: unknown; readonly token: string }[] = [];
+const originSeen: { readonly sub: string; readonly aud: unknown }[] = [];
+/** The upstream's `reset` tool in each MCP session of alice's, to take it away. */
+const aliceResets: RegisteredTool[] = [];
+
+/** The provider's public keys, as its JWKS publishes them. */
+function publicKeys(): ReturnType<typeof createLocalJWKSet> {
+  return createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
+}
+
+async function startProvider(): Promise<void> {
+  idpServer = createServer();
+  idpServer.listen(0, "127.0.0.1");
+  await once(idpServer, "listening");
+  issuer = `http://127.0.0.1:${(idpServer.address() as AddressInfo).port}`;
+  const resourceServer = (resource: string) => ({ scope: "api", audience: resource, accessTokenTTL: idpPolicy.ttlSeconds, accessTokenFormat: "jwt" as const, jwt: { sign: { alg: "ES256" as const } } });
+  const provider = new Provider(issuer, {
+    clients: [
+      ...Object.entries(USERS).map(([client_id, client_secret]) => ({
+        client_id,
+        client_secret,
+        grant_types: ["client_credentials"],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: "client_secret_basic" as const,
+        id_token_signed_response_alg: "ES256" as const,
+      })),
+      { client_id: GATEWAY_CLIENT, client_secret: GATEWAY_SECRET, grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [], token_endpoint_auth_method: "client_secret_basic" as const, id_token_signed_response_alg: "ES256" as const },
+    ],
+    jwks: { keys },
+    scopes: ["mcp:tools", "api"],
+    cookies: { keys: ["test-cookie-key"] },
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        getResourceServerInfo: (_ctx, resource, client) => ({
+          scope: "mcp:tools",
+          audience: resource,
+          accessTokenTTL: client.clientId === "short" ? 3 : 300,
+          accessTokenFormat: "jwt",
+          jwt: { sign: { alg: "ES256" } },
+        }),
+      },
+    },
+  });
+  const verifyKeys = publicKeys();
+  // The provider's token-exchange policy: written by this test, run by oidc-provider's token endpoint (client authentication included).
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (ctx: KoaContextWithOIDC) => {
+      const params = ctx.oidc.params as Record<string, string | undefined>;
+      const client = ctx.oidc.client;
+      if (client?.clientId !== GATEWAY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
+      if (params.subject_token_type !== ACCESS_TOKEN || params.requested_token_type !== ACCESS_TOKEN) throw new oidcErrors.InvalidRequest("only access tokens are exchanged");
+      if (idpPolicy.refuse) throw new oidcErrors.InvalidGrant(`${REFUSAL_WORDS}: ${params.subject_token ?? ""}`);
+      let sub: string;
+      try {
+        const { payload } = await jwtVerify(params.subject_token ?? "", verifyKeys, { issuer, audience: RESOURCE });
+        sub = String(payload.sub);
+      } catch {
+        throw new oidcErrors.InvalidGrant("the subject token is not one this provider issued for the gateway");
+      }
+      const resource = params.resource ?? "";
+      if (resource !== upstreamUrl && resource !== origin) throw new oidcErrors.InvalidTarget("no such resource");
+      // A grant of its own for what is issued, as the provider's built-in grants make.
+      const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
+      grant.addResourceScope(resource, "api");
+      const grantId = await grant.save();
+      const token = new provider.AccessToken({ accountId: sub, client, grantId, gty: "token-exchange", scope: "api", extra: { act: { sub: client.clientId } } });
+      token.resourceServer = new provider.ResourceServer(resource, resourceServer(resource));
+      const value = await token.save();
+      exchanges.push({ sub, resource });
+      tokensSeen.add(value);
+      ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN, token_type: "Bearer", expires_in: token.expiration };
+    },
+    ["subject_token", "subject_token_type", "requested_token_type", "resource", "audience", "scope"],
+  );
+  const handle = provider.callback();
+  idpServer.on("request", (req, res) => {
+    void handle(req, res);
+  });
+}
+
+/** The subject and audience of a bearer token the provider issued for `audience`, or null. */
+async function verified(req: IncomingMessage, audience: string): Promise<{ sub: string; aud: unknown; token: string } | null> {
+  const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+  if (token === undefined) return null;
+  try {
+    const { payload } = await jwtVerify(token, publicKeys(), { issuer, audience });
+    return { sub: String(payload.sub), aud: payload.aud, token };
+  } catch {
+    return null;
+  }
+}
+
+/** The upstream: a stateful MCP server that serves only requests with a token issued for it, and offers `reset` to alice alone. */
+async function startUpstream(): Promise<void> {
+  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const serve = async (req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = chunks.length === 0 ? undefined : (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { method?: string });
+    const who = await verified(req, upstreamUrl);
+    upstreamSeen.push({ method: body?.method ?? req.method ?? "", sub: who?.sub ?? null, aud: who?.aud ?? null, token: who?.token ?? req.headers.authorization ?? "" });
+    if (who === null) {
+      res.writeHead(401, { "www-authenticate": 'Bearer error="invalid_token"' }).end();
+      return;
+    }
+    const id = req.headers["mcp-session-id"];
+    let transport = typeof id === "string" ? transports.get(id) : undefined;
+    if (transport === undefined) {
+      const mcp = new McpServer({ name: "api-upstream", version: "0.0.0" });
+      mcp.registerTool("whoami", { description: "Says who the upstream's token names." }, () => ({ content: [{ type: "text", text: `you are ${who.sub}` }] }));
+      if (who.sub === "alice") aliceResets.push(mcp.registerTool("reset", { description: "Resets the account (admins only)." }, () => ({ content: [{ type: "text", text: "reset" }] })));
+      const fresh: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => randomUUID(), onsessioninitialized: (sid) => {
+          transports.set(sid, fresh);
+        },
+      });
+      transport = fresh;
+      await mcp.connect(fresh);
+    }
+    await transport.handleRequest(req, res, body);
+  };
+  upstreamServer = createServer((req, res) => {
+    if (req.url === "/mcp") {
+      serve(req, res).catch(() => res.destroy());
+      return;
+    }
+    void verified(req, origin).then((who) => {
+      if (who === null) {
+        res.writeHead(401).end("no token for this origin");
+        return;
+      }
+      originSeen.push({ sub: who.sub, aud: who.aud });
+      res.end(`hello ${who.sub}`);
+    });
+  });
+  upstreamServer.listen(0, "127.0.0.1");
+  await once(upstreamServer, "listening");
+  origin = `http://127.0.0.1:${(upstreamServer.address() as AddressInfo).port}`;
+  upstreamUrl = `${origin}/mcp`;
+}
+
+/** A client-credentials access token of `user` for the gateway. */
+async function userToken(user: User): Promise<string> {
+  const res = await fetch(`${issuer}/token`, {
+    method: "POST",
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${USERS[user]}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "client_credentials", resource: RESOURCE, scope: "mcp:tools" }),
+  });
+  const answer = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
+  const token = answer.access_token;
+  if (token === undefined) throw new Error(`token request failed: ${answer.error ?? res.status} ${answer.error_description ?? ""}`);
+  tokensSeen.add(token);
+  return token;
+}
+
+let fixture: Fixture;
+let clock: ManualClock;
+let gateway: Gateway;
+const errors: unknown[] = [];
+const results: unknown[] = [];
+
+/** Calls `tool` as `cap`, keeping the result or error for the final search. */
+async function call(cap: Awaited<ReturnType<Gateway["authenticate"]>>, tool: string, args: Record<string, unknown> = {}): Promise<unknown> {
+  try {
+    const result = await gateway.dispatcher.call(tool, args, cap);
+    results.push(result);
+    return result;
+  } catch (e) {
+    errors.push(e);
+    throw e;
+  }
+}
+
+const operator = () => createMint({ issuer: "test-operator", policy: () => ({ revoke: [{ target: "principal" }, { target: "session" }] }), revocations: gateway.tokenStore }).issue({ id: "operator" });
+
+beforeAll(async () => {
+  keys = await signingKeys();
+  await startProvider();
+  await startUpstream();
+  fixture = makeFixture({
+    oauth: {
+      issuer,
+      resource: RESOURCE,
+      scopes: ["mcp:tools"],
+      tokenExchange: { clientId: GATEWAY_CLIENT, clientSecretFile: "secrets/exchange.secret", refreshBeforeSeconds: 30, origins: { [origin]: {} } },
+    },
+    tools: { http: { timeoutMs: 5000 } },
+    upstreams: [{ name: "api", url: upstreamUrl, credentials: "token-exchange", tools: { whoami: {}, reset: {} } }],
+    policy: {
+      roles: { caller: { tools: ["fetch_url", "api__whoami", "api__reset"], http: [{ origin, methods: ["GET"], allowPrivateNetwork: true }] } },
+      principals: { alice: { roles: ["caller"] }, bob: { roles: ["caller"] }, short: { roles: ["caller"] } },
+    },
+  });
+  mkdirSync(path.join(fixture.dir, "secrets"), { recursive: true });
+  writeFileSync(path.join(fixture.dir, "secrets", "exchange.secret"), `${GATEWAY_SECRET}\n`);
+  clock = createManualClock(Date.now());
+  gateway = await openGateway(await loadGatewayConfig(fixture.configFile), { clock });
+});
+
+afterAll(async () => {
+  await gateway.close();
+  upstreamServer.closeAllConnections();
+  idpServer.closeAllConnections();
+  await Promise.all([new Promise((r) => upstreamServer.close(r)), new Promise((r) => idpServer.close(r))]);
+  fixture.cleanup();
+});
+
+describe("token exchange for an upstream MCP server", () => {
+  it("opens without asking the upstream anything: its tools are listed per caller, with that caller's exchanged token", () => {
+    expect(upstreamSeen).toEqual([]);
+    expect(exchanges).toEqual([]);
+  });
+
+  it("sends the upstream a token issued for it in exchange for the caller's, per principal; never the caller's own", async () => {
+    const aliceToken = await userToken("alice");
+    const alice = await gateway.authenticate(aliceToken, { fresh: true, resource: RESOURCE });
+    expect(textOf(await call(alice, "api__whoami"))).toBe("you are alice");
+    const bob = await gateway.authenticate(await userToken("bob"), { fresh: true, resource: RESOURCE });
+    expect(textOf(await call(bob, "api__whoami"))).toBe("you are bob");
+    // Every request the upstream got carried a token it verified, issued for it, naming the caller; none carried the caller's own.
+    expect(upstreamSeen.length).toBeGreaterThan(0);
+    expect(upstreamSeen.every((m) => m.sub !== null && m.aud === upstreamUrl)).toBe(true);
+    expect(upstreamSeen.some((m) => m.token === aliceToken)).toBe(false);
+    expect(new Set(upstreamSeen.map((m) => m.sub))).toEqual(new Set(["alice", "bob"]));
+    // One exchange per session for all of its requests (initialize, listing, call).
+    expect(exchanges).toEqual([
+      { sub: "alice", resource: upstreamUrl },
+      { sub: "bob", resource: upstreamUrl },
+    ]);
+    expect(gateway.tokenExchange()).toEqual({ subjects: 2, exchanged: 2 });
+  });
+
+  it("keeps an exchanged token for its session until shortly before it expires, then exchanges again; another session exchanges its own", async () => {
+    const alice = await gateway.authenticate(await userToken("alice"), { fresh: true, resource: RESOURCE });
+    exchanges.length = 0;
+    await call(alice, "api__whoami");
+    await call(alice, "api__whoami");
+    expect(exchanges).toHaveLength(1);
+    // 300 s tokens, renewed 30 s before they expire.
+    clock.advance(269_000);
+    await call(alice, "api__whoami");
+    expect(exchanges).toHaveLength(1);
+    clock.advance(2_000);
+    expect(textOf(await call(alice, "api__whoami"))).toBe("you are alice");
+    expect(exchanges).toHaveLength(2);
+    const again = await gateway.authenticate(await userToken("alice"), { fresh: true, resource: RESOURCE });
+    await call(again, "api__whoami");
+    expect(exchanges).toHaveLength(3);
+  });
+
+  it("gives the fetch tool a token exchanged for the origin it fetches, and nothing for others", async () => {
+    const bob = await gateway.authenticate(await userToken("bob"), { fresh: true, resource: RESOURCE });
+    exchanges.length = 0;
+    const result = await call(bob, "fetch_url", { url: `${origin}/items` });
+    expect(JSON.stringify(result)).toContain("hello bob");
+    expect(originSeen.at(-1)).toEqual({ sub: "bob", aud: origin });
+    expect(exchanges).toEqual([{ sub: "bob", resource: origin }]);
+  });
+
+  it("refuses a session opened with a Biscuit token (TokenExchangeFailed: no-subject-token), sending the upstream nothing", async () => {
+    const cap = await gateway.authenticate(gateway.issueToken("alice"), { fresh: true });
+    upstreamSeen.length = 0;
+    exchanges.length = 0;
+    const error = await call(cap, "api__whoami").catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TokenExchangeFailed);
+    expect(error).toMatchObject({ code: "ERR_TOKEN_EXCHANGE_FAILED", reason: "no-subject-token" });
+    expect((error as Error).message).toMatch(/upstream api takes a token the identity provider issues in exchange/);
+    expect(upstreamSeen).toEqual([]);
+    expect(exchanges).toEqual([]);
+  });
+
+  it("says the provider refused (TokenExchangeFailed: refused, with its error code), never what it said, and sends nothing", async () => {
+    const bob = await gateway.authenticate(await userToken("bob"), { fresh: true, resource: RESOURCE });
+    idpPolicy.refuse = true;
+    upstreamSeen.length = 0;
+    try {
+      const error = await call(bob, "api__whoami").catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TokenExchangeFailed);
+      expect(error).toMatchObject({ reason: "refused", oauthError: "invalid_grant" });
+      expect((error as Error).message).toBe("the identity provider refused to exchange the caller's token for upstream api (invalid_grant, HTTP 400)");
+      expect(JSON.stringify(error, Object.getOwnPropertyNames(error))).not.toContain(REFUSAL_WORDS);
+      expect((error as Error).cause).toBeUndefined();
+      expect(upstreamSeen.filter((m) => m.sub === "bob")).toEqual([]);
+    } finally {
+      idpPolicy.refuse = false;
+    }
+    expect(textOf(await call(bob, "api__whoami"))).toBe("you are bob");
+  });
+
+  it("stops exchanging for a revoked principal, and drops what its sessions held as soon as the store learns of it", async () => {
+    const alice = await gateway.authenticate(await userToken("alice"), { fresh: true, resource: RESOURCE });
+    const bob = await gateway.authenticate(await userToken("bob"), { fresh: true, resource: RESOURCE });
+    await call(alice, "api__whoami");
+    await call(bob, "api__whoami");
+    const before = gateway.tokenExchange();
+    await gateway.tokenStore.revoke({ principal: "alice" }, { reason: "left", by: operator() });
+    // Without any further call: every session of alice's forgot its access token and what was exchanged for it.
+    const after = gateway.tokenExchange();
+    expect(after?.subjects).toBeLessThan(before?.subjects ?? 0);
+    exchanges.length = 0;
+    upstreamSeen.length = 0;
+    const error = await call(alice, "api__whoami").catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ERR_REVOKED" });
+    expect(exchanges).toEqual([]);
+    expect(upstreamSeen).toEqual([]);
+    // Bob's sessions keep theirs.
+    expect(textOf(await call(bob, "api__whoami"))).toBe("you are bob");
+    expect(exchanges).toEqual([]);
+    await gateway.tokenStore.reinstate({ principal: "alice" });
+  });
+
+  it("drops a session's tokens when that session is revoked, and exchanges nothing for it after", async () => {
+    const root = await gateway.authenticate(await userToken("bob"), { fresh: true, resource: RESOURCE });
+    const id = randomUUID();
+    const session = caretaker(root, { session: id }).capability;
+    await call(session, "api__whoami");
+    const before = gateway.tokenExchange()?.subjects ?? 0;
+    await gateway.tokenStore.revoke({ session: id }, { reason: "done", by: operator() });
+    expect(gateway.tokenExchange()?.subjects).toBe(before - 1);
+    exchanges.length = 0;
+    expect(await call(session, "api__whoami").catch((e: unknown) => e)).toMatchObject({ code: "ERR_REVOKED" });
+    expect(exchanges).toEqual([]);
+  });
+
+  it("exchanges nothing once the caller's own token has expired", async () => {
+    const token = await userToken("short");
+    const short = await gateway.authenticate(token, { fresh: true, resource: RESOURCE });
+    // Until a moment past the token's own exp (whole seconds, so up to three of them).
+    const { exp } = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as { exp: number };
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, exp * 1000 - Date.now()) + 100));
+    exchanges.length = 0;
+    expect(await call(short, "api__whoami").catch((e: unknown) => e)).toMatchObject({ code: "ERR_EXPIRED" });
+    expect(exchanges).toEqual([]);
+  });
+});
+
+describe("tool listing of an upstream that takes each caller's credential", () => {
+  it("lists per caller over MCP: alice is shown what the upstream offers her, bob only what it offers him; a change reaches only alice's session", async () => {
+    const http: HttpGateway = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    const a = await httpClient(http.url, await userToken("alice"));
+    const b = await httpClient(http.url, await userToken("bob"));
+    try {
+      const names = async (c: typeof a) => (await c.client.listTools()).tools.map((t) => t.name).sort();
+      expect(await names(a)).toEqual(["api__reset", "api__whoami", "fetch_url"]);
+      expect(await names(b)).toEqual(["api__whoami", "fetch_url"]);
+      const whoami = (await a.client.listTools()).tools.find((t) => t.name === "api__whoami");
+      expect(whoami?.description).toBe("Says who the upstream's token names. (via agentcap from upstream api)");
+      // Bob is not offered reset by the upstream, so the gateway refuses his call before sending it.
+      const refused = await b.client.callTool({ name: "api__reset", arguments: {} });
+      expect(refused.isError).toBe(true);
+      expect(textOf(refused)).toMatch(/ERR_INVALID_INPUT: upstream api does not offer this caller tool reset/);
+      let aliceTold = 0;
+      let bobTold = 0;
+      const aliceNotified = new Promise<void>((resolve) => {
+        a.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+          aliceTold += 1;
+          resolve();
+        });
+      });
+      b.client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+        bobTold += 1;
+      });
+      // The upstream takes reset away from alice, and tells her connection.
+      for (const reset of aliceResets) reset.disable();
+      await aliceNotified;
+      expect(await names(a)).toEqual(["api__whoami", "fetch_url"]);
+      expect(await names(b)).toEqual(["api__whoami", "fetch_url"]);
+      expect(aliceTold).toBe(1);
+      expect(bobTold).toBe(0);
+    } finally {
+      await a.client.close();
+      await b.client.close();
+      await http.close();
+    }
+  });
+});
+
+describe("what never holds a token", () => {
+  it("no audit event, error or tool result holds a caller's token or one exchanged for it", async () => {
+    expect(tokensSeen.size).toBeGreaterThan(4);
+    const events = await gateway.audit.query({});
+    expect(events.length).toBeGreaterThan(0);
+    const shown = [
+      JSON.stringify(events),
+      ...errors.map((e) => JSON.stringify(e, Object.getOwnPropertyNames(e)) + String((e as Error).stack)),
+      ...results.map((r) => JSON.stringify(r)),
+      ...["audit.db", "audit.db-wal"].map((f) => path.join(fixture.dir, "state", f)).filter((f) => existsSync(f)).map((f) => readFileSync(f, "latin1")),
+    ].join("\n");
+    for (const token of tokensSeen) {
+      expect(shown).not.toContain(token);
+      // Nor its signature alone.
+      expect(shown).not.toContain(token.split(".")[2]);
+    }
+  });
+});
+
+describe("the token exchange section of a gateway configuration", () => {
+  const base = { issuer: "t", keys: { file: "k.json" }, tokenStore: { kind: "sqlite", path: "t.db" }, audit: { kind: "sqlite", path: "a.db" }, policy: { roles: {}, principals: {} } };
+  const oauth = (tokenExchange: unknown, issuerUrl = "https://idp.example.com") => ({ ...base, oauth: { issuer: issuerUrl, tokenExchange } });
+  it.each([
+    ["a secret in the configuration", oauth({ clientId: "g", clientSecret: "s3cret" }), /oauth\.tokenExchange: Unrecognized key: "clientSecret"/],
+    ["no secret", oauth({ clientId: "g" }), /clientSecretFile or clientSecretFromEnv, exactly one/],
+    ["both secrets", oauth({ clientId: "g", clientSecretFile: "s", clientSecretFromEnv: "S" }), /clientSecretFile or clientSecretFromEnv, exactly one/],
+    ["no client id", oauth({ clientSecretFile: "s" }), /oauth\.tokenExchange\.clientId/],
+    ["a plain-http provider elsewhere", oauth({ clientId: "g", clientSecretFile: "s" }, "http://idp.example.com"), /oauth\.issuer: must be https for a token exchange/],
+    ["a plain-http token endpoint elsewhere", oauth({ clientId: "g", clientSecretFile: "s", tokenEndpoint: "http://idp.example.com/token" }), /oauth\.tokenExchange\.tokenEndpoint: must be https/],
+    ["an origin with a path", oauth({ clientId: "g", clientSecretFile: "s", origins: { "https://api.example.com/v1": {} } }), /oauth\.tokenExchange\.origins\.https:\/\/api\.example\.com\/v1: /],
+    ["a resource that is not a URI", oauth({ clientId: "g", clientSecretFile: "s", origins: { "https://api.example.com": { resource: "api" } } }), /resource: must be an absolute URI/],
+    ["a refresh margin beyond an hour", oauth({ clientId: "g", clientSecretFile: "s", refreshBeforeSeconds: 7200 }), /refreshBeforeSeconds: must be a whole number of seconds from 0 to 3600/],
+    [
+      "an exchanging upstream without tokenExchange",
+      { ...base, upstreams: [{ name: "api", url: "https://api.example.com/mcp", credentials: "token-exchange", tools: {} }] },
+      /upstreams\.0\.credentials: needs oauth\.tokenExchange/,
+    ],
+    [
+      "exchange settings on an upstream that does not exchange",
+      { ...base, upstreams: [{ name: "api", url: "https://api.example.com/mcp", exchange: { audience: "api" }, tools: {} }] },
+      /upstreams\.0\.exchange: applies only to an upstream with credentials "token-exchange"/,
+    ],
+  ])("refuses %s", (_what, config, message) => {
+    expect(() => parseGatewayConfig(config, "/etc/agentcap")).toThrow(message);
+  });
+
+  it("takes defaults, resolves the secret file, and asks for each origin as its resource unless told otherwise", () => {
+    const parsed = parseGatewayConfig(
+      oauth({ clientId: "g", clientSecretFile: "secrets/x", origins: { "https://api.example.com": {}, "https://b.example.com": { audience: "b", scopes: ["read"] } } }),
+      "/etc/agentcap",
+    );
+    expect(parsed.oauth?.tokenExchange).toEqual({
+      clientId: "g",
+      clientSecret: { file: "/etc/agentcap/secrets/x" },
+      clientAuth: "client_secret_basic",
+      refreshBeforeSeconds: 30,
+      timeoutSeconds: 10,
+      origins: { "https://api.example.com": { resource: "https://api.example.com" }, "https://b.example.com": { audience: "b", scopes: ["read"] } },
+    });
+  });
+
+  it("a gateway whose client secret is not where the configuration says does not open (InvalidInput naming the place)", async () => {
+    const config = await loadGatewayConfig(fixture.configFile);
+    const te = config.oauth?.tokenExchange;
+    if (te === undefined) throw new Error("no token exchange");
+    const missing = { ...config, oauth: { ...config.oauth, issuer, tokenExchange: { ...te, clientSecret: { fromEnv: "AGENTCAP_TEST_NO_SUCH_SECRET" } } } } as typeof config;
+    await expect(openGateway(missing)).rejects.toThrow(/the environment variable AGENTCAP_TEST_NO_SUCH_SECRET \(oauth\.tokenExchange\.clientSecretFromEnv\) is not set/);
+  });
+});
