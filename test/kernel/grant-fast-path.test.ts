@@ -128,7 +128,7 @@ const policies = fc.record(
 
 /** A well-formed grant (as the token tests make them) whose db rules also carry write policies. */
 const wellFormed = fc.tuple(validGrant, fc.array(policies, { minLength: 2, maxLength: 2 })).map(([g, extra]) => {
-  const db = (g as { db?: readonly Record<string, unknown>[] }).db;
+  const db = g.db;
   return db === undefined ? g : { ...g, db: db.map((rule, i) => ({ ...rule, ...extra[i % extra.length] })) };
 });
 
