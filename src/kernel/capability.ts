@@ -252,7 +252,8 @@ export function revocationSignal(cap: Capability): { signal: AbortSignal; dispos
   watched.signal.addEventListener("abort", onLinks, { once: true });
   const lookAgain = () => {
     const dead = lifeDenial(node);
-    if (dead !== null && dead.code === "ERR_REVOKED") abort(denialError(dead));
+    // A store that cannot say what is revoked stops the work too (fail closed), with StoreUnavailable rather than Revoked.
+    if (dead !== null && (dead.code === "ERR_REVOKED" || dead.code === "ERR_STORE_UNAVAILABLE")) abort(denialError(dead));
   };
   const unsubscribe = guard.list.subscribe(lookAgain);
   const dispose = () => {

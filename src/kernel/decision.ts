@@ -1,4 +1,4 @@
-import { ApprovalRequired, BudgetExhausted, CapabilityDenied, Expired, Revoked, type DenialCode, type DenialDetails } from "./errors.js";
+import { ApprovalRequired, BudgetExhausted, CapabilityDenied, Expired, Revoked, StoreUnavailable, type DenialCode, type DenialDetails } from "./errors.js";
 
 /** What a grant attached in shadow would have decided instead: the shadow link, and the rule that would have denied. */
 export interface ShadowDenial {
@@ -36,10 +36,11 @@ const ERRORS = {
   ERR_REVOKED: Revoked,
   ERR_BUDGET_EXHAUSTED: BudgetExhausted,
   ERR_APPROVAL_REQUIRED: ApprovalRequired,
+  ERR_STORE_UNAVAILABLE: StoreUnavailable,
 } as const;
 
 /** The typed error that stands for a denial. */
-export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted | ApprovalRequired {
+export function denialError(d: Denied): CapabilityDenied | Expired | Revoked | BudgetExhausted | ApprovalRequired | StoreUnavailable {
   const { capabilityId, link, linkId, rule, because } = d;
   const retry = d.retryAt === undefined ? {} : { retryAt: d.retryAt };
   return new ERRORS[d.code](d.reason, { capabilityId, link, linkId, rule, because, ...retry });

@@ -65,9 +65,9 @@ export interface DenialDetails {
 }
 
 /** The denial codes a Decision can carry, one per denial class. */
-export type DenialCode = "ERR_CAPABILITY_DENIED" | "ERR_EXPIRED" | "ERR_REVOKED" | "ERR_BUDGET_EXHAUSTED" | "ERR_APPROVAL_REQUIRED";
+export type DenialCode = "ERR_CAPABILITY_DENIED" | "ERR_EXPIRED" | "ERR_REVOKED" | "ERR_BUDGET_EXHAUSTED" | "ERR_APPROVAL_REQUIRED" | "ERR_STORE_UNAVAILABLE";
 
-/** The base of the four denials: the capability did not allow the request; `details` say which link and rule. */
+/** The base of the denials: the capability did not allow the request; `details` say which link and rule. */
 export abstract class DenialError extends AgentcapError {
   abstract override readonly code: DenialCode;
   readonly details: DenialDetails;
@@ -107,7 +107,18 @@ export class ApprovalRequired extends DenialError {
   override readonly code = "ERR_APPROVAL_REQUIRED";
 }
 
-/** True for the denials: CapabilityDenied, Expired, Revoked, BudgetExhausted, ApprovalRequired. */
+/**
+ * Not a verdict on the capability: the token store that keeps its
+ * revocations (and shared uses) could not be read, so whether it was revoked
+ * is unknown now. Refused all the same (fail closed), and nothing was done;
+ * the same request may be allowed once the store answers again, so it is
+ * worth retrying. Never means the capability was revoked: that is Revoked.
+ */
+export class StoreUnavailable extends DenialError {
+  override readonly code = "ERR_STORE_UNAVAILABLE";
+}
+
+/** True for the denials: CapabilityDenied, Expired, Revoked, BudgetExhausted, ApprovalRequired, StoreUnavailable. */
 export function isDenial(error: unknown): error is DenialError {
   return error instanceof DenialError;
 }

@@ -51,7 +51,16 @@ function describe(n: Node): string {
   return n.parent === null ? `root capability ${n.id} (minted for ${n.mint.principal})` : `link ${n.index} (${n.id})`;
 }
 
-/** A denial for a revoked or expired link anywhere in the chain, or null. */
+/** What a refusal for a token store that cannot be read tells the capability's user: never that anything was revoked. */
+export const STORE_UNAVAILABLE_BECAUSE = "could not be checked for revocation: the token store cannot be read now, so nothing was done; retry shortly";
+
+/** The refusal when `store` cannot say what is revoked now (fail closed, but not as a revocation), or null. */
+function unavailableDenial(node: Node, at: Node, store: { unavailable?(): string | null }): Denied | null {
+  const why = store.unavailable?.() ?? null;
+  return why === null ? null : deny(node, at, "ERR_STORE_UNAVAILABLE", "revocations", STORE_UNAVAILABLE_BECAUSE, `: ${why}`);
+}
+
+/** A denial for a revoked or expired link anywhere in the chain, or for a token store that cannot tell, or null. */
 export function lifeDenial(node: Node): Denied | null {
   let refreshed: { refresh?(): void } | null = null;
   const guard = (node.chain[0] as Node).guard;
@@ -59,6 +68,8 @@ export function lifeDenial(node: Node): Denied | null {
     refreshed = guard.list;
     guard.list.refresh?.();
     const root = node.chain[0] as Node;
+    const unknown = unavailableDenial(node, root, guard.list);
+    if (unknown !== null) return unknown;
     const whole = guard.list.mintRevokedReason(root.mint, guard.keyId);
     if (whole !== null) return deny(node, root, "ERR_REVOKED", "revoked", "was revoked", `: ${whole}`);
   }
@@ -73,6 +84,8 @@ export function lifeDenial(node: Node): Denied | null {
     if (external.ledger !== refreshed) {
       refreshed = external.ledger;
       refreshed.refresh?.();
+      const unknown = unavailableDenial(node, n, external.ledger);
+      if (unknown !== null) return unknown;
     }
     const revokedReason = external.ledger.revokedReason(external.key, n.id);
     if (revokedReason !== null) return deny(node, n, "ERR_REVOKED", "revoked", "was revoked", `: ${revokedReason}`);

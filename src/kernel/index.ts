@@ -30,6 +30,7 @@ export {
   SandboxTimeout,
   SandboxViolation,
   SessionClosed,
+  StoreUnavailable,
   TaskCancelled,
   TaskTimedOut,
   TokenExchangeFailed,

@@ -9,6 +9,7 @@ export { heldIntentPending, heldIntents, holdIntent } from "./held-intents.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";
 export { approvalRulesFor, caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf, stampApproval } from "./capability.js";
 export { argumentsHash } from "./arguments-hash.js";
+export { STORE_UNAVAILABLE_BECAUSE } from "./evaluation.js";
 export type { ApprovalStamp, Approver } from "./node.js";
 export { isLinkSummary, parseLabels, RESERVED_LABELS } from "./node.js";
 export { monotonicClock } from "./clock.js";

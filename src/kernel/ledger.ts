@@ -27,6 +27,12 @@ export interface ExternalLedger {
    * revocation must hold from the first decision after it commits.
    */
   refresh?(): void;
+  /**
+   * Why the store cannot tell what is revoked now (it cannot be read), or
+   * null while it can. Asked after `refresh` and before `revokedReason`: a
+   * decision is then refused as StoreUnavailable, not as Revoked.
+   */
+  unavailable?(): string | null;
   /** Why the link (by ledger key or by capability id) is revoked, or null. Consulted at every check, so it must be fast. */
   revokedReason(key: string, linkId: string): string | null;
   /** Calls made and cost spent so far through the link keyed `key` and its descendants. */
@@ -71,6 +77,8 @@ export interface MintSubject {
 export interface RevocationList {
   /** As ExternalLedger.refresh: called once per decision, before the questions below. */
   refresh?(): void;
+  /** As ExternalLedger.unavailable: why the list cannot be read now, asked before the questions below; null while it can. */
+  unavailable?(): string | null;
   /** Why a chain minted as `mint` (signed under root key `keyId`, if any) is revoked as a whole, or null. */
   mintRevokedReason(mint: Omit<MintRecord, "mintId">, keyId: number | null): string | null;
   /** Why one link is revoked, by its id or by the session its labels name, or null. */

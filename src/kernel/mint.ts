@@ -3,7 +3,8 @@ import { z } from "zod";
 import { createRoot, type Capability } from "./capability.js";
 import type { MintRecord } from "./node.js";
 import { systemClock, type Clock } from "./clock.js";
-import { CapabilityDenied, InvalidInput, Revoked } from "./errors.js";
+import { CapabilityDenied, InvalidInput, Revoked, StoreUnavailable } from "./errors.js";
+import { STORE_UNAVAILABLE_BECAUSE } from "./evaluation.js";
 import type { RevocationList } from "./ledger.js";
 import { describeIssues, type Grant } from "./grant.js";
 import type { FullReach } from "./reach.js";
@@ -106,6 +107,16 @@ export function createKeyedMint<In>(options: MintOptions<In>, key: { readonly ke
     if (typeof requestId !== "string" || requestId.length === 0) throw new InvalidInput("requestId must be a non-empty string");
     if (guard !== null) {
       guard.list.refresh?.();
+      const down = guard.list.unavailable?.() ?? null;
+      if (down !== null) {
+        throw new StoreUnavailable(`the mint cannot tell whether principal ${p.id} is revoked: ${down}; nothing was minted, retry shortly`, {
+          capabilityId: "",
+          link: 0,
+          linkId: "",
+          rule: "revocations",
+          because: STORE_UNAVAILABLE_BECAUSE,
+        });
+      }
       const refusal = guard.list.mintRefusal(p, keyId);
       if (refusal !== null) {
         throw new Revoked(`the mint refuses principal ${p.id}: ${refusal}; nothing is minted for it until the application reinstates it`, {

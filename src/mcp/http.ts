@@ -7,7 +7,9 @@
  * 9728, served at both of its locations) as the MCP authorization spec asks;
  * a valid one lacking a required scope gets 403 `insufficient_scope`. Why a
  * token was refused goes to the server's log; the client learns only the
- * kind of refusal (see token-refusal.ts). A request whose Host or Origin the
+ * kind of refusal (see token-refusal.ts). While the token store cannot be
+ * read, so whether a token was revoked is unknown, its requests get 503
+ * with `Retry-After` (ERR_STORE_UNAVAILABLE) and its session stays open. A request whose Host or Origin the
  * gateway does not answer to gets 403 before anything else (see
  * http-hosts.ts). A session is bound at `initialize` to the capability of
  * the token that opened it, and later requests of the session must present
@@ -17,7 +19,7 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { AgentcapError, CapabilityDenied, denialError, expiresAt, InsufficientScope, InvalidInput, isDenial, type Capability } from "../kernel/index.js";
+import { AgentcapError, CapabilityDenied, denialError, expiresAt, InsufficientScope, InvalidInput, isDenial, StoreUnavailable, type Capability } from "../kernel/index.js";
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import { EXPLORE_PATH } from "../web/index.js";
@@ -74,6 +76,9 @@ interface Session {
   /** While closing: the timer that closes the transport anyway after CLOSING_GRACE_MS (cleared once closed, so it holds nothing). */
   grace: NodeJS.Timeout | null;
 }
+
+/** What Retry-After says (seconds) when the token store cannot be read: stores try to reconnect several times a second. */
+const STORE_RETRY_AFTER_S = 2;
 
 /** How long a closed session's requests in progress may still take to be answered before its transport closes anyway. */
 const CLOSING_GRACE_MS = 30_000;
@@ -162,7 +167,18 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
   };
   const explorer = gatewayExplorer(gateway, log);
 
+  /** 503 with Retry-After: whether the token was revoked cannot be looked up now, so it is not accepted, and the client should come back. */
+  const storeDown = (req: IncomingMessage, res: ServerResponse, error: StoreUnavailable): void => {
+    log(`503 for ${req.method ?? "?"} ${req.url ?? "?"} from ${req.socket.remoteAddress ?? "?"}: ${error.code}: ${error.message}`);
+    const refusal = tokenRefusal(error);
+    send(res, 503, { jsonrpc: "2.0", error: { code: -32000, message: `${refusal.code}: ${refusal.description}` }, id: null }, { "retry-after": String(STORE_RETRY_AFTER_S) });
+  };
+
   const challenge = (req: IncomingMessage, res: ServerResponse, error: AgentcapError | null): void => {
+    if (error instanceof StoreUnavailable) {
+      storeDown(req, res, error);
+      return;
+    }
     const parts = [`realm="agentcap"`, `resource_metadata=${quoted(metadataUrl)}`, ...scopeParam()];
     let message = "this MCP server needs a bearer token in the Authorization header";
     if (error !== null) {
@@ -268,6 +284,11 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       }
       // A session whose token, principal or session was revoked (here or in another process), or whose token expired, is over.
       const dead = deadDenial(session.capability);
+      // The token store cannot say whether it was: the session stays, and this request is refused for now.
+      if (dead !== null && dead.code === "ERR_STORE_UNAVAILABLE") {
+        challenge(req, res, denialError(dead));
+        return;
+      }
       if (dead !== null && (dead.code === "ERR_REVOKED" || dead.code === "ERR_EXPIRED")) {
         sessions.remove(sessionId, dead.reason);
         challenge(req, res, denialError(dead));
@@ -343,7 +364,8 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       if (!(e instanceof AgentcapError)) throw e;
       log(`revocation refused for ${req.socket.remoteAddress ?? "?"}: ${e.code}: ${e.message}`);
       // The holder learns only that its capability does not reach this revocation, or what was wrong with the request.
-      if (isDenial(e)) send(res, 403, { error: "forbidden", code: e.code, message: "this token's capability does not grant this revocation" });
+      if (e instanceof StoreUnavailable) storeDown(req, res, e);
+      else if (isDenial(e)) send(res, 403, { error: "forbidden", code: e.code, message: "this token's capability does not grant this revocation" });
       else if (e instanceof InvalidInput) send(res, 400, { error: "invalid_request", code: e.code, message: e.message });
       else throw e;
     }

@@ -8,7 +8,7 @@
  * stable code and one fixed sentence per kind of refusal; the error itself
  * goes to the server's log.
  */
-import { Expired, InvalidToken, Revoked, type AgentcapError, type AgentcapErrorCode } from "../kernel/index.js";
+import { Expired, InvalidToken, Revoked, StoreUnavailable, type AgentcapError, type AgentcapErrorCode } from "../kernel/index.js";
 
 /** The refusal as the client sees it. */
 export interface TokenRefusal {
@@ -31,6 +31,8 @@ const NOT_FOR_US = /^access token was not issued for this resource/;
 export function tokenRefusal(error: AgentcapError): TokenRefusal {
   if (error instanceof Revoked) return { code: error.code, description: "the token has been revoked" };
   if (error instanceof Expired) return { code: error.code, description: "the token has expired" };
+  // Not a refusal of the token: whether it was revoked could not be looked up, so it is not accepted now, and may be later.
+  if (error instanceof StoreUnavailable) return { code: error.code, description: "the token could not be checked for revocation because the token store is unavailable; retry shortly" };
   if (error instanceof InvalidToken) {
     if (UNKNOWN_KEY.test(error.message)) return { code: error.code, description: "the token is signed by a key this server does not trust" };
     if (NOT_FOR_US.test(error.message)) return { code: error.code, description: "the token was not issued for this server" };

@@ -677,6 +677,8 @@ export async function openPostgresTokenStore(options: PostgresStoreOptions): Pro
       if (book.failure === null) await release().catch(() => undefined);
       await write(`DELETE FROM ${schema}.token_listeners WHERE owner = $1`, [origin]).catch(() => undefined);
       closed = true;
+      // Closed, it would never hear of another process's revocation again: what it held is refused, not trusted.
+      book.failClosed("the token store is closed");
       const l = listener;
       listener = null;
       l?.removeAllListeners("end");

@@ -7,7 +7,7 @@
  * what has been committed.
  */
 import type { Capability, MintRecord } from "../kernel/index.js";
-import { deadDenial, type MintSubject } from "../kernel/internal.js";
+import { deadDenial, STORE_UNAVAILABLE_BECAUSE, type MintSubject } from "../kernel/internal.js";
 import type { RevocationEntry, RevocationReach, TargetKind, TokenStore } from "./store.js";
 
 interface Tracked {
@@ -21,6 +21,9 @@ interface Watched {
 }
 
 const keyOf = (kind: TargetKind, id: string) => `${kind}:${id}`;
+
+/** The details of a StoreUnavailable that concerns no capability (the list itself could not be read). */
+export const NO_LINK = Object.freeze({ capabilityId: "", link: 0, linkId: "", rule: "revocations", because: STORE_UNAVAILABLE_BECAUSE });
 
 const revokedNow = (cap: Capability): string | null => {
   const dead = deadDenial(cap);
@@ -45,7 +48,12 @@ export class RevocationBook {
     return this.#listeners.size > 0 || this.#sessions.size > 0;
   }
 
-  /** From now on every question is answered with `why`: the store can no longer tell what is revoked. */
+  /**
+   * The store can no longer tell what is revoked: `unavailable` says why, so
+   * decisions are refused as StoreUnavailable; the questions below answer
+   * `why` too, so that nothing asked without looking at `unavailable` first
+   * is ever allowed meanwhile.
+   */
   failClosed(why: string): void {
     if (this.#failure !== null) return;
     this.#failure = why;
@@ -225,11 +233,12 @@ export class RevocationBook {
 }
 
 /** The questions a token store answers from its revocation book, and what it tells the book: the same for every store. */
-export type BookAnswers = Pick<TokenStore, "revokedReason" | "mintRevokedReason" | "linkRevokedReason" | "mintRefusal" | "subscribe" | "minted" | "verified" | "watchSession">;
+export type BookAnswers = Pick<TokenStore, "unavailable" | "revokedReason" | "mintRevokedReason" | "linkRevokedReason" | "mintRefusal" | "subscribe" | "minted" | "verified" | "watchSession">;
 
 /** A token store's answers from `book`. */
 export function bookAnswers(book: RevocationBook): BookAnswers {
   return {
+    unavailable: () => book.failure,
     revokedReason: (key, linkId) => book.revokedReason(key, linkId),
     mintRevokedReason: (mint, keyId) => book.mintRevokedReason(mint, keyId),
     linkRevokedReason: (linkId, labels) => book.linkRevokedReason(linkId, labels),

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type Database from "better-sqlite3";
-import { ForeignFailure, InvalidInput, systemClock, type AuditSink } from "../kernel/index.js";
+import { ForeignFailure, InvalidInput, StoreUnavailable, systemClock, type AuditSink } from "../kernel/index.js";
 import { requireOptional, windowRefusal, type LedgerCharge, type WindowEntry, type WindowRefusal } from "../kernel/internal.js";
-import { bookAnswers, RevocationBook } from "./revocation-book.js";
+import { bookAnswers, NO_LINK, RevocationBook } from "./revocation-book.js";
 import { performRevocation } from "./revoke.js";
 import { droppableBefore, reinstateKey, TARGET_KINDS, type ReinstateTarget, type RevocationEntry, type RevocationTarget, type RevokeOptions, type TargetKind, type TokenStore } from "./store.js";
 
@@ -118,13 +118,25 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
   const book = new RevocationBook();
   const audit = options.audit ?? null;
   let version = -1;
-  // data_version changes when another connection commits to the file: one probe per decision, no clock involved.
+  /*
+   * data_version changes when another connection commits to the file: one
+   * probe per decision, no clock involved. A file that cannot be read (its
+   * table gone, the file damaged, the handle closed) leaves the store unable
+   * to tell what is revoked: it fails closed until a probe and a whole
+   * reload succeed again, at a later decision.
+   */
   const refresh = () => {
     if (closed) return;
-    const v = dataVersion.get();
-    if (v === version) return;
-    version = v ?? -1;
-    book.replace(selectRevoked.all().map(entryOf));
+    try {
+      const v = dataVersion.get();
+      if (v === version && book.failure === null) return;
+      const entries = selectRevoked.all().map(entryOf);
+      version = v ?? -1;
+      book.replace(entries);
+      book.recover();
+    } catch (e) {
+      book.failClosed(`the token store cannot read its SQLite file (${e instanceof Error ? e.message : String(e)})`);
+    }
   };
   let closed = false;
   pruneRows.run(droppableBefore(systemClock.now()));
@@ -196,13 +208,16 @@ export function openSqliteTokenStore(path: string, options: SqliteStoreOptions =
     },
     list: () => {
       refresh();
-      return Promise.resolve(book.entries());
+      const down = book.failure;
+      return down === null ? Promise.resolve(book.entries()) : Promise.reject(new StoreUnavailable(`the revocation list cannot be read: ${down}`, NO_LINK));
     },
     stats: () => ({ revocations: book.size, usageKeys: countUsage.get() ?? 0, notifications: { received: 0, ignored: 0 }, polling: false }),
     close(): Promise<void> {
       if (!closed) {
         clearInterval(watch);
         db.close();
+        // Closed, it would never hear of another process's revocation again: what it held is refused, not trusted.
+        book.failClosed("the token store is closed");
       }
       closed = true;
       return Promise.resolve();

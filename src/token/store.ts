@@ -111,6 +111,13 @@ export interface TokenStore extends ExternalLedger, RevocationList {
   /** The store's persistent identity: tokens minted under it carry it, and verify refuses them against any other store. */
   readonly id: string;
   /**
+   * Why the store cannot tell what is revoked now (its database cannot be
+   * read, or it was closed), or null while it can. Meanwhile every decision
+   * and verification against it is refused with StoreUnavailable (fail
+   * closed, retryable), never reported as a revocation.
+   */
+  unavailable(): string | null;
+  /**
    * Gets ready to charge these limited keys: a store shared between processes
    * (Postgres) acquires leases on their allowance here, since `charge` is
    * synchronous and may only spend what this process already holds. Resolves

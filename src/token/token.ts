@@ -18,6 +18,7 @@ import {
   defined,
   moveToLedger,
   rootOf,
+  STORE_UNAVAILABLE_BECAUSE,
   watchLinkRevocation,
   type LedgerCharge,
 } from "../kernel/internal.js";
@@ -29,6 +30,7 @@ import {
   InvalidToken,
   parseGrant,
   Revoked,
+  StoreUnavailable,
   systemClock,
   type Capability,
   type Clock,
@@ -326,6 +328,10 @@ export function inspectVerified(token: string, options: VerifyOptions): readonly
   }
   const details = (b: VerifiedBlock, rule: string, because: string) => ({ capabilityId: leaf.data.id, link: b.index, linkId: b.data.id, rule, because });
   store.refresh?.();
+  const down = store.unavailable();
+  if (down !== null) {
+    throw new StoreUnavailable(`token could not be checked for revocation: ${down}; retry shortly`, details(blocks[0] as VerifiedBlock, "revocations", STORE_UNAVAILABLE_BECAUSE));
+  }
   const whole = store.mintRevokedReason(root.mint, root.keyId);
   if (whole !== null) throw new Revoked(`token was revoked: ${whole}`, details(blocks[0] as VerifiedBlock, "revoked", "was revoked"));
   for (const b of blocks) {

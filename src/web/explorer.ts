@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { AUDIT_ACTIONS, type AuditQuery, type AuditRecord, type AuditStore } from "../audit/index.js";
-import { AgentcapError, AuditFailure, check, InvalidInput, isDenial, systemClock, type Capability, type Clock, type Decision } from "../kernel/index.js";
+import { AgentcapError, AuditFailure, check, InvalidInput, isDenial, StoreUnavailable, systemClock, type Capability, type Clock, type Decision } from "../kernel/index.js";
 import type { RevocationEntry, RevocationReport, RevocationTarget } from "../token/index.js";
 import { authorizeRead, readScope, type ReadScope } from "./access.js";
 import {
@@ -94,6 +94,9 @@ const TYPES: Readonly<Record<string, string>> = {
 
 const NO_READ_GRANT = 'this token\'s capability does not grant reading the audit log (audit: ["read"])';
 const TOKEN_REFUSED = "the bearer token was refused (malformed, not signed by a known key, revoked or expired)";
+/** While the token store cannot be read: not a refusal of the token, so 503 and Retry-After. */
+const STORE_DOWN = "the token could not be checked for revocation because the token store is unavailable; retry shortly";
+const STORE_RETRY_AFTER_S = 2;
 const MAX_BODY = 16 * 1024;
 const STREAM_BATCH = 500;
 /** An event sent while still open is sent again once its outcome is logged, for this long at most. */
@@ -169,6 +172,7 @@ export function timelineQuery(params: URLSearchParams): AuditQuery {
 /** Why a capability reads nothing: its token is dead (401, as any refused token), or its grant has no audit domain (403). */
 function noRead(denied: Decision): Refusal {
   if (!denied.allowed && (denied.code === "ERR_REVOKED" || denied.code === "ERR_EXPIRED")) return new Refusal(401, "invalid_token", TOKEN_REFUSED);
+  if (!denied.allowed && denied.code === "ERR_STORE_UNAVAILABLE") return new Refusal(503, "store_unavailable", STORE_DOWN);
   return new Refusal(403, "forbidden", NO_READ_GRANT);
 }
 
@@ -252,6 +256,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
     } catch (e) {
       if (!(e instanceof AgentcapError)) throw e;
       log(`explorer: token refused for ${req.socket.remoteAddress ?? "?"}: ${e.code}: ${e.message}`);
+      if (e instanceof StoreUnavailable) throw new Refusal(503, "store_unavailable", STORE_DOWN);
       throw new Refusal(401, "invalid_token", TOKEN_REFUSED);
     }
   };
@@ -356,6 +361,7 @@ export function createExplorer(options: ExplorerOptions): Explorer {
       const report = await options.revoke(token, asked);
       json(res, 200, { revoked: true, kind: report.kind, id: report.id, reason: report.reason, reached: report.reached } satisfies RevocationView);
     } catch (e) {
+      if (e instanceof StoreUnavailable) throw new Refusal(503, "store_unavailable", STORE_DOWN);
       if (isDenial(e)) throw new Refusal(403, "forbidden", "this token's capability does not grant this revocation");
       if (e instanceof InvalidInput) throw new Refusal(400, "invalid_request", e.message);
       throw e;
@@ -465,7 +471,13 @@ export function createExplorer(options: ExplorerOptions): Explorer {
           return;
         }
         if (e instanceof Refusal) {
-          json(res, e.status, { error: e.error, message: e.message }, e.status === 401 ? { "www-authenticate": `Bearer realm="agentcap"${e.error === "invalid_token" ? ', error="invalid_token"' : ""}` } : {});
+          const headers =
+            e.status === 401
+              ? { "www-authenticate": `Bearer realm="agentcap"${e.error === "invalid_token" ? ', error="invalid_token"' : ""}` }
+              : e.status === 503
+                ? { "retry-after": String(STORE_RETRY_AFTER_S) }
+                : {};
+          json(res, e.status, { error: e.error, message: e.message }, headers);
         } else if (e instanceof InvalidInput) {
           json(res, 400, { error: "invalid_request", message: e.message });
         } else if (e instanceof AuditFailure) {

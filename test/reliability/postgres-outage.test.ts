@@ -19,10 +19,11 @@ import { startGateway, stopGently, until, type GatewayProcess } from "./processe
  * two look the same: its connections end, and new ones are refused). The
  * gateway process survives both; while the audit log is down, calls fail
  * closed with ERR_AUDIT_FAILURE and sessions stay open; while the token
- * store is down, it cannot tell what is revoked, so sessions are closed and
- * tokens refused; a token revoked meanwhile (through another store that
- * still reaches the server) is refused once it is back; and the gateway
- * recovers from both by itself.
+ * store is down, it cannot tell what is revoked, so every request is
+ * refused with 503, Retry-After and ERR_STORE_UNAVAILABLE (never as a
+ * revocation) and sessions stay open; a token revoked meanwhile (through
+ * another store that still reaches the server) is refused once it is back;
+ * and the gateway recovers from both by itself.
  */
 
 const tag = randomBytes(5).toString("hex");
@@ -82,15 +83,15 @@ describePostgres("Postgres lost under a running gateway", () => {
   const read = (client: Awaited<ReturnType<typeof httpClient>>["client"]) =>
     client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }, undefined, { timeout: 15_000 }) as Promise<CallToolResult>;
 
+  /** What a new session's initialize gets with `token`. */
+  const initializeAnswer = (token: string) =>
+    fetch(gateway.url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "0" } } }),
+    });
   /** The status a new session's initialize gets with `token`. */
-  const initialize = async (token: string) =>
-    (
-      await fetch(gateway.url, {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "0" } } }),
-      })
-    ).status;
+  const initialize = async (token: string) => (await initializeAnswer(token)).status;
 
   it("the audit log down: calls fail closed with ERR_AUDIT_FAILURE, the session stays, and calls succeed again once it is back", async () => {
     const alice = await httpClient(gateway.url, gateway.token);
@@ -108,7 +109,7 @@ describePostgres("Postgres lost under a running gateway", () => {
     await alice.client.close();
   }, 60_000);
 
-  it("everything down: sessions closed and tokens refused; a token revoked meanwhile stays refused; the gateway recovers by itself", async () => {
+  it("everything down: requests refused with 503 and Retry-After as ERR_STORE_UNAVAILABLE, sessions kept; a token revoked meanwhile stays refused; the gateway recovers by itself", async () => {
     const keys = JSON.parse(readFileSync(path.join(fixture.dir, "keys.json"), "utf8")) as { keyId: number; privateKey: string };
     const mint = createTokenMint({
       issuer: "test-gateway",
@@ -125,20 +126,37 @@ describePostgres("Postgres lost under a running gateway", () => {
 
     await down(tokenRole);
     await down(auditRole);
-    // The token store cannot tell what is revoked: it answers as if everything were, so the session is over (401, ERR_REVOKED).
-    await until("alice's session to be refused", async () => read(alice.client).then(() => false, (e: unknown) => /ERR_REVOKED/.test(String(e))), 10_000);
-    expect(await initialize(gateway.token)).toBe(401);
+    // The token store cannot tell what is revoked: refused for now (503, ERR_STORE_UNAVAILABLE), never said to be revoked.
+    await until("alice's requests to be refused", async () => read(alice.client).then(() => false, (e: unknown) => /ERR_STORE_UNAVAILABLE/.test(String(e))), 10_000);
+    await expect(read(alice.client)).rejects.not.toThrow(/ERR_REVOKED|revoked/);
+    const inSession = await fetch(gateway.url, {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${gateway.token}`,
+        "mcp-session-id": alice.transport.sessionId ?? "",
+        "mcp-protocol-version": "2025-06-18",
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/list" }),
+    });
+    expect(inSession.status).toBe(503);
+    expect(inSession.headers.get("retry-after")).toMatch(/^\d+$/);
+    const refused = await initializeAnswer(gateway.token);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toMatch(/^ERR_STORE_UNAVAILABLE: .*retry/);
+    expect(gateway.stderr()).toMatch(/503 for POST \/mcp .*ERR_STORE_UNAVAILABLE: .*lost its connection to Postgres/);
     // Revoked while the gateway cannot hear of it.
     await adminStore.revoke({ principal: "carol" }, { reason: "left during the outage" });
+    expect(await initialize(carolToken)).toBe(503);
     expect(gateway.process.exitCode).toBeNull();
 
     await up(tokenRole);
     await up(auditRole);
-    await until("a new session of alice's to be served", async () => {
-      const again = await httpClient(gateway.url, gateway.token).catch(() => null);
-      if (again === null) return false;
-      const result = await read(again.client).catch(() => null);
-      await again.client.close();
+    // The same session is served again: it was never closed.
+    await until("alice's session to be served again", async () => {
+      const result = await read(alice.client).catch(() => null);
       return result !== null && result.isError !== true;
     }, 30_000);
     await expect(read(carol.client)).rejects.toThrow(/ERR_REVOKED/);

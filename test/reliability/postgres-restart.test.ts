@@ -17,7 +17,8 @@ import { startGateway, stopGently, until, type GatewayProcess } from "./processe
  * with `pg_ctl stop -m immediate` while a client keeps calling, so the
  * gateway's connections end without a goodbye and the next start runs the
  * server's crash recovery. While it is down, every call fails closed with a
- * clear error and nothing hangs; a principal is revoked while the server is
+ * clear error (ERR_AUDIT_FAILURE, or ERR_STORE_UNAVAILABLE: never a
+ * revocation) and nothing hangs; a principal is revoked while the server is
  * up again but reachable only through its Unix socket (the gateway, on TCP,
  * still cannot reach it); once TCP is back the gateway serves again without
  * a restart of its own, the revoked principal stays refused, every call the
@@ -36,7 +37,7 @@ const read = (client: Client) =>
   client.callTool({ name: "read_file", arguments: { path: "public/hello.txt" } }, undefined, { timeout: CALL_TIMEOUT_MS }) as Promise<CallToolResult>;
 
 /** What one call of the running client came to. */
-type Outcome = "ok" | "ERR_AUDIT_FAILURE" | "ERR_REVOKED" | "refused at connect" | `other: ${string}`;
+type Outcome = "ok" | "ERR_AUDIT_FAILURE" | "ERR_STORE_UNAVAILABLE" | "ERR_REVOKED" | "refused at connect" | `other: ${string}`;
 
 /**
  * A client calling all along, one call after another: when its session is
@@ -67,9 +68,13 @@ function keepCalling(url: string, token: string) {
           outcomes.push("ok");
           const id = session.transport.sessionId ?? "";
           sessions.set(id, (sessions.get(id) ?? 0) + 1);
-        } else outcomes.push(text.startsWith("ERR_AUDIT_FAILURE: ") ? "ERR_AUDIT_FAILURE" : `other: ${text.slice(0, 120)}`);
+        } else {
+          const code = /^(ERR_AUDIT_FAILURE|ERR_STORE_UNAVAILABLE): /.exec(text)?.[1] as "ERR_AUDIT_FAILURE" | "ERR_STORE_UNAVAILABLE" | undefined;
+          outcomes.push(code ?? `other: ${text.slice(0, 120)}`);
+        }
       } catch (e) {
-        outcomes.push(/ERR_REVOKED/.test(String(e)) ? "ERR_REVOKED" : `other: ${String(e).slice(0, 120)}`);
+        const code = /ERR_REVOKED|ERR_STORE_UNAVAILABLE/.exec(String(e))?.[0] as "ERR_REVOKED" | "ERR_STORE_UNAVAILABLE" | undefined;
+        outcomes.push(code ?? `other: ${String(e).slice(0, 120)}`);
         await session.client.close().catch(() => undefined);
         session = null;
       }
@@ -132,8 +137,8 @@ describe.skipIf(privatePostgresSkipReason !== null)(
       server.stop();
       const stoppedAt = alice.outcomes.length;
       await until("alice's calls to be refused", () => Promise.resolve(alice.outcomes.slice(stoppedAt).some((o) => o !== "ok")), 15_000);
-      // Refused at the door too: a new session's initialize is answered 401, not left hanging.
-      await expect(httpClient(gateway.url, gateway.token)).rejects.toThrow(/401|ERR_REVOKED/);
+      // Refused at the door too: a new session's initialize is answered 503 (retry later), not left hanging, and not called a revocation.
+      await expect(httpClient(gateway.url, gateway.token)).rejects.toThrow(/ERR_STORE_UNAVAILABLE/);
 
       // Up again for everyone but the gateway (Unix socket only): carol is revoked where the gateway cannot hear of it.
       server.start({ tcp: false });
@@ -150,10 +155,10 @@ describe.skipIf(privatePostgresSkipReason !== null)(
       await until("alice's calls to succeed again", () => Promise.resolve(alice.outcomes.slice(backAt).filter((o) => o === "ok").length >= 5), 30_000);
       await alice.stop();
 
-      // While it was down: refused with one of the two clear errors, every time; nothing else, and no call near its timeout.
+      // While it was down: refused with one of the two clear errors, every time; nothing else (alice was never revoked), and no call near its timeout.
       const refusals = alice.outcomes.filter((o) => o !== "ok");
       expect(refusals.length).toBeGreaterThan(0);
-      expect(refusals.filter((o) => o !== "ERR_AUDIT_FAILURE" && o !== "ERR_REVOKED" && o !== "refused at connect")).toEqual([]);
+      expect(refusals.filter((o) => o !== "ERR_AUDIT_FAILURE" && o !== "ERR_STORE_UNAVAILABLE" && o !== "refused at connect")).toEqual([]);
       expect(alice.slowest()).toBeLessThan(CALL_TIMEOUT_MS);
       // The server's log says why.
       expect(gateway.stderr()).toMatch(/lost its connection to Postgres/);
