@@ -343,7 +343,12 @@ export class SandboxViolation extends AgentcapError {
   override readonly code = "ERR_SANDBOX_VIOLATION";
 }
 
-/** A sandboxed call, or the loading of a tool module, ran past its time limit; the sandbox running it was stopped. */
+/**
+ * A sandboxed call ran past its time limit and was given up (its capability
+ * revoked, so nothing it still does reaches anything), while the other calls
+ * in its sandbox go on; or the loading of a tool module ran past its limit,
+ * and its sandbox was stopped.
+ */
 export class SandboxTimeout extends AgentcapError {
   override readonly code = "ERR_SANDBOX_TIMEOUT";
   /** The limit that was reached, in milliseconds. */
@@ -355,13 +360,17 @@ export class SandboxTimeout extends AgentcapError {
   }
 }
 
-/** Why a sandbox stopped while a call was in it. */
-export type SandboxStopReason = "memory" | "timeout" | "crash" | "closed";
+/** Why a sandbox stopped while a call was in it, or will not start for one. */
+export type SandboxStopReason = "memory" | "timeout" | "crash" | "closed" | "restarts";
 
 /**
  * The sandbox stopped before the call finished: it reached its memory
- * ceiling (`memory`), another call in it ran past its time limit
- * (`timeout`), it failed (`crash`), or the application closed it (`closed`).
+ * ceiling (`memory`), another call in it ran past its time limit and the
+ * sandbox stopped responding (`timeout`), it failed (`crash`), or the
+ * application closed it (`closed`); or it was stopped so often lately that
+ * it is not started again for now (`restarts`). A call caught in a stopped
+ * sandbox before it asked for anything outside is run again in a fresh one
+ * instead; one that gets this error may have acted, and may be retried.
  * The next call starts a fresh sandbox, except after `closed`.
  */
 export class SandboxStopped extends AgentcapError {

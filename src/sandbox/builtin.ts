@@ -9,7 +9,7 @@ import type { HttpClient } from "../resources/http/index.js";
 import type { SchemaSpec, SqlDatabase } from "../resources/sql/index.js";
 import { commandTool, databaseTools, fetchTool, fileTools, type AnyTool, type ToolContext } from "../tools/index.js";
 import { rehostTool } from "../tools/internal.js";
-import { startSandbox, type ToolModule } from "./load.js";
+import { NO_SANDBOX, startSandbox, type ToolModule } from "./load.js";
 import type { SandboxLimits } from "./module-sandbox.js";
 
 /*
@@ -53,7 +53,8 @@ const optionsSchema = z.strictObject({
  * The built-in tools over `resources`, each audited like any tool (with
  * `toolCode` saying how its handler runs). Sandboxed by default: a handler
  * reaches only its call's capability and the acting methods of the given
- * resources, and a call past the time limit is stopped (SandboxTimeout).
+ * resources, and a call past the time limit fails alone (SandboxTimeout)
+ * while the others go on.
  * Throws InvalidInput for bad options or when no resource is given.
  */
 export async function loadBuiltinTools(resources: BuiltinResources, options: LoadBuiltinToolsOptions = {}): Promise<ToolModule> {
@@ -61,12 +62,12 @@ export async function loadBuiltinTools(resources: BuiltinResources, options: Loa
   if (!parsed.success) throw new InvalidInput(describeIssues("options of loadBuiltinTools", parsed.error));
   const host = hostTools(resources);
   if (host.length === 0) throw new InvalidInput("loadBuiltinTools needs at least one resource: files, http, database or exec");
-  if (parsed.data.trusted === true) return Object.freeze({ tools: Object.freeze(host.map((tool) => rehostTool(tool, "trusted"))), close: () => Promise.resolve() });
+  if (parsed.data.trusted === true) return Object.freeze({ tools: Object.freeze(host.map((tool) => rehostTool(tool, "trusted"))), close: () => Promise.resolve(), health: () => NO_SANDBOX });
   const { sandbox } = await startSandbox({ path: HANDLERS }, actingMethods(resources), [], parsed.data.limits ?? {});
   const tools = host.map((tool) =>
     rehostTool(tool, "sandboxed", (input: unknown, capability: Capability, context: ToolContext) => sandbox.run(tool.name, input, capability, context)),
   );
-  return Object.freeze({ tools: Object.freeze(tools), close: () => sandbox.close() });
+  return Object.freeze({ tools: Object.freeze(tools), close: () => sandbox.close(), health: () => sandbox.health() });
 }
 
 function hostTools({ files, http, database, exec }: BuiltinResources): AnyTool[] {

@@ -10,7 +10,7 @@
 export { DEFAULT_SANDBOX_LIMITS, loadToolModule } from "./load.js";
 export type { LoadToolModuleOptions, ToolModule } from "./load.js";
 export type { ToolModuleSource } from "./compile.js";
-export type { SandboxLimits } from "./module-sandbox.js";
+export type { SandboxHealth, SandboxLimits } from "./module-sandbox.js";
 export { loadBuiltinTools } from "./builtin.js";
 export type { BuiltinResources, LoadBuiltinToolsOptions } from "./builtin.js";
 export { defineTool } from "./format.js";

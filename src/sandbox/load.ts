@@ -7,8 +7,11 @@ import type { AnyTool, ToolContext } from "../tools/index.js";
 import { defineModuleTool } from "../tools/internal.js";
 import { compileAllowedModule, compileToolModule, type ToolModuleSource } from "./compile.js";
 import { moduleToolDefinition, type Endowments, type ModuleToolDefinition } from "./format.js";
-import { ModuleSandbox, type RemoteMethod, type RemoteObject, type SandboxLimits } from "./module-sandbox.js";
+import { ModuleSandbox, type RemoteMethod, type RemoteObject, type SandboxHealth, type SandboxLimits } from "./module-sandbox.js";
 import type { EndowmentShape, ToolInfo } from "./protocol.js";
+
+/** The health of a module that runs in no sandbox. */
+export const NO_SANDBOX: SandboxHealth = Object.freeze({ starts: 0, timeouts: 0, stopped: Object.freeze({ timeout: 0, memory: 0, crash: 0 }), rerun: 0, refused: 0 });
 
 /** Limits when the application sets none. */
 export const DEFAULT_SANDBOX_LIMITS: SandboxLimits = Object.freeze({ timeoutMs: 5_000, loadTimeoutMs: 20_000, memoryMb: 128 });
@@ -41,6 +44,8 @@ export interface ToolModule {
   readonly tools: readonly AnyTool[];
   /** Stops its sandbox; calls in it, and later ones, fail with SandboxStopped. Does nothing for a trusted module. */
   close(): Promise<void>;
+  /** What happened to its sandbox so far: starts, calls timed out, sandboxes stopped and why, calls run again, calls refused. All zero for a trusted module. */
+  health(): SandboxHealth;
 }
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]{0,63}$/;
@@ -75,7 +80,7 @@ export async function loadToolModule(from: string | ToolModuleSource, options: L
   }
   const { sandbox, infos } = await startSandbox(source, endowments, options.allow ?? [], parsed.data.limits ?? {});
   try {
-    return Object.freeze({ tools: Object.freeze(infos.map((info) => sandboxedTool(info, sandbox))), close: () => sandbox.close() });
+    return Object.freeze({ tools: Object.freeze(infos.map((info) => sandboxedTool(info, sandbox))), close: () => sandbox.close(), health: () => sandbox.health() });
   } catch (e) {
     await sandbox.close();
     throw e;
@@ -227,5 +232,5 @@ async function loadTrusted(file: string, endowments: Endowments): Promise<ToolMo
       "trusted",
     ),
   );
-  return Object.freeze({ tools: Object.freeze(tools), close: () => Promise.resolve() });
+  return Object.freeze({ tools: Object.freeze(tools), close: () => Promise.resolve(), health: () => NO_SANDBOX });
 }

@@ -14,12 +14,17 @@ import {
   type Grant,
   type SandboxStopReason,
 } from "../kernel/index.js";
+import { monotonicClock } from "../kernel/internal.js";
 import type { ToolContext } from "../tools/index.js";
 import type { CapabilityRef, HostError, HostMessage, ToolInfo, WorkerInit, WorkerMessage } from "./protocol.js";
 
 /** Limits of one tool module's sandbox. */
 export interface SandboxLimits {
-  /** Longest a call (its needs, or its run) may take before the sandbox is stopped. */
+  /**
+   * Longest a call (its needs, or its run) may take. Past it the call fails
+   * with SandboxTimeout and the other calls go on; only a sandbox that then
+   * stops responding (a call stuck in a loop) is stopped and started afresh.
+   */
   readonly timeoutMs: number;
   /** Longest starting the sandbox and evaluating the module may take. */
   readonly loadTimeoutMs: number;
@@ -59,6 +64,36 @@ const KEPT_ERRORS = 1024;
 
 type Outcome = WorkerMessage & { t: "needs" | "done" };
 
+/**
+ * How long a sandbox has to answer a ping after one of its calls ran past
+ * its time limit (at most the time limit itself): one that does not is stuck
+ * (a loop that never yields), and is stopped.
+ */
+const WEDGED_AFTER_MS = 1_000;
+
+/**
+ * A sandbox lost (stopped because it stopped responding, crashed or ran out
+ * of memory) more than this many times within RESTART_WINDOW_MS is not
+ * started again until the oldest loss leaves the window: a tool that always
+ * hangs or crashes cannot make the host spin starting sandboxes.
+ */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
+/** What happened to one tool module's sandbox so far: for operators, and for tests of its limits. */
+export interface SandboxHealth {
+  /** Sandboxes started (the first, and every restart). */
+  readonly starts: number;
+  /** Calls that ran past their time limit and failed with SandboxTimeout. */
+  readonly timeouts: number;
+  /** Sandboxes stopped, by why: stuck after a call's timeout, out of memory, crashed. */
+  readonly stopped: { readonly timeout: number; readonly memory: number; readonly crash: number };
+  /** Calls caught in a stopped sandbox before they had asked the host for anything, run again in a fresh one. */
+  readonly rerun: number;
+  /** Calls refused (SandboxStopped "restarts") because the sandbox was lost too often lately. */
+  readonly refused: number;
+}
+
 /** What a run's handler acts with, once the dispatcher has authorized it. */
 interface Authority {
   readonly capability: Capability;
@@ -86,9 +121,23 @@ function deferred<T>(): Deferred<T> {
  */
 interface Run {
   readonly id: number;
-  readonly worker: Worker;
+  /** The worker running it: another one once it is run again after its first was stopped. */
+  worker: Worker;
   readonly tool: string;
-  readonly timer: NodeJS.Timeout;
+  readonly input: unknown;
+  readonly tenant: string | null;
+  /** How the call was started: `start` computes its needs first. */
+  readonly kind: "start" | "run";
+  /** Its time limit, once it is handed to a worker. */
+  timer: NodeJS.Timeout | null;
+  /** How many requests its worker had made of the host when the call was handed to it: none since means it has done nothing outside the sandbox. */
+  seen: number;
+  /** Whether its needs were reported (a call run again then runs its handler only). */
+  needsReported: boolean;
+  /** Whether it was run again already: a call is run again at most once. */
+  rerun: boolean;
+  /** Past its time limit while its sandbox was not answering a ping: it waits for the answer (or the sandbox's stop) to learn whether it was the one stuck. */
+  parked: boolean;
   readonly needs: Deferred<Outcome>;
   readonly done: Deferred<Outcome>;
   readonly authority: Deferred<Authority>;
@@ -117,6 +166,16 @@ export class ModuleSandbox {
   readonly #errors = new Map<number, unknown>();
   #nextRun = 0;
   #nextRef = 0;
+  /** Requests (uses of endowed methods, sub-tool calls) each worker made of the host. */
+  readonly #requests = new WeakMap<Worker, number>();
+  /** Workers stopped: whatever they still send is ignored. */
+  readonly #dead = new WeakSet<Worker>();
+  /** Pings awaiting their pong, by id. */
+  readonly #pings = new Map<number, { readonly worker: Worker; readonly timer: NodeJS.Timeout }>();
+  #nextPing = 0;
+  /** When (monotonic ms) sandboxes were lost, within the restart window. */
+  readonly #losses: number[] = [];
+  readonly #health = { starts: 0, timeouts: 0, stopped: { timeout: 0, memory: 0, crash: 0 }, rerun: 0, refused: 0 };
 
   constructor(init: WorkerInit, limits: SandboxLimits, label: string, remotes: ReadonlyMap<string, RemoteObject>) {
     this.#init = init;
@@ -169,6 +228,12 @@ export class ModuleSandbox {
     }
   }
 
+  /** What happened to the sandbox so far. */
+  health(): SandboxHealth {
+    const h = this.#health;
+    return Object.freeze({ ...h, stopped: Object.freeze({ ...h.stopped }) });
+  }
+
   /** Stops the sandbox for good; calls in it fail with SandboxStopped (`closed`), and so do later ones. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -182,10 +247,29 @@ export class ModuleSandbox {
   #ensure(): Promise<Worker> {
     if (this.#closed) return Promise.reject(this.#stopped("closed"));
     if (this.#worker !== null) return Promise.resolve(this.#worker);
+    if (this.#starting === null) {
+      const refusal = this.#restartRefusal();
+      if (refusal !== null) {
+        this.#health.refused++;
+        return Promise.reject(refusal);
+      }
+    }
     this.#starting ??= this.#spawn().finally(() => {
       this.#starting = null;
     });
     return this.#starting;
+  }
+
+  /** SandboxStopped (`restarts`) while the sandbox was lost too often within the restart window, else null. */
+  #restartRefusal(): SandboxStopped | null {
+    const now = monotonicClock.now();
+    while (this.#losses.length > 0 && (this.#losses[0] as number) <= now - RESTART_WINDOW_MS) this.#losses.shift();
+    if (this.#losses.length < MAX_RESTARTS) return null;
+    const retryIn = Math.max(1, Math.ceil(((this.#losses[0] as number) + RESTART_WINDOW_MS - now) / 1000));
+    return new SandboxStopped(
+      `the sandbox of ${this.#label} was stopped ${this.#losses.length} times in the last ${RESTART_WINDOW_MS / 1000} s (calls in it stopped responding, crashed or ran out of memory), so it is not started again for now; retry in ${retryIn} s`,
+      "restarts",
+    );
   }
 
   #spawn(): Promise<Worker> {
@@ -243,6 +327,7 @@ export class ModuleSandbox {
         clearTimeout(timer);
         ready = true;
         this.#tools ??= message.tools;
+        this.#health.starts++;
         this.#worker = worker;
         worker.unref();
         resolve(worker);
@@ -262,20 +347,63 @@ export class ModuleSandbox {
   async #begin(t: "start" | "run", tool: string, input: unknown, tenant: string | null): Promise<Run> {
     const worker = await this.#ensure();
     const id = ++this.#nextRun;
-    const { timeoutMs } = this.#limits;
-    const timer = setTimeout(() => {
-      this.#timedOut(id, new SandboxTimeout(`tool ${tool} ran past its ${timeoutMs} ms time limit; its sandbox was stopped`, timeoutMs));
-    }, timeoutMs);
-    const run: Run = { id, worker, tool, timer, needs: deferred(), done: deferred(), authority: deferred(), state: "speculative" };
+    const run: Run = {
+      id,
+      worker,
+      tool,
+      input,
+      tenant,
+      kind: t,
+      timer: null,
+      seen: 0,
+      needsReported: false,
+      rerun: false,
+      parked: false,
+      needs: deferred(),
+      done: deferred(),
+      authority: deferred(),
+      state: "speculative",
+    };
     this.#runs.set(id, run);
-    worker.ref();
     try {
-      worker.postMessage({ t, id, tool, input, tenant } satisfies HostMessage);
+      this.#hand(run, worker);
     } catch (e) {
       this.#end(run);
       throw new InvalidInput(`input for tool ${tool} is not plain data: ${e instanceof Error ? e.message : String(e)}`);
     }
     return run;
+  }
+
+  /** Hands `run` to `worker`, its time limit starting now. */
+  #hand(run: Run, worker: Worker): void {
+    const { timeoutMs } = this.#limits;
+    if (run.timer !== null) clearTimeout(run.timer);
+    run.parked = false;
+    run.worker = worker;
+    run.seen = this.#requests.get(worker) ?? 0;
+    run.timer = setTimeout(() => {
+      this.#timedOut(run.id);
+    }, timeoutMs);
+    worker.ref();
+    const t = run.kind === "start" && !run.needsReported ? "start" : "run";
+    worker.postMessage({ t, id: run.id, tool: run.tool, input: run.input, tenant: run.tenant } satisfies HostMessage);
+  }
+
+  /** Runs again, in a fresh sandbox, a call caught in a stopped one before it asked the host for anything: it has done nothing yet. */
+  async #rerun(run: Run): Promise<void> {
+    run.rerun = true;
+    try {
+      const worker = await this.#ensure();
+      if (this.#runs.get(run.id) !== run) return;
+      this.#hand(run, worker);
+      this.#health.rerun++;
+    } catch (e) {
+      const error = e instanceof Error ? e : new SandboxStopped(String(e), "crash");
+      this.#end(run);
+      run.needs.reject(error);
+      run.done.reject(error);
+      run.authority.reject(error);
+    }
   }
 
   /** A run that will not be claimed: whatever its handler asks for is refused, and what it returns is dropped. */
@@ -288,22 +416,73 @@ export class ModuleSandbox {
 
   /** Forgets a run; the worker stops keeping the process alive once it has none left. */
   #end(run: Run): void {
-    clearTimeout(run.timer);
+    if (run.timer !== null) clearTimeout(run.timer);
     if (!this.#runs.delete(run.id)) return;
     if (![...this.#runs.values()].some((r) => r.worker === run.worker)) run.worker.unref();
   }
 
-  #timedOut(id: number, error: SandboxTimeout): void {
+  /**
+   * A call ran past its time limit: it alone fails, with SandboxTimeout (its
+   * capability is revoked as its call ends, so whatever it still does inside
+   * reaches nothing). The other calls in its sandbox go on, unless the
+   * sandbox no longer answers a ping: then it is stuck and is stopped. A call
+   * that reaches its limit while that ping is unanswered may only have been
+   * held up by the stuck one: it waits for the outcome (see #stop).
+   */
+  #timedOut(id: number): void {
     const run = this.#runs.get(id);
-    if (run !== undefined) this.#stop(run.worker, "timeout", new Map([[id, error]]));
+    if (run === undefined) return;
+    if ([...this.#pings.values()].some((p) => p.worker === run.worker)) {
+      run.parked = true;
+      return;
+    }
+    this.#giveUp(run);
+    this.#ping(run.worker, run.tool);
+  }
+
+  /** Fails a call that ran past its time limit with SandboxTimeout. */
+  #giveUp(run: Run): void {
+    const { timeoutMs } = this.#limits;
+    this.#health.timeouts++;
+    const error = new SandboxTimeout(`tool ${run.tool} ran past its ${timeoutMs} ms time limit and was given up`, timeoutMs);
+    this.#end(run);
+    run.needs.reject(error);
+    run.done.reject(error);
+    run.authority.reject(error);
+  }
+
+  /** Asks `worker` whether its event loop still turns; one that does not answer in time is stopped. */
+  #ping(worker: Worker, tool: string): void {
+    if (this.#dead.has(worker) || [...this.#pings.values()].some((p) => p.worker === worker)) return;
+    const id = ++this.#nextPing;
+    const timer = setTimeout(() => {
+      this.#pings.delete(id);
+      this.#stop(worker, "timeout", new Map(), `a call of tool ${tool} in it ran past its time limit and the sandbox stopped responding`);
+    }, Math.min(this.#limits.timeoutMs, WEDGED_AFTER_MS));
+    this.#pings.set(id, { worker, timer });
+    worker.ref();
+    worker.postMessage({ t: "ping", id } satisfies HostMessage);
   }
 
   #receive(worker: Worker, message: WorkerMessage): void {
+    // A stopped worker's last words: its calls have ended or run elsewhere, and nothing it asks for is served.
+    if (this.#dead.has(worker)) return;
     switch (message.t) {
+      case "pong": {
+        const ping = this.#pings.get(message.id);
+        if (ping?.worker !== worker) return;
+        clearTimeout(ping.timer);
+        this.#pings.delete(message.id);
+        // The sandbox responds: the calls that reached their limit meanwhile were slow on their own.
+        for (const run of [...this.#runs.values()]) if (run.worker === worker && run.parked) this.#giveUp(run);
+        if (![...this.#runs.values()].some((r) => r.worker === worker)) worker.unref();
+        return;
+      }
       case "needs":
       case "done": {
         const run = this.#runs.get(message.id);
         if (run?.worker !== worker) return;
+        if (message.t === "needs" && message.ok) run.needsReported = true;
         // Failed needs end the run: its handler never starts.
         if (message.t === "done" || !message.ok) {
           run.done.resolve(message);
@@ -314,6 +493,7 @@ export class ModuleSandbox {
       }
       case "use":
       case "call":
+        this.#requests.set(worker, (this.#requests.get(worker) ?? 0) + 1);
         void this.#serve(worker, message);
         return;
       default:
@@ -406,11 +586,43 @@ export class ModuleSandbox {
     }
   }
 
-  /** Ends a worker: its runs fail (`specific` ones with their own error, the rest with SandboxStopped), and the next call starts a fresh one. */
+  /**
+   * Ends a worker, once, and the next call starts a fresh one. When it was
+   * stopped for being stuck (`timeout`), its calls that had asked the host
+   * for nothing since they were handed to it (no request of the worker's
+   * arrived after that) have done nothing outside the sandbox, and were
+   * likely only held up, so they run again in the fresh one, once. The rest
+   * fail: `specific` ones with their own error, those past their time limit
+   * with SandboxTimeout, the others with SandboxStopped. After a crash or
+   * running out of memory nothing runs again: the call that caused it is
+   * not known, and would stop the fresh sandbox too.
+   */
   #stop(worker: Worker, reason: SandboxStopReason, specific: ReadonlyMap<number, Error> = new Map(), detail = ""): void {
+    if (this.#dead.has(worker)) return;
+    this.#dead.add(worker);
     if (this.#worker === worker) this.#worker = null;
+    for (const [id, ping] of this.#pings) {
+      if (ping.worker !== worker) continue;
+      clearTimeout(ping.timer);
+      this.#pings.delete(id);
+    }
+    if (reason !== "closed" && reason !== "restarts") {
+      this.#losses.push(monotonicClock.now());
+      this.#health.stopped[reason]++;
+    }
+    const requests = this.#requests.get(worker) ?? 0;
+    const again: Run[] = [];
     for (const run of [...this.#runs.values()]) {
       if (run.worker !== worker) continue;
+      if (reason === "timeout" && !specific.has(run.id) && !run.rerun && run.seen === requests) {
+        if (run.timer !== null) clearTimeout(run.timer);
+        again.push(run);
+        continue;
+      }
+      if (run.parked && !specific.has(run.id)) {
+        this.#giveUp(run);
+        continue;
+      }
       const error = specific.get(run.id) ?? this.#stopped(reason, detail);
       this.#end(run);
       run.needs.reject(error);
@@ -418,15 +630,17 @@ export class ModuleSandbox {
       run.authority.reject(error);
     }
     void worker.terminate();
+    for (const run of again) void this.#rerun(run);
   }
 
   #stopped(reason: SandboxStopReason, detail = ""): SandboxStopped {
     const label = this.#label;
     const messages: Record<SandboxStopReason, string> = {
       memory: `the sandbox of ${label} reached its ${this.#limits.memoryMb} MB memory ceiling and was stopped`,
-      timeout: `the sandbox of ${label} was stopped because another call in it ran past its time limit`,
+      timeout: `the sandbox of ${label} was stopped because ${detail.trim() === "" ? "another call in it ran past its time limit and the sandbox stopped responding" : detail.trim()}; this call may already have acted through the host, so it was not run again: retry it if that is safe`,
       crash: `the sandbox of ${label} stopped unexpectedly${detail.trim() === "" ? "" : `: ${detail.trim()}`}`,
       closed: `the sandbox of ${label} is closed`,
+      restarts: `the sandbox of ${label} was stopped too often lately and is not started again for now; retry later`,
     };
     return new SandboxStopped(messages[reason], reason);
   }

@@ -55,7 +55,9 @@ export type HostMessage =
   | { readonly t: "start"; readonly id: number; readonly tool: string; readonly input: unknown; readonly tenant: string | null }
   | { readonly t: "run"; readonly id: number; readonly tool: string; readonly input: unknown; readonly tenant: string | null }
   | { readonly t: "reply"; readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly t: "reply"; readonly id: number; readonly ok: false; readonly error: HostError };
+  | { readonly t: "reply"; readonly id: number; readonly ok: false; readonly error: HostError }
+  /** Is the sandbox's event loop still turning? Answered with `pong` at once by a sandbox not stuck in a loop. */
+  | { readonly t: "ping"; readonly id: number };
 
 /** How one step of a call ended inside the sandbox. */
 export type Outcome = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: Thrown };
@@ -67,6 +69,7 @@ export type Outcome = { readonly ok: true; readonly value: unknown } | { readonl
 export type WorkerMessage =
   | { readonly t: "ready"; readonly tools: readonly ToolInfo[] }
   | { readonly t: "failed"; readonly error: Thrown }
+  | { readonly t: "pong"; readonly id: number }
   | ({ readonly t: "needs"; readonly id: number } & Outcome)
   | ({ readonly t: "done"; readonly id: number } & Outcome)
   | {

@@ -425,6 +425,10 @@ async function runCall(message: HostMessage & { t: "start" | "run" }): Promise<v
 }
 
 function serve(message: HostMessage): void {
+  if (message.t === "ping") {
+    post({ t: "pong", id: message.id });
+    return;
+  }
   if (message.t !== "reply") {
     void runCall(message);
     return;

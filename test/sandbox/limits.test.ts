@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createMint } from "../../src/kernel/mint.ts";
 import { SandboxStopped, SandboxTimeout } from "../../src/kernel/errors.ts";
 import { loadToolModule, type SandboxLimits, type ToolModule } from "../../src/sandbox/index.ts";
@@ -6,10 +6,12 @@ import { createDispatcher, type Dispatcher } from "../../src/tools/dispatcher.ts
 import { memorySink } from "../tools/memory-sink.ts";
 
 /*
- * Runaway tool code: a sandboxed call has a time limit and is stopped at it
- * (the worker running it is terminated, so a `while (true)` hangs nothing
- * here), the sandbox has a heap ceiling, and the next call starts a fresh
- * sandbox.
+ * Runaway tool code: a sandboxed call has a time limit and fails alone at it
+ * (SandboxTimeout); a sandbox that then stops responding (a `while (true)`)
+ * is terminated, so it hangs nothing here, and the calls caught in it that
+ * had asked the host for nothing run again in a fresh one. The sandbox has a
+ * heap ceiling, the next call starts a fresh sandbox, and a tool that keeps
+ * hanging it cannot make it restart without end.
  */
 
 const TOOLS = `
@@ -24,11 +26,19 @@ export const spinLater = defineTool({ name: "spin_later", description: "Spins af
 export const hang = defineTool({ name: "hang", description: "Never settles.", ...quick }, () => new Promise(() => undefined));
 export const spinNeeds = defineTool({ name: "spin_needs", description: "Spins in needs.", input: none, needs: () => { for (;;) {} } }, () => 1);
 export const flood = defineTool({ name: "flood", description: "Floods the microtask queue after returning.", ...quick }, () => { const again = () => Promise.resolve().then(again); again(); return "returned"; });
+export const slow = defineTool({ name: "slow", description: "Asks the host, which answers after ms.", input: z.object({ ms: z.number() }), needs: () => [] }, async (i, cap, ctx) => ctx.endowments.clock.later(cap, i.ms));
 export const hog = defineTool({ name: "hog", description: "Allocates without end.", ...quick }, () => { const kept = []; for (;;) kept.push(new Array(1000000).fill(kept.length)); });
 `;
 
 const LIMITS: Partial<SandboxLimits> = { timeoutMs: 500, memoryMb: 64 };
-const NAMES = ["count", "spin", "spin_later", "hang", "spin_needs", "flood", "hog"];
+const NAMES = ["count", "spin", "spin_later", "hang", "spin_needs", "flood", "slow", "hog"];
+/** An endowment whose one method answers after `ms`: a call waiting on it has asked the host for something. */
+const clock = {
+  later: async (_cap: unknown, ms: unknown) => {
+    await new Promise((resolve) => setTimeout(resolve, Number(ms)));
+    return "late";
+  },
+};
 const cap = createMint({ issuer: "sandbox-tests", policy: () => ({ tools: NAMES }) }).issue({ id: "alice" });
 const sink = memorySink();
 let runaway: ToolModule;
@@ -36,14 +46,21 @@ let other: ToolModule;
 let dispatcher: Dispatcher;
 
 beforeAll(async () => {
-  runaway = await loadToolModule({ source: TOOLS }, { limits: LIMITS });
-  other = await loadToolModule({ source: TOOLS.replaceAll('name: "', 'name: "other_') }, { limits: LIMITS });
-  dispatcher = createDispatcher({ tools: [...runaway.tools, ...other.tools.filter((t) => t.name === "other_count")], audit: sink });
-});
+  other = await loadToolModule({ source: TOOLS.replaceAll('name: "', 'name: "other_') }, { limits: LIMITS, endowments: { clock } });
+}, 60_000);
 
 afterAll(async () => {
-  await runaway.close();
   await other.close();
+});
+
+// A fresh sandbox for each test: each stops it a few times, and five stops within a minute would refuse the next start.
+beforeEach(async () => {
+  runaway = await loadToolModule({ source: TOOLS }, { limits: LIMITS, endowments: { clock } });
+  dispatcher = createDispatcher({ tools: [...runaway.tools, ...other.tools.filter((t) => t.name === "other_count")], audit: sink });
+}, 60_000);
+
+afterEach(async () => {
+  await runaway.close();
 });
 
 const otherCap = createMint({ issuer: "sandbox-tests", policy: () => ({ tools: ["other_count"] }) }).issue({ id: "bob" });
@@ -55,7 +72,7 @@ describe("a call past its time limit", () => {
     await expect(dispatcher.call("other_count", {}, otherCap)).resolves.toBe(1);
     const error = await spinning;
     expect(error).toBeInstanceOf(SandboxTimeout);
-    expect(error).toMatchObject({ code: "ERR_SANDBOX_TIMEOUT", timeoutMs: 500, message: "tool spin ran past its 500 ms time limit; its sandbox was stopped" });
+    expect(error).toMatchObject({ code: "ERR_SANDBOX_TIMEOUT", timeoutMs: 500, message: "tool spin ran past its 500 ms time limit and was given up" });
     expect(sink.toolEvents().at(-1)).toMatchObject({ tool: "spin", outcome: { ok: false, errorCode: "ERR_SANDBOX_TIMEOUT" } });
   });
 
@@ -66,16 +83,36 @@ describe("a call past its time limit", () => {
     await expect(dispatcher.call("count", {}, cap)).resolves.toBe(1);
   });
 
-  it("fails the other calls in the same sandbox with SandboxStopped, saying why", async () => {
+  it("runs again, in a fresh sandbox, the calls caught behind a stuck one before they asked the host for anything", async () => {
     const spinning = dispatcher.call("spin", {}, cap).catch((e: unknown) => e);
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const queued = dispatcher.call("count", {}, cap).catch((e: unknown) => e);
+    const queued = [1, 2, 3, 4].map(() => dispatcher.call("count", {}, cap));
     expect(await spinning).toBeInstanceOf(SandboxTimeout);
-    expect(await queued).toMatchObject({
-      code: "ERR_SANDBOX_STOPPED",
-      reason: "timeout",
-      message: "the sandbox of tool-module.ts was stopped because another call in it ran past its time limit",
-    });
+    expect((await Promise.all(queued)).sort()).toEqual([1, 2, 3, 4]);
+    expect(sink.toolEvents().filter((e) => e.tool === "count").slice(-4).map((e) => e.outcome.ok)).toEqual([true, true, true, true]);
+  });
+
+  it("says which call ran past its limit when the sandbox stopped responding, and starts a fresh one for the next call", async () => {
+    const spinning = dispatcher.call("spin", {}, cap).catch((e: unknown) => e);
+    expect(await spinning).toMatchObject({ code: "ERR_SANDBOX_TIMEOUT", message: "tool spin ran past its 500 ms time limit and was given up" });
+    await expect(dispatcher.call("count", {}, cap)).resolves.toBe(1);
+    expect(runaway.health()).toMatchObject({ starts: 2, timeouts: 1, stopped: { timeout: 1, memory: 0, crash: 0 } });
+  });
+
+  it("leaves a sandbox that still responds running: a call that never settles fails alone, and the calls beside it complete", async () => {
+    const before = runaway.health();
+    await expect(dispatcher.call("count", {}, cap)).resolves.toBeGreaterThan(0);
+    const hanging = dispatcher.call("hang", {}, cap).catch((e: unknown) => e);
+    const beside = [dispatcher.call("slow", { ms: 100 }, cap), ...[1, 2, 3].map(() => dispatcher.call("count", {}, cap))];
+    expect(await hanging).toMatchObject({ code: "ERR_SANDBOX_TIMEOUT", message: "tool hang ran past its 500 ms time limit and was given up" });
+    const [late, ...counts] = await Promise.all(beside);
+    expect(late).toBe("late");
+    // The same sandbox, module state and all: counting went on.
+    expect(Math.min(...(counts as number[]))).toBeGreaterThan(1);
+    const after = runaway.health();
+    expect(after.starts).toBe(before.starts);
+    expect(after.stopped).toEqual(before.stopped);
+    expect(after.timeouts).toBe(before.timeouts + 1);
   });
 
   it("covers needs too, and a handler that never settles", async () => {
@@ -124,5 +161,26 @@ describe("closing", () => {
     await m.close();
     expect(await waiting).toMatchObject({ code: "ERR_SANDBOX_STOPPED", reason: "closed" });
     await expect(d.call("count", {}, cap)).rejects.toMatchObject({ reason: "closed" });
+  });
+});
+
+describe("restarts", () => {
+  it("a tool that always hangs its sandbox cannot make it restart without end: after five losses within a minute, calls are refused (restarts) instead", async () => {
+    const m = await loadToolModule({ source: TOOLS }, { limits: { timeoutMs: 200, memoryMb: 64 } });
+    try {
+      const d = createDispatcher({ tools: m.tools, audit: memorySink() });
+      const outcomes: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        const error = await d.call("spin", {}, cap).catch((e: unknown) => e);
+        outcomes.push(error instanceof SandboxStopped ? `stopped: ${error.reason}` : (error as { code?: string }).code ?? String(error));
+      }
+      expect(outcomes).toEqual([...Array<string>(5).fill("ERR_SANDBOX_TIMEOUT"), ...Array<string>(3).fill("stopped: restarts")]);
+      const refused = await d.call("count", {}, cap).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(SandboxStopped);
+      expect((refused as Error).message).toMatch(/^the sandbox of tool-module.ts was stopped 5 times in the last 60 s .* so it is not started again for now; retry in \d+ s$/);
+      expect(m.health()).toMatchObject({ starts: 5, timeouts: 5, stopped: { timeout: 5, memory: 0, crash: 0 }, refused: 4 });
+    } finally {
+      await m.close();
+    }
   });
 });
