@@ -57,6 +57,8 @@ export interface ApprovalView {
   readonly canonical: string;
   /** Further requests the call will make, approved with it. */
   readonly needs: readonly Request[];
+  /** For each need, the arguments it will be made with, when the call bound them (a database write's query), else null. */
+  readonly needArgs?: readonly (PlainData | null)[];
   /** The call's arguments, as the approver approves them, or null. */
   readonly args: PlainData | null;
   readonly argsHash: string | null;
@@ -74,6 +76,13 @@ export interface ApprovalAsk {
   readonly tool?: string;
   /** Further requests the call will make, approved together with it. */
   readonly needs?: readonly Request[];
+  /**
+   * For each of `needs`, the arguments it will be made with (plain data), or
+   * undefined. A database write bound this way is approved with exactly
+   * those arguments, and the approved capability then allows no database
+   * write but the bound ones.
+   */
+  readonly needArgs?: readonly unknown[];
   /** Stops waiting (the call fails with the signal's reason) and cancels the request. */
   readonly signal?: AbortSignal;
   /** Told once the request is recorded and waits for approvers (a gateway tells its client). */
@@ -162,7 +171,16 @@ function satisfied(view: ApprovalView): boolean {
 
 /** What the approval is bound to: the caller, the tool, the canonical request, the needs and the arguments' hash. */
 function bindingOf(view: ApprovalView): string {
-  return argumentsHash([view.capabilityId, view.caller.principal, view.tool, view.canonical, view.needs as unknown as PlainData, view.argsHash]);
+  return argumentsHash([view.capabilityId, view.caller.principal, view.tool, view.canonical, view.needs as unknown as PlainData, view.argsHash, view.needArgs ?? null]);
+}
+
+const isDbWrite = (r: Request) => r.action === "db.create" || r.action === "db.update" || r.action === "db.delete";
+
+/** `needArgs` as plain data, one entry (or null) per need; InvalidInput when it is not a list as long as the needs. */
+function boundArgs(value: unknown, needs: number): (PlainData | null)[] | null {
+  if (value === undefined) return null;
+  if (!Array.isArray(value) || value.length !== needs) throw new InvalidInput(`needArgs must list one entry (arguments, or undefined) per need: ${needs}`);
+  return Array.from({ length: needs }, (_, i) => (value[i] === undefined ? null : snapshotPlainData(value[i], `needArgs.${i}`)));
 }
 
 /** Creates the approval flow; throws InvalidInput for a bad option. */
@@ -323,7 +341,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
     if (done !== null) await record(done.after, "cancelled", refused(done.after.view, `was cancelled: ${why}`), { reason: why });
   };
 
-  const propose = async (cap: Capability, request: Request, proposal: Denied, ask: { args: unknown; hasArgs: boolean; needs: readonly Request[]; tool: string | null }): Promise<ApprovalEntry> => {
+  const propose = async (cap: Capability, request: Request, proposal: Denied, ask: { args: unknown; hasArgs: boolean; needs: readonly Request[]; needArgs: readonly (PlainData | null)[] | null; tool: string | null }): Promise<ApprovalEntry> => {
     const rules = [...new Set([...approvalRulesFor(cap, request, ask.hasArgs ? { args: ask.args } : {}), ...ask.needs.flatMap((need) => approvalRulesFor(cap, need))].map((r) => r.rule))];
     const createdAt = clock.now();
     const mint = cap.mint;
@@ -339,6 +357,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       request: snapshotPlainData(request, "request") as unknown as Request,
       canonical: requestKey(checkRequest(request)),
       needs: ask.needs.map((n) => snapshotPlainData(n, "need") as unknown as Request),
+      ...(ask.needArgs === null ? {} : { needArgs: ask.needArgs }),
       args: ask.hasArgs ? (ask.args as PlainData) : null,
       argsHash: ask.hasArgs ? argumentsHash(ask.args) : null,
       policyVersion,
@@ -363,6 +382,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       const args: unknown = has("args") ? snapshotPlainData(ask.args, "args") : undefined;
       const checkOptions = has("args") ? { args } : {};
       const needs = has("needs") ? (ask.needs ?? []) : [];
+      const needArgs = has("needArgs") ? boundArgs(ask.needArgs, needs.length) : null;
       const tool = has("tool") ? (ask.tool ?? null) : null;
       const signal = has("signal") ? ask.signal : undefined;
       const onPending = has("onPending") ? ask.onPending : undefined;
@@ -375,7 +395,7 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       if (refusal !== undefined) throw denialError(refusal);
       const proposal = decisions.find((d): d is Denied => !d.allowed);
       if (proposal === undefined) return act(cap);
-      const proposed = await propose(cap, request, proposal, { args, hasArgs: has("args"), needs, tool });
+      const proposed = await propose(cap, request, proposal, { args, hasArgs: has("args"), needs, needArgs, tool });
       const { id } = proposed.view;
       const binding = bindingOf(proposed.view);
       let waiter: Waiter = { resolve: () => undefined, reject: () => undefined };
@@ -428,7 +448,13 @@ export function createApprovals(options: ApprovalsOptions): Approvals {
       const stamp: ApprovalStamp = deepFreeze({
         id,
         approvers: entry.view.approvals.map((a) => ({ principal: a.principal, roles: [...a.roles] })),
-        bindings: [{ request: proposed.view.canonical, args: proposed.view.argsHash }, ...needs.map((n) => ({ request: requestKey(checkRequest(n)), args: null }))],
+        bindings: [
+          { request: proposed.view.canonical, args: proposed.view.argsHash, write: isDbWrite(request) && proposed.view.argsHash !== null },
+          ...needs.map((n, i) => {
+            const bound = needArgs?.[i] ?? null;
+            return { request: requestKey(checkRequest(n)), args: bound === null ? null : argumentsHash(bound), write: bound !== null && isDbWrite(n) };
+          }),
+        ],
       });
       // Taken from "approved" first: whichever process gets there first runs it, and only once.
       const taken = await change(id, (e) => (e.view.status === "approved" ? { ...e.view, status: "executed" } : null));

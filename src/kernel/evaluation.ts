@@ -5,7 +5,7 @@
 import type { Decision, Denied, ShadowDenial } from "./decision.js";
 import { InvalidInput, type DenialCode } from "./errors.js";
 import type { ExternalLink, LedgerCharge } from "./ledger.js";
-import { CHAIN_APPROVALS, CHAIN_LIMITED, CHAIN_RATED, CHAIN_SHADOW, type Node } from "./node.js";
+import { CHAIN_APPROVALS, CHAIN_BOUND_WRITES, CHAIN_LIMITED, CHAIN_RATED, CHAIN_SHADOW, type Node } from "./node.js";
 import type { CheckedRequest } from "./request.js";
 import { argumentsHash } from "./arguments-hash.js";
 import { verdictsOf } from "./fixed-verdicts.js";
@@ -167,6 +167,30 @@ export function approvalDenial(node: Node, req: CheckedRequest, rawArgs: unknown
   return null;
 }
 
+/**
+ * A denial for a database write made under an approval that bound the
+ * writes of its call to their arguments, when this write is not one of
+ * them (its canonical request and the hash of its arguments): another
+ * model, row scope, filter, value or operation than the approved call's.
+ * Other requests are left to the chain's grants, which the call's needs
+ * already narrowed to.
+ */
+function boundWriteDenial(node: Node, req: CheckedRequest, rawArgs: unknown): Denied | null {
+  if (req.kind !== "db" || req.op === "read") return null;
+  let key: string | null = null;
+  let args: Args | null = null;
+  for (const n of node.chain) {
+    const stamp = n.stamp;
+    if (stamp === null || !stamp.bindings.some((b) => b.write === true)) continue;
+    key ??= requestKey(req);
+    args ??= new Args(rawArgs);
+    const hash = args.hash;
+    if (stamp.bindings.some((b) => b.write === true && b.request === key && b.args === hash)) continue;
+    return deny(node, n, "ERR_CAPABILITY_DENIED", "approval.bound", `was approved for exactly the database writes its call named, with their arguments; this ${req.op} of ${req.model} is not one of them`);
+  }
+  return null;
+}
+
 /** The approval rules of the chain that `req` (made with `args`, or NO_ARGS) matches, by link, whether or not they are satisfied. */
 export function matchingApprovalRules(node: Node, req: CheckedRequest, args: unknown): { readonly link: number; readonly rule: CompiledApprovalRule }[] {
   const out: { link: number; rule: CompiledApprovalRule }[] = [];
@@ -259,7 +283,8 @@ export function evaluate(node: Node, req: CheckedRequest, cost: number, args: un
   const denied =
     ((traits & CHAIN_LIMITED) !== 0 ? limitDenial(node, cost) : null) ??
     ((traits & CHAIN_RATED) !== 0 ? rateDenial(node, req, cost) : null) ??
-    ((traits & CHAIN_APPROVALS) !== 0 ? approvalDenial(node, req, args) : null);
+    ((traits & CHAIN_APPROVALS) !== 0 ? approvalDenial(node, req, args) : null) ??
+    ((traits & CHAIN_BOUND_WRITES) !== 0 ? boundWriteDenial(node, req, args) : null);
   if (denied !== null) return denied;
   const shadow = (traits & CHAIN_SHADOW) !== 0 ? shadowDenial(node, req) : null;
   return shadow === null ? { allowed: true, capabilityId: node.id } : Object.freeze({ allowed: true, capabilityId: node.id, shadow });

@@ -56,7 +56,7 @@ export type { PrincipalRef, RuleValue } from "./principal-refs.js";
 
 /** Requests: the canonical description of one action, and what it acts on. */
 export { requestTarget } from "./request.js";
-export type { Action, AuditRequest, DbRequest, ExecRequest, FsRequest, HttpRequest, Request, RevokeRequest, ToolRequest } from "./request.js";
+export type { Action, AuditRequest, DbRequest, ExecRequest, FsRequest, HttpRequest, IncludeNeed, Request, RevokeRequest, ToolRequest } from "./request.js";
 
 /** What a model or an MCP client is shown for an error: a code and words that name no link, principal or secret. */
 export { callerMessage } from "./caller-text.js";

@@ -40,12 +40,15 @@ export interface Approver {
 /**
  * An approval as the link it made carries it: its id, who approved, and the
  * exact requests approved, each by its canonical key and, for a call, the
- * hash of its arguments (null: the request alone is approved).
+ * hash of its arguments (null: the request alone is approved). A database
+ * write approved with its arguments is marked `write`: under a stamp with
+ * any such binding, every database write must be one of those bound
+ * (see boundWriteDenial).
  */
 export interface ApprovalStamp {
   readonly id: string;
   readonly approvers: readonly Approver[];
-  readonly bindings: readonly { readonly request: string; readonly args: string | null }[];
+  readonly bindings: readonly { readonly request: string; readonly args: string | null; readonly write?: boolean }[];
 }
 
 /** One link of a lineage, safe to log: ids, hashes and data, never a capability. */
@@ -114,6 +117,8 @@ export const CHAIN_RATED = 2;
 export const CHAIN_APPROVALS = 4;
 /** A link of the chain is attached in shadow. */
 export const CHAIN_SHADOW = 8;
+/** A link of the chain is an approval that binds database writes to their arguments. */
+export const CHAIN_BOUND_WRITES = 16;
 
 /** Where a link's id and state come from when it is rebuilt from a verified token block. */
 export interface LinkIdentity {
@@ -195,7 +200,8 @@ export function makeNode(
     (cond.maxUses !== null || cond.budgetCalls !== null || cond.budgetCost !== null ? CHAIN_LIMITED : 0) |
     (cond.rates !== null ? CHAIN_RATED : 0) |
     (approvals !== null ? CHAIN_APPROVALS : 0) |
-    (origin.shadow !== undefined ? CHAIN_SHADOW : 0);
+    (origin.shadow !== undefined ? CHAIN_SHADOW : 0) |
+    (origin.stamp?.bindings.some((b) => b.write === true) === true ? CHAIN_BOUND_WRITES : 0);
   const node: Node = {
     id: identity?.id ?? timeOrderedId(),
     index: chain.length,

@@ -200,7 +200,7 @@ export function fastCheckRequest(value: unknown): CheckedRequest | null {
     const views = rawViews === undefined ? NO_VIEWS : copyViews(rawViews);
     if (fields === null || scope === null || views === null) return null;
     if (limit !== undefined && !(Number.isSafeInteger(limit) && (limit as number) >= 1)) return null;
-    return { kind: "db", action: action as "db.read", tenant, op: dbOp, model, fields, scope, views, rows: NO_ROWS, limit: (limit as number | undefined) ?? null };
+    return { kind: "db", action: action as "db.read", tenant, op: dbOp, model, fields, scope, views, rows: NO_ROWS, limit: (limit as number | undefined) ?? null, include: null };
   }
   const fsOp = FS_OPS[action];
   if (fsOp !== undefined) {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { InvalidInput } from "./errors.js";
 import { absolutePathProblem, canonicalHttpUrl } from "./canonical-forms.js";
-import { DB_OPS, describeIssues, HTTP_METHODS, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
+import { DB_OPS, describeIssues, HTTP_METHODS, MAX_INCLUDE_DEPTH, REVOCATION_TARGETS, type HttpMethod, type RevocationKind, type Scalar } from "./grant.js";
 import { actionKey, MASK_PATTERN, type FieldView } from "./field-actions.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { ruleKey, rowRuleSchema, type RowRule } from "./row-rules.js";
@@ -49,6 +49,21 @@ export interface DbRequest extends Tenanted {
   readonly rows?: readonly RowRule[];
   /** The most rows the operation reads (or groups into) or changes; links with maxRows require it. */
   readonly limit?: number;
+  /**
+   * For a read: the relations whose rows it includes, each with the fields
+   * of the related model it names (absent: what the grants show) and the
+   * relations it includes in turn. Like a db rule's `include`, this is
+   * decided by the database resource against every link's rule, not by the
+   * kernel; it names what a tool's call will include, so that the grant of
+   * the call's needs lets it include exactly that (see grantForNeeds).
+   */
+  readonly include?: Readonly<Record<string, IncludeNeed>>;
+}
+
+/** One relation a read includes, as a request names it. */
+export interface IncludeNeed {
+  readonly fields?: readonly string[];
+  readonly include?: Readonly<Record<string, IncludeNeed>>;
 }
 
 /** Running one program: `argv[0]` is its absolute path; `env` names the variables passed through. */
@@ -94,6 +109,13 @@ const httpSchema = z.object({
     address: z.union([z.ipv4(), z.ipv6()]).optional(),
     tenant,
   });
+/** Relations one level of a request's include may name. */
+const MAX_INCLUDED = 32;
+/** An include nested at most MAX_INCLUDE_DEPTH levels, as a grant's maxIncludeDepth may allow. */
+const includeSchema = (depth: number): z.ZodType =>
+  z
+    .record(identifier, depth > 1 ? z.strictObject({ fields: z.array(identifier).max(REQUEST_LIMITS.fields).optional(), include: includeSchema(depth - 1).optional() }) : z.strictObject({ fields: z.array(identifier).max(REQUEST_LIMITS.fields).optional() }))
+    .refine((r) => Object.keys(r).length <= MAX_INCLUDED, `must name at most ${MAX_INCLUDED} relations`);
 const dbSchema = z.object({
     action: z.enum(DB_OPS.map((op) => `db.${op}` as const) as ["db.read", "db.create", "db.update", "db.delete"]),
     model: identifier,
@@ -104,6 +126,7 @@ const dbSchema = z.object({
       .optional(),
     rows: z.array(rowRuleSchema).max(64).optional(),
     limit: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    include: includeSchema(MAX_INCLUDE_DEPTH).optional(),
     tenant,
   });
 const execSchema = z.object({
@@ -220,6 +243,8 @@ export type CheckedRequest =
       /** The row rules it is confined by, each as ruleKey writes it. */
       readonly rows: ReadonlySet<string>;
       readonly limit: number | null;
+      /** What a read includes, relation names sorted at every level, frozen; null when it includes nothing. */
+      readonly include: Readonly<Record<string, IncludeNeed>> | null;
     }
   | {
       readonly kind: "exec";
@@ -296,6 +321,23 @@ function viewsOf(views: Readonly<Record<string, FieldView>> | undefined): Readon
   return views === undefined ? NO_VIEWS : new Map(Object.entries(views).map(([f, v]) => [f, actionKey(v)]));
 }
 
+/** A request's include with its relations in name order at every level (so equal includes have equal keys), frozen; null for none. */
+function includeOf(include: Readonly<Record<string, IncludeNeed>> | undefined): Readonly<Record<string, IncludeNeed>> | null {
+  if (include === undefined) return null;
+  const sorted = (level: Readonly<Record<string, IncludeNeed>>): Record<string, IncludeNeed> =>
+    Object.fromEntries(
+      Object.keys(level)
+        .sort()
+        .map((name) => {
+          const need = level[name] as IncludeNeed;
+          const fields = optional(need, "fields");
+          const nested = optional(need, "include");
+          return [name, { ...(fields === undefined ? {} : { fields: [...fields] }), ...(nested === undefined ? {} : { include: sorted(nested) }) }];
+        }),
+    );
+  return deepFreeze(sorted(include));
+}
+
 function toChecked(r: ParsedRequest): CheckedRequest {
   const t = optional(r, "tenant") ?? null;
   switch (r.action) {
@@ -323,6 +365,7 @@ function toChecked(r: ParsedRequest): CheckedRequest {
         views: viewsOf(optional(r, "views")),
         rows: rowsOf(optional(r, "rows")),
         limit: optional(r, "limit") ?? null,
+        include: includeOf(optional(r, "include") as Readonly<Record<string, IncludeNeed>> | undefined),
       };
     case "exec": {
       const program = r.argv[0] ?? "";

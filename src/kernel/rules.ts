@@ -235,7 +235,15 @@ export function requestKey(r: CheckedRequest): string {
     case "http":
       return JSON.stringify([r.action, r.tenant, r.method, r.url.href, r.address]);
     case "db":
-      return JSON.stringify([r.action, r.tenant, r.model, [...r.fields].sort(), [...r.scope].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))]);
+      return JSON.stringify([
+        r.action,
+        r.tenant,
+        r.model,
+        [...r.fields].sort(),
+        [...r.scope].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        // Only a read that includes relations says so, so every other request keeps the key it had.
+        ...(r.include === null ? [] : [r.include]),
+      ]);
     case "exec":
       return JSON.stringify([r.action, r.tenant, r.argv, r.cwd, [...r.env].sort()]);
     case "revoke":

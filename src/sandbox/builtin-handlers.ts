@@ -72,19 +72,19 @@ export const fetchUrl = tool("fetch_url", async (i, cap, { http }, tenant) => {
   return { status: res.status, url: res.url, contentType: res.headers["content-type"] ?? null, body: text(res.body) };
 });
 
-const QUERY = ["where", "orderBy", "limit", "offset"];
+const QUERY = ["where", "orderBy", "limit", "offset", "include"];
 
 export const dbQuery = tool("db_query", (i, cap, { database }, tenant) => database.read(cap, { model: i.model, fields: i.fields, ...present(i, QUERY), ...tenant }));
 
-export const dbCreate = tool("db_create", (i, cap, { database }, tenant) => database.create(cap, { model: i.model, values: i.values, ...present(i, ["returning"]), ...tenant }));
+export const dbCreate = tool("db_create", (i, cap, { database }, tenant) => database.create(cap, { model: i.model, values: i.values, ...present(i, ["returning", "reason"]), ...tenant }));
 
-export const dbUpdate = tool("db_update", (i, cap, { database }, tenant) => database.update(cap, { model: i.model, set: i.set, ...present(i, ["where", "returning"]), ...tenant }));
+export const dbUpdate = tool("db_update", (i, cap, { database }, tenant) => database.update(cap, { model: i.model, set: i.set, ...present(i, ["where", "returning", "reason"]), ...tenant }));
 
 export const dbAggregate = tool("db_aggregate", (i, cap, { database }, tenant) =>
   database.aggregate(cap, { model: i.model, aggregates: i.aggregates, ...present(i, ["where", "groupBy"]), ...tenant }),
 );
 
-export const dbDelete = tool("db_delete", (i, cap, { database }, tenant) => database.delete(cap, { model: i.model, ...present(i, ["where"]), ...tenant }));
+export const dbDelete = tool("db_delete", (i, cap, { database }, tenant) => database.delete(cap, { model: i.model, ...present(i, ["where", "reason"]), ...tenant }));
 
 export const runCommand = tool("run_command", (i, cap, { exec }, tenant) =>
   exec.run(cap, i.argv as string[], { cwd: i.cwd, ...present(i, ["env"]), ...(i.stdin === undefined ? {} : { input: i.stdin }), ...tenant }),

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { InvalidInput, type ApprovalView, type Capability, type LinkSummary, type ReachOfRequests, type Request, type ToolCode } from "../kernel/index.js";
-import { deepFreeze, describeIssues } from "../kernel/internal.js";
+import { deepFreeze, describeIssues, snapshotPlainData, type PlainData } from "../kernel/internal.js";
 import type { Dispatcher } from "./dispatcher.js";
 
 /**
@@ -192,6 +192,29 @@ export function implementationOf(tool: AnyTool): ToolImplementation {
   const found = implementations.get(tool);
   if (found === undefined) throw new InvalidInput("expected a tool made by defineTool");
   return found;
+}
+
+/** The arguments needs were bound to by bindArguments, by the need object itself. */
+const boundArguments = new WeakMap<object, PlainData>();
+
+/**
+ * Declares, in a tool's needs, that the call will make `request` with
+ * exactly `args` (plain data; a database write's query as the handler will
+ * pass it). Returns the request, to list among the needs. When the call
+ * waits for approval, the approval binds such a database write to those
+ * arguments: the approved capability then allows no database write but the
+ * bound ones, so a handler cannot make another write (other values, rows,
+ * model) under the approval.
+ */
+export function bindArguments<Q extends Request>(request: Q, args: unknown): Q {
+  const bound = Object.freeze({ ...request }) as unknown as Q;
+  boundArguments.set(bound, snapshotPlainData(args, "arguments"));
+  return bound;
+}
+
+/** The arguments `need` was bound to by bindArguments, if any. */
+export function argumentsOf(need: unknown): PlainData | undefined {
+  return typeof need === "object" && need !== null ? boundArguments.get(need) : undefined;
 }
 
 /** Whether `value` is a tool made by `defineTool`. */

@@ -149,8 +149,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       plan = planned instanceof Promise ? await planned : planned;
       let needShadow: ShadowDenial | undefined;
       let needApproval = false;
-      for (const need of plan.needs) {
-        const d = check(capability, need);
+      for (const [i, need] of plan.needs.entries()) {
+        // A need bound to its arguments is decided with them, as the resource will decide it.
+        const bound = plan.needArgs[i];
+        const d = check(capability, need, bound === undefined ? undefined : { args: bound });
         if (!d.allowed && !asksApproval(d)) {
           [request, decision] = [need, d];
           throw denialError(d);
@@ -179,7 +181,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
       const waiting = callOptions?.approval;
       span?.suspended();
-      return approvals.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
+      const needArgs = plan.needArgs.some((a) => a !== undefined) ? { needArgs: plan.needArgs } : {};
+      return approvals.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...needArgs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
         traced(ref, input, approved, callOptions, false, span),
       );
     }

@@ -4,7 +4,8 @@
  * needs, authorizes, runs the handler and writes one audit event; the catalog
  * lists only the tools a capability reaches.
  */
-export { defineTool, isTool, subToolNeeds } from "./define.js";
+/** bindArguments: a need made with exactly these arguments, so an approval of the call binds its database writes to them. */
+export { bindArguments, defineTool, isTool, subToolNeeds } from "./define.js";
 export type { AnyTool, CallOptions, JsonSchema, NeedsContext, NeedsFunction, SubCall, Tool, ToolContext, ToolHandler, ToolSpec } from "./define.js";
 export { createDispatcher } from "./dispatcher.js";
 export type { CatalogEntry, Dispatcher, DispatcherOptions } from "./dispatcher.js";

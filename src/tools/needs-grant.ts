@@ -8,6 +8,8 @@ import {
   type Grant,
   type HttpMethod,
   type HttpRule,
+  type IncludeNeed,
+  type IncludeRule,
   type Request,
 } from "../kernel/index.js";
 import { checkRequest, viewOfKey, type CheckedRequest } from "../kernel/internal.js";
@@ -96,6 +98,8 @@ function addNeed(r: CheckedRequest, d: Domains): void {
         scope: Object.fromEntries(r.scope),
         ...(r.views.size > 0 ? { fieldActions: Object.fromEntries([...r.views].map(([f, v]) => [f, viewOfKey(v)])) } : {}),
         ...(r.limit === null ? {} : { maxRows: r.limit }),
+        // The relations the read includes, each with the fields it names, nested as deep as it nests: the resource decides them against every link.
+        ...(r.include === null ? {} : { include: includeRules(r.include), maxIncludeDepth: includeHeight(r.include) }),
       });
       return;
     case "exec": {
@@ -104,4 +108,13 @@ function addNeed(r: CheckedRequest, d: Domains): void {
       return;
     }
   }
+}
+
+function includeRules(include: Readonly<Record<string, IncludeNeed>>): Record<string, IncludeRule> {
+  return Object.fromEntries(Object.entries(include).map(([name, need]) => [name, need.fields === undefined ? {} : { fields: [...need.fields] }]));
+}
+
+/** Levels of includes at and below the top of `include` (1: it includes relations that include nothing). */
+function includeHeight(include: Readonly<Record<string, IncludeNeed>>): number {
+  return 1 + Math.max(0, ...Object.values(include).map((need) => (need.include === undefined ? 0 : includeHeight(need.include))));
 }

@@ -1,5 +1,6 @@
 import { InvalidInput, type Capability, type Grant, type LinkSummary, type Request } from "../kernel/index.js";
-import { implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.js";
+import { argumentsOf, implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.js";
+import type { PlainData } from "../kernel/internal.js";
 import { grantForNeeds } from "./needs-grant.js";
 
 /** One call worked out before anything runs: its validated input, its needs, and the grant that allows exactly those needs. */
@@ -7,6 +8,8 @@ export interface CallPlan {
   readonly tool: AnyTool;
   readonly input: unknown;
   readonly needs: readonly Request[];
+  /** For each need, the arguments the tool bound it to (see bindArguments), or undefined. */
+  readonly needArgs: readonly (PlainData | undefined)[];
   readonly grant: Grant;
 }
 
@@ -26,11 +29,14 @@ export function planCall(tool: AnyTool, input: unknown, context: NeedsContext): 
 
 /** A frozen empty list, shared by every call that needs nothing. */
 const NO_NEEDS: readonly Request[] = Object.freeze([]);
+const NO_ARGS: readonly (PlainData | undefined)[] = Object.freeze([]);
 
 function finishPlan(tool: AnyTool, parsed: unknown, declared: unknown, tenant: string | null): CallPlan {
   if (!Array.isArray(declared)) throw new InvalidInput(`tool ${tool.name}: needs must return an array of requests, got ${typeof declared}`);
   const needs = declared.length === 0 ? NO_NEEDS : Object.freeze(declared.map((need: unknown) => stampTenant(need, tenant)) as Request[]);
-  return Object.freeze({ tool, input: parsed, needs, grant: grantForNeeds(tool.name, needs) });
+  // Read from the objects the tool returned, before the tenant stamp copies them.
+  const needArgs = declared.length === 0 ? NO_ARGS : Object.freeze(declared.map((need: unknown) => argumentsOf(need)));
+  return Object.freeze({ tool, input: parsed, needs, needArgs, grant: grantForNeeds(tool.name, needs) });
 }
 
 function stampTenant(need: unknown, tenant: string | null): unknown {

@@ -166,6 +166,8 @@ export type DbCapability<Op extends DbOp> = Capability<{ readonly db: Op }>;
 
 /** Structured, confined access to the application's tables. */
 export interface SqlDatabase {
+  /** The bounds every call is held to (frozen): tools built on the database describe the same limits to a model. */
+  readonly limits: SqlLimits;
   /** Rows of one model, confined to the capability's row scope. */
   read(cap: DbCapability<"read">, query: ReadQuery): Promise<Row[]>;
   /**
@@ -295,7 +297,7 @@ function limitsOf(given: Partial<SqlLimits> | undefined): SqlLimits {
     if (!Number.isSafeInteger(value) || (value as number) < 1) throw new InvalidInput(`limits.${key} must be a whole number, 1 or more`);
     (limits as Record<string, number>)[key] = value as number;
   }
-  return limits;
+  return Object.freeze(limits);
 }
 
 function keyOf(options: SqlDatabaseOptions, name: "hashKey" | "cursorKey"): Buffer {
@@ -915,6 +917,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
 
   // The callbacks below are written inline, not bound to names per call: a named closure per call is measurable here.
   return Object.freeze({
+    limits,
     read,
     page: async (cap: DbCapability<"read">, query: PageQuery): Promise<Page> => {
       if (!isCapability(cap)) throw new NotACapability("expected a capability issued by this kernel; look-alike objects carry no authority");

@@ -44,7 +44,7 @@ function intersect(within: ReadonlySet<string> | null, fields: readonly string[]
 }
 
 /** The fields of its model an include names, without those read only to relate rows (which no include rule lists). */
-function includedFields(include: ParsedInclude): string[] {
+export function includedFields(include: ParsedInclude): string[] {
   const links = new Set(include.query.links ?? []);
   return include.query.named.filter((f) => !links.has(f)).map((f) => f.name);
 }

@@ -180,7 +180,9 @@ const MAX_CHOICES = 4096;
  * pins no field to a value other than the query's own equality filters
  * (`pins`) or another chosen rule, and has a row rule those filters do not
  * rule out. Rules that cost the query no rows (no row rule, or one its
- * filters already satisfy) are preferred, then earlier rules. A read's
+ * filters already satisfy) are preferred, then those pinning fewer fields
+ * its filters leave open, then those with a higher maxRows, then earlier
+ * rules. A read's
  * includes (`demands`) are part of what a rule must allow, so a read one
  * rule lets include a relation is not refused because another rule of the
  * same link was chosen first; the chosen rule alone then decides them. When
@@ -194,7 +196,16 @@ function chooseRules(candidates: readonly (readonly DbRule[])[], fields: readonl
     const holds = rows === undefined ? true : verdict(rows, pins);
     return holds === true ? 0 : holds === null ? 1 : 2;
   };
-  const ranked = candidates.map((rules) => rules.map((rule) => ({ rule, rank: rank(rule) })).filter((r) => r.rank < 2).sort((a, b) => a.rank - b.rank).map((r) => r.rule));
+  // Among rules alike in that, those pinning fewer fields the query leaves open, then those letting a call reach more rows, cost it fewer rows.
+  const extraPins = (rule: DbRule) => scopeOf(rule).filter(([k]) => !pins.has(k)).length;
+  const reach = (rule: DbRule) => own(rule, "maxRows") ?? Number.MAX_SAFE_INTEGER;
+  const ranked = candidates.map((rules) =>
+    rules
+      .map((rule) => ({ rule, rank: rank(rule), pins: extraPins(rule), reach: reach(rule) }))
+      .filter((r) => r.rank < 2)
+      .sort((a, b) => a.rank - b.rank || a.pins - b.pins || b.reach - a.reach)
+      .map((r) => r.rule),
+  );
   const chosen: DbRule[] = [];
   let steps = 0;
   const search = (i: number, scope: ReadonlyMap<string, Scalar>): boolean => {

@@ -1,8 +1,8 @@
 import { z } from "zod";
-import type { Capability, DbOp, DbRequest, Scalar } from "../../kernel/index.js";
-import type { AggregateSpec, OrderBy, Row, SchemaSpec, SqlDatabase, Where, WriteResult } from "../../resources/sql/index.js";
-import { confinementOfLineage, fieldUse } from "../../resources/sql/internal.js";
-import { defineBuiltinTool, type NeedsContext, type Tool } from "../define.js";
+import { MAX_INCLUDE_DEPTH, type Capability, type DbOp, type DbRequest, type Scalar } from "../../kernel/index.js";
+import type { AggregateSpec, CreateQuery, DeleteQuery, OrderBy, ReadQuery, Row, SchemaSpec, SqlDatabase, UpdateQuery, Where, WriteResult } from "../../resources/sql/index.js";
+import { confinementOfLineage, parseSchema, readRequests } from "../../resources/sql/internal.js";
+import { bindArguments, defineBuiltinTool, type NeedsContext, type Tool } from "../define.js";
 import { defined } from "../../kernel/internal.js";
 
 /*
@@ -34,17 +34,46 @@ const where = z
 const fieldList = z.array(z.string()).min(1);
 const reason = z.string().min(1).max(1000).optional().describe("Why this change is made, in a sentence; recorded in the audit log, and required where the policy says so.");
 
-function inputs(models: [string, ...string[]]) {
+const orderBy = z.array(z.object({ field: z.string(), direction: z.enum(["asc", "desc"]).optional() })).optional();
+
+/** One relation's rows to include, as the query tool takes it. */
+interface IncludeInput {
+  readonly fields: string[];
+  readonly where?: Record<string, unknown> | undefined;
+  readonly orderBy?: { field: string; direction?: "asc" | "desc" | undefined }[] | undefined;
+  readonly include?: Record<string, IncludeInput> | undefined;
+}
+
+/** Includes nested at most `depth` levels: written out level by level, so the JSON schema a model sees needs no references. */
+function includeInput(depth: number): z.ZodType<Record<string, IncludeInput>> {
+  // Strict: an include nested deeper than allowed is refused, not dropped unseen.
+  const level = z.strictObject({
+    fields: fieldList.describe("Fields of the related model to return."),
+    where,
+    orderBy,
+    ...(depth > 1 ? { include: includeInput(depth - 1).optional() } : {}),
+  });
+  return z
+    .record(z.string(), level)
+    .describe(
+      `Related rows to return with each row, by relation name (see the models' relations): a list for a relation to many rows, one row or null for a relation to one. Nested at most ${depth} more level${depth === 1 ? "" : "s"}; the capability decides which relations and fields may be included.`,
+    ) as z.ZodType<Record<string, IncludeInput>>;
+}
+
+function inputs(models: [string, ...string[]], includeDepth: number) {
   const model = z.enum(models);
+  const read = z.object({
+    model,
+    fields: fieldList.describe("Fields to return."),
+    where,
+    orderBy,
+    limit: z.number().int().positive().optional(),
+    offset: z.number().int().nonnegative().optional(),
+  });
+  const withInclude = read.extend({ include: includeInput(Math.max(includeDepth, 1)).optional() });
   return {
-    query: z.object({
-      model,
-      fields: fieldList.describe("Fields to return."),
-      where,
-      orderBy: z.array(z.object({ field: z.string(), direction: z.enum(["asc", "desc"]).optional() })).optional(),
-      limit: z.number().int().positive().optional(),
-      offset: z.number().int().nonnegative().optional(),
-    }),
+    // A schema whose models relate to none offers no include at all.
+    query: includeDepth > 0 ? withInclude : (read as unknown as typeof withInclude),
     create: z.object({ model, values: z.record(z.string(), scalar), returning: fieldList.optional(), reason }),
     update: z.object({ model, set: z.record(z.string(), scalar), where, returning: fieldList.optional(), reason }),
     delete: z.object({ model, where, reason }),
@@ -61,9 +90,12 @@ function inputs(models: [string, ...string[]]) {
 
 type Inputs = ReturnType<typeof inputs>;
 
+/** The input of the query tool: a read of one model, and the related rows to include with each row. */
+export type QueryToolInput = z.input<Inputs["query"]>;
+
 /** The database tools. */
 export interface DatabaseTools {
-  readonly query: Tool<z.input<Inputs["query"]>, Row[]>;
+  readonly query: Tool<QueryToolInput, Row[]>;
   readonly create: Tool<z.input<Inputs["create"]>, WriteResult>;
   readonly update: Tool<z.input<Inputs["update"]>, WriteResult>;
   readonly delete: Tool<z.input<Inputs["delete"]>, WriteResult>;
@@ -85,8 +117,30 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
   const names = Object.keys(schema);
   const [first, ...rest] = names;
   const prefix = options.prefix ?? "db_";
-  const input = inputs([first ?? "", ...rest]);
-  const catalog = names.map((m) => `${m} (${Object.keys(schema[m]?.fields ?? {}).join(", ")})`).join("; ");
+  const parsed = parseSchema(schema);
+  // Include levels as the database allows them, and only where a model relates to another.
+  const related = [...parsed.models.values()].some((m) => m.relations.size > 0);
+  const input = inputs([first ?? "", ...rest], related ? Math.min(db.limits.maxIncludeDepth, MAX_INCLUDE_DEPTH) : 0);
+  const relationsOf = (m: string) => [...(parsed.models.get(m)?.relations.entries() ?? [])].map(([name, r]) => `${name} → ${r.model.name}${r.many ? " (many)" : ""}`);
+  const catalog = names
+    .map((m) => {
+      const relations = relationsOf(m);
+      return `${m} (${Object.keys(schema[m]?.fields ?? {}).join(", ")}${relations.length > 0 ? `; relations: ${relations.join(", ")}` : ""})`;
+    })
+    .join("; ");
+  /** The read the query tool makes: its needs are worked out from, and its handler runs, this same query. */
+  const readQuery = (q: QueryToolInput, tenant: string | null): ReadQuery => ({
+    model: q.model,
+    fields: q.fields,
+    ...defined({
+      where: q.where as Where | undefined,
+      orderBy: q.orderBy as readonly OrderBy[] | undefined,
+      limit: q.limit,
+      offset: q.offset,
+      include: q.include as ReadQuery["include"],
+      tenant: tenant ?? undefined,
+    }),
+  });
   // The handler's capability reaches what its needs named; the resource's types ask for the db reach explicitly.
   const cap = (c: Capability) => c as Capability<{ readonly db: DbOp }>;
 
@@ -94,26 +148,23 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
     query: defineBuiltinTool(
       {
         name: `${prefix}query`,
-        description: `Read rows of one model. Models: ${catalog}.`,
+        description: `Read rows of one model, and optionally related rows with each (include). Models: ${catalog}.`,
         input: input.query,
-        needs: (q, ctx) => {
-          const used = [...whereFields(q.where), ...(q.orderBy ?? []).map((o) => o.field)];
-          const request = need("read", q.model, [...q.fields, ...used], pins(q.where), ctx, q.limit);
-          // Returned fields the caller's chain shows masked, hashed or redacted are needed in that view, as the resource will ask.
-          const use = fieldUse(confinementOfLineage(ctx.lineage, q.model, "read", request.fields), q.fields, used);
-          return [{ ...request, fields: use.fields, ...(Object.keys(use.views).length > 0 ? { views: use.views } : {}) }];
-        },
+        // The read and each included read, confined as the resource will confine them; returned fields the caller's chain shows
+        // masked, hashed or redacted are needed in that view, and the read names the relations it includes.
+        needs: (q, ctx) => readRequests(parsed, ctx.lineage, readQuery(q, null)),
       },
-      (q, c, ctx) =>
-        db.read(cap(c), {
-          model: q.model,
-          fields: q.fields,
-          ...defined({ where: q.where as Where | undefined, orderBy: q.orderBy as readonly OrderBy[] | undefined, limit: q.limit, offset: q.offset, tenant: ctx.tenant ?? undefined }),
-        }),
+      (q, c, ctx) => db.read(cap(c), readQuery(q, ctx.tenant)),
     ),
+    // Each write's needs are bound to the exact query its handler runs: an approval of the call approves that write and no other.
     create: defineBuiltinTool(
-      { name: `${prefix}create`, description: `Insert one row. Models: ${catalog}.`, input: input.create, needs: (q, ctx) => [need("create", q.model, [...Object.keys(q.values), ...(q.returning ?? [])], q.values, ctx)] },
-      (q, c, ctx) => db.create(cap(c), { model: q.model, values: q.values, ...defined({ returning: q.returning, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
+      {
+        name: `${prefix}create`,
+        description: `Insert one row. Models: ${catalog}.`,
+        input: input.create,
+        needs: (q, ctx) => [bindArguments(need("create", q.model, [...Object.keys(q.values), ...(q.returning ?? [])], q.values, ctx), createQuery(q, ctx.tenant))],
+      },
+      (q, c, ctx) => db.create(cap(c), createQuery(q, ctx.tenant)),
     ),
     update: defineBuiltinTool(
       {
@@ -125,11 +176,11 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
           const before = need("update", q.model, fields, pins(q.where), ctx);
           // The rows an update leaves behind are checked too: a change to a scope field needs the scope it moves the rows into.
           const after = { ...before, scope: { ...before.scope, ...pick(q.set, Object.keys(before.scope)) } };
-          return sameScope(before, after) ? [before] : [before, after];
+          const query = updateQuery(q, ctx.tenant);
+          return (sameScope(before, after) ? [before] : [before, after]).map((r) => bindArguments(r, query));
         },
       },
-      (q, c, ctx) =>
-        db.update(cap(c), { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
+      (q, c, ctx) => db.update(cap(c), updateQuery(q, ctx.tenant)),
     ),
     aggregate: defineBuiltinTool(
       {
@@ -149,10 +200,30 @@ export function databaseTools(db: SqlDatabase, schema: SchemaSpec, options: Data
         }),
     ),
     delete: defineBuiltinTool(
-      { name: `${prefix}delete`, description: `Delete the rows that match a filter. Models: ${catalog}.`, input: input.delete, needs: (q, ctx) => [need("delete", q.model, whereFields(q.where), pins(q.where), ctx)] },
-      (q, c, ctx) => db.delete(cap(c), { model: q.model, ...defined({ where: q.where as Where | undefined, reason: q.reason, tenant: ctx.tenant ?? undefined }) }),
+      {
+        name: `${prefix}delete`,
+        description: `Delete the rows that match a filter. Models: ${catalog}.`,
+        input: input.delete,
+        needs: (q, ctx) => [bindArguments(need("delete", q.model, whereFields(q.where), pins(q.where), ctx), deleteQuery(q, ctx.tenant))],
+      },
+      (q, c, ctx) => db.delete(cap(c), deleteQuery(q, ctx.tenant)),
     ),
   });
+}
+
+type Written<K extends "create" | "update" | "delete"> = z.output<Inputs[K]>;
+
+/** The queries the write tools run, made once for their needs (bound to them) and once for their handlers: the same data both times. */
+function createQuery(q: Written<"create">, tenant: string | null): CreateQuery {
+  return { model: q.model, values: q.values, ...defined({ returning: q.returning, reason: q.reason, tenant: tenant ?? undefined }) };
+}
+
+function updateQuery(q: Written<"update">, tenant: string | null): UpdateQuery {
+  return { model: q.model, set: q.set, ...defined({ where: q.where as Where | undefined, returning: q.returning, reason: q.reason, tenant: tenant ?? undefined }) };
+}
+
+function deleteQuery(q: Written<"delete">, tenant: string | null): DeleteQuery {
+  return { model: q.model, ...defined({ where: q.where as Where | undefined, reason: q.reason, tenant: tenant ?? undefined }) };
 }
 
 type WhereInput = Readonly<Record<string, Scalar | Readonly<Record<string, unknown>>>> | undefined;
