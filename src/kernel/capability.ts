@@ -217,8 +217,26 @@ export function caretaker<R>(cap: Capability<R>, labels: Readonly<Record<string,
   return forwarder(nodeOf(cap), parseLabels(labels));
 }
 
+/**
+ * Kernel and agentcap's own layers only (kernel/internal): what
+ * `caretaker(narrow(cap, grant), labels)` gives, as one link that narrows to
+ * `grant` and is revocable. It decides exactly as those two links do (a
+ * request must pass the grant, and revoking the link refuses everything
+ * through it), and is one link, one id, to make: the dispatcher makes one
+ * for every call. Throws InvalidInput for a bad grant.
+ */
+export function narrowedCaretaker<R>(cap: Capability<R>, grant: Grant, labels: Readonly<Record<string, string>>): Revocable<R> {
+  const node = nodeOf(cap);
+  const parsed = bindPrincipal(parseGrant(grant), node.mint);
+  return revocableHandle(makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, true, parseLabels(labels)));
+}
+
 function forwarder<R>(node: Node, labels: Readonly<Record<string, string>>): Revocable<R> {
-  const child = makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, true, labels);
+  return revocableHandle(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, true, labels));
+}
+
+/** The capability of a revocable node, with its caretaker's switch. */
+function revocableHandle<R>(child: Node): Revocable<R> {
   const cell = child.cell as RevocationCell;
   return Object.freeze({
     capability: wrap<R>(child),

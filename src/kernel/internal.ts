@@ -7,7 +7,7 @@ export type { AddressClass } from "./address.js";
 export { failureOutcome, isAuditSink } from "./audit-sink.js";
 export { heldIntentPending, heldIntents, holdIntent } from "./held-intents.js";
 export { absolutePathProblem, canonicalHttpUrl, isWithin, originProblem, pathHasPrefix } from "./canonical-forms.js";
-export { approvalRulesFor, caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, rootOf, stampApproval } from "./capability.js";
+export { approvalRulesFor, caretaker, deadDenial, innermostGrant, labelsOf, liveDenial, narrowedCaretaker, rootOf, stampApproval } from "./capability.js";
 export { argumentsHash } from "./arguments-hash.js";
 export { STORE_UNAVAILABLE_BECAUSE } from "./evaluation.js";
 export type { ApprovalStamp, Approver } from "./node.js";

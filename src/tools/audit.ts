@@ -106,8 +106,12 @@ function completionFailure(intent: AuditIntent, outcome: AuditOutcome, e: unknow
   );
 }
 
-/** Records a call that never ran its handler, whole, and returns its event's id; throws AuditFailure when the sink cannot take it. */
-export async function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): Promise<string> {
+/**
+ * Records a call that never ran its handler, whole, and returns its event's
+ * id: at once when the sink answers synchronously, else a promise of it.
+ * Throws (or rejects with) AuditFailure when the sink cannot take it.
+ */
+export function writeToolEvent(sink: AuditSink, s: InvocationStart, startedMs: number, outcome: AuditOutcome): string | Promise<string> {
   const event: AuditEvent = Object.freeze({
     id: timeOrderedId(),
     at: s.at,
@@ -120,12 +124,22 @@ export async function writeToolEvent(sink: AuditSink, s: InvocationStart, starte
     outcome,
     subject: auditSubject(s.capability),
   });
+  const failure = (e: unknown) => new AuditFailure(`the audit sink could not record the call to tool ${s.tool}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
+  let written: unknown;
   try {
-    await sink.write(event);
+    written = sink.write(event);
   } catch (e) {
-    throw new AuditFailure(`the audit sink could not record the call to tool ${s.tool}, so ${withheld(outcome)}: ${message(e)}`, { cause: e });
+    throw failure(e);
   }
-  return event.id;
+  if (!isPending(written)) return event.id;
+  return (async () => {
+    try {
+      await written;
+    } catch (e) {
+      throw failure(e);
+    }
+    return event.id;
+  })();
 }
 
 function withheld(outcome: AuditOutcome): string {

@@ -1,11 +1,11 @@
 import {
-  caretaker,
   checkTrusted,
   defined,
   failureOutcome,
   holdIntent,
   isAuditSink,
   liveDenial,
+  narrowedCaretaker,
   parseLabels,
   startToolSpan,
   trustedMintsOption,
@@ -20,7 +20,6 @@ import {
   ForeignFailure,
   InvalidInput,
   isCapability,
-  narrow,
   NotACapability,
   revocationSignal,
   type Approvals,
@@ -173,7 +172,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     } catch (e) {
       // Refused before the handler ran: nothing acted, so the call is one event.
       span?.decided(request, decision);
-      const id = await writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
+      const written = writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
+      const id = typeof written === "string" ? written : await written;
       span?.recorded(id);
       throw ForeignFailure.of(e);
     }
@@ -208,7 +208,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (dead !== null) throw denialError(dead);
       // The handler's capability: narrowed to exactly the needs, behind a forwarder revoked as soon as the call settles,
       // so a handler that keeps it past the call holds nothing.
-      const lease = caretaker(narrow(capability, plan.grant), registered.labels);
+      const lease = narrowedCaretaker(capability, plan.grant, registered.labels);
       if (flush !== null) {
         const write = flush;
         flush = holdIntent(lease.capability, write);

@@ -88,7 +88,10 @@ describe("dispatcher", () => {
     held.length = 0;
     await expect(dispatcher.call(readDoc, { path: "/data/a.txt" }, alice)).resolves.toEqual({ text: "alpha" });
     const handlerCap = held[0] as Capability;
-    expect(handlerCap.parentId).not.toBe(alice.id);
+    // One link below the caller's, narrowed to the call's needs and revocable (revoked when the call returns).
+    expect(handlerCap.id).not.toBe(alice.id);
+    expect(handlerCap.parentId).toBe(alice.id);
+    expect(handlerCap.lineage.at(-1)?.revocable).toBe(true);
     expect(handlerCap.lineage.map((l) => l.grant)).toContainEqual({ fs: [{ path: "/data/a.txt", ops: ["read"], subtree: false }] });
     // The caller could read b.txt; the handler's capability could not, even while the call ran.
     expect(check(alice, { action: "fs.read", path: "/data/b.txt" }).allowed).toBe(true);
@@ -183,7 +186,8 @@ describe("dispatcher", () => {
     expect(inner?.subject.capabilityId).not.toBe(alice.id);
     expect(inner?.subject.lineage.length).toBeGreaterThan(outer?.subject.lineage.length ?? Infinity);
     expect(inner?.subject.mint.principal).toBe("alice");
-    expect((held[0] as Capability).depth).toBe(alice.depth + 4);
+    // A link per call: the parent's, then the sub-tool's below it.
+    expect((held[0] as Capability).depth).toBe(alice.depth + 2);
   });
 
   it("records the intent before the handler runs, and never runs it when the intent cannot be recorded", async () => {
