@@ -171,7 +171,8 @@ export class ModuleSandbox {
   /** Workers stopped: whatever they still send is ignored. */
   readonly #dead = new WeakSet<Worker>();
   /** Pings awaiting their pong, by id. */
-  readonly #pings = new Map<number, { readonly worker: Worker; readonly timer: NodeJS.Timeout }>();
+  /** Unanswered pings by id; `waiters` are calls held until the ping is answered or its sandbox stopped. */
+  readonly #pings = new Map<number, { readonly worker: Worker; readonly timer: NodeJS.Timeout; readonly waiters: (() => void)[] }>();
   #nextPing = 0;
   /** When (monotonic ms) sandboxes were lost, within the restart window. */
   readonly #losses: number[] = [];
@@ -246,7 +247,12 @@ export class ModuleSandbox {
 
   #ensure(): Promise<Worker> {
     if (this.#closed) return Promise.reject(this.#stopped("closed"));
-    if (this.#worker !== null) return Promise.resolve(this.#worker);
+    if (this.#worker !== null) {
+      // A sandbox under a stuck check may be spinning: a new call sent there could be lost with it, so it waits to learn which.
+      const check = [...this.#pings.values()].find((p) => p.worker === this.#worker);
+      if (check === undefined) return Promise.resolve(this.#worker);
+      return new Promise<void>((resolve) => check.waiters.push(resolve)).then(() => this.#ensure());
+    }
     if (this.#starting === null) {
       const refusal = this.#restartRefusal();
       if (refusal !== null) {
@@ -455,11 +461,11 @@ export class ModuleSandbox {
   #ping(worker: Worker, tool: string): void {
     if (this.#dead.has(worker) || [...this.#pings.values()].some((p) => p.worker === worker)) return;
     const id = ++this.#nextPing;
+    // #stop forgets the ping and resumes the calls it held.
     const timer = setTimeout(() => {
-      this.#pings.delete(id);
       this.#stop(worker, "timeout", new Map(), `a call of tool ${tool} in it ran past its time limit and the sandbox stopped responding`);
     }, Math.min(this.#limits.timeoutMs, WEDGED_AFTER_MS));
-    this.#pings.set(id, { worker, timer });
+    this.#pings.set(id, { worker, timer, waiters: [] });
     worker.ref();
     worker.postMessage({ t: "ping", id } satisfies HostMessage);
   }
@@ -473,6 +479,7 @@ export class ModuleSandbox {
         if (ping?.worker !== worker) return;
         clearTimeout(ping.timer);
         this.#pings.delete(message.id);
+        for (const resume of ping.waiters) resume();
         // The sandbox responds: the calls that reached their limit meanwhile were slow on their own.
         for (const run of [...this.#runs.values()]) if (run.worker === worker && run.parked) this.#giveUp(run);
         if (![...this.#runs.values()].some((r) => r.worker === worker)) worker.unref();
@@ -605,6 +612,9 @@ export class ModuleSandbox {
       if (ping.worker !== worker) continue;
       clearTimeout(ping.timer);
       this.#pings.delete(id);
+      queueMicrotask(() => {
+        for (const resume of ping.waiters) resume();
+      });
     }
     if (reason !== "closed" && reason !== "restarts") {
       this.#losses.push(monotonicClock.now());

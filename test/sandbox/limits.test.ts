@@ -92,6 +92,15 @@ describe("a call past its time limit", () => {
     expect(sink.toolEvents().filter((e) => e.tool === "count").slice(-4).map((e) => e.outcome.ok)).toEqual([true, true, true, true]);
   });
 
+  it("holds a call made while a timed-out call's sandbox is checked, and runs it where it is safe: it is never sent into the stuck sandbox", async () => {
+    const before = runaway.health();
+    expect(await dispatcher.call("spin", {}, cap).catch((e: unknown) => e)).toBeInstanceOf(SandboxTimeout);
+    await expect(dispatcher.call("count", {}, cap)).resolves.toBe(1);
+    const after = runaway.health();
+    expect(after.stopped.timeout - before.stopped.timeout).toBe(1);
+    expect(after.rerun - before.rerun).toBe(0);
+  });
+
   it("says which call ran past its limit when the sandbox stopped responding, and starts a fresh one for the next call", async () => {
     const spinning = dispatcher.call("spin", {}, cap).catch((e: unknown) => e);
     expect(await spinning).toMatchObject({ code: "ERR_SANDBOX_TIMEOUT", message: "tool spin ran past its 500 ms time limit and was given up" });
