@@ -27,7 +27,12 @@ vi.mock("node:child_process", async (importOriginal) => {
 });
 
 let s: Sandbox;
-beforeAll(() => { s = makeSandbox(); });
+beforeAll(async () => {
+  s = makeSandbox();
+  // The first access loads agentcap's optional peers (the tracing API) from node_modules: the library starting, not a request's I/O, so it happens before any traced attempt.
+  await run([P.echo, "warm"]);
+  vi.mocked(spawn).mockClear();
+});
 afterAll(() => { s.cleanup(); });
 afterEach(() => { vi.mocked(spawn).mockClear(); });
 
