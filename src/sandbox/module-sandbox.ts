@@ -612,9 +612,7 @@ export class ModuleSandbox {
       if (ping.worker !== worker) continue;
       clearTimeout(ping.timer);
       this.#pings.delete(id);
-      queueMicrotask(() => {
-        for (const resume of ping.waiters) resume();
-      });
+      for (const resume of ping.waiters) resume();
     }
     if (reason !== "closed" && reason !== "restarts") {
       this.#losses.push(monotonicClock.now());
