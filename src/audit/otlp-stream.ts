@@ -4,7 +4,7 @@
  * becomes one OTLP/HTTP JSON log record, POSTed in batches. It never holds
  * up or fails a call: lines wait in a bounded queue, a failed request is
  * retried with exponential backoff, and when the queue is full the oldest
- * lines are dropped and counted. What the collector keeps can be checked
+ * lines not in a request under way are dropped and counted. What the collector keeps can be checked
  * with `verifyStream` and the public key alone, so a drop shows as a gap.
  */
 import { InvalidInput } from "../kernel/index.js";
@@ -16,7 +16,7 @@ export interface OtlpStreamOptions {
   readonly endpoint: string;
   /** Extra request headers, such as an authorization header the collector asks for. */
   readonly headers?: Readonly<Record<string, string>>;
-  /** Most lines held while the collector is slow or down (default 10,000); beyond it the oldest are dropped and counted. */
+  /** Most lines held while the collector is slow or down (default 10,000); beyond it the oldest waiting lines are dropped and counted. */
   readonly maxQueue?: number;
   /** Most lines per request (default 512). */
   readonly maxBatch?: number;
