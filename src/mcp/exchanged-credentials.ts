@@ -7,7 +7,7 @@
  * token-exchange.ts) for one of that target, and the result is sent as the
  * request's Authorization header. An exchanged token is kept for its
  * session's root and target until shortly before it expires, so a session's
- * calls do not each cost an exchange.
+ * calls do not each cost an exchange, and forgotten when the session ends.
  *
  * Nothing is exchanged or sent for a capability that is revoked or expired;
  * a revocation that reaches a session (its principal, its token's root, the
@@ -65,6 +65,8 @@ export interface ExchangedCredentials {
    * or the provider does not exchange it.
    */
   source(what: string, origin: string, target: ExchangeTarget): CredentialSource;
+  /** Forgets the subject token kept for `cap`'s root and every token exchanged for it: its session ended. */
+  forget(cap: Capability): void;
   stats(): ExchangeStats;
   /** Forgets everything and stops watching for revocations. */
   close(): void;
@@ -191,6 +193,9 @@ export function exchangedCredentials(options: ExchangedCredentialsOptions): Exch
       subjects.set(root, { token: subjectToken, expiresAt: until, anchor: cap, sessions: new Map(), tokens: new Map() });
     },
     source,
+    forget: (cap: Capability) => {
+      subjects.delete(rootOf(cap).id);
+    },
     stats: () => {
       let exchanged = 0;
       for (const s of subjects.values()) exchanged += s.tokens.size;

@@ -80,6 +80,12 @@ export interface Gateway {
    */
   authenticate(token: string, options?: { readonly fresh?: boolean; readonly resource?: string }): Promise<Capability>;
   /**
+   * Forgets what the gateway kept for the session of `capability` (one that
+   * `authenticate` gave with `fresh`): with a token exchange, its access
+   * token and every token exchanged for it. Called when the session ends.
+   */
+  endSession(capability: Capability): void;
+  /**
    * A revocation asked for by the holder of `token` (verified first): with no
    * target, the token itself (and everything derived from it), which any
    * holder may give up; with a target (a principal, session, tenant, role,
@@ -349,14 +355,17 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
           const resource = opts?.resource ?? config.oauth?.resource;
           if (resource === undefined) throw new InvalidToken("an identity-provider token needs the gateway's resource URI to check its audience; set oauth.resource");
           const capability = await oauth.authenticate(token, resource);
-          // Kept for the token exchange of this session's calls, by its root, in that closure only.
-          exchange?.remember(capability, token);
+          // Kept for the token exchange of a new session's calls, by its root, in that closure only, until endSession.
+          if (opts?.fresh === true) exchange?.remember(capability, token);
           return capability;
         }
         // A new session looks at revocation and expiry before it exists; later requests reuse the verified capability, whose every check consults the store.
         if (opts?.fresh !== true) return verifier.verify(token);
         inspectVerified(token, verifyOptions);
         return verifier.verifyShared(token);
+      },
+      endSession: (capability: Capability) => {
+        exchange?.forget(capability);
       },
       revoke: async (token: string, request?: { readonly target?: RevocationTarget; readonly reason?: string }) => {
         if (looksLikeJwt(token)) throw new InvalidInput("revocations are asked for with a Biscuit token; an identity provider's access token is revoked at the provider, and its principal with a token that has a revoke grant");

@@ -301,15 +301,19 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const auth = await authenticate(req, res, true);
     if (auth === null) return;
     const parsed = await body(req, res);
-    if (parsed === null) return;
+    if (parsed === null) {
+      gateway.endSession(auth.capability);
+      return;
+    }
     // The gateway names the session before it exists, so its capability carries the name: a caretaker link labelled with it.
     const id = randomUUID();
     const capability = caretaker(auth.capability, { session: id }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
-    const session: Session = { token: auth.token, capability, transport, unwatch: () => undefined, answering: 0, state: "open", grace: null };
+    const session: Session = { token: auth.token, capability, transport, unwatch: () => { gateway.endSession(capability); }, answering: 0, state: "open", grace: null };
     // In the table before the initialize is answered, so initializes sent at once cannot overshoot its limits.
     const refused = sessions.open(id, capability.mint.principal, auth.token, session, expiresAt(capability));
     if (refused !== null) {
+      gateway.endSession(capability);
       const status = refused.kind === "total" ? 503 : 429;
       send(res, status, { jsonrpc: "2.0", error: { code: -32000, message: refused.message }, id: null }, { "retry-after": "5" });
       return;
@@ -318,7 +322,10 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     answering(session, res);
     const { maxCallsPerSession, maxQueuedCalls } = gateway.config.sessions;
     const server = sessionServer(gateway, capability, { limit: chainLimiters(callLimiter(maxCallsPerSession, maxQueuedCalls, "this session"), calls) });
-    session.unwatch = server.dispose;
+    session.unwatch = () => {
+      server.dispose();
+      gateway.endSession(capability);
+    };
     // Closed as soon as the store learns that what it holds was revoked; its client's next request then gets 401.
     const unwatchStore = gateway.tokenStore.watchSession(capability, (reason) => {
       log(`session ${id} closed: ${reason}`);
@@ -328,6 +335,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       session.unwatch = () => {
         unwatchStore();
         server.dispose();
+        gateway.endSession(capability);
       };
     }
     // Ended by its client (DELETE) or by the table: either way it leaves the table.

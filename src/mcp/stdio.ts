@@ -51,5 +51,6 @@ export async function serveStdio(gateway: Gateway, token: string): Promise<void>
     unwatch();
     if (expiry !== null) clearTimeout(expiry);
     session.dispose();
+    gateway.endSession(capability);
   }
 }

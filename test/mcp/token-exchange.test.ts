@@ -437,6 +437,37 @@ describe("tool listing of an upstream that takes each caller's credential", () =
   });
 });
 
+describe("a session's tokens end with the session", () => {
+  it("forgets the access token and what was exchanged for it when its client ends the session, or the gateway refuses to open one", async () => {
+    const http: HttpGateway = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    try {
+      const before = gateway.tokenExchange();
+      const a = await httpClient(http.url, await userToken("alice"));
+      expect(textOf(await a.client.callTool({ name: "api__whoami", arguments: {} }))).toBe("you are alice");
+      expect(gateway.tokenExchange()).toEqual({ subjects: (before?.subjects ?? 0) + 1, exchanged: (before?.exchanged ?? 0) + 1 });
+      await a.transport.terminateSession();
+      await a.client.close();
+      expect(gateway.tokenExchange()).toEqual(before);
+      // A request that authenticates but is refused before a session exists (a body that is not JSON) keeps nothing either.
+      const refused = await fetch(http.url, {
+        method: "POST",
+        headers: { authorization: `Bearer ${await userToken("alice")}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+        body: "{not json",
+      });
+      expect(refused.status).toBe(400);
+      expect(gateway.tokenExchange()).toEqual(before);
+    } finally {
+      await http.close();
+    }
+  });
+
+  it("a token authenticated outside a new session (an explorer or a mismatched request) is not kept", async () => {
+    const before = gateway.tokenExchange();
+    await gateway.authenticate(await userToken("bob"), { resource: RESOURCE });
+    expect(gateway.tokenExchange()).toEqual(before);
+  });
+});
+
 describe("what never holds a token", () => {
   it("no audit event, error or tool result holds a caller's token or one exchanged for it", async () => {
     expect(tokensSeen.size).toBeGreaterThan(4);
