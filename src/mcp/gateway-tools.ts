@@ -58,6 +58,8 @@ export interface GatewayToolOptions {
   readonly resolver?: Resolver | undefined;
   /** Each caller's own credentials, attached by the fetch tool's HTTP resource for each origin it sends to. */
   readonly credentials?: CredentialSource | undefined;
+  /** The operator's log: a line when a tool sandbox is stopped, or refuses calls for having been stopped too often. */
+  readonly log: (line: string) => void;
 }
 
 /** Opens the configured tools; whatever was opened before a failure is closed again. */
@@ -74,12 +76,12 @@ export async function openGatewayTools(config: GatewayConfig["tools"], options: 
       closers.push(() => loaded.close());
       tools.push(...loaded.tools);
     };
-    if (Object.keys(resources).length > 0) await load(loadBuiltinTools(resources, defined({ trusted: config.trusted })));
+    if (Object.keys(resources).length > 0) await load(loadBuiltinTools(resources, { ...defined({ trusted: config.trusted }), log: options.log }));
     const acting = actingMethods(resources);
     for (const m of config.modules ?? []) {
       const endowments = { ...m.data, ...Object.fromEntries((m.endow ?? []).map((name) => [name, acting[name]])) };
       const limits = defined({ timeoutMs: m.timeoutMs, memoryMb: m.memoryMb });
-      await load(loadToolModule(m.path, m.trusted === true ? { trusted: true, endowments } : { endowments, ...defined({ allow: m.allow }), ...(Object.keys(limits).length > 0 ? { limits } : {}) }));
+      await load(loadToolModule(m.path, m.trusted === true ? { trusted: true, endowments } : { endowments, log: options.log, ...defined({ allow: m.allow }), ...(Object.keys(limits).length > 0 ? { limits } : {}) }));
     }
     const names = tools.map((t) => t.name);
     const repeated = [...new Set(names.filter((n, i) => names.indexOf(n) !== i))];

@@ -123,6 +123,8 @@ export interface OpenGatewayOptions {
   readonly resolver?: Resolver;
   /** Tells when an exchanged token is due for renewal; the system clock by default. */
   readonly clock?: Clock;
+  /** The operator's log: a line when a tool sandbox is stopped, or refuses calls for having been stopped too often; standard error by default. */
+  readonly log?: (line: string) => void;
 }
 
 /** A key file as `agentcap token keygen` writes it. */
@@ -301,7 +303,8 @@ export async function openGateway(config: GatewayConfig, options: OpenGatewayOpt
       exchange === null ? [] : [[origin, exchange.source(`origin ${origin}`, origin, target)] as const],
     ));
     const fetchCredentials = credentialsByOrigin(exchangeOrigins, vault);
-    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver, credentials: fetchCredentials ?? undefined });
+    const log = options.log ?? ((line: string) => process.stderr.write(`agentcap gateway: ${line}\n`));
+    const own = await openGatewayTools(config.tools, { audit, mints, resolver: options.resolver, credentials: fetchCredentials ?? undefined, log });
     cleanup.push(() => own.close());
     const guard = options.guard ?? guardUpstream;
     const upstreams: GuardedUpstream[] = [];

@@ -39,6 +39,8 @@ export interface LoadBuiltinToolsOptions {
   readonly limits?: Partial<SandboxLimits>;
   /** The opt-out: run the handlers in this process. Every audit event of these tools records `toolCode: "trusted"`. */
   readonly trusted?: boolean;
+  /** One line for the operator each time the handlers' sandbox is stopped, and when it starts refusing calls for having been stopped too often. */
+  readonly log?: (line: string) => void;
 }
 
 const HANDLERS = fileURLToPath(new URL(`./builtin-handlers${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
@@ -47,6 +49,7 @@ const limit = (max: number) => z.number().int().positive().max(max);
 const optionsSchema = z.strictObject({
   limits: z.strictObject({ timeoutMs: limit(3_600_000), loadTimeoutMs: limit(3_600_000), memoryMb: limit(16_384).min(16) }).partial().optional(),
   trusted: z.boolean().optional(),
+  log: z.custom<(line: string) => void>((v) => typeof v === "function", "must be a function").optional(),
 });
 
 /**
@@ -63,7 +66,7 @@ export async function loadBuiltinTools(resources: BuiltinResources, options: Loa
   const host = hostTools(resources);
   if (host.length === 0) throw new InvalidInput("loadBuiltinTools needs at least one resource: files, http, database or exec");
   if (parsed.data.trusted === true) return Object.freeze({ tools: Object.freeze(host.map((tool) => rehostTool(tool, "trusted"))), close: () => Promise.resolve(), health: () => NO_SANDBOX });
-  const { sandbox } = await startSandbox({ path: HANDLERS }, actingMethods(resources), [], parsed.data.limits ?? {});
+  const { sandbox } = await startSandbox({ path: HANDLERS }, actingMethods(resources), [], parsed.data.limits ?? {}, parsed.data.log);
   const tools = host.map((tool) =>
     rehostTool(tool, "sandboxed", (input: unknown, capability: Capability, context: ToolContext) => sandbox.run(tool.name, input, capability, context)),
   );

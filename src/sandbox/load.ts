@@ -36,6 +36,8 @@ export interface LoadToolModuleOptions {
    * `toolCode: "trusted"`. Needs a path; `allow` and `limits` do not apply.
    */
   readonly trusted?: boolean;
+  /** One line for the operator each time the sandbox is stopped (why, and what became of the calls in it), and when it starts refusing calls for having been stopped too often. */
+  readonly log?: (line: string) => void;
 }
 
 /** A loaded tool module. */
@@ -57,6 +59,7 @@ const optionsSchema = z.strictObject({
   allow: z.array(z.string().min(1).max(214)).max(64).optional(),
   limits: z.strictObject({ timeoutMs: limit(3_600_000), loadTimeoutMs: limit(3_600_000), memoryMb: limit(16_384).min(16) }).partial().optional(),
   trusted: z.boolean().optional(),
+  log: z.custom<(line: string) => void>((v) => typeof v === "function", "must be a function").optional(),
 });
 
 /**
@@ -78,7 +81,7 @@ export async function loadToolModule(from: string | ToolModuleSource, options: L
     if (options.allow !== undefined || options.limits !== undefined) throw new InvalidInput("allow and limits apply to sandboxed modules; a trusted module runs unconfined");
     return loadTrusted(source.path, endowments);
   }
-  const { sandbox, infos } = await startSandbox(source, endowments, options.allow ?? [], parsed.data.limits ?? {});
+  const { sandbox, infos } = await startSandbox(source, endowments, options.allow ?? [], parsed.data.limits ?? {}, parsed.data.log);
   try {
     return Object.freeze({ tools: Object.freeze(infos.map((info) => sandboxedTool(info, sandbox))), close: () => sandbox.close(), health: () => sandbox.health() });
   } catch (e) {
@@ -97,6 +100,7 @@ export async function startSandbox(
   endowments: Endowments,
   allowed: readonly string[],
   limits: { readonly [K in keyof SandboxLimits]?: number | undefined },
+  log?: (line: string) => void,
 ): Promise<{ sandbox: ModuleSandbox; infos: readonly ToolInfo[] }> {
   const { shapes, remotes } = splitEndowments(endowments);
   const ses = resolveOptional("ses", "loading a tool module sandboxed");
@@ -104,7 +108,7 @@ export async function startSandbox(
   const allow = [...new Set(["zod", ...allowed])];
   const modules = await Promise.all(allow.map(async (specifier) => ({ specifier, code: await compileAllowedModule(specifier, compiled.dir) })));
   const settings = { ...DEFAULT_SANDBOX_LIMITS, ...defined(limits) };
-  const sandbox = new ModuleSandbox({ ses, tool: { code: compiled.code, filename: compiled.filename }, modules, endowments: shapes }, settings, compiled.filename, remotes);
+  const sandbox = new ModuleSandbox({ ses, tool: { code: compiled.code, filename: compiled.filename }, modules, endowments: shapes }, settings, compiled.filename, remotes, log);
   const infos = await sandbox.start();
   if (infos.length === 0) {
     await sandbox.close();
@@ -116,8 +120,8 @@ export async function startSandbox(
 /** Options are read once, own properties only; endowments are checked on their own, as they hold objects. */
 function snapshotOptions(options: unknown): unknown {
   if (typeof options !== "object" || options === null) return options;
-  const { endowments, ...rest } = options as Record<string, unknown>;
-  return { ...(snapshotPlainData(rest, "options of loadToolModule") as object), ...(endowments === undefined ? {} : { endowments }) };
+  const { endowments, log, ...rest } = options as Record<string, unknown>;
+  return { ...(snapshotPlainData(rest, "options of loadToolModule") as object), ...(endowments === undefined ? {} : { endowments }), ...(log === undefined ? {} : { log }) };
 }
 
 /** Plain data is copied into the sandbox; an object with methods stays here and is reached through them. */
@@ -171,6 +175,9 @@ function sandboxedTool(info: ToolInfo, sandbox: ModuleSandbox): AnyTool {
     },
     (input, capability, context) => sandbox.run(info.name, input, capability, context),
     "sandboxed",
+    (input) => {
+      sandbox.release(input);
+    },
   );
 }
 

@@ -178,11 +178,26 @@ export class ModuleSandbox {
   readonly #losses: number[] = [];
   readonly #health = { starts: 0, timeouts: 0, stopped: { timeout: 0, memory: 0, crash: 0 }, rerun: 0, refused: 0 };
 
-  constructor(init: WorkerInit, limits: SandboxLimits, label: string, remotes: ReadonlyMap<string, RemoteObject>) {
+  /** The operator's log, if any: stops and refusals. */
+  readonly #log: ((line: string) => void) | undefined;
+  /** Set while starts are refused for too many losses, so the operator is told once when that begins, not at every call. */
+  #refusing = false;
+
+  constructor(init: WorkerInit, limits: SandboxLimits, label: string, remotes: ReadonlyMap<string, RemoteObject>, log?: (line: string) => void) {
     this.#init = init;
     this.#limits = limits;
     this.#label = label;
     this.#remotes = remotes;
+    this.#log = log;
+  }
+
+  /** Tells the operator; a log that throws is ignored, so a stop always completes. */
+  #tell(line: string): void {
+    try {
+      this.#log?.(line);
+    } catch {
+      // The log is the operator's; its failure must not leave calls of a stopped sandbox unsettled.
+    }
   }
 
   /** Starts the sandbox and loads the module; resolves to the tools it defines. */
@@ -193,25 +208,26 @@ export class ModuleSandbox {
 
   /**
    * The needs of a call, computed inside the sandbox from the input. The
-   * handler starts right after, so the dispatcher's `run` finds it under way;
-   * if the dispatcher does not run it (a denied need, a plan only), it is
-   * abandoned before anything it asks for is served.
+   * handler starts right after, so the dispatcher's `run` with the same input
+   * object finds it under way (however long the dispatcher waited for the
+   * call's intent to be durable meanwhile); if the dispatcher does not run
+   * it (a denied need, an approval asked for, a plan only), it `release`s it,
+   * and nothing the handler asks for is served.
    */
   async needs(tool: string, input: unknown, tenant: string | null): Promise<unknown> {
     const run = await this.#begin("start", tool, input, tenant);
     const outcome = await run.needs.promise;
     if (!outcome.ok) this.#abandon(run);
     const needs = this.#settle(outcome, run, tool);
-    if (typeof input === "object" && input !== null) {
-      this.#byInput.set(input, run);
-      // The dispatcher runs the handler in the same turn as it checks the needs (no I/O between), so by the next turn of the event loop an unclaimed run is not wanted.
-      setImmediate(() => {
-        this.#abandon(run);
-      });
-    } else {
-      this.#abandon(run);
-    }
+    if (typeof input === "object" && input !== null) this.#byInput.set(input, run);
+    else this.#abandon(run);
     return needs;
+  }
+
+  /** The dispatcher will not run the call whose needs were computed from `input`: its handler is given nothing, and its result dropped. */
+  release(input: unknown): void {
+    const run = typeof input === "object" && input !== null ? this.#byInput.get(input) : undefined;
+    if (run !== undefined) this.#abandon(run);
   }
 
   /** Runs a tool's handler inside the sandbox; its requests are served with `capability` while the call lasts. */
@@ -257,8 +273,11 @@ export class ModuleSandbox {
       const refusal = this.#restartRefusal();
       if (refusal !== null) {
         this.#health.refused++;
+        if (!this.#refusing) this.#tell(refusal.message.replace(/; retry in (\d+ s)$/, "; calls are refused for the next $1"));
+        this.#refusing = true;
         return Promise.reject(refusal);
       }
+      this.#refusing = false;
     }
     this.#starting ??= this.#spawn().finally(() => {
       this.#starting = null;
@@ -620,6 +639,7 @@ export class ModuleSandbox {
     }
     const requests = this.#requests.get(worker) ?? 0;
     const again: Run[] = [];
+    let failed = 0;
     for (const run of [...this.#runs.values()]) {
       if (run.worker !== worker) continue;
       if (reason === "timeout" && !specific.has(run.id) && !run.rerun && run.seen === requests) {
@@ -627,6 +647,7 @@ export class ModuleSandbox {
         again.push(run);
         continue;
       }
+      failed++;
       if (run.parked && !specific.has(run.id)) {
         this.#giveUp(run);
         continue;
@@ -639,6 +660,11 @@ export class ModuleSandbox {
     }
     void worker.terminate();
     for (const run of again) void this.#rerun(run);
+    if (reason !== "closed" && reason !== "restarts") {
+      const stoppedCalls = `${String(again.length)} call${again.length === 1 ? "" : "s"} run again in a fresh one, ${String(failed)} failed`;
+      const why = detail.replace(/\p{Cc}+/gu, " ").trim();
+      this.#tell(`the sandbox of ${this.#label} was stopped (${reason}${why === "" ? "" : `: ${why}`}); ${stoppedCalls}; ${String(this.#losses.length)} of ${String(MAX_RESTARTS)} stops allowed within ${String(RESTART_WINDOW_MS / 1000)} s`);
+    }
   }
 
   #stopped(reason: SandboxStopReason, detail = ""): SandboxStopped {

@@ -103,6 +103,13 @@ export interface ToolImplementation {
    * before the handler's first resource access, and is written with it.
    */
   readonly confined: boolean;
+  /**
+   * Told that the dispatcher asked for the needs of `input` and will not run
+   * the handler with it (refused, suspended for approval, or only planned):
+   * a tool whose needs started work ahead of the handler (a sandboxed
+   * module's) drops it. Undefined for the others.
+   */
+  readonly release: ((input: unknown) => void) | undefined;
 }
 
 const implementations = new WeakMap<AnyTool, ToolImplementation>();
@@ -137,8 +144,8 @@ export function defineBuiltinTool<S extends z.ZodObject, Out, Q extends Request 
  * Defines a tool loaded from a tool module, recording how its code runs, so
  * that every audit event of the tool says so. For the sandbox layer only.
  */
-export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandler<unknown, unknown>, code: ToolCode): AnyTool {
-  return makeTool(spec, handler, code, false);
+export function defineModuleTool(spec: ToolSpec<z.ZodObject>, handler: ToolHandler<unknown, unknown>, code: ToolCode, release?: (input: unknown) => void): AnyTool {
+  return makeTool(spec, handler, code, false, release);
 }
 
 /**
@@ -157,6 +164,7 @@ function makeTool<S extends z.ZodObject, Out, Q extends Request>(
   handler: ToolHandler<z.output<S>, Out, ReachOfRequests<Q>>,
   code: ToolCode | undefined,
   confined: boolean,
+  release?: (input: unknown) => void,
 ): Tool<z.input<S>, Out> {
   const own = <K extends keyof ToolSpec<S, Q>>(k: K): ToolSpec<S, Q>[K] | undefined => (Object.hasOwn(spec, k) ? spec[k] : undefined);
   const [name, description, input, needs] = [own("name"), own("description"), own("input"), own("needs")];
@@ -170,7 +178,7 @@ function makeTool<S extends z.ZodObject, Out, Q extends Request>(
   if (typeof needs !== "function") throw new InvalidInput(`tool ${name}: needs must be a function from input to the requests the call makes`);
   if (typeof handler !== "function") throw new InvalidInput(`tool ${name}: handler must be a function (input, capability) => result`);
   const tool: Tool<z.input<S>, Out> = Object.freeze({ name, description, input, inputSchema: inputJsonSchema(name, input) });
-  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown>, code, confined }));
+  implementations.set(tool, Object.freeze({ needs: needs as NeedsFunction<unknown>, handler: handler as ToolHandler<unknown, unknown>, code, confined, release }));
   return tool;
 }
 

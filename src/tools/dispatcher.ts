@@ -139,6 +139,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     let request: Request = toolRequest;
     let decision: Decision = checkTrusted(trusted, capability, toolRequest);
     let plan: CallPlan;
+    /** The plan once its needs were asked for: a call that then does not run its handler releases what they started. */
+    let worked: CallPlan | undefined;
     let asking = false;
     try {
       // A call waiting only for approval is worked out first: approvers are shown its exact arguments and needs.
@@ -146,6 +148,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
       const planned = planCall(registered.tool, input, needsContext(capability, tenant));
       plan = planned instanceof Promise ? await planned : planned;
+      worked = plan;
       let needShadow: ShadowDenial | undefined;
       let needApproval = false;
       for (const [i, need] of plan.needs.entries()) {
@@ -171,6 +174,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
     } catch (e) {
       // Refused before the handler ran: nothing acted, so the call is one event.
+      if (worked !== undefined) registered?.impl.release?.(worked.input);
       span?.decided(request, decision);
       const written = writeToolEvent(sink, { at, tool: name, toolCode, request, decision, capability }, startedMs, failureOutcome(e));
       const id = typeof written === "string" ? written : await written;
@@ -181,6 +185,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       // Suspended, not refused: the approval flow records each step, and the approved call is dispatched like any other.
       const waiting = callOptions?.approval;
       span?.suspended();
+      // The approved call works out its needs again when it resumes.
+      registered.impl.release?.(plan.input);
       const needArgs = plan.needArgs.some((a) => a !== undefined) ? { needArgs: plan.needArgs } : {};
       return approvals.run(capability, toolRequest, { tool: name, args: plan.input, needs: plan.needs, ...needArgs, ...defined({ onPending: waiting?.onPending, signal: waiting?.signal }) }, (approved) =>
         traced(ref, input, approved, callOptions, false, span),
@@ -203,6 +209,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     let result: unknown;
     let failed = false;
     let error: unknown;
+    let handed = false;
     try {
       const dead = liveDenial(capability);
       if (dead !== null) throw denialError(dead);
@@ -215,6 +222,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       const context = new CallContext(tenant, dispatcher, lease.capability);
       span?.adopt(lease.capability);
+      handed = true;
       try {
         result = span === null ? impl.handler(plan.input, lease.capability, context) : span.run(() => impl.handler(plan.input, lease.capability, context));
         if (isPending(result)) result = await result;
@@ -224,6 +232,7 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       }
       outcome = succeeded(result);
     } catch (e) {
+      if (!handed) impl.release?.(plan.input);
       failed = true;
       error = e;
       outcome = failureOutcome(e);
@@ -258,7 +267,10 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
       const name = resolve(ref);
       const registered = registry.get(name);
       if (registered === undefined) throw new InvalidInput(`no tool named ${name} is registered with this dispatcher`);
-      return planCall(registered.tool, input, needsContext(capability, tenantFor(capability, callOptions)));
+      const plan = await planCall(registered.tool, input, needsContext(capability, tenantFor(capability, callOptions)));
+      // Only planned: whatever working out the needs started is not run.
+      registered.impl.release?.(plan.input);
+      return plan;
     },
   });
   return dispatcher;

@@ -1,7 +1,7 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { InvalidInput, SandboxViolation } from "../../src/kernel/errors.ts";
+import { InvalidInput, SandboxTimeout, SandboxViolation } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
@@ -16,6 +16,7 @@ import { makeFixture, type Fixture } from "./support.ts";
  */
 
 const SNEAKY_MODULE = path.join(path.dirname(NOTES_MODULE), "sneaky.ts");
+const SPIN_MODULE = path.join(path.dirname(NOTES_MODULE), "spin.ts");
 
 let fixture: Fixture | undefined;
 let gateway: Gateway | undefined;
@@ -26,15 +27,15 @@ afterEach(async () => {
   [gateway, fixture] = [undefined, undefined];
 });
 
-async function open(tools: Record<string, unknown>, roles: Record<string, unknown> = {}): Promise<Gateway> {
+async function open(tools: Record<string, unknown>, roles: Record<string, unknown> = {}, log?: (line: string) => void): Promise<Gateway> {
   fixture = makeFixture({
     tools: { files: { root: "workspace" }, ...tools },
     policy: {
-      roles: { reader: { tools: ["read_file", "read_note", "sneaky", "greet"], fs: [{ path: "workspace/public", ops: ["read", "list"] }, { path: "workspace/note.txt", ops: ["read"] }] }, ...roles },
+      roles: { reader: { tools: ["read_file", "read_note", "sneaky", "greet", "spin", "count"], fs: [{ path: "workspace/public", ops: ["read", "list"] }, { path: "workspace/note.txt", ops: ["read"] }] }, ...roles },
       principals: { alice: { roles: ["reader"] } },
     },
   });
-  gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
+  gateway = await openGateway(await loadGatewayConfig(fixture.configFile), log === undefined ? {} : { log });
   return gateway;
 }
 
@@ -43,6 +44,21 @@ async function toolEvents(g: Gateway, tool: string) {
 }
 
 describe("a gateway's own tools", () => {
+  it("run a module's handler once per call, and tell the operator's log when its sandbox is stopped; the next call runs in a fresh one", async () => {
+    const logged: string[] = [];
+    const g = await open({ modules: [{ path: SPIN_MODULE, timeoutMs: 300 }] }, {}, (line) => logged.push(line));
+    const alice = await g.authenticate(g.issueToken("alice"));
+    // Once per call: the handler a call's needs started is the one the call runs, however long its intent took to be durable.
+    const counts = [await g.dispatcher.call("count", {}, alice), await g.dispatcher.call("count", {}, alice), await g.dispatcher.call("count", {}, alice)];
+    expect(counts).toEqual([1, 2, 3]);
+    await expect(g.dispatcher.call("spin", {}, alice)).rejects.toThrow(SandboxTimeout);
+    // Held until the stuck sandbox is stopped, then run in a fresh one.
+    await expect(g.dispatcher.call("count", {}, alice)).resolves.toBe(1);
+    expect(logged).toEqual([
+      `the sandbox of ${SPIN_MODULE} was stopped (timeout: a call of tool spin in it ran past its time limit and the sandbox stopped responding); 0 calls run again in a fresh one, 0 failed; 1 of 5 stops allowed within 60 s`,
+    ]);
+  });
+
   it("run the built-in tools' handlers sandboxed by default, and say so in every event", async () => {
     const g = await open({});
     const alice = await g.authenticate(g.issueToken("alice"));

@@ -193,5 +193,6 @@ describe("the built-in tools with sandboxed handlers", () => {
     await expect(loadBuiltinTools({})).rejects.toThrow(new InvalidInput("loadBuiltinTools needs at least one resource: files, http, database or exec"));
     await expect(loadBuiltinTools({ exec: createExec() }, { limits: { timeoutMs: -1 } })).rejects.toThrow(InvalidInput);
     await expect(loadBuiltinTools({ exec: createExec() }, { trusted: "yes" } as never)).rejects.toThrow(/options of loadBuiltinTools/);
+    await expect(loadBuiltinTools({ exec: createExec() }, { log: 1 } as never)).rejects.toThrow(/options of loadBuiltinTools: log: must be a function/);
   });
 });

@@ -27,11 +27,12 @@ export const hang = defineTool({ name: "hang", description: "Never settles.", ..
 export const spinNeeds = defineTool({ name: "spin_needs", description: "Spins in needs.", input: none, needs: () => { for (;;) {} } }, () => 1);
 export const flood = defineTool({ name: "flood", description: "Floods the microtask queue after returning.", ...quick }, () => { const again = () => Promise.resolve().then(again); again(); return "returned"; });
 export const slow = defineTool({ name: "slow", description: "Asks the host, which answers after ms.", input: z.object({ ms: z.number() }), needs: () => [] }, async (i, cap, ctx) => ctx.endowments.clock.later(cap, i.ms));
+export const waitThenSpin = defineTool({ name: "wait_then_spin", description: "Asks the host, then never returns.", input: z.object({ ms: z.number() }), needs: () => [] }, async (i, cap, ctx) => { await ctx.endowments.clock.later(cap, i.ms); for (;;) {} });
 export const hog = defineTool({ name: "hog", description: "Allocates without end.", ...quick }, () => { const kept = []; for (;;) kept.push(new Array(1000000).fill(kept.length)); });
 `;
 
 const LIMITS: Partial<SandboxLimits> = { timeoutMs: 500, memoryMb: 64 };
-const NAMES = ["count", "spin", "spin_later", "hang", "spin_needs", "flood", "slow", "hog"];
+const NAMES = ["count", "spin", "spin_later", "hang", "spin_needs", "flood", "slow", "wait_then_spin", "hog"];
 /** An endowment whose one method answers after `ms`: a call waiting on it has asked the host for something. */
 const clock = {
   later: async (_cap: unknown, ms: unknown) => {
@@ -145,6 +146,58 @@ describe("a call past its time limit", () => {
   });
 });
 
+describe("a call whose intent takes a while to be durable", () => {
+  it("runs its handler once: the run its needs started is the one it claims, after the audit sink's own turns of the event loop", async () => {
+    const inner = memorySink();
+    // As a durable store does: the intent is committed in a later turn of the event loop, not a microtask.
+    const slow = { ...inner, intend: async (...args: Parameters<typeof inner.intend>) => { await new Promise((resolve) => setTimeout(resolve, 20)); return inner.intend(...args); } };
+    const d = createDispatcher({ tools: runaway.tools, audit: slow });
+    const counts = [];
+    for (let i = 0; i < 5; i++) counts.push(await d.call("count", {}, cap));
+    expect(counts).toEqual([1, 2, 3, 4, 5]);
+    // Refused or only planned, a call's started handler is dropped: it counts, but nothing is served or returned.
+    await d.plan("count", {}, cap);
+    await expect(d.call("count", {}, createMint({ issuer: "sandbox-tests", policy: () => ({ tools: ["spin"] }) }).issue({ id: "carol" }))).rejects.toThrow(/does not grant/);
+    expect(runaway.health()).toMatchObject({ timeouts: 0, starts: 1 });
+  });
+});
+
+describe("a call that asked the host before its sandbox got stuck", () => {
+  it("is not run again: it fails with SandboxStopped (timeout) saying it may have acted, while a call that asked nothing runs again", async () => {
+    // A 4 s limit, so the call that acted is still within its own when the stuck sandbox is stopped (1 s after the stuck call's limit).
+    const logged: string[] = [];
+    const m = await loadToolModule({ source: TOOLS }, { limits: { timeoutMs: 4_000, memoryMb: 64 }, endowments: { clock }, log: (line) => logged.push(line) });
+    const at = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      const d = createDispatcher({ tools: m.tools, audit: sink });
+      const started = Date.now();
+      // Waits 3 s for the host, then spins: stuck from 3 s, its limit at 4 s, the sandbox stopped at about 5 s.
+      const stuck = d.call("wait_then_spin", { ms: 3_000 }, cap).catch((e: unknown) => e);
+      await at(2_000);
+      // Asks the host at 2 s for an answer that comes long after: it has acted through the host.
+      const acted = d.call("slow", { ms: 60_000 }, cap).catch((e: unknown) => e);
+      await at(3_500 - (Date.now() - started));
+      // Handed to the spinning sandbox at 3.5 s: it asks nothing before the stop.
+      const caught = d.call("count", {}, cap);
+      expect(await stuck).toBeInstanceOf(SandboxTimeout);
+      const error = await acted;
+      expect(error).toBeInstanceOf(SandboxStopped);
+      expect(error).toMatchObject({ code: "ERR_SANDBOX_STOPPED", reason: "timeout" });
+      expect((error as Error).message).toMatch(/this call may already have acted through the host, so it was not run again: retry it if that is safe$/);
+      // Run again in a fresh sandbox: its count starts over.
+      await expect(caught).resolves.toBe(1);
+      expect(m.health()).toMatchObject({ starts: 2, timeouts: 1, stopped: { timeout: 1 }, rerun: 1 });
+      expect(sink.toolEvents().filter((e) => e.tool === "slow").at(-1)).toMatchObject({ outcome: { ok: false, errorCode: "ERR_SANDBOX_STOPPED" } });
+      // The operator is told: which call stuck it, what became of the others.
+      expect(logged).toEqual([
+        "the sandbox of tool-module.ts was stopped (timeout: a call of tool wait_then_spin in it ran past its time limit and the sandbox stopped responding); 1 call run again in a fresh one, 1 failed; 1 of 5 stops allowed within 60 s",
+      ]);
+    } finally {
+      await m.close();
+    }
+  }, 20_000);
+});
+
 describe("the memory ceiling", () => {
   it("stops a sandbox that reaches it with SandboxStopped (memory), and the next call starts afresh", async () => {
     // A time limit long enough that the heap ceiling is what stops the call.
@@ -175,7 +228,8 @@ describe("closing", () => {
 
 describe("restarts", () => {
   it("a tool that always hangs its sandbox cannot make it restart without end: after five losses within a minute, calls are refused (restarts) instead", async () => {
-    const m = await loadToolModule({ source: TOOLS }, { limits: { timeoutMs: 200, memoryMb: 64 } });
+    const logged: string[] = [];
+    const m = await loadToolModule({ source: TOOLS }, { limits: { timeoutMs: 200, memoryMb: 64 }, log: (line) => logged.push(line) });
     try {
       const d = createDispatcher({ tools: m.tools, audit: memorySink() });
       const outcomes: string[] = [];
@@ -188,6 +242,12 @@ describe("restarts", () => {
       expect(refused).toBeInstanceOf(SandboxStopped);
       expect((refused as Error).message).toMatch(/^the sandbox of tool-module.ts was stopped 5 times in the last 60 s .* so it is not started again for now; retry in \d+ s$/);
       expect(m.health()).toMatchObject({ starts: 5, timeouts: 5, stopped: { timeout: 5, memory: 0, crash: 0 }, refused: 4 });
+      // One line per stop, then one when the refusals begin (not one per refused call).
+      expect(logged).toHaveLength(6);
+      logged.slice(0, 5).forEach((line, i) => {
+        expect(line).toMatch(new RegExp(`^the sandbox of tool-module\\.ts was stopped \\(timeout: a call of tool spin in it ran past its time limit and the sandbox stopped responding\\); .*; ${String(i + 1)} of 5 stops allowed within 60 s$`));
+      });
+      expect(logged[5]).toMatch(/^the sandbox of tool-module\.ts was stopped 5 times in the last 60 s .* so it is not started again for now; calls are refused for the next \d+ s$/);
     } finally {
       await m.close();
     }

@@ -229,6 +229,7 @@ describe("loading", () => {
     ["Node's own module in the allowlist", () => loadToolModule({ source: tool("") }, { allow: ["node:fs"] }), InvalidInput, /allow lists package names/],
     ["a limit of zero", () => loadToolModule({ source: tool("") }, { limits: { timeoutMs: 0 } }), InvalidInput, /timeoutMs/],
     ["an unknown option", () => loadToolModule({ source: tool("") }, { sandbox: false } as never), InvalidInput, /sandbox/],
+    ["a log that is not a function", () => loadToolModule({ source: tool("") }, { log: "stderr" } as never), InvalidInput, /options of loadToolModule: log: must be a function/],
   ])("refuses %s", async (_name, attempt, type, message) => {
     const error = await attempt().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(type);
