@@ -15,6 +15,14 @@ const grant: Grant = {
   db: [{ model: "Customer", ops: ["read"], scope: { tenantId: 42 } }],
 };
 
+/** The same grant deep-frozen, as an application that hardens its grants passes it: read once, then known. */
+const hardenedGrant: Grant = structuredClone(grant);
+(function harden(value: unknown): void {
+  if (typeof value !== "object" || value === null) return;
+  for (const inner of Object.values(value)) harden(inner);
+  Object.freeze(value);
+})(hardenedGrant);
+
 function chainOfDepth(root: Capability, depth: number): Capability {
   let cap = root;
   for (let i = 1; i < depth; i++) cap = i % 2 === 0 ? revocable(cap).capability : narrow(cap, grant);
@@ -49,11 +57,13 @@ export async function runKernelBench(): Promise<void> {
   const windowed = narrow(chainOfDepth(root, 3), { ...grant, rates: [{ per: 60, calls: 1_000_000_000 }] });
   rows.push(measure("authorize tool.call, depth 4, a windowed rate in process", () => authorize(windowed, toolCall), ITER));
   rows.push(measure("narrow (append a link)", () => narrow(root, grant), ITER / 10));
+  rows.push(measure("narrow with a hardened grant (read once)", () => narrow(root, hardenedGrant), ITER / 10));
   rows.push(measure("revocable (append a forwarder)", () => revocable(root), ITER / 10));
   report("kernel: authorization", baseline, rows);
   const cpu = await cpuInTurns(
     [
       ["narrow (append a link)", () => narrow(root, grant)],
+      ["narrow with a hardened grant (read once)", () => narrow(root, hardenedGrant)],
       ["check fs.read, depth 4", () => check(depth4, fsRead)],
       ["check tool.call, depth 4", () => check(depth4, toolCall)],
     ],
@@ -61,6 +71,7 @@ export async function runKernelBench(): Promise<void> {
   );
   reportCpuTurns("in CPU time, taking turns (median of 21 turns)", cpu, false);
   reportTarget("narrow", cpu[0]?.nsPerOp ?? Number.NaN, 3_000);
+  reportTarget("narrow with a hardened grant", cpu[1]?.nsPerOp ?? Number.NaN, 3_000);
 
   const bytes = heapPerItem(() => narrow(root, grant), 20_000);
   console.log(

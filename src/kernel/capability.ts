@@ -138,7 +138,8 @@ export function rootOf(cap: Capability): Capability {
 
 /**
  * Appends a link that allows only what `grant` allows; the result never
- * allows more than `cap`. Throws InvalidInput naming a bad field.
+ * allows more than `cap`. Throws InvalidInput naming a bad field. A hardened
+ * grant (deep-frozen plain data) is read once; later links reuse its parse.
  */
 export function narrow<R, const G extends Grant>(cap: Capability<R>, grant: G): Capability<Meet<R, ReachOf<G>>> {
   const node = nodeOf(cap);

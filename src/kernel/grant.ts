@@ -376,17 +376,66 @@ export function schemaParseGrant(value: unknown): Grant {
 /** Every grant parseGrant returned: deep-frozen copies, so one handed back needs no second reading. */
 const PARSED_GRANTS = new WeakSet<object>();
 
+/** Hardened grants the application passed (see `hardened`), with what parseGrant made of each: they cannot change, so each is read once. */
+const HARDENED_INPUTS = new WeakMap<object, Grant>();
+
+/** A hardened grant has at most this many objects and arrays: more is not checked, and such a grant is read at every use. */
+const MAX_HARDENED_PARTS = 4096;
+
+/**
+ * Whether `value` can never read differently: it and every object and array
+ * reachable from it are frozen, and hold data properties only (a getter
+ * could answer differently each time). A frozen proxy is bound by the same
+ * rules, as the language holds its traps to the frozen target.
+ */
+function hardened(value: object): boolean {
+  const seen = new Set<object>();
+  const pending: object[] = [value];
+  while (pending.length > 0) {
+    const next = pending.pop() as object;
+    if (seen.has(next)) continue;
+    if (seen.size >= MAX_HARDENED_PARTS || !Object.isFrozen(next)) return false;
+    seen.add(next);
+    for (const key of Reflect.ownKeys(next)) {
+      const d = Reflect.getOwnPropertyDescriptor(next, key);
+      if (d === undefined || !("value" in d)) return false;
+      if (typeof d.value === "object" && d.value !== null) pending.push(d.value as object);
+      else if (typeof d.value === "function") return false;
+    }
+  }
+  return true;
+}
+
 /**
  * Validates a grant; throws InvalidInput naming every bad field. The result is
  * a frozen copy, or `value` itself when it is already a result of parseGrant
- * (deep-frozen, so it cannot have changed since it was read).
+ * (deep-frozen, so it cannot have changed since it was read). A hardened
+ * grant (deep-frozen plain data, as `harden` or a deep Object.freeze makes
+ * it) is read once: later uses get the same result without reading it again.
  */
 // The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
 export function parseGrant(value: unknown): Grant {
-  if (typeof value === "object" && value !== null && PARSED_GRANTS.has(value)) return value;
+  if (typeof value === "object" && value !== null) {
+    if (PARSED_GRANTS.has(value)) return value;
+    const known = HARDENED_INPUTS.get(value);
+    if (known !== undefined) return known;
+  }
   const grant = fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
   PARSED_GRANTS.add(grant);
+  // Checked after the grant was read and found valid: what was read is what it will always hold.
+  if (typeof value === "object" && value !== null && hardened(value)) {
+    HARDENED_INPUTS.set(value, grant);
+    SHARED_GRANTS.add(grant);
+  }
   return grant;
+}
+
+/** The parses of hardened grants: each is handed to every link made with its grant, so work done once for it can be kept. */
+const SHARED_GRANTS = new WeakSet<Grant>();
+
+/** Whether `grant` is parseGrant's reading of a hardened grant, which many links share. */
+export function isSharedGrant(grant: Grant): boolean {
+  return SHARED_GRANTS.has(grant);
 }
 
 /** Validates link conditions alone; throws InvalidInput naming every bad field. */

@@ -7,7 +7,7 @@ import type { AuditSubject } from "./audit-sink.js";
 import type { Clock } from "./clock.js";
 import { canonicalJson, sha256Hex } from "./content-hash.js";
 import { InvalidInput } from "./errors.js";
-import type { Grant, LinkConditions } from "./grant.js";
+import { isSharedGrant, type Grant, type LinkConditions } from "./grant.js";
 import type { ExternalLink, RootGuard } from "./ledger.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { RateLog } from "./rate-window.js";
@@ -182,6 +182,20 @@ export function isLinkSummary(value: unknown): value is LinkSummary {
   return typeof value === "object" && value !== null && SUMMARIES.has(value);
 }
 
+/** Compiled domains of the grants many links share (parses of hardened grants, which never change): compiled once. */
+const COMPILED_DOMAINS = new WeakMap<Grant, CompiledDomains>();
+
+function domainsOf(grant: Grant): CompiledDomains {
+  // Only shared grants are kept: an entry per link would cost the collector more than compiling does.
+  if (!isSharedGrant(grant)) return compileDomains(grant);
+  let domains = COMPILED_DOMAINS.get(grant);
+  if (domains === undefined) {
+    domains = compileDomains(grant);
+    COMPILED_DOMAINS.set(grant, domains);
+  }
+  return domains;
+}
+
 export function makeNode(
   parent: Node | null,
   grant: Grant | null,
@@ -209,7 +223,7 @@ export function makeNode(
     chain,
     grant,
     conditions,
-    domains: grant === null ? null : compileDomains(grant),
+    domains: grant === null ? null : domainsOf(grant),
     approvals,
     stamp: origin.stamp ?? null,
     shadow: origin.shadow === undefined ? null : { grant: origin.shadow, domains: compileDomains(origin.shadow), cond: compileConditions(origin.shadow) },

@@ -2,7 +2,9 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { InvalidInput } from "../../src/index.ts";
 import { fastParseConditions, fastParseGrant } from "../../src/kernel/grant-fast-path.ts";
-import { parseConditions, schemaParseGrant } from "../../src/kernel/grant.ts";
+import { parseConditions, parseGrant, schemaParseGrant } from "../../src/kernel/grant.ts";
+import { check, narrow } from "../../src/kernel/capability.ts";
+import { createMint } from "../../src/kernel/mint.ts";
 import { grant as validGrant } from "../token/arbitraries.ts";
 
 /*
@@ -226,5 +228,80 @@ describe("the grant fast path agrees with the schemas", () => {
     })())).toBeNull();
     expect(fastParseGrant({ tools: new Proxy(tools, {}) })).toBeNull();
     expect(fastParseGrant({ tools: Array.from({ length: 1025 }, () => "a") })).toBeNull();
+  });
+});
+
+describe("a hardened grant, read once", () => {
+  const harden = <T>(v: T): T => {
+    if (typeof v === "object" && v !== null) {
+      for (const inner of Object.values(v)) harden(inner);
+      Object.freeze(v);
+    }
+    return v;
+  };
+  const mint = createMint({ issuer: "hardened", policy: () => ({ tools: ["a", "b"], fs: [{ path: "/srv", ops: ["read", "write"] }] }) });
+  const root = mint.issue({ id: "u" });
+
+  it("gives the same parse at every use, and links that decide as the first did", () => {
+    const g = harden({ tools: ["a"], fs: [{ path: "/srv/data", ops: ["read" as const] }] });
+    expect(parseGrant(g)).toBe(parseGrant(g));
+    const [one, two] = [narrow(root, g), narrow(root, g)];
+    for (const cap of [one, two]) {
+      expect(check(cap, { action: "tool.call", tool: "a" }).allowed).toBe(true);
+      expect(check(cap, { action: "tool.call", tool: "b" }).allowed).toBe(false);
+      expect(check(cap, { action: "fs.write", path: "/srv/data/x" }).allowed).toBe(false);
+    }
+  });
+
+  it.each([
+    ["a frozen grant holding an array that is not", () => Object.freeze({ tools: ["a"] })],
+    ["a grant frozen only deep down", () => ({ tools: Object.freeze(["a"]) })],
+  ])("reads %s again at every use, so a change to it is what the next link gets", (_name, make) => {
+    const g = make();
+    expect(check(narrow(root, g), { action: "tool.call", tool: "a" }).allowed).toBe(true);
+    const tools = g.tools as string[];
+    if (Object.isFrozen(tools)) (g as { tools: unknown }).tools = ["b"];
+    else tools[0] = "b";
+    const later = narrow(root, g);
+    expect(check(later, { action: "tool.call", tool: "a" }).allowed).toBe(false);
+    expect(check(later, { action: "tool.call", tool: "b" }).allowed).toBe(true);
+  });
+
+  it("does not keep a frozen grant whose value comes from a getter", () => {
+    let reads = 0;
+    const g = Object.freeze(Object.defineProperty({}, "tools", { get: () => (++reads === 1 ? ["a"] : ["b"]), enumerable: true }));
+    const first = narrow(root, g as never);
+    const second = narrow(root, g as never);
+    expect(check(first, { action: "tool.call", tool: "a" }).allowed).toBe(true);
+    expect(check(second, { action: "tool.call", tool: "b" }).allowed).toBe(true);
+    expect(reads).toBe(2);
+  });
+
+  it("refuses a hardened grant that is not valid, at every use", () => {
+    const bad = harden({ tools: ["a"], fs: [{ path: "relative", ops: ["read"] }] });
+    expect(() => narrow(root, bad as never)).toThrow(InvalidInput);
+    expect(() => narrow(root, bad as never)).toThrow(InvalidInput);
+  });
+
+  it("hardened or not, a generated grant narrows to the same decisions", () => {
+    fc.assert(
+      fc.property(validGrant, (g) => {
+        const plain = structuredClone(g);
+        const frozen = harden(structuredClone(g));
+        const a = narrow(root, plain as never);
+        const b = narrow(root, frozen as never);
+        const c = narrow(root, frozen as never);
+        for (const request of [
+          { action: "tool.call" as const, tool: "a" },
+          { action: "fs.read" as const, path: "/srv/data/x" },
+          { action: "fs.write" as const, path: "/srv/x" },
+        ]) {
+          const expected = check(a, request).allowed;
+          expect(check(b, request).allowed).toBe(expected);
+          expect(check(c, request).allowed).toBe(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
