@@ -234,6 +234,14 @@ describe.each(DRIZZLE_ENGINES)("a Drizzle schema on $name", (engine) => {
           const [note] = await db.read(cap, { model: "notes", fields: ["publicId", "status"], where: { title: "Plan" } });
           expect(note?.publicId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
           expect(await db.read(cap as DbCapability<"read">, { model: "notes", fields: ["title"], where: { publicId: note?.publicId as string } })).toEqual([{ title: "Plan" }]);
+          // Their text is what startsWith and contains look at, as for any text field.
+          const prefix = (note?.publicId as string).slice(0, 8);
+          expect(await db.read(cap as DbCapability<"read">, { model: "notes", fields: ["title"], where: { publicId: { startsWith: prefix }, title: "Plan" } })).toEqual([{ title: "Plan" }]);
+          expect(await db.read(cap as DbCapability<"read">, { model: "notes", fields: ["title"], where: { publicId: { contains: prefix.slice(2) }, title: "Plan" } })).toEqual([{ title: "Plan" }]);
+          const statuses = await db.read(cap, { model: "notes", fields: ["status"], where: { status: { startsWith: "publ" } } });
+          expect(statuses.length).toBeGreaterThan(0);
+          expect(statuses.every((n) => n.status === "published")).toBe(true);
+          expect(await db.read(cap as DbCapability<"read">, { model: "notes", fields: ["status"], where: { status: { contains: "zzz" } } })).toEqual([]);
           const author = world.userIds["ada@acme.test"];
           await expect(db.create(cap as DbCapability<"create">, { model: "notes", values: { authorId: author, title: "Bad", status: "archived" } })).rejects.toThrow();
           expect((await world.notes()).some((n) => n.title === "Bad")).toBe(false);

@@ -104,11 +104,17 @@ function conditionSql(dialect: Dialect, model: Model, eb: Builder, c: Condition,
     case "notNull":
       return eb(ref, "is not", null);
     // Plain string functions rather than LIKE: no wildcard escaping, and the same case-sensitive answer on both engines.
+    // On Postgres a text field may hold a uuid or an enum, which have no string functions of their own: they are read as their text.
     case "startsWith":
-      return eb(eb.fn("substr", [ref, sql.lit(1), eb.fn("length", [bind(first)])]), "=", bind(first));
+      return eb(eb.fn("substr", [asText(dialect, ref), sql.lit(1), eb.fn("length", [bind(first)])]), "=", bind(first));
     case "contains":
-      return eb(eb.fn(dialect === "sqlite" ? "instr" : "strpos", [ref, bind(first)]), ">", sql.lit(0));
+      return eb(eb.fn(dialect === "sqlite" ? "instr" : "strpos", [asText(dialect, ref), bind(first)]), ">", sql.lit(0));
   }
+}
+
+/** `ref` as text: as it is on SQLite, cast on Postgres (where a text field may be a uuid or enum column). */
+function asText(dialect: Dialect, ref: Expression<unknown>): Expression<unknown> {
+  return dialect === "sqlite" ? ref : sql`CAST(${ref} AS text)`;
 }
 
 /** A row rule's expression; `at.next` is the slot of its first value, advanced past the values it binds. */
