@@ -202,8 +202,14 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
     if (impl.confined) {
       flush = () => recordToolIntent(sink, intent, capability, true) ?? Promise.resolve();
     } else {
-      const recording = recordToolIntent(sink, intent, capability, false);
-      if (recording !== undefined) await recording;
+      try {
+        const recording = recordToolIntent(sink, intent, capability, false);
+        if (recording !== undefined) await recording;
+      } catch (e) {
+        // Not recorded, so not run: what its needs started is dropped now, not at its time limit.
+        impl.release?.(plan.input);
+        throw e;
+      }
     }
     let outcome: AuditOutcome;
     let result: unknown;

@@ -160,6 +160,16 @@ describe("a call whose intent takes a while to be durable", () => {
     await expect(d.call("count", {}, createMint({ issuer: "sandbox-tests", policy: () => ({ tools: ["spin"] }) }).issue({ id: "carol" }))).rejects.toThrow(/does not grant/);
     expect(runaway.health()).toMatchObject({ timeouts: 0, starts: 1 });
   });
+
+  it("drops the started run at once when its intent cannot be recorded: nothing is left to reach its time limit", async () => {
+    const inner = memorySink();
+    const failing = { ...inner, intend: async () => { await new Promise((resolve) => setTimeout(resolve, 5)); throw new Error("audit store unreachable"); } };
+    const d = createDispatcher({ tools: runaway.tools, audit: failing });
+    await expect(d.call("count", {}, cap)).rejects.toThrow(/audit store unreachable/);
+    // Past the 500 ms limit a run still held would have timed out.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(runaway.health()).toMatchObject({ timeouts: 0 });
+  });
 });
 
 describe("a call that asked the host before its sandbox got stuck", () => {
