@@ -226,13 +226,26 @@ const tokenExchangeSchema = z
     clientId: z.string().min(1).max(256),
     clientSecretFile: nonEmpty.optional(),
     clientSecretFromEnv: envName.optional(),
-    clientAuth: z.enum(["client_secret_basic", "client_secret_post"]).optional(),
+    clientAuth: z.enum(["client_secret_basic", "client_secret_post", "private_key_jwt"]).optional(),
+    clientKeyFile: nonEmpty.optional(),
+    clientKeyId: z.string().min(1).max(256).optional(),
     tokenEndpoint: httpUrl("the provider's token endpoint; found in its metadata when not given").optional(),
     refreshBeforeSeconds: wholeNumber(0, 3600, "seconds").optional(),
     timeoutSeconds: wholeNumber(1, 120, "seconds").optional(),
     origins: z.record(z.string(), exchangeTargetSchema).optional(),
   })
-  .refine((c) => (c.clientSecretFile === undefined) !== (c.clientSecretFromEnv === undefined), "name the gateway's client secret at the provider: clientSecretFile or clientSecretFromEnv, exactly one (never the secret itself)");
+  .superRefine((c, ctx) => {
+    const secrets = [c.clientSecretFile, c.clientSecretFromEnv].filter((v) => v !== undefined).length;
+    if (c.clientAuth === "private_key_jwt") {
+      if (c.clientKeyFile === undefined) ctx.addIssue({ code: "custom", path: ["clientKeyFile"], message: "private_key_jwt signs with the gateway's private key: name its file (PKCS#8 PEM, or a private JWK)" });
+      if (secrets > 0) ctx.addIssue({ code: "custom", path: [c.clientSecretFile === undefined ? "clientSecretFromEnv" : "clientSecretFile"], message: "private_key_jwt sends no client secret: leave it out" });
+    } else {
+      if (secrets !== 1) ctx.addIssue({ code: "custom", message: "name the gateway's client secret at the provider: clientSecretFile or clientSecretFromEnv, exactly one (never the secret itself)" });
+      if (c.clientKeyFile !== undefined || c.clientKeyId !== undefined) {
+        ctx.addIssue({ code: "custom", path: [c.clientKeyFile === undefined ? "clientKeyId" : "clientKeyFile"], message: 'a client key applies only to clientAuth "private_key_jwt"' });
+      }
+    }
+  });
 
 /**
  * The operator's identity provider, whose access tokens (JWTs) open sessions
@@ -516,10 +529,12 @@ export interface ExchangeTarget {
 export interface TokenExchangeConfig {
   /** The gateway's client id at the provider. */
   readonly clientId: string;
-  /** Where the gateway's client secret is: a file (path absolute) or an environment variable; never in the configuration. */
-  readonly clientSecret: { readonly file: string } | { readonly fromEnv: string };
-  /** How the gateway authenticates at the token endpoint (RFC 6749 §2.3.1). */
-  readonly clientAuth: "client_secret_basic" | "client_secret_post";
+  /** How the gateway authenticates at the token endpoint: with a client secret (RFC 6749 §2.3.1), or a JWT signed with its private key (RFC 7523 §2.2). */
+  readonly clientAuth: "client_secret_basic" | "client_secret_post" | "private_key_jwt";
+  /** For the client secret methods: where the secret is, a file (path absolute) or an environment variable; never in the configuration. */
+  readonly clientSecret?: { readonly file: string } | { readonly fromEnv: string };
+  /** For private_key_jwt: the private key's file (path absolute), and the key id its assertions name (the provider finds the public key by it). */
+  readonly clientKey?: { readonly file: string; readonly keyId?: string };
   /** The provider's token endpoint; found in its metadata when not given. */
   readonly tokenEndpoint?: string;
   /** An exchanged token is exchanged again this long before it expires. */
@@ -736,8 +751,10 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
 function tokenExchange(t: NonNullable<NonNullable<Parsed["oauth"]>["tokenExchange"]>, dir: string): TokenExchangeConfig {
   return {
     clientId: t.clientId,
-    clientSecret: t.clientSecretFile === undefined ? { fromEnv: t.clientSecretFromEnv as string } : { file: path.resolve(dir, t.clientSecretFile) },
     clientAuth: t.clientAuth ?? "client_secret_basic",
+    ...(t.clientKeyFile !== undefined
+      ? { clientKey: { file: path.resolve(dir, t.clientKeyFile), ...defined({ keyId: t.clientKeyId }) } }
+      : { clientSecret: t.clientSecretFile === undefined ? { fromEnv: t.clientSecretFromEnv as string } : { file: path.resolve(dir, t.clientSecretFile) } }),
     ...defined({ tokenEndpoint: t.tokenEndpoint }),
     refreshBeforeSeconds: t.refreshBeforeSeconds ?? 30,
     timeoutSeconds: t.timeoutSeconds ?? 10,

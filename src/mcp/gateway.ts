@@ -37,7 +37,7 @@ import { credentialsByOrigin, exchangedCredentials, type ExchangedCredentials, t
 import { openGatewayTools } from "./gateway-tools.js";
 import { accessTokens, looksLikeJwt } from "./oauth.js";
 import { configuredPolicy } from "./policy.js";
-import { exchangeClientSecret, tokenExchanger } from "./token-exchange.js";
+import { exchangeClientCredential, tokenExchanger } from "./token-exchange.js";
 import { guardUpstream, type GuardedUpstream } from "./upstream.js";
 
 /** A running gateway's state. It holds no authority of its own: every call brings the capability of its session. */
@@ -214,7 +214,7 @@ export function openTokenExchange(config: GatewayConfig, revocations: TokenStore
   const oauth = config.oauth;
   const te = oauth?.tokenExchange;
   if (oauth === undefined || te === undefined) return null;
-  const exchanger = tokenExchanger(oauth.issuer, te, exchangeClientSecret(te));
+  const exchanger = tokenExchanger(oauth.issuer, te, exchangeClientCredential(te));
   return exchangedCredentials({ exchanger, revocations, clock, refreshBeforeMs: te.refreshBeforeSeconds * 1000 });
 }
 

@@ -13,8 +13,9 @@
  * the response body, its description or a token.
  */
 import type * as OpenIdClient from "openid-client";
+import { createPrivateKey, type JsonWebKey, type KeyObject, type webcrypto } from "node:crypto";
 import { InvalidInput, TokenExchangeFailed } from "../kernel/index.js";
-import { importOptional, readBoundedText } from "../kernel/internal.js";
+import { defined, importOptional, readBoundedText } from "../kernel/internal.js";
 import type { ExchangeTarget, TokenExchangeConfig } from "./config.js";
 
 /** RFC 8693 §3: the token types the gateway sends and asks for. */
@@ -40,12 +41,23 @@ export interface TokenExchanger {
   exchange(subjectToken: string, target: ExchangeTarget, what: string, now: number): Promise<ExchangedToken>;
 }
 
-/** The largest client secret file read. */
+/** The largest client secret or client key file read. */
 const MAX_SECRET_BYTES = 8192;
 
-/** The gateway's client secret, from the file or environment variable the configuration names; InvalidInput when it is not there. */
-export function exchangeClientSecret(config: TokenExchangeConfig, env: NodeJS.ProcessEnv = process.env): string {
+/** How the gateway proves itself at the token endpoint: its client secret, or its private key for signed assertions (private_key_jwt). */
+export type ExchangeClientCredential =
+  | { readonly kind: "secret"; readonly secret: string }
+  | { readonly kind: "key"; readonly key: webcrypto.CryptoKey; readonly keyId?: string };
+
+/**
+ * The gateway's client credential as the configuration names it: the secret
+ * from its file or environment variable, or the private key from its file.
+ * InvalidInput when it is not there or not usable.
+ */
+export function exchangeClientCredential(config: TokenExchangeConfig, env: NodeJS.ProcessEnv = process.env): ExchangeClientCredential {
+  if (config.clientKey !== undefined) return { kind: "key", ...clientKey(config.clientKey.file), ...defined({ keyId: config.clientKey.keyId }) };
   const source = config.clientSecret;
+  if (source === undefined) throw new InvalidInput("oauth.tokenExchange names neither a client secret nor a client key");
   const secret = "file" in source ? readBoundedText(source.file, MAX_SECRET_BYTES, "token exchange client secret").trim() : (env[source.fromEnv] ?? "").trim();
   if (secret === "") {
     throw new InvalidInput(
@@ -54,7 +66,35 @@ export function exchangeClientSecret(config: TokenExchangeConfig, env: NodeJS.Pr
         : `the environment variable ${source.fromEnv} (oauth.tokenExchange.clientSecretFromEnv) is not set; set it to the gateway's client secret at the identity provider`,
     );
   }
-  return secret;
+  return { kind: "secret", secret };
+}
+
+/** The signing algorithm of each kind of private key a client assertion may be signed with: RS256, ES256, EdDSA. */
+function signingAlgorithm(key: KeyObject): webcrypto.RsaHashedImportParams | webcrypto.EcKeyImportParams | webcrypto.Algorithm | null {
+  switch (key.asymmetricKeyType) {
+    case "rsa":
+      return { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+    case "ec":
+      return key.asymmetricKeyDetails?.namedCurve === "prime256v1" ? { name: "ECDSA", namedCurve: "P-256" } : null;
+    case "ed25519":
+      return { name: "Ed25519" };
+    default:
+      return null;
+  }
+}
+
+/** The private key in `file` (PKCS#8 or another PEM private key, or a private JWK as JSON), ready to sign assertions; InvalidInput naming what is wrong, never the key. */
+function clientKey(file: string): { readonly key: webcrypto.CryptoKey } {
+  const text = readBoundedText(file, MAX_SECRET_BYTES, "token exchange client key").trim();
+  let key: KeyObject;
+  try {
+    key = text.startsWith("{") ? createPrivateKey({ key: JSON.parse(text) as JsonWebKey, format: "jwk" }) : createPrivateKey(text);
+  } catch {
+    throw new InvalidInput(`the token exchange client key file ${file} holds no private key: write the gateway's private key into it, as PEM or as a private JWK`);
+  }
+  const algorithm = signingAlgorithm(key);
+  if (algorithm === null) throw new InvalidInput(`the token exchange client key in ${file} is not an RSA, P-256 or Ed25519 key, which private_key_jwt signs with (RS256, ES256, EdDSA)`);
+  return { key: key.toCryptoKey(algorithm, false, ["sign"]) };
 }
 
 /** Why a request to the provider failed, in words that hold nothing the provider sent. */
@@ -77,13 +117,18 @@ function secure(url: URL): boolean {
   return url.protocol === "http:" && (host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host));
 }
 
-/** An exchanger for the provider `issuer` names, authenticating as the configured client with `clientSecret`. */
-export function tokenExchanger(issuer: string, config: TokenExchangeConfig, clientSecret: string): TokenExchanger {
+/** An exchanger for the provider `issuer` names, authenticating as the configured client with `credential`. */
+export function tokenExchanger(issuer: string, config: TokenExchangeConfig, credential: ExchangeClientCredential): TokenExchanger {
   let configured: Promise<{ readonly client: typeof OpenIdClient; readonly config: OpenIdClient.Configuration }> | null = null;
   const configuration = (what: string) => {
     configured ??= (async () => {
       const client = await importOptional<typeof OpenIdClient>("openid-client", "the gateway's token exchange (oauth.tokenExchange)");
-      const auth = config.clientAuth === "client_secret_post" ? client.ClientSecretPost(clientSecret) : client.ClientSecretBasic(clientSecret);
+      const auth =
+        credential.kind === "key"
+          ? client.PrivateKeyJwt(credential.keyId === undefined ? credential.key : { key: credential.key, kid: credential.keyId })
+          : config.clientAuth === "client_secret_post"
+            ? client.ClientSecretPost(credential.secret)
+            : client.ClientSecretBasic(credential.secret);
       const endpoint = config.tokenEndpoint ?? null;
       let c: OpenIdClient.Configuration;
       try {

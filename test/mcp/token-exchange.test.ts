@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { randomUUID } from "node:crypto";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { McpServer, type RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
@@ -36,6 +36,10 @@ const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
 const GATEWAY_CLIENT = "agentcap-gateway";
 const GATEWAY_SECRET = "gateway-exchange-secret-5b0e7c1d";
+/** The gateway's client that proves itself with a JWT signed by its private key (private_key_jwt), whose public key the provider holds. */
+const GATEWAY_KEY_CLIENT = "agentcap-gateway-keyed";
+const GATEWAY_KEY_ID = "gateway-key-1";
+const gatewayKey = generateKeyPairSync("ec", { namedCurve: "P-256" });
 /** The gateway's resource URI: what the callers' own tokens are issued for. */
 const RESOURCE = "https://gateway.test/mcp";
 /** What the provider says when its policy refuses, which must reach no one. */
@@ -84,6 +88,16 @@ async function startProvider(): Promise<void> {
         id_token_signed_response_alg: "ES256" as const,
       })),
       { client_id: GATEWAY_CLIENT, client_secret: GATEWAY_SECRET, grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [], token_endpoint_auth_method: "client_secret_basic" as const, id_token_signed_response_alg: "ES256" as const },
+      {
+        client_id: GATEWAY_KEY_CLIENT,
+        grant_types: [TOKEN_EXCHANGE],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: "private_key_jwt" as const,
+        token_endpoint_auth_signing_alg: "ES256",
+        jwks: { keys: [{ ...gatewayKey.publicKey.export({ format: "jwk" }), kid: GATEWAY_KEY_ID, alg: "ES256", use: "sig" }] },
+        id_token_signed_response_alg: "ES256" as const,
+      },
     ],
     jwks: { keys },
     scopes: ["mcp:tools", "api"],
@@ -110,7 +124,7 @@ async function startProvider(): Promise<void> {
     async (ctx: KoaContextWithOIDC) => {
       const params = ctx.oidc.params as Record<string, string | undefined>;
       const client = ctx.oidc.client;
-      if (client?.clientId !== GATEWAY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
+      if (client?.clientId !== GATEWAY_CLIENT && client?.clientId !== GATEWAY_KEY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
       if (params.subject_token_type !== ACCESS_TOKEN || params.requested_token_type !== ACCESS_TOKEN) throw new oidcErrors.InvalidRequest("only access tokens are exchanged");
       if (idpPolicy.refuse) throw new oidcErrors.InvalidGrant(`${REFUSAL_WORDS}: ${params.subject_token ?? ""}`);
       let sub: string;
@@ -437,6 +451,65 @@ describe("tool listing of an upstream that takes each caller's credential", () =
   });
 });
 
+describe("a gateway that signs its token requests with its private key (private_key_jwt)", () => {
+  /** A gateway like the main one, authenticating at the token endpoint with `key` in a PEM file, under the keyed client. */
+  const keyedGateway = async (key: string, keyId?: string) => {
+    const keyed = makeFixture({
+      oauth: {
+        issuer,
+        resource: RESOURCE,
+        scopes: ["mcp:tools"],
+        tokenExchange: { clientId: GATEWAY_KEY_CLIENT, clientAuth: "private_key_jwt", clientKeyFile: "secrets/exchange-key.pem", ...(keyId === undefined ? {} : { clientKeyId: keyId }) },
+      },
+      upstreams: [{ name: "api", url: upstreamUrl, credentials: "token-exchange", tools: { whoami: {} } }],
+      policy: { roles: { caller: { tools: ["api__whoami"] } }, principals: { alice: { roles: ["caller"] } } },
+    });
+    mkdirSync(path.join(keyed.dir, "secrets"), { recursive: true });
+    writeFileSync(path.join(keyed.dir, "secrets", "exchange-key.pem"), key);
+    return { keyed, gateway: await openGateway(await loadGatewayConfig(keyed.configFile)) };
+  };
+
+  it("exchanges the caller's token with no client secret anywhere: the provider checks the assertion against the key it holds", async () => {
+    const { keyed, gateway: g } = await keyedGateway(gatewayKey.privateKey.export({ format: "pem", type: "pkcs8" }).toString(), GATEWAY_KEY_ID);
+    try {
+      exchanges.length = 0;
+      const alice = await g.authenticate(await userToken("alice"), { fresh: true, resource: RESOURCE });
+      expect(textOf(await g.dispatcher.call("api__whoami", {}, alice))).toBe("you are alice");
+      expect(exchanges).toEqual([{ sub: "alice", resource: upstreamUrl }]);
+    } finally {
+      await g.close();
+      keyed.cleanup();
+    }
+  });
+
+  it("is refused by the provider when it signs with a key the provider does not hold (TokenExchangeFailed: refused, invalid_client), and sends the upstream nothing", async () => {
+    const stranger = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+    const { keyed, gateway: g } = await keyedGateway(stranger, GATEWAY_KEY_ID);
+    try {
+      upstreamSeen.length = 0;
+      const alice = await g.authenticate(await userToken("alice"), { fresh: true, resource: RESOURCE });
+      const error = await g.dispatcher.call("api__whoami", {}, alice).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TokenExchangeFailed);
+      expect(error).toMatchObject({ reason: "refused", oauthError: "invalid_client" });
+      expect(upstreamSeen).toEqual([]);
+    } finally {
+      await g.close();
+      keyed.cleanup();
+    }
+  });
+
+  it.each([
+    ["no key at all", "not a key\n", /the token exchange client key file .*exchange-key\.pem holds no private key/],
+    ["a public key", gatewayKey.publicKey.export({ format: "pem", type: "spki" }).toString(), /holds no private key/],
+    ["a P-384 key", generateKeyPairSync("ec", { namedCurve: "P-384" }).privateKey.export({ format: "pem", type: "pkcs8" }).toString(), /is not an RSA, P-256 or Ed25519 key/],
+  ])("does not open with %s in its key file (InvalidInput), and the error holds none of the file", async (_what, content, message) => {
+    const error = await keyedGateway(content).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toMatch(message);
+    expect((error as Error).message).not.toContain("BEGIN");
+  });
+});
+
 describe("a session's tokens end with the session", () => {
   it("forgets the access token and what was exchanged for it when its client ends the session, or the gateway refuses to open one", async () => {
     const http: HttpGateway = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
@@ -499,6 +572,9 @@ describe("the token exchange section of a gateway configuration", () => {
     ["a plain-http token endpoint elsewhere", oauth({ clientId: "g", clientSecretFile: "s", tokenEndpoint: "http://idp.example.com/token" }), /oauth\.tokenExchange\.tokenEndpoint: must be https/],
     ["an origin with a path", oauth({ clientId: "g", clientSecretFile: "s", origins: { "https://api.example.com/v1": {} } }), /oauth\.tokenExchange\.origins\.https:\/\/api\.example\.com\/v1: /],
     ["a resource that is not a URI", oauth({ clientId: "g", clientSecretFile: "s", origins: { "https://api.example.com": { resource: "api" } } }), /resource: must be an absolute URI/],
+    ["private_key_jwt without a key file", oauth({ clientId: "g", clientAuth: "private_key_jwt" }), /oauth\.tokenExchange\.clientKeyFile: private_key_jwt signs with the gateway's private key/],
+    ["private_key_jwt with a secret too", oauth({ clientId: "g", clientAuth: "private_key_jwt", clientKeyFile: "k.pem", clientSecretFile: "s" }), /oauth\.tokenExchange\.clientSecretFile: private_key_jwt sends no client secret/],
+    ["a client key with a secret method", oauth({ clientId: "g", clientSecretFile: "s", clientKeyFile: "k.pem" }), /oauth\.tokenExchange\.clientKeyFile: a client key applies only to clientAuth "private_key_jwt"/],
     ["a refresh margin beyond an hour", oauth({ clientId: "g", clientSecretFile: "s", refreshBeforeSeconds: 7200 }), /refreshBeforeSeconds: must be a whole number of seconds from 0 to 3600/],
     [
       "an exchanging upstream without tokenExchange",
@@ -527,6 +603,12 @@ describe("the token exchange section of a gateway configuration", () => {
       timeoutSeconds: 10,
       origins: { "https://api.example.com": { resource: "https://api.example.com" }, "https://b.example.com": { audience: "b", scopes: ["read"] } },
     });
+  });
+
+  it("resolves a private_key_jwt key file, with the key id its assertions name", () => {
+    const parsed = parseGatewayConfig(oauth({ clientId: "g", clientAuth: "private_key_jwt", clientKeyFile: "secrets/k.pem", clientKeyId: "k1" }), "/etc/agentcap");
+    expect(parsed.oauth?.tokenExchange).toMatchObject({ clientAuth: "private_key_jwt", clientKey: { file: "/etc/agentcap/secrets/k.pem", keyId: "k1" } });
+    expect(parsed.oauth?.tokenExchange?.clientSecret).toBeUndefined();
   });
 
   it("a gateway whose client secret is not where the configuration says does not open (InvalidInput naming the place)", async () => {
