@@ -4,8 +4,9 @@
  * becomes one OTLP/HTTP JSON log record, POSTed in batches. It never holds
  * up or fails a call: lines wait in a bounded queue, a failed request is
  * retried with exponential backoff, and when the queue is full the oldest
- * lines not in a request under way are dropped and counted. What the collector keeps can be checked
- * with `verifyStream` and the public key alone, so a drop shows as a gap.
+ * lines not in a request under way are dropped and counted. What the
+ * collector keeps can be checked with `verifyStream` and the public key
+ * alone, so a drop shows as a gap.
  */
 import { InvalidInput } from "../kernel/index.js";
 import { otlpRequest, type StreamLine } from "./otlp.js";
