@@ -1,0 +1,160 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { check, narrow } from "../../src/kernel/capability.ts";
+import { isSharedGrant, parseGrant } from "../../src/kernel/grant.ts";
+import { createMint } from "../../src/kernel/mint.ts";
+import type { Capability } from "../../src/index.ts";
+
+/*
+ * parseGrant keeps the parse of a hardened grant (deep-frozen, data
+ * properties only) by identity, and node.ts keeps the compiled rules of that
+ * parse. Each row is a grant that looks hardened but can still read
+ * differently (a hole an array inherits or a proxy answers, a getter that
+ * freezes its object while it is read, a proxy or prototype reached past
+ * the frozen data): after it changes to read narrower, the next narrowing
+ * must get the narrower reading, never the wider one a kept parse remembers.
+ */
+const mint = createMint({
+  issuer: "hardened-attacks",
+  policy: () => ({ tools: ["read", "admin"], db: [{ model: "Doc", ops: ["read"] }] }),
+});
+const root = mint.issue({ id: "u" });
+const reaches = (cap: Capability, tool: string): boolean => check(cap, { action: "tool.call", tool }).allowed;
+/** Whether a narrowing with `g` reaches the admin tool; a grant that cannot be read is refused, which reaches nothing. */
+const adminThrough = (g: unknown): boolean => {
+  try {
+    return reaches(narrow(root, g as never), "admin");
+  } catch {
+    return false;
+  }
+};
+
+type Row = readonly [name: string, make: () => { grant: unknown; narrowDown: () => void }];
+
+const rows: readonly Row[] = [
+  [
+    "a frozen array with a hole that a proxy answers (admin, then read)",
+    () => {
+      let answer = "admin";
+      const tools = new Proxy(Object.freeze(new Array<string>(1)), { get: (t, k, r) => (k === "0" ? answer : Reflect.get(t, k, r)) as unknown });
+      return { grant: Object.freeze({ tools }), narrowDown: () => void (answer = "read") };
+    },
+  ],
+  [
+    "a frozen array with a hole, inheriting from a mutable array",
+    () => {
+      const inherited = ["admin"];
+      const tools = Object.freeze(Object.setPrototypeOf(new Array<string>(1), inherited) as string[]);
+      return { grant: Object.freeze({ tools }), narrowDown: () => void (inherited[0] = "read") };
+    },
+  ],
+  [
+    "a frozen array with a hole, Array.prototype polluted while it is first read",
+    () => {
+      const tools = Object.freeze(new Array<string>(1));
+      (Array.prototype as unknown as Record<number, string>)[0] = "admin";
+      return { grant: Object.freeze({ tools }), narrowDown: () => void ((Array.prototype as unknown as Record<number, string>)[0] = "read") };
+    },
+  ],
+  [
+    "a getter that answers admin, then makes itself a frozen data property (read) and freezes its object",
+    () => {
+      const g: Record<string, unknown> = {};
+      Object.defineProperty(g, "tools", {
+        configurable: true,
+        enumerable: true,
+        get() {
+          Object.defineProperty(g, "tools", { value: Object.freeze(["read"]), enumerable: true });
+          Object.freeze(g);
+          return ["admin"];
+        },
+      });
+      return { grant: g, narrowDown: () => undefined };
+    },
+  ],
+  [
+    "a proxy whose get trap answers admin once, then freezes its target holding read",
+    () => {
+      const target: Record<string, unknown> = { tools: ["read"] };
+      let first = true;
+      const grant = new Proxy(target, {
+        get(t, k, r) {
+          if (k === "tools" && first) {
+            first = false;
+            Object.freeze(t.tools);
+            Object.freeze(t);
+            return ["admin"];
+          }
+          return Reflect.get(t, k, r) as unknown;
+        },
+      });
+      return { grant, narrowDown: () => undefined };
+    },
+  ],
+];
+
+afterEach(() => {
+  delete (Array.prototype as unknown as Record<number, string>)[0];
+});
+
+describe("a grant that looks hardened but can still read differently is not kept", () => {
+  it.each(rows)("%s: the next narrowing reads it anew", (_name, make) => {
+    const { grant, narrowDown } = make();
+    adminThrough(grant);
+    narrowDown();
+    // Whatever the first narrowing read, the next ones read what the grant says now: read only.
+    expect(adminThrough(grant)).toBe(false);
+    expect(adminThrough(grant)).toBe(false);
+  });
+});
+
+describe("what a hardened grant cannot be made to say", () => {
+  it("a proxy over a frozen target cannot answer another value for a frozen property (the language refuses)", () => {
+    const g = new Proxy(Object.freeze({ tools: Object.freeze(["read"]) }), { get: () => ["admin"] });
+    expect(() => narrow(root, g as never)).toThrow(TypeError);
+    expect(adminThrough(g)).toBe(false);
+  });
+
+  it("a proxy answering keys its frozen target does not have gives nothing: only own keys are read", () => {
+    const g = new Proxy(Object.freeze({ tools: Object.freeze(["read"]) }), { get: (t, k, r) => (k === "db" ? [{ model: "Doc", ops: ["read"] }] : Reflect.get(t, k, r)) as unknown });
+    const cap = narrow(root, g as never);
+    expect(reaches(cap, "admin")).toBe(false);
+    expect(check(cap, { action: "db.read", model: "Doc", fields: ["id"], scope: {} }).allowed).toBe(false);
+  });
+
+  it("a frozen grant inheriting tools from a mutable prototype reads none of them", () => {
+    const proto: { tools?: string[] } = { tools: ["admin"] };
+    const g = Object.freeze(Object.create(proto) as object);
+    expect(adminThrough(g)).toBe(false);
+    proto.tools = ["read", "admin"];
+    expect(adminThrough(g)).toBe(false);
+  });
+
+  it("a symbol-keyed or non-enumerable mutable part keeps a frozen grant from being kept, and is never read", () => {
+    const list = ["admin"];
+    const bySymbol = Object.freeze({ tools: Object.freeze(["read"]), [Symbol("extra")]: list });
+    const hidden = Object.freeze(Object.defineProperty({ tools: Object.freeze(["read"]) }, "db", { value: list, enumerable: false }));
+    for (const g of [bySymbol, hidden]) {
+      expect(adminThrough(g)).toBe(false);
+      expect(isSharedGrant(parseGrant(g))).toBe(false);
+    }
+  });
+
+  it("the kept parse cannot be changed by whoever receives it", () => {
+    const g = Object.freeze({ tools: Object.freeze(["read"]) });
+    const parsed = parseGrant(g) as { tools: string[] };
+    expect(isSharedGrant(parsed)).toBe(true);
+    expect(() => parsed.tools.push("admin")).toThrow(TypeError);
+    expect(() => Object.assign(parsed, { tools: ["admin"] })).toThrow(TypeError);
+    expect(adminThrough(g)).toBe(false);
+  });
+
+  it("a hardened grant naming the principal binds it per principal, though its compiled rules are shared", () => {
+    const g = Object.freeze({ db: Object.freeze([Object.freeze({ model: "Doc", ops: Object.freeze(["read"] as const), scope: Object.freeze({ owner: Object.freeze({ principal: "user" as const }) }) })]) });
+    const [alice, bob] = [narrow(mint.issue({ id: "alice" }), g as never), narrow(mint.issue({ id: "bob" }), g as never)];
+    const read = (owner: string) => ({ action: "db.read" as const, model: "Doc", fields: ["id"], scope: { owner } });
+    expect(check(alice, read("alice")).allowed).toBe(true);
+    expect(check(alice, read("bob")).allowed).toBe(false);
+    expect(check(bob, read("bob")).allowed).toBe(true);
+    expect(check(bob, read("alice")).allowed).toBe(false);
+  });
+});
