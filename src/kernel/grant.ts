@@ -384,11 +384,21 @@ const MAX_HARDENED_PARTS = 4096;
 
 /**
  * Whether `value` can never read differently: it and every object and array
- * reachable from it are frozen, and hold data properties only (a getter
- * could answer differently each time). A frozen proxy is bound by the same
- * rules, as the language holds its traps to the frozen target.
+ * reachable from it are frozen, hold data properties only (a getter could
+ * answer differently each time), and every array has all its items (reading
+ * a hole reads its prototype, which may change). A frozen proxy is bound by
+ * the same rules, as the language holds its traps to the frozen target; one
+ * whose traps throw is not hardened.
  */
 function hardened(value: object): boolean {
+  try {
+    return hardenedParts(value);
+  } catch {
+    return false;
+  }
+}
+
+function hardenedParts(value: object): boolean {
   const seen = new Set<object>();
   const pending: object[] = [value];
   while (pending.length > 0) {
@@ -396,6 +406,9 @@ function hardened(value: object): boolean {
     if (seen.has(next)) continue;
     if (seen.size >= MAX_HARDENED_PARTS || !Object.isFrozen(next)) return false;
     seen.add(next);
+    if (Array.isArray(next)) {
+      for (let i = 0; i < next.length; i++) if (!Object.hasOwn(next, i)) return false;
+    }
     for (const key of Reflect.ownKeys(next)) {
       const d = Reflect.getOwnPropertyDescriptor(next, key);
       if (d === undefined || !("value" in d)) return false;
@@ -420,10 +433,12 @@ export function parseGrant(value: unknown): Grant {
     const known = HARDENED_INPUTS.get(value);
     if (known !== undefined) return known;
   }
+  // Checked before the grant is read: reading it runs its getters and proxy traps, which could freeze it holding something else.
+  const keep = typeof value === "object" && value !== null && hardened(value);
   const grant = fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
   PARSED_GRANTS.add(grant);
-  // Checked after the grant was read and found valid: what was read is what it will always hold.
-  if (typeof value === "object" && value !== null && hardened(value)) {
+  // Hardened before it was read, so what was read is what it will always hold.
+  if (keep) {
     HARDENED_INPUTS.set(value, grant);
     SHARED_GRANTS.add(grant);
   }
