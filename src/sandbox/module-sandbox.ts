@@ -94,6 +94,17 @@ export interface SandboxHealth {
   readonly refused: number;
 }
 
+/**
+ * A host error kept for its original to be rethrown: `call` is the running
+ * call whose capability (or context) the request used, null when that call
+ * had returned; `lastRun` the last run started when the request came.
+ */
+interface KeptError {
+  readonly error: unknown;
+  readonly call: number | null;
+  readonly lastRun: number;
+}
+
 /** What a run's handler acts with, once the dispatcher has authorized it. */
 interface Authority {
   readonly capability: Capability;
@@ -163,7 +174,7 @@ export class ModuleSandbox {
   /** Speculative runs by the validated input their needs were computed from: the dispatcher hands the same object to the handler. */
   readonly #byInput = new WeakMap<object, Run>();
   readonly #ended = new Map<number, Capability>();
-  readonly #errors = new Map<number, unknown>();
+  readonly #errors = new Map<number, KeptError>();
   #nextRun = 0;
   #nextRef = 0;
   /** Requests (uses of endowed methods, sub-tool calls) each worker made of the host. */
@@ -529,19 +540,20 @@ export class ModuleSandbox {
 
   async #serve(worker: Worker, message: WorkerMessage & { t: "use" | "call" }): Promise<void> {
     const call = message.t === "use" ? message.cap.call : message.from;
+    const by = { call: this.#runs.has(call) ? call : null, lastRun: this.#nextRun };
     let reply: HostMessage;
     try {
       const value = message.t === "use" ? await this.#use(message) : await this.#subCall(message);
       reply = { t: "reply", id: message.id, ok: true, value };
     } catch (e) {
-      reply = { t: "reply", id: message.id, ok: false, error: this.#keep(e, call) };
+      reply = { t: "reply", id: message.id, ok: false, error: this.#keep(e, call, by) };
     }
     try {
       worker.postMessage(reply);
     } catch (e) {
       const what = message.t === "use" ? `${message.endowment}.${message.method}` : `tool ${message.tool}`;
       const refused = new InvalidInput(`what ${what} returned cannot cross into the sandbox: ${e instanceof Error ? e.message : String(e)}`);
-      worker.postMessage({ t: "reply", id: message.id, ok: false, error: this.#keep(refused, call) } satisfies HostMessage);
+      worker.postMessage({ t: "reply", id: message.id, ok: false, error: this.#keep(refused, call, by) } satisfies HostMessage);
     }
   }
 
@@ -579,11 +591,11 @@ export class ModuleSandbox {
    * Keeps a host error, and describes it for the sandbox in the words any
    * caller would get (callerMessage: a denial names its rule, never a link,
    * principal or revocation reason); the original is rethrown if the tool
-   * lets it through.
+   * lets it through from a call that may see it (see #mayRethrow).
    */
-  #keep(error: unknown, call: number): HostError {
+  #keep(error: unknown, call: number, by: Omit<KeptError, "error">): HostError {
     const ref = ++this.#nextRef;
-    this.#errors.set(ref, error);
+    this.#errors.set(ref, { error, ...by });
     if (this.#errors.size > KEPT_ERRORS) this.#errors.delete(this.#errors.keys().next().value as number);
     const { code, text } = callerMessage(error);
     return { call, ref, name: error instanceof Error ? error.name : "Error", code, message: text };
@@ -597,8 +609,8 @@ export class ModuleSandbox {
       case "violation":
         throw new SandboxViolation(`tool ${tool}: ${e.message}`);
       case "host": {
-        const original = this.#errors.get(e.error.ref);
-        if (original instanceof Error) throw original;
+        const kept = this.#errors.get(e.error.ref);
+        if (kept !== undefined && kept.error instanceof Error && this.#mayRethrow(kept, run)) throw kept.error;
         throw toolFailure(tool, e.error.name, e.error.message);
       }
       case "input":
@@ -610,6 +622,18 @@ export class ModuleSandbox {
       case "internal":
         throw new SandboxStopped(`the sandbox of ${this.#label} failed: ${e.message}`, "crash");
     }
+  }
+
+  /**
+   * Whether `run` may end with a kept host error as itself: tool code can
+   * keep one call's host error (a denial naming that call's principal and
+   * links) and throw it from another caller's call. Only the call whose
+   * authority the request used may, or, for a request made with what a
+   * returned call left (the kernel's Revoked), a call running when it came.
+   * Any other call ends with the tool's failure, in the words the tool saw.
+   */
+  #mayRethrow(kept: KeptError, run: Run): boolean {
+    return kept.call === null ? run.id <= kept.lastRun : kept.call === run.id;
   }
 
   /**
