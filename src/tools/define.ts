@@ -238,7 +238,13 @@ export function isTool(value: unknown): value is AnyTool {
 export async function subToolNeeds<In>(tool: Tool<In>, input: In, context: NeedsContext): Promise<readonly Request[]> {
   const impl = implementationOf(tool);
   const parsed = parseToolInput(tool, input);
-  const needs = await impl.needs(parsed, context);
+  let needs: readonly Request[];
+  try {
+    needs = await impl.needs(parsed, context);
+  } finally {
+    // Only the needs are wanted here: the sub-call itself parses its input again, so nothing will run a handler with this one.
+    impl.release?.(parsed);
+  }
   return [{ action: "tool.call", tool: tool.name, ...(context.tenant === null ? {} : { tenant: context.tenant }) }, ...needs];
 }
 

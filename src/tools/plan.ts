@@ -1,5 +1,5 @@
 import { InvalidInput, type Capability, type Grant, type LinkSummary, type Request } from "../kernel/index.js";
-import { argumentsOf, implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext } from "./define.js";
+import { argumentsOf, implementationOf, parseToolInput, type AnyTool, type CallOptions, type NeedsContext, type ToolImplementation } from "./define.js";
 import type { PlainData } from "../kernel/internal.js";
 import { grantForNeeds } from "./needs-grant.js";
 
@@ -22,9 +22,20 @@ export interface CallPlan {
  */
 export function planCall(tool: AnyTool, input: unknown, context: NeedsContext): CallPlan | Promise<CallPlan> {
   const parsed = parseToolInput(tool, input);
-  const declared: unknown = implementationOf(tool).needs(parsed, context);
-  if (Array.isArray(declared)) return finishPlan(tool, parsed, declared, context.tenant);
-  return (async () => finishPlan(tool, parsed, await declared, context.tenant))();
+  const impl = implementationOf(tool);
+  const declared: unknown = impl.needs(parsed, context);
+  if (Array.isArray(declared)) return finishOrRelease(tool, impl, parsed, declared, context.tenant);
+  return (async () => finishOrRelease(tool, impl, parsed, await declared, context.tenant))();
+}
+
+/** The plan; needs that cannot make one release what they started, as nobody will run the handler with this input. */
+function finishOrRelease(tool: AnyTool, impl: ToolImplementation, parsed: unknown, declared: unknown, tenant: string | null): CallPlan {
+  try {
+    return finishPlan(tool, parsed, declared, tenant);
+  } catch (e) {
+    impl.release?.(parsed);
+    throw e;
+  }
 }
 
 /** A frozen empty list, shared by every call that needs nothing. */
