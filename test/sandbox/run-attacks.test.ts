@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { liveDenial, revocable } from "../../src/kernel/capability.ts";
 import { denialError } from "../../src/kernel/decision.ts";
-import { NotACapability, Revoked } from "../../src/kernel/errors.ts";
+import { createApprovals } from "../../src/kernel/approvals.ts";
+import { CapabilityDenied, NotACapability, Revoked } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { AuditSink, Capability } from "../../src/index.ts";
 import { loadToolModule, type ToolModule } from "../../src/sandbox/index.ts";
@@ -70,18 +71,19 @@ export const reuse = defineTool(
   {
     name: "reuse",
     description: "Uses what another call kept.",
-    input: z.object({ from: z.string(), how: z.enum(["use", "narrow", "call", "call_of", "throw"]) }),
+    input: z.object({ from: z.string(), how: z.enum(["use", "narrow", "call", "call_of", "throw", "widen"]) }),
     needs: () => [],
   },
   async (i, cap, ctx) => {
     const k = kept[i.from];
-    if (k === undefined) return "nothing kept";
+    if (k === undefined && i.how !== "widen") return "nothing kept";
     switch (i.how) {
       case "use": return ctx.endowments.probe.touch(k.cap, "reuse of " + i.from);
       case "narrow": return ctx.endowments.probe.touch(ctx.narrow(k.cap, { tools: ["touch"] }), "narrowed reuse of " + i.from);
       case "call": return ctx.call("touch", { tag: "sub-call with " + i.from }, k.cap);
       case "call_of": return k.call("touch", { tag: "sub-call through " + i.from }, cap);
       case "throw": throw k.error;
+      case "widen": return ctx.call("touch", { tag: "widened" }, ctx.narrow(cap, { tools: ["touch", "secret"] }));
     }
   },
 );
@@ -92,7 +94,14 @@ export const seen = defineTool(
 `;
 
 const TOOLS = ["touch", "deny", "hold", "reuse", "seen"];
-const mint = createMint({ issuer: "run-attacks", policy: (p) => ({ tools: p.id === "alice" ? [...TOOLS, "secret"] : TOOLS }) });
+const mint = createMint({
+  issuer: "run-attacks",
+  policy: (p) => ({
+    tools: p.id === "alice" ? [...TOOLS, "secret"] : TOOLS,
+    // Carol's calls of touch wait for dave's approval.
+    ...(p.id === "carol" ? { approval: [{ tools: ["touch"], approvers: ["dave"] }] } : {}),
+  }),
+});
 
 let world: World;
 let mod: ToolModule;
@@ -144,9 +153,13 @@ afterAll(async () => {
   world.cleanup();
 });
 
+/** Timeouts before the test: a run left to its time limit by one test is not counted against the next. */
+let timeoutsBefore = 0;
+
 beforeEach(async () => {
   served.length = 0;
   await seenNow();
+  timeoutsBefore = mod.health().timeouts;
 });
 
 describe("a speculative run that the dispatcher does not run acts on nothing", () => {
@@ -162,6 +175,19 @@ describe("a speculative run that the dispatcher does not run acts on nothing", (
         return createDispatcher({ tools: mod.tools, audit: slowSink({ during: () => { r.revoke("task cancelled"); } }) }).call("touch", { tag: "t" }, r.capability);
       },
     ],
+    [
+      "suspended for an approval, then given up",
+      async () => {
+        const approvals = createApprovals({ audit: memorySink(), mints: [mint.id] });
+        const waiting = new AbortController();
+        const call = createDispatcher({ tools: mod.tools, audit: memorySink(), approvals }).call("touch", { tag: "t" }, mint.issue({ id: "carol" }), {
+          approval: { signal: waiting.signal },
+        });
+        await settle();
+        waiting.abort();
+        return call;
+      },
+    ],
   ];
 
   it.each(rows)("%s: its handler's request is refused, and the probe never runs", async (_name, attempt) => {
@@ -169,7 +195,7 @@ describe("a speculative run that the dispatcher does not run acts on nothing", (
     await settle();
     expect(served).toEqual([]);
     expect(await seenNow()).toEqual(["t: NotACapability"]);
-    expect(mod.health().timeouts).toBe(0);
+    expect(mod.health().timeouts).toBe(timeoutsBefore);
   });
 
   it("the same input object, for a refused caller and an allowed one at once: each run serves only its own call", async () => {
@@ -237,6 +263,12 @@ describe("another call's authority", () => {
     expect(((await running) as Error).name).toBe("CapabilityDenied");
   });
 
+  it("a sub-call under a capability narrowed to more than the call's needs is denied: narrowing cannot widen", async () => {
+    expect(await errorOf(d.call("reuse", { from: "", how: "widen" }, alice()))).toBeInstanceOf(CapabilityDenied);
+    await settle();
+    expect(served).toEqual([]);
+  });
+
   it("a capability kept from a call still running is that call's: what it serves is recorded under that call's principal", async () => {
     const running = d.call("hold", { tag: "open" }, alice());
     await settle();
@@ -253,7 +285,7 @@ describe("runs nobody claims", () => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(served).toEqual([]);
     expect(await seenNow()).toEqual(["t: NotACapability"]);
-    expect(mod.health().timeouts).toBe(0);
+    expect(mod.health().timeouts).toBe(timeoutsBefore);
   });
 
   it("a sub-tool's needs asked for by a parent's needs: its run is dropped, not left to its time limit", async () => {
@@ -264,6 +296,6 @@ describe("runs nobody claims", () => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     expect(served).toEqual([]);
     expect(await seenNow()).toEqual(["t: NotACapability"]);
-    expect(mod.health().timeouts).toBe(0);
+    expect(mod.health().timeouts).toBe(timeoutsBefore);
   });
 });
