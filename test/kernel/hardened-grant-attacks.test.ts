@@ -158,3 +158,34 @@ describe("what a hardened grant cannot be made to say", () => {
     expect(check(bob, read("alice")).allowed).toBe(false);
   });
 });
+
+describe("a grant read while Object.prototype is polluted", () => {
+  const polluted = { path: "/", origin: "https://evil.example", methods: ["GET"], model: "User", ops: ["read", "write"], program: "/bin/sh", target: "link", approvers: ["mallory"], per: 60 };
+  const P = Object.prototype as Record<string, unknown>;
+
+  it.each([
+    ["an fs rule without its path", { fs: [{ ops: ["read"] }] }],
+    ["an http rule without its origin", { http: [{ methods: ["GET"] }] }],
+    ["a db rule without its model", { db: [{ ops: ["read"] }] }],
+    ["an exec rule without its program", { exec: [{ args: ["x"] }] }],
+    ["a revoke rule without its target", { revoke: [{ ids: ["x"] }] }],
+    ["a rate without its window", { rates: [{ calls: 1 }] }],
+  ])("%s is refused, not completed from the prototype", (_name, grant) => {
+    Object.assign(P, polluted);
+    try {
+      expect(() => parseGrant(grant)).toThrow(/invalid grant/);
+    } finally {
+      for (const key of Object.keys(polluted)) Reflect.deleteProperty(P, key);
+    }
+  });
+
+  it("a root whose policy leaves out a rule's path is not minted reading everything", () => {
+    const sloppy = createMint({ issuer: "sloppy", policy: () => ({ fs: [{ ops: ["read"] }] }) as never });
+    P.path = "/";
+    try {
+      expect(() => sloppy.issue({ id: "u" })).toThrow(/invalid grant/);
+    } finally {
+      delete P.path;
+    }
+  });
+});
