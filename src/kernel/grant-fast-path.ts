@@ -19,6 +19,14 @@ import * as words from "./vocabulary.js";
 
 type Fields = Record<string, unknown>;
 
+/**
+ * The prototype of the copies the checks read: it inherits nothing, so a key
+ * a grant leaves out reads as undefined even when Object.prototype has been
+ * polluted with it. Not null itself: such copies would start in V8's slow
+ * dictionary mode.
+ */
+const READ_COPY: object = Object.freeze(Object.create(null) as object);
+
 const MAX_LIST = 1024;
 /** Values read before giving up and leaving the grant to the schema (whose own limit is far higher). */
 const MAX_VALUES = 4096;
@@ -73,7 +81,7 @@ class Reader {
     if (typeof v !== "object" || v === null || Array.isArray(v) || types.isProxy(v)) throw GIVE_UP;
     const proto: unknown = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) throw GIVE_UP;
-    const out: Fields = {};
+    const out = Object.create(READ_COPY) as Fields;
     for (const key of Object.keys(v)) {
       if (!allowed(key)) throw GIVE_UP;
       // Read once into the copy that is checked, so a getter cannot show the check one value and the grant another.
@@ -235,12 +243,12 @@ function dbRule(r: Reader, x: unknown): DbRule {
   optional(out, v, "scope", (s) => {
     const scope = r.object(s, KEYS.scope);
     for (const key of Object.keys(scope)) scalar(scope[key]);
-    return Object.freeze(scope);
+    return Object.freeze({ ...scope });
   });
   optional(out, v, "fieldActions", (a) => {
     const actions = r.object(a, KEYS.scope);
     for (const key of Object.keys(actions)) actions[key] = fieldAction(r, actions[key]);
-    return Object.freeze(actions);
+    return Object.freeze({ ...actions });
   });
   optional(out, v, "rows", (x) => rowRule(r, x, 1, { comparisons: 0 }));
   optional(out, v, "immutable", (f) => r.list(f, 0, identifier));
@@ -250,7 +258,7 @@ function dbRule(r: Reader, x: unknown): DbRule {
   optional(out, v, "autoSet", (a) => {
     const sources = r.object(a, KEYS.scope);
     for (const key of Object.keys(sources)) check(AUTO_SET.has(sources[key]), sources[key]);
-    return Object.freeze(sources);
+    return Object.freeze({ ...sources });
   });
   optional(out, v, "maxRows", (x) => safeInteger(x, 1));
   optional(out, v, "maxRowsRead", (x) => safeInteger(x, 1));
