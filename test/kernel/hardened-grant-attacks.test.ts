@@ -12,6 +12,8 @@ import type { Capability } from "../../src/index.ts";
  * freezes its object while it is read, a proxy or prototype reached past
  * the frozen data): after it changes to read narrower, the next narrowing
  * must get the narrower reading, never the wider one a kept parse remembers.
+ * The last rows read grants while Object.prototype is polluted: a rule that
+ * leaves out a required field is refused, never completed from the prototype.
  */
 const mint = createMint({
   issuer: "hardened-attacks",

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { liveDenial, revocable } from "../../src/kernel/capability.ts";
-import { denialError } from "../../src/kernel/decision.ts";
 import { z } from "zod";
 import { createApprovals } from "../../src/kernel/approvals.ts";
+import { liveDenial, revocable } from "../../src/kernel/capability.ts";
+import { denialError } from "../../src/kernel/decision.ts";
 import { CapabilityDenied, NotACapability, Revoked, SandboxTimeout } from "../../src/kernel/errors.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import type { AuditSink, Capability } from "../../src/index.ts";
@@ -19,7 +19,9 @@ import { makeWorld, type World } from "./world.ts";
  * capability. The module below keeps, in its own state, everything its
  * handlers are given (capabilities, contexts, host errors) and what each
  * speculative handler got from the host; the attacks use them from runs that
- * were refused, only planned, not recorded, or are other callers' calls.
+ * were refused, only planned, suspended for approval, not recorded, or are
+ * other callers' calls, and change their needs between an approval and the
+ * approved run.
  * Every host request is made of the `probe` endowment, which refuses a dead
  * capability, as a resource does, and records the principal of the live
  * capability that served it.
