@@ -1,0 +1,500 @@
+import { once } from "node:events";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from "jose";
+import Provider, { errors as oidcErrors, type KoaContextWithOIDC } from "oidc-provider";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
+import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { signingKeys } from "./idp.ts";
+import { makeFixture, type Fixture } from "./support.ts";
+
+/*
+ * An attacker's table against the HTTP gateway in front of an identity
+ * provider with token exchange: oidc-provider on 127.0.0.1 issues the
+ * callers' access tokens and exchanges them (for the gateway's client only)
+ * for tokens of one origin, which answers `hello <sub>` to a token issued
+ * for it. Each row is one attempt, with the denial expected; after each, the
+ * gateway must hold exactly one subject token per open session (what a
+ * session keeps for its exchanges lives and dies with it), and the victims'
+ * sessions must still work as themselves.
+ */
+
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
+const GATEWAY_CLIENT = "agentcap-gateway";
+const GATEWAY_SECRET = "gateway-exchange-secret-9a41c3";
+const RESOURCE = "https://gateway.test/mcp";
+const USERS = { alice: "alice-secret-0123456789", bob: "bob-secret-0123456789" } as const;
+type User = keyof typeof USERS;
+
+let keys: JWK[];
+let issuer = "";
+let idpServer: Server;
+let originServer: Server;
+let origin = "";
+/** The exchanges the provider made, by subject. */
+const exchanges: string[] = [];
+const logged: string[] = [];
+
+async function startProvider(): Promise<void> {
+  idpServer = createServer();
+  idpServer.listen(0, "127.0.0.1");
+  await once(idpServer, "listening");
+  issuer = `http://127.0.0.1:${(idpServer.address() as AddressInfo).port}`;
+  const server = (audience: string) => ({ scope: "mcp:tools", audience, accessTokenTTL: 300, accessTokenFormat: "jwt" as const, jwt: { sign: { alg: "ES256" as const } } });
+  const provider = new Provider(issuer, {
+    clients: [
+      ...Object.entries(USERS).map(([client_id, client_secret]) => ({
+        client_id,
+        client_secret,
+        grant_types: ["client_credentials"],
+        redirect_uris: [],
+        response_types: [],
+        token_endpoint_auth_method: "client_secret_basic" as const,
+        id_token_signed_response_alg: "ES256" as const,
+      })),
+      { client_id: GATEWAY_CLIENT, client_secret: GATEWAY_SECRET, grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [], token_endpoint_auth_method: "client_secret_basic" as const, id_token_signed_response_alg: "ES256" as const },
+    ],
+    jwks: { keys },
+    scopes: ["mcp:tools"],
+    cookies: { keys: ["test-cookie-key"] },
+    features: {
+      clientCredentials: { enabled: true },
+      devInteractions: { enabled: false },
+      resourceIndicators: { enabled: true, getResourceServerInfo: (_ctx, resource) => server(resource) },
+    },
+  });
+  const verifyKeys = createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (ctx: KoaContextWithOIDC) => {
+      const params = ctx.oidc.params as Record<string, string | undefined>;
+      const client = ctx.oidc.client;
+      if (client?.clientId !== GATEWAY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
+      let sub: string;
+      try {
+        ({ payload: { sub: sub = "" } } = await jwtVerify(params.subject_token ?? "", verifyKeys, { issuer, audience: RESOURCE }));
+      } catch {
+        throw new oidcErrors.InvalidGrant("not a subject token of this provider for the gateway");
+      }
+      const resource = params.resource ?? "";
+      if (resource !== origin) throw new oidcErrors.InvalidTarget("no such resource");
+      const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
+      grant.addResourceScope(resource, "mcp:tools");
+      const grantId = await grant.save();
+      const token = new provider.AccessToken({ accountId: sub, client, grantId, gty: "token-exchange", scope: "mcp:tools" });
+      token.resourceServer = new provider.ResourceServer(resource, server(resource));
+      const value = await token.save();
+      exchanges.push(sub);
+      ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN, token_type: "Bearer", expires_in: token.expiration };
+    },
+    ["subject_token", "subject_token_type", "requested_token_type", "resource", "audience", "scope"],
+  );
+  const handle = provider.callback();
+  idpServer.on("request", (req, res) => {
+    void handle(req, res);
+  });
+}
+
+/** The origin: answers `hello <sub>` to a bearer token the provider issued for it, 401 otherwise. */
+async function startOrigin(): Promise<void> {
+  const verifyKeys = createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
+  const who = async (req: IncomingMessage) => {
+    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+    try {
+      return String((await jwtVerify(token, verifyKeys, { issuer, audience: origin })).payload.sub);
+    } catch {
+      return null;
+    }
+  };
+  originServer = createServer((req, res) => {
+    void who(req).then((sub) => (sub === null ? res.writeHead(401).end("no token for this origin") : res.end(`hello ${sub}`)));
+  });
+  originServer.listen(0, "127.0.0.1");
+  await once(originServer, "listening");
+  origin = `http://127.0.0.1:${(originServer.address() as AddressInfo).port}`;
+}
+
+/** A client-credentials access token of `user` for the gateway, as the provider issues it. */
+async function userToken(user: User): Promise<string> {
+  const res = await fetch(`${issuer}/token`, {
+    method: "POST",
+    headers: { authorization: `Basic ${Buffer.from(`${user}:${USERS[user]}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ grant_type: "client_credentials", resource: RESOURCE, scope: "mcp:tools" }),
+  });
+  const answer = (await res.json()) as { access_token?: string; error?: string };
+  if (answer.access_token === undefined) throw new Error(`token request failed: ${answer.error ?? res.status}`);
+  return answer.access_token;
+}
+
+/** The key id signingKeys gives the provider's key. */
+const KID = "test-key-1";
+
+/** The claims of a good access token for alice, signed by the provider's own key. */
+function goodClaims(): JWTPayload {
+  const now = Math.floor(Date.now() / 1000);
+  return { iss: issuer, aud: RESOURCE, sub: "alice", scope: "mcp:tools", iat: now, exp: now + 300 };
+}
+
+/** A JWT signed with the provider's own key, with whatever claims an attacker (or a broken provider) chose. */
+async function forged(claims: JWTPayload): Promise<string> {
+  return new SignJWT({ ...goodClaims(), ...claims }).setProtectedHeader({ alg: "ES256", kid: KID, typ: "at+jwt" }).sign(await importJWK(keys[0] as JWK, "ES256"));
+}
+
+/** A good token for alice, signed by the provider's own key, without the claim `omit`. */
+async function forgedWithout(omit: string): Promise<string> {
+  const claims = Object.fromEntries(Object.entries(goodClaims()).filter(([k]) => k !== omit));
+  return new SignJWT(claims).setProtectedHeader({ alg: "ES256", kid: KID }).sign(await importJWK(keys[0] as JWK, "ES256"));
+}
+
+let fixture: Fixture;
+let gateway: Gateway;
+let http: HttpGateway;
+
+beforeAll(async () => {
+  keys = await signingKeys();
+  await startProvider();
+  await startOrigin();
+  fixture = makeFixture({
+    oauth: {
+      issuer,
+      resource: RESOURCE,
+      scopes: ["mcp:tools"],
+      claims: { roles: "roles" },
+      tokenExchange: { clientId: GATEWAY_CLIENT, clientSecretFile: "secrets/exchange.secret", origins: { [origin]: {} } },
+    },
+    tools: { http: { timeoutMs: 5000 } },
+    sessions: { maxPerToken: 3 },
+    policy: {
+      roles: {
+        caller: { tools: ["fetch_url"], http: [{ origin, methods: ["GET"], allowPrivateNetwork: true }] },
+        admin: { tools: ["fetch_url"], http: [{ origin, methods: ["GET", "POST", "DELETE"], allowPrivateNetwork: true }], revoke: [{ target: "principal" }] },
+      },
+      principals: { alice: { roles: ["caller"] }, bob: { roles: ["caller"] } },
+    },
+  });
+  mkdirSync(path.join(fixture.dir, "secrets"), { recursive: true });
+  writeFileSync(path.join(fixture.dir, "secrets", "exchange.secret"), `${GATEWAY_SECRET}\n`);
+  gateway = await openGateway(await loadGatewayConfig(fixture.configFile));
+  http = await listenHttp(gateway, { host: "127.0.0.1", port: 0 }, { log: (line) => logged.push(line) });
+});
+
+afterAll(async () => {
+  await http.close();
+  await gateway.close();
+  originServer.closeAllConnections();
+  idpServer.closeAllConnections();
+  await Promise.all([new Promise((r) => originServer.close(r)), new Promise((r) => idpServer.close(r))]);
+  fixture.cleanup();
+});
+
+/** What the gateway answered: status, the JSON-RPC message (from JSON or an event stream), and the session id it gave. */
+interface Answer {
+  readonly status: number;
+  readonly message: { result?: unknown; error?: { message: string } } | null;
+  readonly session: string | null;
+  readonly challenge: string;
+}
+
+async function send(method: "POST" | "GET" | "DELETE", token: string | null, session: string | null, body?: unknown): Promise<Answer> {
+  const res = await fetch(http.url, {
+    method,
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+      ...(session === null ? {} : { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    // An event stream that stays open (GET in a session) is not waited for.
+    signal: AbortSignal.timeout(3000),
+  });
+  let text = "";
+  if (res.headers.get("content-type")?.startsWith("text/event-stream") === true && method === "GET") await res.body?.cancel();
+  else text = await res.text();
+  const data = text.split("\n").find((l) => l.startsWith("data: "))?.slice(6) ?? text;
+  let message: Answer["message"];
+  try {
+    message = JSON.parse(data) as Answer["message"];
+  } catch {
+    message = null;
+  }
+  return { status: res.status, message, session: res.headers.get("mcp-session-id"), challenge: res.headers.get("www-authenticate") ?? "" };
+}
+
+const INITIALIZE = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "attack", version: "0" } } };
+const initialized = { jsonrpc: "2.0", method: "notifications/initialized" };
+/** Each call an id of its own: of two requests under way in one session with the same id, the SDK's transport answers only the later. */
+let nextId = 100;
+const fetchCall = () => ({ jsonrpc: "2.0", id: nextId++, method: "tools/call", params: { name: "fetch_url", arguments: { url: `${origin}/whoami` } } });
+const toolsList = { jsonrpc: "2.0", id: 3, method: "tools/list", params: {} };
+
+/** A session of `token` that has made one call through the exchange: its id. */
+async function openSession(token: string): Promise<string> {
+  const opened = await send("POST", token, null, INITIALIZE);
+  expect(opened.status).toBe(200);
+  const id = opened.session as string;
+  await send("POST", token, id, initialized);
+  return id;
+}
+
+/** The text the fetch tool returned in session `id` (or the error it gave), as `token`. */
+async function whoami(token: string, id: string): Promise<string> {
+  const answer = await send("POST", token, id, fetchCall());
+  if (answer.status !== 200) return `HTTP ${answer.status}`;
+  return JSON.stringify(answer.message?.result ?? answer.message?.error ?? null);
+}
+
+/** Sessions the test opened and has not ended: token by session id. */
+const open = new Map<string, string>();
+async function session(token: string): Promise<string> {
+  const id = await openSession(token);
+  open.set(id, token);
+  return id;
+}
+async function end(id: string): Promise<void> {
+  const token = open.get(id) as string;
+  open.delete(id);
+  expect((await send("DELETE", token, id)).status).toBe(200);
+}
+
+/** What the gateway holds must be exactly one subject token per open session: nothing of an ended or never-opened session. */
+function expectOneSubjectPerSession(): void {
+  expect(gateway.tokenExchange()?.subjects).toBe(http.openSessions());
+}
+
+afterEach(async () => {
+  for (const id of [...open.keys()]) await end(id);
+  expect(http.openSessions()).toBe(0);
+  expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
+});
+
+describe("a caller with another principal's session id", () => {
+  /** Bob's session with one exchange done, and alice's attempts at it. */
+  type Attempt = readonly [string, (victim: string) => Promise<Answer>, number];
+  const attempts: readonly Attempt[] = [
+    ["calls a tool in it with no token", (v) => send("POST", null, v, fetchCall()), 401],
+    ["calls a tool in it with a malformed Authorization header", async (v) => {
+      const res = await fetch(http.url, { method: "POST", headers: { authorization: "Bearer a b", "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": v }, body: JSON.stringify(fetchCall()) });
+      return { status: res.status, message: null, session: null, challenge: await res.text() };
+    }, 401],
+    ["calls a tool in it with her own valid access token", async (v) => send("POST", await userToken("alice"), v, fetchCall()), 403],
+    ["calls a tool in it with her own Biscuit token", (v) => send("POST", gateway.issueToken("alice"), v, fetchCall()), 403],
+    ["calls a tool in it with a Biscuit token for bob himself", (v) => send("POST", gateway.issueToken("bob"), v, fetchCall()), 403],
+    ["calls a tool in it with another access token of bob's", async (v) => send("POST", await userToken("bob"), v, fetchCall()), 403],
+    ["lists its tools with her own access token", async (v) => send("POST", await userToken("alice"), v, toolsList), 403],
+    ["opens its event stream (GET) with her own access token", async (v) => send("GET", await userToken("alice"), v), 403],
+    ["ends it (DELETE) with her own access token", async (v) => send("DELETE", await userToken("alice"), v), 403],
+    ["ends it (DELETE) with no token", (v) => send("DELETE", null, v), 401],
+    ["initializes it again with her own access token", async (v) => send("POST", await userToken("alice"), v, INITIALIZE), 403],
+    ["calls a tool in it with a token for another audience", async (v) => send("POST", await forged({ sub: "bob", aud: "https://other.test/mcp" }), v, fetchCall()), 401],
+    ["calls a tool in it with a token of another issuer", async (v) => send("POST", await forged({ sub: "bob", iss: "https://idp.evil.test" }), v, fetchCall()), 401],
+    ["calls a tool in it with an expired token naming bob", async (v) => send("POST", await forged({ sub: "bob", exp: Math.floor(Date.now() / 1000) - 60 }), v, fetchCall()), 401],
+  ];
+
+  it.each(attempts)("alice %s: refused, and bob's session, subject token and exchanged token stay his", async (_what, attempt, status) => {
+    const bobToken = await userToken("bob");
+    const victim = await session(bobToken);
+    expect(await whoami(bobToken, victim)).toContain("hello bob");
+    const before = { exchanged: exchanges.length, held: gateway.tokenExchange() };
+    const answer = await attempt(victim);
+    expect(answer.status).toBe(status);
+    expect(JSON.stringify(answer)).not.toContain("hello");
+    // Nothing was exchanged for the attempt, nothing of it was kept, and nothing of bob's was dropped.
+    expect(exchanges.length).toBe(before.exchanged);
+    expect(gateway.tokenExchange()).toEqual(before.held);
+    expectOneSubjectPerSession();
+    expect(await whoami(bobToken, victim)).toContain("hello bob");
+    expect(exchanges.length).toBe(before.exchanged);
+  });
+});
+
+describe("identity-provider tokens that must open nothing", () => {
+  type Attempt = readonly [string, () => Promise<string>, number, string];
+  const attempts: readonly Attempt[] = [
+    ["for another audience", () => forged({ aud: "https://other.test/mcp" }), 401, "the token was not issued for this server"],
+    ["for several audiences, none of them this one", () => forged({ aud: ["https://a.test/mcp", "https://b.test/mcp"] }), 401, "the token was not issued for this server"],
+    ["of another issuer, signed with the provider's key", () => forged({ iss: "https://idp.evil.test" }), 401, "the token was not issued for this server"],
+    ["expired a minute ago", () => forged({ exp: Math.floor(Date.now() / 1000) - 60 }), 401, "the token has expired"],
+    ["not valid before an hour from now", () => forged({ nbf: Math.floor(Date.now() / 1000) + 3600 }), 401, "the token is malformed or its signature does not verify"],
+    ["without exp", () => forgedWithout("exp"), 401, "the token is malformed or its signature does not verify"],
+    ["without sub", () => forgedWithout("sub"), 401, "the token is malformed or its signature does not verify"],
+    ["with an empty sub", () => forged({ sub: "" }), 401, "the token is malformed or its signature does not verify"],
+    ["with a sub that is a list", () => forged({ sub: ["alice"] as unknown as string }), 401, "the token is malformed or its signature does not verify"],
+    ["with the header alg none", async () => `${Buffer.from('{"alg":"none"}').toString("base64url")}.${(await forged({})).split(".")[1] ?? ""}.`, 401, "the token is malformed or its signature does not verify"],
+    [
+      "signed with HS256 under the provider's public key as the secret",
+      async () => {
+        const { kty, crv, x, y } = keys[0] as JWK;
+        return new SignJWT(goodClaims()).setProtectedHeader({ alg: "HS256", kid: KID }).sign(new TextEncoder().encode(JSON.stringify({ kty, crv, x, y, kid: KID })));
+      },
+      401,
+      "the token is malformed or its signature does not verify",
+    ],
+    [
+      "signed by the caller's own key, named in the header (jwk)",
+      async () => {
+        const own = await generateKeyPair("ES256", { extractable: true });
+        return new SignJWT(goodClaims())
+          .setProtectedHeader({ alg: "ES256", kid: KID, jwk: await exportJWK(own.publicKey) })
+          .sign(own.privateKey);
+      },
+      401,
+      "the token is malformed or its signature does not verify",
+    ],
+    ["without the required scope", () => forged({ scope: "openid" }), 403, ""],
+    ["naming __proto__ as its principal", () => forged({ sub: "__proto__" }), 403, ""],
+    ["naming constructor as its principal, claiming a role the policy does not define", () => forged({ sub: "constructor", roles: ["toString", "__proto__"] }), 403, ""],
+  ];
+
+  it.each(attempts)("a token %s is refused at initialize, and nothing of it is kept", async (_what, make, status, description) => {
+    const answer = await send("POST", await make(), null, INITIALIZE);
+    expect(answer.status).toBe(status);
+    expect(answer.session).toBeNull();
+    if (description !== "") expect(answer.challenge).toContain(`error_description="${description}"`);
+    expect(http.openSessions()).toBe(0);
+    expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
+  });
+
+  it("a listed principal claiming a role it is not given gets exactly its configured roles: it may GET the origin, not POST to it", async () => {
+    const token = await forged({ sub: "alice", roles: ["admin"] });
+    const id = await session(token);
+    const post = await send("POST", token, id, { jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "fetch_url", arguments: { url: `${origin}/x`, method: "POST" } } });
+    expect(JSON.stringify(post.message)).toMatch(/ERR_/);
+    expect(JSON.stringify(post.message)).not.toContain("hello");
+    expect(await whoami(token, id)).toContain("hello alice");
+  });
+});
+
+describe("requests that authenticate but open no session keep nothing", () => {
+  const attempts: readonly (readonly [string, (token: string) => Promise<Answer>, number])[] = [
+    ["GET without a session id", (t) => send("GET", t, null), 400],
+    ["DELETE without a session id", (t) => send("DELETE", t, null), 400],
+    ["tools/call without a session id", (t) => send("POST", t, null, fetchCall()), 400],
+    ["a notification without a session id", (t) => send("POST", t, null, initialized), 400],
+    ["two initializes in one batch", (t) => send("POST", t, null, [INITIALIZE, { ...INITIALIZE, id: 2 }]), 400],
+    ["an initialize with an unknown session id", (t) => send("POST", t, "00000000-0000-4000-8000-000000000000", INITIALIZE), 404],
+  ];
+
+  it.each(attempts)("%s: refused, and the token is neither kept nor exchanged", async (_what, attempt, status) => {
+    const before = exchanges.length;
+    const answer = await attempt(await userToken("alice"));
+    expect(answer.status).toBe(status);
+    expect(http.openSessions()).toBe(0);
+    expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
+    expect(exchanges.length).toBe(before);
+  });
+
+  it("the audit explorer authenticates an access token without keeping it", async () => {
+    const res = await fetch(`${new URL(http.url).origin}/explore/api/events`, { headers: { authorization: `Bearer ${await userToken("alice")}` } });
+    await res.text();
+    expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
+  });
+});
+
+describe("opening, ending and reopening sessions", () => {
+  it("ending one of two sessions of the same access token leaves the other its subject and exchanged token", async () => {
+    const token = await userToken("alice");
+    const [a, b] = [await session(token), await session(token)];
+    expect(await whoami(token, a)).toContain("hello alice");
+    expect(await whoami(token, b)).toContain("hello alice");
+    const made = exchanges.length;
+    expect(gateway.tokenExchange()).toEqual({ subjects: 2, exchanged: 2 });
+    await end(a);
+    expect(gateway.tokenExchange()).toEqual({ subjects: 1, exchanged: 1 });
+    expect(await whoami(token, b)).toContain("hello alice");
+    // b's exchanged token was kept: no new exchange.
+    expect(exchanges.length).toBe(made);
+    // a is gone for good: its id answers 404, even to its own token, and exchanges nothing.
+    expect((await send("POST", token, a, fetchCall())).status).toBe(404);
+    expect(exchanges.length).toBe(made);
+  });
+
+  it("alice ending her session never touches bob's; bob ending his never touches hers", async () => {
+    const [at, bt] = [await userToken("alice"), await userToken("bob")];
+    const [a, b] = [await session(at), await session(bt)];
+    await Promise.all([whoami(at, a), whoami(bt, b)]);
+    await end(a);
+    expectOneSubjectPerSession();
+    expect(await whoami(bt, b)).toContain("hello bob");
+    const a2 = await session(at);
+    await end(b);
+    expect(await whoami(at, a2)).toContain("hello alice");
+    expectOneSubjectPerSession();
+  });
+
+  it("a session reopened with the same token exchanges afresh; the ended one's exchanged token is not reused", async () => {
+    const token = await userToken("alice");
+    const a = await session(token);
+    await whoami(token, a);
+    await end(a);
+    const made = exchanges.length;
+    const again = await session(token);
+    expect(again).not.toBe(a);
+    expect(await whoami(token, again)).toContain("hello alice");
+    expect(exchanges.length).toBe(made + 1);
+  });
+
+  it("a token's sessions past maxPerToken replace its own oldest idle one, whose tokens go with it; the others keep theirs", async () => {
+    const token = await userToken("alice");
+    const bobToken = await userToken("bob");
+    const bob = await session(bobToken);
+    await whoami(bobToken, bob);
+    const ids = [await session(token), await session(token), await session(token)];
+    for (const id of ids) await whoami(token, id);
+    const fourth = await openSession(token);
+    open.set(fourth, token);
+    // The least recently used (the first) was replaced.
+    open.delete(ids[0] as string);
+    expect((await send("POST", token, ids[0] as string, fetchCall())).status).toBe(404);
+    expectOneSubjectPerSession();
+    const made = exchanges.length;
+    for (const id of ids.slice(1)) expect(await whoami(token, id)).toContain("hello alice");
+    expect(await whoami(bobToken, bob)).toContain("hello bob");
+    expect(exchanges.length).toBe(made);
+  });
+
+  it("sessions of two principals opened, called and ended at once never mix: each call is answered as its own caller", async () => {
+    const [at, bt] = [await userToken("alice"), await userToken("bob")];
+    const sessions = await Promise.all([at, bt, at, bt, at, bt].map(async (t) => [t, await session(t)] as const));
+    const seen = await Promise.all(sessions.flatMap(([t, id]) => [whoami(t, id), whoami(t, id)]));
+    sessions.flatMap(([t]) => [t, t]).forEach((t, i) => {
+      expect(seen[i]).toContain(t === at ? "hello alice" : "hello bob");
+    });
+    expectOneSubjectPerSession();
+    // Half of them end while the others call.
+    const ending = sessions.filter((_, i) => i % 2 === 0);
+    const calling = sessions.filter((_, i) => i % 2 === 1);
+    const [, answers] = await Promise.all([Promise.all(ending.map(([, id]) => end(id))), Promise.all(calling.map(([t, id]) => whoami(t, id)))]);
+    calling.forEach(([t], i) => {
+      expect(answers[i]).toContain(t === at ? "hello alice" : "hello bob");
+    });
+    expectOneSubjectPerSession();
+  });
+
+  it("forty initializes of one token at once end with at most maxPerToken sessions, each holding its own subject", async () => {
+    const token = await userToken("bob");
+    const answers = await Promise.all(Array.from({ length: 40 }, () => send("POST", token, null, INITIALIZE)));
+    for (const a of answers) expect([200, 429]).toContain(a.status);
+    expect(http.openSessions()).toBeLessThanOrEqual(3);
+    expectOneSubjectPerSession();
+    for (const a of answers) if (a.status === 200 && a.session !== null) await send("DELETE", token, a.session);
+    expect(http.openSessions()).toBe(0);
+  });
+
+  it("a session whose access token expires is closed, and its subject with it", async () => {
+    const token = await forged({ sub: "bob", exp: Math.floor(Date.now() / 1000) + 2 });
+    const id = await openSession(token);
+    expect(await whoami(token, id)).toContain("hello bob");
+    expect(gateway.tokenExchange()?.subjects).toBe(1);
+    await vi.waitFor(() => {
+      expect(http.openSessions()).toBe(0);
+    }, { timeout: 5000 });
+    expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
+    expect((await send("POST", token, id, fetchCall())).status).toBe(404);
+  });
+});
