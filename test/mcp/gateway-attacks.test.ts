@@ -38,6 +38,10 @@ let originServer: Server;
 let origin = "";
 /** The exchanges the provider made, by subject. */
 const exchanges: string[] = [];
+/** How long the provider takes to answer an exchange, and when it has started one (for a row that ends a session meanwhile). */
+const exchangeDelay = { ms: 0, started: (): void => undefined };
+/** The subjects the origin answered. */
+const originSeen: string[] = [];
 const logged: string[] = [];
 
 async function startProvider(): Promise<void> {
@@ -75,6 +79,8 @@ async function startProvider(): Promise<void> {
       const params = ctx.oidc.params as Record<string, string | undefined>;
       const client = ctx.oidc.client;
       if (client?.clientId !== GATEWAY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
+      exchangeDelay.started();
+      if (exchangeDelay.ms > 0) await new Promise((resolve) => setTimeout(resolve, exchangeDelay.ms));
       let sub: string;
       try {
         ({ payload: { sub: sub = "" } } = await jwtVerify(params.subject_token ?? "", verifyKeys, { issuer, audience: RESOURCE }));
@@ -112,7 +118,13 @@ async function startOrigin(): Promise<void> {
     }
   };
   originServer = createServer((req, res) => {
-    void who(req).then((sub) => (sub === null ? res.writeHead(401).end("no token for this origin") : res.end(`hello ${sub}`)));
+    void who(req).then((sub) => {
+      if (sub === null) res.writeHead(401).end("no token for this origin");
+      else {
+        originSeen.push(sub);
+        res.end(`hello ${sub}`);
+      }
+    });
   });
   originServer.listen(0, "127.0.0.1");
   await once(originServer, "listening");
@@ -484,6 +496,30 @@ describe("opening, ending and reopening sessions", () => {
     expectOneSubjectPerSession();
     for (const a of answers) if (a.status === 200 && a.session !== null) await send("DELETE", token, a.session);
     expect(http.openSessions()).toBe(0);
+  });
+
+  it("a session ended while its call's token is being exchanged sends the origin nothing, and keeps nothing", async () => {
+    const token = await userToken("alice");
+    const id = await openSession(token);
+    const started = new Promise<void>((resolve) => {
+      exchangeDelay.started = resolve;
+    });
+    exchangeDelay.ms = 300;
+    const seen = originSeen.length;
+    try {
+      const call = whoami(token, id);
+      await started;
+      expect((await send("DELETE", token, id)).status).toBe(200);
+      // A DELETE closes the session's streams at once, the call's answer with them; the call itself goes on in the gateway.
+      expect(await call).not.toContain("hello");
+      // Past the exchange's end, and time enough for a request to the origin to have been made.
+      await new Promise((resolve) => setTimeout(resolve, exchangeDelay.ms + 300));
+    } finally {
+      exchangeDelay.ms = 0;
+      exchangeDelay.started = () => undefined;
+    }
+    expect(originSeen.length).toBe(seen);
+    expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
   });
 
   it("a session whose access token expires is closed, and its subject with it", async () => {
