@@ -337,6 +337,9 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
         server.dispose();
         gateway.endSession(capability);
       };
+    } else {
+      // Revoked already: the store closed it while being asked to watch it, so the watch ends here.
+      unwatchStore();
     }
     // Ended by its client (DELETE) or by the table: either way it leaves the table.
     transport.onclose = () => {
