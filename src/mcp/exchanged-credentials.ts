@@ -22,7 +22,7 @@ import { ancestorAt, liveDenial, rootOf, type RevocationList } from "../kernel/i
 import type { ExchangeTarget } from "./config.js";
 import type { ExchangedToken, TokenExchanger } from "./token-exchange.js";
 
-/** Sessions whose subject tokens are kept at once; the oldest is forgotten beyond it (its next exchange fails as one without a token). */
+/** Sessions whose subject tokens are kept at once unless told more; the oldest is forgotten beyond it (its next exchange fails as one without a token). */
 const MAX_SUBJECTS = 10_000;
 /** Session links remembered per subject token, to see a revocation of the session itself. */
 const MAX_SESSIONS_PER_SUBJECT = 16;
@@ -80,11 +80,14 @@ export interface ExchangedCredentialsOptions {
   readonly clock: Clock;
   /** An exchanged token is exchanged again this long before it expires (or at half its lifetime, when that is shorter). */
   readonly refreshBeforeMs: number;
+  /** Subject tokens kept at once (at least 10,000): the gateway's session limit, so that no open session's token is forgotten for another's. */
+  readonly maxSubjects?: number;
 }
 
 /** The cache of exchanged tokens for the gateway's sessions. */
 export function exchangedCredentials(options: ExchangedCredentialsOptions): ExchangedCredentials {
   const { exchanger, revocations, clock, refreshBeforeMs } = options;
+  const maxSubjects = Math.max(MAX_SUBJECTS, options.maxSubjects ?? 0);
   const subjects = new Map<string, Subject>();
 
   /** True when nothing of `subject` may act any more: expired, its root revoked, or every session that used it revoked. */
@@ -187,7 +190,7 @@ export function exchangedCredentials(options: ExchangedCredentialsOptions): Exch
       // The oldest entries are the first to expire: forget those that have, then any beyond the bound.
       const now = clock.now();
       for (const [id, s] of subjects) {
-        if (s.expiresAt > now && subjects.size < MAX_SUBJECTS) break;
+        if (s.expiresAt > now && subjects.size < maxSubjects) break;
         subjects.delete(id);
       }
       subjects.set(root, { token: subjectToken, expiresAt: until, anchor: cap, sessions: new Map(), tokens: new Map() });

@@ -215,7 +215,7 @@ export function openTokenExchange(config: GatewayConfig, revocations: TokenStore
   const te = oauth?.tokenExchange;
   if (oauth === undefined || te === undefined) return null;
   const exchanger = tokenExchanger(oauth.issuer, te, exchangeClientCredential(te));
-  return exchangedCredentials({ exchanger, revocations, clock, refreshBeforeMs: te.refreshBeforeSeconds * 1000 });
+  return exchangedCredentials({ exchanger, revocations, clock, refreshBeforeMs: te.refreshBeforeSeconds * 1000, maxSubjects: config.sessions.max });
 }
 
 /** Whose credentials an upstream's requests carry: the vault's, tokens exchanged for it, or none. */
