@@ -3,7 +3,7 @@ import { mkdirSync } from "node:fs";
 import { open, readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { AuditFailure, InvalidInput } from "../kernel/index.js";
-import { keyIdOf, parseVerifierKey, verifyCheckpoint, type Checkpoint } from "./proof-verifier.js";
+import { KEY_NAME, keyIdOf, parseVerifierKey, verifyCheckpoint, type Checkpoint } from "./proof-verifier.js";
 
 /*
  * Signed checkpoints of the log's head, kept outside the database: a C2SP
@@ -34,7 +34,8 @@ export interface CheckpointSink {
   read(): Promise<string[]>;
 }
 
-const KEY_NAME = /^[^\s+]{1,128}$/u;
+/** Names a key is made with are short enough to read in a note's signature line. */
+const MAX_KEY_NAME = 128;
 
 function verifierKeyOf(name: string, publicKey: Buffer): string {
   return `${name}+${keyIdOf(name, publicKey).toString("hex")}+${Buffer.concat([Buffer.of(1), publicKey]).toString("base64")}`;
@@ -42,7 +43,9 @@ function verifierKeyOf(name: string, publicKey: Buffer): string {
 
 /** A new Ed25519 key for signing the checkpoints of the log named `name` (its origin, such as `example.com/agentcap-audit`). */
 export function generateCheckpointKey(name: string): CheckpointKeyPair {
-  if (!KEY_NAME.test(name)) throw new InvalidInput("a checkpoint key name has 1 to 128 characters, with no spaces or '+' (such as example.com/agentcap-audit)");
+  if (!KEY_NAME.test(name) || name.length > MAX_KEY_NAME) {
+    throw new InvalidInput(`a checkpoint key name has 1 to ${MAX_KEY_NAME} characters, with no spaces, '+' or control characters (such as example.com/agentcap-audit)`);
+  }
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
   const jwk = privateKey.export({ format: "jwk" });
   const seed = Buffer.from(jwk.d ?? "", "base64url");

@@ -107,7 +107,12 @@ export function keyIdOf(name: string, publicKey: Buffer): Buffer {
   return createHash("sha256").update(name).update("\n").update(Buffer.of(ED25519)).update(publicKey).digest().subarray(0, 4);
 }
 
-const KEY_NAME = /^[^\s+]+$/u;
+/**
+ * A signed-note key name: non-empty well-formed text with no spaces or '+'
+ * (C2SP), and no control characters, which a terminal or a note's last line
+ * would act on instead of showing.
+ */
+export const KEY_NAME = /^[^\s+\p{Cc}\p{Cs}]+$/u;
 
 /** Parses a verifier key string. */
 export function parseVerifierKey(text: string): Verdict<VerifierKey> {
@@ -115,7 +120,7 @@ export function parseVerifierKey(text: string): Verdict<VerifierKey> {
   const parts = /^([^+]*)\+([^+]*)\+(.*)$/s.exec(text.trim());
   if (parts === null) return refuse("a verifier key has the form <name>+<key id>+<base64 key>");
   const [, name = "", hex = "", b64 = ""] = parts;
-  if (!KEY_NAME.test(name)) return refuse("the verifier key's name must be non-empty, with no spaces or '+'");
+  if (!KEY_NAME.test(name)) return refuse("the verifier key's name must be non-empty, with no spaces, '+' or control characters");
   const raw = Buffer.from(b64, "base64");
   if (raw.length !== 33 || raw[0] !== ED25519 || raw.toString("base64") !== b64) return refuse("the verifier key is not an Ed25519 key (0x01 followed by 32 bytes, base64)");
   const publicKey = raw.subarray(1);

@@ -131,6 +131,22 @@ describe("signed checkpoints", () => {
     expect(() => generateCheckpointKey("has space")).toThrow(InvalidInput);
   });
 
+  it.each([
+    ["a space", "has space"],
+    ["a '+'", "a+b"],
+    ["a NUL", "log\u0000"],
+    ["an escape sequence", "log\u001b[2J"],
+    ["a C1 control", "log\u0085"],
+    ["a lone surrogate", "log\udfff"],
+    ["nothing", ""],
+    ["129 characters", "x".repeat(129)],
+  ])("makes no key whose name holds %s, and accepts no verifier key named so", (_what, name) => {
+    expect(() => generateCheckpointKey(name)).toThrow(/1 to 128 characters, with no spaces, '\+' or control characters/);
+    const named = key.verifierKey.replace(/^[^+]*/, name);
+    // A '+' splits the key differently, so it is refused for the parts it leaves; every other name for itself.
+    if (name.length <= 128) expect(refusal(parseVerifierKey(named))).toMatch(name.includes("+") ? /./ : /name must be non-empty/);
+  });
+
   it("splits a checkpoint file back into its notes", () => {
     const signer = parseSignerKey(key.signerKey);
     const notes = [1, 2, 3].map((n) => signCheckpoint(signer, "audit.test/log", n, Buffer.alloc(32, n)));
