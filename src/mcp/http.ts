@@ -22,7 +22,7 @@ import type { AddressInfo } from "node:net";
 import { AgentcapError, CapabilityDenied, denialError, expiresAt, InsufficientScope, InvalidInput, isDenial, StoreUnavailable, type Capability } from "../kernel/index.js";
 import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
-import { EXPLORE_PATH } from "../web/index.js";
+import { EXPLORE_PATH, listenOn } from "../web/index.js";
 import { callLimiter, chainLimiters } from "./call-limit.js";
 import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
@@ -449,15 +449,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
    * while a request is arriving), so these stay short.
    */
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) => {
-      // The one thing a person starting a gateway most often meets: say it in one line, with what to do.
-      if (e.code === "EADDRINUSE") reject(new InvalidInput(`cannot listen on ${listen.host}:${listen.port}: the port is in use (another gateway?); choose another port`, { cause: e }));
-      else if (e.code === "EACCES" || e.code === "EADDRNOTAVAIL") reject(new InvalidInput(`cannot listen on ${listen.host}:${listen.port}: ${e.code === "EACCES" ? "permission denied" : "no such address on this machine"}`, { cause: e }));
-      else reject(e);
-    });
-    server.listen({ port: listen.port, host: listen.host, backlog: gateway.config.listen.backlog }, () => { resolve(); });
-  });
+  await listenOn(server, { ...listen, backlog: gateway.config.listen.backlog }, "gateway");
   const address = server.address() as AddressInfo;
   origin = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
   originHost = new URL(origin).host;

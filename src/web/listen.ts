@@ -6,6 +6,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { EXPLORE_PATH, type Explorer } from "./explorer.js";
+import { listenOn } from "./listening.js";
 
 /** A listening explorer. */
 export interface ListeningExplorer {
@@ -32,12 +33,7 @@ export async function listenExplorer(explorer: Explorer, listen: { readonly host
       else res.end();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(listen.port, listen.host, () => {
-      resolve();
-    });
-  });
+  await listenOn(server, listen, "explorer");
   const address = server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   origin = `http://${host}:${String(address.port)}`;

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openAuditStore } from "../../src/audit/index.ts";
+import { InvalidInput } from "../../src/kernel/index.ts";
 import { startExplorer, type ExploreHandle, type ExploreOptions } from "../../src/cli/explore-command.ts";
 import { createTokenMint, generateKeyPair, openSqliteTokenStore, revokeToken, toToken } from "../../src/token/index.ts";
 import type { SessionView, TimelinePage } from "../../src/web/index.ts";
@@ -85,6 +86,18 @@ describe("agentcap audit explore over a bare SQLite audit log", () => {
     await expect(startExplorer({ config: join(dir, "gateway.json"), store: join(dir, "audit.db") })).rejects.toThrow(/--config names the gateway's stores/);
     writeFileSync(join(dir, "bad-keys.json"), "[1, 2]");
     await expect(startExplorer({ store: join(dir, "audit.db"), publicKeys: join(dir, "bad-keys.json") })).rejects.toThrow(/public key set/);
+  });
+
+  it("on a port in use says so in one line, and a second try on a free port then serves", async () => {
+    await serving({ store: join(dir, "audit.db") }, async (handle) => {
+      const port = Number(new URL(handle.url).port);
+      const refused = startExplorer({ store: join(dir, "audit.db"), port }, () => undefined);
+      await expect(refused).rejects.toThrow(new InvalidInput(`cannot listen on 127.0.0.1:${String(port)}: the port is in use (another explorer?); choose another port`));
+      // The stores the refused run opened were closed: the log opens again and serves.
+      await serving({ store: join(dir, "audit.db") }, async (again, api) => {
+        expect((await api("session", again.token)).status).toBe(200);
+      });
+    });
   });
 });
 
