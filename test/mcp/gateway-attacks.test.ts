@@ -1,14 +1,14 @@
 import { once } from "node:events";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
-import { createLocalJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify, SignJWT, type JWK, type JWTPayload } from "jose";
-import Provider, { errors as oidcErrors, type KoaContextWithOIDC } from "oidc-provider";
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { bearerOf, startExchangeProvider, type ExchangeProvider } from "./exchange-provider.ts";
 import { signingKeys } from "./idp.ts";
 import { makeFixture, type Fixture } from "./support.ts";
 
@@ -23,8 +23,6 @@ import { makeFixture, type Fixture } from "./support.ts";
  * sessions must still work as themselves.
  */
 
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
 const GATEWAY_CLIENT = "agentcap-gateway";
 const GATEWAY_SECRET = "gateway-exchange-secret-9a41c3";
 const RESOURCE = "https://gateway.test/mcp";
@@ -33,7 +31,7 @@ type User = keyof typeof USERS;
 
 let keys: JWK[];
 let issuer = "";
-let idpServer: Server;
+let idp: ExchangeProvider;
 let originServer: Server;
 let origin = "";
 /** The exchanges the provider made, by subject. */
@@ -44,85 +42,14 @@ const exchangeDelay = { ms: 0, started: (): void => undefined };
 const originSeen: string[] = [];
 const logged: string[] = [];
 
-async function startProvider(): Promise<void> {
-  idpServer = createServer();
-  idpServer.listen(0, "127.0.0.1");
-  await once(idpServer, "listening");
-  issuer = `http://127.0.0.1:${(idpServer.address() as AddressInfo).port}`;
-  const server = (audience: string) => ({ scope: "mcp:tools", audience, accessTokenTTL: 300, accessTokenFormat: "jwt" as const, jwt: { sign: { alg: "ES256" as const } } });
-  const provider = new Provider(issuer, {
-    clients: [
-      ...Object.entries(USERS).map(([client_id, client_secret]) => ({
-        client_id,
-        client_secret,
-        grant_types: ["client_credentials"],
-        redirect_uris: [],
-        response_types: [],
-        token_endpoint_auth_method: "client_secret_basic" as const,
-        id_token_signed_response_alg: "ES256" as const,
-      })),
-      { client_id: GATEWAY_CLIENT, client_secret: GATEWAY_SECRET, grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [], token_endpoint_auth_method: "client_secret_basic" as const, id_token_signed_response_alg: "ES256" as const },
-    ],
-    jwks: { keys },
-    scopes: ["mcp:tools"],
-    cookies: { keys: ["test-cookie-key"] },
-    features: {
-      clientCredentials: { enabled: true },
-      devInteractions: { enabled: false },
-      resourceIndicators: { enabled: true, getResourceServerInfo: (_ctx, resource) => server(resource) },
-    },
-  });
-  const verifyKeys = createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
-  provider.registerGrantType(
-    TOKEN_EXCHANGE,
-    async (ctx: KoaContextWithOIDC) => {
-      const params = ctx.oidc.params as Record<string, string | undefined>;
-      const client = ctx.oidc.client;
-      if (client?.clientId !== GATEWAY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
-      exchangeDelay.started();
-      if (exchangeDelay.ms > 0) await new Promise((resolve) => setTimeout(resolve, exchangeDelay.ms));
-      let sub: string;
-      try {
-        ({ payload: { sub: sub = "" } } = await jwtVerify(params.subject_token ?? "", verifyKeys, { issuer, audience: RESOURCE }));
-      } catch {
-        throw new oidcErrors.InvalidGrant("not a subject token of this provider for the gateway");
-      }
-      const resource = params.resource ?? "";
-      if (resource !== origin) throw new oidcErrors.InvalidTarget("no such resource");
-      const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
-      grant.addResourceScope(resource, "mcp:tools");
-      const grantId = await grant.save();
-      const token = new provider.AccessToken({ accountId: sub, client, grantId, gty: "token-exchange", scope: "mcp:tools" });
-      token.resourceServer = new provider.ResourceServer(resource, server(resource));
-      const value = await token.save();
-      exchanges.push(sub);
-      ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN, token_type: "Bearer", expires_in: token.expiration };
-    },
-    ["subject_token", "subject_token_type", "requested_token_type", "resource", "audience", "scope"],
-  );
-  const handle = provider.callback();
-  idpServer.on("request", (req, res) => {
-    void handle(req, res);
-  });
-}
-
 /** The origin: answers `hello <sub>` to a bearer token the provider issued for it, 401 otherwise. */
 async function startOrigin(): Promise<void> {
-  const verifyKeys = createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
-  const who = async (req: IncomingMessage) => {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
-    try {
-      return String((await jwtVerify(token, verifyKeys, { issuer, audience: origin })).payload.sub);
-    } catch {
-      return null;
-    }
-  };
   originServer = createServer((req, res) => {
-    void who(req).then((sub) => {
-      if (sub === null) res.writeHead(401).end("no token for this origin");
+    void bearerOf(req, keys, issuer, origin).then((who) => {
+      if (who === null) res.writeHead(401).end("no token for this origin");
       else {
-        originSeen.push(sub);
-        res.end(`hello ${sub}`);
+        originSeen.push(who.sub);
+        res.end(`hello ${who.sub}`);
       }
     });
   });
@@ -132,15 +59,8 @@ async function startOrigin(): Promise<void> {
 }
 
 /** A client-credentials access token of `user` for the gateway, as the provider issues it. */
-async function userToken(user: User): Promise<string> {
-  const res = await fetch(`${issuer}/token`, {
-    method: "POST",
-    headers: { authorization: `Basic ${Buffer.from(`${user}:${USERS[user]}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ grant_type: "client_credentials", resource: RESOURCE, scope: "mcp:tools" }),
-  });
-  const answer = (await res.json()) as { access_token?: string; error?: string };
-  if (answer.access_token === undefined) throw new Error(`token request failed: ${answer.error ?? res.status}`);
-  return answer.access_token;
+function userToken(user: User): Promise<string> {
+  return idp.userToken(user);
 }
 
 /** The key id signingKeys gives the provider's key. */
@@ -169,7 +89,25 @@ let http: HttpGateway;
 
 beforeAll(async () => {
   keys = await signingKeys();
-  await startProvider();
+  idp = await startExchangeProvider({
+    keys,
+    users: USERS,
+    gatewayResource: RESOURCE,
+    userScope: "mcp:tools",
+    gateways: [{ id: GATEWAY_CLIENT, secret: GATEWAY_SECRET }],
+    policy: {
+      resources: () => [origin],
+      scope: "mcp:tools",
+      ttlSeconds: () => 300,
+      act: false,
+      before: async () => {
+        exchangeDelay.started();
+        if (exchangeDelay.ms > 0) await new Promise((resolve) => setTimeout(resolve, exchangeDelay.ms));
+      },
+      made: ({ sub }) => exchanges.push(sub),
+    },
+  });
+  issuer = idp.issuer;
   await startOrigin();
   fixture = makeFixture({
     oauth: {
@@ -199,8 +137,7 @@ afterAll(async () => {
   await http.close();
   await gateway.close();
   originServer.closeAllConnections();
-  idpServer.closeAllConnections();
-  await Promise.all([new Promise((r) => originServer.close(r)), new Promise((r) => idpServer.close(r))]);
+  await Promise.all([new Promise((r) => originServer.close(r)), idp.close()]);
   fixture.cleanup();
 });
 

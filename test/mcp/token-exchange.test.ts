@@ -7,8 +7,8 @@ import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { McpServer, type RegisteredTool } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
-import Provider, { errors as oidcErrors, type KoaContextWithOIDC } from "oidc-provider";
+import type { JWK } from "jose";
+import { errors as oidcErrors } from "oidc-provider";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createManualClock, type ManualClock } from "../../src/kernel/clock.ts";
 import { TokenExchangeFailed } from "../../src/kernel/errors.ts";
@@ -17,23 +17,22 @@ import { caretaker } from "../../src/kernel/internal.ts";
 import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
+import { bearerOf, startExchangeProvider, type ExchangeProvider } from "./exchange-provider.ts";
 import { signingKeys } from "./idp.ts";
 import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
 
 /*
  * Token exchange (RFC 8693) against a real authorization server nobody here
- * wrote: oidc-provider on 127.0.0.1, with the token-exchange grant
- * registered by this test, whose policy decides what it issues (only to the
- * gateway's client, only for a subject token the provider issued for the
- * gateway, only for the upstream and the origin below). The upstream MCP
+ * wrote: oidc-provider on 127.0.0.1 (exchange-provider.ts), whose
+ * token-exchange grant issues only to the gateway's clients, only for a
+ * subject token the provider issued for the gateway, and, by this test's
+ * policy, only for the upstream and the origin below. The upstream MCP
  * server and the HTTP origin verify every bearer token with the provider's
  * keys and their own audience, so a call that reached them with the
  * caller's own token would be refused there. Every audit event, error and
  * result is searched for each token that took part.
  */
 
-const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
-const ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token";
 const GATEWAY_CLIENT = "agentcap-gateway";
 const GATEWAY_SECRET = "gateway-exchange-secret-5b0e7c1d";
 /** The gateway's client that proves itself with a JWT signed by its private key (private_key_jwt), whose public key the provider holds. */
@@ -55,7 +54,7 @@ const tokensSeen = new Set<string>();
 
 let keys: JWK[];
 let issuer = "";
-let idpServer: Server;
+let idp: ExchangeProvider;
 let upstreamServer: Server;
 let upstreamUrl = "";
 let origin = "";
@@ -65,108 +64,6 @@ const originSeen: { readonly sub: string; readonly aud: unknown }[] = [];
 /** The upstream's `reset` tool in each MCP session of alice's, to take it away. */
 const aliceResets: RegisteredTool[] = [];
 
-/** The provider's public keys, as its JWKS publishes them. */
-function publicKeys(): ReturnType<typeof createLocalJWKSet> {
-  return createLocalJWKSet({ keys: keys.map(({ kty, crv, x, y, kid, alg }) => ({ kty, crv, x, y, kid, alg }) as JWK) });
-}
-
-async function startProvider(): Promise<void> {
-  idpServer = createServer();
-  idpServer.listen(0, "127.0.0.1");
-  await once(idpServer, "listening");
-  issuer = `http://127.0.0.1:${(idpServer.address() as AddressInfo).port}`;
-  const resourceServer = (resource: string) => ({ scope: "api", audience: resource, accessTokenTTL: idpPolicy.ttlSeconds, accessTokenFormat: "jwt" as const, jwt: { sign: { alg: "ES256" as const } } });
-  const provider = new Provider(issuer, {
-    clients: [
-      ...Object.entries(USERS).map(([client_id, client_secret]) => ({
-        client_id,
-        client_secret,
-        grant_types: ["client_credentials"],
-        redirect_uris: [],
-        response_types: [],
-        token_endpoint_auth_method: "client_secret_basic" as const,
-        id_token_signed_response_alg: "ES256" as const,
-      })),
-      { client_id: GATEWAY_CLIENT, client_secret: GATEWAY_SECRET, grant_types: [TOKEN_EXCHANGE], redirect_uris: [], response_types: [], token_endpoint_auth_method: "client_secret_basic" as const, id_token_signed_response_alg: "ES256" as const },
-      {
-        client_id: GATEWAY_KEY_CLIENT,
-        grant_types: [TOKEN_EXCHANGE],
-        redirect_uris: [],
-        response_types: [],
-        token_endpoint_auth_method: "private_key_jwt" as const,
-        token_endpoint_auth_signing_alg: "ES256",
-        jwks: { keys: [{ ...gatewayKey.publicKey.export({ format: "jwk" }), kid: GATEWAY_KEY_ID, alg: "ES256", use: "sig" }] },
-        id_token_signed_response_alg: "ES256" as const,
-      },
-    ],
-    jwks: { keys },
-    scopes: ["mcp:tools", "api"],
-    cookies: { keys: ["test-cookie-key"] },
-    features: {
-      clientCredentials: { enabled: true },
-      devInteractions: { enabled: false },
-      resourceIndicators: {
-        enabled: true,
-        getResourceServerInfo: (_ctx, resource, client) => ({
-          scope: "mcp:tools",
-          audience: resource,
-          accessTokenTTL: client.clientId === "short" ? 3 : 300,
-          accessTokenFormat: "jwt",
-          jwt: { sign: { alg: "ES256" } },
-        }),
-      },
-    },
-  });
-  const verifyKeys = publicKeys();
-  // The provider's token-exchange policy: written by this test, run by oidc-provider's token endpoint (client authentication included).
-  provider.registerGrantType(
-    TOKEN_EXCHANGE,
-    async (ctx: KoaContextWithOIDC) => {
-      const params = ctx.oidc.params as Record<string, string | undefined>;
-      const client = ctx.oidc.client;
-      if (client?.clientId !== GATEWAY_CLIENT && client?.clientId !== GATEWAY_KEY_CLIENT) throw new oidcErrors.UnauthorizedClient("only the gateway may exchange tokens");
-      if (params.subject_token_type !== ACCESS_TOKEN || params.requested_token_type !== ACCESS_TOKEN) throw new oidcErrors.InvalidRequest("only access tokens are exchanged");
-      if (idpPolicy.refuse) throw new oidcErrors.InvalidGrant(`${REFUSAL_WORDS}: ${params.subject_token ?? ""}`);
-      let sub: string;
-      try {
-        const { payload } = await jwtVerify(params.subject_token ?? "", verifyKeys, { issuer, audience: RESOURCE });
-        sub = String(payload.sub);
-      } catch {
-        throw new oidcErrors.InvalidGrant("the subject token is not one this provider issued for the gateway");
-      }
-      const resource = params.resource ?? "";
-      if (resource !== upstreamUrl && resource !== origin) throw new oidcErrors.InvalidTarget("no such resource");
-      // A grant of its own for what is issued, as the provider's built-in grants make.
-      const grant = new provider.Grant({ accountId: sub, clientId: client.clientId });
-      grant.addResourceScope(resource, "api");
-      const grantId = await grant.save();
-      const token = new provider.AccessToken({ accountId: sub, client, grantId, gty: "token-exchange", scope: "api", extra: { act: { sub: client.clientId } } });
-      token.resourceServer = new provider.ResourceServer(resource, resourceServer(resource));
-      const value = await token.save();
-      exchanges.push({ sub, resource });
-      tokensSeen.add(value);
-      ctx.body = { access_token: value, issued_token_type: ACCESS_TOKEN, token_type: "Bearer", expires_in: token.expiration };
-    },
-    ["subject_token", "subject_token_type", "requested_token_type", "resource", "audience", "scope"],
-  );
-  const handle = provider.callback();
-  idpServer.on("request", (req, res) => {
-    void handle(req, res);
-  });
-}
-
-/** The subject and audience of a bearer token the provider issued for `audience`, or null. */
-async function verified(req: IncomingMessage, audience: string): Promise<{ sub: string; aud: unknown; token: string } | null> {
-  const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
-  if (token === undefined) return null;
-  try {
-    const { payload } = await jwtVerify(token, publicKeys(), { issuer, audience });
-    return { sub: String(payload.sub), aud: payload.aud, token };
-  } catch {
-    return null;
-  }
-}
-
 /** The upstream: a stateful MCP server that serves only requests with a token issued for it, and offers `reset` to alice alone. */
 async function startUpstream(): Promise<void> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
@@ -174,7 +71,7 @@ async function startUpstream(): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const body = chunks.length === 0 ? undefined : (JSON.parse(Buffer.concat(chunks).toString("utf8")) as { method?: string });
-    const who = await verified(req, upstreamUrl);
+    const who = await bearerOf(req, keys, issuer, upstreamUrl);
     upstreamSeen.push({ method: body?.method ?? req.method ?? "", sub: who?.sub ?? null, aud: who?.aud ?? null, token: who?.token ?? req.headers.authorization ?? "" });
     if (who === null) {
       res.writeHead(401, { "www-authenticate": 'Bearer error="invalid_token"' }).end();
@@ -200,7 +97,7 @@ async function startUpstream(): Promise<void> {
       serve(req, res).catch(() => res.destroy());
       return;
     }
-    void verified(req, origin).then((who) => {
+    void bearerOf(req, keys, issuer, origin).then((who) => {
       if (who === null) {
         res.writeHead(401).end("no token for this origin");
         return;
@@ -215,16 +112,9 @@ async function startUpstream(): Promise<void> {
   upstreamUrl = `${origin}/mcp`;
 }
 
-/** A client-credentials access token of `user` for the gateway. */
+/** A client-credentials access token of `user` for the gateway, remembered among the tokens that took part. */
 async function userToken(user: User): Promise<string> {
-  const res = await fetch(`${issuer}/token`, {
-    method: "POST",
-    headers: { authorization: `Basic ${Buffer.from(`${user}:${USERS[user]}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ grant_type: "client_credentials", resource: RESOURCE, scope: "mcp:tools" }),
-  });
-  const answer = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-  const token = answer.access_token;
-  if (token === undefined) throw new Error(`token request failed: ${answer.error ?? res.status} ${answer.error_description ?? ""}`);
+  const token = await idp.userToken(user);
   tokensSeen.add(token);
   return token;
 }
@@ -251,7 +141,32 @@ const operator = () => createMint({ issuer: "test-operator", policy: () => ({ re
 
 beforeAll(async () => {
   keys = await signingKeys();
-  await startProvider();
+  idp = await startExchangeProvider({
+    keys,
+    users: USERS,
+    gatewayResource: RESOURCE,
+    userScope: "mcp:tools",
+    userTokenSeconds: (user) => (user === "short" ? 3 : 300),
+    gateways: [
+      { id: GATEWAY_CLIENT, secret: GATEWAY_SECRET },
+      { id: GATEWAY_KEY_CLIENT, publicKey: { ...gatewayKey.publicKey.export({ format: "jwk" }), kid: GATEWAY_KEY_ID, alg: "ES256", use: "sig" } },
+    ],
+    // The provider's exchange policy: only for the upstream and the origin, naming the gateway as actor; refused on demand.
+    policy: {
+      resources: () => [upstreamUrl, origin],
+      scope: "api",
+      ttlSeconds: () => idpPolicy.ttlSeconds,
+      act: true,
+      before: (params) => {
+        if (idpPolicy.refuse) throw new oidcErrors.InvalidGrant(`${REFUSAL_WORDS}: ${params.subject_token ?? ""}`);
+      },
+      made: ({ sub, resource, token }) => {
+        exchanges.push({ sub, resource });
+        tokensSeen.add(token);
+      },
+    },
+  });
+  issuer = idp.issuer;
   await startUpstream();
   fixture = makeFixture({
     oauth: {
@@ -276,8 +191,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gateway.close();
   upstreamServer.closeAllConnections();
-  idpServer.closeAllConnections();
-  await Promise.all([new Promise((r) => upstreamServer.close(r)), new Promise((r) => idpServer.close(r))]);
+  await Promise.all([new Promise((r) => upstreamServer.close(r)), idp.close()]);
   fixture.cleanup();
 });
 
