@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createLocalJWKSet, jwtVerify, type JWK } from "jose";
 import Provider, { errors as oidcErrors, type KoaContextWithOIDC } from "oidc-provider";
+import { clientCredentialsToken } from "./idp.ts";
 
 /*
  * An authorization server that exchanges tokens (RFC 8693), for the tests of
@@ -161,16 +162,7 @@ export async function startExchangeProvider(options: ExchangeProviderOptions): P
   });
   return {
     issuer,
-    userToken: async (user) => {
-      const res = await fetch(`${issuer}/token`, {
-        method: "POST",
-        headers: { authorization: `Basic ${Buffer.from(`${user}:${users[user] ?? ""}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ grant_type: "client_credentials", resource: gatewayResource, scope: userScope }),
-      });
-      const answer = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-      if (answer.access_token === undefined) throw new Error(`token request failed: ${answer.error ?? res.status} ${answer.error_description ?? ""}`);
-      return answer.access_token;
-    },
+    userToken: (user) => clientCredentialsToken(issuer, user, users[user] ?? "", gatewayResource, userScope),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => { resolve(); }));

@@ -38,6 +38,19 @@ export async function signingKeys(): Promise<JWK[]> {
   return [{ ...(await exportJWK(privateKey)), kid: "test-key-1", alg: "ES256", use: "sig" }];
 }
 
+/** An access token from `issuer`'s token endpoint by the client credentials grant, for `resource`, with `scope` (none when empty). */
+export async function clientCredentialsToken(issuer: string, client: string, secret: string, resource: string, scope: string): Promise<string> {
+  const body = new URLSearchParams({ grant_type: "client_credentials", resource, ...(scope === "" ? {} : { scope }) });
+  const res = await fetch(`${issuer}/token`, {
+    method: "POST",
+    headers: { authorization: `Basic ${Buffer.from(`${client}:${secret}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
+    body,
+  });
+  const json = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
+  if (json.access_token === undefined) throw new Error(`token request failed: ${json.error ?? res.status} ${json.error_description ?? ""}`);
+  return json.access_token;
+}
+
 /** Starts a provider on 127.0.0.1 (a free port) signing with `keys`. */
 export async function startIdentityProvider(keys: JWK[]): Promise<IdentityProvider> {
   const server: Server = createServer();
@@ -79,17 +92,7 @@ export async function startIdentityProvider(keys: JWK[]): Promise<IdentityProvid
   });
   return {
     issuer,
-    token: async (client, resource, scope = SCOPE) => {
-      const body = new URLSearchParams({ grant_type: "client_credentials", resource, ...(scope === "" ? {} : { scope }) });
-      const res = await fetch(`${issuer}/token`, {
-        method: "POST",
-        headers: { authorization: `Basic ${Buffer.from(`${client}:${CLIENTS[client]}`).toString("base64")}`, "content-type": "application/x-www-form-urlencoded" },
-        body,
-      });
-      const json = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-      if (json.access_token === undefined) throw new Error(`token request failed: ${json.error ?? res.status} ${json.error_description ?? ""}`);
-      return json.access_token;
-    },
+    token: (client, resource, scope = SCOPE) => clientCredentialsToken(issuer, client, CLIENTS[client], resource, scope),
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => { resolve(); }));
