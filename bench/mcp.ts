@@ -174,7 +174,7 @@ export async function runMcpBench(): Promise<void> {
   mkdirSync(workspace);
   writeFileSync(path.join(workspace, "report.txt"), "quarterly numbers\n".repeat(20));
   writeFileSync(path.join(dir, "keys.json"), JSON.stringify({ keyId: 1, ...generateKeyPair() }));
-  const gatewayFor = async (audit: Record<string, unknown>) => {
+  const gatewayFor = async (audit: Record<string, unknown>, trusted = false) => {
     const config = parseGatewayConfig(
       {
         issuer: "bench",
@@ -182,7 +182,8 @@ export async function runMcpBench(): Promise<void> {
         tokenStore: { kind: "sqlite", path: "tokens.db" },
         audit,
         policy: { roles: { reader: { tools: ["read_file"], fs: [{ path: "workspace", ops: ["read"] }] } }, principals: { bench: { roles: ["reader"] } } },
-        tools: { files: { root: "workspace" } },
+        // Trusted: the built-in tools' handlers run in this process instead of the sandbox's worker (tools.trusted).
+        tools: { files: { root: "workspace" }, ...(trusted ? { trusted } : {}) },
         // Idle sessions are kept for the whole run: on a loaded machine the many-sessions rows took more than the default
         // 10 minutes, after which the first client's session was gone and its last rows answered 404.
         sessions: { maxPerToken: SESSION_CAP, maxPerPrincipal: SESSION_CAP, idleTimeoutMs: 4 * 3_600_000 },
@@ -211,19 +212,22 @@ export async function runMcpBench(): Promise<void> {
   const direct = await connect(plain.url);
   const full = await gatewayFor({ kind: "sqlite", path: "audit-full.db" });
   const normal = await gatewayFor({ kind: "sqlite", path: "audit-normal.db", synchronous: "normal" });
+  const trusted = await gatewayFor({ kind: "sqlite", path: "audit-trusted.db", synchronous: "normal" }, true);
   const args = { name: "read_file", arguments: { path: "report.txt" } };
   try {
-    for (const g of [full, normal]) {
+    for (const g of [full, normal, trusted]) {
       const check = await g.client.callTool(args);
       if (check.isError === true) throw new Error(`the gateway refused the bench call: ${JSON.stringify(check.content)}`);
     }
     const PLAIN = "plain MCP SDK server (baseline)";
     const FULL = "gateway, audit SQLite synchronous=full";
     const NORMAL = "gateway, audit SQLite synchronous=normal";
+    const TRUSTED = "  the same, built-in tools trusted";
     const servers = [
       [PLAIN, counted(PLAIN, () => direct.callTool(args))],
       [FULL, counted(FULL, () => full.client.callTool(args))],
       [NORMAL, counted(NORMAL, () => normal.client.callTool(args))],
+      [TRUSTED, counted(TRUSTED, () => trusted.client.callTool(args))],
     ] as const;
     const cpuNote = "  CPU/call: this process's CPU time per call, client and server together (the client's share is the same in every row)";
     const rows = [];
@@ -246,6 +250,9 @@ export async function runMcpBench(): Promise<void> {
     console.log("\nmcp: the same call straight to the dispatcher (audit normal) against through MCP over HTTP");
     console.log(`  dispatcher: p50 ${dispatched.p50.toFixed(3)} ms, p99 ${dispatched.p99.toFixed(3)} ms, ${dispatched.perSecond.toFixed(0)} calls/s, ${dispatched.cpu.toFixed(3)} ms CPU per call`);
     console.log(`  through MCP: p50 ${(viaMcp.p50 / dispatched.p50).toFixed(2)}x, p99 ${(viaMcp.p99 / dispatched.p99).toFixed(2)}x the dispatcher's; MCP and HTTP add ${(viaMcp.p50 - dispatched.p50).toFixed(3)} ms at p50`);
+    // The handler in the sandbox's worker: a call crosses threads to run it and again for each resource it uses.
+    const unsandboxed = await latencies(trusted.dispatch);
+    console.log(`  dispatcher with the built-in tools trusted: p50 ${unsandboxed.p50.toFixed(3)} ms, ${unsandboxed.cpu.toFixed(3)} ms CPU per call; the sandbox adds ${(dispatched.p50 - unsandboxed.p50).toFixed(3)} ms at p50 and ${(dispatched.cpu - unsandboxed.cpu).toFixed(3)} ms of CPU`);
 
     const rateTable = (title: string, columns: readonly string[], measured: readonly (readonly [string, readonly Rate[]])[]) => {
       console.log(`\n${title}`);
@@ -273,6 +280,7 @@ export async function runMcpBench(): Promise<void> {
       [PLAIN, (n: number) => Promise.all(Array.from({ length: n }, () => connect(plain.url)))],
       [FULL, full.clients],
       [NORMAL, normal.clients],
+      [TRUSTED, trusted.clients],
     ] as const;
     const across: [string, Rate[]][] = [];
     for (const [name, open] of fleets) {
@@ -289,10 +297,11 @@ export async function runMcpBench(): Promise<void> {
       across.push([name, rates]);
     }
     rateTable(`mcp: calls/s with ${SESSIONS.join(" and ")} sessions, one call in flight on each`, SESSIONS.map((n) => `${String(n)} sessions`), across);
-    const [plainCall, fullCall, normalCall] = servers.map(([, call]) => call) as [() => Promise<unknown>, () => Promise<unknown>, () => Promise<unknown>];
+    const [plainCall, fullCall, normalCall, trustedCall] = servers.map(([, call]) => call) as [() => Promise<unknown>, () => Promise<unknown>, () => Promise<unknown>, () => Promise<unknown>];
     report("mcp: median time per call over 7 rounds", await measureAsync(PLAIN, plainCall, 500), [
       await measureAsync("gateway, audit synchronous=full", fullCall, 500),
       await measureAsync("gateway, audit synchronous=normal", normalCall, 500),
+      await measureAsync("gateway, audit normal, built-in tools trusted", trustedCall, 500),
     ]);
     // A rate above counts answered calls only; a call the SDK client gave up on (its 60 s request timeout, -32001) is listed here.
     console.log(`\nmcp: failed calls (counted, not retried): ${failures.size === 0 ? "none" : ""}`);
@@ -302,6 +311,7 @@ export async function runMcpBench(): Promise<void> {
     await plain.close();
     await full.close();
     await normal.close();
+    await trusted.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
