@@ -2,7 +2,7 @@ import type { Clock } from "./clock.js";
 import { denialError, type Decision, type Denied } from "./decision.js";
 import { InvalidInput, NotACapability } from "./errors.js";
 import { argsOf, charge, costOf, deny, evaluate, lifeDenial, limitDenial, matchingApprovalRules, type CheckOptions, type UseOptions } from "./evaluation.js";
-import { parseConditions, parseGrant, type Grant, type LinkConditions } from "./grant.js";
+import { handedOut, parseConditions, readGrant, type Grant, type LinkConditions } from "./grant.js";
 import { bindPrincipal } from "./principal-refs.js";
 import {
   conditionsOf,
@@ -83,7 +83,8 @@ export class Capability<R = unknown> {
 
   /** This link's own grant; null when the link only adds conditions or revocability. */
   get grant(): Grant | null {
-    return nodeOf(this).grant;
+    const grant = nodeOf(this).grant;
+    return grant === null ? null : handedOut(grant);
   }
 
   /** This link's own conditions. */
@@ -124,7 +125,7 @@ export function wrap<R>(node: Node): Capability<R> {
 
 /** Kernel only: a root capability. The Mint is its sole caller. */
 export function createRoot(grant: unknown, mint: MintRecord, clock: Clock, origin: NodeOrigin = {}): Capability<FullReach> {
-  const parsed = bindPrincipal(parseGrant(grant), mint);
+  const parsed = bindPrincipal(readGrant(grant), mint);
   return wrap(makeNode(null, parsed, conditionsOf(parsed), Object.freeze({ ...mint }), clock, false, NO_LABELS, origin));
 }
 
@@ -143,7 +144,7 @@ export function rootOf(cap: Capability): Capability {
  */
 export function narrow<R, const G extends Grant>(cap: Capability<R>, grant: G): Capability<Meet<R, ReachOf<G>>> {
   const node = nodeOf(cap);
-  const parsed = bindPrincipal(parseGrant(grant), node.mint);
+  const parsed = bindPrincipal(readGrant(grant), node.mint);
   return wrap(makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, false));
 }
 
@@ -228,7 +229,7 @@ export function caretaker<R>(cap: Capability<R>, labels: Readonly<Record<string,
  */
 export function narrowedCaretaker<R>(cap: Capability<R>, grant: Grant, labels: Readonly<Record<string, string>>): Revocable<R> {
   const node = nodeOf(cap);
-  const parsed = bindPrincipal(parseGrant(grant), node.mint);
+  const parsed = bindPrincipal(readGrant(grant), node.mint);
   return revocableHandle(makeNode(node, parsed, conditionsOf(parsed), node.mint, node.clock, true, parseLabels(labels)));
 }
 
@@ -346,7 +347,7 @@ export function assertAuthorized(cap: Capability, request: Request, options?: Us
  */
 export function shadow<R>(cap: Capability<R>, grant: Grant): Capability<R> {
   const node = nodeOf(cap);
-  return wrap(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, false, NO_LABELS, { shadow: bindPrincipal(parseGrant(grant), node.mint) }));
+  return wrap(makeNode(node, null, NO_CONDITIONS, node.mint, node.clock, false, NO_LABELS, { shadow: bindPrincipal(readGrant(grant), node.mint) }));
 }
 
 /**

@@ -373,7 +373,13 @@ export function schemaParseGrant(value: unknown): Grant {
   return parseWith(grantSchema, value, "grant") as Grant;
 }
 
-/** Every grant parseGrant returned: deep-frozen copies, so one handed back needs no second reading. */
+/**
+ * Every grant parseGrant returned, and every link's grant the kernel handed
+ * out (see `handedOut`): deep-frozen copies, so one handed back needs no
+ * second reading. A link's grant is added when it leaves the kernel, not
+ * when it is read: adding to a WeakSet costs about a tenth of a narrowing,
+ * and most links' grants never leave.
+ */
 const PARSED_GRANTS = new WeakSet<object>();
 
 /** Hardened grants the application passed (see `hardened`), with what parseGrant made of each: they cannot change, so each is read once. */
@@ -422,12 +428,21 @@ function hardenedParts(value: object): boolean {
 /**
  * Validates a grant; throws InvalidInput naming every bad field. The result is
  * a frozen copy, or `value` itself when it is already a result of parseGrant
- * (deep-frozen, so it cannot have changed since it was read). A hardened
+ * or a link's grant a capability showed (deep-frozen, so it cannot have
+ * changed since it was read). A hardened
  * grant (deep-frozen plain data, as `harden` or a deep Object.freeze makes
  * it) is read once: later uses get the same result without reading it again.
  */
-// The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
 export function parseGrant(value: unknown): Grant {
+  return handedOut(readGrant(value));
+}
+
+/**
+ * parseGrant for a grant that stays in the kernel (a new link's): the same
+ * checks and result, without remembering the result as parsed.
+ */
+// The schemas omit absent optional keys rather than setting them to undefined, so their output is exactly a Grant.
+export function readGrant(value: unknown): Grant {
   if (typeof value === "object" && value !== null) {
     if (PARSED_GRANTS.has(value)) return value;
     const known = HARDENED_INPUTS.get(value);
@@ -436,12 +451,17 @@ export function parseGrant(value: unknown): Grant {
   // Checked before the grant is read: reading it runs its getters and proxy traps, which could freeze it holding something else.
   const keep = typeof value === "object" && value !== null && hardened(value);
   const grant = fastParseGrant(value) ?? (parseWith(grantSchema, value, "grant") as Grant);
-  PARSED_GRANTS.add(grant);
   // Hardened before it was read, so what was read is what it will always hold.
   if (keep) {
     HARDENED_INPUTS.set(value, grant);
-    SHARED_GRANTS.add(grant);
+    SHARED_GRANTS.add(handedOut(grant));
   }
+  return grant;
+}
+
+/** `grant` (a result of readGrant, or a link's grant made from one) as it leaves the kernel: a later parseGrant of it returns it as it is. */
+export function handedOut(grant: Grant): Grant {
+  PARSED_GRANTS.add(grant);
   return grant;
 }
 

@@ -7,7 +7,7 @@ import type { AuditSubject } from "./audit-sink.js";
 import type { Clock } from "./clock.js";
 import { canonicalJson, sha256Hex } from "./content-hash.js";
 import { InvalidInput } from "./errors.js";
-import { isSharedGrant, type Grant, type LinkConditions } from "./grant.js";
+import { handedOut, isSharedGrant, type Grant, type LinkConditions } from "./grant.js";
 import type { ExternalLink, RootGuard } from "./ledger.js";
 import { deepFreeze, snapshotPlainData } from "./plain-data.js";
 import { RateLog } from "./rate-window.js";
@@ -165,12 +165,12 @@ export function summaryOf(node: Node): LinkSummary {
     node.summary = Object.freeze({
       id: node.id,
       hash: hashOf(node),
-      grant: node.grant,
+      grant: node.grant === null ? null : handedOut(node.grant),
       conditions: node.conditions,
       revocable: node.cell !== null,
       labels: node.labels,
       ...(node.stamp === null ? {} : { approval: deepFreeze({ id: node.stamp.id, approvers: node.stamp.approvers.map((a) => a.principal) }) }),
-      ...(node.shadow === null ? {} : { shadow: node.shadow.grant }),
+      ...(node.shadow === null ? {} : { shadow: handedOut(node.shadow.grant) }),
     });
     SUMMARIES.add(node.summary);
   }

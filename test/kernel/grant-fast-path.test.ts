@@ -305,3 +305,30 @@ describe("a hardened grant, read once", () => {
     );
   });
 });
+
+describe("a link's grant, once a capability shows it", () => {
+  const mint = createMint({ issuer: "shown", policy: () => ({ tools: ["a", "b"], fs: [{ path: "/srv", ops: ["read", "write"] }] }) });
+
+  it("is parsed already: parseGrant returns it as it is, from the capability and from its lineage", () => {
+    const cap = narrow(mint.issue({ id: "u" }), { tools: ["a"], fs: [{ path: "/srv/data", ops: ["read"] }] });
+    const shown = cap.grant;
+    if (shown === null) throw new Error("the link narrows, so it has a grant");
+    expect(parseGrant(shown)).toBe(shown);
+    const inLineage = cap.lineage.at(-1)?.grant;
+    expect(inLineage).toBe(shown);
+    expect(Object.isFrozen(shown)).toBe(true);
+    // Narrowing with it again decides as the link it came from.
+    const again = narrow(cap, shown);
+    expect(check(again, { action: "tool.call", tool: "a" }).allowed).toBe(true);
+    expect(check(again, { action: "fs.write", path: "/srv/data/x" }).allowed).toBe(false);
+  });
+
+  it("a copy of it that can still change is read afresh, never taken for the shown one", () => {
+    const cap = narrow(mint.issue({ id: "u" }), { tools: ["a"] });
+    const copy = structuredClone(cap.grant) as { tools: string[] };
+    const parsed = parseGrant(copy);
+    expect(parsed).not.toBe(copy);
+    copy.tools.push("b");
+    expect(parsed.tools).toEqual(["a"]);
+  });
+});
