@@ -213,6 +213,12 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
 });
 
 /** JWS algorithms an access token may be signed with: asymmetric only, so a key from the provider's JWKS can never double as a shared secret. */
+/** A JOSE `typ` as compared: RFC 7515 lets it leave out the media type's `application/`, and media types ignore case. */
+export function mediaSubtype(type: string): string {
+  const lower = type.toLowerCase();
+  return lower.startsWith("application/") ? lower.slice("application/".length) : lower;
+}
+
 export const ACCESS_TOKEN_ALGORITHMS = Object.freeze(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const);
 
 const httpUrl = (what: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL (${what})` });
@@ -258,6 +264,7 @@ const oauthSchema = z.strictObject({
   scopes: z.array(scopeToken).optional(),
   algorithms: z.array(z.enum(ACCESS_TOKEN_ALGORITHMS)).min(1).optional(),
   clockToleranceSeconds: wholeNumber(0, 300, "seconds").optional(),
+  tokenTypes: z.array(z.string().regex(/^(application\/)?[a-z0-9!#$&^_.+-]+$/i, 'must be a media type such as "at+jwt"')).min(1).optional(),
   claims: z
     .strictObject({
       principal: claimName.optional(),
@@ -503,6 +510,12 @@ export interface OAuthConfig {
   /** Leeway for `exp` and `nbf`, for clocks that disagree a little. */
   readonly clockToleranceSeconds: number;
   /**
+   * The `typ` header values a token must carry (RFC 9068 access tokens say
+   * `at+jwt`), without their `application/` prefix and in lower case; null
+   * checks none, as many providers send `JWT` for every token they sign.
+   */
+  readonly tokenTypes: readonly string[] | null;
+  /**
    * Which claims say who the caller is: `principal` (default `sub`) names a
    * principal; one listed in `policy.principals` gets exactly its configured
    * tenants and roles. Any other gets the roles its `roles` claim names
@@ -740,6 +753,7 @@ export function parseGatewayConfig(value: unknown, dir: string, env: NodeJS.Proc
             scopes: c.oauth.scopes ?? [],
             algorithms: c.oauth.algorithms ?? [...ACCESS_TOKEN_ALGORITHMS],
             clockToleranceSeconds: c.oauth.clockToleranceSeconds ?? 0,
+            tokenTypes: c.oauth.tokenTypes === undefined ? null : c.oauth.tokenTypes.map(mediaSubtype),
             claims: { principal: c.oauth.claims?.principal ?? "sub", ...defined({ roles: c.oauth.claims?.roles, tenants: c.oauth.claims?.tenants }) },
             ...(c.oauth.tokenExchange === undefined ? {} : { tokenExchange: tokenExchange(c.oauth.tokenExchange, dir) }),
           },

@@ -15,7 +15,7 @@
 import type * as Jose from "jose";
 import { CapabilityDenied, createMint, Expired, InsufficientScope, InvalidToken, restrict, type Capability, type Mint, type RevocationList } from "../kernel/index.js";
 import { importOptional } from "../kernel/internal.js";
-import type { GatewayConfig, OAuthConfig } from "./config.js";
+import { mediaSubtype, type GatewayConfig, type OAuthConfig } from "./config.js";
 import { claimedPrincipal, claimsPolicy } from "./policy.js";
 
 /** True for a bearer value in JWS compact form (three base64url parts); Biscuit tokens have no dots. */
@@ -111,8 +111,9 @@ export function accessTokens(config: OAuthConfig, policy: GatewayConfig["policy"
     authenticate: async (token: string, resource: string): Promise<Capability> => {
       const { jose, getKey } = await keySet();
       let payload: Jose.JWTPayload;
+      let header: Jose.JWTHeaderParameters;
       try {
-        ({ payload } = await jose.jwtVerify(token, getKey, {
+        ({ payload, protectedHeader: header } = await jose.jwtVerify(token, getKey, {
           issuer: config.issuer,
           audience: resource,
           algorithms: [...config.algorithms],
@@ -121,6 +122,10 @@ export function accessTokens(config: OAuthConfig, policy: GatewayConfig["policy"
         }));
       } catch (e) {
         throw refusal(e);
+      }
+      // Checked once the signature is: an unsigned header says nothing. An ID token or another JWT of the provider's is refused here.
+      if (config.tokenTypes !== null && !config.tokenTypes.includes(mediaSubtype(header.typ ?? ""))) {
+        throw new InvalidToken(`access token is not of an accepted type: its typ is ${header.typ === undefined ? "not given" : JSON.stringify(header.typ)}, not ${config.tokenTypes.join(" or ")} (oauth.tokenTypes)`);
       }
       // `scope` is the standard claim (RFC 9068, space-separated); some providers send `scp` as a list.
       const granted = new Set([...stringsOf(payload.scope), ...stringsOf(payload.scp)]);

@@ -26,6 +26,8 @@ export interface TokenRefusal {
 const UNKNOWN_KEY = /^token was signed with root key id \d+, which this verifier does not know/;
 /** An identity provider's token for another audience, or from another issuer (see oauth.ts). */
 const NOT_FOR_US = /^access token was not issued for this resource/;
+/** A JWT of the provider's whose type is not one oauth.tokenTypes accepts, such as an ID token (see oauth.ts). */
+const NOT_ACCESS = /^access token is not of an accepted type/;
 
 /** The client's view of `error`, a refusal of a token. */
 export function tokenRefusal(error: AgentcapError): TokenRefusal {
@@ -36,6 +38,7 @@ export function tokenRefusal(error: AgentcapError): TokenRefusal {
   if (error instanceof InvalidToken) {
     if (UNKNOWN_KEY.test(error.message)) return { code: error.code, description: "the token is signed by a key this server does not trust" };
     if (NOT_FOR_US.test(error.message)) return { code: error.code, description: "the token was not issued for this server" };
+    if (NOT_ACCESS.test(error.message)) return { code: error.code, description: "the token is not an access token of a type this server accepts" };
     return { code: error.code, description: "the token is malformed or its signature does not verify" };
   }
   return { code: error.code, description: "the token is not accepted" };

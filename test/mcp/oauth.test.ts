@@ -2,9 +2,10 @@ import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { importJWK, SignJWT, type JWK } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMint } from "../../src/kernel/mint.ts";
-import { loadGatewayConfig } from "../../src/mcp/config.ts";
+import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
 import { CLIENTS, SCOPE, signingKeys, startIdentityProvider, type IdentityProvider } from "./idp.ts";
@@ -18,6 +19,7 @@ import { httpClient, makeFixture, textOf, type Fixture } from "./support.ts";
  * own policy decides.
  */
 
+let keys: JWK[];
 let idp: IdentityProvider;
 let impostor: IdentityProvider;
 let fixture: Fixture;
@@ -26,7 +28,7 @@ let http: HttpGateway;
 const logged: string[] = [];
 
 beforeAll(async () => {
-  const keys = await signingKeys();
+  keys = await signingKeys();
   idp = await startIdentityProvider(keys);
   // The same signing key under another issuer name: its tokens verify, but are not the configured issuer's.
   impostor = await startIdentityProvider(keys);
@@ -199,5 +201,59 @@ describe("the official MCP SDK client doing OAuth", () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+describe("oauth.tokenTypes (RFC 9068's typ)", () => {
+  /** A JWT the provider's key signed with `typ` in its header, claiming what an access token for `resource` would. */
+  async function signed(typ: string | undefined, resource: string): Promise<string> {
+    const now = Math.floor(Date.now() / 1000);
+    const header = { alg: "ES256", kid: keys[0]?.kid ?? "", ...(typ === undefined ? {} : { typ }) };
+    return new SignJWT({ sub: "ci-agent", scope: SCOPE, client_id: "ci-agent" })
+      .setProtectedHeader(header)
+      .setIssuer(idp.issuer)
+      .setAudience(resource)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 300)
+      .sign(await importJWK(keys[0] as JWK, "ES256"));
+  }
+
+  it("accepts only the listed types, with or without application/, in any case; a JWT of another type gets 401 saying so", async () => {
+    const typed = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], tokenTypes: ["at+jwt"] } });
+    const config = await loadGatewayConfig(typed.configFile);
+    const g = await openGateway({ ...config, policy: { ...config.policy, principals: { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] } } } });
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
+    const open = async (token: string) => {
+      const res = await fetch(h.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
+      });
+      return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "" };
+    };
+    try {
+      // oidc-provider's own access tokens say at+jwt.
+      expect((await open(await idp.token("ci-agent", h.url))).status).toBe(200);
+      expect((await open(await signed("application/AT+JWT", h.url))).status).toBe(200);
+      for (const typ of ["JWT", "id_token+jwt", undefined]) {
+        const r = await open(await signed(typ, h.url));
+        expect(r.status, String(typ)).toBe(401);
+        expect(r.challenge).toContain('error_description="the token is not an access token of a type this server accepts"');
+      }
+    } finally {
+      await h.close();
+      await g.close();
+      typed.cleanup();
+    }
+  });
+
+  it("checks no type when not configured, as many providers sign every token as JWT", async () => {
+    expect((await initialize(await signed("JWT", http.url))).status).toBe(200);
+  });
+
+  it("refuses a value that is not a media type, with the field named", () => {
+    const base = { issuer: "t", keys: { file: "k.json" }, tokenStore: { kind: "sqlite", path: "t.db" }, audit: { kind: "sqlite", path: "a.db" }, policy: { roles: {}, principals: {} } };
+    expect(() => parseGatewayConfig({ ...base, oauth: { issuer: "https://idp.example.com", tokenTypes: ["at jwt"] } }, "/tmp")).toThrow(/oauth\.tokenTypes\.0: must be a media type such as "at\+jwt"/);
+    expect(() => parseGatewayConfig({ ...base, oauth: { issuer: "https://idp.example.com", tokenTypes: [] } }, "/tmp")).toThrow(/oauth\.tokenTypes/);
   });
 });
