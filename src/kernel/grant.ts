@@ -429,9 +429,9 @@ function hardenedParts(value: object): boolean {
  * Validates a grant; throws InvalidInput naming every bad field. The result is
  * a frozen copy, or `value` itself when it is already a result of parseGrant
  * or a link's grant a capability showed (deep-frozen, so it cannot have
- * changed since it was read). A hardened
- * grant (deep-frozen plain data, as `harden` or a deep Object.freeze makes
- * it) is read once: later uses get the same result without reading it again.
+ * changed since it was read). A hardened grant (deep-frozen plain data, as
+ * `harden` or a deep Object.freeze makes it) is read once: later uses get
+ * the same result without reading it again.
  */
 export function parseGrant(value: unknown): Grant {
   return handedOut(readGrant(value));

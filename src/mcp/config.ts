@@ -212,13 +212,13 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
   maxQueuedCalls: 1024,
 });
 
-/** JWS algorithms an access token may be signed with: asymmetric only, so a key from the provider's JWKS can never double as a shared secret. */
 /** A JOSE `typ` as compared: RFC 7515 lets it leave out the media type's `application/`, and media types ignore case. */
 export function mediaSubtype(type: string): string {
   const lower = type.toLowerCase();
   return lower.startsWith("application/") ? lower.slice("application/".length) : lower;
 }
 
+/** JWS algorithms an access token may be signed with: asymmetric only, so a key from the provider's JWKS can never double as a shared secret. */
 export const ACCESS_TOKEN_ALGORITHMS = Object.freeze(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"] as const);
 
 const httpUrl = (what: string) => z.url({ protocol: /^https?$/, error: `must be an http(s) URL (${what})` });
