@@ -80,8 +80,8 @@ let unregistered: Otel.TracerProvider | null | undefined;
  * asked of the API's global proxy, whose delegate stays the API's no-op
  * provider until one is registered. Answering this first spares every
  * access the active context's lookup and a no-op span (about 190 ns of a
- * one-row read of 1.5 µs). An API without the proxy class (it is deprecated in 1.x)
- * is asked nothing here: spans are started and dropped as before.
+ * one-row read of 1.5 µs). An API without the proxy class (deprecated in
+ * 1.x) is asked nothing here: spans are started and dropped as before.
  */
 function noProvider(otel: Api): boolean {
   // eslint-disable-next-line @typescript-eslint/no-deprecated -- the 1.x API's only public way to tell that no provider is registered; looked for, so its removal costs nothing but this shortcut
