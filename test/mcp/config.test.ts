@@ -120,14 +120,16 @@ describe("gateway configuration", () => {
     expect(parseGatewayConfig({ ...base, sessions: { maxPerToken: 3 } }, "/srv").sessions).toEqual({ ...DEFAULT_SESSION_LIMITS, maxPerToken: 3 });
   });
 
-  it("fills defaults for an identity provider: sub names the principal, asymmetric algorithms only, no leeway", () => {
+  it("fills defaults for an identity provider: sub names the principal, asymmetric algorithms only, no leeway, no token type required", () => {
     expect(parseGatewayConfig({ ...base, oauth: { issuer: "https://idp.example" } }, "/srv").oauth).toEqual({
       issuer: "https://idp.example",
       scopes: [],
       algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"],
       clockToleranceSeconds: 0,
+      tokenTypes: null,
       claims: { principal: "sub" },
     });
+    expect(parseGatewayConfig({ ...base, oauth: { issuer: "https://idp.example", tokenTypes: ["application/AT+JWT", "jwt"] } }, "/srv").oauth?.tokenTypes).toEqual(["at+jwt", "jwt"]);
     expect(parseGatewayConfig(base, "/srv").oauth).toBeUndefined();
   });
 
