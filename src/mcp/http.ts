@@ -24,6 +24,7 @@ import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import { EXPLORE_PATH, listenOn } from "../web/index.js";
 import { callLimiter, chainLimiters } from "./call-limit.js";
+import { requestIds, RunningRequests } from "./running-requests.js";
 import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
@@ -75,6 +76,8 @@ interface Session {
   state: "open" | "closing" | "closed";
   /** While closing: the timer that closes the transport anyway after CLOSING_GRACE_MS (cleared once closed, so it holds nothing). */
   grace: NodeJS.Timeout | null;
+  /** The ids of its requests being answered: another request with one of them is refused. */
+  readonly running: RunningRequests;
 }
 
 /** What Retry-After says (seconds) when the token store cannot be read: stores try to reconnect several times a second. */
@@ -296,6 +299,11 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       }
       const parsed = await body(req, res);
       if (parsed === null) return;
+      const reused = parsed === undefined ? null : session.running.claim(requestIds(parsed.value), res);
+      if (reused !== null) {
+        send(res, 400, { jsonrpc: "2.0", error: { code: -32600, message: `Invalid Request: a request with id ${JSON.stringify(reused)} is already under way in this session; give each request an id of its own` }, id: reused });
+        return;
+      }
       return session.transport.handleRequest(req, res, parsed?.value);
     }
     const auth = await authenticate(req, res, true);
@@ -309,7 +317,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
     const id = randomUUID();
     const capability = caretaker(auth.capability, { session: id }).capability;
     const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({ sessionIdGenerator: () => id });
-    const session: Session = { token: auth.token, capability, transport, unwatch: () => { gateway.endSession(capability); }, answering: 0, state: "open", grace: null };
+    const session: Session = { token: auth.token, capability, transport, unwatch: () => { gateway.endSession(capability); }, answering: 0, state: "open", grace: null, running: new RunningRequests() };
     // In the table before the initialize is answered, so initializes sent at once cannot overshoot its limits.
     const refused = sessions.open(id, capability.mint.principal, auth.token, session, expiresAt(capability));
     if (refused !== null) {

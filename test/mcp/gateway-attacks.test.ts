@@ -459,6 +459,35 @@ describe("opening, ending and reopening sessions", () => {
     expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
   });
 
+  it("a request reusing the id of one still under way in its session is refused with 400, and the first is answered as itself", async () => {
+    const token = await userToken("alice");
+    const id = await session(token);
+    let exchanging: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => {
+      exchanging = resolve;
+    });
+    exchangeDelay.started = exchanging;
+    exchangeDelay.ms = 300;
+    const call = () => ({ ...fetchCall(), id: 4242 });
+    try {
+      const first = send("POST", token, id, call());
+      await started;
+      const again = await send("POST", token, id, call());
+      expect(again.status).toBe(400);
+      expect(again.message?.error?.message).toMatch(/a request with id 4242 is already under way in this session/);
+      // The string "4242" is another id, and a batch naming one id twice is refused whole.
+      expect((await send("POST", token, id, { ...toolsList, id: "4242" })).status).toBe(200);
+      expect((await send("POST", token, id, [{ ...toolsList, id: 9 }, { ...toolsList, id: 9 }])).status).toBe(400);
+      expect(JSON.stringify((await first).message?.result)).toContain("hello alice");
+    } finally {
+      exchangeDelay.ms = 0;
+      exchangeDelay.started = () => undefined;
+    }
+    // Answered, its id is free again, and the session is not left busy: it ends at once.
+    expect(JSON.stringify((await send("POST", token, id, call())).message?.result)).toContain("hello alice");
+    await end(id);
+  });
+
   it("a session whose access token expires is closed, and its subject with it", async () => {
     const token = await forged({ sub: "bob", exp: Math.floor(Date.now() / 1000) + 2 });
     const id = await openSession(token);
