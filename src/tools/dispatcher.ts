@@ -155,7 +155,8 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         // A need bound to its arguments is decided with them, as the resource will decide it.
         const bound = plan.needArgs[i];
         const d = check(capability, need, bound === undefined ? undefined : { args: bound });
-        if (!d.allowed && !asksApproval(d)) {
+        // The call an approval resumed asks nothing more: a need its approval does not cover is refused before the handler runs, not when it is used.
+        if (!d.allowed && (!asksApproval(d) || !mayAsk)) {
           [request, decision] = [need, d];
           throw denialError(d);
         }

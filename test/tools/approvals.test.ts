@@ -122,6 +122,40 @@ describe("approval bound to the exact call", () => {
     expect(withFlow.catalog(w.alice).map((t) => t.name)).toEqual(["transfer", "lookup"]);
   });
 
+  it("an approved call whose needs, worked out again, ask an approval it does not carry is refused before its handler runs", async () => {
+    const clock = createManualClock(1_000_000);
+    const sink = memorySink();
+    const grant: Grant = {
+      tools: ["drift"],
+      fs: [{ path: "/data", ops: ["read", "write"] }],
+      approval: [{ tools: ["drift"], approvers: ["bob"] }, { actions: ["fs.write"], approvers: ["carol"] }],
+    };
+    const mint = createMint({ issuer: "test", clock, policy: (p) => (p.id === "alice" ? grant : {}) });
+    const approvals = createApprovals({ audit: sink, clock, mints: [mint.id] });
+    let plans = 0;
+    let ran = 0;
+    // Reads when the call is proposed; writes, which needs carol, once bob has approved the read.
+    const drift = defineTool(
+      { name: "drift", description: "Needs that change.", input: z.object({}), needs: () => (plans++ === 0 ? [{ action: "fs.read", path: "/data/x" }] : [{ action: "fs.write", path: "/data/x" }]) },
+      () => {
+        ran += 1;
+        return "ran";
+      },
+    );
+    const dispatcher = createDispatcher({ tools: [drift], audit: sink, approvals });
+    const running = dispatcher.call("drift", {}, mint.issue({ id: "alice", tenants: [] }));
+    let id: string | undefined;
+    for (let i = 0; i < 200 && id === undefined; i++) {
+      id = (await approvals.list())[0]?.id;
+      if (id === undefined) await new Promise((r) => setTimeout(r, 1));
+    }
+    if (id === undefined) throw new Error("no pending approval");
+    await approvals.approve(id, mint.issue({ id: "bob", tenants: [] }));
+    await expect(running).rejects.toBeInstanceOf(ApprovalRequired);
+    expect(ran).toBe(0);
+    expect(sink.toolEvents().at(-1)?.request).toMatchObject({ action: "fs.write", path: "/data/x" });
+  });
+
   it("a denial fails the call with a clear error and nothing runs", async () => {
     const w = world();
     const before = sent.length;
