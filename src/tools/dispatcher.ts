@@ -155,8 +155,9 @@ export function createDispatcher(options: DispatcherOptions): Dispatcher {
         // A need bound to its arguments is decided with them, as the resource will decide it.
         const bound = plan.needArgs[i];
         const d = check(capability, need, bound === undefined ? undefined : { args: bound });
-        // The call an approval resumed asks nothing more: a need its approval does not cover is refused before the handler runs, not when it is used.
-        if (!d.allowed && (!asksApproval(d) || !mayAsk)) {
+        // The call an approval resumed asks nothing more for itself: a resource need its approval does not cover is refused before the
+        // handler runs, not when it is used. A sub-tool it needs is another call, which asks approvers of its own when it is made.
+        if (!d.allowed && (!asksApproval(d) || (!mayAsk && need.action !== "tool.call"))) {
           [request, decision] = [need, d];
           throw denialError(d);
         }

@@ -5,6 +5,7 @@ import { assertAuthorized, authorize, check, narrow, revocable, type Capability 
 import { createManualClock } from "../../src/kernel/clock.ts";
 import { ApprovalRefused, ApprovalRequired, CapabilityDenied, Expired, InvalidInput, Revoked } from "../../src/kernel/errors.ts";
 import type { Grant } from "../../src/kernel/grant.ts";
+import type { Request } from "../../src/kernel/request.ts";
 import { createMint } from "../../src/kernel/mint.ts";
 import { defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
@@ -136,7 +137,7 @@ describe("approval bound to the exact call", () => {
     let ran = 0;
     // Reads when the call is proposed; writes, which needs carol, once bob has approved the read.
     const drift = defineTool(
-      { name: "drift", description: "Needs that change.", input: z.object({}), needs: () => (plans++ === 0 ? [{ action: "fs.read", path: "/data/x" }] : [{ action: "fs.write", path: "/data/x" }]) },
+      { name: "drift", description: "Needs that change.", input: z.object({}), needs: (): Request[] => (plans++ === 0 ? [{ action: "fs.read", path: "/data/x" }] : [{ action: "fs.write", path: "/data/x" }]) },
       () => {
         ran += 1;
         return "ran";
