@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, ApiError, type DelegationTree, type RevocationResult, type TreeNode } from "./api";
 import { RevokeDialog, RevokedNotice, type RevokeChoice } from "./revoke";
 import { short, visible, when } from "./text";
@@ -71,6 +71,8 @@ export function Tree(props: { root: string; tenant: string | undefined; canRevok
   const [choice, setChoice] = useState<RevokeChoice | null>(null);
   const [result, setResult] = useState<RevocationResult | null>(null);
   const [draft, setDraft] = useState(props.root);
+  /** The root the field was last set to from outside; what the user types since is theirs until another root is opened. */
+  const shown = useRef(props.root);
   const load = async () => {
     if (props.root === "") return;
     try {
@@ -82,7 +84,11 @@ export function Tree(props: { root: string; tenant: string | undefined; canRevok
     }
   };
   useEffect(() => {
-    setDraft(props.root);
+    // Not on the first render: the field starts as the root, and an effect that runs late (a busy machine) would wipe what was typed meanwhile.
+    if (shown.current !== props.root) {
+      shown.current = props.root;
+      setDraft(props.root);
+    }
     void load();
   }, [props.root, props.tenant]);
   const children = useMemo(() => {
