@@ -212,9 +212,12 @@ export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
   maxQueuedCalls: 1024,
 });
 
-/** A JOSE `typ` as compared: RFC 7515 lets it leave out the media type's `application/`, and media types ignore case. */
+/**
+ * A JOSE `typ` as compared: RFC 7515 lets it leave out the media type's `application/`, and media types ignore case. Only ASCII
+ * letters are folded: toLowerCase would also turn U+212A KELVIN SIGN into k, making a type no media type can be equal to one.
+ */
 export function mediaSubtype(type: string): string {
-  const lower = type.toLowerCase();
+  const lower = type.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
   return lower.startsWith("application/") ? lower.slice("application/".length) : lower;
 }
 

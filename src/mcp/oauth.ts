@@ -124,7 +124,8 @@ export function accessTokens(config: OAuthConfig, policy: GatewayConfig["policy"
         throw refusal(e);
       }
       // Checked once the signature is: an unsigned header says nothing. An ID token or another JWT of the provider's is refused here.
-      if (config.tokenTypes !== null && !config.tokenTypes.includes(mediaSubtype(header.typ ?? ""))) {
+      // jose leaves typ as the header's JSON gave it: an array or an object is no type, and is refused, not thrown as a TypeError (500).
+      if (config.tokenTypes !== null && (typeof header.typ !== "string" || !config.tokenTypes.includes(mediaSubtype(header.typ)))) {
         throw new InvalidToken(`access token is not of an accepted type: its typ is ${header.typ === undefined ? "not given" : JSON.stringify(header.typ)}, not ${config.tokenTypes.join(" or ")} (oauth.tokenTypes)`);
       }
       // `scope` is the standard claim (RFC 9068, space-separated); some providers send `scp` as a list.

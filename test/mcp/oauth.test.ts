@@ -2,10 +2,10 @@ import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { importJWK, SignJWT, type JWK } from "jose";
+import { importJWK, SignJWT, type JWK, type JWTHeaderParameters } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMint } from "../../src/kernel/mint.ts";
-import { loadGatewayConfig, parseGatewayConfig } from "../../src/mcp/config.ts";
+import { loadGatewayConfig, mediaSubtype, parseGatewayConfig } from "../../src/mcp/config.ts";
 import { openGateway, type Gateway } from "../../src/mcp/gateway.ts";
 import { listenHttp, type HttpGateway } from "../../src/mcp/http.ts";
 import { CLIENTS, SCOPE, signingKeys, startIdentityProvider, type IdentityProvider } from "./idp.ts";
@@ -206,16 +206,17 @@ describe("the official MCP SDK client doing OAuth", () => {
 
 describe("oauth.tokenTypes (RFC 9068's typ)", () => {
   /** A JWT the provider's key signed with `typ` in its header, claiming what an access token for `resource` would. */
-  async function signed(typ: string | undefined, resource: string): Promise<string> {
+  async function signed(typ: unknown, resource: string, extra: Record<string, unknown> = {}): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
-    const header = { alg: "ES256", kid: keys[0]?.kid ?? "", ...(typ === undefined ? {} : { typ }) };
+    const header = { alg: "ES256", kid: keys[0]?.kid ?? "", ...(typ === undefined ? {} : { typ }), ...extra } as JWTHeaderParameters;
     return new SignJWT({ sub: "ci-agent", scope: SCOPE, client_id: "ci-agent" })
       .setProtectedHeader(header)
       .setIssuer(idp.issuer)
       .setAudience(resource)
       .setIssuedAt(now)
       .setExpirationTime(now + 300)
-      .sign(await importJWK(keys[0] as JWK, "ES256"));
+      // A critical header is signed as the provider would sign it; the verifying side decides whether it understands it.
+      .sign(await importJWK(keys[0] as JWK, "ES256"), Array.isArray(extra.crit) ? { crit: Object.fromEntries(extra.crit.map((k) => [String(k), true])) } : undefined);
   }
 
   it("accepts only the listed types, with or without application/, in any case; a JWT of another type gets 401 saying so", async () => {
@@ -245,6 +246,79 @@ describe("oauth.tokenTypes (RFC 9068's typ)", () => {
       await g.close();
       typed.cleanup();
     }
+  });
+
+  it("refuses, with the same 401 sentence and no crash, a signed typ that only looks like an accepted one", async () => {
+    const typed = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], tokenTypes: ["at+jwt"] } });
+    const config = await loadGatewayConfig(typed.configFile);
+    const g = await openGateway({ ...config, policy: { ...config.policy, principals: { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] } } } });
+    const lines: string[] = [];
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: (line) => lines.push(line) });
+    const open = async (token: string) => {
+      const res = await fetch(h.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
+      });
+      return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "", body: await res.text() };
+    };
+    const TYPED = 'error_description="the token is not an access token of a type this server accepts"';
+    try {
+      // Values a provider might sign that are not exactly at+jwt: other JSON types, padding, parameters, look-alike letters.
+      const attacks: unknown[] = [
+        ["at+jwt"],
+        [["at+jwt"]],
+        { type: "at+jwt" },
+        { toString: "at+jwt" },
+        1,
+        true,
+        null,
+        "",
+        " at+jwt",
+        "at+jwt ",
+        "at+jwt\t",
+        "at+jwt\u0000",
+        "application/at+jwt; charset=utf-8",
+        "application/at+jwt;",
+        "application/application/at+jwt",
+        "applicationat+jwt",
+        "application//at+jwt",
+        "text/at+jwt",
+        "at+jwt+jwt",
+        "at%2Bjwt",
+        "at jwt",
+        "\u0430t+jwt", // Cyrillic a
+        "at+\uFF4Awt", // fullwidth j
+        "AT+JWT\u0307",
+        "at\u200B+jwt",
+      ];
+      for (const typ of attacks) {
+        const r = await open(await signed(typ, h.url));
+        expect(r.status, JSON.stringify(typ)).toBe(401);
+        expect(r.challenge, JSON.stringify(typ)).toContain(TYPED);
+        // The client learns the fixed sentence, never the typ it sent back or what the server accepts.
+        expect(r.body, JSON.stringify(typ)).not.toContain("oauth.tokenTypes");
+        expect(r.challenge, JSON.stringify(typ)).not.toContain("oauth.tokenTypes");
+      }
+      // A critical header the gateway does not understand is refused by the JWT library whatever the typ.
+      const crit = await open(await signed("at+jwt", h.url, { crit: ["x-agentcap"], "x-agentcap": 1 }));
+      expect(crit.status).toBe(401);
+      expect(crit.challenge).toContain('error_description="the token is malformed or its signature does not verify"');
+      expect(lines.some((l) => l.startsWith("500"))).toBe(false);
+    } finally {
+      await h.close();
+      await g.close();
+      typed.cleanup();
+    }
+  });
+
+  it("compares types as media types do: ASCII letters in any case, nothing that only Unicode case folding makes equal", () => {
+    expect(mediaSubtype("Application/AT+JWT")).toBe("at+jwt");
+    expect(mediaSubtype("token-introspection+jwt")).toBe("token-introspection+jwt");
+    // U+212A KELVIN SIGN lower-cases to an ASCII k in JavaScript; a media type holds no such letter.
+    expect(mediaSubtype("to\u212Aen-introspection+jwt")).not.toBe("token-introspection+jwt");
+    // U+0130 lower-cases to i and a combining dot: no such prefix is application/.
+    expect(mediaSubtype("appl\u0130cation/at+jwt")).not.toBe("at+jwt");
   });
 
   it("checks no type when not configured, as many providers sign every token as JWT", async () => {
