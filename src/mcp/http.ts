@@ -24,7 +24,7 @@ import { caretaker, deadDenial } from "../kernel/internal.js";
 import type { RevocationTarget } from "../token/index.js";
 import { EXPLORE_PATH, listenOn } from "../web/index.js";
 import { callLimiter, chainLimiters } from "./call-limit.js";
-import { requestIds, RunningRequests } from "./running-requests.js";
+import { followServer, requestIds, RunningRequests } from "./running-requests.js";
 import { gatewayExplorer } from "./explorer.js";
 import type { Gateway } from "./gateway.js";
 import { readJsonBody } from "./http-body.js";
@@ -354,6 +354,7 @@ export async function listenHttp(gateway: Gateway, listen: { readonly host: stri
       sessions.remove(id, "closed");
     };
     await server.mcp.connect(transport);
+    followServer(transport, session.running);
     await transport.handleRequest(req, res, parsed?.value);
     // Anything but an initialize request was refused by the transport: nothing to keep.
     if (transport.sessionId === undefined) sessions.remove(id, "not initialized");

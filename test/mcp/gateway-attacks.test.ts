@@ -49,7 +49,8 @@ async function startOrigin(): Promise<void> {
       if (who === null) res.writeHead(401).end("no token for this origin");
       else {
         originSeen.push(who.sub);
-        res.end(`hello ${who.sub}`);
+        // A path other than /whoami is said back, so a test can tell two calls' answers apart.
+        res.end(`hello ${who.sub}${req.url === "/whoami" ? "" : ` at ${req.url ?? ""}`}`);
       }
     });
   });
@@ -485,6 +486,43 @@ describe("opening, ending and reopening sessions", () => {
     }
     // Answered, its id is free again, and the session is not left busy: it ends at once.
     expect(JSON.stringify((await send("POST", token, id, call())).message?.result)).toContain("hello alice");
+    await end(id);
+  });
+
+  it("a request reusing the id of one whose client went away is refused while that one still runs, so it never gets the first one's answer", async () => {
+    const token = await userToken("alice");
+    const id = await session(token);
+    let exchanging: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => {
+      exchanging = resolve;
+    });
+    exchangeDelay.started = exchanging;
+    exchangeDelay.ms = 400;
+    const gone = new AbortController();
+    try {
+      const first = fetch(http.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}`, "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" },
+        body: JSON.stringify({ ...fetchCall(), id: 5151 }),
+        signal: gone.signal,
+      }).catch(() => null);
+      await started;
+      gone.abort();
+      await first;
+      // Time for the gateway to see the connection close.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // The first call still runs in the gateway. A second call under its id would be answered after it, with its answer: it is refused.
+      const again = await send("POST", token, id, { ...fetchCall(), id: 5151, params: { name: "fetch_url", arguments: { url: `${origin}/whoami?second` } } });
+      expect(again.status).toBe(400);
+      expect(again.message?.error?.message).toMatch(/a request with id 5151 is already under way in this session/);
+    } finally {
+      exchangeDelay.ms = 0;
+      exchangeDelay.started = () => undefined;
+    }
+    // Once the first is over, its id is free again, and a call under it gets its own answer.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const later = await send("POST", token, id, { ...fetchCall(), id: 5151, params: { name: "fetch_url", arguments: { url: `${origin}/whoami?later` } } });
+    expect(JSON.stringify(later.message)).toContain("at /whoami?later");
     await end(id);
   });
 
