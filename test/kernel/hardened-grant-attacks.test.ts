@@ -191,3 +191,85 @@ describe("a grant read while Object.prototype is polluted", () => {
     }
   });
 });
+
+/** Whether `value` and everything reachable from it is frozen, with data properties only. */
+function deeplyFrozen(value: unknown, seen = new Set<object>()): boolean {
+  if (typeof value !== "object" || value === null || seen.has(value)) return true;
+  seen.add(value);
+  if (!Object.isFrozen(value)) return false;
+  return Reflect.ownKeys(value).every((k) => {
+    const d = Reflect.getOwnPropertyDescriptor(value, k);
+    return d !== undefined && "value" in d && deeplyFrozen(d.value, seen);
+  });
+}
+
+describe("a link's grant as it leaves the kernel (parseGrant then takes it as it is)", () => {
+  const rich = {
+    tools: ["read", "admin"],
+    db: [{ model: "Doc", ops: ["read"], scope: { owner: { principal: "user" } }, rows: { all: [{ field: "owner", op: "eq", value: { principal: "user" } }, { not: { field: "x", op: "in", value: [1, 2] } }] }, fieldActions: { secret: { mask: "***" } } }],
+    rates: [{ per: 60, calls: 5 }],
+    budget: { calls: 3 },
+  };
+
+  it("is deep-frozen data wherever it leaves: a capability's grant, its lineage, a shadow link's summary, a principal-bound grant", async () => {
+    const { shadow } = await import("../../src/kernel/capability.ts");
+    const cap = narrow(mint.issue({ id: "alice" }), rich as never);
+    const shadowed = shadow(cap, { tools: ["read"] });
+    const out = [cap.grant, ...cap.lineage.map((l) => l.grant), ...shadowed.lineage.map((l) => (l as { shadow?: unknown }).shadow)].filter((g) => g !== null && g !== undefined);
+    expect(out.length).toBeGreaterThanOrEqual(4);
+    for (const g of out) {
+      expect(deeplyFrozen(g)).toBe(true);
+      expect(parseGrant(g)).toBe(g);
+    }
+    // The principal was bound into the grant that left: it names alice, and no write can make it name anyone else.
+    const bound = cap.grant as unknown as { db: { scope: Record<string, unknown> }[] };
+    expect(bound.db[0]?.scope.owner).toBe("alice");
+    expect(() => Object.assign(bound.db[0]?.scope ?? {}, { owner: "bob" })).toThrow(TypeError);
+  });
+
+  it("what a caller passed is never what leaves: mutating the input (or a frozen grant's unfrozen nested array) afterwards changes nothing", () => {
+    const tools = ["read"];
+    const input = Object.freeze({ tools });
+    const cap = narrow(root, input as never);
+    expect(cap.grant).not.toBe(input);
+    tools.push("admin");
+    expect(parseGrant(input)).not.toBe(cap.grant);
+    expect((cap.grant as { tools: string[] }).tools).toEqual(["read"]);
+    expect(reaches(narrow(root, cap.grant as never), "admin")).toBe(false);
+    // The input, read anew, now says admin: that reading is its own, and the link made before keeps read only.
+    expect(reaches(cap, "admin")).toBe(false);
+  });
+
+  it("a grant made in another realm (node:vm) is read into this realm's frozen data, never kept as it is", async () => {
+    const vm = await import("node:vm");
+    const foreign = vm.runInNewContext("Object.freeze({ tools: Object.freeze(['read']) })") as object;
+    const mutable = vm.runInNewContext("({ tools: ['read'] })") as { tools: string[] };
+    for (const g of [foreign, mutable]) {
+      const parsed = parseGrant(g);
+      expect(parsed).not.toBe(g);
+      expect(Object.getPrototypeOf(parsed)).not.toBe(Object.getPrototypeOf(g));
+      expect(deeplyFrozen(parsed)).toBe(true);
+    }
+    mutable.tools.push("admin");
+    expect(reaches(narrow(root, mutable as never), "admin")).toBe(true);
+    expect(reaches(narrow(root, parseGrant(foreign) as never), "admin")).toBe(false);
+  });
+
+  it("a grant read while Object.prototype names more tools leaves holding only its own", () => {
+    const P = Object.prototype as Record<string, unknown>;
+    P.tools = ["admin"];
+    P.db = [{ model: "Doc", ops: ["read"] }];
+    try {
+      const cap = narrow(root, { budget: { calls: 1 } } as never);
+      expect(Object.hasOwn(cap.grant ?? {}, "tools")).toBe(false);
+      // A grant naming no tools reaches none: the prototype's list is not read as its own.
+      expect(reaches(cap, "admin")).toBe(false);
+      expect(reaches(narrow(root, cap.grant as never), "admin")).toBe(false);
+      const again = narrow(root, {} as never);
+      expect(Object.keys(parseGrant(again.grant ?? {}))).toEqual([]);
+    } finally {
+      delete P.tools;
+      delete P.db;
+    }
+  });
+});
