@@ -7,7 +7,7 @@ import { ApprovalRefused, ApprovalRequired, CapabilityDenied, Expired, InvalidIn
 import type { Grant } from "../../src/kernel/grant.ts";
 import type { Request } from "../../src/kernel/request.ts";
 import { createMint } from "../../src/kernel/mint.ts";
-import { defineTool } from "../../src/tools/define.ts";
+import { bindArguments, defineTool } from "../../src/tools/define.ts";
 import { createDispatcher } from "../../src/tools/dispatcher.ts";
 import { memorySink, type MemorySink } from "./memory-sink.ts";
 
@@ -155,6 +155,90 @@ describe("approval bound to the exact call", () => {
     await expect(running).rejects.toBeInstanceOf(ApprovalRequired);
     expect(ran).toBe(0);
     expect(sink.toolEvents().at(-1)?.request).toMatchObject({ action: "fs.write", path: "/data/x" });
+  });
+
+  describe("an approved call whose needs, worked out again, differ from what its approvers saw", () => {
+    /** Runs `tool` for alice with bob approving whatever is proposed; what the handler did, and how the call ended. */
+    async function approvedRun(needs: (plan: number) => Request[], handler: (ctx: { call: (tool: string, input: unknown, cap: Capability, options?: object) => Promise<unknown> }, cap: Capability) => Promise<string> | string, extra: Grant = {}) {
+      const clock = createManualClock(1_000_000);
+      const sink = memorySink();
+      const grant: Grant = {
+        tools: ["drift", "helper"],
+        fs: [{ path: "/data", ops: ["read", "write"] }],
+        approval: [{ tools: ["drift", "helper"], approvers: ["bob"] }, { actions: ["fs.write"], approvers: ["bob"] }],
+        ...extra,
+      };
+      const mint = createMint({ issuer: "test", clock, policy: (p) => (p.id === "alice" ? grant : {}) });
+      const approvals = createApprovals({ audit: sink, clock, mints: [mint.id] });
+      let plans = 0;
+      const ran: string[] = [];
+      const drift = defineTool({ name: "drift", description: "Needs that change.", input: z.object({}), needs: () => needs(plans++) }, async (_i, cap, ctx) => {
+        ran.push("drift");
+        return handler(ctx, cap);
+      });
+      const helper = defineTool({ name: "helper", description: "A sub-tool.", input: z.object({}), needs: () => [] }, () => {
+        ran.push("helper");
+        return "helped";
+      });
+      const dispatcher = createDispatcher({ tools: [drift, helper], audit: sink, approvals });
+      const bob = mint.issue({ id: "bob", tenants: [] });
+      // Bob approves only the first thing proposed (drift as its approvers saw it); anything asked later stays pending.
+      const watch = (async () => {
+        for (let i = 0; i < 300; i++) {
+          const first = (await approvals.list())[0];
+          if (first !== undefined) {
+            await approvals.approve(first.id, bob);
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      })();
+      const outcome = await dispatcher.call("drift", {}, mint.issue({ id: "alice", tenants: [] })).then(
+        (v) => ({ ok: true as const, value: v }),
+        (e: unknown) => ({ ok: false as const, error: e }),
+      );
+      await watch;
+      const all = await approvals.list({ all: true });
+      return { outcome, ran, pending: (await approvals.list()).map((v) => v.tool), executed: all.filter((v) => v.status === "executed").length };
+    }
+    const write = (content: string): Request => bindArguments({ action: "fs.write", path: "/data/x" }, { content });
+
+    it.each([
+      ["a write bound to other arguments", (n: number) => [write(n === 0 ? "approved" : "other")]],
+      ["a write the proposal bound, now unbound", (n: number) => [n === 0 ? write("approved") : { action: "fs.write", path: "/data/x" }]],
+      ["a write to another file", (n: number) => [n === 0 ? write("a") : bindArguments({ action: "fs.write", path: "/data/y" }, { content: "a" })]],
+      ["a write added behind a sub-tool need", (n: number) => (n === 0 ? [{ action: "tool.call", tool: "helper" }] : [{ action: "tool.call", tool: "helper" }, write("a")])],
+      ["a write added for another tenant", (n: number) => (n === 0 ? [write("a")] : [write("a"), { action: "fs.write", path: "/data/x", tenant: "t2" }])],
+    ] as [string, (n: number) => Request[]][])("%s: refused before the handler runs", async (_name, needs) => {
+      const { outcome, ran, executed } = await approvedRun(needs, () => "ran");
+      expect(executed).toBe(1);
+      expect(outcome.ok).toBe(false);
+      expect((outcome as { error: unknown }).error).toBeInstanceOf(ApprovalRequired);
+      expect(ran).toEqual([]);
+    });
+
+    it("a sub-tool need the approval did not name lets the handler run, but the sub-call asks approvers of its own and runs nothing meanwhile", async () => {
+      const { outcome, ran, pending } = await approvedRun(
+        (n) => (n === 0 ? [] : [{ action: "tool.call", tool: "helper" }]),
+        async (ctx, cap) => {
+          try {
+            return String(await ctx.call("helper", {}, cap, { approval: { signal: AbortSignal.timeout(50) } }));
+          } catch (e) {
+            return `sub-call refused: ${(e as Error).name}`;
+          }
+        },
+      );
+      expect(outcome).toMatchObject({ ok: true });
+      expect(String((outcome as { value: unknown }).value)).toMatch(/^sub-call refused/);
+      expect(ran).toEqual(["drift"]);
+      expect(pending).toEqual([]);
+    });
+
+    it("a sub-tool need the approval named is covered by it: the sub-call runs once, under that approval", async () => {
+      const { outcome, ran } = await approvedRun(() => [{ action: "tool.call", tool: "helper" }], async (ctx, cap) => String(await ctx.call("helper", {}, cap)));
+      expect(outcome).toMatchObject({ ok: true, value: "helped" });
+      expect(ran).toEqual(["drift", "helper"]);
+    });
   });
 
   it("a denial fails the call with a clear error and nothing runs", async () => {
