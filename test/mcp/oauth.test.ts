@@ -2,6 +2,7 @@ import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { createPrivateKey, sign, type JsonWebKey } from "node:crypto";
 import { importJWK, SignJWT, type JWK, type JWTHeaderParameters } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createMint } from "../../src/kernel/mint.ts";
@@ -300,6 +301,22 @@ describe("oauth.tokenTypes (RFC 9068's typ)", () => {
         expect(r.body, JSON.stringify(typ)).not.toContain("oauth.tokenTypes");
         expect(r.challenge, JSON.stringify(typ)).not.toContain("oauth.tokenTypes");
       }
+      // Header JSON written by hand with typ twice: what counts is what the JWT library read (the last), whichever comes first.
+      const raw = (headerJson: string) => {
+        const now = Math.floor(Date.now() / 1000);
+        const b64 = (text: string) => Buffer.from(text).toString("base64url");
+        const input = `${b64(headerJson)}.${b64(JSON.stringify({ sub: "ci-agent", scope: SCOPE, iss: idp.issuer, aud: h.url, iat: now, exp: now + 300 }))}`;
+        const key = createPrivateKey({ key: keys[0] as JsonWebKey, format: "jwk" });
+        return `${input}.${sign("sha256", Buffer.from(input), { key, dsaEncoding: "ieee-p1363" }).toString("base64url")}`;
+      };
+      const kid = JSON.stringify(keys[0]?.kid ?? "");
+      const lastWins = await open(raw(`{"alg":"ES256","kid":${kid},"typ":"at+jwt","typ":"JWT"}`));
+      expect(lastWins.status).toBe(401);
+      expect(lastWins.challenge).toContain(TYPED);
+      expect((await open(raw(`{"alg":"ES256","kid":${kid},"typ":"JWT","typ":"at+jwt"}`))).status).toBe(200);
+      // A typ under another key's name, or with its name escaped, is read as JSON reads it.
+      expect((await open(raw(`{"alg":"ES256","kid":${kid},"Typ":"at+jwt"}`))).status).toBe(401);
+      expect((await open(raw(`{"alg":"ES256","kid":${kid},"\\u0074yp":"at+jwt"}`))).status).toBe(200);
       // A critical header the gateway does not understand is refused by the JWT library whatever the typ.
       const crit = await open(await signed("at+jwt", h.url, { crit: ["x-agentcap"], "x-agentcap": 1 }));
       expect(crit.status).toBe(401);
