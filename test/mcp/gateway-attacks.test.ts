@@ -526,6 +526,56 @@ describe("opening, ending and reopening sessions", () => {
     await end(id);
   });
 
+  it("request ids of odd types, batches, notifications and responses: never a 500, nothing left claimed, the session still answers", async () => {
+    const token = await userToken("alice");
+    const id = await session(token);
+    const raw = async (body: string) => {
+      const res = await fetch(http.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}`, "mcp-session-id": id, "mcp-protocol-version": "2025-06-18" },
+        body,
+      });
+      await res.text();
+      return res.status;
+    };
+    const list = (idText: string) => `{"jsonrpc":"2.0","id":${idText},"method":"tools/list","params":{}}`;
+    const bodies = [
+      list("null"),
+      list("1.5"),
+      list("1e400"),
+      list("-1e400"),
+      list("-0"),
+      list("{}"),
+      list("[1]"),
+      list("true"),
+      list('""'),
+      list("9007199254740993"),
+      `[${list("61")},${list("62")}]`,
+      `[${list("63")},${list('"63"')}]`,
+      `[${list("64")},${list("64.0")}]`,
+      `[${list("0")},${list("-0")}]`,
+      "[]",
+      '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":61}}',
+      '{"jsonrpc":"2.0","id":61,"result":{}}',
+      '{"jsonrpc":"2.0","id":61,"method":"tools/list","params":{},"result":{}}',
+      '{"jsonrpc":"2.0","id":"__proto__","method":"tools/list","params":{}}',
+    ];
+    for (const body of bodies) {
+      const status = await raw(body);
+      expect(status, body).toBeLessThan(500);
+    }
+    const seen = logged.length;
+    // Every id above is free again: each is answered as itself.
+    for (const again of ["61", "62", "63", '"63"', "0", "64", '""', '"__proto__"']) {
+      const answer = await send("POST", token, id, JSON.parse(list(again)) as unknown);
+      expect(answer.status, again).toBe(200);
+      expect(JSON.stringify(answer.message), again).toContain("fetch_url");
+    }
+    expect(logged.slice(seen).filter((l) => l.startsWith("500"))).toEqual([]);
+    expect(logged.filter((l) => l.startsWith("500"))).toEqual([]);
+    await end(id);
+  });
+
   it("a session whose access token expires is closed, and its subject with it", async () => {
     const token = await forged({ sub: "bob", exp: Math.floor(Date.now() / 1000) + 2 });
     const id = await openSession(token);
