@@ -103,7 +103,7 @@ interface ServerTransport {
   send(message: never, options?: never): Promise<void>;
 }
 
-/** A message's `id` when it is a JSON-RPC request, a response, or the request id a cancellation names. */
+/** The own property `key` of `message` (a JSON-RPC message, or its params), if it has one. */
 function field(message: unknown, key: string): unknown {
   return typeof message === "object" && message !== null && Object.hasOwn(message, key) ? (message as Record<string, unknown>)[key] : undefined;
 }
