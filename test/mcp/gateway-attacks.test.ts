@@ -38,6 +38,19 @@ let origin = "";
 const exchanges: string[] = [];
 /** How long the provider takes to answer an exchange, and when it has started one (for a row that ends a session meanwhile). */
 const exchangeDelay = { ms: 0, started: (): void => undefined };
+
+/** Makes the provider take `ms` over each exchange from now on; resolves once one has started. `exchangesAtOnce` undoes it. */
+function slowExchanges(ms: number): Promise<void> {
+  exchangeDelay.ms = ms;
+  return new Promise<void>((resolve) => {
+    exchangeDelay.started = resolve;
+  });
+}
+
+function exchangesAtOnce(): void {
+  exchangeDelay.ms = 0;
+  exchangeDelay.started = () => undefined;
+}
 /** The subjects the origin answered. */
 const originSeen: string[] = [];
 const logged: string[] = [];
@@ -439,10 +452,7 @@ describe("opening, ending and reopening sessions", () => {
   it("a session ended while its call's token is being exchanged sends the origin nothing, and keeps nothing", async () => {
     const token = await userToken("alice");
     const id = await openSession(token);
-    const started = new Promise<void>((resolve) => {
-      exchangeDelay.started = resolve;
-    });
-    exchangeDelay.ms = 300;
+    const started = slowExchanges(300);
     const seen = originSeen.length;
     try {
       const call = whoami(token, id);
@@ -453,8 +463,7 @@ describe("opening, ending and reopening sessions", () => {
       // Past the exchange's end, and time enough for a request to the origin to have been made.
       await new Promise((resolve) => setTimeout(resolve, exchangeDelay.ms + 300));
     } finally {
-      exchangeDelay.ms = 0;
-      exchangeDelay.started = () => undefined;
+      exchangesAtOnce();
     }
     expect(originSeen.length).toBe(seen);
     expect(gateway.tokenExchange()).toEqual({ subjects: 0, exchanged: 0 });
@@ -463,12 +472,7 @@ describe("opening, ending and reopening sessions", () => {
   it("a request reusing the id of one still under way in its session is refused with 400, and the first is answered as itself", async () => {
     const token = await userToken("alice");
     const id = await session(token);
-    let exchanging: () => void = () => undefined;
-    const started = new Promise<void>((resolve) => {
-      exchanging = resolve;
-    });
-    exchangeDelay.started = exchanging;
-    exchangeDelay.ms = 300;
+    const started = slowExchanges(300);
     const call = () => ({ ...fetchCall(), id: 4242 });
     try {
       const first = send("POST", token, id, call());
@@ -481,8 +485,7 @@ describe("opening, ending and reopening sessions", () => {
       expect((await send("POST", token, id, [{ ...toolsList, id: 9 }, { ...toolsList, id: 9 }])).status).toBe(400);
       expect(JSON.stringify((await first).message?.result)).toContain("hello alice");
     } finally {
-      exchangeDelay.ms = 0;
-      exchangeDelay.started = () => undefined;
+      exchangesAtOnce();
     }
     // Answered, its id is free again, and the session is not left busy: it ends at once.
     expect(JSON.stringify((await send("POST", token, id, call())).message?.result)).toContain("hello alice");
@@ -492,12 +495,7 @@ describe("opening, ending and reopening sessions", () => {
   it("a request reusing the id of one whose client went away is refused while that one still runs, so it never gets the first one's answer", async () => {
     const token = await userToken("alice");
     const id = await session(token);
-    let exchanging: () => void = () => undefined;
-    const started = new Promise<void>((resolve) => {
-      exchanging = resolve;
-    });
-    exchangeDelay.started = exchanging;
-    exchangeDelay.ms = 400;
+    const started = slowExchanges(400);
     const gone = new AbortController();
     try {
       const first = fetch(http.url, {
@@ -516,8 +514,7 @@ describe("opening, ending and reopening sessions", () => {
       expect(again.status).toBe(400);
       expect(again.message?.error?.message).toMatch(/a request with id 5151 is already under way in this session/);
     } finally {
-      exchangeDelay.ms = 0;
-      exchangeDelay.started = () => undefined;
+      exchangesAtOnce();
     }
     // Once the first is over, its id is free again, and a call under it gets its own answer.
     await new Promise((resolve) => setTimeout(resolve, 500));
