@@ -83,18 +83,16 @@ let unregistered: Otel.TracerProvider | null | undefined;
  * one-row read of 1.5 µs). An API without the proxy class (deprecated in
  * 1.x) is asked nothing here: spans are started and dropped as before.
  */
-function noProvider(otel: Api): boolean {
+function noProvider(otel: Api, current: Otel.TracerProvider): boolean {
   // eslint-disable-next-line @typescript-eslint/no-deprecated -- the 1.x API's only public way to tell that no provider is registered; looked for, so its removal costs nothing but this shortcut
   const ProxyProvider = typeof otel.ProxyTracerProvider === "function" ? otel.ProxyTracerProvider : null;
   unregistered ??= ProxyProvider === null ? null : new ProxyProvider().getDelegate();
   if (ProxyProvider === null || unregistered === null) return false;
-  const current = otel.trace.getTracerProvider();
   return current instanceof ProxyProvider && current.getDelegate() === unregistered;
 }
 
-/** The tracer of the provider registered now: a provider registered (or replaced) after agentcap loaded is picked up at the next span. */
-function currentTracer(otel: Api): Otel.Tracer {
-  const current = otel.trace.getTracerProvider();
+/** The tracer of `current`, the provider registered now: a provider registered (or replaced) after agentcap loaded is picked up at the next span. */
+function currentTracer(current: Otel.TracerProvider): Otel.Tracer {
   if (current !== provider || tracer === null) {
     provider = current;
     tracer = current.getTracer("agentcap", versionOf());
@@ -137,10 +135,11 @@ function start(cap: unknown, parent: TraceSpan | null, access: boolean): Recordi
   api ??= loadApi();
   if (api === null) return null;
   const otel = api;
-  if (noProvider(otel)) return null;
+  const current = otel.trace.getTracerProvider();
+  if (noProvider(otel, current)) return null;
   const owner = (parent as RecordingSpan | null) ?? (adopted && isCapability(cap) ? ownerOf(cap) : null);
   const context = parentContext(otel, owner);
-  const span = currentTracer(otel).startSpan("agentcap", undefined, context);
+  const span = currentTracer(current).startSpan("agentcap", undefined, context);
   if (!span.isRecording()) return null;
   if (isCapability(cap)) span.setAttributes(capabilityAttributes(cap, access));
   return new RecordingSpan(otel, span, context, access);
