@@ -83,8 +83,7 @@ export class Capability<R = unknown> {
 
   /** This link's own grant; null when the link only adds conditions or revocability. */
   get grant(): Grant | null {
-    const grant = nodeOf(this).grant;
-    return grant === null ? null : handedOut(grant);
+    return handedOut(nodeOf(this).grant);
   }
 
   /** This link's own conditions. */

@@ -459,9 +459,9 @@ export function readGrant(value: unknown): Grant {
   return grant;
 }
 
-/** `grant` (a result of readGrant, or a link's grant made from one) as it leaves the kernel: a later parseGrant of it returns it as it is. */
-export function handedOut(grant: Grant): Grant {
-  PARSED_GRANTS.add(grant);
+/** `grant` (a result of readGrant, or a link's grant made from one; null for a link without one) as it leaves the kernel: a later parseGrant of it returns it as it is. */
+export function handedOut<G extends Grant | null>(grant: G): G {
+  if (grant !== null) PARSED_GRANTS.add(grant);
   return grant;
 }
 

@@ -165,7 +165,7 @@ export function summaryOf(node: Node): LinkSummary {
     node.summary = Object.freeze({
       id: node.id,
       hash: hashOf(node),
-      grant: node.grant === null ? null : handedOut(node.grant),
+      grant: handedOut(node.grant),
       conditions: node.conditions,
       revocable: node.cell !== null,
       labels: node.labels,
