@@ -20,9 +20,8 @@ export function requestIds(body: unknown): (string | number)[] {
   const messages: unknown[] = Array.isArray(body) ? body : [body];
   const ids: (string | number)[] = [];
   for (const m of messages) {
-    if (typeof m !== "object" || m === null || !Object.hasOwn(m, "method") || !Object.hasOwn(m, "id")) continue;
-    const id = (m as { id: unknown }).id;
-    if (typeof id === "string" || typeof id === "number") ids.push(id);
+    const id = field(m, "id");
+    if (isId(id) && field(m, "method") !== undefined) ids.push(id);
   }
   return ids;
 }
