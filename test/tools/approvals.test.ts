@@ -123,40 +123,6 @@ describe("approval bound to the exact call", () => {
     expect(withFlow.catalog(w.alice).map((t) => t.name)).toEqual(["transfer", "lookup"]);
   });
 
-  it("an approved call whose needs, worked out again, ask an approval it does not carry is refused before its handler runs", async () => {
-    const clock = createManualClock(1_000_000);
-    const sink = memorySink();
-    const grant: Grant = {
-      tools: ["drift"],
-      fs: [{ path: "/data", ops: ["read", "write"] }],
-      approval: [{ tools: ["drift"], approvers: ["bob"] }, { actions: ["fs.write"], approvers: ["carol"] }],
-    };
-    const mint = createMint({ issuer: "test", clock, policy: (p) => (p.id === "alice" ? grant : {}) });
-    const approvals = createApprovals({ audit: sink, clock, mints: [mint.id] });
-    let plans = 0;
-    let ran = 0;
-    // Reads when the call is proposed; writes, which needs carol, once bob has approved the read.
-    const drift = defineTool(
-      { name: "drift", description: "Needs that change.", input: z.object({}), needs: (): Request[] => (plans++ === 0 ? [{ action: "fs.read", path: "/data/x" }] : [{ action: "fs.write", path: "/data/x" }]) },
-      () => {
-        ran += 1;
-        return "ran";
-      },
-    );
-    const dispatcher = createDispatcher({ tools: [drift], audit: sink, approvals });
-    const running = dispatcher.call("drift", {}, mint.issue({ id: "alice", tenants: [] }));
-    let id: string | undefined;
-    for (let i = 0; i < 200 && id === undefined; i++) {
-      id = (await approvals.list())[0]?.id;
-      if (id === undefined) await new Promise((r) => setTimeout(r, 1));
-    }
-    if (id === undefined) throw new Error("no pending approval");
-    await approvals.approve(id, mint.issue({ id: "bob", tenants: [] }));
-    await expect(running).rejects.toBeInstanceOf(ApprovalRequired);
-    expect(ran).toBe(0);
-    expect(sink.toolEvents().at(-1)?.request).toMatchObject({ action: "fs.write", path: "/data/x" });
-  });
-
   describe("an approved call whose needs, worked out again, differ from what its approvers saw", () => {
     /** Runs `tool` for alice with bob approving whatever is proposed; what the handler did, and how the call ended. */
     async function approvedRun(needs: (plan: number) => Request[], handler: (ctx: { call: (tool: string, input: unknown, cap: Capability, options?: object) => Promise<unknown> }, cap: Capability) => Promise<string> | string, extra: Grant = {}) {
@@ -199,7 +165,7 @@ describe("approval bound to the exact call", () => {
       );
       await watch;
       const all = await approvals.list({ all: true });
-      return { outcome, ran, pending: (await approvals.list()).map((v) => v.tool), executed: all.filter((v) => v.status === "executed").length };
+      return { outcome, ran, pending: (await approvals.list()).map((v) => v.tool), executed: all.filter((v) => v.status === "executed").length, lastRequest: sink.toolEvents().at(-1)?.request };
     }
     const write = (content: string): Request => bindArguments({ action: "fs.write", path: "/data/x" }, { content });
 
@@ -215,6 +181,15 @@ describe("approval bound to the exact call", () => {
       expect(outcome.ok).toBe(false);
       expect((outcome as { error: unknown }).error).toBeInstanceOf(ApprovalRequired);
       expect(ran).toEqual([]);
+    });
+
+    it("a read that became a write: refused with ApprovalRequired before the handler runs, and recorded as the write", async () => {
+      const { outcome, ran, executed, lastRequest } = await approvedRun((n) => [n === 0 ? { action: "fs.read", path: "/data/x" } : { action: "fs.write", path: "/data/x" }], () => "ran");
+      expect(executed).toBe(1);
+      expect(outcome.ok).toBe(false);
+      expect((outcome as { error: unknown }).error).toBeInstanceOf(ApprovalRequired);
+      expect(ran).toEqual([]);
+      expect(lastRequest).toMatchObject({ action: "fs.write", path: "/data/x" });
     });
 
     it("a sub-tool need the approval did not name lets the handler run, but the sub-call asks approvers of its own and runs nothing meanwhile", async () => {
