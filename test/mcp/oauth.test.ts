@@ -49,9 +49,9 @@ afterAll(async () => {
 
 const origin = () => new URL(http.url).origin;
 
-/** An initialize with `token` as bearer: status, challenge and body. */
-async function initialize(token: string): Promise<{ status: number; challenge: string; body: string }> {
-  const res = await fetch(http.url, {
+/** An initialize with `token` as bearer, to the gateway at `url` (the one of this file by default): status, challenge and body. */
+async function initialize(token: string, url = http.url): Promise<{ status: number; challenge: string; body: string }> {
+  const res = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
     body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
@@ -206,6 +206,22 @@ describe("the official MCP SDK client doing OAuth", () => {
 });
 
 describe("oauth.tokenTypes (RFC 9068's typ)", () => {
+  /** A gateway of its own that requires at+jwt, with ci-agent a reader; `close` ends it and removes its files. */
+  async function typedGateway(log: (line: string) => void): Promise<{ url: string; close: () => Promise<void> }> {
+    const typed = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], tokenTypes: ["at+jwt"] } });
+    const config = await loadGatewayConfig(typed.configFile);
+    const g = await openGateway({ ...config, policy: { ...config.policy, principals: { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] } } } });
+    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log });
+    return {
+      url: h.url,
+      close: async () => {
+        await h.close();
+        await g.close();
+        typed.cleanup();
+      },
+    };
+  }
+
   /** A JWT the provider's key signed with `typ` in its header, claiming what an access token for `resource` would. */
   async function signed(typ: unknown, resource: string, extra: Record<string, unknown> = {}): Promise<string> {
     const now = Math.floor(Date.now() / 1000);
@@ -221,18 +237,8 @@ describe("oauth.tokenTypes (RFC 9068's typ)", () => {
   }
 
   it("accepts only the listed types, with or without application/, in any case; a JWT of another type gets 401 saying so", async () => {
-    const typed = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], tokenTypes: ["at+jwt"] } });
-    const config = await loadGatewayConfig(typed.configFile);
-    const g = await openGateway({ ...config, policy: { ...config.policy, principals: { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] } } } });
-    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: () => undefined });
-    const open = async (token: string) => {
-      const res = await fetch(h.url, {
-        method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
-      });
-      return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "" };
-    };
+    const h = await typedGateway(() => undefined);
+    const open = (token: string) => initialize(token, h.url);
     try {
       // oidc-provider's own access tokens say at+jwt.
       expect((await open(await idp.token("ci-agent", h.url))).status).toBe(200);
@@ -244,25 +250,13 @@ describe("oauth.tokenTypes (RFC 9068's typ)", () => {
       }
     } finally {
       await h.close();
-      await g.close();
-      typed.cleanup();
     }
   });
 
   it("refuses, with the same 401 sentence and no crash, a signed typ that only looks like an accepted one", async () => {
-    const typed = makeFixture({ oauth: { issuer: idp.issuer, scopes: [SCOPE], tokenTypes: ["at+jwt"] } });
-    const config = await loadGatewayConfig(typed.configFile);
-    const g = await openGateway({ ...config, policy: { ...config.policy, principals: { ...config.policy.principals, "ci-agent": { roles: ["reader"], tenants: [] } } } });
     const lines: string[] = [];
-    const h = await listenHttp(g, { host: "127.0.0.1", port: 0 }, { log: (line) => lines.push(line) });
-    const open = async (token: string) => {
-      const res = await fetch(h.url, {
-        method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${token}` },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
-      });
-      return { status: res.status, challenge: res.headers.get("www-authenticate") ?? "", body: await res.text() };
-    };
+    const h = await typedGateway((line) => lines.push(line));
+    const open = (token: string) => initialize(token, h.url);
     const TYPED = 'error_description="the token is not an access token of a type this server accepts"';
     try {
       // Values a provider might sign that are not exactly at+jwt: other JSON types, padding, parameters, look-alike letters.
@@ -324,8 +318,6 @@ describe("oauth.tokenTypes (RFC 9068's typ)", () => {
       expect(lines.some((l) => l.startsWith("500"))).toBe(false);
     } finally {
       await h.close();
-      await g.close();
-      typed.cleanup();
     }
   });
 
