@@ -214,16 +214,22 @@ describe("the explorer page in chromium", () => {
   });
 });
 
+/** A new tab on `world`'s explorer, signed in with the admin's token and showing the timeline. */
+async function signedIn(world: Awaited<ReturnType<typeof explorerWorld>>): Promise<Page> {
+  const tab = await browser.newPage();
+  await tab.goto(world.url);
+  await tab.getByLabel("Token with an audit read grant").fill(world.token("admin"));
+  await tab.getByRole("button", { name: "Open" }).click();
+  await tab.getByRole("heading", { name: "Timeline" }).waitFor();
+  return tab;
+}
+
 describe("the delegation tree's root field", () => {
   it("keeps what is typed before the view's effects have run, as on a busy machine", async () => {
     const world = await explorerWorld({ pageDir: path.join(repo, "dist/web/page") });
     closers.push(() => world.close());
     await world.audit.write(eventFor(narrow(world.w.alice, { tools: ["search"] }), { action: "tool.call", tool: "search" }));
-    const tab = await browser.newPage();
-    await tab.goto(world.url);
-    await tab.getByLabel("Token with an audit read grant").fill(world.token("admin"));
-    await tab.getByRole("button", { name: "Open" }).click();
-    await tab.getByRole("heading", { name: "Timeline" }).waitFor();
+    const tab = await signedIn(world);
     // The page's timers stand still: the tree's view renders, but its effects (which run after a paint) wait, as on a starved machine.
     await tab.clock.install();
     await tab.clock.pauseAt(Date.now() + 60_000);
@@ -244,11 +250,7 @@ describe("a delegation tree of 10,000 capabilities in chromium", () => {
     closers.push(() => world.close());
     const parent = narrow(world.w.alice, { tools: ["search"] });
     await Promise.all(Array.from({ length: 10_000 }, (_, i) => world.audit.write(eventFor(narrow(parent, { tools: ["search"] }), { action: "tool.call", tool: i % 10 === 0 ? "fetch_page" : "search" }))));
-    const tab = await browser.newPage();
-    await tab.goto(world.url);
-    await tab.getByLabel("Token with an audit read grant").fill(world.token("admin"));
-    await tab.getByRole("button", { name: "Open" }).click();
-    await tab.getByRole("heading", { name: "Timeline" }).waitFor();
+    const tab = await signedIn(world);
     await tab.getByRole("button", { name: "Delegation tree", exact: true }).click();
     await tab.getByLabel("Root capability").fill(world.w.alice.id);
     await tab.getByRole("button", { name: "Open tree" }).click();
