@@ -17,6 +17,13 @@ interface Held {
 }
 
 const held = new WeakMap<Node, Held>();
+/**
+ * How many nodes `held` holds an intent for. While it is 0, no chain can
+ * hold one, and a synchronous access need not walk its chain to know. A
+ * hold whose node is collected before its write starts is never counted
+ * down: the count then only errs high, and the walk decides.
+ */
+let holding = 0;
 
 const ignore = () => undefined;
 
@@ -31,9 +38,18 @@ function start(node: Node, h: Held): Promise<void> {
     }
     h.written = written;
     // Handled here, so a failure nobody awaits yet is no unhandled rejection; its awaiters still see it.
-    written.then(() => held.delete(node), ignore);
+    written.then(() => {
+      release(node, h);
+    }, ignore);
   }
   return h.written;
+}
+
+/** Forgets `h`, the hold on `node`, once its intent is durable; a newer hold on the same node stays. */
+function release(node: Node, h: Held): void {
+  if (held.get(node) !== h) return;
+  held.delete(node);
+  holding--;
 }
 
 /**
@@ -46,6 +62,7 @@ function start(node: Node, h: Held): Promise<void> {
 export function holdIntent(cap: Capability, write: () => Promise<void>): () => Promise<void> {
   const node = nodeOf(cap);
   const h: Held = { write, written: null };
+  if (!held.has(node)) holding++;
   held.set(node, h);
   return () => start(node, h);
 }
@@ -76,6 +93,7 @@ export function heldIntents(cap: Capability): Promise<void> | null {
  * must not act then.
  */
 export function heldIntentPending(cap: Capability): boolean {
+  if (holding === 0) return false;
   // A loop, not some(): this runs on every synchronous access, where a closure per call is measurable.
   for (const node of nodeOf(cap).chain) if (held.has(node)) return true;
   return false;

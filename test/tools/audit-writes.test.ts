@@ -194,4 +194,47 @@ describe("a synchronous access under a held intent", () => {
       await h.close();
     }
   });
+
+  it("keeps refusing under every hold still pending when another one becomes durable, or a newer one replaces it", async () => {
+    const sqlite = ENGINES.find((e) => e.name === "sqlite");
+    if (sqlite === undefined) throw new Error("the SQLite fixture is missing");
+    const h = await sqlite.open();
+    try {
+      await h.reset();
+      const db = createSqlDatabase({ schema: SCHEMA, ...h.connection });
+      const query = { model: "Customer", fields: ["id"], where: { id: 1 } } as const;
+      const first = caretaker(capabilities().agent, { tool: "first" }).capability;
+      const second = caretaker(capabilities().agent, { tool: "second" }).capability;
+      const failing = caretaker(capabilities().agent, { tool: "failing" }).capability;
+      const flushFirst = holdIntent(first, () => Promise.resolve());
+      let durable!: () => void;
+      holdIntent(second, () => new Promise<void>((resolve) => (durable = resolve)));
+      const flushFailing = holdIntent(failing, () => Promise.reject(new Error("the store is down")));
+      await flushFirst();
+      await Promise.resolve();
+      h.clearCounts();
+      expect(db.readSync(first, query)).toEqual([{ id: 1 }]);
+      expect(() => db.readSync(second, query)).toThrow(/whose intent is not recorded yet/);
+      await expect(flushFailing()).rejects.toThrow("the store is down");
+      expect(() => db.readSync(failing, query)).toThrow(/whose intent is not recorded yet/);
+      // A capability held again while its first hold is written: the first one's write does not release the second.
+      const flushOld = holdIntent(first, () => Promise.resolve());
+      void flushOld();
+      let durableAgain!: () => void;
+      const flushNew = holdIntent(first, () => new Promise<void>((resolve) => (durableAgain = resolve)));
+      await Promise.resolve();
+      await Promise.resolve();
+      expect(() => db.readSync(first, query)).toThrow(/whose intent is not recorded yet/);
+      expect(h.executed()).toBe(1);
+      durable();
+      const pendingNew = flushNew();
+      durableAgain();
+      await pendingNew;
+      await Promise.resolve();
+      expect(db.readSync(second, query)).toEqual([{ id: 1 }]);
+      expect(db.readSync(first, query)).toEqual([{ id: 1 }]);
+    } finally {
+      await h.close();
+    }
+  });
 });
