@@ -19,7 +19,7 @@ interface Held {
 const held = new WeakMap<Node, Held>();
 /**
  * How many nodes `held` holds an intent for. While it is 0, no chain can
- * hold one, and a synchronous access need not walk its chain to know. A
+ * hold one, and an access need not walk its chain to know. A
  * hold whose node is collected before its write starts is never counted
  * down: the count then only errs high, and the walk decides.
  */
@@ -75,6 +75,7 @@ export function holdIntent(cap: Capability, write: () => Promise<void>): () => P
  * in the same transaction, and acts only once both have resolved.
  */
 export function heldIntents(cap: Capability): Promise<void> | null {
+  if (holding === 0) return null;
   let pending: Promise<void>[] | null = null;
   for (const node of nodeOf(cap).chain) {
     const h = held.get(node);
