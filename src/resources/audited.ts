@@ -94,6 +94,8 @@ function stillLive(access: Access, cap: Capability, request: Request | null): vo
   throw denialError(dead);
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** The Access of an unaudited resource: it records nothing, but still refuses to act for a capability that died. */
 class Unaudited implements Access {
   #request: Request | null = null;
@@ -112,11 +114,20 @@ class Unaudited implements Access {
     return decision;
   }
 
-  async proceed(): Promise<void> {
+  proceed(): Promise<void> {
     // Nothing records this access, but the tool call it runs under is recorded before it acts.
     const held = isCapability(this.#cap) ? heldIntents(this.#cap) : null;
-    if (held !== null) await callRecorded(held, this.#request);
-    stillLive(this, this.#cap, this.#request);
+    if (held === null) {
+      try {
+        stillLive(this, this.#cap, this.#request);
+        return RESOLVED;
+      } catch (e) {
+        return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+      }
+    }
+    return callRecorded(held, this.#request).then(() => {
+      stillLive(this, this.#cap, this.#request);
+    });
   }
 
   proceedSync(): void {
@@ -419,9 +430,14 @@ function auditedAccess<T>(
   span: TraceSpan | null,
 ): Promise<T> {
   if (sink === undefined || !isCapability(cap)) {
-    return new Promise<T>((resolve) => {
-      resolve(act(new Unaudited(cap)));
-    });
+    // The act's own promise is returned as it is: resolving another promise with it would cost two more turns of the microtask queue.
+    try {
+      const result = act(new Unaudited(cap));
+      return result instanceof Promise ? result : Promise.resolve(result);
+    } catch (e) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rejected with exactly what the act threw, as an async act's promise would be
+      return Promise.reject(e);
+    }
   }
   return record(sink, cap, act, size, policyHash, span);
 }
