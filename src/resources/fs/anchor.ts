@@ -19,7 +19,9 @@ import path from "node:path";
  *   be verified.
  *
  * The caller then authorizes the verified real path, so a swapped link that
- * leads outside the grant is denied before a byte is read or written.
+ * leads outside the grant is denied before a byte is read or written. A read
+ * of a small file read before may use the descriptor its last read kept open
+ * instead of opening the path (kept-files.ts): the same readlink proves it.
  *
  * On Linux (`procFdAnchor`) this is exact. readlink of /proc/self/fd/N is the
  * kernel's own name for the open file, whatever happens to the path later;

@@ -11,11 +11,12 @@ import {
   type Denied,
   type FsRequest,
 } from "../../kernel/index.js";
-import { checkTrusted, type TrustedMints } from "../../kernel/internal.js";
+import { authorizeTrusted, checkTrusted, type TrustedMints } from "../../kernel/internal.js";
 import { audited, jsonBytes, type Access } from "../audited.js";
 import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
+import { isKept, keep, reopen } from "./kept-files.js";
 import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
 import { VerifiedFiles } from "./verified-files.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
@@ -59,6 +60,20 @@ interface Target {
   readonly req: FsRequest;
   readonly shown: string;
   readonly slash: "" | "/";
+  /**
+   * The caller's path was taken as its own real path because a descriptor
+   * is kept for it (see kept-files.ts), and nothing has looked at the path
+   * yet: the read must prove it through that descriptor, or look at the
+   * path before it opens anything.
+   */
+  readonly onKeptWord: boolean;
+}
+
+/** What lets a read of a file read before skip resolving its path: the files verified at their path, and whether descriptors are kept. */
+interface ReadShortcuts {
+  readonly files: VerifiedFiles;
+  /** Descriptors are kept only where the anchor proves an open file's path (see kept-files.ts). */
+  readonly keeping: boolean;
 }
 
 /**
@@ -86,17 +101,28 @@ function resolvedTarget(
   options: unknown,
   baseDir: string,
   entry: boolean,
-  verified: VerifiedFiles | null,
+  verified: ReadShortcuts | null,
 ): Target {
   const tenant = tenantOf(options);
   const shown = lexicalPath(input, baseDir);
   const slash = namesDirectory(input as string) ? "/" : "";
   const asked = request(action, shown, tenant);
-  // The first decision of every call, so a root from a mint this file system does not trust is denied before anything is looked at.
+  // A file whose descriptor is kept is proved through it when it is read: nothing looks at the path before `charge` decides it.
+  if (verified?.keeping === true && slash === "" && isKept(shown)) return { req: asked, shown, slash, onKeptWord: true };
+  // The first decision of every other call, so a root from a mint this file system does not trust is denied before anything is looked at.
   const first = checkTrusted(trusted, cap, asked);
   if (!first.allowed) deny(access, asked, first, shown);
   // A regular file verified at this very path before, and still there, is its own real path (see VerifiedFiles).
-  if (verified !== null && slash === "" && verified.stillAt(shown)) return { req: asked, shown, slash };
+  if (verified !== null && slash === "" && verified.files.stillAt(shown)) return { req: asked, shown, slash, onKeptWord: false };
+  return { req: request(action, realWithin(access, cap, action, shown, tenant, entry), tenant), shown, slash, onKeptWord: false };
+}
+
+/**
+ * The real path of `shown` (its last name kept as written for an `entry`),
+ * resolved without following a link out of what the capability allows:
+ * every denial names the caller's path.
+ */
+function realWithin(access: Access, cap: Capability, action: Action, shown: string, tenant: string | undefined, entry: boolean): string {
   const refuse = (p: string) => {
     const req = request(action, p, tenant);
     const decision = check(cap, req);
@@ -104,12 +130,31 @@ function resolvedTarget(
   };
   const real = entry ? realEntryPathWithin(shown, refuse) : realPathWithin(shown, refuse);
   if (typeof real !== "string") deny(access, real.req, real.decision, shown);
-  return { req: request(action, real, tenant), shown, slash };
+  return real;
 }
 
-/** Authorizes and charges the real path of `t`, recording the decision; throws the typed denial in the caller's words. */
-function charge(access: Access, cap: Capability, t: Target): void {
-  const decision = authorize(cap, t.req);
+/**
+ * `t` resolved to its real path now and decided (nothing charged: the call
+ * was charged for the path it was taken to be), for a read taken on a kept
+ * descriptor's word that no longer holds. Throws the denial in the caller's words.
+ */
+function resolvedNow(access: Access, cap: Capability, t: Target): Target {
+  const real = realWithin(access, cap, t.req.action, t.shown, t.req.tenant, false);
+  if (real === t.req.path) return { ...t, onKeptWord: false };
+  const req = { ...t.req, path: real };
+  const decision = check(cap, req);
+  if (!decision.allowed) deny(access, req, decision, t.shown);
+  access.decided(req, decision);
+  return { req, shown: t.shown, slash: t.slash, onKeptWord: false };
+}
+
+/**
+ * Authorizes and charges the real path of `t`, recording the decision;
+ * throws the typed denial in the caller's words. A target taken on a kept
+ * descriptor's word had no first decision, so its mint is checked here.
+ */
+function charge(access: Access, cap: Capability, t: Target, trusted: TrustedMints): void {
+  const decision = t.onKeptWord ? authorizeTrusted(trusted, cap, t.req) : authorize(cap, t.req);
   if (!decision.allowed) deny(access, t.req, decision, t.shown);
   access.decided(t.req, decision);
 }
@@ -192,7 +237,8 @@ function readAll(fd: number, size: number): Buffer {
   const buf = Buffer.allocUnsafeSlow(size);
   let done = 0;
   while (done < size) {
-    const n = fs.readSync(fd, buf, done, size - done, null);
+    // At explicit offsets: a kept descriptor is read again from its start.
+    const n = fs.readSync(fd, buf, done, size - done, done);
     if (n === 0) break;
     done += n;
   }
@@ -234,7 +280,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   // Refusing hard links, a write cannot truncate at open (O_TRUNC acts before the link count can be read): it truncates the checked descriptor.
   const replaceFlags = refuseHardLinks ? 0 : O_TRUNC;
   /** Files read and verified at their real path, which a later read of the same path need not resolve again. */
-  const verified = new VerifiedFiles();
+  const shortcuts: ReadShortcuts = { files: new VerifiedFiles(), keeping: anchor.kind === "proc-fd" };
 
   /** Opens the parent directory of `t.req.path`, verifies it, and acts on the last name inside that open directory. */
   const inParent = <T>(access: Access, cap: Capability, t: Target, verb: string, act: (entry: string) => T): T => {
@@ -268,9 +314,9 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     new LimitExceeded(`cannot ${verb} ${length} bytes: one call may write at most maxWriteBytes (${maxWriteBytes}) bytes`, "maxWriteBytes");
 
   /** Validates the call, decides the path as written, resolves it, then authorizes (and charges) its real path. */
-  const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false, known: VerifiedFiles | null = null): Target => {
+  const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false, known: ReadShortcuts | null = null): Target => {
     const t = resolvedTarget(access, cap, trusted, action, input, options, baseDir, entry, known);
-    charge(access, cap, t);
+    charge(access, cap, t, trusted);
     return t;
   };
 
@@ -295,6 +341,16 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     });
   };
 
+  /** The bytes of the open file `st` describes, within the read's limits. */
+  const contents = (fd: number, st: fs.Stats, shown: string): Buffer => {
+    requireRegularFile(st, "read", shown);
+    refuseLinked(refuseHardLinks, st, "read", shown);
+    if (st.size > maxReadBytes) {
+      throw new LimitExceeded(`cannot read ${shown}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
+    }
+    return readAll(fd, st.size);
+  };
+
   const fileSystem: FileSystem = {
     baseDir,
     openVerification: anchor.kind,
@@ -303,23 +359,29 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
       return run(
         cap,
         async (access) => {
-          const t = target(access, cap, "fs.read", input, options, false, verified);
+          const t = target(access, cap, "fs.read", input, options, false, shortcuts);
           const { req, shown } = t;
           await access.proceed();
-          return io("read", shown, () =>
-            withOpen(req.path + t.slash, READ_FLAGS, (fd) => {
-              const real = anchor.realPathOf(fd, req.path);
-              verify(access, cap, t, real);
+          return io("read", shown, () => {
+            const held = shortcuts.keeping && t.slash === "" ? reopen(req.path) : null;
+            if (held !== null) return contents(held.fd, held.st, shown);
+            // Taken on a kept descriptor's word, which no longer holds: the path is looked at and decided now, before anything is opened.
+            const u = t.onKeptWord && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
+            const at = u.req.path;
+            const fd = fs.openSync(at + u.slash, READ_FLAGS);
+            let kept = false;
+            try {
+              const real = anchor.realPathOf(fd, at);
+              verify(access, cap, u, real);
               const st = fs.fstatSync(fd);
-              if (real === req.path) verified.remember(req.path, st);
-              requireRegularFile(st, "read", shown);
-              refuseLinked(refuseHardLinks, st, "read", shown);
-              if (st.size > maxReadBytes) {
-                throw new LimitExceeded(`cannot read ${shown}: it is ${st.size} bytes, more than maxReadBytes (${maxReadBytes})`, "maxReadBytes");
-              }
-              return readAll(fd, st.size);
-            }),
-          );
+              if (real === at) shortcuts.files.remember(at, st);
+              const bytes = contents(fd, st, shown);
+              kept = shortcuts.keeping && real === at && keep(at, fd, st);
+              return bytes;
+            } finally {
+              if (!kept) fs.closeSync(fd);
+            }
+          });
         },
         (buf) => buf.byteLength,
       );
@@ -394,14 +456,14 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
         if (!decision.allowed) deny(access, t.req, decision, t.shown);
         const levels = recursive ? missingLevels(t.req.path) : [t.req.path];
         // Every directory that will be created must be allowed; the request itself is charged once, for the target.
-        const atLevel = (level: string): Target => ({ req: { ...t.req, path: level }, shown: shownAt(t, level), slash: "" });
+        const atLevel = (level: string): Target => ({ req: { ...t.req, path: level }, shown: shownAt(t, level), slash: "", onKeptWord: false });
         for (const level of levels.slice(0, -1)) {
           const { req, shown } = atLevel(level);
           const decision = check(cap, req);
           if (!decision.allowed) deny(access, req, decision, shown);
           access.decided(req, decision);
         }
-        charge(access, cap, t);
+        charge(access, cap, t, trusted);
         await access.proceed();
         io("create directory", t.shown, () => {
           for (const level of levels) {

@@ -1,0 +1,229 @@
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import fc from "fast-check";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { CapabilityDenied, createMint, FileSystemError, narrow } from "../../src/index.ts";
+import { createFileSystem } from "../../src/resources/fs/index.ts";
+import { isWithin } from "../../src/kernel/canonical-forms.ts";
+import { procFdAnchor } from "../../src/resources/fs/anchor.ts";
+import { closeKept, KEPT_IDLE_MS, keptCount, MAX_KEPT_BYTES } from "../../src/resources/fs/kept-files.ts";
+import { makeFixture, SECRET_CONTENTS, type Fixture } from "./fs-fixture.ts";
+import { traceFs } from "./fs-trace.ts";
+
+/*
+ * Descriptors kept open after a verified read (see kept-files.ts). Each
+ * attack changes the file system behind a kept descriptor, the way another
+ * process could, and the next read must answer as a read without the kept
+ * descriptor would: the file as it is now, or the same denial.
+ */
+
+const hasProc = process.platform === "linux" && fs.existsSync("/proc/self/fd");
+
+/** The descriptors of this process that are open on a path under `dir`. */
+function descriptorsUnder(dir: string): number[] {
+  return fs.readdirSync("/proc/self/fd").flatMap((name) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${name}`).startsWith(`${dir}/`) ? [Number(name)] : [];
+    } catch {
+      // The descriptor readdir itself used, closed since.
+      return [];
+    }
+  });
+}
+
+describe.runIf(hasProc)("descriptors kept for files read before", () => {
+  let f: Fixture;
+  const text = async (p: string) => (await f.fsys.read(f.cap, p)).toString();
+
+  beforeEach(() => {
+    closeKept();
+    f = makeFixture(procFdAnchor);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+    vi.restoreAllMocks();
+    f.cleanup();
+  });
+
+  it("reads a file read before again without opening it, and only through a descriptor the kernel still names with its path", async () => {
+    expect(await text("granted/a.txt")).toBe("A");
+    expect(descriptorsUnder(f.root)).toHaveLength(1);
+    const opens = vi.spyOn(fs, "openSync");
+    expect(await text("granted/a.txt")).toBe("A");
+    expect(await text("granted/a.txt")).toBe("A");
+    expect(opens).not.toHaveBeenCalled();
+  });
+
+  // Each change is made behind a kept descriptor (of granted/a.txt unless a path is given); then the next read must give what a fresh read would.
+  const changes: [string, (f: Fixture) => void, string | typeof FileSystemError | typeof CapabilityDenied, string?][] = [
+    ["the file rewritten in place", (f) => { fs.writeFileSync(f.at("base/granted/a.txt"), "A2"); }, "A2"],
+    ["another file renamed over it", (f) => { fs.writeFileSync(f.at("base/granted/new.txt"), "NEW"); fs.renameSync(f.at("base/granted/new.txt"), f.at("base/granted/a.txt")); }, "NEW"],
+    ["the file deleted", (f) => { fs.unlinkSync(f.at("base/granted/a.txt")); }, FileSystemError],
+    ["the file renamed away, a link to the secret in its place", (f) => { fs.renameSync(f.at("base/granted/a.txt"), f.at("base/granted/a-old.txt")); fs.symlinkSync(f.at("outside/secret.txt"), f.at("base/granted/a.txt")); }, CapabilityDenied],
+    ["the file replaced by a FIFO", (f) => { fs.unlinkSync(f.at("base/granted/a.txt")); execFileSync("mkfifo", [f.at("base/granted/a.txt")]); }, FileSystemError],
+    ["the file replaced by a directory", (f) => { fs.unlinkSync(f.at("base/granted/a.txt")); fs.mkdirSync(f.at("base/granted/a.txt")); }, FileSystemError],
+    ["its directory moved outside and linked back", (f) => { fs.renameSync(f.at("base/granted"), f.at("outside/moved")); fs.symlinkSync(f.at("outside/moved"), f.at("base/granted")); }, CapabilityDenied],
+    ["its directory moved outside, another one with the same file linked in its place", (f) => { fs.renameSync(f.at("base/granted"), f.at("outside/moved")); fs.mkdirSync(f.at("outside/twin")); fs.writeFileSync(f.at("outside/twin/a.txt"), "SECRET"); fs.symlinkSync(f.at("outside/twin"), f.at("base/granted")); }, CapabilityDenied],
+    ["its directory moved to another place inside the grant", (f) => { fs.mkdirSync(f.at("base/granted/x")); fs.renameSync(f.at("base/granted/sub"), f.at("base/granted/x/sub")); }, FileSystemError, "granted/sub/file.txt"],
+  ];
+
+  it.each(changes)("after %s, reads what a fresh read would", async (_name, change, expected, p = "granted/a.txt") => {
+    await text(p);
+    change(f);
+    if (typeof expected === "string") {
+      expect(await text(p)).toBe(expected);
+    } else {
+      let read: string | undefined;
+      await expect((async () => (read = await text(p)))()).rejects.toThrow(expected);
+      expect(read).toBeUndefined();
+    }
+    // The descriptor that no longer proved its file was closed.
+    for (const fd of descriptorsUnder(f.root)) expect(SECRET_CONTENTS).not.toContain(fs.readFileSync(`/proc/self/fd/${String(fd)}`, "utf8"));
+  });
+
+  it("opens the file again after its permissions or owner change, so the system decides again", async () => {
+    await text("granted/a.txt");
+    const opens = vi.spyOn(fs, "openSync");
+    fs.chmodSync(f.at("base/granted/a.txt"), 0o600);
+    expect(await text("granted/a.txt")).toBe("A");
+    expect(opens).toHaveBeenCalledTimes(1);
+    // Only root may give a file away.
+    if (process.getuid?.() !== 0) return;
+    fs.chownSync(f.at("base/granted/a.txt"), 1, 1);
+    expect(await text("granted/a.txt")).toBe("A");
+    expect(opens).toHaveBeenCalledTimes(2);
+  });
+
+  it("does not read another file through a kept descriptor's number that other code closed and reused", async () => {
+    await text("granted/a.txt");
+    const [fd] = descriptorsUnder(f.root);
+    if (fd === undefined) throw new Error("no descriptor was kept");
+    fs.closeSync(fd);
+    const reused = fs.openSync(f.at("outside/secret.txt"), "r");
+    try {
+      expect(reused).toBe(fd);
+      expect(await text("granted/a.txt")).toBe("A");
+    } finally {
+      fs.closeSync(reused);
+    }
+  });
+
+  it("refuses a kept file to a capability that does not grant it, and to one of a mint the file system does not trust, before any system call", async () => {
+    await text("granted/a.txt");
+    const elsewhere = narrow(f.cap, { fs: [{ path: f.at("base/ro"), ops: ["read"] }] });
+    const stranger = createMint({ issuer: "stranger", policy: () => ({ fs: [{ path: f.granted, ops: ["read"] }] }) }).issue({ id: "stranger" });
+    const trusting = createFileSystem({ baseDir: f.base, mints: [f.cap.mint.mintId] });
+    // The trusting file system reads the kept file for its own mint's capability, through the same kept descriptor.
+    expect((await trusting.read(f.cap, "granted/a.txt")).toString()).toBe("A");
+    const trace = traceFs();
+    try {
+      await expect(f.fsys.read(elsewhere, "granted/a.txt")).rejects.toThrow(CapabilityDenied);
+      await expect(trusting.read(stranger, "granted/a.txt")).rejects.toThrow(/minted by a mint this resource does not trust/);
+      expect(trace.touches()).toEqual([]);
+    } finally {
+      trace.stop();
+    }
+  });
+
+  it("reads a trailing slash on a kept file as the system does, not through the descriptor", async () => {
+    await text("granted/a.txt");
+    await expect(text("granted/a.txt/")).rejects.toThrow(expect.objectContaining({ errno: "ENOTDIR" }) as Error);
+  });
+
+  it("keeps a bounded number of descriptors, only for small files, and closes them once idle", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "performance"] });
+    for (let i = 0; i < 40; i++) fs.writeFileSync(f.at(`base/granted/many-${String(i)}.txt`), String(i));
+    fs.writeFileSync(f.at("base/granted/large.bin"), Buffer.alloc(MAX_KEPT_BYTES + 1));
+    for (let i = 0; i < 40; i++) expect(await text(`granted/many-${String(i)}.txt`)).toBe(String(i));
+    await f.fsys.read(f.cap, "granted/large.bin");
+    const kept = descriptorsUnder(f.root);
+    expect(kept.length).toBeLessThanOrEqual(32);
+    expect(keptCount()).toBeLessThanOrEqual(32);
+    expect(kept.map((fd) => fs.readlinkSync(`/proc/self/fd/${String(fd)}`))).not.toContain(f.at("base/granted/large.bin"));
+    vi.advanceTimersByTime(KEPT_IDLE_MS + 1);
+    expect(descriptorsUnder(f.root)).toEqual([]);
+    expect(keptCount()).toBe(0);
+  });
+
+  /** What another process may do to the tree between two reads. */
+  const MOVES: Record<string, (f: Fixture) => void> = {
+    rewrite: (f) => {
+      fs.writeFileSync(f.at("base/granted/a.txt"), `A${String(Math.random())}`);
+    },
+    replace: (f) => {
+      fs.writeFileSync(f.at("base/granted/a.new"), "A-NEW");
+      fs.renameSync(f.at("base/granted/a.new"), f.at("base/granted/a.txt"));
+    },
+    delete: (f) => {
+      fs.rmSync(f.at("base/granted/a.txt"), { force: true });
+    },
+    linkToSecret: (f) => {
+      fs.rmSync(f.at("base/granted/a.txt"), { force: true });
+      fs.symlinkSync(f.at("outside/secret.txt"), f.at("base/granted/a.txt"));
+    },
+    linkInside: (f) => {
+      fs.rmSync(f.at("base/granted/a.txt"), { force: true });
+      fs.symlinkSync("sub/file.txt", f.at("base/granted/a.txt"));
+    },
+    moveDirOut: (f) => {
+      if (fs.lstatSync(f.at("base/granted/d"), { throwIfNoEntry: false })?.isDirectory() !== true) return;
+      fs.renameSync(f.at("base/granted/d"), f.at(`outside/d-${String(Date.now())}-${String(Math.random())}`));
+    },
+    linkDirOut: (f) => {
+      fs.rmSync(f.at("base/granted/d"), { recursive: true, force: true });
+      fs.symlinkSync(f.at("outside"), f.at("base/granted/d"));
+    },
+    restoreDir: (f) => {
+      fs.rmSync(f.at("base/granted/d"), { recursive: true, force: true });
+      fs.mkdirSync(f.at("base/granted/d/e"), { recursive: true });
+      fs.writeFileSync(f.at("base/granted/d/e/f.txt"), "F");
+    },
+    chmod: (f) => {
+      if (fs.existsSync(f.at("base/granted/a.txt"))) fs.chmodSync(f.at("base/granted/a.txt"), 0o640);
+    },
+  };
+
+  /** What a read of `p` must give, worked out from the tree as it is: its bytes, or the kind of error. */
+  const expected = (f: Fixture, p: string): string | typeof CapabilityDenied | typeof FileSystemError => {
+    // The real path of the longest part that exists, and the rest as written (none of the moves leaves a dangling link).
+    let head = f.at(`base/${p}`);
+    let rest = "";
+    while (!fs.existsSync(head)) {
+      rest = `/${path.basename(head)}${rest}`;
+      head = path.dirname(head);
+    }
+    const real = fs.realpathSync(head) + rest;
+    if (!isWithin(real, f.granted)) return CapabilityDenied;
+    return rest === "" ? fs.readFileSync(real, "utf8") : FileSystemError;
+  };
+
+  it("answers every read, whatever was changed behind its kept descriptors, as a fresh look at the tree would", async () => {
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.constantFrom(...Object.keys(MOVES)), fc.constantFrom("granted/a.txt", "granted/d/e/f.txt")), { minLength: 1, maxLength: 8 }), async (steps) => {
+        closeKept();
+        f.cleanup();
+        f = makeFixture(procFdAnchor);
+        await text("granted/a.txt");
+        await text("granted/d/e/f.txt");
+        for (const [move, p] of steps) {
+          (MOVES[move] as (f: Fixture) => void)(f);
+          const want = expected(f, p);
+          if (typeof want === "string") expect(await text(p)).toBe(want);
+          else await expect(text(p)).rejects.toThrow(want);
+        }
+        runs += 1;
+      }),
+      { numRuns: 150 },
+    );
+    expect(runs).toBe(150);
+  });
+
+  it("lets no child process inherit a kept descriptor", async () => {
+    await text("granted/a.txt");
+    expect(descriptorsUnder(f.root)).toHaveLength(1);
+    const childFds = execFileSync("ls", ["-l", "/proc/self/fd/"], { encoding: "utf8" });
+    expect(childFds).not.toContain(f.root);
+  });
+});
