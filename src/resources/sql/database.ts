@@ -784,7 +784,7 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
   };
 
   /** Checks a read's result against the limits and the chain's totals (charging them), decodes it, and shows each field as the capability allows. */
-  const finishRead = (access: Access, cap: Capability, q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[], spent = { size: 0 }, through?: string): Row[] => {
+  const finishRead = (access: Access, cap: Capability, q: ParsedRead, plan: Plan, prepared: Prepared, rows: DriverRow[], spent?: { size: number }, through?: string): Row[] => {
     if (!q.limitGiven && rows.length > plan.maxRows) {
       throw new LimitExceeded(
         through !== undefined
@@ -795,14 +795,14 @@ export function createSqlDatabase(options: SqlDatabaseOptions): SqlDatabase {
         "maxRows",
       );
     }
-    let size = spent.size;
+    let size = spent?.size ?? 0;
     for (const row of rows) {
       for (const f of prepared.shape.output) {
         const v = row[f.name];
         size += typeof v === "string" ? v.length : 8;
       }
     }
-    spent.size = size;
+    if (spent !== undefined) spent.size = size;
     if (size > limits.maxResultSize) {
       throw new LimitExceeded(`the result is larger than ${limits.maxResultSize} (maxResultSize); ask for fewer fields or rows${through === undefined ? "" : ", or include fewer"}`, "maxResultSize");
     }
