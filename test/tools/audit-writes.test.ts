@@ -15,7 +15,7 @@ import { z } from "zod";
 import { holdIntent } from "../../src/kernel/held-intents.ts";
 import { caretaker } from "../../src/kernel/internal.ts";
 import { createSqlDatabase } from "../../src/resources/sql/database.ts";
-import { capabilities, ENGINES, SCHEMA } from "../resources/sql-fixture.ts";
+import { capabilities, ENGINES, SCHEMA, type Harness } from "../resources/sql-fixture.ts";
 import { memorySink } from "./memory-sink.ts";
 
 /*
@@ -172,13 +172,21 @@ describe("a built-in tool's intent held until its first access", () => {
 });
 
 describe("a synchronous access under a held intent", () => {
-  it("fails closed until the intent is durable, without reading, then reads", async () => {
+  /** Runs `test` against a fresh SQLite database of the SQL fixture. */
+  const withSqlite = async (test: (db: ReturnType<typeof createSqlDatabase>, h: Harness) => Promise<void>) => {
     const sqlite = ENGINES.find((e) => e.name === "sqlite");
     if (sqlite === undefined) throw new Error("the SQLite fixture is missing");
     const h = await sqlite.open();
     try {
       await h.reset();
-      const db = createSqlDatabase({ schema: SCHEMA, ...h.connection });
+      await test(createSqlDatabase({ schema: SCHEMA, ...h.connection }), h);
+    } finally {
+      await h.close();
+    }
+  };
+
+  it("fails closed until the intent is durable, without reading, then reads", async () => {
+    await withSqlite(async (db, h) => {
       const lease = caretaker(capabilities().agent, { tool: "report" });
       let durable!: () => void;
       const flush = holdIntent(lease.capability, () => new Promise<void>((resolve) => (durable = resolve)));
@@ -190,18 +198,11 @@ describe("a synchronous access under a held intent", () => {
       await flush();
       await Promise.resolve();
       expect(db.readSync(lease.capability, { model: "Customer", fields: ["id"], where: { id: 1 } })).toEqual([{ id: 1 }]);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it("keeps refusing under every hold still pending when another one becomes durable, or a newer one replaces it", async () => {
-    const sqlite = ENGINES.find((e) => e.name === "sqlite");
-    if (sqlite === undefined) throw new Error("the SQLite fixture is missing");
-    const h = await sqlite.open();
-    try {
-      await h.reset();
-      const db = createSqlDatabase({ schema: SCHEMA, ...h.connection });
+    await withSqlite(async (db, h) => {
       const query = { model: "Customer", fields: ["id"], where: { id: 1 } } as const;
       const first = caretaker(capabilities().agent, { tool: "first" }).capability;
       const second = caretaker(capabilities().agent, { tool: "second" }).capability;
@@ -233,8 +234,6 @@ describe("a synchronous access under a held intent", () => {
       await Promise.resolve();
       expect(db.readSync(second, query)).toEqual([{ id: 1 }]);
       expect(db.readSync(first, query)).toEqual([{ id: 1 }]);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
