@@ -10,6 +10,8 @@ import { procFdAnchor } from "../../src/resources/fs/anchor.ts";
 import { closeKept, KEPT_IDLE_MS, keptCount, MAX_KEPT_BYTES } from "../../src/resources/fs/kept-files.ts";
 import { makeFixture, SECRET_CONTENTS, type Fixture } from "./fs-fixture.ts";
 import { traceFs } from "./fs-trace.ts";
+import { memorySink } from "../tools/memory-sink.ts";
+import type { AuditEvent } from "../../src/kernel/audit-sink.ts";
 
 /*
  * Descriptors kept open after a verified read (see kept-files.ts). Each
@@ -124,6 +126,22 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     } finally {
       trace.stop();
     }
+  });
+
+  it("records a read through a kept descriptor as it records the read that opened it, and its denial in the caller's words", async () => {
+    const sink = memorySink();
+    const audited = createFileSystem({ baseDir: f.base, audit: sink });
+    await audited.read(f.cap, "granted/a.txt");
+    await audited.read(f.cap, "granted/a.txt");
+    const elsewhere = narrow(f.cap, { fs: [{ path: f.at("base/ro"), ops: ["read"] }] });
+    await expect(audited.read(elsewhere, "granted/a.txt")).rejects.toThrow(CapabilityDenied);
+    const [opened, kept, denied] = sink.events;
+    // Everything but the event's own id, time and duration.
+    const said = (e: AuditEvent | undefined) => (e === undefined ? undefined : { ...e, id: null, at: null, durationMs: null });
+    const first = said(opened);
+    expect(said(kept)).toEqual(first);
+    expect(first).toMatchObject({ request: { action: "fs.read", path: f.at("base/granted/a.txt") }, decision: { allowed: true }, outcome: { ok: true, resultBytes: 1 } });
+    expect(denied).toMatchObject({ request: { action: "fs.read", path: f.at("base/granted/a.txt") }, decision: { allowed: false } });
   });
 
   it("reads a trailing slash on a kept file as the system does, not through the descriptor", async () => {
