@@ -3,11 +3,11 @@ import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { CapabilityDenied, createMint, FileSystemError, narrow } from "../../src/index.ts";
+import { BudgetExhausted, CapabilityDenied, createMint, FileSystemError, narrow } from "../../src/index.ts";
 import { createFileSystem } from "../../src/resources/fs/index.ts";
 import { isWithin } from "../../src/kernel/canonical-forms.ts";
 import { procFdAnchor } from "../../src/resources/fs/anchor.ts";
-import { closeKept, KEPT_IDLE_MS, keptCount, MAX_KEPT_BYTES } from "../../src/resources/fs/kept-files.ts";
+import { closeKept, KEPT_MS, keptCount, MAX_KEPT_BYTES } from "../../src/resources/fs/kept-files.ts";
 import { makeFixture, SECRET_CONTENTS, type Fixture } from "./fs-fixture.ts";
 import { traceFs } from "./fs-trace.ts";
 import { memorySink } from "../tools/memory-sink.ts";
@@ -97,18 +97,62 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     expect(opens).toHaveBeenCalledTimes(2);
   });
 
-  it("does not read another file through a kept descriptor's number that other code closed and reused", async () => {
-    await text("granted/a.txt");
-    const [fd] = descriptorsUnder(f.root);
-    if (fd === undefined) throw new Error("no descriptor was kept");
-    fs.closeSync(fd);
-    const reused = fs.openSync(f.at("outside/secret.txt"), "r");
-    try {
-      expect(reused).toBe(fd);
-      expect(await text("granted/a.txt")).toBe("A");
-    } finally {
-      fs.closeSync(reused);
+  it("neither reads through nor closes a kept descriptor's number that other code closed and reused for a file of its own", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "performance"] });
+    for (const when of ["at the next read", "when the descriptor's time is up"]) {
+      closeKept();
+      await text("granted/a.txt");
+      const [fd] = descriptorsUnder(f.root);
+      if (fd === undefined) throw new Error("no descriptor was kept");
+      // Other code's stray close, then its own log gets the number.
+      fs.closeSync(fd);
+      const log = fs.openSync(f.at("log.txt"), "w");
+      try {
+        expect(log).toBe(fd);
+        if (when === "at the next read") expect(await text("granted/a.txt")).toBe("A");
+        else vi.advanceTimersByTime(KEPT_MS + 1);
+        expect(fs.readlinkSync(`/proc/self/fd/${String(log)}`)).toBe(f.at("log.txt"));
+        fs.writeSync(log, "entry\n");
+      } finally {
+        fs.closeSync(log);
+      }
+      expect(fs.readFileSync(f.at("log.txt"), "utf8")).toBe("entry\n");
     }
+  });
+
+  it("decides a read whose kept file was swapped for a link to the secret on the path as it is, before charging anything, as a fresh read does", async () => {
+    // Each run: a budget of two calls; a read that keeps a.txt (or not), the swap, the refused read, then one more read that must still be allowed.
+    const run = async (kept: boolean) => {
+      closeKept();
+      f.cleanup();
+      f = makeFixture(procFdAnchor);
+      const sink = memorySink();
+      const audited = createFileSystem({ baseDir: f.base, audit: sink });
+      const cap = narrow(f.cap, { fs: [{ path: f.granted, ops: ["read"] }], budget: { calls: 2 } });
+      await audited.read(cap, "granted/a.txt");
+      if (!kept) closeKept();
+      fs.renameSync(f.at("base/granted/a.txt"), f.at("base/granted/a-old.txt"));
+      fs.symlinkSync(f.at("outside/secret.txt"), f.at("base/granted/a.txt"));
+      await expect(audited.read(cap, "granted/a.txt")).rejects.toThrow(CapabilityDenied);
+      const next = await audited.read(cap, "granted/sub/file.txt").then((b) => b.toString(), (e: unknown) => e);
+      const events = sink.events.map((e) => ["path" in e.request ? path.relative(f.root, e.request.path) : e.request.action, e.decision.allowed]);
+      return { next, intents: sink.intents.length, events };
+    };
+    const fresh = await run(false);
+    expect(fresh.next).toBe("SUB");
+    const kept = await run(true);
+    expect(kept.next).not.toBeInstanceOf(BudgetExhausted);
+    expect(kept).toEqual(fresh);
+  });
+
+  it("records a read whose kept file was replaced by a link inside the grant under the real path it read, as a fresh read does", async () => {
+    const sink = memorySink();
+    const audited = createFileSystem({ baseDir: f.base, audit: sink });
+    await audited.read(f.cap, "granted/a.txt");
+    fs.renameSync(f.at("base/granted/a.txt"), f.at("base/granted/a-old.txt"));
+    fs.symlinkSync("sub/file.txt", f.at("base/granted/a.txt"));
+    expect((await audited.read(f.cap, "granted/a.txt")).toString()).toBe("SUB");
+    expect(sink.events.at(-1)?.request).toEqual({ action: "fs.read", path: f.at("base/granted/sub/file.txt") });
   });
 
   it("refuses a kept file to a capability that does not grant it, and to one of a mint the file system does not trust, before any system call", async () => {
@@ -149,7 +193,7 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     await expect(text("granted/a.txt/")).rejects.toThrow(expect.objectContaining({ errno: "ENOTDIR" }) as Error);
   });
 
-  it("keeps a bounded number of descriptors, only for small files, and closes them once idle", async () => {
+  it("keeps a bounded number of descriptors, only for small files, each for KEPT_MS after its open however often it is read", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "performance"] });
     for (let i = 0; i < 40; i++) fs.writeFileSync(f.at(`base/granted/many-${String(i)}.txt`), String(i));
     fs.writeFileSync(f.at("base/granted/large.bin"), Buffer.alloc(MAX_KEPT_BYTES + 1));
@@ -159,9 +203,18 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     expect(kept.length).toBeLessThanOrEqual(32);
     expect(keptCount()).toBeLessThanOrEqual(32);
     expect(kept.map((fd) => fs.readlinkSync(`/proc/self/fd/${String(fd)}`))).not.toContain(f.at("base/granted/large.bin"));
-    vi.advanceTimersByTime(KEPT_IDLE_MS + 1);
+    vi.advanceTimersByTime(KEPT_MS + 1);
     expect(descriptorsUnder(f.root)).toEqual([]);
     expect(keptCount()).toBe(0);
+    // Read again and again: the descriptor is still closed once its time is up, and the next read opens the file afresh.
+    await text("granted/a.txt");
+    const opens = vi.spyOn(fs, "openSync");
+    vi.advanceTimersByTime(KEPT_MS / 2);
+    await text("granted/a.txt");
+    expect(opens).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(KEPT_MS / 2);
+    await text("granted/a.txt");
+    expect(opens).toHaveBeenCalledTimes(1);
   });
 
   /** What another process may do to the tree between two reads. */

@@ -11,12 +11,12 @@ import {
   type Denied,
   type FsRequest,
 } from "../../kernel/index.js";
-import { authorizeTrusted, checkTrusted, type TrustedMints } from "../../kernel/internal.js";
+import { checkTrusted, type TrustedMints } from "../../kernel/internal.js";
 import { audited, jsonBytes, type Access } from "../audited.js";
 import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
-import { isKept, keep, reopen } from "./kept-files.js";
+import { keep, keptFile, stillNamed, type KeptFile } from "./kept-files.js";
 import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
 import { VerifiedFiles } from "./verified-files.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
@@ -61,12 +61,13 @@ interface Target {
   readonly shown: string;
   readonly slash: "" | "/";
   /**
-   * The caller's path was taken as its own real path because a descriptor
-   * is kept for it (see kept-files.ts), and nothing has looked at the path
-   * yet: the read must prove it through that descriptor, or look at the
-   * path before it opens anything.
+   * A descriptor kept for the caller's path (see kept-files.ts), whose file
+   * was unchanged when the path was decided: the path was taken as its own
+   * real path on its word, and nothing has looked at the path. The read must
+   * prove it through the descriptor when it acts, or else look at the path
+   * before it opens anything.
    */
-  readonly onKeptWord: boolean;
+  readonly kept: KeptFile | null;
 }
 
 /** What lets a read of a file read before skip resolving its path: the files verified at their path, and whether descriptors are kept. */
@@ -107,14 +108,17 @@ function resolvedTarget(
   const shown = lexicalPath(input, baseDir);
   const slash = namesDirectory(input as string) ? "/" : "";
   const asked = request(action, shown, tenant);
-  // A file whose descriptor is kept is proved through it when it is read: nothing looks at the path before `charge` decides it.
-  if (verified?.keeping === true && slash === "" && isKept(shown)) return { req: asked, shown, slash, onKeptWord: true };
-  // The first decision of every other call, so a root from a mint this file system does not trust is denied before anything is looked at.
+  // The first decision of every call, so a root from a mint this file system does not trust is denied before anything is looked at.
   const first = checkTrusted(trusted, cap, asked);
   if (!first.allowed) deny(access, asked, first, shown);
-  // A regular file verified at this very path before, and still there, is its own real path (see VerifiedFiles).
-  if (verified !== null && slash === "" && verified.files.stillAt(shown)) return { req: asked, shown, slash, onKeptWord: false };
-  return { req: request(action, realWithin(access, cap, action, shown, tenant, entry), tenant), shown, slash, onKeptWord: false };
+  if (verified !== null && slash === "") {
+    // A file whose descriptor is kept and unchanged is proved through that descriptor when it is read.
+    const kept = verified.keeping ? keptFile(shown) : null;
+    if (kept !== null) return { req: asked, shown, slash, kept };
+    // A regular file verified at this very path before, and still there, is its own real path (see VerifiedFiles).
+    if (verified.files.stillAt(shown)) return { req: asked, shown, slash, kept: null };
+  }
+  return { req: request(action, realWithin(access, cap, action, shown, tenant, entry), tenant), shown, slash, kept: null };
 }
 
 /**
@@ -140,21 +144,17 @@ function realWithin(access: Access, cap: Capability, action: Action, shown: stri
  */
 function resolvedNow(access: Access, cap: Capability, t: Target): Target {
   const real = realWithin(access, cap, t.req.action, t.shown, t.req.tenant, false);
-  if (real === t.req.path) return { ...t, onKeptWord: false };
+  if (real === t.req.path) return { ...t, kept: null };
   const req = { ...t.req, path: real };
   const decision = check(cap, req);
   if (!decision.allowed) deny(access, req, decision, t.shown);
   access.decided(req, decision);
-  return { req, shown: t.shown, slash: t.slash, onKeptWord: false };
+  return { req, shown: t.shown, slash: t.slash, kept: null };
 }
 
-/**
- * Authorizes and charges the real path of `t`, recording the decision;
- * throws the typed denial in the caller's words. A target taken on a kept
- * descriptor's word had no first decision, so its mint is checked here.
- */
-function charge(access: Access, cap: Capability, t: Target, trusted: TrustedMints): void {
-  const decision = t.onKeptWord ? authorizeTrusted(trusted, cap, t.req) : authorize(cap, t.req);
+/** Authorizes and charges the real path of `t`, recording the decision; throws the typed denial in the caller's words. */
+function charge(access: Access, cap: Capability, t: Target): void {
+  const decision = authorize(cap, t.req);
   if (!decision.allowed) deny(access, t.req, decision, t.shown);
   access.decided(t.req, decision);
 }
@@ -316,7 +316,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
   /** Validates the call, decides the path as written, resolves it, then authorizes (and charges) its real path. */
   const target = (access: Access, cap: Capability, action: Action, input: unknown, options: unknown, entry = false, known: ReadShortcuts | null = null): Target => {
     const t = resolvedTarget(access, cap, trusted, action, input, options, baseDir, entry, known);
-    charge(access, cap, t, trusted);
+    charge(access, cap, t);
     return t;
   };
 
@@ -363,10 +363,9 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           const { req, shown } = t;
           await access.proceed();
           return io("read", shown, () => {
-            const held = shortcuts.keeping && t.slash === "" ? reopen(req.path) : null;
-            if (held !== null) return contents(held.fd, held.st, shown);
+            if (t.kept !== null && stillNamed(req.path, t.kept.fd)) return contents(t.kept.fd, t.kept.st, shown);
             // Taken on a kept descriptor's word, which no longer holds: the path is looked at and decided now, before anything is opened.
-            const u = t.onKeptWord && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
+            const u = t.kept !== null && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
             const at = u.req.path;
             const fd = fs.openSync(at + u.slash, READ_FLAGS);
             let kept = false;
@@ -456,14 +455,14 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
         if (!decision.allowed) deny(access, t.req, decision, t.shown);
         const levels = recursive ? missingLevels(t.req.path) : [t.req.path];
         // Every directory that will be created must be allowed; the request itself is charged once, for the target.
-        const atLevel = (level: string): Target => ({ req: { ...t.req, path: level }, shown: shownAt(t, level), slash: "", onKeptWord: false });
+        const atLevel = (level: string): Target => ({ req: { ...t.req, path: level }, shown: shownAt(t, level), slash: "", kept: null });
         for (const level of levels.slice(0, -1)) {
           const { req, shown } = atLevel(level);
           const decision = check(cap, req);
           if (!decision.allowed) deny(access, req, decision, shown);
           access.decided(req, decision);
         }
-        charge(access, cap, t, trusted);
+        charge(access, cap, t);
         await access.proceed();
         io("create directory", t.shown, () => {
           for (const level of levels) {

@@ -4,8 +4,8 @@ import fs from "node:fs";
 const MAX_KEPT = 32;
 /** Only files this small are kept: for them opening and closing is most of a read, and a deleted one held open keeps little disk space. */
 export const MAX_KEPT_BYTES = 64 * 1024;
-/** A descriptor not used for this long is closed. */
-export const KEPT_IDLE_MS = 2_000;
+/** A descriptor is closed this long after it was opened, used or not. */
+export const KEPT_MS = 2_000;
 
 interface Kept {
   readonly fd: number;
@@ -15,16 +15,10 @@ interface Kept {
   readonly mode: number;
   readonly uid: number;
   readonly gid: number;
-  used: number;
+  readonly opened: number;
 }
 
-/** Whether `st` shows the kept file unchanged: the same inode, and no change of its status (ctime), its permissions or its owner since it was kept. */
-function unchanged(st: fs.Stats, k: Kept): boolean {
-  // Mode and owner are compared too: a ctime may not move for a change made within the same clock tick.
-  return st.dev === k.dev && st.ino === k.ino && st.ctimeMs === k.ctimeMs && st.mode === k.mode && st.uid === k.uid && st.gid === k.gid;
-}
-
-/** A kept descriptor that still proves its file, and the file's status now. */
+/** A kept descriptor whose file is unchanged, and the file's status now. */
 export interface KeptFile {
   readonly fd: number;
   readonly st: fs.Stats;
@@ -34,71 +28,100 @@ export interface KeptFile {
  * Read descriptors kept open after a verified read (Linux, /proc/self/fd
  * only), so that reading a small file again costs no open and no close.
  *
- * Nothing is decided from a kept descriptor alone. Each use asks the kernel
- * for the descriptor's path again (readlink of /proc/self/fd/N, the same
- * proof a fresh open is given) and takes it only when that is exactly the
- * path being read, and when fstat shows the same file with nothing changed
- * since it was opened (its ctime: permissions, owner, links and content all
- * move it). A file renamed, replaced or deleted, a directory on its way
- * moved (even linked back), a chmod: each makes the descriptor fail the
- * check, and it is closed and forgotten; the read then opens the path as it
- * would have without it.
+ * Nothing is decided from a kept descriptor alone. Before a read is decided,
+ * fstat must show the same file with nothing changed since it was opened
+ * (its ctime, which permissions, owner, links, renames and content all move,
+ * and its mode and owner, for a change within one clock tick), and still
+ * linked; a file rewritten, replaced, renamed or deleted, or a chmod, closes
+ * the descriptor, and the read resolves its path as it would have without
+ * it. Then, when the read acts, the kernel must still name the descriptor
+ * with exactly the path being read (readlink of /proc/self/fd/N, the proof a
+ * fresh open is given): a directory on its way moved, even linked back, is
+ * caught there.
  *
  * What is kept is bounded for the whole process (MAX_KEPT descriptors, files
- * of MAX_KEPT_BYTES at most), and a descriptor idle for KEPT_IDLE_MS is
- * closed by a timer that does not keep the process alive. Descriptors are
- * opened close-on-exec (libuv's default), so no child process inherits one.
+ * of MAX_KEPT_BYTES at most), and each descriptor is closed KEPT_MS after it
+ * was opened, by the next read or by a timer that does not keep the process
+ * alive: a change no check here sees (the permissions of a directory above
+ * the file) applies within that time. Descriptors are opened close-on-exec
+ * (libuv's default), so no child process inherits one.
+ *
+ * Other code in the process may close a kept descriptor by mistake and get
+ * its number for a file of its own: a descriptor is closed here only while
+ * fstat still shows the file it was kept for, so such a number is forgotten,
+ * never closed. Other code that opens the very same file at the reused
+ * number cannot be told apart.
  */
 const kept = new Map<string, Kept>();
 let sweeping: NodeJS.Timeout | null = null;
 
-function close(p: string, k: Kept): void {
-  kept.delete(p);
+/** The status of `fd` now, or null when it is not open. */
+function statusOf(fd: number): fs.Stats | null {
+  try {
+    return fs.fstatSync(fd);
+  } catch {
+    return null;
+  }
+}
+
+/** Forgets `k`, kept for `p`, and closes its descriptor when the number still holds that file (`st`, fstat of it now, if already known). */
+function drop(p: string, k: Kept, st: fs.Stats | null = statusOf(k.fd)): void {
+  if (kept.get(p) === k) kept.delete(p);
+  if (st === null || st.dev !== k.dev || st.ino !== k.ino) return;
   try {
     fs.closeSync(k.fd);
   } catch {
-    // Already closed by other code in the process: nothing is left to release.
+    // Closed meanwhile: nothing is left to release.
   }
 }
 
 function sweep(): void {
   sweeping = null;
-  const idleSince = performance.now() - KEPT_IDLE_MS;
-  for (const [p, k] of kept) if (k.used <= idleSince) close(p, k);
+  const openedBefore = performance.now() - KEPT_MS;
+  for (const [p, k] of kept) if (k.opened <= openedBefore) drop(p, k);
   armSweep();
 }
 
 function armSweep(): void {
   if (sweeping !== null || kept.size === 0) return;
-  sweeping = setTimeout(sweep, KEPT_IDLE_MS);
+  sweeping = setTimeout(sweep, KEPT_MS);
   sweeping.unref();
 }
 
-/** Whether a descriptor is kept for `p`: a hint only, which `reopen` checks. */
-export function isKept(p: string): boolean {
-  return kept.has(p);
+/** Whether `st` shows the kept file unchanged and still linked. */
+function unchanged(st: fs.Stats, k: Kept): boolean {
+  return st.dev === k.dev && st.ino === k.ino && st.nlink > 0 && st.ctimeMs === k.ctimeMs && st.mode === k.mode && st.uid === k.uid && st.gid === k.gid;
 }
 
-/** The descriptor kept for the real path `p`, when the kernel still names it `p` and the file is unchanged; null otherwise (it is then closed). */
-export function reopen(p: string): KeptFile | null {
+/**
+ * The descriptor kept for the real path `p` and its file's status, when the
+ * file is unchanged since it was opened; null otherwise (it is then closed).
+ * Reads no path: the read must still be proved with `stillNamed` when it acts.
+ */
+export function keptFile(p: string): KeptFile | null {
   const k = kept.get(p);
   if (k === undefined) return null;
-  let st: fs.Stats | null = null;
-  try {
-    if (fs.readlinkSync(`/proc/self/fd/${String(k.fd)}`) === p) st = fs.fstatSync(k.fd);
-  } catch {
-    // The descriptor is gone (closed by other code): it proves nothing.
-    st = null;
-  }
-  if (st === null || !unchanged(st, k)) {
-    close(p, k);
+  const st = statusOf(k.fd);
+  if (st === null || !unchanged(st, k) || performance.now() - k.opened >= KEPT_MS) {
+    drop(p, k, st);
     return null;
   }
-  k.used = performance.now();
-  // Most recently used last, so the first entry is the one to close when room is needed.
-  kept.delete(p);
-  kept.set(p, k);
   return { fd: k.fd, st };
+}
+
+/** Whether the kernel names the descriptor `fd`, kept for `p`, with exactly `p` now; when it does not, the descriptor is forgotten (closed if still ours). */
+export function stillNamed(p: string, fd: number): boolean {
+  let name: string | null;
+  try {
+    name = fs.readlinkSync(`/proc/self/fd/${String(fd)}`);
+  } catch {
+    // Not open any more: it proves nothing.
+    name = null;
+  }
+  if (name === p) return true;
+  const k = kept.get(p);
+  if (k?.fd === fd) drop(p, k);
+  return false;
 }
 
 /**
@@ -109,17 +132,17 @@ export function reopen(p: string): KeptFile | null {
 export function keep(p: string, fd: number, st: fs.Stats): boolean {
   if (!st.isFile() || st.size > MAX_KEPT_BYTES) return false;
   const old = kept.get(p);
-  if (old !== undefined) close(p, old);
+  if (old !== undefined) drop(p, old);
   const oldest = kept.size >= MAX_KEPT ? kept.entries().next().value : undefined;
-  if (oldest !== undefined) close(oldest[0], oldest[1]);
-  kept.set(p, { fd, dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs, mode: st.mode, uid: st.uid, gid: st.gid, used: performance.now() });
+  if (oldest !== undefined) drop(oldest[0], oldest[1]);
+  kept.set(p, { fd, dev: st.dev, ino: st.ino, ctimeMs: st.ctimeMs, mode: st.mode, uid: st.uid, gid: st.gid, opened: performance.now() });
   armSweep();
   return true;
 }
 
 /** Closes every kept descriptor now (tests start from none; the next reads open their files again). */
 export function closeKept(): void {
-  for (const [p, k] of kept) close(p, k);
+  for (const [p, k] of kept) drop(p, k);
   if (sweeping !== null) clearTimeout(sweeping);
   sweeping = null;
 }
