@@ -188,6 +188,22 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     expect(denied).toMatchObject({ request: { action: "fs.read", path: f.at("base/granted/a.txt") }, decision: { allowed: false } });
   });
 
+  it("with refuseHardLinks, refuses a kept file that got a second name while its read was being recorded", async () => {
+    const sink = memorySink();
+    let linkOnIntent = false;
+    const linking = {
+      ...sink,
+      intend: (intent: Parameters<typeof sink.intend>[0]) => {
+        if (linkOnIntent) fs.linkSync(f.at("base/granted/a.txt"), f.at("outside/a-link.txt"));
+        return sink.intend(intent);
+      },
+    };
+    const refusing = createFileSystem({ baseDir: f.base, audit: linking, refuseHardLinks: true });
+    expect((await refusing.read(f.cap, "granted/a.txt")).toString()).toBe("A");
+    linkOnIntent = true;
+    await expect(refusing.read(f.cap, "granted/a.txt")).rejects.toThrow(expect.objectContaining({ errno: "EMLINK" }) as Error);
+  });
+
   it("reads a trailing slash on a kept file as the system does, not through the descriptor", async () => {
     await text("granted/a.txt");
     await expect(text("granted/a.txt/")).rejects.toThrow(expect.objectContaining({ errno: "ENOTDIR" }) as Error);

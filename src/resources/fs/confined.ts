@@ -363,7 +363,10 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           const { req, shown } = t;
           await access.proceed();
           return io("read", shown, () => {
-            if (t.kept !== null && stillNamed(req.path, t.kept.fd)) return contents(t.kept.fd, t.kept.st, shown);
+            if (t.kept !== null && stillNamed(req.path, t.kept.fd)) {
+              // Refusing hard links, the count is read from the descriptor now, so a link made while the access was recorded is caught too.
+              return contents(t.kept.fd, refuseHardLinks ? fs.fstatSync(t.kept.fd) : t.kept.st, shown);
+            }
             // Taken on a kept descriptor's word, which no longer holds: the path is looked at and decided now, before anything is opened.
             const u = t.kept !== null && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
             const at = u.req.path;
