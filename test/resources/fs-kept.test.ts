@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { BudgetExhausted, CapabilityDenied, createMint, FileSystemError, narrow } from "../../src/index.ts";
+import { BudgetExhausted, CapabilityDenied, createMint, FileSystemError, LimitExceeded, narrow } from "../../src/index.ts";
 import { createFileSystem } from "../../src/resources/fs/index.ts";
 import { isWithin } from "../../src/kernel/canonical-forms.ts";
 import { procFdAnchor } from "../../src/resources/fs/anchor.ts";
@@ -32,6 +32,22 @@ function descriptorsUnder(dir: string): number[] {
       return [];
     }
   });
+}
+
+/** A memory sink that runs `hook.run` once, the next time an intent is recorded: between a read's decision and its act. */
+function slowSink() {
+  const sink = memorySink();
+  const hook: { run: (() => void | Promise<void>) | null } = { run: null };
+  const audit = {
+    ...sink,
+    intend: async (intent: Parameters<typeof sink.intend>[0]) => {
+      const run = hook.run;
+      hook.run = null;
+      if (run !== null) await run();
+      return sink.intend(intent);
+    },
+  };
+  return { audit, hook };
 }
 
 describe.runIf(hasProc)("descriptors kept for files read before", () => {
@@ -188,20 +204,77 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     expect(denied).toMatchObject({ request: { action: "fs.read", path: f.at("base/granted/a.txt") }, decision: { allowed: false } });
   });
 
-  it("with refuseHardLinks, refuses a kept file that got a second name while its read was being recorded", async () => {
-    const sink = memorySink();
-    let linkOnIntent = false;
-    const linking = {
-      ...sink,
-      intend: (intent: Parameters<typeof sink.intend>[0]) => {
-        if (linkOnIntent) fs.linkSync(f.at("base/granted/a.txt"), f.at("outside/a-link.txt"));
-        return sink.intend(intent);
-      },
+  describe("changed while the read is being recorded, between its decision and its act", () => {
+    /** The outcome of a second read of `p` (the first one kept its descriptor, unless `kept` is false) while `change` runs during its intent's write. */
+    const during = async (kept: boolean, change: () => void | Promise<void>, options: { maxReadBytes?: number; refuseHardLinks?: boolean } = {}, p = "granted/a.txt") => {
+      closeKept();
+      const { audit, hook } = slowSink();
+      const fsys = createFileSystem({ baseDir: f.base, audit, ...options });
+      await fsys.read(f.cap, p);
+      if (!kept) closeKept();
+      hook.run = change;
+      return fsys.read(f.cap, p).then(
+        (b) => b.toString(),
+        (e: unknown) => (e instanceof FileSystemError ? e.errno : e),
+      );
     };
-    const refusing = createFileSystem({ baseDir: f.base, audit: linking, refuseHardLinks: true });
-    expect((await refusing.read(f.cap, "granted/a.txt")).toString()).toBe("A");
-    linkOnIntent = true;
-    await expect(refusing.read(f.cap, "granted/a.txt")).rejects.toThrow(expect.objectContaining({ errno: "EMLINK" }) as Error);
+
+    it("answers as a fresh read would: a file rewritten is read whole, and checked against maxReadBytes as it is now", async () => {
+      const rewrite = () => {
+        fs.writeFileSync(f.at("base/granted/a.txt"), "abcdefgh");
+      };
+      for (const kept of [false, true]) {
+        fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
+        expect(await during(kept, rewrite)).toBe("abcdefgh");
+        fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
+        expect(await during(kept, rewrite, { maxReadBytes: 4 })).toBeInstanceOf(LimitExceeded);
+      }
+    });
+
+    it("answers as a fresh read would: a link swapped in is refused (ELOOP), not followed", async () => {
+      const swap = () => {
+        fs.rmSync(f.at("base/granted/a-old.txt"), { force: true });
+        fs.renameSync(f.at("base/granted/a.txt"), f.at("base/granted/a-old.txt"));
+        fs.symlinkSync("sub/file.txt", f.at("base/granted/a.txt"));
+      };
+      expect(await during(false, swap)).toBe("ELOOP");
+      fs.rmSync(f.at("base/granted/a.txt"));
+      fs.renameSync(f.at("base/granted/a-old.txt"), f.at("base/granted/a.txt"));
+      expect(await during(true, swap)).toBe("ELOOP");
+    });
+
+    it("answers as a fresh read would: with refuseHardLinks, a second name given to the file is refused (EMLINK)", async () => {
+      let n = 0;
+      const link = () => {
+        fs.linkSync(f.at("base/granted/a.txt"), f.at(`outside/a-link-${String(n++)}.txt`));
+      };
+      expect(await during(false, link, { refuseHardLinks: true })).toBe("EMLINK");
+      for (let i = 0; i < n; i++) fs.unlinkSync(f.at(`outside/a-link-${String(i)}.txt`));
+      expect(await during(true, link, { refuseHardLinks: true })).toBe("EMLINK");
+    });
+
+    it("never reads, through the kept descriptor's number closed and reused meanwhile, a deleted file that the kernel names with the path read", async () => {
+      vi.useFakeTimers({ toFake: ["setTimeout", "performance"] });
+      // The capability grants exactly one file, whose name is another file's name plus " (deleted)": what the kernel calls that other file once it is deleted.
+      fs.writeFileSync(f.at("base/granted/x (deleted)"), "MINE");
+      fs.writeFileSync(f.at("base/granted/x"), "NOT-YOURS");
+      const only = narrow(f.cap, { fs: [{ path: f.at("base/granted/x (deleted)"), ops: ["read"], subtree: false }] });
+      const { audit, hook } = slowSink();
+      const fsys = createFileSystem({ baseDir: f.base, audit });
+      expect((await fsys.read(only, "granted/x (deleted)")).toString()).toBe("MINE");
+      const [fd] = descriptorsUnder(f.root);
+      if (fd === undefined) throw new Error("no descriptor was kept");
+      // Decided just before the descriptor's time is up, while its intent is slow to write...
+      vi.advanceTimersByTime(KEPT_MS - 1);
+      hook.run = async () => {
+        // ...the descriptor is closed, another read gets its number for x, and another process deletes x.
+        vi.advanceTimersByTime(2);
+        expect((await f.fsys.read(f.cap, "granted/x")).toString()).toBe("NOT-YOURS");
+        expect(fs.readlinkSync(`/proc/self/fd/${String(fd)}`)).toBe(f.at("base/granted/x"));
+        fs.unlinkSync(f.at("base/granted/x"));
+      };
+      expect((await fsys.read(only, "granted/x (deleted)")).toString()).toBe("MINE");
+    });
   });
 
   it("reads a trailing slash on a kept file as the system does, not through the descriptor", async () => {
@@ -231,6 +304,15 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     vi.advanceTimersByTime(KEPT_MS / 2);
     await text("granted/a.txt");
     expect(opens).toHaveBeenCalledTimes(1);
+    // Each descriptor is closed when its own time is up, whenever the timer was set.
+    closeKept();
+    await text("granted/a.txt");
+    vi.advanceTimersByTime(KEPT_MS / 2);
+    await text("granted/sub/file.txt");
+    vi.advanceTimersByTime(KEPT_MS / 2 + 1);
+    expect(descriptorsUnder(f.root).map((fd) => fs.readlinkSync(`/proc/self/fd/${String(fd)}`))).toEqual([f.at("base/granted/sub/file.txt")]);
+    vi.advanceTimersByTime(KEPT_MS / 2);
+    expect(descriptorsUnder(f.root)).toEqual([]);
   });
 
   /** What another process may do to the tree between two reads. */

@@ -16,7 +16,7 @@ import { audited, jsonBytes, type Access } from "../audited.js";
 import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
-import { keep, keptFile, stillNamed, type KeptFile } from "./kept-files.js";
+import { keep, keptFile, proved } from "./kept-files.js";
 import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
 import { VerifiedFiles } from "./verified-files.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
@@ -67,7 +67,7 @@ interface Target {
    * prove it through the descriptor when it acts, or else look at the path
    * before it opens anything.
    */
-  readonly kept: KeptFile | null;
+  readonly kept: number | null;
 }
 
 /** What lets a read of a file read before skip resolving its path: the files verified at their path, and whether descriptors are kept. */
@@ -143,7 +143,8 @@ function realWithin(access: Access, cap: Capability, action: Action, shown: stri
  * descriptor's word that no longer holds. Throws the denial in the caller's words.
  */
 function resolvedNow(access: Access, cap: Capability, t: Target): Target {
-  const real = realWithin(access, cap, t.req.action, t.shown, t.req.tenant, false);
+  // Its last name as written, as the open that follows refuses a link (O_NOFOLLOW): a link swapped in while the access was recorded is refused as a fresh read refuses it.
+  const real = realWithin(access, cap, t.req.action, t.shown, t.req.tenant, true);
   if (real === t.req.path) return { ...t, kept: null };
   const req = { ...t.req, path: real };
   const decision = check(cap, req);
@@ -363,10 +364,8 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           const { req, shown } = t;
           await access.proceed();
           return io("read", shown, () => {
-            if (t.kept !== null && stillNamed(req.path, t.kept.fd)) {
-              // Refusing hard links, the count is read from the descriptor now, so a link made while the access was recorded is caught too.
-              return contents(t.kept.fd, refuseHardLinks ? fs.fstatSync(t.kept.fd) : t.kept.st, shown);
-            }
+            const now = t.kept === null ? null : proved(req.path, t.kept);
+            if (t.kept !== null && now !== null) return contents(t.kept, now, shown);
             // Taken on a kept descriptor's word, which no longer holds: the path is looked at and decided now, before anything is opened.
             const u = t.kept !== null && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
             const at = u.req.path;

@@ -18,12 +18,6 @@ interface Kept {
   readonly opened: number;
 }
 
-/** A kept descriptor whose file is unchanged, and the file's status now. */
-export interface KeptFile {
-  readonly fd: number;
-  readonly st: fs.Stats;
-}
-
 /*
  * Read descriptors kept open after a verified read (Linux, /proc/self/fd
  * only), so that reading a small file again costs no open and no close.
@@ -34,10 +28,12 @@ export interface KeptFile {
  * and its mode and owner, for a change within one clock tick), and still
  * linked; a file rewritten, replaced, renamed or deleted, or a chmod, closes
  * the descriptor, and the read resolves its path as it would have without
- * it. Then, when the read acts, the kernel must still name the descriptor
- * with exactly the path being read (readlink of /proc/self/fd/N, the proof a
- * fresh open is given): a directory on its way moved, even linked back, is
- * caught there.
+ * it. Then, when the read acts, the descriptor must still be the one kept
+ * for the path, the kernel must name it with exactly that path (readlink of
+ * /proc/self/fd/N, the proof a fresh open is given), and fstat must show the
+ * file unchanged again: a directory on its way moved, even linked back, a
+ * change made while the access was recorded, or a number closed and reused
+ * meanwhile is caught there, and the read opens the path afresh.
  *
  * What is kept is bounded for the whole process (MAX_KEPT descriptors, files
  * of MAX_KEPT_BYTES at most), and each descriptor is closed KEPT_MS after it
@@ -82,9 +78,11 @@ function sweep(): void {
   armSweep();
 }
 
+/** Sets the timer for the oldest descriptor's time (entries are in the order they were opened). */
 function armSweep(): void {
-  if (sweeping !== null || kept.size === 0) return;
-  sweeping = setTimeout(sweep, KEPT_MS);
+  const oldest = kept.values().next().value;
+  if (sweeping !== null || oldest === undefined) return;
+  sweeping = setTimeout(sweep, Math.max(0, oldest.opened + KEPT_MS - performance.now()));
   sweeping.unref();
 }
 
@@ -93,24 +91,33 @@ function unchanged(st: fs.Stats, k: Kept): boolean {
   return st.dev === k.dev && st.ino === k.ino && st.nlink > 0 && st.ctimeMs === k.ctimeMs && st.mode === k.mode && st.uid === k.uid && st.gid === k.gid;
 }
 
-/**
- * The descriptor kept for the real path `p` and its file's status, when the
- * file is unchanged since it was opened; null otherwise (it is then closed).
- * Reads no path: the read must still be proved with `stillNamed` when it acts.
- */
-export function keptFile(p: string): KeptFile | null {
-  const k = kept.get(p);
-  if (k === undefined) return null;
+/** The status of the file kept as `k` when it is unchanged and its time is not up; null otherwise (it is then closed). */
+function current(p: string, k: Kept): fs.Stats | null {
   const st = statusOf(k.fd);
-  if (st === null || !unchanged(st, k) || performance.now() - k.opened >= KEPT_MS) {
-    drop(p, k, st);
-    return null;
-  }
-  return { fd: k.fd, st };
+  if (st !== null && unchanged(st, k) && performance.now() - k.opened < KEPT_MS) return st;
+  drop(p, k, st);
+  return null;
 }
 
-/** Whether the kernel names the descriptor `fd`, kept for `p`, with exactly `p` now; when it does not, the descriptor is forgotten (closed if still ours). */
-export function stillNamed(p: string, fd: number): boolean {
+/**
+ * The descriptor kept for the real path `p`, when its file is unchanged
+ * since it was opened; null otherwise (it is then closed). Reads no path:
+ * the read must still be proved with `proved` when it acts.
+ */
+export function keptFile(p: string): number | null {
+  const k = kept.get(p);
+  return k !== undefined && current(p, k) !== null ? k.fd : null;
+}
+
+/**
+ * The status of the file now, when `fd` is still the descriptor kept for
+ * `p`, the kernel names it with exactly `p`, and its file is unchanged (so
+ * a number closed and reused meanwhile proves nothing, whatever it is named);
+ * null otherwise, and the descriptor is forgotten (closed if still ours).
+ */
+export function proved(p: string, fd: number): fs.Stats | null {
+  const k = kept.get(p);
+  if (k?.fd !== fd) return null;
   let name: string | null;
   try {
     name = fs.readlinkSync(`/proc/self/fd/${String(fd)}`);
@@ -118,10 +125,9 @@ export function stillNamed(p: string, fd: number): boolean {
     // Not open any more: it proves nothing.
     name = null;
   }
-  if (name === p) return true;
-  const k = kept.get(p);
-  if (k?.fd === fd) drop(p, k);
-  return false;
+  if (name === p) return current(p, k);
+  drop(p, k);
+  return null;
 }
 
 /**
