@@ -213,21 +213,36 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
       await fsys.read(f.cap, p);
       if (!kept) closeKept();
       hook.run = change;
-      return fsys.read(f.cap, p).then(
-        (b) => b.toString(),
-        (e: unknown) => (e instanceof FileSystemError ? e.errno : e),
-      );
+      const opens = vi.spyOn(fs, "openSync");
+      try {
+        return await fsys.read(f.cap, p).then(
+          (b) => b.toString(),
+          (e: unknown) => (e instanceof FileSystemError ? e.errno : e),
+        );
+      } finally {
+        opened = opens.mock.calls.filter(([at]) => String(at).startsWith(f.root)).length;
+        opens.mockRestore();
+      }
     };
+    /** How many times the last `during` opened a file of the tree (0: it read through the kept descriptor). */
+    let opened = 0;
 
-    it("answers as a fresh read would: a file rewritten is read whole, and checked against maxReadBytes as it is now", async () => {
-      const rewrite = () => {
-        fs.writeFileSync(f.at("base/granted/a.txt"), "abcdefgh");
+    it("answers as a fresh read would: a file rewritten longer or shorter is read whole, and checked against maxReadBytes as it is now", async () => {
+      const rewrite = (content: string) => () => {
+        fs.writeFileSync(f.at("base/granted/a.txt"), content);
       };
       for (const kept of [false, true]) {
         fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
-        expect(await during(kept, rewrite)).toBe("abcdefgh");
+        expect(await during(kept, rewrite("abcdefgh"))).toBe("abcdefgh");
         fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
-        expect(await during(kept, rewrite, { maxReadBytes: 4 })).toBeInstanceOf(LimitExceeded);
+        expect(await during(kept, rewrite("abcdefgh"), { maxReadBytes: 4 })).toBeInstanceOf(LimitExceeded);
+        fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
+        expect(await during(kept, rewrite("ab"))).toBe("ab");
+        fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
+        expect(await during(kept, rewrite("wxyz"))).toBe("wxyz");
+        expect(opened).toBe(kept ? 0 : 1);
+        fs.writeFileSync(f.at("base/granted/a.txt"), "0123");
+        expect(await during(kept, rewrite(""))).toBe("");
       }
     });
 
@@ -253,7 +268,7 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
       expect(await during(true, link, { refuseHardLinks: true })).toBe("EMLINK");
     });
 
-    it("never reads, through the kept descriptor's number closed and reused meanwhile, a deleted file that the kernel names with the path read", async () => {
+    it("never reads, through a descriptor number reused meanwhile, a deleted file that the kernel names with the path read", async () => {
       vi.useFakeTimers({ toFake: ["setTimeout", "performance"] });
       // The capability grants exactly one file, whose name is another file's name plus " (deleted)": what the kernel calls that other file once it is deleted.
       fs.writeFileSync(f.at("base/granted/x (deleted)"), "MINE");
@@ -261,13 +276,15 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
       const only = narrow(f.cap, { fs: [{ path: f.at("base/granted/x (deleted)"), ops: ["read"], subtree: false }] });
       const { audit, hook } = slowSink();
       const fsys = createFileSystem({ baseDir: f.base, audit });
-      expect((await fsys.read(only, "granted/x (deleted)")).toString()).toBe("MINE");
+      await text("granted/a.txt");
       const [fd] = descriptorsUnder(f.root);
       if (fd === undefined) throw new Error("no descriptor was kept");
-      // Decided just before the descriptor's time is up, while its intent is slow to write...
+      expect((await fsys.read(only, "granted/x (deleted)")).toString()).toBe("MINE");
+      // Such a path is never kept: the only descriptor is a.txt's.
+      expect(descriptorsUnder(f.root)).toEqual([fd]);
       vi.advanceTimersByTime(KEPT_MS - 1);
       hook.run = async () => {
-        // ...the descriptor is closed, another read gets its number for x, and another process deletes x.
+        // While the read is recorded: descriptors are closed, another read gets a number for x, and another process deletes x.
         vi.advanceTimersByTime(2);
         expect((await f.fsys.read(f.cap, "granted/x")).toString()).toBe("NOT-YOURS");
         expect(fs.readlinkSync(`/proc/self/fd/${String(fd)}`)).toBe(f.at("base/granted/x"));

@@ -16,7 +16,7 @@ import { audited, jsonBytes, type Access } from "../audited.js";
 import { inCallersWords } from "../denials.js";
 import type { Anchor } from "./anchor.js";
 import { asFileSystemError, fileSystemError } from "./errors.js";
-import { keep, keptFile, proved } from "./kept-files.js";
+import { keep, keptFile, proved, type KeptFile } from "./kept-files.js";
 import { lexicalPath, namesDirectory, realEntryPathWithin, realPathWithin } from "./paths.js";
 import { VerifiedFiles } from "./verified-files.js";
 import type { DirEntry, EntryType, FileInfo, FileSystem, FsSettings } from "./file-system.js";
@@ -67,7 +67,7 @@ interface Target {
    * prove it through the descriptor when it acts, or else look at the path
    * before it opens anything.
    */
-  readonly kept: number | null;
+  readonly kept: KeptFile | null;
 }
 
 /** What lets a read of a file read before skip resolving its path: the files verified at their path, and whether descriptors are kept. */
@@ -352,6 +352,31 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
     return readAll(fd, st.size);
   };
 
+  /**
+   * The bytes of a kept file, proved at its path just now, within the read's
+   * limits. Its status is the one seen when the read was decided; a byte
+   * more is asked for, so a file that grew since is read again in full, and
+   * one that came up short is checked against its status now.
+   */
+  const keptContents = (kept: KeptFile, shown: string): Buffer => {
+    const { fd, st } = kept;
+    // Refusing hard links, the count is read now, so a link made while the access was recorded is caught too.
+    if (refuseHardLinks) return contents(fd, fs.fstatSync(fd), shown);
+    if (st.size > maxReadBytes) return contents(fd, st, shown);
+    const buf = Buffer.allocUnsafeSlow(st.size + 1);
+    const n = fs.readSync(fd, buf, 0, st.size + 1, 0);
+    if (n === st.size) {
+      // The byte asked for beyond the end was not read: cleared, so the Buffer's memory holds nothing but what was read.
+      buf[n] = 0;
+      return buf.subarray(0, n);
+    }
+    const now = fs.fstatSync(fd);
+    if (n > st.size || now.size !== n) return contents(fd, now, shown);
+    const out = Buffer.allocUnsafeSlow(n);
+    buf.copy(out, 0, 0, n);
+    return out;
+  };
+
   const fileSystem: FileSystem = {
     baseDir,
     openVerification: anchor.kind,
@@ -364,8 +389,7 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
           const { req, shown } = t;
           await access.proceed();
           return io("read", shown, () => {
-            const now = t.kept === null ? null : proved(req.path, t.kept);
-            if (t.kept !== null && now !== null) return contents(t.kept, now, shown);
+            if (t.kept !== null && proved(req.path, t.kept.fd)) return keptContents(t.kept, shown);
             // Taken on a kept descriptor's word, which no longer holds: the path is looked at and decided now, before anything is opened.
             const u = t.kept !== null && !shortcuts.files.stillAt(req.path) ? resolvedNow(access, cap, t) : t;
             const at = u.req.path;

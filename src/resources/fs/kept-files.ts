@@ -7,6 +7,9 @@ export const MAX_KEPT_BYTES = 64 * 1024;
 /** A descriptor is closed this long after it was opened, used or not. */
 export const KEPT_MS = 2_000;
 
+/** What the kernel adds to the name of a deleted file's descriptor. */
+const DELETED = " (deleted)";
+
 interface Kept {
   readonly fd: number;
   readonly dev: number;
@@ -29,11 +32,13 @@ interface Kept {
  * linked; a file rewritten, replaced, renamed or deleted, or a chmod, closes
  * the descriptor, and the read resolves its path as it would have without
  * it. Then, when the read acts, the descriptor must still be the one kept
- * for the path, the kernel must name it with exactly that path (readlink of
- * /proc/self/fd/N, the proof a fresh open is given), and fstat must show the
- * file unchanged again: a directory on its way moved, even linked back, a
- * change made while the access was recorded, or a number closed and reused
- * meanwhile is caught there, and the read opens the path afresh.
+ * for the path, and the kernel must name it with exactly that path (readlink
+ * of /proc/self/fd/N, the proof a fresh open is given): a directory on its
+ * way moved, even linked back, or the file renamed, replaced or deleted
+ * while the access was recorded is caught there, and the read opens the path
+ * afresh. The kernel names a deleted file by its last path with " (deleted)"
+ * added, so a path that itself ends so is never kept: a name that matches
+ * is then always the live file at that path, whichever descriptor it is.
  *
  * What is kept is bounded for the whole process (MAX_KEPT descriptors, files
  * of MAX_KEPT_BYTES at most), and each descriptor is closed KEPT_MS after it
@@ -91,33 +96,35 @@ function unchanged(st: fs.Stats, k: Kept): boolean {
   return st.dev === k.dev && st.ino === k.ino && st.nlink > 0 && st.ctimeMs === k.ctimeMs && st.mode === k.mode && st.uid === k.uid && st.gid === k.gid;
 }
 
-/** The status of the file kept as `k` when it is unchanged and its time is not up; null otherwise (it is then closed). */
-function current(p: string, k: Kept): fs.Stats | null {
+/** A kept descriptor whose file was unchanged when it was looked up, and the file's status then. */
+export interface KeptFile {
+  readonly fd: number;
+  readonly st: fs.Stats;
+}
+
+/**
+ * The descriptor kept for the real path `p` and its file's status, when the
+ * file is unchanged since it was opened and its time is not up; null
+ * otherwise (it is then closed). Reads no path: the read must still be
+ * proved with `proved` when it acts.
+ */
+export function keptFile(p: string): KeptFile | null {
+  const k = kept.get(p);
+  if (k === undefined) return null;
   const st = statusOf(k.fd);
-  if (st !== null && unchanged(st, k) && performance.now() - k.opened < KEPT_MS) return st;
+  if (st !== null && unchanged(st, k) && performance.now() - k.opened < KEPT_MS) return { fd: k.fd, st };
   drop(p, k, st);
   return null;
 }
 
 /**
- * The descriptor kept for the real path `p`, when its file is unchanged
- * since it was opened; null otherwise (it is then closed). Reads no path:
- * the read must still be proved with `proved` when it acts.
+ * Whether `fd` is still the descriptor kept for `p` and the kernel names it
+ * with exactly `p`; when not, the descriptor is forgotten (closed if still
+ * ours) and the read must open the path afresh.
  */
-export function keptFile(p: string): number | null {
+export function proved(p: string, fd: number): boolean {
   const k = kept.get(p);
-  return k !== undefined && current(p, k) !== null ? k.fd : null;
-}
-
-/**
- * The status of the file now, when `fd` is still the descriptor kept for
- * `p`, the kernel names it with exactly `p`, and its file is unchanged (so
- * a number closed and reused meanwhile proves nothing, whatever it is named);
- * null otherwise, and the descriptor is forgotten (closed if still ours).
- */
-export function proved(p: string, fd: number): fs.Stats | null {
-  const k = kept.get(p);
-  if (k?.fd !== fd) return null;
+  if (k?.fd !== fd) return false;
   let name: string | null;
   try {
     name = fs.readlinkSync(`/proc/self/fd/${String(fd)}`);
@@ -125,9 +132,9 @@ export function proved(p: string, fd: number): fs.Stats | null {
     // Not open any more: it proves nothing.
     name = null;
   }
-  if (name === p) return current(p, k);
+  if (name === p) return true;
   drop(p, k);
-  return null;
+  return false;
 }
 
 /**
@@ -136,7 +143,7 @@ export function proved(p: string, fd: number): fs.Stats | null {
  * must then not close it), false for a file that is not kept.
  */
 export function keep(p: string, fd: number, st: fs.Stats): boolean {
-  if (!st.isFile() || st.size > MAX_KEPT_BYTES) return false;
+  if (!st.isFile() || st.size > MAX_KEPT_BYTES || p.endsWith(DELETED)) return false;
   const old = kept.get(p);
   if (old !== undefined) drop(p, old);
   const oldest = kept.size >= MAX_KEPT ? kept.entries().next().value : undefined;
