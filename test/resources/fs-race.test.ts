@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { CapabilityDenied } from "../../src/index.ts";
+import { CapabilityDenied, narrow } from "../../src/index.ts";
 import { identityAnchor, procFdAnchor, type Anchor } from "../../src/resources/fs/anchor.ts";
 import { FileSystemError } from "../../src/index.ts";
 import { makeFixture, snapshot, type Fixture } from "./fs-fixture.ts";
@@ -84,6 +84,25 @@ describe.each(anchors)("with the %s anchor", (_kind, anchor) => {
     // The exact anchor sees the real path, which the grant allows; the portable one cannot prove it and refuses.
     if (anchor.kind === "proc-fd") expect(await read()).toBe("F");
     else await expect(read()).rejects.toThrow(CapabilityDenied);
+  });
+
+  it("a directory named with U+FFFD swapped for a link to a name whose bytes are not UTF-8 (it reads back the same) is refused unread", async () => {
+    f = makeFixture(anchor);
+    const dir = f.at("base/granted/\uFFFD");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(`${dir}/a.txt`, "MINE");
+    // A sibling inside the tree, which a capability for the U+FFFD directory does not reach.
+    const raw = Buffer.concat([Buffer.from(f.at("base/granted/")), Buffer.from([0xff])]);
+    fs.mkdirSync(raw);
+    fs.writeFileSync(Buffer.concat([raw, Buffer.from("/a.txt")]), "OTHER");
+    const only = narrow(f.cap, { fs: [{ path: dir, ops: ["read"] }] });
+    swapOnOpen(() => {
+      fs.renameSync(dir, f.at("base/granted/was-ufffd"));
+      fs.symlinkSync(raw, Buffer.from(dir));
+    });
+    let read: Buffer | undefined;
+    await expect((async () => (read = await f.fsys.read(only, "granted/\uFFFD/a.txt")))()).rejects.toThrow(CapabilityDenied);
+    expect(read).toBeUndefined();
   });
 
   describe("a file read before, whose path is not resolved again while the same file is there", () => {

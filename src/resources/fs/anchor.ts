@@ -51,10 +51,27 @@ export interface Anchor {
   self(fd: number, openedAs: string): string;
 }
 
+/** What a byte that is not UTF-8 reads as in a name, so that two different names can read alike. */
+const UNDECODED = "\uFFFD";
+
+/**
+ * `name`, as a path read back from the system, when it is `expected` or
+ * holds only bytes that read faithfully; for a name holding U+FFFD, `bytes`
+ * (the same name unread) must equal `expected`'s, else null: a name whose
+ * bytes are not UTF-8 cannot be told from `expected`, nor named.
+ */
+function faithful(name: string, expected: string, bytes: () => Buffer): string | null {
+  if (!name.includes(UNDECODED)) return name;
+  return bytes().equals(Buffer.from(expected)) ? expected : null;
+}
+
 /** Exact, race-free verification through /proc/self/fd (Linux). */
 export const procFdAnchor: Anchor = Object.freeze({
   kind: "proc-fd",
-  realPathOf: (fd: number) => fs.readlinkSync(`/proc/self/fd/${fd}`),
+  realPathOf: (fd: number, openedAs: string) => {
+    const link = `/proc/self/fd/${fd}`;
+    return faithful(fs.readlinkSync(link), openedAs, () => fs.readlinkSync(link, { encoding: "buffer" }));
+  },
   entry: (dirFd: number, _dirPath: string, name: string) => `/proc/self/fd/${dirFd}/${name}`,
   self: (fd: number) => `/proc/self/fd/${fd}`,
 });
@@ -69,7 +86,7 @@ export const identityAnchor: Anchor = Object.freeze({
   realPathOf: (fd: number, openedAs: string) => {
     const opened = fs.fstatSync(fd);
     try {
-      if (fs.realpathSync.native(openedAs) !== openedAs) return null;
+      if (faithful(fs.realpathSync.native(openedAs), openedAs, () => fs.realpathSync.native(openedAs, { encoding: "buffer" })) !== openedAs) return null;
       return sameInode(opened, fs.statSync(openedAs)) ? openedAs : null;
     } catch {
       // The path no longer resolves: it cannot be shown to name what was opened.
