@@ -294,6 +294,49 @@ describe.runIf(hasProc)("descriptors kept for files read before", () => {
     });
   });
 
+  it("never keeps a path holding U+FFFD: a file moved to a name whose bytes read the same is not read through its descriptor", async () => {
+    const dir = f.at("base/granted/\uFFFD");
+    fs.mkdirSync(dir);
+    fs.writeFileSync(`${dir}/a.txt`, "MINE");
+    const only = narrow(f.cap, { fs: [{ path: dir, ops: ["read"] }] });
+    // Not UTF-8, so no string names it, and no grant can: it reads back as U+FFFD.
+    const raw = Buffer.concat([Buffer.from(f.at("base/granted/")), Buffer.from([0xff])]);
+    const { audit, hook } = slowSink();
+    const fsys = createFileSystem({ baseDir: f.base, audit });
+    expect((await fsys.read(only, "granted/\uFFFD/a.txt")).toString()).toBe("MINE");
+    hook.run = () => {
+      // Another process moves the granted directory to the byte name, writes there, and puts a new one in its place.
+      fs.renameSync(Buffer.from(dir), raw);
+      fs.writeFileSync(Buffer.concat([raw, Buffer.from("/a.txt")]), "MOVED-OUT");
+      fs.mkdirSync(dir);
+      fs.writeFileSync(`${dir}/a.txt`, "NEW");
+    };
+    expect((await fsys.read(only, "granted/\uFFFD/a.txt")).toString()).toBe("NEW");
+  });
+
+  it("checks a kept file against maxReadBytes by its size when the read acts, even one too large when the read was decided", async () => {
+    fs.writeFileSync(f.at("base/granted/a.txt"), "01234567");
+    // The descriptor is kept by another file system of the process, which reads larger files: descriptors are the process's.
+    await text("granted/a.txt");
+    const { audit, hook } = slowSink();
+    const small = createFileSystem({ baseDir: f.base, audit, maxReadBytes: 4 });
+    hook.run = () => {
+      fs.writeFileSync(f.at("base/granted/a.txt"), "ab");
+    };
+    expect((await small.read(f.cap, "granted/a.txt")).toString()).toBe("ab");
+  });
+
+  it("returns a Buffer whose memory is exactly the file, as a fresh read does", async () => {
+    for (const p of ["granted/a.txt", "granted/empty.txt"]) {
+      closeKept();
+      const fresh = await f.fsys.read(f.cap, p);
+      const kept = await f.fsys.read(f.cap, p);
+      expect(kept.equals(fresh)).toBe(true);
+      expect(fresh.buffer.byteLength).toBe(fresh.length);
+      expect(kept.buffer.byteLength).toBe(kept.length);
+    }
+  });
+
   it("reads a trailing slash on a kept file as the system does, not through the descriptor", async () => {
     await text("granted/a.txt");
     await expect(text("granted/a.txt/")).rejects.toThrow(expect.objectContaining({ errno: "ENOTDIR" }) as Error);

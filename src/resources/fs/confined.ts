@@ -233,6 +233,9 @@ function refuseLinked(refuse: boolean, st: fs.Stats, verb: string, p: string): v
   if (refuse && st.isFile() && st.nlink > 1) throw fileSystemError(verb, p, "EMLINK");
 }
 
+/** Where a read through a kept descriptor puts the byte past the size it expects, to see that the file grew; shared, and never returned. */
+const BEYOND_END = Buffer.alloc(1);
+
 function readAll(fd: number, size: number): Buffer {
   // Unpooled, so the caller's Buffer shares no memory with anything else; every byte returned was read.
   const buf = Buffer.allocUnsafeSlow(size);
@@ -356,20 +359,18 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
    * The bytes of a kept file, proved at its path just now, within the read's
    * limits. Its status is the one seen when the read was decided; a byte
    * more is asked for, so a file that grew since is read again in full, and
-   * one that came up short is checked against its status now.
+   * one that came up short is checked against its status now, as is one
+   * that was too large then.
    */
   const keptContents = (kept: KeptFile, shown: string): Buffer => {
     const { fd, st } = kept;
     // Refusing hard links, the count is read now, so a link made while the access was recorded is caught too.
     if (refuseHardLinks) return contents(fd, fs.fstatSync(fd), shown);
-    if (st.size > maxReadBytes) return contents(fd, st, shown);
-    const buf = Buffer.allocUnsafeSlow(st.size + 1);
-    const n = fs.readSync(fd, buf, 0, st.size + 1, 0);
-    if (n === st.size) {
-      // The byte asked for beyond the end was not read: cleared, so the Buffer's memory holds nothing but what was read.
-      buf[n] = 0;
-      return buf.subarray(0, n);
-    }
+    if (st.size > maxReadBytes) return contents(fd, fs.fstatSync(fd), shown);
+    // The size decided with, and one byte past it into a scratch byte that is never returned: one preadv, and the caller's memory is exactly the file.
+    const buf = Buffer.allocUnsafeSlow(st.size);
+    const n = fs.readvSync(fd, [buf, BEYOND_END], 0);
+    if (n === st.size) return buf;
     const now = fs.fstatSync(fd);
     if (n > st.size || now.size !== n) return contents(fd, now, shown);
     const out = Buffer.allocUnsafeSlow(n);

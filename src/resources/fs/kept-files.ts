@@ -9,6 +9,8 @@ export const KEPT_MS = 2_000;
 
 /** What the kernel adds to the name of a deleted file's descriptor. */
 const DELETED = " (deleted)";
+/** What a byte that is not UTF-8 reads as in a name: a path holding it could be another name read alike. */
+const UNDECODED = "\uFFFD";
 
 interface Kept {
   readonly fd: number;
@@ -37,8 +39,10 @@ interface Kept {
  * way moved, even linked back, or the file renamed, replaced or deleted
  * while the access was recorded is caught there, and the read opens the path
  * afresh. The kernel names a deleted file by its last path with " (deleted)"
- * added, so a path that itself ends so is never kept: a name that matches
- * is then always the live file at that path, whichever descriptor it is.
+ * added, and a name's bytes that are not UTF-8 read as U+FFFD, so a path
+ * that ends so or holds U+FFFD is never kept: a name that matches is then
+ * always the live file at that path, whichever descriptor it is (but for a
+ * mount made over a directory on the way, which the descriptor does not see).
  *
  * What is kept is bounded for the whole process (MAX_KEPT descriptors, files
  * of MAX_KEPT_BYTES at most), and each descriptor is closed KEPT_MS after it
@@ -143,7 +147,7 @@ export function proved(p: string, fd: number): boolean {
  * must then not close it), false for a file that is not kept.
  */
 export function keep(p: string, fd: number, st: fs.Stats): boolean {
-  if (!st.isFile() || st.size > MAX_KEPT_BYTES || p.endsWith(DELETED)) return false;
+  if (!st.isFile() || st.size > MAX_KEPT_BYTES || p.endsWith(DELETED) || p.includes(UNDECODED)) return false;
   const old = kept.get(p);
   if (old !== undefined) drop(p, old);
   const oldest = kept.size >= MAX_KEPT ? kept.entries().next().value : undefined;
