@@ -46,10 +46,13 @@ function provedRead(file: string): Buffer {
 function keptRead(fd: number): Buffer {
   const { size } = fs.fstatSync(fd);
   fs.readlinkSync(`/proc/self/fd/${String(fd)}`);
-  const buf = Buffer.allocUnsafeSlow(size + 1);
-  fs.readSync(fd, buf, 0, size + 1, 0);
+  const buf = Buffer.allocUnsafeSlow(size);
+  fs.readvSync(fd, [buf, BEYOND_END], 0);
   return buf;
 }
+
+/** The scratch byte past the end that a kept read asks for. */
+const BEYOND_END = Buffer.alloc(1);
 
 function chainOfDepth(root: Capability<FullReach>, dir: string, depth: number): Capability<{ readonly fs: "read" }> {
   let cap: Capability<{ readonly fs: "read" }> = root;
