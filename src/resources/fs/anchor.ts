@@ -52,7 +52,7 @@ export interface Anchor {
 }
 
 /** What a byte that is not UTF-8 reads as in a name, so that two different names can read alike. */
-const UNDECODED = "\uFFFD";
+export const UNDECODED = "\uFFFD";
 
 /**
  * `name`, as a path read back from the system, when it is `expected` or

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { UNDECODED } from "./anchor.js";
 
 /** At most this many descriptors are kept open, for the whole process. */
 const MAX_KEPT = 32;
@@ -9,8 +10,6 @@ export const KEPT_MS = 2_000;
 
 /** What the kernel adds to the name of a deleted file's descriptor. */
 const DELETED = " (deleted)";
-/** What a byte that is not UTF-8 reads as in a name: a path holding it could be another name read alike. */
-const UNDECODED = "\uFFFD";
 
 interface Kept {
   readonly fd: number;
