@@ -246,10 +246,14 @@ function readAll(fd: number, size: number): Buffer {
     if (n === 0) break;
     done += n;
   }
-  if (done === size) return buf;
-  // The file shrank after fstat: copy out what was read, never the uninitialized rest.
-  const out = Buffer.allocUnsafeSlow(done);
-  buf.copy(out, 0, 0, done);
+  // The file shrank after fstat: only what was read is returned.
+  return done === size ? buf : firstBytes(buf, done);
+}
+
+/** The first `n` bytes of `buf` in memory of their own, unpooled: never the uninitialized rest of `buf`. */
+function firstBytes(buf: Buffer, n: number): Buffer {
+  const out = Buffer.allocUnsafeSlow(n);
+  buf.copy(out, 0, 0, n);
   return out;
 }
 
@@ -364,18 +368,14 @@ export function confinedFileSystem(settings: FsSettings, anchor: Anchor, sink?: 
    */
   const keptContents = (kept: KeptFile, shown: string): Buffer => {
     const { fd, st } = kept;
-    // Refusing hard links, the count is read now, so a link made while the access was recorded is caught too.
-    if (refuseHardLinks) return contents(fd, fs.fstatSync(fd), shown);
-    if (st.size > maxReadBytes) return contents(fd, fs.fstatSync(fd), shown);
+    // Refusing hard links, the count is read now, so a link made while the access was recorded is caught too; a file too large then is judged by its size now.
+    if (refuseHardLinks || st.size > maxReadBytes) return contents(fd, fs.fstatSync(fd), shown);
     // The size decided with, and one byte past it into a scratch byte that is never returned: one preadv, and the caller's memory is exactly the file.
     const buf = Buffer.allocUnsafeSlow(st.size);
     const n = fs.readvSync(fd, [buf, BEYOND_END], 0);
     if (n === st.size) return buf;
     const now = fs.fstatSync(fd);
-    if (n > st.size || now.size !== n) return contents(fd, now, shown);
-    const out = Buffer.allocUnsafeSlow(n);
-    buf.copy(out, 0, 0, n);
-    return out;
+    return n > st.size || now.size !== n ? contents(fd, now, shown) : firstBytes(buf, n);
   };
 
   const fileSystem: FileSystem = {
